@@ -1,0 +1,45 @@
+# Gemini CMR: two set-up commands for a new user (see README).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SYS_STAMP := .sys-deps-ok
+SYS_PKGS := libegl1 libgl1-mesa-dri libgl1 libglib2.0-0 libfontconfig1 libdbus-1-3 libxkbcommon0 \
+  libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-render-util0 libxcb-shape0 \
+  libxcb-xkb1 libxkbcommon-x11-0 xvfb xauth
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-slow lint sysdeps venv clean help
+
+help:
+	@echo "make demo   - install what is missing, then run Gemini CMR on the bundled demo study"
+	@echo "make test   - install what is missing, then run the test suite headless"
+	@echo "make test-slow - the slow tests (training, long benchmarks)"
+	@echo "make lint   - ruff"
+
+sysdeps:
+	@bash packaging/install_sysdeps.sh $(SYS_PKGS)
+
+$(STAMP): pyproject.toml
+	@test -x $(VPY) || $(PY) -m venv $(VENV)
+	@$(VPY) -m pip install -q --upgrade pip >/dev/null
+	$(VPY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+venv: sysdeps $(STAMP)
+
+demo: venv
+	@$(VPY) -m core.cli.main demo
+
+test: venv
+	@$(VPY) -m pytest -q $(PYTEST_ARGS)
+
+test-slow: venv
+	@$(VPY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+lint: venv
+	@$(VPY) -m ruff check core app tests
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

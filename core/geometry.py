@@ -1,0 +1,169 @@
+"""Geometry shared by every stage: the SR grid of an LR stack, resampling between grids,
+nearest-slice placement of an LR stack on its SR grid, and rigid transforms (Kabsch).
+
+All functions take numpy arrays in (Z, Y, X) order (or (T, Z, Y, X)) and `Grid`s whose affines map
+(i, j, k) = (column, row, slice) to world RAS+ mm.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+from core.study import Grid
+
+SR_INPLANE_MM = 1.25
+SR_THROUGH_MM = 2.0
+
+_REVERSE = np.array([[0, 0, 1], [0, 1, 0], [1, 0, 0]], dtype=np.float64)  # (x, y, z) <-> (z, y, x)
+
+
+def sr_grid(lr: Grid, inplane_mm: float = SR_INPLANE_MM, through_mm: float = SR_THROUGH_MM) -> Grid:
+    """The super-resolution grid of an LR stack (spec section 2).
+
+    Same orientation as the LR stack; in-plane `inplane_mm` covering the LR field of view edge to edge;
+    through-plane `through_mm` covering the LR slab from (first slice centre - spacing/2) to
+    (last slice centre + spacing/2) along the stack's k axis. The grid is centred on the LR field of
+    view when the sizes do not divide evenly.
+    """
+    nz, ny, nx = lr.shape
+    sx, sy, sz = lr.spacing
+    d = lr.directions
+    lengths = np.array([nx * sx, ny * sy, nz * sz])
+    steps = np.array([inplane_mm, inplane_mm, through_mm])
+    counts = np.array([max(1, math.ceil(L / s - 1e-6)) for L, s in zip(lengths, steps)])
+    # LR outer edge (voxel index -0.5 on every axis) in world space, then centre the SR grid on the LR FOV.
+    lr_edge = lr.index_to_world(np.array([-0.5, -0.5, -0.5]))
+    excess = counts * steps - lengths
+    start = lr_edge + d @ (steps / 2 - excess / 2)
+    affine = np.eye(4)
+    affine[:3, :3] = d * steps
+    affine[:3, 3] = start
+    return Grid((int(counts[2]), int(counts[1]), int(counts[0])), affine)
+
+
+def index_map(src: Grid, dst: Grid) -> np.ndarray:
+    """4x4 matrix mapping dst voxel indices (i, j, k) to src voxel indices."""
+    return src.inverse @ dst.affine
+
+
+def _zyx_transform(src: Grid, dst: Grid) -> tuple[np.ndarray, np.ndarray]:
+    m = index_map(src, dst)
+    return _REVERSE @ m[:3, :3] @ _REVERSE, _REVERSE @ m[:3, 3]
+
+
+def resample(
+    volume: np.ndarray,
+    src: Grid,
+    dst: Grid,
+    order: int = 1,
+    cval: float = 0.0,
+    mode: str = "constant",
+) -> np.ndarray:
+    """Resample `volume` on `src` onto `dst` by world coordinates.
+
+    `volume` is (Z, Y, X) or (T, Z, Y, X). order 0 = nearest (labels), 1 = linear, 3 = cubic B-spline.
+    Points outside `src` get `cval` (mode="constant") or the nearest edge value (mode="nearest").
+    """
+    volume = np.asarray(volume)
+    if volume.ndim == 4:
+        return np.stack([resample(v, src, dst, order, cval, mode) for v in volume])
+    if tuple(volume.shape) != tuple(src.shape):
+        raise ValueError(f"volume shape {volume.shape} does not match source grid {src.shape}")
+    matrix, offset = _zyx_transform(src, dst)
+    is_int = np.issubdtype(volume.dtype, np.integer) or volume.dtype == bool
+    data = volume.astype(np.float32) if (is_int and order > 0) else volume
+    out = ndimage.affine_transform(
+        data, matrix, offset=offset, output_shape=tuple(dst.shape), order=order, mode=mode, cval=cval,
+        prefilter=order > 1,
+    )
+    if is_int and order == 0:
+        return out.astype(volume.dtype)
+    return out
+
+
+def nearest_slice_indices(lr: Grid, sr: Grid) -> np.ndarray:
+    """For each SR slice, the index of the LR slice whose slab contains the SR slice centre (clipped)."""
+    k = lr.world_to_index(sr.slice_centres())[:, 2]
+    return np.clip(np.floor(k + 0.5), 0, lr.shape[0] - 1).astype(np.int64)
+
+
+def inplane_resample(volume: np.ndarray, lr: Grid, sr: Grid, order: int = 1) -> np.ndarray:
+    """Resample every LR slice in-plane onto the SR in-plane grid: (Z_lr, Y, X) -> (Z_lr, H_sr, W_sr).
+
+    Each LR slice k is sampled at the SR in-plane positions of the SR slice nearest to it, keeping
+    k fixed, so no content is interpolated through-plane.
+    """
+    volume = np.asarray(volume)
+    if volume.ndim == 4:
+        return np.stack([inplane_resample(v, lr, sr, order) for v in volume])
+    nz = lr.shape[0]
+    _, h, w = sr.shape
+    m = index_map(lr, sr)
+    jj, ii = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
+    is_int = np.issubdtype(volume.dtype, np.integer) or volume.dtype == bool
+    src = volume.astype(np.float32) if (is_int and order > 0) else volume
+    out = np.empty((nz, h, w), dtype=volume.dtype if (order == 0 or not is_int) else np.float32)
+    # SR slice whose centre is closest to each LR slice centre (for the in-plane coordinates).
+    k_sr = sr.world_to_index(lr.slice_centres())[:, 2]
+    for k in range(nz):
+        ks = float(np.clip(k_sr[k], 0, sr.shape[0] - 1))
+        x = m[0, 0] * ii + m[0, 1] * jj + m[0, 2] * ks + m[0, 3]
+        y = m[1, 0] * ii + m[1, 1] * jj + m[1, 2] * ks + m[1, 3]
+        out[k] = ndimage.map_coordinates(
+            src[k], [y, x], order=order, mode="constant", cval=0.0, prefilter=order > 1
+        )
+    return out
+
+
+def place_on_sr_grid(volume: np.ndarray, lr: Grid, sr: Grid, order: int = 1) -> np.ndarray:
+    """Nearest-slice placement (spec section 2): LR (Z, Y, X) or (T, Z, Y, X) -> SR (D, H, W) / (T, D, H, W).
+
+    The LR stack is resampled in-plane to the SR in-plane grid, and every SR slice takes the LR slice
+    whose slab contains it: the network sees only acquired data.
+    """
+    idx = nearest_slice_indices(lr, sr)
+    planes = inplane_resample(volume, lr, sr, order)
+    return planes[..., idx, :, :]
+
+
+# --- rigid transforms --------------------------------------------------------------------------------
+def kabsch(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least-squares rigid transform (4x4) mapping `source` points (N, 3) onto `target` (N, 3).
+
+    SVD of the cross-covariance with the reflection fix (det = +1), no scaling.
+    """
+    p = np.asarray(source, dtype=np.float64)
+    q = np.asarray(target, dtype=np.float64)
+    if p.shape != q.shape or p.ndim != 2 or p.shape[1] != 3 or p.shape[0] < 3:
+        raise ValueError("kabsch needs two (N, 3) point sets with N >= 3")
+    pc, qc = p.mean(0), q.mean(0)
+    h = (p - pc).T @ (q - qc)
+    u, _, vt = np.linalg.svd(h)
+    d = np.sign(np.linalg.det(vt.T @ u.T))
+    r = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+    t = np.eye(4)
+    t[:3, :3] = r
+    t[:3, 3] = qc - r @ pc
+    return t
+
+
+def apply_transform(points: np.ndarray, transform: np.ndarray) -> np.ndarray:
+    points = np.asarray(points, dtype=np.float64)
+    return points @ transform[:3, :3].T + transform[:3, 3]
+
+
+def rotation_matrix(axis: np.ndarray, angle_deg: float) -> np.ndarray:
+    """3x3 rotation about a unit `axis` by `angle_deg` (Rodrigues)."""
+    a = np.asarray(axis, dtype=np.float64)
+    a = a / np.linalg.norm(a)
+    th = math.radians(angle_deg)
+    k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
+    return np.eye(3) + math.sin(th) * k + (1 - math.cos(th)) * (k @ k)
+
+
+def transformed_grid(grid: Grid, transform: np.ndarray) -> Grid:
+    """The grid moved by a world-space rigid `transform` (4x4)."""
+    return Grid(grid.shape, transform @ grid.affine)

@@ -1,0 +1,19 @@
+"""Shared test fixtures. Real data lives in ../shared/data (never copied into the repo)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("GEMINI_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path to ../shared/data, or skip with the reason."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real scanner data not found at {SHARED_DATA} (set GEMINI_SHARED_DATA)")
+    return SHARED_DATA

@@ -1,0 +1,41 @@
+"""The engine boundary: importing every `core` module must not import any Qt binding or pyvistaqt."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+
+import core
+
+FORBIDDEN = ("PySide6", "PyQt5", "PyQt6", "PySide2", "qtpy", "pyvistaqt", "shiboken6")
+
+
+def all_core_modules() -> list[str]:
+    return sorted(m.name for m in pkgutil.walk_packages(core.__path__, "core."))
+
+
+def test_core_has_modules():
+    mods = all_core_modules()
+    assert "core.study" in mods and "core.geometry" in mods and "core.cli.main" in mods
+
+
+def test_core_imports_no_gui():
+    # A fresh interpreter in which the GUI packages cannot be imported at all: any import fails loudly.
+    code = f"""
+import importlib, importlib.abc, sys
+FORBIDDEN = {FORBIDDEN!r}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in FORBIDDEN:
+            raise ImportError('core must not import ' + name)
+sys.meta_path.insert(0, Block())
+for m in {all_core_modules()!r}:
+    importlib.import_module(m)
+leaked = [m for m in sys.modules if m.split('.')[0] in FORBIDDEN]
+assert not leaked, leaked
+print('ok', len({all_core_modules()!r}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.startswith("ok")

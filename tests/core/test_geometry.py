@@ -1,0 +1,137 @@
+"""Geometry with hand-computed expectations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.geometry import (
+    apply_transform,
+    kabsch,
+    nearest_slice_indices,
+    place_on_sr_grid,
+    resample,
+    rotation_matrix,
+    sr_grid,
+)
+from core.study import Grid, Study, StudyError
+
+
+def lr_grid(shape=(10, 32, 40), spacing=(1.8, 1.8, 10.0), origin=(-30.0, -20.0, -45.0)):
+    aff = np.diag([*spacing, 1.0])
+    aff[:3, 3] = origin
+    return Grid(shape, aff)
+
+
+def test_index_world_round_trip_and_hand_values():
+    g = lr_grid()
+    assert np.allclose(g.spacing, [1.8, 1.8, 10.0])
+    # voxel (i=2, j=3, k=4) -> x = -30 + 2*1.8, y = -20 + 3*1.8, z = -45 + 40
+    assert np.allclose(g.index_to_world([2, 3, 4]), [-26.4, -14.6, -5.0])
+    pts = np.random.default_rng(0).uniform(-50, 50, (20, 3))
+    assert np.allclose(g.index_to_world(g.world_to_index(pts)), pts)
+    vc = g.voxel_centres()
+    assert vc.shape == (10, 32, 40, 3)
+    assert np.allclose(vc[4, 3, 2], [-26.4, -14.6, -5.0])  # array order (k, j, i)
+    assert np.allclose(g.normal, [0, 0, 1])
+    assert g.voxel_volume_ml == pytest.approx(1.8 * 1.8 * 10 / 1000)
+
+
+def test_sr_grid_covers_slab_hand_computed():
+    g = lr_grid()  # 10 slices x 10 mm: slab 100 mm -> 50 SR slices of 2 mm
+    s = sr_grid(g)
+    assert s.shape == (50, math_ceil(32 * 1.8 / 1.25), math_ceil(40 * 1.8 / 1.25))
+    assert np.allclose(s.spacing, [1.25, 1.25, 2.0])
+    # first SR slice centre = first LR slice centre - 5 mm + 1 mm
+    assert np.isclose(s.index_to_world([0, 0, 0])[2], -45.0 - 5.0 + 1.0)
+    assert np.isclose(s.index_to_world([0, 0, 49])[2], -45.0 + 90.0 + 5.0 - 1.0)
+    # SR and LR FOV share their centre
+    assert np.allclose(s.centre(), g.centre())
+
+
+def math_ceil(v):
+    import math
+
+    return math.ceil(v - 1e-6)
+
+
+def test_sr_grid_keeps_oblique_orientation():
+    r = rotation_matrix([1, 2, 3], 35.0)
+    aff = np.eye(4)
+    aff[:3, :3] = r @ np.diag([1.5, 1.5, 8.0])
+    aff[:3, 3] = [10, -5, 3]
+    g = Grid((9, 40, 40), aff)
+    s = sr_grid(g)
+    assert np.allclose(s.directions, g.directions)
+    assert np.allclose(s.normal, g.normal)
+    assert np.allclose(s.centre(), g.centre())
+
+
+def test_nearest_slice_placement_uses_only_acquired_slices():
+    g = lr_grid(shape=(4, 16, 16), spacing=(2.5, 2.5, 10.0), origin=(0, 0, 0))
+    s = sr_grid(g)
+    assert s.shape[0] == 20
+    idx = nearest_slice_indices(g, s)
+    assert list(idx) == [0] * 5 + [1] * 5 + [2] * 5 + [3] * 5
+    vol = np.stack([np.full((16, 16), float(k + 1)) for k in range(4)])
+    placed = place_on_sr_grid(vol, g, s, order=1)
+    # interior of each SR slice holds exactly the value of its LR slice: no through-plane mixing
+    centre = placed[:, 8, 8]
+    assert np.allclose(centre, np.repeat([1.0, 2.0, 3.0, 4.0], 5))
+
+
+def test_resample_identity_and_shift():
+    g = lr_grid(shape=(5, 12, 14))
+    vol = np.random.default_rng(1).random(g.shape).astype(np.float32)
+    assert np.allclose(resample(vol, g, g, order=1), vol, atol=1e-6)
+    # a destination grid shifted by exactly one voxel in x reads the neighbour
+    aff = g.affine.copy()
+    aff[0, 3] += 1.8
+    shifted = Grid(g.shape, aff)
+    out = resample(vol, g, shifted, order=0)
+    assert np.allclose(out[:, :, :-1], vol[:, :, 1:])
+    labels = (vol > 0.5).astype(np.uint8)
+    assert resample(labels, g, g, order=0).dtype == np.uint8
+
+
+def test_resample_world_consistency_oblique():
+    """Same world point -> same value, for an oblique destination grid."""
+    g = lr_grid(shape=(20, 30, 30), spacing=(2.0, 2.0, 2.0), origin=(0, 0, 0))
+    z, y, x = np.meshgrid(*(np.arange(n) for n in g.shape), indexing="ij")
+    world = g.index_to_world(np.stack([x, y, z], -1))
+    vol = (world @ np.array([0.3, -0.2, 0.5])).astype(np.float64)  # linear in world: exact under linear interp
+    aff = np.eye(4)
+    aff[:3, :3] = rotation_matrix([0, 1, 1], 20) * 1.5
+    aff[:3, 3] = [15, 15, 12]
+    dst = Grid((8, 8, 8), aff)
+    out = resample(vol, g, dst, order=1)
+    expect = dst.voxel_centres() @ np.array([0.3, -0.2, 0.5])
+    assert np.allclose(out, expect, atol=1e-6)
+
+
+def test_kabsch_recovers_rotation_and_reflection_fix():
+    rng = np.random.default_rng(2)
+    p = rng.normal(0, 30, (6, 3))
+    r = rotation_matrix([0.2, -1, 0.4], 27.0)
+    t = np.array([4.0, -7.0, 12.5])
+    q = p @ r.T + t
+    m = kabsch(p, q)
+    assert np.allclose(m[:3, :3], r, atol=1e-9)
+    assert np.allclose(m[:3, 3], t, atol=1e-9)
+    assert np.isclose(np.linalg.det(m[:3, :3]), 1.0)
+    assert np.allclose(apply_transform(p, m), q)
+    # a mirrored target must still give a proper rotation
+    m2 = kabsch(p, p * np.array([-1, 1, 1]))
+    assert np.isclose(np.linalg.det(m2[:3, :3]), 1.0)
+
+
+def test_study_validate_rejects_nan_and_bad_shapes():
+    img = np.zeros((2, 5, 32, 32), np.float32)
+    Study(img, np.eye(4)).validate()
+    img[0, 0, 0, 0] = np.nan
+    with pytest.raises(StudyError, match="NaN"):
+        Study(img, np.eye(4)).validate()
+    with pytest.raises(StudyError, match="one slice"):
+        Study(np.zeros((1, 1, 32, 32)), np.eye(4)).validate()
+    with pytest.raises(StudyError, match="labels shape"):
+        Study(np.zeros((1, 3, 32, 32)), np.eye(4), labels=np.zeros((1, 3, 32, 31)))
