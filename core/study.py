@@ -206,7 +206,7 @@ class Study:
             bad = int(np.count_nonzero(~np.isfinite(self.image)))
             raise StudyError(f"{bad} NaN/Inf pixel values", where)
         try:
-            self.grid
+            _ = self.grid
         except ValueError as exc:
             raise StudyError(f"invalid geometry: {exc}", where) from None
         return self
