@@ -7,6 +7,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from core.errors import StudyError
 from core.io.atomic import atomic_path
 
 
@@ -68,3 +69,77 @@ def read_nifti_array(path: str | Path) -> tuple[np.ndarray, np.ndarray, nib.Nift
     img = nib.load(str(path))
     data = np.asanyarray(img.dataobj)
     return from_file_order(data), np.asarray(img.affine, dtype=np.float64), img.header
+
+
+#: Largest NIfTI volume (bytes of its stored data) read for a user study; more is a corrupt header.
+MAX_NIFTI_BYTES = 8 * 1024**3
+_TIME_UNIT_MS = {"msec": 1.0, "sec": 1000.0, "usec": 0.001}
+
+
+def nifti_affine(header: nib.Nifti1Header, affine: np.ndarray, name: str) -> tuple[np.ndarray, list[str]]:
+    """The voxel -> world affine of a user NIfTI file, repaired when its header contradicts itself.
+
+    ACDC (and other converters) write `sform_code = 2` with a unit-scale sform and `qform_code = 0`:
+    `img.affine` then claims 1 mm voxels while the true voxel size is only in `pixdim`. When the
+    column norms of the affine disagree with `pixdim` and no qform backs the affine, the directions
+    are kept and the columns rescaled to `pixdim` (with a warning).
+    """
+    affine = np.asarray(affine, dtype=np.float64).copy()
+    zooms = np.asarray(header.get_zooms()[:3], dtype=np.float64)
+    norms = np.linalg.norm(affine[:3, :3], axis=0)
+    warn: list[str] = []
+    disagree = np.any(np.abs(norms - zooms) > 1e-3 * np.maximum(zooms, 1e-6))
+    if disagree and int(header["qform_code"]) == 0 and np.all(zooms > 0) and np.all(norms > 0):
+        affine[:3, :3] = affine[:3, :3] / norms * zooms
+        warn.append(
+            f"{name}: sform (code {int(header['sform_code'])}) gives {_mm(norms)} voxels but pixdim says "
+            f"{_mm(zooms)} and there is no qform; used the pixdim voxel size"
+        )
+    return affine, warn
+
+
+def _mm(values: np.ndarray) -> str:
+    return "x".join(f"{v:.4g}" for v in values) + " mm"
+
+
+def phase_interval_ms(header: nib.Nifti1Header) -> float | None:
+    """Time between phases from pixdim[4] when the header states a time unit; None otherwise."""
+    zooms = header.get_zooms()
+    if len(zooms) < 4:
+        return None
+    unit = header.get_xyzt_units()[1]
+    if unit not in _TIME_UNIT_MS or not zooms[3] > 0:
+        return None
+    return float(zooms[3]) * _TIME_UNIT_MS[unit]
+
+
+def load_nifti_volume(path: str | Path) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Header, list[str]]:
+    """Read a user NIfTI file as ((T,)Z, Y, X) with a checked, repaired affine; errors are `StudyError`.
+
+    Returns (array in its stored dtype, affine, header, warnings). Trailing singleton dimensions beyond
+    the 4th are dropped; 2D files, absurd header sizes and truncated data are rejected by name.
+    """
+    name = str(path)
+    try:
+        img = nib.load(name)
+    except FileNotFoundError:
+        raise StudyError("file not found", name) from None
+    except Exception as exc:  # nibabel raises several types for non-NIfTI or corrupt headers
+        raise StudyError(f"not a readable NIfTI file ({type(exc).__name__}: {exc})", name) from None
+    header = img.header
+    shape = tuple(int(s) for s in img.shape)
+    while len(shape) > 4 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) < 3 or len(shape) > 4 or min(shape) < 1:
+        raise StudyError(f"expected a 3D or 4D image (x, y, z[, t]), got shape {img.shape}", name)
+    itemsize = np.dtype(header.get_data_dtype()).itemsize
+    if int(np.prod(shape, dtype=np.float64)) * itemsize > MAX_NIFTI_BYTES:
+        raise StudyError(f"implausible image size {shape} in the header", name)
+    try:
+        data = np.asanyarray(img.dataobj).reshape(shape)
+    except Exception as exc:  # EOFError, zlib.error, OSError, ValueError for short or corrupt data
+        raise StudyError(f"truncated or corrupt image data ({type(exc).__name__}: {exc})", name) from None
+    if data.dtype.fields is not None or np.iscomplexobj(data):
+        raise StudyError(f"unsupported voxel type {data.dtype}", name)
+    affine, warn = nifti_affine(header, img.affine, name)
+    return from_file_order(data), affine, header, warn

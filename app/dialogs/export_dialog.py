@@ -1,0 +1,214 @@
+"""Export: meshes (structures x ED/ES/all phases x STL/OBJ/PLY/VTP, world mm), SR image and labels as
+NIfTI, phenotypes as CSV/JSON, screenshots of any view. The writers are core's (`core.mesh`,
+`core.io.nifti`, `core.phenotypes`); this module only plans which files to write. Existing files are
+listed before anything is written, so the window can ask before overwriting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.theme import STRUCTURE_NAMES
+
+MESH_FORMATS = ("stl", "obj", "ply", "vtp")
+SCREENSHOT_VIEWS = {"window": "Whole window", "lr": "LR slice", "sr": "SR slice", "reformat": "Long-axis reformat",
+                    "3d": "3D surfaces"}
+
+
+@dataclass
+class ExportOptions:
+    folder: Path
+    meshes: bool = True
+    structures: tuple[str, ...] = ("lv_cavity", "lv_myocardium", "rv_cavity")
+    mesh_phases: str = "ed_es"  # "ed_es" | "all"
+    mesh_formats: tuple[str, ...] = ("stl",)
+    nifti: bool = True
+    phenotypes: bool = True
+    screenshots: tuple[str, ...] = ("window",)
+    overwrite: bool = False
+
+
+@dataclass
+class ExportItem:
+    path: Path
+    write: Callable[[], Any] = field(repr=False)
+
+
+def export_plan(options: ExportOptions, study, result, shots: dict[str, QImage]) -> list[ExportItem]:
+    """The files an export writes, each with the core writer that makes it."""
+    folder = Path(options.folder).expanduser()
+    items: list[ExportItem] = []
+    if result is not None and options.nifti:
+        from core.io.nifti import save_nifti
+
+        sr_aff = result.sr_grid.affine
+        items += [
+            ExportItem(folder / "sr_image.nii.gz", lambda: save_nifti(folder / "sr_image.nii.gz", result.sr_image,
+                                                                       sr_aff, description="gemini-cmr SR image")),
+            ExportItem(folder / "sr_labels.nii.gz", lambda: save_nifti(folder / "sr_labels.nii.gz", result.sr_labels,
+                                                                        sr_aff, description="gemini-cmr SR labels")),
+            ExportItem(folder / "lr_labels.nii.gz", lambda: save_nifti(folder / "lr_labels.nii.gz", result.lr_labels,
+                                                                        study.affine,
+                                                                        description="gemini-cmr labels on input grid")),
+        ]
+    if result is not None and options.phenotypes and result.phenotypes:
+        from core import phenotypes as ph
+
+        items += [
+            ExportItem(folder / "phenotypes.csv", lambda: ph.write_csv(result.phenotypes, folder / "phenotypes.csv")),
+            ExportItem(folder / "phenotypes.json", lambda: ph.write_json(result.phenotypes, folder / "phenotypes.json")),
+        ]
+    if result is not None and options.meshes and options.mesh_formats:
+        if options.mesh_phases == "all":
+            phases = {p: f"phase_{p:02d}" for p in result.phases}
+        else:
+            phases = {result.ed_phase: "ed", result.es_phase: "es"}
+        cache: dict[int, dict] = {}
+
+        def surfaces(phase: int) -> dict:
+            # Precomputed by the engine when available, else built by core.mesh on the worker thread.
+            if phase not in cache:
+                meshes = (result.meshes or {}).get(phase)
+                if meshes is None:
+                    from core.mesh import phase_surfaces
+
+                    meshes = phase_surfaces(result.sr_labels, result.sr_grid, result.phases, [phase])[phase]
+                cache[phase] = meshes
+            return cache[phase]
+
+        def mesh_writer(phase: int, structure: str, path: Path):
+            def write():
+                from core.mesh import write_mesh
+
+                mesh = surfaces(phase).get(structure)
+                if mesh is not None:
+                    write_mesh(mesh, path)
+
+            return write
+
+        for phase, tag in phases.items():
+            for s in options.structures:
+                for fmt in options.mesh_formats:
+                    path = folder / "meshes" / f"{tag}_{s}.{fmt}"
+                    items.append(ExportItem(path, mesh_writer(phase, s, path)))
+    for view in options.screenshots:
+        image = shots.get(view)
+        if image is None or image.isNull():
+            continue
+        path = folder / f"screenshot_{view}.png"
+
+        def save(image=image, path=path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not image.save(str(path)):
+                raise OSError(f"could not write {path}")
+
+        items.append(ExportItem(path, save))
+    return items
+
+
+class ExportDialog(QDialog):
+    def __init__(self, parent: QWidget | None = None, has_result: bool = True, default_dir: str = ""):
+        super().__init__(parent)
+        self.setWindowTitle("Export")
+        self.setMinimumWidth(520)
+        self.folder = QLineEdit(default_dir)
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout()
+        row.addWidget(self.folder, 1)
+        row.addWidget(browse)
+
+        self.meshes = QGroupBox("Meshes (world mm)")
+        self.meshes.setCheckable(True)
+        ml = QFormLayout(self.meshes)
+        self.structure_checks = {}
+        srow = QHBoxLayout()
+        for s, name in STRUCTURE_NAMES.items():
+            c = QCheckBox(name)
+            c.setChecked(True)
+            self.structure_checks[s] = c
+            srow.addWidget(c)
+        ml.addRow("Structures", srow)
+        self.mesh_phases = QComboBox()
+        self.mesh_phases.addItem("ED and ES", "ed_es")
+        self.mesh_phases.addItem("All phases", "all")
+        ml.addRow("Phases", self.mesh_phases)
+        frow = QHBoxLayout()
+        self.format_checks = {}
+        for f in MESH_FORMATS:
+            c = QCheckBox(f.upper())
+            c.setChecked(f == "stl")
+            self.format_checks[f] = c
+            frow.addWidget(c)
+        ml.addRow("Formats", frow)
+
+        self.nifti = QCheckBox("SR image and labels, labels on the input grid (NIfTI)")
+        self.phen = QCheckBox("Phenotypes (CSV and JSON)")
+        for c in (self.nifti, self.phen):
+            c.setChecked(True)
+        shots = QGroupBox("Screenshots (PNG)")
+        sl = QHBoxLayout(shots)
+        self.shot_checks = {}
+        for key, name in SCREENSHOT_VIEWS.items():
+            c = QCheckBox(name)
+            c.setChecked(key == "window")
+            self.shot_checks[key] = c
+            sl.addWidget(c)
+        for w in (self.meshes, self.nifti, self.phen):
+            w.setEnabled(has_result)
+            if not has_result:
+                w.setToolTip("Super-resolve first")
+        if not has_result:
+            self.meshes.setChecked(False)
+            self.nifti.setChecked(False)
+            self.phen.setChecked(False)
+
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Export")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        form = QFormLayout()
+        form.addRow("Folder", row)
+        lay.addLayout(form)
+        lay.addWidget(self.meshes)
+        lay.addWidget(self.nifti)
+        lay.addWidget(self.phen)
+        lay.addWidget(shots)
+        lay.addWidget(buttons)
+
+    def _browse(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Export folder", self.folder.text())
+        if path:
+            self.folder.setText(path)
+
+    def options(self) -> ExportOptions:
+        return ExportOptions(
+            folder=Path(self.folder.text()).expanduser(),
+            meshes=self.meshes.isChecked(),
+            structures=tuple(s for s, c in self.structure_checks.items() if c.isChecked()),
+            mesh_phases=self.mesh_phases.currentData(),
+            mesh_formats=tuple(f for f, c in self.format_checks.items() if c.isChecked()),
+            nifti=self.nifti.isChecked(),
+            phenotypes=self.phen.isChecked(),
+            screenshots=tuple(k for k, c in self.shot_checks.items() if c.isChecked()),
+        )

@@ -1,0 +1,110 @@
+"""Start the desktop app: `gemini-cmr view [STUDY] [--super-resolve] [--screenshot OUT.png] [--quit]`.
+
+Scripted mode (documentation screenshots, tests): open the study, optionally run the pipeline, save a
+screenshot of the whole window and, with `--quit`, exit (0 on success, 2 on a user-facing error).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_API", "pyside6")
+
+from PySide6.QtCore import Qt, QTimer  # noqa: E402
+from PySide6.QtGui import QIcon  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from app.main_window import MainWindow  # noqa: E402
+from app.settings import Settings  # noqa: E402
+from app.theme import apply_dark_theme  # noqa: E402
+from core.resources import icon_path  # noqa: E402
+
+
+def make_app(argv: list[str] | None = None) -> QApplication:
+    app = QApplication.instance()
+    if app is None:
+        QApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
+        app = QApplication(argv if argv is not None else sys.argv[:1])
+        app.setApplicationName("Gemini CMR")
+        app.setOrganizationName("GeminiCMR")
+        apply_dark_theme(app)
+        icon = icon_path()
+        if icon.exists():
+            app.setWindowIcon(QIcon(str(icon)))
+    return app
+
+
+class _Script:
+    """Drives the window for `--super-resolve/--screenshot/--quit` without any dialog."""
+
+    def __init__(self, app: QApplication, win: MainWindow, study: str | None, super_resolve: bool,
+                 screenshot: str | None, quit_after: bool):
+        self.app, self.win = app, win
+        self.super_resolve, self.screenshot, self.quit_after = super_resolve, screenshot, quit_after
+        self.rc = 0
+        win.taskFailed.connect(self._failed)
+        win.studyLoaded.connect(self._loaded)
+        win.resultReady.connect(lambda _: self._finish())
+        if study:
+            QTimer.singleShot(0, lambda: win.open_path(study))
+        else:
+            QTimer.singleShot(0, self._finish)
+
+    def _loaded(self, _study) -> None:
+        if self.super_resolve:
+            if self.win.super_resolve() is None:
+                self._failed("super-resolution could not start", "")
+        else:
+            self._finish()
+
+    def _failed(self, message: str, _details: str) -> None:
+        print(f"gemini-cmr: {message}", file=sys.stderr)
+        self.rc = 2
+        if self.quit_after:
+            self.app.exit(self.rc)
+
+    def _finish(self) -> None:
+        # Let layouts, the 3D render and deferred paints settle before grabbing.
+        QTimer.singleShot(200, self._shoot)
+
+    def _shoot(self) -> None:
+        if self.screenshot:
+            self.app.processEvents()
+            path = self.win.save_screenshot(self.screenshot)
+            print(f"screenshot: {path}")
+        if self.quit_after:
+            self.app.exit(self.rc)
+
+
+def run_view(study: str | None = None, super_resolve: bool = False, screenshot: str | None = None,
+             quit_after: bool = False, model: str | None = None, adapter: str | None = None,
+             device: str | None = None, size: tuple[int, int] | None = None) -> int:
+    t0 = time.perf_counter()
+    app = make_app()
+    scripted = bool(screenshot or quit_after)
+    settings = Settings()
+    win = MainWindow(settings, model=model, adapter=adapter, device=device, interactive=not scripted)
+    if size is not None or scripted:
+        win.resize(*(size or (1600, 1000)))
+    win.show()
+    win.status_label.setText(f"Ready ({time.perf_counter() - t0:.1f} s)")
+    script = _Script(app, win, str(Path(study).expanduser()) if study else None, super_resolve, screenshot,
+                     quit_after) if (scripted or study or super_resolve) else None
+    rc = app.exec()
+    win.close()
+    if script is not None:
+        rc = rc or script.rc
+    return int(rc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from core.cli.main import main as cli_main
+
+    return cli_main(["view", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

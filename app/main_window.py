@@ -1,0 +1,1027 @@
+"""The main window: menus, toolbar, docks and the four views; wires signals, holds no science.
+
+Data flow: a path -> `core.io.loader.load_study` (worker thread) -> `Study` shown as LR; Super-resolve ->
+`core.engine.SuperResolver.run` (worker thread) -> `Result` shown as SR slices, long-axis reformats, 3D
+surfaces and phenotypes. Geometry (world <-> voxel, long axis, plane sampling) comes from `core`.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QPoint, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QActionGroup, QImage, QKeySequence, QPainter
+from PySide6.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QSlider,
+    QSpinBox,
+    QSplitter,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.settings import Settings
+from app.views.phenotypes_panel import PhenotypesPanel
+from app.views.reformat_view import ReformatView
+from app.views.slice_view import SliceView
+from app.workers import Task
+from core import __version__
+from core.reformat import LongAxis, long_axis, plane_slice_line
+from core.study import Study
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda")
+STUDY_FILTER = "Cine studies (*.nii *.nii.gz *.zip *.dcm);;All files (*)"
+
+
+def _engine():
+    """`core.engine` (imported lazily: it pulls in torch, which the window does not need to start)."""
+    try:
+        import core.engine as engine
+    except ModuleNotFoundError as exc:
+        if exc.name == "core.engine":
+            return None
+        raise
+    return engine
+
+
+class MainWindow(QMainWindow):
+    studyLoaded = Signal(object)
+    resultReady = Signal(object)
+    taskFailed = Signal(str, str)
+    taskCancelled = Signal()
+    exportDone = Signal(object)
+
+    def __init__(self, settings: Settings | None = None, model: str | None = None, adapter: str | None = None,
+                 device: str | None = None, interactive: bool = True, with_3d: bool = True):
+        super().__init__()
+        self.settings = settings or Settings()
+        self.interactive = interactive
+        self.study: Study | None = None
+        self.result: Any = None
+        self.axis: LongAxis | None = None
+        self.task: Task | None = None
+        self.phase = 0
+        self.cursor = np.zeros(3)
+        self._engine_cache: dict[tuple, Any] = {}
+        self._wl_default = (1.0, 0.5)
+        self.setWindowTitle("Gemini CMR")
+        self.setAcceptDrops(True)
+        self.setDockOptions(QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowTabbedDocks)
+
+        # --- views ------------------------------------------------------------------------------
+        self.lr_view = SliceView("LR")
+        self.sr_view = SliceView("SR")
+        self.lr_view.placeholder = "Open a study (File > Open, or drop a file here)"
+        self.sr_view.placeholder = "Click Super-resolve to compute the SR image and segmentation"
+        self.reformat_view = ReformatView()
+        self.surface_view = None
+        if with_3d:
+            from app.views.surface_view import SurfaceView
+
+            self.surface_view = SurfaceView()
+        top = QSplitter(Qt.Orientation.Horizontal)
+        top.addWidget(self.lr_view)
+        top.addWidget(self.sr_view)
+        bottom = QSplitter(Qt.Orientation.Horizontal)
+        bottom.addWidget(self.reformat_view)
+        if self.surface_view is not None:
+            bottom.addWidget(self.surface_view)
+            bottom.setStretchFactor(0, 3)
+            bottom.setStretchFactor(1, 2)
+        self.view_split = QSplitter(Qt.Orientation.Vertical)
+        self.view_split.addWidget(top)
+        self.view_split.addWidget(bottom)
+        self.view_split.setSizes([560, 400])
+        central = QWidget()
+        lay = QVBoxLayout(central)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(self.view_split, 1)
+        lay.addWidget(self._build_cine_bar())
+        self.setCentralWidget(central)
+
+        self._build_docks()
+        self._build_toolbar(model, adapter, device)
+        self._build_menus()
+        self._build_status_bar()
+        self._connect_views()
+        self._play_timer = QTimer(self)
+        self._play_timer.timeout.connect(self.next_phase)
+        self._set_enabled_state()
+        geometry = self.settings.geometry()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1600, 1000)
+        state = self.settings.window_state()
+        if state is not None:
+            self.restoreState(state)
+
+    # ============================================================================================
+    # construction
+    # ============================================================================================
+    def _build_cine_bar(self) -> QWidget:
+        bar = QWidget()
+        bar.setObjectName("cineBar")
+        bar.setStyleSheet("#cineBar { background: #2a2d33; }")
+        h = QHBoxLayout(bar)
+        h.setContentsMargins(8, 4, 8, 4)
+        self.play_button = QToolButton()
+        self.play_button.setText("▶")
+        self.play_button.setToolTip("Play / pause the cine (Space)")
+        self.play_button.setCheckable(True)
+        self.play_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.play_button.toggled.connect(self.set_playing)
+        self.fps_spin = QSpinBox()
+        self.fps_spin.setRange(1, 60)
+        self.fps_spin.setValue(15)
+        self.fps_spin.setSuffix(" fps")
+        self.fps_spin.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self.fps_spin.valueChanged.connect(self._on_fps)
+        self.slice_slider = QSlider(Qt.Orientation.Horizontal)
+        self.phase_slider = QSlider(Qt.Orientation.Horizontal)
+        for s in (self.slice_slider, self.phase_slider):
+            s.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            s.setMinimumWidth(80)
+        self.slice_label = QLabel("slice –")
+        self.phase_label = QLabel("phase –")
+        for lab in (self.slice_label, self.phase_label):
+            lab.setMinimumWidth(120)
+        self.slice_slider.valueChanged.connect(self._on_slice_slider)
+        self.phase_slider.valueChanged.connect(self.set_phase)
+        h.addWidget(QLabel("Slice"))
+        h.addWidget(self.slice_slider, 2)
+        h.addWidget(self.slice_label)
+        h.addSpacing(12)
+        h.addWidget(self.play_button)
+        h.addWidget(QLabel("Phase"))
+        h.addWidget(self.phase_slider, 2)
+        h.addWidget(self.phase_label)
+        h.addWidget(self.fps_spin)
+        return bar
+
+    def _build_docks(self) -> None:
+        # Study panel
+        study_w = QWidget()
+        form = QFormLayout(study_w)
+        form.setContentsMargins(8, 8, 8, 8)
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
+        self.study_fields: dict[str, QLabel] = {}
+        for key, text in (("name", "Study"), ("format", "Format"), ("patient", "Patient"), ("vendor", "Vendor"),
+                          ("series", "Series"), ("size", "Matrix"), ("spacing", "Spacing"), ("phases", "Phases"),
+                          ("edes", "ED / ES"), ("labels", "Labels"), ("sr", "SR grid"), ("model", "Model")):
+            lab = QLabel("–")
+            lab.setWordWrap(True)
+            lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            self.study_fields[key] = lab
+            form.addRow(text, lab)
+        self.warnings_label = QLabel("")
+        self.warnings_label.setWordWrap(True)
+        self.warnings_label.setStyleSheet("color: #f0b050;")
+        form.addRow(self.warnings_label)
+
+        # Display controls
+        disp = QGroupBox("Display")
+        dl = QFormLayout(disp)
+        self.overlay_check = QCheckBox("Label overlay")
+        self.overlay_check.setChecked(True)
+        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
+        self.opacity_slider.setRange(0, 100)
+        self.opacity_slider.setValue(45)
+        self.crosshair_check = QCheckBox("Crosshair")
+        self.crosshair_check.setChecked(True)
+        wl_reset = QPushButton("Reset window/level")
+        fit = QPushButton("Fit views")
+        for w in (self.overlay_check, self.opacity_slider, self.crosshair_check, wl_reset, fit):
+            w.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        legend = QLabel(
+            '<span style="color:#28cd50">■</span> LV cavity<br><span style="color:#fad71e">■</span> LV myocardium'
+            '<br><span style="color:#3282ff">■</span> RV cavity'
+        )
+        dl.addRow(self.overlay_check)
+        dl.addRow("Opacity", self.opacity_slider)
+        dl.addRow(legend)
+        dl.addRow(self.crosshair_check)
+        row = QHBoxLayout()
+        row.addWidget(wl_reset)
+        row.addWidget(fit)
+        dl.addRow(row)
+        hint = QLabel("Left: crosshair · Right-drag: window/level · Wheel: zoom · Middle/Shift-drag: pan · "
+                      "Ctrl-drag: oblique plane")
+        hint.setObjectName("muted")
+        hint.setWordWrap(True)
+        dl.addRow(hint)
+        self.overlay_check.toggled.connect(self._apply_overlay)
+        self.opacity_slider.valueChanged.connect(self._apply_overlay)
+        self.crosshair_check.toggled.connect(self._apply_crosshair)
+        wl_reset.clicked.connect(self.reset_window_level)
+        fit.clicked.connect(self.fit_views)
+
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(study_w)
+        ll.addWidget(disp)
+        ll.addStretch(1)
+        self.study_dock = QDockWidget("Study", self)
+        self.study_dock.setObjectName("studyDock")
+        self.study_dock.setWidget(left)
+        self.study_dock.setMinimumWidth(250)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.study_dock)
+
+        self.phenotypes_panel = PhenotypesPanel()
+        self.phenotypes_panel.phaseClicked.connect(self.set_phase)
+        self.phen_dock = QDockWidget("Phenotypes", self)
+        self.phen_dock.setObjectName("phenotypesDock")
+        self.phen_dock.setWidget(self.phenotypes_panel)
+        self.phen_dock.setMinimumWidth(300)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.phen_dock)
+        self.resizeDocks([self.study_dock, self.phen_dock], [270, 330], Qt.Orientation.Horizontal)
+
+    def _build_toolbar(self, model: str | None, adapter: str | None, device: str | None) -> None:
+        tb = self.addToolBar("Main")
+        tb.setObjectName("mainToolbar")
+        tb.setMovable(False)
+        self.open_action = QAction("Open…", self)
+        self.open_action.setShortcut(QKeySequence.StandardKey.Open)
+        self.open_action.triggered.connect(self.open_dialog)
+        tb.addAction(self.open_action)
+        tb.addSeparator()
+        self.sr_action = QAction("Super-resolve", self)
+        self.sr_action.setShortcut(QKeySequence("Ctrl+R"))
+        self.sr_action.setToolTip("Super-resolve and segment the study with the selected model (Ctrl+R)")
+        self.sr_action.triggered.connect(self.super_resolve)
+        tb.addAction(self.sr_action)
+        tb.widgetForAction(self.sr_action).setObjectName("superResolve")
+        self.cancel_action = QAction("Cancel", self)
+        self.cancel_action.setShortcut(QKeySequence("Esc"))
+        self.cancel_action.triggered.connect(self.cancel_task)
+        tb.addAction(self.cancel_action)
+        tb.addSeparator()
+        tb.addWidget(QLabel(" Model "))
+        self.model_box = QComboBox()
+        self.model_box.setMinimumWidth(190)
+        self.model_box.addItem("Bundled: gemini-phantom", "")
+        self.adapter_box = QComboBox()
+        self.adapter_box.setMinimumWidth(130)
+        self.adapter_box.addItem("No adapter", "")
+        self.device_box = QComboBox()
+        for d in DEVICES:
+            self.device_box.addItem(d, d)
+        for box in (self.model_box, self.adapter_box, self.device_box):
+            box.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self._set_combo_path(self.model_box, model if model is not None else self.settings.model)
+        self._set_combo_path(self.adapter_box, adapter if adapter is not None else self.settings.adapter)
+        dev = device or self.settings.device
+        if self.device_box.findData(dev) < 0:
+            self.device_box.addItem(dev, dev)
+        self.device_box.setCurrentIndex(self.device_box.findData(dev))
+        self.model_box.addItem("Browse…", "__browse__")
+        self.adapter_box.addItem("Browse…", "__browse__")
+        self.model_box.activated.connect(lambda _: self._combo_activated(self.model_box, "model"))
+        self.adapter_box.activated.connect(lambda _: self._combo_activated(self.adapter_box, "adapter"))
+        self.device_box.currentIndexChanged.connect(self._remember_engine_choice)
+        tb.addWidget(self.model_box)
+        tb.addWidget(QLabel(" Adapter "))
+        tb.addWidget(self.adapter_box)
+        tb.addWidget(QLabel(" Device "))
+        tb.addWidget(self.device_box)
+        spacer = QWidget()
+        spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        tb.addWidget(spacer)
+        self.export_action = QAction("Export…", self)
+        self.export_action.setShortcut(QKeySequence("Ctrl+E"))
+        self.export_action.triggered.connect(self.export_dialog)
+        tb.addAction(self.export_action)
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        fm = mb.addMenu("&File")
+        fm.addAction(self.open_action)
+        open_folder = fm.addAction("Open Folder…")
+        open_folder.triggered.connect(self.open_folder_dialog)
+        self.recent_menu = fm.addMenu("Open &Recent")
+        self._rebuild_recent_menu()
+        fm.addSeparator()
+        fm.addAction(self.export_action)
+        shot = fm.addAction("Save Screenshot…")
+        shot.setShortcut(QKeySequence("Ctrl+Shift+S"))
+        shot.triggered.connect(self.screenshot_dialog)
+        fm.addSeparator()
+        quit_action = fm.addAction("&Quit")
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+
+        vm = mb.addMenu("&View")
+        vm.addAction(self.study_dock.toggleViewAction())
+        vm.addAction(self.phen_dock.toggleViewAction())
+        vm.addSeparator()
+        self.overlay_action = vm.addAction("Label Overlay")
+        self.overlay_action.setCheckable(True)
+        self.overlay_action.setChecked(True)
+        self.overlay_action.setShortcut(QKeySequence("L"))
+        self.overlay_action.toggled.connect(self.overlay_check.setChecked)
+        self.overlay_check.toggled.connect(self.overlay_action.setChecked)
+        wl = vm.addAction("Reset Window/Level")
+        wl.setShortcut(QKeySequence("R"))
+        wl.triggered.connect(self.reset_window_level)
+        fit = vm.addAction("Fit Views")
+        fit.setShortcut(QKeySequence("F"))
+        fit.triggered.connect(self.fit_views)
+        vm.addSeparator()
+        self.play_action = vm.addAction("Play / Pause")
+        self.play_action.setShortcut(QKeySequence(Qt.Key.Key_Space))
+        self.play_action.triggered.connect(self.play_button.toggle)
+        for text, keys, fn in (
+            ("Next Slice", ("Up", "Right"), lambda: self.step_slice(+1)),
+            ("Previous Slice", ("Down", "Left"), lambda: self.step_slice(-1)),
+            ("Next Phase", ("PgDown",), self.next_phase),
+            ("Previous Phase", ("PgUp",), lambda: self.set_phase((self.phase - 1) % max(self.n_phases, 1))),
+            ("Go to ED", ("E",), lambda: self.goto_ed_es("ed")),
+            ("Go to ES", ("S",), lambda: self.goto_ed_es("es")),
+        ):
+            a = vm.addAction(text)
+            a.setShortcuts([QKeySequence(k) for k in keys])
+            a.triggered.connect(fn)
+        vm.addSeparator()
+        planes = vm.addMenu("Long-axis Plane")
+        group = QActionGroup(self)
+        for key, text, sc in (("4ch", "4-chamber", "4"), ("2ch", "2-chamber", "2"), ("oblique", "Oblique", "3")):
+            a = planes.addAction(text)
+            a.setShortcut(QKeySequence(sc))
+            group.addAction(a)
+            a.triggered.connect(lambda _=False, k=key: self.reformat_view.select_plane(k))
+        if self.surface_view is not None:
+            modes = vm.addMenu("3D Mode")
+            from app.views.surface_view import MODES
+
+            for key, text in MODES:
+                a = modes.addAction(text)
+                a.triggered.connect(lambda _=False, k=key: self.surface_view.set_mode(k))
+
+        tm = mb.addMenu("&Tools")
+        tm.addAction(self.sr_action)
+        tm.addAction(self.cancel_action)
+        tm.addSeparator()
+        choose_model = tm.addAction("Choose Model…")
+        choose_model.triggered.connect(lambda: self._browse(self.model_box, "model"))
+        choose_adapter = tm.addAction("Choose Adapter…")
+        choose_adapter.triggered.connect(lambda: self._browse(self.adapter_box, "adapter"))
+
+        hm = mb.addMenu("&Help")
+        keys = hm.addAction("Keyboard Shortcuts")
+        keys.triggered.connect(self.show_shortcuts)
+        about = hm.addAction("About Gemini CMR")
+        about.triggered.connect(self.show_about)
+
+    def _build_status_bar(self) -> None:
+        sb = self.statusBar()
+        self.status_label = QLabel("Ready")
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setMaximumWidth(280)
+        self.progress_bar.setVisible(False)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setVisible(False)
+        self.cancel_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.cancel_button.clicked.connect(self.cancel_task)
+        self.position_label = QLabel("")
+        self.position_label.setObjectName("muted")
+        sb.addWidget(self.status_label, 1)
+        sb.addPermanentWidget(self.position_label)
+        sb.addPermanentWidget(self.progress_bar)
+        sb.addPermanentWidget(self.cancel_button)
+
+    def _connect_views(self) -> None:
+        for v in (self.lr_view, self.sr_view):
+            v.cursorMoved.connect(self.set_cursor)
+            v.windowLevelDragged.connect(self.set_window_level)
+            v.windowLevelReset.connect(self.reset_window_level)
+            v.obliqueLineChanged.connect(self._on_oblique_line)
+        self.lr_view.viewChanged.connect(lambda z, c: self.sr_view.apply_view(z, c))
+        self.sr_view.viewChanged.connect(lambda z, c: self.lr_view.apply_view(z, c))
+        self.reformat_view.planeChanged.connect(lambda _: self._update_plane_trace())
+
+    # ============================================================================================
+    # engine choices and settings
+    # ============================================================================================
+    def _set_combo_path(self, box: QComboBox, path: str) -> None:
+        if not path:
+            box.setCurrentIndex(0)
+            return
+        idx = box.findData(path)
+        if idx < 0:
+            box.insertItem(box.count() - (1 if box.findData("__browse__") >= 0 else 0), Path(path).name, path)
+            idx = box.findData(path)
+            box.setItemData(idx, path, Qt.ItemDataRole.ToolTipRole)
+        box.setCurrentIndex(idx)
+
+    def _combo_activated(self, box: QComboBox, what: str) -> None:
+        if box.currentData() == "__browse__":
+            self._browse(box, what)
+        self._remember_engine_choice()
+
+    def _browse(self, box: QComboBox, what: str) -> None:
+        path = ""
+        if self.interactive:
+            path = QFileDialog.getExistingDirectory(self, f"Choose a {what} folder", self.settings.last_dir)
+        self._set_combo_path(box, path or "")
+        self._remember_engine_choice()
+
+    def _remember_engine_choice(self) -> None:
+        self.settings.model = self.model_path or ""
+        self.settings.adapter = self.adapter_path or ""
+        self.settings.device = self.device
+
+    @property
+    def model_path(self) -> str | None:
+        v = self.model_box.currentData()
+        return v if v and v != "__browse__" else None
+
+    @property
+    def adapter_path(self) -> str | None:
+        v = self.adapter_box.currentData()
+        return v if v and v != "__browse__" else None
+
+    @property
+    def device(self) -> str:
+        return self.device_box.currentData() or "auto"
+
+    # ============================================================================================
+    # opening studies
+    # ============================================================================================
+    def open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open study", self.settings.last_dir, STUDY_FILTER)
+        if path:
+            self.open_path(path)
+
+    def open_folder_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open study folder (DICOM, ACDC, ...)", self.settings.last_dir)
+        if path:
+            self.open_path(path)
+
+    def _rebuild_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = self.settings.recent_files()
+        for i, path in enumerate(recent):
+            a = self.recent_menu.addAction(f"&{i + 1}  {path}")
+            a.triggered.connect(lambda _=False, p=path: self.open_path(p))
+        if recent:
+            self.recent_menu.addSeparator()
+            clear = self.recent_menu.addAction("Clear Recent")
+            clear.triggered.connect(lambda: (self.settings.clear_recent(), self._rebuild_recent_menu()))
+        self.recent_menu.setEnabled(bool(recent))
+
+    def dragEnterEvent(self, event):  # noqa: N802
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event):  # noqa: N802
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.open_path(paths[0])
+
+    def open_path(self, path: str | Path) -> Task | None:
+        """Load a study on a worker thread; `studyLoaded` or `taskFailed` follows."""
+        path = str(path)
+        if not self._can_start():
+            return None
+
+        def load(progress, cancel):
+            from core.io.loader import load_study
+
+            progress(0.0, f"Reading {Path(path).name}…")
+            return load_study(path)
+
+        task = self._start_task(Task(load, "load"), f"Opening {Path(path).name}…")
+        task.finished.connect(lambda study: self._on_study_loaded(study, path))
+        return task
+
+    def _on_study_loaded(self, study: Study, path: str) -> None:
+        self.settings.add_recent(path)
+        self.settings.last_dir = str(Path(path).parent)
+        self._rebuild_recent_menu()
+        self.set_study(study)
+        self.studyLoaded.emit(study)
+
+    def set_study(self, study: Study) -> None:
+        """Show a loaded study (LR only; any SR result is dropped)."""
+        self.set_playing(False)
+        self.study = study
+        self.result = None
+        grid = study.grid
+        self.cursor = grid.centre()
+        self.phase = int(study.meta.ed_phase or 0) if study.meta.ed_phase is not None else 0
+        for v in (self.lr_view, self.sr_view):
+            v.set_reference(grid)
+        labels = study.labels if study.has_labels else None
+        self.lr_view.set_volume(study.image, grid, labels)
+        self.sr_view.set_volume(None, None)
+        self.axis = None
+        if study.has_labels:
+            ed = study.meta.ed_phase if study.meta.ed_phase in study.labelled_phases else study.labelled_phases[0]
+            self.axis = self._long_axis(study.labels[ed], grid)
+        self.reformat_view.set_sr(None, None)
+        self.reformat_view.set_lr(study.image, grid, labels)
+        self.reformat_view.set_axis(self.axis)
+        if self.surface_view is not None:
+            self.surface_view.clear()
+        self.phenotypes_panel.clear()
+        self._wl_default = self._default_window_level(study.image)
+        self.reset_window_level()
+        self.phase_slider.blockSignals(True)
+        self.phase_slider.setRange(0, study.n_phases - 1)
+        self.phase_slider.setValue(self.phase)
+        self.phase_slider.blockSignals(False)
+        self._configure_slice_slider()
+        self._fill_study_panel()
+        self.setWindowTitle(f"Gemini CMR — {study.name}")
+        self.fit_views()
+        self._set_enabled_state()
+        self._update_views()
+        self.status_label.setText(
+            f"Opened {study.name}: {study.n_phases} phases × {study.n_slices} slices"
+            + (f" — {len(study.meta.warnings)} warning(s)" if study.meta.warnings else "")
+        )
+
+    @staticmethod
+    def _long_axis(labels: np.ndarray, grid) -> LongAxis | None:
+        try:
+            return long_axis(labels, grid)
+        except ValueError:
+            return None
+
+    @staticmethod
+    def _default_window_level(image: np.ndarray) -> tuple[float, float]:
+        sample = image[:: max(1, image.shape[0] // 4)].ravel()[::7]
+        lo, hi = (float(v) for v in np.percentile(sample, [0.5, 99.5]))
+        if hi <= lo:
+            hi = lo + 1.0
+        return hi - lo, (hi + lo) / 2
+
+    def _fill_study_panel(self) -> None:
+        s = self.study
+        f = self.study_fields
+        if s is None:
+            for lab in f.values():
+                lab.setText("–")
+            return
+        m = s.meta
+        sx, sy, sz = s.spacing
+        f["name"].setText(html.escape(s.name))
+        f["format"].setText(m.format or "–")
+        f["patient"].setText(m.patient_id or "–")
+        f["vendor"].setText(m.vendor or "–")
+        f["series"].setText(m.series_description or "–")
+        f["size"].setText(f"{s.image.shape[3]} × {s.image.shape[2]} × {s.n_slices} slices")
+        thick = f", thickness {m.slice_thickness_mm:.1f}" if m.slice_thickness_mm else ""
+        f["spacing"].setText(f"{sx:.2f} × {sy:.2f} × {sz:.2f} mm{thick}")
+        times = s.phase_times_ms
+        rr = f" over {times[-1]:.0f} ms" if times is not None and len(times) > 1 else ""
+        f["phases"].setText(f"{s.n_phases}{rr}")
+        ed = "–" if m.ed_phase is None else str(m.ed_phase + 1)
+        es = "–" if m.es_phase is None else str(m.es_phase + 1)
+        f["edes"].setText(f"{ed} / {es}")
+        f["labels"].setText(f"phases {', '.join(str(p + 1) for p in s.labelled_phases)}" if s.has_labels else "none")
+        if self.result is None:
+            f["sr"].setText("–")
+            f["model"].setText("–")
+        else:
+            g = self.result.sr_grid
+            gx, gy, gz = g.spacing
+            f["sr"].setText(f"{g.shape[2]} × {g.shape[1]} × {g.shape[0]}\n{gx:.2f} × {gy:.2f} × {gz:.2f} mm")
+            adapter = getattr(self.result, "adapter_id", None)
+            f["model"].setText(f"{self.result.model_id}" + (f" + {adapter}" if adapter else ""))
+        self.warnings_label.setText("\n".join(f"⚠ {w}" for w in m.warnings))
+
+    # ============================================================================================
+    # super-resolution
+    # ============================================================================================
+    def super_resolve(self, phases: str = "all") -> Task | None:
+        if self.study is None or not self._can_start():
+            return None
+        engine = _engine()
+        if engine is None:
+            self._report_error("The super-resolution engine (core.engine) is not available in this build.", "")
+            return None
+        key = (self.model_path, self.adapter_path, self.device)
+        study = self.study
+        cache = self._engine_cache
+
+        def run(progress, cancel):
+            resolver = cache.get(key)
+            if resolver is None:
+                progress(0.0, "Loading model…")
+                resolver = engine.SuperResolver(model=key[0], adapter=key[1], device=key[2])
+                cache.clear()
+                cache[key] = resolver
+            return resolver.run(study, phases=phases, meshes="all", progress=progress, cancel=cancel)
+
+        task = self._start_task(Task(run, "super-resolve"), "Super-resolving…")
+        task.finished.connect(self.set_result)
+        return task
+
+    def set_result(self, result) -> None:
+        """Show an engine `Result`: SR slices, LR labels, reformats, 3D surfaces, phenotypes."""
+        if self.study is None or result is None:
+            return
+        self.result = result
+        study = self.study
+        phases = [int(p) for p in result.phases]
+        self.sr_view.set_volume(result.sr_image, result.sr_grid, result.sr_labels, phases)
+        lr_labels = getattr(result, "lr_labels", None)
+        if lr_labels is not None:
+            self.lr_view.set_volume(study.image, study.grid, self._full_phase_labels(lr_labels, phases))
+        ed, es = int(result.ed_phase), int(result.es_phase)
+        axis_phase = ed if ed in phases else phases[0]
+        self.axis = self._long_axis(result.sr_labels[phases.index(axis_phase)], result.sr_grid) or self.axis
+        self.reformat_view.set_lr(study.image, study.grid,
+                                  None if lr_labels is None else self._full_phase_labels(lr_labels, phases))
+        self.reformat_view.set_sr(result.sr_image, result.sr_grid, result.sr_labels, phases)
+        self.reformat_view.set_axis(self.axis)
+        if self.surface_view is not None:
+            self.surface_view.set_meshes(result.meshes or {}, ed, es, self.axis)
+        self.phenotypes_panel.set_phenotypes(result.phenotypes)
+        self._configure_slice_slider()
+        self._fill_study_panel()
+        self._set_enabled_state()
+        self.set_phase(ed)
+        self._update_views()
+        total = sum(v for k, v in (result.timings or {}).items() if k == "total") or sum((result.timings or {}).values())
+        self.status_label.setText(f"Super-resolved {len(phases)} phase(s) in {total:.1f} s with {result.model_id}")
+        self.resultReady.emit(result)
+
+    def _full_phase_labels(self, labels: np.ndarray, phases: list[int]) -> np.ndarray:
+        """Labels for the result's phases -> one (T, Z, Y, X) array aligned with the study's phases."""
+        n = self.study.n_phases
+        if labels.shape[0] == n and phases == list(range(n)):
+            return labels
+        full = np.zeros((n, *labels.shape[1:]), dtype=np.uint8)
+        for i, p in enumerate(phases):
+            full[p] = labels[i]
+        return full
+
+    # ============================================================================================
+    # tasks (worker threads)
+    # ============================================================================================
+    def _can_start(self) -> bool:
+        if self.task is not None and self.task.is_running():
+            self.status_label.setText("Busy: wait for the current task or cancel it")
+            return False
+        return True
+
+    def _start_task(self, task: Task, message: str) -> Task:
+        self.task = task
+        task.progress.connect(self._on_progress)
+        task.failed.connect(self._on_task_failed)
+        task.cancelled.connect(self._on_task_cancelled)
+        task.done.connect(self._on_task_done)
+        self.status_label.setText(message)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setVisible(True)
+        self.cancel_button.setVisible(True)
+        task.start()
+        self._set_enabled_state()
+        return task
+
+    def _on_progress(self, fraction: float, message: str) -> None:
+        self.progress_bar.setValue(int(max(0.0, min(1.0, fraction)) * 1000))
+        if message:
+            self.status_label.setText(message)
+
+    def _on_task_failed(self, message: str, details: str) -> None:
+        self._report_error(message, details)
+
+    def _on_task_cancelled(self) -> None:
+        self.status_label.setText("Cancelled")
+        self.taskCancelled.emit()
+
+    def _on_task_done(self) -> None:
+        self.progress_bar.setVisible(False)
+        self.cancel_button.setVisible(False)
+        self._set_enabled_state()
+
+    def cancel_task(self) -> None:
+        if self.task is not None and self.task.is_running():
+            self.task.cancel()
+            self.status_label.setText("Cancelling…")
+
+    def _report_error(self, message: str, details: str) -> None:
+        log.error("%s", message)
+        self.status_label.setText(f"Error: {message}")
+        self.taskFailed.emit(message, details)
+        if self.interactive:
+            box = QMessageBox(QMessageBox.Icon.Critical, "Gemini CMR", message, QMessageBox.StandardButton.Ok, self)
+            if details:
+                box.setDetailedText(details)
+            box.exec()
+
+    def _set_enabled_state(self) -> None:
+        busy = self.task is not None and self.task.is_running()
+        self.sr_action.setEnabled(self.study is not None and not busy)
+        self.cancel_action.setEnabled(busy)
+        self.open_action.setEnabled(not busy)
+        self.export_action.setEnabled(self.study is not None and not busy)
+        for w in (self.slice_slider, self.phase_slider, self.play_button):
+            w.setEnabled(self.study is not None)
+
+    # ============================================================================================
+    # navigation: cursor (world), slice, phase, cine
+    # ============================================================================================
+    @property
+    def n_phases(self) -> int:
+        return 0 if self.study is None else self.study.n_phases
+
+    def fine_grid(self):
+        """The finest grid shown (SR when available): the slice slider steps through its slices."""
+        if self.result is not None:
+            return self.result.sr_grid
+        return None if self.study is None else self.study.grid
+
+    def _configure_slice_slider(self) -> None:
+        g = self.fine_grid()
+        if g is None:
+            return
+        self.slice_slider.blockSignals(True)
+        self.slice_slider.setRange(0, g.shape[0] - 1)
+        self.slice_slider.setValue(self._slice_of(self.cursor))
+        self.slice_slider.blockSignals(False)
+
+    def _slice_of(self, world: np.ndarray) -> int:
+        g = self.fine_grid()
+        return int(np.clip(np.floor(g.world_to_index(world)[2] + 0.5), 0, g.shape[0] - 1))
+
+    def _on_slice_slider(self, k: int) -> None:
+        g = self.fine_grid()
+        if g is None:
+            return
+        i, j, _ = g.world_to_index(self.cursor)
+        self.cursor = g.index_to_world(np.array([i, j, float(k)]))
+        self._update_views()
+
+    def step_slice(self, step: int) -> None:
+        if self.study is not None:
+            self.slice_slider.setValue(self.slice_slider.value() + step)
+
+    def set_cursor(self, world: np.ndarray) -> None:
+        self.cursor = np.asarray(world, dtype=np.float64)
+        self.slice_slider.blockSignals(True)
+        self.slice_slider.setValue(self._slice_of(self.cursor))
+        self.slice_slider.blockSignals(False)
+        self._update_views()
+
+    def set_phase(self, phase: int) -> None:
+        if self.study is None:
+            return
+        phase = int(phase) % self.study.n_phases
+        self.phase = phase
+        if self.phase_slider.value() != phase:
+            self.phase_slider.blockSignals(True)
+            self.phase_slider.setValue(phase)
+            self.phase_slider.blockSignals(False)
+        self._update_views()
+
+    def next_phase(self) -> None:
+        if self.study is not None:
+            self.set_phase((self.phase + 1) % self.study.n_phases)
+
+    def goto_ed_es(self, which: str) -> None:
+        src = self.result if self.result is not None else None
+        phase = getattr(src, f"{which}_phase", None) if src is not None else (
+            getattr(self.study.meta, f"{which}_phase", None) if self.study is not None else None)
+        if phase is not None:
+            self.set_phase(int(phase))
+
+    def set_playing(self, playing: bool) -> None:
+        playing = bool(playing) and self.study is not None and self.study.n_phases > 1
+        if self.play_button.isChecked() != playing:
+            self.play_button.blockSignals(True)
+            self.play_button.setChecked(playing)
+            self.play_button.blockSignals(False)
+        self.play_button.setText("❚❚" if playing else "▶")
+        if playing:
+            self._play_timer.start(int(1000 / self.fps_spin.value()))
+        else:
+            self._play_timer.stop()
+
+    def _on_fps(self, fps: int) -> None:
+        if self._play_timer.isActive():
+            self._play_timer.start(int(1000 / fps))
+
+    def _update_views(self) -> None:
+        """Push the cursor and phase to every view (the per-step hot path: keep it cheap)."""
+        if self.study is None:
+            return
+        for v in (self.lr_view, self.sr_view):
+            v.set_position(self.cursor, self.phase)
+        self.reformat_view.set_phase(self.phase)
+        if self.surface_view is not None:
+            self.surface_view.set_phase(self.phase)
+        self.phenotypes_panel.set_phase(self.phase)
+        self._update_plane_trace()
+        g = self.fine_grid()
+        k = self._slice_of(self.cursor)
+        self.slice_label.setText(f"slice {k + 1}/{g.shape[0]}" + (" (SR)" if self.result is not None else ""))
+        tag = ""
+        ed = self.result.ed_phase if self.result is not None else self.study.meta.ed_phase
+        es = self.result.es_phase if self.result is not None else self.study.meta.es_phase
+        if self.phase == ed:
+            tag = "  ED"
+        elif self.phase == es:
+            tag = "  ES"
+        times = self.study.phase_times_ms
+        t_ms = f"  {times[self.phase]:.0f} ms" if times is not None and self.phase < len(times) else ""
+        self.phase_label.setText(f"phase {self.phase + 1}/{self.study.n_phases}{t_ms}{tag}")
+        x, y, z = self.cursor
+        self.position_label.setText(f"RAS ({x:.1f}, {y:.1f}, {z:.1f}) mm")
+
+    def _on_oblique_line(self, p0, p1, final: bool) -> None:
+        self.reformat_view.set_oblique(p0, p1)
+        self._update_plane_trace()
+
+    def _update_plane_trace(self) -> None:
+        plane = self.reformat_view.current_plane()
+        if plane is None or self.study is None:
+            for v in (self.lr_view, self.sr_view):
+                v.set_oblique_line(None, None)
+            return
+        g = self.study.grid
+        k = float(g.world_to_index(self.cursor)[2])
+        line = plane_slice_line(plane, g, k)
+        for v in (self.lr_view, self.sr_view):
+            v.set_oblique_line(*(line if line is not None else (None, None)))
+
+    # ============================================================================================
+    # display
+    # ============================================================================================
+    def set_window_level(self, window: float, level: float) -> None:
+        for v in (self.lr_view, self.sr_view):
+            v.set_window_level(window, level)
+        self.reformat_view.set_window_level(window, level)
+        for v in (self.lr_view, self.sr_view):
+            v.corner["br"] = f"W {window:.0f}  L {level:.0f}"
+            v.viewport().update()
+
+    def reset_window_level(self) -> None:
+        self.set_window_level(*self._wl_default)
+
+    def fit_views(self) -> None:
+        for v in (self.lr_view, self.sr_view, self.reformat_view.lr_pane, self.reformat_view.sr_pane):
+            v.fit()
+
+    def _apply_overlay(self, *_):
+        visible = self.overlay_check.isChecked()
+        opacity = self.opacity_slider.value() / 100.0
+        for v in (self.lr_view, self.sr_view):
+            v.set_overlay(visible, opacity)
+        self.reformat_view.set_overlay(visible, opacity)
+
+    def _apply_crosshair(self, visible: bool) -> None:
+        for v in (self.lr_view, self.sr_view):
+            v.set_crosshair_visible(visible)
+
+    # ============================================================================================
+    # screenshots and export
+    # ============================================================================================
+    def grab_image(self, which: str = "window") -> QImage:
+        """A screenshot of the whole window or one view ("lr", "sr", "reformat", "3d"), with the 3D
+        rendering composited in (a native VTK window is not captured by QWidget.grab)."""
+        QApplication.processEvents()
+        if which == "3d":
+            return self._surface_qimage() or QImage()
+        widget = {"window": self, "lr": self.lr_view, "sr": self.sr_view, "reformat": self.reformat_view}[which]
+        image = widget.grab().toImage()
+        if which == "window" and self.surface_view is not None and self.surface_view.isVisible():
+            img3d = self._surface_qimage()
+            if img3d is not None:
+                inter = self.surface_view.plotter.interactor
+                top_left = inter.mapTo(self, QPoint(0, 0))
+                ratio = image.devicePixelRatio()
+                painter = QPainter(image)
+                painter.drawImage(top_left, img3d.scaled(int(inter.width() * ratio), int(inter.height() * ratio)))
+                painter.end()
+        return image
+
+    def _surface_qimage(self) -> QImage | None:
+        if self.surface_view is None:
+            return None
+        arr = np.ascontiguousarray(self.surface_view.screenshot()[..., :3])
+        h, w, _ = arr.shape
+        return QImage(arr.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+    def save_screenshot(self, path: str | Path, which: str = "window") -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.grab_image(which).save(str(path)):
+            raise OSError(f"could not write {path}")
+        return path
+
+    def screenshot_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", str(Path(self.settings.last_dir) / "gemini.png"),
+                                              "PNG images (*.png)")
+        if path:
+            self.save_screenshot(path)
+            self.status_label.setText(f"Saved {path}")
+
+    def export_dialog(self) -> None:
+        from app.dialogs.export_dialog import ExportDialog
+
+        dlg = ExportDialog(self, has_result=self.result is not None,
+                           default_dir=str(Path(self.settings.last_dir) / f"{self.study.name}_gemini"))
+        if dlg.exec():
+            self.export(dlg.options(), confirm=True)
+
+    def export(self, options, confirm: bool = True) -> Task | None:
+        """Write the chosen outputs on a worker thread; existing files are never overwritten silently:
+        with `confirm` the user is asked, otherwise `options.overwrite` decides."""
+        from app.dialogs.export_dialog import export_plan
+
+        if self.study is None or not self._can_start():
+            return None
+        shots = {w: self.grab_image(w) for w in options.screenshots}
+        plan = export_plan(options, self.study, self.result, shots)
+        existing = [item.path for item in plan if item.path.exists()]
+        if existing and not options.overwrite:
+            answer = QMessageBox.StandardButton.No
+            if confirm and self.interactive:
+                answer = QMessageBox.question(
+                    self, "Overwrite files?",
+                    f"{len(existing)} file(s) already exist in {options.folder}, e.g. {existing[0].name}.\n"
+                    "Overwrite them?",
+                )
+            if answer != QMessageBox.StandardButton.Yes:
+                self._report_error(f"export cancelled: {len(existing)} file(s) already exist in {options.folder}", "")
+                return None
+
+        def run(progress, cancel):
+            written = []
+            for n, item in enumerate(plan):
+                if cancel():
+                    break
+                progress(n / max(len(plan), 1), f"Writing {item.path.name}")
+                item.write()
+                written.append(item.path)
+            return written
+
+        task = self._start_task(Task(run, "export"), f"Exporting to {options.folder}…")
+        task.finished.connect(self._on_exported)
+        return task
+
+    def _on_exported(self, written) -> None:
+        self.status_label.setText(f"Exported {len(written)} file(s)")
+        self.exportDone.emit(written)
+
+    # ============================================================================================
+    # help and lifecycle
+    # ============================================================================================
+    def show_about(self) -> None:
+        QMessageBox.about(
+            self, "About Gemini CMR",
+            f"<b>Gemini CMR</b> {__version__}<br>Joint super-resolution and 3D segmentation of cardiac cine "
+            "MRI (Gemini-GAN, V-AMA).<br><br>Research software: not for clinical diagnosis.",
+        )
+
+    def show_shortcuts(self) -> None:
+        QMessageBox.information(
+            self, "Keyboard shortcuts",
+            "Up/Right, Down/Left: next/previous slice\nPgDown/PgUp: next/previous phase\nSpace: play/pause\n"
+            "E / S: go to ED / ES\nL: label overlay\nR: reset window/level\nF: fit views\n"
+            "2 / 4 / 3: 2-chamber / 4-chamber / oblique plane\nCtrl+O: open\nCtrl+R: super-resolve\n"
+            "Esc: cancel\nCtrl+E: export\nCtrl+Shift+S: screenshot\n\n"
+            "Mouse: left = crosshair, right-drag = window/level (double right-click resets), wheel = zoom,\n"
+            "middle or Shift+left drag = pan, Ctrl+left drag = oblique plane line.",
+        )
+
+    def closeEvent(self, event):  # noqa: N802
+        self.set_playing(False)
+        if self.task is not None and self.task.is_running():
+            self.task.cancel()
+            self.status_label.setText("Stopping…")
+            if not self.task.wait(15000):
+                log.warning("the background task did not stop in time")
+        self.settings.save_layout(self.saveGeometry(), self.saveState())
+        self.settings.sync()
+        if self.surface_view is not None:
+            self.surface_view.close_plotter()
+        super().closeEvent(event)

@@ -1,0 +1,1 @@
+"""The app's views: slices, long-axis reformats, 3D surfaces, phenotypes."""

@@ -1,0 +1,116 @@
+"""GUI latency: window up, slice step and phase step (2D + reformat + 3D with precomputed meshes).
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" env QT_QPA_PLATFORM=xcb .venv/bin/python benchmarks/bench_gui.py \
+        [STUDY] [--model M | --oracle] [--device D] [--steps N]
+
+STUDY defaults to the demo study (resources/demo/demo_study.nii.gz), else the test phantom. `--oracle`
+replaces the network by the test phantom's exact answer (only with the phantom; measures the GUI alone).
+Each step is timed from the call to the end of the repaint (events processed, 3D rendered).
+Targets (issue 7): window up < 3 s, a slice or phase step < 30 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+T_START = time.perf_counter()
+os.environ.setdefault("QT_API", "pyside6")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("study", nargs="?")
+    ap.add_argument("--model")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--oracle", action="store_true")
+    ap.add_argument("--steps", type=int, default=40)
+    args = ap.parse_args()
+    os.environ.setdefault("GEMINI_CMR_SETTINGS", str(Path(tempfile.mkdtemp()) / "bench.ini"))
+
+    from app.main import make_app
+    from app.main_window import MainWindow
+
+    app = make_app()
+    win = MainWindow(interactive=False, model=args.model, device=args.device)
+    win.resize(1600, 1000)
+    win.show()
+    app.processEvents()
+    t_up = time.perf_counter() - T_START
+    print(f"window up (interpreter start -> shown): {t_up:.2f} s  [target < 3 s]")
+
+    from core.resources import demo_study_path
+
+    study = args.study or (str(demo_study_path()) if demo_study_path().exists() else None)
+    if study is None or args.oracle:
+        from tests.app.phantom import OraclePredictor, make_study
+
+        if study is None:
+            study = str(make_study(Path(tempfile.mkdtemp())))
+        if args.oracle:
+            import core.engine as engine
+
+            real = engine.SuperResolver
+            engine.SuperResolver = lambda model=None, adapter=None, device="auto", **kw: real(model=OraclePredictor())
+
+    def wait_for(signal_owner_attr: str, start) -> None:
+        done = []
+        getattr(win, signal_owner_attr).connect(lambda *a: done.append(a))
+        win.taskFailed.connect(lambda m, d: done.append(("failed", m)))
+        start()
+        while not done:
+            app.processEvents()
+            time.sleep(0.005)
+        if done[0] and done[0][0] == "failed":
+            raise SystemExit(f"failed: {done[0][1]}")
+
+    t = time.perf_counter()
+    wait_for("studyLoaded", lambda: win.open_path(study))
+    print(f"open study {Path(study).name}: {time.perf_counter() - t:.2f} s (worker thread)")
+    t = time.perf_counter()
+    wait_for("resultReady", win.super_resolve)
+    r = win.result
+    print(f"super-resolve ({r.model_id}, {len(r.phases)} phases, meshes for {len(r.meshes)}): "
+          f"{time.perf_counter() - t:.2f} s (worker thread)")
+    app.processEvents()
+
+    def timed(step) -> list[float]:
+        out = []
+        for _ in range(args.steps):
+            t0 = time.perf_counter()
+            step()
+            app.processEvents()
+            out.append((time.perf_counter() - t0) * 1000)
+        return out
+
+    def report(name: str, ms: list[float]) -> None:
+        print(f"{name:<42} median {statistics.median(ms):6.1f} ms   max {max(ms):6.1f} ms  [target < 30 ms]")
+
+    n_slices = r.sr_grid.shape[0]
+    direction = [1]
+
+    def slice_step():
+        if not 0 < win.slice_slider.value() + direction[0] < n_slices - 1:
+            direction[0] *= -1
+        win.step_slice(direction[0])
+
+    report("slice step (LR + SR views)", timed(slice_step))
+    win.surface_view.set_mode("cine")
+    report("phase step (2D + reformat + 3D + curve)", timed(win.next_phase))
+    win.surface_view.set_mode("compare")
+    report("phase step, 3D in ES+ED compare mode", timed(win.next_phase))
+    win.reformat_view.hide()
+    win.surface_view.set_mode("cine")
+    report("phase step, reformat hidden", timed(win.next_phase))
+    win.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""`gemini-cmr info PATH [--json]`: load a study and describe it (shape, geometry, phases, labels, warnings).
+
+The JSON form is `Study.summary()` (one object on stdout) and is what scripts and the app's tests read;
+the plain form prints the same facts for people. Load errors are `StudyError`s: main.py turns them into
+one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers, summary: str) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("info", help=summary, description=summary)
+    parser.add_argument("path", help="DICOM folder or zip, NIfTI file, or ACDC / M&Ms / UK Biobank subject folder")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--series-uid", default=None, metavar="UID",
+                        help="load this DICOM SeriesInstanceUID when the folder holds several series")
+    parser.add_argument("--allow-incomplete", action="store_true",
+                        help="load the complete slices of an incomplete DICOM series instead of failing")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.io import load_study  # lazy: keeps `gemini-cmr --help` fast
+
+    study = load_study(args.path, series_uid=args.series_uid, allow_incomplete=args.allow_incomplete)
+    info = study.summary()
+    if args.json:
+        json.dump(info, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_summary(info))
+    return 0
+
+
+def _num(value, fmt: str = ".4g") -> str:
+    return "unknown" if value is None else format(value, fmt)
+
+
+def _phase(value) -> str:
+    return "unknown" if value is None else f"{value} (0-based)"
+
+
+def format_summary(info: dict) -> str:
+    """Readable multi-line text of a `Study.summary()` dict."""
+    t, z, y, x = info["shape"]
+    sx, sy, sz = info["spacing_mm"]
+    lines = [
+        f"path:            {info['path']}",
+        f"format:          {info['format']}" + (f" ({info['vendor']})" if info.get("vendor") else ""),
+    ]
+    if info.get("patient_id"):
+        lines.append(f"patient:         {info['patient_id']}")
+    if info.get("series_description"):
+        lines.append(f"series:          {info['series_description']}")
+    lines += [
+        f"shape:           {t} phases x {z} slices x {y} rows x {x} columns (T, Z, Y, X)",
+        f"spacing:         {sx:.4g} x {sy:.4g} mm in-plane, {sz:.4g} mm between slice centres",
+        f"slice thickness: {_num(info['slice_thickness_mm'])} mm",
+        "affine (RAS+):   " + "\n                 ".join(
+            "[" + " ".join(f"{v:9.3f}" for v in row) + "]" for row in info["affine"]),
+    ]
+    times = info.get("phase_times_ms")
+    if times:
+        lines.append(f"phase times:     {times[0]:.1f}-{times[-1]:.1f} ms")
+    lines += [
+        f"ED phase:        {_phase(info['ed_phase'])}",
+        f"ES phase:        {_phase(info['es_phase'])}",
+        "labels:          " + (f"values {info['label_values']} on phases {info['labelled_phases']}"
+                                if info["has_labels"] else "none"),
+    ]
+    if info.get("height_cm") or info.get("weight_kg"):
+        lines.append(f"height/weight:   {_num(info.get('height_cm'))} cm / {_num(info.get('weight_kg'))} kg")
+    for w in info["warnings"]:
+        lines.append(f"warning:         {w}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,32 @@
+"""`gemini-cmr train`: train Gemini-GAN (`train gemini`) or a V-AMA adapter (`train vama`).
+
+The sub-subcommands live in `core/cli/train_gemini.py` and `core/cli/train_vama.py`, each exposing
+`register(subparsers)`; a module that is not present in this build is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+SUBCOMMANDS = ("train_gemini", "train_vama")
+
+
+def register(subparsers, summary: str) -> None:
+    p = subparsers.add_parser("train", help=summary, description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="train_command", metavar="MODEL")
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"core.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"core.cli.{name}":
+                continue
+            raise
+        module.register(sub)
+
+    def run(args: argparse.Namespace) -> int:
+        p.print_help()
+        return 2
+
+    p.set_defaults(func=run)

@@ -1,0 +1,275 @@
+"""Research dataset layouts on NIfTI: ACDC, M&Ms, UK Biobank; label files paired by name; label remapping.
+
+Every source numbers its structures differently, and a wrong mapping silently swaps LV and RV, so labels
+are remapped here, on import, to the project convention (0 background, 1 LV cavity, 2 LV myocardium,
+3 RV cavity); values a source does not define are an error rather than being guessed.
+
+- ACDC: `patientNNN/` with `Info.cfg` (ED/ES frame numbers, 1-based; height cm; weight kg; group),
+  `patientNNN_frameXX.nii.gz` + `_gt`, optional `patientNNN_4d.nii.gz`. Labels 1 RV, 2 myo, 3 LV.
+- M&Ms: `<code>/<code>_sa.nii.gz` (4D) + `<code>_sa_gt.nii.gz` (ED and ES labelled). Labels 1 LV, 2 myo, 3 RV.
+- UK Biobank (ukbb_cardiac): `sa.nii.gz` (4D) + `label_sa.nii.gz` or `seg_sa.nii.gz`. Labels 1 LV, 2 myo, 3 RV.
+- UK Digital Heart label maps: 1 LV, 2 myo, 4 RV (source "ukdhp").
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import StudyError
+from core.io.nifti import load_nifti_volume, phase_interval_ms
+from core.study import Study, StudyMeta
+
+log = logging.getLogger(__name__)
+
+#: source -> {file label value: project label value}
+LABEL_MAPS: dict[str, dict[int, int]] = {
+    "project": {0: 0, 1: 1, 2: 2, 3: 3},
+    "acdc": {0: 0, 1: 3, 2: 2, 3: 1},
+    "mnms": {0: 0, 1: 1, 2: 2, 3: 3},
+    "ukbb": {0: 0, 1: 1, 2: 2, 3: 3},
+    "ukdhp": {0: 0, 1: 1, 2: 2, 4: 3},
+}
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+_ACDC_FRAME = re.compile(r"^(patient\d+)_frame(\d+)(_gt)?\.nii(\.gz)?$")
+_ACDC_4D = re.compile(r"^(patient\d+)_4d\.nii(\.gz)?$")
+_MNMS_SA = re.compile(r"^(.+)_sa\.nii(\.gz)?$")
+
+
+def is_nifti(path: Path) -> bool:
+    return path.name.lower().endswith(NIFTI_SUFFIXES)
+
+
+def nifti_stem(path: Path) -> str:
+    name = path.name
+    for suffix in NIFTI_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+# --- labels ---------------------------------------------------------------------------------------------
+def remap_labels(labels: np.ndarray, source: str, name: str) -> np.ndarray:
+    """Map a source's label values to the project convention; unknown values -> `StudyError`."""
+    mapping = LABEL_MAPS[source]
+    labels = np.asarray(labels)
+    if not np.issubdtype(labels.dtype, np.integer):
+        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+            raise StudyError("label map holds non-integer values", name)
+        labels = np.round(labels).astype(np.int64)
+    values = np.unique(labels)
+    unknown = sorted(int(v) for v in values if int(v) not in mapping)
+    if unknown:
+        raise StudyError(f"unexpected label values {unknown} for {source} labels "
+                         f"(expected {sorted(mapping)})", name)
+    lut = np.zeros(max(mapping) + 1, dtype=np.uint8)
+    for src, dst in mapping.items():
+        lut[src] = dst
+    return lut[labels.astype(np.int64)]
+
+
+def _check_labels_fit(labels: np.ndarray, image_shape: tuple, lab_affine: np.ndarray, img_affine: np.ndarray,
+                      name: str, warn: list[str]) -> None:
+    if tuple(labels.shape) != tuple(image_shape):
+        raise StudyError(f"label shape {labels.shape} does not match image shape {tuple(image_shape)}", name)
+    if not np.allclose(lab_affine, img_affine, atol=1e-3):
+        warn.append(f"{name}: label affine differs from the image affine; used the image geometry")
+
+
+# --- ACDC -------------------------------------------------------------------------------------------------
+def read_info_cfg(path: Path) -> dict[str, str]:
+    """`Key: value` lines of an ACDC Info.cfg."""
+    out: dict[str, str] = {}
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise StudyError(f"cannot read ({exc.strerror})", str(path)) from None
+    for line in text.splitlines():
+        if ":" in line:
+            key, value = line.split(":", 1)
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _cfg_float(cfg: dict[str, str], key: str, name: str) -> float | None:
+    if key not in cfg:
+        return None
+    try:
+        return float(cfg[key])
+    except ValueError:
+        raise StudyError(f"{key} is not a number: {cfg[key]!r}", name) from None
+
+
+def is_acdc_folder(folder: Path) -> bool:
+    return (folder / "Info.cfg").is_file() or any(_ACDC_FRAME.match(p.name) for p in folder.iterdir())
+
+
+def load_acdc(folder: Path) -> Study:
+    """An ACDC patient folder: the 4D cine when present, else the ED/ES frames; labels remapped."""
+    folder = Path(folder)
+    where = str(folder)
+    warn: list[str] = []
+    frames: dict[int, Path] = {}
+    gts: dict[int, Path] = {}
+    four_d: Path | None = None
+    for p in sorted(folder.iterdir()):
+        if m := _ACDC_FRAME.match(p.name):
+            (gts if m.group(3) else frames)[int(m.group(2))] = p
+        elif _ACDC_4D.match(p.name):
+            four_d = p
+    if not frames and four_d is None:
+        raise StudyError("ACDC folder without patientNNN_frameXX.nii.gz or patientNNN_4d.nii.gz images", where)
+    cfg_path = folder / "Info.cfg"
+    cfg = read_info_cfg(cfg_path) if cfg_path.is_file() else {}
+    if not cfg:
+        warn.append("no Info.cfg: ED/ES, height and weight unknown")
+
+    if four_d is not None:
+        image, affine, header, w = load_nifti_volume(four_d)
+        warn += w
+        if image.ndim == 3:
+            image = image[None]
+        frame_to_phase = {n: n - 1 for n in range(1, image.shape[0] + 1)}
+        interval = phase_interval_ms(header)
+        phase_times = None if interval is None else np.arange(image.shape[0]) * interval
+    else:
+        numbers = sorted(frames)
+        volumes = []
+        for n in numbers:
+            vol, aff, header, w = load_nifti_volume(frames[n])
+            if not volumes:
+                warn += w  # the same header fix applies to every frame: say it once
+            if vol.ndim != 3:
+                raise StudyError(f"expected a 3D frame, got shape {vol.shape}", str(frames[n]))
+            if volumes and (vol.shape != volumes[0].shape or not np.allclose(aff, affine, atol=1e-3)):
+                raise StudyError("frame geometry differs from the other frames", str(frames[n]))
+            if not volumes:
+                affine = aff
+            volumes.append(vol)
+        image = np.stack(volumes)
+        frame_to_phase = {n: i for i, n in enumerate(numbers)}
+        phase_times = None
+        warn.append(f"no 4D cine: the study holds only frames {numbers} (ACDC ED/ES)")
+
+    labels = None
+    labelled = []
+    for n, gt_path in sorted(gts.items()):
+        if n not in frame_to_phase:
+            warn.append(f"{gt_path.name}: frame {n} is not in the image; ignored")
+            continue
+        gt, gt_affine, _, _ = load_nifti_volume(gt_path)  # label geometry is checked against the image
+        _check_labels_fit(gt, image.shape[1:], gt_affine, affine, str(gt_path), warn)
+        if labels is None:
+            labels = np.zeros(image.shape, dtype=np.uint8)
+        labels[frame_to_phase[n]] = remap_labels(gt, "acdc", str(gt_path))
+        labelled.append(frame_to_phase[n])
+
+    def phase_of(key: str) -> int | None:
+        value = _cfg_float(cfg, key, str(cfg_path))
+        if value is None:
+            return None
+        if int(value) not in frame_to_phase:
+            warn.append(f"Info.cfg {key} frame {int(value)} is not in the image; {key} unknown")
+            return None
+        return frame_to_phase[int(value)]
+
+    n_frames = _cfg_float(cfg, "NbFrame", str(cfg_path))
+    if four_d is not None and n_frames is not None and int(n_frames) != image.shape[0]:
+        warn.append(f"Info.cfg says {int(n_frames)} frames, the 4D image has {image.shape[0]}")
+    meta = StudyMeta(
+        source_path=where,
+        format="acdc",
+        patient_id=folder.name,
+        ed_phase=phase_of("ED"),
+        es_phase=phase_of("ES"),
+        height_cm=_cfg_float(cfg, "Height", str(cfg_path)),
+        weight_kg=_cfg_float(cfg, "Weight", str(cfg_path)),
+        group=cfg.get("Group", ""),
+        warnings=warn,
+        extra={"frame_numbers": sorted(frame_to_phase, key=frame_to_phase.get)},
+    )
+    return Study(image=image, affine=affine, phase_times_ms=phase_times, labels=labels,
+                 labelled_phases=sorted(labelled), meta=meta)
+
+
+# --- files paired by name (M&Ms, UK Biobank, ACDC frames) ------------------------------------------------
+def label_partner(image_path: Path) -> tuple[Path, str] | None:
+    """The label file that belongs to an image file by naming convention, and its label source."""
+    image_path = Path(image_path)
+    stem = nifti_stem(image_path)
+    folder = image_path.parent
+    candidates: list[tuple[str, str]] = []
+    if _ACDC_FRAME.match(image_path.name) or _ACDC_4D.match(image_path.name):
+        candidates.append((f"{stem}_gt", "acdc"))
+    elif stem == "sa" or stem.startswith("sa_"):
+        candidates += [(f"label_{stem}", "ukbb"), (f"seg_{stem}", "ukbb")]
+    elif _MNMS_SA.match(image_path.name):
+        candidates.append((f"{stem}_gt", "mnms"))
+    else:
+        candidates += [(f"{stem}_gt", "project"), (f"{stem}_labels", "project"), (f"{stem}_seg", "project")]
+    for label_stem, source in candidates:
+        for suffix in NIFTI_SUFFIXES:
+            p = folder / f"{label_stem}{suffix}"
+            if p.is_file():
+                return p, source
+    return None
+
+
+def is_label_file(path: Path) -> bool:
+    stem = nifti_stem(path)
+    return (stem.endswith(("_gt", "_labels", "_seg")) or stem.startswith(("label_", "seg_"))
+            or stem in ("lr_labels", "hr_labels"))
+
+
+def study_from_nifti(
+    path: Path, labels_path: Path | None = None, label_source: str = "project", fmt: str = "nifti"
+) -> Study:
+    """One NIfTI image (3D or 4D) with optional labels paired by name."""
+    path = Path(path)
+    image, affine, header, warn = load_nifti_volume(path)
+    if image.ndim == 3:
+        image = image[None]
+    interval = phase_interval_ms(header)
+    phase_times = None if interval is None or image.shape[0] < 2 else np.arange(image.shape[0]) * interval
+    labels = None
+    if labels_path is not None:
+        raw, lab_affine, _, _ = load_nifti_volume(labels_path)  # geometry is checked against the image
+        if raw.ndim == 3:
+            raw = raw[None]
+        _check_labels_fit(raw, image.shape, lab_affine, affine, str(labels_path), warn)
+        labels = remap_labels(raw, label_source, str(labels_path))
+    meta = StudyMeta(source_path=str(path), format=fmt, patient_id=_subject_name(path), warnings=warn,
+                     extra={} if labels_path is None else {"labels_path": str(labels_path),
+                                                           "label_source": label_source})
+    return Study(image=image, affine=affine, phase_times_ms=phase_times, labels=labels, meta=meta)
+
+
+def _subject_name(path: Path) -> str:
+    stem = nifti_stem(path)
+    if stem == "sa" or stem.startswith("sa_"):
+        return path.parent.name
+    return stem
+
+
+def find_layout_image(folder: Path) -> tuple[Path, str] | None:
+    """The main image of an M&Ms or UK Biobank subject folder, and the layout name."""
+    for suffix in NIFTI_SUFFIXES:
+        if (folder / f"sa{suffix}").is_file():
+            return folder / f"sa{suffix}", "ukbb"
+    for suffix in NIFTI_SUFFIXES:
+        if (folder / f"{folder.name}_sa{suffix}").is_file():
+            return folder / f"{folder.name}_sa{suffix}", "mnms"
+    return None
+
+
+def load_paired_nifti(path: Path, fmt: str = "nifti") -> Study:
+    """A NIfTI image plus the label file paired with it by name, when one exists."""
+    partner = label_partner(path)
+    if partner is None:
+        return study_from_nifti(path, fmt=fmt)
+    labels_path, source = partner
+    return study_from_nifti(path, labels_path, source, fmt=fmt)

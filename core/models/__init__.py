@@ -1,0 +1,1 @@
+"""Neural networks: Gemini-GAN generator and discriminator, model files (safetensors + JSON)."""

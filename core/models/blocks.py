@@ -1,0 +1,71 @@
+"""Building blocks of the U-Net family used by Gemini-GAN (spec section 3).
+
+- `DoubleConv`: [3x3 conv, BatchNorm, ReLU] x 2 (bias-free convs, BN carries the bias).
+- `Down`: 2x2 max-pool, then `DoubleConv`.
+- `Up`: 2x upsampling (bilinear or transposed conv), concatenation with the skip, `DoubleConv`.
+- `ThroughPlaneMix`: residual (3, 1, 1) 3D conv over the slice axis, for the "shared-2d" encoder variant
+  whose 2D features are computed slice by slice.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class DoubleConv(nn.Sequential):
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__(
+            nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_ch),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_ch),
+            nn.ReLU(inplace=True),
+        )
+
+
+class Down(nn.Sequential):
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__(nn.MaxPool2d(2), DoubleConv(in_ch, out_ch))
+
+
+class Up(nn.Module):
+    """Upsample `x` by 2, concatenate the skip connection, double conv."""
+
+    def __init__(self, in_ch: int, skip_ch: int, out_ch: int, mode: str = "bilinear"):
+        super().__init__()
+        self.mode = mode
+        if mode == "transposed":
+            self.up = nn.ConvTranspose2d(in_ch, in_ch, 2, stride=2)
+        elif mode != "bilinear":
+            raise ValueError(f"unknown upsampling mode {mode!r}")
+        self.conv = DoubleConv(in_ch + skip_ch, out_ch)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        if self.mode == "transposed":
+            x = self.up(x)
+        else:
+            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        if x.shape[-2:] != skip.shape[-2:]:  # odd sizes: pad to the skip's size
+            dy, dx = skip.shape[-2] - x.shape[-2], skip.shape[-1] - x.shape[-1]
+            x = F.pad(x, [dx // 2, dx - dx // 2, dy // 2, dy - dy // 2])
+        return self.conv(torch.cat([skip, x], dim=1))
+
+
+class ThroughPlaneMix(nn.Module):
+    """Mix features along the slice axis: (B*D, C, h, w) -> same shape, via a residual (k, 1, 1) Conv3d."""
+
+    def __init__(self, channels: int, depth: int, kernel: int = 3):
+        super().__init__()
+        self.depth = depth
+        self.conv = nn.Conv3d(channels, channels, (kernel, 1, 1), padding=(kernel // 2, 0, 0), bias=False)
+        self.norm = nn.BatchNorm3d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bd, c, h, w = x.shape
+        b = bd // self.depth
+        v = x.view(b, self.depth, c, h, w).permute(0, 2, 1, 3, 4)  # (B, C, D, h, w)
+        v = v + F.relu(self.norm(self.conv(v)))
+        return v.permute(0, 2, 1, 3, 4).reshape(bd, c, h, w)

@@ -1,0 +1,229 @@
+"""Clinical phenotypes from label volumes (spec section 6).
+
+Definitions (all volumes in mL = voxel count x voxel volume of the grid the labels live on):
+- volume curves: LV cavity (label 1), LV myocardium (2) and RV cavity (3) volume in every phase;
+- ED = phase of maximal LV cavity volume, ES = phase of minimal LV cavity volume (over the phases that
+  were segmented), unless the study says otherwise (`StudyMeta.ed_phase` / `es_phase`, e.g. ACDC
+  `Info.cfg`). Both the study's and the computed phases are reported;
+- EDV / ESV = cavity volume at ED / ES; SV = EDV - ESV; EF = 100 x SV / EDV (%), for LV and RV;
+- LV mass = LV myocardial volume at ED x 1.05 g/mL;
+- BSA (Mosteller) = sqrt(height_cm x weight_kg / 3600) m^2; indexed values (`*_per_m2`) when the
+  height and weight are known.
+Volumes from SR labels use the SR voxel volume; when the study carries its own (LR) labels their
+volumes are reported beside them (section `lr`), on the phases that were annotated.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.io.atomic import atomic_write_text
+from core.study import STRUCTURES, Grid, StudyMeta
+
+MYOCARDIAL_DENSITY_G_PER_ML = 1.05
+
+# Quantities that are indexed to BSA when it is known.
+INDEXED = ("lv_edv_ml", "lv_esv_ml", "lv_sv_ml", "lv_mass_g", "rv_edv_ml", "rv_esv_ml", "rv_sv_ml")
+SCALARS = (
+    "lv_edv_ml", "lv_esv_ml", "lv_sv_ml", "lv_ef_pct", "lv_mass_g",
+    "rv_edv_ml", "rv_esv_ml", "rv_sv_ml", "rv_ef_pct",
+)  # fmt: skip
+
+
+def bsa_mosteller(height_cm: float | None, weight_kg: float | None) -> float | None:
+    """Body surface area in m^2 (Mosteller 1987); None unless both are known and positive."""
+    if not height_cm or not weight_kg or height_cm <= 0 or weight_kg <= 0:
+        return None
+    return math.sqrt(float(height_cm) * float(weight_kg) / 3600.0)
+
+
+def volume_curves(
+    labels: np.ndarray, voxel_volume_ml: float, structures: Mapping[int, str] = STRUCTURES
+) -> dict[str, list[float]]:
+    """Volume (mL) of every structure in every phase of a (T, Z, Y, X) label array."""
+    labels = np.asarray(labels)
+    if labels.ndim == 3:
+        labels = labels[None]
+    counts = {name: [] for name in structures.values()}
+    for phase in labels:
+        hist = np.bincount(phase.ravel(), minlength=max(structures) + 1)
+        for label, name in structures.items():
+            counts[name].append(float(hist[label]) * float(voxel_volume_ml))
+    return counts
+
+
+def ed_es_from_curve(lv_cavity_ml: Sequence[float], phases: Sequence[int]) -> tuple[int, int]:
+    """(ED, ES) study phase indices: max and min of the LV cavity volume curve (first on ties)."""
+    v = np.asarray(lv_cavity_ml, dtype=np.float64)
+    if v.size == 0:
+        raise ValueError("empty volume curve")
+    return int(phases[int(np.argmax(v))]), int(phases[int(np.argmin(v))])
+
+
+def _ef(edv: float, esv: float) -> float:
+    return 100.0 * (edv - esv) / edv if edv > 0 else float("nan")
+
+
+def _scalars(curves: Mapping[str, Sequence[float]], phases: Sequence[int], ed: int, es: int) -> dict:
+    idx = {p: i for i, p in enumerate(phases)}
+    out: dict[str, float] = {}
+    if ed not in idx or es not in idx:
+        return {k: float("nan") for k in SCALARS}
+    i_ed, i_es = idx[ed], idx[es]
+    for side, cav in (("lv", "lv_cavity"), ("rv", "rv_cavity")):
+        edv, esv = float(curves[cav][i_ed]), float(curves[cav][i_es])
+        out[f"{side}_edv_ml"] = edv
+        out[f"{side}_esv_ml"] = esv
+        out[f"{side}_sv_ml"] = edv - esv
+        out[f"{side}_ef_pct"] = _ef(edv, esv)
+    out["lv_mass_g"] = float(curves["lv_myocardium"][i_ed]) * MYOCARDIAL_DENSITY_G_PER_ML
+    return {k: out[k] for k in SCALARS}
+
+
+def compute_phenotypes(
+    labels: np.ndarray,
+    grid: Grid,
+    phases: Sequence[int] | None = None,
+    meta: StudyMeta | None = None,
+    lr_labels: np.ndarray | None = None,
+    lr_grid: Grid | None = None,
+    lr_phases: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """Phenotypes of (T', Z, Y, X) `labels` on `grid` for the study phases `phases` (default 0..T'-1).
+
+    `meta` supplies the study's ED/ES (if any) and height/weight. `lr_labels` (T, z, y, x) on `lr_grid`
+    are the study's own annotations (only `lr_phases` are used); their volumes go into the `lr` section.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim == 3:
+        labels = labels[None]
+    phases = list(range(labels.shape[0])) if phases is None else [int(p) for p in phases]
+    if len(phases) != labels.shape[0]:
+        raise ValueError(f"{len(phases)} phase indices for {labels.shape[0]} label volumes")
+    meta = meta or StudyMeta()
+    curves = volume_curves(labels, grid.voxel_volume_ml)
+    ed_c, es_c = ed_es_from_curve(curves["lv_cavity"], phases)
+    ed_f = meta.ed_phase if meta.ed_phase is not None and meta.ed_phase in phases else None
+    es_f = meta.es_phase if meta.es_phase is not None and meta.es_phase in phases else None
+    ed = ed_f if ed_f is not None else ed_c
+    es = es_f if es_f is not None else es_c
+    bsa = bsa_mosteller(meta.height_cm, meta.weight_kg)
+
+    result: dict[str, Any] = {
+        "source": "sr_labels",
+        "voxel_volume_ml": grid.voxel_volume_ml,
+        "ed_phase": ed,
+        "es_phase": es,
+        "ed_phase_source": "study" if ed_f is not None else "computed",
+        "es_phase_source": "study" if es_f is not None else "computed",
+        "ed_phase_study": meta.ed_phase,
+        "es_phase_study": meta.es_phase,
+        "ed_phase_computed": ed_c,
+        "es_phase_computed": es_c,
+    }
+    result.update(_scalars(curves, phases, ed, es))
+    if (ed_c, es_c) != (ed, es):
+        # The study's ED/ES disagree with the volume curve: report the values at the computed phases too.
+        result["computed_phases"] = _scalars(curves, phases, ed_c, es_c)
+    result["height_cm"] = meta.height_cm
+    result["weight_kg"] = meta.weight_kg
+    result["bsa_m2"] = bsa
+    result["indexed"] = {f"{k}_per_m2": result[k] / bsa for k in INDEXED} if bsa else None
+    result["phases"] = phases
+    result["volume_curves_ml"] = curves
+
+    lr = None
+    if lr_labels is not None and lr_grid is not None:
+        lr_labels = np.asarray(lr_labels)
+        if lr_labels.ndim == 3:
+            lr_labels = lr_labels[None]
+        lr_ph = [int(p) for p in (lr_phases if lr_phases is not None else range(lr_labels.shape[0]))]
+        lr_ph = [p for p in lr_ph if 0 <= p < lr_labels.shape[0]]
+        if lr_ph:
+            lr_curves = volume_curves(lr_labels[lr_ph], lr_grid.voxel_volume_ml)
+            lr = {"source": "study_labels", "voxel_volume_ml": lr_grid.voxel_volume_ml, "phases": lr_ph}
+            lr.update(_scalars(lr_curves, lr_ph, ed, es))
+            lr["volume_curves_ml"] = lr_curves
+    result["lr"] = lr
+    return result
+
+
+# --- writers -----------------------------------------------------------------------------------------
+def _clean(value: Any) -> Any:
+    """NaN/inf -> None, numpy scalars -> Python, recursively (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def to_json(phenotypes: Mapping[str, Any]) -> str:
+    return json.dumps(_clean(dict(phenotypes)), indent=2, allow_nan=False) + "\n"
+
+
+def _unit(name: str) -> str:
+    for suffix, unit in (("_ml_per_m2", "mL/m2"), ("_g_per_m2", "g/m2"), ("_ml", "mL"), ("_g", "g"),
+                         ("_pct", "%"), ("_m2", "m2"), ("_cm", "cm"), ("_kg", "kg")):
+        if name.endswith(suffix):
+            return unit
+    return ""
+
+
+def csv_rows(phenotypes: Mapping[str, Any]) -> list[list[str]]:
+    """Long table `quantity, sr_labels, lr_labels, unit`; volume curves as `<structure>_ml_phase_<t>`."""
+    p = _clean(dict(phenotypes))
+    lr = p.get("lr") or {}
+
+    def fmt(v: Any) -> str:
+        if v is None:
+            return ""
+        if isinstance(v, float):
+            return f"{v:.4f}"
+        return str(v)
+
+    rows = [["quantity", "sr_labels", "lr_labels", "unit"]]
+    for key in ("ed_phase", "es_phase", "ed_phase_study", "es_phase_study", "ed_phase_computed",
+                "es_phase_computed"):
+        rows.append([key, fmt(p.get(key)), "", ""])
+    for key in SCALARS:
+        rows.append([key, fmt(p.get(key)), fmt(lr.get(key)), _unit(key)])
+    for key in ("height_cm", "weight_kg", "bsa_m2"):
+        rows.append([key, fmt(p.get(key)), "", _unit(key)])
+    for key, value in (p.get("indexed") or {}).items():
+        rows.append([key, fmt(value), "", _unit(key)])
+    lr_curves = lr.get("volume_curves_ml") or {}
+    lr_idx = {ph: i for i, ph in enumerate(lr.get("phases") or [])}
+    for name, values in p["volume_curves_ml"].items():
+        for ph, v in zip(p["phases"], values):
+            lr_v = lr_curves[name][lr_idx[ph]] if name in lr_curves and ph in lr_idx else None
+            rows.append([f"{name}_ml_phase_{ph}", fmt(v), fmt(lr_v), "mL"])
+    return rows
+
+
+def to_csv(phenotypes: Mapping[str, Any]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(csv_rows(phenotypes))
+    return buf.getvalue()
+
+
+def write_json(phenotypes: Mapping[str, Any], path: str | Path) -> Path:
+    atomic_write_text(path, to_json(phenotypes))
+    return Path(path)
+
+
+def write_csv(phenotypes: Mapping[str, Any], path: str | Path) -> Path:
+    atomic_write_text(path, to_csv(phenotypes))
+    return Path(path)

@@ -1,0 +1,258 @@
+"""LR short-axis acquisition simulator and HR rendering on the SR grid.
+
+- `plan_lr_grid`: a SAX stack roughly perpendicular to the LV long axis (random obliquity), slice 0 above
+  the base, k running towards the apex, FOV centred on the ventricles (with jitter).
+- `render_planes`: tissue classes of a phantom on a stack of planes (the fast path: the static thorax is
+  evaluated once, the heart per phase only inside its bounding box).
+- `simulate_lr`: slice-profile integration (sub-slices across the slice thickness), per-slice breath-hold
+  shifts in-plane (and optionally through-plane), in-plane PSF; LR labels at the slice centre planes
+  with the same shifts.
+- `simulate_lr_from_volume`: the same acquisition applied to an HR image/label volume (real data),
+  by trilinear/nearest sampling in world coordinates.
+
+Shift convention: the heart (and thorax) of slice k was displaced by `shifts_mm[k]` (world mm) when the
+slice was acquired, so the slice shows the anatomy at `p - shifts_mm[k]` at nominal position p. The
+affine of the LR stack is the nominal one (it does not know about the shifts), as on a scanner.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from core.geometry import rotation_matrix
+from core.study import Grid
+from core.synth.anatomy import Phantom
+from core.synth.domains import Acquisition
+
+
+@dataclass
+class SliceShifts:
+    """Per-slice misregistration of an LR stack: world-mm displacement of the anatomy per slice."""
+
+    shifts_mm: np.ndarray  # (Z, 3) world mm
+    inplane_mm: np.ndarray  # (Z, 2) along the stack's i and j axes
+    through_mm: np.ndarray  # (Z,) along the stack normal
+
+    @classmethod
+    def none(cls, n: int) -> SliceShifts:
+        return cls(np.zeros((n, 3)), np.zeros((n, 2)), np.zeros(n))
+
+    @classmethod
+    def random(cls, rng: np.random.Generator, grid: Grid, acq: Acquisition) -> SliceShifts:
+        nz = grid.shape[0]
+        ip = rng.normal(0.0, acq.shift_mm, size=(nz, 2)) if acq.shift_mm > 0 else np.zeros((nz, 2))
+        r = np.linalg.norm(ip, axis=1, keepdims=True)
+        ip *= np.minimum(1.0, acq.shift_max_mm / np.maximum(r, 1e-9))
+        tp = rng.normal(0.0, acq.through_plane_mm, size=nz) if acq.through_plane_mm > 0 else np.zeros(nz)
+        d = grid.directions
+        world = ip[:, :1] * d[:, 0] + ip[:, 1:] * d[:, 1] + tp[:, None] * grid.normal
+        return cls(world, ip, tp)
+
+    def to_json(self) -> dict:
+        return {"inplane_mm": np.round(self.inplane_mm, 4).tolist(),
+                "through_plane_mm": np.round(self.through_mm, 4).tolist()}
+
+
+def plan_lr_grid(phantom: Phantom, acq: Acquisition, rng: np.random.Generator) -> Grid:
+    """The nominal LR SAX stack for a phantom (see module docstring)."""
+    p = phantom.params
+    e_u, e_w = p.rotation[:, 0], p.rotation[:, 2]
+    # stack normal: base -> apex, tilted by a random obliquity about a random in-plane axis
+    n = -e_w
+    axis = np.cross(n, rng.normal(size=3))
+    axis /= np.linalg.norm(axis)
+    n = rotation_matrix(axis, rng.uniform(0.0, acq.obliquity_deg)) @ n
+    # image axes: columns towards the patient's left, rows towards posterior (anterior at the top)
+    i_dir = np.array([-1.0, 0.0, 0.0]) - n * (-n[0])
+    i_dir /= np.linalg.norm(i_dir)
+    j_dir = np.array([0.0, -1.0, 0.0])
+    j_dir = j_dir - n * np.dot(j_dir, n) - i_dir * np.dot(j_dir, i_dir)
+    j_dir /= np.linalg.norm(j_dir)
+    f0 = phantom.frames[0]
+    apex_w = f0.w_centre - f0.co
+    mid_w = 0.5 * (apex_w + f0.w_base)
+    centre = phantom.heart_to_world(np.array([[-0.3 * f0.A, 0.0, mid_w]]))[0]
+    centre = centre + acq.fov_jitter_mm * rng.uniform(-1, 1, size=3) * np.array([1, 1, 1]) * 0.7
+    nx = ny = int(acq.matrix)
+    nz = int(acq.n_slices)
+    s_in, s_z = acq.inplane_mm, acq.slice_spacing_mm
+    affine = np.eye(4)
+    affine[:3, 0] = i_dir * s_in
+    affine[:3, 1] = j_dir * s_in
+    affine[:3, 2] = n * s_z
+    affine[:3, 3] = centre - affine[:3, :3] @ np.array([(nx - 1) / 2, (ny - 1) / 2, (nz - 1) / 2])
+    return Grid((nz, ny, nx), affine)
+
+
+# --- plane-stack rendering ---------------------------------------------------------------------------
+def _plane_xyz(origins: np.ndarray, ax: np.ndarray, ay: np.ndarray, ni: int, nj: int, rows=None, cols=None):
+    """Broadcastable float32 (P, nj, ni) coordinates of the points origin_p + i ax + j ay, for each of the
+    3 components of origins/ax/ay (which may be in world or heart frame)."""
+    i = np.arange(ni, dtype=np.float64) if cols is None else np.arange(*cols, dtype=np.float64)
+    j = np.arange(nj, dtype=np.float64) if rows is None else np.arange(*rows, dtype=np.float64)
+    return [
+        (origins[:, c, None, None] + ay[c] * j[None, :, None] + ax[c] * i[None, None, :]).astype(np.float32)
+        for c in range(3)
+    ]
+
+
+def render_planes(
+    phantom: Phantom,
+    origins: np.ndarray,
+    ax: np.ndarray,
+    ay: np.ndarray,
+    ni: int,
+    nj: int,
+    phases: list[int] | None = None,
+) -> np.ndarray:
+    """Tissue classes (T, P, nj, ni) uint8 at the points origins[p] + i * ax + j * ay (world mm)."""
+    origins = np.asarray(origins, dtype=np.float64)
+    ax = np.asarray(ax, dtype=np.float64)
+    ay = np.asarray(ay, dtype=np.float64)
+    phases = list(range(phantom.n_phases)) if phases is None else list(phases)
+    P = len(origins)
+    R = phantom.params.rotation
+    h_orig = (origins - phantom.params.origin) @ R
+    h_ax, h_ay = R.T @ ax, R.T @ ay
+    x, y, z = np.broadcast_arrays(*_plane_xyz(origins, ax, ay, ni, nj))
+    hu, hv, hw = np.broadcast_arrays(*_plane_xyz(h_orig, h_ax, h_ay, ni, nj))
+    static = phantom.paint_static(x, y, z, hu, hv, hw)
+    # heart bounding box in (plane, row, column) index space
+    corners = phantom.heart_bounds()
+    basis = np.stack([ax, ay], axis=1)  # 3x2
+    pinv = np.linalg.pinv(basis)
+    normal = np.cross(ax, ay)
+    normal /= np.linalg.norm(normal)
+    c_n = corners @ normal
+    o_n = origins @ normal
+    inside = np.nonzero((o_n >= c_n.min() - 1.0) & (o_n <= c_n.max() + 1.0))[0]
+    out = np.empty((len(phases), P, nj, ni), dtype=np.uint8)
+    out[:] = static
+    if len(inside) == 0:
+        return out
+    p0, p1 = int(inside.min()), int(inside.max()) + 1
+    ij = np.concatenate([(corners - o) @ pinv.T for o in origins[p0:p1]])
+    c0 = max(int(math.floor(ij[:, 0].min())) - 1, 0)
+    c1 = min(int(math.ceil(ij[:, 0].max())) + 2, ni)
+    r0 = max(int(math.floor(ij[:, 1].min())) - 1, 0)
+    r1 = min(int(math.ceil(ij[:, 1].max())) + 2, nj)
+    if c0 >= c1 or r0 >= r1:
+        return out
+    hb = [np.ascontiguousarray(np.broadcast_to(a[p0:p1, r0:r1, c0:c1], (p1 - p0, r1 - r0, c1 - c0)))
+          for a in (hu, hv, hw)]
+    for n, t in enumerate(phases):
+        phantom.paint_heart(out[n, p0:p1, r0:r1, c0:c1], hb[0], hb[1], hb[2], t)
+    return out
+
+
+def render_grid(phantom: Phantom, grid: Grid, phases: list[int] | None = None) -> np.ndarray:
+    """Tissue classes (T, Z, Y, X) of a phantom at the voxel centres of `grid` (no misregistration)."""
+    nz, ny, nx = grid.shape
+    origins = grid.index_to_world(np.stack([np.zeros(nz), np.zeros(nz), np.arange(nz)], axis=1))
+    return render_planes(phantom, origins, grid.affine[:3, 0], grid.affine[:3, 1], nx, ny, phases)
+
+
+def subslice_offsets(acq: Acquisition) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (mm along the normal, relative to the slice centre) and weights of the sub-slices that
+    integrate a box slice profile of width `slice_thickness_mm`."""
+    ns = max(int(acq.n_subslices), 1)
+    if ns % 2 == 0:
+        ns += 1
+    pos = ((np.arange(ns) + 0.5) / ns - 0.5) * acq.slice_thickness_mm
+    return pos, np.full(ns, 1.0 / ns)
+
+
+def _psf(img: np.ndarray, sigma_px: float) -> np.ndarray:
+    if sigma_px <= 0:
+        return img
+    sig = (0.0,) * (img.ndim - 2) + (sigma_px, sigma_px)
+    return ndimage.gaussian_filter(img, sig, mode="nearest", truncate=3.0)
+
+
+def simulate_lr(
+    phantom: Phantom,
+    grid: Grid,
+    acq: Acquisition,
+    shifts: SliceShifts,
+    lut: np.ndarray,
+    phases: list[int] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Noise-free LR signal (T, Z, Y, X) float32 and LR tissue classes at the slice centre planes (uint8).
+
+    Each LR voxel averages the signal of `n_subslices` planes across the slice thickness (box profile),
+    all displaced by the slice's shift; then an in-plane Gaussian PSF.
+    """
+    nz, ny, nx = grid.shape
+    pos, weights = subslice_offsets(acq)
+    ns = len(pos)
+    n = grid.normal
+    base = grid.index_to_world(np.stack([np.zeros(nz), np.zeros(nz), np.arange(nz)], axis=1))
+    origins = (base[:, None, :] - shifts.shifts_mm[:, None, :] + pos[None, :, None] * n).reshape(-1, 3)
+    tissue = render_planes(phantom, origins, grid.affine[:3, 0], grid.affine[:3, 1], nx, ny, phases)
+    T = tissue.shape[0]
+    tissue = tissue.reshape(T, nz, ns, ny, nx)
+    centre = tissue[:, :, ns // 2].copy()
+    if np.allclose(weights, weights[0]):
+        signal = lut[tissue].mean(axis=2, dtype=np.float32)
+    else:
+        signal = np.tensordot(lut[tissue], weights.astype(np.float32), axes=([2], [0]))
+    return _psf(signal, acq.psf_sigma_px).astype(np.float32, copy=False), centre
+
+
+def simulate_lr_from_volume(
+    image: np.ndarray,
+    labels: np.ndarray | None,
+    src: Grid,
+    grid: Grid,
+    acq: Acquisition,
+    shifts: SliceShifts | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The LR acquisition of an HR volume (real data): image (T, Z, Y, X) or (Z, Y, X) on `src` ->
+    (LR image, LR labels) on `grid` (nominal LR geometry), noise-free.
+
+    The HR image is low-pass filtered in-plane to the LR resolution, sampled trilinearly on sub-slices
+    across the slice thickness with the per-slice shifts, and averaged; labels are sampled (nearest) at the
+    shifted slice centre planes. Points outside `src` read 0.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    single = image.ndim == 3
+    if single:
+        image = image[None]
+        labels = None if labels is None else np.asarray(labels)[None]
+    nz, ny, nx = grid.shape
+    shifts = shifts or SliceShifts.none(nz)
+    pos, weights = subslice_offsets(acq)
+    # anti-alias the HR image to the LR in-plane resolution (Gaussian matching the pixel size ratio)
+    ratio = acq.inplane_mm / np.asarray(src.spacing[:2])
+    sig_xy = np.sqrt(np.maximum(ratio**2 - 1.0, 0.0)) / 2.355 * 2.0
+    pre = np.stack([ndimage.gaussian_filter(v, (0.0, sig_xy[1], sig_xy[0])) for v in image])
+    n = grid.normal
+    jj, ii = np.meshgrid(np.arange(ny, dtype=np.float64), np.arange(nx, dtype=np.float64), indexing="ij")
+    inv = src.inverse
+
+    def coords(k: int, off: float) -> np.ndarray:
+        o = grid.index_to_world(np.array([0.0, 0.0, k])) - shifts.shifts_mm[k] + off * n
+        w = o[:, None, None] + grid.affine[:3, 0, None, None] * ii + grid.affine[:3, 1, None, None] * jj
+        idx = np.tensordot(inv[:3, :3], w, axes=([1], [0])) + inv[:3, 3, None, None]
+        return idx[::-1]  # (k, j, i) order = array axes (Z, Y, X)
+
+    T = image.shape[0]
+    out = np.zeros((T, nz, ny, nx), dtype=np.float32)
+    out_lab = None if labels is None else np.zeros((T, nz, ny, nx), dtype=np.uint8)
+    for k in range(nz):
+        for off, wt in zip(pos, weights):
+            c = coords(k, off)
+            for t in range(T):
+                out[t, k] += wt * ndimage.map_coordinates(pre[t], c, order=1, mode="constant", cval=0.0)
+        if labels is not None:
+            c = coords(k, 0.0)
+            for t in range(T):
+                out_lab[t, k] = ndimage.map_coordinates(labels[t], c, order=0, mode="constant", cval=0)
+    out = _psf(out, acq.psf_sigma_px * 0.5)
+    if single:
+        return out[0], None if out_lab is None else out_lab[0]
+    return out, out_lab

@@ -1,0 +1,227 @@
+"""Generic training utilities: device and precision selection, torch.distributed set-up, deterministic
+RNG capture, optimizer state <-> safetensors/JSON (no pickle), progress events with ETA, stop requests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from core.errors import DataError
+from core.io.atomic import atomic_write_text
+from core.models.store import file_sha256, load_tensors, save_tensors
+
+log = logging.getLogger(__name__)
+EventCallback = Callable[[dict[str, Any]], None]
+
+
+# --- device and precision ----------------------------------------------------------------------------
+def select_device(name: str = "auto") -> torch.device:
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DataError("--device cuda was requested but no CUDA device is available")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise DataError(f"unknown device {name!r} (use cpu, cuda or auto)")
+    return torch.device(name)
+
+
+def cpu_has_bf16() -> bool:
+    """True on CPUs with AMX-BF16 or AVX512-BF16 (checked at run time)."""
+    try:
+        if torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported"):
+            if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+                return False
+    except Exception:  # pragma: no cover - introspection differs between builds
+        pass
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " amx_bf16" in flags or " avx512_bf16" in flags
+
+
+def autocast_dtype(device: torch.device, mode: str) -> torch.dtype | None:
+    """mode "auto": bf16 on CPUs that support it, bf16/fp16 on CUDA; "off": None; "bf16"/"fp16" forced."""
+    if mode == "off":
+        return None
+    if mode == "bf16":
+        return torch.bfloat16
+    if mode == "fp16":
+        return torch.float16
+    if mode != "auto":
+        raise DataError(f"unknown amp mode {mode!r} (use auto, off, bf16 or fp16)")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_bf16() else None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+# --- distributed ------------------------------------------------------------------------------------
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> DistInfo:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1): gloo on CPU, nccl on CUDA."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    rank = int(os.environ["RANK"])
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(rank, world, local)
+
+
+def all_reduce_mean_grads(params, info: DistInfo) -> None:
+    if not info.enabled:
+        return
+    for p in params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad.div_(info.world)
+
+
+def any_rank(flag: bool, info: DistInfo) -> bool:
+    if not info.enabled:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+# --- optimizer / RNG state as tensors + JSON ------------------------------------------------------------
+def optimizer_state(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    meta: dict[str, Any] = {"param_groups": sd["param_groups"], "state": {}}
+    for pid, st in sd["state"].items():
+        entry = {}
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"{prefix}.{pid}.{k}"] = v
+                entry[k] = "tensor"
+            else:
+                entry[k] = v
+        meta["state"][str(pid)] = entry
+    return tensors, meta
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, prefix: str, tensors: dict, meta: dict) -> None:
+    state = {}
+    for pid, entry in meta["state"].items():
+        state[int(pid)] = {k: (tensors[f"{prefix}.{pid}.{k}"] if v == "tensor" else v) for k, v in entry.items()}
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def rng_state() -> dict[str, torch.Tensor]:
+    out = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            out[f"rng.cuda.{i}"] = s
+    return out
+
+
+def set_rng_state(tensors: dict[str, torch.Tensor]) -> None:
+    if "rng.torch" in tensors:
+        torch.set_rng_state(tensors["rng.torch"].to(torch.uint8))
+    cuda = sorted(k for k in tensors if k.startswith("rng.cuda."))
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([tensors[k].to(torch.uint8) for k in cuda])
+
+
+def write_state(folder: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """state.safetensors + state.json (written last, holding the tensors file's sha256)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_tensors(folder / "state.safetensors", tensors)
+    meta = dict(meta, state_sha256=file_sha256(folder / "state.safetensors"))
+    atomic_write_text(folder / "state.json", json.dumps(meta, indent=2) + "\n")
+
+
+def read_state(folder: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    js, st = folder / "state.json", folder / "state.safetensors"
+    if not js.exists() or not st.exists():
+        raise DataError("no training state to resume from (state.json/state.safetensors missing)", folder)
+    meta = json.loads(js.read_text(encoding="utf-8"))
+    if meta.get("state_sha256") != file_sha256(st):
+        raise DataError("training state is incomplete (checksum mismatch); cannot resume", folder)
+    return load_tensors(st), meta
+
+
+# --- progress ------------------------------------------------------------------------------------------
+class Eta:
+    def __init__(self, total: int, done: int = 0):
+        self.total, self.start_done, self.t0 = total, done, time.perf_counter()
+
+    def __call__(self, done: int) -> float | None:
+        n = done - self.start_done
+        if n <= 0:
+            return None
+        return (time.perf_counter() - self.t0) / n * max(0, self.total - done)
+
+
+class StopFlag:
+    """Set by SIGINT (first Ctrl-C) or by code; the loop checkpoints and stops at the next step."""
+
+    def __init__(self):
+        self.event = threading.Event()
+        self._old = None
+
+    def __bool__(self) -> bool:
+        return self.event.is_set()
+
+    def set(self) -> None:
+        self.event.set()
+
+    @contextlib.contextmanager
+    def on_sigint(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+
+        def handler(signum, frame):
+            if self.event.is_set():  # second Ctrl-C: abort now
+                signal.signal(signal.SIGINT, self._old or signal.default_int_handler)
+                raise KeyboardInterrupt
+            log.warning("interrupt: stopping after this step and writing the last checkpoint")
+            self.event.set()
+
+        self._old = signal.signal(signal.SIGINT, handler)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, self._old)

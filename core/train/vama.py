@@ -1,0 +1,621 @@
+"""Training a V-AMA adapter (spec section 4): unlabelled source-domain LR studies -> target domain.
+
+Data: `--source` and `--target` are each a paired dataset folder (`manifest.json`; `lr_image` and the
+optional `lr_labels` are used) or a folder of LR NIfTI studies (read with `core.io.load_study` when that
+module is available, otherwise as plain NIfTI files with optional `<name>_labels`/`_gt`/`_seg` siblings,
+or subject folders holding `lr_image.nii.gz` [+ `lr_labels.nii.gz`]).
+
+Schedule (paper section 3.2): stage 1 trains the variational target network G_t with D_t on batches that
+hold aligned target and source crops (I_i = I_t "+" I_s, concatenated along the batch); stage 2 freezes G_t
+and trains the variational source mixture network G_s with D_s on source crops, G_t taking I_s exactly as
+at inference. `epochs` and `max_steps` apply to each stage.
+
+Alignment: each source study is paired with one target study (source i <-> target i mod N_t); the
+six-landmark rigid transform source -> target (`core.vama.alignment`) is estimated and the target is
+resampled onto the source grid with its inverse, so that every source crop has an anatomically matching
+target crop: the pixel losses (MSE, L1) compare the network output with that aligned target (within the
+region the target covers) and the discriminators judge appearance, not pose. This is what the paper's
+alignment block is for ("a correct mapping between them"); see docs/vama.md for the reasoning.
+
+Where a study has no labels, its landmarks come from Gemini-GAN's own segmentation at the ED phase
+(`core.predict.Predictor`, the `--gemini` model or the bundled one).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.errors import Cancelled, DataError
+from core.io.atomic import atomic_write_text
+from core.io.nifti import read_nifti_array
+from core.models.vama import (
+    DEFAULT_LOSS,
+    PERCENTILE,
+    VAMA,
+    kl_standard_normal,
+    load_tensors,
+    percentile_scale,
+    save_adapter,
+    save_tensors,
+    sha256_file,
+)
+from core.study import Grid, Study, StudyMeta
+from core.vama.alignment import align_labels, resample_aligned
+
+log = logging.getLogger(__name__)
+
+MIN_STUDIES = 4  # per domain; training refuses to start with fewer (see docs/vama.md)
+LABEL_SUFFIXES = ("_labels", "_label", "_gt", "_seg", "-labels", "_lr_labels")
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+ProgressFn = Callable[[dict], None]
+
+
+@dataclass
+class DomainStudy:
+    """One LR study of a domain: image (T, Z, Y, X) float32, grid, ED labels (Z, Y, X) or None."""
+
+    name: str
+    image: np.ndarray
+    grid: Grid
+    labels: np.ndarray | None
+    ed_phase: int
+    scale: float = 1.0
+    axcodes: tuple[str, str, str] = ("R", "A", "S")
+
+    @property
+    def normalised(self) -> np.ndarray:
+        return self.image / self.scale
+
+
+# --- reading the domains --------------------------------------------------------------------------
+def _stem(path: Path) -> str:
+    name = path.name
+    for suf in NIFTI_SUFFIXES:
+        if name.endswith(suf):
+            return name[: -len(suf)]
+    return name
+
+
+def _axcodes(affine: np.ndarray) -> tuple[str, str, str]:
+    import nibabel as nib
+
+    return tuple(nib.orientations.aff2axcodes(affine))
+
+
+def _make(name: str, image: np.ndarray, affine: np.ndarray, labels: np.ndarray | None,
+          ed_phase: int | None, where: str) -> DomainStudy:
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 3:
+        image = image[None]
+    if image.ndim != 4:
+        raise DataError(f"expected a 3D or 4D LR image, got shape {image.shape}", where)
+    if not np.all(np.isfinite(image)):
+        raise DataError("image has NaN/Inf values", where)
+    if min(image.shape[2:]) < 16:
+        raise DataError(f"in-plane size {image.shape[3]}x{image.shape[2]} is too small", where)
+    grid = Grid(image.shape[1:], affine)
+    ed = int(ed_phase or 0) % image.shape[0]
+    lab = None
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.ndim == 3:
+            labels = labels[None]
+        if labels.shape[1:] != image.shape[1:] or labels.shape[0] not in (1, image.shape[0]):
+            raise DataError(f"labels shape {labels.shape} does not match image shape {image.shape}", where)
+        labelled = [t for t in range(labels.shape[0]) if labels[t].any()]
+        if labelled:
+            t = ed if (labels.shape[0] > 1 and ed in labelled) else labelled[0]
+            lab = labels[t].astype(np.uint8)
+    return DomainStudy(name, image, grid, lab, ed, percentile_scale(image, PERCENTILE), _axcodes(affine))
+
+
+def _from_study(name: str, study: Study, where: str) -> DomainStudy:
+    labels = None
+    if study.labels is not None and study.labelled_phases:
+        labels = study.labels
+    return _make(name, study.image, study.affine, labels, study.meta.ed_phase, where)
+
+
+def _read_manifest(folder: Path, split: str) -> list[DomainStudy]:
+    mpath = folder / "manifest.json"
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        subjects = manifest["subjects"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"unreadable paired-dataset manifest ({exc.__class__.__name__})", mpath) from None
+    out = []
+    for sub in subjects:
+        if split != "all" and sub.get("split", "train") != split:
+            continue
+        sid = str(sub.get("id", "?"))
+        if not sub.get("lr_image"):
+            raise DataError(f"subject {sid} has no lr_image", mpath)
+        img_path = folder / sub["lr_image"]
+        if not img_path.is_file():
+            raise DataError(f"subject {sid}: lr_image not found", img_path)
+        img, aff, _ = read_nifti_array(img_path)
+        labels = None
+        if sub.get("lr_labels"):
+            lab_path = folder / sub["lr_labels"]
+            if not lab_path.is_file():
+                raise DataError(f"subject {sid}: lr_labels not found", lab_path)
+            labels, laff, _ = read_nifti_array(lab_path)
+            if not np.allclose(laff, aff, atol=1e-3):
+                raise DataError(f"subject {sid}: lr_labels affine differs from lr_image", lab_path)
+        out.append(_make(sid, img, aff, labels, sub.get("ed_phase"), str(img_path)))
+    return out
+
+
+def _read_folder(folder: Path) -> list[DomainStudy]:
+    try:
+        from core.io.loader import load_study  # the I/O engineer's loader, when present
+    except ImportError:
+        load_study = None
+    files = {_stem(p): p for p in sorted(folder.iterdir())
+             if p.is_file() and p.name.endswith(NIFTI_SUFFIXES)}
+    label_stems = {s for s in files if s.endswith(LABEL_SUFFIXES)}
+    out = []
+    for stem, path in files.items():
+        if stem in label_stems:
+            continue
+        lab_path = next((files[stem + suf] for suf in LABEL_SUFFIXES if stem + suf in files), None)
+        if load_study is not None and lab_path is None:
+            try:
+                out.append(_from_study(stem, load_study(path), str(path)))
+                continue
+            except Exception as exc:  # noqa: BLE001 - fall back to the plain reader
+                log.debug("load_study failed on %s (%s); reading it as plain NIfTI", path, exc)
+        img, aff, _ = read_nifti_array(path)
+        labels = read_nifti_array(lab_path)[0] if lab_path is not None else None
+        out.append(_make(stem, img, aff, labels, None, str(path)))
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        img_path = next((sub / n for n in ("lr_image.nii.gz", "lr_image.nii") if (sub / n).is_file()), None)
+        if img_path is not None:
+            img, aff, _ = read_nifti_array(img_path)
+            lab_path = next((sub / n for n in ("lr_labels.nii.gz", "lr_labels.nii") if (sub / n).is_file()),
+                            None)
+            labels = read_nifti_array(lab_path)[0] if lab_path is not None else None
+            out.append(_make(sub.name, img, aff, labels, None, str(img_path)))
+        elif load_study is not None:
+            try:
+                out.append(_from_study(sub.name, load_study(sub), str(sub)))
+            except Exception as exc:  # noqa: BLE001 - not a study folder
+                log.debug("skipping %s: %s", sub, exc)
+    return out
+
+
+def read_domain(folder: str | Path, role: str, split: str = "train") -> list[DomainStudy]:
+    """All LR studies of one domain. Raises `DataError` naming the folder if it is missing or empty."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{role} folder not found", folder)
+    try:
+        studies = _read_manifest(folder, split) if (folder / "manifest.json").is_file() else _read_folder(folder)
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - unreadable file in the user's folder
+        raise DataError(f"cannot read the {role} studies ({exc.__class__.__name__}: {exc})", folder) from None
+    if not studies:
+        what = f" with split {split!r}" if (folder / "manifest.json").is_file() else ""
+        raise DataError(f"no LR studies found in the {role} folder{what}", folder)
+    return studies
+
+
+def check_domains(source: list[DomainStudy], target: list[DomainStudy], source_dir: Path,
+                  target_dir: Path, min_studies: int = MIN_STUDIES) -> None:
+    """Enforce the minimum study count and one orientation (NIfTI axis codes) across both domains."""
+    if source_dir.resolve() == target_dir.resolve():
+        raise DataError("source and target are the same folder", source_dir)
+    for role, studies, folder in (("source", source, source_dir), ("target", target, target_dir)):
+        if len(studies) < min_studies:
+            raise DataError(f"{len(studies)} {role} studies; V-AMA training needs at least {min_studies}",
+                            folder)
+    reference = Counter(s.axcodes for s in target).most_common(1)[0][0]
+    odd = [f"{role} {s.name} ({''.join(s.axcodes)})" for role, studies in (("target", target), ("source", source))
+           for s in studies if s.axcodes != reference]
+    if odd:
+        shown = ", ".join(odd[:6]) + (f" and {len(odd) - 6} more" if len(odd) > 6 else "")
+        raise DataError(f"studies with an orientation other than the target's {''.join(reference)}: {shown}")
+
+
+def gemini_segmenter(gemini: str | None, device: str) -> Callable[[DomainStudy], tuple[np.ndarray, Grid]]:
+    """Landmark labels for unlabelled studies: Gemini-GAN's own SR segmentation at the ED phase."""
+    cache = {}
+
+    def segment(ds: DomainStudy) -> tuple[np.ndarray, Grid]:
+        if "p" not in cache:
+            try:
+                from core.predict import Predictor
+            except ImportError:
+                raise DataError(f"study {ds.name} has no labels and Gemini-GAN segmentation (core.predict) is "
+                                "not available: give labelled studies") from None
+            cache["p"] = Predictor.load(gemini, device=device)
+        study = Study(image=ds.image[ds.ed_phase:ds.ed_phase + 1], affine=ds.grid.affine,
+                      meta=StudyMeta(patient_id=ds.name))
+        pred = cache["p"].predict(study, phases=[0])
+        return np.asarray(pred.sr_labels[0]), pred.sr_grid
+
+    return segment
+
+
+def gemini_model_id(gemini: str | None) -> str | None:
+    """The id (sha256 of the weights, as `core.models.store`) of the Gemini-GAN model the adapter is
+    trained for: `gemini` or the bundled model; None (with a warning) when neither exists."""
+    from core.models import store
+
+    if gemini is None and not store.BUNDLED_MODEL_DIR.is_dir():
+        log.warning("no bundled Gemini-GAN model: the adapter records gemini_model_id = null")
+        return None
+    weights, _ = store.model_files(store.BUNDLED_MODEL_DIR if gemini is None else gemini)
+    return store.file_sha256(weights)
+
+
+# --- the training data --------------------------------------------------------------------------------
+class VamaData:
+    """Normalised slices of both domains; each source study is paired with a target study, and the
+    target is moved onto the source grid by the inverse of the landmark transform (source -> target).
+
+    Moving the target rather than the source is the same alignment, but the networks then see source
+    slices untouched and at their native pixel size, exactly as at inference; the target image is
+    interpolated in-plane only (nearest slice through-plane), so thick slices are not blended.
+    """
+
+    def __init__(self, source: list[DomainStudy], target: list[DomainStudy],
+                 segment: Callable[[DomainStudy], tuple[np.ndarray, Grid]] | None = None,
+                 progress: ProgressFn | None = None):
+        self.source, self.target = source, target
+        self.alignments = []
+        self.aligned = []  # per source: (T_pairs, Z_s, Y_s, X_s) normalised target on the source grid
+        self.pairs = []    # per source: (target index, [(source phase, target phase)])
+        self.coverage = []  # per source: (Z_s, Y_s, X_s) 1 where the moved target has data
+
+        def labels_of(ds: DomainStudy) -> tuple[np.ndarray, Grid]:
+            if ds.labels is not None:
+                return ds.labels, ds.grid
+            if segment is None:
+                raise DataError(f"study {ds.name} has no labels for the alignment landmarks")
+            return segment(ds)
+
+        tgt_labels = [labels_of(t) for t in target]
+        for i, s in enumerate(source):
+            j = i % len(target)
+            t = target[j]
+            s_lab, s_grid = labels_of(s)
+            al = align_labels(s_lab, s_grid, tgt_labels[j][0], tgt_labels[j][1], s.name, t.name)
+            n = min(s.image.shape[0], t.image.shape[0])
+            phase_pairs = [((s.ed_phase + p) % s.image.shape[0],
+                            (t.ed_phase + round(p * t.image.shape[0] / s.image.shape[0])) % t.image.shape[0])
+                           for p in range(n)]
+            inverse = np.linalg.inv(al.transform)
+            tgt_phases = t.normalised[[b for _, b in phase_pairs]]
+            self.aligned.append(resample_aligned(tgt_phases, t.grid, s.grid, inverse, order=1, nearest_slice=True)
+                                .astype(np.float32))
+            inside = resample_aligned(np.ones(t.grid.shape, np.uint8), t.grid, s.grid, inverse, order=0,
+                                      nearest_slice=True)
+            self.coverage.append(inside.astype(np.float32))
+            self.alignments.append(al)
+            self.pairs.append((j, phase_pairs))
+            log.info("aligned %s -> %s: rms %.2f mm, rotation %.1f deg", s.name, t.name, al.rms_mm,
+                     al.rotation_deg)
+            if progress is not None:
+                progress({"event": "align", "source": s.name, "target": t.name, "rms_mm": al.rms_mm,
+                          "rotation_deg": al.rotation_deg, "index": i + 1, "total": len(source)})
+        self.source_norm = [s.normalised for s in source]
+        self.target_scale = float(np.median([t.scale for t in target]))
+
+    @staticmethod
+    def _crop_box(shape: tuple[int, int], crop: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
+        h, w = shape
+        ch, cw = min(crop, h), min(crop, w)
+        y0 = int(rng.integers(0, h - ch + 1))
+        x0 = int(rng.integers(0, w - cw + 1))
+        return y0, x0, ch, cw
+
+    @staticmethod
+    def _fit(a: np.ndarray, crop: int) -> np.ndarray:
+        """Pad (edge) a 2D crop up to crop x crop when the slice is smaller."""
+        ph, pw = crop - a.shape[0], crop - a.shape[1]
+        if ph > 0 or pw > 0:
+            a = np.pad(a, ((0, max(ph, 0)), (0, max(pw, 0))), mode="edge")
+        return a
+
+    @staticmethod
+    def _flip(arrs: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+        if rng.random() < 0.5:
+            arrs = [a[:, ::-1] for a in arrs]
+        if rng.random() < 0.5:
+            arrs = [a[::-1, :] for a in arrs]
+        return arrs
+
+    def pair_batch(self, n: int, crop: int, rng: np.random.Generator
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """n (aligned target crop, source crop, coverage mask) triples at the same place of the same
+        source slice and matched cardiac phase, each (n, 1, crop, crop)."""
+        tgt, src, cov = [], [], []
+        for _ in range(n):
+            i = int(rng.integers(len(self.source)))
+            phase_pairs = self.pairs[i][1]
+            p = int(rng.integers(len(phase_pairs)))
+            k = int(rng.integers(self.aligned[i].shape[1]))
+            a_s = self.source_norm[i][phase_pairs[p][0], k]
+            y0, x0, ch, cw = self._crop_box(a_s.shape, crop, rng)
+            box = (slice(y0, y0 + ch), slice(x0, x0 + cw))
+            crops = self._flip([self.aligned[i][p, k][box], a_s[box], self.coverage[i][k][box]], rng)
+            for lst, c in zip((tgt, src, cov), crops):
+                lst.append(self._fit(c, crop))
+        return tuple(np.stack(a)[:, None].copy() for a in (tgt, src, cov))
+
+
+# --- losses and steps ---------------------------------------------------------------------------------
+def _gan(logits: torch.Tensor, real: bool) -> torch.Tensor:
+    target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+    return F.binary_cross_entropy_with_logits(logits, target)
+
+
+def _masked_mean(err: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is None:
+        return err.mean()
+    return (err * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def generator_loss(out: torch.Tensor, ref: torch.Tensor, res: dict, d_logits_fake: torch.Tensor, w: dict,
+                   mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """w_mse * MSE(ref, out) + w_kl * KL + w_l1 * L1(ref, out) + w_gan * GAN (generator side).
+
+    `mask` (same shape as `out`, 0/1) restricts the pixel losses to where the reference is valid.
+    """
+    mse = _masked_mean((out - ref) ** 2, mask)
+    l1 = _masked_mean((out - ref).abs(), mask)
+    kl = kl_standard_normal(res["mu"], res["logvar"])
+    gan = _gan(d_logits_fake, True)
+    total = w["mse"] * mse + w["kl"] * kl + w["l1"] * l1 + w["gan"] * gan
+    return {"total": total, "mse": mse, "kl": kl, "l1": l1, "gan": gan}
+
+
+def discriminator_loss(d, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (_gan(d(real), True) + _gan(d(fake.detach()), False))
+
+
+class VamaTrainer:
+    """Holds the networks, optimisers (Adam lr 2e-4, beta1 0.5) and the step counters."""
+
+    def __init__(self, model: VAMA, device: str | torch.device = "cpu", lr: float = 2e-4,
+                 loss_weights: dict | None = None):
+        self.model = model.to(device)
+        self.device = torch.device(device)
+        self.w = dict(DEFAULT_LOSS) | dict(loss_weights or {})
+        betas = (0.5, 0.999)
+        self.opt = {
+            "g_t": torch.optim.Adam(model.g_t.parameters(), lr=lr, betas=betas),
+            "d_t": torch.optim.Adam(model.d_t.parameters(), lr=lr, betas=betas),
+            "g_s": torch.optim.Adam(model.g_s.parameters(), lr=lr, betas=betas),
+            "d_s": torch.optim.Adam(model.d_s.parameters(), lr=lr, betas=betas),
+        }
+
+    def _t(self, a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+
+    def step_target(self, tgt: np.ndarray, src: np.ndarray, cov: np.ndarray) -> dict[str, float]:
+        """One G_t/D_t update. I_i = [I_t ; I_s] (batch concatenation of aligned crops); the reference of
+        both halves is the aligned I_t (the source half's pixel losses only where the moved target has
+        data); D_t: real = I_t, fake = G_t(I_i)."""
+        m = self.model
+        m.g_t.train()
+        x_t, x_s = self._t(tgt), self._t(src)
+        x_i = torch.cat([x_t, x_s], dim=0)
+        ref = torch.cat([x_t, x_t], dim=0)
+        mask = torch.cat([torch.ones_like(x_t), self._t(cov)], dim=0)
+        res = m.g_t(x_i, stochastic=True)
+        self.opt["d_t"].zero_grad(set_to_none=True)
+        d_loss = discriminator_loss(m.d_t, x_t, res["out"])
+        d_loss.backward()
+        self.opt["d_t"].step()
+        self.opt["g_t"].zero_grad(set_to_none=True)
+        losses = generator_loss(res["out"], ref, res, m.d_t(res["out"]), self.w, mask)
+        losses["total"].backward()
+        self.opt["g_t"].step()
+        return {k: float(v.detach()) for k, v in losses.items()} | {"d": float(d_loss.detach())}
+
+    def step_source(self, tgt: np.ndarray, src: np.ndarray, cov: np.ndarray) -> dict[str, float]:
+        """One G_s/D_s update. G_t is frozen and encodes I_s, as at inference; G_s mixes its posterior and
+        features; reference = the aligned I_t (where the source has data); D_s: real = I_t."""
+        m = self.model
+        m.g_t.eval()
+        m.g_s.train()
+        x_t, x_s, mask = self._t(tgt), self._t(src), self._t(cov)
+        with torch.no_grad():
+            t_res = m.g_t(x_s, stochastic=False)
+        res = m.g_s(x_s, t_res, stochastic=True)
+        self.opt["d_s"].zero_grad(set_to_none=True)
+        d_loss = discriminator_loss(m.d_s, x_t, res["out"])
+        d_loss.backward()
+        self.opt["d_s"].step()
+        self.opt["g_s"].zero_grad(set_to_none=True)
+        losses = generator_loss(res["out"], x_t, res, m.d_s(res["out"]), self.w, mask)
+        losses["total"].backward()
+        self.opt["g_s"].step()
+        return {k: float(v.detach()) for k, v in losses.items()} | {"d": float(d_loss.detach())}
+
+    # --- checkpoint state as safetensors + JSON ---
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        opt_meta = {}
+        for name, opt in self.opt.items():
+            sd = opt.state_dict()
+            opt_meta[name] = {"param_groups": sd["param_groups"], "state": {}}
+            for idx, st in sd["state"].items():
+                opt_meta[name]["state"][str(idx)] = sorted(st)
+                for key, val in st.items():
+                    tensors[f"opt.{name}.{idx}.{key}"] = torch.as_tensor(val)
+        return tensors, opt_meta
+
+    def load_state(self, tensors: dict[str, torch.Tensor], opt_meta: dict) -> None:
+        model_sd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        self.model.load_state_dict(model_sd)
+        for name, opt in self.opt.items():
+            meta = opt_meta[name]
+            state = {int(idx): {key: tensors[f"opt.{name}.{idx}.{key}"].to("cpu" if key == "step" else self.device)
+                                for key in keys}
+                     for idx, keys in meta["state"].items()}
+            opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+# --- the whole run --------------------------------------------------------------------------------------
+@dataclass
+class TrainSettings:
+    epochs: int = 20
+    max_steps: int | None = None
+    steps_per_epoch: int | None = None
+    batch_size: int = 8
+    crop: int = 64
+    lr: float = 2e-4
+    seed: int = 0
+    device: str = "cpu"
+    split: str = "train"
+    min_studies: int = MIN_STUDIES
+
+
+def _resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DataError(f"device {device!r} requested but CUDA is not available")
+    return device
+
+
+def _emit(progress: ProgressFn | None, event: dict) -> None:
+    if progress is not None:
+        progress(event)
+
+
+def train_vama(source_dir: str | Path, target_dir: str | Path, out: str | Path, gemini: str | None = None,
+               settings: TrainSettings | None = None, resume: bool = False, model_cfg: dict | None = None,
+               progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None) -> Path:
+    """Train an adapter; writes `out/adapter.safetensors` + `out/config.json` and checkpoints under
+    `out/checkpoints/`. Returns `out`."""
+    st = settings or TrainSettings()
+    out = Path(out)
+    source_dir, target_dir = Path(source_dir), Path(target_dir)
+    device = _resolve_device(st.device)
+    ckpt_w, ckpt_j = out / "checkpoints" / "last.safetensors", out / "checkpoints" / "last.json"
+    if ckpt_j.exists() and not resume:
+        raise DataError("the run folder already holds a V-AMA checkpoint: use --resume or another --out", out)
+    if resume and not ckpt_j.exists():
+        raise DataError("--resume given but there is no checkpoint (checkpoints/last.json)", out)
+
+    source = read_domain(source_dir, "source", st.split)
+    target = read_domain(target_dir, "target", st.split)
+    check_domains(source, target, source_dir, target_dir, st.min_studies)
+    _emit(progress, {"event": "data", "source_studies": len(source), "target_studies": len(target)})
+
+    torch.manual_seed(st.seed)
+    rng = np.random.default_rng(st.seed)
+    segment = gemini_segmenter(gemini, device) if any(s.labels is None for s in source + target) else None
+    data = VamaData(source, target, segment, progress)
+    model = VAMA(model_cfg)
+    trainer = VamaTrainer(model, device, st.lr)
+
+    n_slices = sum(s.image.shape[0] * s.image.shape[1] for s in source)
+    spe = st.steps_per_epoch or max(1, math.ceil(n_slices / st.batch_size))
+    stage_steps = st.epochs * spe
+    if st.max_steps is not None:
+        stage_steps = min(stage_steps, int(st.max_steps))
+    stage_steps = max(1, stage_steps)
+    total = 2 * stage_steps
+    step = 0
+    history: list[dict] = []
+    run_cfg = {
+        "source": str(source_dir.resolve()), "target": str(target_dir.resolve()),
+        "source_studies": [s.name for s in source], "target_studies": [t.name for t in target],
+        "settings": {k: getattr(st, k) for k in st.__dataclass_fields__}, "loss_weights": trainer.w,
+        "steps_per_epoch": spe, "stage_steps": stage_steps, "optimiser": "Adam(lr, betas=(0.5, 0.999))",
+    }
+    if resume:
+        meta = json.loads(ckpt_j.read_text(encoding="utf-8"))
+        if meta.get("model") != model.cfg:
+            raise DataError("the checkpoint's model settings differ from this run's", ckpt_j)
+        if meta["run"]["source_studies"] != run_cfg["source_studies"] or \
+                meta["run"]["target_studies"] != run_cfg["target_studies"]:
+            raise DataError("the checkpoint was trained on other source/target studies", ckpt_j)
+        trainer.load_state(load_tensors(ckpt_w), meta["optimisers"])
+        step, history = int(meta["step"]), list(meta.get("history", []))
+        torch.set_rng_state(load_tensors(ckpt_w.with_name("rng.safetensors"))["torch"])
+        rng.bit_generator.state = meta["numpy_rng"]
+        _emit(progress, {"event": "resume", "step": step, "total_steps": total})
+    gid = gemini_model_id(gemini)
+    config = {
+        "gemini_model_id": gid,
+        "normalisation": {"method": "percentile", "percentile": PERCENTILE, "target_scale": data.target_scale},
+        "training": run_cfg | {"seed": st.seed},
+        "alignment": [{"source": s.name, "target": target[j].name, "rms_mm": a.rms_mm,
+                       "rotation_deg": a.rotation_deg}
+                      for s, a, (j, _) in zip(source, data.alignments, data.pairs)],
+    }
+
+    def checkpoint() -> None:
+        tensors, opt_meta = trainer.state()
+        save_tensors(ckpt_w, tensors, {"kind": "vama-checkpoint"})
+        save_tensors(ckpt_w.with_name("rng.safetensors"), {"torch": torch.get_rng_state()})
+        meta = {"kind": "vama-checkpoint", "version": 1, "model": model.cfg, "run": run_cfg, "step": step,
+                "total_steps": total, "optimisers": opt_meta, "numpy_rng": rng.bit_generator.state,
+                "history": history, "config": config}
+        atomic_write_text(ckpt_j, json.dumps(meta, indent=1, default=_json_default))
+        _emit(progress, {"event": "checkpoint", "step": step, "path": str(ckpt_w)})
+
+    _emit(progress, {"event": "start", "step": step, "total_steps": total, "stage_steps": stage_steps,
+                     "steps_per_epoch": spe, "device": device, "seed": st.seed})
+    t0 = time.monotonic()
+    acc: dict[str, list[float]] = {}
+    half = max(1, st.batch_size // 2)
+    while step < total:
+        if cancel is not None and cancel():
+            checkpoint()
+            raise Cancelled("V-AMA training cancelled (checkpoint saved; --resume continues)")
+        stage = "target" if step < stage_steps else "source"
+        if stage == "target":
+            losses = trainer.step_target(*data.pair_batch(half, st.crop, rng))
+        else:
+            losses = trainer.step_source(*data.pair_batch(st.batch_size, st.crop, rng))
+        step += 1
+        for k, v in losses.items():
+            acc.setdefault(k, []).append(v)
+        stage_step = step if stage == "target" else step - stage_steps
+        if stage_step % spe == 0 or stage_step == stage_steps:
+            mean = {k: float(np.mean(v)) for k, v in acc.items()}
+            acc = {}
+            epoch = math.ceil(stage_step / spe)
+            history.append({"stage": stage, "epoch": epoch, "step": step, "losses": mean})
+            _emit(progress, {"event": "epoch", "stage": stage, "epoch": epoch, "step": step,
+                             "total_steps": total, "fraction": step / total, "losses": mean,
+                             "elapsed_s": round(time.monotonic() - t0, 2)})
+            checkpoint()
+        else:
+            _emit(progress, {"event": "step", "stage": stage, "step": step, "total_steps": total,
+                             "fraction": step / total, "losses": losses})
+    config["training"]["history"] = history
+    save_adapter(out, model, config)
+    _emit(progress, {"event": "done", "step": step, "total_steps": total, "path": str(out),
+                     "adapter_id": sha256_file(out / "adapter.safetensors")})
+    return out
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

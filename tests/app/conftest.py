@@ -1,0 +1,59 @@
+"""Fixtures for the GUI tests: Xvfb (pytest-xvfb) with the xcb platform, a phantom study, settings in a
+temporary INI file, and an oracle predictor behind the real engine (deterministic, fast)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
+os.environ.setdefault("QT_API", "pyside6")
+
+import pytest  # noqa: E402
+
+from tests.app.phantom import OraclePredictor, make_study  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def phantom_path(tmp_path_factory):
+    return make_study(tmp_path_factory.mktemp("phantom"))
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    ini = tmp_path / "settings.ini"
+    monkeypatch.setenv("GEMINI_CMR_SETTINGS", str(ini))
+    from app.settings import Settings
+
+    return Settings(str(ini))
+
+
+@pytest.fixture
+def oracle_engine(monkeypatch):
+    """The real `core.engine.SuperResolver`, with the phantom's oracle in place of the network."""
+    import core.engine as engine
+
+    real = engine.SuperResolver
+
+    def factory(model=None, adapter=None, device="auto", **kw):
+        return real(model=OraclePredictor(), adapter=None, device=device)
+
+    monkeypatch.setattr(engine, "SuperResolver", factory)
+    return factory
+
+
+@pytest.fixture
+def window(qtbot, settings):
+    from app.main import make_app
+    from app.main_window import MainWindow
+
+    make_app()
+    win = MainWindow(settings, interactive=False)
+    qtbot.addWidget(win)
+    win.resize(1400, 900)
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    if win.task is not None and win.task.is_running():
+        win.task.cancel()
+        win.task.wait(10000)
+    win.close()

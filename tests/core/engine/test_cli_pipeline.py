@@ -1,0 +1,94 @@
+"""End to end through `gemini-cmr super-resolve` / `evaluate` with the real Predictor and bundled model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from core.cli.main import main
+from core.geometry import sr_grid
+from core.io.nifti import read_nifti_array, save_nifti
+from core.models.store import BUNDLED_MODEL_DIR
+
+from .fakes import make_study, write_paired_dataset
+
+pytestmark = pytest.mark.skipif(not (BUNDLED_MODEL_DIR / "model.safetensors").is_file(),
+                                reason="bundled model missing")
+
+
+@pytest.fixture(scope="module")
+def study_file(tmp_path_factory):
+    s = make_study(n_phases=3)
+    path = tmp_path_factory.mktemp("study") / "cine.nii.gz"
+    save_nifti(path, s.image, s.affine, phase_interval_ms=40.0)
+    return path, s
+
+
+def _err_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err, "expected an error message"
+    return err[-1]
+
+
+def test_super_resolve_cli_outputs(tmp_path, study_file, capsys):
+    path, s = study_file
+    out = tmp_path / "out"
+    rc = main(["super-resolve", str(path), "--out", str(out), "--mesh-format", "stl,ply", "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "LVEDV" in captured.out and "super-resolved" in captured.err  # result on stdout, progress on stderr
+    sr = sr_grid(s.grid)
+    img, aff, _ = read_nifti_array(out / "sr_image.nii.gz")
+    assert img.shape == (3, *sr.shape) and np.allclose(aff, sr.affine, atol=1e-4)
+    lab, aff, _ = read_nifti_array(out / "sr_labels.nii.gz")
+    assert lab.shape == img.shape and lab.dtype == np.uint8 and lab.max() <= 3
+    lr, aff_lr, _ = read_nifti_array(out / "lr_labels.nii.gz")
+    assert lr.shape == s.image.shape and np.allclose(aff_lr, s.affine, atol=1e-4)
+    run = json.loads((out / "run.json").read_text())
+    assert len(run["model"]["id"]) == 64 and run["device"] == "cpu"
+    assert {"load_model", "predict", "meshes", "write", "load_study"} <= set(run["timings_s"])
+    assert run["arguments"]["mesh_format"] == ["stl", "ply"]
+    ph = json.loads((out / "phenotypes.json").read_text())
+    assert set(ph["volume_curves_ml"]) == {"lv_cavity", "lv_myocardium", "rv_cavity"}
+    assert len(ph["volume_curves_ml"]["lv_cavity"]) == 3
+    assert (out / "phenotypes.csv").is_file() and (out / "meshes").is_dir()
+    # Meshes exist for each structure the (bundled) model found at ED.
+    for name in ph["volume_curves_ml"]:
+        if ph["volume_curves_ml"][name][ph["phases"].index(ph["ed_phase"])] > 0:
+            assert (out / "meshes" / f"ed_{name}.stl").is_file() and (out / "meshes" / f"ed_{name}.ply").is_file()
+
+
+def test_super_resolve_bad_input(tmp_path, study_file, capsys):
+    path, _ = study_file
+    out = tmp_path / "never"
+    assert main(["super-resolve", str(tmp_path / "missing.nii.gz"), "--out", str(out)]) == 2
+    assert _err_line(capsys).startswith("gemini-cmr: ")
+    assert main(["super-resolve", str(path), "--out", str(out), "--model", str(tmp_path / "nomodel")]) == 2
+    assert "model" in _err_line(capsys)
+    bad = tmp_path / "badmodel"
+    bad.mkdir()
+    (bad / "model.safetensors").write_bytes((BUNDLED_MODEL_DIR / "model.safetensors").read_bytes())
+    (bad / "config.json").write_text(json.dumps({"kind": "vama", "version": 1, "model": {}}))
+    assert main(["super-resolve", str(path), "--out", str(out), "--model", str(bad)]) == 2
+    _err_line(capsys)
+    assert main(["super-resolve", str(path), "--out", str(out), "--mesh-format", "fbx"]) == 2
+    assert "fbx" in _err_line(capsys)
+    assert main(["super-resolve", str(path), "--out", str(out), "--phases", "7"]) == 2
+    assert "phases" in _err_line(capsys)
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_evaluate_cli(tmp_path, capsys):
+    data = write_paired_dataset(tmp_path / "paired", splits=("test", "train"), n_phases=3, ed_es=(0, 1))
+    assert main(["evaluate", "--data", str(data), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "Dice 3D" in out and "Dice slice-wise" in out and "PSNR ED" in out and "LVEF (%)" in out
+    assert main(["evaluate", "--data", str(data), "--json", "--device", "cpu"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["n"] == 1 and res["split"] == "test"
+    assert set(res["summary"]["dice_3d"]) == {"lv_cavity", "lv_myocardium", "rv_cavity"}
+    assert main(["evaluate", "--data", str(tmp_path / "nothing")]) == 2
+    assert "dataset" in _err_line(capsys)

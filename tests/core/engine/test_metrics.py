@@ -1,0 +1,106 @@
+"""core.metrics against scikit-image and hand-computed values on the same arrays."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from core import metrics
+
+skm = pytest.importorskip("skimage.metrics")
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    truth = rng.random((12, 40, 36)).astype(np.float32) * 300.0
+    pred = truth + rng.normal(0, 20.0, truth.shape).astype(np.float32)
+    return pred, truth
+
+
+def test_psnr_matches_skimage(images):
+    pred, truth = images
+    for dr in (300.0, float(truth.max() - truth.min()), 1000.0):
+        assert metrics.psnr(pred, truth, dr) == pytest.approx(
+            skm.peak_signal_noise_ratio(truth, pred, data_range=dr), rel=1e-9
+        )
+    assert metrics.psnr(truth, truth, 1.0) == math.inf
+    with pytest.raises(ValueError):
+        metrics.psnr(pred, truth, 0)
+
+
+def test_ssim_3d_matches_skimage(images):
+    pred, truth = images
+    dr = 300.0
+    ref = skm.structural_similarity(truth.astype(np.float64), pred.astype(np.float64), data_range=dr)
+    assert metrics.ssim(pred, truth, dr) == pytest.approx(ref, abs=1e-9)
+    assert metrics.ssim(truth, truth, dr) == pytest.approx(1.0)
+
+
+def test_ssim_slicewise_matches_skimage(images):
+    pred, truth = images
+    dr = 300.0
+    ref = np.mean([
+        skm.structural_similarity(t.astype(np.float64), p.astype(np.float64), data_range=dr)
+        for p, t in zip(pred, truth)
+    ])
+    assert metrics.ssim(pred, truth, dr, mode="slicewise") == pytest.approx(ref, abs=1e-9)
+    with pytest.raises(ValueError):
+        metrics.ssim(pred, truth, dr, mode="4d")
+
+
+def _labels(shift: int = 0) -> np.ndarray:
+    lab = np.zeros((8, 20, 20), np.uint8)
+    lab[2:6, 5 + shift:12 + shift, 5:12] = 1
+    lab[2:6, 12 + shift:14 + shift, 5:12] = 2
+    lab[3:5, 2:5, 14:18] = 3
+    return lab
+
+
+def test_dice_hand_computed_and_skimage_f1():
+    truth = _labels()
+    pred = _labels(shift=1)
+    # LV cavity: 4 slices x 7 x 7 boxes shifted by one row -> overlap 4*6*7.
+    assert metrics.dice(pred, truth, 1) == pytest.approx(2 * 4 * 6 * 7 / (2 * 4 * 7 * 7))
+    assert metrics.dice(truth, truth, 2) == 1.0
+    assert metrics.dice(pred, truth, 5) == 1.0  # absent from both
+    assert math.isnan(metrics.dice(pred, truth, 5, empty=float("nan")))
+    d = metrics.dice_per_structure(pred, truth)
+    assert set(d) == {"lv_cavity", "lv_myocardium", "rv_cavity"}
+    assert d["rv_cavity"] == 1.0
+    # Dice equals the F1 score of the binary masks (independent formula).
+    p, t = (pred == 2).ravel(), (truth == 2).ravel()
+    tp = np.sum(p & t)
+    f1 = 2 * tp / (2 * tp + np.sum(p & ~t) + np.sum(~p & t))
+    assert d["lv_myocardium"] == pytest.approx(f1)
+
+
+def test_slicewise_dice_skips_empty_slices():
+    truth = np.zeros((4, 10, 10), np.uint8)
+    pred = np.zeros_like(truth)
+    truth[0, 2:6, 2:6] = 1  # 16 px
+    pred[0, 2:6, 2:4] = 1  # 8 px inside -> 2*8/24
+    truth[1, 2:4, 2:4] = 1  # only in truth -> 0
+    # slices 2 and 3 empty in both: skipped
+    expected = (2 * 8 / 24 + 0.0) / 2
+    assert metrics.slicewise_dice(pred, truth, 1) == pytest.approx(expected)
+    assert math.isnan(metrics.slicewise_dice(pred, truth, 3))
+    # The 3D value differs: 2*8 / (8 + 20)
+    assert metrics.dice(pred, truth, 1) == pytest.approx(16 / 28)
+    sw = metrics.slicewise_dice_per_structure(pred, truth)
+    assert sw["lv_cavity"] == pytest.approx(expected)
+
+
+def test_summaries():
+    m, s = metrics.mean_sd([1.0, 2.0, 3.0, float("nan")])
+    assert m == 2.0 and s == pytest.approx(1.0)
+    assert metrics.format_mean_sd([0.871, 0.869]) == "0.87 (0.00)"
+    assert metrics.format_mean_sd([]) == "n/a"
+    ba = metrics.bland_altman([10, 12, 14], [9, 10, 11])
+    assert ba["bias"] == pytest.approx(2.0)
+    assert ba["sd"] == pytest.approx(1.0)
+    assert ba["loa_low"] == pytest.approx(2 - 1.96) and ba["loa_high"] == pytest.approx(2 + 1.96)
+    with pytest.raises(ValueError):
+        metrics.dice(np.zeros((2, 2)), np.zeros((3, 3)), 1)

@@ -1,0 +1,215 @@
+"""V-AMA training: data checks, loss decrease, checkpoints/resume, adapter round trip, adaptation effect."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import wasserstein_distance
+
+from core.errors import Cancelled, DataError, ModelError
+from core.io.nifti import save_nifti
+from core.models.vama import VAMA, Adapter, percentile_scale, save_adapter
+from core.study import Study
+from core.train.vama import MIN_STUDIES, TrainSettings, VamaData, VamaTrainer, read_domain, train_vama
+from tests.core.vama.conftest import make_anatomy, make_study, random_affine, render, write_folder
+
+SMALL = {"base_channels": 4, "depth": 2, "latent_channels": 4, "disc_channels": 8}
+QUICK = TrainSettings(epochs=1, max_steps=3, steps_per_epoch=3, batch_size=4, crop=24, device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_reads_both_layouts(domains):
+    src_dir, tgt_dir = domains
+    src, tgt = read_domain(src_dir, "source"), read_domain(tgt_dir, "target")
+    assert [s.name for s in src] == [f"source-{i:02d}" for i in range(4)]
+    assert [t.name for t in tgt] == [f"sub-{i:03d}" for i in range(4)]
+    assert all(s.labels is not None and s.labels.shape == s.image.shape[1:] for s in src + tgt)
+    assert all(s.image.shape[0] == 2 for s in src)
+
+
+def test_a_few_steps_reduce_the_loss(domains):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    data = VamaData(read_domain(domains[0], "source"), read_domain(domains[1], "target"))
+    assert all(a.rms_mm < 2.0 for a in data.alignments)
+    trainer = VamaTrainer(VAMA(SMALL), "cpu")
+    batch = data.pair_batch(4, 24, rng)
+    t_losses = [trainer.step_target(*batch) for _ in range(25)]
+    s_losses = [trainer.step_source(*batch) for _ in range(25)]
+    for losses in (t_losses, s_losses):
+        for key in ("total", "mse", "l1"):
+            first = np.mean([v[key] for v in losses[:3]])
+            last = np.mean([v[key] for v in losses[-3:]])
+            assert last < 0.85 * first, (key, first, last)
+        assert all(np.isfinite(v["total"]) for v in losses)
+
+
+def test_run_writes_adapter_checkpoints_and_events(domains, tmp_path):
+    events = []
+    out = train_vama(*domains, tmp_path / "run", settings=QUICK, model_cfg=SMALL, progress=events.append)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["kind"] == "vama" and cfg["version"] == 1 and cfg["model"]["depth"] == 2
+    assert "gemini_model_id" in cfg and cfg["training"]["seed"] == 0
+    assert cfg["normalisation"]["target_scale"] > 0 and len(cfg["alignment"]) == 4
+    assert (out / "adapter.safetensors").is_file()
+    assert (out / "checkpoints" / "last.safetensors").is_file() and (out / "checkpoints" / "last.json").is_file()
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "data" and kinds[-1] == "done" and "epoch" in kinds and "checkpoint" in kinds
+    assert [e["stage"] for e in events if e["event"] == "epoch"] == ["target", "source"]
+    json.dumps(events)  # JSON-ready
+    with pytest.raises(DataError, match="--resume"):
+        train_vama(*domains, out, settings=QUICK, model_cfg=SMALL)
+
+
+def test_adapter_checkpoint_round_trip(domains, tmp_path):
+    out = train_vama(*domains, tmp_path / "run", settings=QUICK, model_cfg=SMALL)
+    a = Adapter.load(out)
+    img, lab, aff = make_study(np.random.default_rng(7), "source")
+    study = Study(img, aff, labels=lab)
+    r1 = a.adapt(study)
+    b = Adapter.load(out)
+    r2 = b.adapt(study)
+    assert np.array_equal(r1.image, r2.image) and r1.image.shape == img.shape and r1.image.dtype == np.float32
+    assert np.array_equal(r1.affine, study.affine) and np.array_equal(r1.labels, lab)
+    assert a.adapter_id == b.adapter_id and len(a.adapter_id) == 64
+    assert r1.meta.extra["vama_adapter_id"] == a.adapter_id
+    # re-saved elsewhere (folder) and as NAME.safetensors + NAME.json: identical outputs
+    save_adapter(tmp_path / "copy", a.model, a.config)
+    c = Adapter.load(tmp_path / "copy")
+    assert np.array_equal(c.adapt(study).image, r1.image)
+    shutil.copy(out / "adapter.safetensors", tmp_path / "ad.safetensors")
+    shutil.copy(out / "config.json", tmp_path / "ad.json")
+    assert np.array_equal(Adapter.load(tmp_path / "ad.safetensors").adapt(study).image, r1.image)
+    seen = []
+    a.adapt(study, progress=lambda f, m: seen.append(f))
+    assert seen and seen[-1] == 1.0
+    with pytest.raises(Cancelled):
+        a.adapt(study, cancel=lambda: True)
+
+
+def test_adapter_loading_refuses_bad_files(domains, tmp_path):
+    with pytest.raises(ModelError, match="pickle"):
+        Adapter.load(tmp_path / "adapter.pt")
+    with pytest.raises(ModelError, match="not found"):
+        Adapter.load(tmp_path / "nothing")
+    out = train_vama(*domains, tmp_path / "run", settings=QUICK, model_cfg=SMALL)
+    cfg = json.loads((out / "config.json").read_text())
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    shutil.copy(out / "adapter.safetensors", bad / "adapter.safetensors")
+    (bad / "config.json").write_text(json.dumps(cfg | {"kind": "gemini-gan"}))
+    with pytest.raises(ModelError, match="kind"):
+        Adapter.load(bad)
+    (bad / "config.json").write_text(json.dumps(cfg | {"model": cfg["model"] | {"base_channels": 6}}))
+    with pytest.raises(ModelError, match="shape mismatch|do not match"):
+        Adapter.load(bad)
+    (bad / "config.json").write_text(json.dumps(cfg))
+    (bad / "adapter.safetensors").write_bytes(b"\x80\x04not safetensors")
+    with pytest.raises(ModelError):
+        Adapter.load(bad)
+
+
+def test_resume_continues_to_the_same_weights(domains, tmp_path):
+    settings = TrainSettings(epochs=2, steps_per_epoch=2, batch_size=4, crop=24, device="cpu")
+    full = train_vama(*domains, tmp_path / "full", settings=settings, model_cfg=SMALL)
+    calls = {"n": 0}
+
+    def cancel_after_3():
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    with pytest.raises(Cancelled):
+        train_vama(*domains, tmp_path / "part", settings=settings, model_cfg=SMALL, cancel=cancel_after_3)
+    assert json.loads((tmp_path / "part" / "checkpoints" / "last.json").read_text())["step"] == 3
+    events = []
+    train_vama(*domains, tmp_path / "part", settings=settings, model_cfg=SMALL, resume=True,
+               progress=events.append)
+    assert events[1]["event"] == "resume" or any(e["event"] == "resume" for e in events)
+    a, b = Adapter.load(full), Adapter.load(tmp_path / "part")
+    assert a.adapter_id == b.adapter_id
+
+
+def test_adaptation_moves_the_intensity_histogram_toward_the_target(domains, tmp_path):
+    """Briefly trained (default networks and loss weights): the adapted source is much closer to the target
+    domain, by histogram (1-D Wasserstein) and by pixel error to the same anatomy rendered in the target."""
+    torch.manual_seed(0)
+    settings = TrainSettings(epochs=1, max_steps=60, steps_per_epoch=60, batch_size=8, crop=32, device="cpu")
+    a = Adapter.load(train_vama(*domains, tmp_path / "run", settings=settings))
+    rng = np.random.default_rng(42)
+    target = np.concatenate([(lambda im: (im / percentile_scale(im)).ravel())(make_study(rng, "target")[0])
+                             for _ in range(3)])
+    for _ in range(2):
+        labels = make_anatomy(rng)
+        source, ideal = render(labels, rng, "source"), render(labels, rng, "target")
+        adapted = a.adapt(Study(source, random_affine(rng))).image
+        n_src, n_ideal = source / percentile_scale(source), ideal / percentile_scale(ideal)
+        n_out = adapted / a.target_scale  # the adapter's output in normalised target units
+        before, after = wasserstein_distance(n_src.ravel(), target), wasserstein_distance(n_out.ravel(), target)
+        assert after < 0.5 * before, (before, after)
+        assert np.abs(n_out - n_ideal).mean() < 0.5 * np.abs(n_src - n_ideal).mean()
+
+
+# --- bad input ---------------------------------------------------------------------------------------
+def test_empty_missing_and_too_small_folders(tmp_path, domains):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty.*no LR studies"):
+        train_vama(tmp_path / "empty", domains[1], tmp_path / "run")
+    with pytest.raises(DataError, match="missing.*not found"):
+        train_vama(tmp_path / "missing", domains[1], tmp_path / "run")
+    few = write_folder(tmp_path / "few", "source", MIN_STUDIES - 1, seed=3)
+    with pytest.raises(DataError, match=f"few.*{MIN_STUDIES - 1} source studies.*at least {MIN_STUDIES}"):
+        train_vama(few, domains[1], tmp_path / "run")
+    with pytest.raises(DataError, match="same folder"):
+        train_vama(domains[1], domains[1], tmp_path / "run")
+
+
+def test_other_orientation_is_named(tmp_path, domains):
+    src = tmp_path / "src"
+    shutil.copytree(domains[0], src)
+    img, lab, aff = make_study(np.random.default_rng(9), "source")
+    flip = aff.copy()
+    flip[:3, 0] *= -1  # x axis reversed: an L-to-R stored stack
+    save_nifti(src / "odd-one.nii.gz", img, flip)
+    with pytest.raises(DataError, match="orientation.*source odd-one"):
+        train_vama(src, domains[1], tmp_path / "run")
+
+
+def test_mismatched_labels_and_manifest_entries_are_named(tmp_path, domains):
+    src = tmp_path / "src"
+    shutil.copytree(domains[0], src)
+    save_nifti(src / "source-00_labels.nii.gz", np.zeros((2, 5, 40, 40), np.uint8), random_affine(
+        np.random.default_rng(0)))
+    with pytest.raises(DataError, match="source-00.nii.gz.*does not match"):
+        train_vama(src, domains[1], tmp_path / "run")
+    tgt = tmp_path / "tgt"
+    shutil.copytree(domains[1], tgt)
+    (tgt / "sub-002" / "lr_image.nii.gz").unlink()
+    with pytest.raises(DataError, match="sub-002"):
+        train_vama(domains[0], tgt, tmp_path / "run")
+
+
+def test_unlabelled_studies_need_gemini_segmentation(tmp_path, domains, monkeypatch):
+    src = write_folder(tmp_path / "unlabelled", "source", MIN_STUDIES, seed=4, labels=False)
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_predict(name, *args, **kwargs):
+        if name == "core.predict":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_predict)
+    with pytest.raises(DataError, match="no labels"):
+        train_vama(src, domains[1], tmp_path / "run", settings=QUICK, model_cfg=SMALL)
