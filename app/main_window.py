@@ -166,7 +166,7 @@ class MainWindow(QMainWindow):
         self.slice_label = QLabel("slice –")
         self.phase_label = QLabel("phase –")
         for lab in (self.slice_label, self.phase_label):
-            lab.setMinimumWidth(120)
+            lab.setFixedWidth(150)  # fixed: changing text must not re-layout the window on every step
         self.slice_slider.valueChanged.connect(self._on_slice_slider)
         self.phase_slider.valueChanged.connect(self.set_phase)
         h.addWidget(QLabel("Slice"))

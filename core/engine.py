@@ -29,9 +29,11 @@ import logging
 import os
 import platform
 import shutil
+import struct
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,7 +48,7 @@ from core import mesh as meshlib
 from core import phenotypes as phenolib
 from core.errors import Cancelled, GeminiError, ModelError, StudyError
 from core.geometry import resample
-from core.io.atomic import atomic_write_text
+from core.io.atomic import atomic_path, atomic_write_text
 from core.io.nifti import save_nifti
 from core.study import Grid, Study
 
@@ -275,6 +277,50 @@ class SuperResolver:
         )  # fmt: skip
 
 
+# --- parallel gzip ---------------------------------------------------------------------------------------
+_GZ_CHUNK = 4 << 20
+
+
+def _deflate_chunk(chunk: memoryview, last: bool, level: int) -> bytes:
+    co = zlib.compressobj(level, zlib.DEFLATED, -15)
+    return co.compress(chunk) + co.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+
+
+def gzip_parallel(data: bytes, level: int = 1, workers: int | None = None) -> bytes:
+    """One standard gzip member compressed in parallel (pigz-style): independent raw-deflate chunks, each
+    ended by a sync flush (byte aligned, not final) except the last, then the CRC-32 and size of the whole.
+    Any gzip reader decodes it; zlib releases the GIL, so the chunks compress on all cores."""
+    view = memoryview(data)
+    n = max(1, -(-len(view) // _GZ_CHUNK))
+    chunks = [view[i * _GZ_CHUNK:(i + 1) * _GZ_CHUNK] for i in range(n)]
+    workers = workers or min(n, os.cpu_count() or 1)
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            parts = list(pool.map(_deflate_chunk, chunks, [i == n - 1 for i in range(n)], [level] * n))
+    else:
+        parts = [_deflate_chunk(c, i == n - 1, level) for i, c in enumerate(chunks)]
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # magic, deflate, no flags, mtime 0, OS unknown
+    trailer = struct.pack("<II", zlib.crc32(view) & 0xFFFFFFFF, len(view) & 0xFFFFFFFF)
+    return b"".join([header, *parts, trailer])
+
+
+def save_nifti_fast(path: Path, array: np.ndarray, affine: np.ndarray, phase_interval_ms: float | None,
+                    description: str) -> Path:
+    """`core.io.nifti.save_nifti` to an uncompressed .nii, then gzip it on all cores into `path` (.nii.gz).
+    Same header and data as `save_nifti(path, ...)`; the large SR image is written ~cores x faster."""
+    path = Path(path)
+    raw = path.with_name(path.name[: -len(".gz")] if path.name.endswith(".gz") else path.name + ".nii")
+    save_nifti(raw, array, affine, phase_interval_ms, description)
+    try:
+        data = raw.read_bytes()
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(gzip_parallel(data))
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            raw.unlink()
+    return path
+
+
 # --- writing -----------------------------------------------------------------------------------------------
 def _phase_interval_ms(result: Result) -> float | None:
     times = result.study.phase_times_ms
@@ -436,7 +482,7 @@ def write_outputs(
         sr_aff = result.sr_grid.affine
         with ThreadPoolExecutor(max_workers=1) as pool:
             # The SR image is the largest file (gzip-bound): compress it while the rest is written.
-            big = pool.submit(save_nifti, tmp / "sr_image.nii.gz", result.sr_image, sr_aff, dt,
+            big = pool.submit(save_nifti_fast, tmp / "sr_image.nii.gz", result.sr_image, sr_aff, dt,
                               "gemini-cmr SR image")
             _write_rest(result, tmp, formats, all_phase_meshes, dt, cancel)
             big.result()

@@ -151,6 +151,7 @@ def compute_phenotypes(
             lr_curves = volume_curves(lr_labels[lr_ph], lr_grid.voxel_volume_ml)
             lr = {"source": "study_labels", "voxel_volume_ml": lr_grid.voxel_volume_ml, "phases": lr_ph}
             lr.update(_scalars(lr_curves, lr_ph, ed, es))
+            lr["indexed"] = {f"{k}_per_m2": lr[k] / bsa for k in INDEXED} if bsa else None
             lr["volume_curves_ml"] = lr_curves
     result["lr"] = lr
     return result
@@ -202,8 +203,9 @@ def csv_rows(phenotypes: Mapping[str, Any]) -> list[list[str]]:
         rows.append([key, fmt(p.get(key)), fmt(lr.get(key)), _unit(key)])
     for key in ("height_cm", "weight_kg", "bsa_m2"):
         rows.append([key, fmt(p.get(key)), "", _unit(key)])
+    lr_indexed = lr.get("indexed") or {}
     for key, value in (p.get("indexed") or {}).items():
-        rows.append([key, fmt(value), "", _unit(key)])
+        rows.append([key, fmt(value), fmt(lr_indexed.get(key)), _unit(key)])
     lr_curves = lr.get("volume_curves_ml") or {}
     lr_idx = {ph: i for i, ph in enumerate(lr.get("phases") or [])}
     for name, values in p["volume_curves_ml"].items():

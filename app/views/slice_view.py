@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPen, QPixmap, QTransform
-from PySide6.QtWidgets import QGraphicsLineItem, QGraphicsPixmapItem, QGraphicsScene, QGraphicsView
+from PySide6.QtWidgets import QGraphicsScene, QGraphicsView
 
 from app.theme import CROSSHAIR, label_lut
 from core.study import Grid
@@ -58,20 +58,15 @@ class ImagePane(QGraphicsView):
         self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.FullViewportUpdate)
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.setMinimumSize(160, 140)
-        self._image_item = QGraphicsPixmapItem()
-        self._image_item.setTransformationMode(Qt.TransformationMode.FastTransformation)
-        self._overlay_item = QGraphicsPixmapItem()
-        self._overlay_item.setOpacity(0.45)
-        self._overlay_item.setZValue(1)
-        self.scene().addItem(self._image_item)
-        self.scene().addItem(self._overlay_item)
-        self._line_item = QGraphicsLineItem()
-        pen = QPen(QColor(255, 90, 200), 2)
-        pen.setCosmetic(True)
-        self._line_item.setPen(pen)
-        self._line_item.setZValue(3)
-        self._line_item.setVisible(False)
-        self.scene().addItem(self._line_item)
+        # Painted directly (no scene items): a step changes nothing in the scene, so it costs exactly one
+        # viewport repaint, merged with the other views' into one window flush.
+        self._pixmap = QPixmap()
+        self._overlay = QPixmap()
+        self._opacity = 0.45
+        self._pixel_transform = QTransform()
+        self._line: tuple[QPointF, QPointF] | None = None
+        self._line_pen = QPen(QColor(255, 90, 200), 2)
+        self._line_pen.setCosmetic(True)
         self.title = title
         self.corner = {"tl": title, "tr": "", "bl": "", "br": ""}
         self.placeholder = ""
@@ -89,8 +84,11 @@ class ImagePane(QGraphicsView):
     # --- content --------------------------------------------------------------------------------
     def set_pixel_transform(self, transform: QTransform) -> None:
         """Where pixel (column, row) edges lie in the scene (mm)."""
-        self._image_item.setTransform(transform)
-        self._overlay_item.setTransform(transform)
+        self._pixel_transform = QTransform(
+            *(0.0 if abs(v) < 1e-9 else v for v in (transform.m11(), transform.m12(), transform.m21(),
+                                                    transform.m22(), transform.dx(), transform.dy()))
+        )  # exact zeros keep Qt on its fast scaled-blit path
+        self.viewport().update()
 
     def set_scene_extent(self, rect: QRectF) -> None:
         self.scene().setSceneRect(rect)
@@ -108,16 +106,17 @@ class ImagePane(QGraphicsView):
 
     def _render_image(self) -> None:
         if self._array is None:
-            self._image_item.setPixmap(QPixmap())
+            self._pixmap = QPixmap()
         else:
-            self._image_item.setPixmap(QPixmap.fromImage(grey_image(self._array, self._window, self._level)))
+            self._pixmap = QPixmap.fromImage(grey_image(self._array, self._window, self._level))
         self.viewport().update()
 
     def _render_overlay(self) -> None:
         if self._labels is None or not self._overlay_visible:
-            self._overlay_item.setPixmap(QPixmap())
+            self._overlay = QPixmap()
         else:
-            self._overlay_item.setPixmap(QPixmap.fromImage(label_image(self._labels)))
+            self._overlay = QPixmap.fromImage(label_image(self._labels))
+        self.viewport().update()
 
     def set_window_level(self, window: float, level: float) -> None:
         if (window, level) == (self._window, self._level):
@@ -131,16 +130,32 @@ class ImagePane(QGraphicsView):
     def set_overlay(self, visible: bool, opacity: float) -> None:
         changed = visible != self._overlay_visible
         self._overlay_visible = bool(visible)
-        self._overlay_item.setOpacity(float(opacity))
+        self._opacity = float(opacity)
+        self.viewport().update()
         if changed:
             self._render_overlay()
 
     def set_line(self, p0: QPointF | None, p1: QPointF | None) -> None:
-        if p0 is None or p1 is None:
-            self._line_item.setVisible(False)
-        else:
-            self._line_item.setLine(p0.x(), p0.y(), p1.x(), p1.y())
-            self._line_item.setVisible(True)
+        self._line = None if p0 is None or p1 is None else (QPointF(p0), QPointF(p1))
+        self.viewport().update()
+
+    def drawBackground(self, painter: QPainter, rect):  # noqa: N802
+        painter.fillRect(rect, self.backgroundBrush())
+        if self._pixmap.isNull():
+            return
+        painter.save()
+        painter.setTransform(self._pixel_transform, True)
+        painter.drawPixmap(0, 0, self._pixmap)
+        if not self._overlay.isNull() and self._opacity > 0:
+            painter.setOpacity(self._opacity)
+            painter.drawPixmap(0, 0, self._overlay)
+        painter.restore()
+
+    def draw_scene_lines(self, painter: QPainter) -> None:
+        """Lines in scene coordinates, drawn over the image (subclasses add theirs)."""
+        if self._line is not None:
+            painter.setPen(self._line_pen)
+            painter.drawLine(*self._line)
 
     # --- view (zoom/pan) ------------------------------------------------------------------------
     def fit(self) -> None:
@@ -238,6 +253,7 @@ class ImagePane(QGraphicsView):
     # --- annotations ----------------------------------------------------------------------------
     def drawForeground(self, painter: QPainter, rect):  # noqa: N802
         painter.save()
+        self.draw_scene_lines(painter)
         painter.resetTransform()
         vp = self.viewport().rect()
         font = QFont(self.font())
@@ -286,15 +302,11 @@ class SliceView(ImagePane):
         self.phase = 0
         self._cursor = np.zeros(3)
         self._shown: tuple | None = None
-        pen = QPen(CROSSHAIR, 1)
-        pen.setCosmetic(True)
-        pen.setStyle(Qt.PenStyle.DashLine)
-        self._hline = QGraphicsLineItem()
-        self._vline = QGraphicsLineItem()
-        for item in (self._hline, self._vline):
-            item.setPen(pen)
-            item.setZValue(2)
-            self.scene().addItem(item)
+        self._cross_pen = QPen(CROSSHAIR, 1)
+        self._cross_pen.setCosmetic(True)
+        self._cross_pen.setStyle(Qt.PenStyle.DashLine)
+        self._cross: QPointF | None = None
+        self._cross_visible = True
         self.leftPressed.connect(self._on_left)
         self.leftDragged.connect(self._on_left)
         self.lineDrawn.connect(self._on_line)
@@ -370,16 +382,23 @@ class SliceView(ImagePane):
     def _update_crosshair(self) -> None:
         if self.ref is None:
             return
-        p = self.world_to_scene(self._cursor)
-        r = self.scene().sceneRect()
-        self._hline.setLine(r.left(), p.y(), r.right(), p.y())
-        self._vline.setLine(p.x(), r.top(), p.x(), r.bottom())
+        self._cross = self.world_to_scene(self._cursor)
+        self.viewport().update()
         if self._oblique is not None:
             self.set_line(self.world_to_scene(self._oblique[0]), self.world_to_scene(self._oblique[1]))
 
     def set_crosshair_visible(self, visible: bool) -> None:
-        self._hline.setVisible(visible)
-        self._vline.setVisible(visible)
+        self._cross_visible = bool(visible)
+        self.viewport().update()
+
+    def draw_scene_lines(self, painter: QPainter) -> None:
+        if self._cross is not None and self._cross_visible:
+            r = self.scene().sceneRect()
+            p = self._cross
+            painter.setPen(self._cross_pen)
+            painter.drawLine(QPointF(r.left(), p.y()), QPointF(r.right(), p.y()))
+            painter.drawLine(QPointF(p.x(), r.top()), QPointF(p.x(), r.bottom()))
+        super().draw_scene_lines(painter)
 
     def set_oblique_line(self, p0: np.ndarray | None, p1: np.ndarray | None) -> None:
         self._oblique = None if p0 is None else (np.asarray(p0), np.asarray(p1))

@@ -63,6 +63,8 @@ class SurfaceView(QWidget):
         self.actors: dict[str, object] = {}
         self.wire_actors: dict[str, object] = {}
         self.shown: dict[str, pv.PolyData] = {}
+        self._render_meshes: dict[tuple[int, str], pv.PolyData] = {}
+        self._applied: int | None = None
         self._legend = False
 
     # --- data -----------------------------------------------------------------------------------
@@ -71,6 +73,8 @@ class SurfaceView(QWidget):
         self.actors.clear()
         self.wire_actors.clear()
         self.shown.clear()
+        self._render_meshes.clear()
+        self._applied = None
         self.meshes = {}
         self.info.setText("")
         self.plotter.render()
@@ -82,6 +86,8 @@ class SurfaceView(QWidget):
         self.actors.clear()
         self.wire_actors.clear()
         self.shown.clear()
+        self._render_meshes.clear()
+        self._applied = None
         self.meshes = {int(t): m for t, m in meshes.items()}
         self.ed, self.es, self.axis = int(ed), int(es), axis
         if not self.meshes:
@@ -93,11 +99,11 @@ class SurfaceView(QWidget):
             if mesh is None or mesh.n_points == 0:
                 continue
             self.actors[s] = self.plotter.add_mesh(
-                mesh.copy(deep=False), color=structure_colour(s), opacity=OPACITY[s], smooth_shading=True,
-                specular=0.3, name=s, reset_camera=False,
+                self._render_mesh(self.ed if self.ed in self.meshes else next(iter(self.meshes)), s),
+                color=structure_colour(s), opacity=OPACITY[s], specular=0.3, name=s, reset_camera=False,
             )
             self.wire_actors[s] = self.plotter.add_mesh(
-                mesh.copy(deep=False), color=structure_colour(s), style="wireframe", opacity=0.25,
+                mesh, color=structure_colour(s), style="wireframe", opacity=0.25,
                 line_width=1, name=f"{s}_ed_wire", reset_camera=False,
             )
             self.wire_actors[s].SetVisibility(False)
@@ -112,7 +118,7 @@ class SurfaceView(QWidget):
 
     def set_phase(self, phase: int) -> None:
         self.phase = int(phase)
-        if self.mode == "cine":
+        if self.mode == "cine" and self.displayed_phase() != self._applied:
             self._apply()
 
     def set_mode(self, mode: str) -> None:
@@ -133,17 +139,27 @@ class SurfaceView(QWidget):
         # Meshes only for some phases (e.g. ED/ES): show the nearest one in time.
         return min(self.meshes, key=lambda t: abs(t - target))
 
+    def _render_mesh(self, phase: int, structure: str) -> pv.PolyData:
+        """The mesh with point normals for smooth shading (made once per phase, on first display)."""
+        key = (phase, structure)
+        if key not in self._render_meshes:
+            mesh = self.meshes[phase][structure]
+            self._render_meshes[key] = mesh.compute_normals(cell_normals=False, split_vertices=False,
+                                                            consistent_normals=False)
+        return self._render_meshes[key]
+
     def _apply(self) -> None:
         t = self.displayed_phase()
         if t is None:
             return
+        self._applied = t if self.mode == "cine" else None
         for s, actor in self.actors.items():
             mesh = self.meshes[t].get(s)
             if mesh is None:
                 actor.SetVisibility(False)
                 continue
             actor.SetVisibility(True)
-            actor.mapper.SetInputData(mesh)
+            actor.mapper.SetInputData(self._render_mesh(t, s))
             self.shown[s] = mesh
         compare = self.mode == "compare"
         for s, actor in self.wire_actors.items():
@@ -154,7 +170,11 @@ class SurfaceView(QWidget):
         label = {"ed": "ED", "es": "ES", "compare": "ES + ED"}.get(self.mode, "")
         tag = f"phase {t + 1}" + (f" {label}" if label else " ED" if t == self.ed else " ES" if t == self.es else "")
         self.info.setText(tag)
-        self.plotter.render()
+        self.request_render()
+
+    def request_render(self) -> None:
+        """Schedule one repaint (several requests in one event-loop pass render once)."""
+        self.plotter.interactor.update()
 
     # --- camera ---------------------------------------------------------------------------------
     def standard_view(self, key: str) -> None:

@@ -37,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _num(value, fmt: str = ".4g") -> str:
-    return "unknown" if value is None else format(value, fmt)
+def _quantity(value, unit: str) -> str:
+    return "unknown" if value is None else f"{value:.4g} {unit}"
 
 
 def _phase(value) -> str:
@@ -60,9 +60,9 @@ def format_summary(info: dict) -> str:
     lines += [
         f"shape:           {t} phases x {z} slices x {y} rows x {x} columns (T, Z, Y, X)",
         f"spacing:         {sx:.4g} x {sy:.4g} mm in-plane, {sz:.4g} mm between slice centres",
-        f"slice thickness: {_num(info['slice_thickness_mm'])} mm",
+        f"slice thickness: {_quantity(info['slice_thickness_mm'], 'mm')}",
         "affine (RAS+):   " + "\n                 ".join(
-            "[" + " ".join(f"{v:9.3f}" for v in row) + "]" for row in info["affine"]),
+            "[" + " ".join(f"{v + 0.0:9.3f}" for v in row) + "]" for row in info["affine"]),
     ]
     times = info.get("phase_times_ms")
     if times:
@@ -74,7 +74,8 @@ def format_summary(info: dict) -> str:
                                 if info["has_labels"] else "none"),
     ]
     if info.get("height_cm") or info.get("weight_kg"):
-        lines.append(f"height/weight:   {_num(info.get('height_cm'))} cm / {_num(info.get('weight_kg'))} kg")
+        lines.append(f"height/weight:   {_quantity(info.get('height_cm'), 'cm')} / "
+                     f"{_quantity(info.get('weight_kg'), 'kg')}")
     for w in info["warnings"]:
         lines.append(f"warning:         {w}")
     return "\n".join(lines) + "\n"

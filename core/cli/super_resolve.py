@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     def num(key: str, fmt: str = ".1f") -> str:
         v = p.get(key)
-        return "n/a" if v is None or v != v else format(v, fmt)
+        return "n/a" if v is None or v != v else format(v + 0.0, fmt)
 
     progress(1.0, f"wrote {out} in {total:.1f} s")
     print(f"{out}: ED {result.ed_phase} ES {result.es_phase}  LVEDV {num('lv_edv_ml')} mL  "

@@ -40,7 +40,7 @@ from core.io.dicom_series import (
 )
 from core.study import Study, StudyMeta
 
-__all__ = ["DicomSource", "build_study", "load_dicom", "quiet_pydicom", "read_frame"]
+__all__ = ["DicomFrame", "DicomSource", "build_study", "load_dicom", "quiet_pydicom", "read_frame"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,17 @@ def _phase_key(f: DicomFrame) -> tuple:
         v = getattr(f, attr)
         key.append((0, v) if v is not None else (1, 0.0))
     return tuple(key)
+
+
+def _warn_repeated_trigger_times(groups: list[list[DicomFrame]], warn: list[str]) -> None:
+    """Two images of one slice at the same TriggerTime usually mean mixed image types (magnitude and
+    phase) or two acquisitions in one series; their phases would interleave, so say so."""
+    for k, group in enumerate(groups):
+        times = [f.trigger_time for f in group]
+        if None not in times and len(set(times)) < len(times):
+            warn.append(f"slice {k + 1} has {len(times)} images but only {len(set(times))} distinct TriggerTimes "
+                        "(mixed image types or repeated acquisition?); phases may be interleaved")
+            return
 
 
 def _format_slices(indices: list[int]) -> str:
@@ -144,6 +155,7 @@ def build_study(
     warn = [] if warn is None else warn
     groups = one_series_per_position(positions(candidate.frames), warn)
     groups = [sorted(g, key=_phase_key) for g in groups]
+    _warn_repeated_trigger_times(groups, warn)
     groups = _complete_groups(groups, allow_incomplete, where, warn)
     nz, nt = len(groups), len(groups[0])
     ref = groups[0][0]
@@ -184,17 +196,26 @@ def build_study(
 
 
 def load_dicom(
-    sources: Iterable[DicomSource], where: str, series_uid: str | None = None, allow_incomplete: bool = False
+    sources: Iterable[DicomSource],
+    where: str,
+    series_uid: str | None = None,
+    allow_incomplete: bool = False,
+    hint: str = "",
 ) -> Study:
-    """Read DICOM sources (a folder's files or a zip's members) and load the SAX cine among them."""
+    """Read DICOM sources (a folder's files or a zip's members) and load the SAX cine among them.
+
+    `hint` is appended to the error when no DICOM image is found (e.g. where NIfTI files were seen).
+    """
     with quiet_pydicom():
-        return _load_dicom(sources, where, series_uid, allow_incomplete)
+        return _load_dicom(sources, where, series_uid, allow_incomplete, hint)
 
 
-def _load_dicom(sources: Iterable[DicomSource], where: str, series_uid: str | None, allow_incomplete: bool) -> Study:
+def _load_dicom(
+    sources: Iterable[DicomSource], where: str, series_uid: str | None, allow_incomplete: bool, hint: str
+) -> Study:
     scan = scan_sources(sources)
     if not scan.frames:
-        raise StudyError(f"no DICOM images among {scan.n_files} file(s)", where)
+        raise StudyError(f"no DICOM images among {scan.n_files} file(s){hint}", where)
     warn: list[str] = []
     if scan.n_skipped:
         warn.append(f"skipped {scan.n_skipped} non-DICOM file(s)")

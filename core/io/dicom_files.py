@@ -236,6 +236,8 @@ def frame_pixels(f: DicomFrame) -> np.ndarray:
             raise StudyError(f"cannot decode pixel data ({type(exc).__name__}: {exc})", f.name) from None
     if arr.shape != (f.rows, f.cols):
         raise StudyError(f"pixel data shape {arr.shape} does not match Rows x Columns {f.rows}x{f.cols}", f.name)
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise StudyError(f"{int(np.count_nonzero(~np.isfinite(arr)))} NaN/Inf pixel values", f.name)
     out = arr.astype(np.float32)
     slope = as_float(ds.get("RescaleSlope"))
     intercept = as_float(ds.get("RescaleIntercept"))

@@ -37,6 +37,11 @@ class Candidate:
     problem: str | None = None  # why it cannot be loaded (missing tags, mixed orientations, ...)
 
     @property
+    def derived(self) -> bool:
+        """ImageType DERIVED (e.g. Siemens inline results beside the acquired cine): never preferred."""
+        return self.frames[0].image_type[:1] == ("DERIVED",)
+
+    @property
     def size(self) -> int:
         return self.n_positions * self.n_phases
 
@@ -168,7 +173,8 @@ def find_candidates(frames: list[DicomFrame], warn: list[str]) -> tuple[list[Can
 
 
 def _merge_single_slice_series(singles: list[Candidate]) -> list[Candidate]:
-    """UK Biobank style: one series per slice. Merge series with the same orientation and matrix."""
+    """UK Biobank style: one series per slice. Merge series with the same orientation, matrix, frame of
+    reference and ORIGINAL/DERIVED image type (derived inline results stay apart)."""
     merged: list[Candidate] = []
     for c in sorted(singles, key=lambda c: (c.description, c.series_uids[0])):
         ref = c.frames[0]
@@ -176,6 +182,7 @@ def _merge_single_slice_series(singles: list[Candidate]) -> list[Candidate]:
             other = m.frames[0]
             if (_same_orientation(ref.orientation, other.orientation) and (ref.rows, ref.cols) == (other.rows, other.cols)
                     and np.allclose(ref.pixel_spacing, other.pixel_spacing, rtol=1e-3)
+                    and ref.image_type[:1] == other.image_type[:1]
                     and ref.dataset.get("FrameOfReferenceUID") == other.dataset.get("FrameOfReferenceUID")):
                 m.frames.extend(c.frames)
                 m.series_uids.extend(c.series_uids)
@@ -219,7 +226,7 @@ def choose_candidate(
     usable = [c for c in candidates if c.problem is None]
     cines = [c for c in usable if c.n_positions >= 2 and c.n_phases >= 2]
     if cines:
-        return max(cines, key=lambda c: (c.size, c.n_positions, "sax" in c.description.lower()))
+        return max(cines, key=lambda c: (not c.derived, c.size, c.n_positions, "sax" in c.description.lower()))
     broken = [c for c in candidates if c.problem]
     if broken:
         raise StudyError(broken[0].problem)

@@ -13,7 +13,6 @@ are remapped here, on import, to the project convention (0 background, 1 LV cavi
 
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path
 
@@ -22,8 +21,6 @@ import numpy as np
 from core.errors import StudyError
 from core.io.nifti import load_nifti_volume, phase_interval_ms
 from core.study import Study, StudyMeta
-
-log = logging.getLogger(__name__)
 
 #: source -> {file label value: project label value}
 LABEL_MAPS: dict[str, dict[int, int]] = {
@@ -113,60 +110,19 @@ def load_acdc(folder: Path) -> Study:
     folder = Path(folder)
     where = str(folder)
     warn: list[str] = []
-    frames: dict[int, Path] = {}
-    gts: dict[int, Path] = {}
-    four_d: Path | None = None
-    for p in sorted(folder.iterdir()):
-        if m := _ACDC_FRAME.match(p.name):
-            (gts if m.group(3) else frames)[int(m.group(2))] = p
-        elif _ACDC_4D.match(p.name):
-            four_d = p
+    frames, gts, four_d = _acdc_files(folder)
     if not frames and four_d is None:
         raise StudyError("ACDC folder without patientNNN_frameXX.nii.gz or patientNNN_4d.nii.gz images", where)
     cfg_path = folder / "Info.cfg"
     cfg = read_info_cfg(cfg_path) if cfg_path.is_file() else {}
     if not cfg:
         warn.append("no Info.cfg: ED/ES, height and weight unknown")
-
     if four_d is not None:
-        image, affine, header, w = load_nifti_volume(four_d)
-        warn += w
-        if image.ndim == 3:
-            image = image[None]
-        frame_to_phase = {n: n - 1 for n in range(1, image.shape[0] + 1)}
-        interval = phase_interval_ms(header)
-        phase_times = None if interval is None else np.arange(image.shape[0]) * interval
+        image, affine, frame_to_phase, phase_times = _acdc_4d(four_d, warn)
     else:
-        numbers = sorted(frames)
-        volumes = []
-        for n in numbers:
-            vol, aff, header, w = load_nifti_volume(frames[n])
-            if not volumes:
-                warn += w  # the same header fix applies to every frame: say it once
-            if vol.ndim != 3:
-                raise StudyError(f"expected a 3D frame, got shape {vol.shape}", str(frames[n]))
-            if volumes and (vol.shape != volumes[0].shape or not np.allclose(aff, affine, atol=1e-3)):
-                raise StudyError("frame geometry differs from the other frames", str(frames[n]))
-            if not volumes:
-                affine = aff
-            volumes.append(vol)
-        image = np.stack(volumes)
-        frame_to_phase = {n: i for i, n in enumerate(numbers)}
+        image, affine, frame_to_phase = _acdc_frames(frames, warn)
         phase_times = None
-        warn.append(f"no 4D cine: the study holds only frames {numbers} (ACDC ED/ES)")
-
-    labels = None
-    labelled = []
-    for n, gt_path in sorted(gts.items()):
-        if n not in frame_to_phase:
-            warn.append(f"{gt_path.name}: frame {n} is not in the image; ignored")
-            continue
-        gt, gt_affine, _, _ = load_nifti_volume(gt_path)  # label geometry is checked against the image
-        _check_labels_fit(gt, image.shape[1:], gt_affine, affine, str(gt_path), warn)
-        if labels is None:
-            labels = np.zeros(image.shape, dtype=np.uint8)
-        labels[frame_to_phase[n]] = remap_labels(gt, "acdc", str(gt_path))
-        labelled.append(frame_to_phase[n])
+    labels, labelled = _acdc_labels(gts, image.shape, affine, frame_to_phase, warn)
 
     def phase_of(key: str) -> int | None:
         value = _cfg_float(cfg, key, str(cfg_path))
@@ -193,7 +149,83 @@ def load_acdc(folder: Path) -> Study:
         extra={"frame_numbers": sorted(frame_to_phase, key=frame_to_phase.get)},
     )
     return Study(image=image, affine=affine, phase_times_ms=phase_times, labels=labels,
-                 labelled_phases=sorted(labelled), meta=meta)
+                 labelled_phases=labelled, meta=meta)
+
+
+def _acdc_files(folder: Path) -> tuple[dict[int, Path], dict[int, Path], Path | None]:
+    """Frame images and label files by frame number (1-based, as in the names), and the 4D file."""
+    frames: dict[int, Path] = {}
+    gts: dict[int, Path] = {}
+    four_d: Path | None = None
+    for p in sorted(folder.iterdir()):
+        if m := _ACDC_FRAME.match(p.name):
+            (gts if m.group(3) else frames)[int(m.group(2))] = p
+        elif _ACDC_4D.match(p.name):
+            four_d = p
+    return frames, gts, four_d
+
+
+def _acdc_4d(path: Path, warn: list[str]) -> tuple[np.ndarray, np.ndarray, dict[int, int], np.ndarray | None]:
+    image, affine, header, w = load_nifti_volume(path)
+    warn += w
+    if image.ndim == 3:
+        image = image[None]
+    interval = phase_interval_ms(header)
+    phase_times = None if interval is None else np.arange(image.shape[0]) * interval
+    return image, affine, {n: n - 1 for n in range(1, image.shape[0] + 1)}, phase_times
+
+
+def _acdc_frames(frames: dict[int, Path], warn: list[str]) -> tuple[np.ndarray, np.ndarray, dict[int, int]]:
+    """Without the 4D file the study is the stack of the frames present (ACDC ships ED and ES)."""
+    numbers = sorted(frames)
+    volumes: list[np.ndarray] = []
+    affine = None
+    for n in numbers:
+        vol, aff, _, w = load_nifti_volume(frames[n])
+        if vol.ndim != 3:
+            raise StudyError(f"expected a 3D frame, got shape {vol.shape}", str(frames[n]))
+        if affine is None:
+            affine = aff
+            warn += w  # the same header fix applies to every frame: say it once
+        elif vol.shape != volumes[0].shape or not np.allclose(aff, affine, atol=1e-3):
+            raise StudyError("frame geometry differs from the other frames", str(frames[n]))
+        volumes.append(vol)
+    warn.append(f"no 4D cine: the study holds only frames {numbers} (ACDC ED/ES)")
+    return np.stack(volumes), affine, {n: i for i, n in enumerate(numbers)}
+
+
+def _acdc_labels(
+    gts: dict[int, Path], shape: tuple, affine: np.ndarray, frame_to_phase: dict[int, int], warn: list[str]
+) -> tuple[np.ndarray | None, list[int]]:
+    labels = None
+    labelled = []
+    for n, gt_path in sorted(gts.items()):
+        if n not in frame_to_phase:
+            warn.append(f"{gt_path.name}: frame {n} is not in the image; ignored")
+            continue
+        gt, gt_affine, _, _ = load_nifti_volume(gt_path)  # label geometry is checked against the image
+        _check_labels_fit(gt, shape[1:], gt_affine, affine, str(gt_path), warn)
+        if labels is None:
+            labels = np.zeros(shape, dtype=np.uint8)
+        labels[frame_to_phase[n]] = remap_labels(gt, "acdc", str(gt_path))
+        labelled.append(frame_to_phase[n])
+    return labels, sorted(labelled)
+
+
+def load_acdc_file(path: Path) -> Study:
+    """One file of an ACDC patient folder: the 4D file stands for the folder (it gains the labelled
+    frames and ED/ES); a single frame loads with its `_gt` labels and the Info.cfg height and weight."""
+    path = Path(path)
+    if _ACDC_4D.match(path.name):
+        return load_acdc(path.parent)
+    study = load_paired_nifti(path, fmt="acdc")
+    cfg_path = path.parent / "Info.cfg"
+    if cfg_path.is_file():
+        cfg = read_info_cfg(cfg_path)
+        study.meta.height_cm = _cfg_float(cfg, "Height", str(cfg_path))
+        study.meta.weight_kg = _cfg_float(cfg, "Weight", str(cfg_path))
+        study.meta.group = cfg.get("Group", "")
+    return study
 
 
 # --- files paired by name (M&Ms, UK Biobank, ACDC frames) ------------------------------------------------

@@ -6,7 +6,8 @@ Dispatch, in order:
 - a zip -> DICOM read from memory; a zip of NIfTI files is unpacked (safely) to a temporary folder;
 - a folder -> ACDC patient folder (Info.cfg / `_frameXX`), M&Ms or UK Biobank subject folder, a folder
   holding one NIfTI image, else DICOM files found recursively;
-- a single DICOM file -> its folder is read, so the whole series is found; any other file is an error.
+- a single DICOM file -> its folder is read and the file's series loaded (the whole stack for UK Biobank
+  one-series-per-slice); any other file is an error.
 Every result is validated (`Study.validate`), so later stages never see NaNs, 2D data or singular
 geometry; every user error is a `StudyError` whose message names the file and the problem.
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import os
 import tempfile
 import zipfile
@@ -24,10 +24,8 @@ from pathlib import Path, PurePosixPath
 
 from core.errors import StudyError
 from core.io import layouts
-from core.io.dicom import DicomSource, load_dicom, quiet_pydicom, read_frame
+from core.io.dicom import DicomFrame, DicomSource, load_dicom, quiet_pydicom, read_frame
 from core.study import Study
-
-log = logging.getLogger(__name__)
 
 #: Zip members larger than this (uncompressed) are refused: no scanner image is that big.
 MAX_MEMBER_BYTES = 2 * 1024**3
@@ -54,36 +52,26 @@ def load_study(path: str | os.PathLike, series_uid: str | None = None, allow_inc
     elif path.suffix.lower() == ".zip":
         raise StudyError("unreadable zip file (truncated or not a zip)", str(path))
     else:
-        _require_dicom_file(path)
-        study = load_dicom(_folder_sources(path.parent), str(path.parent), series_uid, allow_incomplete)
+        frame = _require_dicom_file(path)
+        sources, _ = _folder_sources(path.parent)
+        study = load_dicom(sources, str(path.parent), series_uid or frame.series_uid or None, allow_incomplete)
     return study.validate()
 
 
-def _require_dicom_file(path: Path) -> None:
-    """A single file that is not NIfTI or zip must be DICOM; its folder is then read for the series."""
+def _require_dicom_file(path: Path) -> DicomFrame:
+    """A single file that is not NIfTI or zip must be DICOM; its folder is then read for its series."""
     with quiet_pydicom():
         frame = read_frame(str(path), _file_opener(path))
     if frame is None:
         raise StudyError("not a DICOM, NIfTI or zip file", str(path))
+    return frame
 
 
 # --- files and folders --------------------------------------------------------------------------------------
 def _load_nifti_file(path: Path) -> Study:
-    fmt = "acdc" if layouts.is_acdc_folder(path.parent) else "nifti"
-    study = layouts.load_paired_nifti(path, fmt=fmt)
-    if fmt == "acdc" and (path.parent / "Info.cfg").is_file():
-        cfg = layouts.read_info_cfg(path.parent / "Info.cfg")
-        study.meta.height_cm = _maybe_float(cfg.get("Height"))
-        study.meta.weight_kg = _maybe_float(cfg.get("Weight"))
-        study.meta.group = cfg.get("Group", "")
-    return study
-
-
-def _maybe_float(text: str | None) -> float | None:
-    try:
-        return None if text is None else float(text)
-    except ValueError:
-        return None
+    if layouts.is_acdc_folder(path.parent):
+        return layouts.load_acdc_file(path)
+    return layouts.load_paired_nifti(path)
 
 
 def _load_folder(folder: Path, series_uid: str | None, allow_incomplete: bool) -> Study:
@@ -106,22 +94,26 @@ def _load_folder(folder: Path, series_uid: str | None, allow_incomplete: bool) -
     subfolders = [p for p in entries if p.is_dir()]
     if not any(p.is_file() for p in entries) and len(subfolders) == 1:
         return _load_folder(subfolders[0], series_uid, allow_incomplete)
-    return load_dicom(_folder_sources(folder), str(folder), series_uid, allow_incomplete)
+    sources, n_nifti = _folder_sources(folder)
+    hint = f"; {n_nifti} NIfTI file(s) in subfolders: pass one subject folder or file" if n_nifti else ""
+    if not sources:
+        raise StudyError(f"no cine: the folder holds no DICOM files{hint or ' and no NIfTI files'}", str(folder))
+    return load_dicom(sources, str(folder), series_uid, allow_incomplete, hint=hint)
 
 
-def _folder_sources(folder: Path) -> list[DicomSource]:
-    """Every regular file under `folder` (recursive, sorted), hidden files and NIfTI excluded."""
+def _folder_sources(folder: Path) -> tuple[list[DicomSource], int]:
+    """Every regular file under `folder` (recursive, sorted) but hidden and NIfTI files; and the NIfTI count."""
     sources: list[DicomSource] = []
+    n_nifti = 0
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             p = Path(root) / name
-            if name.startswith(".") or layouts.is_nifti(p):
-                continue
-            sources.append((str(p), _file_opener(p)))
-    if not sources:
-        raise StudyError("no cine: the folder holds no DICOM or NIfTI files", str(folder))
-    return sources
+            if layouts.is_nifti(p):
+                n_nifti += 1
+            elif not name.startswith("."):
+                sources.append((str(p), _file_opener(p)))
+    return sources, n_nifti
 
 
 def _file_opener(p: Path):

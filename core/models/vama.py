@@ -119,6 +119,9 @@ class VariationalUNet(nn.Module):
         )
         self.dec = nn.ModuleList([_block(2 * chans[i], chans[i], norm) for i in reversed(range(self.depth))])
         self.out = nn.Conv2d(chans[0], 1, 1)
+        # I* starts at zero, so I + lambda * I* starts as the identity and training moves it from there.
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
 
     def encode(self, x: torch.Tensor, inject: list[torch.Tensor] | None = None):
         feats = []

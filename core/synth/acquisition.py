@@ -85,7 +85,18 @@ def plan_lr_grid(phantom: Phantom, acq: Acquisition, rng: np.random.Generator) -
     affine[:3, 1] = j_dir * s_in
     affine[:3, 2] = n * s_z
     affine[:3, 3] = centre - affine[:3, :3] @ np.array([(nx - 1) / 2, (ny - 1) / 2, (nz - 1) / 2])
-    return Grid((nz, ny, nx), affine)
+    return Grid((nz, ny, nx), file_exact_affine(affine))
+
+
+def file_exact_affine(affine: np.ndarray) -> np.ndarray:
+    """The affine as NIfTI stores it (float32 sform), with voxel sizes a hair (<= 1e-6) below nominal.
+
+    The grid then reads back from a file exactly as it was generated, and `sr_grid` of the read-back
+    grid is the same grid (a float32 round-off that makes 100 x 1.8 mm come out as 180.00001 mm would
+    otherwise add an SR voxel: ceil(144.00001))."""
+    a = np.asarray(affine, dtype=np.float64).copy()
+    a[:3, :3] *= 1.0 - 6e-7
+    return a.astype(np.float32).astype(np.float64)
 
 
 # --- plane-stack rendering ---------------------------------------------------------------------------
@@ -100,6 +111,39 @@ def _plane_xyz(origins: np.ndarray, ax: np.ndarray, ay: np.ndarray, ni: int, nj:
     ]
 
 
+@dataclass
+class PlaneRender:
+    """Tissue classes of a phantom on a stack of planes, stored sparsely: the static thorax `static`
+    (P, nj, ni) and, per phase, the tissue `heart[n]` at the points `flat` (flat indices into `static`)
+    near the heart, the only points whose tissue changes over the cycle."""
+
+    static: np.ndarray
+    flat: np.ndarray
+    heart: np.ndarray  # (T, N) uint8
+    phases: list[int]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.phases), *self.static.shape)
+
+    def dense(self, lut: np.ndarray | None = None) -> np.ndarray:
+        """(T, P, nj, ni) array of tissue classes, or of `lut[tissue]` when a lookup table is given."""
+        st = self.static if lut is None else lut[self.static]
+        hv = self.heart if lut is None else lut[self.heart]
+        out = np.empty(self.shape, dtype=st.dtype)
+        out[:] = st
+        for n in range(len(self.phases)):
+            out[n].reshape(-1)[self.flat] = hv[n]
+        return out
+
+    def box(self) -> tuple[slice, slice, slice]:
+        """Bounding box (plane, row, column slices) of the points that move."""
+        if len(self.flat) == 0:
+            return (slice(0, 0),) * 3
+        idx = np.unravel_index(self.flat, self.static.shape)
+        return tuple(slice(int(i.min()), int(i.max()) + 1) for i in idx)
+
+
 def render_planes(
     phantom: Phantom,
     origins: np.ndarray,
@@ -108,52 +152,66 @@ def render_planes(
     ni: int,
     nj: int,
     phases: list[int] | None = None,
-) -> np.ndarray:
-    """Tissue classes (T, P, nj, ni) uint8 at the points origins[p] + i * ax + j * ay (world mm)."""
+) -> PlaneRender:
+    """Tissue classes at the points origins[p] + i * ax + j * ay (world mm), p < P, i < ni, j < nj.
+
+    The thorax is painted once; the heart is painted per phase only at the points inside the heart's
+    envelope (`Phantom.envelope`), gathered once.
+    """
     origins = np.asarray(origins, dtype=np.float64)
     ax = np.asarray(ax, dtype=np.float64)
     ay = np.asarray(ay, dtype=np.float64)
     phases = list(range(phantom.n_phases)) if phases is None else list(phases)
-    P = len(origins)
     R = phantom.params.rotation
     h_orig = (origins - phantom.params.origin) @ R
     h_ax, h_ay = R.T @ ax, R.T @ ay
-    x, y, z = np.broadcast_arrays(*_plane_xyz(origins, ax, ay, ni, nj))
+    x, y, z = _plane_xyz(origins, ax, ay, ni, nj)
     hu, hv, hw = np.broadcast_arrays(*_plane_xyz(h_orig, h_ax, h_ay, ni, nj))
     static = phantom.paint_static(x, y, z, hu, hv, hw)
-    # heart bounding box in (plane, row, column) index space
-    corners = phantom.heart_bounds()
-    basis = np.stack([ax, ay], axis=1)  # 3x2
-    pinv = np.linalg.pinv(basis)
-    normal = np.cross(ax, ay)
-    normal /= np.linalg.norm(normal)
-    c_n = corners @ normal
-    o_n = origins @ normal
-    inside = np.nonzero((o_n >= c_n.min() - 1.0) & (o_n <= c_n.max() + 1.0))[0]
-    out = np.empty((len(phases), P, nj, ni), dtype=np.uint8)
-    out[:] = static
-    if len(inside) == 0:
-        return out
-    p0, p1 = int(inside.min()), int(inside.max()) + 1
-    ij = np.concatenate([(corners - o) @ pinv.T for o in origins[p0:p1]])
-    c0 = max(int(math.floor(ij[:, 0].min())) - 1, 0)
-    c1 = min(int(math.ceil(ij[:, 0].max())) + 2, ni)
-    r0 = max(int(math.floor(ij[:, 1].min())) - 1, 0)
-    r1 = min(int(math.ceil(ij[:, 1].max())) + 2, nj)
-    if c0 >= c1 or r0 >= r1:
-        return out
-    hb = [np.ascontiguousarray(np.broadcast_to(a[p0:p1, r0:r1, c0:c1], (p1 - p0, r1 - r0, c1 - c0)))
-          for a in (hu, hv, hw)]
+    env = phantom.envelope(hu, hv, hw, 1.0)
+    flat = np.flatnonzero(env)
+    cu, cv, cw = (a.reshape(-1)[flat] for a in (hu, hv, hw))
+    base = static.reshape(-1)[flat]
+    heart = np.empty((len(phases), len(flat)), dtype=np.uint8)
     for n, t in enumerate(phases):
-        phantom.paint_heart(out[n, p0:p1, r0:r1, c0:c1], hb[0], hb[1], hb[2], t)
-    return out
+        heart[n] = base
+        phantom.paint_heart(heart[n], cu, cv, cw, t)
+    return PlaneRender(static, flat, heart, phases)
 
 
-def render_grid(phantom: Phantom, grid: Grid, phases: list[int] | None = None) -> np.ndarray:
-    """Tissue classes (T, Z, Y, X) of a phantom at the voxel centres of `grid` (no misregistration)."""
+def render_grid(phantom: Phantom, grid: Grid, phases: list[int] | None = None) -> PlaneRender:
+    """Tissue classes of a phantom at the voxel centres of `grid` (no misregistration); `.dense()` gives
+    the (T, Z, Y, X) array."""
     nz, ny, nx = grid.shape
     origins = grid.index_to_world(np.stack([np.zeros(nz), np.zeros(nz), np.arange(nz)], axis=1))
     return render_planes(phantom, origins, grid.affine[:3, 0], grid.affine[:3, 1], nx, ny, phases)
+
+
+def render_signal(render: PlaneRender, lut: np.ndarray, sigma_px: tuple[float, float, float]) -> np.ndarray:
+    """Noise-free signal `lut[tissue]` (T, P, nj, ni) blurred by a Gaussian PSF (sigma in voxels along
+    plane, row, column). The static thorax is blurred once; per phase only the change near the heart."""
+    s0 = lut[render.static]
+    blur = any(s > 0 for s in sigma_px)
+    trunc = 3.0
+    sb = ndimage.gaussian_filter(s0, sigma_px, truncate=trunc, mode="nearest") if blur else s0
+    out = np.empty(render.shape, dtype=np.float32)
+    out[:] = sb
+    if len(render.flat) == 0:
+        return out
+    box = render.box()
+    pad = [int(math.ceil(trunc * s)) + 1 if s > 0 else 0 for s in sigma_px]
+    box = tuple(slice(max(b.start - m, 0), min(b.stop + m, n)) for b, m, n in zip(box, pad, render.static.shape))
+    bshape = tuple(b.stop - b.start for b in box)
+    idx = np.unravel_index(render.flat, render.static.shape)
+    local = np.ravel_multi_index(tuple(i - b.start for i, b in zip(idx, box)), bshape)
+    base = s0.reshape(-1)[render.flat]
+    for n in range(len(render.phases)):
+        d = np.zeros(bshape, dtype=np.float32)
+        d.reshape(-1)[local] = lut[render.heart[n]] - base
+        if blur:
+            d = ndimage.gaussian_filter(d, sigma_px, truncate=trunc, mode="constant")
+        out[n][box] += d
+    return out
 
 
 def subslice_offsets(acq: Acquisition) -> tuple[np.ndarray, np.ndarray]:
@@ -192,15 +250,13 @@ def simulate_lr(
     n = grid.normal
     base = grid.index_to_world(np.stack([np.zeros(nz), np.zeros(nz), np.arange(nz)], axis=1))
     origins = (base[:, None, :] - shifts.shifts_mm[:, None, :] + pos[None, :, None] * n).reshape(-1, 3)
-    tissue = render_planes(phantom, origins, grid.affine[:3, 0], grid.affine[:3, 1], nx, ny, phases)
-    T = tissue.shape[0]
-    tissue = tissue.reshape(T, nz, ns, ny, nx)
-    centre = tissue[:, :, ns // 2].copy()
-    if np.allclose(weights, weights[0]):
-        signal = lut[tissue].mean(axis=2, dtype=np.float32)
-    else:
-        signal = np.tensordot(lut[tissue], weights.astype(np.float32), axes=([2], [0]))
-    return _psf(signal, acq.psf_sigma_px).astype(np.float32, copy=False), centre
+    render = render_planes(phantom, origins, grid.affine[:3, 0], grid.affine[:3, 1], nx, ny, phases)
+    T = len(render.phases)
+    signal = render_signal(render, lut, (0.0, 0.0, 0.0)).reshape(T, nz, ns, ny, nx)
+    signal = np.tensordot(signal, weights.astype(np.float32), axes=([2], [0]))
+    # tissue at the centre planes
+    centre = render.dense().reshape(T, nz, ns, ny, nx)[:, :, ns // 2]
+    return _psf(signal.astype(np.float32, copy=False), acq.psf_sigma_px), np.ascontiguousarray(centre)
 
 
 def simulate_lr_from_volume(

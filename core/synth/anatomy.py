@@ -83,8 +83,8 @@ ANATOMY_RANGES: dict[str, tuple[float, float]] = {
     "long_axis_share": (0.20, 0.35),
     # RV crescent: free-wall-to-septum width at ED, angle of the insertion points from the septal
     # direction, length relative to the LV, free-wall thickness, base above the LV base
-    "rv_width_mm": (16.0, 26.0),
-    "rv_insertion_deg": (58.0, 75.0),
+    "rv_width_mm": (26.0, 36.0),
+    "rv_insertion_deg": (80.0, 100.0),
     "rv_length_ratio": (0.78, 0.92),
     "rv_wall_mm": (2.5, 4.0),
     "rv_base_offset_mm": (0.0, 6.0),
@@ -347,13 +347,13 @@ class Phantom:
         # RV length follows the LV's (longitudinal shortening) and the free-wall factor a little
         lv_len_ed = (1.0 + p.lv_beta) * p.lv_c
         lv_len = lv["w_base"] - self._apex_w
-        beta_rv = 0.15
+        beta_rv = 0.35
         C = p.rv_length_ratio * lv_len_ed / (1.0 + beta_rv) * (lv_len / lv_len_ed) * s**0.15
         w_rv_base = lv["w_base"] + p.rv_base_offset
         w_rv = w_rv_base - beta_rv * C
         return Frame(a=lv["a"], b=lv["b"], c=lv["c"], ao=lv["ao"], bo=lv["bo"], co=lv["co"],
                      w_centre=lv["w_centre"], w_base=lv["w_base"], wall=lv["wall"], d=d, A=A, B=B, C=C,
-                     w_rv=w_rv, w_rv_base=w_rv_base, pap_r=0.6 * lv["a"], lv_volume_ml=lv["lv_volume_ml"])
+                     w_rv=w_rv, w_rv_base=w_rv_base, pap_r=max(lv["a"] - 0.8 * p.papillary, 0.3 * lv["a"]), lv_volume_ml=lv["lv_volume_ml"])
 
     def _rv_volume(self, lv: dict, s: float, step: float = 1.5) -> float:
         f = self._rv_shape(lv, s)
@@ -403,48 +403,73 @@ class Phantom:
         return np.asarray(uvw, dtype=np.float64) @ self.params.rotation.T + self.params.origin
 
     # --- painting ----------------------------------------------------------------------------------
-    def paint_static(self, x: np.ndarray, y: np.ndarray, z: np.ndarray, hu, hv, hw) -> np.ndarray:
-        """Static thorax tissue classes at world points (x, y, z arrays, float32), heart frame (hu, hv, hw)."""
+    def envelope(self, hu: np.ndarray, hv: np.ndarray, hw: np.ndarray, margin: float) -> np.ndarray:
+        """True where a heart-frame point is within about `margin` mm of the heart in any phase (union of
+        the ED epicardial-fat ellipsoids of LV and RV and the atria over their travel; it contains every
+        voxel that `paint_heart` may change when margin >= 0)."""
         p = self.params
+        f32 = np.float32
+        f0, fs = self.frames[0], self.frames[self.es_phase]
+        m = margin + p.fat + 2.0
+        # the ES epicardial apex may lie a little beyond the ED one (thicker wall)
+        extra = max(0.0, (fs.co - fs.c) - (f0.co - f0.c))
+        wl = hw - f32(f0.w_centre)
+        env = (hu / f32(f0.ao + m)) ** 2 + (hv / f32(f0.bo + m)) ** 2 + (wl / f32(f0.co + m + extra)) ** 2 < 1
+        tw = p.rv_wall + m
+        env |= ((hu + f32(f0.d)) / f32(f0.A + tw)) ** 2 + (hv / f32(f0.B + tw)) ** 2 + (
+            (hw - f32(f0.w_rv)) / f32(f0.C + tw)) ** 2 < 1
+        # each atrium over the cycle: an ellipsoid covering its positions in all phases
+        atria = [self._atria(f) for f in self.frames]
+        for a in range(len(atria[0])):
+            centres = np.array([at[a][0] for at in atria])
+            radii = np.max([at[a][1] for at in atria], axis=0)
+            c = 0.5 * (centres.min(0) + centres.max(0))
+            # ellipsoid (radii) swept over the box of centres (half-size h) lies inside the homothetic
+            # ellipsoid radii * (1 + |h / radii|)
+            h = 0.5 * (centres.max(0) - centres.min(0))
+            r = radii * (1.0 + float(np.linalg.norm(h / radii))) + margin
+            env |= ((hu - f32(c[0])) / f32(r[0])) ** 2 + ((hv - f32(c[1])) / f32(r[1])) ** 2 + (
+                (hw - f32(c[2])) / f32(r[2])) ** 2 < 1
+        return env
+
+    def paint_static(self, x: np.ndarray, y: np.ndarray, z: np.ndarray, hu, hv, hw) -> np.ndarray:
+        """Static thorax tissue classes at world points (x, y, z float32), heart frame (hu, hv, hw).
+
+        Body: elliptic cylinder along the S-I axis with subcutaneous fat and chest-wall/back muscle rings;
+        inside, above the diaphragm: lungs, the mediastinum (soft tissue) around the heart and in a
+        central column from sternum to spine, the descending aorta and the vertebral body; below the
+        diaphragm dome: the liver on the right, soft tissue (stomach, spleen) on the left.
+        """
+        p = self.params
+        f32 = np.float32
         cx, cy = p.body_centre
-        dx = x - np.float32(cx)
-        dy = y - np.float32(cy)
-        out = np.full(np.broadcast_shapes(x.shape, y.shape, z.shape), Tissue.AIR, dtype=np.uint8)
-
-        def ell(hw_, hd_):
-            return (dx / np.float32(hw_)) ** 2 + (dy / np.float32(hd_)) ** 2 < 1.0
-
+        dx = x - f32(cx)
+        dy = y - f32(cy)
+        out = np.full(np.broadcast_shapes(x.shape, y.shape, z.shape, hu.shape), Tissue.AIR, dtype=np.uint8)
         W, D = p.body_half_width, p.body_half_depth
+
+        def ell(ex, ey, ox=0.0, oy=0.0):
+            return ((dx - f32(ox)) / f32(ex)) ** 2 + ((dy - f32(oy)) / f32(ey)) ** 2 < 1.0
+
         out[ell(W, D)] = Tissue.FAT
         f = p.subcutaneous_fat
         out[ell(W - f, D - f)] = Tissue.MUSCLE
         m = f + p.chest_muscle
-        out[ell(W - m, D - m)] = Tissue.SOFT
-        # diaphragm dome (higher on the right, under the heart's inferior wall on the left)
-        f0 = self.frames[0]
-        apex_world = self.heart_to_world(np.array([[0.0, 0.0, self._apex_w]]))[0]
-        z_dome = apex_world[2] + 15.0 - 18.0 * ((dx - 40.0) / 120.0) ** 2
+        inner = ell(W - m, D - m - 10.0, oy=5.0)  # back muscles thicker than the chest wall
+        # diaphragm: right dome higher than the left one, the heart rests on the left/central part
+        apex_z = float(self.heart_to_world(np.array([[0.0, 0.0, self._apex_w]]))[0, 2])
+        right = f32(apex_z + 28.0) - f32(40.0) * ((dx - f32(0.4 * W)) / f32(0.7 * W)) ** 2
+        left = f32(apex_z + 2.0) - f32(40.0) * ((dx + f32(0.35 * W)) / f32(0.7 * W)) ** 2
+        z_dome = np.maximum(right, left) - f32(12.0) * (dy / f32(D)) ** 2
         above = z > z_dome
-        inner = ell(W - m - 3, D - m - 3)
-        # lungs: left lung lateral/posterior of the heart, right lung on the right
-        for sx, hw_, hd_ in ((-1.0, 0.42 * W, 0.75 * D), (1.0, 0.42 * W, 0.75 * D)):
-            lcx = sx * 0.45 * W
-            lung = ((dx - lcx) / hw_) ** 2 + ((dy + 0.05 * D) / hd_) ** 2 < 1.0
-            out[lung & above & inner] = Tissue.LUNG
-        # liver under the right dome, soft tissue (stomach/spleen) on the left
-        below = ~above & inner
-        out[below & (dx > -20.0)] = Tissue.LIVER
-        # descending aorta and vertebral body, posterior midline
-        out[((dx + 25.0) ** 2 + (dy + 0.45 * D) ** 2 < 11.0**2)] = Tissue.VESSEL
-        spine = (dx**2 + (dy + 0.72 * D) ** 2) < 17.0**2
-        out[spine] = Tissue.BONE
-        # mediastinum around the heart (static envelope)
-        ro = 0.5 * (f0.ao + f0.bo)
-        mu = (hu + np.float32(0.5 * f0.d + 0.3 * f0.A)) / np.float32(ro + f0.A + 6.0)
-        mv = hv / np.float32(max(f0.bo, f0.B) + 14.0)
-        mw = (hw - np.float32(0.5 * (self._apex_w + f0.w_base + 40.0))) / np.float32(
-            0.5 * (f0.w_base + 40.0 - self._apex_w) + 12.0)
-        out[(mu * mu + mv * mv + mw * mw < 1.0) & (z > z_dome - 6.0)] = Tissue.SOFT
+        out[inner & above] = Tissue.LUNG
+        mediastinum = (np.abs(dx + f32(0.08 * W)) < f32(0.12 * W)) | self.envelope(hu, hv, hw, 3.0)
+        out[inner & above & mediastinum] = Tissue.SOFT
+        below = inner & ~above
+        out[below] = Tissue.SOFT
+        out[below & ell(0.8 * W, 1.1 * D, ox=0.3 * W)] = Tissue.LIVER
+        out[ell(11.0, 11.0, ox=-0.12 * W, oy=-0.5 * D) & inner] = Tissue.VESSEL
+        out[ell(16.0, 14.0, oy=-0.68 * D)] = Tissue.BONE
         return out
 
     def paint_heart(self, out: np.ndarray, hu: np.ndarray, hv: np.ndarray, hw: np.ndarray, t: int) -> None:
@@ -469,7 +494,9 @@ class Phantom:
         below_lv = hw < f32(f.w_base)
         below_rv = hw < f32(f.w_rv_base)
         tw = p.rv_wall
-        fat_m = (q(u2, v2, wl2, f.ao + fat, f.bo + fat, f.co + fat) < 1) & (hw < f32(f.w_base + fat))
+        # LV fat shell: thick anteriorly/inferiorly and in the AV groove, none at the lateral wall
+        uf = hu + f32(0.6 * fat)
+        fat_m = (q(uf * uf, v2, wl2, f.ao + 0.4 * fat, f.bo + fat, f.co + fat) < 1) & (hw < f32(f.w_base + fat))
         fat_m |= (q(ur2, v2, wr2, f.A + tw + fat, f.B + tw + fat, f.C + tw + fat) < 1) & (
             hw < f32(f.w_rv_base + fat))
         out[fat_m] = Tissue.FAT

@@ -156,9 +156,37 @@ def add_rician(signal: np.ndarray, sigma: float, rng: np.random.Generator) -> np
     return np.sqrt(re, out=re)
 
 
-def finalize(signal: np.ndarray, domain: Domain, noise: float, rng: np.random.Generator) -> np.ndarray:
-    """Rician noise, the domain's non-linearity and scale; integer-valued float32 like scanner data."""
-    img = add_rician(signal, noise, rng)
+def add_rician_cine(signal: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Rician noise for a long cine (T, ...) from a bank of 2 N Gaussian samples (N = voxels per phase),
+    read at random offsets for the real and imaginary channel of every phase.
+
+    Every phase gets Gaussian noise of the right variance, uncorrelated in space; between phases the
+    noise fields are randomly shifted copies of one another (not independent), at a tenth of the cost
+    of drawing 2 T N samples. Used for the HR truth, where T N is large.
+    """
+    T = signal.shape[0]
+    if sigma <= 0 or T <= 2:
+        return add_rician(signal, sigma, rng)
+    n = int(np.prod(signal.shape[1:]))
+    bank = rng.standard_normal(2 * n, dtype=np.float32)
+    bank *= np.float32(sigma)
+    offs = rng.integers(0, n + 1, size=(T, 2))
+    out = np.empty(signal.shape, dtype=np.float32)
+    for t in range(T):
+        re = bank[offs[t, 0]: offs[t, 0] + n].reshape(signal.shape[1:]) + signal[t]
+        im = bank[offs[t, 1]: offs[t, 1] + n].reshape(signal.shape[1:])
+        np.multiply(re, re, out=re)
+        re += im * im
+        np.sqrt(re, out=out[t])
+    return out
+
+
+def finalize(signal: np.ndarray, domain: Domain, noise: float, rng: np.random.Generator,
+             noise_bank: bool = False) -> np.ndarray:
+    """Rician noise, the domain's non-linearity and scale; integer-valued float32 like scanner data.
+
+    `noise_bank=True` uses `add_rician_cine` (for large HR cines)."""
+    img = add_rician_cine(signal, noise, rng) if noise_bank else add_rician(signal, noise, rng)
     if domain.gamma != 1.0:
         np.power(img, np.float32(domain.gamma), out=img)
     img *= np.float32(domain.intensity_scale)

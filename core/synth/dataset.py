@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from core import __version__
 from core.errors import GeminiError
@@ -29,7 +28,7 @@ from core.geometry import sr_grid
 from core.io.atomic import atomic_write_text
 from core.io.nifti import save_nifti
 from core.study import Grid, Study, StudyMeta
-from core.synth.acquisition import SliceShifts, plan_lr_grid, render_grid, simulate_lr
+from core.synth.acquisition import SliceShifts, plan_lr_grid, render_grid, render_signal, simulate_lr
 from core.synth.anatomy import TISSUE_TO_LABEL, Phantom, sample_heart_params
 from core.synth.appearance import SubjectAppearance, contrast_lut, finalize
 from core.synth.domains import DEFAULT_DOMAIN, Domain, get_domain
@@ -39,7 +38,7 @@ log = logging.getLogger(__name__)
 FORMAT = "gemini-cmr-paired"
 FORMAT_VERSION = 1
 #: Gaussian PSF (sigma, mm) of the HR truth images
-HR_BLUR_MM = 0.5
+HR_BLUR_MM = 0.7
 
 
 @dataclass
@@ -104,14 +103,12 @@ def make_subject(
     lr_labels = TISSUE_TO_LABEL[lr_tissue]
     t2 = time.perf_counter()
 
-    hr_tissue = render_grid(phantom, hr_grid)
-    hr_labels = TISSUE_TO_LABEL[hr_tissue]
-    hr_signal = lut[hr_tissue]
-    del hr_tissue
-    sigma = HR_BLUR_MM / hr_grid.spacing[::-1]
-    hr_signal = ndimage.gaussian_filter(hr_signal, (0.0, *sigma), truncate=3.0)
+    hr_render = render_grid(phantom, hr_grid)
+    hr_labels = hr_render.dense(TISSUE_TO_LABEL)
+    sigma = (0.0, *(HR_BLUR_MM / hr_grid.spacing[1::-1]))  # in-plane PSF only (slices are 2 mm)
+    hr_signal = render_signal(hr_render, lut, sigma)
     hr_signal *= looks.gain_on_grid(hr_grid)
-    hr_image = finalize(hr_signal, domain, domain.hr_noise if noise else 0.0, noise_rng)
+    hr_image = finalize(hr_signal, domain, domain.hr_noise if noise else 0.0, noise_rng, noise_bank=True)
     t3 = time.perf_counter()
 
     rr_ms = 60000.0 / params.heart_rate_bpm

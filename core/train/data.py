@@ -3,7 +3,8 @@
 For every subject and every labelled phase (phases whose HR labels are non-empty, ED and ES included):
 - input  = `place_on_sr_grid(LR image)` on `sr_grid(LR grid)` (nearest-slice placement);
 - target image / labels = HR image / HR labels on that SR grid: an exact copy when the HR files already lie
-  on it (phantoms), else resampled by world coordinates (image linear, labels nearest);
+  on it (phantoms), else resampled by world coordinates (image linear, labels nearest; edge values
+  extended outside the HR field of view, which must cover at least half of the SR grid);
 - intensities divided by the cine's normalisation scale (`core.models.preprocess.intensity_scale`: the
   99.5th percentile of the whole LR cine), the same for input and target.
 Everything is checked before training starts; problems raise `DataError` naming the subject.
@@ -119,8 +120,12 @@ def _coverage(hr: Grid, sr: Grid) -> float:
     return float(inside.mean())
 
 
-def load_subject(root: str | Path, entry: dict, percentile: float = DEFAULT_PERCENTILE) -> list[Sample]:
-    """All labelled phases of one manifest subject as `Sample`s; DataError naming the subject on problems."""
+def load_subject(root: str | Path, entry: dict, percentile: float = DEFAULT_PERCENTILE,
+                 max_phases: int = 0) -> list[Sample]:
+    """Labelled phases of one manifest subject as `Sample`s; DataError naming the subject on problems.
+
+    `max_phases` > 0 keeps ED, ES and evenly spaced other labelled phases up to that many per subject.
+    """
     root = Path(root)
     sid = entry["id"]
     lr_img, lr_aff = _read4d(_file(root, sid, entry.get("lr_image"), "lr_image"), sid, "lr_image")
@@ -160,6 +165,8 @@ def load_subject(root: str | Path, entry: dict, percentile: float = DEFAULT_PERC
             raise DataError(f"subject {sid}: {name} {ph!r} outside 0..{n_t - 1}", root)
         if ph is not None and ph not in labelled:
             raise DataError(f"subject {sid}: {name} {ph} has no HR labels", root)
+    if max_phases > 0 and len(labelled) > max_phases:
+        labelled = select_phases(labelled, ed, es, max_phases)
     scale = intensity_scale(lr_img, percentile)
     out = []
     for t in labelled:
@@ -167,15 +174,26 @@ def load_subject(root: str | Path, entry: dict, percentile: float = DEFAULT_PERC
         if exact:
             img, lab = hr_img[t].astype(np.float32), labels_int[t].astype(np.uint8)
         else:
-            img = resample(hr_img[t].astype(np.float32), hr, sr, order=1)
-            lab = resample(labels_int[t].astype(np.uint8), hr, sr, order=0)
+            img = resample(hr_img[t].astype(np.float32), hr, sr, order=1, mode="nearest")
+            lab = resample(labels_int[t].astype(np.uint8), hr, sr, order=0, mode="nearest")
         out.append(Sample(sid, t, x.astype(np.float16), (img / scale).astype(np.float16), lab, scale,
                           t == ed, t == es))
     return out
 
 
-def _cache_key(root: Path, entry: dict, percentile: float) -> str:
-    h = hashlib.sha256(f"v{CACHE_VERSION}|{percentile}|{root.resolve()}|{entry['id']}".encode())
+def select_phases(labelled: list[int], ed: int | None, es: int | None, n: int) -> list[int]:
+    """ED and ES first, then evenly spaced other labelled phases; at most `n`, sorted."""
+    keep = [p for p in (ed, es) if p is not None and p in labelled][:n]
+    rest = [p for p in labelled if p not in keep]
+    k = n - len(keep)
+    if k > 0 and rest:
+        idx = np.unique(np.round(np.linspace(0, len(rest) - 1, min(k, len(rest)) + 2)[1:-1]).astype(int))
+        keep += [rest[i] for i in idx][:k]
+    return sorted(keep)
+
+
+def _cache_key(root: Path, entry: dict, percentile: float, max_phases: int = 0) -> str:
+    h = hashlib.sha256(f"v{CACHE_VERSION}|{percentile}|{max_phases}|{root.resolve()}|{entry['id']}".encode())
     for k in ("lr_image", "hr_image", "hr_labels"):
         p = root / entry[k]
         st = p.stat()
@@ -184,7 +202,7 @@ def _cache_key(root: Path, entry: dict, percentile: float) -> str:
 
 
 def load_split(root: str | Path, split: str | tuple[str, ...], percentile: float = DEFAULT_PERCENTILE,
-               cache_dir: str | Path | None = None) -> list[Sample]:
+               cache_dir: str | Path | None = None, max_phases: int = 0) -> list[Sample]:
     """Samples of the subjects in `split` (one name or a tuple), via the on-disk cache when given."""
     root = Path(root)
     manifest = read_manifest(root)
@@ -196,14 +214,14 @@ def load_split(root: str | Path, split: str | tuple[str, ...], percentile: float
             _file(root, e["id"], e.get(k), k)
         cached = None
         if cache_dir is not None:
-            cached = Path(cache_dir) / f"{e['id']}-{_cache_key(root, e, percentile)}.npz"
+            cached = Path(cache_dir) / f"{e['id']}-{_cache_key(root, e, percentile, max_phases)}.npz"
             if cached.exists():
                 try:
                     samples.extend(_read_cache(cached, e["id"]))
                     continue
                 except (OSError, ValueError, KeyError):
                     log.warning("ignoring unreadable cache file %s", cached)
-        subj = load_subject(root, e, percentile)
+        subj = load_subject(root, e, percentile, max_phases)
         if cached is not None:
             _write_cache(cached, subj)
         samples.extend(subj)

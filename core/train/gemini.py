@@ -92,6 +92,7 @@ class TrainConfig:
     percentile: float = 99.5
     num_threads: int = 0  # 0 = torch default
     val_split: str = "val"
+    max_phases: int = 4  # labelled phases per subject (ED, ES + evenly spaced others); 0 = all
 
     def __post_init__(self):
         if self.seg_input not in ("softmax", "argmax"):
@@ -145,7 +146,7 @@ class GeminiTrainer:
         self.out = Path(out)
         self.device = select_device(device)
         self.callback = callback
-        self.stop = stop or StopFlag()
+        self.stop = stop if stop is not None else StopFlag()
         self.dist: DistInfo = DistInfo()
 
     # --- events ------------------------------------------------------------------------------------
@@ -164,14 +165,14 @@ class GeminiTrainer:
         read_manifest(self.data)  # layout errors before anything else
         cache = self.out / "cache"
         if self.dist.main:
-            train = load_split(self.data, "train", cfg.percentile, cache)
+            train = load_split(self.data, "train", cfg.percentile, cache, cfg.max_phases)
             barrier(self.dist)
         else:
             barrier(self.dist)
-            train = load_split(self.data, "train", cfg.percentile, cache)
+            train = load_split(self.data, "train", cfg.percentile, cache, cfg.max_phases)
         if not train:
             raise DataError("no subjects with split 'train' in the manifest", self.data / "manifest.json")
-        self.val = load_split(self.data, cfg.val_split, cfg.percentile, cache) if self.dist.main else []
+        self.val = (load_split(self.data, cfg.val_split, cfg.percentile, cache, 2) if self.dist.main else [])
         mcfg = GeminiConfig.from_dict(dict(cfg.model))
         self.items = TrainItems(train, mcfg.depth, mcfg.multiple)
         if cfg.crop and cfg.crop % mcfg.multiple:
@@ -395,6 +396,9 @@ class GeminiTrainer:
             barrier(self.dist)
         if status == "done" and step < self.total_steps:
             status = "stopped"
+        if self.dist.enabled:  # BN running statistics: every rank ends with rank 0's (saved) buffers
+            for buf in self.G.buffers():
+                dist.broadcast(buf, 0)
         if (status == "done" and self.dist.main and self.val
                 and (not history or history[-1]["step"] != step)):
             res = self.validate()

@@ -27,7 +27,6 @@ import json
 import logging
 import math
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +55,7 @@ from core.vama.alignment import align_labels, resample_aligned
 log = logging.getLogger(__name__)
 
 MIN_STUDIES = 4  # per domain; training refuses to start with fewer (see docs/vama.md)
+MAX_NORMAL_ANGLE_DEG = 45.0  # slice normals further than this from the target studies' mean: refused
 LABEL_SUFFIXES = ("_labels", "_label", "_gt", "_seg", "-labels", "_lr_labels")
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -72,7 +72,6 @@ class DomainStudy:
     labels: np.ndarray | None
     ed_phase: int
     scale: float = 1.0
-    axcodes: tuple[str, str, str] = ("R", "A", "S")
 
     @property
     def normalised(self) -> np.ndarray:
@@ -86,12 +85,6 @@ def _stem(path: Path) -> str:
         if name.endswith(suf):
             return name[: -len(suf)]
     return name
-
-
-def _axcodes(affine: np.ndarray) -> tuple[str, str, str]:
-    import nibabel as nib
-
-    return tuple(nib.orientations.aff2axcodes(affine))
 
 
 def _make(name: str, image: np.ndarray, affine: np.ndarray, labels: np.ndarray | None,
@@ -118,7 +111,7 @@ def _make(name: str, image: np.ndarray, affine: np.ndarray, labels: np.ndarray |
         if labelled:
             t = ed if (labels.shape[0] > 1 and ed in labelled) else labelled[0]
             lab = labels[t].astype(np.uint8)
-    return DomainStudy(name, image, grid, lab, ed, percentile_scale(image, PERCENTILE), _axcodes(affine))
+    return DomainStudy(name, image, grid, lab, ed, percentile_scale(image, PERCENTILE))
 
 
 def _from_study(name: str, study: Study, where: str) -> DomainStudy:
@@ -215,19 +208,31 @@ def read_domain(folder: str | Path, role: str, split: str = "train") -> list[Dom
 
 def check_domains(source: list[DomainStudy], target: list[DomainStudy], source_dir: Path,
                   target_dir: Path, min_studies: int = MIN_STUDIES) -> None:
-    """Enforce the minimum study count and one orientation (NIfTI axis codes) across both domains."""
+    """Enforce the minimum study count and one stack orientation across both domains.
+
+    Orientation: every stack's slice normal must lie within `MAX_NORMAL_ANGLE_DEG` of the target studies'
+    mean normal (short-axis stacks vary by subject, but a long-axis or axial stack does not belong).
+    """
     if source_dir.resolve() == target_dir.resolve():
         raise DataError("source and target are the same folder", source_dir)
     for role, studies, folder in (("source", source, source_dir), ("target", target, target_dir)):
         if len(studies) < min_studies:
             raise DataError(f"{len(studies)} {role} studies; V-AMA training needs at least {min_studies}",
                             folder)
-    reference = Counter(s.axcodes for s in target).most_common(1)[0][0]
-    odd = [f"{role} {s.name} ({''.join(s.axcodes)})" for role, studies in (("target", target), ("source", source))
-           for s in studies if s.axcodes != reference]
+    normals = np.stack([t.grid.normal for t in target])
+    normals *= np.sign(normals @ normals[0])[:, None]
+    reference = normals.mean(0)
+    reference /= np.linalg.norm(reference)
+    odd = []
+    for role, studies in (("target", target), ("source", source)):
+        for s in studies:
+            angle = math.degrees(math.acos(min(1.0, abs(float(s.grid.normal @ reference)))))
+            if angle > MAX_NORMAL_ANGLE_DEG:
+                odd.append(f"{role} {s.name} ({angle:.0f} deg)")
     if odd:
         shown = ", ".join(odd[:6]) + (f" and {len(odd) - 6} more" if len(odd) > 6 else "")
-        raise DataError(f"studies with an orientation other than the target's {''.join(reference)}: {shown}")
+        raise DataError(f"studies whose slice orientation differs from the target studies' (slice normal more "
+                        f"than {MAX_NORMAL_ANGLE_DEG:.0f} deg from their mean): {shown}")
 
 
 def gemini_segmenter(gemini: str | None, device: str) -> Callable[[DomainStudy], tuple[np.ndarray, Grid]]:

@@ -6,9 +6,9 @@ are matched to those of a target volume by `core.geometry.kabsch` (least-squares
 reflection fix) and the source image (linear or cubic B-spline) and labels (nearest) are resampled onto
 the target grid with `core.geometry.resample`. The block is used only for training.
 
-Slice order: landmarks are ordered apex -> base. The apical end of a stack is taken to be the end where
-the LV myocardium has the smaller cross-section, so stacks stored base-to-apex and apex-to-base get
-corresponding landmarks.
+Slice order: landmarks are ordered apex -> base whichever way the stack is stored. The apical end is the
+end of the LV myocardium's slice range with more myocardial slices without RV (the RV stops short of the
+LV apex); on a tie, the end with the smaller myocardial cross-section.
 """
 
 from __future__ import annotations
@@ -51,8 +51,7 @@ def landmarks(labels: np.ndarray, grid: Grid, name: str = "") -> np.ndarray:
     k_myo = np.flatnonzero(myo.reshape(myo.shape[0], -1).any(axis=1))
     if k_myo.size == 0:
         raise DataError("no LV myocardium (label 2) for the alignment landmarks", name or None)
-    areas = myo.reshape(myo.shape[0], -1).sum(axis=1)
-    reverse = areas[k_myo[0]] > areas[k_myo[-1]]  # low-k end is the base: order high -> low
+    reverse = _base_is_low_k(labels, k_myo)  # then order high k -> low k (apex first)
     points = []
     for label in LANDMARK_LABELS:
         cents = _slice_centroids(labels == label)
@@ -63,6 +62,28 @@ def landmarks(labels: np.ndarray, grid: Grid, name: str = "") -> np.ndarray:
         chosen = [ks[0], ks[(len(ks) - 1) // 2], ks[-1]]  # apex, middle, base
         points.extend(cents[k] for k in chosen)
     return grid.index_to_world(np.stack(points))
+
+
+def _base_is_low_k(labels: np.ndarray, k_myo: np.ndarray) -> bool:
+    """Which end of the stack is the base: the RV stops short of the LV apex, so the apical end has
+    more myocardial slices without RV; ties are broken by the smaller myocardial cross-section (apex)."""
+    flat = labels.reshape(labels.shape[0], -1)
+    has_rv = (flat == 3).any(axis=1)
+    k_lo, k_hi = int(k_myo[0]), int(k_myo[-1])
+
+    def run_without_rv(ks) -> int:
+        n = 0
+        for k in ks:
+            if has_rv[k]:
+                break
+            n += 1
+        return n
+
+    apex_lo, apex_hi = run_without_rv(range(k_lo, k_hi + 1)), run_without_rv(range(k_hi, k_lo - 1, -1))
+    if apex_lo != apex_hi:
+        return apex_hi > apex_lo
+    area = (flat == 2).sum(axis=1)
+    return bool(area[k_lo] > area[k_hi])
 
 
 @dataclass

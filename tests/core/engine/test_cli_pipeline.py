@@ -92,3 +92,24 @@ def test_evaluate_cli(tmp_path, capsys):
     assert set(res["summary"]["dice_3d"]) == {"lv_cavity", "lv_myocardium", "rv_cavity"}
     assert main(["evaluate", "--data", str(tmp_path / "nothing")]) == 2
     assert "dataset" in _err_line(capsys)
+
+
+def test_super_resolve_with_adapter(tmp_path, study_file, capsys):
+    vama = pytest.importorskip("core.models.vama")
+    from core.models.store import file_sha256
+
+    path, _ = study_file
+    model_id = file_sha256(BUNDLED_MODEL_DIR / "model.safetensors")
+    tiny = {"base_channels": 4, "depth": 2, "latent_channels": 4, "disc_channels": 4}
+    wrong = vama.save_adapter(tmp_path / "wrong", vama.VAMA(tiny),
+                              {"gemini_model_id": "0" * 64, "normalisation": {"target_scale": 300.0}})
+    out = tmp_path / "out"
+    assert main(["super-resolve", str(path), "--out", str(out), "--adapter", str(wrong), "--device", "cpu"]) == 2
+    assert "trained for" in _err_line(capsys) and not out.exists()
+    right = vama.save_adapter(tmp_path / "right", vama.VAMA(tiny),
+                              {"gemini_model_id": model_id, "normalisation": {"target_scale": 300.0}})
+    assert main(["super-resolve", str(path), "--out", str(out), "--adapter", str(right), "--device", "cpu",
+                 "--phases", "0,2", "--quiet"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["adapter"]["id"] == file_sha256(right / "adapter.safetensors")
+    assert run["phases"] == [0, 2] and "adapt" in run["timings_s"]

@@ -180,3 +180,32 @@ def test_adapter_identity_checked(study):
     a = _FakeAdapter("f" * 64)
     r = SuperResolver(model=FakePredictor(), adapter=a).run(study, phases=[0, 2], meshes="none")
     assert a.called == 1 and r.adapter_id == "a" * 64 and "adapt" in r.timings
+
+
+@pytest.mark.parametrize("size", [0, 10, (4 << 20) - 1, (4 << 20) * 2 + 12345])
+def test_gzip_parallel_is_standard_gzip(size):
+    import gzip
+    import zlib
+
+    from core.engine import gzip_parallel
+
+    rng = np.random.default_rng(size)
+    data = (rng.integers(0, 40, size, dtype=np.uint8)).tobytes()
+    packed = gzip_parallel(data, workers=2)
+    assert gzip.decompress(packed) == data
+    d = zlib.decompressobj(31)  # one gzip member, nothing left over
+    assert d.decompress(packed) == data and d.eof and d.unused_data == b""
+
+
+def test_save_nifti_fast_matches_save_nifti(tmp_path):
+    from core.engine import save_nifti_fast
+    from core.io.nifti import save_nifti
+
+    arr = np.random.default_rng(0).normal(size=(3, 20, 64, 70)).astype(np.float32)
+    aff = np.array([[1.1, 0.2, 0.1, -5], [0.0, 1.2, 0.3, 7], [0.1, 0.0, 2.0, 3], [0, 0, 0, 1.0]])
+    save_nifti_fast(tmp_path / "a.nii.gz", arr, aff, 40.0, "x")
+    save_nifti(tmp_path / "b.nii.gz", arr, aff, 40.0, "x")
+    a, b = nib.load(tmp_path / "a.nii.gz"), nib.load(tmp_path / "b.nii.gz")
+    assert a.header.binaryblock == b.header.binaryblock
+    assert np.array_equal(a.get_fdata(), b.get_fdata())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nii.gz", "b.nii.gz"]

@@ -92,6 +92,11 @@ def test_study_phases_and_bsa_and_lr_section():
     assert res["lr"]["lv_esv_ml"] == pytest.approx(25 * lrv)
     assert res["lr"]["lv_ef_pct"] == pytest.approx(50.0)
     assert res["lr"]["phases"] == [0, 3]
+    assert res["lr"]["indexed"]["lv_edv_ml_per_m2"] == pytest.approx(50 * lrv / bsa)
+    rows = {r.split(",")[0]: r.split(",") for r in ph.to_csv(res).splitlines()}
+    assert float(rows["lv_edv_ml_per_m2"][2]) == pytest.approx(50 * lrv / bsa, abs=1e-4)
+    assert float(rows["lv_cavity_ml_phase_3"][2]) == pytest.approx(25 * lrv, abs=1e-4)
+    assert rows["lv_cavity_ml_phase_1"][2] == ""  # not annotated in the LR labels
 
 
 def test_subset_of_phases_and_writers(tmp_path):

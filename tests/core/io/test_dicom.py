@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydicom.uid import generate_uid
 
 from core.errors import StudyError
+from core.geometry import rotation_matrix
 from core.io import load_study
 from tests.core.io import dicom_factory as fac
 from tests.core.io.dicom_factory import CineSpec
@@ -93,6 +97,21 @@ def test_one_series_per_slice_is_merged_and_selectable(tmp_path):
     assert again.image.shape == study.image.shape
 
 
+def test_derived_series_is_not_preferred_or_merged(tmp_path):
+    study_uid, for_uid = generate_uid(), generate_uid()
+    acquired = fac.make_cine(CineSpec(one_series_per_slice=True, description="CINE_segmented_SAX"),
+                             study_uid, for_uid)
+    derived_spec = CineSpec(n_phases=6, one_series_per_slice=True, description="CINE_segmented_SAX_InlineVF",
+                            image_type=("DERIVED", "PRIMARY", "M", "NORM"))
+    derived = fac.make_cine(derived_spec, study_uid, for_uid)
+    for ds in derived:
+        ds.SeriesNumber += 100
+    fac.write(tmp_path, acquired + derived)
+    study = load_study(tmp_path)
+    assert study.image.shape == (5, 4, 20, 24)  # the acquired stack, although the derived one is larger
+    assert study.meta.series_description == "CINE_segmented_SAX"
+
+
 def test_picks_sax_cine_and_skips_localizer_and_other_orientation(tmp_path):
     study_uid, for_uid = generate_uid(), generate_uid()
     sax = CineSpec()
@@ -113,6 +132,8 @@ def test_picks_sax_cine_and_skips_localizer_and_other_orientation(tmp_path):
     assert "cine_sax_small" in text
     chosen = load_study(tmp_path, series_uid=small_sets[0].SeriesInstanceUID)
     assert chosen.image.shape == (3, 2, 20, 24)
+    # Pointing at one file loads that file's series.
+    assert load_study(tmp_path / "d" / "IM_0000.dcm").image.shape == (3, 2, 20, 24)
     with pytest.raises(StudyError, match="no series with SeriesInstanceUID 1.2.3"):
         load_study(tmp_path, series_uid="1.2.3")
 
@@ -207,7 +228,7 @@ def test_float_pixels_with_nan_are_rejected(tmp_path):
         ds.BitsAllocated = 32
         ds.FloatPixelData = arr.tobytes()
     fac.write(tmp_path, datasets)
-    with pytest.raises(StudyError, match="NaN"):
+    with pytest.raises(StudyError, match=r"IM_\d{4}\.dcm: 1 NaN/Inf pixel values"):
         load_study(tmp_path)
 
 
@@ -279,3 +300,34 @@ def test_single_file_that_is_not_dicom(tmp_path):
         load_study(tmp_path / "broken.zip")
     # A single DICOM file stands for its whole series.
     assert load_study(tmp_path / "IM_0000.dcm").image.shape == (5, 4, 20, 24)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    axis=st.tuples(*[st.floats(-1, 1) for _ in range(3)]).filter(lambda a: np.linalg.norm(a) > 0.1),
+    angle=st.floats(0, 180),
+    gap=st.sampled_from([-10.0, -6.5, 5.0, 8.0]),
+    spacing=st.tuples(st.floats(0.7, 2.5), st.floats(0.7, 2.5)),
+)
+def test_any_orientation_maps_voxels_to_their_dicom_position(axis, angle, gap, spacing):
+    rot = rotation_matrix(np.array(axis), angle)
+    spec = CineSpec(n_slices=3, n_phases=2, rows=16, cols=18, gap=gap, spacing=spacing,
+                    orientation=np.concatenate([rot[:, 0], rot[:, 1]]))
+    with tempfile.TemporaryDirectory() as tmp:
+        fac.write(Path(tmp), fac.make_cine(spec))
+        study = load_study(tmp)
+    order = [0, 1, 2] if gap > 0 else [2, 1, 0]
+    np.testing.assert_array_equal(study.image, _expected_image(spec, order))
+    for column, row, k in [(0, 0, 0), (17, 15, 2), (3, 5, 1)]:
+        lps = spec.lps_of(column, row, order[k])
+        np.testing.assert_allclose(study.grid.index_to_world(np.array([column, row, k])), lps * [-1, -1, 1],
+                                   atol=1e-3)
+
+
+def test_repeated_trigger_times_are_reported(tmp_path):
+    datasets = fac.make_cine(CineSpec(n_slices=2, n_phases=4))
+    for ds in datasets:
+        ds.TriggerTime = str(int(ds.InstanceNumber - 1) % 4 // 2 * 40)  # 0, 0, 40, 40 per slice
+    fac.write(tmp_path, datasets)
+    study = load_study(tmp_path)
+    assert any("only 2 distinct TriggerTimes" in w for w in study.meta.warnings)

@@ -140,3 +140,27 @@ def test_real_acdc_patient090_4d(shared_data):
     np.testing.assert_array_equal(frame.image[0], study.image[3])  # the 4D cine's 4th frame is ED
     np.testing.assert_array_equal(frame.labels[0], study.labels[3])
     np.testing.assert_allclose(frame.affine, study.affine)
+
+
+def test_folder_of_subjects_asks_for_one(tmp_path):
+    for name in ("patient001", "patient002"):
+        (tmp_path / name).mkdir()
+        save_nifti(tmp_path / name / f"{name}_frame01.nii.gz", np.ones((4, 24, 24), np.float32), AFFINE)
+    with pytest.raises(StudyError, match="2 NIfTI file.s. in subfolders: pass one subject folder"):
+        load_study(tmp_path)
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    for name in ("a", "b"):
+        save_nifti(loose / f"{name}.nii.gz", np.ones((4, 24, 24), np.float32), AFFINE)
+    with pytest.raises(StudyError, match="2 NIfTI images in the folder"):
+        load_study(loose)
+
+
+@pytest.mark.data
+def test_real_acdc_single_files(shared_data):
+    folder = shared_data / "acdc" / "training" / "patient090"
+    four_d = load_study(folder / "patient090_4d.nii.gz")
+    assert (four_d.meta.ed_phase, four_d.meta.es_phase) == (3, 10) and four_d.labelled_phases == [3, 10]
+    frame = load_study(folder / "patient090_frame11.nii.gz")
+    assert frame.image.shape == (1, 7, 224, 154) and frame.has_labels
+    assert frame.meta.height_cm == 150.0 and frame.meta.weight_kg == 66.0 and frame.meta.format == "acdc"

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from core.errors import DataError
+from core.geometry import place_on_sr_grid, sr_grid
+from core.io.nifti import read_nifti_array, save_nifti
+from core.models.preprocess import intensity_scale
+from core.study import Grid
+from core.train.data import Augment, TrainItems, load_split, read_manifest
+
+
+def test_samples_on_the_sr_grid(toy_data, tmp_path):
+    samples = load_split(toy_data, "train", cache_dir=tmp_path / "cache")
+    assert len(samples) == 3 * 4  # every phase is labelled in the toy set
+    s = samples[0]
+    lr, lr_aff, _ = read_nifti_array(toy_data / "toy-000" / "lr_image.nii.gz")
+    hr, _, _ = read_nifti_array(toy_data / "toy-000" / "hr_image.nii.gz")
+    lab, _, _ = read_nifti_array(toy_data / "toy-000" / "hr_labels.nii.gz")
+    grid = Grid(lr.shape[1:], lr_aff)
+    scale = intensity_scale(lr)
+    expected = place_on_sr_grid(lr[0], grid, sr_grid(grid)) / scale
+    np.testing.assert_allclose(s.x.astype(np.float32), expected, rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(s.image.astype(np.float32), hr[0] / scale, rtol=2e-3, atol=2e-3)
+    np.testing.assert_array_equal(s.labels, lab[0])  # exact copy: HR already on the SR grid
+    assert s.is_ed and samples[2].is_es
+    # the cache gives the same samples without reading NIfTI
+    again = load_split(toy_data, "train", cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 3
+    np.testing.assert_array_equal(again[5].x, samples[5].x)
+
+
+def test_hr_on_another_grid_is_resampled(toy_data, tmp_path):
+    data = tmp_path / "d"
+    shutil.copytree(toy_data, data)
+    sub = data / "toy-000"
+    for name in ("hr_image", "hr_labels"):
+        arr, aff, _ = read_nifti_array(sub / f"{name}.nii.gz")
+        shifted = aff.copy()
+        shifted[:3, 3] += aff[:3, :3] @ np.array([2.0, 0.0, 0.0])  # moved 2 voxels along i
+        # content moved with it, so world positions are unchanged where both overlap
+        arr2 = np.zeros_like(arr)
+        arr2[..., :-2] = arr[..., 2:]
+        save_nifti(sub / f"{name}.nii.gz", arr2, shifted)
+    moved = load_split(data, "train")[0]
+    ref = load_split(toy_data, "train")[0]
+    np.testing.assert_array_equal(moved.labels[:, :, 4:-4], ref.labels[:, :, 4:-4])
+
+
+def _edit_manifest(src, dst, fn):
+    shutil.copytree(src, dst)
+    m = json.loads((dst / "manifest.json").read_text())
+    fn(m)
+    (dst / "manifest.json").write_text(json.dumps(m))
+    return dst
+
+
+def test_bad_layouts_name_the_subject(toy_data, tmp_path):
+    with pytest.raises(DataError, match="no manifest.json"):
+        read_manifest(tmp_path)
+
+    def no_labels(m):
+        m["subjects"][1]["hr_labels"] = None
+
+    d = _edit_manifest(toy_data, tmp_path / "a", no_labels)
+    with pytest.raises(DataError, match="toy-001: no hr_labels"):
+        load_split(d, "train")
+
+    def missing_file(m):
+        m["subjects"][0]["lr_image"] = "toy-000/nope.nii.gz"
+
+    d = _edit_manifest(toy_data, tmp_path / "b", missing_file)
+    with pytest.raises(DataError, match="toy-000: lr_image file not found"):
+        load_split(d, "train")
+
+    def bad_split(m):
+        m["subjects"][2]["split"] = "training"
+
+    d = _edit_manifest(toy_data, tmp_path / "c", bad_split)
+    with pytest.raises(DataError, match="toy-002: split"):
+        read_manifest(d)
+
+    d = _edit_manifest(toy_data, tmp_path / "e", lambda m: None)
+    arr, aff, _ = read_nifti_array(d / "toy-001" / "hr_image.nii.gz")
+    far = aff.copy()
+    far[:3, 3] += 500.0
+    save_nifti(d / "toy-001" / "hr_image.nii.gz", arr, far)
+    lab, _, _ = read_nifti_array(d / "toy-001" / "hr_labels.nii.gz")
+    save_nifti(d / "toy-001" / "hr_labels.nii.gz", lab, far)
+    with pytest.raises(DataError, match="toy-001: mismatched LR/HR geometry"):
+        load_split(d, "train")
+
+    d = _edit_manifest(toy_data, tmp_path / "f", lambda m: None)
+    save_nifti(d / "toy-002" / "hr_image.nii.gz", arr[:2], aff)
+    with pytest.raises(DataError, match="toy-002: hr_labels .* do not match hr_image"):
+        load_split(d, "train")
+
+
+def test_items_augmentation_is_deterministic(toy_data):
+    samples = load_split(toy_data, "train")
+    items = TrainItems(samples, depth=32, multiple=4)
+    aug = Augment(crop=32)
+    a = items.get(3, np.random.default_rng([0, 1]), aug)
+    b = items.get(3, np.random.default_rng([0, 1]), aug)
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)
+    x, img, lab, mask = a
+    assert x.shape == img.shape == lab.shape == (32, 32, 32)
+    n = samples[3].x.shape[0]
+    assert mask.sum() == n and mask[(32 - n) // 2]  # slab centred in the network depth
+    x, img, lab, mask = items.get(0, None, None)  # whole FOV, padded to the multiple
+    assert x.shape[1] % 4 == 0 and x.shape[2] % 4 == 0
