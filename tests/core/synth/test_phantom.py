@@ -178,3 +178,47 @@ def test_domains_shift_intensities():
         blood[name] = float(p.lr.image[0][p.lr.labels[0] == 1].mean())
     assert len({round(v, -1) for v in blood.values()}) == len(DOMAINS)
     assert "ukdhp-like" in DOMAINS and len(DOMAINS) >= 3
+
+
+# --- synthesis from label maps and LR simulation of real HR data ------------------------------------
+def test_synthesize_image_from_a_given_label_map(pair_aligned):
+    from core.synth.appearance import synthesize_from_labels
+
+    hr = pair_aligned.hr
+    labels = hr.labels[:2]
+    img = synthesize_from_labels(labels, hr.affine, "ukdhp-like", seed=1)
+    again = synthesize_from_labels(labels, hr.affine, "ukdhp-like", seed=1)
+    np.testing.assert_array_equal(img, again)
+    assert img.shape == labels.shape and img.dtype == np.float32
+    for t in range(2):
+        blood, myo = img[t][labels[t] == 1].mean(), img[t][labels[t] == 2].mean()
+        rv = img[t][labels[t] == 3].mean()
+        assert blood > 1.8 * myo and rv > 1.8 * myo
+        bg = img[t][labels[t] == 0]
+        assert (bg > 0.2 * blood).mean() > 0.2 and (bg < 0.15 * blood).mean() > 0.02
+    # a single 3D label map works too
+    one = synthesize_from_labels(labels[0], hr.affine, "sg-like", seed=2)
+    assert one.shape == labels[0].shape
+
+
+def test_lr_simulation_of_an_hr_volume_matches_the_phantom_lr(pair_aligned):
+    """The acquisition applied to the HR truth (as for real HR data) reproduces the phantom's LR labels
+    and, closely, its LR image."""
+    from core.synth.acquisition import simulate_lr_from_volume
+
+    lr, hr = pair_aligned.lr, pair_aligned.hr
+    acq = pair_aligned.domain.acquisition
+    img, lab = simulate_lr_from_volume(hr.image[:2], hr.labels[:2], hr.grid, lr.grid, acq)
+    assert img.shape == lr.image[:2].shape and lab.shape == lr.labels[:2].shape
+    for t in range(2):
+        for v in STRUCTS:
+            assert dice(lab[t] == v, lr.labels[t] == v) > 0.9
+        # compare away from the slab edges (the HR grid ends at the slab edge)
+        a, b = img[t, 1:-1].ravel(), lr.image[t, 1:-1].ravel()
+        assert np.corrcoef(a, b)[0, 1] > 0.95
+    # shifts move the content
+    from core.synth.acquisition import SliceShifts
+
+    shifts = SliceShifts.random(np.random.default_rng(0), lr.grid, acq.__class__(shift_mm=3.0))
+    img2, lab2 = simulate_lr_from_volume(hr.image[0], hr.labels[0], hr.grid, lr.grid, acq, shifts)
+    assert img2.shape == lr.image[0].shape and not np.array_equal(lab2, lab[0])
