@@ -24,25 +24,30 @@ from core.geometry import apply_transform, index_map, kabsch, resample, transfor
 from core.study import Grid
 
 LANDMARK_LABELS = (2, 3)  # LV myocardium, RV cavity
+MIN_AREA_FRACTION = 0.2  # slices with a smaller cross-section (partial-volume tips) are not used
 LANDMARK_NAMES = (
     "lv_myocardium_apex", "lv_myocardium_mid", "lv_myocardium_base",
     "rv_cavity_apex", "rv_cavity_mid", "rv_cavity_base",
 )
 
 
-def _slice_centroids(mask: np.ndarray) -> dict[int, np.ndarray]:
-    """Per slice k containing the mask: the (i, j, k) voxel centroid."""
+def _slice_centroids(mask: np.ndarray, min_fraction: float = 0.0) -> dict[int, np.ndarray]:
+    """Per slice k containing the mask (at least `min_fraction` of its largest cross-section, so that
+    partial-volume tips do not count): the (i, j, k) voxel centroid."""
     out = {}
-    for k in np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1)):
+    area = mask.reshape(mask.shape[0], -1).sum(axis=1)
+    for k in np.flatnonzero((area > 0) & (area >= min_fraction * area.max())):
         jj, ii = np.nonzero(mask[k])
         out[int(k)] = np.array([ii.mean(), jj.mean(), float(k)])
     return out
 
 
-def landmarks(labels: np.ndarray, grid: Grid, name: str = "") -> np.ndarray:
+def landmarks(labels: np.ndarray, grid: Grid, name: str = "", min_fraction: float = MIN_AREA_FRACTION
+              ) -> np.ndarray:
     """Six landmarks (6, 3) in world mm from a (Z, Y, X) label volume on `grid` (order: LANDMARK_NAMES).
 
-    Raises `DataError` naming `name` if the LV myocardium or RV cavity is missing.
+    A slice "contains" a structure when its cross-section there is at least `min_fraction` of the
+    structure's largest one. Raises `DataError` naming `name` if the LV myocardium or RV cavity is missing.
     """
     labels = np.asarray(labels)
     if labels.ndim != 3 or tuple(labels.shape) != tuple(grid.shape):
@@ -54,7 +59,7 @@ def landmarks(labels: np.ndarray, grid: Grid, name: str = "") -> np.ndarray:
     reverse = _base_is_low_k(labels, k_myo)  # then order high k -> low k (apex first)
     points = []
     for label in LANDMARK_LABELS:
-        cents = _slice_centroids(labels == label)
+        cents = _slice_centroids(labels == label, min_fraction)
         if not cents:
             raise DataError(f"no {'LV myocardium' if label == 2 else 'RV cavity'} (label {label}) "
                             "for the alignment landmarks", name or None)

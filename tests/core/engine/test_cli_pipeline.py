@@ -113,3 +113,18 @@ def test_super_resolve_with_adapter(tmp_path, study_file, capsys):
     run = json.loads((out / "run.json").read_text())
     assert run["adapter"]["id"] == file_sha256(right / "adapter.safetensors")
     assert run["phases"] == [0, 2] and "adapt" in run["timings_s"]
+
+
+def test_long_slab_real_predictor():
+    """A slab deeper than the network (20 x 8 mm = 80 SR slices > 64) is covered, not truncated."""
+    from core.engine import SuperResolver
+    from core.study import Study
+
+    s = make_study(n_phases=2)
+    aff = s.affine.copy()
+    image = np.concatenate([s.image, s.image], axis=1)  # 20 slices
+    long = Study(image=image, affine=aff, meta=s.meta)
+    r = SuperResolver(device="cpu").run(long, phases="all", meshes="none")
+    sr = sr_grid(long.grid)
+    assert sr.shape[0] == 80 and r.sr_image.shape == (2, *sr.shape)
+    assert np.all(np.isfinite(r.sr_image)) and r.lr_labels.shape == image.shape
