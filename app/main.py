@@ -67,8 +67,11 @@ class _Script:
             self.app.exit(self.rc)
 
     def _finish(self) -> None:
+        if self.win.with_3d and self.win.surface_view is None:
+            self.win.surfaceReady.connect(self._finish)  # the 3D view is still being created
+            return
         # Let layouts, the 3D render and deferred paints settle before grabbing.
-        QTimer.singleShot(200, self._shoot)
+        QTimer.singleShot(300, self._shoot)
 
     def _shoot(self) -> None:
         if self.screenshot:
@@ -79,12 +82,27 @@ class _Script:
             self.app.exit(self.rc)
 
 
+def _install_excepthook(quit_on_error: bool) -> None:
+    """An exception escaping a Qt slot is a bug: log it; in scripted runs, also exit with status 1
+    rather than waiting forever for a signal that will not come."""
+    import logging
+    import traceback
+
+    def hook(exc_type, exc, tb):
+        logging.getLogger("gemini_cmr.app").error("".join(traceback.format_exception(exc_type, exc, tb)))
+        if quit_on_error and QApplication.instance() is not None:
+            QApplication.instance().exit(1)
+
+    sys.excepthook = hook
+
+
 def run_view(study: str | None = None, super_resolve: bool = False, screenshot: str | None = None,
              quit_after: bool = False, model: str | None = None, adapter: str | None = None,
              device: str | None = None, size: tuple[int, int] | None = None) -> int:
     t0 = time.perf_counter()
     app = make_app()
     scripted = bool(screenshot or quit_after)
+    _install_excepthook(quit_on_error=quit_after)
     settings = Settings()
     win = MainWindow(settings, model=model, adapter=adapter, device=device, interactive=not scripted)
     if size is not None or scripted:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.settings import Settings
+from app.theme import SURFACE_MODES
 from app.views.phenotypes_panel import PhenotypesPanel
 from app.views.reformat_view import ReformatView
 from app.views.slice_view import SliceView
@@ -51,6 +53,10 @@ log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
 STUDY_FILTER = "Cine studies (*.nii *.nii.gz *.zip *.dcm);;All files (*)"
+
+
+def _import_surface_modules() -> None:
+    import app.views.surface_view  # noqa: F401  (pyvista, pyvistaqt, VTK)
 
 
 def _engine():
@@ -70,6 +76,7 @@ class MainWindow(QMainWindow):
     taskFailed = Signal(str, str)
     taskCancelled = Signal()
     exportDone = Signal(object)
+    surfaceReady = Signal()
 
     def __init__(self, settings: Settings | None = None, model: str | None = None, adapter: str | None = None,
                  device: str | None = None, interactive: bool = True, with_3d: bool = True):
@@ -94,18 +101,21 @@ class MainWindow(QMainWindow):
         self.lr_view.placeholder = "Open a study (File > Open, or drop a file here)"
         self.sr_view.placeholder = "Click Super-resolve to compute the SR image and segmentation"
         self.reformat_view = ReformatView()
+        # The 3D view (pyvista/VTK: the slowest imports) is created once the window is up: its modules are
+        # imported on a background thread, then the widget is made on the UI thread (`surfaceReady`).
         self.surface_view = None
-        if with_3d:
-            from app.views.surface_view import SurfaceView
-
-            self.surface_view = SurfaceView()
+        self.with_3d = with_3d
         top = QSplitter(Qt.Orientation.Horizontal)
         top.addWidget(self.lr_view)
         top.addWidget(self.sr_view)
         bottom = QSplitter(Qt.Orientation.Horizontal)
+        self.bottom_split = bottom
         bottom.addWidget(self.reformat_view)
-        if self.surface_view is not None:
-            bottom.addWidget(self.surface_view)
+        if with_3d:
+            self._surface_placeholder = QLabel("Loading 3D view…")
+            self._surface_placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            self._surface_placeholder.setObjectName("muted")
+            bottom.addWidget(self._surface_placeholder)
             bottom.setStretchFactor(0, 3)
             bottom.setStretchFactor(1, 2)
         self.view_split = QSplitter(Qt.Orientation.Vertical)
@@ -136,6 +146,27 @@ class MainWindow(QMainWindow):
         state = self.settings.window_state()
         if state is not None:
             self.restoreState(state)
+        if with_3d:
+            self._import_3d = threading.Thread(target=_import_surface_modules, name="gemini-import-3d", daemon=True)
+            self._import_3d.start()
+            self._poll_3d = QTimer(self)
+            self._poll_3d.timeout.connect(self._create_surface_view)
+            self._poll_3d.start(30)
+
+    def _create_surface_view(self) -> None:
+        if self._import_3d.is_alive():
+            return
+        self._poll_3d.stop()
+        from app.views.surface_view import SurfaceView
+
+        sv = SurfaceView()
+        self.bottom_split.replaceWidget(1, sv)
+        self._surface_placeholder.deleteLater()
+        self.surface_view = sv
+        if self.result is not None:
+            sv.set_meshes(self.result.meshes or {}, int(self.result.ed_phase), int(self.result.es_phase), self.axis)
+            sv.set_phase(self.phase)
+        self.surfaceReady.emit()
 
     # ============================================================================================
     # construction
@@ -371,13 +402,11 @@ class MainWindow(QMainWindow):
             a.setShortcut(QKeySequence(sc))
             group.addAction(a)
             a.triggered.connect(lambda _=False, k=key: self.reformat_view.select_plane(k))
-        if self.surface_view is not None:
+        if self.with_3d:
             modes = vm.addMenu("3D Mode")
-            from app.views.surface_view import MODES
-
-            for key, text in MODES:
+            for key, text in SURFACE_MODES:
                 a = modes.addAction(text)
-                a.triggered.connect(lambda _=False, k=key: self.surface_view.set_mode(k))
+                a.triggered.connect(lambda _=False, k=key: self.surface_view and self.surface_view.set_mode(k))
 
         tm = mb.addMenu("&Tools")
         tm.addAction(self.sr_action)
@@ -1022,6 +1051,9 @@ class MainWindow(QMainWindow):
                 log.warning("the background task did not stop in time")
         self.settings.save_layout(self.saveGeometry(), self.saveState())
         self.settings.sync()
+        if self.with_3d and self.surface_view is None:
+            self._poll_3d.stop()
+            self._import_3d.join(30)
         if self.surface_view is not None:
             self.surface_view.close_plotter()
         super().closeEvent(event)

@@ -47,7 +47,7 @@ def main() -> int:
 
     from core.resources import demo_study_path
 
-    study = args.study or (str(demo_study_path()) if demo_study_path().exists() else None)
+    study = args.study or (str(demo_study_path()) if demo_study_path().exists() and not args.oracle else None)
     if study is None or args.oracle:
         from tests.app.phantom import OraclePredictor, make_study
 

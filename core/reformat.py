@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from core.study import Grid
 
@@ -221,6 +220,8 @@ def sample_plane(
     acquired slice keeps its slab thickness and nothing is interpolated between slices. Points outside
     the volume get `cval`. Integer volumes sampled with order 0 keep their dtype.
     """
+    from scipy import ndimage  # lazy: keeps the app's start-up fast
+
     volume = np.asarray(volume)
     if volume.shape != tuple(grid.shape):
         raise ValueError(f"volume shape {volume.shape} does not match grid {grid.shape}")

@@ -61,16 +61,21 @@ def main() -> None:
                          fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
-    for c, dname in enumerate(extra[:4]):
+    for n, dname in enumerate(extra[:2]):
         p = make_subject(args.seed, dname)
-        kk = int(np.argmax((p.lr.labels[0] == 1).sum(axis=(1, 2))))
-        ax = axes[-1, c]
-        ax.imshow(p.lr.image[0, kk], cmap="gray", vmin=0, vmax=np.percentile(p.lr.image[0], 99.5))
-        ax.set_title(f"domain {dname}: LR mid slice, ED", fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    for c in range(len(extra[:4]), 4 if extra else 0):
-        axes[-1, c].axis("off")
+        lab0 = p.lr.labels[0]
+        ks = np.nonzero((lab0 == 1).any(axis=(1, 2)))[0]
+        kk = int(ks[len(ks) // 2])
+        jj = int(np.median(np.nonzero(lab0 == 1)[1]))
+        sp = p.lr.grid.spacing
+        vmax = np.percentile(p.lr.image[0], 99.5)
+        for m, (img, aspect, what) in enumerate(((p.lr.image[0, kk], 1.0, "short axis"),
+                                                  (p.lr.image[0, :, jj, :], sp[2] / sp[0], "long-axis cut"))):
+            ax = axes[-1, 2 * n + m]
+            ax.imshow(img, cmap="gray", vmin=0, vmax=vmax, aspect=aspect, interpolation="nearest")
+            ax.set_title(f"domain {dname}: LR {what}, ED", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
     s = pair.info["summary"]
     fig.suptitle(f"Phantom seed {args.seed}, domain {args.domain}: LV EDV {s['lv_edv_ml']:.0f} mL, "
                  f"EF {100 * s['lv_ef']:.0f}%, RV EDV {s['rv_edv_ml']:.0f} mL; contours: LV cavity (red), "

@@ -71,6 +71,7 @@ class ReformatView(QWidget):
         self.plane_name = "oblique"
         self.phase = 0
         self._dirty = True
+        self._cache: dict[tuple, tuple] = {}
         self._user_oblique = False
         self._buttons.button(2).setChecked(True)
 
@@ -84,6 +85,7 @@ class ReformatView(QWidget):
 
     def set_sr(self, image, grid: Grid | None, labels=None, phases=None) -> None:
         self.sr = _Source(image, grid, labels, phases)
+        self._cache.clear()
         self._dirty = True
         self.refresh()
 
@@ -101,6 +103,7 @@ class ReformatView(QWidget):
             self.planes["oblique"] = plane_through_line(p0, p1, self.lr.grid, self.axis)
         except ValueError:
             return
+        self._cache.clear()
         self._user_oblique = True
         if self.plane_name != "oblique":
             self.select_plane("oblique")
@@ -131,6 +134,7 @@ class ReformatView(QWidget):
 
     # --- internals ------------------------------------------------------------------------------
     def _replan(self) -> None:
+        self._cache.clear()
         oblique = self.planes.get("oblique")
         self.planes = {}
         if self.axis is not None and self.lr.grid is not None:
@@ -181,13 +185,7 @@ class ReformatView(QWidget):
             if plane is None or src.image is None or self.phase not in src.index:
                 pane.show_array(None)
                 continue
-            ti = src.index[self.phase]
-            img = sample_plane(src.image[ti], src.grid, plane, SAMPLING_MM, order=1,
-                               nearest_slices=src.nearest_slices)
-            lab = None
-            if src.labels is not None:
-                lab = sample_plane(src.labels[ti], src.grid, plane, SAMPLING_MM, order=0,
-                                   nearest_slices=src.nearest_slices)
+            img, lab = self._sample(src, plane, self.phase)
             h, w = img.shape
             pane.set_pixel_transform(QTransform.fromScale(SAMPLING_MM, SAMPLING_MM).translate(0, 0))
             extent = QRectF(0, 0, w * SAMPLING_MM, h * SAMPLING_MM)
@@ -199,6 +197,24 @@ class ReformatView(QWidget):
             pane.corner["bl"] = f"phase {self.phase + 1}"
         self.lr_pane.viewport().update()
         self.sr_pane.viewport().update()
+
+    def _sample(self, src: _Source, plane: Plane, phase: int):
+        """Image and labels of `src` on `plane` at `phase`, cached while the plane and data stay the same
+        (so a cine loop resamples each phase once)."""
+        key = (id(src), id(plane), phase)
+        hit = self._cache.get(key)
+        if hit is None:
+            ti = src.index[phase]
+            img = sample_plane(src.image[ti], src.grid, plane, SAMPLING_MM, order=1,
+                               nearest_slices=src.nearest_slices)
+            lab = None
+            if src.labels is not None:
+                lab = sample_plane(src.labels[ti], src.grid, plane, SAMPLING_MM, order=0,
+                                   nearest_slices=src.nearest_slices)
+            if len(self._cache) > 400:
+                self._cache.clear()
+            hit = self._cache[key] = (img, lab)
+        return hit
 
     def centre_point(self) -> QPointF:
         return self.lr_pane.scene().sceneRect().center()

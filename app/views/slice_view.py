@@ -63,7 +63,7 @@ class ImagePane(QGraphicsView):
         self._pixmap = QPixmap()
         self._overlay = QPixmap()
         self._opacity = 0.45
-        self._pixel_transform = QTransform()
+        self._pix_tf = QTransform()
         self._line: tuple[QPointF, QPointF] | None = None
         self._line_pen = QPen(QColor(255, 90, 200), 2)
         self._line_pen.setCosmetic(True)
@@ -84,7 +84,7 @@ class ImagePane(QGraphicsView):
     # --- content --------------------------------------------------------------------------------
     def set_pixel_transform(self, transform: QTransform) -> None:
         """Where pixel (column, row) edges lie in the scene (mm)."""
-        self._pixel_transform = QTransform(
+        self._pix_tf = QTransform(
             *(0.0 if abs(v) < 1e-9 else v for v in (transform.m11(), transform.m12(), transform.m21(),
                                                     transform.m22(), transform.dx(), transform.dy()))
         )  # exact zeros keep Qt on its fast scaled-blit path
@@ -144,7 +144,7 @@ class ImagePane(QGraphicsView):
         if self._pixmap.isNull():
             return
         painter.save()
-        painter.setTransform(self._pixel_transform, True)
+        painter.setTransform(self._pix_tf, True)
         painter.drawPixmap(0, 0, self._pixmap)
         if not self._overlay.isNull() and self._opacity > 0:
             painter.setOpacity(self._opacity)

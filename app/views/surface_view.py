@@ -12,12 +12,12 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 from pyvistaqt import QtInteractor
 
-from app.theme import STRUCTURE_NAMES, structure_colour
+from app.theme import STRUCTURE_NAMES, SURFACE_MODES, structure_colour
 from core.reformat import LongAxis
 
 STRUCTURES = ("lv_cavity", "lv_myocardium", "rv_cavity")
 OPACITY = {"lv_cavity": 1.0, "lv_myocardium": 0.35, "rv_cavity": 1.0}
-MODES = (("cine", "Cine phase"), ("ed", "ED"), ("es", "ES"), ("compare", "ES + ED wireframe"))
+MODES = SURFACE_MODES
 
 
 class SurfaceView(QWidget):

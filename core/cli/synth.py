@@ -19,7 +19,8 @@ def register(subparsers, summary: str = "generate paired LR/HR cine phantoms") -
     )
     p.add_argument("out", help="output folder (the dataset, or with --demo the demo folder)")
     p.add_argument("--subjects", type=int, default=10, help="number of subjects (default 10)")
-    p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0); same seed, same data")
+    p.add_argument("--seed", type=int, default=None,
+                   help="dataset seed (default 0; demo: 2024); same seed, same data")
     p.add_argument("--domain", default=DEFAULT_DOMAIN, choices=sorted(DOMAINS),
                    help=f"acquisition domain (default {DEFAULT_DOMAIN})")
     p.add_argument("--phases", type=int, default=20, help="cardiac phases per cycle (default 20)")
@@ -32,7 +33,7 @@ def register(subparsers, summary: str = "generate paired LR/HR cine phantoms") -
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.synth.dataset import DEMO_PHASES, DEMO_SEED, write_dataset, write_demo
+    from core.synth.dataset import DEMO_SEED, write_dataset, write_demo
 
     start = time.perf_counter()
 
@@ -41,15 +42,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"synth: {msg}", file=sys.stderr, flush=True)
 
     if args.demo:
-        seed = args.seed if args.seed else DEMO_SEED
-        phases = args.phases if args.phases != 20 else DEMO_PHASES
-        path = write_demo(args.out, seed=seed, n_phases=phases, domain=args.domain)
+        seed = DEMO_SEED if args.seed is None else args.seed
+        path = write_demo(args.out, seed=seed, n_phases=args.phases, domain=args.domain)
         say(f"demo study written to {path} in {time.perf_counter() - start:.1f} s")
         return 0
-    command = "gemini-cmr synth " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "synth") \
-        if sys.argv and "synth" in sys.argv else (
-            f"gemini-cmr synth {shlex.quote(str(args.out))} --subjects {args.subjects} --seed {args.seed} "
-            f"--domain {args.domain} --phases {args.phases}")
+    if args.seed is None:
+        args.seed = 0
+    command = (f"gemini-cmr synth {shlex.quote(str(args.out))} --subjects {args.subjects} --seed {args.seed} "
+               f"--domain {args.domain} --phases {args.phases}")
     say(f"{args.subjects} subject(s), domain {args.domain}, {args.phases} phases, seed {args.seed} -> {args.out}")
 
     def progress(fraction: float, message: str) -> None:

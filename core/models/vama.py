@@ -11,9 +11,11 @@ Design choices (see docs/vama.md):
 - **Mixture.** G_s's posterior is mixed with G_t's: mu_m = mu_t + mu_s, sigma_m^2 = sigma_t^2 + sigma_s^2,
   z_m = mu_m + sigma_m * eps; G_t's encoder features are added to G_s's encoder features at every level
   ("injected likewise").
-- **Intensities.** Each study is divided by its own 99.5th percentile before the networks; the adapted
-  output is multiplied by the target domain's typical 99.5th percentile (median over the target training
-  studies), so `Adapter.adapt` returns intensities in the target domain's units.
+- **Intensities.** Each study is divided by its own 99.5th percentile (as Gemini-GAN's pre-processing)
+  before the networks, which map contrast, gamma, noise and texture in that normalised space. The output
+  is multiplied back by the same scale (`output_units` "source", the default: the study keeps its units,
+  so SR images stay comparable with the input; Gemini-GAN is insensitive to the global scale anyway) or,
+  with `output_units` "target", by the target domain's typical 99.5th percentile.
 - At inference both networks take I_s (no alignment) and the latent is its mean (z = mu_m), so
   adaptation is deterministic.
 """
@@ -341,6 +343,8 @@ class Adapter:
         norm = config.get("normalisation") or {}
         if not isinstance(norm.get("target_scale"), (int, float)) or not norm["target_scale"] > 0:
             raise ModelError("config has no positive normalisation.target_scale", cfg_path)
+        if norm.get("output_units", "source") not in ("source", "target"):
+            raise ModelError(f"unknown normalisation.output_units {norm.get('output_units')!r}", cfg_path)
         model = VAMA(config.get("model") or {})
         tensors = load_tensors(weights)
         expected = model.generators_state()
@@ -361,12 +365,19 @@ class Adapter:
 
     @property
     def target_scale(self) -> float:
+        """The target domain's typical 99.5th percentile (median over the training target studies)."""
         return float(self.config["normalisation"]["target_scale"])
+
+    @property
+    def output_units(self) -> str:
+        """"source" (default): outputs are rescaled by the study's own normalisation scale, so they stay in
+        the units of the study; "target": by `target_scale`, the target domain's typical units."""
+        return str(self.config["normalisation"].get("output_units", "source"))
 
     @torch.no_grad()
     def adapt_array(self, image: np.ndarray, progress: Callable[[float, str], None] | None = None,
                     cancel: Callable[[], bool] | None = None, batch: int = 16) -> np.ndarray:
-        """(T, Z, Y, X) source image -> adapted image in target-domain units (same shape, float32)."""
+        """(T, Z, Y, X) source image -> adapted image (same shape, float32; units: `output_units`)."""
         image = np.asarray(image, dtype=np.float32)
         if image.ndim == 3:
             image = image[None]
@@ -382,7 +393,8 @@ class Adapter:
             out[start:start + batch] = self.model.adapt_normalised(chunk)[:, 0].float().cpu().numpy()
             if progress is not None:
                 progress(min(1.0, (start + batch) / (t * z)), "V-AMA: adapting slices")
-        return (out * self.target_scale).reshape(t, z, y, x)
+        back = scale if self.output_units == "source" else self.target_scale
+        return (out * np.float32(back)).reshape(t, z, y, x)
 
     def adapt(self, study: Study, progress: Callable[[float, str], None] | None = None,
               cancel: Callable[[], bool] | None = None) -> Study:

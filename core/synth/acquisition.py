@@ -60,7 +60,7 @@ class SliceShifts:
 def plan_lr_grid(phantom: Phantom, acq: Acquisition, rng: np.random.Generator) -> Grid:
     """The nominal LR SAX stack for a phantom (see module docstring)."""
     p = phantom.params
-    e_u, e_w = p.rotation[:, 0], p.rotation[:, 2]
+    e_w = p.rotation[:, 2]
     # stack normal: base -> apex, tilted by a random obliquity about a random in-plane axis
     n = -e_w
     axis = np.cross(n, rng.normal(size=3))
@@ -76,7 +76,8 @@ def plan_lr_grid(phantom: Phantom, acq: Acquisition, rng: np.random.Generator) -
     apex_w = f0.w_centre - f0.co
     mid_w = 0.5 * (apex_w + f0.w_base)
     centre = phantom.heart_to_world(np.array([[-0.3 * f0.A, 0.0, mid_w]]))[0]
-    centre = centre + acq.fov_jitter_mm * rng.uniform(-1, 1, size=3) * np.array([1, 1, 1]) * 0.7
+    jit = acq.fov_jitter_mm * rng.uniform(-1.0, 1.0, size=3)
+    centre = centre + jit[0] * i_dir + jit[1] * j_dir + 0.5 * jit[2] * n
     nx = ny = int(acq.matrix)
     nz = int(acq.n_slices)
     s_in, s_z = acq.inplane_mm, acq.slice_spacing_mm
@@ -170,12 +171,14 @@ def render_planes(
     static = phantom.paint_static(x, y, z, hu, hv, hw)
     env = phantom.envelope(hu, hv, hw, 1.0)
     flat = np.flatnonzero(env)
-    cu, cv, cw = (a.reshape(-1)[flat] for a in (hu, hv, hw))
+    pp, rr, cc = np.unravel_index(flat, static.shape)
+    cu, cv, cw = ((h_orig[pp, c] + h_ay[c] * rr + h_ax[c] * cc).astype(np.float32) for c in range(3))
     base = static.reshape(-1)[flat]
+    endo = phantom.endo_modulation(cu, cv, cw)
     heart = np.empty((len(phases), len(flat)), dtype=np.uint8)
     for n, t in enumerate(phases):
         heart[n] = base
-        phantom.paint_heart(heart[n], cu, cv, cw, t)
+        phantom.paint_heart(heart[n], cu, cv, cw, t, endo)
     return PlaneRender(static, flat, heart, phases)
 
 
@@ -253,7 +256,10 @@ def simulate_lr(
     render = render_planes(phantom, origins, grid.affine[:3, 0], grid.affine[:3, 1], nx, ny, phases)
     T = len(render.phases)
     signal = render_signal(render, lut, (0.0, 0.0, 0.0)).reshape(T, nz, ns, ny, nx)
-    signal = np.tensordot(signal, weights.astype(np.float32), axes=([2], [0]))
+    if np.allclose(weights, weights[0]):
+        signal = signal.mean(axis=2, dtype=np.float32)
+    else:
+        signal = np.tensordot(signal, weights.astype(np.float32), axes=([2], [0]))
     # tissue at the centre planes
     centre = render.dense().reshape(T, nz, ns, ny, nx)[:, :, ns // 2]
     return _psf(signal.astype(np.float32, copy=False), acq.psf_sigma_px), np.ascontiguousarray(centre)

@@ -73,8 +73,8 @@ ANATOMY_RANGES: dict[str, tuple[float, float]] = {
     # base plane height above the ellipsoid centre, as a fraction of c (0 = half ellipsoid)
     "lv_base_truncation": (0.10, 0.25),
     # ED wall thickness at the mid-ventricle; the apex is thinner (ratio); ES thickness follows from
-    # conservation of myocardial volume (about 9-13 mm)
-    "lv_wall_mm": (6.0, 8.5),
+    # conservation of myocardial volume (about 8-13 mm)
+    "lv_wall_mm": (6.0, 8.0),
     "apex_wall_ratio": (0.6, 0.85),
     # ejection fractions
     "lv_ef": (0.45, 0.70),
@@ -92,6 +92,8 @@ ANATOMY_RANGES: dict[str, tuple[float, float]] = {
     "fat_mm": (1.5, 4.0),
     # papillary muscle radius
     "papillary_mm": (3.0, 4.5),
+    # irregular (trabeculated) endocardium: relative amplitude of angular harmonics 3-7 of the cavity
+    "endo_roughness": (0.03, 0.07),
     # timing: ES at this fraction of the cycle; heart rate for phase times
     "es_fraction": (0.35, 0.40),
     "heart_rate_bpm": (55.0, 80.0),
@@ -143,6 +145,9 @@ class HeartParams:
     body_half_depth: float
     subcutaneous_fat: float
     chest_muscle: float
+    endo_roughness: float = 0.0
+    # (n, 4): harmonic order, amplitude, phase (rad), twist along the long axis (rad/mm)
+    endo_harmonics: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -185,7 +190,7 @@ def sample_heart_params(
     origin = np.array([-10.0, 10.0, 20.0]) + rng.uniform(-15, 15, size=3)
     left = g("heart_left_of_midline_mm")
     lv_mid = origin - e_w * c * 0.6
-    body_centre = np.array([lv_mid[0] + left, lv_mid[1] - 45.0 + rng.uniform(-8, 8)])
+    body_centre = np.array([lv_mid[0] + left, lv_mid[1] - 25.0 + rng.uniform(-8, 8)])
     return HeartParams(
         origin=origin,
         rotation=rotation,
@@ -212,7 +217,17 @@ def sample_heart_params(
         body_half_depth=g("body_half_depth_mm") * s,
         subcutaneous_fat=g("subcutaneous_fat_mm"),
         chest_muscle=g("chest_muscle_mm"),
+        endo_roughness=g("endo_roughness"),
+        endo_harmonics=_harmonics(rng),
     )
+
+
+def _harmonics(rng: np.random.Generator) -> np.ndarray:
+    orders = np.arange(3, 8, dtype=np.float64)
+    amps = rng.uniform(0.5, 1.0, size=len(orders))
+    amps /= math.sqrt(float(np.sum(amps**2)))
+    return np.stack([orders, amps, rng.uniform(0, 2 * np.pi, len(orders)), rng.uniform(-0.05, 0.05, len(orders))],
+                    axis=1)
 
 
 # --- the cardiac cycle -------------------------------------------------------------------------------
@@ -296,7 +311,7 @@ class Phantom:
         target = rv_edv * (1.0 - p.rv_ef)
         lo, hi = 0.05, 1.0
         es = lv_frames[self.es_phase]
-        for _ in range(22):
+        for _ in range(14):
             mid = 0.5 * (lo + hi)
             if self._rv_volume(es, mid) > target:
                 hi = mid
@@ -339,7 +354,8 @@ class Phantom:
         p = self.params
         ro = 0.5 * (lv["ao"] + lv["bo"])
         width = p.rv_width * s
-        d = 0.4 * ro
+        # RV ellipse centre on the septal side; far enough that it never reaches past the lateral wall
+        d = max(0.4 * ro, 0.5 * (width + 10.0))
         A = ro + width - d
         phi = math.radians(p.rv_insertion_deg)
         q = (d - ro * math.cos(phi)) / A
@@ -395,6 +411,18 @@ class Phantom:
         ra = (-f.d - 0.6 * f.A + 10.0 * pu, 10.0 * pv, f.w_rv_base + 0.9 * r_ra)
         return [(la, np.array([r_la, r_la, 1.1 * r_la])), (ra, np.array([r_ra, r_ra, 1.1 * r_ra]))]
 
+    def _vessels(self, f: Frame) -> list[tuple[float, float, float, float, float]]:
+        """Aortic root and pulmonary trunk as cylinders along w: (u, v, radius, w_start, w_end)."""
+        post = self.params.rotation.T @ np.array([0.0, -1.0, 0.0])
+        pu, pv = post[0], post[1]
+        n = math.hypot(pu, pv) or 1.0
+        pu, pv = pu / n, pv / n
+        ro = 0.5 * (f.ao + f.bo)
+        s = self.params.lv_a / 25.0
+        aorta = (-0.3 * ro - 0.3 * ro * pu, -0.3 * ro * pv, 12.0 * s, f.w_base - 4.0, f.w_base + 45.0)
+        pulm = (-f.d - 0.45 * f.A - 0.5 * ro * pu, -0.5 * ro * pv, 11.0 * s, f.w_rv_base - 4.0, f.w_rv_base + 40.0)
+        return [aorta, pulm]
+
     # --- coordinates -------------------------------------------------------------------------------
     def world_to_heart(self, xyz: np.ndarray) -> np.ndarray:
         return (np.asarray(xyz, dtype=np.float64) - self.params.origin) @ self.params.rotation
@@ -430,6 +458,13 @@ class Phantom:
             r = radii * (1.0 + float(np.linalg.norm(h / radii))) + margin
             env |= ((hu - f32(c[0])) / f32(r[0])) ** 2 + ((hv - f32(c[1])) / f32(r[1])) ** 2 + (
                 (hw - f32(c[2])) / f32(r[2])) ** 2 < 1
+        for cyl in zip(*[self._vessels(f) for f in self.frames]):
+            arr = np.array(cyl)
+            cu, cv = 0.5 * (arr[:, 0].min() + arr[:, 0].max()), 0.5 * (arr[:, 1].min() + arr[:, 1].max())
+            spread = math.hypot(np.ptp(arr[:, 0]), np.ptp(arr[:, 1])) / 2.0
+            r = arr[:, 2].max() + spread + margin
+            env |= ((hu - f32(cu)) ** 2 + (hv - f32(cv)) ** 2 < f32(r * r)) & (
+                hw > f32(arr[:, 3].min() - margin)) & (hw < f32(arr[:, 4].max() + margin))
         return env
 
     def paint_static(self, x: np.ndarray, y: np.ndarray, z: np.ndarray, hu, hv, hw) -> np.ndarray:
@@ -458,12 +493,16 @@ class Phantom:
         inner = ell(W - m, D - m - 10.0, oy=5.0)  # back muscles thicker than the chest wall
         # diaphragm: right dome higher than the left one, the heart rests on the left/central part
         apex_z = float(self.heart_to_world(np.array([[0.0, 0.0, self._apex_w]]))[0, 2])
+        f0_w_base = self.frames[0].w_base
         right = f32(apex_z + 28.0) - f32(40.0) * ((dx - f32(0.4 * W)) / f32(0.7 * W)) ** 2
         left = f32(apex_z + 2.0) - f32(40.0) * ((dx + f32(0.35 * W)) / f32(0.7 * W)) ** 2
         z_dome = np.maximum(right, left) - f32(12.0) * (dy / f32(D)) ** 2
         above = z > z_dome
         out[inner & above] = Tissue.LUNG
-        mediastinum = (np.abs(dx + f32(0.08 * W)) < f32(0.12 * W)) | self.envelope(hu, hv, hw, 3.0)
+        # posterior mediastinum: a column from behind the heart to the spine (oesophagus, aorta)
+        heart_y = float(self.heart_to_world(np.array([[0.0, 0.0, 0.5 * (self._apex_w + f0_w_base)]]))[0, 1]) - cy
+        mediastinum = (np.abs(dx + f32(0.06 * W)) < f32(0.1 * W)) & (dy < f32(heart_y))
+        mediastinum |= self.envelope(hu, hv, hw, 3.0)
         out[inner & above & mediastinum] = Tissue.SOFT
         below = inner & ~above
         out[below] = Tissue.SOFT
@@ -472,8 +511,28 @@ class Phantom:
         out[ell(16.0, 14.0, oy=-0.68 * D)] = Tissue.BONE
         return out
 
-    def paint_heart(self, out: np.ndarray, hu: np.ndarray, hv: np.ndarray, hw: np.ndarray, t: int) -> None:
-        """Paint the heart of phase `t` into `out` (tissue classes) at heart-frame points (hu, hv, hw)."""
+    def endo_modulation(self, hu: np.ndarray, hv: np.ndarray, hw: np.ndarray) -> np.ndarray | None:
+        """Per-point factor (about 1 +- roughness) on the LV cavity's implicit function: an irregular,
+        slightly twisted endocardium. Depends only on the heart-frame position, so it is computed once
+        per point set and reused for every phase."""
+        p = self.params
+        if not p.endo_roughness or len(p.endo_harmonics) == 0:
+            return None
+        theta = np.arctan2(hv, hu)
+        mod = np.zeros(np.shape(theta), dtype=np.float32)
+        for k, a, ph, tw in p.endo_harmonics:
+            mod += np.float32(a) * np.cos(np.float32(k) * theta + np.float32(tw) * hw + np.float32(ph))
+        mod *= np.float32(p.endo_roughness)
+        mod += np.float32(1.0)
+        return mod
+
+    def paint_heart(self, out: np.ndarray, hu: np.ndarray, hv: np.ndarray, hw: np.ndarray, t: int,
+                    endo: np.ndarray | None = None) -> None:
+        """Paint the heart of phase `t` into `out` (tissue classes) at heart-frame points (hu, hv, hw).
+
+        `endo` is `endo_modulation(hu, hv, hw)` (computed here when not given)."""
+        if endo is None:
+            endo = self.endo_modulation(hu, hv, hw)
         p = self.params
         f = self.frames[t]
         f32 = np.float32
@@ -503,6 +562,9 @@ class Phantom:
         for (cu, cv, cw), r in self._atria(f):
             m = q((hu - f32(cu)) ** 2, (hv - f32(cv)) ** 2, (hw - f32(cw)) ** 2, *r) < 1
             out[m] = Tissue.ATRIAL_BLOOD
+        for cu, cv, r, w0, w1 in self._vessels(f):
+            m = ((hu - f32(cu)) ** 2 + (hv - f32(cv)) ** 2 < f32(r * r)) & (hw > f32(w0)) & (hw < f32(w1))
+            out[m] = Tissue.VESSEL
         rv_out = q(ur2, v2, wr2, f.A + tw, f.B + tw, f.C + tw) < 1
         rv_out &= below_rv
         out[rv_out] = Tissue.RV_WALL
@@ -512,7 +574,10 @@ class Phantom:
         lv_out = q(u2, v2, wl2, f.ao, f.bo, f.co) < 1
         lv_out &= below_lv
         out[lv_out] = Tissue.LV_MYO
-        lv = q(u2, v2, wl2, f.a, f.b, f.c) < 1
+        lv = q(u2, v2, wl2, f.a, f.b, f.c)
+        if endo is not None:
+            lv *= endo
+        lv = lv < 1
         lv &= below_lv
         out[lv] = Tissue.LV_BLOOD
         # papillary muscles: two columns from near the apex to the mid-ventricle, at the lateral wall

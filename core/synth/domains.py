@@ -56,7 +56,7 @@ class Domain:
     hr_noise: float = 0.02
     bias: float = 0.15
     bias_wavelength_mm: float = 350.0
-    texture: float = 0.06
+    texture: float = 0.08
     size_scale: float = 1.0
     acquisition: Acquisition = field(default_factory=Acquisition)
 

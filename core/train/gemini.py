@@ -93,6 +93,7 @@ class TrainConfig:
     num_threads: int = 0  # 0 = torch default
     val_split: str = "val"
     max_phases: int = 4  # labelled phases per subject (ED, ES + evenly spaced others); 0 = all
+    cache_dir: str | None = None  # preprocessed-sample cache; None = RUN/cache
 
     def __post_init__(self):
         if self.seg_input not in ("softmax", "argmax"):
@@ -163,7 +164,7 @@ class GeminiTrainer:
         if self.device.type == "cuda" and self.dist.enabled:
             self.device = torch.device("cuda", self.dist.local_rank)
         read_manifest(self.data)  # layout errors before anything else
-        cache = self.out / "cache"
+        cache = Path(cfg.cache_dir) if cfg.cache_dir else self.out / "cache"
         if self.dist.main:
             train = load_split(self.data, "train", cfg.percentile, cache, cfg.max_phases)
             barrier(self.dist)

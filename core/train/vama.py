@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from core.errors import Cancelled, DataError
+from core.geometry import resample
 from core.io.atomic import atomic_write_text
 from core.io.nifti import read_nifti_array
 from core.models.vama import (
@@ -64,14 +65,23 @@ ProgressFn = Callable[[dict], None]
 
 @dataclass
 class DomainStudy:
-    """One LR study of a domain: image (T, Z, Y, X) float32, grid, ED labels (Z, Y, X) or None."""
+    """One LR study of a domain: image (T, Z, Y, X) float32, grid, labels per labelled phase (Z, Y, X)."""
 
     name: str
     image: np.ndarray
     grid: Grid
-    labels: np.ndarray | None
+    phase_labels: dict[int, np.ndarray]
     ed_phase: int
+    es_phase: int | None = None
     scale: float = 1.0
+    segmentation: tuple[np.ndarray, Grid] | None = None  # Gemini-GAN SR labels at ED, when unlabelled
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        """The landmark labels: the ED phase's, else the first labelled phase's; None if unlabelled."""
+        if not self.phase_labels:
+            return None
+        return self.phase_labels.get(self.ed_phase, self.phase_labels[min(self.phase_labels)])
 
     @property
     def normalised(self) -> np.ndarray:
@@ -88,7 +98,7 @@ def _stem(path: Path) -> str:
 
 
 def _make(name: str, image: np.ndarray, affine: np.ndarray, labels: np.ndarray | None,
-          ed_phase: int | None, where: str) -> DomainStudy:
+          ed_phase: int | None, where: str, es_phase: int | None = None) -> DomainStudy:
     image = np.asarray(image, dtype=np.float32)
     if image.ndim == 3:
         image = image[None]
@@ -99,26 +109,28 @@ def _make(name: str, image: np.ndarray, affine: np.ndarray, labels: np.ndarray |
     if min(image.shape[2:]) < 16:
         raise DataError(f"in-plane size {image.shape[3]}x{image.shape[2]} is too small", where)
     grid = Grid(image.shape[1:], affine)
-    ed = int(ed_phase or 0) % image.shape[0]
-    lab = None
+    n_t = image.shape[0]
+    ed = int(ed_phase or 0) % n_t
+    es = None if es_phase is None else int(es_phase) % n_t
+    phase_labels = {}
     if labels is not None:
         labels = np.asarray(labels)
         if labels.ndim == 3:
             labels = labels[None]
-        if labels.shape[1:] != image.shape[1:] or labels.shape[0] not in (1, image.shape[0]):
+        if labels.shape[1:] != image.shape[1:] or labels.shape[0] not in (1, n_t):
             raise DataError(f"labels shape {labels.shape} does not match image shape {image.shape}", where)
-        labelled = [t for t in range(labels.shape[0]) if labels[t].any()]
-        if labelled:
-            t = ed if (labels.shape[0] > 1 and ed in labelled) else labelled[0]
-            lab = labels[t].astype(np.uint8)
-    return DomainStudy(name, image, grid, lab, ed, percentile_scale(image, PERCENTILE))
+        if labels.shape[0] == 1 and n_t > 1:  # one labelled volume for a cine: the ED phase
+            phase_labels = {ed: labels[0].astype(np.uint8)} if labels[0].any() else {}
+        else:
+            phase_labels = {t: labels[t].astype(np.uint8) for t in range(n_t) if labels[t].any()}
+    return DomainStudy(name, image, grid, phase_labels, ed, es, percentile_scale(image, PERCENTILE))
 
 
 def _from_study(name: str, study: Study, where: str) -> DomainStudy:
     labels = None
     if study.labels is not None and study.labelled_phases:
         labels = study.labels
-    return _make(name, study.image, study.affine, labels, study.meta.ed_phase, where)
+    return _make(name, study.image, study.affine, labels, study.meta.ed_phase, where, study.meta.es_phase)
 
 
 def _read_manifest(folder: Path, split: str) -> list[DomainStudy]:
@@ -147,7 +159,7 @@ def _read_manifest(folder: Path, split: str) -> list[DomainStudy]:
             labels, laff, _ = read_nifti_array(lab_path)
             if not np.allclose(laff, aff, atol=1e-3):
                 raise DataError(f"subject {sid}: lr_labels affine differs from lr_image", lab_path)
-        out.append(_make(sid, img, aff, labels, sub.get("ed_phase"), str(img_path)))
+        out.append(_make(sid, img, aff, labels, sub.get("ed_phase"), str(img_path), sub.get("es_phase")))
     return out
 
 
@@ -250,7 +262,7 @@ def gemini_segmenter(gemini: str | None, device: str) -> Callable[[DomainStudy],
         study = Study(image=ds.image[ds.ed_phase:ds.ed_phase + 1], affine=ds.grid.affine,
                       meta=StudyMeta(patient_id=ds.name))
         pred = cache["p"].predict(study, phases=[0])
-        return np.asarray(pred.sr_labels[0]), pred.sr_grid
+        return np.asarray(pred.sr_labels[0]).astype(np.uint8), pred.sr_grid
 
     return segment
 
@@ -268,6 +280,17 @@ def gemini_model_id(gemini: str | None) -> str | None:
 
 
 # --- the training data --------------------------------------------------------------------------------
+def _phase_pairs(s: DomainStudy, t: DomainStudy) -> list[tuple[int, int]]:
+    """(source phase, target phase) pairs at matching points of the cardiac cycle (ED-anchored, linear in
+    time; ED-ED and ES-ES always) for which both studies have labels."""
+    n_s, n_t = s.image.shape[0], t.image.shape[0]
+    pairs = [((s.ed_phase + p) % n_s, (t.ed_phase + round(p * n_t / n_s)) % n_t) for p in range(n_s)]
+    pairs += [(s.ed_phase, t.ed_phase)]
+    if s.es_phase is not None and t.es_phase is not None:
+        pairs += [(s.es_phase, t.es_phase)]
+    return sorted({(a, b) for a, b in pairs if a in s.phase_labels and b in t.phase_labels})
+
+
 class VamaData:
     """Normalised slices of both domains; each source study is paired with a target study, and the
     target is moved onto the source grid by the inverse of the landmark transform (source -> target).
@@ -275,6 +298,11 @@ class VamaData:
     Moving the target rather than the source is the same alignment, but the networks then see source
     slices untouched and at their native pixel size, exactly as at inference; the target image is
     interpolated in-plane only (nearest slice through-plane), so thick slices are not blended.
+
+    Pixel losses use a mask: where the moved target has data and its label equals the source's label
+    (background, LV cavity, myocardium, RV). Six landmarks on 8-10 mm slices leave millimetres of
+    misregistration between two different hearts; without the mask the networks would learn to blend
+    blood with myocardium at every edge. Pairs are therefore the labelled phases of both studies.
     """
 
     def __init__(self, source: list[DomainStudy], target: list[DomainStudy],
@@ -282,41 +310,45 @@ class VamaData:
                  progress: ProgressFn | None = None):
         self.source, self.target = source, target
         self.alignments = []
-        self.aligned = []  # per source: (T_pairs, Z_s, Y_s, X_s) normalised target on the source grid
-        self.pairs = []    # per source: (target index, [(source phase, target phase)])
-        self.coverage = []  # per source: (Z_s, Y_s, X_s) 1 where the moved target has data
+        self.aligned = []  # per source: (P, Z_s, Y_s, X_s) normalised target on the source grid
+        self.masks = []    # per source: (P, Z_s, Y_s, X_s) uint8 1 where the pixel losses apply
+        self.pairs = []    # per source: (target index, [(source phase, target phase)] of length P)
 
-        def labels_of(ds: DomainStudy) -> tuple[np.ndarray, Grid]:
-            if ds.labels is not None:
-                return ds.labels, ds.grid
-            if segment is None:
-                raise DataError(f"study {ds.name} has no labels for the alignment landmarks")
-            return segment(ds)
-
-        tgt_labels = [labels_of(t) for t in target]
+        for ds in source + target:
+            if ds.labels is None:
+                if segment is None:
+                    raise DataError(f"study {ds.name} has no labels for the alignment landmarks")
+                sr_labels, sr = segment(ds)
+                ds.phase_labels = {ds.ed_phase: resample(sr_labels, sr, ds.grid, order=0)}
+                ds.segmentation = (sr_labels, sr)  # landmarks from the finer SR segmentation
         for i, s in enumerate(source):
             j = i % len(target)
             t = target[j]
-            s_lab, s_grid = labels_of(s)
-            al = align_labels(s_lab, s_grid, tgt_labels[j][0], tgt_labels[j][1], s.name, t.name)
-            n = min(s.image.shape[0], t.image.shape[0])
-            phase_pairs = [((s.ed_phase + p) % s.image.shape[0],
-                            (t.ed_phase + round(p * t.image.shape[0] / s.image.shape[0])) % t.image.shape[0])
-                           for p in range(n)]
+            s_lab, s_grid = s.segmentation or (s.labels, s.grid)
+            t_lab, t_grid = t.segmentation or (t.labels, t.grid)
+            al = align_labels(s_lab, s_grid, t_lab, t_grid, s.name, t.name)
+            pairs = _phase_pairs(s, t)
+            if not pairs:
+                raise DataError(f"no labelled phases to pair between source {s.name} and target {t.name}")
             inverse = np.linalg.inv(al.transform)
-            tgt_phases = t.normalised[[b for _, b in phase_pairs]]
-            self.aligned.append(resample_aligned(tgt_phases, t.grid, s.grid, inverse, order=1, nearest_slice=True)
-                                .astype(np.float32))
+            moved = resample_aligned(t.normalised[[b for _, b in pairs]], t.grid, s.grid, inverse, order=1,
+                                     nearest_slice=True).astype(np.float32)
+            moved_lab = resample_aligned(np.stack([t.phase_labels[b] for _, b in pairs]), t.grid, s.grid,
+                                         inverse, order=0, nearest_slice=True)
             inside = resample_aligned(np.ones(t.grid.shape, np.uint8), t.grid, s.grid, inverse, order=0,
-                                      nearest_slice=True)
-            self.coverage.append(inside.astype(np.float32))
+                                      nearest_slice=True).astype(bool)
+            agree = (moved_lab == np.stack([s.phase_labels[a] for a, _ in pairs])) & inside[None]
+            self.aligned.append(moved)
+            self.masks.append(agree.astype(np.uint8))
             self.alignments.append(al)
-            self.pairs.append((j, phase_pairs))
-            log.info("aligned %s -> %s: rms %.2f mm, rotation %.1f deg", s.name, t.name, al.rms_mm,
-                     al.rotation_deg)
+            self.pairs.append((j, pairs))
+            log.info("aligned %s -> %s: rms %.2f mm, rotation %.1f deg, %d phase pairs, label agreement %.2f",
+                     s.name, t.name, al.rms_mm, al.rotation_deg, len(pairs), float(agree[:, inside].mean()))
             if progress is not None:
                 progress({"event": "align", "source": s.name, "target": t.name, "rms_mm": al.rms_mm,
-                          "rotation_deg": al.rotation_deg, "index": i + 1, "total": len(source)})
+                          "rotation_deg": al.rotation_deg, "phase_pairs": len(pairs),
+                          "label_agreement": float(agree[:, inside].mean()), "index": i + 1,
+                          "total": len(source)})
         self.source_norm = [s.normalised for s in source]
         self.target_scale = float(np.median([t.scale for t in target]))
 
@@ -346,21 +378,21 @@ class VamaData:
 
     def pair_batch(self, n: int, crop: int, rng: np.random.Generator
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """n (aligned target crop, source crop, coverage mask) triples at the same place of the same
-        source slice and matched cardiac phase, each (n, 1, crop, crop)."""
-        tgt, src, cov = [], [], []
+        """n (aligned target crop, source crop, loss mask) triples at the same place of the same source
+        slice and paired cardiac phase, each (n, 1, crop, crop) float32."""
+        tgt, src, msk = [], [], []
         for _ in range(n):
             i = int(rng.integers(len(self.source)))
-            phase_pairs = self.pairs[i][1]
-            p = int(rng.integers(len(phase_pairs)))
+            pairs = self.pairs[i][1]
+            p = int(rng.integers(len(pairs)))
             k = int(rng.integers(self.aligned[i].shape[1]))
-            a_s = self.source_norm[i][phase_pairs[p][0], k]
+            a_s = self.source_norm[i][pairs[p][0], k]
             y0, x0, ch, cw = self._crop_box(a_s.shape, crop, rng)
             box = (slice(y0, y0 + ch), slice(x0, x0 + cw))
-            crops = self._flip([self.aligned[i][p, k][box], a_s[box], self.coverage[i][k][box]], rng)
-            for lst, c in zip((tgt, src, cov), crops):
+            crops = self._flip([self.aligned[i][p, k][box], a_s[box], self.masks[i][p, k][box]], rng)
+            for lst, c in zip((tgt, src, msk), crops):
                 lst.append(self._fit(c, crop))
-        return tuple(np.stack(a)[:, None].copy() for a in (tgt, src, cov))
+        return tuple(np.stack(a)[:, None].astype(np.float32) for a in (tgt, src, msk))
 
 
 # --- losses and steps ---------------------------------------------------------------------------------
@@ -412,34 +444,34 @@ class VamaTrainer:
     def _t(self, a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
 
-    def step_target(self, tgt: np.ndarray, src: np.ndarray, cov: np.ndarray) -> dict[str, float]:
+    def step_target(self, tgt: np.ndarray, src: np.ndarray, mask: np.ndarray) -> dict[str, float]:
         """One G_t/D_t update. I_i = [I_t ; I_s] (batch concatenation of aligned crops); the reference of
-        both halves is the aligned I_t (the source half's pixel losses only where the moved target has
-        data); D_t: real = I_t, fake = G_t(I_i)."""
+        both halves is the aligned I_t (the source half's pixel losses only inside `mask`: target data with
+        the same label); D_t: real = I_t, fake = G_t(I_i)."""
         m = self.model
         m.g_t.train()
         x_t, x_s = self._t(tgt), self._t(src)
         x_i = torch.cat([x_t, x_s], dim=0)
         ref = torch.cat([x_t, x_t], dim=0)
-        mask = torch.cat([torch.ones_like(x_t), self._t(cov)], dim=0)
+        loss_mask = torch.cat([torch.ones_like(x_t), self._t(mask)], dim=0)
         res = m.g_t(x_i, stochastic=True)
         self.opt["d_t"].zero_grad(set_to_none=True)
         d_loss = discriminator_loss(m.d_t, x_t, res["out"])
         d_loss.backward()
         self.opt["d_t"].step()
         self.opt["g_t"].zero_grad(set_to_none=True)
-        losses = generator_loss(res["out"], ref, res, m.d_t(res["out"]), self.w, mask)
+        losses = generator_loss(res["out"], ref, res, m.d_t(res["out"]), self.w, loss_mask)
         losses["total"].backward()
         self.opt["g_t"].step()
         return {k: float(v.detach()) for k, v in losses.items()} | {"d": float(d_loss.detach())}
 
-    def step_source(self, tgt: np.ndarray, src: np.ndarray, cov: np.ndarray) -> dict[str, float]:
+    def step_source(self, tgt: np.ndarray, src: np.ndarray, mask: np.ndarray) -> dict[str, float]:
         """One G_s/D_s update. G_t is frozen and encodes I_s, as at inference; G_s mixes its posterior and
-        features; reference = the aligned I_t (where the source has data); D_s: real = I_t."""
+        features; reference = the aligned I_t (inside `mask`); D_s: real = I_t."""
         m = self.model
         m.g_t.eval()
         m.g_s.train()
-        x_t, x_s, mask = self._t(tgt), self._t(src), self._t(cov)
+        x_t, x_s, loss_mask = self._t(tgt), self._t(src), self._t(mask)
         with torch.no_grad():
             t_res = m.g_t(x_s, stochastic=False)
         res = m.g_s(x_s, t_res, stochastic=True)
@@ -448,7 +480,7 @@ class VamaTrainer:
         d_loss.backward()
         self.opt["d_s"].step()
         self.opt["g_s"].zero_grad(set_to_none=True)
-        losses = generator_loss(res["out"], x_t, res, m.d_s(res["out"]), self.w, mask)
+        losses = generator_loss(res["out"], x_t, res, m.d_s(res["out"]), self.w, loss_mask)
         losses["total"].backward()
         self.opt["g_s"].step()
         return {k: float(v.detach()) for k, v in losses.items()} | {"d": float(d_loss.detach())}
@@ -562,7 +594,8 @@ def train_vama(source_dir: str | Path, target_dir: str | Path, out: str | Path, 
     gid = gemini_model_id(gemini)
     config = {
         "gemini_model_id": gid,
-        "normalisation": {"method": "percentile", "percentile": PERCENTILE, "target_scale": data.target_scale},
+        "normalisation": {"method": "percentile", "percentile": PERCENTILE, "target_scale": data.target_scale,
+                          "output_units": "source"},
         "training": run_cfg | {"seed": st.seed},
         "alignment": [{"source": s.name, "target": target[j].name, "rms_mm": a.rms_mm,
                        "rotation_deg": a.rotation_deg}

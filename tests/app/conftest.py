@@ -50,7 +50,8 @@ def window(qtbot, settings):
     win = MainWindow(settings, interactive=False)
     qtbot.addWidget(win)
     win.resize(1400, 900)
-    win.show()
+    with qtbot.waitSignal(win.surfaceReady, timeout=60000):
+        win.show()
     qtbot.waitExposed(win)
     yield win
     if win.task is not None and win.task.is_running():

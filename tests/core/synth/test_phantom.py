@@ -8,8 +8,8 @@ from scipy import ndimage
 
 from core.geometry import resample, sr_grid
 from core.synth import DOMAINS, make_subject, subject_seed
-from core.synth.anatomy import ANATOMY_RANGES, Phantom, sample_heart_params, volume_curve
 from core.synth.acquisition import render_grid
+from core.synth.anatomy import ANATOMY_RANGES, Phantom, sample_heart_params, volume_curve
 
 STRUCTS = {1: "lv_cavity", 2: "lv_myocardium", 3: "rv_cavity"}
 
@@ -54,13 +54,20 @@ def test_hr_is_exactly_on_the_sr_grid_of_the_lr_stack(pair20):
 
 
 def test_lr_and_hr_anatomy_overlay_in_world_space(pair_aligned):
-    """The LV centroid computed from LR labels and from HR labels (each with its own affine) agree."""
+    """The LV and RV centroids computed from LR labels and from HR labels (each with its own affine, HR on
+    the HR slices through the LR slice centres) agree to a fraction of a voxel."""
+    lr, hr = pair_aligned.lr, pair_aligned.hr
+    k_hr = np.rint(hr.grid.world_to_index(lr.grid.slice_centres())[:, 2]).astype(int)
+    np.testing.assert_allclose(hr.grid.index_to_world(np.c_[np.zeros((len(k_hr), 2)), k_hr])
+                               @ lr.grid.normal, lr.grid.slice_centres() @ lr.grid.normal, atol=1e-3)
     for t in (0, pair_aligned.phantom.es_phase):
-        cents = []
-        for st in (pair_aligned.lr, pair_aligned.hr):
-            idx = np.argwhere(st.labels[t] == 1)[:, ::-1].astype(float)
-            cents.append(st.grid.index_to_world(idx).mean(axis=0))
-        assert np.linalg.norm(cents[0] - cents[1]) < 2.0
+        for v in (1, 3):
+            cents = []
+            for st, ks in ((lr, np.arange(lr.n_slices)), (hr, k_hr)):
+                idx = np.argwhere(st.labels[t][ks] == v)
+                idx[:, 0] = ks[idx[:, 0]]
+                cents.append(st.grid.index_to_world(idx[:, ::-1].astype(float)).mean(axis=0))
+            assert np.linalg.norm(cents[0] - cents[1]) < 1.0, (t, v, cents)
 
 
 def test_stack_is_roughly_perpendicular_to_the_long_axis(pair20):
@@ -120,7 +127,7 @@ def test_drawn_parameters_and_volumes_are_in_range():
         s = ph.summary()
         assert lo_ef - 1e-9 <= s["lv_ef"] <= hi_ef + 1e-9
         assert 60 < s["lv_edv_ml"] < 210 and 40 < s["lv_mass_g"] < 200
-        assert 6.0 <= s["wall_ed_mm"] <= 8.5 + 1e-6 and s["wall_ed_mm"] < s["wall_es_mm"] < 14.0
+        assert 6.0 <= s["wall_ed_mm"] <= 8.0 + 1e-6 and s["wall_ed_mm"] < s["wall_es_mm"] < 13.5
         assert 0.35 <= ph.es_phase / 20 <= 0.40
         assert 0.5 < s["rv_edv_ml"] / s["lv_edv_ml"] < 1.6
 
@@ -135,11 +142,14 @@ def test_label_volumes_ef_and_ed_es_from_hr_labels(pair20):
     lv_ef = 1 - lv[es] / lv[0]
     rv_ef = 1 - rv[es] / rv[0]
     p = pair20.phantom.params
-    assert lv_ef == pytest.approx(p.lv_ef, abs=0.02)
-    assert rv_ef == pytest.approx(p.rv_ef, abs=0.03)
-    assert ANATOMY_RANGES["lv_ef"][0] - 0.02 <= lv_ef <= ANATOMY_RANGES["lv_ef"][1] + 0.02
-    assert ANATOMY_RANGES["rv_ef"][0] - 0.03 <= rv_ef <= ANATOMY_RANGES["rv_ef"][1] + 0.03
-    assert lv[0] == pytest.approx(pair20.info["summary"]["lv_edv_ml"], rel=0.03)
+    # label volumes carry the HR grid's quantisation: the base planes are nearly parallel to the 2 mm
+    # slices, so the top slice of a cavity is in or out (+-2 mm x base area, up to ~5% of a volume)
+    assert lv_ef == pytest.approx(p.lv_ef, abs=0.03)
+    assert rv_ef == pytest.approx(p.rv_ef, abs=0.05)
+    assert ANATOMY_RANGES["lv_ef"][0] - 0.03 <= lv_ef <= ANATOMY_RANGES["lv_ef"][1] + 0.03
+    assert ANATOMY_RANGES["rv_ef"][0] - 0.05 <= rv_ef <= ANATOMY_RANGES["rv_ef"][1] + 0.05
+    assert lv[0] == pytest.approx(pair20.info["summary"]["lv_edv_ml"], rel=0.05)
+    assert rv[0] == pytest.approx(pair20.info["summary"]["rv_edv_ml"], rel=0.07)
     myo = (hr.labels == 2).sum(axis=(1, 2, 3)) * vox
     assert np.ptp(myo) / myo.mean() < 0.08  # myocardium keeps its volume over the cycle
 
@@ -222,3 +232,25 @@ def test_lr_simulation_of_an_hr_volume_matches_the_phantom_lr(pair_aligned):
     shifts = SliceShifts.random(np.random.default_rng(0), lr.grid, acq.__class__(shift_mm=3.0))
     img2, lab2 = simulate_lr_from_volume(hr.image[0], hr.labels[0], hr.grid, lr.grid, acq, shifts)
     assert img2.shape == lr.image[0].shape and not np.array_equal(lab2, lab[0])
+
+
+def test_painted_rv_and_lv_ef_match_the_drawn_values_on_a_fine_grid():
+    """Without the HR grid's quantisation (1 mm sampling of the painted phantom), the LV and RV ejection
+    fractions are the drawn ones."""
+    ph = Phantom(sample_heart_params(np.random.default_rng(21)), 20)
+    f = ph.frames[0]
+    step = 1.0
+    u = np.arange(-f.d - f.A - 3, f.ao + 3, step)
+    v = np.arange(-max(f.B, f.bo) - 3, max(f.B, f.bo) + 3, step)
+    w = np.arange(f.w_centre - f.co - 3, f.w_rv_base + 3, step)
+    uvw = np.stack(np.meshgrid(u, v, w, indexing="ij"), axis=-1)
+    xyz = ph.heart_to_world(uvw.reshape(-1, 3))
+    vol = {}
+    for t in (0, ph.es_phase):
+        tis = ph.tissue_at(xyz, t)
+        vol[t] = {v_: float(np.count_nonzero(tis == v_)) * step**3 / 1000 for v_ in (1, 3)}
+    lv_ef = 1 - vol[ph.es_phase][1] / vol[0][1]
+    rv_ef = 1 - vol[ph.es_phase][3] / vol[0][3]
+    assert lv_ef == pytest.approx(ph.params.lv_ef, abs=0.015)
+    assert rv_ef == pytest.approx(ph.params.rv_ef, abs=0.015)
+    assert vol[0][1] == pytest.approx(ph.lv_edv_ml, rel=0.03)

@@ -93,6 +93,13 @@ def test_adapter_checkpoint_round_trip(domains, tmp_path):
     shutil.copy(out / "adapter.safetensors", tmp_path / "ad.safetensors")
     shutil.copy(out / "config.json", tmp_path / "ad.json")
     assert np.array_equal(Adapter.load(tmp_path / "ad.safetensors").adapt(study).image, r1.image)
+    # outputs stay in the study's units: scaling the input scales the output (Gemini-GAN is scale-free)
+    np.testing.assert_allclose(a.adapt(Study(img * 10, aff)).image, r1.image * 10, rtol=1e-4, atol=1e-3)
+    a.config["normalisation"]["output_units"] = "target"
+    in_target_units = a.adapt(study).image
+    np.testing.assert_allclose(in_target_units * percentile_scale(img), r1.image * a.target_scale, rtol=1e-4,
+                               atol=1e-2)
+    a.config["normalisation"]["output_units"] = "source"
     seen = []
     a.adapt(study, progress=lambda f, m: seen.append(f))
     assert seen and seen[-1] == 1.0
@@ -146,7 +153,7 @@ def _adaptation_ratios(domains, tmp_path, steps):
     """Train `steps` per stage (default networks and loss weights); on new source studies return the
     ratios after/before of (a) the 1-D Wasserstein distance between the intensity histograms of the study
     and of target-domain studies and (b) the mean absolute error to the same anatomy rendered in the
-    target domain, all in normalised units (study / its 99.5th percentile; adapted / target scale)."""
+    target domain, all in normalised units (study / its 99.5th percentile; adapted / the same scale)."""
     torch.manual_seed(0)
     settings = TrainSettings(epochs=1, max_steps=steps, steps_per_epoch=steps, batch_size=8, crop=32,
                              device="cpu")
@@ -160,7 +167,7 @@ def _adaptation_ratios(domains, tmp_path, steps):
         source, ideal = render(labels, rng, "source"), render(labels, rng, "target")
         adapted = a.adapt(Study(source, random_affine(rng))).image
         n_src, n_ideal = source / percentile_scale(source), ideal / percentile_scale(ideal)
-        n_out = adapted / a.target_scale  # the adapter's output in normalised target units
+        n_out = adapted / percentile_scale(source)  # the output, in the study's units, normalised alike
         w1 = wasserstein_distance(n_out.ravel(), target) / wasserstein_distance(n_src.ravel(), target)
         mae = np.abs(n_out - n_ideal).mean() / np.abs(n_src - n_ideal).mean()
         ratios.append((w1, mae))
