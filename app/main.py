@@ -82,6 +82,22 @@ class _Script:
             self.app.exit(self.rc)
 
 
+def _check_display() -> None:
+    """Fail with a one-line reason instead of Qt aborting when there is no display to open a window on."""
+    if not sys.platform.startswith("linux") or QApplication.instance() is not None:
+        return
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if platform and not platform.startswith(("xcb", "wayland")):
+        return
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        from core.errors import GeminiError
+
+        raise GeminiError(
+            "no display to open the window on: run it in a desktop session, or headless with "
+            "xvfb-run -a -s '-screen 0 1600x1000x24' gemini-cmr view ... (QT_QPA_PLATFORM=xcb)"
+        )
+
+
 def _install_excepthook(quit_on_error: bool) -> None:
     """An exception escaping a Qt slot is a bug: log it; in scripted runs, also exit with status 1
     rather than waiting forever for a signal that will not come."""
@@ -100,6 +116,7 @@ def run_view(study: str | None = None, super_resolve: bool = False, screenshot: 
              quit_after: bool = False, model: str | None = None, adapter: str | None = None,
              device: str | None = None, size: tuple[int, int] | None = None) -> int:
     t0 = time.perf_counter()
+    _check_display()
     app = make_app()
     scripted = bool(screenshot or quit_after)
     _install_excepthook(quit_on_error=quit_after)

@@ -7,7 +7,6 @@ surfaces and phenotypes. Geometry (world <-> voxel, long axis, plane sampling) c
 
 from __future__ import annotations
 
-import html
 import logging
 import threading
 from pathlib import Path
@@ -53,6 +52,11 @@ log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
 STUDY_FILTER = "Cine studies (*.nii *.nii.gz *.zip *.dcm);;All files (*)"
+
+
+def _short_id(text: str, n: int = 16) -> str:
+    text = str(text)
+    return text if len(text) <= n else text[:n] + "…"
 
 
 def _import_surface_modules() -> None:
@@ -153,14 +157,26 @@ class MainWindow(QMainWindow):
             self._poll_3d.timeout.connect(self._create_surface_view)
             self._poll_3d.start(30)
 
+    def _split_bottom(self) -> None:
+        total = sum(self.bottom_split.sizes()) or self.bottom_split.width()
+        self.bottom_split.setSizes([int(total * 0.58), total - int(total * 0.58)])
+
     def _create_surface_view(self) -> None:
         if self._import_3d.is_alive():
             return
         self._poll_3d.stop()
-        from app.views.surface_view import SurfaceView
+        try:
+            from app.views.surface_view import SurfaceView
 
-        sv = SurfaceView()
+            sv = SurfaceView()
+        except Exception as exc:  # no usable OpenGL, broken VTK: the 2D app still works
+            log.exception("3D view unavailable")
+            self.with_3d = False
+            self._surface_placeholder.setText(f"3D view unavailable:\n{type(exc).__name__}: {exc}"[:300])
+            self.surfaceReady.emit()
+            return
         self.bottom_split.replaceWidget(1, sv)
+        QTimer.singleShot(0, self._split_bottom)
         self._surface_placeholder.deleteLater()
         self.surface_view = sv
         if self.result is not None:
@@ -220,8 +236,10 @@ class MainWindow(QMainWindow):
         self.study_fields: dict[str, QLabel] = {}
         for key, text in (("name", "Study"), ("format", "Format"), ("patient", "Patient"), ("vendor", "Vendor"),
                           ("series", "Series"), ("size", "Matrix"), ("spacing", "Spacing"), ("phases", "Phases"),
-                          ("edes", "ED / ES"), ("labels", "Labels"), ("sr", "SR grid"), ("model", "Model")):
+                          ("edes", "ED / ES"), ("labels", "Labels"), ("sr", "SR matrix"), ("sr_spacing", "SR spacing"),
+                          ("model", "Model")):
             lab = QLabel("–")
+            lab.setTextFormat(Qt.TextFormat.PlainText)
             lab.setWordWrap(True)
             lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             self.study_fields[key] = lab
@@ -426,6 +444,7 @@ class MainWindow(QMainWindow):
     def _build_status_bar(self) -> None:
         sb = self.statusBar()
         self.status_label = QLabel("Ready")
+        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # long text never widens
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setMaximumWidth(280)
@@ -450,6 +469,9 @@ class MainWindow(QMainWindow):
         self.lr_view.viewChanged.connect(lambda z, c: self.sr_view.apply_view(z, c))
         self.sr_view.viewChanged.connect(lambda z, c: self.lr_view.apply_view(z, c))
         self.reformat_view.planeChanged.connect(lambda _: self._update_plane_trace())
+        self.reformat_view.cursorMoved.connect(self.set_cursor)
+        self.reformat_view.windowLevelDragged.connect(self.set_window_level)
+        self.reformat_view.windowLevelReset.connect(self.reset_window_level)
 
     # ============================================================================================
     # engine choices and settings
@@ -561,7 +583,8 @@ class MainWindow(QMainWindow):
         self.result = None
         grid = study.grid
         self.cursor = grid.centre()
-        self.phase = int(study.meta.ed_phase or 0) if study.meta.ed_phase is not None else 0
+        ed = study.meta.ed_phase
+        self.phase = int(ed) if ed is not None and 0 <= ed < study.n_phases else 0
         for v in (self.lr_view, self.sr_view):
             v.set_reference(grid)
         labels = study.labels if study.has_labels else None
@@ -618,7 +641,7 @@ class MainWindow(QMainWindow):
             return
         m = s.meta
         sx, sy, sz = s.spacing
-        f["name"].setText(html.escape(s.name))
+        f["name"].setText(s.name)
         f["format"].setText(m.format or "–")
         f["patient"].setText(m.patient_id or "–")
         f["vendor"].setText(m.vendor or "–")
@@ -635,13 +658,16 @@ class MainWindow(QMainWindow):
         f["labels"].setText(f"phases {', '.join(str(p + 1) for p in s.labelled_phases)}" if s.has_labels else "none")
         if self.result is None:
             f["sr"].setText("–")
+            f["sr_spacing"].setText("–")
             f["model"].setText("–")
         else:
             g = self.result.sr_grid
             gx, gy, gz = g.spacing
-            f["sr"].setText(f"{g.shape[2]} × {g.shape[1]} × {g.shape[0]}\n{gx:.2f} × {gy:.2f} × {gz:.2f} mm")
+            f["sr"].setText(f"{g.shape[2]} × {g.shape[1]} × {g.shape[0]} slices")
+            f["sr_spacing"].setText(f"{gx:.2f} × {gy:.2f} × {gz:.2f} mm")
             adapter = getattr(self.result, "adapter_id", None)
-            f["model"].setText(f"{self.result.model_id}" + (f" + {adapter}" if adapter else ""))
+            f["model"].setText(_short_id(self.result.model_id) + (f" + {_short_id(adapter)}" if adapter else ""))
+            f["model"].setToolTip(f"model {self.result.model_id}" + (f"\nadapter {adapter}" if adapter else ""))
         self.warnings_label.setText("\n".join(f"⚠ {w}" for w in m.warnings))
 
     # ============================================================================================
@@ -698,7 +724,11 @@ class MainWindow(QMainWindow):
         self.set_phase(ed)
         self._update_views()
         total = sum(v for k, v in (result.timings or {}).items() if k == "total") or sum((result.timings or {}).values())
-        self.status_label.setText(f"Super-resolved {len(phases)} phase(s) in {total:.1f} s with {result.model_id}")
+        self.status_label.setText(
+            f"Super-resolved {len(phases)} phase(s) in {total:.1f} s with model {_short_id(result.model_id)} "
+            f"on {getattr(result, 'device', '?')}"
+            + "".join(f" — {w}" for w in getattr(result, "warnings", []) or [])
+        )
         self.resultReady.emit(result)
 
     def _full_phase_labels(self, labels: np.ndarray, phases: list[int]) -> np.ndarray:
@@ -727,7 +757,7 @@ class MainWindow(QMainWindow):
         task.cancelled.connect(self._on_task_cancelled)
         task.done.connect(self._on_task_done)
         self.status_label.setText(message)
-        self.progress_bar.setValue(0)
+        self.progress_bar.setRange(0, 0)  # busy until the first progress report
         self.progress_bar.setVisible(True)
         self.cancel_button.setVisible(True)
         task.start()
@@ -735,6 +765,8 @@ class MainWindow(QMainWindow):
         return task
 
     def _on_progress(self, fraction: float, message: str) -> None:
+        if fraction > 0 and self.progress_bar.maximum() == 0:
+            self.progress_bar.setRange(0, 1000)
         self.progress_bar.setValue(int(max(0.0, min(1.0, fraction)) * 1000))
         if message:
             self.status_label.setText(message)
@@ -757,7 +789,7 @@ class MainWindow(QMainWindow):
             self.status_label.setText("Cancelling…")
 
     def _report_error(self, message: str, details: str) -> None:
-        log.error("%s", message)
+        log.info("error shown to the user: %s", message)
         self.status_label.setText(f"Error: {message}")
         self.taskFailed.emit(message, details)
         if self.interactive:
@@ -865,6 +897,7 @@ class MainWindow(QMainWindow):
         for v in (self.lr_view, self.sr_view):
             v.set_position(self.cursor, self.phase)
         self.reformat_view.set_phase(self.phase)
+        self.reformat_view.set_cursor(self.cursor)
         if self.surface_view is not None:
             self.surface_view.set_phase(self.phase)
         self.phenotypes_panel.set_phase(self.phase)
@@ -929,6 +962,7 @@ class MainWindow(QMainWindow):
     def _apply_crosshair(self, visible: bool) -> None:
         for v in (self.lr_view, self.sr_view):
             v.set_crosshair_visible(visible)
+        self.reformat_view.set_crosshair_visible(visible)
 
     # ============================================================================================
     # screenshots and export

@@ -34,6 +34,7 @@ QWidget {{ color: #d8dadf; font-size: 10pt; }}
 QToolBar {{ background: #2a2d33; border: none; spacing: 6px; padding: 3px; }}
 QToolBar QToolButton {{ padding: 4px 8px; border-radius: 3px; }}
 QToolBar QToolButton:hover {{ background: #3a3e46; }}
+QToolButton::menu-indicator {{ image: none; width: 0px; }}
 QToolButton#superResolve {{ background: {ACCENT}; color: white; font-weight: bold; padding: 5px 14px; }}
 QToolButton#superResolve:hover {{ background: #5aa2f0; }}
 QToolButton#superResolve:disabled {{ background: #3a4452; color: #8a93a0; }}

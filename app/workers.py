@@ -119,7 +119,7 @@ class Task(QObject):
         return self._stop.is_set()
 
     def is_running(self) -> bool:
-        return self._running
+        return self._running and not self._thread.isFinished()
 
     def wait(self, msecs: int = 30000) -> bool:
         """Block until the thread ends (used when the window closes)."""

@@ -81,6 +81,7 @@ def run_once(study_path: Path, args, out: Path, pair=None) -> dict[str, float]:
     from core.io import load_study
 
     t0 = time.perf_counter()
+    c0 = time.process_time()
     study = load_study(study_path)
     t_load = time.perf_counter() - t0
     model = OraclePredictor(pair) if args.oracle else args.model
@@ -91,6 +92,7 @@ def run_once(study_path: Path, args, out: Path, pair=None) -> dict[str, float]:
     tm = dict(result.timings)
     tm["load_study"] = t_load
     tm["files_to_outputs"] = total
+    tm["cpu_seconds"] = time.process_time() - c0  # all threads of this process
     tm["_device"] = engine.device
     tm["_sr_shape"] = list(result.sr_grid.shape)
     tm["_n_phases"] = len(result.phases)
@@ -117,6 +119,7 @@ def main() -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="gemini-bench-") as tmp:
         tmp = Path(tmp)
         pair = None
@@ -148,6 +151,7 @@ def main() -> int:
         "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
         "cpu": platform.processor() or platform.machine(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "median_s": {k: round(v, 3) for k, v in med.items()},
     }  # fmt: skip
     if args.json:
@@ -155,9 +159,10 @@ def main() -> int:
         return 0
     print(f"{what}; SR grid {info['sr_grid']} (D, H, W); {info['phases']} phases; device {info['device']}"
           f"{' (' + info['gpu'] + ')' if info['gpu'] else ''}; {info['cpu_count']} CPUs, "
-          f"torch threads {info['torch_threads']}; median of {len(runs)}")
+          f"torch threads {info['torch_threads']}; median of {len(runs)}; load average "
+          f"{info['load_average_1min'][0]:.1f} before, {info['load_average_1min'][1]:.1f} after")
     order = ["load_study", "load_model", "adapt", "predict", "predict_preprocess", "predict_model", "lr_labels",
-             "phenotypes", "meshes", "write", "files_to_outputs"]
+             "phenotypes", "meshes", "write", "files_to_outputs", "cpu_seconds"]
     for k in order + [k for k in keys if k not in order and k != "total"]:
         if k in med:
             print(f"  {k:<20} {med[k]:8.3f} s")

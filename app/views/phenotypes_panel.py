@@ -65,7 +65,7 @@ class VolumeCurve(QWidget):
             self.update()
 
     def _plot_rect(self) -> QRectF:
-        return QRectF(self.rect()).adjusted(44, 16, -10, -30)
+        return QRectF(self.rect()).adjusted(44, 26, -10, -30)
 
     def _x(self, phase: float, r: QRectF) -> float:
         lo, hi = min(self.phases), max(self.phases)
@@ -88,7 +88,7 @@ class VolumeCurve(QWidget):
         p.setFont(font)
         if not self.phases or not self.curves:
             p.setPen(QColor(140, 146, 155))
-            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "Volume-time curve after Super-resolve")
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "The volume-time curve appears here")
             return
         values = [v for name, _ in CURVES for v in self.curves.get(name, [])]
         vmax = max(values) if values else 1.0
@@ -104,7 +104,7 @@ class VolumeCurve(QWidget):
             p.setPen(grid_pen)
         p.setPen(QColor(140, 146, 155))
         p.drawText(QRectF(r.left(), r.bottom() + 14, r.width(), 12), Qt.AlignmentFlag.AlignRight, "phase")
-        p.drawText(QRectF(2, r.top() - 14, 60, 12), Qt.AlignmentFlag.AlignLeft, "mL")
+        p.drawText(QRectF(4, r.top() - 20, 60, 12), Qt.AlignmentFlag.AlignLeft, "mL")
         for phase, tag, colour in ((self.ed, "ED", QColor(230, 120, 60)), (self.es, "ES", QColor(200, 90, 220))):
             if phase is None or phase not in self.phases:
                 continue
@@ -133,15 +133,16 @@ class VolumeCurve(QWidget):
             for i in order:
                 p.drawEllipse(QPointF(self._x(self.phases[i], r), r.bottom() - vals[i] / vmax * r.height()), 2.2, 2.2)
             p.setBrush(Qt.BrushStyle.NoBrush)
-        # legend
-        lx = r.right() - 80
+        # legend, above the plot so it never hides data
+        lx = r.right() - 190
+        y = r.top() - 14
         for n, (name, tag) in enumerate(CURVES):
             label = {"lv_cavity": 1, "rv_cavity": 3}[name]
+            x = lx + n * 95
             p.setPen(QPen(QColor(*LABEL_COLOURS[label]), 2))
-            y = r.top() + 6 + n * 14
-            p.drawLine(QPointF(lx, y), QPointF(lx + 16, y))
+            p.drawLine(QPointF(x, y), QPointF(x + 16, y))
             p.setPen(QColor(216, 218, 223))
-            p.drawText(QPointF(lx + 20, y + 4), f"{tag} cavity")
+            p.drawText(QPointF(x + 20, y + 4), f"{tag} cavity")
         p.end()
 
 
@@ -171,18 +172,22 @@ class PhenotypesPanel(QWidget):
         lay.addWidget(self.sub)
         self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.setFixedHeight(24 + 20 * len(ROWS))
-        title = QLabel("Volume-time curve")
-        title.setObjectName("viewTitle")
+        self.curve_title = QLabel("Volume-time curve")
+        self.curve_title.setObjectName("viewTitle")
         lay.addWidget(self.table)
-        lay.addWidget(title)
+        lay.addWidget(self.curve_title)
         lay.addWidget(self.curve, 1)
         self.phenotypes: dict[str, Any] | None = None
+        self.clear()
 
     def clear(self) -> None:
         self.phenotypes = None
-        self.headline.setText("–")
-        self.sub.setText("Run Super-resolve to measure volumes and function")
+        self.headline.setText("No measurements yet")
+        self.sub.setText("Super-resolve the study to measure LV and RV volumes, ejection fraction and LV mass "
+                         "from the SR segmentation.")
         self.table.setRowCount(0)
+        self.table.setVisible(False)
+        self.curve_title.setVisible(False)
         self.curve.set_data([], {}, None, None)
 
     def set_phenotypes(self, ph: dict[str, Any] | None) -> None:
@@ -214,6 +219,8 @@ class PhenotypesPanel(QWidget):
                 if col:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(row, col, item)
+        self.table.setVisible(True)
+        self.curve_title.setVisible(True)
         self.table.setColumnHidden(2, not indexed)
         self.table.setColumnHidden(3, not lr)
         self.curve.set_data(ph.get("phases", []), ph.get("volume_curves_ml", {}), ed, es)

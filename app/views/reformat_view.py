@@ -29,6 +29,9 @@ class _Source:
 
 class ReformatView(QWidget):
     planeChanged = Signal(str)
+    cursorMoved = Signal(object)  # world point picked on a reformat
+    windowLevelDragged = Signal(float, float)
+    windowLevelReset = Signal()
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -64,6 +67,11 @@ class ReformatView(QWidget):
         self._buttons.idToggled.connect(self._on_button)
         for a, b in ((self.lr_pane, self.sr_pane), (self.sr_pane, self.lr_pane)):
             a.viewChanged.connect(lambda z, c, other=b: other.apply_view(z, c))
+            a.leftPressed.connect(self._on_pick)
+            a.leftDragged.connect(self._on_pick)
+            a.windowLevelDragged.connect(self.windowLevelDragged)
+            a.windowLevelReset.connect(self.windowLevelReset)
+        self.cursor: np.ndarray | None = None
         self.lr = _Source(nearest_slices=True)
         self.sr = _Source()
         self.axis: LongAxis | None = None
@@ -195,8 +203,7 @@ class ReformatView(QWidget):
             label = dict(PLANES)[self.plane_name]
             pane.corner["tl"] = f"{pane.title}  {label}"
             pane.corner["bl"] = f"phase {self.phase + 1}"
-        self.lr_pane.viewport().update()
-        self.sr_pane.viewport().update()
+        self._update_cross()
 
     def _sample(self, src: _Source, plane: Plane, phase: int):
         """Image and labels of `src` on `plane` at `phase`, cached while the plane and data stay the same
@@ -216,5 +223,36 @@ class ReformatView(QWidget):
             hit = self._cache[key] = (img, lab)
         return hit
 
-    def centre_point(self) -> QPointF:
-        return self.lr_pane.scene().sceneRect().center()
+    # --- crosshair: the cursor projected on the plane, and picking a world point --------------------
+    def _plane_to_scene(self, plane: Plane, st: np.ndarray) -> QPointF:
+        h, w = plane.shape(SAMPLING_MM)
+        c = st[0] / SAMPLING_MM + (w - 1) / 2
+        r = st[1] / SAMPLING_MM + (h - 1) / 2
+        return QPointF((c + 0.5) * SAMPLING_MM, (r + 0.5) * SAMPLING_MM)
+
+    def _scene_to_plane(self, plane: Plane, p: QPointF) -> np.ndarray:
+        h, w = plane.shape(SAMPLING_MM)
+        c = p.x() / SAMPLING_MM - 0.5
+        r = p.y() / SAMPLING_MM - 0.5
+        return np.array([(c - (w - 1) / 2) * SAMPLING_MM, (r - (h - 1) / 2) * SAMPLING_MM])
+
+    def set_cursor(self, world: np.ndarray) -> None:
+        self.cursor = np.asarray(world, dtype=np.float64)
+        self._update_cross()
+
+    def _update_cross(self) -> None:
+        plane = self.planes.get(self.plane_name)
+        for pane in (self.lr_pane, self.sr_pane):
+            if plane is None or self.cursor is None:
+                pane.set_cross(None)
+            else:
+                pane.set_cross(self._plane_to_scene(plane, plane.to_plane(self.cursor)))
+
+    def _on_pick(self, p: QPointF) -> None:
+        plane = self.planes.get(self.plane_name)
+        if plane is not None:
+            self.cursorMoved.emit(plane.to_world(self._scene_to_plane(plane, p)))
+
+    def set_crosshair_visible(self, visible: bool) -> None:
+        self.lr_pane.set_crosshair_visible(visible)
+        self.sr_pane.set_crosshair_visible(visible)

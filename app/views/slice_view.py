@@ -67,6 +67,11 @@ class ImagePane(QGraphicsView):
         self._line: tuple[QPointF, QPointF] | None = None
         self._line_pen = QPen(QColor(255, 90, 200), 2)
         self._line_pen.setCosmetic(True)
+        self._cross_pen = QPen(CROSSHAIR, 1)
+        self._cross_pen.setCosmetic(True)
+        self._cross_pen.setStyle(Qt.PenStyle.DashLine)
+        self._cross: QPointF | None = None
+        self._cross_visible = True
         self.title = title
         self.corner = {"tl": title, "tr": "", "bl": "", "br": ""}
         self.placeholder = ""
@@ -151,8 +156,23 @@ class ImagePane(QGraphicsView):
             painter.drawPixmap(0, 0, self._overlay)
         painter.restore()
 
+    def set_cross(self, p: QPointF | None) -> None:
+        """The crosshair centre in scene coordinates (None hides it)."""
+        self._cross = None if p is None else QPointF(p)
+        self.viewport().update()
+
+    def set_crosshair_visible(self, visible: bool) -> None:
+        self._cross_visible = bool(visible)
+        self.viewport().update()
+
     def draw_scene_lines(self, painter: QPainter) -> None:
-        """Lines in scene coordinates, drawn over the image (subclasses add theirs)."""
+        """Crosshair and plane line in scene coordinates, drawn over the image."""
+        if self._cross is not None and self._cross_visible:
+            r = self.scene().sceneRect()
+            p = self._cross
+            painter.setPen(self._cross_pen)
+            painter.drawLine(QPointF(r.left(), p.y()), QPointF(r.right(), p.y()))
+            painter.drawLine(QPointF(p.x(), r.top()), QPointF(p.x(), r.bottom()))
         if self._line is not None:
             painter.setPen(self._line_pen)
             painter.drawLine(*self._line)
@@ -253,7 +273,8 @@ class ImagePane(QGraphicsView):
     # --- annotations ----------------------------------------------------------------------------
     def drawForeground(self, painter: QPainter, rect):  # noqa: N802
         painter.save()
-        self.draw_scene_lines(painter)
+        if self._array is not None:
+            self.draw_scene_lines(painter)
         painter.resetTransform()
         vp = self.viewport().rect()
         font = QFont(self.font())
@@ -302,11 +323,6 @@ class SliceView(ImagePane):
         self.phase = 0
         self._cursor = np.zeros(3)
         self._shown: tuple | None = None
-        self._cross_pen = QPen(CROSSHAIR, 1)
-        self._cross_pen.setCosmetic(True)
-        self._cross_pen.setStyle(Qt.PenStyle.DashLine)
-        self._cross: QPointF | None = None
-        self._cross_visible = True
         self.leftPressed.connect(self._on_left)
         self.leftDragged.connect(self._on_left)
         self.lineDrawn.connect(self._on_line)
@@ -337,6 +353,10 @@ class SliceView(ImagePane):
         n = 0 if image is None else image.shape[0]
         self.phase_index = {int(t): i for i, t in enumerate(phases if phases is not None else range(n))}
         self._shown = None
+        self.corner["tl"] = self.title
+        if grid is not None:
+            sx, sy, sz = grid.spacing
+            self.corner["tl"] = f"{self.title}   {sx:.2f} × {sy:.2f} × {sz:.2f} mm"
         if grid is not None and self.ref is not None:
             self.set_pixel_transform(self._pixel_transform(grid))
         self._refresh()
@@ -382,23 +402,9 @@ class SliceView(ImagePane):
     def _update_crosshair(self) -> None:
         if self.ref is None:
             return
-        self._cross = self.world_to_scene(self._cursor)
-        self.viewport().update()
+        self.set_cross(self.world_to_scene(self._cursor))
         if self._oblique is not None:
             self.set_line(self.world_to_scene(self._oblique[0]), self.world_to_scene(self._oblique[1]))
-
-    def set_crosshair_visible(self, visible: bool) -> None:
-        self._cross_visible = bool(visible)
-        self.viewport().update()
-
-    def draw_scene_lines(self, painter: QPainter) -> None:
-        if self._cross is not None and self._cross_visible:
-            r = self.scene().sceneRect()
-            p = self._cross
-            painter.setPen(self._cross_pen)
-            painter.drawLine(QPointF(r.left(), p.y()), QPointF(r.right(), p.y()))
-            painter.drawLine(QPointF(p.x(), r.top()), QPointF(p.x(), r.bottom()))
-        super().draw_scene_lines(painter)
 
     def set_oblique_line(self, p0: np.ndarray | None, p1: np.ndarray | None) -> None:
         self._oblique = None if p0 is None else (np.asarray(p0), np.asarray(p1))

@@ -9,7 +9,16 @@ from __future__ import annotations
 import numpy as np
 import pyvista as pv
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 from pyvistaqt import QtInteractor
 
 from app.theme import STRUCTURE_NAMES, SURFACE_MODES, structure_colour
@@ -26,6 +35,8 @@ class SurfaceView(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.plotter = QtInteractor(self, auto_update=False)
+        # Keys go to the window's shortcuts (slices, phases, play) unless the user clicks into the 3D view.
+        self.plotter.interactor.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.plotter.set_background("#15171a", top="#2b3038")
         self.plotter.enable_anti_aliasing("fxaa")
         self.mode_box = QComboBox()
@@ -38,13 +49,20 @@ class SurfaceView(QWidget):
         title.setObjectName("viewTitle")
         bar.addWidget(title)
         bar.addWidget(self.mode_box)
-        self._view_buttons = {}
-        for key, text in (("reset", "Reset"), ("4ch", "Long axis"), ("sax", "Short axis"), ("ant", "Anterior")):
-            b = QPushButton(text)
-            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-            b.clicked.connect(lambda _=False, k=key: self.standard_view(k))
-            self._view_buttons[key] = b
-            bar.addWidget(b)
+        reset = QPushButton("Reset")
+        reset.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        reset.clicked.connect(lambda: self.standard_view("reset"))
+        bar.addWidget(reset)
+        camera = QToolButton()
+        camera.setText("View ▾")
+        camera.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        camera.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        menu = QMenu(camera)
+        for key, text in (("4ch", "Long axis (4-chamber)"), ("sax", "Short axis (from the base)"),
+                          ("ant", "Anterior"), ("reset", "Reset")):
+            menu.addAction(text).triggered.connect(lambda _=False, k=key: self.standard_view(k))
+        camera.setMenu(menu)
+        bar.addWidget(camera)
         bar.addStretch(1)
         self.info = QLabel("")
         self.info.setObjectName("muted")
@@ -65,7 +83,7 @@ class SurfaceView(QWidget):
         self.shown: dict[str, pv.PolyData] = {}
         self._render_meshes: dict[tuple[int, str], pv.PolyData] = {}
         self._applied: int | None = None
-        self._legend = False
+        self._hint()
 
     # --- data -----------------------------------------------------------------------------------
     def clear(self) -> None:
@@ -77,7 +95,12 @@ class SurfaceView(QWidget):
         self._applied = None
         self.meshes = {}
         self.info.setText("")
+        self._hint()
         self.plotter.render()
+
+    def _hint(self) -> None:
+        self.plotter.add_text("No surfaces yet: Super-resolve", position=(10, 10), font_size=7,
+                              color="#8a93a0", name="hint")
 
     def set_meshes(self, meshes: dict[int, dict[str, pv.PolyData]], ed: int, es: int,
                    axis: LongAxis | None = None) -> None:
@@ -91,6 +114,7 @@ class SurfaceView(QWidget):
         self.meshes = {int(t): m for t, m in meshes.items()}
         self.ed, self.es, self.axis = int(ed), int(es), axis
         if not self.meshes:
+            self._hint()
             self.plotter.render()
             return
         first = self.meshes.get(self.ed) or next(iter(self.meshes.values()))
@@ -100,19 +124,19 @@ class SurfaceView(QWidget):
                 continue
             self.actors[s] = self.plotter.add_mesh(
                 self._render_mesh(self.ed if self.ed in self.meshes else next(iter(self.meshes)), s),
-                color=structure_colour(s), opacity=OPACITY[s], specular=0.3, name=s, reset_camera=False,
+                color=structure_colour(s), opacity=OPACITY[s], specular=0.3, smooth_shading=True, name=s,
+                reset_camera=False,
             )
             self.wire_actors[s] = self.plotter.add_mesh(
                 mesh, color=structure_colour(s), style="wireframe", opacity=0.25,
                 line_width=1, name=f"{s}_ed_wire", reset_camera=False,
             )
             self.wire_actors[s].SetVisibility(False)
-        if not self._legend:
-            self.plotter.add_legend(
-                [[STRUCTURE_NAMES[s], structure_colour(s)] for s in STRUCTURES], bcolor=None, border=False,
-                size=(0.3, 0.15), loc="lower left", face="rectangle",
-            )
-            self._legend = True
+        # (Re)added each time: clear_actors() may have removed the previous legend actor.
+        self.plotter.add_legend(
+            [[STRUCTURE_NAMES[s], structure_colour(s)] for s in STRUCTURES], bcolor=None, border=False,
+            size=(0.3, 0.15), loc="lower left", face="rectangle",
+        )
         self._apply()
         self.standard_view("4ch" if axis is not None else "reset")
 

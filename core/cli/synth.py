@@ -33,6 +33,7 @@ def register(subparsers, summary: str = "generate paired LR/HR cine phantoms") -
 
 
 def run(args: argparse.Namespace) -> int:
+    from core.errors import GeminiError
     from core.synth.dataset import DEMO_SEED, write_dataset, write_demo
 
     start = time.perf_counter()
@@ -41,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"synth: {msg}", file=sys.stderr, flush=True)
 
+    if args.phases < 2:
+        raise GeminiError("--phases must be at least 2")
+    if args.seed is not None and args.seed < 0:
+        raise GeminiError("--seed must be a non-negative integer")
     if args.demo:
         seed = DEMO_SEED if args.seed is None else args.seed
         path = write_demo(args.out, seed=seed, n_phases=args.phases, domain=args.domain)

@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction, summary: str = "open the de
     p.add_argument("--quit", action="store_true", help="exit when done (scripted use)")
     p.add_argument("--model", help="model folder or .safetensors file (default: the bundled model)")
     p.add_argument("--adapter", help="V-AMA adapter folder (default: none)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="inference device (default: remembered, auto)")
+    p.add_argument("--device", metavar="D", help="auto, cpu, cuda or cuda:N (default: the remembered choice, else auto)")
     p.add_argument("--size", metavar="WxH", help="window size, e.g. 1600x1000")
     p.set_defaults(func=run)
 

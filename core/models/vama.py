@@ -337,15 +337,18 @@ class Adapter:
         if not isinstance(config, dict) or config.get("kind") != KIND:
             kind = config.get("kind") if isinstance(config, dict) else None
             raise ModelError(f"not a V-AMA adapter (kind {kind!r}, expected {KIND!r})", cfg_path)
-        if int(config.get("version", 0)) > VERSION:
-            raise ModelError(f"adapter version {config.get('version')} is newer than supported ({VERSION})",
+        if not isinstance(config.get("version", 1), int) or config.get("version", 1) > VERSION:
+            raise ModelError(f"unsupported adapter version {config.get('version')!r} (this build reads {VERSION})",
                              cfg_path)
         norm = config.get("normalisation") or {}
         if not isinstance(norm.get("target_scale"), (int, float)) or not norm["target_scale"] > 0:
             raise ModelError("config has no positive normalisation.target_scale", cfg_path)
         if norm.get("output_units", "source") not in ("source", "target"):
             raise ModelError(f"unknown normalisation.output_units {norm.get('output_units')!r}", cfg_path)
-        model = VAMA(config.get("model") or {})
+        try:
+            model = VAMA(config.get("model") or {})
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ModelError(f"invalid model section in the config ({exc})", cfg_path) from None
         tensors = load_tensors(weights)
         expected = model.generators_state()
         missing = sorted(set(expected) - set(tensors))

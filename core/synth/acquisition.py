@@ -3,7 +3,7 @@
 - `plan_lr_grid`: a SAX stack roughly perpendicular to the LV long axis (random obliquity), slice 0 above
   the base, k running towards the apex, FOV centred on the ventricles (with jitter).
 - `render_planes`: tissue classes of a phantom on a stack of planes (the fast path: the static thorax is
-  evaluated once, the heart per phase only inside its bounding box).
+  evaluated once, the heart per phase only at the points inside its envelope).
 - `simulate_lr`: slice-profile integration (sub-slices across the slice thickness), per-slice breath-hold
   shifts in-plane (and optionally through-plane), in-plane PSF; LR labels at the slice centre planes
   with the same shifts.
@@ -72,6 +72,8 @@ def plan_lr_grid(phantom: Phantom, acq: Acquisition, rng: np.random.Generator) -
     j_dir = np.array([0.0, -1.0, 0.0])
     j_dir = j_dir - n * np.dot(j_dir, n) - i_dir * np.dot(j_dir, i_dir)
     j_dir /= np.linalg.norm(j_dir)
+    rot = rotation_matrix(n, rng.uniform(-acq.inplane_rotation_deg, acq.inplane_rotation_deg))
+    i_dir, j_dir = rot @ i_dir, rot @ j_dir
     f0 = phantom.frames[0]
     apex_w = f0.w_centre - f0.co
     mid_w = 0.5 * (apex_w + f0.w_base)
@@ -101,11 +103,11 @@ def file_exact_affine(affine: np.ndarray) -> np.ndarray:
 
 
 # --- plane-stack rendering ---------------------------------------------------------------------------
-def _plane_xyz(origins: np.ndarray, ax: np.ndarray, ay: np.ndarray, ni: int, nj: int, rows=None, cols=None):
-    """Broadcastable float32 (P, nj, ni) coordinates of the points origin_p + i ax + j ay, for each of the
-    3 components of origins/ax/ay (which may be in world or heart frame)."""
-    i = np.arange(ni, dtype=np.float64) if cols is None else np.arange(*cols, dtype=np.float64)
-    j = np.arange(nj, dtype=np.float64) if rows is None else np.arange(*rows, dtype=np.float64)
+def _plane_xyz(origins: np.ndarray, ax: np.ndarray, ay: np.ndarray, ni: int, nj: int) -> list[np.ndarray]:
+    """Broadcastable float32 (P, nj, ni) coordinates of the points origin_p + i ax + j ay, one array per
+    component of origins/ax/ay (which may be in the world or the heart frame)."""
+    i = np.arange(ni, dtype=np.float64)
+    j = np.arange(nj, dtype=np.float64)
     return [
         (origins[:, c, None, None] + ay[c] * j[None, :, None] + ax[c] * i[None, None, :]).astype(np.float32)
         for c in range(3)
@@ -168,17 +170,20 @@ def render_planes(
     h_ax, h_ay = R.T @ ax, R.T @ ay
     x, y, z = _plane_xyz(origins, ax, ay, ni, nj)
     hu, hv, hw = np.broadcast_arrays(*_plane_xyz(h_orig, h_ax, h_ay, ni, nj))
-    static = phantom.paint_static(x, y, z, hu, hv, hw)
-    env = phantom.envelope(hu, hv, hw, 1.0)
+    env = phantom.envelope(hu, hv, hw, phantom.MEDIASTINUM_MARGIN)
+    static = phantom.paint_static(x, y, z, hu, hv, hw, envelope=env)
     flat = np.flatnonzero(env)
     pp, rr, cc = np.unravel_index(flat, static.shape)
     cu, cv, cw = ((h_orig[pp, c] + h_ay[c] * rr + h_ax[c] * cc).astype(np.float32) for c in range(3))
+    # sort the points along the long axis: each shape is then painted on a contiguous run of points
+    order = np.argsort(cw, kind="stable")
+    flat, cu, cv, cw = flat[order], cu[order], cv[order], cw[order]
     base = static.reshape(-1)[flat]
     endo = phantom.endo_modulation(cu, cv, cw)
     heart = np.empty((len(phases), len(flat)), dtype=np.uint8)
     for n, t in enumerate(phases):
         heart[n] = base
-        phantom.paint_heart(heart[n], cu, cv, cw, t, endo)
+        phantom.paint_heart(heart[n], cu, cv, cw, t, endo, w_sorted=True)
     return PlaneRender(static, flat, heart, phases)
 
 
@@ -190,10 +195,17 @@ def render_grid(phantom: Phantom, grid: Grid, phases: list[int] | None = None) -
     return render_planes(phantom, origins, grid.affine[:3, 0], grid.affine[:3, 1], nx, ny, phases)
 
 
-def render_signal(render: PlaneRender, lut: np.ndarray, sigma_px: tuple[float, float, float]) -> np.ndarray:
-    """Noise-free signal `lut[tissue]` (T, P, nj, ni) blurred by a Gaussian PSF (sigma in voxels along
-    plane, row, column). The static thorax is blurred once; per phase only the change near the heart."""
+def render_signal(render: PlaneRender, lut: np.ndarray, sigma_px: tuple[float, float, float],
+                  gain: np.ndarray | None = None) -> np.ndarray:
+    """Noise-free signal `gain * lut[tissue]` (T, P, nj, ni) blurred by a Gaussian PSF (sigma in voxels
+    along plane, row, column). The static thorax is blurred once; per phase only the change near the heart.
+
+    `gain` (P, nj, ni), a smooth field, is applied before the blur (it varies little over the kernel)."""
     s0 = lut[render.static]
+    base = s0.reshape(-1)[render.flat]
+    if gain is not None:
+        s0 *= gain
+    g_flat = None if gain is None else gain.reshape(-1)[render.flat]
     blur = any(s > 0 for s in sigma_px)
     trunc = 3.0
     sb = ndimage.gaussian_filter(s0, sigma_px, truncate=trunc, mode="nearest") if blur else s0
@@ -201,19 +213,27 @@ def render_signal(render: PlaneRender, lut: np.ndarray, sigma_px: tuple[float, f
     out[:] = sb
     if len(render.flat) == 0:
         return out
+    if not blur:
+        for n in range(len(render.phases)):
+            v = lut[render.heart[n]]
+            if g_flat is not None:
+                v *= g_flat
+            out[n].reshape(-1)[render.flat] = v
+        return out
     box = render.box()
     pad = [int(math.ceil(trunc * s)) + 1 if s > 0 else 0 for s in sigma_px]
     box = tuple(slice(max(b.start - m, 0), min(b.stop + m, n)) for b, m, n in zip(box, pad, render.static.shape))
     bshape = tuple(b.stop - b.start for b in box)
     idx = np.unravel_index(render.flat, render.static.shape)
     local = np.ravel_multi_index(tuple(i - b.start for i, b in zip(idx, box)), bshape)
-    base = s0.reshape(-1)[render.flat]
+    d = np.empty(bshape, dtype=np.float32)
     for n in range(len(render.phases)):
-        d = np.zeros(bshape, dtype=np.float32)
-        d.reshape(-1)[local] = lut[render.heart[n]] - base
-        if blur:
-            d = ndimage.gaussian_filter(d, sigma_px, truncate=trunc, mode="constant")
-        out[n][box] += d
+        d[:] = 0.0
+        v = lut[render.heart[n]] - base
+        if g_flat is not None:
+            v *= g_flat
+        d.reshape(-1)[local] = v
+        out[n][box] += ndimage.gaussian_filter(d, sigma_px, truncate=trunc, mode="constant")
     return out
 
 
@@ -276,9 +296,10 @@ def simulate_lr_from_volume(
     """The LR acquisition of an HR volume (real data): image (T, Z, Y, X) or (Z, Y, X) on `src` ->
     (LR image, LR labels) on `grid` (nominal LR geometry), noise-free.
 
-    The HR image is low-pass filtered in-plane to the LR resolution, sampled trilinearly on sub-slices
-    across the slice thickness with the per-slice shifts, and averaged; labels are sampled (nearest) at the
-    shifted slice centre planes. Points outside `src` read 0.
+    The HR image is filtered in-plane with the LR point-spread function (`psf_sigma_px` LR pixels, applied
+    before sampling so that it also anti-aliases), sampled trilinearly on sub-slices across the slice
+    thickness with the per-slice shifts, and averaged; labels are sampled (nearest) at the shifted slice
+    centre planes. Points outside `src` read 0.
     """
     image = np.asarray(image, dtype=np.float32)
     single = image.ndim == 3
@@ -288,9 +309,8 @@ def simulate_lr_from_volume(
     nz, ny, nx = grid.shape
     shifts = shifts or SliceShifts.none(nz)
     pos, weights = subslice_offsets(acq)
-    # anti-alias the HR image to the LR in-plane resolution (Gaussian matching the pixel size ratio)
-    ratio = acq.inplane_mm / np.asarray(src.spacing[:2])
-    sig_xy = np.sqrt(np.maximum(ratio**2 - 1.0, 0.0)) / 2.355 * 2.0
+    # the LR in-plane PSF, in HR pixels along the source's rows and columns
+    sig_xy = acq.psf_sigma_px * acq.inplane_mm / np.asarray(src.spacing[:2])
     pre = np.stack([ndimage.gaussian_filter(v, (0.0, sig_xy[1], sig_xy[0])) for v in image])
     n = grid.normal
     jj, ii = np.meshgrid(np.arange(ny, dtype=np.float64), np.arange(nx, dtype=np.float64), indexing="ij")
@@ -314,7 +334,6 @@ def simulate_lr_from_volume(
             c = coords(k, 0.0)
             for t in range(T):
                 out_lab[t, k] = ndimage.map_coordinates(labels[t], c, order=0, mode="constant", cval=0)
-    out = _psf(out, acq.psf_sigma_px * 0.5)
     if single:
         return out[0], None if out_lab is None else out_lab[0]
     return out, out_lab

@@ -64,7 +64,7 @@ TISSUE_TO_LABEL[Tissue.RV_BLOOD] = 3
 # --- per-subject parameter ranges --------------------------------------------------------------------
 #: Uniform ranges (low, high) from which every subject's parameters are drawn. Lengths in mm (multiplied
 #: by a domain's `size_scale`), angles in degrees, fractions in [0, 1]. The resulting volumes (documented
-#: in docs/phantoms.md): LV EDV about 65-200 mL, LV mass about 60-160 g, RV EDV about 80-230 mL.
+#: in docs/phantoms.md, size_scale 1): LV EDV about 74-176 mL, LV mass about 59-122 g, RV EDV about 77-190 mL.
 ANATOMY_RANGES: dict[str, tuple[float, float]] = {
     # LV cavity at ED: truncated ellipsoid with semi-axes a (septal-lateral), b = a * ellipticity, c (long)
     "lv_radius_mm": (22.0, 28.0),
@@ -371,34 +371,22 @@ class Phantom:
                      w_centre=lv["w_centre"], w_base=lv["w_base"], wall=lv["wall"], d=d, A=A, B=B, C=C,
                      w_rv=w_rv, w_rv_base=w_rv_base, pap_r=max(lv["a"] - 0.8 * p.papillary, 0.3 * lv["a"]), lv_volume_ml=lv["lv_volume_ml"])
 
-    def _rv_volume(self, lv: dict, s: float, step: float = 1.5) -> float:
+    def _rv_volume(self, lv: dict, s: float, step: float = 1.5, w_step: float = 1.0) -> float:
+        """RV cavity volume (mm^3) by midpoint sampling; the w samples are centred in slabs that end at the
+        RV base plane, so the flat base is integrated exactly."""
         f = self._rv_shape(lv, s)
-        u = np.arange(-f.d - f.A, -f.d + f.A + step, step, dtype=np.float32)
-        v = np.arange(-f.B, f.B + step, step, dtype=np.float32)
-        w = np.arange(f.w_rv - f.C, f.w_rv_base + step, step, dtype=np.float32)
+        u = np.arange(-f.d - f.A + step / 2, -f.d + f.A, step, dtype=np.float32)
+        v = np.arange(-f.B + step / 2, f.B, step, dtype=np.float32)
+        nw = int(math.ceil((f.w_rv_base - (f.w_rv - f.C)) / w_step))
+        w = (f.w_rv_base - (np.arange(nw) + 0.5) * w_step).astype(np.float32)
         W, V, U = np.meshgrid(w, v, u, indexing="ij")
         rv = ((U + f.d) / f.A) ** 2 + (V / f.B) ** 2 + ((W - f.w_rv) / f.C) ** 2 < 1.0
         rv &= W < f.w_rv_base
         lv_out = (U / f.ao) ** 2 + (V / f.bo) ** 2 + ((W - f.w_centre) / f.co) ** 2 < 1.0
         lv_out &= W < f.w_base
-        return float(np.count_nonzero(rv & ~lv_out)) * step**3
+        return float(np.count_nonzero(rv & ~lv_out)) * step * step * w_step
 
     # --- frames and boxes --------------------------------------------------------------------------
-    def heart_bounds(self) -> np.ndarray:
-        """(8, 3) world corners of a box in the heart frame containing the heart in every phase."""
-        p = self.params
-        lo = np.full(3, np.inf)
-        hi = np.full(3, -np.inf)
-        m = p.fat + p.rv_wall + 3.0
-        for f in self.frames:
-            lo = np.minimum(lo, [-f.d - f.A - m, -max(f.bo, f.B) - m, self._apex_w - p.lv_wall - m])
-            hi = np.maximum(hi, [f.ao + m, max(f.bo, f.B) + m, f.w_rv_base + m])
-        for centre, radii in self._atria(self.frames[0]):
-            lo = np.minimum(lo, np.asarray(centre) - radii - 2)
-            hi = np.maximum(hi, np.asarray(centre) + radii + 2)
-        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
-        return self.heart_to_world(corners)
-
     def _atria(self, f: Frame) -> list[tuple[tuple[float, float, float], np.ndarray]]:
         """(centre (u, v, w), semi-axes) of the left and right atrium, resting on the base planes."""
         post = self.params.rotation.T @ np.array([0.0, -1.0, 0.0])
@@ -419,8 +407,8 @@ class Phantom:
         pu, pv = pu / n, pv / n
         ro = 0.5 * (f.ao + f.bo)
         s = self.params.lv_a / 25.0
-        aorta = (-0.3 * ro - 0.3 * ro * pu, -0.3 * ro * pv, 12.0 * s, f.w_base - 4.0, f.w_base + 45.0)
-        pulm = (-f.d - 0.45 * f.A - 0.5 * ro * pu, -0.5 * ro * pv, 11.0 * s, f.w_rv_base - 4.0, f.w_rv_base + 40.0)
+        aorta = (-0.3 * ro - 0.3 * ro * pu, -0.3 * ro * pv, 12.0 * s, f.w_base - 1.0, f.w_base + 45.0)
+        pulm = (-f.d - 0.45 * f.A - 0.5 * ro * pu, -0.5 * ro * pv, 11.0 * s, f.w_rv_base - 1.0, f.w_rv_base + 40.0)
         return [aorta, pulm]
 
     # --- coordinates -------------------------------------------------------------------------------
@@ -467,12 +455,19 @@ class Phantom:
                 hw > f32(arr[:, 3].min() - margin)) & (hw < f32(arr[:, 4].max() + margin))
         return env
 
-    def paint_static(self, x: np.ndarray, y: np.ndarray, z: np.ndarray, hu, hv, hw) -> np.ndarray:
+    #: margin (mm) of the envelope that holds the mediastinum around the heart; the fast renderer paints
+    #: the heart at the points of this envelope
+    MEDIASTINUM_MARGIN = 3.0
+
+    def paint_static(self, x: np.ndarray, y: np.ndarray, z: np.ndarray, hu, hv, hw,
+                     envelope: np.ndarray | None = None) -> np.ndarray:
         """Static thorax tissue classes at world points (x, y, z float32), heart frame (hu, hv, hw).
+
+        `envelope` is `self.envelope(hu, hv, hw, MEDIASTINUM_MARGIN)` when the caller has it already.
 
         Body: elliptic cylinder along the S-I axis with subcutaneous fat and chest-wall/back muscle rings;
         inside, above the diaphragm: lungs, the mediastinum (soft tissue) around the heart and in a
-        central column from sternum to spine, the descending aorta and the vertebral body; below the
+        column from behind the heart to the spine, the descending aorta and the vertebral body; below the
         diaphragm dome: the liver on the right, soft tissue (stomach, spleen) on the left.
         """
         p = self.params
@@ -502,7 +497,9 @@ class Phantom:
         # posterior mediastinum: a column from behind the heart to the spine (oesophagus, aorta)
         heart_y = float(self.heart_to_world(np.array([[0.0, 0.0, 0.5 * (self._apex_w + f0_w_base)]]))[0, 1]) - cy
         mediastinum = (np.abs(dx + f32(0.06 * W)) < f32(0.1 * W)) & (dy < f32(heart_y))
-        mediastinum |= self.envelope(hu, hv, hw, 3.0)
+        if envelope is None:
+            envelope = self.envelope(hu, hv, hw, self.MEDIASTINUM_MARGIN)
+        mediastinum |= envelope
         out[inner & above & mediastinum] = Tissue.SOFT
         below = inner & ~above
         out[below] = Tissue.SOFT
@@ -527,19 +524,49 @@ class Phantom:
         return mod
 
     def paint_heart(self, out: np.ndarray, hu: np.ndarray, hv: np.ndarray, hw: np.ndarray, t: int,
-                    endo: np.ndarray | None = None) -> None:
+                    endo: np.ndarray | None = None, w_sorted: bool = False) -> None:
         """Paint the heart of phase `t` into `out` (tissue classes) at heart-frame points (hu, hv, hw).
 
-        `endo` is `endo_modulation(hu, hv, hw)` (computed here when not given)."""
+        `endo` is `endo_modulation(hu, hv, hw)` (computed here when not given). With `w_sorted` the points
+        are 1D and sorted by hw, and every shape is evaluated only on the run of points within its w range.
+        """
         if endo is None:
             endo = self.endo_modulation(hu, hv, hw)
         p = self.params
         f = self.frames[t]
         f32 = np.float32
+
+        def run(lo: float, hi: float) -> slice:
+            if not w_sorted:
+                return slice(None)
+            # search with the array's dtype (a float64 key would convert the whole array each time)
+            lo, hi = np.asarray(lo, dtype=hw.dtype), np.asarray(hi, dtype=hw.dtype)
+            return slice(int(np.searchsorted(hw, lo)), int(np.searchsorted(hw, hi, side="right")))
+
+        fat = p.fat
+        tw = p.rv_wall
+        # atria and great vessels (above the base planes), painted first: the ventricles win
+        # (atria are cut at their ventricle's base plane: they do not hang down beside the ventricles)
+        for ((cu, cv, cw), r), floor in zip(self._atria(f), (f.w_base, f.w_rv_base)):
+            sl = run(max(cw - r[2], floor), cw + r[2])
+            a, b, c = hu[sl] - f32(cu), hv[sl] - f32(cv), hw[sl] - f32(cw)
+            m = a * a * f32(1 / r[0] ** 2) + b * b * f32(1 / r[1] ** 2) + c * c * f32(1 / r[2] ** 2) < 1
+            m &= hw[sl] > f32(floor)
+            out[sl][m] = Tissue.ATRIAL_BLOOD
+        for cu, cv, r, w0, w1 in self._vessels(f):
+            sl = run(w0, w1)
+            a, b = hu[sl] - f32(cu), hv[sl] - f32(cv)
+            m = (a * a + b * b < f32(r * r)) & (hw[sl] > f32(w0)) & (hw[sl] < f32(w1))
+            out[sl][m] = Tissue.VESSEL
+        # the ventricles: everything below the highest base plane (+ fat)
+        top = run(-np.inf, max(f.w_base, f.w_rv_base) + fat)
+        full_out, full_endo = out, endo
+        out, hu, hv, hw = out[top], hu[top], hv[top], hw[top]
+        endo = None if full_endo is None else full_endo[top]
+        del full_out
         u2 = hu * hu
         v2 = hv * hv
-        # epicardial fat shell (around LV and RV), then atria, RV wall, RV blood, LV wall, LV blood
-        fat = p.fat
+        # epicardial fat shell (around LV and RV), then RV wall, RV blood, LV wall, LV blood
         wl = hw - f32(f.w_centre)
         wl2 = wl * wl
         ur = hu + f32(f.d)
@@ -552,19 +579,12 @@ class Phantom:
 
         below_lv = hw < f32(f.w_base)
         below_rv = hw < f32(f.w_rv_base)
-        tw = p.rv_wall
         # LV fat shell: thick anteriorly/inferiorly and in the AV groove, none at the lateral wall
         uf = hu + f32(0.6 * fat)
         fat_m = (q(uf * uf, v2, wl2, f.ao + 0.4 * fat, f.bo + fat, f.co + fat) < 1) & (hw < f32(f.w_base + fat))
         fat_m |= (q(ur2, v2, wr2, f.A + tw + fat, f.B + tw + fat, f.C + tw + fat) < 1) & (
             hw < f32(f.w_rv_base + fat))
         out[fat_m] = Tissue.FAT
-        for (cu, cv, cw), r in self._atria(f):
-            m = q((hu - f32(cu)) ** 2, (hv - f32(cv)) ** 2, (hw - f32(cw)) ** 2, *r) < 1
-            out[m] = Tissue.ATRIAL_BLOOD
-        for cu, cv, r, w0, w1 in self._vessels(f):
-            m = ((hu - f32(cu)) ** 2 + (hv - f32(cv)) ** 2 < f32(r * r)) & (hw > f32(w0)) & (hw < f32(w1))
-            out[m] = Tissue.VESSEL
         rv_out = q(ur2, v2, wr2, f.A + tw, f.B + tw, f.C + tw) < 1
         rv_out &= below_rv
         out[rv_out] = Tissue.RV_WALL
@@ -574,20 +594,24 @@ class Phantom:
         lv_out = q(u2, v2, wl2, f.ao, f.bo, f.co) < 1
         lv_out &= below_lv
         out[lv_out] = Tissue.LV_MYO
-        lv = q(u2, v2, wl2, f.a, f.b, f.c)
+        # irregular endocardium: modulate the in-plane part only (constant relative roughness to the apex)
+        lv = u2 * f32(1.0 / (f.a * f.a)) + v2 * f32(1.0 / (f.b * f.b))
         if endo is not None:
             lv *= endo
+        lv += wl2 * f32(1.0 / (f.c * f.c))
         lv = lv < 1
         lv &= below_lv
         out[lv] = Tissue.LV_BLOOD
         # papillary muscles: two columns from near the apex to the mid-ventricle, at the lateral wall
         pr = p.papillary
         w_lo, w_hi = self._apex_w + 0.25 * f.c, f.w_centre - 0.1 * f.c
+        sl = run(w_lo, w_hi)
         for ang in (math.radians(50.0), math.radians(-60.0)):
             cu, cv = f.pap_r * math.cos(ang), f.pap_r * math.sin(ang)
-            m = ((hu - f32(cu)) ** 2 + (hv - f32(cv)) ** 2 < f32(pr * pr)) & (hw > f32(w_lo)) & (hw < f32(w_hi))
-            m &= lv
-            out[m] = Tissue.PAPILLARY
+            a, b = hu[sl] - f32(cu), hv[sl] - f32(cv)
+            m = (a * a + b * b < f32(pr * pr)) & (hw[sl] > f32(w_lo)) & (hw[sl] < f32(w_hi))
+            m &= lv[sl]
+            out[sl][m] = Tissue.PAPILLARY
 
     def tissue_at(self, xyz: np.ndarray, t: int) -> np.ndarray:
         """Tissue classes at world points `xyz` (..., 3) for phase t (convenience, not the fast path)."""

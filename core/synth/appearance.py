@@ -89,6 +89,29 @@ class SmoothField:
         return cls(np.asarray(centre, dtype=np.float64), dirs / lam[:, None], rng.uniform(0, 2 * np.pi, n),
                    amps, g)
 
+    def on_grid(self, grid: Grid) -> np.ndarray:
+        """The field at the voxel centres of `grid`, (Z, Y, X) float32, using separability: each wave is
+        the real part of an outer product of three 1D complex exponentials."""
+        nz, ny, nx = grid.shape
+        a = grid.affine
+        rel = a[:3, 3] - self.centre
+        i, j, k = (np.arange(n, dtype=np.float64) for n in (nx, ny, nz))
+        g = self.grad / 100.0
+        out = ((g @ a[:3, 2]) * k + g @ rel)[:, None, None] + ((g @ a[:3, 1]) * j)[None, :, None] + (
+            (g @ a[:3, 0]) * i)[None, None, :]
+        out = out.astype(np.float32)
+        tau = 2 * np.pi
+        tmp = np.empty_like(out)
+        for wave, ph, amp in zip(self.waves, self.phases, self.amps):
+            # cos(a i + b j + c k + d) = cos(c k + d) Re(P) - sin(c k + d) Im(P), P = e^{i(a i + b j)}
+            plane = np.exp(1j * tau * (wave @ a[:3, 1]) * j)[:, None] * np.exp(1j * tau * (wave @ a[:3, 0]) * i)
+            arg = tau * (wave @ a[:3, 2]) * k + tau * (wave @ rel) + ph
+            np.multiply((amp * np.cos(arg)).astype(np.float32)[:, None, None], plane.real.astype(np.float32), out=tmp)
+            out += tmp
+            np.multiply((amp * np.sin(arg)).astype(np.float32)[:, None, None], plane.imag.astype(np.float32), out=tmp)
+            out -= tmp
+        return out
+
     def __call__(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         dx = x - np.float32(self.centre[0])
         dy = y - np.float32(self.centre[1])
@@ -125,9 +148,16 @@ class SubjectAppearance:
         return g.astype(np.float32, copy=False)
 
     def gain_on_grid(self, grid: Grid) -> np.ndarray:
-        """(Z, Y, X) gain at the voxel centres of `grid`."""
-        x, y, z = grid_world_xyz(grid)
-        return self.gain(x, y, z)
+        """(Z, Y, X) gain at the voxel centres of `grid` (same values as `gain` at those points)."""
+        g = self.bias.on_grid(grid)
+        g *= np.float32(self.bias_amp)
+        np.exp(g, out=g)
+        if self.texture_amp:
+            tex = self.texture.on_grid(grid)
+            tex *= np.float32(self.texture_amp)
+            tex += np.float32(1.0)
+            g *= tex
+        return g
 
 
 def grid_world_xyz(grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -156,28 +186,44 @@ def add_rician(signal: np.ndarray, sigma: float, rng: np.random.Generator) -> np
     return np.sqrt(re, out=re)
 
 
-def add_rician_cine(signal: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+def _noise_bank(n: int, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    bank = rng.standard_normal(2 * n, dtype=np.float32)
+    bank *= np.float32(sigma)
+    return bank
+
+
+def add_rician_cine(signal: np.ndarray, sigma: float, rng: np.random.Generator, post=None) -> np.ndarray:
     """Rician noise for a long cine (T, ...) from a bank of 2 N Gaussian samples (N = voxels per phase),
     read at random offsets for the real and imaginary channel of every phase.
 
     Every phase gets Gaussian noise of the right variance, uncorrelated in space; between phases the
     noise fields are randomly shifted copies of one another (not independent), at a tenth of the cost
-    of drawing 2 T N samples. Used for the HR truth, where T N is large.
+    of drawing 2 T N samples. Used for the HR truth, where T N is large. `post(phase_array)` is applied
+    in place to each phase while it is in cache.
     """
     T = signal.shape[0]
+    shape = signal.shape[1:]
+    n = int(np.prod(shape))
     if sigma <= 0 or T <= 2:
-        return add_rician(signal, sigma, rng)
-    n = int(np.prod(signal.shape[1:]))
-    bank = rng.standard_normal(2 * n, dtype=np.float32)
-    bank *= np.float32(sigma)
+        out = add_rician(signal, sigma, rng)
+        if post is not None:
+            for t in range(T):
+                post(out[t])
+        return out
+    bank = _noise_bank(n, sigma, rng)
     offs = rng.integers(0, n + 1, size=(T, 2))
     out = np.empty(signal.shape, dtype=np.float32)
+    im = np.empty(shape, dtype=np.float32)
     for t in range(T):
-        re = bank[offs[t, 0]: offs[t, 0] + n].reshape(signal.shape[1:]) + signal[t]
-        im = bank[offs[t, 1]: offs[t, 1] + n].reshape(signal.shape[1:])
+        re = out[t]
+        np.add(bank[offs[t, 0]: offs[t, 0] + n].reshape(shape), signal[t], out=re)
         np.multiply(re, re, out=re)
-        re += im * im
-        np.sqrt(re, out=out[t])
+        b = bank[offs[t, 1]: offs[t, 1] + n].reshape(shape)
+        np.multiply(b, b, out=im)
+        re += im
+        np.sqrt(re, out=re)
+        if post is not None:
+            post(re)
     return out
 
 
@@ -186,11 +232,20 @@ def finalize(signal: np.ndarray, domain: Domain, noise: float, rng: np.random.Ge
     """Rician noise, the domain's non-linearity and scale; integer-valued float32 like scanner data.
 
     `noise_bank=True` uses `add_rician_cine` (for large HR cines)."""
-    img = add_rician_cine(signal, noise, rng) if noise_bank else add_rician(signal, noise, rng)
-    if domain.gamma != 1.0:
-        np.power(img, np.float32(domain.gamma), out=img)
-    img *= np.float32(domain.intensity_scale)
-    return np.rint(img, out=img)
+    gamma = np.float32(domain.gamma)
+    scale = np.float32(domain.intensity_scale)
+
+    def post(img: np.ndarray) -> None:
+        if gamma != 1:
+            np.power(img, gamma, out=img)
+        img *= scale
+        np.rint(img, out=img)
+
+    if noise_bank:
+        return add_rician_cine(signal, noise, rng, post)
+    img = add_rician(signal, noise, rng)
+    post(img)
+    return img
 
 
 # --- synthesis from a label map ---------------------------------------------------------------------

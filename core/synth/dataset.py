@@ -105,8 +105,7 @@ def make_subject(
     hr_render = render_grid(phantom, hr_grid)
     hr_labels = hr_render.dense(TISSUE_TO_LABEL)
     sigma = (0.0, *(HR_BLUR_MM / hr_grid.spacing[1::-1]))  # in-plane PSF only (slices are 2 mm)
-    hr_signal = render_signal(hr_render, lut, sigma)
-    hr_signal *= looks.gain_on_grid(hr_grid)
+    hr_signal = render_signal(hr_render, lut, sigma, gain=looks.gain_on_grid(hr_grid))
     hr_image = finalize(hr_signal, domain, domain.hr_noise if noise else 0.0, noise_rng, noise_bank=True)
     t3 = time.perf_counter()
 

@@ -27,6 +27,7 @@ class Acquisition:
     shift_max_mm: float = 4.0  # shifts are clipped to this radius
     through_plane_mm: float = 0.0  # std of the per-slice through-plane misregistration
     obliquity_deg: float = 12.0  # max angle between the stack normal and the LV long axis
+    inplane_rotation_deg: float = 10.0  # max rotation of the image axes about the normal (planning variety)
     fov_jitter_mm: float = 8.0  # random offset of the FOV centre from the heart (each axis)
 
 

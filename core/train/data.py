@@ -34,7 +34,7 @@ from core.models.preprocess import DEFAULT_PERCENTILE, depth_windows, intensity_
 from core.study import Grid
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 SPLITS = ("train", "val", "test")
 
 
@@ -120,6 +120,27 @@ def _coverage(hr: Grid, sr: Grid) -> float:
     return float(inside.mean())
 
 
+def matching_sr_grid(lr: Grid, hr: Grid) -> Grid:
+    """`sr_grid(lr)`, or `hr` itself when it is that grid up to the float32 rounding of NIfTI affines.
+
+    `core.geometry.sr_grid` rounds the field of view up with a 1e-6 tolerance, so LR spacings read back
+    from float32 headers (1.8000001 mm) can add one SR voxel and move the grid by half a voxel. The LR
+    spacing is snapped to 1e-4 mm and the grid recomputed; if it then matches `hr` within 1e-3 mm,
+    the HR files are taken as lying on the SR grid (exact copy, no resampling).
+    """
+    sr = sr_grid(lr)
+    if sr == hr:
+        return sr
+    sp = lr.spacing
+    snapped = np.where(np.abs(sp - np.round(sp, 4)) < 1e-4, np.round(sp, 4), sp)
+    aff = lr.affine.copy()
+    aff[:3, :3] = lr.directions * snapped
+    sr2 = sr_grid(Grid(lr.shape, aff))
+    if sr2.shape == hr.shape and np.allclose(sr2.affine, hr.affine, atol=1e-3):
+        return hr
+    return sr
+
+
 def load_subject(root: str | Path, entry: dict, percentile: float = DEFAULT_PERCENTILE,
                  max_phases: int = 0) -> list[Sample]:
     """Labelled phases of one manifest subject as `Sample`s; DataError naming the subject on problems.
@@ -148,7 +169,7 @@ def load_subject(root: str | Path, entry: dict, percentile: float = DEFAULT_PERC
         raise DataError(f"subject {sid}: invalid affine: {exc}", root) from None
     if lr_img.shape[1] < 2:
         raise DataError(f"subject {sid}: the LR stack has a single slice", root)
-    sr = sr_grid(lr)
+    sr = matching_sr_grid(lr, hr)
     exact = hr == sr
     if not exact:
         cov = _coverage(hr, sr)

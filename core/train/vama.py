@@ -56,6 +56,7 @@ from core.vama.alignment import align_labels, resample_aligned
 log = logging.getLogger(__name__)
 
 MIN_STUDIES = 4  # per domain; training refuses to start with fewer (see docs/vama.md)
+AIR_LEVEL = 0.1  # normalised intensity separating air/lung from tissue in the background loss mask
 MAX_NORMAL_ANGLE_DEG = 45.0  # slice normals further than this from the target studies' mean: refused
 LABEL_SUFFIXES = ("_labels", "_label", "_gt", "_seg", "-labels", "_lr_labels")
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -310,7 +311,7 @@ class VamaData:
                  progress: ProgressFn | None = None):
         self.source, self.target = source, target
         self.alignments = []
-        self.aligned = []  # per source: (P, Z_s, Y_s, X_s) normalised target on the source grid
+        self.aligned = []  # per source: (P, Z_s, Y_s, X_s) float16 normalised target on the source grid
         self.masks = []    # per source: (P, Z_s, Y_s, X_s) uint8 1 where the pixel losses apply
         self.pairs = []    # per source: (target index, [(source phase, target phase)] of length P)
 
@@ -337,8 +338,12 @@ class VamaData:
                                          inverse, order=0, nearest_slice=True)
             inside = resample_aligned(np.ones(t.grid.shape, np.uint8), t.grid, s.grid, inverse, order=0,
                                       nearest_slice=True).astype(bool)
-            agree = (moved_lab == np.stack([s.phase_labels[a] for a, _ in pairs])) & inside[None]
-            self.aligned.append(moved)
+            s_lab = np.stack([s.phase_labels[a] for a, _ in pairs])
+            agree = (moved_lab == s_lab) & inside[None]
+            # background is many tissues: there, also require both to be air/lung or both tissue
+            s_img = s.normalised[[a for a, _ in pairs]]
+            agree &= (s_lab > 0) | ((moved > AIR_LEVEL) == (s_img > AIR_LEVEL))
+            self.aligned.append(moved.astype(np.float16))  # half the memory; crops are cast back
             self.masks.append(agree.astype(np.uint8))
             self.alignments.append(al)
             self.pairs.append((j, pairs))

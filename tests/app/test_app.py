@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from PySide6.QtGui import QImage
 
-from app.dialogs.export_dialog import ExportOptions
+from app.dialogs.export_dialog import ExportDialog
 from app.theme import LABEL_COLOURS
 
 pytestmark = pytest.mark.gui
@@ -39,16 +40,38 @@ def test_window_opens_on_study_and_shows_lr_pixels(qtbot, window, phantom_path, 
     _open(qtbot, window, phantom_path)
     assert window.study.n_phases == 8
     assert window.study_fields["size"].text().startswith("80 × 80")
+    assert window.phase_slider.maximum() == 7
     rgb = _rgb(window.lr_view.grab().toImage())
     assert rgb.std() > 20  # an image, not a uniform background
     assert not window.sr_view.has_image()
     assert settings.recent_files()[0].endswith("phantom.nii.gz")
-    # Keyboard-free navigation through the same slots the shortcuts use.
+    # Keyboard: arrows step slices, PgDown/PgUp phases, Space plays the cine.
+    from PySide6.QtCore import Qt
+
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
     k = window.slice_slider.value()
-    window.step_slice(+1)
+    qtbot.keyClick(window, Qt.Key.Key_Up)
     assert window.slice_slider.value() == k + 1
-    window.next_phase()
+    qtbot.keyClick(window, Qt.Key.Key_PageDown)
     assert window.phase == 1
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: window.phase >= 3, timeout=5000)
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    assert not window._play_timer.isActive()
+
+
+def test_dropping_a_file_opens_it(qtbot, window, phantom_path):
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(phantom_path))])
+    event = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
+                       Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(window.studyLoaded, timeout=30000):
+        window.dropEvent(event)
+    assert window.study.meta.source_path.endswith("phantom.nii.gz")
 
 
 def test_bad_file_gives_a_clear_error(qtbot, window, tmp_path):
@@ -103,11 +126,34 @@ def test_cancel_stops_the_worker(qtbot, window, phantom_path, oracle_engine):
     assert window.sr_action.isEnabled()
 
 
+def test_closing_the_window_during_a_run_stops_it_cleanly(qtbot, window, phantom_path, oracle_engine):
+    _open(qtbot, window, phantom_path)
+    task = window.super_resolve()
+    window.close()  # cancels and waits for the worker
+    assert not task.is_running() and task.cancel_requested
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(qtbot, window, phantom_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    _open(qtbot, window, phantom_path)
+    window.device_box.setCurrentIndex(window.device_box.findData("cuda"))
+    with qtbot.waitSignal(window.taskFailed, timeout=60000) as sig:
+        window.super_resolve()
+    assert "CUDA" in sig.args[0]
+    assert window.sr_action.isEnabled()
+
+
 def test_export_writes_files_and_never_overwrites_silently(qtbot, window, phantom_path, oracle_engine, tmp_path):
     _open(qtbot, window, phantom_path)
     _super_resolve(qtbot, window)
     out = tmp_path / "export"
-    opts = ExportOptions(folder=out, mesh_formats=("stl", "vtp"), screenshots=("window", "3d"))
+    dlg = ExportDialog(window, has_result=True, default_dir=str(out))
+    dlg.format_checks["vtp"].setChecked(True)
+    dlg.shot_checks["3d"].setChecked(True)
+    opts = dlg.options()
+    assert opts.folder == out and opts.mesh_formats == ("stl", "vtp") and opts.screenshots == ("window", "3d")
     with qtbot.waitSignal(window.exportDone, timeout=60000) as sig:
         window.export(opts, confirm=False)
     written = {p.relative_to(out).as_posix() for p in sig.args[0]}
@@ -126,7 +172,96 @@ def test_cli_view_scripted_screenshot(tmp_path, phantom_path):
     env_cmd = [sys.executable, "-m", "core.cli.main", "view", str(phantom_path), "--screenshot", str(shot), "--quit",
                "--size", "1280x800"]
     out = subprocess.run(env_cmd, capture_output=True, text=True, timeout=120,
-                         env={**__import__("os").environ, "GEMINI_CMR_SETTINGS": str(tmp_path / "s.ini")})
+                         env={**os.environ, "GEMINI_CMR_SETTINGS": str(tmp_path / "s.ini")})
     assert out.returncode == 0, out.stderr[-2000:]
     image = QImage(str(shot))
     assert image.width() >= 1200 and _rgb(image).std() > 10
+
+
+def _mouse(widget, kind, pos, button, buttons, mods=None):
+    from PySide6.QtCore import QEvent, QPointF, Qt
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    types = {"press": QEvent.Type.MouseButtonPress, "move": QEvent.Type.MouseMove,
+             "release": QEvent.Type.MouseButtonRelease}
+    p = QPointF(*pos)
+    ev = QMouseEvent(types[kind], p, widget.mapToGlobal(p), button, buttons,
+                     mods or Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, ev)
+
+
+def test_mouse_window_level_zoom_crosshair_and_oblique_line(qtbot, window, phantom_path):
+    from PySide6.QtCore import QPoint, QPointF, Qt
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    _open(qtbot, window, phantom_path)
+    vp = window.lr_view.viewport()
+    cx, cy = vp.width() / 2, vp.height() / 2
+    # Right-drag: window/level, shared by LR, SR and the reformats; double right-click resets.
+    wl0 = window.lr_view.window_level()
+    R, NB = Qt.MouseButton.RightButton, Qt.MouseButton.NoButton
+    _mouse(vp, "press", (cx, cy), R, R)
+    _mouse(vp, "move", (cx + 60, cy - 30), NB, R)
+    _mouse(vp, "release", (cx + 60, cy - 30), R, NB)
+    assert window.lr_view.window_level() != wl0
+    assert window.sr_view.window_level() == window.lr_view.window_level()
+    window.reset_window_level()
+    assert window.lr_view.window_level() == wl0
+    # Left click: crosshair at a new world position, linked to the cursor.
+    L = Qt.MouseButton.LeftButton
+    before = window.cursor.copy()
+    _mouse(vp, "press", (cx + 40, cy + 25), L, L)
+    _mouse(vp, "release", (cx + 40, cy + 25), L, NB)
+    assert np.linalg.norm(window.cursor - before) > 5
+    # Ctrl+left drag: the oblique plane follows the line.
+    ctrl = Qt.KeyboardModifier.ControlModifier
+    _mouse(vp, "press", (cx - 80, cy - 80), L, L, ctrl)
+    _mouse(vp, "move", (cx + 80, cy + 80), NB, L, ctrl)
+    _mouse(vp, "release", (cx + 80, cy + 80), L, NB, ctrl)
+    plane = window.reformat_view.current_plane()
+    assert window.reformat_view.plane_name == "oblique"
+    assert abs(np.dot(plane.u, window.study.grid.directions[:, 0])) < 0.9  # diagonal, not the default row
+    # Wheel: zoom, mirrored by the SR view.
+    z0 = window.lr_view.zoom()
+    ev = QWheelEvent(QPointF(cx, cy), vp.mapToGlobal(QPointF(cx, cy)), QPoint(0, 0), QPoint(0, 240), NB,
+                     Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(vp, ev)
+    assert window.lr_view.zoom() > 1.2 * z0
+    assert window.sr_view.zoom() == pytest.approx(window.lr_view.zoom())
+    # A click on the long-axis reformat moves the cursor to that point of the plane (and the SAX slice).
+    pane = window.reformat_view.lr_pane.viewport()
+    k0 = window.slice_slider.value()
+    _mouse(pane, "press", (pane.width() / 2, pane.height() * 0.3), L, L)
+    _mouse(pane, "release", (pane.width() / 2, pane.height() * 0.3), L, NB)
+    plane = window.reformat_view.current_plane()
+    assert abs(np.dot(window.cursor - plane.origin, plane.normal)) < 1e-6
+    assert window.slice_slider.value() != k0
+
+
+@pytest.mark.slow
+def test_cli_view_super_resolves_the_demo_study_with_the_bundled_model(tmp_path):
+    from core.resources import demo_study_path
+
+    if not demo_study_path().exists():
+        pytest.skip("no demo study")
+    shot = tmp_path / "demo.png"
+    out = subprocess.run(
+        [sys.executable, "-m", "core.cli.main", "view", str(demo_study_path()), "--super-resolve", "--screenshot",
+         str(shot), "--quit", "--device", "cpu"], capture_output=True, text=True, timeout=600,
+        env={**os.environ, "GEMINI_CMR_SETTINGS": str(tmp_path / "s.ini")})
+    assert out.returncode == 0, out.stderr[-2000:]
+    rgb = _rgb(QImage(str(shot)))
+    assert sum(_count_colour(rgb, c, tol=60) for c in LABEL_COLOURS.values()) > 100
+
+
+def test_cli_view_with_a_broken_model_exits_2_with_the_reason(tmp_path, phantom_path):
+    bad = tmp_path / "not_a_model"
+    bad.mkdir()
+    out = subprocess.run(
+        [sys.executable, "-m", "core.cli.main", "view", str(phantom_path), "--super-resolve", "--model", str(bad),
+         "--quit"], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "GEMINI_CMR_SETTINGS": str(tmp_path / "s.ini")})
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "not_a_model" in out.stderr

@@ -78,6 +78,9 @@ def test_synth_domain_and_demo(tmp_path):
 def test_bad_arguments_are_user_errors(tmp_path, capsys):
     assert main(["synth", str(tmp_path / "x"), "--subjects", "0"]) == 2
     assert "subjects" in capsys.readouterr().err
+    assert main(["synth", str(tmp_path / "y"), "--demo", "--phases", "1"]) == 2
+    assert "phases" in capsys.readouterr().err
+    assert not (tmp_path / "y").exists()
 
 
 def test_split_names():

@@ -123,6 +123,12 @@ def test_adapter_loading_refuses_bad_files(domains, tmp_path):
     (bad / "config.json").write_text(json.dumps(cfg | {"model": cfg["model"] | {"base_channels": 6}}))
     with pytest.raises(ModelError, match="shape mismatch|do not match"):
         Adapter.load(bad)
+    (bad / "config.json").write_text(json.dumps(cfg | {"model": cfg["model"] | {"depth": "deep"}}))
+    with pytest.raises(ModelError, match="invalid model"):
+        Adapter.load(bad)
+    (bad / "config.json").write_text(json.dumps(cfg | {"version": 7}))
+    with pytest.raises(ModelError, match="version"):
+        Adapter.load(bad)
     (bad / "config.json").write_text(json.dumps(cfg))
     (bad / "adapter.safetensors").write_bytes(b"\x80\x04not safetensors")
     with pytest.raises(ModelError):

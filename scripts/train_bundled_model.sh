@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Re-create the bundled demo model resources/models/gemini-phantom/ (docs/gemini.md, "Bundled model").
+#   1. 40 phantom subjects (28 train / 6 val / 6 test), seed 0, 20 phases, from `gemini-cmr synth`;
+#   2. Gemini-GAN training with scripts/gemini_phantom_train.json (seed 0, 2 CPU threads);
+#   3. the best validation checkpoint exported as float16 safetensors + config.json;
+#   4. the held-out test split evaluated (3D / slice-wise Dice, PSNR/SSIM vs cubic B-spline).
+# Usage: scripts/train_bundled_model.sh [DATA_DIR] [RUN_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+DATA=${1:-data/phantoms}
+RUN=${2:-runs/gemini-phantom}
+if [ ! -f "$DATA/manifest.json" ]; then
+  $PY -m core.cli.main synth "$DATA" --subjects 40 --seed 0 --phases 20
+fi
+$PY -m core.cli.main train gemini --data "$DATA" --out "$RUN" --config scripts/gemini_phantom_train.json \
+  --device cpu --seed 0
+$PY - "$RUN" <<'PYEOF'
+import sys
+from core.models.store import BUNDLED_MODEL_DIR, load_model, save_model
+run = sys.argv[1]
+m = load_model(f"{run}/best")
+cfg = {k: v for k, v in m.config.items() if k not in ("kind", "version", "model", "weights_dtype")}
+cfg["training"]["command"] = "scripts/train_bundled_model.sh"
+save_model(BUNDLED_MODEL_DIR, m.generator, cfg, half=True)
+print("exported", BUNDLED_MODEL_DIR)
+PYEOF
+$PY scripts/eval_gemini.py --data "$DATA" --split test --json "$RUN/test_metrics.json"
