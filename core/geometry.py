@@ -33,7 +33,8 @@ def sr_grid(lr: Grid, inplane_mm: float = SR_INPLANE_MM, through_mm: float = SR_
     d = lr.directions
     lengths = np.array([nx * sx, ny * sy, nz * sz])
     steps = np.array([inplane_mm, inplane_mm, through_mm])
-    counts = np.array([max(1, math.ceil(L / s - 1e-6)) for L, s in zip(lengths, steps)])
+    # 1e-3 voxel tolerance: float32 affines read back from files must not gain a voxel.
+    counts = np.array([max(1, math.ceil(L / s - 1e-3)) for L, s in zip(lengths, steps)])
     # LR outer edge (voxel index -0.5 on every axis) in world space, then centre the SR grid on the LR FOV.
     lr_edge = lr.index_to_world(np.array([-0.5, -0.5, -0.5]))
     excess = counts * steps - lengths
