@@ -420,6 +420,11 @@ class MainWindow(QMainWindow):
             a.setShortcut(QKeySequence(sc))
             group.addAction(a)
             a.triggered.connect(lambda _=False, k=key: self.reformat_view.select_plane(k))
+        draw = planes.addAction("Draw Oblique Line with Left Drag")
+        draw.setCheckable(True)
+        draw.setShortcut(QKeySequence("O"))
+        draw.setToolTip("Left drag on a short-axis view draws the oblique plane (as Ctrl + drag does)")
+        draw.toggled.connect(self._set_line_mode)
         if self.with_3d:
             modes = vm.addMenu("3D Mode")
             for key, text in SURFACE_MODES:
@@ -918,6 +923,11 @@ class MainWindow(QMainWindow):
         x, y, z = self.cursor
         self.position_label.setText(f"RAS ({x:.1f}, {y:.1f}, {z:.1f}) mm")
 
+    def _set_line_mode(self, on: bool) -> None:
+        for v in (self.lr_view, self.sr_view):
+            v.line_mode = bool(on)
+        self.status_label.setText("Left drag on a short-axis view draws the oblique plane" if on else "Ready")
+
     def _on_oblique_line(self, p0, p1, final: bool) -> None:
         self.reformat_view.set_oblique(p0, p1)
         self._update_plane_trace()
@@ -1070,7 +1080,7 @@ class MainWindow(QMainWindow):
             self, "Keyboard shortcuts",
             "Up/Right, Down/Left: next/previous slice\nPgDown/PgUp: next/previous phase\nSpace: play/pause\n"
             "E / S: go to ED / ES\nL: label overlay\nR: reset window/level\nF: fit views\n"
-            "2 / 4 / 3: 2-chamber / 4-chamber / oblique plane\nCtrl+O: open\nCtrl+R: super-resolve\n"
+            "2 / 4 / 3: 2-chamber / 4-chamber / oblique plane\nO: left drag draws the oblique line\nCtrl+O: open\nCtrl+R: super-resolve\n"
             "Esc: cancel\nCtrl+E: export\nCtrl+Shift+S: screenshot\n\n"
             "Mouse: left = crosshair, right-drag = window/level (double right-click resets), wheel = zoom,\n"
             "middle or Shift+left drag = pan, Ctrl+left drag = oblique plane line.",
