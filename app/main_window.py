@@ -439,6 +439,9 @@ class MainWindow(QMainWindow):
         choose_model.triggered.connect(lambda: self._browse(self.model_box, "model"))
         choose_adapter = tm.addAction("Choose Adapter…")
         choose_adapter.triggered.connect(lambda: self._browse(self.adapter_box, "adapter"))
+        tm.addSeparator()
+        self.train_action = tm.addAction("Train a Model…")
+        self.train_action.triggered.connect(self.open_training_wizard)
 
         hm = mb.addMenu("&Help")
         keys = hm.addAction("Keyboard Shortcuts")
@@ -1004,17 +1007,19 @@ class MainWindow(QMainWindow):
         return QImage(arr.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
     def save_screenshot(self, path: str | Path, which: str = "window") -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.grab_image(which).save(str(path)):
-            raise OSError(f"could not write {path}")
-        return path
+        from app.dialogs.export_dialog import save_image
+
+        return save_image(self.grab_image(which), Path(path))
 
     def screenshot_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", str(Path(self.settings.last_dir) / "gemini.png"),
                                               "PNG images (*.png)")
         if path:
-            self.save_screenshot(path)
+            try:
+                self.save_screenshot(path)
+            except OSError as exc:
+                self._report_error(f"{path}: cannot save the screenshot ({exc})", "")
+                return
             self.status_label.setText(f"Saved {path}")
 
     def export_dialog(self) -> None:
@@ -1068,6 +1073,20 @@ class MainWindow(QMainWindow):
     # ============================================================================================
     # help and lifecycle
     # ============================================================================================
+    def open_training_wizard(self):
+        """Tools > Train a Model… (app/wizard): "Use this model now" selects the model or adapter here."""
+        from app.wizard import TrainWizard
+
+        wizard = TrainWizard(self, self.settings)
+        wizard.modelChosen.connect(self.use_trained_model)
+        self.training_wizard = wizard
+        wizard.show()
+        return wizard
+
+    def use_trained_model(self, kind: str, path: str) -> None:
+        self._set_combo_path(self.adapter_box if kind == "vama" else self.model_box, path)
+        self._remember_engine_choice()
+
     def show_about(self) -> None:
         QMessageBox.about(
             self, "About Gemini CMR",

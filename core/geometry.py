@@ -52,6 +52,11 @@ def index_map(src: Grid, dst: Grid) -> np.ndarray:
 
 def _zyx_transform(src: Grid, dst: Grid) -> tuple[np.ndarray, np.ndarray]:
     m = index_map(src, dst)
+    # Snap float noise (1e-16 from inverting an oblique affine) to whole numbers: with mode "constant"
+    # scipy returns cval for a point a hair beyond the last voxel, which dropped edge voxels when
+    # resampling onto the same (or an integer-shifted) grid.
+    near = np.abs(m - np.round(m)) < 1e-9
+    m = np.where(near, np.round(m), m)
     return _REVERSE @ m[:3, :3] @ _REVERSE, _REVERSE @ m[:3, 3]
 
 

@@ -33,6 +33,7 @@ from core.models.preprocess import (
     window_weights,
 )
 from core.models.store import LoadedModel, load_model
+from core.resources_check import plan_batch
 from core.study import Grid, Study
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,30 @@ class Predictor:
     def depth(self) -> int:
         return self.model.config.depth
 
+    def _run_safe(self, placed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`run_stacks` with CUDA out-of-memory recovery: halve the batch (kept for later batches), and
+        with a single phase still too large move the model to the CPU for good, with a warning."""
+        n = self.batch_size
+        if len(placed) > n:
+            parts = [self._run_safe(placed[i:i + n]) for i in range(0, len(placed), n)]
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        try:
+            return run_stacks(self.model, placed, self.device, self.precision)
+        except torch.cuda.OutOfMemoryError:
+            if self.device.type != "cuda":
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if len(placed) > 1:
+                self.batch_size = max(1, len(placed) // 2)
+                log.warning("CUDA out of memory with %d phases per batch: retrying with %d",
+                            len(placed), self.batch_size)
+                return self._run_safe(placed)
+            log.warning("CUDA out of memory with one phase per batch: falling back to the CPU (slower)")
+            self.model.to("cpu")
+            self.device = torch.device("cpu")
+            return run_stacks(self.model, placed, self.device, self.precision)
+
     def predict(
         self,
         study: Study,
@@ -168,25 +193,27 @@ class Predictor:
         scale = intensity_scale(study.image, float(norm.get("percentile", DEFAULT_PERCENTILE)))
         dz, h, w = sr.shape
         timings = {"preprocess": 0.0, "model": 0.0}
+        # Refuse before allocating when the study cannot fit; shrink the batch when it can.
+        bs = plan_batch(study, self.config, len(phase_list), self.batch_size, self.device)
         sr_image = np.empty((len(phase_list), dz, h, w), np.float32)
         sr_labels = np.empty((len(phase_list), dz, h, w), np.uint8)
-        n_chunks = -(-len(phase_list) // self.batch_size)
+        n_chunks = -(-len(phase_list) // bs)
         if progress:
             progress(0.0, "super-resolving")
         for ci in range(n_chunks):
             if cancel is not None and cancel():
                 raise Cancelled("super-resolution cancelled")
-            chunk = phase_list[ci * self.batch_size:(ci + 1) * self.batch_size]
+            chunk = phase_list[ci * bs:(ci + 1) * bs]
             tp = time.perf_counter()
             placed = place_on_sr_grid(study.image[chunk], lr, sr) / np.float32(scale)  # (b, dz, h, w)
             timings["preprocess"] += time.perf_counter() - tp
             tm = time.perf_counter()
-            img, lab = run_stacks(self.model, placed, self.device, self.precision)
+            img, lab = self._run_safe(placed)
             timings["model"] += time.perf_counter() - tm
-            sr_image[ci * self.batch_size:ci * self.batch_size + len(chunk)] = img * np.float32(scale)
-            sr_labels[ci * self.batch_size:ci * self.batch_size + len(chunk)] = lab
+            sr_image[ci * bs:ci * bs + len(chunk)] = img * np.float32(scale)
+            sr_labels[ci * bs:ci * bs + len(chunk)] = lab
             if progress:
-                done = min((ci + 1) * self.batch_size, len(phase_list))
+                done = min((ci + 1) * bs, len(phase_list))
                 progress((ci + 1) / n_chunks, f"super-resolved {done}/{len(phase_list)} phases")
         timings["total"] = time.perf_counter() - t0
         return Prediction(sr, phase_list, sr_image, sr_labels, self.model_id, scale, timings)

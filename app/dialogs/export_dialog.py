@@ -34,6 +34,16 @@ SCREENSHOT_VIEWS = {"window": "Whole window", "lr": "LR slice", "sr": "SR slice"
                     "3d": "3D surfaces"}
 
 
+def save_image(image: QImage, path: Path) -> Path:
+    """Write a PNG atomically (no half-written file if it fails)."""
+    from core.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        if not image.save(str(tmp), "PNG"):
+            raise OSError(f"could not write {path}")
+    return path
+
+
 @dataclass
 class ExportOptions:
     folder: Path
@@ -117,9 +127,7 @@ def export_plan(options: ExportOptions, study, result, shots: dict[str, QImage])
         path = folder / f"screenshot_{view}.png"
 
         def save(image=image, path=path):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not image.save(str(path)):
-                raise OSError(f"could not write {path}")
+            save_image(image, path)
 
         items.append(ExportItem(path, save))
     return items

@@ -126,12 +126,12 @@ def frame_from_dataset(ds: Dataset, name: str) -> DicomFrame:
         r, c = orientation[:3], orientation[3:]
         if (abs(np.linalg.norm(r) - 1) > 1e-2 or abs(np.linalg.norm(c) - 1) > 1e-2
                 or abs(np.dot(r, c)) > 1e-2):
-            raise StudyError(f"ImageOrientationPatient {list(orientation)} is not two orthonormal vectors", name)
+            raise StudyError(f"ImageOrientationPatient {[float(v) for v in orientation]} is not two orthonormal vectors", name)
         r, c = r / np.linalg.norm(r), c / np.linalg.norm(c)
         orientation = np.concatenate([r, c])
     spacing = _floats(ds, "PixelSpacing", 2, name)
     if spacing is not None and not np.all((spacing > 1e-3) & (spacing < 100)):
-        raise StudyError(f"implausible PixelSpacing {list(spacing)}", name)
+        raise StudyError(f"implausible PixelSpacing {[float(v) for v in spacing]}", name)
     n_frames = int(as_float(ds.get("NumberOfFrames", 1)) or 1)
     return DicomFrame(
         name=name,

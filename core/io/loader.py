@@ -43,6 +43,11 @@ def load_study(path: str | os.PathLike, series_uid: str | None = None, allow_inc
     path = Path(path).expanduser()
     if not path.exists():
         raise StudyError("no such file or folder", str(path))
+    if path.is_file():
+        try:
+            open(path, "rb").close()
+        except OSError as exc:
+            raise StudyError(f"cannot read ({exc.strerror or exc})", str(path)) from None
     if path.is_dir():
         study = _load_folder(path, series_uid, allow_incomplete)
     elif layouts.is_nifti(path):
@@ -91,7 +96,9 @@ def _load_folder(folder: Path, series_uid: str | None, allow_incomplete: bool) -
     if len(images) > 1:
         names = ", ".join(sorted(p.name for p in images)[:4])
         raise StudyError(f"{len(images)} NIfTI images in the folder ({names}...): pass one file", str(folder))
-    subfolders = [p for p in entries if p.is_dir()]
+    # A link back to this folder or an ancestor (a symlink loop) is not a subfolder to descend into.
+    here = folder.resolve()
+    subfolders = [p for p in entries if p.is_dir() and not (p.is_symlink() and p.resolve() in (here, *here.parents))]
     if not any(p.is_file() for p in entries) and len(subfolders) == 1:
         return _load_folder(subfolders[0], series_uid, allow_incomplete)
     sources, n_nifti = _folder_sources(folder)

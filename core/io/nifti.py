@@ -67,12 +67,39 @@ def read_nifti_array(path: str | Path) -> tuple[np.ndarray, np.ndarray, nib.Nift
     through `core.io.load_study`, which also handles header gotchas (e.g. ACDC) and label remapping.
     """
     img = nib.load(str(path))
+    check_stored_size(img, str(path))
     data = np.asanyarray(img.dataobj)
     return from_file_order(data), np.asarray(img.affine, dtype=np.float64), img.header
 
 
 #: Largest NIfTI volume (bytes of its stored data) read for a user study; more is a corrupt header.
 MAX_NIFTI_BYTES = 8 * 1024**3
+#: deflate never compresses more than 1032:1, so a .gz file holds at most this many bytes per stored byte.
+_GZIP_MAX_RATIO = 1032
+
+
+def check_stored_size(img, name: str) -> None:
+    """Refuse a header that claims more image data than its file can hold, before anything is allocated.
+
+    nibabel allocates the claimed size up front for compressed files (a 1 kB .nii.gz claiming 2.6 GB
+    allocates 2.6 GB before noticing the data is short). Uncompressed data must fit in the file;
+    gzip data cannot exceed 1032x the compressed size. Other compressions are not checked.
+    """
+    try:
+        claimed = int(np.prod(img.shape, dtype=np.float64)) * np.dtype(img.header.get_data_dtype()).itemsize
+        fname = img.file_map["image"].filename
+        size = Path(fname).stat().st_size
+        offset = int(img.header.get_data_offset())
+    except Exception:  # no file (in-memory image) or an odd header: leave it to the reader
+        return
+    lower = str(fname).lower()
+    if lower.endswith(".gz"):
+        if claimed + offset > _GZIP_MAX_RATIO * size + 1024:
+            raise StudyError(f"truncated or corrupt: the header claims {claimed} bytes of image data, more than "
+                             f"a {size}-byte gzip file can hold", name)
+    elif not lower.endswith((".bz2", ".zst")) and claimed + offset > size:
+        raise StudyError(f"truncated: the header claims {claimed} bytes of image data after byte {offset}, "
+                         f"the file holds {size} bytes", name)
 _TIME_UNIT_MS = {"msec": 1.0, "sec": 1000.0, "usec": 0.001}
 
 
@@ -135,6 +162,7 @@ def load_nifti_volume(path: str | Path) -> tuple[np.ndarray, np.ndarray, nib.Nif
     itemsize = np.dtype(header.get_data_dtype()).itemsize
     if int(np.prod(shape, dtype=np.float64)) * itemsize > MAX_NIFTI_BYTES:
         raise StudyError(f"implausible image size {shape} in the header", name)
+    check_stored_size(img, name)
     try:
         data = np.asanyarray(img.dataobj).reshape(shape)
     except Exception as exc:  # EOFError, zlib.error, OSError, ValueError for short or corrupt data

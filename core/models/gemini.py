@@ -10,6 +10,9 @@ Two encoder variants (config `encoder`):
   connections and the bottleneck are mixed through-plane by residual (3, 1, 1) 3D convs before they feed
   the decoders, which also run slice by slice and output 1 image channel and K logits per slice.
 With `residual_image` (default True) the image head predicts a correction added to the input stack.
+With `input_to_heads` the 1x1 heads also see the input stack itself (concatenated to the decoder features),
+so a narrow full-resolution decoder (16 channels for 64 slices) can still mix the acquired slices
+through-plane per pixel; off by default (the paper's heads), on for the bundled CPU model.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class GeminiConfig:
     encoder: str = "slices-as-channels"
     upsample: str = "bilinear"
     residual_image: bool = True
+    input_to_heads: bool = False  # concatenate the input stack to the decoder features fed to the 1x1 heads
     mix_kernel: int = 3  # shared-2d only: through-plane kernel of the mixing convs
 
     def __post_init__(self):
@@ -109,8 +113,9 @@ class GeminiGenerator(nn.Module):
         self.mix = nn.ModuleList([ThroughPlaneMix(c, cfg.depth, cfg.mix_kernel) for c in w]) if per_slice else None
         self.image_decoder = _Decoder(w, cfg.upsample)
         self.seg_decoder = _Decoder(w, cfg.upsample)
-        self.image_head = nn.Conv2d(w[0], 1 if per_slice else cfg.depth, 1)
-        self.seg_head = nn.Conv2d(w[0], cfg.n_classes * (1 if per_slice else cfg.depth), 1)
+        head_in = w[0] + (in_ch if cfg.input_to_heads else 0)
+        self.image_head = nn.Conv2d(head_in, 1 if per_slice else cfg.depth, 1)
+        self.seg_head = nn.Conv2d(head_in, cfg.n_classes * (1 if per_slice else cfg.depth), 1)
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = [self.inc(x)]
@@ -130,8 +135,11 @@ class GeminiGenerator(nn.Module):
             raise ValueError(f"in-plane size {h}x{w} must be a multiple of {m}")
         inp = x.reshape(b * d, 1, h, w) if cfg.encoder == "shared-2d" else x
         feats = self.encode(inp)
-        img = self.image_head(self.image_decoder(feats))
-        seg = self.seg_head(self.seg_decoder(feats))
+        fi, fs = self.image_decoder(feats), self.seg_decoder(feats)
+        if cfg.input_to_heads:
+            fi, fs = torch.cat([fi, inp], 1), torch.cat([fs, inp], 1)
+        img = self.image_head(fi)
+        seg = self.seg_head(fs)
         if cfg.encoder == "shared-2d":
             img = img.view(b, d, h, w)
             seg = seg.view(b, d, cfg.n_classes, h, w).permute(0, 2, 1, 3, 4)

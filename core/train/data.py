@@ -107,6 +107,8 @@ def _read4d(path: Path, sid: str, what: str) -> tuple[np.ndarray, np.ndarray]:
         a = a[None]
     if a.ndim != 4:
         raise DataError(f"subject {sid}: {what} must be 3D or 4D, got shape {a.shape}", path)
+    if np.iscomplexobj(a) or a.dtype.fields is not None:
+        raise DataError(f"subject {sid}: {what} has unsupported voxel type {a.dtype}", path)
     return a, aff
 
 
@@ -169,6 +171,8 @@ def load_subject(root: str | Path, entry: dict, percentile: float = DEFAULT_PERC
         raise DataError(f"subject {sid}: invalid affine: {exc}", root) from None
     if lr_img.shape[1] < 2:
         raise DataError(f"subject {sid}: the LR stack has a single slice", root)
+    if min(lr_img.shape[2:]) < 16:  # the same floor as `Study.validate` for studies to super-resolve
+        raise DataError(f"subject {sid}: LR in-plane size {lr_img.shape[3]}x{lr_img.shape[2]} is too small", root)
     sr = matching_sr_grid(lr, hr)
     exact = hr == sr
     if not exact:
@@ -211,6 +215,29 @@ def select_phases(labelled: list[int], ed: int | None, es: int | None, n: int) -
         idx = np.unique(np.round(np.linspace(0, len(rest) - 1, min(k, len(rest)) + 2)[1:-1]).astype(int))
         keep += [rest[i] for i in idx][:k]
     return sorted(keep)
+
+
+def check_subjects(root: str | Path, splits: tuple[str, ...] = SPLITS,
+                   percentile: float = DEFAULT_PERCENTILE) -> list[tuple[str, bool, str]]:
+    """Check every manifest subject in `splits` as training loads it: [(subject id, ok, problem)].
+
+    Runs the same checks as `load_subject` (files, shapes, phases, labels, geometry) subject by subject and
+    reports each problem instead of stopping at the first. A manifest that cannot be read raises `DataError`.
+    """
+    root = Path(root)
+    rows = []
+    for entry in read_manifest(root)["subjects"]:
+        if entry["split"] not in splits:
+            continue
+        try:
+            load_subject(root, entry, percentile, max_phases=1)
+            rows.append((entry["id"], True, ""))
+        except DataError as exc:
+            msg = str(exc)
+            if exc.path and Path(exc.path) == root and msg.startswith(f"{exc.path}: "):
+                msg = msg[len(exc.path) + 2:]
+            rows.append((entry["id"], False, msg))
+    return rows
 
 
 def _cache_key(root: Path, entry: dict, percentile: float, max_phases: int = 0) -> str:

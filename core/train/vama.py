@@ -248,6 +248,31 @@ def check_domains(source: list[DomainStudy], target: list[DomainStudy], source_d
                         f"than {MAX_NORMAL_ANGLE_DEG:.0f} deg from their mean): {shown}")
 
 
+def check_vama_data(source_dir: str | Path, target_dir: str | Path, split: str = "train",
+                    min_studies: int = MIN_STUDIES) -> list[tuple[str, bool, str]]:
+    """The checks `train_vama` runs before training, as rows (name, ok, problem) for the app's wizard.
+
+    One row per study read ("source/<name>", "target/<name>"); a domain folder that cannot be read gives one
+    failing row naming the study or file at fault (reading stops there); the count and orientation checks
+    across both domains give a final "source + target" row.
+    """
+    rows: list[tuple[str, bool, str]] = []
+    domains = {}
+    for role, folder in (("source", Path(source_dir)), ("target", Path(target_dir))):
+        try:
+            domains[role] = read_domain(folder, role, split)
+            rows += [(f"{role}/{s.name}", True, "") for s in domains[role]]
+        except DataError as exc:
+            rows.append((f"{role} folder", False, str(exc)))
+    if len(domains) == 2:
+        try:
+            check_domains(domains["source"], domains["target"], Path(source_dir), Path(target_dir), min_studies)
+            rows.append(("source + target", True, ""))
+        except DataError as exc:
+            rows.append(("source + target", False, str(exc)))
+    return rows
+
+
 def gemini_segmenter(gemini: str | None, device: str) -> Callable[[DomainStudy], tuple[np.ndarray, Grid]]:
     """Landmark labels for unlabelled studies: Gemini-GAN's own SR segmentation at the ED phase."""
     cache = {}

@@ -191,10 +191,15 @@ def test_gzip_parallel_is_standard_gzip(size):
 
     rng = np.random.default_rng(size)
     data = (rng.integers(0, 40, size, dtype=np.uint8)).tobytes()
-    packed = gzip_parallel(data, workers=2)
-    assert gzip.decompress(packed) == data
-    d = zlib.decompressobj(31)  # one gzip member, nothing left over
-    assert d.decompress(packed) == data and d.eof and d.unused_data == b""
+    half = size // 2
+    noise = data[:half] + rng.integers(0, 256, size - half, dtype=np.uint8).tobytes()  # stored chunks too
+    for payload, store in ((data, None), (data, 0.85), (noise, 0.85)):
+        packed = gzip_parallel(payload, workers=2, store_above=store)
+        assert gzip.decompress(packed) == payload
+        d = zlib.decompressobj(31)  # one gzip member, nothing left over
+        assert d.decompress(packed) == payload and d.eof and d.unused_data == b""
+    if size > 8 << 20:
+        assert len(gzip_parallel(noise, store_above=0.85)) < 1.01 * len(noise)
 
 
 def test_save_nifti_fast_matches_save_nifti(tmp_path):

@@ -87,3 +87,14 @@ def test_discriminator_matches_the_paper():
     x = discriminator_input(image, seg)
     assert x.shape == (2, 20, 32, 32)
     assert d(x).shape == (2,)
+
+
+@pytest.mark.parametrize("encoder", ["slices-as-channels", "shared-2d"])
+def test_input_to_heads(encoder):
+    g = GeminiGenerator(GeminiConfig(depth=4, widths=(4, 8), encoder=encoder, input_to_heads=True))
+    per_slice = encoder == "shared-2d"
+    assert g.image_head.in_channels == 4 + (1 if per_slice else 4)
+    img, seg = g(torch.randn(2, 4, 16, 16))
+    assert img.shape == (2, 4, 16, 16) and seg.shape == (2, 4, 4, 16, 16)
+    seg.logsumexp(1).mean().backward()
+    assert g.inc[0].weight.grad.abs().sum() > 0
