@@ -29,6 +29,7 @@ import logging
 import os
 import platform
 import shutil
+import signal
 import struct
 import sys
 import tempfile
@@ -393,13 +394,34 @@ def run_info(result: Result, extra: dict[str, Any] | None = None) -> dict[str, A
     return info
 
 
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold SIGINT/SIGTERM while the outputs are renamed into place, so an interrupt cannot leave a mix
+    of old and new outputs; a signal that arrived meanwhile is delivered right after."""
+    block = {signal.SIGINT, signal.SIGTERM}
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, block)
+    except (AttributeError, OSError, ValueError):  # platforms without pthread_sigmask
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _move_into_place(tmp: Path, out_dir: Path) -> None:
-    """Publish the finished temporary folder as `out_dir`.
+    """Publish the finished temporary folder as `out_dir` (with SIGINT/SIGTERM held meanwhile).
 
     A missing or empty `out_dir` is replaced by one rename. An existing, non-empty `out_dir` keeps
     files that are not ours; each of our outputs replaces its old version by a rename (the old
     `meshes/` folder is swapped out whole).
     """
+    with _signals_deferred():
+        _move_entries(tmp, out_dir)
+
+
+def _move_entries(tmp: Path, out_dir: Path) -> None:
     if out_dir.is_dir() and not any(out_dir.iterdir()):
         out_dir.rmdir()
     if not out_dir.exists():
@@ -479,17 +501,19 @@ def write_outputs(
     if out_dir.exists() and not out_dir.is_dir():
         raise GeminiError("output path exists and is not a folder", out_dir)
     parent = out_dir.resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
-    except OSError as exc:
-        raise GeminiError(f"cannot create the output folder ({exc.strerror or exc})", out_dir) from None
+    tmp: Path | None = None
 
     def check() -> None:
         if cancel is not None and cancel():
             raise Cancelled("writing outputs cancelled")
 
     try:
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            with _signals_deferred():  # an interrupt cannot fall between creating `tmp` and knowing it
+                tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
+        except OSError as exc:
+            raise GeminiError(f"cannot create the output folder ({exc.strerror or exc})", out_dir) from None
         with contextlib.suppress(OSError):
             tmp.chmod(0o755)  # mkdtemp makes it private (0700); the published outputs folder should not be
         dt = _phase_interval_ms(result)
@@ -508,7 +532,8 @@ def write_outputs(
         check()
         _move_into_place(tmp, out_dir)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     log.info("wrote outputs to %s", out_dir)
     return sorted(p for p in out_dir.rglob("*") if p.is_file() and p.relative_to(out_dir).parts[0] in OUTPUT_NAMES)

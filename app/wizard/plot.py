@@ -88,7 +88,8 @@ class CurvePlot(QWidget):
         fm = p.fontMetrics()
         r = QRectF(self.rect()).adjusted(52, 24, -12, -26)
         p.setPen(QColor("#9fb4cc"))
-        p.drawText(QRectF(8, 3, self.width() - 16, 18), Qt.AlignmentFlag.AlignLeft, self.title)
+        title = f"{self.title}  (x: {self.x_label})" if self.x_label else self.title
+        p.drawText(QRectF(8, 3, self.width() - 16, 18), Qt.AlignmentFlag.AlignLeft, title)
         p.setPen(QPen(QColor("#3a3e46"), 1))
         p.drawRect(r)
         rng = self._ranges()
@@ -118,7 +119,6 @@ class CurvePlot(QWidget):
             p.setPen(QColor("#8a93a0"))
             text = f"{x:.0f}" if (x1 - x0) >= 8 else f"{x:.1f}"
             p.drawText(QRectF(px - 30, r.bottom() + 3, 60, 16), Qt.AlignmentFlag.AlignHCenter, text)
-        p.drawText(QRectF(r.right() - 60, r.bottom() + 3, 60, 16), Qt.AlignmentFlag.AlignRight, self.x_label)
 
         # series
         for name, pts in self.series.items():

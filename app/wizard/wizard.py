@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QApplication,
     QButtonGroup,
@@ -224,12 +225,13 @@ class DataPage(QWizardPage):
         self.n_phases.setToolTip("Cardiac phases per phantom cine")
         self.synth_button = QPushButton("Generate phantoms…")
         self.synth_button.setToolTip("Write a paired phantom dataset with gemini-cmr synth and use it")
+        synth_row = QHBoxLayout()
+        synth_row.setContentsMargins(0, 0, 0, 0)
+        for w in (self.synth_button, QLabel("  subjects"), self.n_subjects, QLabel("  phases"), self.n_phases):
+            synth_row.addWidget(w)
+        synth_row.addStretch(1)
         g.addWidget(QLabel("or"), 1, 0)
-        g.addWidget(self.synth_button, 1, 1)
-        g.addWidget(QLabel("subjects"), 1, 2, Qt.AlignmentFlag.AlignRight)
-        g.addWidget(self.n_subjects, 1, 3)
-        g.addWidget(QLabel("phases"), 1, 4, Qt.AlignmentFlag.AlignRight)
-        g.addWidget(self.n_phases, 1, 5)
+        g.addLayout(synth_row, 1, 1, 1, 5)
         g.addWidget(_muted("ACDC-style folders (patientNNN with frames and _gt labels) hold no high-resolution "
                            "truth, so Gemini-GAN cannot be trained on them; they can be the source or target of "
                            "a V-AMA adapter."), 2, 0, 1, 6)
@@ -374,7 +376,7 @@ class DataPage(QWizardPage):
         self.table.setRowCount(len(rows))
         for i, (name, ok, problem) in enumerate(rows):
             items = (QTableWidgetItem(name), QTableWidgetItem("ok" if ok else "problem"), QTableWidgetItem(problem))
-            items[1].setForeground(Qt.GlobalColor.green if ok else Qt.GlobalColor.red)
+            items[1].setForeground(QColor(OK_COLOUR if ok else BAD_COLOUR))
             items[2].setToolTip(problem)
             for j, it in enumerate(items):
                 self.table.setItem(i, j, it)
@@ -486,6 +488,9 @@ class SettingsPage(QWizardPage):
         self.config_edit.setPlaceholderText("optional: training config JSON (keys of core.train.gemini.TrainConfig)")
         self.config_edit.setToolTip("Advanced: a JSON file of Gemini-GAN training settings; the values above "
                                     "override it")
+        for w in (self.epochs, self.max_steps, self.batch, self.lr, self.width_box, self.crop):
+            w.setMaximumWidth(260)
+        self.device.setMaximumWidth(480)
         form.addRow("Epochs", self.epochs)
         form.addRow("Max steps", self.max_steps)
         form.addRow("Batch size", self.batch)
@@ -630,6 +635,30 @@ class SettingsPage(QWizardPage):
         return [str(a) for a in args], env
 
 
+def _event_line(e: dict) -> str:
+    """A readable log line for the events worth keeping in the log view (not every step)."""
+    kind = e.get("event")
+    if kind == "start":
+        extra = (f", {e['n_train_items']} training items, {e['n_val']} validation samples, "
+                 f"{e.get('generator_parameters', 0):,} generator parameters" if "n_train_items" in e else "")
+        return (f"{'resumed at step ' + str(e.get('step')) if e.get('step') else 'started'}: "
+                f"{e.get('total_steps')} steps on {e.get('device')}{extra}")
+    if kind == "val":
+        return (f"validation at step {e['step']}: Dice LV {e.get('lv_cavity', float('nan')):.3f}, "
+                f"myo {e.get('lv_myocardium', float('nan')):.3f}, RV {e.get('rv_cavity', float('nan')):.3f}, "
+                f"PSNR {e.get('psnr', float('nan')):.2f} dB, SSIM {e.get('ssim', float('nan')):.3f}"
+                + ("  (best so far)" if e.get("best") else ""))
+    if kind == "epoch":
+        losses = ", ".join(f"{k} {v:.4f}" for k, v in (e.get("losses") or {}).items())
+        return f"{e.get('stage', '')} stage epoch {e.get('epoch')} (step {e.get('step')}): {losses}"
+    if kind in ("done", "interrupted", "stopped"):
+        return f"{kind} at step {e.get('step')}/{e.get('total_steps')}" + (
+            f" in {_fmt_time(e['elapsed_s'])}" if "elapsed_s" in e else "")
+    if kind in ("data", "resume"):
+        return ", ".join(f"{k} {v}" for k, v in e.items() if k not in ("event", "kind"))
+    return ""
+
+
 # ==========================================================================================================
 # page 4: run
 # ==========================================================================================================
@@ -676,6 +705,7 @@ class RunPage(QWizardPage):
                           ("ssim", "Val SSIM")):
             box = QVBoxLayout()
             title = _muted(text)
+            title.setWordWrap(False)
             value = QLabel("–")
             value.setObjectName("bigNumber")
             box.addWidget(title)
@@ -706,8 +736,8 @@ class RunPage(QWizardPage):
         if self.proc is None or not self.proc.is_running():
             self.start(resume=self.wiz.settings_page.resume)
 
-    def cleanupPage(self) -> None:  # noqa: N802  (Back)
-        pass
+    def cleanupPage(self) -> None:  # noqa: N802  (Back: the output folder may now hold a run)
+        self.wiz.settings_page.check_out()
 
     def isComplete(self) -> bool:  # noqa: N802
         return not self.running() and self.status == "done"
@@ -759,6 +789,7 @@ class RunPage(QWizardPage):
     def _update_buttons(self) -> None:
         running = self.running()
         self.cancel_button.setEnabled(running)
+        self.cancel_button.setVisible(running)
         resumable = (not running and self.status in ("interrupted", "cancelled", "failed")
                      and run_state(self.wiz.kind, self.wiz.settings_page.out_path) != "none")
         self.resume_button.setEnabled(resumable)
@@ -774,6 +805,9 @@ class RunPage(QWizardPage):
 
     def _show_event(self, e: dict) -> None:
         kind = e.get("event")
+        line = _event_line(e)
+        if line:
+            self.log_view.appendPlainText(line)
         if "total_steps" in e:
             self.total = int(e["total_steps"]) or self.total
         if kind == "start":
@@ -786,11 +820,16 @@ class RunPage(QWizardPage):
             self.step = int(e.get("step", 0))
         elif kind == "resume":
             self.step = int(e.get("step", 0))
+        elif kind == "align":  # V-AMA: landmark alignment of each source study before training
+            self.eta_label.setText(f"aligning {e.get('source')} -> {e.get('target')} ({e.get('index')}/{e.get('total')})")
         elif kind == "step":
             self.step = int(e["step"])
             if self._t_first is None:
                 self._t_first = (time.monotonic(), self.step)
-            losses = e.get("losses") or {k: e[k] for k in ("loss", "ce", "mse") if k in e}
+            if "losses" in e:  # V-AMA: the total loss of each stage (the parts are in the epoch plot)
+                losses = {f"{e.get('stage', '')} total".strip(): e["losses"].get("total", float("nan"))}
+            else:
+                losses = {k: e[k] for k in ("loss", "ce", "mse") if k in e}
             for k, v in losses.items():
                 self.loss_plot.add_point(k, self.step, v)
             main = losses.get("loss", next(iter(losses.values()), None))
@@ -990,6 +1029,7 @@ class TrainWizard(QWizard):
             self.data_page.task.cancel()
             self.data_page.task.wait(30000)
 
-    def closeEvent(self, event):  # noqa: N802
-        self.stop_all()
+    def closeEvent(self, event):  # noqa: N802  (the window's X: QDialog calls reject(), which asks)
         super().closeEvent(event)
+        if not self.isVisible():
+            self.stop_all()

@@ -31,6 +31,9 @@ def register(subparsers, summary: str) -> None:
                    help="comma-separated mesh formats among stl,obj,ply,vtp (default stl)")
     p.add_argument("--all-phase-meshes", action="store_true",
                    help="also write meshes for every phase and a time series (.pvd) per structure")
+    p.add_argument("--series-uid", default=None, help="DICOM SeriesInstanceUID when a folder holds several cines")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="use the complete slices of an incomplete DICOM series (with a warning)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
 
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         raise GeminiError("output path exists and is not a folder", out)
     progress = StderrProgress(not args.quiet)
     t0 = time.perf_counter()
-    study = load_study(args.study)
+    study = load_study(args.study, series_uid=args.series_uid, allow_incomplete=args.allow_incomplete)
     t_load = time.perf_counter() - t0
     progress(0.0, f"loaded {study.name}: {study.n_phases} phases x {study.n_slices} slices")
     engine = SuperResolver(model=args.model, adapter=args.adapter, device=args.device)

@@ -172,18 +172,31 @@ def read_frame(name: str, open_file: Callable[[], BinaryIO]) -> DicomFrame | Non
             return None
         except Exception as exc:  # pydicom raises many types on truncated/corrupt input
             raise StudyError(f"truncated or corrupt DICOM file ({type(exc).__name__}: {exc})", name) from None
-    if "SOPClassUID" not in ds and "PixelData" not in ds and "SeriesInstanceUID" not in ds:
-        if _is_image_class(ds):
-            raise StudyError("truncated DICOM file: the header stops before the image attributes", name)
-        return None  # forced read of something that is not really DICOM
-    if _is_image_class(ds) and not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        raise StudyError("truncated DICOM file: an image object without pixel data", name)
+    # pydicom decodes elements lazily: a corrupt element (e.g. an unknown VR) raises on first access, so
+    # every element read later (here, by the stack builder and the pixel decoder) is decoded now.
     try:
+        if "SOPClassUID" not in ds and "PixelData" not in ds and "SeriesInstanceUID" not in ds:
+            if _is_image_class(ds):
+                raise StudyError("truncated DICOM file: the header stops before the image attributes", name)
+            return None  # forced read of something that is not really DICOM
+        if _is_image_class(ds) and not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+            raise StudyError("truncated DICOM file: an image object without pixel data", name)
+        for keyword in _READ_LATER:
+            ds.get(keyword)
+        file_meta = getattr(ds, "file_meta", None)
+        if file_meta is not None:
+            file_meta.get("TransferSyntaxUID")
         return frame_from_dataset(ds, name)
     except StudyError:
         raise
     except Exception as exc:
         raise StudyError(f"unreadable DICOM header ({type(exc).__name__}: {exc})", name) from None
+
+
+#: Elements read after `read_frame` (stack builder, metadata, pixel decoding).
+_READ_LATER = ("PatientID", "Manufacturer", "SliceThickness", "PatientSize", "PatientWeight", "SeriesNumber",
+               "FrameOfReferenceUID", "SamplesPerPixel", "BitsAllocated", "BitsStored", "PixelRepresentation",
+               "RescaleSlope", "RescaleIntercept", "PixelData", "PhotometricInterpretation", "SpacingBetweenSlices")
 
 
 @contextlib.contextmanager

@@ -134,7 +134,10 @@ def phase_interval_ms(header: nib.Nifti1Header) -> float | None:
     zooms = header.get_zooms()
     if len(zooms) < 4:
         return None
-    unit = header.get_xyzt_units()[1]
+    try:
+        unit = header.get_xyzt_units()[1]
+    except (KeyError, ValueError):  # an undefined unit code in xyzt_units: no time unit
+        return None
     if unit not in _TIME_UNIT_MS or not zooms[3] > 0:
         return None
     return float(zooms[3]) * _TIME_UNIT_MS[unit]

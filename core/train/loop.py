@@ -167,19 +167,35 @@ def set_rng_state(tensors: dict[str, torch.Tensor]) -> None:
 def write_state(folder: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     """state.safetensors + state.json (written last, holding the tensors file's sha256)."""
     folder.mkdir(parents=True, exist_ok=True)
-    save_tensors(folder / "state.safetensors", tensors)
-    meta = dict(meta, state_sha256=file_sha256(folder / "state.safetensors"))
+    # Crash safety: until the new state.json lands, the old one must still match a tensors file, so the
+    # previous tensors are kept as state.prev.safetensors (renamed, not copied) and removed at the end.
+    st, prev = folder / "state.safetensors", folder / PREV_STATE
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        old = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        if st.exists() and old.get("state_sha256") == file_sha256(st):
+            os.replace(st, prev)
+    save_tensors(st, tensors)
+    meta = dict(meta, state_sha256=file_sha256(st))
     atomic_write_text(folder / "state.json", json.dumps(meta, indent=2) + "\n")
+    with contextlib.suppress(FileNotFoundError):
+        prev.unlink()
+
+
+PREV_STATE = "state.prev.safetensors"
 
 
 def read_state(folder: Path) -> tuple[dict[str, torch.Tensor], dict]:
     js, st = folder / "state.json", folder / "state.safetensors"
-    if not js.exists() or not st.exists():
+    if not js.exists() or not (st.exists() or (folder / PREV_STATE).exists()):
         raise DataError("no training state to resume from (state.json/state.safetensors missing)", folder)
-    meta = json.loads(js.read_text(encoding="utf-8"))
-    if meta.get("state_sha256") != file_sha256(st):
-        raise DataError("training state is incomplete (checksum mismatch); cannot resume", folder)
-    return load_tensors(st), meta
+    try:
+        meta = json.loads(js.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"unreadable training state ({exc})", js) from None
+    for tensors_file in (st, folder / PREV_STATE):  # the previous tensors when a save was cut short
+        if tensors_file.exists() and meta.get("state_sha256") == file_sha256(tensors_file):
+            return load_tensors(tensors_file), meta
+    raise DataError("training state is incomplete (checksum mismatch); cannot resume", folder)
 
 
 # --- progress ------------------------------------------------------------------------------------------

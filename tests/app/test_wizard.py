@@ -188,7 +188,6 @@ def test_cancel_leaves_a_loadable_checkpoint_and_resume_continues(qtbot, wizard,
     # the settings page now offers to resume the run in that folder, or a new name
     wiz.back()
     page = wiz.settings_page
-    page.check_out()
     assert page.state == "run" and not page.isComplete() and page.resume_button.isVisible()
     page.choose_resume()
     assert page.isComplete() and page.resume
@@ -254,10 +253,10 @@ def test_invalid_data_is_reported_and_blocks_next(qtbot, wizard, phantoms, tmp_p
     assert devices[0] == "auto" and devices[-1] == "cpu"
 
 
-def test_vama_data_page_and_command(qtbot, wizard, tmp_path):
+def _vama_settings(qtbot, wiz, tmp_path):
+    """V-AMA: source/target checked on the data page (3 target studies are too few, 4 pass) -> settings."""
     from tests.core.vama.conftest import write_folder, write_manifest
 
-    wiz = wizard
     wiz.kind_page.vama_radio.setChecked(True)
     wiz.next()
     page = wiz.data_page
@@ -278,22 +277,77 @@ def test_vama_data_page_and_command(qtbot, wizard, tmp_path):
     assert sp.epochs.value() == 20 and sp.batch.value() == 8 and not sp.lr.isEnabled()
     sp.out.set_text(str(tmp_path / "adapter"))
     sp.max_steps.setValue(3)
+    sp.epochs.setValue(1)
+    sp.batch.setValue(4)
+    sp.crop.setValue(24)
+    sp.device.setCurrentIndex(sp.device.findData("cpu"))
     args, env = sp.command(resume=False)
     assert args[:2] == ["train", "vama"] and "--progress-json" in args and "--max-steps" in args
     assert args[args.index("--source") + 1] == str(src) and args[args.index("--out") + 1] == str(tmp_path / "adapter")
+    return sp
+
+
+def test_vama_data_page_and_command(qtbot, wizard, tmp_path):
+    _vama_settings(qtbot, wizard, tmp_path)
+
+
+@pytest.mark.slow
+def test_vama_adapter_training(qtbot, wizard, tmp_path):
+    """A real (tiny) adapter training through the wizard: 3 steps per stage (about 20 s)."""
+    wiz = wizard
+    _vama_settings(qtbot, wiz, tmp_path)
+    with qtbot.waitSignal(wiz.run_page.runFinished, timeout=RUN_TIMEOUT) as blocker:
+        run = _start_run(qtbot, wiz)
+    assert blocker.args == ["done"], run.log_view.toPlainText()[-2000:]
+    assert [e["event"] for e in run.events].count("epoch") == 2 and run.progress.value() == 1000
+    assert set(run.loss_plot.series) == {"target total", "source total"}
+    assert not run.metric_labels["dice"].isVisibleTo(wiz)
+    wiz.next()
+    fin = wiz.finish_page
+    assert fin.model_path == str(tmp_path / "adapter") and fin.table.rowCount() > 2
+    with qtbot.waitSignal(wiz.modelChosen) as chosen:
+        fin.use_model()
+    assert chosen.args == ["vama", str(tmp_path / "adapter")] and wiz.settings.adapter == str(tmp_path / "adapter")
+    from core.models.vama import Adapter
+
+    assert Adapter.load(tmp_path / "adapter").adapter_id
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("GEMINI_WIZARD_SCREENSHOT"), reason="set GEMINI_WIZARD_SCREENSHOT=1")
 def test_run_page_screenshot(qtbot, wizard, phantoms, tmp_path, tiny_config):
     """docs/images/wizard_run.png: the run page after a short run with a few validations."""
+    from PySide6.QtWidgets import QApplication
+
+    from app.theme import apply_dark_theme
+
+    apply_dark_theme(QApplication.instance())  # as `gemini-cmr view` does (pytest-qt made the app)
     wiz = wizard
     wiz.resize(1100, 820)
     _choose_data(qtbot, wiz, phantoms)
     wiz.next()
-    _settings(wiz, tmp_path / "run", tiny_config, epochs=12)
+    config = tmp_path / "shot.json"
+    config.write_text(json.dumps({**TINY, "model": {"widths": [8, 16, 32]}, "val_every": 5, "checkpoint_every": 50}))
+    _settings(wiz, tmp_path / "run", config, epochs=50)
     with qtbot.waitSignal(wiz.run_page.runFinished, timeout=300_000) as blocker:
         _start_run(qtbot, wiz)
     assert blocker.args == ["done"]
     out = Path(__file__).resolve().parents[2] / "docs" / "images" / "wizard_run.png"
     assert wiz.grab().save(str(out))
+
+
+def test_a_failing_run_is_reported(qtbot, wizard, phantoms, tmp_path, tiny_config):
+    """Data that changes after the check (here: the manifest disappears): the CLI's one-line error is shown."""
+    data = tmp_path / "data"
+    shutil.copytree(phantoms, data)
+    wiz = wizard
+    _choose_data(qtbot, wiz, data)
+    wiz.next()
+    _settings(wiz, tmp_path / "run", tiny_config)
+    (data / "manifest.json").unlink()
+    with qtbot.waitSignal(wiz.run_page.runFinished, timeout=RUN_TIMEOUT) as blocker:
+        run = _start_run(qtbot, wiz)
+    assert blocker.args == ["failed"]
+    assert "Training failed" in run.state_label.text() and "no manifest.json" in run.state_label.text()
+    assert not run.resume_button.isVisibleTo(wiz) and not run.isComplete()
+    assert wiz.button(wiz.WizardButton.BackButton).isEnabled()

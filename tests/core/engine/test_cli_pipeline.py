@@ -14,9 +14,6 @@ from core.models.store import BUNDLED_MODEL_DIR
 
 from .fakes import make_study, write_paired_dataset
 
-pytestmark = pytest.mark.skipif(not (BUNDLED_MODEL_DIR / "model.safetensors").is_file(),
-                                reason="bundled model missing")
-
 
 @pytest.fixture(scope="module")
 def study_file(tmp_path_factory):
@@ -95,7 +92,7 @@ def test_evaluate_cli(tmp_path, capsys):
 
 
 def test_super_resolve_with_adapter(tmp_path, study_file, capsys):
-    vama = pytest.importorskip("core.models.vama")
+    from core.models import vama
     from core.models.store import file_sha256
 
     path, _ = study_file
@@ -128,3 +125,26 @@ def test_long_slab_real_predictor():
     sr = sr_grid(long.grid)
     assert sr.shape[0] == 80 and r.sr_image.shape == (2, *sr.shape)
     assert np.all(np.isfinite(r.sr_image)) and r.lr_labels.shape == image.shape
+
+
+@pytest.mark.data
+def test_super_resolve_acdc_real(tmp_path, shared_data, capsys):
+    """ACDC patient001 (ED/ES frames, expert labels, Info.cfg): outputs overlay the input, the study's ED/ES
+    and height/weight are used, and the expert-label volumes are reported beside the SR ones."""
+    folder = shared_data / "acdc" / "training" / "patient001"
+    if not folder.is_dir():
+        pytest.skip("ACDC patient001 not available")
+    out = tmp_path / "p001"
+    assert main(["super-resolve", str(folder), "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    capsys.readouterr()
+    ph = json.loads((out / "phenotypes.json").read_text())
+    assert (ph["ed_phase"], ph["es_phase"]) == (0, 1) and ph["ed_phase_source"] == "study"
+    assert ph["bsa_m2"] == pytest.approx((184 * 95 / 3600) ** 0.5)
+    lr = ph["lr"]
+    assert lr["phases"] == [0, 1]
+    # Expert labels: LV EDV ~295 mL, EF ~24% (dilated cardiomyopathy), on 1.5625 x 1.5625 x 10 mm voxels.
+    assert lr["lv_edv_ml"] == pytest.approx(295.5, abs=1.0) and lr["lv_ef_pct"] == pytest.approx(23.65, abs=0.5)
+    lab, aff, _ = read_nifti_array(out / "lr_labels.nii.gz")
+    img, img_aff, _ = read_nifti_array(folder / "patient001_frame01.nii.gz")
+    assert lab.shape[1:] == img.shape and np.allclose(np.linalg.norm(aff[:3, :3], axis=0), [1.5625, 1.5625, 10.0],
+                                                      atol=1e-3)

@@ -6,10 +6,9 @@ import math
 
 import numpy as np
 import pytest
+from skimage import metrics as skm
 
 from core import metrics
-
-skm = pytest.importorskip("skimage.metrics")
 
 
 @pytest.fixture(scope="module")
