@@ -80,6 +80,7 @@ class ReformatView(QWidget):
         self.phase = 0
         self._dirty = True
         self._cache: dict[tuple, tuple] = {}
+        self._fitted: dict[int, int] = {}
         self._user_oblique = False
         self._buttons.button(2).setChecked(True)
 
@@ -197,8 +198,19 @@ class ReformatView(QWidget):
             h, w = img.shape
             pane.set_pixel_transform(QTransform.fromScale(SAMPLING_MM, SAMPLING_MM).translate(0, 0))
             extent = QRectF(0, 0, w * SAMPLING_MM, h * SAMPLING_MM)
+            # Standard planes open zoomed on the heart (a square around the LV centre, which is the
+            # plane's centre); the oblique plane shows the whole field of view.
+            target = None
+            if self.plane_name != "oblique" and self.axis is not None:
+                side = float(np.clip(1.8 * self.axis.length_mm, 100.0, 400.0))
+                target = QRectF(extent.center().x() - side / 2, extent.center().y() - side / 2, side, side)
+            refit = target != pane.fit_target or self._fitted.get(id(pane)) != id(plane)
+            pane.fit_target = target
             if pane.scene().sceneRect() != extent:
                 pane.set_scene_extent(extent)
+            if refit:
+                self._fitted[id(pane)] = id(plane)
+                pane.fit()
             pane.show_array(img, lab)
             label = dict(PLANES)[self.plane_name]
             pane.corner["tl"] = f"{pane.title}  {label}"

@@ -80,6 +80,7 @@ class ImagePane(QGraphicsView):
         self._labels: np.ndarray | None = None
         self._overlay_visible = True
         self._user_zoomed = False
+        self.fit_target: QRectF | None = None
         self._drag: str | None = None
         self._drag_origin = QPointF()
         self._drag_wl = (1.0, 0.5)
@@ -179,7 +180,10 @@ class ImagePane(QGraphicsView):
 
     # --- view (zoom/pan) ------------------------------------------------------------------------
     def fit(self) -> None:
+        """Fit the scene, or `fit_target` (a region of interest in scene coordinates) when set."""
         rect = self.scene().sceneRect()
+        if self.fit_target is not None and not self.fit_target.isEmpty():
+            rect = self.fit_target
         if rect.isEmpty():
             return
         self.fitInView(rect, Qt.AspectRatioMode.KeepAspectRatio)
