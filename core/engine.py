@@ -33,6 +33,7 @@ import signal
 import struct
 import sys
 import tempfile
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -396,18 +397,32 @@ def run_info(result: Result, extra: dict[str, Any] | None = None) -> dict[str, A
 
 @contextlib.contextmanager
 def _signals_deferred():
-    """Hold SIGINT/SIGTERM while the outputs are renamed into place, so an interrupt cannot leave a mix
-    of old and new outputs; a signal that arrived meanwhile is delivered right after."""
-    block = {signal.SIGINT, signal.SIGTERM}
-    try:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, block)
-    except (AttributeError, OSError, ValueError):  # platforms without pthread_sigmask
+    """Hold SIGINT/SIGTERM during a short critical section (creating the temporary folder, renaming the
+    outputs into place), so an interrupt cannot leave a mix of old and new outputs or an unknown temporary
+    folder; a signal that arrived meanwhile is handed to the previous handler right after.
+
+    Python runs signal handlers in the main thread only (a signal mask would not do: torch's threads
+    would take the signal), so elsewhere (the app's worker threads) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
+    pending: list[int] = []
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError, OSError):
+            old[sig] = signal.signal(sig, lambda signum, frame: pending.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if pending:
+            handler = old.get(pending[0])
+            if callable(handler):
+                handler(pending[0], None)
+            else:
+                signal.raise_signal(pending[0])
 
 
 def _move_into_place(tmp: Path, out_dir: Path) -> None:

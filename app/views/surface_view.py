@@ -217,8 +217,8 @@ class SurfaceView(QWidget):
             side /= max(np.linalg.norm(side), 1e-9)
             normal4 = np.cross(side, a.direction)
             d = 300.0
-            if key == "4ch":
-                pos, up = c + d * normal4, -a.direction
+            if key == "4ch":  # as the 2D 4-chamber reformat: apex up, RV on the left
+                pos, up = c - d * normal4, a.direction
             elif key == "sax":
                 pos, up = c - d * a.direction, -side
             else:  # anterior: looking from the front (+A in RAS) towards the heart

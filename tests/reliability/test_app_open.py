@@ -53,8 +53,9 @@ def window(tmp_path_factory):
 
 @pytest.fixture
 def boxes(monkeypatch):
-    import app.main_window as mw
     from PySide6.QtWidgets import QMessageBox
+
+    import app.main_window as mw
 
     FakeBox.Icon, FakeBox.StandardButton = QMessageBox.Icon, QMessageBox.StandardButton
     FakeBox.shown = []

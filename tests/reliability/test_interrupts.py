@@ -56,7 +56,7 @@ def _interrupt_super_resolve(tmp_path: Path, sig: int, when: str, phases: str = 
             hit = _wait_for(lambda: bool(leftovers(tmp_path, "results")), proc, 120)
         else:  # the model is running
             hit = _wait_for(lambda: False, proc, 0) or _wait_until_predicting(proc)
-        assert hit, "the run ended before it could be interrupted"
+        assert hit, f"the run ended before it could be interrupted: {proc.communicate()[1][-2000:]}"
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -103,7 +103,7 @@ def test_cancel_while_writing_keeps_the_old_folder(tmp_path):
     for stop_at in range(1, 12):
         calls = 0
 
-        def cancel():
+        def cancel(stop_at=stop_at):
             nonlocal calls
             calls += 1
             return calls >= stop_at
