@@ -13,8 +13,6 @@ import json
 import sys
 from pathlib import Path
 
-from core.train.loop import StopFlag
-
 
 def register(subparsers, summary: str | None = None) -> None:
     p = subparsers.add_parser("gemini", help=summary or "train Gemini-GAN on a paired LR/HR dataset",
@@ -77,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         elif kind in ("done", "interrupted", "stopped"):
             sys.stderr.write(f"\n{kind}: step {e['step']}/{e['total_steps']} in {e['elapsed_s']:.0f} s; "
                              f"checkpoints in {e['out']}\n")
+
+    from core.train.loop import StopFlag
 
     stop = StopFlag()
     trainer = GeminiTrainer(cfg, args.data, args.out, args.device, callback, stop)

@@ -10,7 +10,7 @@ SUMMARY = "train a V-AMA adapter so studies from another scanner work with Gemin
 
 
 def register(subparsers, summary: str | None = None) -> argparse.ArgumentParser:
-    from core.train.vama import MIN_STUDIES
+    from core.vama import MIN_STUDIES
 
     p = subparsers.add_parser(
         "vama", help=summary or SUMMARY, description=(summary or SUMMARY) + (

@@ -1,14 +1,26 @@
 """Cardiac cine phantoms: parametric beating heart, bSSFP-like appearance, LR acquisition simulator,
-acquisition domains and the paired dataset writer (`gemini-cmr synth`). See docs/phantoms.md."""
+acquisition domains and the paired dataset writer (`gemini-cmr synth`). See docs/phantoms.md.
 
-from core.synth.acquisition import SliceShifts, plan_lr_grid, simulate_lr_from_volume
-from core.synth.anatomy import ANATOMY_RANGES, Phantom, Tissue, sample_heart_params
-from core.synth.appearance import synthesize_from_labels
-from core.synth.dataset import PhantomPair, make_subject, subject_seed, write_dataset, write_demo
-from core.synth.domains import DOMAINS, Acquisition, Domain, get_domain
+Names are imported on first use (PEP 562), so `gemini-cmr --help` and the synth command's parser do
+not pay for scipy/torch imports.
+"""
 
-__all__ = [
-    "ANATOMY_RANGES", "DOMAINS", "Acquisition", "Domain", "Phantom", "PhantomPair", "SliceShifts", "Tissue",
-    "get_domain", "make_subject", "plan_lr_grid", "sample_heart_params", "simulate_lr_from_volume",
-    "subject_seed", "synthesize_from_labels", "write_dataset", "write_demo",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "SliceShifts": "acquisition", "plan_lr_grid": "acquisition", "simulate_lr_from_volume": "acquisition",
+    "ANATOMY_RANGES": "anatomy", "Phantom": "anatomy", "Tissue": "anatomy", "sample_heart_params": "anatomy",
+    "synthesize_from_labels": "appearance",
+    "PhantomPair": "dataset", "make_subject": "dataset", "subject_seed": "dataset", "write_dataset": "dataset",
+    "write_demo": "dataset",
+    "DOMAINS": "domains", "Acquisition": "domains", "Domain": "domains", "get_domain": "domains",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"core.synth.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'core.synth' has no attribute {name!r}")

@@ -51,11 +51,11 @@ from core.models.vama import (
     sha256_file,
 )
 from core.study import Grid, Study, StudyMeta
+from core.vama import MIN_STUDIES  # per domain; training refuses fewer (docs/vama.md)
 from core.vama.alignment import align_labels, resample_aligned
 
 log = logging.getLogger(__name__)
 
-MIN_STUDIES = 4  # per domain; training refuses to start with fewer (see docs/vama.md)
 AIR_LEVEL = 0.1  # normalised intensity separating air/lung from tissue in the background loss mask
 MAX_NORMAL_ANGLE_DEG = 45.0  # slice normals further than this from the target studies' mean: refused
 LABEL_SUFFIXES = ("_labels", "_label", "_gt", "_seg", "-labels", "_lr_labels")
