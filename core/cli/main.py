@@ -25,6 +25,8 @@ COMMANDS: list[tuple[str, str]] = [
     ("train", "train Gemini-GAN or a V-AMA adapter"),
     ("super_resolve", "super-resolve and segment a study"),
     ("evaluate", "evaluate a model on a paired dataset"),
+    ("bench", "time the pipeline against the paper's reference configuration"),
+    ("batch", "super-resolve a cohort of studies (resumable, shardable with torchrun)"),
     ("view", "open the desktop app"),
     ("demo", "run Gemini CMR on the bundled demo study"),
 ]

@@ -128,7 +128,6 @@ def test_long_slab_real_predictor():
 
 
 @pytest.mark.data
-@pytest.mark.slow  # ~25 s on the shared 2-core machine (256 x 216 field of view)
 def test_super_resolve_acdc_real(tmp_path, shared_data, capsys):
     """ACDC patient001 (ED/ES frames, expert labels, Info.cfg): outputs overlay the input, the study's ED/ES
     and height/weight are used, and the expert-label volumes are reported beside the SR ones."""

@@ -1,0 +1,430 @@
+"""Performance measurement shared by `gemini-cmr bench` and `benchmarks/bench_pipeline.py`.
+
+Everything is measured in one process, side by side, so the ratios do not depend on another run's load:
+
+- the pipeline on a 20-phase cine (the demo study by default): study load, model load, preprocessing
+  (placement on the SR grid), the network (per phase and per cine), back-projection of the labels,
+  phenotypes, ED/ES meshes, end to end (file -> results in memory) and writing all outputs;
+- peak RSS of the process (and peak GPU memory on CUDA), taken before the reference run;
+- the model's convolution FLOPs (`torch.utils.flop_counter.FlopCounterMode` on a meta-device copy:
+  convolutions and matmuls, not pooling/upsampling/activations) -> achieved GFLOP/s, against the
+  machine's matmul GFLOP/s measured in the same run;
+- the paper's reference configuration (widths 64-128-256-512-512, input 100 x 400 x 400, batch 1, float32,
+  one phase per call, random weights) on N phases, extrapolated to the cine's phase count.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.geometry import rotation_matrix
+from core.io.nifti import save_nifti
+from core.study import Grid
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_STUDY = REPO / "resources" / "demo" / "demo_study.nii.gz"
+REFERENCE_INPUT = (100, 400, 400)  # (D, H, W) of the paper's reference configuration
+QUICK_REFERENCE_INPUT = (8, 32, 32)
+
+Log = Callable[[str], None]
+
+
+# --- inputs -------------------------------------------------------------------------------------------
+def phantom(n_phases: int, n_slices: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(T, Z, Y, X) float32 cine and affine: a beating two-ventricle phantom on an oblique stack."""
+    rot = rotation_matrix(np.array([0.3, 1.0, 0.2]), 25.0)
+    aff = np.eye(4)
+    aff[:3, :3] = rot * np.array([1.8, 1.8, 8.0])
+    grid = Grid((n_slices, size, size), aff)
+    aff[:3, 3] = -grid.centre()
+    grid = Grid((n_slices, size, size), aff)
+    local = (grid.voxel_centres() - np.array([-8.0, 0.0, 0.0])) @ rot
+    rng = np.random.default_rng(seed)
+    body = np.sqrt(np.sum((local[..., :2] / (0.45 * size * 1.8)) ** 2, axis=-1)) < 1.0
+    frames = []
+    for t in range(n_phases):
+        s = 1.0 - 0.3 * math.sin(math.pi * t / n_phases) ** 2
+        r = np.sqrt(np.sum((local / (np.array([22.0, 18.0, 30.0]) * s)) ** 2, axis=-1))
+        rv = np.sqrt(np.sum(((local - [40.0, 0, 0]) / (np.array([12.0, 22.0, 26.0]) * s)) ** 2, axis=-1))
+        img = np.where(body, 60.0, 5.0)
+        img = np.where(rv < 1.0, 240.0, img)
+        img = np.where(r < 1.0 + 8.0 / (22.0 * s), 80.0, img)
+        img = np.where(r < 1.0, 300.0, img)
+        frames.append(img + rng.normal(0, 6.0, img.shape))
+    return np.stack(frames).astype(np.float32), aff
+
+
+def write_phantom(path: Path, n_phases: int, n_slices: int, size: int, seed: int = 0) -> Path:
+    image, aff = phantom(n_phases, n_slices, size, seed)
+    save_nifti(path, image, aff, phase_interval_ms=40.0)
+    return Path(path)
+
+
+class OraclePredictor:
+    """Predictor interface returning a phantom's HR ground truth (no network)."""
+
+    model_id = "oracle"
+    device = "cpu"
+
+    def __init__(self, pair):
+        self.pair = pair
+
+    def predict(self, study, phases=None, progress=None, cancel=None):
+        from core.predict import Prediction
+
+        phases = list(range(study.n_phases)) if phases is None else list(phases)
+        hr = self.pair.hr
+        return Prediction(hr.grid, phases, hr.image[phases], hr.labels[phases], self.model_id)
+
+
+# --- the pipeline ---------------------------------------------------------------------------------------
+def run_once(
+    study_path: Path,
+    model: Any,
+    device: str,
+    out: Path | None,
+    phase_mode: str = "all",
+    meshes: str = "ed_es",
+) -> dict[str, Any]:
+    """study file -> SuperResolver.run -> (write_outputs when `out`); seconds per stage, `_`-keys = info."""
+    from core.engine import SuperResolver, write_outputs
+    from core.io import load_study
+
+    t0 = time.perf_counter()
+    c0 = time.process_time()
+    study = load_study(study_path)
+    t_load = time.perf_counter() - t0
+    engine = SuperResolver(model=model, device=device)
+    result = engine.run(study, phases=phase_mode, meshes=meshes)
+    tm: dict[str, Any] = dict(result.timings)
+    tm["load_study"] = t_load
+    tm["end_to_end"] = time.perf_counter() - t0
+    if out is not None:
+        write_outputs(result, out, ["stl"])
+        tm["files_to_outputs"] = time.perf_counter() - t0
+        tm["write"] = tm["files_to_outputs"] - tm["end_to_end"]
+    tm["cpu_seconds"] = time.process_time() - c0  # all threads of this process
+    tm["_device"] = engine.device
+    tm["_sr_shape"] = list(result.sr_grid.shape)
+    tm["_n_phases"] = len(result.phases)
+    tm["_result"] = result
+    return tm
+
+
+# --- machine ----------------------------------------------------------------------------------------------
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, MiB (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def _sync(device) -> None:
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_gflops(device: str = "cpu", dtype: str = "float32", n: int = 2048, min_time: float = 1.0) -> float:
+    """Best-of achieved GFLOP/s of an n x n matmul (2 n^3 FLOPs) in `dtype`, repeated for >= min_time s."""
+    import torch
+
+    dt = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(device=device, dtype=dt)
+    b = torch.randn(n, n, generator=g).to(device=device, dtype=dt)
+    with torch.inference_mode():
+        torch.mm(a, b)
+        _sync(device)
+        best, spent = math.inf, 0.0
+        while spent < min_time:
+            t = time.perf_counter()
+            torch.mm(a, b)
+            _sync(device)
+            d = time.perf_counter() - t
+            best, spent = min(best, d), spent + d
+    return 2.0 * n**3 / best / 1e9
+
+
+def model_flops(model, input_shape: tuple[int, ...]) -> float:
+    """FLOPs of one forward pass at `input_shape` (B, D, H, W), counted on a meta-device copy (no compute).
+
+    FlopCounterMode counts convolutions and matmuls (2 FLOPs per multiply-add); pooling, upsampling,
+    BatchNorm and activations are not counted (they are < 1% of the total here)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    meta = copy.deepcopy(model).to("meta")
+    x = torch.zeros(input_shape, device="meta")
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        meta(x)
+    return float(fc.get_total_flops())
+
+
+# --- the reference configuration ------------------------------------------------------------------------
+def reference_model(depth: int):
+    """The paper's network: widths 64-128-256-512-512, plain 1x1 heads, random weights, eval mode."""
+    from core.models.gemini import REFERENCE_WIDTHS, GeminiConfig, GeminiGenerator
+
+    cfg = GeminiConfig(depth=depth, widths=REFERENCE_WIDTHS, residual_image=False, input_to_heads=False)
+    return GeminiGenerator(cfg).eval()
+
+
+def time_reference(
+    device: str, n_phases: int, shape: tuple[int, int, int] = REFERENCE_INPUT, log: Log | None = None
+) -> dict[str, Any]:
+    """Run the reference configuration on `n_phases` random phases, one per call (batch 1, float32)."""
+    import torch
+
+    d, h, w = shape
+    model = reference_model(d).to(device)
+    flops = model_flops(model, (1, d, h, w))
+    g = torch.Generator().manual_seed(0)
+    per_phase = []
+    with torch.inference_mode():
+        for i in range(n_phases):
+            x = torch.rand((1, d, h, w), generator=g).to(device)
+            _sync(device)
+            t = time.perf_counter()
+            img, seg = model(x)
+            _ = img.cpu(), seg.argmax(1).cpu()
+            _sync(device)
+            per_phase.append(time.perf_counter() - t)
+            if log:
+                log(f"reference phase {i + 1}/{n_phases}: {per_phase[-1]:.2f} s")
+    del model
+    # The first call also pays one-off allocations and kernel selection: with >= 2 phases it is left out.
+    timed = per_phase[1:] if len(per_phase) > 1 else per_phase
+    mean = statistics.fmean(timed)
+    return {"input": [d, h, w], "widths": [64, 128, 256, 512, 512], "batch": 1, "precision": "float32",
+            "phases_measured": n_phases, "first_call_excluded": len(per_phase) > 1, "seconds_per_phase": [round(v, 3) for v in per_phase],
+            "mean_s_per_phase": mean, "gflop_per_phase": flops / 1e9,
+            "gflops_achieved": flops / mean / 1e9}  # fmt: skip
+
+
+# --- precision check ----------------------------------------------------------------------------------
+def precision_agreement(ref, test, hr_image: np.ndarray | None = None) -> dict[str, float]:
+    """Compare two `Prediction`s of the same phases (e.g. float32 vs bfloat16).
+
+    label_agreement: fraction of SR voxels with the same label; psnr_vs_reference_db: PSNR of the test SR
+    image against the reference SR image (data range = the reference's range per phase, mean over phases);
+    with `hr_image` (T', D, H, W ground truth on the SR grid): psnr_change_db = mean PSNR(test, HR) -
+    mean PSNR(ref, HR). The issue's acceptance: agreement >= 0.995 and |psnr_change_db| < 0.1."""
+    from core.metrics import psnr
+
+    out = {"label_agreement": float(np.mean(ref.sr_labels == test.sr_labels))}
+    vals = []
+    for a, b in zip(ref.sr_image, test.sr_image):
+        rng = float(a.max() - a.min()) or 1.0
+        vals.append(min(psnr(b, a, data_range=rng), 200.0))
+    out["psnr_vs_reference_db"] = float(np.mean(vals))
+    if hr_image is not None:
+        p_ref, p_test = [], []
+        for a, b, h in zip(ref.sr_image, test.sr_image, hr_image):
+            rng = float(h.max() - h.min()) or 1.0
+            p_ref.append(psnr(a, h, data_range=rng))
+            p_test.append(psnr(b, h, data_range=rng))
+        out["psnr_reference_db"] = float(np.mean(p_ref))
+        out["psnr_test_db"] = float(np.mean(p_test))
+        out["psnr_change_db"] = out["psnr_test_db"] - out["psnr_reference_db"]
+    out["passes"] = bool(out["label_agreement"] >= 0.995 and abs(out.get("psnr_change_db", 0.0)) < 0.1)
+    return out
+
+
+# --- the whole benchmark ----------------------------------------------------------------------------------
+def run_bench(
+    study: str | Path | None = None,
+    device: str = "auto",
+    phases: int = 20,
+    reference_phases: int = 2,
+    model: str | Path | None = None,
+    precision: str | None = None,
+    quick: bool = False,
+    threads: int | None = None,
+    log: Log | None = None,
+) -> dict[str, Any]:
+    """Measure everything (see the module docstring) and return a JSON-able report."""
+    import torch
+
+    from core.predict import Predictor, resolve_device
+
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    load_before = os.getloadavg()[0]
+    say = log or (lambda msg: None)
+    with tempfile.TemporaryDirectory(prefix="gemini-bench-") as tmp:
+        tmp = Path(tmp)
+        if quick:
+            study_path = write_phantom(tmp / "quick.nii.gz", min(phases, 3), 4, 24)
+            what = f"quick phantom {min(phases, 3)} phases x 4 slices x 24x24"
+        elif study is None:
+            study_path, what = DEMO_STUDY, "demo study"
+        else:
+            study_path, what = Path(study), str(study)
+        t = time.perf_counter()
+        kw = {} if precision is None else {"precision": precision}
+        predictor = Predictor.load(model, device=dev, **kw)
+        t_model = time.perf_counter() - t
+        # Warm-up: one phase through the network (first-call allocations and kernel selection).
+        from core.io import load_study
+
+        s = load_study(study_path)
+        n_t = s.n_phases
+        predictor.predict(s, phases=list(range(min(predictor.batch_size, n_t))))
+        del s
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        say(f"pipeline on {what} ({predictor.precision}, {dev})")
+        tm = run_once(study_path, predictor, str(dev), tmp / "out")
+        tm["load_model"] = t_model
+        result = tm.pop("_result")
+        rss = peak_rss_mb()
+        gpu_mem = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None
+    if n_t != phases and not quick:
+        say(f"note: the study has {n_t} phases, not {phases}")
+    n_ph = tm["_n_phases"]
+    # Model FLOPs: one forward per depth window per phase at the padded in-plane size.
+    from core.models.preprocess import depth_windows, pad_amounts
+
+    cfg = predictor.model.config
+    dz, h, w = tm["_sr_shape"]
+    hp = h + sum(pad_amounts(h, cfg.multiple))
+    wp = w + sum(pad_amounts(w, cfg.multiple))
+    n_win = len(depth_windows(dz, cfg.depth))
+    f_fwd = model_flops(predictor.model, (1, cfg.depth, hp, wp))
+    model_s = tm.get("predict_model", tm["predict"])
+    model_gflops = f_fwd * n_win * n_ph / model_s / 1e9
+    say("matmul peak")
+    mm_n = 256 if quick else 2048
+    mm_time = 0.2 if quick else 1.0
+    mm32 = matmul_gflops(str(dev), "float32", mm_n, mm_time)
+    mm_model = mm32
+    mmbf = None
+    if predictor.precision != "float32":
+        mmbf = matmul_gflops(str(dev), predictor.precision, mm_n, mm_time)
+        mm_model = mmbf
+    say(f"reference configuration, {reference_phases} phase(s)")
+    ref = time_reference(str(dev), reference_phases, QUICK_REFERENCE_INPUT if quick else REFERENCE_INPUT, say)
+    ref_cine = ref["mean_s_per_phase"] * n_ph
+    ref["extrapolated_s_per_cine"] = ref_cine
+    ref["extrapolated_to_phases"] = n_ph
+    ref["matmul_ratio"] = ref["gflops_achieved"] / mm32
+    stages = {k: round(float(v), 4) for k, v in tm.items() if not k.startswith("_")}
+    report = {
+        "study": what, "study_path": str(study_path), "quick": quick, "device": str(dev),
+        "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
+        "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__, "platform": platform.platform(),
+        "model_id": predictor.model_id, "model_widths": list(cfg.widths), "precision": predictor.precision,
+        "batch_size": predictor.batch_size, "phases": n_ph, "sr_grid": tm["_sr_shape"],
+        "network_input": [cfg.depth, hp, wp], "depth_windows": n_win,
+        "stages_s": stages,
+        "model_s_per_cine": model_s, "model_s_per_phase": model_s / n_ph,
+        "model_gflop_per_cine": f_fwd * n_win * n_ph / 1e9, "model_gflops_achieved": model_gflops,
+        "matmul_gflops_float32": mm32, "matmul_gflops_bfloat16": mmbf,
+        "model_matmul_ratio": model_gflops / mm_model,
+        "peak_rss_mb": rss, "peak_gpu_mb": gpu_mem,
+        "reference": ref,
+        "speedup_model_vs_reference": ref_cine / model_s,
+        "speedup_end_to_end_vs_reference": ref_cine / tm["end_to_end"],
+        "ed_phase": result.ed_phase, "es_phase": result.es_phase,
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+    }  # fmt: skip
+    return report
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def format_report(r: dict[str, Any]) -> str:
+    """The human-readable table printed by `gemini-cmr bench`."""
+    s = r["stages_s"]
+    ref = r["reference"]
+    n = r["phases"]
+    dev = r["device"] + (f" ({r['gpu']})" if r["gpu"] else f" ({r['cpu']}, {r['torch_threads']} threads)")
+    rows = [
+        ("study load", s.get("load_study")),
+        ("model load", s.get("load_model")),
+        ("preprocessing (placement on SR grid)", s.get("predict_preprocess")),
+        (f"model, per cine ({n} phases)", r["model_s_per_cine"]),
+        ("model, per phase", r["model_s_per_phase"]),
+        ("labels back on input grid", s.get("lr_labels")),
+        ("phenotypes", s.get("phenotypes")),
+        ("mesh extraction (ED + ES)", s.get("meshes")),
+        ("end to end (file -> results in memory)", s.get("end_to_end")),
+        ("writing all outputs", s.get("write")),
+        ("file -> all outputs written", s.get("files_to_outputs")),
+    ]
+    lines = [
+        f"Gemini CMR bench: {r['study']}, {n} phases, SR grid {r['sr_grid']} (D, H, W), network input "
+        f"{r['network_input']} x {r['depth_windows']} window(s)",
+        f"model {r['model_id'][:12]} widths {'-'.join(map(str, r['model_widths']))}, {r['precision']}, "
+        f"batch {r['batch_size']}; device {dev}; load average {r['load_average_1min'][0]:.2f} before, "
+        f"{r['load_average_1min'][1]:.2f} after",
+        "",
+        "| stage | seconds |",
+        "|---|---|",
+    ]
+    lines += [f"| {name} | {v:.3f} |" for name, v in rows if v is not None]
+    mm = r["matmul_gflops_float32"]
+    lines += [
+        "",
+        f"peak RSS {r['peak_rss_mb']:.0f} MiB"
+        + (f", peak GPU memory {r['peak_gpu_mb']:.0f} MiB" if r["peak_gpu_mb"] is not None else ""),
+        f"model: {r['model_gflop_per_cine']:.1f} GFLOP per cine (conv), {r['model_gflops_achieved']:.1f} GFLOP/s "
+        f"achieved; matmul float32 {mm:.1f} GFLOP/s"
+        + (
+            f", {r['precision']} {r['matmul_gflops_bfloat16']:.1f} GFLOP/s"
+            if r["matmul_gflops_bfloat16"]
+            else ""
+        )
+        + f"; ratio {r['model_matmul_ratio']:.2f}",
+        f"reference (paper) configuration: widths 64-128-256-512-512, input "
+        f"{' x '.join(map(str, ref['input']))}, batch 1, float32, one phase per call, "
+        f"{ref['gflop_per_phase']:.0f} GFLOP per phase: measured {ref['phases_measured']} phase(s) in this run "
+        f"({', '.join(f'{v:.2f}' for v in ref['seconds_per_phase'])} s), "
+        f"{ref['mean_s_per_phase']:.2f} s per phase{' without the first call' if ref['first_call_excluded'] else ''} ({ref['gflops_achieved']:.1f} GFLOP/s, "
+        f"ratio {ref['matmul_ratio']:.2f} of matmul)",
+        f"  EXTRAPOLATED to {ref['extrapolated_to_phases']} phases: {ref['extrapolated_s_per_cine']:.1f} s",
+        f"speed-up vs the reference's extrapolated {n} phases: model {r['speedup_model_vs_reference']:.1f}x, "
+        f"end to end {r['speedup_end_to_end_vs_reference']:.1f}x",
+    ]
+    return "\n".join(lines)
+
+
+__all__ = [
+    "DEMO_STUDY",
+    "OraclePredictor",
+    "format_report",
+    "matmul_gflops",
+    "model_flops",
+    "peak_rss_mb",
+    "phantom",
+    "precision_agreement",
+    "reference_model",
+    "run_bench",
+    "run_once",
+    "time_reference",
+    "write_phantom",
+]

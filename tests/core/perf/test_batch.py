@@ -1,0 +1,88 @@
+"""`gemini-cmr batch`: bad studies reported without stopping, resume, sharding."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.bench import write_phantom
+from core.cli import batch
+from core.cli.main import main
+from core.errors import GeminiError
+
+
+@pytest.fixture
+def cohort(tmp_path):
+    good = [write_phantom(tmp_path / f"s{i}.nii.gz", 2, 4, 24, seed=i) for i in range(2)]
+    bad = tmp_path / "broken.nii.gz"
+    bad.write_bytes(good[0].read_bytes()[:200])  # truncated gzip
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"# cohort\n{good[0]}\n\nbroken.nii.gz\n{good[1]}\n")
+    return lst, good, bad
+
+
+def test_batch_skips_bad_and_resumes(cohort, tmp_path, capsys):
+    lst, good, bad = cohort
+    out = tmp_path / "out"
+    rc = main(["batch", str(lst), "--out", str(out), "--device", "cpu", "--quiet"])
+    assert rc == 1  # one study failed, the others were processed
+    summary = json.loads((out / "batch_summary.json").read_text())
+    status = {r["study"]: r for r in summary["studies"]}
+    assert status[str(good[0])]["status"] == "ok" and status[str(good[1])]["status"] == "ok"
+    failed = status[str(bad)]
+    assert failed["status"] == "failed" and failed["reason"] and "\n" not in failed["reason"]
+    assert summary["counts"] == {"ok": 2, "failed": 1, "skipped": 0}
+    assert (out / "batch_summary.csv").read_text().count("\n") == 4
+    for name in ("s0", "s1"):
+        assert batch.is_complete(out / name)
+        assert (out / name / "sr_labels.nii.gz").is_file()
+    assert not (out / "broken").exists()
+    capsys.readouterr()
+
+    # Resume: the finished studies are skipped, the bad one is tried again.
+    rc = main(["batch", str(lst), "--out", str(out), "--device", "cpu", "--quiet"])
+    summary = json.loads((out / "batch_summary.json").read_text())
+    assert summary["counts"] == {"ok": 0, "failed": 1, "skipped": 2}
+    assert "1 failed, 2 skipped" in capsys.readouterr().out
+
+
+def test_input_list_folder_and_names(tmp_path):
+    for n in ("b.nii.gz", "a.nii", "c.zip", "notes.txt", ".hidden.nii.gz"):
+        (tmp_path / n).write_bytes(b"")
+    (tmp_path / "patient001").mkdir()
+    found = batch.read_input_list(tmp_path)
+    assert [p.name for p in found] == ["a.nii", "b.nii.gz", "c.zip", "patient001"]
+    names = batch.output_names([tmp_path / "x" / "s.nii.gz", tmp_path / "y" / "s.nii", tmp_path / "p q"])
+    assert names == ["s", "s-2", "p_q"]
+    with pytest.raises(GeminiError):
+        batch.read_input_list(tmp_path / "missing.txt")
+
+
+def test_sharding_split(monkeypatch):
+    items = list(range(10))
+    parts = [batch.shard(items, r, 3) for r in range(3)]
+    assert parts == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
+    assert sorted(sum(parts, [])) == items
+    assert batch.shard(items, 0, 1) == items
+    with pytest.raises(GeminiError):
+        batch.shard(items, 3, 3)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert batch.rank_and_world() == (1, 4)
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    assert batch.rank_and_world() == (0, 1)
+
+
+def test_batch_shard_rank_processes_its_share(cohort, tmp_path, monkeypatch, capsys):
+    lst, good, bad = cohort
+    out = tmp_path / "out"
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    rc = main(["batch", str(lst), "--out", str(out), "--device", "cpu", "--quiet"])
+    assert rc == 1  # rank 1 of 2 gets the second study of the list: the broken one
+    summary = json.loads((out / "batch_summary.rank1.json").read_text())
+    assert [r["study"] for r in summary["studies"]] == [str(bad)]
+    assert not (out / "s0").exists() and not (out / "s1").exists()
+    assert "rank 1/2" in capsys.readouterr().out

@@ -1,0 +1,83 @@
+"""`gemini-cmr bench --quick`: the report's structure and ratios (not the speed figures)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from core.bench import format_report, model_flops, precision_agreement, reference_model
+from core.cli.main import main
+from core.predict import Prediction
+
+
+def test_bench_quick_json_and_table(capsys):
+    rc = main(["bench", "--quick", "--json", "--device", "cpu", "--reference-phases", "2"])
+    assert rc == 0
+    r = json.loads(capsys.readouterr().out)
+    for key in (
+        "load_study",
+        "predict_preprocess",
+        "predict_model",
+        "phenotypes",
+        "meshes",
+        "end_to_end",
+        "write",
+        "load_model",
+    ):
+        assert key in r["stages_s"] and r["stages_s"][key] >= 0
+    assert r["phases"] == 3 and r["model_s_per_phase"] > 0
+    assert r["peak_rss_mb"] > 0 and r["peak_gpu_mb"] is None
+    assert r["model_gflops_achieved"] > 0 and r["matmul_gflops_float32"] > 0 and r["model_matmul_ratio"] > 0
+    ref = r["reference"]
+    assert ref["widths"] == [64, 128, 256, 512, 512] and ref["batch"] == 1 and ref["precision"] == "float32"
+    assert ref["phases_measured"] == 2 and len(ref["seconds_per_phase"]) == 2
+    assert ref["extrapolated_to_phases"] == 3
+    assert np.isclose(ref["extrapolated_s_per_cine"], 3 * ref["mean_s_per_phase"])
+    assert np.isclose(r["speedup_model_vs_reference"], ref["extrapolated_s_per_cine"] / r["model_s_per_cine"])
+    text = format_report(r)
+    assert "EXTRAPOLATED to 3 phases" in text and "speed-up" in text and "| model, per phase |" in text
+    assert "GFLOP/s" in text and "peak RSS" in text
+
+
+def test_flops_of_reference_network():
+    """FlopCounterMode on the meta device matches the analytic count of the first conv."""
+    m = reference_model(depth=4)
+    total = model_flops(m, (1, 4, 16, 16))
+    first = 2 * 16 * 16 * 64 * 4 * 9  # 3x3 conv 4 -> 64 channels at 16 x 16
+    assert total > first
+    assert next(m.parameters()).device.type == "cpu"  # the model itself was not moved
+
+
+def _pred(img, lab):
+    return Prediction(None, list(range(len(img))), img, lab, "x")
+
+
+def test_precision_agreement_check():
+    rng = np.random.default_rng(0)
+    hr = rng.random((2, 4, 8, 8)).astype(np.float32)
+    lab = rng.integers(0, 4, hr.shape).astype(np.uint8)
+    a = _pred(hr + 0.05 * rng.standard_normal(hr.shape).astype(np.float32), lab)
+    same = precision_agreement(a, _pred(a.sr_image.copy(), lab.copy()), hr)
+    assert same["label_agreement"] == 1.0 and same["psnr_change_db"] == 0.0 and same["passes"]
+    lab2 = lab.copy()
+    lab2.reshape(-1)[:10] = (lab2.reshape(-1)[:10] + 1) % 4  # 10 of 512 voxels = 98% agreement
+    worse = precision_agreement(a, _pred(a.sr_image * 1.05, lab2), hr)
+    assert worse["label_agreement"] < 0.995 and not worse["passes"]
+
+
+def test_bf16_agrees_with_float32_on_small_input():
+    """The bundled model in bfloat16 autocast vs float32 on a tiny phantom: >= 99.5% of labels agree."""
+    from core.bench import phantom
+    from core.models.store import load_model
+    from core.predict import run_stacks
+
+    model = load_model(None, "cpu").generator
+    image, _ = phantom(1, 4, 32)
+    placed = np.repeat(image[:, :, None], 4, axis=2).reshape(1, 16, 32, 32) / np.float32(image.max())
+    img32, lab32 = run_stacks(model, placed, torch.device("cpu"), "float32")
+    img16, lab16 = run_stacks(model, placed, torch.device("cpu"), "bfloat16")
+    check = precision_agreement(_pred(img32, lab32), _pred(img16, lab16))
+    assert check["label_agreement"] >= 0.995
+    assert check["psnr_vs_reference_db"] > 30
