@@ -9,11 +9,13 @@ For every requested phase the LR stack is placed on `sr_grid(study.grid)` by nea
 divided by the cine's normalisation scale (99.5th percentile of the LR image), zero-padded in-plane to a
 multiple of 16 (the whole field of view is processed, no crop) and centred in the network depth D (slabs
 deeper than D are covered by overlapping windows blended with triangular weights: SR image averaged,
-class probabilities averaged then argmax). Phases are batched. Runs under `torch.inference_mode`.
+class probabilities averaged then argmax). Phases are batched. Runs under `torch.inference_mode` on
+`inference_copy(model)` (BatchNorm folded into the convolutions, channels_last).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -119,20 +121,61 @@ def run_stacks(model: torch.nn.Module, placed: np.ndarray, device: torch.device,
     return img_acc / wsum[:, None, None], labels
 
 
+def auto_precision(device: torch.device) -> str:
+    """"bfloat16" (autocast) on CPUs with AMX-BF16/AVX512-BF16, else "float32" (CUDA included: not yet
+    checked there). Issue 11: on the demo study bf16 agreed with float32 on 99.99% of label voxels, PSNR
+    against the phantom's truth changed by -0.0003 dB, and the network ran ~12% faster on the 2-core CPU."""
+    if torch.device(device).type != "cpu":
+        return "float32"
+    from core.train.loop import cpu_has_bf16
+
+    return "bfloat16" if cpu_has_bf16() else "float32"
+
+
+def inference_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of the generator for inference (issue 11): every Conv2d -> BatchNorm2d pair (eval statistics)
+    folded into one convolution with bias (the BN becomes Identity), in channels_last memory format.
+    Same outputs up to float rounding (~1e-6); 1.6x faster on the 2-core CPU (oneDNN prefers NHWC)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fast = copy.deepcopy(model).eval()
+    for mod in fast.modules():
+        if not isinstance(mod, torch.nn.Sequential):
+            continue
+        items = list(mod)
+        for i in range(len(items) - 1):
+            conv, bn = items[i], items[i + 1]
+            if (isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d)
+                    and bn.track_running_stats and bn.running_mean is not None):
+                mod[i] = fuse_conv_bn_eval(conv, bn)
+                mod[i + 1] = torch.nn.Identity()
+    return fast.to(memory_format=torch.channels_last)
+
+
 class Predictor:
     def __init__(self, loaded: LoadedModel, device: torch.device, batch_size: int = 4,
-                 precision: str = "float32"):
+                 precision: str = "auto"):
         self.loaded = loaded
         self.model = loaded.generator
         self.device = device
         self.batch_size = max(1, int(batch_size))
+        if precision == "auto":
+            precision = auto_precision(device)
         if precision not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"unknown precision {precision!r}")
         self.precision = precision
+        self._fast: tuple[tuple, torch.nn.Module] | None = None
+
+    def _inference_model(self) -> torch.nn.Module:
+        """`inference_copy(self.model)`, rebuilt when the model or its device changes."""
+        key = (id(self.model), str(next(self.model.parameters()).device))
+        if self._fast is None or self._fast[0] != key:
+            self._fast = (key, inference_copy(self.model))
+        return self._fast[1]
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str | torch.device = "auto",
-             batch_size: int = 4, precision: str = "float32") -> Predictor:
+             batch_size: int = 4, precision: str = "auto") -> Predictor:
         dev = resolve_device(device)
         return cls(load_model(path, dev), dev, batch_size, precision)
 
@@ -156,7 +199,7 @@ class Predictor:
             parts = [self._run_safe(placed[i:i + n]) for i in range(0, len(placed), n)]
             return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         try:
-            return run_stacks(self.model, placed, self.device, self.precision)
+            return run_stacks(self._inference_model(), placed, self.device, self.precision)
         except torch.cuda.OutOfMemoryError:
             if self.device.type != "cuda":
                 raise
@@ -170,7 +213,7 @@ class Predictor:
             log.warning("CUDA out of memory with one phase per batch: falling back to the CPU (slower)")
             self.model.to("cpu")
             self.device = torch.device("cpu")
-            return run_stacks(self.model, placed, self.device, self.precision)
+            return run_stacks(self._inference_model(), placed, self.device, self.precision)
 
     def predict(
         self,
@@ -219,4 +262,4 @@ class Predictor:
         return Prediction(sr, phase_list, sr_image, sr_labels, self.model_id, scale, timings)
 
 
-__all__ = ["Prediction", "Predictor", "class_argmax", "resolve_device", "run_stacks"]
+__all__ = ["Prediction", "Predictor", "auto_precision", "class_argmax", "inference_copy", "resolve_device", "run_stacks"]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Re-create the bundled demo model resources/models/gemini-phantom/ (docs/gemini.md, "Bundled model").
 #   1. 40 phantom subjects (28 train / 6 val / 6 test), seed 0, 20 phases, from `gemini-cmr synth`;
-#   2. Gemini-GAN training with scripts/gemini_phantom_train.json (seed 0, 2 CPU threads);
+#   2. Gemini-GAN training with scripts/gemini_phantom_train.json (600 steps, seed 0, 2 CPU threads), then
+#      resumed to 1,200 steps with scripts/gemini_phantom_finetune.json (128 px crops, lr 1e-3);
 #   3. the best validation checkpoint exported as float16 safetensors + config.json;
 #   4. the held-out test split evaluated (3D / slice-wise Dice, PSNR/SSIM vs cubic B-spline).
 # Usage: scripts/train_bundled_model.sh [DATA_DIR] [RUN_DIR]
@@ -15,6 +16,9 @@ if [ ! -f "$DATA/manifest.json" ]; then
 fi
 $PY -m core.cli.main train gemini --data "$DATA" --out "$RUN" --config scripts/gemini_phantom_train.json \
   --device cpu --seed 0
+# Stage 2 (warm restart): resume the same run to 1,200 steps with 128 px crops and lr 1e-3.
+$PY -m core.cli.main train gemini --data "$DATA" --out "$RUN" --config scripts/gemini_phantom_finetune.json \
+  --device cpu --seed 0 --resume
 $PY - "$RUN" <<'PYEOF'
 import sys
 from core.models.store import BUNDLED_MODEL_DIR, load_model, save_model

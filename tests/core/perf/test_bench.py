@@ -81,3 +81,39 @@ def test_bf16_agrees_with_float32_on_small_input():
     check = precision_agreement(_pred(img32, lab32), _pred(img16, lab16))
     assert check["label_agreement"] >= 0.995
     assert check["psnr_vs_reference_db"] > 30
+
+
+def test_inference_copy_matches_the_model():
+    """BatchNorm folded into the convolutions + channels_last: same outputs, original model untouched."""
+    from core.models.gemini import GeminiConfig, GeminiGenerator
+    from core.predict import inference_copy
+
+    torch.manual_seed(0)
+    m = GeminiGenerator(GeminiConfig(depth=4, widths=(4, 8, 8), input_to_heads=True))
+    for mod in m.modules():  # non-trivial running statistics
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.5, 2.0)
+    m.eval()
+    fast = inference_copy(m)
+    assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in fast.modules())
+    assert any(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())
+    x = torch.rand(2, 4, 16, 16)
+    with torch.inference_mode():
+        (a_img, a_seg), (b_img, b_seg) = m(x), fast(x)
+    torch.testing.assert_close(b_img, a_img, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(b_seg, a_seg, rtol=1e-4, atol=1e-5)
+
+
+def test_auto_precision(monkeypatch):
+    import core.train.loop as loop
+    from core.predict import Predictor, auto_precision
+
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: True)
+    assert auto_precision(torch.device("cpu")) == "bfloat16"
+    assert auto_precision(torch.device("cuda")) == "float32"
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: False)
+    assert auto_precision(torch.device("cpu")) == "float32"
+    p = Predictor.load(None, device="cpu")  # default "auto"
+    assert p.precision == "float32"
+    assert Predictor.load(None, device="cpu", precision="bfloat16").precision == "bfloat16"
