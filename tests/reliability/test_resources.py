@@ -107,7 +107,8 @@ def _fake_gpu(monkeypatch, fail_when):
 
 
 def test_cuda_oom_retries_with_smaller_batches(demo, predictor, monkeypatch, caplog):
-    ref = predictor.predict(demo, phases=[0, 1, 2, 3])
+    # float32 reference: the simulated CUDA predictor runs float32 ("auto" is bf16 only on CPUs)
+    ref = Predictor(predictor.loaded, torch.device("cpu"), precision="float32").predict(demo, phases=[0, 1, 2, 3])
     p = Predictor(predictor.loaded, torch.device("cuda"), batch_size=4)
     calls = _fake_gpu(monkeypatch, lambda b: b > 1)
     with caplog.at_level(logging.WARNING, logger="core.predict"):
@@ -120,7 +121,7 @@ def test_cuda_oom_retries_with_smaller_batches(demo, predictor, monkeypatch, cap
 
 
 def test_cuda_oom_falls_back_to_cpu(demo, predictor, monkeypatch, caplog):
-    ref = predictor.predict(demo, phases=[0, 5])
+    ref = Predictor(predictor.loaded, torch.device("cpu"), precision="float32").predict(demo, phases=[0, 5])
     p = Predictor(predictor.loaded, torch.device("cuda"), batch_size=2)
     calls = _fake_gpu(monkeypatch, lambda b: True)
     with caplog.at_level(logging.WARNING, logger="core.predict"):
