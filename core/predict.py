@@ -124,7 +124,8 @@ def run_stacks(model: torch.nn.Module, placed: np.ndarray, device: torch.device,
 def auto_precision(device: torch.device) -> str:
     """"bfloat16" (autocast) on CPUs with AMX-BF16/AVX512-BF16, else "float32" (CUDA included: not yet
     checked there). Issue 11: on the demo study bf16 agreed with float32 on 99.99% of label voxels, PSNR
-    against the phantom's truth changed by -0.0003 dB, and the network ran ~12% faster on the 2-core CPU."""
+    against the phantom's truth changed by -0.0005 dB, and the network ran ~20% faster on the 2-core CPU
+    (docs/performance.md)."""
     if torch.device(device).type != "cpu":
         return "float32"
     from core.train.loop import cpu_has_bf16

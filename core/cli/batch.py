@@ -266,7 +266,8 @@ def run(args: argparse.Namespace) -> int:
     counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "failed", "skipped")}
     for r in rows:
         if r["status"] == "failed":
-            print(f"gemini-cmr: failed: {r['study']}: {r['reason']}", file=sys.stderr)
+            why = r["reason"] if r["reason"].startswith(r["study"]) else f"{r['study']}: {r['reason']}"
+            print(f"gemini-cmr: failed: {why}", file=sys.stderr)
     rate = f", {3600 * n_done / wall:.0f} studies/hour" if n_done else ""
     print(
         f"{prefix}{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped of {len(mine)} "

@@ -40,6 +40,9 @@ def register(subparsers, summary: str) -> None:
     p.add_argument(
         "--quick", action="store_true", help="tiny sizes (a smoke test of the command; no real figures)"
     )
+    p.add_argument(
+        "--repeat", type=int, default=3, help="pipeline runs; the median per stage is shown (default 3)"
+    )
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.set_defaults(func=run)
 
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
         quick=args.quick,
         threads=args.threads,
+        repeat=args.repeat,
         log=log,
     )
     print(json.dumps(report, indent=2) if args.json else format_report(report))

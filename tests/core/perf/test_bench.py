@@ -13,7 +13,7 @@ from core.predict import Prediction
 
 
 def test_bench_quick_json_and_table(capsys):
-    rc = main(["bench", "--quick", "--json", "--device", "cpu", "--reference-phases", "2"])
+    rc = main(["bench", "--quick", "--json", "--device", "cpu", "--reference-phases", "2", "--repeat", "2"])
     assert rc == 0
     r = json.loads(capsys.readouterr().out)
     for key in (
@@ -27,7 +27,7 @@ def test_bench_quick_json_and_table(capsys):
         "load_model",
     ):
         assert key in r["stages_s"] and r["stages_s"][key] >= 0
-    assert r["phases"] == 3 and r["model_s_per_phase"] > 0
+    assert r["phases"] == 3 and r["model_s_per_phase"] > 0 and len(r["model_s_per_cine_all_repeats"]) == 2
     assert r["peak_rss_mb"] > 0 and r["peak_gpu_mb"] is None
     assert r["model_gflops_achieved"] > 0 and r["matmul_gflops_float32"] > 0 and r["model_matmul_ratio"] > 0
     ref = r["reference"]
