@@ -86,13 +86,17 @@ class SurfaceView(QWidget):
         self._hint()
 
     # --- data -----------------------------------------------------------------------------------
-    def clear(self) -> None:
+    def _reset_scene(self) -> None:
+        """Remove every actor and cached render mesh (lights stay: clear_actors, not clear)."""
         self.plotter.clear_actors()
         self.actors.clear()
         self.wire_actors.clear()
         self.shown.clear()
         self._render_meshes.clear()
         self._applied = None
+
+    def clear(self) -> None:
+        self._reset_scene()
         self.meshes = {}
         self.info.setText("")
         self._hint()
@@ -105,12 +109,7 @@ class SurfaceView(QWidget):
     def set_meshes(self, meshes: dict[int, dict[str, pv.PolyData]], ed: int, es: int,
                    axis: LongAxis | None = None) -> None:
         """`meshes[phase][structure]` in world mm (from the engine's Result)."""
-        self.plotter.clear_actors()
-        self.actors.clear()
-        self.wire_actors.clear()
-        self.shown.clear()
-        self._render_meshes.clear()
-        self._applied = None
+        self._reset_scene()
         self.meshes = {int(t): m for t, m in meshes.items()}
         self.ed, self.es, self.axis = int(ed), int(es), axis
         if not self.meshes:

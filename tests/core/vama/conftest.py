@@ -108,3 +108,14 @@ def write_manifest(folder: Path, domain: str, n: int, seed: int) -> Path:
 def domains(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("vama-domains")
     return write_folder(root / "source", "source", 4, seed=1), write_manifest(root / "target", "target", 4, seed=2)
+
+
+@pytest.fixture
+def one_thread():
+    """Training tests run torch on one thread (the machine's 2 cores are shared with other jobs)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -7,18 +7,12 @@ import importlib.util
 import json
 
 import pytest
-import torch
 
 from core.cli import train_vama
 from core.errors import DataError
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _parse(argv):

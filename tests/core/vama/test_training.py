@@ -18,16 +18,11 @@ from core.study import Study
 from core.train.vama import MIN_STUDIES, TrainSettings, VamaData, VamaTrainer, read_domain, train_vama
 from tests.core.vama.conftest import make_anatomy, make_study, random_affine, render, write_folder
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SMALL = {"base_channels": 4, "depth": 2, "latent_channels": 4, "disc_channels": 8}
 QUICK = TrainSettings(epochs=1, max_steps=3, steps_per_epoch=3, batch_size=4, crop=24, device="cpu")
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_reads_both_layouts(domains):
