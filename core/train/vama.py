@@ -485,15 +485,7 @@ class VamaTrainer:
         ref = torch.cat([x_t, x_t], dim=0)
         loss_mask = torch.cat([torch.ones_like(x_t), self._t(mask)], dim=0)
         res = m.g_t(x_i, stochastic=True)
-        self.opt["d_t"].zero_grad(set_to_none=True)
-        d_loss = discriminator_loss(m.d_t, x_t, res["out"])
-        d_loss.backward()
-        self.opt["d_t"].step()
-        self.opt["g_t"].zero_grad(set_to_none=True)
-        losses = generator_loss(res["out"], ref, res, m.d_t(res["out"]), self.w, loss_mask)
-        losses["total"].backward()
-        self.opt["g_t"].step()
-        return {k: float(v.detach()) for k, v in losses.items()} | {"d": float(d_loss.detach())}
+        return self._adversarial_update("t", res, real=x_t, ref=ref, loss_mask=loss_mask)
 
     def step_source(self, tgt: np.ndarray, src: np.ndarray, mask: np.ndarray) -> dict[str, float]:
         """One G_s/D_s update. G_t is frozen and encodes I_s, as at inference; G_s mixes its posterior and
@@ -505,14 +497,20 @@ class VamaTrainer:
         with torch.no_grad():
             t_res = m.g_t(x_s, stochastic=False)
         res = m.g_s(x_s, t_res, stochastic=True)
-        self.opt["d_s"].zero_grad(set_to_none=True)
-        d_loss = discriminator_loss(m.d_s, x_t, res["out"])
+        return self._adversarial_update("s", res, real=x_t, ref=x_t, loss_mask=loss_mask)
+
+    def _adversarial_update(self, net: str, res: dict, real: torch.Tensor, ref: torch.Tensor,
+                            loss_mask: torch.Tensor) -> dict[str, float]:
+        """One D_<net> step (real vs res["out"]), then one G_<net> step on its generator loss."""
+        disc = getattr(self.model, f"d_{net}")
+        self.opt[f"d_{net}"].zero_grad(set_to_none=True)
+        d_loss = discriminator_loss(disc, real, res["out"])
         d_loss.backward()
-        self.opt["d_s"].step()
-        self.opt["g_s"].zero_grad(set_to_none=True)
-        losses = generator_loss(res["out"], x_t, res, m.d_s(res["out"]), self.w, loss_mask)
+        self.opt[f"d_{net}"].step()
+        self.opt[f"g_{net}"].zero_grad(set_to_none=True)
+        losses = generator_loss(res["out"], ref, res, disc(res["out"]), self.w, loss_mask)
         losses["total"].backward()
-        self.opt["g_s"].step()
+        self.opt[f"g_{net}"].step()
         return {k: float(v.detach()) for k, v in losses.items()} | {"d": float(d_loss.detach())}
 
     # --- checkpoint state as safetensors + JSON ---
