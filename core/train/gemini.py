@@ -38,7 +38,14 @@ from core.io.atomic import atomic_write_text
 from core.metrics import dice_per_structure, psnr, ssim
 from core.models.discriminator import SRDiscriminator, discriminator_input
 from core.models.gemini import GeminiConfig, GeminiGenerator, count_parameters
-from core.models.store import load_state_checked, save_model, state_to_tensors
+from core.models.store import (
+    load_state_checked,
+    load_tensors,
+    model_files,
+    read_config,
+    save_model,
+    state_to_tensors,
+)
 from core.predict import run_stacks
 from core.train.data import Augment, TrainItems, class_frequencies, load_split, read_manifest
 from core.train.loop import (
@@ -76,6 +83,8 @@ class TrainConfig:
     lambda_mse: float = 1.0
     omega_gan: float = 1e-3
     class_weights: Any = "auto"  # "auto" (inverse sqrt of training frequencies) or a list of K floats
+    dice_weight: float = 0.0  # soft Dice loss on the foreground classes added to CE (0 = the paper's CE only)
+    init: str | None = None  # model folder whose generator weights start a new run (fine-tuning); None = random
     lr_schedule: str = "cosine"  # "cosine" (to 5% of lr) | "constant"
     epochs: int = 100
     max_steps: int | None = None
@@ -101,10 +110,14 @@ class TrainConfig:
         if self.lr_schedule not in ("cosine", "constant"):
             raise DataError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
         try:
-            GeminiConfig.from_dict(dict(self.model))
+            self.check_model()
         except ModelError as exc:
             raise DataError(f"training config: {exc}") from None
         self.betas = tuple(self.betas)
+
+    def check_model(self) -> None:
+        """Validate `model` (ModelError); hook for the baselines' configs (core.baselines)."""
+        GeminiConfig.from_dict(dict(self.model))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -134,12 +147,41 @@ class TrainConfig:
         return cls.from_dict(d)
 
 
+def soft_dice_loss(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """1 - mean soft Dice of the foreground classes over the batch; `mask` (B, D, 1, 1) selects the slices."""
+    k = logits.shape[1]
+    probs = torch.softmax(logits, 1)[:, 1:] * mask[:, None]
+    truth = _one_hot(labels, k)[:, 1:] * mask[:, None]
+    dims = (0, 2, 3, 4)
+    inter = (probs * truth).sum(dims)
+    denom = probs.sum(dims) + truth.sum(dims)
+    return 1.0 - ((2 * inter + 1.0) / (denom + 1.0)).mean()
+
+
 def _one_hot(labels: torch.Tensor, k: int) -> torch.Tensor:
     """(B, D, H, W) int64 -> (B, K, D, H, W) float."""
     return F.one_hot(labels, k).permute(0, 4, 1, 2, 3).float()
 
 
 class GeminiTrainer:
+    # Hooks for the comparison methods (core.baselines): the outputs trained (losses and what D_SR sees),
+    # the networks, the validation score that picks `best/`, and how a generator is saved.
+    tasks: tuple[str, ...] = ("image", "seg")
+
+    def parse_model_config(self, model: dict):
+        return GeminiConfig.from_dict(dict(model))
+
+    def build_networks(self, mcfg, k: int) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+        g = GeminiGenerator(mcfg)
+        in_ch = mcfg.depth * (("image" in self.tasks) + ("seg" in self.tasks) * k)
+        return g, (SRDiscriminator(in_ch, self.cfg.disc_width) if self.cfg.omega_gan > 0 else None)
+
+    def score(self, res: dict[str, Any]) -> float:
+        return res["mean_dice"]
+
+    def save_generator(self, folder: Path, config: dict) -> None:
+        save_model(folder, self.G, config)
+
     def __init__(self, config: TrainConfig, data: str | Path, out: str | Path, device: str = "auto",
                  callback: EventCallback | None = None, stop: StopFlag | None = None):
         self.cfg = config
@@ -174,7 +216,7 @@ class GeminiTrainer:
         if not train:
             raise DataError("no subjects with split 'train' in the manifest", self.data / "manifest.json")
         self.val = (load_split(self.data, cfg.val_split, cfg.percentile, cache, 2) if self.dist.main else [])
-        mcfg = GeminiConfig.from_dict(dict(cfg.model))
+        mcfg = self.parse_model_config(cfg.model)
         self.items = TrainItems(train, mcfg.depth, mcfg.multiple)
         if cfg.crop and cfg.crop % mcfg.multiple:
             raise DataError(f"crop {cfg.crop} must be a multiple of {mcfg.multiple}")
@@ -190,9 +232,11 @@ class GeminiTrainer:
                 raise DataError(f"class_weights must list {k} values")
         self.class_weights = [float(v) for v in w]
         torch.manual_seed(cfg.seed)
-        self.G = GeminiGenerator(mcfg).to(self.device)
-        in_ch = mcfg.depth * (1 + k)
-        self.D = SRDiscriminator(in_ch, cfg.disc_width).to(self.device) if cfg.omega_gan > 0 else None
+        self.G, self.D = self.build_networks(mcfg, k)
+        if cfg.init:
+            self._init_from(cfg.init)
+        self.G = self.G.to(self.device)
+        self.D = self.D.to(self.device) if self.D is not None else None
         self.G_train = DistributedDataParallel(self.G) if self.dist.enabled else self.G
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=cfg.betas,
                                       weight_decay=cfg.weight_decay)
@@ -208,6 +252,16 @@ class GeminiTrainer:
         total = cfg.epochs * self.steps_per_epoch
         self.total_steps = min(total, cfg.max_steps) if cfg.max_steps else total
         self.w_tensor = torch.tensor(self.class_weights, dtype=torch.float32, device=self.device)
+
+    def _init_from(self, folder: str) -> None:
+        """Start from the generator weights of a saved model (same architecture), e.g. to fine-tune."""
+        weights, cfg_path = model_files(folder)
+        saved = read_config(cfg_path).get("model", {})
+        if GeminiConfig.from_dict(dict(saved)).to_dict() != self.G.config.to_dict():
+            raise DataError(f"init model architecture {saved} differs from the training config's "
+                            f"{self.G.config.to_dict()}", cfg_path)
+        load_state_checked(self.G, load_tensors(weights), weights)
+        log.info("generator initialised from %s", folder)
 
     # --- data order ----------------------------------------------------------------------------------
     def _batch(self, step: int) -> tuple[torch.Tensor, ...]:
@@ -255,8 +309,8 @@ class GeminiTrainer:
             self.D.train()
             probs = torch.softmax(logits, 1)
             seg = probs if cfg.seg_input == "softmax" else _one_hot(probs.argmax(1), k)
-            fake = discriminator_input(sr * m, seg * m[:, None])
-            real = discriminator_input(img_t * m, _one_hot(lab_t, k) * m[:, None])
+            fake = self._d_input(sr * m, seg * m[:, None])
+            real = self._d_input(img_t * m, _one_hot(lab_t, k) * m[:, None])
             for p in self.D.parameters():
                 p.requires_grad_(True)
             with autocast(self.device, self.amp_dtype):
@@ -275,7 +329,9 @@ class GeminiTrainer:
         ce = (F.cross_entropy(logits, lab_t, weight=self.w_tensor, reduction="none") * m).sum() / vox_w.sum()
         n_vox = m.sum() * x.shape[-1] * x.shape[-2]
         mse = (((sr - img_t) ** 2) * m).sum() / n_vox
-        loss = ce + cfg.lambda_mse * mse
+        if cfg.dice_weight > 0:
+            ce = ce + cfg.dice_weight * soft_dice_loss(logits, lab_t, m)
+        loss = (ce if "seg" in self.tasks else 0.0) + (cfg.lambda_mse * mse if "image" in self.tasks else 0.0)
         if fake is not None:
             with autocast(self.device, self.amp_dtype):
                 g_adv = ((self.D(fake).float() - 1) ** 2).mean()
@@ -288,6 +344,13 @@ class GeminiTrainer:
         out.update(loss=float(loss.detach()), ce=float(ce.detach()), mse=float(mse.detach()),
                    lr=cfg.lr * factor)
         return out
+
+    def _d_input(self, image: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+        if "seg" not in self.tasks:
+            return image
+        if "image" not in self.tasks:
+            return seg.reshape(seg.shape[0], -1, *seg.shape[-2:])
+        return discriminator_input(image, seg)
 
     # --- validation ---------------------------------------------------------------------------------------
     def validate(self) -> dict[str, Any]:
@@ -318,7 +381,7 @@ class GeminiTrainer:
 
     def _save_last(self, step: int, best: float | None, history: list) -> None:
         folder = self.out / "last"
-        save_model(folder, self.G, self._model_config(step))
+        self.save_generator(folder, self._model_config(step))
         tensors = {f"G.{k}": v for k, v in state_to_tensors(self.G).items()}
         t, meta_g = optimizer_state(self.opt_g, "opt_g")
         tensors.update(t)
@@ -385,10 +448,10 @@ class GeminiTrainer:
             if epoch_end and self.dist.main and self.val and (step // self.steps_per_epoch) % cfg.val_every == 0:
                 res = self.validate()
                 history.append({"step": step, "epoch": epoch, **res})
-                improved = best is None or res["mean_dice"] > best
+                improved = best is None or self.score(res) > best
                 if improved:
-                    best = res["mean_dice"]
-                    save_model(self.out / "best", self.G, self._model_config(step, {"val": res}))
+                    best = self.score(res)
+                    self.save_generator(self.out / "best", self._model_config(step, {"val": res}))
                 self.emit("val", step=step, epoch=epoch, best=improved, **res)
                 atomic_write_text(self.out / "history.json", json.dumps(history, indent=2) + "\n")
             if (step - last_saved >= cfg.checkpoint_every or epoch_end) and self.dist.main:
@@ -404,10 +467,10 @@ class GeminiTrainer:
                 and (not history or history[-1]["step"] != step)):
             res = self.validate()
             history.append({"step": step, "epoch": step / self.steps_per_epoch, **res})
-            improved = best is None or res["mean_dice"] > best
+            improved = best is None or self.score(res) > best
             if improved:
-                best = res["mean_dice"]
-                save_model(self.out / "best", self.G, self._model_config(step, {"val": res}))
+                best = self.score(res)
+                self.save_generator(self.out / "best", self._model_config(step, {"val": res}))
             self.emit("val", step=step, epoch=step / self.steps_per_epoch, best=improved, **res)
             atomic_write_text(self.out / "history.json", json.dumps(history, indent=2) + "\n")
             last_saved = -1
@@ -415,7 +478,7 @@ class GeminiTrainer:
             if last_saved != step or not (self.out / "last" / "state.json").exists():
                 self._save_last(step, best, history)
             if not self.val and status == "done":
-                save_model(self.out / "best", self.G, self._model_config(step, {"note": "no validation split"}))
+                self.save_generator(self.out / "best", self._model_config(step, {"note": "no validation split"}))
         barrier(self.dist)
         summary = {"status": status, "step": step, "total_steps": self.total_steps, "best_score": best,
                    "elapsed_s": time.perf_counter() - t0, "out": str(self.out),

@@ -113,3 +113,37 @@ def test_cli_progress_json_and_predictor(toy_data, tmp_path):
                           str(tmp_path / "none"), "--out", str(tmp_path / "r2")], capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 2 and "dataset folder not found" in bad.stderr
+
+
+def test_soft_dice_loss_matches_closed_form():
+    from core.train.gemini import soft_dice_loss
+
+    labels = torch.zeros(1, 2, 4, 4, dtype=torch.long)
+    labels[0, :, :2, :2] = 1  # 8 voxels of class 1, none of classes 2 and 3
+    perfect = torch.nn.functional.one_hot(labels, 4).permute(0, 4, 1, 2, 3).float() * 50.0
+    mask = torch.ones(1, 2, 1, 1)
+    # perfect logits: class 1 Dice ~1; absent classes (2, 3) score (0 + 1) / (0 + 1) = 1
+    assert float(soft_dice_loss(perfect, labels, mask)) < 1e-3
+    uniform = torch.zeros(1, 4, 2, 4, 4)  # p = 0.25 everywhere: class 1 Dice = (2*2 + 1) / (8 + 8 + 1)
+    d1, d2 = (2 * 2 + 1) / (8 + 8 + 1), (0 + 1) / (8 + 1)
+    assert float(soft_dice_loss(uniform, labels, mask)) == pytest.approx(1 - (d1 + 2 * d2) / 3, rel=1e-5)
+    # masked-out slices do not count
+    half = torch.tensor([1.0, 0.0]).view(1, 2, 1, 1)
+    assert float(soft_dice_loss(uniform, labels, half)) == pytest.approx(
+        1 - ((2 * 1 + 1) / (4 + 4 + 1) + 2 * (1 / (4 + 1))) / 3, rel=1e-5)
+
+
+def test_init_from_a_saved_model_and_dice_weight(toy_data, tmp_path):
+    GeminiTrainer(_cfg(max_steps=2), toy_data, tmp_path / "a", "cpu").run()
+    src = load_model(tmp_path / "a" / "last")
+    t = GeminiTrainer(_cfg(max_steps=1, init=str(tmp_path / "a" / "last"), dice_weight=1.0), toy_data,
+                      tmp_path / "b", "cpu")
+    t._prepare()
+    for (name, p), q in zip(t.G.state_dict().items(), src.generator.state_dict().values()):
+        assert torch.equal(p, q), name
+    assert t.run()["status"] == "done"
+    # a different architecture is refused with the model's config file named
+    other = dict(TINY["model"], widths=[4, 8])
+    with pytest.raises(DataError, match="init model architecture"):
+        GeminiTrainer(_cfg(model=other, max_steps=1, init=str(tmp_path / "a" / "last")), toy_data,
+                      tmp_path / "c", "cpu")._prepare()
