@@ -75,6 +75,9 @@ class _Script:
 
     def _shoot(self) -> None:
         if self.screenshot:
+            sv = self.win.surface_view
+            if sv is not None:
+                sv.wait_display_ready(60)  # the 3D view's display meshes (background thread)
             self.app.processEvents()
             path = self.win.save_screenshot(self.screenshot)
             print(f"screenshot: {path}")

@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.settings import Settings
-from app.theme import SURFACE_MODES
+from app.theme import SURFACE_MODES, SURFACE_VIEWS
 from app.views.phenotypes_panel import PhenotypesPanel
 from app.views.reformat_view import ReformatView
 from app.views.slice_view import SliceView
@@ -157,6 +157,9 @@ class MainWindow(QMainWindow):
             self._poll_3d.timeout.connect(self._create_surface_view)
             self._poll_3d.start(30)
 
+    def _remember_surface_mode(self, mode: str) -> None:
+        self.settings.surface_mode = mode
+
     def _split_bottom(self) -> None:
         total = sum(self.bottom_split.sizes()) or self.bottom_split.width()
         self.bottom_split.setSizes([int(total * 0.58), total - int(total * 0.58)])
@@ -168,7 +171,7 @@ class MainWindow(QMainWindow):
         try:
             from app.views.surface_view import SurfaceView
 
-            sv = SurfaceView()
+            sv = SurfaceView(self)  # in this window from the start: its native 3D window is never re-created
         except Exception as exc:  # no usable OpenGL, broken VTK: the 2D app still works
             log.exception("3D view unavailable")
             self.with_3d = False
@@ -179,6 +182,9 @@ class MainWindow(QMainWindow):
         QTimer.singleShot(0, self._split_bottom)
         self._surface_placeholder.deleteLater()
         self.surface_view = sv
+        if self.settings.surface_mode in {k for k, _ in SURFACE_MODES}:
+            sv.set_mode(self.settings.surface_mode)
+        sv.modeChanged.connect(self._remember_surface_mode)
         if self.result is not None:
             sv.set_meshes(self.result.meshes or {}, int(self.result.ed_phase), int(self.result.es_phase), self.axis)
             sv.set_phase(self.phase)
@@ -330,7 +336,7 @@ class MainWindow(QMainWindow):
         tb.addWidget(QLabel(" Model "))
         self.model_box = QComboBox()
         self.model_box.setMinimumWidth(190)
-        self.model_box.addItem("Bundled: gemini-phantom", "")
+        self.model_box.addItem("Automatic: phantom or ACDC model", "")  # core.resources.default_model_for
         self.adapter_box = QComboBox()
         self.adapter_box.setMinimumWidth(130)
         self.adapter_box.addItem("No adapter", "")
@@ -430,6 +436,10 @@ class MainWindow(QMainWindow):
             for key, text in SURFACE_MODES:
                 a = modes.addAction(text)
                 a.triggered.connect(lambda _=False, k=key: self.surface_view and self.surface_view.set_mode(k))
+            views = vm.addMenu("3D Camera")
+            for key, text in SURFACE_VIEWS:
+                a = views.addAction(text)
+                a.triggered.connect(lambda _=False, k=key: self.surface_view and self.surface_view.standard_view(k))
 
         tm = mb.addMenu("&Tools")
         tm.addAction(self.sr_action)
@@ -675,7 +685,8 @@ class MainWindow(QMainWindow):
             f["sr_spacing"].setText(f"{gx:.2f} × {gy:.2f} × {gz:.2f} mm")
             adapter = getattr(self.result, "adapter_id", None)
             f["model"].setText(_short_id(self.result.model_id) + (f" + {_short_id(adapter)}" if adapter else ""))
-            f["model"].setToolTip(f"model {self.result.model_id}" + (f"\nadapter {adapter}" if adapter else ""))
+            f["model"].setToolTip(f"model {self.result.model_id}" + (f"\nadapter {adapter}" if adapter else "")
+                                  + (f"\n{self.result.model_choice}" if getattr(self.result, "model_choice", "") else ""))
         self.warnings_label.setText("\n".join(f"⚠ {w}" for w in m.warnings))
 
     # ============================================================================================
@@ -735,6 +746,7 @@ class MainWindow(QMainWindow):
         self.status_label.setText(
             f"Super-resolved {len(phases)} phase(s) in {total:.1f} s with model {_short_id(result.model_id)} "
             f"on {getattr(result, 'device', '?')}"
+            + (f" ({result.model_choice})" if getattr(result, "model_choice", "") else "")
             + "".join(f" — {w}" for w in getattr(result, "warnings", []) or [])
         )
         self.resultReady.emit(result)

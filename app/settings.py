@@ -1,4 +1,4 @@
-"""Remembered settings (QSettings): recent files, model, adapter, device, window layout.
+"""Remembered settings (QSettings): recent files, model, adapter, device, window layout, 3D mode.
 
 `GEMINI_CMR_SETTINGS` names an INI file to use instead of the user's settings (tests, kiosks).
 """
@@ -77,6 +77,15 @@ class Settings:
     @last_dir.setter
     def last_dir(self, value: str) -> None:
         self._qs.setValue("paths/last_dir", str(value))
+
+    @property
+    def surface_mode(self) -> str:
+        """The 3D view's mode (app.theme.SURFACE_MODES key)."""
+        return self._str("view/surface_mode", "cine")
+
+    @surface_mode.setter
+    def surface_mode(self, value: str) -> None:
+        self._qs.setValue("view/surface_mode", value or "cine")
 
     # --- window layout --------------------------------------------------------------------------
     def geometry(self) -> QByteArray | None:

@@ -11,7 +11,10 @@ LABEL_COLOURS: dict[int, tuple[int, int, int]] = {1: (40, 205, 80), 2: (250, 215
 STRUCTURE_LABELS = {"lv_cavity": 1, "lv_myocardium": 2, "rv_cavity": 3}
 STRUCTURE_NAMES = {"lv_cavity": "LV cavity", "lv_myocardium": "LV myocardium", "rv_cavity": "RV cavity"}
 ACCENT = "#3d8ee6"
-SURFACE_MODES = (("cine", "Cine phase"), ("ed", "ED"), ("es", "ES"), ("compare", "ES + ED wireframe"))
+SURFACE_MODES = (("cine", "Cine phase"), ("ed", "ED"), ("es", "ES"), ("side", "ED | ES side by side"),
+                 ("compare", "ES + ED wireframe"))
+SURFACE_VIEWS = (("4ch", "Long axis (4-chamber)"), ("anterior", "Anterior"), ("septal", "Septal"),
+                 ("base", "Base (short axis)"), ("apex", "Apex"), ("reset", "Reset"))
 CROSSHAIR = QColor(255, 140, 40, 200)
 
 

@@ -58,3 +58,24 @@ def window(qtbot, settings):
         win.task.cancel()
         win.task.wait(10000)
     win.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _destroy_widgets_while_the_display_is_up():
+    """Destroy every window (and the 3D view's native window) before pytest-xvfb stops Xvfb at exit:
+    Qt exits with status 1 if it finds its X connection broken while tearing windows down."""
+    yield
+    from PySide6.QtCore import QEvent
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        return
+    for w in app.topLevelWidgets():
+        w.close()
+        w.deleteLater()
+    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    app.processEvents()
+    import shiboken6
+
+    shiboken6.delete(app)  # Qt's X connection is closed here, not after Xvfb is gone

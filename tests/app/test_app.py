@@ -265,3 +265,41 @@ def test_cli_view_with_a_broken_model_exits_2_with_the_reason(tmp_path, phantom_
         env={**os.environ, "GEMINI_CMR_SETTINGS": str(tmp_path / "s.ini")})
     assert out.returncode == 2, out.stderr[-2000:]
     assert "not_a_model" in out.stderr
+
+
+def test_settings_open_recent_and_frame_rate_survive_a_restart(qtbot, settings, phantom_path):
+    """Device, recent files (File > Open Recent re-opens them) and the window layout are remembered."""
+    from app.main import make_app
+    from app.main_window import MainWindow
+
+    make_app()
+    first = MainWindow(settings, interactive=False, with_3d=False)
+    qtbot.addWidget(first)
+    first.resize(1100, 700)
+    first.show()
+    qtbot.waitExposed(first)
+    first.device_box.setCurrentIndex(first.device_box.findData("cpu"))
+    _open(qtbot, first, phantom_path)
+    # Cine playback follows the frame-rate box.
+    first.fps_spin.setValue(25)
+    first.set_playing(True)
+    assert first._play_timer.isActive() and first._play_timer.interval() == 40
+    first.fps_spin.setValue(10)
+    assert first._play_timer.interval() == 100
+    first.set_playing(False)
+    first.phen_dock.hide()  # the layout: a dock closed by the user stays closed
+    first.close()
+
+    second = MainWindow(settings, interactive=False, with_3d=False)
+    qtbot.addWidget(second)
+    assert second.device == "cpu"
+    assert settings.geometry() is not None
+    second.show()
+    qtbot.waitExposed(second)
+    assert not second.phen_dock.isVisible() and second.study_dock.isVisible()
+    recent = [a for a in second.recent_menu.actions() if str(phantom_path.name) in a.text()]
+    assert len(recent) == 1 and second.recent_menu.isEnabled()
+    with qtbot.waitSignal(second.studyLoaded, timeout=30000):
+        recent[0].trigger()
+    assert second.study.meta.source_path.endswith("phantom.nii.gz")
+    second.close()
