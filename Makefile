@@ -10,13 +10,15 @@ SYS_PKGS := libegl1 libgl1-mesa-dri libgl1 libglib2.0-0 libfontconfig1 libdbus-1
   libxcb-xkb1 libxkbcommon-x11-0 xvfb xauth
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow lint sysdeps venv clean help
+.PHONY: demo test test-slow lint sysdeps venv clean help package package-smoke wheel
 
 help:
 	@echo "make demo   - install what is missing, then run Gemini CMR on the bundled demo study"
 	@echo "make test   - install what is missing, then run the test suite headless"
 	@echo "make test-slow - the slow tests (training, long benchmarks)"
 	@echo "make lint   - ruff"
+	@echo "make package - desktop bundle dist/gemini-cmr/ (PyInstaller); make package-smoke tests it"
+	@echo "make wheel  - wheel and sdist in dist/ (python -m build)"
 
 sysdeps:
 	@bash packaging/install_sysdeps.sh $(SYS_PKGS)
@@ -40,6 +42,21 @@ test-slow: venv
 
 lint: venv
 	@$(VPY) -m ruff check core app tests
+
+# Packaging (docs/packaging.md): PyInstaller one-folder bundle, its smoke test, wheel + sdist.
+package: venv
+	@$(VPY) -c "import PyInstaller, _pyinstaller_hooks_contrib, build" 2>/dev/null || $(VPY) -m pip install -q -e '.[test,package]'
+	@bash packaging/build.sh
+
+dist/gemini-cmr/gemini-cmr:
+	@$(MAKE) --no-print-directory package
+
+package-smoke: sysdeps dist/gemini-cmr/gemini-cmr
+	@bash packaging/smoke_test.sh dist/gemini-cmr
+
+wheel: venv
+	@$(VPY) -c "import build" 2>/dev/null || $(VPY) -m pip install -q -e '.[test,package]'
+	@$(VPY) -m build --outdir dist .
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -256,8 +256,12 @@ def run_bench(
     threads: int | None = None,
     repeat: int = 3,
     log: Log | None = None,
+    meshes: bool = True,
 ) -> dict[str, Any]:
-    """Measure everything (see the module docstring) and return a JSON-able report."""
+    """Measure everything (see the module docstring) and return a JSON-able report.
+
+    meshes=False: no ED/ES meshes and no output writing (for machines without VTK, e.g. a GPU node that
+    only runs the network); the report says so and leaves those stages out."""
     import torch
 
     from core.predict import Predictor, resolve_device
@@ -292,7 +296,8 @@ def run_bench(
         say(f"pipeline on {what} ({predictor.precision}, {dev})")
         runs = []
         for i in range(max(1, repeat)):
-            runs.append(run_once(study_path, predictor, str(dev), tmp / f"out{i}"))
+            runs.append(run_once(study_path, predictor, str(dev), tmp / f"out{i}" if meshes else None,
+                                 meshes="ed_es" if meshes else "none"))
             say(f"pipeline run {i + 1}/{max(1, repeat)}: model {runs[-1].get('predict_model', 0):.2f} s")
         result = runs[-1].pop("_result")
         tm = dict(runs[-1])
@@ -350,7 +355,7 @@ def run_bench(
         "reference": ref,
         "speedup_model_vs_reference": ref_cine / model_s,
         "speedup_end_to_end_vs_reference": ref_cine / tm["end_to_end"],
-        "ed_phase": result.ed_phase, "es_phase": result.es_phase,
+        "ed_phase": result.ed_phase, "es_phase": result.es_phase, "meshes": meshes,
         "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }  # fmt: skip
     return report
@@ -380,8 +385,9 @@ def format_report(r: dict[str, Any]) -> str:
         ("model, per phase", r["model_s_per_phase"]),
         ("labels back on input grid", s.get("lr_labels")),
         ("phenotypes", s.get("phenotypes")),
-        ("mesh extraction (ED + ES)", s.get("meshes")),
-        ("end to end (file -> results in memory, model loaded)", s.get("end_to_end")),
+        ("mesh extraction (ED + ES)", s.get("meshes") if r.get("meshes", True) else None),
+        ("end to end (file -> results in memory, model loaded)" if r.get("meshes", True)
+         else "end to end WITHOUT meshes (file -> results in memory, model loaded)", s.get("end_to_end")),
         ("writing all outputs", s.get("write")),
         ("file -> all outputs written", s.get("files_to_outputs")),
     ]

@@ -90,6 +90,7 @@ class Result:
     model_path: str | None = None
     adapter_path: str | None = None
     warnings: list[str] = field(default_factory=list)
+    model_choice: str = ""  # why this model (model=None: chosen per study, issue 14)
 
     def phase_row(self, phase: int) -> int:
         """Row of the result arrays holding study phase `phase`."""
@@ -143,6 +144,12 @@ class SuperResolver:
 
     def __init__(self, model: Any = None, adapter: Any = None, device: str = "auto", batch_size: int | None = None):
         t0 = time.perf_counter()
+        # model=None without an adapter: chosen per study at run() (`core.resources.default_model_for`:
+        # phantom model for phantoms, ACDC model for real studies); the phantom model is loaded first.
+        self._auto = model is None and adapter is None
+        self._predictors: dict[str, Any] = {}
+        self._load_kw = {"device": device, **({} if batch_size is None else {"batch_size": batch_size})}
+        self.model_choice = "explicit model" if model is not None else "bundled phantom model"
         if model is not None and hasattr(model, "predict"):
             self.predictor = model
             self.model_path = str(getattr(getattr(model, "loaded", None), "weights_path", "") or "") or None
@@ -152,6 +159,10 @@ class SuperResolver:
             kw = {} if batch_size is None else {"batch_size": batch_size}
             self.predictor = Predictor.load(model, device=device, **kw)
             self.model_path = str(self.predictor.loaded.weights_path)
+            if self._auto:
+                from core.resources import bundled_model_path
+
+                self._predictors[str(bundled_model_path())] = self.predictor
         self.load_timings = {"load_model": time.perf_counter() - t0}
         self.adapter = None
         self.adapter_path: str | None = None
@@ -196,6 +207,21 @@ class SuperResolver:
                 where,
             )
 
+    def _choose_model(self, study: Study) -> None:
+        from core.predict import Predictor
+        from core.resources import default_model_for
+
+        path, reason = default_model_for(study)
+        key = str(path)
+        if key not in self._predictors:
+            t0 = time.perf_counter()
+            self._predictors[key] = Predictor.load(path, **self._load_kw)
+            self.load_timings["load_model"] = self.load_timings.get("load_model", 0.0) + time.perf_counter() - t0
+        self.predictor = self._predictors[key]
+        self.model_path = str(self.predictor.loaded.weights_path)
+        self.model_choice = reason
+        log.info("model %s (%s): %s", path.name, self.model_id[:12], reason)
+
     # --- the pipeline -----------------------------------------------------------------------------------
     def run(
         self,
@@ -217,6 +243,8 @@ class SuperResolver:
             if cancel is not None and cancel():
                 raise Cancelled("super-resolution cancelled")
 
+        if self._auto:
+            self._choose_model(study)
         phase_list, ed_es_only = parse_phases(phases, study)
         if ed_es_only and len(phase_list) == study.n_phases and study.n_phases > 2:
             warnings.append("ED/ES not known from the study: predicted every phase to find them")
@@ -276,6 +304,7 @@ class SuperResolver:
             lr_labels=lr_labels, ed_phase=ed, es_phase=es, meshes=surfaces, phenotypes=phen,
             timings=timings, model_id=self.model_id, adapter_id=self.adapter_id, device=self.device,
             model_path=self.model_path, adapter_path=self.adapter_path, warnings=warnings,
+            model_choice=self.model_choice,
         )  # fmt: skip
 
 
@@ -381,7 +410,8 @@ def run_info(result: Result, extra: dict[str, Any] | None = None) -> dict[str, A
         "phases": list(result.phases),
         "ed_phase": result.ed_phase,
         "es_phase": result.es_phase,
-        "model": {"id": result.model_id, "hash": "sha256", "path": result.model_path},
+        "model": {"id": result.model_id, "hash": "sha256", "path": result.model_path,
+                  "choice": getattr(result, "model_choice", "")},
         "adapter": None
         if result.adapter_id is None
         else {"id": result.adapter_id, "hash": "sha256", "path": result.adapter_path},

@@ -24,16 +24,30 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
-import pyvista as pv
 from scipy import ndimage
 
+from core.errors import GeminiError
 from core.io.atomic import atomic_path, atomic_write_text
 from core.study import STRUCTURES, Grid
 
+if TYPE_CHECKING:
+    import pyvista as pv
+
 log = logging.getLogger(__name__)
+
+
+def _pyvista():
+    """pyvista, imported on first use: the rest of the engine (and `meshes="none"`) runs without VTK,
+    e.g. on a headless GPU node that only super-resolves and segments."""
+    try:
+        import pyvista
+    except ImportError as e:
+        raise GeminiError(f"surface meshes need pyvista and VTK, which cannot be imported here ({e})") from e
+    return pyvista
 
 MESH_FORMATS = ("stl", "obj", "ply", "vtp")
 SMOOTHING_ITERATIONS = 16
@@ -60,6 +74,7 @@ def _contour(
 ) -> pv.PolyData:
     nz, ny, nx = labels.shape
     spacing = grid.spacing
+    pv = _pyvista()
     img = pv.ImageData(dimensions=(nx, ny, nz), spacing=tuple(float(s) for s in spacing))
     img.point_data["labels"] = np.ascontiguousarray(labels).ravel()
     mesh = img.contour_labels(
@@ -96,7 +111,7 @@ def _structure_surface(mesh: pv.PolyData, label: int, reflect: bool) -> pv.PolyD
     remap = np.full(mesh.n_points, -1, dtype=np.int64)
     remap[used] = np.arange(used.size)
     cells = np.hstack([np.full((len(faces), 1), 3, dtype=np.int64), remap[faces]]).ravel()
-    return pv.PolyData(np.asarray(mesh.points)[used], cells)
+    return _pyvista().PolyData(np.asarray(mesh.points)[used], cells)
 
 
 def _keep_largest_components(labels: np.ndarray, structures: Mapping[int, str]) -> None:

@@ -150,7 +150,10 @@ def inference_copy(model: torch.nn.Module) -> torch.nn.Module:
                     and bn.track_running_stats and bn.running_mean is not None):
                 mod[i] = fuse_conv_bn_eval(conv, bn)
                 mod[i + 1] = torch.nn.Identity()
-    return fast.to(memory_format=torch.channels_last)
+    for mod in fast.modules():  # 4D weights only: the per-slice generators also hold Conv3d (5D) weights
+        if isinstance(mod, torch.nn.Conv2d):
+            mod.to(memory_format=torch.channels_last)
+    return fast
 
 
 class Predictor:
@@ -254,6 +257,10 @@ class Predictor:
             tm = time.perf_counter()
             img, lab = self._run_safe(placed)
             timings["model"] += time.perf_counter() - tm
+            if self.config.get("inference"):
+                from core.postprocess import postprocess_labels
+
+                lab = postprocess_labels(lab, self.config)
             sr_image[ci * bs:ci * bs + len(chunk)] = img * np.float32(scale)
             sr_labels[ci * bs:ci * bs + len(chunk)] = lab
             if progress:

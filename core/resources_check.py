@@ -50,6 +50,8 @@ def estimate_parts(study, model_config: dict, n_phases: int | None = None) -> tu
     per_level = sum(width * (hp >> lvl) * (wp >> lvl) for lvl, width in enumerate(cfg.widths))
     if cfg.encoder == "shared-2d":
         per_level *= depth  # the 2D encoder and decoders run on every slice
+    elif cfg.encoder == "acquired-2d":
+        per_level *= max(1, min(depth, study.grid.shape[0]))  # ... on every acquired (LR) slice
     activations = 3 * ACTIVATION_FACTOR * per_level * 4
     outputs = depth * hp * wp * 4 * (2 + 2 * cfg.n_classes)  # input, SR image, logits and softmax
     placed = d * h * w * 4 * 2  # placed stack and its in-plane resampling

@@ -43,6 +43,8 @@ def register(subparsers, summary: str) -> None:
     p.add_argument(
         "--repeat", type=int, default=3, help="pipeline runs; the median per stage is shown (default 3)"
     )
+    p.add_argument("--no-meshes", action="store_true",
+                   help="leave out ED/ES meshes and output writing (machines without VTK, e.g. a GPU node)")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.set_defaults(func=run)
 
@@ -68,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         repeat=args.repeat,
         log=log,
+        meshes=not args.no_meshes,
     )
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

@@ -26,6 +26,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("super_resolve", "super-resolve and segment a study"),
     ("evaluate", "evaluate a model on a paired dataset"),
     ("bench", "time the pipeline against the paper's reference configuration"),
+    ("benchmark", "reproduce the paper's comparison tables (2: baselines, 3: domain adaptation)"),
     ("batch", "super-resolve a cohort of studies (resumable, shardable with torchrun)"),
     ("view", "open the desktop app"),
     ("demo", "run Gemini CMR on the bundled demo study"),

@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     progress(0.0, f"model {engine.model_id[:12]} on {engine.device}")
     result = engine.run(study, phases=args.phases, meshes="all" if args.all_phase_meshes else "ed_es",
                         progress=progress)
+    if result.model_choice:
+        progress(0.8, f"model used: {result.model_id[:12]} ({result.model_choice})")
     result.timings["load_study"] = t_load
     for w in result.warnings:
         print(f"gemini-cmr: warning: {w}", file=sys.stderr)

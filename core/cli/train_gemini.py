@@ -17,7 +17,9 @@ from pathlib import Path
 def register(subparsers, summary: str | None = None) -> None:
     p = subparsers.add_parser("gemini", help=summary or "train Gemini-GAN on a paired LR/HR dataset",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, required=True, help="paired dataset folder (manifest.json)")
+    p.add_argument("--data", type=Path, required=True,
+                   help="paired dataset folder (manifest.json), or acdc:PATH for the ACDC training layout "
+                        "(LR labels only: semi-supervised slab losses, docs/real-data.md)")
     p.add_argument("--out", type=Path, required=True, help="run folder for checkpoints and logs")
     p.add_argument("--config", type=Path, help="training config JSON (keys of core.train.gemini.TrainConfig)")
     p.add_argument("--epochs", type=int, help="number of epochs (overrides the config)")
@@ -44,6 +46,11 @@ def _bar(e: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from core.train.gemini import GeminiTrainer, TrainConfig
+    from core.train.lr_data import parse_source
+
+    if parse_source(args.data) is not None:  # LR-labelled cohort (issue 14)
+        from core.train.semi import SemiConfig as TrainConfig  # noqa: N814
+        from core.train.semi import SemiTrainer as GeminiTrainer  # noqa: N814
 
     overrides = {"epochs": args.epochs, "max_steps": args.max_steps, "seed": args.seed,
                  "num_threads": args.threads, "amp": args.amp}

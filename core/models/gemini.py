@@ -9,6 +9,18 @@ Two encoder variants (config `encoder`):
 - "shared-2d": the same 2D encoder weights applied to every slice (input (B*D, 1, H, W)); the skip
   connections and the bottleneck are mixed through-plane by residual (3, 1, 1) 3D convs before they feed
   the decoders, which also run slice by slice and output 1 image channel and K logits per slice.
+  In eval mode the 2D encoder runs once per distinct input slice (nearest-slice placement repeats every
+  acquired slice on several SR slices) and its features are gathered back: exact, and several times
+  cheaper. In train mode every slice is encoded (BatchNorm batch statistics unchanged).
+- "acquired-2d" (issue 14, for real cohorts with LR labels): the 2D U-Net (encoder and both decoders, shared
+  weights) runs once per *acquired* slice, i.e. per run of identical consecutive input slices (all-zero
+  runs are depth padding and are skipped); the features of every encoder level are mixed along the
+  sequence of acquired slices by residual (3, 1, 1) 3D convs (kernel over neighbouring acquired slices, a
+  zero slice separates the stacks of a batch); the per-slice heads give an image (input slice + correction)
+  and K logits per acquired slice, and every SR slice takes the linear interpolation, at its position,
+  of the two nearest acquired slices' image and logits (slab edges: the nearest slice). Interpolating
+  logits is a learned shape-based interpolation; the compute is that of a 2D U-Net on the acquired
+  slices (about D / number of acquired slices times less than "shared-2d").
 With `residual_image` (default True) the image head predicts a correction added to the input stack.
 With `input_to_heads` the 1x1 heads also see the input stack itself (concatenated to the decoder features),
 so a narrow full-resolution decoder (16 channels for 64 slices) can still mix the acquired slices
@@ -25,7 +37,7 @@ from torch import nn
 from core.errors import ModelError
 from core.models.blocks import DoubleConv, Down, ThroughPlaneMix, Up
 
-ENCODERS = ("slices-as-channels", "shared-2d")
+ENCODERS = ("slices-as-channels", "shared-2d", "acquired-2d")
 REFERENCE_WIDTHS = (64, 128, 256, 512, 512)
 
 
@@ -40,7 +52,7 @@ class GeminiConfig:
     upsample: str = "bilinear"
     residual_image: bool = True
     input_to_heads: bool = False  # concatenate the input stack to the decoder features fed to the 1x1 heads
-    mix_kernel: int = 3  # shared-2d only: through-plane kernel of the mixing convs
+    mix_kernel: int = 3  # shared-2d / acquired-2d: through-plane kernel of the mixing convs
 
     def __post_init__(self):
         self.widths = tuple(int(w) for w in self.widths)
@@ -106,7 +118,7 @@ class GeminiGenerator(nn.Module):
         super().__init__()
         self.config = cfg = config or GeminiConfig()
         w = cfg.widths
-        per_slice = cfg.encoder == "shared-2d"
+        per_slice = cfg.encoder in ("shared-2d", "acquired-2d")
         in_ch = 1 if per_slice else cfg.depth
         self.inc = DoubleConv(in_ch, w[0])
         self.downs = nn.ModuleList([Down(a, b) for a, b in zip(w[:-1], w[1:])])
@@ -117,10 +129,22 @@ class GeminiGenerator(nn.Module):
         self.image_head = nn.Conv2d(head_in, 1 if per_slice else cfg.depth, 1)
         self.seg_head = nn.Conv2d(head_in, cfg.n_classes * (1 if per_slice else cfg.depth), 1)
 
-    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def _encode2d(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = [self.inc(x)]
         for down in self.downs:
             feats.append(down(feats[-1]))
+        return feats
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.mix is not None and not self.training:
+            # Per-slice encoder: encode each run of identical consecutive slices once and gather (exact).
+            keep, idx = _distinct_runs(x)
+            if int(keep.sum()) < x.shape[0]:
+                feats = [f[idx] for f in self._encode2d(x[keep])]
+            else:
+                feats = self._encode2d(x)
+        else:
+            feats = self._encode2d(x)
         if self.mix is not None:
             feats = [m(f) for m, f in zip(self.mix, feats)]
         return feats
@@ -133,6 +157,8 @@ class GeminiGenerator(nn.Module):
         m = cfg.multiple
         if h % m or w % m:
             raise ValueError(f"in-plane size {h}x{w} must be a multiple of {m}")
+        if cfg.encoder == "acquired-2d":
+            return self._forward_acquired(x)
         inp = x.reshape(b * d, 1, h, w) if cfg.encoder == "shared-2d" else x
         feats = self.encode(inp)
         fi, fs = self.image_decoder(feats), self.seg_decoder(feats)
@@ -150,8 +176,143 @@ class GeminiGenerator(nn.Module):
         return img, seg
 
 
+    # --- "acquired-2d" ---------------------------------------------------------------------------------
+    def _mix_sequences(self, mix: ThroughPlaneMix, f: torch.Tensor, pos: torch.Tensor, length: int) -> torch.Tensor:
+        """Residual through-plane mixing of (N, C, h, w) features laid out at `pos` in a zero sequence."""
+        n, c, h, w = f.shape
+        seq = f.new_zeros((length, c, h, w))
+        seq[pos] = f
+        v = seq.permute(1, 0, 2, 3).unsqueeze(0)  # (1, C, L, h, w)
+        v = v + torch.relu(mix.norm(mix.conv(v)))
+        return v[0].permute(1, 0, 2, 3)[pos]
+
+    def acquired_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, AcquiredPlan]:
+        """"acquired-2d": per acquired slice image (N, h, w) and logits (N, K, h, w), and the plan."""
+        cfg = self.config
+        b, d, h, w = x.shape
+        plan = acquired_plan(x)
+        if plan.n == 0:
+            return x.new_zeros((0, h, w)), x.new_zeros((0, cfg.n_classes, h, w)), plan
+        inp = x.reshape(b * d, 1, h, w)[plan.src.to(x.device)]  # (N, 1, h, w): one per acquired slice
+        inp = inp.contiguous(memory_format=torch.channels_last)  # oneDNN's preferred layout (CPU)
+        feats = self._encode2d(inp)
+        pos = plan.pos.to(x.device)
+        feats = [self._mix_sequences(m, f, pos, plan.length) for m, f in zip(self.mix, feats)]
+        fi, fs = self.image_decoder(feats), self.seg_decoder(feats)
+        if cfg.input_to_heads:
+            fi, fs = torch.cat([fi, inp], 1), torch.cat([fs, inp], 1)
+        a_img = self.image_head(fi)[:, 0]
+        if cfg.residual_image:
+            a_img = a_img + inp[:, 0]
+        return a_img, self.seg_head(fs), plan
+
+    def _forward_acquired(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, d, h, w = x.shape
+        k = self.config.n_classes
+        a_img, a_seg, plan = self.acquired_parts(x)
+        img = x.new_zeros((b * d, h, w))
+        seg = x.new_zeros((b * d, k, h, w))
+        seg[:, 0] = 20.0  # depth padding: confident background
+        if plan.n:
+            sr_img, sr_seg = interpolate_acquired(a_img, a_seg, plan)
+            img = img.to(sr_img.dtype).index_copy(0, plan.out.to(x.device), sr_img)
+            seg = seg.to(sr_seg.dtype).index_copy(0, plan.out.to(x.device), sr_seg)
+        return img.view(b, d, h, w), seg.view(b, d, k, h, w).permute(0, 2, 1, 3, 4)
+
+
+def interpolate_acquired(a_img: torch.Tensor, a_seg: torch.Tensor | None, plan: AcquiredPlan):
+    """Per acquired slice outputs -> the non-padding SR slices (`plan.out` order): linear interpolation."""
+    dev = a_img.device
+    ia, ib = plan.ia.to(dev), plan.ib.to(dev)
+    tt = plan.t.to(device=dev, dtype=a_img.dtype)[:, None, None]
+    sr_img = (1 - tt) * a_img[ia] + tt * a_img[ib]
+    if a_seg is None:
+        return sr_img, None
+    tt = tt.to(a_seg.dtype)[:, None]
+    return sr_img, (1 - tt) * a_seg[ia] + tt * a_seg[ib]
+
+
+def _distinct_runs(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (N, ...) -> (keep (N,) bool: first slice of each run of identical consecutive slices,
+    idx (N,) long: for every slice, the position of its run's first slice among the kept ones)."""
+    flat = x.reshape(x.shape[0], -1)
+    keep = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    if x.shape[0] > 1:
+        keep[1:] = ~(flat[1:] == flat[:-1]).all(1)
+    return keep, torch.cumsum(keep.long(), 0) - 1
+
+
+@dataclass
+class AcquiredPlan:
+    """How the SR slices of a (B, D, H, W) input map onto its acquired slices (see "acquired-2d")."""
+
+    n: int  # number of acquired slices in the batch
+    src: torch.Tensor  # (N,) flat index b * D + i of one SR slice of each acquired slice
+    pos: torch.Tensor  # (N,) position in the mixing sequence (stacks separated by one zero slice)
+    length: int  # length of the mixing sequence
+    out: torch.Tensor  # (M,) flat indices of the non-padding SR slices
+    ia: torch.Tensor  # (M,) acquired slice nearest to each of them
+    ib: torch.Tensor  # (M,) the other neighbour (or ia at the slab edges)
+    t: torch.Tensor  # (M,) interpolation weight of ib
+    runs: list  # per batch item: [(start, stop), ...] SR slice ranges of its acquired slices
+
+
+def acquired_plan(x: torch.Tensor) -> AcquiredPlan:
+    """Runs of identical consecutive slices per stack; all-zero runs are depth padding."""
+    b, d = x.shape[:2]
+    flat = x.detach().reshape(b, d, -1)
+    same = torch.zeros((b, d), dtype=torch.bool, device=x.device)
+    if d > 1:
+        same[:, 1:] = (flat[:, 1:] == flat[:, :-1]).all(-1)
+    zero = ~(flat != 0).any(-1)
+    same, zero = same.cpu().numpy(), zero.cpu().numpy()
+    src, pos, out, ia, ib, tw, runs = [], [], [], [], [], [], []
+    n = 0
+    seq = 0
+    for bi in range(b):
+        starts = [i for i in range(d) if not same[bi, i]]
+        stops = starts[1:] + [d]
+        item = [(s0, s1) for s0, s1 in zip(starts, stops) if not zero[bi, s0]]
+        runs.append(item)
+        if not item:
+            continue
+        if bi > 0 and seq > 0:
+            seq += 1  # zero separator between stacks
+        first = n
+        centres = []
+        for s0, s1 in item:
+            src.append(bi * d + s0)
+            pos.append(seq)
+            seq += 1
+            centres.append((s0 + s1 - 1) / 2)
+            n += 1
+        for j, (s0, s1) in enumerate(item):
+            c = centres[j]
+            # neighbours only when adjacent (no padding or gap between the two runs)
+            prev_ok = j > 0 and item[j - 1][1] == s0
+            next_ok = j + 1 < len(item) and item[j + 1][0] == s1
+            for i in range(s0, s1):
+                out.append(bi * d + i)
+                ia.append(first + j)
+                if i < c and prev_ok:
+                    ib.append(first + j - 1)
+                    tw.append((c - i) / (c - centres[j - 1]))
+                elif i > c and next_ok:
+                    ib.append(first + j + 1)
+                    tw.append((i - c) / (centres[j + 1] - c))
+                else:
+                    ib.append(first + j)
+                    tw.append(0.0)
+
+    def lt(v):
+        return torch.tensor(v, dtype=torch.long)
+
+    return AcquiredPlan(n, lt(src), lt(pos), max(seq, 1), lt(out), lt(ia), lt(ib),
+                        torch.tensor(tw, dtype=torch.float32), runs)
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["ENCODERS", "REFERENCE_WIDTHS", "GeminiConfig", "GeminiGenerator", "count_parameters"]
+__all__ = ["AcquiredPlan", "acquired_plan", "interpolate_acquired", "ENCODERS", "REFERENCE_WIDTHS", "GeminiConfig", "GeminiGenerator", "count_parameters"]

@@ -1,0 +1,35 @@
+"""Label post-processing a model may ask for in its config.json (`"inference"` section; issue 14).
+
+`{"inference": {"keep_largest_heart_component": true, "heart_component_by": "size" | "myocardium"}}`: in
+every phase, only one 3D connected component of the heart (all labels > 0 together, face connectivity) is
+kept, the largest or the one with the most LV myocardium; everything else becomes background. Used by the ACDC model, which sees whole fields of view at inference but heart-centred crops in
+training, so that isolated false positives in the chest wall or abdomen do not enter volumes and meshes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+
+def keep_largest_heart_component(labels: np.ndarray, by: str = "size") -> np.ndarray:
+    """(D, H, W) labels -> the same with only one connected heart component (labels > 0): the largest
+    (`by="size"`) or the one holding the most LV myocardium (`by="myocardium"`)."""
+    cc, n = ndimage.label(labels > 0)
+    if n <= 1:
+        return labels
+    sizes = np.bincount(cc.ravel(), weights=(labels == 2).ravel() if by == "myocardium" else None)
+    sizes[0] = 0
+    return np.where(cc == int(sizes.argmax()), labels, 0).astype(labels.dtype)
+
+
+def postprocess_labels(labels: np.ndarray, config: Mapping[str, Any]) -> np.ndarray:
+    """Apply what the model config's `inference` section asks for to (b, D, H, W) labels (in place)."""
+    inf = config.get("inference") or {}
+    if inf.get("keep_largest_heart_component"):
+        for i in range(labels.shape[0]):
+            labels[i] = keep_largest_heart_component(labels[i], inf.get("heart_component_by", "size"))
+    return labels

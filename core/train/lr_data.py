@@ -1,0 +1,235 @@
+"""LR-labelled cohorts (issue 14): cine studies with manual labels on the acquired slices only (ACDC).
+
+Data sources (`--data` of `gemini-cmr train gemini`):
+- `acdc:PATH`: the ACDC training layout (`PATH/patientNNN/` with `Info.cfg`, `_frameXX` and `_frameXX_gt`),
+  read by `core.io.layouts.load_acdc` (labels remapped to the project convention, true voxel sizes from
+  pixdim). Split (documented, fixed): patients whose number is a multiple of 5 -> `val` (20 subjects,
+  4 of each of the 5 pathology groups), the others -> `train` (80).
+
+Per subject and labelled phase (ED and ES) one `LRSample`: the acquired LR slices resampled in-plane onto
+the SR grid's in-plane grid (`core.geometry.inplane_resample`, image linear, labels nearest), the map
+from SR slices to acquired slices (`nearest_slice_indices`: nearest-slice placement), intensities divided
+by the cine's 99.5th percentile (as the predictor does). The network input is rebuilt per item by
+gathering the planes (`planes[slice_index]`), so the cache stores each acquired slice once.
+Samples are cached as `.npz` (no pickle) keyed by the files' paths, sizes and mtimes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import DataError, GeminiError
+from core.geometry import inplane_resample, nearest_slice_indices, sr_grid
+from core.io.atomic import atomic_path
+from core.models.preprocess import DEFAULT_PERCENTILE, depth_windows, intensity_scale
+from core.study import Grid
+
+log = logging.getLogger(__name__)
+CACHE_VERSION = 1
+_PATIENT = re.compile(r"^patient(\d+)$")
+
+
+@dataclass
+class LRSample:
+    subject: str
+    phase: int
+    planes: np.ndarray  # (Z, H, W) float16: acquired slices on the SR in-plane grid, normalised
+    labels: np.ndarray  # (Z, H, W) uint8: their manual labels (project convention)
+    slice_index: np.ndarray  # (Dz,) int64: acquired slice of every SR slice
+    scale: float
+    is_ed: bool = False
+    is_es: bool = False
+    group: str = ""
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        yy, xx = np.nonzero(self.labels.any(axis=0))
+        if len(yy) == 0:
+            return (self.labels.shape[1] - 1) / 2, (self.labels.shape[2] - 1) / 2
+        return float(yy.mean()), float(xx.mean())
+
+
+def parse_source(data: str | Path) -> tuple[str, Path] | None:
+    """"acdc:PATH" -> ("acdc", PATH); anything else -> None (a paired dataset folder)."""
+    s = str(data)
+    if s.startswith("acdc:"):
+        return "acdc", Path(s[5:])
+    return None
+
+
+def acdc_split(patient: str) -> str:
+    """Fixed split: patient number % 5 == 0 -> "val", else "train"."""
+    m = _PATIENT.match(patient)
+    if not m:
+        raise DataError(f"not an ACDC patient folder name: {patient}")
+    return "val" if int(m.group(1)) % 5 == 0 else "train"
+
+
+def acdc_subjects(root: str | Path) -> list[tuple[str, Path, str]]:
+    """[(patient id, folder, split)] of an ACDC training folder (sorted)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError("ACDC folder not found", root)
+    out = [(p.name, p, acdc_split(p.name)) for p in sorted(root.iterdir()) if p.is_dir() and _PATIENT.match(p.name)]
+    if not out:
+        raise DataError("no patientNNN folders: not the ACDC training layout", root)
+    return out
+
+
+def samples_from_study(study, sid: str, percentile: float = DEFAULT_PERCENTILE) -> list[LRSample]:
+    """LRSamples of the labelled phases of a `Study` with LR labels."""
+    if not study.has_labels or not study.labelled_phases:
+        raise DataError(f"subject {sid}: no labelled phases", study.meta.source_path)
+    lr = Grid(study.image.shape[1:], study.affine)
+    if lr.shape[0] < 2:
+        raise DataError(f"subject {sid}: the LR stack has a single slice", study.meta.source_path)
+    sr = sr_grid(lr)
+    idx = nearest_slice_indices(lr, sr)
+    scale = intensity_scale(study.image, percentile)
+    out = []
+    for t in study.labelled_phases:
+        planes = inplane_resample(study.image[t].astype(np.float32), lr, sr, order=1) / scale
+        labels = inplane_resample(study.labels[t].astype(np.uint8), lr, sr, order=0).astype(np.uint8)
+        out.append(LRSample(sid, int(t), planes.astype(np.float16), labels, idx.astype(np.int64), float(scale),
+                            t == study.meta.ed_phase, t == study.meta.es_phase, study.meta.group))
+    return out
+
+
+def _cache_key(folder: Path, percentile: float) -> str:
+    h = hashlib.sha256(f"v{CACHE_VERSION}|{percentile}|{folder.resolve()}".encode())
+    for p in sorted(folder.iterdir()):
+        st = p.stat()
+        h.update(f"|{p.name}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:24]
+
+
+def load_acdc_split(root: str | Path, split: str, percentile: float = DEFAULT_PERCENTILE,
+                    cache_dir: str | Path | None = None) -> list[LRSample]:
+    from core.io.layouts import load_acdc
+
+    samples: list[LRSample] = []
+    for sid, folder, sp in acdc_subjects(root):
+        if sp != split:
+            continue
+        cached = None
+        if cache_dir is not None:
+            cached = Path(cache_dir) / f"{sid}-{_cache_key(folder, percentile)}.npz"
+            if cached.exists():
+                try:
+                    samples.extend(_read_cache(cached, sid))
+                    continue
+                except (OSError, ValueError, KeyError):
+                    log.warning("ignoring unreadable cache file %s", cached)
+        try:
+            study = load_acdc(folder)
+        except GeminiError as exc:
+            raise DataError(f"subject {sid}: {exc}", folder) from None
+        subj = samples_from_study(study, sid, percentile)
+        if cached is not None:
+            _write_cache(cached, subj)
+        samples.extend(subj)
+    return samples
+
+
+def _write_cache(path: Path, samples: list[LRSample]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for i, s in enumerate(samples):
+        arrays[f"planes{i}"], arrays[f"labels{i}"], arrays[f"index{i}"] = s.planes, s.labels, s.slice_index
+    arrays["meta"] = np.array([[s.phase, s.is_ed, s.is_es] for s in samples], np.int64)
+    arrays["scale"] = np.array([s.scale for s in samples], np.float64)
+    arrays["group"] = np.array([s.group for s in samples])
+    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _read_cache(path: Path, sid: str) -> list[LRSample]:
+    with np.load(path, allow_pickle=False) as z:
+        meta, scale, group = z["meta"], z["scale"], z["group"]
+        return [LRSample(sid, int(m[0]), z[f"planes{i}"], z[f"labels{i}"], z[f"index{i}"], float(scale[i]),
+                         bool(m[1]), bool(m[2]), str(group[i])) for i, m in enumerate(meta)]
+
+
+IGNORE = 255  # label value of acquired-slice positions without a slice
+
+
+class LRItems:
+    """(sample, depth window) items for a network depth D, with augmentation.
+
+    get() -> x (D, h, w) float32 (acquired slices placed on the SR slices, zero depth padding),
+    labels (D, h, w) int64 (the manual labels of acquired slice j of the window at row j, IGNORE beyond),
+    slab (D,) int64 (row j of the acquired slice of every SR slice, -1 for padding).
+    Augmentation: heart-centred crop with jitter (else uniform), flips, gain, Gaussian noise drawn per
+    acquired slice (identical on the SR slices that repeat it, so they stay identical).
+    """
+
+    def __init__(self, samples: list[LRSample], depth: int, multiple: int = 16):
+        self.samples = samples
+        self.depth = depth
+        self.multiple = multiple
+        self.items = [(si, start, off) for si, s in enumerate(samples)
+                      for start, off in depth_windows(len(s.slice_index), depth)]
+        self._centres = [s.centre for s in samples]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def get(self, index: int, rng: np.random.Generator | None, aug=None, crop: int | None = None):
+        si, start, off = self.items[index]
+        s = self.samples[si]
+        dz = len(s.slice_index)
+        _, h, w = s.planes.shape
+        n = min(self.depth, dz)
+        crop = (aug.crop if aug is not None else 0) if crop is None else crop
+        if crop:
+            ch = cw = crop
+            cy, cx = self._centres[si]
+            if rng is not None and aug is not None and rng.random() >= aug.heart_centred:
+                y0 = int(rng.integers(min(0, h - ch), max(0, h - ch) + 1))
+                x0 = int(rng.integers(min(0, w - cw), max(0, w - cw) + 1))
+            else:
+                if rng is not None:
+                    cy += rng.uniform(-crop / 5, crop / 5)
+                    cx += rng.uniform(-crop / 5, crop / 5)
+                y0, x0 = int(round(cy - ch / 2)), int(round(cx - cw / 2))
+        else:
+            ch, cw = h + (-h) % self.multiple, w + (-w) % self.multiple
+            y0, x0 = -((ch - h) // 2), -((cw - w) // 2)
+        idx = s.slice_index[start:start + n]
+        j0, j1 = int(idx.min()), int(idx.max()) + 1
+        nj = j1 - j0
+        planes = np.zeros((nj, ch, cw), np.float32)
+        labels = np.zeros((nj, ch, cw), np.int64)
+        sy0, sy1, sx0, sx1 = max(0, y0), min(h, y0 + ch), max(0, x0), min(w, x0 + cw)
+        if sy1 > sy0 and sx1 > sx0:
+            planes[:, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = s.planes[j0:j1, sy0:sy1, sx0:sx1]
+            labels[:, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = s.labels[j0:j1, sy0:sy1, sx0:sx1]
+        if rng is not None and aug is not None:
+            if aug.flip and rng.random() < 0.5:
+                planes, labels = planes[:, ::-1], labels[:, ::-1]
+            if aug.flip and rng.random() < 0.5:
+                planes, labels = planes[:, :, ::-1], labels[:, :, ::-1]
+            planes = planes * np.float32(rng.uniform(1 - aug.gain, 1 + aug.gain))
+            sigma = rng.uniform(0, aug.noise)
+            if sigma > 0:
+                planes = planes + rng.normal(0, sigma, planes.shape).astype(np.float32)
+        slab = np.full(self.depth, -1, np.int64)
+        slab[off:off + n] = idx - j0
+        x = np.zeros((self.depth, ch, cw), np.float32)
+        x[off:off + n] = planes[idx - j0]
+        lab = np.full((self.depth, ch, cw), IGNORE, np.int64)
+        lab[:nj] = labels
+        return np.ascontiguousarray(x), np.ascontiguousarray(lab), slab
+
+
+def class_frequencies(samples: list[LRSample], n_classes: int = 4) -> np.ndarray:
+    counts = np.zeros(n_classes, np.float64)
+    for s in samples:
+        counts += np.bincount(s.labels.ravel(), minlength=n_classes)[:n_classes]
+    return counts / max(1.0, counts.sum())

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Re-create the ACDC research model resources/models/gemini-acdc (issue 14; docs/real-data.md):
+#   1. semi-supervised Gemini-GAN training ("acquired-2d" generator, LR-label slab losses) on the ACDC
+#      training folder: patients whose number is not a multiple of 5 (80 subjects x ED/ES), validation on
+#      the other 20; scripts/gemini_acdc_train.json (batch 4, 200 steps), then resumed with
+#      scripts/gemini_acdc_stage2.json (batch 2) to STEPS2 steps; seed 0, 1 CPU thread, bf16 autocast;
+#   2. the best validation checkpoint exported as float16 safetensors + config.json (the command recorded);
+#   3. the 20 held-out subjects evaluated through the whole pipeline (scripts/eval_acdc.py).
+# ACDC terms: non-commercial research use; citing Bernard et al., IEEE TMI 37(11) 2018 is mandatory.
+# Usage: scripts/train_acdc_model.sh [ACDC_TRAINING_DIR] [RUN_DIR] [STEPS] [STEPS2]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+ACDC=${1:-../shared/data/acdc/training}
+RUN=${2:-runs/acdc-a2d}
+STEPS=${3:-200}
+STEPS2=${4:-560}
+export OMP_NUM_THREADS=1
+$PY -m core.cli.main train gemini --data "acdc:$ACDC" --out "$RUN" --config scripts/gemini_acdc_train.json \
+  --device cpu --seed 0 --threads 1 --max-steps "$STEPS"
+$PY -m core.cli.main train gemini --data "acdc:$ACDC" --out "$RUN" --config scripts/gemini_acdc_stage2.json \
+  --device cpu --seed 0 --threads 1 --max-steps "$STEPS2" --resume
+$PY - "$RUN" "$STEPS" "$STEPS2" <<'PYEOF'
+import sys
+from core.models.store import load_model, save_model
+from core.resources import acdc_model_path
+run, steps, steps2 = sys.argv[1], sys.argv[2], sys.argv[3]
+m = load_model(f"{run}/best")
+cfg = {k: v for k, v in m.config.items() if k not in ("kind", "version", "model", "weights_dtype")}
+cfg["training"]["command"] = f"scripts/train_acdc_model.sh ACDC {run} {steps} {steps2}"
+cfg["licence"] = ("Research weights trained on ACDC (Bernard et al., IEEE TMI 37(11) 2018): non-commercial "
+                  "research use only; citing that paper is mandatory. See LICENCE.md in this folder.")
+cfg["inference"] = {"keep_largest_heart_component": True, "heart_component_by": "myocardium"}  # core/postprocess.py
+save_model(acdc_model_path(), m.generator, cfg, half=True)
+print("exported", acdc_model_path())
+PYEOF
+$PY scripts/eval_acdc.py --data "$ACDC" --json "$RUN/val_metrics.json"
