@@ -91,6 +91,7 @@ class Result:
     adapter_path: str | None = None
     warnings: list[str] = field(default_factory=list)
     model_choice: str = ""  # why this model (model=None: chosen per study, issue 14)
+    roi: tuple[int, int, int, int] | None = None  # SR in-plane box the network ran on (None: whole FOV)
 
     def phase_row(self, phase: int) -> int:
         """Row of the result arrays holding study phase `phase`."""
@@ -304,7 +305,7 @@ class SuperResolver:
             lr_labels=lr_labels, ed_phase=ed, es_phase=es, meshes=surfaces, phenotypes=phen,
             timings=timings, model_id=self.model_id, adapter_id=self.adapter_id, device=self.device,
             model_path=self.model_path, adapter_path=self.adapter_path, warnings=warnings,
-            model_choice=self.model_choice,
+            model_choice=self.model_choice, roi=getattr(pred, "roi", None),
         )  # fmt: skip
 
 
@@ -411,7 +412,8 @@ def run_info(result: Result, extra: dict[str, Any] | None = None) -> dict[str, A
         "ed_phase": result.ed_phase,
         "es_phase": result.es_phase,
         "model": {"id": result.model_id, "hash": "sha256", "path": result.model_path,
-                  "choice": getattr(result, "model_choice", "")},
+                  "choice": getattr(result, "model_choice", ""),
+                  "roi_sr_yx": None if getattr(result, "roi", None) is None else [int(v) for v in result.roi]},
         "adapter": None
         if result.adapter_id is None
         else {"id": result.adapter_id, "hash": "sha256", "path": result.adapter_path},

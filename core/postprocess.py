@@ -1,5 +1,7 @@
 """Label post-processing a model may ask for in its config.json (`"inference"` section; issue 14).
 
+`{"inference": {"roi_mm": 176}}` (`core.predict.Predictor`): the network runs on a heart-centred box of
+that size found by a first whole-field-of-view pass (`heart_roi`), as the model was trained on crops.
 `{"inference": {"keep_largest_heart_component": true, "heart_component_by": "size" | "myocardium"}}`: in
 every phase, only one 3D connected component of the heart (all labels > 0 together, face connectivity) is
 kept, the largest or the one with the most LV myocardium; everything else becomes background. Used by the ACDC model, which sees whole fields of view at inference but heart-centred crops in
@@ -24,6 +26,24 @@ def keep_largest_heart_component(labels: np.ndarray, by: str = "size") -> np.nda
     sizes = np.bincount(cc.ravel(), weights=(labels == 2).ravel() if by == "myocardium" else None)
     sizes[0] = 0
     return np.where(cc == int(sizes.argmax()), labels, 0).astype(labels.dtype)
+
+
+def heart_roi(labels: np.ndarray, spacing_yx: tuple[float, float] | np.ndarray, size_mm: float
+              ) -> tuple[int, int, int, int] | None:
+    """In-plane box (y0, y1, x0, x1) of about `size_mm` x `size_mm` centred on the heart (labels > 0) of
+    (D, H, W) labels with in-plane spacing (y, x) in mm, moved to lie inside the grid (the whole extent
+    along an axis shorter than the box). None when there is no heart."""
+    fg = labels > 0
+    if not fg.any():
+        return None
+    yy, xx = np.nonzero(fg.any(axis=0))
+    out: list[int] = []
+    for c, sp, n in ((yy.mean(), spacing_yx[0], labels.shape[1]), (xx.mean(), spacing_yx[1], labels.shape[2])):
+        size = min(n, max(1, int(round(size_mm / float(sp)))))
+        start = int(round(c - size / 2))
+        start = min(max(start, 0), n - size)
+        out += [start, start + size]
+    return out[0], out[1], out[2], out[3]
 
 
 def postprocess_labels(labels: np.ndarray, config: Mapping[str, Any]) -> np.ndarray:

@@ -63,6 +63,9 @@ class Prediction:
     model_id: str
     scale: float = 1.0  # intensity normalisation divisor used
     timings: dict[str, float] = field(default_factory=dict)
+    # Heart region the network ran on, SR in-plane indices (y0, y1, x0, x1), when the model asks for
+    # region-of-interest inference (config "inference": {"roi_mm": ...}); None = whole field of view.
+    roi: tuple[int, int, int, int] | None = None
 
 
 _DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -104,28 +107,31 @@ def run_stacks(model: torch.nn.Module, placed: np.ndarray, device: torch.device,
             x = torch.zeros((b, depth, hp, wp), dtype=torch.float32)
             x[:, off:off + n, py0:py0 + h, px0:px0 + w] = torch.from_numpy(
                 np.ascontiguousarray(placed[:, start:start + n], dtype=np.float32))
-            x = x.to(device)
+            x = x.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else x.to(device)
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 img, logits = model(x)
-            img = img.float()[:, off:off + n, py0:py0 + h, px0:px0 + w].cpu().numpy()
-            logits = logits.float()[:, :, off:off + n, py0:py0 + h, px0:px0 + w]
+            img = img[:, off:off + n, py0:py0 + h, px0:px0 + w]
+            logits = logits[:, :, off:off + n, py0:py0 + h, px0:px0 + w]
+            if prob_acc is None:  # one window (the usual case): no blending, write straight out
+                img_acc[:] = img.float().cpu().numpy()
+                labels[:] = class_argmax(logits).cpu().numpy()
+                return img_acc, labels
+            img = img.float().cpu().numpy()
+            logits = logits.float()
             ww = wts[off:off + n]
             img_acc[:, start:start + n] += img * ww[:, None, None]
             wsum[start:start + n] += ww
-            if prob_acc is None:
-                labels[:] = class_argmax(logits).cpu().numpy()
-            else:
-                prob_acc[:, :, start:start + n] += torch.softmax(logits, 1).cpu().numpy() * ww[:, None, None]
-    if prob_acc is not None:
-        labels[:] = class_argmax(torch.from_numpy(prob_acc)).numpy()
+            prob_acc[:, :, start:start + n] += torch.softmax(logits, 1).cpu().numpy() * ww[:, None, None]
+    labels[:] = class_argmax(torch.from_numpy(prob_acc)).numpy()
     return img_acc / wsum[:, None, None], labels
 
 
 def auto_precision(device: torch.device) -> str:
-    """"bfloat16" (autocast) on CPUs with AMX-BF16/AVX512-BF16, else "float32" (CUDA included: not yet
-    checked there). Issue 11: on the demo study bf16 agreed with float32 on 99.99% of label voxels, PSNR
-    against the phantom's truth changed by -0.0005 dB, and the network ran ~20% faster on the 2-core CPU
-    (docs/performance.md)."""
+    """"bfloat16" (autocast) on CPUs with AMX-BF16/AVX512-BF16, else "float32". Issue 11: on the demo
+    study bf16 agreed with float32 on 99.99% of label voxels, PSNR against the phantom's truth changed by
+    -0.0005 dB, and the network ran ~20% faster on the 2-core CPU (docs/performance.md). On CUDA float32:
+    on an H200 bf16 and fp16 autocast passed the same accuracy check but were not faster for this small
+    network (0.52 / 0.55 s vs 0.52 s per demo cine, batch 4; slower at batch 20)."""
     if torch.device(device).type != "cpu":
         return "float32"
     from core.train.loop import cpu_has_bf16
@@ -156,12 +162,20 @@ def inference_copy(model: torch.nn.Module) -> torch.nn.Module:
     return fast
 
 
+# Phases per network call when the caller does not say; `plan_batch` shrinks it to what memory holds.
+# 4 on the CPU (larger batches were not faster) and on CUDA too: on an H200 (27 Nov 2026,
+# benchmarks/bench_precision.py) a batch of 20 took 0.57 s per demo cine against 0.52 s for batch 4.
+DEFAULT_BATCH = {"cpu": 4, "cuda": 4}
+
+
 class Predictor:
-    def __init__(self, loaded: LoadedModel, device: torch.device, batch_size: int = 4,
+    def __init__(self, loaded: LoadedModel, device: torch.device, batch_size: int | None = None,
                  precision: str = "auto"):
         self.loaded = loaded
         self.model = loaded.generator
-        self.device = device
+        self.device = device = torch.device(device)
+        if batch_size is None:
+            batch_size = DEFAULT_BATCH.get(device.type, 4)
         self.batch_size = max(1, int(batch_size))
         if precision == "auto":
             precision = auto_precision(device)
@@ -179,7 +193,7 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str | torch.device = "auto",
-             batch_size: int = 4, precision: str = "auto") -> Predictor:
+             batch_size: int | None = None, precision: str = "auto") -> Predictor:
         dev = resolve_device(device)
         return cls(load_model(path, dev), dev, batch_size, precision)
 
@@ -247,27 +261,72 @@ class Predictor:
         n_chunks = -(-len(phase_list) // bs)
         if progress:
             progress(0.0, "super-resolving")
+        roi, roi_scale = None, scale
+        roi_mm = float((self.config.get("inference") or {}).get("roi_mm") or 0)
+        if roi_mm > 0:
+            tr = time.perf_counter()
+            roi, roi_scale = self._heart_roi(study, sr, phase_list[0], scale, roi_mm, norm)
+            timings["roi"] = time.perf_counter() - tr
         for ci in range(n_chunks):
             if cancel is not None and cancel():
                 raise Cancelled("super-resolution cancelled")
             chunk = phase_list[ci * bs:(ci + 1) * bs]
             tp = time.perf_counter()
-            placed = place_on_sr_grid(study.image[chunk], lr, sr) / np.float32(scale)  # (b, dz, h, w)
+            placed = place_on_sr_grid(study.image[chunk], lr, sr)  # (b, dz, h, w), input units
             timings["preprocess"] += time.perf_counter() - tp
             tm = time.perf_counter()
-            img, lab = self._run_safe(placed)
+            out = slice(ci * bs, ci * bs + len(chunk))
+            if roi is None:
+                img, lab = self._run_safe(placed / np.float32(scale))
+                sr_image[out] = img * np.float32(scale)
+            else:  # the network on the heart region; outside it the placed LR stack and background
+                y0, y1, x0, x1 = roi
+                img, lab_roi = self._run_safe(placed[:, :, y0:y1, x0:x1] / np.float32(roi_scale))
+                placed[:, :, y0:y1, x0:x1] = img * np.float32(roi_scale)
+                sr_image[out] = placed
+                lab = np.zeros(placed.shape, np.uint8)
+                lab[:, :, y0:y1, x0:x1] = lab_roi
             timings["model"] += time.perf_counter() - tm
             if self.config.get("inference"):
                 from core.postprocess import postprocess_labels
 
                 lab = postprocess_labels(lab, self.config)
-            sr_image[ci * bs:ci * bs + len(chunk)] = img * np.float32(scale)
-            sr_labels[ci * bs:ci * bs + len(chunk)] = lab
+            sr_labels[out] = lab
             if progress:
                 done = min((ci + 1) * bs, len(phase_list))
                 progress((ci + 1) / n_chunks, f"super-resolved {done}/{len(phase_list)} phases")
         timings["total"] = time.perf_counter() - t0
-        return Prediction(sr, phase_list, sr_image, sr_labels, self.model_id, scale, timings)
+        return Prediction(sr, phase_list, sr_image, sr_labels, self.model_id, scale, timings, roi)
+
+    def _heart_roi(self, study: Study, sr: Grid, phase: int, scale: float, roi_mm: float,
+                   norm: dict) -> tuple[tuple[int, int, int, int] | None, float]:
+        """Region-of-interest inference for models trained on heart-centred crops (the ACDC model):
+        one phase through the network on the whole field of view finds the heart (the kept heart
+        component of the post-processed labels); the box is `roi_mm` wide in-plane, centred on it and
+        moved inside the grid; the intensity scale is the percentile of the LR pixels inside the box, as
+        for the training crops. Nothing found: the whole field of view, with a warning."""
+        from core.postprocess import heart_roi, postprocess_labels
+
+        placed = place_on_sr_grid(study.image[[phase]], study.grid, sr) / np.float32(scale)
+        _, lab = self._run_safe(placed)
+        lab = postprocess_labels(lab, {"inference": {"keep_largest_heart_component": True,
+                                                     "heart_component_by": "myocardium"}})
+        roi = heart_roi(lab[0], (float(sr.spacing[1]), float(sr.spacing[0])), roi_mm)
+        if roi is None:
+            log.warning("no heart found on the whole field of view: the network runs on all of it")
+            return None, scale
+        y0, y1, x0, x1 = roi
+        lr = study.grid
+        corners = np.array([[x, y, 0.0, 1.0] for y in (y0 - 0.5, y1 - 0.5) for x in (x0 - 0.5, x1 - 0.5)])
+        ij = (lr.inverse @ sr.affine @ corners.T)[:2]  # LR (i = x, j = y) of the box corners
+        ny, nx = lr.shape[1:]
+        i0, i1 = max(0, int(np.floor(ij[0].min() + 0.5))), min(nx, int(np.ceil(ij[0].max() + 0.5)))
+        j0, j1 = max(0, int(np.floor(ij[1].min() + 0.5))), min(ny, int(np.ceil(ij[1].max() + 0.5)))
+        crop = study.image[:, :, j0:j1, i0:i1]
+        pct = float(norm.get("percentile", DEFAULT_PERCENTILE))
+        roi_scale = intensity_scale(crop, pct) if crop.size else scale
+        log.info("heart region of interest: SR rows %d-%d, columns %d-%d (%.0f mm)", y0, y1, x0, x1, roi_mm)
+        return roi, roi_scale
 
 
 __all__ = ["Prediction", "Predictor", "auto_precision", "class_argmax", "inference_copy", "resolve_device", "run_stacks"]

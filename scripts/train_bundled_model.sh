@@ -4,6 +4,9 @@
 #   2. Gemini-GAN training with scripts/gemini_phantom_train.json (600 steps, seed 0, 2 CPU threads), then
 #      resumed to 1,200 steps with scripts/gemini_phantom_finetune.json (128 px crops, lr 1e-3);
 #   3. the best validation checkpoint exported as float16 safetensors + config.json;
+#   3b. stage 3: fine-tuning that exported model with scripts/gemini_phantom_stage3.json (init from
+#      resources/models/gemini-phantom, + soft Dice loss, 700 steps, seed 1, 1 CPU thread; 74 min on this
+#      2-core CPU beside other work), its best checkpoint exported the same way;
 #   4. the held-out test split evaluated (3D / slice-wise Dice, PSNR/SSIM vs cubic B-spline).
 # Usage: scripts/train_bundled_model.sh [DATA_DIR] [RUN_DIR]
 set -euo pipefail
@@ -11,15 +14,9 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 DATA=${1:-data/phantoms}
 RUN=${2:-runs/gemini-phantom}
-if [ ! -f "$DATA/manifest.json" ]; then
-  $PY -m core.cli.main synth "$DATA" --subjects 40 --seed 0 --phases 20
-fi
-$PY -m core.cli.main train gemini --data "$DATA" --out "$RUN" --config scripts/gemini_phantom_train.json \
-  --device cpu --seed 0
-# Stage 2 (warm restart): resume the same run to 1,200 steps with 128 px crops and lr 1e-3.
-$PY -m core.cli.main train gemini --data "$DATA" --out "$RUN" --config scripts/gemini_phantom_finetune.json \
-  --device cpu --seed 0 --resume
-$PY - "$RUN" <<'PYEOF'
+RUN3=${RUN}-stage3
+export_best() {  # the run's best validation checkpoint -> resources/models/gemini-phantom (float16)
+$PY - "$1" <<'PYEOF'
 import sys
 from core.models.store import BUNDLED_MODEL_DIR, load_model, save_model
 run = sys.argv[1]
@@ -29,4 +26,18 @@ cfg["training"]["command"] = "scripts/train_bundled_model.sh"
 save_model(BUNDLED_MODEL_DIR, m.generator, cfg, half=True)
 print("exported", BUNDLED_MODEL_DIR)
 PYEOF
-$PY scripts/eval_gemini.py --data "$DATA" --split test --json "$RUN/test_metrics.json"
+}
+if [ ! -f "$DATA/manifest.json" ]; then
+  $PY -m core.cli.main synth "$DATA" --subjects 40 --seed 0 --phases 20
+fi
+$PY -m core.cli.main train gemini --data "$DATA" --out "$RUN" --config scripts/gemini_phantom_train.json \
+  --device cpu --seed 0
+# Stage 2 (warm restart): resume the same run to 1,200 steps with 128 px crops and lr 1e-3.
+$PY -m core.cli.main train gemini --data "$DATA" --out "$RUN" --config scripts/gemini_phantom_finetune.json \
+  --device cpu --seed 0 --resume
+export_best "$RUN"
+# Stage 3: fine-tune the exported stage-2 model with a soft Dice term (config "init" reads it).
+$PY -m core.cli.main train gemini --data "$DATA" --out "$RUN3" --config scripts/gemini_phantom_stage3.json \
+  --device cpu --seed 1
+export_best "$RUN3"
+$PY scripts/eval_gemini.py --data "$DATA" --split test --json "$RUN3/test_metrics.json"
