@@ -19,6 +19,7 @@ interpolations without LR labels) are "n/a".
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -239,8 +240,16 @@ def ensure_trained(name: str, data: Path, run: Path, settings, say: Log) -> dict
     """Train `name` into RUN unless a finished run with the same budget is there; returns the train record."""
     from core.baselines.registry import train_config, train_method
 
-    wanted = train_config(name, settings).to_dict()
+    cfg = train_config(name, settings)
+    wanted = cfg.to_dict()
     rec = _train_record(run)
+    if rec and isinstance(rec.get("config"), dict) and rec["config"] != wanted:
+        # A run recorded before a config field was added: the missing field counts as its default.
+        defaults = {f.name: f.default for f in dataclasses.fields(cfg) if f.default is not dataclasses.MISSING}
+        old = rec["config"]
+        filled = {**{k: v for k, v in wanted.items() if k not in old and k in defaults and v == defaults[k]}, **old}
+        if filled == wanted:
+            rec = {**rec, "config": wanted}
     if rec and rec.get("status") == "done" and rec.get("config") == wanted and (run / "best").is_dir():
         say(f"{name}: reusing the trained run in {run}")
         return rec

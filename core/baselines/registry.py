@@ -58,8 +58,13 @@ METHODS: dict[str, Method] = {
     "srgan-img": Method("srgan-img", "SR-GAN (img only)", "baseline", ("image",), gan=True),
     "segsr-gan": Method("segsr-gan", "SegSR-GAN (joint)", "baseline", ("image", "seg"), gan=True),
     "gemini-gan": Method("gemini-gan", "Gemini-GAN (joint)", "gemini", ("image", "seg"), gan=True),
+    # issue 14: the same Gemini-GAN with the "acquired-2d" encoder (2D U-Net per acquired slice,
+    # through-plane mixing, SR slices interpolated), the default for real cohorts
+    "gemini-gan-a2d": Method("gemini-gan-a2d", "Gemini-GAN, acquired-2d (ours)", "gemini", ("image", "seg"),
+                             gan=True),
 }
-assert set(ORDERS) | set(ARCHS) | {"gemini-gan"} == set(METHODS)
+GEMINI_ENCODERS = {"gemini-gan": "slices-as-channels", "gemini-gan-a2d": "acquired-2d"}
+assert set(ORDERS) | set(ARCHS) | set(GEMINI_ENCODERS) == set(METHODS)
 
 
 @dataclass
@@ -79,8 +84,11 @@ class Settings:
 def model_dict(name: str, s: Settings) -> dict:
     """Architecture of a learned method at the benchmark's size."""
     widths = [8, 16, 32, 64] if s.quick else [16, 32, 64, 128, 128]
-    if name == "gemini-gan":
-        return {"depth": s.depth, "widths": widths, "input_to_heads": True}
+    if name in GEMINI_ENCODERS:
+        d = {"depth": s.depth, "widths": widths, "input_to_heads": True}
+        if GEMINI_ENCODERS[name] != "slices-as-channels":
+            d["encoder"] = GEMINI_ENCODERS[name]
+        return d
     return BaselineConfig(method=name, depth=s.depth, widths=widths, width=16 if s.quick else 32,
                           blocks=2 if s.quick else 6).to_dict()
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 TABLE2_METHODS = ("nearest", "linear", "bspline", "unet-seg", "unet-img", "srgan-seg", "srgan-img",
-                  "segsr-gan", "gemini-gan")
+                  "segsr-gan", "gemini-gan", "gemini-gan-a2d")
 TABLE3_METHODS = ("none", "cyclegan", "bicyclegan", "munit", "vama")
 
 

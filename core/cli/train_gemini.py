@@ -18,8 +18,9 @@ def register(subparsers, summary: str | None = None) -> None:
     p = subparsers.add_parser("gemini", help=summary or "train Gemini-GAN on a paired LR/HR dataset",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True,
-                   help="paired dataset folder (manifest.json), or acdc:PATH for the ACDC training layout "
-                        "(LR labels only: semi-supervised slab losses, docs/real-data.md)")
+                   help="paired dataset folder (manifest.json), or a cohort with LR labels only "
+                        "(semi-supervised, docs/real-data.md): acdc:PATH (ACDC layout), mnms:PATH "
+                        "(M&Ms layout) or pairs:MANIFEST.json (image + label NIfTI pairs)")
     p.add_argument("--out", type=Path, required=True, help="run folder for checkpoints and logs")
     p.add_argument("--config", type=Path, help="training config JSON (keys of core.train.gemini.TrainConfig)")
     p.add_argument("--epochs", type=int, help="number of epochs (overrides the config)")

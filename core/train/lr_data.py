@@ -5,6 +5,16 @@ Data sources (`--data` of `gemini-cmr train gemini`):
   read by `core.io.layouts.load_acdc` (labels remapped to the project convention, true voxel sizes from
   pixdim). Split (documented, fixed): patients whose number is a multiple of 5 -> `val` (20 subjects,
   4 of each of the 5 pathology groups), the others -> `train` (80).
+- `mnms:PATH`: the M&Ms layout, found anywhere under PATH: `<code>/<code>_sa.nii.gz` (4D cine) +
+  `<code>_sa_gt.nii.gz` (labels 1 LV, 2 myo, 3 RV at ED and ES). Split: subjects under a folder named
+  `Validation` or `Testing` (the official release) -> `val`, under `Training` -> `train`; without those
+  folders every 5th subject in sorted order (0, 5, 10, ...) -> `val`.
+- `pairs:MANIFEST.json`: any image + label NIfTI pairs: `{"subjects": [{"id": "s01", "image":
+  "s01/cine.nii.gz", "labels": "s01/cine_gt.nii.gz", "convention": "acdc" | "mnms" | "ukbb" | "ukdhp" |
+  "project", "split": "train" | "val", "ed_phase": 0, "es_phase": 9}, ...]}`, paths relative to the
+  manifest; image 3D (one phase) or 4D, labels the same shape; `convention` defaults to "project"
+  (0 background, 1 LV cavity, 2 myocardium, 3 RV cavity), `split` to every 5th subject -> `val`,
+  ED/ES phases to the labelled phases with the largest / smallest LV cavity.
 
 Per subject and labelled phase (ED and ES) one `LRSample`: the acquired LR slices resampled in-plane onto
 the SR grid's in-plane grid (`core.geometry.inplane_resample`, image linear, labels nearest), the map
@@ -55,12 +65,127 @@ class LRSample:
         return float(yy.mean()), float(xx.mean())
 
 
+SOURCES = ("acdc", "mnms", "pairs")
+
+
 def parse_source(data: str | Path) -> tuple[str, Path] | None:
-    """"acdc:PATH" -> ("acdc", PATH); anything else -> None (a paired dataset folder)."""
+    """"acdc:PATH" / "mnms:PATH" / "pairs:MANIFEST" -> (kind, PATH); anything else -> None (a paired
+    HR dataset folder)."""
     s = str(data)
-    if s.startswith("acdc:"):
-        return "acdc", Path(s[5:])
+    for kind in SOURCES:
+        if s.startswith(kind + ":"):
+            return kind, Path(s[len(kind) + 1:])
     return None
+
+
+@dataclass
+class LRSubject:
+    """One subject of an LR-labelled source: id, split, the files it is read from (cache key), a loader."""
+
+    sid: str
+    split: str
+    files: list[Path]
+    load: object  # () -> Study with labels
+
+
+def _ed_es_from_labels(study) -> None:
+    """ED / ES = the labelled phases with the largest / smallest LV cavity, where the source gives none."""
+    if study.meta.ed_phase is not None and study.meta.es_phase is not None:
+        return
+    lv = {t: int((study.labels[t] == 1).sum()) for t in study.labelled_phases}
+    if lv:
+        study.meta.ed_phase = max(lv, key=lv.get) if study.meta.ed_phase is None else study.meta.ed_phase
+        study.meta.es_phase = min(lv, key=lv.get) if study.meta.es_phase is None else study.meta.es_phase
+
+
+def _every_fifth(i: int) -> str:
+    return "val" if i % 5 == 0 else "train"
+
+
+def mnms_subjects(root: str | Path) -> list[LRSubject]:
+    """M&Ms subjects under `root` (see the module docstring for the split)."""
+    from core.io.layouts import study_from_nifti
+
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError("M&Ms folder not found", root)
+    gts = sorted(p for p in root.rglob("*_sa_gt.nii*") if p.name.endswith((".nii", ".nii.gz")))
+    if not gts:
+        raise DataError("no <code>/<code>_sa_gt.nii.gz label files: not the M&Ms layout", root)
+    out = []
+    for i, gt in enumerate(gts):
+        sid = gt.parent.name
+        image = gt.with_name(gt.name.replace("_sa_gt", "_sa"))
+        if not image.is_file():
+            raise DataError(f"subject {sid}: labels without the image {image.name}", gt)
+        parts = {q.lower() for q in gt.relative_to(root).parts[:-1]}
+        split = "val" if parts & {"validation", "testing"} else "train" if "training" in parts else _every_fifth(i)
+
+        def load(image=image, gt=gt):
+            st = study_from_nifti(image, gt, "mnms")
+            _ed_es_from_labels(st)
+            return st
+        out.append(LRSubject(sid, split, [image, gt], load))
+    return out
+
+
+def manifest_subjects(manifest: str | Path) -> list[LRSubject]:
+    """Subjects listed in a `pairs:` manifest (see the module docstring)."""
+    import json
+
+    from core.io.layouts import LABEL_MAPS, study_from_nifti
+
+    manifest = Path(manifest)
+    try:
+        doc = json.loads(manifest.read_text())
+        entries = doc["subjects"]
+        if not isinstance(entries, list) or not entries:
+            raise ValueError("'subjects' must be a non-empty list")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"not a readable pairs manifest ({exc})", manifest) from None
+    out, seen = [], set()
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or "image" not in e or "labels" not in e:
+            raise DataError(f"subject entry {i}: needs 'image' and 'labels'", manifest)
+        sid = str(e.get("id", f"subject{i:03d}"))
+        if sid in seen:
+            raise DataError(f"subject id {sid} listed twice", manifest)
+        seen.add(sid)
+        image, labels = manifest.parent / e["image"], manifest.parent / e["labels"]
+        for f in (image, labels):
+            if not f.is_file():
+                raise DataError(f"subject {sid}: file not found", f)
+        conv = str(e.get("convention", "project"))
+        if conv not in LABEL_MAPS:
+            raise DataError(f"subject {sid}: unknown label convention {conv!r} (one of {sorted(LABEL_MAPS)})",
+                            manifest)
+        split = str(e.get("split", _every_fifth(i)))
+        if split not in ("train", "val"):
+            raise DataError(f"subject {sid}: split must be 'train' or 'val', not {split!r}", manifest)
+        ed, es = e.get("ed_phase"), e.get("es_phase")
+
+        def load(image=image, labels=labels, conv=conv, ed=ed, es=es):
+            st = study_from_nifti(image, labels, conv)
+            st.meta.ed_phase = None if ed is None else int(ed)
+            st.meta.es_phase = None if es is None else int(es)
+            _ed_es_from_labels(st)
+            return st
+        out.append(LRSubject(sid, split, [image, labels], load))
+    return out
+
+
+def lr_subjects(kind: str, root: str | Path) -> list[LRSubject]:
+    """The subjects of an LR-labelled source ("acdc", "mnms" or "pairs")."""
+    if kind == "acdc":
+        from core.io.layouts import load_acdc
+
+        return [LRSubject(sid, sp, sorted(folder.iterdir()), lambda folder=folder: load_acdc(folder))
+                for sid, folder, sp in acdc_subjects(root)]
+    if kind == "mnms":
+        return mnms_subjects(root)
+    if kind == "pairs":
+        return manifest_subjects(root)
+    raise DataError(f"unknown LR-label source {kind!r} (one of {', '.join(SOURCES)})", root)
 
 
 def acdc_split(patient: str) -> str:
@@ -101,40 +226,44 @@ def samples_from_study(study, sid: str, percentile: float = DEFAULT_PERCENTILE) 
     return out
 
 
-def _cache_key(folder: Path, percentile: float) -> str:
-    h = hashlib.sha256(f"v{CACHE_VERSION}|{percentile}|{folder.resolve()}".encode())
-    for p in sorted(folder.iterdir()):
+def _cache_key(files: list[Path], percentile: float) -> str:
+    h = hashlib.sha256(f"v{CACHE_VERSION}|{percentile}".encode())
+    for p in sorted(Path(f).resolve() for f in files):
         st = p.stat()
-        h.update(f"|{p.name}|{st.st_size}|{st.st_mtime_ns}".encode())
+        h.update(f"|{p}|{st.st_size}|{st.st_mtime_ns}".encode())
     return h.hexdigest()[:24]
 
 
-def load_acdc_split(root: str | Path, split: str, percentile: float = DEFAULT_PERCENTILE,
-                    cache_dir: str | Path | None = None) -> list[LRSample]:
-    from core.io.layouts import load_acdc
-
+def load_lr_split(kind: str, root: str | Path, split: str, percentile: float = DEFAULT_PERCENTILE,
+                  cache_dir: str | Path | None = None) -> list[LRSample]:
+    """LRSamples (labelled phases) of one split of an LR-labelled source, cached as `.npz` per subject."""
     samples: list[LRSample] = []
-    for sid, folder, sp in acdc_subjects(root):
-        if sp != split:
+    for subj in lr_subjects(kind, root):
+        if subj.split != split:
             continue
         cached = None
         if cache_dir is not None:
-            cached = Path(cache_dir) / f"{sid}-{_cache_key(folder, percentile)}.npz"
+            cached = Path(cache_dir) / f"{subj.sid}-{_cache_key(subj.files, percentile)}.npz"
             if cached.exists():
                 try:
-                    samples.extend(_read_cache(cached, sid))
+                    samples.extend(_read_cache(cached, subj.sid))
                     continue
                 except (OSError, ValueError, KeyError):
                     log.warning("ignoring unreadable cache file %s", cached)
         try:
-            study = load_acdc(folder)
+            study = subj.load()
         except GeminiError as exc:
-            raise DataError(f"subject {sid}: {exc}", folder) from None
-        subj = samples_from_study(study, sid, percentile)
+            raise DataError(f"subject {subj.sid}: {exc}", subj.files[0]) from None
+        got = samples_from_study(study, subj.sid, percentile)
         if cached is not None:
-            _write_cache(cached, subj)
-        samples.extend(subj)
+            _write_cache(cached, got)
+        samples.extend(got)
     return samples
+
+
+def load_acdc_split(root: str | Path, split: str, percentile: float = DEFAULT_PERCENTILE,
+                    cache_dir: str | Path | None = None) -> list[LRSample]:
+    return load_lr_split("acdc", root, split, percentile, cache_dir)
 
 
 def _write_cache(path: Path, samples: list[LRSample]) -> None:

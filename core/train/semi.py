@@ -29,7 +29,7 @@ from core.models.gemini import GeminiConfig, GeminiGenerator, interpolate_acquir
 from core.train.data import Augment
 from core.train.gemini import GeminiTrainer, TrainConfig
 from core.train.loop import autocast, autocast_dtype, init_distributed
-from core.train.lr_data import IGNORE, LRItems, class_frequencies, load_acdc_split, parse_source
+from core.train.lr_data import IGNORE, LRItems, class_frequencies, load_lr_split, parse_source
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def acquired_losses(model: GeminiGenerator, x: torch.Tensor, labels: torch.Tenso
 
 
 class SemiTrainer(GeminiTrainer):
-    """`GeminiTrainer` with LR-labelled data (`acdc:PATH`) and the slab losses above."""
+    """`GeminiTrainer` with LR-labelled data (`acdc:` / `mnms:` / `pairs:` sources) and the losses above."""
 
     def _prepare(self) -> None:
         cfg = self.cfg
@@ -128,13 +128,14 @@ class SemiTrainer(GeminiTrainer):
             raise DataError("LR-label training runs in one process (no torchrun)")
         src = parse_source(self.data)
         if src is None:
-            raise DataError("LR-label training needs --data acdc:PATH", self.data)
-        _, root = src
+            raise DataError("LR-label training needs --data acdc:PATH, mnms:PATH or pairs:MANIFEST.json",
+                            self.data)
+        kind, root = src
         cache = Path(cfg.cache_dir) if cfg.cache_dir else self.out / "cache"
-        train = load_acdc_split(root, "train", cfg.percentile, cache)
+        train = load_lr_split(kind, root, "train", cfg.percentile, cache)
         if not train:
             raise DataError("no training subjects", root)
-        self.val_samples = load_acdc_split(root, cfg.val_split, cfg.percentile, cache)
+        self.val_samples = load_lr_split(kind, root, cfg.val_split, cfg.percentile, cache)
         self.val = self.val_samples  # run() checks truthiness
         mcfg = GeminiConfig.from_dict(dict(cfg.model))
         if mcfg.encoder != "acquired-2d":

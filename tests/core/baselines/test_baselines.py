@@ -56,7 +56,7 @@ def test_learned_method_trains_and_reloads(method, toy_data, tmp_path):
     losses = [e["loss"] for e in events if e["event"] == "step"]
     assert losses[-1] < losses[0], losses  # a few steps reduce the loss
     cfg = json.loads((tmp_path / method / "best" / "config.json").read_text())
-    assert cfg["kind"] == ("gemini-gan" if method == "gemini-gan" else "gemini-cmr-baseline")
+    assert cfg["kind"] == ("gemini-gan" if METHODS[method].kind == "gemini" else "gemini-cmr-baseline")
     assert not list((tmp_path / method).rglob("*.pt"))
     lm = load_method(method, tmp_path / method / "best")
     x = torch.rand(1, 24, 32, 32)
@@ -174,3 +174,27 @@ def test_cli_bad_input_exit_2(argv, toy_data, tmp_path, capsys):
     assert main([a.format(**sub) for a in argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("gemini-cmr:")
+
+
+def test_a_run_recorded_before_new_config_fields_is_reused(tmp_path):
+    """benchmark_train.json written before TrainConfig gained a field (e.g. dice_weight) still matches."""
+    import json
+
+    from core.baselines.benchmark import ensure_trained
+    from core.baselines.registry import train_config
+
+    s = Settings(quick=True, max_steps=3)
+    run = tmp_path / "run"
+    (run / "best").mkdir(parents=True)
+    old = train_config("unet-seg", s).to_dict()
+    for key in ("dice_weight", "init"):
+        old.pop(key)
+    (run / "benchmark_train.json").write_text(json.dumps({"status": "done", "steps": 3, "config": old}))
+    said = []
+    rec = ensure_trained("unet-seg", tmp_path / "no-data", run, s, said.append)
+    assert rec["status"] == "done" and "reusing" in said[0]
+    old["lr"] = 0.5  # a real difference is still refused
+    (run / "last").mkdir()
+    (run / "benchmark_train.json").write_text(json.dumps({"status": "done", "steps": 3, "config": old}))
+    with pytest.raises(DataError, match="other settings"):
+        ensure_trained("unet-seg", tmp_path / "no-data", run, s, said.append)

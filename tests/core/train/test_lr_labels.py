@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -142,3 +144,65 @@ def test_semi_training_writes_a_loadable_model(acdc_root, tmp_path):
     assert pred.sr_labels.shape == (1, 20, 29, 29) and p.loaded.config["training"]["data_kind"] == "lr-labels"
     with pytest.raises(DataError, match="acdc:PATH"):
         SemiTrainer(cfg, str(acdc_root), tmp_path / "run2", device="cpu").run()
+
+
+def _mnms_subject(folder, code: str, seed: int):
+    """An M&Ms-style subject: 4D cine (T=6) and 4D labels (M&Ms values) at ED (0) and ES (3)."""
+    rng = np.random.default_rng(seed)
+    d = folder / code
+    d.mkdir(parents=True)
+    img = rng.random((24, 24, 5, 6)).astype(np.float32) * 100  # NIfTI order x, y, z, t
+    lab = np.zeros((24, 24, 5, 6), np.uint8)
+    for t, r in ((0, 5), (3, 3)):  # LV larger at ED
+        lab[12 - r - 2:12 + r + 2, 12 - r - 2:12 + r + 2, 1:4, t] = 2
+        lab[12 - r:12 + r, 12 - r:12 + r, 1:4, t] = 1
+        lab[2:6, 4:20, 1:5, t] = 3
+    aff = np.diag([1.5, 1.5, 8.0, 1.0])
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(img, aff), d / f"{code}_sa.nii.gz")
+    nib.save(nib.Nifti1Image(lab, aff), d / f"{code}_sa_gt.nii.gz")
+    return d
+
+
+def test_mnms_and_manifest_sources(tmp_path):
+    from core.train.lr_data import load_lr_split, lr_subjects
+
+    root = tmp_path / "mnms"
+    for i in range(3):
+        _mnms_subject(root / "Training" / "Labeled", f"A{i}B", i)
+    _mnms_subject(root / "Validation", "V0X", 9)
+    assert parse_source("mnms:/x") == ("mnms", Path("/x")) and parse_source("pairs:m.json")[0] == "pairs"
+    subs = lr_subjects("mnms", root)
+    assert {s.sid: s.split for s in subs} == {"A0B": "train", "A1B": "train", "A2B": "train", "V0X": "val"}
+    train = load_lr_split("mnms", root, "train", cache_dir=tmp_path / "cache")
+    assert len(train) == 6  # 3 subjects x ED, ES
+    ed = [s for s in train if s.is_ed]
+    assert len(ed) == 3 and all(s.phase == 0 for s in ed) and all(s.phase == 3 for s in train if s.is_es)
+    assert set(np.unique(train[0].labels)) == {0, 1, 2, 3}
+    assert len(load_lr_split("mnms", root, "train", cache_dir=tmp_path / "cache")) == 6  # from the cache
+
+    # the same files through a pairs manifest, with an explicit split and the ACDC convention refused
+    m = tmp_path / "pairs.json"
+    entries = [{"id": f"s{i}", "image": f"mnms/Training/Labeled/A{i}B/A{i}B_sa.nii.gz",
+                "labels": f"mnms/Training/Labeled/A{i}B/A{i}B_sa_gt.nii.gz", "convention": "mnms",
+                "split": "val" if i == 2 else "train"} for i in range(3)]
+    import json
+
+    m.write_text(json.dumps({"subjects": entries}))
+    assert [s.split for s in lr_subjects("pairs", m)] == ["train", "train", "val"]
+    val = load_lr_split("pairs", m, "val")
+    assert len(val) == 2 and {s.subject for s in val} == {"s2"}
+    entries[0]["convention"] = "acdc"  # values 1/2/3 exist in ACDC too: accepted but remapped (LV <-> RV)
+    m.write_text(json.dumps({"subjects": entries}))
+    got = load_lr_split("pairs", m, "train")
+    assert (got[0].labels == 3).sum() > 0
+    entries[1]["labels"] = "missing.nii.gz"
+    m.write_text(json.dumps({"subjects": entries}))
+    with pytest.raises(DataError, match="s1: file not found"):
+        lr_subjects("pairs", m)
+    m.write_text("{}")
+    with pytest.raises(DataError, match="manifest"):
+        lr_subjects("pairs", m)
+    with pytest.raises(DataError, match="M&Ms"):
+        lr_subjects("mnms", tmp_path / "cache")
