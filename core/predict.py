@@ -10,7 +10,7 @@ divided by the cine's normalisation scale (99.5th percentile of the LR image), z
 multiple of 16 (the whole field of view is processed, no crop) and centred in the network depth D (slabs
 deeper than D are covered by overlapping windows blended with triangular weights: SR image averaged,
 class probabilities averaged then argmax). Phases are batched. Runs under `torch.inference_mode` on
-`inference_copy(model)` (BatchNorm folded into the convolutions, channels_last).
+`inference_copy(model)` (BatchNorm folded into the convolutions, channels_last on the CPU).
 """
 
 from __future__ import annotations
@@ -139,10 +139,12 @@ def auto_precision(device: torch.device) -> str:
     return "bfloat16" if cpu_has_bf16() else "float32"
 
 
-def inference_copy(model: torch.nn.Module) -> torch.nn.Module:
+def inference_copy(model: torch.nn.Module, channels_last: bool = True) -> torch.nn.Module:
     """A copy of the generator for inference (issue 11): every Conv2d -> BatchNorm2d pair (eval statistics)
     folded into one convolution with bias (the BN becomes Identity), in channels_last memory format.
-    Same outputs up to float rounding (~1e-6); 1.6x faster on the 2-core CPU (oneDNN prefers NHWC)."""
+    Same outputs up to float rounding (~1e-6); 1.6x faster on the 2-core CPU (oneDNN prefers NHWC).
+    channels_last=False keeps the weights contiguous (NCHW): on an H200 the network ran 1.45x faster that
+    way (benchmarks/bench_gpu_variants.py, 27 Nov 2026), so the predictor uses it on CUDA."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     fast = copy.deepcopy(model).eval()
@@ -157,7 +159,7 @@ def inference_copy(model: torch.nn.Module) -> torch.nn.Module:
                 mod[i] = fuse_conv_bn_eval(conv, bn)
                 mod[i + 1] = torch.nn.Identity()
     for mod in fast.modules():  # 4D weights only: the per-slice generators also hold Conv3d (5D) weights
-        if isinstance(mod, torch.nn.Conv2d):
+        if channels_last and isinstance(mod, torch.nn.Conv2d):
             mod.to(memory_format=torch.channels_last)
     return fast
 
@@ -188,7 +190,8 @@ class Predictor:
         """`inference_copy(self.model)`, rebuilt when the model or its device changes."""
         key = (id(self.model), str(next(self.model.parameters()).device))
         if self._fast is None or self._fast[0] != key:
-            self._fast = (key, inference_copy(self.model))
+            on_cpu = next(self.model.parameters()).device.type == "cpu"
+            self._fast = (key, inference_copy(self.model, channels_last=on_cpu))
         return self._fast[1]
 
     @classmethod
