@@ -219,12 +219,20 @@ def read_domain(folder: str | Path, role: str, split: str = "train") -> list[Dom
     return studies
 
 
+def _axis_aligned(directions: np.ndarray) -> bool:
+    """Direction cosines that are a signed permutation of the identity (no patient orientation)."""
+    d = np.abs(np.asarray(directions, dtype=np.float64))
+    return bool(np.allclose(d.max(axis=0), 1.0, atol=1e-6) and np.allclose(d.sum(axis=0), 1.0, atol=1e-6))
+
+
 def check_domains(source: list[DomainStudy], target: list[DomainStudy], source_dir: Path,
                   target_dir: Path, min_studies: int = MIN_STUDIES) -> None:
     """Enforce the minimum study count and one stack orientation across both domains.
 
     Orientation: every stack's slice normal must lie within `MAX_NORMAL_ANGLE_DEG` of the target studies'
     mean normal (short-axis stacks vary by subject, but a long-axis or axial stack does not belong).
+    When exactly one domain has only axis-aligned affines (no patient orientation, e.g. ACDC NIfTI), each
+    domain is checked against its own mean normal instead, with a warning.
     """
     if source_dir.resolve() == target_dir.resolve():
         raise DataError("source and target are the same folder", source_dir)
@@ -232,14 +240,27 @@ def check_domains(source: list[DomainStudy], target: list[DomainStudy], source_d
         if len(studies) < min_studies:
             raise DataError(f"{len(studies)} {role} studies; V-AMA training needs at least {min_studies}",
                             folder)
-    normals = np.stack([t.grid.normal for t in target])
-    normals *= np.sign(normals @ normals[0])[:, None]
-    reference = normals.mean(0)
-    reference /= np.linalg.norm(reference)
+    def mean_normal(studies: list[DomainStudy]) -> np.ndarray:
+        normals = np.stack([t.grid.normal for t in studies])
+        normals *= np.sign(normals @ normals[0])[:, None]
+        reference = normals.mean(0)
+        return reference / np.linalg.norm(reference)
+
+    # A domain whose every affine is axis-aligned (ACDC's NIfTI: no patient orientation, slice normal = the
+    # voxel z axis) says nothing about how its stacks lie in the patient: compare each domain with itself
+    # only, and say so, instead of refusing a correctly oriented (oblique) DICOM domain against it.
+    unoriented = [role for role, studies in (("target", target), ("source", source))
+                  if all(_axis_aligned(s.grid.directions) for s in studies)]
+    if unoriented and len(unoriented) < 2:
+        log.warning("the %s studies carry no patient orientation (axis-aligned affines): slice orientation is "
+                    "checked within each domain only", unoriented[0])
+        references = {"target": mean_normal(target), "source": mean_normal(source)}
+    else:
+        references = {"target": mean_normal(target), "source": mean_normal(target)}
     odd = []
     for role, studies in (("target", target), ("source", source)):
         for s in studies:
-            angle = math.degrees(math.acos(min(1.0, abs(float(s.grid.normal @ reference)))))
+            angle = math.degrees(math.acos(min(1.0, abs(float(s.grid.normal @ references[role])))))
             if angle > MAX_NORMAL_ANGLE_DEG:
                 odd.append(f"{role} {s.name} ({angle:.0f} deg)")
     if odd:

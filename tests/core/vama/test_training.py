@@ -279,3 +279,33 @@ def test_unlabelled_studies_get_landmarks_from_gemini_segmentation(tmp_path, dom
     assert sorted(calls) == sorted(truth)
     cfg = json.loads((out / "config.json").read_text())
     assert all(a["rms_mm"] < 3.0 for a in cfg["alignment"])
+
+
+def test_target_without_patient_orientation_is_checked_within_each_domain(tmp_path, caplog):
+    """ACDC-like targets (axis-aligned affines) against an oblique DICOM-like source: warned, not refused;
+    a stack at odds with its own domain is still refused, and two oriented domains are still compared."""
+    import logging
+    from types import SimpleNamespace
+
+    from core.study import Grid
+    from core.train.vama import check_domains
+
+    def studies(rotation_deg: float, n: int = 4, odd: int | None = None):
+        out = []
+        for i in range(n):
+            a = np.diag([1.5, 1.5, 10.0, 1.0])
+            deg = rotation_deg + (90 if i == odd else 0) + 3 * i
+            a[:3, :3] = rotation_matrix([1, 0, 0], deg) @ a[:3, :3] if deg else a[:3, :3]
+            out.append(SimpleNamespace(name=f"s{i}", grid=Grid((8, 16, 16), a)))
+        return out
+
+    plain = [SimpleNamespace(name=f"t{i}", grid=Grid((8, 16, 16), np.diag([1.5, 1.5, 10.0, 1.0]))) for i in range(4)]
+    src, tgt = tmp_path / "s", tmp_path / "t"
+    with caplog.at_level(logging.WARNING, logger="core.train.vama"):
+        check_domains(studies(70), plain, src, tgt)
+    assert "no patient orientation" in caplog.text
+    with pytest.raises(DataError, match="orientation.*source s1"):
+        check_domains(studies(70, odd=1), plain, src, tgt)
+    oriented = studies(5)
+    with pytest.raises(DataError, match="orientation"):
+        check_domains(studies(70), oriented, src, tgt)
