@@ -38,6 +38,14 @@ CACHE_VERSION = 2
 SPLITS = ("train", "val", "test")
 
 
+def labels_centre(labels: np.ndarray) -> tuple[float, float]:
+    """In-plane (row, column) centre of the labelled voxels of a (Z, H, W) stack; the middle when empty."""
+    yy, xx = np.nonzero(labels.any(axis=0))
+    if len(yy) == 0:
+        return (labels.shape[1] - 1) / 2, (labels.shape[2] - 1) / 2
+    return float(yy.mean()), float(xx.mean())
+
+
 @dataclass
 class Sample:
     """One labelled phase of one subject on its SR grid (depth not padded), normalised."""
@@ -53,10 +61,7 @@ class Sample:
 
     @property
     def centre(self) -> tuple[float, float]:
-        yy, xx = np.nonzero(self.labels.any(axis=0))
-        if len(yy) == 0:
-            return (self.labels.shape[1] - 1) / 2, (self.labels.shape[2] - 1) / 2
-        return float(yy.mean()), float(xx.mean())
+        return labels_centre(self.labels)
 
 
 def read_manifest(root: str | Path) -> dict:

@@ -163,6 +163,19 @@ def _one_hot(labels: torch.Tensor, k: int) -> torch.Tensor:
     return F.one_hot(labels, k).permute(0, 4, 1, 2, 3).float()
 
 
+def resolve_class_weights(value, frequencies, k: int) -> list[float]:
+    """CE class weights: "auto" = inverse square root of the training label frequencies (`frequencies()`,
+    floored at 1e-4), normalised to mean 1; else the K values given."""
+    if value == "auto":
+        w = np.maximum(frequencies(), 1e-4) ** -0.5
+        w = w / w.mean()
+    else:
+        w = np.asarray(value, np.float64)
+        if w.shape != (k,):
+            raise DataError(f"class_weights must list {k} values")
+    return [float(v) for v in w]
+
+
 class GeminiTrainer:
     # Hooks for the comparison methods (core.baselines): the outputs trained (losses and what D_SR sees),
     # the networks, the validation score that picks `best/`, and how a generator is saved.
@@ -222,15 +235,7 @@ class GeminiTrainer:
             raise DataError(f"crop {cfg.crop} must be a multiple of {mcfg.multiple}")
         self.aug = Augment(cfg.crop, cfg.heart_centred, cfg.flip, cfg.gain, cfg.noise)
         k = mcfg.n_classes
-        if cfg.class_weights == "auto":
-            freq = np.maximum(class_frequencies(train, k), 1e-4)
-            w = freq ** -0.5
-            w = w / w.mean()
-        else:
-            w = np.asarray(cfg.class_weights, np.float64)
-            if w.shape != (k,):
-                raise DataError(f"class_weights must list {k} values")
-        self.class_weights = [float(v) for v in w]
+        self.class_weights = resolve_class_weights(cfg.class_weights, lambda: class_frequencies(train, k), k)
         torch.manual_seed(cfg.seed)
         self.G, self.D = self.build_networks(mcfg, k)
         if cfg.init:

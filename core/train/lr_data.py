@@ -39,6 +39,7 @@ from core.geometry import inplane_resample, nearest_slice_indices, sr_grid
 from core.io.atomic import atomic_path
 from core.models.preprocess import DEFAULT_PERCENTILE, depth_windows, intensity_scale
 from core.study import Grid
+from core.train.data import labels_centre
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
@@ -59,10 +60,7 @@ class LRSample:
 
     @property
     def centre(self) -> tuple[float, float]:
-        yy, xx = np.nonzero(self.labels.any(axis=0))
-        if len(yy) == 0:
-            return (self.labels.shape[1] - 1) / 2, (self.labels.shape[2] - 1) / 2
-        return float(yy.mean()), float(xx.mean())
+        return labels_centre(self.labels)
 
 
 SOURCES = ("acdc", "mnms", "pairs")

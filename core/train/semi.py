@@ -27,7 +27,7 @@ from core.errors import DataError
 from core.metrics import dice_per_structure
 from core.models.gemini import GeminiConfig, GeminiGenerator, interpolate_acquired
 from core.train.data import Augment
-from core.train.gemini import GeminiTrainer, TrainConfig
+from core.train.gemini import GeminiTrainer, TrainConfig, resolve_class_weights
 from core.train.loop import autocast, autocast_dtype, init_distributed
 from core.train.lr_data import IGNORE, LRItems, class_frequencies, load_lr_split, parse_source
 
@@ -147,15 +147,7 @@ class SemiTrainer(GeminiTrainer):
             raise DataError(f"crop {cfg.crop} must be a multiple of {mcfg.multiple}")
         self.aug = Augment(cfg.crop, cfg.heart_centred, cfg.flip, cfg.gain, cfg.noise)
         k = mcfg.n_classes
-        if cfg.class_weights == "auto":
-            freq = np.maximum(class_frequencies(train, k), 1e-4)
-            wts = freq ** -0.5
-            wts = wts / wts.mean()
-        else:
-            wts = np.asarray(cfg.class_weights, np.float64)
-            if wts.shape != (k,):
-                raise DataError(f"class_weights must list {k} values")
-        self.class_weights = [float(v) for v in wts]
+        self.class_weights = resolve_class_weights(cfg.class_weights, lambda: class_frequencies(train, k), k)
         torch.manual_seed(cfg.seed)
         self.G = GeminiGenerator(mcfg).to(self.device)
         self.D = None
