@@ -22,13 +22,14 @@ method starts from the same place.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from core.errors import ModelError
 from core.models.blocks import DoubleConv, Down, Up
+from core.models.gemini import ModelConfigJSON
 
 # method -> (backbone, tasks); tasks are what the network is trained for ("image", "seg")
 ARCHS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -41,7 +42,7 @@ ARCHS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 
 @dataclass
-class BaselineConfig:
+class BaselineConfig(ModelConfigJSON):
     method: str = "unet-seg"
     depth: int = 64
     n_classes: int = 4
@@ -70,22 +71,6 @@ class BaselineConfig:
     def multiple(self) -> int:
         return 2 ** (len(self.widths) - 1) if self.backbone == "unet" else 2
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["widths"] = list(self.widths)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> BaselineConfig:
-        if not isinstance(d, dict):
-            raise ModelError("model config must be a JSON object")
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ModelError(f"unknown model config keys: {', '.join(unknown)}")
-        try:
-            return cls(**d)
-        except (TypeError, ValueError) as exc:
-            raise ModelError(f"invalid model config: {exc}") from None
 
 
 class _Residual(nn.Module):

@@ -41,8 +41,30 @@ ENCODERS = ("slices-as-channels", "shared-2d", "acquired-2d")
 REFERENCE_WIDTHS = (64, 128, 256, 512, 512)
 
 
+class ModelConfigJSON:
+    """to_dict / from_dict for the model-config dataclasses (this one, `core.baselines.models.BaselineConfig`):
+    JSON-ready dict (widths as a list); unknown keys or invalid values -> `ModelError`."""
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["widths"] = list(self.widths)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        if not isinstance(d, dict):
+            raise ModelError("model config must be a JSON object")
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ModelError(f"unknown model config keys: {', '.join(unknown)}")
+        try:
+            return cls(**d)
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"invalid model config: {exc}") from None
+
+
 @dataclass
-class GeminiConfig:
+class GeminiConfig(ModelConfigJSON):
     """Architecture of the generator. `widths` has one entry per resolution level (len - 1 poolings)."""
 
     depth: int = 64
@@ -75,23 +97,6 @@ class GeminiConfig:
         """The paper's widths 64-128-256-512-512."""
         return cls(widths=REFERENCE_WIDTHS, **kw)
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["widths"] = list(self.widths)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> GeminiConfig:
-        if not isinstance(d, dict):
-            raise ModelError("model config must be a JSON object")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ModelError(f"unknown model config keys: {', '.join(unknown)}")
-        try:
-            return cls(**d)
-        except (TypeError, ValueError) as exc:
-            raise ModelError(f"invalid model config: {exc}") from None
 
 
 class _Decoder(nn.Module):
@@ -315,4 +320,4 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["AcquiredPlan", "acquired_plan", "interpolate_acquired", "ENCODERS", "REFERENCE_WIDTHS", "GeminiConfig", "GeminiGenerator", "count_parameters"]
+__all__ = ["AcquiredPlan", "acquired_plan", "interpolate_acquired", "ENCODERS", "REFERENCE_WIDTHS", "GeminiConfig", "GeminiGenerator", "ModelConfigJSON", "count_parameters"]
