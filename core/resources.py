@@ -19,6 +19,12 @@ def bundled_model_path() -> Path:
     return RESOURCES / "models" / "gemini-phantom"
 
 
+def phantom_a2d_model_path() -> Path:
+    """Optional phantom model with the `acquired-2d` generator (issue 5): better Dice at ES, lower PSNR,
+    about 4x slower on the CPU than the default bundled model (docs/gemini.md)."""
+    return RESOURCES / "models" / "gemini-phantom-a2d"
+
+
 def acdc_model_path() -> Path:
     """Research weights trained on ACDC (issue 14): the default for real (non-phantom) studies."""
     return RESOURCES / "models" / "gemini-acdc"

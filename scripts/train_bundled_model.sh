@@ -7,6 +7,10 @@
 #   3b. stage 3: fine-tuning that exported model with scripts/gemini_phantom_stage3.json (init from
 #      resources/models/gemini-phantom, + soft Dice loss, 700 steps, seed 1, 1 CPU thread; 74 min on this
 #      2-core CPU beside other work), its best checkpoint exported the same way;
+#   3c. stage 4: fine-tuning the stage-3 export with scripts/gemini_phantom_stage4.json (lr 3e-4, 480 steps,
+#      seed 2, 2 threads; 18 min), stage 5: fine-tuning stage 4's best checkpoint with
+#      scripts/gemini_phantom_stage5.json (MSE weight 10, 480 steps, seed 3, 1 thread; its "init" names
+#      runs/gemini-phantom-stage4/best, the default RUN folder), stage 5's best checkpoint exported;
 #   4. the held-out test split evaluated (3D / slice-wise Dice, PSNR/SSIM vs cubic B-spline).
 # Usage: scripts/train_bundled_model.sh [DATA_DIR] [RUN_DIR]
 set -euo pipefail
@@ -40,4 +44,10 @@ export_best "$RUN"
 $PY -m core.cli.main train gemini --data "$DATA" --out "$RUN3" --config scripts/gemini_phantom_stage3.json \
   --device cpu --seed 1
 export_best "$RUN3"
-$PY scripts/eval_gemini.py --data "$DATA" --split test --json "$RUN3/test_metrics.json"
+# Stages 4 and 5 (27 Nov 2026): more fine-tuning; stage 5 weights the image MSE 10x.
+$PY -m core.cli.main train gemini --data "$DATA" --out "${RUN}-stage4" --config scripts/gemini_phantom_stage4.json \
+  --device cpu --seed 2
+$PY -m core.cli.main train gemini --data "$DATA" --out "${RUN}-stage5" --config scripts/gemini_phantom_stage5.json \
+  --device cpu --seed 3
+export_best "${RUN}-stage5"
+$PY scripts/eval_gemini.py --data "$DATA" --split test --json "${RUN}-stage5/test_metrics.json"

@@ -1,0 +1,49 @@
+"""How much PSNR there is to gain on the phantoms: for a few subjects (ukdhp-like domain, seeds given),
+PSNR against the noisy HR truth of
+- NN / linear / cubic B-spline interpolation of the LR stack (what the issue's target is measured against),
+- the same interpolations of an LR stack simulated *without* the per-slice breath-hold shifts,
+- the noise-free HR blurred through-plane by the 8 mm slice profile (what a perfect aligner and denoiser
+  that cannot recover through-plane detail would give),
+- the noise-free HR itself (the noise floor).
+
+usage: .venv/bin/python scripts/psnr_ceilings.py [--seeds 11 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+from scipy import ndimage  # noqa: E402
+
+from core.baselines.interpolation import interpolate_image  # noqa: E402
+from core.metrics import psnr  # noqa: E402
+from core.synth.dataset import make_subject  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[11, 12])
+    args = ap.parse_args()
+    for seed in args.seeds:
+        pair = make_subject(seed, n_phases=2)
+        hr = pair.hr.image[0].astype(np.float64)
+        rng = float(hr.max() - hr.min())
+        row = {}
+        for tag, p in (("shifted", pair), ("no shifts", make_subject(seed, n_phases=2, misalign=False))):
+            for name, order in (("NN", 0), ("linear", 1), ("B-spline", 3)):
+                est = interpolate_image(p.lr.image[0].astype(np.float32), p.lr_grid, p.hr_grid, order)
+                row[f"{name} ({tag})"] = psnr(est, hr, rng)
+        clean = make_subject(seed, n_phases=2, noise=False, misalign=False).hr.image[0].astype(np.float64)
+        slab = max(1, round(8.0 / float(pair.hr_grid.spacing[2])))
+        row["clean HR, through-plane slab blur"] = psnr(ndimage.uniform_filter1d(clean, slab, axis=0), hr, rng)
+        row["clean HR (noise floor)"] = psnr(clean, hr, rng)
+        print(f"seed {seed}: " + "; ".join(f"{k} {v:.2f}" for k, v in row.items()))
+
+
+if __name__ == "__main__":
+    main()
