@@ -16,11 +16,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from core.geometry import resample, sr_grid  # noqa: E402
+from core.geometry import sr_grid  # noqa: E402
 from core.io.nifti import read_nifti_array  # noqa: E402
 from core.predict import Predictor  # noqa: E402
 from core.study import Grid, Study  # noqa: E402
 from core.train.data import read_manifest  # noqa: E402
+from core.train.evaluate import labels_on_sr  # noqa: E402
 
 NAMES = {1: "LV", 2: "myo", 3: "RV"}
 
@@ -58,8 +59,7 @@ def main() -> None:
         phases = {"ED": int(e["ed_phase"]), "ES": int(e["es_phase"])}
         pred = predictor.predict(Study(lr_img, lr_aff), phases=list(phases.values()))
         for i, (ph, t) in enumerate(phases.items()):
-            lab = hr_lab[t] if hr == sr else resample(hr_lab[t].astype(np.uint8), hr, sr, order=0, mode="nearest")
-            d = diagnose(pred.sr_labels[i], lab.astype(np.uint8))
+            d = diagnose(pred.sr_labels[i], labels_on_sr(hr_lab[t], hr, sr))
             print(e["id"], ph, "  ".join(f"{n} {r:.2f} ({s:.0%})" for n, (r, s) in d.items()))
 
 

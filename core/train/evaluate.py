@@ -26,6 +26,13 @@ from core.train.data import read_manifest
 STRUCTS = ("lv_cavity", "lv_myocardium", "rv_cavity")
 
 
+def labels_on_sr(labels: np.ndarray, hr: Grid, sr: Grid) -> np.ndarray:
+    """HR truth labels of one phase on the SR grid (as they are when the grids agree, else nearest)."""
+    if hr == sr:
+        return labels.astype(np.uint8)
+    return resample(labels.astype(np.uint8), hr, sr, order=0, mode="nearest")
+
+
 def evaluate_subject(predictor: Predictor, root: Path, entry: dict, baseline: bool = True) -> list[dict]:
     lr_img, lr_aff, _ = read_nifti_array(root / entry["lr_image"])
     hr_img, hr_aff, _ = read_nifti_array(root / entry["hr_image"])
@@ -37,11 +44,9 @@ def evaluate_subject(predictor: Predictor, root: Path, entry: dict, baseline: bo
     pred = predictor.predict(Study(lr_img, lr_aff), phases=list(phases.values()))
     rows = []
     for i, (name, t) in enumerate(phases.items()):
-        if hr == sr:
-            tgt, lab = hr_img[t].astype(np.float32), hr_lab[t].astype(np.uint8)
-        else:
-            tgt = resample(hr_img[t].astype(np.float32), hr, sr, order=1, mode="nearest")
-            lab = resample(hr_lab[t].astype(np.uint8), hr, sr, order=0, mode="nearest")
+        lab = labels_on_sr(hr_lab[t], hr, sr)
+        tgt = (hr_img[t].astype(np.float32) if hr == sr
+               else resample(hr_img[t].astype(np.float32), hr, sr, order=1, mode="nearest"))
         rng = float(tgt.max() - tgt.min()) or 1.0
         row: dict[str, Any] = {"subject": entry["id"], "phase": name, "t": t}
         d3 = dice_per_structure(pred.sr_labels[i], lab)
