@@ -21,7 +21,7 @@ def bundled_model_path() -> Path:
 
 def phantom_a2d_model_path() -> Path:
     """Optional phantom model with the `acquired-2d` generator (issue 5): better Dice at ES, lower PSNR,
-    about 4x slower on the CPU than the default bundled model (docs/gemini.md)."""
+    2.5x slower on the CPU than the default bundled model (docs/gemini.md)."""
     return RESOURCES / "models" / "gemini-phantom-a2d"
 
 

@@ -20,16 +20,7 @@ DATA=${1:-data/phantoms}
 RUN=${2:-runs/gemini-phantom}
 RUN3=${RUN}-stage3
 export_best() {  # the run's best validation checkpoint -> resources/models/gemini-phantom (float16)
-$PY - "$1" <<'PYEOF'
-import sys
-from core.models.store import BUNDLED_MODEL_DIR, load_model, save_model
-run = sys.argv[1]
-m = load_model(f"{run}/best")
-cfg = {k: v for k, v in m.config.items() if k not in ("kind", "version", "model", "weights_dtype")}
-cfg["training"]["command"] = "scripts/train_bundled_model.sh"
-save_model(BUNDLED_MODEL_DIR, m.generator, cfg, half=True)
-print("exported", BUNDLED_MODEL_DIR)
-PYEOF
+  $PY scripts/export_model.py "$1/best" resources/models/gemini-phantom --command scripts/train_bundled_model.sh
 }
 if [ ! -f "$DATA/manifest.json" ]; then
   $PY -m core.cli.main synth "$DATA" --subjects 40 --seed 0 --phases 20

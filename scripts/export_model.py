@@ -1,0 +1,30 @@
+"""Export a training run's checkpoint as a float16 model folder (safetensors + config.json), recording the
+command that made it, e.g. the bundled models:
+
+    .venv/bin/python scripts/export_model.py runs/gemini-phantom-stage5/best resources/models/gemini-phantom \
+        --command scripts/train_bundled_model.sh
+    .venv/bin/python scripts/export_model.py runs/phantom-a2d/best resources/models/gemini-phantom-a2d \
+        --command "gemini-cmr train gemini --data data/phantoms --out runs/phantom-a2d --config scripts/gemini_phantom_a2d.json --device cpu --seed 0"
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.models.store import load_model, save_model  # noqa: E402
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoint", help="a run's checkpoint folder, e.g. RUN/best")
+    ap.add_argument("dest", help="model folder to write")
+    ap.add_argument("--command", required=True, help="the command that trained it (recorded in config.json)")
+    args = ap.parse_args()
+    m = load_model(args.checkpoint)
+    cfg = {k: v for k, v in m.config.items() if k not in ("kind", "version", "model", "weights_dtype")}
+    cfg["training"]["command"] = args.command
+    save_model(args.dest, m.generator, cfg, half=True)
+    print("exported", args.dest)
