@@ -159,19 +159,41 @@ def matmul_gflops(device: str = "cpu", dtype: str = "float32", n: int = 2048, mi
     return 2.0 * n**3 / best / 1e9
 
 
-def model_flops(model, input_shape: tuple[int, ...]) -> float:
+def model_flops(model, input_shape: tuple[int, ...], example=None) -> float:
     """FLOPs of one forward pass at `input_shape` (B, D, H, W), counted on a meta-device copy (no compute).
+    `example`: a real input (array of that shape) for models whose work depends on the data (the
+    "acquired-2d" generator runs once per acquired slice): counted by a float32 forward on the CPU.
 
     FlopCounterMode counts convolutions and matmuls (2 FLOPs per multiply-add); pooling, upsampling,
     BatchNorm and activations are not counted (they are < 1% of the total here)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    meta = copy.deepcopy(model).to("meta")
-    x = torch.zeros(input_shape, device="meta")
+    if example is not None:
+        net = copy.deepcopy(model).to("cpu").float().eval()
+        x = torch.as_tensor(np.asarray(example, np.float32)).reshape(input_shape)
+    else:
+        net = copy.deepcopy(model).to("meta")
+        x = torch.zeros(input_shape, device="meta")
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        meta(x)
+        net(x)
     return float(fc.get_total_flops())
+
+
+def network_input(study, depth: int, multiple: int) -> np.ndarray:
+    """The generator's input for the study's first phase, as `core.predict.run_stacks` builds it (placed on
+    the SR grid, zero-padded in-plane, the first depth window): (1, depth, H', W')."""
+    from core.geometry import place_on_sr_grid, sr_grid
+    from core.models.preprocess import depth_windows, pad_amounts
+
+    placed = place_on_sr_grid(study.image[[0]], study.grid, sr_grid(study.grid))
+    _, dz, h, w = placed.shape
+    (py0, py1), (px0, px1) = pad_amounts(h, multiple), pad_amounts(w, multiple)
+    start, off = depth_windows(dz, depth)[0]
+    n = min(depth, dz)
+    x = np.zeros((1, depth, h + py0 + py1, w + px0 + px1), np.float32)
+    x[:, off:off + n, py0:py0 + h, px0:px0 + w] = placed[:, start:start + n]
+    return x
 
 
 # --- the reference configuration ------------------------------------------------------------------------
@@ -290,6 +312,8 @@ def run_bench(
         s = load_study(study_path)
         n_t = s.n_phases
         predictor.predict(s, phases=list(range(min(predictor.batch_size, n_t))))
+        gcfg = predictor.model.config  # "acquired-2d": its work depends on the number of acquired slices
+        example = network_input(s, gcfg.depth, gcfg.multiple) if gcfg.encoder == "acquired-2d" else None
         del s
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -318,7 +342,7 @@ def run_bench(
     hp = h + sum(pad_amounts(h, cfg.multiple))
     wp = w + sum(pad_amounts(w, cfg.multiple))
     n_win = len(depth_windows(dz, cfg.depth))
-    f_fwd = model_flops(predictor.model, (1, cfg.depth, hp, wp))
+    f_fwd = model_flops(predictor.model, (1, cfg.depth, hp, wp), example)
     model_s = tm.get("predict_model", tm["predict"])
     model_gflops = f_fwd * n_win * n_ph / model_s / 1e9
     say("matmul peak")

@@ -97,31 +97,60 @@ def nearest_slice_indices(lr: Grid, sr: Grid) -> np.ndarray:
 
 
 def inplane_resample(volume: np.ndarray, lr: Grid, sr: Grid, order: int = 1) -> np.ndarray:
-    """Resample every LR slice in-plane onto the SR in-plane grid: (Z_lr, Y, X) -> (Z_lr, H_sr, W_sr).
+    """Resample every LR slice in-plane onto the SR in-plane grid: (Z_lr, Y, X) -> (Z_lr, H_sr, W_sr), or
+    (T, Z_lr, Y, X) -> (T, Z_lr, H_sr, W_sr).
 
     Each LR slice k is sampled at the SR in-plane positions of the SR slice nearest to it, keeping
-    k fixed, so no content is interpolated through-plane.
+    k fixed, so no content is interpolated through-plane. Positions inside the LR field of view (within
+    half an LR pixel of the edge pixel centres, where the SR grid's first and last rows and columns fall)
+    take the nearest edge value; positions beyond it are 0. (Zero there, as `mode="constant"` gave, left
+    the SR grid's edge rows black: about 1 dB of PSNR on the phantoms.)
     """
     volume = np.asarray(volume)
-    if volume.ndim == 4:
-        return np.stack([inplane_resample(v, lr, sr, order) for v in volume])
-    nz = lr.shape[0]
+    single = volume.ndim == 3
+    vols = volume[None] if single else volume  # (T, Z, Y, X)
+    nt, nz = vols.shape[:2]
     _, h, w = sr.shape
     m = index_map(lr, sr)
     jj, ii = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
-    is_int = np.issubdtype(volume.dtype, np.integer) or volume.dtype == bool
-    src = volume.astype(np.float32) if (is_int and order > 0) else volume
-    out = np.empty((nz, h, w), dtype=volume.dtype if (order == 0 or not is_int) else np.float32)
+    is_int = np.issubdtype(vols.dtype, np.integer) or vols.dtype == bool
+    src = vols.astype(np.float32) if (is_int and order > 0) else vols
+    out = np.empty((nt, nz, h, w), dtype=vols.dtype if (order == 0 or not is_int) else np.float32)
+    ny, nx = vols.shape[-2:]
     # SR slice whose centre is closest to each LR slice centre (for the in-plane coordinates).
     k_sr = sr.world_to_index(lr.slice_centres())[:, 2]
+    coords = []
     for k in range(nz):
         ks = float(np.clip(k_sr[k], 0, sr.shape[0] - 1))
         x = m[0, 0] * ii + m[0, 1] * jj + m[0, 2] * ks + m[0, 3]
         y = m[1, 0] * ii + m[1, 1] * jj + m[1, 2] * ks + m[1, 3]
-        out[k] = ndimage.map_coordinates(
-            src[k], [y, x], order=order, mode="constant", cval=0.0, prefilter=order > 1
-        )
-    return out
+        coords.append((y, x, ~((y >= -0.5) & (y <= ny - 0.5) & (x >= -0.5) & (x <= nx - 0.5))))
+    if order == 1 and src.dtype == np.float32 and ny > 1 and nx > 1:
+        _bilinear_slices(src, coords, out)
+    else:
+        for k, (y, x, _) in enumerate(coords):
+            for t in range(nt):
+                ndimage.map_coordinates(src[t, k], [y, x], output=out[t, k], order=order, mode="nearest",
+                                        prefilter=order > 1)
+    for k, (_, _, outside) in enumerate(coords):
+        if outside.any():
+            out[:, k][:, outside] = 0
+    return out[0] if single else out
+
+
+def _bilinear_slices(src: np.ndarray, coords: list, out: np.ndarray) -> None:
+    """Bilinear in-plane sampling of every phase of every LR slice in one `torch.grid_sample` call (edge
+    values beyond the last pixel centres, like `map_coordinates(order=1, mode="nearest")`; ~5x faster on
+    two cores than one map_coordinates call per slice and phase)."""
+    import torch
+    from torch.nn.functional import grid_sample
+
+    ny, nx = src.shape[-2:]
+    grid = np.stack([np.stack([x / (nx - 1) * 2 - 1, y / (ny - 1) * 2 - 1], -1) for y, x, _ in coords])
+    inp = torch.from_numpy(np.ascontiguousarray(src.transpose(1, 0, 2, 3)))  # (Z, T, Y, X)
+    res = grid_sample(inp, torch.from_numpy(grid.astype(np.float32)), mode="bilinear",
+                      padding_mode="border", align_corners=True)  # (Z, T, H, W)
+    out[:] = res.numpy().transpose(1, 0, 2, 3)
 
 
 def place_on_sr_grid(volume: np.ndarray, lr: Grid, sr: Grid, order: int = 1) -> np.ndarray:

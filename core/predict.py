@@ -27,6 +27,7 @@ import torch
 
 from core.errors import Cancelled, StudyError
 from core.geometry import place_on_sr_grid, sr_grid
+from core.models.gemini import class_argmax
 from core.models.preprocess import (
     DEFAULT_PERCENTILE,
     depth_windows,
@@ -35,6 +36,7 @@ from core.models.preprocess import (
     window_weights,
 )
 from core.models.store import LoadedModel, load_model
+from core.parallel import tune_malloc
 from core.resources_check import plan_batch
 from core.study import Grid, Study
 
@@ -71,23 +73,16 @@ class Prediction:
 _DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def class_argmax(scores: torch.Tensor) -> torch.Tensor:
-    """argmax over dim 1 as uint8 (first maximum on ties), ~10x faster on CPU than `Tensor.argmax(1)`."""
-    best = scores[:, 0].clone()
-    idx = torch.zeros(best.shape, dtype=torch.uint8, device=scores.device)
-    for k in range(1, scores.shape[1]):
-        sk = scores[:, k]
-        idx.masked_fill_(sk > best, k)
-        best = torch.maximum(best, sk)
-    return idx
-
-
 def run_stacks(model: torch.nn.Module, placed: np.ndarray, device: torch.device,
-               precision: str = "float32") -> tuple[np.ndarray, np.ndarray]:
-    """Run the generator on normalised stacks already on the SR grid.
+               precision: str = "float32", scale: float = 1.0,
+               out: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Run the generator on stacks already on the SR grid.
 
-    placed (b, Dz, H, W) float -> SR image (b, Dz, H, W) float32 (normalised units), labels uint8.
-    In-plane zero padding to the network's multiple, depth centred or covered by blended windows.
+    placed (b, Dz, H, W) float, divided by `scale` for the network -> SR image (b, Dz, H, W) float32
+    multiplied back by `scale`, labels uint8; written into `out` = (image, labels) arrays when given (e.g.
+    views of the whole cine's outputs) and returned. In-plane zero padding to the network's multiple,
+    depth centred or covered by blended windows. With one window (the usual case) normalisation, padding,
+    cropping and rescaling happen on the device and the results are copied once into `out`.
     """
     cfg = model.config
     depth, mult = cfg.depth, cfg.multiple
@@ -95,35 +90,53 @@ def run_stacks(model: torch.nn.Module, placed: np.ndarray, device: torch.device,
     (py0, py1), (px0, px1) = pad_amounts(h, mult), pad_amounts(w, mult)
     hp, wp = h + py0 + py1, w + px0 + px1
     windows = depth_windows(dz, depth)
-    wts = window_weights(depth) if len(windows) > 1 else np.ones(depth, np.float32)
-    img_acc = np.zeros((b, dz, h, w), np.float32)
-    prob_acc = np.zeros((b, cfg.n_classes, dz, h, w), np.float32) if len(windows) > 1 else None
-    labels = np.empty((b, dz, h, w), np.uint8)
-    wsum = np.zeros(dz, np.float32)
+    img_out, lab_out = out if out is not None else (np.empty((b, dz, h, w), np.float32),
+                                                    np.empty((b, dz, h, w), np.uint8))
     dtype = _DTYPES[precision]
     n = min(depth, dz)
+    inv = 1.0 / float(scale)
+
+    def network_input(start: int, off: int) -> torch.Tensor:
+        src = torch.from_numpy(np.ascontiguousarray(placed[:, start:start + n], dtype=np.float32))
+        if device.type == "cuda":
+            src = src.pin_memory().to(device, non_blocking=True)
+        x = torch.zeros((b, depth, hp, wp), dtype=torch.float32, device=device)
+        torch.mul(src, inv, out=x[:, off:off + n, py0:py0 + h, px0:px0 + w])
+        return x
+
     with torch.inference_mode():
+        if len(windows) == 1:
+            start, off = windows[0]
+            x = network_input(start, off)
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                if hasattr(model, "infer"):  # labels straight from the model (no full logits for acquired-2d)
+                    img, lab = model.infer(x)
+                else:
+                    img, logits = model(x)
+                    lab = class_argmax(logits)
+            img = img[:, off:off + n, py0:py0 + h, px0:px0 + w].float()
+            if scale != 1.0:
+                img = img * float(scale)
+            torch.from_numpy(img_out).copy_(img)
+            torch.from_numpy(lab_out).copy_(lab[:, off:off + n, py0:py0 + h, px0:px0 + w])
+            return img_out, lab_out
+        wts = window_weights(depth)
+        img_acc = np.zeros((b, dz, h, w), np.float32)
+        prob_acc = np.zeros((b, cfg.n_classes, dz, h, w), np.float32)
+        wsum = np.zeros(dz, np.float32)
         for start, off in windows:
-            x = torch.zeros((b, depth, hp, wp), dtype=torch.float32)
-            x[:, off:off + n, py0:py0 + h, px0:px0 + w] = torch.from_numpy(
-                np.ascontiguousarray(placed[:, start:start + n], dtype=np.float32))
-            x = x.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else x.to(device)
+            x = network_input(start, off)
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 img, logits = model(x)
-            img = img[:, off:off + n, py0:py0 + h, px0:px0 + w]
-            logits = logits[:, :, off:off + n, py0:py0 + h, px0:px0 + w]
-            if prob_acc is None:  # one window (the usual case): no blending, write straight out
-                img_acc[:] = img.float().cpu().numpy()
-                labels[:] = class_argmax(logits).cpu().numpy()
-                return img_acc, labels
-            img = img.float().cpu().numpy()
-            logits = logits.float()
+            img = img[:, off:off + n, py0:py0 + h, px0:px0 + w].float().cpu().numpy()
+            logits = logits[:, :, off:off + n, py0:py0 + h, px0:px0 + w].float()
             ww = wts[off:off + n]
             img_acc[:, start:start + n] += img * ww[:, None, None]
             wsum[start:start + n] += ww
             prob_acc[:, :, start:start + n] += torch.softmax(logits, 1).cpu().numpy() * ww[:, None, None]
-    labels[:] = class_argmax(torch.from_numpy(prob_acc)).numpy()
-    return img_acc / wsum[:, None, None], labels
+    lab_out[:] = class_argmax(torch.from_numpy(prob_acc)).numpy()
+    img_out[:] = img_acc * (np.float32(scale) / wsum[:, None, None])
+    return img_out, lab_out
 
 
 def auto_precision(device: torch.device) -> str:
@@ -185,6 +198,7 @@ class Predictor:
             raise ValueError(f"unknown precision {precision!r}")
         self.precision = precision
         self._fast: tuple[tuple, torch.nn.Module] | None = None
+        tune_malloc()  # large temporaries reuse mapped memory (core.parallel.tune_malloc)
 
     def _inference_model(self) -> torch.nn.Module:
         """`inference_copy(self.model)`, rebuilt when the model or its device changes."""
@@ -212,15 +226,20 @@ class Predictor:
     def depth(self) -> int:
         return self.model.config.depth
 
-    def _run_safe(self, placed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """`run_stacks` with CUDA out-of-memory recovery: halve the batch (kept for later batches), and
-        with a single phase still too large move the model to the CPU for good, with a warning."""
+    def _run_safe(self, placed: np.ndarray, scale: float = 1.0,
+                  out: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`run_stacks` in batches of `batch_size` with CUDA out-of-memory recovery: halve the batch (kept
+        for later batches), and with a single phase still too large move the model to the CPU for good,
+        with a warning."""
+        if out is None:
+            out = (np.empty(placed.shape, np.float32), np.empty(placed.shape, np.uint8))
         n = self.batch_size
         if len(placed) > n:
-            parts = [self._run_safe(placed[i:i + n]) for i in range(0, len(placed), n)]
-            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+            for i in range(0, len(placed), n):
+                self._run_safe(placed[i:i + n], scale, (out[0][i:i + n], out[1][i:i + n]))
+            return out
         try:
-            return run_stacks(self._inference_model(), placed, self.device, self.precision)
+            return run_stacks(self._inference_model(), placed, self.device, self.precision, scale, out)
         except torch.cuda.OutOfMemoryError:
             if self.device.type != "cuda":
                 raise
@@ -230,11 +249,11 @@ class Predictor:
                 self.batch_size = max(1, len(placed) // 2)
                 log.warning("CUDA out of memory with %d phases per batch: retrying with %d",
                             len(placed), self.batch_size)
-                return self._run_safe(placed)
+                return self._run_safe(placed, scale, out)
             log.warning("CUDA out of memory with one phase per batch: falling back to the CPU (slower)")
             self.model.to("cpu")
             self.device = torch.device("cpu")
-            return run_stacks(self._inference_model(), placed, self.device, self.precision)
+            return run_stacks(self._inference_model(), placed, self.device, self.precision, scale, out)
 
     def predict(
         self,
@@ -279,13 +298,14 @@ class Predictor:
             timings["preprocess"] += time.perf_counter() - tp
             tm = time.perf_counter()
             out = slice(ci * bs, ci * bs + len(chunk))
-            if roi is None:
-                img, lab = self._run_safe(placed / np.float32(scale))
-                sr_image[out] = img * np.float32(scale)
+            if roi is None:  # written straight into this chunk's part of the outputs
+                img, lab = self._run_safe(placed, scale, (sr_image[out], sr_labels[out]))
+                if not np.may_share_memory(img, sr_image):
+                    sr_image[out] = img
             else:  # the network on the heart region; outside it the placed LR stack and background
                 y0, y1, x0, x1 = roi
-                img, lab_roi = self._run_safe(placed[:, :, y0:y1, x0:x1] / np.float32(roi_scale))
-                placed[:, :, y0:y1, x0:x1] = img * np.float32(roi_scale)
+                img, lab_roi = self._run_safe(placed[:, :, y0:y1, x0:x1], roi_scale)
+                placed[:, :, y0:y1, x0:x1] = img
                 sr_image[out] = placed
                 lab = np.zeros(placed.shape, np.uint8)
                 lab[:, :, y0:y1, x0:x1] = lab_roi
@@ -294,7 +314,8 @@ class Predictor:
                 from core.postprocess import postprocess_labels
 
                 lab = postprocess_labels(lab, self.config)
-            sr_labels[out] = lab
+            if not np.may_share_memory(lab, sr_labels):
+                sr_labels[out] = lab
             if progress:
                 done = min((ci + 1) * bs, len(phase_list))
                 progress((ci + 1) / n_chunks, f"super-resolved {done}/{len(phase_list)} phases")
@@ -310,8 +331,8 @@ class Predictor:
         for the training crops. Nothing found: the whole field of view, with a warning."""
         from core.postprocess import heart_roi, postprocess_labels
 
-        placed = place_on_sr_grid(study.image[[phase]], study.grid, sr) / np.float32(scale)
-        _, lab = self._run_safe(placed)
+        placed = place_on_sr_grid(study.image[[phase]], study.grid, sr)
+        _, lab = self._run_safe(placed, scale)
         lab = postprocess_labels(lab, {"inference": {"keep_largest_heart_component": True,
                                                      "heart_component_by": "myocardium"}})
         roi = heart_roi(lab[0], (float(sr.spacing[1]), float(sr.spacing[0])), roi_mm)

@@ -24,6 +24,8 @@ def register(subparsers, summary: str = "generate paired LR/HR cine phantoms") -
     p.add_argument("--domain", default=DEFAULT_DOMAIN, choices=sorted(DOMAINS),
                    help=f"acquisition domain (default {DEFAULT_DOMAIN})")
     p.add_argument("--phases", type=int, default=20, help="cardiac phases per cycle (default 20)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="generate subjects in N processes (default 1; same files whatever N)")
     p.add_argument("--force", action="store_true", help="overwrite an existing dataset in OUT")
     p.add_argument("--demo", action="store_true",
                    help="write the demo study (one subject, LR cine only) as OUT/demo_study.nii.gz")
@@ -62,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         say(f"[{bar:<20}] {fraction * 100:5.1f}% {message}")
 
     manifest = write_dataset(args.out, args.subjects, args.seed, args.domain, args.phases,
-                             command=command, overwrite=args.force, progress=progress)
+                             command=command, overwrite=args.force, progress=progress,
+                             workers=args.workers)
     say(f"done in {time.perf_counter() - start:.1f} s: {manifest}")
     print(manifest)
     return 0

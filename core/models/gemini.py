@@ -134,6 +134,15 @@ class GeminiGenerator(nn.Module):
         self.image_head = nn.Conv2d(head_in, 1 if per_slice else cfg.depth, 1)
         self.seg_head = nn.Conv2d(head_in, cfg.n_classes * (1 if per_slice else cfg.depth), 1)
 
+    def _head(self, head: nn.Conv2d, f: torch.Tensor, inp: torch.Tensor) -> torch.Tensor:
+        """1x1 head on the decoder features, with `input_to_heads` also on the input stack: the weight split
+        by input channels (head(cat([f, inp])) without the concatenated copy)."""
+        if not self.config.input_to_heads:
+            return head(f)
+        c = f.shape[1]
+        return (torch.nn.functional.conv2d(f, head.weight[:, :c], head.bias)
+                + torch.nn.functional.conv2d(inp, head.weight[:, c:]))
+
     def _encode2d(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = [self.inc(x)]
         for down in self.downs:
@@ -167,10 +176,8 @@ class GeminiGenerator(nn.Module):
         inp = x.reshape(b * d, 1, h, w) if cfg.encoder == "shared-2d" else x
         feats = self.encode(inp)
         fi, fs = self.image_decoder(feats), self.seg_decoder(feats)
-        if cfg.input_to_heads:
-            fi, fs = torch.cat([fi, inp], 1), torch.cat([fs, inp], 1)
-        img = self.image_head(fi)
-        seg = self.seg_head(fs)
+        img = self._head(self.image_head, fi, inp)
+        seg = self._head(self.seg_head, fs, inp)
         if cfg.encoder == "shared-2d":
             img = img.view(b, d, h, w)
             seg = seg.view(b, d, cfg.n_classes, h, w).permute(0, 2, 1, 3, 4)
@@ -184,12 +191,47 @@ class GeminiGenerator(nn.Module):
     # --- "acquired-2d" ---------------------------------------------------------------------------------
     def _mix_sequences(self, mix: ThroughPlaneMix, f: torch.Tensor, pos: torch.Tensor, length: int) -> torch.Tensor:
         """Residual through-plane mixing of (N, C, h, w) features laid out at `pos` in a zero sequence."""
+        norm = mix.norm
+        if not self.training and norm.track_running_stats and norm.running_var is not None:
+            return self._mix_sequences_eval(mix, f, pos, length)
         n, c, h, w = f.shape
         seq = f.new_zeros((length, c, h, w))
         seq[pos] = f
         v = seq.permute(1, 0, 2, 3).unsqueeze(0)  # (1, C, L, h, w)
         v = v + torch.relu(mix.norm(mix.conv(v)))
         return v[0].permute(1, 0, 2, 3)[pos]
+
+    @staticmethod
+    def _mix_sequences_eval(mix: ThroughPlaneMix, f: torch.Tensor, pos: torch.Tensor, length: int) -> torch.Tensor:
+        """`_mix_sequences` with the BatchNorm's running statistics (eval): the (k, 1, 1) Conv3d as k 1x1
+        Conv2d on the acquired slices only, each added to the neighbour `offset` positions away along the
+        sequence (absent neighbours are the zero slices). No (1, C, L, h, w) copy, and the features keep
+        their memory format (channels_last on the CPU: oneDNN needs no layout conversions afterwards)."""
+        norm, conv = mix.norm, mix.conv
+        k = conv.kernel_size[0]
+        r = k // 2
+        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps) if norm.affine else \
+            torch.rsqrt(norm.running_var + norm.eps)
+        shift = (norm.bias if norm.affine else 0) - norm.running_mean * scale
+        wt = conv.weight[:, :, :, 0, 0] * scale[:, None, None]  # (C, C, k)
+        y = torch.nn.functional.conv2d(f, wt[:, :, r, None, None], shift)
+        if k > 1:
+            n = f.shape[0]
+            slot = torch.full((length,), -1, dtype=torch.long, device=f.device)
+            slot[pos] = torch.arange(n, device=f.device)
+            for j in range(k):
+                o = j - r
+                if o == 0:
+                    continue
+                q = pos + o
+                ok = (q >= 0) & (q < length)
+                nb = torch.full_like(pos, -1)
+                nb[ok] = slot[q[ok]]
+                rows = torch.nonzero(nb >= 0).flatten()
+                if rows.numel():
+                    z = torch.nn.functional.conv2d(f.index_select(0, nb[rows]), wt[:, :, j, None, None])
+                    y = y.index_add(0, rows, z)
+        return f + torch.relu(y)
 
     def acquired_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, AcquiredPlan]:
         """"acquired-2d": per acquired slice image (N, h, w) and logits (N, K, h, w), and the plan."""
@@ -204,12 +246,49 @@ class GeminiGenerator(nn.Module):
         pos = plan.pos.to(x.device)
         feats = [self._mix_sequences(m, f, pos, plan.length) for m, f in zip(self.mix, feats)]
         fi, fs = self.image_decoder(feats), self.seg_decoder(feats)
-        if cfg.input_to_heads:
-            fi, fs = torch.cat([fi, inp], 1), torch.cat([fs, inp], 1)
-        a_img = self.image_head(fi)[:, 0]
+        a_img = self._head(self.image_head, fi, inp)[:, 0]
         if cfg.residual_image:
             a_img = a_img + inp[:, 0]
-        return a_img, self.seg_head(fs), plan
+        return a_img, self._head(self.seg_head, fs, inp), plan
+
+    @torch.no_grad()
+    def infer(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inference: (SR image (B, D, H, W), labels (B, D, H, W) uint8) = (forward's image,
+        `class_argmax` of forward's logits), without materialising the SR logits for "acquired-2d"
+        (the labels of the acquired slices, then only the pixels where two neighbours disagree are
+        interpolated: exact, see `_infer_acquired`)."""
+        if self.config.encoder == "acquired-2d" and not self.training:
+            b, d, h, w = x.shape
+            if d != self.config.depth:
+                raise ValueError(f"input depth {d} != network depth {self.config.depth}")
+            return self._infer_acquired(x)
+        img, logits = self(x)
+        return img, class_argmax(logits)
+
+    def _infer_acquired(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Labels of linearly interpolated logits from the acquired slices' labels. Where both neighbours'
+        argmax is the same class c, c wins at every t in [0, 1] (each class score is linear in t, and c is
+        strictly above the earlier classes and not below the later ones at both ends, so the first-maximum
+        rule picks c in between too); only the other pixels are interpolated and compared."""
+        b, d, h, w = x.shape
+        a_img, a_seg, plan = self.acquired_parts(x)
+        img = torch.zeros((b * d, h, w), dtype=torch.float32, device=x.device)
+        lab = torch.zeros((b * d, h, w), dtype=torch.uint8, device=x.device)
+        if plan.n:
+            dev = x.device
+            out, ia, ib = plan.out.to(dev), plan.ia.to(dev), plan.ib.to(dev)
+            a_img, a_seg = a_img.float(), a_seg.float()
+            sr_img, _ = interpolate_acquired(a_img, None, plan)
+            img.index_copy_(0, out, sr_img)
+            a_lab = class_argmax(a_seg)  # (N, h, w)
+            la, lb = a_lab[ia], a_lab[ib]  # (M, h, w)
+            m, yy, xx = torch.nonzero(la != lb, as_tuple=True)
+            if m.numel():
+                t = plan.t.to(dev)[m][:, None]
+                s = (1 - t) * a_seg[ia[m], :, yy, xx] + t * a_seg[ib[m], :, yy, xx]  # (P, K)
+                la[m, yy, xx] = class_argmax(s)
+            lab.index_copy_(0, out, la)
+        return img.view(b, d, h, w), lab.view(b, d, h, w)
 
     def _forward_acquired(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, d, h, w = x.shape
@@ -223,6 +302,17 @@ class GeminiGenerator(nn.Module):
             img = img.to(sr_img.dtype).index_copy(0, plan.out.to(x.device), sr_img)
             seg = seg.to(sr_seg.dtype).index_copy(0, plan.out.to(x.device), sr_seg)
         return img.view(b, d, h, w), seg.view(b, d, k, h, w).permute(0, 2, 1, 3, 4)
+
+
+def class_argmax(scores: torch.Tensor) -> torch.Tensor:
+    """argmax over dim 1 as uint8 (first maximum on ties), ~10x faster on CPU than `Tensor.argmax(1)`."""
+    best = scores[:, 0].clone()
+    idx = torch.zeros(best.shape, dtype=torch.uint8, device=scores.device)
+    for k in range(1, scores.shape[1]):
+        sk = scores[:, k]
+        idx.masked_fill_(sk > best, k)
+        best = torch.maximum(best, sk)
+    return idx
 
 
 def interpolate_acquired(a_img: torch.Tensor, a_seg: torch.Tensor | None, plan: AcquiredPlan):
@@ -320,4 +410,4 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["AcquiredPlan", "acquired_plan", "interpolate_acquired", "ENCODERS", "REFERENCE_WIDTHS", "GeminiConfig", "GeminiGenerator", "ModelConfigJSON", "count_parameters"]
+__all__ = ["AcquiredPlan", "acquired_plan", "class_argmax", "interpolate_acquired", "ENCODERS", "REFERENCE_WIDTHS", "GeminiConfig", "GeminiGenerator", "ModelConfigJSON", "count_parameters"]

@@ -26,6 +26,7 @@ from core.errors import GeminiError
 from core.geometry import sr_grid
 from core.io.atomic import atomic_write_text
 from core.io.nifti import save_nifti
+from core.parallel import process_pool, process_workers
 from core.study import Grid, Study, StudyMeta
 from core.synth.acquisition import SliceShifts, plan_lr_grid, render_grid, render_signal, simulate_lr
 from core.synth.anatomy import TISSUE_TO_LABEL, Phantom, sample_heart_params
@@ -161,6 +162,39 @@ def split_names(n: int) -> list[str]:
 ProgressFn = Callable[[float, str], None]
 
 
+def _write_subject(out: Path, i: int, sid: str, split: str, seed: int, domain: Domain,
+                   n_phases: int) -> tuple[int, dict, float, float]:
+    """Generate and write subject `i` (its files and phantom.json); returns i, its manifest entry and the
+    generation and writing times. Module-level so that a process pool can run it."""
+    t0 = time.perf_counter()
+    pair = make_subject(subject_seed(seed, i), domain, n_phases, subject_id=sid)
+    t1 = time.perf_counter()
+    folder = out / sid
+    folder.mkdir(parents=True, exist_ok=True)
+    dt = float(pair.info["phase_interval_ms"])
+    desc = f"gemini-cmr phantom {domain.name} seed {seed} {sid}"
+    save_nifti(folder / "lr_image.nii.gz", pair.lr.image, pair.lr.affine, dt, desc)
+    save_nifti(folder / "lr_labels.nii.gz", pair.lr.labels, pair.lr.affine, dt, desc)
+    save_nifti(folder / "hr_image.nii.gz", pair.hr.image, pair.hr.affine, dt, desc)
+    save_nifti(folder / "hr_labels.nii.gz", pair.hr.labels, pair.hr.affine, dt, desc)
+    info = dict(pair.info, id=sid, split=split, dataset_seed=int(seed), subject_index=i,
+                timings_s={k: round(v, 3) for k, v in pair.timings.items()})
+    atomic_write_text(folder / "phantom.json", json.dumps(info, indent=1))
+    entry = {
+        "id": sid,
+        "split": split,
+        "domain": domain.name,
+        "lr_image": f"{sid}/lr_image.nii.gz",
+        "lr_labels": f"{sid}/lr_labels.nii.gz",
+        "hr_image": f"{sid}/hr_image.nii.gz",
+        "hr_labels": f"{sid}/hr_labels.nii.gz",
+        "ed_phase": 0,
+        "es_phase": int(pair.phantom.es_phase),
+        "phantom": f"{sid}/phantom.json",
+    }
+    return i, entry, t1 - t0, time.perf_counter() - t1
+
+
 def write_dataset(
     out: str | Path,
     n_subjects: int,
@@ -171,54 +205,46 @@ def write_dataset(
     command: str = "",
     overwrite: bool = False,
     progress: ProgressFn | None = None,
+    workers: int = 1,
 ) -> Path:
-    """Write a paired phantom dataset to folder `out`; returns the manifest path."""
+    """Write a paired phantom dataset to folder `out`; returns the manifest path. `workers` > 1 generates
+    subjects in that many processes (same files: every subject has its own seed); the manifest is written
+    last, so an interrupted run leaves no manifest."""
     domain = get_domain(domain)
     out = Path(out)
     if n_subjects < 1:
         raise GeminiError("--subjects must be at least 1")
     if n_phases < 2:
         raise GeminiError("--phases must be at least 2")
+    if workers < 1:
+        raise GeminiError("--workers must be at least 1")
     manifest_path = out / "manifest.json"
     if manifest_path.exists() and not overwrite:
         raise GeminiError("a dataset already exists here (use --force to overwrite)", manifest_path)
     out.mkdir(parents=True, exist_ok=True)
     splits = split_names(n_subjects)
     width = max(3, len(str(n_subjects - 1)))
-    subjects = []
-    for i in range(n_subjects):
-        sid = f"sub-{i:0{width}d}"
-        t0 = time.perf_counter()
-        pair = make_subject(subject_seed(seed, i), domain, n_phases, subject_id=sid)
-        t1 = time.perf_counter()
-        folder = out / sid
-        folder.mkdir(parents=True, exist_ok=True)
-        dt = float(pair.info["phase_interval_ms"])
-        desc = f"gemini-cmr phantom {domain.name} seed {seed} {sid}"
-        save_nifti(folder / "lr_image.nii.gz", pair.lr.image, pair.lr.affine, dt, desc)
-        save_nifti(folder / "lr_labels.nii.gz", pair.lr.labels, pair.lr.affine, dt, desc)
-        save_nifti(folder / "hr_image.nii.gz", pair.hr.image, pair.hr.affine, dt, desc)
-        save_nifti(folder / "hr_labels.nii.gz", pair.hr.labels, pair.hr.affine, dt, desc)
-        info = dict(pair.info, id=sid, split=splits[i], dataset_seed=int(seed), subject_index=i,
-                    timings_s={k: round(v, 3) for k, v in pair.timings.items()})
-        atomic_write_text(folder / "phantom.json", json.dumps(info, indent=1))
-        subjects.append({
-            "id": sid,
-            "split": splits[i],
-            "domain": domain.name,
-            "lr_image": f"{sid}/lr_image.nii.gz",
-            "lr_labels": f"{sid}/lr_labels.nii.gz",
-            "hr_image": f"{sid}/hr_image.nii.gz",
-            "hr_labels": f"{sid}/hr_labels.nii.gz",
-            "ed_phase": 0,
-            "es_phase": int(pair.phantom.es_phase),
-            "phantom": f"{sid}/phantom.json",
-        })
-        t2 = time.perf_counter()
-        log.info("%s (%s): generated in %.2f s, written in %.2f s", sid, splits[i], t1 - t0, t2 - t1)
+    jobs = [(out, i, f"sub-{i:0{width}d}", splits[i], int(seed), domain, n_phases) for i in range(n_subjects)]
+    subjects: list[dict] = [{} for _ in jobs]
+
+    def done(k: int, i: int, entry: dict, t_gen: float, t_write: float) -> None:
+        subjects[i] = entry
+        log.info("%s (%s): generated in %.2f s, written in %.2f s", entry["id"], entry["split"], t_gen, t_write)
         if progress:
-            progress((i + 1) / n_subjects,
-                     f"{sid} ({splits[i]}): generated {t1 - t0:.2f} s, written {t2 - t1:.2f} s")
+            progress(k / n_subjects,
+                     f"{entry['id']} ({entry['split']}): generated {t_gen:.2f} s, written {t_write:.2f} s")
+
+    workers = process_workers(workers)
+    if workers == 1 or n_subjects == 1:
+        for k, job in enumerate(jobs, 1):
+            done(k, *_write_subject(*job))
+    else:
+        from concurrent.futures import as_completed
+
+        with process_pool(min(workers, n_subjects)) as pool:
+            futures = [pool.submit(_write_subject, *job) for job in jobs]
+            for k, fut in enumerate(as_completed(futures), 1):
+                done(k, *fut.result())
     manifest = {
         "format": FORMAT,
         "version": FORMAT_VERSION,

@@ -31,10 +31,11 @@ from core.geometry import place_on_sr_grid, resample, sr_grid
 from core.io.atomic import atomic_path
 from core.io.nifti import read_nifti_array
 from core.models.preprocess import DEFAULT_PERCENTILE, depth_windows, intensity_scale
+from core.parallel import process_pool, process_workers
 from core.study import Grid
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: in-plane placement keeps the LR field of view edge (core.geometry.inplane_resample)
 SPLITS = ("train", "val", "test")
 
 
@@ -255,14 +256,17 @@ def _cache_key(root: Path, entry: dict, percentile: float, max_phases: int = 0) 
 
 
 def load_split(root: str | Path, split: str | tuple[str, ...], percentile: float = DEFAULT_PERCENTILE,
-               cache_dir: str | Path | None = None, max_phases: int = 0) -> list[Sample]:
-    """Samples of the subjects in `split` (one name or a tuple), via the on-disk cache when given."""
+               cache_dir: str | Path | None = None, max_phases: int = 0,
+               workers: int | None = None) -> list[Sample]:
+    """Samples of the subjects in `split` (one name or a tuple), via the on-disk cache when given.
+    Subjects not in the cache are preprocessed in `workers` processes (`core.parallel.process_workers`)."""
     root = Path(root)
     manifest = read_manifest(root)
     splits = (split,) if isinstance(split, str) else tuple(split)
     entries = [s for s in manifest["subjects"] if s["split"] in splits]
-    samples: list[Sample] = []
-    for e in entries:
+    per_subject: list[list[Sample] | None] = [None] * len(entries)
+    todo: list[tuple[int, Path | None]] = []
+    for i, e in enumerate(entries):
         for k in ("lr_image", "hr_image", "hr_labels"):
             _file(root, e["id"], e.get(k), k)
         cached = None
@@ -270,15 +274,26 @@ def load_split(root: str | Path, split: str | tuple[str, ...], percentile: float
             cached = Path(cache_dir) / f"{e['id']}-{_cache_key(root, e, percentile, max_phases)}.npz"
             if cached.exists():
                 try:
-                    samples.extend(_read_cache(cached, e["id"]))
+                    per_subject[i] = _read_cache(cached, e["id"])
                     continue
                 except (OSError, ValueError, KeyError):
                     log.warning("ignoring unreadable cache file %s", cached)
-        subj = load_subject(root, e, percentile, max_phases)
-        if cached is not None:
-            _write_cache(cached, subj)
-        samples.extend(subj)
-    return samples
+        todo.append((i, cached))
+    workers = process_workers(workers)
+    if len(todo) > 1 and workers > 1:
+        with process_pool(min(workers, len(todo))) as pool:
+            futures = [(i, cached, pool.submit(load_subject, root, entries[i], percentile, max_phases))
+                       for i, cached in todo]
+            for i, cached, fut in futures:
+                per_subject[i] = fut.result()
+                if cached is not None:
+                    _write_cache(cached, per_subject[i])
+    else:
+        for i, cached in todo:
+            per_subject[i] = load_subject(root, entries[i], percentile, max_phases)
+            if cached is not None:
+                _write_cache(cached, per_subject[i])
+    return [s for subj in per_subject for s in subj]
 
 
 def _write_cache(path: Path, samples: list[Sample]) -> None:

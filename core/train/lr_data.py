@@ -42,7 +42,7 @@ from core.study import Grid
 from core.train.data import labels_centre
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: in-plane placement keeps the LR field of view edge
 _PATIENT = re.compile(r"^patient(\d+)$")
 
 

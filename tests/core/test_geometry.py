@@ -80,6 +80,41 @@ def test_nearest_slice_placement_uses_only_acquired_slices():
     assert np.allclose(centre, np.repeat([1.0, 2.0, 3.0, 4.0], 5))
 
 
+def test_placement_keeps_the_field_of_view_edge():
+    """The SR grid's edge rows and columns fall up to half an LR pixel outside the edge pixel centres
+    (here 100 x 1.8 mm -> 144 x 1.25 mm: -0.15 LR px): they take the edge value, not 0; an SR grid wider
+    than the LR field of view is 0 beyond it."""
+    g = lr_grid(shape=(2, 100, 100), spacing=(1.8, 1.8, 10.0), origin=(0, 0, 0))
+    s = sr_grid(g)
+    vol = np.full((2, 100, 100), 7.0, np.float32)
+    placed = place_on_sr_grid(vol, g, s, order=1)
+    assert placed.shape[1:] == (144, 144)
+    assert np.allclose(placed, 7.0)  # every SR pixel lies inside the LR field of view
+    labels = place_on_sr_grid(np.full((2, 100, 100), 3, np.uint8), g, s, order=0)
+    assert labels.dtype == np.uint8 and (labels == 3).all()
+    wide = Grid((s.shape[0], 160, 160), s.affine.copy())  # 20 SR pixels more in x and y: outside the LR FOV
+    out = place_on_sr_grid(vol, g, wide, order=1)
+    assert np.allclose(out[:, :144, :144], 7.0) and np.allclose(out[:, 150:, :], 0.0) and np.allclose(out[:, :, 150:], 0.0)
+
+
+def test_fast_bilinear_placement_matches_map_coordinates():
+    """float32 stacks take one torch.grid_sample call; float64 ones scipy's map_coordinates per slice:
+    the same values (oblique grid, several phases)."""
+    from core.geometry import inplane_resample
+
+    r = rotation_matrix([1, 2, 3], 25.0)
+    aff = np.eye(4)
+    aff[:3, :3] = r @ np.diag([1.7, 1.9, 8.0])
+    aff[:3, 3] = [10, -5, 3]
+    g = Grid((5, 30, 26), aff)
+    s = sr_grid(g)
+    vol = np.random.default_rng(1).random((3, 5, 30, 26)) * 100
+    fast = inplane_resample(vol.astype(np.float32), g, s)
+    ref = inplane_resample(vol, g, s)
+    assert fast.dtype == np.float32 and ref.dtype == np.float64 and fast.shape == (3, 5, *s.shape[1:])
+    np.testing.assert_allclose(fast, ref, atol=2e-3)
+
+
 def test_resample_identity_and_shift():
     g = lr_grid(shape=(5, 12, 14))
     vol = np.random.default_rng(1).random(g.shape).astype(np.float32)

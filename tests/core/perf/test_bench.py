@@ -50,6 +50,24 @@ def test_flops_of_reference_network():
     assert next(m.parameters()).device.type == "cpu"  # the model itself was not moved
 
 
+def test_flops_of_acquired_2d_follow_the_acquired_slices():
+    """The acquired-2d generator runs once per acquired slice: counted on a real input, twice the acquired
+    slices cost about twice the FLOPs (the meta device cannot run its data-dependent plan)."""
+    from core.models.gemini import GeminiConfig, GeminiGenerator
+
+    g = GeminiGenerator(GeminiConfig(depth=16, widths=(4, 8), encoder="acquired-2d")).eval()
+    rng = np.random.default_rng(0)
+
+    def stack(n_acq):
+        x = np.zeros((1, 16, 8, 8), np.float32)
+        for i in range(n_acq):
+            x[0, 2 * i:2 * i + 2] = rng.random((8, 8)) + 0.1
+        return x
+
+    f2, f4 = (model_flops(g, (1, 16, 8, 8), stack(n)) for n in (2, 4))
+    assert 1.8 < f4 / f2 < 2.2
+
+
 def _pred(img, lab):
     return Prediction(None, list(range(len(img))), img, lab, "x")
 

@@ -34,6 +34,19 @@ def test_samples_on_the_sr_grid(toy_data, tmp_path):
     np.testing.assert_array_equal(again[5].x, samples[5].x)
 
 
+def test_parallel_preprocessing_gives_the_same_samples(toy_data, tmp_path):
+    """Subjects missing from the cache are preprocessed in worker processes: same samples, same order,
+    and the cache files they write are read back identically."""
+    one = load_split(toy_data, "train", workers=1)
+    two = load_split(toy_data, "train", cache_dir=tmp_path / "cache", workers=2)
+    assert [(s.subject, s.phase) for s in two] == [(s.subject, s.phase) for s in one]
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a.x, b.x)
+        np.testing.assert_array_equal(a.labels, b.labels)
+    again = load_split(toy_data, "train", cache_dir=tmp_path / "cache", workers=2)
+    np.testing.assert_array_equal(again[-1].image, one[-1].image)
+
+
 def test_hr_on_another_grid_is_resampled(toy_data, tmp_path):
     data = tmp_path / "d"
     shutil.copytree(toy_data, data)

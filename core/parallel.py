@@ -1,0 +1,62 @@
+"""Process-level performance settings: process pools for CPU-bound preprocessing (phantom generation, the
+training cache) and the C allocator's settings for inference (`tune_malloc`).
+
+`process_workers(n)` is how many processes to really use: `n` (None: half the CPUs, at most 8, so 1 on a
+2-core machine), but 1 where a "spawn" process pool cannot start its children: a frozen (PyInstaller)
+application, or a main module read from stdin. `process_pool(n)` uses "spawn" so that no process holding
+torch, OpenMP or Qt threads is forked.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+
+def process_workers(n: int | None = None) -> int:
+    if n is None:
+        n = max(1, min(8, (os.cpu_count() or 1) // 2))
+    n = max(1, int(n))
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if getattr(sys, "frozen", False) or (main_file is not None and not Path(main_file).exists()):
+        return 1
+    return n
+
+
+def process_pool(n: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
+
+
+log = logging.getLogger(__name__)
+_MALLOC_TUNED: bool | None = None
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+
+
+def tune_malloc() -> bool:
+    """glibc: serve allocations up to 32 MiB from the heap and keep freed heap memory in the process (no
+    trimming below 1 GiB), so the network's large temporary tensors reuse pages already mapped instead of
+    page-faulting fresh zeroed memory on every call (issue 11: glibc's adaptive threshold only gets there
+    after a few calls; `benchmarks/bench_malloc.py` measures the difference). Once per process; no-op
+    on other C libraries or with GEMINI_CMR_MALLOC=0. Returns whether the settings are in effect."""
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED is not None:
+        return _MALLOC_TUNED
+    _MALLOC_TUNED = False
+    if os.environ.get("GEMINI_CMR_MALLOC", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = bool(libc.mallopt(M_MMAP_THRESHOLD, 32 * 2**20)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**30))
+    except (OSError, AttributeError):
+        return False
+    _MALLOC_TUNED = ok
+    log.debug("malloc tuned for inference: %s", ok)
+    return ok
+
+
+__all__ = ["process_pool", "process_workers", "tune_malloc"]
