@@ -87,3 +87,55 @@ def test_acquired2d_depends_on_acquired_slices_not_on_their_repetition():
     torch.testing.assert_close(sa[0, :, ca], sb[0, :, cb], atol=1e-5, rtol=1e-5)
     # between two centres the output is the linear interpolation of the two acquired slices' outputs
     torch.testing.assert_close(ib[0, 5], 0.8 * ib[0, 4] + 0.2 * ib[0, 9], atol=1e-5, rtol=1e-5)
+
+
+def _a2d_with_stats(**kw):
+    torch.manual_seed(0)
+    g = GeminiGenerator(GeminiConfig(depth=16, widths=(4, 8, 16), encoder="acquired-2d", input_to_heads=True, **kw))
+    for m in g.modules():  # non-trivial BN statistics and affine parameters
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.3, 0.3)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return g.eval()
+
+
+def test_acquired2d_eval_mixing_matches_the_conv3d_path():
+    """Eval mode mixes through-plane with 1x1 convolutions on the acquired slices only; the same numbers as
+    the (k, 1, 1) Conv3d over the zero-separated sequence that training uses."""
+    g = _a2d_with_stats()
+    x, _ = _placed(4, [3, 4, 3, 4], (1, 1))
+    x = torch.cat([x, x.flip(1)])
+    plan = acquired_plan(x)
+    feats = g._encode2d(x.reshape(-1, 1, 16, 16)[plan.src])
+    for mix, f in zip(g.mix, feats):
+        fast = g._mix_sequences(mix, f, plan.pos, plan.length)
+        seq = f.new_zeros((plan.length, *f.shape[1:]))
+        seq[plan.pos] = f
+        v = seq.permute(1, 0, 2, 3).unsqueeze(0)
+        ref = (v + torch.relu(mix.norm(mix.conv(v))))[0].permute(1, 0, 2, 3)[plan.pos]
+        torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_acquired2d_infer_labels_equal_argmax_of_forward():
+    """`infer` never builds the SR logits: the labels of the acquired slices, interpolated only where two
+    neighbours disagree. Same image and the same labels as argmax of `forward`'s interpolated logits."""
+    from core.models.gemini import class_argmax
+
+    g = _a2d_with_stats()
+    with torch.no_grad():  # spread logits, so that neighbouring slices disagree somewhere
+        g.seg_head.weight.normal_(0, 3, generator=torch.Generator().manual_seed(5))
+        g.seg_head.bias.zero_()
+    x, _ = _placed(4, [3, 5, 4, 3], (0, 1), seed=3)
+    x = torch.cat([x, _placed(3, [5, 5, 5], (1, 0), seed=4)[0]])
+    with torch.inference_mode():
+        img, logits = g(x)
+        img2, lab = g.infer(x)
+    ref = class_argmax(logits)
+    torch.testing.assert_close(img2, img)
+    assert lab.dtype == torch.uint8 and torch.equal(lab, ref)
+    a_img, a_seg, plan = g.acquired_parts(x)
+    a_lab = class_argmax(a_seg)
+    assert (a_lab[plan.ia] != a_lab[plan.ib]).any()  # the interpolated branch was exercised
+    assert (lab.flatten(0, 1)[plan.out] > 0).any()
