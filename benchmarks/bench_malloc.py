@@ -28,7 +28,7 @@ def run(models: list[str], repeat: int, tuned: bool) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="*", default=["resources/models/gemini-phantom",
-                                                  "resources/models/gemini-phantom-a2d"])
+                                                  "resources/models/gemini-phantom-sac"])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()

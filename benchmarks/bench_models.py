@@ -1,7 +1,7 @@
 """Time two or more Gemini-GAN models on the same study in one process (min of --repeat runs each,
 interleaved), e.g. the default bundled phantom model against the optional acquired-2d one:
 
-    .venv/bin/python benchmarks/bench_models.py resources/models/gemini-phantom resources/models/gemini-phantom-a2d
+    .venv/bin/python benchmarks/bench_models.py resources/models/gemini-phantom resources/models/gemini-phantom-sac
 
 Prints seconds per cine (`Predictor.predict`, all phases) and each model's ratio to the first.
 """

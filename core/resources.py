@@ -19,10 +19,11 @@ def bundled_model_path() -> Path:
     return RESOURCES / "models" / "gemini-phantom"
 
 
-def phantom_a2d_model_path() -> Path:
-    """Optional phantom model with the `acquired-2d` generator (issue 5): better Dice at ES, lower PSNR,
-    2.5x slower on the CPU than the default bundled model (docs/gemini.md)."""
-    return RESOURCES / "models" / "gemini-phantom-a2d"
+def phantom_sac_model_path() -> Path:
+    """Optional phantom model with the paper's slices-as-channels generator (282a0c557b2e, the bundled
+    default until session 5): about half the CPU time of the bundled acquired-2d model, but it draws the
+    ventricle above the descended base at ES (docs/gemini.md)."""
+    return RESOURCES / "models" / "gemini-phantom-sac"
 
 
 def acdc_model_path() -> Path:

@@ -1,10 +1,10 @@
 """Export a training run's checkpoint as a float16 model folder (safetensors + config.json), recording the
 command that made it, e.g. the bundled models:
 
-    .venv/bin/python scripts/export_model.py runs/gemini-phantom-stage5/best resources/models/gemini-phantom \
+    .venv/bin/python scripts/export_model.py runs/phantom-a2d-stage3/best resources/models/gemini-phantom \
         --command scripts/train_bundled_model.sh
-    .venv/bin/python scripts/export_model.py runs/phantom-a2d/best resources/models/gemini-phantom-a2d \
-        --command "gemini-cmr train gemini --data data/phantoms --out runs/phantom-a2d --config scripts/gemini_phantom_a2d.json --device cpu --seed 0"
+    .venv/bin/python scripts/export_model.py runs/gemini-phantom-stage5/best resources/models/gemini-phantom-sac \
+        --command scripts/train_sac_phantom_model.sh
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # One lent-GPU session for the phantom models (issues 5 and 11), everything under one wall-clock budget:
 #   1. `gemini-cmr bench --device cuda --no-meshes --repeat 5 --json` for the bundled model and the
-#      optional acquired-2d phantom model (issue 11's GPU figure);
+#      optional slices-as-channels phantom model (issue 11's GPU figure);
 #   2. the 40-subject phantom dataset (`gemini-cmr synth --seed 0 --workers N`, the same files as
 #      data/phantoms) and its training cache, built in parallel;
 #   3. two fine-tuning runs side by side on the one GPU, each stopped by SIGINT at the deadline at the
 #      latest (the loop then writes its last checkpoint; the best validation checkpoint is kept):
-#      scripts/gemini_phantom_a2d_gpu.json (acquired-2d, from resources/models/gemini-phantom-a2d) and
-#      scripts/gemini_phantom_sac_gpu.json (slices-as-channels, from resources/models/gemini-phantom);
+#      scripts/gemini_phantom_a2d_gpu.json (acquired-2d, from resources/models/gemini-phantom) and
+#      scripts/gemini_phantom_sac_gpu.json (slices-as-channels, from resources/models/gemini-phantom-sac);
+#      (in session 5 these started from the then acquired-2d and default models: docs/gemini.md)
 #   4. both best checkpoints exported (float16) and evaluated on the test split (scripts/eval_gemini.py).
 # Usage (repository root; OUT = where results go):
 #   OUT=/tmp/gpu_out TRAIN_S=300 scripts/gpu_phantom_session.sh
@@ -39,9 +40,9 @@ $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_av
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
   say "bench: bundled model"
   $PY -m core.cli.main bench --device "$DEVICE" --no-meshes --repeat 5 --json > "$OUT/bench_default.json" 2> "$OUT/bench_default.err"
-  say "bench: acquired-2d phantom model"
+  say "bench: slices-as-channels phantom model"
   $PY -m core.cli.main bench --device "$DEVICE" --no-meshes --repeat 5 --json \
-    --model resources/models/gemini-phantom-a2d > "$OUT/bench_a2d.json" 2> "$OUT/bench_a2d.err"
+    --model resources/models/gemini-phantom-sac > "$OUT/bench_sac.json" 2> "$OUT/bench_sac.err"
 fi
 
 say "synth $SUBJECTS subjects, $WORKERS processes"

@@ -384,9 +384,23 @@ class TrainItems:
             x = x * g
             img = img * g
             if sigma > 0:
-                x = x + rng.normal(0, sigma, x.shape).astype(np.float32) * mask[:, None, None]
+                # One noise field per acquired slice, shared by the SR slices it was placed on: per-slice
+                # noise made those copies differ, so the per-slice generators ("acquired-2d"), which find
+                # acquired slices as runs of identical slices, trained on every SR slice as its own
+                # acquired slice, unlike inference (fixed in session 5).
+                run = run_index(x)
+                noise = rng.normal(0, sigma, (int(run[-1]) + 1, *x.shape[1:])).astype(np.float32)
+                x = x + noise[run] * mask[:, None, None]
         return (np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(img, dtype=np.float32),
                 np.ascontiguousarray(lab), mask)
+
+
+def run_index(x: np.ndarray) -> np.ndarray:
+    """(D, h, w) -> (D,) index of the run of identical consecutive slices each slice belongs to."""
+    same = np.zeros(x.shape[0], bool)
+    if x.shape[0] > 1:
+        same[1:] = (x[1:] == x[:-1]).reshape(x.shape[0] - 1, -1).all(1)
+    return np.cumsum(~same) - 1
 
 
 def class_frequencies(samples: list[Sample], n_classes: int = 4) -> np.ndarray:

@@ -25,40 +25,42 @@ def test_bundled_model_loads():
 
 
 def test_bundled_model_segments_an_unseen_phantom():
+    """The bundled acquired-2d model on a phantom outside the training set: Dice at ED and ES, and the LV
+    cavity volume at ES within 20% (its point: no ventricle drawn above the descended systolic base;
+    docs/gemini.md: test split LV 0.94 / 0.93)."""
     if not _bundled_trained():
         pytest.skip("the bundled model is the untrained placeholder")
     synth = pytest.importorskip("core.synth")
     pair = synth.make_subject(987654, n_phases=8)  # a seed outside the training set's
     p = Predictor.load(device="cpu")
+    assert p.config["model"]["encoder"] == "acquired-2d"
     ed, es = pair.hr.meta.ed_phase, pair.hr.meta.es_phase
-    phases = [0 if ed is None else ed, 3 if es is None else es]
-    pred = p.predict(pair.lr, phases=phases)
+    pred = p.predict(pair.lr, phases=[ed, es])
     assert pred.sr_grid == pair.hr.grid
-    # thresholds well below the measured test-split means (docs/gemini.md: ED 0.90/0.74/0.75, ES 0.76/0.79/0.62)
-    for i, t in enumerate(phases):
+    for i, t in enumerate((ed, es)):
         truth = pair.hr.labels[t]
-        assert dice(pred.sr_labels[i], truth, 1) > 0.6  # LV cavity
-        assert dice(pred.sr_labels[i], truth, 2) > 0.6  # LV myocardium
-        assert dice(pred.sr_labels[i], truth, 3) > 0.45  # RV cavity
+        assert dice(pred.sr_labels[i], truth, 1) > 0.85  # LV cavity, ED and ES
+        assert dice(pred.sr_labels[i], truth, 2) > 0.7  # LV myocardium
+        assert dice(pred.sr_labels[i], truth, 3) > 0.65  # RV cavity
+        lv_ratio = (pred.sr_labels[i] == 1).sum() / (truth == 1).sum()
+        assert 0.8 < lv_ratio < 1.2  # LV cavity volume within 20%
         assert np.isfinite(pred.sr_image[i]).all()
-    assert dice(pred.sr_labels[0], pair.hr.labels[phases[0]], 1) > 0.8  # LV cavity at ED
 
 
-def test_optional_acquired_2d_phantom_model_segments_the_systolic_base():
-    """resources/models/gemini-phantom-a2d: the acquired-2d model, whose point is ES (no ventricle drawn
-    above the descended systolic base; docs/gemini.md: test split ES LV 0.917 against 0.843)."""
-    from core.resources import phantom_a2d_model_path
+def test_optional_slices_as_channels_phantom_model():
+    """resources/models/gemini-phantom-sac: the paper's slices-as-channels generator (the default until
+    session 5; docs/gemini.md: test split ED 0.92 / 0.81 / 0.84)."""
+    from core.resources import phantom_sac_model_path
 
     synth = pytest.importorskip("core.synth")
     pair = synth.make_subject(987654, n_phases=8)
-    p = Predictor.load(phantom_a2d_model_path(), device="cpu")
-    assert p.config["model"]["encoder"] == "acquired-2d"
+    p = Predictor.load(phantom_sac_model_path(), device="cpu")
+    assert p.config["model"]["encoder"] == "slices-as-channels"
     ed, es = pair.hr.meta.ed_phase, pair.hr.meta.es_phase
     pred = p.predict(pair.lr, phases=[ed, es])
     for i, t in enumerate((ed, es)):
         truth = pair.hr.labels[t]
-        assert dice(pred.sr_labels[i], truth, 1) > 0.8  # LV cavity, ED and ES
-        assert dice(pred.sr_labels[i], truth, 2) > 0.65
-        assert dice(pred.sr_labels[i], truth, 3) > 0.6
-        lv_ratio = (pred.sr_labels[i] == 1).sum() / (truth == 1).sum()
-        assert 0.8 < lv_ratio < 1.2  # LV cavity volume within 20%
+        assert dice(pred.sr_labels[i], truth, 1) > 0.6  # LV cavity
+        assert dice(pred.sr_labels[i], truth, 2) > 0.6  # LV myocardium
+        assert dice(pred.sr_labels[i], truth, 3) > 0.45  # RV cavity
+    assert dice(pred.sr_labels[0], pair.hr.labels[ed], 1) > 0.8  # LV cavity at ED

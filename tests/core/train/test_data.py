@@ -129,6 +129,28 @@ def test_items_augmentation_is_deterministic(toy_data):
     assert x.shape[1] % 4 == 0 and x.shape[2] % 4 == 0
 
 
+def test_input_noise_keeps_the_acquired_slices():
+    """The augmentation's noise is one field per acquired slice, shared by its SR copies, so the acquired-2d
+    generator finds the same acquired slices in a noisy training input as in the clean one (per-SR-slice
+    noise made every copy an acquired slice of its own in training, unlike inference)."""
+    import torch
+
+    from core.models.gemini import acquired_plan
+    from core.train.data import Sample, run_index
+
+    rng = np.random.default_rng(0)
+    lr = rng.random((4, 16, 16)).astype(np.float16) + 0.1
+    x = np.repeat(lr, 3, axis=0)  # 4 acquired slices, each on 3 SR slices
+    lab = np.zeros(x.shape, np.uint8)
+    lab[:, 6:10, 6:10] = 1
+    items = TrainItems([Sample("s", 0, x, x.copy(), lab, 1.0)], depth=16, multiple=4)
+    xn, _, _, mask = items.get(0, np.random.default_rng(1), Augment(crop=0, noise=0.05))
+    assert list(run_index(x.astype(np.float32))) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert not np.array_equal(xn[mask], np.repeat(lr, 3, axis=0).astype(np.float32))  # noise was added
+    plan = acquired_plan(torch.from_numpy(xn)[None])
+    assert plan.n == 4 and [s1 - s0 for s0, s1 in plan.runs[0]] == [3, 3, 3, 3]
+
+
 def test_float32_rounded_lr_spacing_still_matches_the_hr_grid():
     from core.train.data import matching_sr_grid
 
