@@ -23,6 +23,14 @@ def lr_grid(shape=(10, 32, 40), spacing=(1.8, 1.8, 10.0), origin=(-30.0, -20.0, 
     return Grid(shape, aff)
 
 
+def oblique_grid(shape, spacing, angle_deg):
+    """A grid rotated by `angle_deg` about (1, 2, 3), origin (10, -5, 3)."""
+    aff = np.eye(4)
+    aff[:3, :3] = rotation_matrix([1, 2, 3], angle_deg) @ np.diag(spacing)
+    aff[:3, 3] = [10, -5, 3]
+    return Grid(shape, aff)
+
+
 def test_index_world_round_trip_and_hand_values():
     g = lr_grid()
     assert np.allclose(g.spacing, [1.8, 1.8, 10.0])
@@ -56,11 +64,7 @@ def math_ceil(v):
 
 
 def test_sr_grid_keeps_oblique_orientation():
-    r = rotation_matrix([1, 2, 3], 35.0)
-    aff = np.eye(4)
-    aff[:3, :3] = r @ np.diag([1.5, 1.5, 8.0])
-    aff[:3, 3] = [10, -5, 3]
-    g = Grid((9, 40, 40), aff)
+    g = oblique_grid((9, 40, 40), [1.5, 1.5, 8.0], 35.0)
     s = sr_grid(g)
     assert np.allclose(s.directions, g.directions)
     assert np.allclose(s.normal, g.normal)
@@ -102,11 +106,7 @@ def test_fast_bilinear_placement_matches_map_coordinates():
     the same values (oblique grid, several phases)."""
     from core.geometry import inplane_resample
 
-    r = rotation_matrix([1, 2, 3], 25.0)
-    aff = np.eye(4)
-    aff[:3, :3] = r @ np.diag([1.7, 1.9, 8.0])
-    aff[:3, 3] = [10, -5, 3]
-    g = Grid((5, 30, 26), aff)
+    g = oblique_grid((5, 30, 26), [1.7, 1.9, 8.0], 25.0)
     s = sr_grid(g)
     vol = np.random.default_rng(1).random((3, 5, 30, 26)) * 100
     fast = inplane_resample(vol.astype(np.float32), g, s)
