@@ -567,8 +567,12 @@ def write_outputs(
         sr_aff = result.sr_grid.affine
         with ThreadPoolExecutor(max_workers=1) as pool:
             # The SR image is the largest file (gzip-bound): compress it while the rest is written.
-            big = pool.submit(save_nifti_fast, tmp / "sr_image.nii.gz", result.sr_image, sr_aff, dt,
-                              "gemini-cmr SR image")
+            # Signals are held during submit(): one raised while it starts the worker thread (Thread.start
+            # waits for it) would leave that thread unknown to the pool, so leaving the block would not
+            # wait for it and it would write into `tmp` while `tmp` is being removed.
+            with _signals_deferred():
+                big = pool.submit(save_nifti_fast, tmp / "sr_image.nii.gz", result.sr_image, sr_aff, dt,
+                                  "gemini-cmr SR image")
             _write_rest(result, tmp, formats, all_phase_meshes, dt, cancel)
             big.result()
         check()

@@ -82,6 +82,61 @@ def test_sigterm_while_writing_outputs_keeps_the_old_folder(tmp_path):
     _interrupt_super_resolve(tmp_path, signal.SIGTERM, "writing")
 
 
+def test_signal_while_starting_the_image_writer_waits_for_it(tmp_path, monkeypatch):
+    """A SIGTERM that lands while write_outputs starts its SR-image writer thread (Thread.start waits for
+    the new thread) must not orphan the writer: the cleanup waits for it, then removes the temporary folder.
+    (An orphaned writer kept writing into the folder while it was removed: CI found `.results.tmp-*` left.)"""
+    import threading
+
+    import core.engine as engine
+    from core.engine import SuperResolver, write_outputs
+    from core.io import load_study
+
+    result = SuperResolver(device="cpu").run(load_study(DEMO), phases=[0, 1], meshes="none")
+    out = tmp_path / "results"
+    before = _previous_outputs(out)
+
+    class Stop(Exception):
+        pass
+
+    def on_term(signum, frame):
+        raise Stop()
+
+    finished: list[float] = []
+    real_save, real_start = engine.save_nifti_fast, threading.Thread.start
+
+    def slow_save(*args, **kw):
+        time.sleep(0.5)
+        try:
+            return real_save(*args, **kw)
+        finally:
+            finished.append(time.monotonic())
+
+    fired: list[bool] = []
+
+    def start(self):
+        real_start(self)
+        if not fired and threading.current_thread() is threading.main_thread():
+            fired.append(True)
+            signal.raise_signal(signal.SIGTERM)  # lands while submit() is starting the pool's thread
+
+    monkeypatch.setattr(engine, "save_nifti_fast", slow_save)
+    monkeypatch.setattr(threading.Thread, "start", start)
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        with pytest.raises(Stop):
+            write_outputs(result, out, mesh_formats=())
+        raised_at = time.monotonic()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        monkeypatch.undo()
+        time.sleep(1.0)  # an orphaned writer (the bug) finishes meanwhile
+    assert fired
+    assert finished and finished[0] <= raised_at, "write_outputs returned while its writer thread still ran"
+    assert tree(out) == before
+    assert leftovers(tmp_path, "results") == []
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("when", ["predicting", "writing"])
