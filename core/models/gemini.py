@@ -75,6 +75,7 @@ class GeminiConfig(ModelConfigJSON):
     residual_image: bool = True
     input_to_heads: bool = False  # concatenate the input stack to the decoder features fed to the 1x1 heads
     mix_kernel: int = 3  # shared-2d / acquired-2d: through-plane kernel of the mixing convs
+    tp_knots: int = 0  # acquired-2d: learned through-plane image detail between acquired slices (0 = linear)
 
     def __post_init__(self):
         self.widths = tuple(int(w) for w in self.widths)
@@ -86,6 +87,9 @@ class GeminiConfig(ModelConfigJSON):
             raise ModelError(f"invalid depth {self.depth} or n_classes {self.n_classes}")
         if self.upsample not in ("bilinear", "transposed"):
             raise ModelError(f"unknown upsample {self.upsample!r}")
+        self.tp_knots = int(self.tp_knots)
+        if self.tp_knots < 0 or (self.tp_knots and self.encoder != "acquired-2d"):
+            raise ModelError(f"tp_knots {self.tp_knots}: a count >= 0, and only for the acquired-2d encoder")
 
     @property
     def multiple(self) -> int:
@@ -133,6 +137,13 @@ class GeminiGenerator(nn.Module):
         head_in = w[0] + (in_ch if cfg.input_to_heads else 0)
         self.image_head = nn.Conv2d(head_in, 1 if per_slice else cfg.depth, 1)
         self.seg_head = nn.Conv2d(head_in, cfg.n_classes * (1 if per_slice else cfg.depth), 1)
+        if cfg.tp_knots:
+            # Per acquired slice and direction (towards the previous / next acquired slice), `tp_knots`
+            # residual images added to the linear interpolation between the slices (`tp_basis`); zero at
+            # start, so a model grown from a linear one starts exactly where that one was.
+            self.tp_head = nn.Conv2d(head_in, 2 * cfg.tp_knots, 1)
+            nn.init.zeros_(self.tp_head.weight)
+            nn.init.zeros_(self.tp_head.bias)
 
     def _head(self, head: nn.Conv2d, f: torch.Tensor, inp: torch.Tensor) -> torch.Tensor:
         """1x1 head on the decoder features, with `input_to_heads` also on the input stack: the weight split
@@ -233,13 +244,15 @@ class GeminiGenerator(nn.Module):
                     y = y.index_add(0, rows, z)
         return f + torch.relu(y)
 
-    def acquired_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, AcquiredPlan]:
-        """"acquired-2d": per acquired slice image (N, h, w) and logits (N, K, h, w), and the plan."""
+    def acquired_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, AcquiredPlan, torch.Tensor | None]:
+        """"acquired-2d": per acquired slice image (N, h, w), logits (N, K, h, w), the plan, and the
+        through-plane residual images (N, 2 x tp_knots, h, w) (None without `tp_knots`)."""
         cfg = self.config
         b, d, h, w = x.shape
         plan = acquired_plan(x)
         if plan.n == 0:
-            return x.new_zeros((0, h, w)), x.new_zeros((0, cfg.n_classes, h, w)), plan
+            res = x.new_zeros((0, 2 * cfg.tp_knots, h, w)) if cfg.tp_knots else None
+            return x.new_zeros((0, h, w)), x.new_zeros((0, cfg.n_classes, h, w)), plan, res
         inp = x.reshape(b * d, 1, h, w)[plan.src.to(x.device)]  # (N, 1, h, w): one per acquired slice
         inp = inp.contiguous(memory_format=torch.channels_last)  # oneDNN's preferred layout (CPU)
         feats = self._encode2d(inp)
@@ -249,7 +262,8 @@ class GeminiGenerator(nn.Module):
         a_img = self._head(self.image_head, fi, inp)[:, 0]
         if cfg.residual_image:
             a_img = a_img + inp[:, 0]
-        return a_img, self._head(self.seg_head, fs, inp), plan
+        res = self._head(self.tp_head, fi, inp) if cfg.tp_knots else None
+        return a_img, self._head(self.seg_head, fs, inp), plan, res
 
     @torch.no_grad()
     def infer(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -271,14 +285,14 @@ class GeminiGenerator(nn.Module):
         strictly above the earlier classes and not below the later ones at both ends, so the first-maximum
         rule picks c in between too); only the other pixels are interpolated and compared."""
         b, d, h, w = x.shape
-        a_img, a_seg, plan = self.acquired_parts(x)
+        a_img, a_seg, plan, a_res = self.acquired_parts(x)
         img = torch.zeros((b * d, h, w), dtype=torch.float32, device=x.device)
         lab = torch.zeros((b * d, h, w), dtype=torch.uint8, device=x.device)
         if plan.n:
             dev = x.device
             out, ia, ib = plan.out.to(dev), plan.ia.to(dev), plan.ib.to(dev)
             a_img, a_seg = a_img.float(), a_seg.float()
-            sr_img, _ = interpolate_acquired(a_img, None, plan)
+            sr_img, _ = interpolate_acquired(a_img, None, plan, None if a_res is None else a_res.float())
             img.index_copy_(0, out, sr_img)
             a_lab = class_argmax(a_seg)  # (N, h, w)
             la, lb = a_lab[ia], a_lab[ib]  # (M, h, w)
@@ -293,12 +307,12 @@ class GeminiGenerator(nn.Module):
     def _forward_acquired(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, d, h, w = x.shape
         k = self.config.n_classes
-        a_img, a_seg, plan = self.acquired_parts(x)
+        a_img, a_seg, plan, a_res = self.acquired_parts(x)
         img = x.new_zeros((b * d, h, w))
         seg = x.new_zeros((b * d, k, h, w))
         seg[:, 0] = 20.0  # depth padding: confident background
         if plan.n:
-            sr_img, sr_seg = interpolate_acquired(a_img, a_seg, plan)
+            sr_img, sr_seg = interpolate_acquired(a_img, a_seg, plan, a_res)
             img = img.to(sr_img.dtype).index_copy(0, plan.out.to(x.device), sr_img)
             seg = seg.to(sr_seg.dtype).index_copy(0, plan.out.to(x.device), sr_seg)
         return img.view(b, d, h, w), seg.view(b, d, k, h, w).permute(0, 2, 1, 3, 4)
@@ -315,12 +329,33 @@ def class_argmax(scores: torch.Tensor) -> torch.Tensor:
     return idx
 
 
-def interpolate_acquired(a_img: torch.Tensor, a_seg: torch.Tensor | None, plan: AcquiredPlan):
-    """Per acquired slice outputs -> the non-padding SR slices (`plan.out` order): linear interpolation."""
+def tp_basis(t: torch.Tensor, knots: int) -> torch.Tensor:
+    """(M,) distances t in [0, 0.5] from the nearest acquired slice (in units of the slice spacing) ->
+    (M, knots) weights of its through-plane residual images: piecewise-linear hats at t = 0.5 j / knots,
+    j = 1..knots, zero at t = 0 (the acquired slice's own position keeps its image)."""
+    pos = 0.5 * torch.arange(1, knots + 1, device=t.device, dtype=t.dtype) / knots
+    return torch.clamp(1 - torch.abs(t[:, None] - pos) * (2 * knots), min=0)
+
+
+def interpolate_acquired(a_img: torch.Tensor, a_seg: torch.Tensor | None, plan: AcquiredPlan,
+                         a_res: torch.Tensor | None = None):
+    """Per acquired slice outputs -> the non-padding SR slices (`plan.out` order): linear interpolation,
+    plus, with `a_res` (N, 2Q, h, w), the nearest acquired slice's residual images towards the other
+    neighbour weighted by `tp_basis` (channels 0..Q-1: towards the previous slice, Q..2Q-1: the next)."""
     dev = a_img.device
     ia, ib = plan.ia.to(dev), plan.ib.to(dev)
     tt = plan.t.to(device=dev, dtype=a_img.dtype)[:, None, None]
     sr_img = (1 - tt) * a_img[ia] + tt * a_img[ib]
+    if a_res is not None and a_res.shape[1]:
+        q = a_res.shape[1] // 2
+        wts = tp_basis(plan.t.to(device=dev, dtype=a_res.dtype), q)  # (M, Q)
+        base = ia * (2 * q) + (ib > ia).long() * q
+        flat = a_res.reshape(-1, *a_res.shape[2:])
+        for j in range(q):
+            rows = torch.nonzero(wts[:, j] > 0).flatten()
+            if rows.numel():
+                add = wts[rows, j, None, None] * flat.index_select(0, base[rows] + j)
+                sr_img = sr_img.index_add(0, rows, add.to(sr_img.dtype))
     if a_seg is None:
         return sr_img, None
     tt = tt.to(a_seg.dtype)[:, None]
@@ -410,4 +445,4 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["AcquiredPlan", "acquired_plan", "class_argmax", "interpolate_acquired", "ENCODERS", "REFERENCE_WIDTHS", "GeminiConfig", "GeminiGenerator", "ModelConfigJSON", "count_parameters"]
+__all__ = ["AcquiredPlan", "acquired_plan", "class_argmax", "interpolate_acquired", "tp_basis", "ENCODERS", "REFERENCE_WIDTHS", "GeminiConfig", "GeminiGenerator", "ModelConfigJSON", "count_parameters"]

@@ -259,14 +259,21 @@ class GeminiTrainer:
         self.w_tensor = torch.tensor(self.class_weights, dtype=torch.float32, device=self.device)
 
     def _init_from(self, folder: str) -> None:
-        """Start from the generator weights of a saved model (same architecture), e.g. to fine-tune."""
+        """Start from the generator weights of a saved model (same architecture), e.g. to fine-tune.
+        Growing a linear acquired-2d model (`tp_knots` 0) into one with `tp_knots` is allowed: its
+        through-plane head starts at zero, so the new model starts exactly where the saved one was."""
         weights, cfg_path = model_files(folder)
         saved = read_config(cfg_path).get("model", {})
-        if GeminiConfig.from_dict(dict(saved)).to_dict() != self.G.config.to_dict():
+        theirs, mine = GeminiConfig.from_dict(dict(saved)).to_dict(), self.G.config.to_dict()
+        grow = theirs["tp_knots"] == 0 and mine["tp_knots"] > 0 and dict(mine, tp_knots=0) == theirs
+        if theirs != mine and not grow:
             raise DataError(f"init model architecture {saved} differs from the training config's "
                             f"{self.G.config.to_dict()}", cfg_path)
-        load_state_checked(self.G, load_tensors(weights), weights)
-        log.info("generator initialised from %s", folder)
+        tensors = load_tensors(weights)
+        if grow:
+            tensors.update({k: v for k, v in self.G.state_dict().items() if k.startswith("tp_head.")})
+        load_state_checked(self.G, tensors, weights)
+        log.info("generator initialised from %s%s", folder, " (through-plane head added)" if grow else "")
 
     # --- data order ----------------------------------------------------------------------------------
     def _batch(self, step: int) -> tuple[torch.Tensor, ...]:

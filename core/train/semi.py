@@ -86,13 +86,13 @@ def acquired_losses(model: GeminiGenerator, x: torch.Tensor, labels: torch.Tenso
         raise DataError(f"seg_target must be 'slab' or 'acquired', not {seg_target!r}")
     dev = x.device
     with autocast(dev, amp):
-        a_img, a_seg, plan = model.acquired_parts(x)
+        a_img, a_seg, plan, a_res = model.acquired_parts(x)
     n = plan.n
     if n == 0:
         zero = x.sum() * 0
         return {"ce": zero, "dice": zero, "degrade": zero, "q": None, "plan": plan, "labels": None}
     a_img, a_seg = a_img.float(), a_seg.float()
-    sr_img, sr_seg = interpolate_acquired(a_img, a_seg, plan)
+    sr_img, sr_seg = interpolate_acquired(a_img, a_seg, plan, None if a_res is None else a_res.float())
     ia = plan.ia.to(dev)
     cnt = torch.bincount(ia, minlength=n).clamp(min=1).float()
     k = a_seg.shape[1]

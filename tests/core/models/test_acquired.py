@@ -135,7 +135,60 @@ def test_acquired2d_infer_labels_equal_argmax_of_forward():
     ref = class_argmax(logits)
     torch.testing.assert_close(img2, img)
     assert lab.dtype == torch.uint8 and torch.equal(lab, ref)
-    a_img, a_seg, plan = g.acquired_parts(x)
+    a_img, a_seg, plan, _ = g.acquired_parts(x)
     a_lab = class_argmax(a_seg)
     assert (a_lab[plan.ia] != a_lab[plan.ib]).any()  # the interpolated branch was exercised
     assert (lab.flatten(0, 1)[plan.out] > 0).any()
+
+
+def test_tp_basis_hats():
+    from core.models.gemini import tp_basis
+
+    t = torch.tensor([0.0, 0.125, 0.25, 0.375, 0.5])
+    torch.testing.assert_close(tp_basis(t, 2), torch.tensor([[0, 0], [0.5, 0], [1, 0], [0.5, 0.5], [0, 1.0]]))
+    torch.testing.assert_close(tp_basis(t, 1)[:, 0], t * 2)
+
+
+def test_tp_knots_start_linear_then_add_the_nearest_slices_residuals():
+    """`tp_knots`: zero-initialised, the model equals the linear one (same other weights); with weights, each
+    SR slice = linear interpolation + the nearest acquired slice's residual images towards its other
+    neighbour, weighted by `tp_basis`; `infer` gives the same image as `forward`; gradients reach the head."""
+    from core.models.gemini import interpolate_acquired, tp_basis
+
+    lin = _a2d_with_stats()
+    tp = _a2d_with_stats(tp_knots=2)
+    missing = tp.load_state_dict(lin.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["tp_head.bias", "tp_head.weight"]
+    x, _ = _placed(4, [3, 5, 4, 3], (0, 1), seed=3)
+    with torch.inference_mode():
+        torch.testing.assert_close(tp(x)[0], lin(x)[0])
+    with torch.no_grad():
+        tp.tp_head.weight.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))
+        tp.tp_head.bias.normal_(0, 0.1, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        img, _ = tp(x)
+        img2, _ = tp.infer(x)
+        a_img, a_seg, plan, a_res = tp.acquired_parts(x)
+        lin_img, _ = interpolate_acquired(a_img, None, plan)
+    torch.testing.assert_close(img2, img)
+    assert a_res.shape == (plan.n, 4, 16, 16)
+    wts = tp_basis(plan.t, 2)
+    sr = img.flatten(0, 1)[plan.out]
+    for m in range(len(plan.out)):
+        ia, ib = int(plan.ia[m]), int(plan.ib[m])
+        ch = 2 if ib > ia else 0
+        want = lin_img[m] + wts[m, 0] * a_res[ia, ch] + wts[m, 1] * a_res[ia, ch + 1]
+        torch.testing.assert_close(sr[m], want, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(img, lin(x)[0].detach())
+    tp.train()
+    img, seg = tp(x)
+    img.pow(2).mean().backward()
+    assert tp.tp_head.weight.grad.abs().sum() > 0
+
+
+def test_tp_knots_only_for_acquired2d():
+    from core.errors import ModelError
+
+    with pytest.raises(ModelError, match="tp_knots"):
+        GeminiConfig(encoder="slices-as-channels", tp_knots=2)
+    assert GeminiConfig.from_dict(GeminiConfig(encoder="acquired-2d").to_dict()).tp_knots == 0

@@ -147,3 +147,28 @@ def test_init_from_a_saved_model_and_dice_weight(toy_data, tmp_path):
     with pytest.raises(DataError, match="init model architecture"):
         GeminiTrainer(_cfg(model=other, max_steps=1, init=str(tmp_path / "a" / "last")), toy_data,
                       tmp_path / "c", "cpu")._prepare()
+
+
+def test_init_grows_a_linear_acquired2d_model_with_tp_knots(toy_data, tmp_path):
+    """`init` from a linear acquired-2d model into the same model with `tp_knots`: every saved tensor is
+    loaded, the new through-plane head starts at zero (same outputs as the saved model), and it trains."""
+    a2d = dict(TINY["model"], encoder="acquired-2d", input_to_heads=True)
+    GeminiTrainer(_cfg(model=a2d, max_steps=2), toy_data, tmp_path / "a", "cpu").run()
+    src = load_model(tmp_path / "a" / "last").generator.eval()
+    t = GeminiTrainer(_cfg(model=dict(a2d, tp_knots=2), max_steps=3, init=str(tmp_path / "a" / "last")),
+                      toy_data, tmp_path / "b", "cpu")
+    t._prepare()
+    for name, p in src.state_dict().items():
+        assert torch.equal(t.G.state_dict()[name], p), name
+    assert not t.G.tp_head.weight.any() and not t.G.tp_head.bias.any()
+    x = torch.zeros(1, 24, 32, 32)
+    x[0, 4:20] = torch.rand(4, 1, 32, 32).repeat_interleave(4, 0)[:, 0]
+    t.G.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(t.G(x)[0], src(x)[0])
+    assert t.run()["status"] == "done"
+    assert t.G.tp_head.weight.abs().sum() > 0
+    # the other way (or any other difference) is refused
+    with pytest.raises(DataError, match="init model architecture"):
+        GeminiTrainer(_cfg(model=a2d, max_steps=1, init=str(tmp_path / "b" / "last")), toy_data,
+                      tmp_path / "c", "cpu")._prepare()

@@ -112,7 +112,7 @@ def test_acquired_seg_target_uses_each_acquired_slice_own_logits(acdc_root):
     g = GeminiGenerator(GeminiConfig(depth=24, widths=(4, 8, 8), encoder="acquired-2d", input_to_heads=True))
     w = torch.ones(4)
     a = acquired_losses(g, x, lab, slab, w, seg_target="acquired")
-    _, a_seg, _ = g.acquired_parts(x)
+    _, a_seg, _, _ = g.acquired_parts(x)
     probs = torch.softmax(a_seg, 1)
     torch.testing.assert_close(a["q"], probs)
     ce = torch.nn.functional.nll_loss(torch.log(probs.clamp_min(1e-6)), a["labels"], weight=w, ignore_index=IGNORE)
