@@ -3,7 +3,7 @@
 outer rows and columns recomputed from thin strips, where the upsampling clamps and the convolution pads),
 on the bundled model's layer sizes (48 slices = 4 phases x 12 acquired slices, bf16, channels_last, CPU).
 Prints the largest float32 difference (exactness) and the milliseconds of each variant. Issue 11, session 6
-(four runs on a busy host): 72 -> 144 px x1.17-1.57 (4-6 ms saved per call, 10 calls per cine: about 3% of
+(five runs on a busy host): 72 -> 144 px x1.07-1.57 (1-6 ms saved per call, 10 calls per cine: about 3% of
 the network time), 36 -> 72 px x0.90-1.25, 18 -> 36 px x0.65 (`pixel_shuffle` in channels_last and the border
 strips cost about what the smaller convolution saves). Not integrated into the model.
 
