@@ -200,11 +200,16 @@ class GeminiGenerator(nn.Module):
 
 
     # --- "acquired-2d" ---------------------------------------------------------------------------------
-    def _mix_sequences(self, mix: ThroughPlaneMix, f: torch.Tensor, pos: torch.Tensor, length: int) -> torch.Tensor:
-        """Residual through-plane mixing of (N, C, h, w) features laid out at `pos` in a zero sequence."""
+    def _mix_sequences(self, mix: ThroughPlaneMix, f: torch.Tensor, pos: torch.Tensor, length: int,
+                       blocks: dict[int, list[tuple[int, int, int]]] | None = None) -> torch.Tensor:
+        """Residual through-plane mixing of (N, C, h, w) features laid out at `pos` in a zero sequence
+        (`blocks`: `neighbour_blocks` of `pos`, for the eval path)."""
         norm = mix.norm
         if not self.training and norm.track_running_stats and norm.running_var is not None:
-            return self._mix_sequences_eval(mix, f, pos, length)
+            r = mix.conv.kernel_size[0] // 2
+            if blocks is None or any(o not in blocks for o in range(-r, r + 1) if o):
+                blocks = neighbour_blocks(pos, length, r)
+            return self._mix_sequences_eval(mix, f, blocks)
         n, c, h, w = f.shape
         seq = f.new_zeros((length, c, h, w))
         seq[pos] = f
@@ -213,11 +218,14 @@ class GeminiGenerator(nn.Module):
         return v[0].permute(1, 0, 2, 3)[pos]
 
     @staticmethod
-    def _mix_sequences_eval(mix: ThroughPlaneMix, f: torch.Tensor, pos: torch.Tensor, length: int) -> torch.Tensor:
+    def _mix_sequences_eval(mix: ThroughPlaneMix, f: torch.Tensor,
+                            blocks: dict[int, list[tuple[int, int, int]]]) -> torch.Tensor:
         """`_mix_sequences` with the BatchNorm's running statistics (eval): the (k, 1, 1) Conv3d as k 1x1
-        Conv2d on the acquired slices only, each added to the neighbour `offset` positions away along the
-        sequence (absent neighbours are the zero slices). No (1, C, L, h, w) copy, and the features keep
-        their memory format (channels_last on the CPU: oneDNN needs no layout conversions afterwards)."""
+        Conv2d on the acquired slices only, each off-centre one added to the centre one's output as shifted
+        row slices in place (`neighbour_blocks`: the rows whose neighbour `offset` positions away along the
+        sequence is a slice, absent ones being the zero slices). No (1, C, L, h, w) copy and no gathers,
+        and the features keep their memory format (channels_last on the CPU: oneDNN needs no layout
+        conversions afterwards)."""
         norm, conv = mix.norm, mix.conv
         k = conv.kernel_size[0]
         r = k // 2
@@ -226,22 +234,13 @@ class GeminiGenerator(nn.Module):
         shift = (norm.bias if norm.affine else 0) - norm.running_mean * scale
         wt = conv.weight[:, :, :, 0, 0] * scale[:, None, None]  # (C, C, k)
         y = torch.nn.functional.conv2d(f, wt[:, :, r, None, None], shift)
-        if k > 1:
-            n = f.shape[0]
-            slot = torch.full((length,), -1, dtype=torch.long, device=f.device)
-            slot[pos] = torch.arange(n, device=f.device)
-            for j in range(k):
-                o = j - r
-                if o == 0:
-                    continue
-                q = pos + o
-                ok = (q >= 0) & (q < length)
-                nb = torch.full_like(pos, -1)
-                nb[ok] = slot[q[ok]]
-                rows = torch.nonzero(nb >= 0).flatten()
-                if rows.numel():
-                    z = torch.nn.functional.conv2d(f.index_select(0, nb[rows]), wt[:, :, j, None, None])
-                    y = y.index_add(0, rows, z)
+        for j in range(k):
+            o = j - r
+            if o == 0 or not blocks[o]:
+                continue
+            z = torch.nn.functional.conv2d(f, wt[:, :, j, None, None])
+            for d0, d1, s0 in blocks[o]:
+                y[d0:d1] += z[s0:s0 + d1 - d0]
         return f + torch.relu(y)
 
     def acquired_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, AcquiredPlan, torch.Tensor | None]:
@@ -257,7 +256,9 @@ class GeminiGenerator(nn.Module):
         inp = inp.contiguous(memory_format=torch.channels_last)  # oneDNN's preferred layout (CPU)
         feats = self._encode2d(inp)
         pos = plan.pos.to(x.device)
-        feats = [self._mix_sequences(m, f, pos, plan.length) for m, f in zip(self.mix, feats)]
+        blocks = None if self.training else neighbour_blocks(plan.pos, plan.length,
+                                                             max(m.conv.kernel_size[0] // 2 for m in self.mix))
+        feats = [self._mix_sequences(m, f, pos, plan.length, blocks) for m, f in zip(self.mix, feats)]
         fi, fs = self.image_decoder(feats), self.seg_decoder(feats)
         a_img = self._head(self.image_head, fi, inp)[:, 0]
         if cfg.residual_image:
@@ -316,6 +317,29 @@ class GeminiGenerator(nn.Module):
             img = img.to(sr_img.dtype).index_copy(0, plan.out.to(x.device), sr_img)
             seg = seg.to(sr_seg.dtype).index_copy(0, plan.out.to(x.device), sr_seg)
         return img.view(b, d, h, w), seg.view(b, d, k, h, w).permute(0, 2, 1, 3, 4)
+
+
+def neighbour_blocks(pos: torch.Tensor, length: int, radius: int) -> dict[int, list[tuple[int, int, int]]]:
+    """For each offset o in [-radius, radius] but 0: the rows i whose neighbour at position pos[i] + o of
+    the mixing sequence is a slice (row i'), as blocks (d0, d1, s0) of consecutive rows d0..d1-1 whose
+    neighbours are the consecutive rows s0..s0+d1-d0-1. `pos` strictly increasing (`acquired_plan`)."""
+    p = [int(v) for v in pos.tolist()]
+    slot = {q: i for i, q in enumerate(p)}
+    out: dict[int, list[tuple[int, int, int]]] = {}
+    for o in range(-radius, radius + 1):
+        if o == 0:
+            continue
+        blocks: list[tuple[int, int, int]] = []
+        for i, q in enumerate(p):
+            j = slot.get(q + o) if 0 <= q + o < length else None
+            if j is None:
+                continue
+            if blocks and blocks[-1][1] == i and blocks[-1][2] + (i - blocks[-1][0]) == j:
+                blocks[-1] = (blocks[-1][0], i + 1, blocks[-1][2])
+            else:
+                blocks.append((i, i + 1, j))
+        out[o] = blocks
+    return out
 
 
 def class_argmax(scores: torch.Tensor) -> torch.Tensor:

@@ -101,16 +101,26 @@ def _a2d_with_stats(**kw):
     return g.eval()
 
 
-def test_acquired2d_eval_mixing_matches_the_conv3d_path():
-    """Eval mode mixes through-plane with 1x1 convolutions on the acquired slices only; the same numbers as
-    the (k, 1, 1) Conv3d over the zero-separated sequence that training uses."""
-    g = _a2d_with_stats()
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_acquired2d_eval_mixing_matches_the_conv3d_path(kernel):
+    """Eval mode mixes through-plane with 1x1 convolutions on the acquired slices only, added as shifted
+    row blocks; the same numbers as the (k, 1, 1) Conv3d over the zero-separated sequence that training
+    uses (with k = 5 that reaches across the one-slot separator into the next stack, and so does eval)."""
+    from core.models.gemini import neighbour_blocks
+
+    g = _a2d_with_stats(mix_kernel=kernel)
     x, _ = _placed(4, [3, 4, 3, 4], (1, 1))
-    x = torch.cat([x, x.flip(1)])
+    one, _ = _placed(1, [4], (6, 6), seed=2)  # a stack of one acquired slice
+    x = torch.cat([x, one, x.flip(1)])
     plan = acquired_plan(x)
     feats = g._encode2d(x.reshape(-1, 1, 16, 16)[plan.src])
+    blocks = neighbour_blocks(plan.pos, plan.length, kernel // 2)
+    if kernel == 5:
+        # the last slice of the first stack (row 3) reaches the one-slice stack (row 4) across the separator
+        assert any(d0 <= 3 < d1 and s0 + 3 - d0 == 4 for d0, d1, s0 in blocks[2])
     for mix, f in zip(g.mix, feats):
-        fast = g._mix_sequences(mix, f, plan.pos, plan.length)
+        fast = g._mix_sequences(mix, f, plan.pos, plan.length, blocks)
+        assert torch.equal(fast, g._mix_sequences(mix, f, plan.pos, plan.length))  # blocks made inside
         seq = f.new_zeros((plan.length, *f.shape[1:]))
         seq[plan.pos] = f
         v = seq.permute(1, 0, 2, 3).unsqueeze(0)
