@@ -291,18 +291,27 @@ class GeminiGenerator(nn.Module):
         lab = torch.zeros((b * d, h, w), dtype=torch.uint8, device=x.device)
         if plan.n:
             dev = x.device
-            out, ia, ib = plan.out.to(dev), plan.ia.to(dev), plan.ib.to(dev)
             a_img, a_seg = a_img.float(), a_seg.float()
-            sr_img, _ = interpolate_acquired(a_img, None, plan, None if a_res is None else a_res.float())
-            img.index_copy_(0, out, sr_img)
+            if a_res is not None:
+                sr_img, _ = interpolate_acquired(a_img, None, plan, a_res.float())
+                img.index_copy_(0, plan.out.to(dev), sr_img)
             a_lab = class_argmax(a_seg)  # (N, h, w)
-            la, lb = a_lab[ia], a_lab[ib]  # (M, h, w)
-            m, yy, xx = torch.nonzero(la != lb, as_tuple=True)
-            if m.numel():
-                t = plan.t.to(dev)[m][:, None]
-                s = (1 - t) * a_seg[ia[m], :, yy, xx] + t * a_seg[ib[m], :, yy, xx]  # (P, K)
-                la[m, yy, xx] = class_argmax(s)
-            lab.index_copy_(0, out, la)
+            tt = plan.t.to(dev)
+            # SR slices in groups of consecutive rows between the same two acquired slices: no (M, h, w)
+            # gathers, and the pixels where the two slices' labels differ are found once per group.
+            for o0, o1, ja, jb, m0 in acquired_groups(plan):
+                t = tt[m0:m0 + o1 - o0]
+                if a_res is None:
+                    tv = t[:, None, None]
+                    torch.add((1 - tv) * a_img[ja], tv * a_img[jb], out=img[o0:o1])
+                lab[o0:o1] = a_lab[ja]
+                if ja == jb:
+                    continue
+                yy, xx = torch.nonzero(a_lab[ja] != a_lab[jb], as_tuple=True)
+                if yy.numel():
+                    tk = t[:, None, None]
+                    s = (1 - tk) * a_seg[ja, :, yy, xx] + tk * a_seg[jb, :, yy, xx]  # (n, K, P)
+                    lab[o0:o1, yy, xx] = class_argmax(s)
         return img.view(b, d, h, w), lab.view(b, d, h, w)
 
     def _forward_acquired(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -317,6 +326,21 @@ class GeminiGenerator(nn.Module):
             img = img.to(sr_img.dtype).index_copy(0, plan.out.to(x.device), sr_img)
             seg = seg.to(sr_seg.dtype).index_copy(0, plan.out.to(x.device), sr_seg)
         return img.view(b, d, h, w), seg.view(b, d, k, h, w).permute(0, 2, 1, 3, 4)
+
+
+def acquired_groups(plan: AcquiredPlan) -> list[tuple[int, int, int, int, int]]:
+    """The plan's SR slices as groups (o0, o1, ja, jb, m0): flat SR rows o0..o1-1, consecutive, all
+    between acquired slices ja (nearest) and jb, their weights `plan.t[m0:m0 + o1 - o0]`."""
+    out, ia, ib = plan.out.tolist(), plan.ia.tolist(), plan.ib.tolist()
+    groups: list[tuple[int, int, int, int, int]] = []
+    for m, (o, a, b) in enumerate(zip(out, ia, ib)):
+        if groups:
+            o0, o1, ja, jb, m0 = groups[-1]
+            if o == o1 and a == ja and b == jb:
+                groups[-1] = (o0, o1 + 1, ja, jb, m0)
+                continue
+        groups.append((o, o + 1, a, b, m))
+    return groups
 
 
 def neighbour_blocks(pos: torch.Tensor, length: int, radius: int) -> dict[int, list[tuple[int, int, int]]]:
@@ -469,4 +493,4 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["AcquiredPlan", "acquired_plan", "class_argmax", "interpolate_acquired", "tp_basis", "ENCODERS", "REFERENCE_WIDTHS", "GeminiConfig", "GeminiGenerator", "ModelConfigJSON", "count_parameters"]
+__all__ = ["AcquiredPlan", "acquired_groups", "acquired_plan", "class_argmax", "interpolate_acquired", "tp_basis", "ENCODERS", "REFERENCE_WIDTHS", "GeminiConfig", "GeminiGenerator", "ModelConfigJSON", "count_parameters"]

@@ -1,0 +1,128 @@
+"""The acquired-2d generator's eval path (issue 11), session 6 against session 5, on the bundled model and
+the demo study, whole cines interleaved in one process (min of --repeat each), with the largest output
+differences against the session-5 code (kept here as the reference):
+- "session 5": through-plane mixing by index_select + index_add (copies), SR slices by (M, h, w) gathers;
+- "mixing": the mixing as shifted row blocks added in place (`neighbour_blocks`), SR slices as before;
+- "session 6": that, and the SR image and labels written per group of SR slices between the same two
+  acquired slices (`acquired_groups`: no gathers, label disagreements found once per group) = the product.
+
+    .venv/bin/python benchmarks/bench_acquired_eval.py [--repeat 5] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from core.io.loader import load_study  # noqa: E402
+from core.models.gemini import GeminiGenerator, class_argmax, interpolate_acquired  # noqa: E402
+from core.predict import Predictor  # noqa: E402
+from core.resources import demo_study_path  # noqa: E402
+
+
+def gather_mixing(mix, f: torch.Tensor, pos: torch.Tensor, length: int) -> torch.Tensor:
+    """The session-5 eval mixing: neighbours gathered by index_select, added back with index_add."""
+    norm, conv = mix.norm, mix.conv
+    k = conv.kernel_size[0]
+    r = k // 2
+    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+    shift = norm.bias - norm.running_mean * scale
+    wt = conv.weight[:, :, :, 0, 0] * scale[:, None, None]
+    y = torch.nn.functional.conv2d(f, wt[:, :, r, None, None], shift)
+    n = f.shape[0]
+    slot = torch.full((length,), -1, dtype=torch.long, device=f.device)
+    slot[pos] = torch.arange(n, device=f.device)
+    for j in range(k):
+        o = j - r
+        if o == 0:
+            continue
+        q = pos + o
+        ok = (q >= 0) & (q < length)
+        nb = torch.full_like(pos, -1)
+        nb[ok] = slot[q[ok]]
+        rows = torch.nonzero(nb >= 0).flatten()
+        if rows.numel():
+            z = torch.nn.functional.conv2d(f.index_select(0, nb[rows]), wt[:, :, j, None, None])
+            y = y.index_add(0, rows, z)
+    return f + torch.relu(y)
+
+
+def gather_infer(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The session-5 `_infer_acquired`: (M, h, w) gathers of both neighbours, then index_copy."""
+    b, d, h, w = x.shape
+    a_img, a_seg, plan, _ = self.acquired_parts(x)
+    img = torch.zeros((b * d, h, w), dtype=torch.float32, device=x.device)
+    lab = torch.zeros((b * d, h, w), dtype=torch.uint8, device=x.device)
+    if plan.n:
+        out, ia, ib = plan.out, plan.ia, plan.ib
+        a_img, a_seg = a_img.float(), a_seg.float()
+        sr_img, _ = interpolate_acquired(a_img, None, plan)
+        img.index_copy_(0, out, sr_img)
+        a_lab = class_argmax(a_seg)
+        la, lb = a_lab[ia], a_lab[ib]
+        m, yy, xx = torch.nonzero(la != lb, as_tuple=True)
+        if m.numel():
+            t = plan.t[m][:, None]
+            la[m, yy, xx] = class_argmax((1 - t) * a_seg[ia[m], :, yy, xx] + t * a_seg[ib[m], :, yy, xx])
+        lab.index_copy_(0, out, la)
+    return img.view(b, d, h, w), lab.view(b, d, h, w)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    study = load_study(demo_study_path())
+    pred = Predictor.load(None, device="cpu")
+    mixing, infer = GeminiGenerator._mix_sequences, GeminiGenerator._infer_acquired
+
+    def old_mixing(self, mix, f, pos, length, blocks=None):
+        if self.training:
+            return mixing(self, mix, f, pos, length, blocks)
+        return gather_mixing(mix, f, pos, length)
+
+    variants = {"session 5": (old_mixing, gather_infer), "mixing": (mixing, gather_infer),
+                "session 6": (mixing, infer)}
+
+    def run(name):
+        GeminiGenerator._mix_sequences, GeminiGenerator._infer_acquired = variants[name]
+        try:
+            t0 = time.perf_counter()
+            out = pred.predict(study)
+            return time.perf_counter() - t0, out
+        finally:
+            GeminiGenerator._mix_sequences, GeminiGenerator._infer_acquired = mixing, infer
+
+    for name in variants:  # warm-up
+        run(name)
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    outs = {}
+    for _ in range(args.repeat):
+        for name in variants:
+            dt, outs[name] = run(name)
+            times[name].append(dt)
+    print(f"model {pred.model_id[:12]}, {pred.precision}, threads {torch.get_num_threads()}, "
+          f"{study.n_phases} phases, min of {args.repeat} interleaved")
+    base = min(times["session 5"])
+    ref = outs["session 5"]
+    for name, ts in times.items():
+        o = outs[name]
+        print(f"{name:10s} {min(ts):.3f} s per cine, median {float(np.median(ts)):.3f} (runs "
+              f"{', '.join(f'{t:.2f}' for t in ts)}), x{base / min(ts):.3f} by min, "
+              f"x{np.median(times['session 5']) / np.median(ts):.3f} by median; labels equal to session 5: "
+              f"{100 * float(np.mean(o.sr_labels == ref.sr_labels)):.4f}%, largest SR-image difference "
+              f"{float(np.abs(o.sr_image - ref.sr_image).max()):.3g}")
+
+
+if __name__ == "__main__":
+    main()
