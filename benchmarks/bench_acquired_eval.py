@@ -3,8 +3,9 @@ the demo study, whole cines interleaved in one process (min of --repeat each), w
 differences against the session-5 code (kept here as the reference):
 - "session 5": through-plane mixing by index_select + index_add (copies), SR slices by (M, h, w) gathers;
 - "mixing": the mixing as shifted row blocks added in place (`neighbour_blocks`), SR slices as before;
-- "session 6": that, and the SR image and labels written per group of SR slices between the same two
-  acquired slices (`acquired_groups`: no gathers, label disagreements found once per group) = the product.
+- "groups": that, and the SR image and labels written per group of SR slices between the same two
+  acquired slices (`acquired_groups`: no gathers, label disagreements found once per group);
+- "session 6": that, and the 2x2 max pools as the maximum of the four phases (`MaxPool2x2`) = the product.
 
     .venv/bin/python benchmarks/bench_acquired_eval.py [--repeat 5] [--threads 2]
 """
@@ -22,6 +23,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from core.io.loader import load_study  # noqa: E402
+from core.models.blocks import MaxPool2x2  # noqa: E402
 from core.models.gemini import GeminiGenerator, class_argmax, interpolate_acquired  # noqa: E402
 from core.predict import Predictor  # noqa: E402
 from core.resources import demo_study_path  # noqa: E402
@@ -84,24 +86,27 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     study = load_study(demo_study_path())
     pred = Predictor.load(None, device="cpu")
-    mixing, infer = GeminiGenerator._mix_sequences, GeminiGenerator._infer_acquired
+    mixing, infer, pool = GeminiGenerator._mix_sequences, GeminiGenerator._infer_acquired, MaxPool2x2.forward
 
     def old_mixing(self, mix, f, pos, length, blocks=None):
         if self.training:
             return mixing(self, mix, f, pos, length, blocks)
         return gather_mixing(mix, f, pos, length)
 
-    variants = {"session 5": (old_mixing, gather_infer), "mixing": (mixing, gather_infer),
-                "session 6": (mixing, infer)}
+    def old_pool(self, x):
+        return torch.nn.functional.max_pool2d(x, 2)
+
+    variants = {"session 5": (old_mixing, gather_infer, old_pool), "mixing": (mixing, gather_infer, old_pool),
+                "groups": (mixing, infer, old_pool), "session 6": (mixing, infer, pool)}
 
     def run(name):
-        GeminiGenerator._mix_sequences, GeminiGenerator._infer_acquired = variants[name]
+        GeminiGenerator._mix_sequences, GeminiGenerator._infer_acquired, MaxPool2x2.forward = variants[name]
         try:
             t0 = time.perf_counter()
             out = pred.predict(study)
             return time.perf_counter() - t0, out
         finally:
-            GeminiGenerator._mix_sequences, GeminiGenerator._infer_acquired = mixing, infer
+            GeminiGenerator._mix_sequences, GeminiGenerator._infer_acquired, MaxPool2x2.forward = mixing, infer, pool
 
     for name in variants:  # warm-up
         run(name)

@@ -117,12 +117,23 @@ def test_inference_copy_matches_the_model():
     m.eval()
     fast = inference_copy(m)
     assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in fast.modules())
+    assert not any(isinstance(x, torch.nn.MaxPool2d) for x in fast.modules())  # MaxPool2x2 instead
     assert any(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())
     x = torch.rand(2, 4, 16, 16)
     with torch.inference_mode():
         (a_img, a_seg), (b_img, b_seg) = m(x), fast(x)
     torch.testing.assert_close(b_img, a_img, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(b_seg, a_seg, rtol=1e-4, atol=1e-5)
+
+
+def test_maxpool2x2_equals_max_pool2d():
+    from core.models.blocks import MaxPool2x2
+
+    g = torch.Generator().manual_seed(0)
+    for shape in ((3, 5, 8, 12), (2, 3, 7, 9)):  # even sizes: the four phases; odd: max_pool2d
+        x = torch.randn(shape, generator=g)
+        for t in (x, x.contiguous(memory_format=torch.channels_last), x.bfloat16()):
+            assert torch.equal(MaxPool2x2()(t), torch.nn.functional.max_pool2d(t, 2))
 
 
 def test_auto_precision(monkeypatch):
