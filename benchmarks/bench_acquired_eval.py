@@ -24,7 +24,7 @@ import torch  # noqa: E402
 
 from core.io.loader import load_study  # noqa: E402
 from core.models.blocks import MaxPool2x2  # noqa: E402
-from core.models.gemini import GeminiGenerator, class_argmax, interpolate_acquired  # noqa: E402
+from core.models.gemini import GeminiGenerator  # noqa: E402
 from core.predict import Predictor  # noqa: E402
 from core.resources import demo_study_path  # noqa: E402
 
@@ -57,24 +57,11 @@ def gather_mixing(mix, f: torch.Tensor, pos: torch.Tensor, length: int) -> torch
 
 
 def gather_infer(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The session-5 `_infer_acquired`: (M, h, w) gathers of both neighbours, then index_copy."""
-    b, d, h, w = x.shape
-    a_img, a_seg, plan, _ = self.acquired_parts(x)
-    img = torch.zeros((b * d, h, w), dtype=torch.float32, device=x.device)
-    lab = torch.zeros((b * d, h, w), dtype=torch.uint8, device=x.device)
-    if plan.n:
-        out, ia, ib = plan.out, plan.ia, plan.ib
-        a_img, a_seg = a_img.float(), a_seg.float()
-        sr_img, _ = interpolate_acquired(a_img, None, plan)
-        img.index_copy_(0, out, sr_img)
-        a_lab = class_argmax(a_seg)
-        la, lb = a_lab[ia], a_lab[ib]
-        m, yy, xx = torch.nonzero(la != lb, as_tuple=True)
-        if m.numel():
-            t = plan.t[m][:, None]
-            la[m, yy, xx] = class_argmax((1 - t) * a_seg[ia[m], :, yy, xx] + t * a_seg[ib[m], :, yy, xx])
-        lab.index_copy_(0, out, la)
-    return img.view(b, d, h, w), lab.view(b, d, h, w)
+    """The session-5 `_infer_acquired` (the GPU path since): (M, h, w) gathers of both neighbours."""
+    return infer(self, x, grouped=False)
+
+
+infer = GeminiGenerator._infer_acquired
 
 
 def main() -> None:
@@ -86,7 +73,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     study = load_study(demo_study_path())
     pred = Predictor.load(None, device="cpu")
-    mixing, infer, pool = GeminiGenerator._mix_sequences, GeminiGenerator._infer_acquired, MaxPool2x2.forward
+    mixing, pool = GeminiGenerator._mix_sequences, MaxPool2x2.forward
 
     def old_mixing(self, mix, f, pos, length, blocks=None):
         if self.training:

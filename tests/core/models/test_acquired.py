@@ -142,9 +142,11 @@ def test_acquired2d_infer_labels_equal_argmax_of_forward():
     with torch.inference_mode():
         img, logits = g(x)
         img2, lab = g.infer(x)
+        img3, lab3 = g._infer_acquired(x, grouped=False)  # the GPU path, on the CPU here
     ref = class_argmax(logits)
     torch.testing.assert_close(img2, img)
     assert lab.dtype == torch.uint8 and torch.equal(lab, ref)
+    assert torch.equal(img3, img2) and torch.equal(lab3, lab)
     a_img, a_seg, plan, _ = g.acquired_parts(x)
     a_lab = class_argmax(a_seg)
     assert (a_lab[plan.ia] != a_lab[plan.ib]).any()  # the interpolated branch was exercised
