@@ -176,7 +176,7 @@ def inference_copy(model: torch.nn.Module, channels_last: bool = True) -> torch.
     for mod in fast.modules():  # 4D weights only: the per-slice generators also hold Conv3d (5D) weights
         if channels_last and isinstance(mod, torch.nn.Conv2d):
             mod.to(memory_format=torch.channels_last)
-        if isinstance(mod, torch.nn.Sequential):  # 2x2 max pools: the maximum of the four phases
+        if channels_last and isinstance(mod, torch.nn.Sequential):  # CPU: 2x2 max pools as 4-phase maxima
             for i, item in enumerate(mod):
                 if (isinstance(item, torch.nn.MaxPool2d) and item.kernel_size in (2, (2, 2))
                         and item.stride in (2, (2, 2)) and item.padding in (0, (0, 0))
