@@ -74,6 +74,37 @@ def _engine():
     return engine
 
 
+_PREWARM: threading.Thread | None = None
+ENGINE_MODULES = ("core.engine", "core.predict")  # core.predict imports torch: ~1.2 s on the 2-core CPU
+
+
+def prewarm_engine(modules: tuple[str, ...] = ENGINE_MODULES) -> threading.Thread | None:
+    """Import the engine (and torch) on a background thread, once per process, so that the first
+    Super-resolve does not wait for it; started when a study is shown (the window itself starts without
+    torch). Errors are left to the real call, which reports them. Returns the thread, or None when the
+    modules are already imported or a warm-up already ran. GEMINI_CMR_PREWARM=0 turns it off."""
+    import importlib
+    import os
+    import sys
+
+    global _PREWARM
+    if _PREWARM is not None or all(m in sys.modules for m in modules) or os.environ.get("GEMINI_CMR_PREWARM") == "0":
+        return None
+
+    def work() -> None:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception as exc:  # noqa: BLE001 - reported by the real call
+                log.debug("engine warm-up: %s not imported (%s)", name, exc)
+                return
+
+    # not a daemon: interpreter shutdown waits for a running import instead of tearing it down
+    _PREWARM = threading.Thread(target=work, name="gemini-cmr-engine-warm-up")
+    _PREWARM.start()
+    return _PREWARM
+
+
 class MainWindow(QMainWindow):
     studyLoaded = Signal(object)
     resultReady = Signal(object)
@@ -592,6 +623,7 @@ class MainWindow(QMainWindow):
         self.settings.last_dir = str(Path(path).parent)
         self._rebuild_recent_menu()
         self.set_study(study)
+        prewarm_engine()  # the user looks at the study first: import torch meanwhile
         self.studyLoaded.emit(study)
 
     def set_study(self, study: Study) -> None:

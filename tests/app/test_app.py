@@ -74,6 +74,33 @@ def test_dropping_a_file_opens_it(qtbot, window, phantom_path):
     assert window.study.meta.source_path.endswith("phantom.nii.gz")
 
 
+def test_engine_warm_up_imports_in_the_background(tmp_path, monkeypatch):
+    """`prewarm_engine` imports the given modules on a (non-daemon) thread once per process; nothing when
+    they are already imported."""
+    import app.main_window as mw
+
+    (tmp_path / "gemini_warm_probe.py").write_text("import time\ntime.sleep(0.2)\nLOADED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(mw, "_PREWARM", None)
+    monkeypatch.delitem(sys.modules, "gemini_warm_probe", raising=False)
+    th = mw.prewarm_engine(("gemini_warm_probe",))
+    assert th is not None and not th.daemon
+    assert mw.prewarm_engine(("gemini_warm_probe",)) is None  # once per process
+    th.join(10)
+    assert sys.modules["gemini_warm_probe"].LOADED
+    monkeypatch.setattr(mw, "_PREWARM", None)
+    assert mw.prewarm_engine(("gemini_warm_probe",)) is None  # already imported
+
+
+def test_opening_a_study_starts_the_engine_warm_up(qtbot, window, phantom_path, monkeypatch):
+    import app.main_window as mw
+
+    calls = []
+    monkeypatch.setattr(mw, "prewarm_engine", lambda: calls.append(1))
+    _open(qtbot, window, phantom_path)
+    assert calls == [1]
+
+
 def test_bad_file_gives_a_clear_error(qtbot, window, tmp_path):
     bad = tmp_path / "broken.nii.gz"
     bad.write_bytes(b"not a nifti")
