@@ -112,6 +112,7 @@ class MainWindow(QMainWindow):
     taskCancelled = Signal()
     exportDone = Signal(object)
     surfaceReady = Signal()
+    meshesReady = Signal()  # the other phases' surfaces, made after the result was shown
 
     def __init__(self, settings: Settings | None = None, model: str | None = None, adapter: str | None = None,
                  device: str | None = None, interactive: bool = True, with_3d: bool = True):
@@ -122,6 +123,7 @@ class MainWindow(QMainWindow):
         self.result: Any = None
         self.axis: LongAxis | None = None
         self.task: Task | None = None
+        self._mesh_tasks: list[Task] = []  # the other phases' surfaces, after a result is shown (kept until done)
         self.phase = 0
         self.cursor = np.zeros(3)
         self._engine_cache: dict[tuple, Any] = {}
@@ -629,6 +631,7 @@ class MainWindow(QMainWindow):
     def set_study(self, study: Study) -> None:
         """Show a loaded study (LR only; any SR result is dropped)."""
         self.set_playing(False)
+        self._stop_more_meshes()
         self.study = study
         self.result = None
         grid = study.grid
@@ -742,7 +745,8 @@ class MainWindow(QMainWindow):
                 resolver = engine.SuperResolver(model=key[0], adapter=key[1], device=key[2])
                 cache.clear()
                 cache[key] = resolver
-            return resolver.run(study, phases=phases, meshes="all", progress=progress, cancel=cancel)
+            # ED/ES surfaces only: the result is shown sooner, the other phases' follow (`_start_more_meshes`)
+            return resolver.run(study, phases=phases, meshes="ed_es", progress=progress, cancel=cancel)
 
         task = self._start_task(Task(run, "super-resolve"), "Super-resolving…")
         task.finished.connect(self.set_result)
@@ -766,8 +770,11 @@ class MainWindow(QMainWindow):
                                   None if lr_labels is None else self._full_phase_labels(lr_labels, phases))
         self.reformat_view.set_sr(result.sr_image, result.sr_grid, result.sr_labels, phases)
         self.reformat_view.set_axis(self.axis)
+        self._stop_more_meshes()
+        more = [p for p in phases if p not in (result.meshes or {})]
         if self.surface_view is not None:
-            self.surface_view.set_meshes(result.meshes or {}, ed, es, self.axis)
+            self.surface_view.set_meshes(result.meshes or {}, ed, es, self.axis,
+                                         more_coming=bool(more and result.meshes))
         self.phenotypes_panel.set_phenotypes(result.phenotypes)
         self._configure_slice_slider()
         self._fill_study_panel()
@@ -781,7 +788,48 @@ class MainWindow(QMainWindow):
             + (f" ({result.model_choice})" if getattr(result, "model_choice", "") else "")
             + "".join(f" — {w}" for w in getattr(result, "warnings", []) or [])
         )
+        if more and result.meshes:
+            self._start_more_meshes(result, more)
         self.resultReady.emit(result)
+
+    def _start_more_meshes(self, result, phases: list[int]) -> None:
+        """Make the surfaces of `phases` on a worker thread after the result is shown (the 3D cine mode
+        and all-phase exports use them; `write_outputs` also makes any still missing on demand)."""
+        from core.mesh import phase_surfaces
+
+        labels, grid, all_phases = result.sr_labels, result.sr_grid, list(result.phases)
+
+        def run(progress, cancel):
+            return phase_surfaces(labels, grid, all_phases, select=phases, cancel=cancel)
+
+        task = Task(run, "meshes")
+        self._mesh_tasks.append(task)
+        task.finished.connect(lambda meshes: self._on_more_meshes(result, meshes))
+        task.failed.connect(lambda message, details: self._no_more_meshes(result, message))
+        task.cancelled.connect(lambda: self._no_more_meshes(result, ""))
+        task.done.connect(lambda: self._mesh_tasks.remove(task) if task in self._mesh_tasks else None)
+        task.start()
+
+    def _on_more_meshes(self, result, meshes: dict) -> None:
+        if result is not self.result:
+            return
+        result.meshes.update(meshes)
+        if self.surface_view is not None:
+            self.surface_view.add_meshes(meshes)
+        self.meshesReady.emit()
+
+    def _no_more_meshes(self, result, message: str) -> None:
+        if message:
+            log.warning("surfaces of the other phases not made: %s", message)
+        if result is self.result and self.surface_view is not None:
+            self.surface_view.no_more_meshes()
+
+    def _stop_more_meshes(self, wait_ms: int = 0) -> None:
+        for task in list(self._mesh_tasks):
+            if task.is_running():
+                task.cancel()
+                if wait_ms and not task.wait(wait_ms):
+                    log.warning("the surface task did not stop in time")
 
     def _full_phase_labels(self, labels: np.ndarray, phases: list[int]) -> np.ndarray:
         """Labels for the result's phases -> one (T, Z, Y, X) array aligned with the study's phases."""
@@ -1151,6 +1199,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event):  # noqa: N802
         self.set_playing(False)
+        self._stop_more_meshes(wait_ms=15000)
         if self.task is not None and self.task.is_running():
             self.task.cancel()
             self.status_label.setText("Stopping…")

@@ -60,6 +60,10 @@ def display_mesh(mesh: pv.PolyData, keep: float = 1.0) -> pv.PolyData:
     return out.compute_normals(cell_normals=False, split_vertices=False, consistent_normals=False)
 
 
+def _nonempty(meshes: dict[int, dict[str, pv.PolyData]]) -> dict[int, dict[str, pv.PolyData]]:
+    return {int(t): {s: m for s, m in ms.items() if m is not None and m.n_points > 0} for t, ms in meshes.items()}
+
+
 def _surface_actor(mesh: pv.PolyData, structure: str, wireframe: bool = False) -> _vtk.vtkActor:
     mapper = _vtk.vtkPolyDataMapper()
     mapper.SetInputData(mesh)
@@ -181,6 +185,8 @@ class SurfaceView(QWidget):
         self._applied: tuple | None = None
         self.display_keep = DISPLAY_KEEP
         self.display_ready = False  # all display meshes made (decimated, with normals)
+        self.more_coming = False  # the other phases' meshes are still being made (`add_meshes` follows)
+        self._workers = 0  # display-mesh threads of this generation not finished yet
         self._generation = 0
         self._stop = threading.Event()
         self._ready: queue.SimpleQueue = queue.SimpleQueue()
@@ -197,9 +203,12 @@ class SurfaceView(QWidget):
     def _reset_scene(self) -> None:
         """Remove the surface actors (captions, legend, hint and lights stay)."""
         self._stop.set()
+        self._stop = threading.Event()
         self._generation += 1
         self._poll_timer.stop()
         self.display_ready = False
+        self.more_coming = False
+        self._workers = 0
         for actor in self.phase_actors.values():
             self.left.RemoveActor(actor)
         for actor in self.wire_actors.values():
@@ -226,11 +235,13 @@ class SurfaceView(QWidget):
         self.plotter.render()
 
     def set_meshes(self, meshes: dict[int, dict[str, pv.PolyData]], ed: int, es: int,
-                   axis: LongAxis | None = None) -> None:
-        """`meshes[phase][structure]` in world mm (from the engine's Result)."""
+                   axis: LongAxis | None = None, more_coming: bool = False) -> None:
+        """`meshes[phase][structure]` in world mm (from the engine's Result). `more_coming`: the other
+        phases' meshes follow through `add_meshes` (or `no_more_meshes`); until then a phase without
+        meshes shows the nearest one that has them, and `display_ready` stays False."""
         self._reset_scene()
-        self.meshes = {int(t): {s: m for s, m in ms.items() if m is not None and m.n_points > 0}
-                       for t, ms in meshes.items()}
+        self.meshes = _nonempty(meshes)
+        self.more_coming = bool(more_coming)
         self.ed, self.es, self.axis = int(ed), int(es), axis
         has = bool(self.meshes) and any(self.meshes.values())
         self.hint.SetVisibility(not has)
@@ -259,6 +270,29 @@ class SurfaceView(QWidget):
         self.standard_view("4ch" if axis is not None else "reset")
         self._start_display_meshes(ed_t, es_t)
 
+    def add_meshes(self, meshes: dict[int, dict[str, pv.PolyData]]) -> None:
+        """The meshes of further phases (same result as `set_meshes`): their display meshes are made in the
+        background, and the cine mode shows each phase's own surfaces from now on."""
+        new = {t: ms for t, ms in _nonempty(meshes).items() if t not in self.meshes}
+        self.more_coming = False
+        if not self.meshes or not new:
+            self._check_display_ready()
+            return
+        self.meshes.update(new)
+        self._start_display_meshes(None, None, phases=sorted(new))
+        self._applied = None  # the nearest phase with meshes may have changed
+        self._apply()
+
+    def no_more_meshes(self) -> None:
+        """The other phases' meshes will not come (cancelled or failed): stop waiting for them."""
+        self.more_coming = False
+        self._check_display_ready()
+
+    def _check_display_ready(self) -> None:
+        if self._workers == 0 and not self.more_coming:
+            self._poll_timer.stop()
+            self.display_ready = True
+
     def _nearest(self, target: int) -> int:
         """The phase with meshes nearest in time to `target` (meshes may exist for ED/ES only)."""
         if target in self.meshes:
@@ -280,14 +314,17 @@ class SurfaceView(QWidget):
             self.phase_actors[key] = actor
         return actor
 
-    def _start_display_meshes(self, ed_t: int, es_t: int) -> None:
-        """Make the display meshes of every phase on a background thread (ED and ES first); the UI
-        thread puts each one into its actor as it arrives (`_take_display_meshes`). Until then a
-        phase shows the full mesh."""
-        phases = [ed_t, es_t] + [t for t in sorted(self.meshes) if t not in (ed_t, es_t)]
+    def _start_display_meshes(self, ed_t: int | None, es_t: int | None, phases: list[int] | None = None) -> None:
+        """Make the display meshes of every phase (or of `phases`) on a background thread (ED and ES
+        first); the UI thread puts each one into its actor as it arrives (`_take_display_meshes`). Until
+        then a phase shows the full mesh."""
+        if phases is None:
+            phases = [ed_t, es_t] + [t for t in sorted(self.meshes) if t not in (ed_t, es_t)]
         order = [(t, s) for t in dict.fromkeys(phases) for s in STRUCTURES if s in self.meshes[t]]
-        meshes, keep, out, gen = self.meshes, self.display_keep, self._ready, self._generation
-        stop = self._stop = threading.Event()
+        meshes, keep, out, gen = dict(self.meshes), self.display_keep, self._ready, self._generation
+        stop = self._stop  # one event per generation: `_reset_scene` stops every thread of it
+        self._workers += 1
+        self.display_ready = False
 
         def work() -> None:
             try:
@@ -312,8 +349,8 @@ class SurfaceView(QWidget):
             if gen != self._generation:
                 continue
             if key is None:
-                self._poll_timer.stop()
-                self.display_ready = True
+                self._workers -= 1
+                self._check_display_ready()
                 continue
             self._display[key] = mesh
             actor = self.phase_actors.get(key)

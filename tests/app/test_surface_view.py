@@ -167,3 +167,39 @@ def test_both_3d_widgets_draw_every_mode(qtbot, monkeypatch, widget):
     sv.clear()
     assert not sv.phase_actors and sv.hint.GetVisibility()
     sv.close_plotter()
+
+
+def test_other_phases_surfaces_follow_the_result(qtbot, window, phantom_path, oracle_engine):
+    """The result is shown with the ED and ES surfaces; the other phases' follow from a worker thread
+    (`meshesReady`), the 3D cine mode then shows each phase's own surfaces; opening another study stops
+    that worker."""
+    with qtbot.waitSignal(window.studyLoaded, timeout=30000):
+        window.open_path(phantom_path)
+    at_result = []
+
+    def hook(result):
+        at_result.append(sorted(result.meshes))
+
+    window.resultReady.connect(hook)
+    with qtbot.waitSignals([window.resultReady, window.meshesReady], timeout=120000, order="strict"):
+        window.super_resolve()
+    r = window.result
+    assert at_result == [sorted({r.ed_phase, r.es_phase})]
+    assert sorted(r.meshes) == sorted(r.phases)
+    sv = window.surface_view
+    assert sv.wait_display_ready(60) and not sv.more_coming
+    sv.set_mode("cine")
+    other = next(p for p in r.phases if p not in (r.ed_phase, r.es_phase))
+    window.set_phase(other)
+    assert sv.displayed_phase() == other
+    visible = sorted(key for key, a in sv.phase_actors.items() if a.GetVisibility())
+    assert visible == [(other, "lv_cavity"), (other, "lv_myocardium"), (other, "rv_cavity")]
+    # A new study while the surfaces may still be being made: the worker is cancelled (or done) and
+    # forgotten, and nothing of the old result comes back.
+    window.resultReady.disconnect(hook)
+    with qtbot.waitSignal(window.resultReady, timeout=120000):
+        window.super_resolve()
+    with qtbot.waitSignal(window.studyLoaded, timeout=30000):
+        window.open_path(phantom_path)
+    qtbot.waitUntil(lambda: not window._mesh_tasks, timeout=30000)
+    assert window.result is None and not window.surface_view.meshes
