@@ -74,21 +74,22 @@ def _engine():
     return engine
 
 
-_PREWARM: threading.Thread | None = None
+_WARM: dict[tuple[str, ...], threading.Thread] = {}
 ENGINE_MODULES = ("core.engine", "core.predict")  # core.predict imports torch: ~1.2 s on the 2-core CPU
+STUDY_MODULES = ("core.io.loader", "scipy.ndimage")  # reading a study (nibabel, pydicom), the reformats
 
 
-def prewarm_engine(modules: tuple[str, ...] = ENGINE_MODULES) -> threading.Thread | None:
-    """Import the engine (and torch) on a background thread, once per process, so that the first
-    Super-resolve does not wait for it; started when a study is shown (the window itself starts without
-    torch). Errors are left to the real call, which reports them. Returns the thread, or None when the
-    modules are already imported or a warm-up already ran. GEMINI_CMR_PREWARM=0 turns it off."""
+def prewarm(modules: tuple[str, ...]) -> threading.Thread | None:
+    """Import `modules` on a background thread, once per process, so that the first action that needs
+    them does not wait: the study readers once the window is up, the engine (torch) once a study is shown
+    (the window itself starts without them). Errors are left to the real call, which reports them.
+    Returns the thread, or None when the modules are already imported or this warm-up already ran.
+    GEMINI_CMR_PREWARM=0 turns warm-ups off."""
     import importlib
     import os
     import sys
 
-    global _PREWARM
-    if _PREWARM is not None or all(m in sys.modules for m in modules) or os.environ.get("GEMINI_CMR_PREWARM") == "0":
+    if modules in _WARM or all(m in sys.modules for m in modules) or os.environ.get("GEMINI_CMR_PREWARM") == "0":
         return None
 
     def work() -> None:
@@ -96,13 +97,18 @@ def prewarm_engine(modules: tuple[str, ...] = ENGINE_MODULES) -> threading.Threa
             try:
                 importlib.import_module(name)
             except Exception as exc:  # noqa: BLE001 - reported by the real call
-                log.debug("engine warm-up: %s not imported (%s)", name, exc)
+                log.debug("warm-up: %s not imported (%s)", name, exc)
                 return
 
     # not a daemon: interpreter shutdown waits for a running import instead of tearing it down
-    _PREWARM = threading.Thread(target=work, name="gemini-cmr-engine-warm-up")
-    _PREWARM.start()
-    return _PREWARM
+    th = _WARM[modules] = threading.Thread(target=work, name="gemini-cmr-warm-up")
+    th.start()
+    return th
+
+
+def prewarm_engine() -> threading.Thread | None:
+    """`prewarm(ENGINE_MODULES)`: started when a study is shown, while the user looks at it."""
+    return prewarm(ENGINE_MODULES)
 
 
 class MainWindow(QMainWindow):
@@ -189,6 +195,7 @@ class MainWindow(QMainWindow):
             self._poll_3d = QTimer(self)
             self._poll_3d.timeout.connect(self._create_surface_view)
             self._poll_3d.start(30)
+        prewarm(STUDY_MODULES)  # the first Open does not wait for nibabel, pydicom and scipy.ndimage
 
     def _remember_surface_mode(self, mode: str) -> None:
         self.settings.surface_mode = mode

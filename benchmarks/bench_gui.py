@@ -32,6 +32,9 @@ def main() -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--oracle", action="store_true")
     ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--idle", type=float, default=0.0,
+                    help="seconds between the window shown and opening the study (a user picks a file; the "
+                         "study readers' warm-up runs meanwhile). Default 0: open at once")
     ap.add_argument("--think", type=float, default=0.0,
                     help="seconds between the study shown and the click on Super-resolve (a user looks at "
                          "the study first; the engine warm-up runs meanwhile). Default 0: click at once")
@@ -74,6 +77,10 @@ def main() -> int:
         if done[0] and done[0][0] == "failed":
             raise SystemExit(f"failed: {done[0][1]}")
 
+    end = time.perf_counter() + args.idle
+    while time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.005)
     t = time.perf_counter()
     wait_for("studyLoaded", lambda: win.open_path(study))
     print(f"open study {Path(study).name}: {time.perf_counter() - t:.2f} s (worker thread)")

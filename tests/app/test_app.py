@@ -74,22 +74,35 @@ def test_dropping_a_file_opens_it(qtbot, window, phantom_path):
     assert window.study.meta.source_path.endswith("phantom.nii.gz")
 
 
-def test_engine_warm_up_imports_in_the_background(tmp_path, monkeypatch):
-    """`prewarm_engine` imports the given modules on a (non-daemon) thread once per process; nothing when
-    they are already imported."""
+def test_warm_up_imports_in_the_background(tmp_path, monkeypatch):
+    """`prewarm` imports the given modules on a (non-daemon) thread once per process; nothing when they
+    are already imported; the window starts the study readers' warm-up."""
     import app.main_window as mw
 
     (tmp_path / "gemini_warm_probe.py").write_text("import time\ntime.sleep(0.2)\nLOADED = True\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(mw, "_PREWARM", None)
+    monkeypatch.setattr(mw, "_WARM", {})
     monkeypatch.delitem(sys.modules, "gemini_warm_probe", raising=False)
-    th = mw.prewarm_engine(("gemini_warm_probe",))
+    th = mw.prewarm(("gemini_warm_probe",))
     assert th is not None and not th.daemon
-    assert mw.prewarm_engine(("gemini_warm_probe",)) is None  # once per process
+    assert mw.prewarm(("gemini_warm_probe",)) is None  # once per process
     th.join(10)
     assert sys.modules["gemini_warm_probe"].LOADED
-    monkeypatch.setattr(mw, "_PREWARM", None)
-    assert mw.prewarm_engine(("gemini_warm_probe",)) is None  # already imported
+    monkeypatch.setattr(mw, "_WARM", {})
+    assert mw.prewarm(("gemini_warm_probe",)) is None  # already imported
+    assert "core.io.loader" in mw.STUDY_MODULES and "core.predict" in mw.ENGINE_MODULES
+
+
+def test_window_start_warms_up_the_study_readers(qtbot, settings, monkeypatch):
+    import app.main_window as mw
+    from app.main import make_app
+
+    calls = []
+    monkeypatch.setattr(mw, "prewarm", lambda modules: calls.append(modules))
+    make_app()
+    win = mw.MainWindow(settings, interactive=False, with_3d=False)
+    qtbot.addWidget(win)
+    assert calls == [mw.STUDY_MODULES]
 
 
 def test_opening_a_study_starts_the_engine_warm_up(qtbot, window, phantom_path, monkeypatch):
