@@ -26,6 +26,10 @@ from core.models.preprocess import depth_windows, pad_amounts
 
 #: Feature maps alive per resolution level and network branch (encoder, 2 decoders) at the peak.
 ACTIVATION_FACTOR = 5
+#: The same for the "acquired-2d" generator's per-slice U-Net (measured 27 Nov 2026 on the bundled
+#: 8bd5874cf0be, demo study, peak RSS growth of `Predictor.predict`: 65 MB per phase in bf16, 110 MB in
+#: float32; with 3 the estimate is 166 MB per phase, 1.5x the float32 figure).
+ACQUIRED_ACTIVATION_FACTOR = 3
 #: Allocator pools, thread workspaces and the first call's one-off buffers (measured: ~40 MB on CPU).
 OVERHEAD = 64 * 1024**2
 #: Share of the available memory a run may plan to use.
@@ -48,12 +52,18 @@ def estimate_parts(study, model_config: dict, n_phases: int | None = None) -> tu
     depth = cfg.depth
     fixed = OVERHEAD + int(study.image.nbytes) + t * d * h * w * (4 + 1) + int(np.prod(study.image.shape))
     per_level = sum(width * (hp >> lvl) * (wp >> lvl) for lvl, width in enumerate(cfg.widths))
+    factor = ACTIVATION_FACTOR
+    outputs = depth * hp * wp * 4 * (2 + 2 * cfg.n_classes)  # input, SR image, logits and softmax
     if cfg.encoder == "shared-2d":
         per_level *= depth  # the 2D encoder and decoders run on every slice
     elif cfg.encoder == "acquired-2d":
-        per_level *= max(1, min(depth, study.grid.shape[0]))  # ... on every acquired (LR) slice
-    activations = 3 * ACTIVATION_FACTOR * per_level * 4
-    outputs = depth * hp * wp * 4 * (2 + 2 * cfg.n_classes)  # input, SR image, logits and softmax
+        n_acq = max(1, min(depth, study.grid.shape[0]))
+        per_level *= n_acq  # ... on every acquired (LR) slice
+        factor = ACQUIRED_ACTIVATION_FACTOR
+        # no SR logits (`GeminiGenerator.infer`): input, SR image and labels, and per acquired slice its
+        # image and logits (and their float32 copies)
+        outputs = depth * hp * wp * (4 + 4 + 1) + n_acq * hp * wp * 4 * (2 + 2 * cfg.n_classes)
+    activations = 3 * factor * per_level * 4
     placed = d * h * w * 4 * 2  # placed stack and its in-plane resampling
     blend = cfg.n_classes * d * h * w * 4 if len(depth_windows(d, depth)) > 1 else 0
     return fixed, activations + outputs + placed + blend
