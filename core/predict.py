@@ -27,7 +27,7 @@ import torch
 
 from core.errors import Cancelled, StudyError
 from core.geometry import place_on_sr_grid, sr_grid
-from core.models.blocks import MaxPool2x2
+from core.models.blocks import Down, MaxPool2x2
 from core.models.gemini import class_argmax
 from core.models.preprocess import (
     DEFAULT_PERCENTILE,
@@ -176,12 +176,8 @@ def inference_copy(model: torch.nn.Module, channels_last: bool = True) -> torch.
     for mod in fast.modules():  # 4D weights only: the per-slice generators also hold Conv3d (5D) weights
         if channels_last and isinstance(mod, torch.nn.Conv2d):
             mod.to(memory_format=torch.channels_last)
-        if channels_last and isinstance(mod, torch.nn.Sequential):  # CPU: 2x2 max pools as 4-phase maxima
-            for i, item in enumerate(mod):
-                if (isinstance(item, torch.nn.MaxPool2d) and item.kernel_size in (2, (2, 2))
-                        and item.stride in (2, (2, 2)) and item.padding in (0, (0, 0))
-                        and item.dilation in (1, (1, 1)) and not item.ceil_mode and not item.return_indices):
-                    mod[i] = MaxPool2x2()
+        if channels_last and isinstance(mod, Down):  # CPU: its MaxPool2d(2) as 4-phase maxima
+            mod[0] = MaxPool2x2()
     return fast
 
 
