@@ -279,6 +279,7 @@ def run_bench(
     repeat: int = 3,
     log: Log | None = None,
     meshes: bool = True,
+    batch_size: int | None = None,
 ) -> dict[str, Any]:
     """Measure everything (see the module docstring) and return a JSON-able report.
 
@@ -304,7 +305,7 @@ def run_bench(
             study_path, what = Path(study), str(study)
         t = time.perf_counter()
         kw = {} if precision is None else {"precision": precision}
-        predictor = Predictor.load(model, device=dev, **kw)
+        predictor = Predictor.load(model, device=dev, batch_size=batch_size, **kw)
         t_model = time.perf_counter() - t
         # Warm-up: one phase through the network (first-call allocations and kernel selection).
         from core.io import load_study

@@ -96,6 +96,25 @@ def nearest_slice_indices(lr: Grid, sr: Grid) -> np.ndarray:
     return np.clip(np.floor(k + 0.5), 0, lr.shape[0] - 1).astype(np.int64)
 
 
+def inplane_coords(lr: Grid, sr: Grid) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """For each LR slice k: (y, x, outside), the LR in-plane pixel coordinates (H_sr, W_sr) float64 of the
+    SR in-plane positions of the SR slice nearest to it (k fixed), and where they fall beyond the LR field
+    of view (more than half an LR pixel outside the edge pixel centres): `inplane_resample`'s sampling."""
+    _, h, w = sr.shape
+    ny, nx = lr.shape[1:]
+    m = index_map(lr, sr)
+    jj, ii = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
+    # SR slice whose centre is closest to each LR slice centre (for the in-plane coordinates).
+    k_sr = sr.world_to_index(lr.slice_centres())[:, 2]
+    coords = []
+    for k in range(lr.shape[0]):
+        ks = float(np.clip(k_sr[k], 0, sr.shape[0] - 1))
+        x = m[0, 0] * ii + m[0, 1] * jj + m[0, 2] * ks + m[0, 3]
+        y = m[1, 0] * ii + m[1, 1] * jj + m[1, 2] * ks + m[1, 3]
+        coords.append((y, x, ~((y >= -0.5) & (y <= ny - 0.5) & (x >= -0.5) & (x <= nx - 0.5))))
+    return coords
+
+
 def inplane_resample(volume: np.ndarray, lr: Grid, sr: Grid, order: int = 1) -> np.ndarray:
     """Resample every LR slice in-plane onto the SR in-plane grid: (Z_lr, Y, X) -> (Z_lr, H_sr, W_sr), or
     (T, Z_lr, Y, X) -> (T, Z_lr, H_sr, W_sr).
@@ -111,20 +130,11 @@ def inplane_resample(volume: np.ndarray, lr: Grid, sr: Grid, order: int = 1) -> 
     vols = volume[None] if single else volume  # (T, Z, Y, X)
     nt, nz = vols.shape[:2]
     _, h, w = sr.shape
-    m = index_map(lr, sr)
-    jj, ii = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
     is_int = np.issubdtype(vols.dtype, np.integer) or vols.dtype == bool
     src = vols.astype(np.float32) if (is_int and order > 0) else vols
     out = np.empty((nt, nz, h, w), dtype=vols.dtype if (order == 0 or not is_int) else np.float32)
     ny, nx = vols.shape[-2:]
-    # SR slice whose centre is closest to each LR slice centre (for the in-plane coordinates).
-    k_sr = sr.world_to_index(lr.slice_centres())[:, 2]
-    coords = []
-    for k in range(nz):
-        ks = float(np.clip(k_sr[k], 0, sr.shape[0] - 1))
-        x = m[0, 0] * ii + m[0, 1] * jj + m[0, 2] * ks + m[0, 3]
-        y = m[1, 0] * ii + m[1, 1] * jj + m[1, 2] * ks + m[1, 3]
-        coords.append((y, x, ~((y >= -0.5) & (y <= ny - 0.5) & (x >= -0.5) & (x <= nx - 0.5))))
+    coords = inplane_coords(Grid((nz, ny, nx), lr.affine), sr)
     if order == 1 and src.dtype == np.float32 and ny > 1 and nx > 1:
         _bilinear_slices(src, coords, out)
     else:
@@ -138,6 +148,12 @@ def inplane_resample(volume: np.ndarray, lr: Grid, sr: Grid, order: int = 1) -> 
     return out[0] if single else out
 
 
+def sampling_grid(coords: list, ny: int, nx: int) -> np.ndarray:
+    """`inplane_coords` -> (Z, H, W, 2) float32 `grid_sample` grid (x, y in [-1, 1], align_corners=True)."""
+    return np.stack([np.stack([x / (nx - 1) * 2 - 1, y / (ny - 1) * 2 - 1], -1)
+                     for y, x, _ in coords]).astype(np.float32)
+
+
 def _bilinear_slices(src: np.ndarray, coords: list, out: np.ndarray) -> None:
     """Bilinear in-plane sampling of every phase of every LR slice in one `torch.grid_sample` call (edge
     values beyond the last pixel centres, like `map_coordinates(order=1, mode="nearest")`; ~5x faster on
@@ -146,9 +162,8 @@ def _bilinear_slices(src: np.ndarray, coords: list, out: np.ndarray) -> None:
     from torch.nn.functional import grid_sample
 
     ny, nx = src.shape[-2:]
-    grid = np.stack([np.stack([x / (nx - 1) * 2 - 1, y / (ny - 1) * 2 - 1], -1) for y, x, _ in coords])
     inp = torch.from_numpy(np.ascontiguousarray(src.transpose(1, 0, 2, 3)))  # (Z, T, Y, X)
-    res = grid_sample(inp, torch.from_numpy(grid.astype(np.float32)), mode="bilinear",
+    res = grid_sample(inp, torch.from_numpy(sampling_grid(coords, ny, nx)), mode="bilinear",
                       padding_mode="border", align_corners=True)  # (Z, T, H, W)
     out[:] = res.numpy().transpose(1, 0, 2, 3)
 
@@ -162,6 +177,28 @@ def place_on_sr_grid(volume: np.ndarray, lr: Grid, sr: Grid, order: int = 1) -> 
     idx = nearest_slice_indices(lr, sr)
     planes = inplane_resample(volume, lr, sr, order)
     return planes[..., idx, :, :]
+
+
+def place_on_sr_grid_torch(volume, lr: Grid, sr: Grid):
+    """`place_on_sr_grid` (order 1) of a float torch tensor (T, Z, Y, X) on its own device (the GPU
+    predictor: the LR cine goes to the device, not the 5x larger stack placed on the SR grid) -> (T, D, H,
+    W) float32 on that device. Same sampling (one `grid_sample`, edge values, zero beyond the field of
+    view); the same numbers as the NumPy path up to the device's float rounding."""
+    import torch
+    from torch.nn.functional import grid_sample
+
+    dev = volume.device
+    nt, nz, ny, nx = volume.shape
+    coords = inplane_coords(lr, sr)
+    inp = volume.float().transpose(0, 1)  # (Z, T, Y, X)
+    if ny < 2 or nx < 2:
+        raise ValueError("device placement needs at least 2 x 2 LR pixels (use place_on_sr_grid)")
+    grid = torch.from_numpy(sampling_grid(coords, ny, nx)).to(dev)
+    planes = grid_sample(inp, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    outside = torch.from_numpy(np.stack([o for _, _, o in coords])).to(dev)  # (Z, H, W)
+    planes = planes.masked_fill(outside[:, None], 0)
+    idx = torch.from_numpy(nearest_slice_indices(lr, sr)).to(dev)
+    return planes.index_select(0, idx).transpose(0, 1).contiguous()  # (T, D, H, W)
 
 
 # --- rigid transforms --------------------------------------------------------------------------------

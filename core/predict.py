@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from core.errors import Cancelled, StudyError
-from core.geometry import place_on_sr_grid, sr_grid
+from core.geometry import place_on_sr_grid, place_on_sr_grid_torch, sr_grid
 from core.models.blocks import Down, MaxPool2x2
 from core.models.gemini import class_argmax
 from core.models.preprocess import (
@@ -74,12 +74,13 @@ class Prediction:
 _DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def run_stacks(model: torch.nn.Module, placed: np.ndarray, device: torch.device,
+def run_stacks(model: torch.nn.Module, placed: np.ndarray | torch.Tensor, device: torch.device,
                precision: str = "float32", scale: float = 1.0,
                out: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Run the generator on stacks already on the SR grid.
 
-    placed (b, Dz, H, W) float, divided by `scale` for the network -> SR image (b, Dz, H, W) float32
+    placed (b, Dz, H, W) float (NumPy, or a tensor e.g. already on the device), divided by `scale` for the
+    network -> SR image (b, Dz, H, W) float32
     multiplied back by `scale`, labels uint8; written into `out` = (image, labels) arrays when given (e.g.
     views of the whole cine's outputs) and returned. In-plane zero padding to the network's multiple,
     depth centred or covered by blended windows. With one window (the usual case) normalisation, padding,
@@ -98,9 +99,12 @@ def run_stacks(model: torch.nn.Module, placed: np.ndarray, device: torch.device,
     inv = 1.0 / float(scale)
 
     def network_input(start: int, off: int) -> torch.Tensor:
-        src = torch.from_numpy(np.ascontiguousarray(placed[:, start:start + n], dtype=np.float32))
-        if device.type == "cuda":
-            src = src.pin_memory().to(device, non_blocking=True)
+        if isinstance(placed, torch.Tensor):  # already on the device (`place_on_sr_grid_torch`)
+            src = placed[:, start:start + n].to(device, torch.float32)
+        else:
+            src = torch.from_numpy(np.ascontiguousarray(placed[:, start:start + n], dtype=np.float32))
+            if device.type == "cuda":
+                src = src.pin_memory().to(device, non_blocking=True)
         x = torch.zeros((b, depth, hp, wp), dtype=torch.float32, device=device)
         torch.mul(src, inv, out=x[:, off:off + n, py0:py0 + h, px0:px0 + w])
         return x
@@ -158,8 +162,9 @@ def inference_copy(model: torch.nn.Module, channels_last: bool = True) -> torch.
     folded into one convolution with bias (the BN becomes Identity), in channels_last memory format, and
     the 2x2 max pools as `MaxPool2x2` (same values, no argmax indices).
     Same outputs up to float rounding (~1e-6); 1.6x faster on the 2-core CPU (oneDNN prefers NHWC).
-    channels_last=False keeps the weights contiguous (NCHW): on an H200 the network ran 1.45x faster that
-    way (benchmarks/bench_gpu_variants.py, 27 Nov 2026), so the predictor uses it on CUDA."""
+    channels_last=False keeps the weights contiguous (NCHW): on an H200 the slices-as-channels network ran
+    1.45x faster that way (benchmarks/bench_gpu_variants.py, 27 Nov 2026), so the predictor uses it on CUDA
+    for that family (`Predictor.channels_last`)."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     fast = copy.deepcopy(model).eval()
@@ -182,9 +187,12 @@ def inference_copy(model: torch.nn.Module, channels_last: bool = True) -> torch.
 
 
 # Phases per network call when the caller does not say; `plan_batch` shrinks it to what memory holds.
-# 4 on the CPU (larger batches were not faster) and on CUDA too: on an H200 (27 Nov 2026,
-# benchmarks/bench_precision.py) a batch of 20 took 0.57 s per demo cine against 0.52 s for batch 4.
+# 4 on the CPU (larger batches were not faster). CUDA, by model family (H200, benchmarks/
+# bench_gpu_variants.py): acquired-2d 20 (a whole demo cine in one call: 0.027 s against 0.046-0.051 s with
+# batch 4, 1.6 GB peak GPU memory, 27 Nov 2026 session 7); slices-as-channels 4 (batch 20 took 0.29 s
+# against 0.17-0.21 s per demo cine, session 4).
 DEFAULT_BATCH = {"cpu": 4, "cuda": 4}
+DEFAULT_BATCH_ACQUIRED = {"cpu": 4, "cuda": 20}
 
 
 class Predictor:
@@ -194,7 +202,8 @@ class Predictor:
         self.model = loaded.generator
         self.device = device = torch.device(device)
         if batch_size is None:
-            batch_size = DEFAULT_BATCH.get(device.type, 4)
+            acquired = getattr(self.model.config, "encoder", "") == "acquired-2d"
+            batch_size = (DEFAULT_BATCH_ACQUIRED if acquired else DEFAULT_BATCH).get(device.type, 4)
         self.batch_size = max(1, int(batch_size))
         if precision == "auto":
             precision = auto_precision(device)
@@ -202,14 +211,27 @@ class Predictor:
             raise ValueError(f"unknown precision {precision!r}")
         self.precision = precision
         self._fast: tuple[tuple, torch.nn.Module] | None = None
+        # Where the LR phases are placed on the SR grid: "auto" = on the device for CUDA
+        # (`place_on_sr_grid_torch`: the LR cine is copied, not the 5x larger placed stacks), on the host
+        # (`place_on_sr_grid`) for the CPU; "device" / "host" force one (benchmarks/bench_gpu_variants.py).
+        self.placement = "auto"
+        # CUDA: the SR image and labels in pinned host memory (`_host_array`); False: pageable.
+        self.pinned_outputs = True
+        # Memory format of the inference copy: None = channels_last on the CPU (oneDNN, 1.6x) and for
+        # acquired-2d models on CUDA too (cuDNN's NHWC kernels, no layout conversions and a faster bilinear
+        # upsampling: 1.7x on an H200), NCHW for slices-as-channels models on CUDA (1.45x faster there).
+        self.channels_last: bool | None = None
         tune_malloc()  # large temporaries reuse mapped memory (core.parallel.tune_malloc)
 
     def _inference_model(self) -> torch.nn.Module:
-        """`inference_copy(self.model)`, rebuilt when the model or its device changes."""
-        key = (id(self.model), str(next(self.model.parameters()).device))
+        """`inference_copy(self.model)`, rebuilt when the model, its device or the layout changes."""
+        on_cpu = next(self.model.parameters()).device.type == "cpu"
+        cl = self.channels_last
+        if cl is None:
+            cl = on_cpu or getattr(self.model.config, "encoder", "") == "acquired-2d"
+        key = (id(self.model), str(next(self.model.parameters()).device), bool(cl))
         if self._fast is None or self._fast[0] != key:
-            on_cpu = next(self.model.parameters()).device.type == "cpu"
-            self._fast = (key, inference_copy(self.model, channels_last=on_cpu))
+            self._fast = (key, inference_copy(self.model, channels_last=bool(cl)))
         return self._fast[1]
 
     @classmethod
@@ -229,6 +251,18 @@ class Predictor:
     @property
     def depth(self) -> int:
         return self.model.config.depth
+
+    def _host_array(self, shape: tuple[int, ...], dtype: torch.dtype) -> np.ndarray:
+        """An output array of the cine; on CUDA in page-locked (pinned) memory, which the network's results
+        are copied into directly (on an H200 the copy back to pageable memory was half of the network
+        time: 45 of 85 ms per demo cine, benchmarks/bench_gpu_variants.py --profile, 27 Nov 2026).
+        The array keeps its tensor alive; freed blocks return to torch's pinned-memory cache."""
+        if self.device.type == "cuda" and self.pinned_outputs:
+            try:
+                return torch.empty(shape, dtype=dtype, pin_memory=True).numpy()
+            except RuntimeError as exc:  # pinning refused (limits): ordinary memory, only slower
+                log.warning("pinned output memory not available (%s): using pageable memory", exc)
+        return np.empty(shape, dtype=torch.empty((), dtype=dtype).numpy().dtype)
 
     def _run_safe(self, placed: np.ndarray, scale: float = 1.0,
                   out: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -282,8 +316,8 @@ class Predictor:
         timings = {"preprocess": 0.0, "model": 0.0}
         # Refuse before allocating when the study cannot fit; shrink the batch when it can.
         bs = plan_batch(study, self.config, len(phase_list), self.batch_size, self.device)
-        sr_image = np.empty((len(phase_list), dz, h, w), np.float32)
-        sr_labels = np.empty((len(phase_list), dz, h, w), np.uint8)
+        sr_image = self._host_array((len(phase_list), dz, h, w), torch.float32)
+        sr_labels = self._host_array((len(phase_list), dz, h, w), torch.uint8)
         n_chunks = -(-len(phase_list) // bs)
         if progress:
             progress(0.0, "super-resolving")
@@ -293,12 +327,29 @@ class Predictor:
             tr = time.perf_counter()
             roi, roi_scale = self._heart_roi(study, sr, phase_list[0], scale, roi_mm, norm)
             timings["roi"] = time.perf_counter() - tr
+        where = self.placement if self.placement != "auto" else \
+            ("device" if self.device.type == "cuda" else "host")
+        on_device = where == "device" and roi is None and min(lr.shape[1:]) > 1
         for ci in range(n_chunks):
             if cancel is not None and cancel():
                 raise Cancelled("super-resolution cancelled")
             chunk = phase_list[ci * bs:(ci + 1) * bs]
             tp = time.perf_counter()
-            placed = place_on_sr_grid(study.image[chunk], lr, sr)  # (b, dz, h, w), input units
+            placed = None
+            if on_device:  # the LR phases go to the device and are placed there (5x less to copy)
+                try:
+                    src = torch.from_numpy(np.ascontiguousarray(study.image[chunk], dtype=np.float32))
+                    placed = place_on_sr_grid_torch(src.to(self.device), lr, sr)
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize(self.device)
+                except torch.cuda.OutOfMemoryError:
+                    log.warning("out of GPU memory placing %d phase(s) on the SR grid: placing on the host",
+                                len(chunk))
+                    on_device = False
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()
+            if placed is None:
+                placed = place_on_sr_grid(study.image[chunk], lr, sr)  # (b, dz, h, w), input units
             timings["preprocess"] += time.perf_counter() - tp
             tm = time.perf_counter()
             out = slice(ci * bs, ci * bs + len(chunk))

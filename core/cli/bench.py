@@ -37,6 +37,8 @@ def register(subparsers, summary: str) -> None:
         "extrapolated to the cine's phases",
     )
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="phases per network call (default: the predictor's default for the device)")
     p.add_argument(
         "--quick", action="store_true", help="tiny sizes (a smoke test of the command; no real figures)"
     )
@@ -71,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         repeat=args.repeat,
         log=log,
         meshes=not args.no_meshes,
+        batch_size=args.batch_size,
     )
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

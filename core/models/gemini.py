@@ -253,7 +253,10 @@ class GeminiGenerator(nn.Module):
             res = x.new_zeros((0, 2 * cfg.tp_knots, h, w)) if cfg.tp_knots else None
             return x.new_zeros((0, h, w)), x.new_zeros((0, cfg.n_classes, h, w)), plan, res
         inp = x.reshape(b * d, 1, h, w)[plan.src.to(x.device)]  # (N, 1, h, w): one per acquired slice
-        inp = inp.contiguous(memory_format=torch.channels_last)  # oneDNN's preferred layout (CPU)
+        if inp.device.type == "cpu" or self.inc[3].weight.is_contiguous(memory_format=torch.channels_last):
+            # channels_last: oneDNN's preferred layout (CPU); on a GPU it follows the weights (a (N, 1, h, w)
+            # tensor with channels_last strides would turn every convolution after it channels_last)
+            inp = inp.contiguous(memory_format=torch.channels_last)
         feats = self._encode2d(inp)
         pos = plan.pos.to(x.device)
         blocks = None if self.training else neighbour_blocks(plan.pos, plan.length,
@@ -288,7 +291,8 @@ class GeminiGenerator(nn.Module):
         `grouped` (default: on the CPU) writes the SR slices per group of consecutive SR slices between the
         same two acquired slices (`acquired_groups`: no (M, h, w) gathers, the label disagreements found
         once per group; 1.06x faster per cine on the CPU by median, benchmarks/bench_acquired_eval.py);
-        otherwise (GPU) a few large gathers and one nonzero, i.e. one synchronisation. Same numbers."""
+        otherwise (GPU) the interpolated scores of all SR slices in blocks of `DENSE_LABEL_ROWS`, kept only
+        where the neighbours disagree (no synchronisation; the GPU has the bandwidth). Same numbers."""
         b, d, h, w = x.shape
         a_img, a_seg, plan, a_res = self.acquired_parts(x)
         img = torch.zeros((b * d, h, w), dtype=torch.float32, device=x.device)
@@ -303,15 +307,15 @@ class GeminiGenerator(nn.Module):
         if not grouped or a_res is not None:
             sr_img, _ = interpolate_acquired(a_img, None, plan, None if a_res is None else a_res.float())
             img.index_copy_(0, plan.out.to(dev), sr_img)
-        if not grouped:
-            out, ia, ib = plan.out.to(dev), plan.ia.to(dev), plan.ib.to(dev)
-            la, lb = a_lab[ia], a_lab[ib]  # (M, h, w)
-            m, yy, xx = torch.nonzero(la != lb, as_tuple=True)
-            if m.numel():
-                t = plan.t.to(dev)[m][:, None]
-                s = (1 - t) * a_seg[ia[m], :, yy, xx] + t * a_seg[ib[m], :, yy, xx]  # (P, K)
-                la[m, yy, xx] = class_argmax(s)
-            lab.index_copy_(0, out, la)
+        if not grouped:  # dense over SR slices in blocks: no data-dependent shapes, no synchronisation
+            out, ia, ib, tt = plan.out.to(dev), plan.ia.to(dev), plan.ib.to(dev), plan.t.to(dev)
+            step = DENSE_LABEL_ROWS
+            for m0 in range(0, len(out), step):
+                ja, jb = ia[m0:m0 + step], ib[m0:m0 + step]
+                la, lb = a_lab[ja], a_lab[jb]  # (m, h, w)
+                t = tt[m0:m0 + step, None, None, None]
+                s = (1 - t) * a_seg[ja] + t * a_seg[jb]  # (m, K, h, w)
+                lab.index_copy_(0, out[m0:m0 + step], torch.where(la == lb, la, class_argmax(s)))
             return img.view(b, d, h, w), lab.view(b, d, h, w)
         tt = plan.t.to(dev)
         for o0, o1, ja, jb, m0 in acquired_groups(plan):
@@ -341,6 +345,10 @@ class GeminiGenerator(nn.Module):
             img = img.to(sr_img.dtype).index_copy(0, plan.out.to(x.device), sr_img)
             seg = seg.to(sr_seg.dtype).index_copy(0, plan.out.to(x.device), sr_seg)
         return img.view(b, d, h, w), seg.view(b, d, k, h, w).permute(0, 2, 1, 3, 4)
+
+
+# SR slices per block of the dense (GPU) label interpolation: 256 x K=4 x 144 x 144 float32 = 85 MB.
+DENSE_LABEL_ROWS = 256
 
 
 def acquired_groups(plan: AcquiredPlan) -> list[tuple[int, int, int, int, int]]:

@@ -115,6 +115,26 @@ def test_fast_bilinear_placement_matches_map_coordinates():
     np.testing.assert_allclose(fast, ref, atol=2e-3)
 
 
+def test_device_placement_matches_the_numpy_placement():
+    """`place_on_sr_grid_torch` (the GPU predictor's placement, here on the CPU): the same SR stacks as
+    `place_on_sr_grid`, on an oblique grid and on an SR grid wider than the LR field of view (zeros)."""
+    import torch
+
+    from core.geometry import place_on_sr_grid_torch
+
+    g = oblique_grid((5, 30, 26), [1.7, 1.9, 8.0], 25.0)
+    s = sr_grid(g)
+    vol = (np.random.default_rng(2).random((3, 5, 30, 26)) * 100).astype(np.float32)
+    for dst in (s, Grid((s.shape[0], s.shape[1] + 12, s.shape[2] + 12), s.affine.copy())):
+        ref = place_on_sr_grid(vol, g, dst)
+        out = place_on_sr_grid_torch(torch.from_numpy(vol), g, dst)
+        assert out.dtype == torch.float32 and tuple(out.shape) == ref.shape
+        np.testing.assert_allclose(out.numpy(), ref, atol=1e-4)
+    assert (ref == 0).any()  # the wider grid reaches beyond the field of view
+    with pytest.raises(ValueError, match="2 x 2"):
+        place_on_sr_grid_torch(torch.zeros((1, 5, 1, 26)), Grid((5, 1, 26), g.affine), s)
+
+
 def test_resample_identity_and_shift():
     g = lr_grid(shape=(5, 12, 14))
     vol = np.random.default_rng(1).random(g.shape).astype(np.float32)

@@ -106,10 +106,35 @@ def _fake_gpu(monkeypatch, fail_when):
     return calls
 
 
+def _pretend_cuda(p: Predictor) -> Predictor:
+    """A CUDA predictor on a machine without CUDA: its LR placement and output arrays as on the host (the
+    GPU-only parts); what is under test is the out-of-memory recovery around `run_stacks`."""
+    p.placement = "host"
+    p.pinned_outputs = False
+    return p
+
+
+def test_cuda_oom_during_device_placement_places_on_the_host(demo, predictor, monkeypatch, caplog):
+    """Out of GPU memory while placing the LR phases on the device: that chunk is placed on the host."""
+    ref = Predictor(predictor.loaded, torch.device("cpu"), precision="float32").predict(demo, phases=[0, 1])
+    p = Predictor(predictor.loaded, torch.device("cpu"), precision="float32")
+    p.placement = "device"
+
+    def oom(*a, **k):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+
+    monkeypatch.setattr(predict_mod, "place_on_sr_grid_torch", oom)
+    with caplog.at_level(logging.WARNING, logger="core.predict"):
+        out = p.predict(demo, phases=[0, 1])
+    assert any("placing on the host" in r.message for r in caplog.records)
+    np.testing.assert_array_equal(out.sr_labels, ref.sr_labels)
+    np.testing.assert_allclose(out.sr_image, ref.sr_image, atol=1e-5)
+
+
 def test_cuda_oom_retries_with_smaller_batches(demo, predictor, monkeypatch, caplog):
     # float32 reference: the simulated CUDA predictor runs float32 ("auto" is bf16 only on CPUs)
     ref = Predictor(predictor.loaded, torch.device("cpu"), precision="float32").predict(demo, phases=[0, 1, 2, 3])
-    p = Predictor(predictor.loaded, torch.device("cuda"), batch_size=4)
+    p = _pretend_cuda(Predictor(predictor.loaded, torch.device("cuda"), batch_size=4))
     calls = _fake_gpu(monkeypatch, lambda b: b > 1)
     with caplog.at_level(logging.WARNING, logger="core.predict"):
         out = p.predict(demo, phases=[0, 1, 2, 3])
@@ -122,7 +147,7 @@ def test_cuda_oom_retries_with_smaller_batches(demo, predictor, monkeypatch, cap
 
 def test_cuda_oom_falls_back_to_cpu(demo, predictor, monkeypatch, caplog):
     ref = Predictor(predictor.loaded, torch.device("cpu"), precision="float32").predict(demo, phases=[0, 5])
-    p = Predictor(predictor.loaded, torch.device("cuda"), batch_size=2)
+    p = _pretend_cuda(Predictor(predictor.loaded, torch.device("cuda"), batch_size=2))
     calls = _fake_gpu(monkeypatch, lambda b: True)
     with caplog.at_level(logging.WARNING, logger="core.predict"):
         out = p.predict(demo, phases=[0, 5])

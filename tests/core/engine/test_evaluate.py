@@ -30,6 +30,9 @@ def test_evaluate_perfect_predictor(dataset):
     # The SR image is the HR image minus 1 everywhere: MSE = 1.
     sub = res["subjects"][0]["phases"]["ED"]
     assert sub["psnr"] == pytest.approx(20 * math.log10(sub["data_range"]), rel=1e-4)
+    for kind in ("psnr_slicewise", "psnr_heart"):  # the same error on every labelled slice / near the heart
+        assert sub[kind] == pytest.approx(sub["psnr"], rel=1e-4)
+        assert s[kind]["ED"]["mean"] == pytest.approx(sub[kind], rel=0.01)
     assert 0.9 < s["ssim"]["ED"]["mean"] <= 1.0
     for key in ("lv_edv_ml", "lv_esv_ml", "lv_ef_pct", "lv_mass_g", "rv_edv_ml"):
         a = s["phenotype_agreement"][key]
@@ -37,6 +40,7 @@ def test_evaluate_perfect_predictor(dataset):
     assert res["subjects"][0]["phenotypes"]["lv_edv_ml"]["truth"] == pytest.approx(49.76, rel=0.03)
     table = ev.format_table(res)
     assert "Dice 3D" in table and "Dice slice-wise" in table and "LVEDV (mL)" in table and "1.00 (0.00)" in table
+    assert "within 10 mm of the heart" in table
     json.dumps(ev._clean(res))  # strict-JSON serialisable
 
 

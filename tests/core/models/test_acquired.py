@@ -128,10 +128,15 @@ def test_acquired2d_eval_mixing_matches_the_conv3d_path(kernel):
         torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
 
 
-def test_acquired2d_infer_labels_equal_argmax_of_forward():
+@pytest.mark.parametrize("dense_rows", [256, 7])
+def test_acquired2d_infer_labels_equal_argmax_of_forward(monkeypatch, dense_rows):
     """`infer` never builds the SR logits: the labels of the acquired slices, interpolated only where two
-    neighbours disagree. Same image and the same labels as argmax of `forward`'s interpolated logits."""
+    neighbours disagree. Same image and the same labels as argmax of `forward`'s interpolated logits, on
+    the CPU's grouped path and on the GPU's dense one (in blocks of `dense_rows` SR slices)."""
+    from core.models import gemini
     from core.models.gemini import class_argmax
+
+    monkeypatch.setattr(gemini, "DENSE_LABEL_ROWS", dense_rows)
 
     g = _a2d_with_stats()
     with torch.no_grad():  # spread logits, so that neighbouring slices disagree somewhere
