@@ -49,7 +49,7 @@ from core import __version__
 from core import mesh as meshlib
 from core import phenotypes as phenolib
 from core.errors import Cancelled, GeminiError, ModelError, StudyError
-from core.geometry import resample
+from core.geometry import resample_nearest_stack
 from core.io.atomic import atomic_path, atomic_write_text
 from core.io.nifti import save_nifti
 from core.study import Grid, Study
@@ -273,7 +273,7 @@ class SuperResolver:
 
         t = time.perf_counter()
         lr_grid = study.grid
-        lr_labels = np.stack([resample(v, sr, lr_grid, order=0) for v in sr_labels]).astype(np.uint8)
+        lr_labels = resample_nearest_stack(sr_labels, sr, lr_grid).astype(np.uint8, copy=False)
         timings["lr_labels"] = time.perf_counter() - t
         if progress:
             progress(_SPAN["lr_labels"][1], "labels back on the input grid")

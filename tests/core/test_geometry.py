@@ -135,6 +135,25 @@ def test_device_placement_matches_the_numpy_placement():
         place_on_sr_grid_torch(torch.zeros((1, 5, 1, 26)), Grid((5, 1, 26), g.affine), s)
 
 
+def test_resample_nearest_stack_equals_per_volume_resampling():
+    """The engine's labels back on the input grid: the same voxels as `resample(order=0)` per phase, on an
+    oblique SR -> LR pair (the LR grid reaching beyond the SR one: cval there)."""
+    from core.geometry import resample_nearest_stack
+
+    g = oblique_grid((6, 30, 26), [1.7, 1.9, 8.0], 25.0)
+    s = sr_grid(g)
+    labels = np.random.default_rng(3).integers(0, 4, size=(3, *s.shape)).astype(np.uint8)
+    wide = Grid((8, 34, 30), g.affine @ np.array([[1, 0, 0, -2], [0, 1, 0, -2], [0, 0, 1, -1], [0, 0, 0, 1.0]]))
+    for dst in (g, wide):
+        ref = np.stack([resample(v, s, dst, order=0) for v in labels])
+        out = resample_nearest_stack(labels, s, dst)
+        assert out.dtype == np.uint8 and out.shape == ref.shape
+        np.testing.assert_array_equal(out, ref)
+    assert (resample_nearest_stack(labels + 1, s, wide)[:, 0] == 0).any()  # outside the SR grid: cval
+    with pytest.raises(ValueError, match="do not match"):
+        resample_nearest_stack(labels[0], s, g)
+
+
 def test_resample_identity_and_shift():
     g = lr_grid(shape=(5, 12, 14))
     vol = np.random.default_rng(1).random(g.shape).astype(np.float32)
