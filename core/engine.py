@@ -51,7 +51,7 @@ from core import phenotypes as phenolib
 from core.errors import Cancelled, GeminiError, ModelError, StudyError
 from core.geometry import resample_nearest_stack
 from core.io.atomic import atomic_path, atomic_write_text
-from core.io.nifti import save_nifti
+from core.io.nifti import IMAGE_DTYPES, save_nifti
 from core.study import Grid, Study
 
 log = logging.getLogger(__name__)
@@ -351,12 +351,12 @@ def gzip_parallel(data: bytes, level: int = 1, workers: int | None = None,
 
 
 def save_nifti_fast(path: Path, array: np.ndarray, affine: np.ndarray, phase_interval_ms: float | None,
-                    description: str) -> Path:
+                    description: str, image_dtype: str = "float32") -> Path:
     """`core.io.nifti.save_nifti` to an uncompressed .nii, then gzip it on all cores into `path` (.nii.gz).
     Same header and data as `save_nifti(path, ...)`; the large SR image is written ~cores x faster."""
     path = Path(path)
     raw = path.with_name(path.name[: -len(".gz")] if path.name.endswith(".gz") else path.name + ".nii")
-    save_nifti(raw, array, affine, phase_interval_ms, description)
+    save_nifti(raw, array, affine, phase_interval_ms, description, image_dtype)
     try:
         data = raw.read_bytes()
         with atomic_path(path) as tmp:
@@ -533,14 +533,18 @@ def write_outputs(
     all_phase_meshes: bool = False,
     extra_info: dict[str, Any] | None = None,
     cancel: Cancel | None = None,
+    sr_dtype: str = "float32",
 ) -> list[Path]:
     """Write every output of `result` into `out_dir` (see docs/pipeline.md); returns the written paths.
 
     Everything goes into a temporary folder next to `out_dir` first and is moved into place at the end:
-    a failure or cancellation leaves `out_dir` as it was.
+    a failure or cancellation leaves `out_dir` as it was. `sr_dtype="int16"` stores the SR image as scaled
+    16-bit integers (`core.io.nifti.save_nifti`): half the float32 file, for cohorts.
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir).expanduser()
+    if sr_dtype not in IMAGE_DTYPES:
+        raise GeminiError(f"unknown SR image type {sr_dtype!r} (choose {' or '.join(IMAGE_DTYPES)})")
     try:
         formats = meshlib.parse_formats(mesh_formats)
     except ValueError as exc:
@@ -572,12 +576,12 @@ def write_outputs(
             # wait for it and it would write into `tmp` while `tmp` is being removed.
             with _signals_deferred():
                 big = pool.submit(save_nifti_fast, tmp / "sr_image.nii.gz", result.sr_image, sr_aff, dt,
-                                  "gemini-cmr SR image")
+                                  "gemini-cmr SR image", sr_dtype)
             _write_rest(result, tmp, formats, all_phase_meshes, dt, cancel)
             big.result()
         check()
         result.timings["write"] = time.perf_counter() - t0
-        info = run_info(result, extra_info)
+        info = run_info(result, {"sr_image_dtype": sr_dtype, **(extra_info or {})})
         info["outputs"] = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()) + ["run.json"]
         atomic_write_text(tmp / "run.json", json.dumps(info, indent=2) + "\n")
         check()

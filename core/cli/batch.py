@@ -52,6 +52,8 @@ def register(subparsers, summary: str) -> None:
     p.add_argument(
         "--redo", action="store_true", help="process studies that already have a complete run.json"
     )
+    p.add_argument("--sr-dtype", choices=("float32", "int16"), default="float32",
+                   help="SR image storage: float32 (default) or int16 (scaled 16-bit integers: half the file, values within half a step of range/65535)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -232,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
                             "world_size": world,
                         }
                     }
-                    write_outputs(result, dest, formats, False, extra_info=extra)
+                    write_outputs(result, dest, formats, False, extra_info=extra, sr_dtype=args.sr_dtype)
                     n_done += 1
                 except (KeyboardInterrupt, MemoryError):
                     raise

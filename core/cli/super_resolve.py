@@ -34,6 +34,8 @@ def register(subparsers, summary: str) -> None:
     p.add_argument("--series-uid", default=None, help="DICOM SeriesInstanceUID when a folder holds several cines")
     p.add_argument("--allow-incomplete", action="store_true",
                    help="use the complete slices of an incomplete DICOM series (with a warning)")
+    p.add_argument("--sr-dtype", choices=("float32", "int16"), default="float32",
+                   help="SR image storage: float32 (default) or int16 (scaled 16-bit integers: half the file, values within half a step of range/65535)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
 
@@ -90,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         "adapter": None if args.adapter is None else str(args.adapter), "device": args.device,
         "phases": args.phases, "mesh_format": formats, "all_phase_meshes": bool(args.all_phase_meshes),
     }}  # fmt: skip
-    write_outputs(result, out, formats, args.all_phase_meshes, extra_info=extra)
+    write_outputs(result, out, formats, args.all_phase_meshes, extra_info=extra, sr_dtype=args.sr_dtype)
     total = time.perf_counter() - t0
     p = result.phenotypes
 

@@ -29,17 +29,26 @@ def from_file_order(data: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected 3D or 4D NIfTI data, got shape {data.shape}")
 
 
+#: How images (not labels) can be stored by `save_nifti`.
+IMAGE_DTYPES = ("float32", "int16")
+
+
 def save_nifti(
     path: str | Path,
     array: np.ndarray,
     affine: np.ndarray,
     phase_interval_ms: float | None = None,
     description: str = "gemini-cmr",
+    image_dtype: str = "float32",
 ) -> Path:
     """Write (Z, Y, X) or (T, Z, Y, X) with an exact affine (sform and qform, code 1 scanner), atomically.
 
-    uint8/int labels keep an integer dtype; images are written as float32.
+    uint8/int labels keep an integer dtype; images are written as float32, or with `image_dtype="int16"`
+    as 16-bit integers with the NIfTI scale and offset (scl_slope, scl_inter) chosen by nibabel to span
+    the image's range: any NIfTI reader gets the values back within half a step (range / 65535).
     """
+    if image_dtype not in IMAGE_DTYPES:
+        raise ValueError(f"image_dtype must be one of {', '.join(IMAGE_DTYPES)}, not {image_dtype!r}")
     path = Path(path)
     array = np.asarray(array)
     if np.issubdtype(array.dtype, np.integer) or array.dtype == bool:
@@ -47,6 +56,8 @@ def save_nifti(
     else:
         data = to_file_order(array.astype(np.float32))
     img = nib.Nifti1Image(np.ascontiguousarray(data), np.asarray(affine, dtype=np.float64))
+    if data.dtype == np.float32 and image_dtype == "int16":
+        img.set_data_dtype(np.int16)  # nibabel's writer scales (slope and intercept) and rounds
     img.header.set_xyzt_units("mm", "msec")
     img.set_sform(affine, code=1)
     img.set_qform(affine, code=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -55,6 +56,20 @@ def test_super_resolve_cli_outputs(tmp_path, study_file, capsys):
     for name in ph["volume_curves_ml"]:
         if ph["volume_curves_ml"][name][ph["phases"].index(ph["ed_phase"])] > 0:
             assert (out / "meshes" / f"ed_{name}.stl").is_file() and (out / "meshes" / f"ed_{name}.ply").is_file()
+
+
+def test_super_resolve_cli_int16_sr_image(tmp_path, study_file, capsys):
+    """`--sr-dtype int16`: the SR image in scaled 16-bit integers, the same values within half a step."""
+    path, s = study_file
+    rc = main(["super-resolve", str(path), "--out", str(tmp_path / "f"), "--device", "cpu", "--quiet"])
+    rc2 = main(["super-resolve", str(path), "--out", str(tmp_path / "i"), "--device", "cpu", "--quiet",
+                "--sr-dtype", "int16"])
+    assert rc == rc2 == 0, capsys.readouterr().err
+    ref, _, _ = read_nifti_array(tmp_path / "f" / "sr_image.nii.gz")
+    nii = nib.load(tmp_path / "i" / "sr_image.nii.gz")
+    img, _, _ = read_nifti_array(tmp_path / "i" / "sr_image.nii.gz")
+    assert nii.get_data_dtype() == np.int16 and np.abs(img - ref).max() <= 0.51 * float(nii.dataobj.slope)
+    assert json.loads((tmp_path / "i" / "run.json").read_text())["sr_image_dtype"] == "int16"
 
 
 def test_super_resolve_bad_input(tmp_path, study_file, capsys):

@@ -97,6 +97,26 @@ def test_write_outputs(tmp_path, study, result):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # temp folder gone
 
 
+def test_write_outputs_int16_sr_image(tmp_path, result):
+    """`sr_dtype="int16"`: the SR image stored as scaled 16-bit integers (NIfTI slope/intercept), read back
+    by nibabel within half a step of the range; recorded in run.json; an unknown type is refused."""
+    out = tmp_path / "int16"
+    write_outputs(result, out, ["stl"], sr_dtype="int16")
+    nii = nib.load(out / "sr_image.nii.gz")
+    assert nii.get_data_dtype() == np.int16
+    img, _, _ = read_nifti_array(out / "sr_image.nii.gz")
+    src = result.sr_image
+    step = float(nii.dataobj.slope)  # nibabel's scale: about the range / 65535
+    assert step <= 1.01 * float(src.max() - src.min()) / 65535
+    assert img.shape == src.shape and np.abs(img - src).max() <= 0.51 * step
+    assert json.loads((out / "run.json").read_text())["sr_image_dtype"] == "int16"
+    lab, _, _ = read_nifti_array(out / "sr_labels.nii.gz")
+    assert lab.dtype == np.uint8 and np.array_equal(lab, result.sr_labels)  # labels unchanged
+    with pytest.raises(GeminiError, match="float32 or int16"):
+        write_outputs(result, tmp_path / "bad", ["stl"], sr_dtype="float16")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_failed_or_cancelled_write_leaves_dir_untouched(tmp_path, result):
     out = tmp_path / "out"
     out.mkdir()
