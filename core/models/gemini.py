@@ -253,9 +253,11 @@ class GeminiGenerator(nn.Module):
             res = x.new_zeros((0, 2 * cfg.tp_knots, h, w)) if cfg.tp_knots else None
             return x.new_zeros((0, h, w)), x.new_zeros((0, cfg.n_classes, h, w)), plan, res
         inp = x.reshape(b * d, 1, h, w)[plan.src.to(x.device)]  # (N, 1, h, w): one per acquired slice
-        if inp.device.type == "cpu" or self.inc[3].weight.is_contiguous(memory_format=torch.channels_last):
-            # channels_last: oneDNN's preferred layout (CPU); on a GPU it follows the weights (a (N, 1, h, w)
-            # tensor with channels_last strides would turn every convolution after it channels_last)
+        if (self.training or inp.device.type == "cpu"
+                or self.inc[3].weight.is_contiguous(memory_format=torch.channels_last)):
+            # channels_last: oneDNN's preferred layout (CPU), and cuDNN's NHWC kernels when training (a
+            # (N, 1, h, w) tensor with channels_last strides turns every convolution after it channels_last);
+            # GPU inference follows the inference copy's weights (`Predictor.channels_last`)
             inp = inp.contiguous(memory_format=torch.channels_last)
         feats = self._encode2d(inp)
         pos = plan.pos.to(x.device)
