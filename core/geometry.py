@@ -202,11 +202,11 @@ def place_on_sr_grid_torch(volume, lr: Grid, sr: Grid):
     from torch.nn.functional import grid_sample
 
     dev = volume.device
-    nt, nz, ny, nx = volume.shape
-    coords = inplane_coords(lr, sr)
-    inp = volume.float().transpose(0, 1)  # (Z, T, Y, X)
+    ny, nx = volume.shape[-2:]
     if ny < 2 or nx < 2:
         raise ValueError("device placement needs at least 2 x 2 LR pixels (use place_on_sr_grid)")
+    coords = inplane_coords(lr, sr)
+    inp = volume.float().transpose(0, 1)  # (Z, T, Y, X)
     grid = torch.from_numpy(sampling_grid(coords, ny, nx)).to(dev)
     planes = grid_sample(inp, grid, mode="bilinear", padding_mode="border", align_corners=True)
     outside = torch.from_numpy(np.stack([o for _, _, o in coords])).to(dev)  # (Z, H, W)
