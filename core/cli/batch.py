@@ -21,16 +21,13 @@ Exit status 0 when no study failed, 1 when some did, 2 for a bad INPUT_LIST or o
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import io
 import json
 import os
 import re
 import sys
-import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from core.errors import GeminiError
@@ -57,9 +54,6 @@ def register(subparsers, summary: str) -> None:
     )
     p.add_argument("--sr-dtype", choices=("float32", "int16"), default="float32",
                    help="SR image storage: float32 (default) or int16 (scaled 16-bit integers: half the file, values within half a step of range/65535)")
-    p.add_argument("--serial", action="store_true",
-                   help="write each study's outputs before starting the next (one result in memory; by "
-                   "default they are written on a thread while the next study is super-resolved)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -179,18 +173,6 @@ class Bar:
             print(file=sys.stderr)
 
 
-def _done_future(fn, *args, **kwargs) -> Future:
-    """Run `fn` now (in this thread) and return its outcome as a finished Future (--serial)."""
-    fut: Future = Future()
-    try:
-        fut.set_result(fn(*args, **kwargs))
-    except (KeyboardInterrupt, MemoryError):
-        raise
-    except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
-        fut.set_exception(exc)
-    return fut
-
-
 # --- the command ------------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
     from core import mesh as meshlib
@@ -215,45 +197,15 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from core.engine import SuperResolver, write_outputs
-    from core.errors import Cancelled
     from core.io import load_study
 
     if args.threads:
         torch.set_num_threads(args.threads)
     engine = None
-    rows: dict[int, dict] = {}  # study index -> its summary row, once finished
+    rows: list[dict] = []
     bar = Bar(len(mine), not args.quiet, prefix)
     t_start = time.perf_counter()
     n_done = 0
-    # Study i's outputs are written on a thread while study i + 1 is read and super-resolved (at most two
-    # results in memory); --serial writes before the next study starts (one result in memory).
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gemini-batch-writer") if not args.serial else None
-    stop = threading.Event()
-    pending: tuple[int, dict, float, Future] | None = None
-
-    def finish(i: int, row: dict, t0: float) -> None:
-        row["seconds"] = round(time.perf_counter() - t0, 3)
-        rows[i] = row
-        name = mine[i][1]
-        bar(len(rows), f"{row['status']} {name}" + (f": {row['reason']}" if row["status"] == "failed" else ""))
-
-    def settle() -> None:
-        """Wait for the write in flight, and record its study."""
-        nonlocal pending, n_done
-        if pending is None:
-            return
-        i, row, t0, fut = pending
-        try:
-            fut.result()  # an interrupt while waiting leaves `pending` set, for the cleanup to cancel
-            n_done += 1
-        except Cancelled:
-            pending = None
-            return  # interrupted: the study stays "pending" in the summary, its temporary folder removed
-        except Exception as exc:  # noqa: BLE001 - a failed write fails its study, not the cohort
-            row.update(status="failed", reason=one_line(exc))
-        pending = None
-        finish(i, row, t0)
-
     try:
         for i, (study_path, name) in enumerate(mine):
             dest = out / name
@@ -267,56 +219,40 @@ def run(args: argparse.Namespace) -> int:
             t0 = time.perf_counter()
             if not args.redo and is_complete(dest):
                 row.update(status="skipped", reason="complete run.json already there")
-                finish(i, row, t0)
-                continue
-            try:
-                if engine is None:
-                    engine = SuperResolver(model=args.model, adapter=args.adapter, device=args.device)
-                study = load_study(study_path)
-                result = engine.run(study, phases=args.phases, meshes="ed_es")
-                extra = {
-                    "arguments": {
-                        "study": str(study_path),
-                        "out": str(dest),
-                        "batch": str(args.input_list),
-                        "rank": rank,
-                        "world_size": world,
-                    }
-                }
-            except (KeyboardInterrupt, MemoryError):
-                raise
-            except GeminiError as exc:
-                if engine is None:  # the model itself could not be loaded: nothing can run
-                    raise
-                row.update(status="failed", reason=one_line(exc))
-                finish(i, row, t0)
-                continue
-            except Exception as exc:  # noqa: BLE001 - a bad study must not stop the cohort
-                row.update(status="failed", reason=one_line(exc))
-                finish(i, row, t0)
-                continue
-            settle()  # the previous study's outputs, written meanwhile
-            kw = {"extra_info": extra, "sr_dtype": args.sr_dtype, "cancel": stop.is_set}
-            if writer is None:
-                pending = (i, row, t0, _done_future(write_outputs, result, dest, formats, False, **kw))
-                settle()
             else:
-                pending = (i, row, t0, writer.submit(write_outputs, result, dest, formats, False, **kw))
-            del result, study
-        settle()
-    except (KeyboardInterrupt, SystemExit):
-        stop.set()  # Ctrl-C / SIGTERM: the write in flight is cancelled (its temporary folder removed)
-        raise
+                try:
+                    if engine is None:
+                        engine = SuperResolver(model=args.model, adapter=args.adapter, device=args.device)
+                    study = load_study(study_path)
+                    result = engine.run(study, phases=args.phases, meshes="ed_es")
+                    extra = {
+                        "arguments": {
+                            "study": str(study_path),
+                            "out": str(dest),
+                            "batch": str(args.input_list),
+                            "rank": rank,
+                            "world_size": world,
+                        }
+                    }
+                    write_outputs(result, dest, formats, False, extra_info=extra, sr_dtype=args.sr_dtype)
+                    n_done += 1
+                except (KeyboardInterrupt, MemoryError):
+                    raise
+                except GeminiError as exc:
+                    if engine is None:  # the model itself could not be loaded: nothing can run
+                        raise
+                    row.update(status="failed", reason=one_line(exc))
+                except Exception as exc:  # noqa: BLE001 - a bad study must not stop the cohort
+                    row.update(status="failed", reason=one_line(exc))
+            row["seconds"] = round(time.perf_counter() - t0, 3)
+            rows.append(row)
+            bar(
+                i + 1, f"{row['status']} {name}" + (f": {row['reason']}" if row["status"] == "failed" else "")
+            )
     finally:
-        if pending is not None:  # the previous study's write: finished (or cancelled) and recorded
-            with contextlib.suppress(KeyboardInterrupt, SystemExit):
-                settle()
-        if writer is not None:
-            writer.shutdown(wait=True)
         bar.close()
-        done_rows = [rows[i] for i in sorted(rows)]
-        done_names = {r["study"] for r in done_rows}
-        not_reached = [
+        done_names = {r["study"] for r in rows}
+        pending = [
             {
                 "study": str(p),
                 "output": str(out / n),
@@ -327,10 +263,10 @@ def run(args: argparse.Namespace) -> int:
             for p, n in mine
             if str(p) not in done_names
         ]
-        csv_path, _ = write_summary(out, done_rows + not_reached, suffix)
+        csv_path, _ = write_summary(out, rows + pending, suffix)
     wall = time.perf_counter() - t_start
-    counts = {s: sum(r["status"] == s for r in done_rows) for s in ("ok", "failed", "skipped")}
-    for r in done_rows:
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "failed", "skipped")}
+    for r in rows:
         if r["status"] == "failed":
             why = r["reason"] if r["reason"].startswith(r["study"]) else f"{r['study']}: {r['reason']}"
             print(f"gemini-cmr: failed: {why}", file=sys.stderr)
