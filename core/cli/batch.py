@@ -11,7 +11,8 @@ files of `gemini-cmr super-resolve` (name = file name without .nii.gz/.nii/.zip;
 - Resume: a study whose DIR/<name>/run.json is complete is skipped (outputs are written atomically, so a
   run.json exists only for a finished study). Run the same command again after an interruption.
 - Sharding: with RANK and WORLD_SIZE in the environment (as `torchrun` sets them), process r takes every
-  WORLD_SIZE-th study starting at r, and writes batch_summary.rank<r>.csv/.json. No process group is
+  WORLD_SIZE-th study starting at r, and writes batch_summary.rank<r>.csv/.json; on CUDA each process
+  uses the GPU of its LOCAL_RANK (`--nproc_per_node` = the node's GPUs). No process group is
   needed, e.g. `torchrun --nproc_per_node 2 -m core.cli.main batch list.txt --out DIR --device cpu`
   (on CPUs, also give each process its share of the cores with --threads).
 
@@ -112,6 +113,23 @@ def rank_and_world() -> tuple[int, int]:
         raise GeminiError("RANK and WORLD_SIZE must be integers") from None
 
 
+def shard_device(device: str, rank: int, world_size: int) -> str:
+    """The device of this shard: with several processes (torchrun) and CUDA, each process takes the GPU
+    of its LOCAL_RANK (else its RANK) modulo the GPUs it can see, so a node's GPUs share the cohort
+    instead of all processes piling onto the first; otherwise `device` unchanged."""
+    if world_size <= 1 or device not in ("auto", "cuda"):
+        return device
+    import torch
+
+    if not torch.cuda.is_available() or torch.cuda.device_count() < 1:
+        return device
+    try:
+        local = int(os.environ.get("LOCAL_RANK", rank))
+    except ValueError:
+        raise GeminiError("LOCAL_RANK must be an integer") from None
+    return f"cuda:{local % torch.cuda.device_count()}"
+
+
 def is_complete(folder: Path) -> bool:
     """True when folder/run.json is a finished run's record (written last, atomically)."""
     try:
@@ -201,6 +219,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = shard_device(args.device, rank, world)
+    if device.startswith("cuda:"):
+        torch.cuda.set_device(torch.device(device))
     engine = None
     rows: list[dict] = []
     bar = Bar(len(mine), not args.quiet, prefix)
@@ -222,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 try:
                     if engine is None:
-                        engine = SuperResolver(model=args.model, adapter=args.adapter, device=args.device)
+                        engine = SuperResolver(model=args.model, adapter=args.adapter, device=device)
                     study = load_study(study_path)
                     result = engine.run(study, phases=args.phases, meshes="ed_es")
                     extra = {

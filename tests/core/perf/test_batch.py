@@ -86,3 +86,24 @@ def test_batch_shard_rank_processes_its_share(cohort, tmp_path, monkeypatch, cap
     assert [r["study"] for r in summary["studies"]] == [str(bad)]
     assert not (out / "s0").exists() and not (out / "s1").exists()
     assert "rank 1/2" in capsys.readouterr().out
+
+
+def test_shard_device_spreads_ranks_over_the_gpus(monkeypatch):
+    """torchrun on a GPU node: each process takes the GPU of its LOCAL_RANK (modulo the visible GPUs);
+    one process, the CPU, or no CUDA: the device as given."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setenv("LOCAL_RANK", "5")
+    assert batch.shard_device("cuda", 5, 8) == "cuda:1"
+    assert batch.shard_device("auto", 5, 8) == "cuda:1"
+    monkeypatch.delenv("LOCAL_RANK")
+    assert batch.shard_device("cuda", 2, 8) == "cuda:2"  # no LOCAL_RANK: the rank
+    assert batch.shard_device("cpu", 2, 8) == "cpu"
+    assert batch.shard_device("cuda", 0, 1) == "cuda"
+    monkeypatch.setenv("LOCAL_RANK", "x")
+    with pytest.raises(GeminiError, match="LOCAL_RANK"):
+        batch.shard_device("cuda", 1, 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert batch.shard_device("auto", 1, 2) == "auto"
