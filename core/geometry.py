@@ -173,13 +173,19 @@ def _bilinear_slices(src: np.ndarray, coords: list, out: np.ndarray) -> None:
     values beyond the last pixel centres, like `map_coordinates(order=1, mode="nearest")`; ~5x faster on
     two cores than one map_coordinates call per slice and phase)."""
     import torch
+
+    inp = torch.from_numpy(np.ascontiguousarray(src.transpose(1, 0, 2, 3)))  # (Z, T, Y, X)
+    out[:] = _sample_planes(inp, coords).numpy().transpose(1, 0, 2, 3)
+
+
+def _sample_planes(inp, coords: list):
+    """(Z, T, Y, X) float tensor -> (Z, T, H, W): every LR slice bilinearly sampled at its `inplane_coords`
+    in one `grid_sample` call on the tensor's device (edge values beyond the last pixel centres)."""
+    import torch
     from torch.nn.functional import grid_sample
 
-    ny, nx = src.shape[-2:]
-    inp = torch.from_numpy(np.ascontiguousarray(src.transpose(1, 0, 2, 3)))  # (Z, T, Y, X)
-    res = grid_sample(inp, torch.from_numpy(sampling_grid(coords, ny, nx)), mode="bilinear",
-                      padding_mode="border", align_corners=True)  # (Z, T, H, W)
-    out[:] = res.numpy().transpose(1, 0, 2, 3)
+    grid = torch.from_numpy(sampling_grid(coords, *inp.shape[-2:])).to(inp.device)
+    return grid_sample(inp, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
 def place_on_sr_grid(volume: np.ndarray, lr: Grid, sr: Grid, order: int = 1) -> np.ndarray:
@@ -199,16 +205,13 @@ def place_on_sr_grid_torch(volume, lr: Grid, sr: Grid):
     W) float32 on that device. Same sampling (one `grid_sample`, edge values, zero beyond the field of
     view); the same numbers as the NumPy path up to the device's float rounding."""
     import torch
-    from torch.nn.functional import grid_sample
 
     dev = volume.device
     ny, nx = volume.shape[-2:]
     if ny < 2 or nx < 2:
         raise ValueError("device placement needs at least 2 x 2 LR pixels (use place_on_sr_grid)")
     coords = inplane_coords(lr, sr)
-    inp = volume.float().transpose(0, 1)  # (Z, T, Y, X)
-    grid = torch.from_numpy(sampling_grid(coords, ny, nx)).to(dev)
-    planes = grid_sample(inp, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    planes = _sample_planes(volume.float().transpose(0, 1), coords)  # (Z, T, H, W)
     outside = torch.from_numpy(np.stack([o for _, _, o in coords])).to(dev)  # (Z, H, W)
     planes = planes.masked_fill(outside[:, None], 0)
     idx = torch.from_numpy(nearest_slice_indices(lr, sr)).to(dev)

@@ -38,6 +38,7 @@ __all__ = [
     "slicewise_psnr",
     "masked_psnr",
     "heart_region",
+    "HEART_MARGIN_MM",
     "ssim",
     "mean_sd",
     "format_mean_sd",
@@ -125,7 +126,12 @@ def masked_psnr(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, data_rang
     return psnr(pred[mask], truth[mask], data_range)
 
 
-def heart_region(labels: np.ndarray, spacing_zyx: Iterable[float], margin_mm: float = 10.0) -> np.ndarray:
+#: "Near the heart" for `heart_region` and the evaluations' PSNR within it: 10 mm of a labelled structure.
+HEART_MARGIN_MM = 10.0
+
+
+def heart_region(labels: np.ndarray, spacing_zyx: Iterable[float],
+                 margin_mm: float = HEART_MARGIN_MM) -> np.ndarray:
     """Voxels within `margin_mm` (Euclidean, in mm) of any labelled structure: the region where cardiac
     super-resolution can make a difference (bool, the labels' shape)."""
     heart = np.asarray(labels) > 0

@@ -34,7 +34,6 @@ PHENOTYPE_KEYS = (
     ("rv_ef_pct", "RVEF", "%"),
 )  # fmt: skip
 SHORT = {"lv_cavity": "LV", "lv_myocardium": "Myo", "rv_cavity": "RV"}
-HEART_MARGIN_MM = 10.0  # the "near the heart" PSNR region (`core.metrics.heart_region`)
 
 
 def register(subparsers, summary: str) -> None:
@@ -154,7 +153,7 @@ def evaluate_subject(data: Path, entry: dict[str, Any], resolver) -> dict[str, A
             "ssim_slicewise": metrics.ssim(pred_i, true_i, rng, mode="slicewise"),
             "psnr_slicewise": metrics.slicewise_psnr(pred_i, true_i, true_l, rng),
             "psnr_heart": metrics.masked_psnr(pred_i, true_i,
-                                              metrics.heart_region(true_l, sr.spacing[::-1], HEART_MARGIN_MM), rng),
+                                              metrics.heart_region(true_l, sr.spacing[::-1]), rng),
             "data_range": rng,
         }
     pred_ph = compute_phenotypes(result.sr_labels, result.sr_grid, phases=result.phases, meta=meta)
@@ -223,6 +222,8 @@ def _f(entry: dict[str, float], digits: int) -> str:
 
 
 def format_table(res: dict[str, Any]) -> str:
+    from core import metrics
+
     s = res["summary"]
     model = res["model_id"][:12] + (f" + V-AMA {res['adapter_id'][:12]}" if res.get("adapter_id") else "")
     lines = [f"Gemini-GAN {model} on {res['data']} (split {res['split']}, n={res['n']}); mean (sd)", ""]
@@ -239,7 +240,7 @@ def format_table(res: dict[str, Any]) -> str:
         lines.append(f"{label:<18}" + "".join(f"{c:>{width}}" for c in cells))
     lines += ["", "Dice 3D is volumetric (primary); slice-wise = per 2D slice, empty slices skipped (paper).",
               "PSNR/SSIM: 3D on the first row; per 2D slice on the second (PSNR on the labelled slices);",
-              "data range = the HR range. PSNR within " + f"{HEART_MARGIN_MM:g} mm of the heart: ED "
+              "data range = the HR range. PSNR within " + f"{metrics.HEART_MARGIN_MM:g} mm of the heart: ED "
               + _f(s["psnr_heart"]["ED"], 2) + ", ES " + _f(s["psnr_heart"]["ES"], 2) + " dB", "",
               "Phenotype errors, SR labels - HR ground truth: bias [95% limits of agreement]"]
     for key, name, unit in PHENOTYPE_KEYS:

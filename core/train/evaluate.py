@@ -19,6 +19,7 @@ import numpy as np
 from core.geometry import resample, sr_grid
 from core.io.nifti import read_nifti_array
 from core.metrics import (
+    HEART_MARGIN_MM,
     dice_per_structure,
     heart_region,
     masked_psnr,
@@ -32,7 +33,6 @@ from core.study import Grid, Study
 from core.train.data import read_manifest
 
 STRUCTS = ("lv_cavity", "lv_myocardium", "rv_cavity")
-HEART_MARGIN_MM = 10.0  # "near the heart": within 10 mm of a labelled structure (`masked_psnr`)
 
 
 def labels_on_sr(labels: np.ndarray, hr: Grid, sr: Grid) -> np.ndarray:
