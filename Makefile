@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml
 venv: sysdeps $(STAMP)
 
 demo: venv
-	@$(VPY) -m core.cli.main demo
+	@$(VPY) -m gemini_cmr.cli.main demo
 
 test: venv
 	@$(VPY) -m pytest -q $(PYTEST_ARGS)
@@ -41,7 +41,7 @@ test-slow: venv
 	@$(VPY) -m pytest -q -m slow $(PYTEST_ARGS)
 
 lint: venv
-	@$(VPY) -m ruff check core app tests
+	@$(VPY) -m ruff check core cli app tests scripts benchmarks
 
 # Packaging (docs/packaging.md): PyInstaller one-folder bundle, its smoke test, wheel + sdist.
 package: venv

@@ -17,10 +17,10 @@ from PySide6.QtCore import Qt, QTimer  # noqa: E402
 from PySide6.QtGui import QIcon  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from app.main_window import MainWindow  # noqa: E402
-from app.settings import Settings  # noqa: E402
-from app.theme import apply_dark_theme  # noqa: E402
-from core.resources import icon_path  # noqa: E402
+from gemini_cmr.app.main_window import MainWindow  # noqa: E402
+from gemini_cmr.app.settings import Settings  # noqa: E402
+from gemini_cmr.app.theme import apply_dark_theme  # noqa: E402
+from gemini_cmr.core.resources import icon_path  # noqa: E402
 
 
 def make_app(argv: list[str] | None = None) -> QApplication:
@@ -93,7 +93,7 @@ def _check_display() -> None:
     if platform and not platform.startswith(("xcb", "wayland")):
         return
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-        from core.errors import GeminiError
+        from gemini_cmr.core.errors import GeminiError
 
         raise GeminiError(
             "no display to open the window on: run it in a desktop session, or headless with "
@@ -136,13 +136,3 @@ def run_view(study: str | None = None, super_resolve: bool = False, screenshot: 
     if script is not None:
         rc = rc or script.rc
     return int(rc)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from core.cli.main import main as cli_main
-
-    return cli_main(["view", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -38,15 +38,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.settings import Settings
-from app.theme import SURFACE_MODES, SURFACE_VIEWS
-from app.views.phenotypes_panel import PhenotypesPanel
-from app.views.reformat_view import ReformatView
-from app.views.slice_view import SliceView
-from app.workers import Task
-from core import __version__
-from core.reformat import LongAxis, long_axis, plane_slice_line
-from core.study import Study
+from gemini_cmr.app.settings import Settings
+from gemini_cmr.app.theme import SURFACE_MODES, SURFACE_VIEWS
+from gemini_cmr.app.views.phenotypes_panel import PhenotypesPanel
+from gemini_cmr.app.views.reformat_view import ReformatView
+from gemini_cmr.app.views.slice_view import SliceView
+from gemini_cmr.app.workers import Task
+from gemini_cmr.core import __version__
+from gemini_cmr.core.reformat import LongAxis, long_axis, plane_slice_line
+from gemini_cmr.core.study import Study
 
 log = logging.getLogger(__name__)
 
@@ -60,23 +60,23 @@ def _short_id(text: str, n: int = 16) -> str:
 
 
 def _import_surface_modules() -> None:
-    import app.views.surface_view  # noqa: F401  (pyvista, pyvistaqt, VTK)
+    import gemini_cmr.app.views.surface_view  # noqa: F401  (pyvista, pyvistaqt, VTK)
 
 
 def _engine():
     """`core.engine` (imported lazily: it pulls in torch, which the window does not need to start)."""
     try:
-        import core.engine as engine
+        import gemini_cmr.core.engine as engine
     except ModuleNotFoundError as exc:
-        if exc.name == "core.engine":
+        if exc.name == "gemini_cmr.core.engine":
             return None
         raise
     return engine
 
 
 _WARM: dict[tuple[str, ...], threading.Thread] = {}
-ENGINE_MODULES = ("core.engine", "core.predict")  # core.predict imports torch: ~1.2 s on the 2-core CPU
-STUDY_MODULES = ("core.io.loader", "scipy.ndimage")  # reading a study (nibabel, pydicom), the reformats
+ENGINE_MODULES = ("gemini_cmr.core.engine", "gemini_cmr.core.predict")  # core.predict imports torch: ~1.2 s on the 2-core CPU
+STUDY_MODULES = ("gemini_cmr.core.io.loader", "scipy.ndimage")  # reading a study (nibabel, pydicom), the reformats
 
 
 def prewarm(modules: tuple[str, ...]) -> threading.Thread | None:
@@ -209,7 +209,7 @@ class MainWindow(QMainWindow):
             return
         self._poll_3d.stop()
         try:
-            from app.views.surface_view import SurfaceView
+            from gemini_cmr.app.views.surface_view import SurfaceView
 
             sv = SurfaceView(self)  # in this window from the start: its native 3D window is never re-created
         except Exception as exc:  # no usable OpenGL, broken VTK: the 2D app still works
@@ -618,7 +618,7 @@ class MainWindow(QMainWindow):
             return None
 
         def load(progress, cancel):
-            from core.io.loader import load_study
+            from gemini_cmr.core.io.loader import load_study
 
             progress(0.0, f"Reading {Path(path).name}…")
             return load_study(path)
@@ -802,7 +802,7 @@ class MainWindow(QMainWindow):
     def _start_more_meshes(self, result, phases: list[int]) -> None:
         """Make the surfaces of `phases` on a worker thread after the result is shown (the 3D cine mode
         and all-phase exports use them; `write_outputs` also makes any still missing on demand)."""
-        from core.mesh import phase_surfaces
+        from gemini_cmr.core.mesh import phase_surfaces
 
         labels, grid, all_phases = result.sr_labels, result.sr_grid, list(result.phases)
 
@@ -1106,7 +1106,7 @@ class MainWindow(QMainWindow):
         return QImage(arr.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
     def save_screenshot(self, path: str | Path, which: str = "window") -> Path:
-        from app.dialogs.export_dialog import save_image
+        from gemini_cmr.app.dialogs.export_dialog import save_image
 
         return save_image(self.grab_image(which), Path(path))
 
@@ -1122,7 +1122,7 @@ class MainWindow(QMainWindow):
             self.status_label.setText(f"Saved {path}")
 
     def export_dialog(self) -> None:
-        from app.dialogs.export_dialog import ExportDialog
+        from gemini_cmr.app.dialogs.export_dialog import ExportDialog
 
         dlg = ExportDialog(self, has_result=self.result is not None,
                            default_dir=str(Path(self.settings.last_dir) / f"{self.study.name}_gemini"))
@@ -1132,7 +1132,7 @@ class MainWindow(QMainWindow):
     def export(self, options, confirm: bool = True) -> Task | None:
         """Write the chosen outputs on a worker thread; existing files are never overwritten silently:
         with `confirm` the user is asked, otherwise `options.overwrite` decides."""
-        from app.dialogs.export_dialog import export_plan
+        from gemini_cmr.app.dialogs.export_dialog import export_plan
 
         if self.study is None or not self._can_start():
             return None
@@ -1174,7 +1174,7 @@ class MainWindow(QMainWindow):
     # ============================================================================================
     def open_training_wizard(self):
         """Tools > Train a Model… (app/wizard): "Use this model now" selects the model or adapter here."""
-        from app.wizard import TrainWizard
+        from gemini_cmr.app.wizard import TrainWizard
 
         wizard = TrainWizard(self, self.settings)
         wizard.modelChosen.connect(self.use_trained_model)

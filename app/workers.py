@@ -20,7 +20,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from core.errors import Cancelled, GeminiError
+from gemini_cmr.core.errors import Cancelled, GeminiError
 
 log = logging.getLogger(__name__)
 

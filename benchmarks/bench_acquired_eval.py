@@ -22,11 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from core.io.loader import load_study  # noqa: E402
-from core.models.blocks import MaxPool2x2  # noqa: E402
-from core.models.gemini import GeminiGenerator  # noqa: E402
-from core.predict import Predictor  # noqa: E402
-from core.resources import demo_study_path  # noqa: E402
+from gemini_cmr.core.io.loader import load_study  # noqa: E402
+from gemini_cmr.core.models.blocks import MaxPool2x2  # noqa: E402
+from gemini_cmr.core.models.gemini import GeminiGenerator  # noqa: E402
+from gemini_cmr.core.predict import Predictor  # noqa: E402
+from gemini_cmr.core.resources import demo_study_path  # noqa: E402
 
 
 def gather_mixing(mix, f: torch.Tensor, pos: torch.Tensor, length: int) -> torch.Tensor:

@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from core.io.loader import load_study  # noqa: E402
-from core.predict import Predictor  # noqa: E402
-from core.resources import demo_study_path  # noqa: E402
+from gemini_cmr.core.io.loader import load_study  # noqa: E402
+from gemini_cmr.core.predict import Predictor  # noqa: E402
+from gemini_cmr.core.resources import demo_study_path  # noqa: E402
 
 
 def main() -> None:

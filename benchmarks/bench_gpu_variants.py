@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from core.bench import DEMO_STUDY, precision_agreement  # noqa: E402
-from core.io import load_study  # noqa: E402
-from core.predict import Predictor, resolve_device  # noqa: E402
-from core.synth.dataset import make_subject  # noqa: E402
+from gemini_cmr.core.bench import DEMO_STUDY, precision_agreement  # noqa: E402
+from gemini_cmr.core.io import load_study  # noqa: E402
+from gemini_cmr.core.predict import Predictor, resolve_device  # noqa: E402
+from gemini_cmr.core.synth.dataset import make_subject  # noqa: E402
 
 
 def main() -> int:

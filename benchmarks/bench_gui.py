@@ -41,8 +41,8 @@ def main() -> int:
     args = ap.parse_args()
     os.environ.setdefault("GEMINI_CMR_SETTINGS", str(Path(tempfile.mkdtemp()) / "bench.ini"))
 
-    from app.main import make_app
-    from app.main_window import MainWindow
+    from gemini_cmr.app.main import make_app
+    from gemini_cmr.app.main_window import MainWindow
 
     app = make_app()
     win = MainWindow(interactive=False, model=args.model, device=args.device)
@@ -52,7 +52,7 @@ def main() -> int:
     t_up = time.perf_counter() - T_START
     print(f"window up (interpreter start -> shown): {t_up:.2f} s  [target < 3 s]")
 
-    from core.resources import demo_study_path
+    from gemini_cmr.core.resources import demo_study_path
 
     study = args.study or (str(demo_study_path()) if demo_study_path().exists() and not args.oracle else None)
     if study is None or args.oracle:
@@ -61,7 +61,7 @@ def main() -> int:
         if study is None:
             study = str(make_study(Path(tempfile.mkdtemp())))
         if args.oracle:
-            import core.engine as engine
+            import gemini_cmr.core.engine as engine
 
             real = engine.SuperResolver
             engine.SuperResolver = lambda model=None, adapter=None, device="auto", **kw: real(model=OraclePredictor())

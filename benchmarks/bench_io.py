@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pydicom
 
-from core.io import load_study
+from gemini_cmr.core.io import load_study
 
 DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sunnybrook" / "SCD0000101"
 

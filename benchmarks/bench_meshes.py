@@ -23,10 +23,10 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from core import mesh as current  # noqa: E402
-from core.bench import DEMO_STUDY  # noqa: E402
-from core.io import load_study  # noqa: E402
-from core.predict import Predictor  # noqa: E402
+from gemini_cmr.core import mesh as current  # noqa: E402
+from gemini_cmr.core.bench import DEMO_STUDY  # noqa: E402
+from gemini_cmr.core.io import load_study  # noqa: E402
+from gemini_cmr.core.predict import Predictor  # noqa: E402
 
 
 def load_baseline(rev: str) -> types.ModuleType:

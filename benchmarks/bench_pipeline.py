@@ -27,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.bench import OraclePredictor, run_once, write_phantom  # noqa: E402
-from core.io.nifti import save_nifti  # noqa: E402
+from gemini_cmr.core.bench import OraclePredictor, run_once, write_phantom  # noqa: E402
+from gemini_cmr.core.io.nifti import save_nifti  # noqa: E402
 
 
 def main() -> int:
@@ -56,7 +56,7 @@ def main() -> int:
         tmp = Path(tmp)
         pair = None
         if args.synth is not None:
-            from core.synth.dataset import make_subject
+            from gemini_cmr.core.synth.dataset import make_subject
 
             pair = make_subject(args.synth, n_phases=args.phases)
             study_path = tmp / "synth.nii.gz"

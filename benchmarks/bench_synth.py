@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from core.io.nifti import save_nifti
-from core.synth import make_subject
+from gemini_cmr.core.io.nifti import save_nifti
+from gemini_cmr.core.synth import make_subject
 
 
 def main() -> None:

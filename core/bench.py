@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from core.geometry import rotation_matrix
-from core.io.nifti import save_nifti
-from core.study import Grid
+from gemini_cmr.core.geometry import rotation_matrix
+from gemini_cmr.core.io.nifti import save_nifti
+from gemini_cmr.core.study import Grid
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_STUDY = REPO / "resources" / "demo" / "demo_study.nii.gz"
@@ -83,7 +83,7 @@ class OraclePredictor:
         self.pair = pair
 
     def predict(self, study, phases=None, progress=None, cancel=None):
-        from core.predict import Prediction
+        from gemini_cmr.core.predict import Prediction
 
         phases = list(range(study.n_phases)) if phases is None else list(phases)
         hr = self.pair.hr
@@ -100,8 +100,8 @@ def run_once(
     meshes: str = "ed_es",
 ) -> dict[str, Any]:
     """study file -> SuperResolver.run -> (write_outputs when `out`); seconds per stage, `_`-keys = info."""
-    from core.engine import SuperResolver, write_outputs
-    from core.io import load_study
+    from gemini_cmr.core.engine import SuperResolver, write_outputs
+    from gemini_cmr.core.io import load_study
 
     t0 = time.perf_counter()
     c0 = time.process_time()
@@ -183,8 +183,8 @@ def model_flops(model, input_shape: tuple[int, ...], example=None) -> float:
 def network_input(study, depth: int, multiple: int) -> np.ndarray:
     """The generator's input for the study's first phase, as `core.predict.run_stacks` builds it (placed on
     the SR grid, zero-padded in-plane, the first depth window): (1, depth, H', W')."""
-    from core.geometry import place_on_sr_grid, sr_grid
-    from core.models.preprocess import depth_windows, pad_amounts
+    from gemini_cmr.core.geometry import place_on_sr_grid, sr_grid
+    from gemini_cmr.core.models.preprocess import depth_windows, pad_amounts
 
     placed = place_on_sr_grid(study.image[[0]], study.grid, sr_grid(study.grid))
     _, dz, h, w = placed.shape
@@ -199,7 +199,7 @@ def network_input(study, depth: int, multiple: int) -> np.ndarray:
 # --- the reference configuration ------------------------------------------------------------------------
 def reference_model(depth: int):
     """The paper's network: widths 64-128-256-512-512, plain 1x1 heads, random weights, eval mode."""
-    from core.models.gemini import REFERENCE_WIDTHS, GeminiConfig, GeminiGenerator
+    from gemini_cmr.core.models.gemini import REFERENCE_WIDTHS, GeminiConfig, GeminiGenerator
 
     cfg = GeminiConfig(depth=depth, widths=REFERENCE_WIDTHS, residual_image=False, input_to_heads=False)
     return GeminiGenerator(cfg).eval()
@@ -245,7 +245,7 @@ def precision_agreement(ref, test, hr_image: np.ndarray | None = None) -> dict[s
     image against the reference SR image (data range = the reference's range per phase, mean over phases);
     with `hr_image` (T', D, H, W ground truth on the SR grid): psnr_change_db = mean PSNR(test, HR) -
     mean PSNR(ref, HR). The issue's acceptance: agreement >= 0.995 and |psnr_change_db| < 0.1."""
-    from core.metrics import psnr
+    from gemini_cmr.core.metrics import psnr
 
     out = {"label_agreement": float(np.mean(ref.sr_labels == test.sr_labels))}
     vals = []
@@ -287,7 +287,7 @@ def run_bench(
     only runs the network); the report says so and leaves those stages out."""
     import torch
 
-    from core.predict import Predictor, resolve_device
+    from gemini_cmr.core.predict import Predictor, resolve_device
 
     if threads:
         torch.set_num_threads(threads)
@@ -308,7 +308,7 @@ def run_bench(
         predictor = Predictor.load(model, device=dev, batch_size=batch_size, **kw)
         t_model = time.perf_counter() - t
         # Warm-up: one phase through the network (first-call allocations and kernel selection).
-        from core.io import load_study
+        from gemini_cmr.core.io import load_study
 
         s = load_study(study_path)
         n_t = s.n_phases
@@ -338,7 +338,7 @@ def run_bench(
         say(f"note: the study has {n_t} phases, not {phases}")
     n_ph = tm["_n_phases"]
     # Model FLOPs: one forward per depth window per phase at the padded in-plane size.
-    from core.models.preprocess import depth_windows, pad_amounts
+    from gemini_cmr.core.models.preprocess import depth_windows, pad_amounts
 
     cfg = predictor.model.config
     dz, h, w = tm["_sr_shape"]

@@ -1,7 +1,7 @@
 """The end-to-end engine shared by the CLI and the app: study -> (V-AMA) -> Gemini-GAN -> results.
 
 ```python
-from core.engine import SuperResolver, write_outputs
+from gemini_cmr.core.engine import SuperResolver, write_outputs
 sr = SuperResolver(model=None, adapter=None, device="auto")   # loads the model (and adapter) once
 result = sr.run(study, phases="all", meshes="ed_es", progress=cb, cancel=cb)
 write_outputs(result, "out/DIR", mesh_formats=("stl",), all_phase_meshes=False)
@@ -45,14 +45,14 @@ from typing import Any
 
 import numpy as np
 
-from core import __version__
-from core import mesh as meshlib
-from core import phenotypes as phenolib
-from core.errors import Cancelled, GeminiError, ModelError, StudyError
-from core.geometry import resample_nearest_stack
-from core.io.atomic import atomic_path, atomic_write_text
-from core.io.nifti import IMAGE_DTYPES, save_nifti
-from core.study import Grid, Study
+from gemini_cmr.core import __version__
+from gemini_cmr.core import mesh as meshlib
+from gemini_cmr.core import phenotypes as phenolib
+from gemini_cmr.core.errors import Cancelled, GeminiError, ModelError, StudyError
+from gemini_cmr.core.geometry import resample_nearest_stack
+from gemini_cmr.core.io.atomic import atomic_path, atomic_write_text
+from gemini_cmr.core.io.nifti import IMAGE_DTYPES, save_nifti
+from gemini_cmr.core.study import Grid, Study
 
 log = logging.getLogger(__name__)
 
@@ -155,13 +155,13 @@ class SuperResolver:
             self.predictor = model
             self.model_path = str(getattr(getattr(model, "loaded", None), "weights_path", "") or "") or None
         else:
-            from core.predict import Predictor
+            from gemini_cmr.core.predict import Predictor
 
             kw = {} if batch_size is None else {"batch_size": batch_size}
             self.predictor = Predictor.load(model, device=device, **kw)
             self.model_path = str(self.predictor.loaded.weights_path)
             if self._auto:
-                from core.resources import bundled_model_path
+                from gemini_cmr.core.resources import bundled_model_path
 
                 self._predictors[str(bundled_model_path())] = self.predictor
         self.load_timings = {"load_model": time.perf_counter() - t0}
@@ -173,7 +173,7 @@ class SuperResolver:
                 self.adapter = adapter
                 self.adapter_path = str(getattr(adapter, "path", "") or "") or None
             else:
-                from core.models.vama import Adapter  # lazy: only when an adapter is used
+                from gemini_cmr.core.models.vama import Adapter  # lazy: only when an adapter is used
 
                 dev = str(getattr(self.predictor, "device", "cpu"))
                 self.adapter = Adapter.load(adapter, device=dev)
@@ -209,8 +209,8 @@ class SuperResolver:
             )
 
     def _choose_model(self, study: Study) -> None:
-        from core.predict import Predictor
-        from core.resources import default_model_for
+        from gemini_cmr.core.predict import Predictor
+        from gemini_cmr.core.resources import default_model_for
 
         path, reason = default_model_for(study)
         key = str(path)

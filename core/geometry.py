@@ -12,7 +12,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from core.study import Grid
+from gemini_cmr.core.study import Grid
 
 SR_INPLANE_MM = 1.25
 SR_THROUGH_MM = 2.0

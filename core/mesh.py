@@ -33,9 +33,9 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 from scipy import ndimage
 
-from core.errors import GeminiError
-from core.io.atomic import atomic_path, atomic_write_text
-from core.study import STRUCTURES, Grid
+from gemini_cmr.core.errors import GeminiError
+from gemini_cmr.core.io.atomic import atomic_path, atomic_write_text
+from gemini_cmr.core.study import STRUCTURES, Grid
 
 if TYPE_CHECKING:
     import pyvista as pv
@@ -188,7 +188,7 @@ def phase_surfaces(
 ) -> dict[int, dict[str, pv.PolyData]]:
     """Surfaces for the study phases in `select` (default all) of (T', Z, Y, X) `labels`, whose rows
     are the study phases `phases`. Returns {phase: {structure: PolyData}}."""
-    from core.errors import Cancelled
+    from gemini_cmr.core.errors import Cancelled
 
     index = {int(p): i for i, p in enumerate(phases)}
     wanted = [int(p) for p in (select if select is not None else phases)]

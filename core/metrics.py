@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 from scipy import ndimage
 
-from core.study import STRUCTURES
+from gemini_cmr.core.study import STRUCTURES
 
 __all__ = [
     "dice",

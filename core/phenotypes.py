@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from core.io.atomic import atomic_write_text
-from core.study import STRUCTURES, Grid, StudyMeta
+from gemini_cmr.core.io.atomic import atomic_write_text
+from gemini_cmr.core.study import STRUCTURES, Grid, StudyMeta
 
 MYOCARDIAL_DENSITY_G_PER_ML = 1.05
 

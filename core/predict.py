@@ -1,7 +1,7 @@
 """The Gemini-GAN predictor: load a model once, super-resolve and segment whole cines.
 
 ```python
-from core.predict import Predictor
+from gemini_cmr.core.predict import Predictor
 p = Predictor.load(path=None, device="auto")        # None = the bundled model
 pred = p.predict(study, phases=None, progress=None, cancel=None)
 ```
@@ -25,21 +25,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.errors import Cancelled, StudyError
-from core.geometry import place_on_sr_grid, place_on_sr_grid_torch, sr_grid
-from core.models.blocks import Down, MaxPool2x2
-from core.models.gemini import class_argmax
-from core.models.preprocess import (
+from gemini_cmr.core.errors import Cancelled, StudyError
+from gemini_cmr.core.geometry import place_on_sr_grid, place_on_sr_grid_torch, sr_grid
+from gemini_cmr.core.models.blocks import Down, MaxPool2x2
+from gemini_cmr.core.models.gemini import class_argmax
+from gemini_cmr.core.models.preprocess import (
     DEFAULT_PERCENTILE,
     depth_windows,
     intensity_scale,
     pad_amounts,
     window_weights,
 )
-from core.models.store import LoadedModel, load_model
-from core.parallel import tune_malloc
-from core.resources_check import plan_batch
-from core.study import Grid, Study
+from gemini_cmr.core.models.store import LoadedModel, load_model
+from gemini_cmr.core.parallel import tune_malloc
+from gemini_cmr.core.resources_check import plan_batch
+from gemini_cmr.core.study import Grid, Study
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def auto_precision(device: torch.device) -> str:
     network (0.52 / 0.55 s vs 0.52 s per demo cine, batch 4; slower at batch 20)."""
     if torch.device(device).type != "cpu":
         return "float32"
-    from core.train.loop import cpu_has_bf16
+    from gemini_cmr.core.train.loop import cpu_has_bf16
 
     return "bfloat16" if cpu_has_bf16() else "float32"
 
@@ -366,7 +366,7 @@ class Predictor:
                 lab[:, :, y0:y1, x0:x1] = lab_roi
             timings["model"] += time.perf_counter() - tm
             if self.config.get("inference"):
-                from core.postprocess import postprocess_labels
+                from gemini_cmr.core.postprocess import postprocess_labels
 
                 lab = postprocess_labels(lab, self.config)
             if not np.may_share_memory(lab, sr_labels):
@@ -384,7 +384,7 @@ class Predictor:
         component of the post-processed labels); the box is `roi_mm` wide in-plane, centred on it and
         moved inside the grid; the intensity scale is the percentile of the LR pixels inside the box, as
         for the training crops. Nothing found: the whole field of view, with a warning."""
-        from core.postprocess import heart_roi, postprocess_labels
+        from gemini_cmr.core.postprocess import heart_roi, postprocess_labels
 
         placed = place_on_sr_grid(study.image[[phase]], study.grid, sr)
         _, lab = self._run_safe(placed, scale)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.study import Grid
+from gemini_cmr.core.study import Grid
 
 LV_LABELS = (1, 2)
 RV_LABEL = 3

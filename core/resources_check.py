@@ -1,7 +1,7 @@
 """Memory needed to super-resolve a study, estimated before running, and the batch size that fits.
 
 ```python
-from core.resources_check import estimate_memory, plan_batch
+from gemini_cmr.core.resources_check import estimate_memory, plan_batch
 need = estimate_memory(study, model_config, batch_size=4)      # bytes
 batch = plan_batch(study, model_config, n_phases, batch_size=4, device="cpu")   # or GeminiError
 ```
@@ -19,10 +19,10 @@ import os
 
 import numpy as np
 
-from core.errors import GeminiError
-from core.geometry import sr_grid
-from core.models.gemini import GeminiConfig
-from core.models.preprocess import depth_windows, pad_amounts
+from gemini_cmr.core.errors import GeminiError
+from gemini_cmr.core.geometry import sr_grid
+from gemini_cmr.core.models.gemini import GeminiConfig
+from gemini_cmr.core.models.preprocess import depth_windows, pad_amounts
 
 #: Feature maps alive per resolution level and network branch (encoder, 2 decoders) at the peak.
 ACTIVATION_FACTOR = 5

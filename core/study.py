@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import StudyError
+from gemini_cmr.core.errors import StudyError
 
 LABELS = {0: "background", 1: "lv_cavity", 2: "lv_myocardium", 3: "rv_cavity"}
 STRUCTURES = {1: "lv_cavity", 2: "lv_myocardium", 3: "rv_cavity"}

@@ -1,6 +1,6 @@
 """Entry point of the PyInstaller bundle: the `gemini-cmr` executable (packaging/gemini-cmr.spec).
 
-It is the same command line as the pip-installed `gemini-cmr` (`core.cli.main:main`); `gemini-cmr view`
+It is the same command line as the pip-installed `gemini-cmr` (`gemini_cmr.cli.main:main`); `gemini-cmr view`
 opens the desktop app. Started with no arguments from a windowed build (Windows `console=False`, a macOS
 `.app` opened from the Finder), it opens the app instead of printing the help.
 """
@@ -24,7 +24,7 @@ def main() -> int:
     multiprocessing.freeze_support()
     # matplotlib comes in through pyvista (colour maps only); never let it pick a GUI backend.
     os.environ.setdefault("MPLBACKEND", "Agg")
-    from core.cli.main import main as cli_main
+    from gemini_cmr.cli.main import main as cli_main
 
     return cli_main(_argv())
 

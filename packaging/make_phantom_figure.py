@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from core.synth import DOMAINS, make_subject  # noqa: E402
+from gemini_cmr.core.synth import DOMAINS, make_subject  # noqa: E402
 
 
 def main() -> None:

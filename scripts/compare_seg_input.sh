@@ -19,7 +19,7 @@ cfg.update(seg_input=sys.argv[1], max_steps=int(sys.argv[2]), num_threads=1, cro
            checkpoint_every=1000, cache_dir=sys.argv[3])
 print(json.dumps(cfg))
 PYEOF
-  $PY -m core.cli.main train gemini --data "$DATA" --out "$OUT/$mode" --config "$OUT/$mode.json" \
+  $PY -m gemini_cmr.cli.main train gemini --data "$DATA" --out "$OUT/$mode" --config "$OUT/$mode.json" \
     --device cpu --progress-json > "$OUT/$mode.jsonl" 2> "$OUT/$mode.err" &
 done
 wait

@@ -24,8 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.io.atomic import atomic_write_text  # noqa: E402
-from core.metrics import dice_per_structure  # noqa: E402
+from gemini_cmr.core.io.atomic import atomic_write_text  # noqa: E402
+from gemini_cmr.core.metrics import dice_per_structure  # noqa: E402
 
 STRUCT = ("lv_cavity", "lv_myocardium", "rv_cavity")
 PHEN = ("lvedv_ml", "lvesv_ml", "lvef_pct", "lv_mass_g", "rvedv_ml")
@@ -52,10 +52,10 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from core.engine import SuperResolver
-    from core.io.layouts import load_acdc
-    from core.resources import acdc_model_path
-    from core.train.lr_data import acdc_subjects
+    from gemini_cmr.core.engine import SuperResolver
+    from gemini_cmr.core.io.layouts import load_acdc
+    from gemini_cmr.core.resources import acdc_model_path
+    from gemini_cmr.core.train.lr_data import acdc_subjects
 
     model = args.model or str(acdc_model_path())
     sr = SuperResolver(model=model, device="cpu")

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from core.train.evaluate import evaluate, format_table  # noqa: E402
+from gemini_cmr.core.train.evaluate import evaluate, format_table  # noqa: E402
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)

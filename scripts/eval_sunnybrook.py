@@ -29,11 +29,11 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from core.engine import SuperResolver
-    from core.io.contours import attach_contours
-    from core.io.loader import load_study
-    from core.metrics import dice
-    from core.resources import acdc_model_path, bundled_model_path
+    from gemini_cmr.core.engine import SuperResolver
+    from gemini_cmr.core.io.contours import attach_contours
+    from gemini_cmr.core.io.loader import load_study
+    from gemini_cmr.core.metrics import dice
+    from gemini_cmr.core.resources import acdc_model_path, bundled_model_path
 
     study = attach_contours(load_study(args.study), args.contours)
     pairs = study.meta.extra["contour_slices"]

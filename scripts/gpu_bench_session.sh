@@ -35,7 +35,7 @@ fi
 for b in ${BATCHES:-default 20}; do
   say "bench batch $b"
   extra=(); [ "$b" != default ] && extra=(--batch-size "$b")
-  timeout 120 $PY -m core.cli.main bench --device cuda --no-meshes --repeat 5 --json "${extra[@]}" \
+  timeout 120 $PY -m gemini_cmr.cli.main bench --device cuda --no-meshes --repeat 5 --json "${extra[@]}" \
     > "$OUT/bench_$b.json" 2> "$OUT/bench_$b.err"; echo "bench $b rc $?" | tee -a "$OUT/session.log"
 done
 say "done"

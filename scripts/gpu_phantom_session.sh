@@ -39,19 +39,19 @@ $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_av
 
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
   say "bench: bundled model"
-  $PY -m core.cli.main bench --device "$DEVICE" --no-meshes --repeat 5 --json > "$OUT/bench_default.json" 2> "$OUT/bench_default.err"
+  $PY -m gemini_cmr.cli.main bench --device "$DEVICE" --no-meshes --repeat 5 --json > "$OUT/bench_default.json" 2> "$OUT/bench_default.err"
   say "bench: slices-as-channels phantom model"
-  $PY -m core.cli.main bench --device "$DEVICE" --no-meshes --repeat 5 --json \
+  $PY -m gemini_cmr.cli.main bench --device "$DEVICE" --no-meshes --repeat 5 --json \
     --model resources/models/gemini-phantom-sac > "$OUT/bench_sac.json" 2> "$OUT/bench_sac.err"
 fi
 
 say "synth $SUBJECTS subjects, $WORKERS processes"
-$PY -m core.cli.main synth "$WORK/phantoms" --subjects "$SUBJECTS" --seed 0 --phases 20 --workers "$WORKERS" \
+$PY -m gemini_cmr.cli.main synth "$WORK/phantoms" --subjects "$SUBJECTS" --seed 0 --phases 20 --workers "$WORKERS" \
   --quiet --force > /dev/null
 say "training cache"
 $PY -c "
 import sys
-from core.train.data import load_split
+from gemini_cmr.core.train.data import load_split
 work = sys.argv[1]
 load_split(f'{work}/phantoms', 'train', cache_dir=f'{work}/cache', max_phases=10, workers=14)
 load_split(f'{work}/phantoms', 'val', cache_dir=f'{work}/cache', max_phases=2, workers=6)
@@ -64,7 +64,7 @@ for name in $RUNS; do
   sed "s#/tmp/cache_phantoms#$WORK/cache#" "scripts/gemini_phantom_${name}_gpu.json" > "$WORK/$name.json"
   extra=()
   [ -n "${STEPS:-}" ] && extra=(--max-steps "$STEPS")
-  timeout -s INT "$left" $PY -m core.cli.main train gemini --data "$WORK/phantoms" --out "$WORK/run-$name" \
+  timeout -s INT "$left" $PY -m gemini_cmr.cli.main train gemini --data "$WORK/phantoms" --out "$WORK/run-$name" \
     --config "$WORK/$name.json" --device "$DEVICE" --seed 1 "${extra[@]}" > "$OUT/train_$name.log" 2>&1 &
 done
 wait

@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from core.baselines.interpolation import interpolate_image  # noqa: E402
-from core.metrics import psnr  # noqa: E402
-from core.synth.dataset import make_subject  # noqa: E402
+from gemini_cmr.core.baselines.interpolation import interpolate_image  # noqa: E402
+from gemini_cmr.core.metrics import psnr  # noqa: E402
+from gemini_cmr.core.synth.dataset import make_subject  # noqa: E402
 
 
 def main() -> None:
@@ -52,7 +52,7 @@ def main() -> None:
 
 
 def regions(pair, hr: np.ndarray, rng: float) -> None:
-    from core.metrics import heart_region
+    from gemini_cmr.core.metrics import heart_region
 
     est = interpolate_image(pair.lr.image[0].astype(np.float32), pair.lr_grid, pair.hr_grid, 3)
     err = (est.astype(np.float64) - hr) ** 2

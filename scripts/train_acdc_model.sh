@@ -21,12 +21,12 @@ if [ "${1:-}" = "--gpu" ]; then
   CROPPED=$RUN-data
   $PY scripts/crop_acdc.py "$ACDC" "$CROPPED"
   sed "s#/tmp/acdc_cache#$RUN-cache#" scripts/gemini_acdc_gpu_acquired.json > "$RUN.config.json"
-  $PY -m core.cli.main train gemini --data "acdc:$CROPPED" --out "$RUN" --config "$RUN.config.json" \
+  $PY -m gemini_cmr.cli.main train gemini --data "acdc:$CROPPED" --out "$RUN" --config "$RUN.config.json" \
     --device cuda --max-steps 1066 --seed 0
   $PY - "$RUN" <<'PYEOF'
 import sys
-from core.models.store import load_model, save_model
-from core.resources import acdc_model_path
+from gemini_cmr.core.models.store import load_model, save_model
+from gemini_cmr.core.resources import acdc_model_path
 run = sys.argv[1]
 m = load_model(f"{run}/best")
 cfg = {k: v for k, v in m.config.items() if k not in ("kind", "version", "model", "weights_dtype")}
@@ -45,14 +45,14 @@ RUN=${2:-runs/acdc-a2d}
 STEPS=${3:-200}
 STEPS2=${4:-560}
 export OMP_NUM_THREADS=1
-$PY -m core.cli.main train gemini --data "acdc:$ACDC" --out "$RUN" --config scripts/gemini_acdc_train.json \
+$PY -m gemini_cmr.cli.main train gemini --data "acdc:$ACDC" --out "$RUN" --config scripts/gemini_acdc_train.json \
   --device cpu --seed 0 --threads 1 --max-steps "$STEPS"
-$PY -m core.cli.main train gemini --data "acdc:$ACDC" --out "$RUN" --config scripts/gemini_acdc_stage2.json \
+$PY -m gemini_cmr.cli.main train gemini --data "acdc:$ACDC" --out "$RUN" --config scripts/gemini_acdc_stage2.json \
   --device cpu --seed 0 --threads 1 --max-steps "$STEPS2" --resume
 $PY - "$RUN" "$STEPS" "$STEPS2" <<'PYEOF'
 import sys
-from core.models.store import load_model, save_model
-from core.resources import acdc_model_path
+from gemini_cmr.core.models.store import load_model, save_model
+from gemini_cmr.core.resources import acdc_model_path
 run, steps, steps2 = sys.argv[1], sys.argv[2], sys.argv[3]
 m = load_model(f"{run}/best")
 cfg = {k: v for k, v in m.config.items() if k not in ("kind", "version", "model", "weights_dtype")}

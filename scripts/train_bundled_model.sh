@@ -17,16 +17,16 @@ PY=.venv/bin/python
 DATA=${1:-data/phantoms}
 RUN=${2:-runs/phantom-a2d}
 if [ ! -f "$DATA/manifest.json" ]; then
-  $PY -m core.cli.main synth "$DATA" --subjects 40 --seed 0 --phases 20
+  $PY -m gemini_cmr.cli.main synth "$DATA" --subjects 40 --seed 0 --phases 20
 fi
-$PY -m core.cli.main train gemini --data "$DATA" --out "$RUN" --config scripts/gemini_phantom_a2d.json \
+$PY -m gemini_cmr.cli.main train gemini --data "$DATA" --out "$RUN" --config scripts/gemini_phantom_a2d.json \
   --device cpu --seed 0
 # Stages 2 and 3 read their "init" from runs/phantom-a2d/best and runs/phantom-a2d-stage2/best.
 sed "s#runs/phantom-a2d/best#$RUN/best#" scripts/gemini_phantom_a2d_stage2.json > "$RUN-stage2.json"
-$PY -m core.cli.main train gemini --data "$DATA" --out "$RUN-stage2" --config "$RUN-stage2.json" \
+$PY -m gemini_cmr.cli.main train gemini --data "$DATA" --out "$RUN-stage2" --config "$RUN-stage2.json" \
   --device cpu --seed 4
 sed "s#runs/phantom-a2d-stage2/best#$RUN-stage2/best#" scripts/gemini_phantom_a2d_stage3.json > "$RUN-stage3.json"
-$PY -m core.cli.main train gemini --data "$DATA" --out "$RUN-stage3" --config "$RUN-stage3.json" \
+$PY -m gemini_cmr.cli.main train gemini --data "$DATA" --out "$RUN-stage3" --config "$RUN-stage3.json" \
   --device cpu --seed 5
 $PY scripts/export_model.py "$RUN-stage3/best" resources/models/gemini-phantom \
   --command scripts/train_bundled_model.sh

@@ -25,22 +25,22 @@ export_best() {  # the run's best validation checkpoint -> resources/models/gemi
   $PY scripts/export_model.py "$1/best" resources/models/gemini-phantom-sac --command scripts/train_sac_phantom_model.sh
 }
 if [ ! -f "$DATA/manifest.json" ]; then
-  $PY -m core.cli.main synth "$DATA" --subjects 40 --seed 0 --phases 20
+  $PY -m gemini_cmr.cli.main synth "$DATA" --subjects 40 --seed 0 --phases 20
 fi
-$PY -m core.cli.main train gemini --data "$DATA" --out "$RUN" --config scripts/gemini_phantom_train.json \
+$PY -m gemini_cmr.cli.main train gemini --data "$DATA" --out "$RUN" --config scripts/gemini_phantom_train.json \
   --device cpu --seed 0
 # Stage 2 (warm restart): resume the same run to 1,200 steps with 128 px crops and lr 1e-3.
-$PY -m core.cli.main train gemini --data "$DATA" --out "$RUN" --config scripts/gemini_phantom_finetune.json \
+$PY -m gemini_cmr.cli.main train gemini --data "$DATA" --out "$RUN" --config scripts/gemini_phantom_finetune.json \
   --device cpu --seed 0 --resume
 export_best "$RUN"
 # Stage 3: fine-tune the exported stage-2 model with a soft Dice term (config "init" reads it).
-$PY -m core.cli.main train gemini --data "$DATA" --out "$RUN3" --config scripts/gemini_phantom_stage3.json \
+$PY -m gemini_cmr.cli.main train gemini --data "$DATA" --out "$RUN3" --config scripts/gemini_phantom_stage3.json \
   --device cpu --seed 1
 export_best "$RUN3"
 # Stages 4 and 5 (27 Nov 2026): more fine-tuning; stage 5 weights the image MSE 10x.
-$PY -m core.cli.main train gemini --data "$DATA" --out "${RUN}-stage4" --config scripts/gemini_phantom_stage4.json \
+$PY -m gemini_cmr.cli.main train gemini --data "$DATA" --out "${RUN}-stage4" --config scripts/gemini_phantom_stage4.json \
   --device cpu --seed 2
-$PY -m core.cli.main train gemini --data "$DATA" --out "${RUN}-stage5" --config scripts/gemini_phantom_stage5.json \
+$PY -m gemini_cmr.cli.main train gemini --data "$DATA" --out "${RUN}-stage5" --config scripts/gemini_phantom_stage5.json \
   --device cpu --seed 3
 export_best "${RUN}-stage5"
 $PY scripts/eval_gemini.py --model resources/models/gemini-phantom-sac --data "$DATA" --split test \

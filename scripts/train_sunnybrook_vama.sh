@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.io.loader import load_study
-from core.io.nifti import save_nifti
+from gemini_cmr.core.io.loader import load_study
+from gemini_cmr.core.io.nifti import save_nifti
 
 work, exclude = Path(sys.argv[1]), {int(p) for p in sys.argv[2].split(",") if p}
 sb = load_study("../shared/data/sunnybrook/SCD0000101")
@@ -72,7 +72,7 @@ EOF
 
 # V-AMA: CPU, one thread, seed 0; STEPS optimiser steps per stage (G_t, then G_s), a checkpoint every 250
 START=$(date +%s)
-nice "$PY" -m core.cli.main train vama --source "$WORK/source" --target "$WORK/target" --out "$WORK/run" \
+nice "$PY" -m gemini_cmr.cli.main train vama --source "$WORK/source" --target "$WORK/target" --out "$WORK/run" \
     --gemini "$MODEL" --epochs $(( (STEPS + 249) / 250 )) --steps-per-epoch 250 --max-steps "$STEPS" --device cpu --threads 1 --seed 0 \
     2>&1 | tee "$WORK/train.log"
 echo "training wall time: $(( $(date +%s) - START )) s" | tee -a "$WORK/train.log"

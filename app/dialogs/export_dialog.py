@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.theme import STRUCTURE_NAMES
+from gemini_cmr.app.theme import STRUCTURE_NAMES
 
 MESH_FORMATS = ("stl", "obj", "ply", "vtp")
 SCREENSHOT_VIEWS = {"window": "Whole window", "lr": "LR slice", "sr": "SR slice", "reformat": "Long-axis reformat",
@@ -36,7 +36,7 @@ SCREENSHOT_VIEWS = {"window": "Whole window", "lr": "LR slice", "sr": "SR slice"
 
 def save_image(image: QImage, path: Path) -> Path:
     """Write a PNG atomically (no half-written file if it fails)."""
-    from core.io.atomic import atomic_path
+    from gemini_cmr.core.io.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         if not image.save(str(tmp), "PNG"):
@@ -68,7 +68,7 @@ def export_plan(options: ExportOptions, study, result, shots: dict[str, QImage])
     folder = Path(options.folder).expanduser()
     items: list[ExportItem] = []
     if result is not None and options.nifti:
-        from core.io.nifti import save_nifti
+        from gemini_cmr.core.io.nifti import save_nifti
 
         sr_aff = result.sr_grid.affine
         items += [
@@ -81,7 +81,7 @@ def export_plan(options: ExportOptions, study, result, shots: dict[str, QImage])
                                                                         description="gemini-cmr labels on input grid")),
         ]
     if result is not None and options.phenotypes and result.phenotypes:
-        from core import phenotypes as ph
+        from gemini_cmr.core import phenotypes as ph
 
         items += [
             ExportItem(folder / "phenotypes.csv", lambda: ph.write_csv(result.phenotypes, folder / "phenotypes.csv")),
@@ -99,7 +99,7 @@ def export_plan(options: ExportOptions, study, result, shots: dict[str, QImage])
             if phase not in cache:
                 meshes = (result.meshes or {}).get(phase)
                 if meshes is None:
-                    from core.mesh import phase_surfaces
+                    from gemini_cmr.core.mesh import phase_surfaces
 
                     meshes = phase_surfaces(result.sr_labels, result.sr_grid, result.phases, [phase])[phase]
                 cache[phase] = meshes
@@ -107,7 +107,7 @@ def export_plan(options: ExportOptions, study, result, shots: dict[str, QImage])
 
         def mesh_writer(phase: int, structure: str, path: Path):
             def write():
-                from core.mesh import write_mesh
+                from gemini_cmr.core.mesh import write_mesh
 
                 mesh = surfaces(phase).get(structure)
                 if mesh is not None:

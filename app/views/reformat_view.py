@@ -11,9 +11,9 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QTransform
 from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QPushButton, QSplitter, QVBoxLayout, QWidget
 
-from app.views.slice_view import ImagePane
-from core.reformat import LongAxis, Plane, plane_through_line, sample_plane, standard_planes
-from core.study import Grid
+from gemini_cmr.app.views.slice_view import ImagePane
+from gemini_cmr.core.reformat import LongAxis, Plane, plane_through_line, sample_plane, standard_planes
+from gemini_cmr.core.study import Grid
 
 PLANES = (("4ch", "4-chamber"), ("2ch", "2-chamber"), ("oblique", "Oblique"))
 SAMPLING_MM = 1.25

@@ -13,8 +13,8 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPen, QPixmap, QTransform
 from PySide6.QtWidgets import QGraphicsScene, QGraphicsView
 
-from app.theme import CROSSHAIR, label_lut
-from core.study import Grid
+from gemini_cmr.app.theme import CROSSHAIR, label_lut
+from gemini_cmr.core.study import Grid
 
 _LUT = label_lut()
 

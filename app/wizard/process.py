@@ -26,7 +26,7 @@ def cli_command(args: list[str]) -> tuple[str, list[str]]:
     """(program, arguments) that run `gemini-cmr ARGS` with this interpreter."""
     if getattr(sys, "frozen", False):  # PyInstaller bundle: the executable is `gemini-cmr` itself
         return sys.executable, [str(a) for a in args]
-    return sys.executable, ["-m", "core.cli.main", *[str(a) for a in args]]
+    return sys.executable, ["-m", "gemini_cmr.cli.main", *[str(a) for a in args]]
 
 
 class CliProcess(QObject):

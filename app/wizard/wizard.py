@@ -44,10 +44,10 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
-from app.settings import Settings
-from app.wizard.plot import CurvePlot
-from app.wizard.process import CliProcess
-from app.workers import Task
+from gemini_cmr.app.settings import Settings
+from gemini_cmr.app.wizard.plot import CurvePlot
+from gemini_cmr.app.wizard.process import CliProcess
+from gemini_cmr.app.workers import Task
 
 log = logging.getLogger(__name__)
 
@@ -309,14 +309,14 @@ class DataPage(QWizardPage):
         self._set_status("Checking every subject…", "")
         if kind == GEMINI:
             def check(progress, cancel):
-                from core.train.data import SPLITS, check_subjects, read_manifest
+                from gemini_cmr.core.train.data import SPLITS, check_subjects, read_manifest
 
                 manifest = read_manifest(folders["data"])
                 splits = {s: sum(1 for e in manifest["subjects"] if e["split"] == s) for s in SPLITS}
                 return check_subjects(folders["data"], splits=("train", "val")), splits
         else:
             def check(progress, cancel):
-                from core.train.vama import check_vama_data
+                from gemini_cmr.core.train.vama import check_vama_data
 
                 return check_vama_data(folders["source"], folders["target"]), {}
         self.task = Task(check, "check-data", self)

@@ -1,7 +1,7 @@
 """`gemini-cmr benchmark table2`: the paper's Table 2 on a paired dataset.
 
 ```python
-from core.baselines.benchmark import run_table2
+from gemini_cmr.core.baselines.benchmark import run_table2
 report = run_table2("DATA", "OUT", methods=None, settings=Settings(quick=True))
 ```
 1. every learned method is trained into OUT/runs/<method> by the shared training machinery
@@ -31,10 +31,17 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import DataError
-from core.io.atomic import atomic_write_text
-from core.metrics import dice_per_structure, format_mean_sd, mean_sd, psnr, slicewise_dice_per_structure, ssim
-from core.study import Grid
+from gemini_cmr.core.errors import DataError
+from gemini_cmr.core.io.atomic import atomic_write_text
+from gemini_cmr.core.metrics import (
+    dice_per_structure,
+    format_mean_sd,
+    mean_sd,
+    psnr,
+    slicewise_dice_per_structure,
+    ssim,
+)
+from gemini_cmr.core.study import Grid
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +52,7 @@ Log = Callable[[str], None]
 
 # --- per-subject evaluation ------------------------------------------------------------------------
 def _read(root: Path, entry: dict, key: str) -> tuple[np.ndarray, np.ndarray] | None:
-    from core.io.nifti import read_nifti_array
+    from gemini_cmr.core.io.nifti import read_nifti_array
 
     rel = entry.get(key)
     if not rel:
@@ -64,8 +71,8 @@ class Subject:
     """One test subject: LR cine (+ labels), HR truth on the SR grid at ED and ES."""
 
     def __init__(self, root: Path, entry: dict):
-        from core.geometry import resample
-        from core.train.data import matching_sr_grid
+        from gemini_cmr.core.geometry import resample
+        from gemini_cmr.core.train.data import matching_sr_grid
 
         self.id = entry["id"]
         lr_img, lr_aff = _read(root, entry, "lr_image")
@@ -115,15 +122,15 @@ class Runner:
     """Produces (SR image, SR labels) for one phase of a subject, timed."""
 
     def __init__(self, name: str, model_path: Path | None, device: str = "cpu"):
-        from core.baselines.registry import METHODS
+        from gemini_cmr.core.baselines.registry import METHODS
 
         self.method = METHODS[name]
         self.name = name
         self.params = 0
         self.model_id = ""
         if self.method.kind != "interp":
-            from core.baselines.registry import load_method
-            from core.predict import auto_precision, inference_copy, resolve_device
+            from gemini_cmr.core.baselines.registry import load_method
+            from gemini_cmr.core.predict import auto_precision, inference_copy, resolve_device
 
             self.device = resolve_device(device)
             lm = load_method(name, model_path, self.device)
@@ -135,7 +142,7 @@ class Runner:
         self.warm = False
 
     def __call__(self, s: Subject, t: int) -> tuple[np.ndarray | None, np.ndarray | None, float]:
-        from core.baselines.interpolation import ORDERS, interpolate_image, interpolate_labels
+        from gemini_cmr.core.baselines.interpolation import ORDERS, interpolate_image, interpolate_labels
 
         if self.method.kind == "interp":
             order = ORDERS[self.name]
@@ -143,9 +150,9 @@ class Runner:
             img = interpolate_image(s.lr_image[t], s.lr, s.sr, order)
             lab = (interpolate_labels(s.lr_labels[t], s.lr, s.sr, order) if s.lr_labels is not None else None)
             return img, lab, time.perf_counter() - t0
-        from core.geometry import place_on_sr_grid
-        from core.models.preprocess import intensity_scale
-        from core.predict import run_stacks
+        from gemini_cmr.core.geometry import place_on_sr_grid
+        from gemini_cmr.core.models.preprocess import intensity_scale
+        from gemini_cmr.core.predict import run_stacks
 
         scale = np.float32(intensity_scale(s.lr_image, self.scale_pct))
 
@@ -238,7 +245,7 @@ def _train_record(run: Path) -> dict | None:
 
 def ensure_trained(name: str, data: Path, run: Path, settings, say: Log) -> dict:
     """Train `name` into RUN unless a finished run with the same budget is there; returns the train record."""
-    from core.baselines.registry import train_config, train_method
+    from gemini_cmr.core.baselines.registry import train_config, train_method
 
     cfg = train_config(name, settings)
     wanted = cfg.to_dict()
@@ -277,8 +284,8 @@ def ensure_trained(name: str, data: Path, run: Path, settings, say: Log) -> dict
 def run_table2(data: str | Path, out: str | Path, methods: Sequence[str] | None = None, settings=None,
                split: str = "test", limit: int | None = None, say: Log | None = None,
                command: str = "") -> dict[str, Any]:
-    from core.baselines.registry import METHODS, Settings
-    from core.train.data import read_manifest
+    from gemini_cmr.core.baselines.registry import METHODS, Settings
+    from gemini_cmr.core.train.data import read_manifest
 
     say = say or log.info
     settings = settings or Settings()

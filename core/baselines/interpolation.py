@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.geometry import resample
-from core.study import Grid
+from gemini_cmr.core.geometry import resample
+from gemini_cmr.core.study import Grid
 
 ORDERS = {"nearest": 0, "linear": 1, "bspline": 3}
 

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core.errors import ModelError
-from core.models.blocks import DoubleConv, Down, Up
-from core.models.gemini import ModelConfigJSON
+from gemini_cmr.core.errors import ModelError
+from gemini_cmr.core.models.blocks import DoubleConv, Down, Up
+from gemini_cmr.core.models.gemini import ModelConfigJSON
 
 # method -> (backbone, tasks); tasks are what the network is trained for ("image", "seg")
 ARCHS: dict[str, tuple[str, tuple[str, ...]]] = {

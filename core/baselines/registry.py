@@ -1,7 +1,7 @@
 """The comparison methods of the paper's Table 2 and how each is trained, saved and loaded.
 
 ```python
-from core.baselines.registry import METHODS, train_method, load_method
+from gemini_cmr.core.baselines.registry import METHODS, train_method, load_method
 summary = train_method("srgan-seg", data="DATA", out="RUN/srgan-seg", settings=Settings(max_steps=50))
 net = load_method("srgan-seg", "RUN/srgan-seg/best")      # generator, eval mode
 ```
@@ -20,12 +20,12 @@ from typing import Any
 
 import torch
 
-from core.baselines.interpolation import ORDERS
-from core.baselines.models import ARCHS, BaselineConfig, BaselineGenerator
-from core.errors import ModelError
-from core.io.atomic import atomic_write_text
-from core.models.discriminator import SRDiscriminator
-from core.models.store import (
+from gemini_cmr.core.baselines.interpolation import ORDERS
+from gemini_cmr.core.baselines.models import ARCHS, BaselineConfig, BaselineGenerator
+from gemini_cmr.core.errors import ModelError
+from gemini_cmr.core.io.atomic import atomic_write_text
+from gemini_cmr.core.models.discriminator import SRDiscriminator
+from gemini_cmr.core.models.store import (
     file_sha256,
     load_model,
     load_state_checked,
@@ -34,7 +34,7 @@ from core.models.store import (
     save_tensors,
     state_to_tensors,
 )
-from core.train.gemini import GeminiTrainer, TrainConfig
+from gemini_cmr.core.train.gemini import GeminiTrainer, TrainConfig
 
 KIND = "gemini-cmr-baseline"
 

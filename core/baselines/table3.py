@@ -1,7 +1,7 @@
 """`gemini-cmr benchmark table3`: domain adaptation before a frozen Gemini-GAN (the paper's Table 3).
 
 ```python
-from core.baselines.table3 import run_table3
+from gemini_cmr.core.baselines.table3 import run_table3
 report = run_table3("SOURCE", "TARGET", "OUT", methods=None, settings=Settings(quick=True))
 ```
 Naming follows V-AMA (spec section 4): TARGET is the domain Gemini-GAN is trained on, SOURCE the new
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from core.baselines.benchmark import (
+from gemini_cmr.core.baselines.benchmark import (
     Log,
     Runner,
     Subject,
@@ -38,8 +38,8 @@ from core.baselines.benchmark import (
     format_markdown,
     score,
 )
-from core.errors import DataError
-from core.io.atomic import atomic_write_text
+from gemini_cmr.core.errors import DataError
+from gemini_cmr.core.io.atomic import atomic_write_text
 
 LABELS = {"none": "No adaptation", "cyclegan": "CycleGAN", "bicyclegan": "BicycleGAN", "munit": "MUNIT",
           "vama": "V-AMA"}
@@ -53,8 +53,8 @@ def _record(run: Path) -> dict | None:
 
 
 def _train_adapter(name: str, source: Path, target: Path, run: Path, model: Path, settings, say: Log) -> dict:
-    from core.baselines.translation import train_translator
-    from core.train.vama import TrainSettings, read_domain, train_vama
+    from gemini_cmr.core.baselines.translation import train_translator
+    from gemini_cmr.core.train.vama import TrainSettings, read_domain, train_vama
 
     wanted = {"epochs": settings.epochs, "max_steps": settings.max_steps, "seed": settings.seed,
               "quick": settings.quick}
@@ -95,13 +95,13 @@ class _Adapt:
         self.name, self.params, self.model_id = name, 0, ""
         self.fn = None
         if name == "vama":
-            from core.models.vama import Adapter
+            from gemini_cmr.core.models.vama import Adapter
 
             a = Adapter.load(run, device=device)
             self.fn, self.model_id = a.adapt_array, a.adapter_id
             self.params = sum(p.numel() for net in (a.model.g_t, a.model.g_s) for p in net.parameters())
         elif name != "none":
-            from core.baselines.translation import TranslatorAdapter
+            from gemini_cmr.core.baselines.translation import TranslatorAdapter
 
             a = TranslatorAdapter(run, device)
             self.fn, self.model_id = a.adapt_array, a.model_id
@@ -118,8 +118,8 @@ class _Adapt:
 def run_table3(source: str | Path, target: str | Path, out: str | Path, methods: Sequence[str] | None = None,
                settings=None, model: str | Path | None = None, limit: int | None = None, say: Log | None = None,
                command: str = "") -> dict[str, Any]:
-    from core.baselines.registry import Settings
-    from core.train.data import read_manifest
+    from gemini_cmr.core.baselines.registry import Settings
+    from gemini_cmr.core.train.data import read_manifest
 
     say = say or (lambda m: None)
     settings = settings or Settings()

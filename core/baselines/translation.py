@@ -31,10 +31,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from core.errors import DataError, ModelError
-from core.io.atomic import atomic_write_text
-from core.models.store import file_sha256, load_state_checked, load_tensors, save_tensors, state_to_tensors
-from core.models.vama import PatchDiscriminator, percentile_scale
+from gemini_cmr.core.errors import DataError, ModelError
+from gemini_cmr.core.io.atomic import atomic_write_text
+from gemini_cmr.core.models.store import (
+    file_sha256,
+    load_state_checked,
+    load_tensors,
+    save_tensors,
+    state_to_tensors,
+)
+from gemini_cmr.core.models.vama import PatchDiscriminator, percentile_scale
 
 log = logging.getLogger(__name__)
 KIND = "gemini-cmr-translator"
@@ -282,7 +288,7 @@ def save_translator(folder: str | Path, method: str, net: nn.Module, config: dic
 def unpaired_batch(studies: list, n: int, crop: int, rng: np.random.Generator) -> np.ndarray:
     """n random (normalised) slice crops of a domain's studies, (n, 1, crop, crop) float32, with V-AMA's
     crop/pad/flip helpers."""
-    from core.train.vama import VamaData
+    from gemini_cmr.core.train.vama import VamaData
 
     out = []
     for _ in range(n):
@@ -299,7 +305,7 @@ def train_translator(method: str, source_dir: str | Path, target_dir: str | Path
                      lr: float = 2e-4, seed: int = 0, device: str = "cpu", gemini: str | None = None,
                      say: Callable[[str], None] | None = None) -> dict:
     """Train `method` source -> target on the `train` splits; writes OUT/model.safetensors + config.json."""
-    from core.train.vama import VamaData, gemini_segmenter, read_domain
+    from gemini_cmr.core.train.vama import VamaData, gemini_segmenter, read_domain
 
     if method not in METHODS:
         raise ModelError(f"unknown translation method {method!r} (use one of {', '.join(METHODS)})")

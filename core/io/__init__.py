@@ -11,7 +11,7 @@ __all__ = ["load_study"]
 
 def __getattr__(name: str):
     if name == "load_study":
-        from core.io.loader import load_study
+        from gemini_cmr.core.io.loader import load_study
 
         return load_study
-    raise AttributeError(f"module 'core.io' has no attribute {name!r}")
+    raise AttributeError(f"module 'gemini_cmr.core.io' has no attribute {name!r}")

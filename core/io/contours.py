@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import StudyError
-from core.study import Study
+from gemini_cmr.core.errors import StudyError
+from gemini_cmr.core.study import Study
 
 _NAME = re.compile(r"IM-\d+-(\d+)-([io])contour", re.IGNORECASE)
 

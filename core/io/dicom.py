@@ -20,8 +20,8 @@ from collections.abc import Iterable
 import numpy as np
 from pydicom.dataset import Dataset
 
-from core.errors import StudyError
-from core.io.dicom_files import (
+from gemini_cmr.core.errors import StudyError
+from gemini_cmr.core.io.dicom_files import (
     DicomFrame,
     DicomSource,
     as_float,
@@ -30,7 +30,7 @@ from core.io.dicom_files import (
     read_frame,
     scan_sources,
 )
-from core.io.dicom_series import (
+from gemini_cmr.core.io.dicom_series import (
     Candidate,
     choose_candidate,
     dedupe,
@@ -38,7 +38,7 @@ from core.io.dicom_series import (
     one_series_per_position,
     positions,
 )
-from core.study import Study, StudyMeta
+from gemini_cmr.core.study import Study, StudyMeta
 
 __all__ = ["DicomFrame", "DicomSource", "build_study", "load_dicom", "quiet_pydicom", "read_frame"]
 

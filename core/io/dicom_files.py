@@ -21,7 +21,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from core.errors import StudyError
+from gemini_cmr.core.errors import StudyError
 
 #: Largest single image matrix accepted (rows or columns); more is a corrupt or hostile header.
 MAX_MATRIX = 4096

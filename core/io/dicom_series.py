@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.errors import StudyError
-from core.io.dicom_files import DicomFrame, as_float
+from gemini_cmr.core.errors import StudyError
+from gemini_cmr.core.io.dicom_files import DicomFrame, as_float
 
 #: Positions closer than this along the slice normal (mm) are the same slice.
 POSITION_TOLERANCE_MM = 0.1

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import StudyError
-from core.io.nifti import load_nifti_volume, phase_interval_ms
-from core.study import Study, StudyMeta
+from gemini_cmr.core.errors import StudyError
+from gemini_cmr.core.io.nifti import load_nifti_volume, phase_interval_ms
+from gemini_cmr.core.study import Study, StudyMeta
 
 #: source -> {file label value: project label value}
 LABEL_MAPS: dict[str, dict[int, int]] = {

@@ -22,10 +22,10 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from core.errors import StudyError
-from core.io import layouts
-from core.io.dicom import DicomFrame, DicomSource, load_dicom, quiet_pydicom, read_frame
-from core.study import Study
+from gemini_cmr.core.errors import StudyError
+from gemini_cmr.core.io import layouts
+from gemini_cmr.core.io.dicom import DicomFrame, DicomSource, load_dicom, quiet_pydicom, read_frame
+from gemini_cmr.core.study import Study
 
 #: Zip members larger than this (uncompressed) are refused: no scanner image is that big.
 MAX_MEMBER_BYTES = 2 * 1024**3

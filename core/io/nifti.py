@@ -7,8 +7,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from core.errors import StudyError
-from core.io.atomic import atomic_path
+from gemini_cmr.core.errors import StudyError
+from gemini_cmr.core.io.atomic import atomic_path
 
 
 def to_file_order(array: np.ndarray) -> np.ndarray:

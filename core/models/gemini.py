@@ -34,8 +34,8 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
-from core.errors import ModelError
-from core.models.blocks import DoubleConv, Down, ThroughPlaneMix, Up
+from gemini_cmr.core.errors import ModelError
+from gemini_cmr.core.models.blocks import DoubleConv, Down, ThroughPlaneMix, Up
 
 ENCODERS = ("slices-as-channels", "shared-2d", "acquired-2d")
 REFERENCE_WIDTHS = (64, 128, 256, 512, 512)

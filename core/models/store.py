@@ -17,9 +17,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from core.errors import ModelError
-from core.io.atomic import atomic_write_bytes, atomic_write_text
-from core.models.gemini import GeminiConfig, GeminiGenerator
+from gemini_cmr.core.errors import ModelError
+from gemini_cmr.core.io.atomic import atomic_write_bytes, atomic_write_text
+from gemini_cmr.core.models.gemini import GeminiConfig, GeminiGenerator
 
 KIND = "gemini-gan"
 FORMAT_VERSION = 1

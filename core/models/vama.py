@@ -34,10 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import Cancelled, ModelError
-from core.models import store
-from core.models.preprocess import intensity_scale
-from core.study import Study
+from gemini_cmr.core.errors import Cancelled, ModelError
+from gemini_cmr.core.models import store
+from gemini_cmr.core.models.preprocess import intensity_scale
+from gemini_cmr.core.study import Study
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +274,7 @@ sha256_file = store.file_sha256
 
 def save_adapter(folder: str | Path, model: VAMA, config: dict) -> Path:
     """Write `folder/adapter.safetensors` (generators only) and `folder/config.json` atomically."""
-    from core.io.atomic import atomic_write_text
+    from gemini_cmr.core.io.atomic import atomic_write_text
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -22,5 +22,5 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        return getattr(importlib.import_module(f"core.synth.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'core.synth' has no attribute {name!r}")
+        return getattr(importlib.import_module(f"gemini_cmr.core.synth.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'gemini_cmr.core.synth' has no attribute {name!r}")

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from core.geometry import rotation_matrix
-from core.study import Grid
-from core.synth.anatomy import Phantom
-from core.synth.domains import Acquisition
+from gemini_cmr.core.geometry import rotation_matrix
+from gemini_cmr.core.study import Grid
+from gemini_cmr.core.synth.anatomy import Phantom
+from gemini_cmr.core.synth.domains import Acquisition
 
 
 @dataclass

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from core.study import Grid
-from core.synth.anatomy import ANATOMY_RANGES, N_TISSUES, HeartParams, Phantom, Tissue
-from core.synth.domains import Domain, get_domain
+from gemini_cmr.core.study import Grid
+from gemini_cmr.core.synth.anatomy import ANATOMY_RANGES, N_TISSUES, HeartParams, Phantom, Tissue
+from gemini_cmr.core.synth.domains import Domain, get_domain
 
 #: relative bSSFP signal per tissue name in the training domain (blood = 1)
 CONTRAST: dict[str, float] = {
@@ -251,7 +251,7 @@ def finalize(signal: np.ndarray, domain: Domain, noise: float, rng: np.random.Ge
 # --- synthesis from a label map ---------------------------------------------------------------------
 def _heart_params_from_labels(lab: np.ndarray, grid: Grid) -> HeartParams:
     """A phantom parameter set placed and oriented like the heart in a label map (Z, Y, X)."""
-    from core.synth.anatomy import sample_heart_params
+    from gemini_cmr.core.synth.anatomy import sample_heart_params
 
     mid = {k: 0.5 * (lo + hi) for k, (lo, hi) in ANATOMY_RANGES.items()}
     params = sample_heart_params(np.random.default_rng(0), ranges={k: (v, v) for k, v in mid.items()})

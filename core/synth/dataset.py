@@ -21,17 +21,23 @@ from pathlib import Path
 
 import numpy as np
 
-from core import __version__
-from core.errors import GeminiError
-from core.geometry import sr_grid
-from core.io.atomic import atomic_write_text
-from core.io.nifti import save_nifti
-from core.parallel import process_pool, process_workers
-from core.study import Grid, Study, StudyMeta
-from core.synth.acquisition import SliceShifts, plan_lr_grid, render_grid, render_signal, simulate_lr
-from core.synth.anatomy import TISSUE_TO_LABEL, Phantom, sample_heart_params
-from core.synth.appearance import SubjectAppearance, contrast_lut, finalize
-from core.synth.domains import DEFAULT_DOMAIN, Domain, get_domain
+from gemini_cmr.core import __version__
+from gemini_cmr.core.errors import GeminiError
+from gemini_cmr.core.geometry import sr_grid
+from gemini_cmr.core.io.atomic import atomic_write_text
+from gemini_cmr.core.io.nifti import save_nifti
+from gemini_cmr.core.parallel import process_pool, process_workers
+from gemini_cmr.core.study import Grid, Study, StudyMeta
+from gemini_cmr.core.synth.acquisition import (
+    SliceShifts,
+    plan_lr_grid,
+    render_grid,
+    render_signal,
+    simulate_lr,
+)
+from gemini_cmr.core.synth.anatomy import TISSUE_TO_LABEL, Phantom, sample_heart_params
+from gemini_cmr.core.synth.appearance import SubjectAppearance, contrast_lut, finalize
+from gemini_cmr.core.synth.domains import DEFAULT_DOMAIN, Domain, get_domain
 
 log = logging.getLogger(__name__)
 

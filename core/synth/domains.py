@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from core.errors import GeminiError
+from gemini_cmr.core.errors import GeminiError
 
 
 @dataclass(frozen=True)

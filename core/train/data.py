@@ -26,13 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import DataError
-from core.geometry import place_on_sr_grid, resample, sr_grid
-from core.io.atomic import atomic_path
-from core.io.nifti import read_nifti_array
-from core.models.preprocess import DEFAULT_PERCENTILE, depth_windows, intensity_scale
-from core.parallel import process_pool, process_workers
-from core.study import Grid
+from gemini_cmr.core.errors import DataError
+from gemini_cmr.core.geometry import place_on_sr_grid, resample, sr_grid
+from gemini_cmr.core.io.atomic import atomic_path
+from gemini_cmr.core.io.nifti import read_nifti_array
+from gemini_cmr.core.models.preprocess import DEFAULT_PERCENTILE, depth_windows, intensity_scale
+from gemini_cmr.core.parallel import process_pool, process_workers
+from gemini_cmr.core.study import Grid
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 3  # 3: in-plane placement keeps the LR field of view edge (core.geometry.inplane_resample)

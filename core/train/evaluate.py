@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from core.geometry import resample, sr_grid
-from core.io.nifti import read_nifti_array
-from core.metrics import (
+from gemini_cmr.core.geometry import resample, sr_grid
+from gemini_cmr.core.io.nifti import read_nifti_array
+from gemini_cmr.core.metrics import (
     HEART_MARGIN_MM,
     dice_per_structure,
     heart_region,
@@ -28,9 +28,9 @@ from core.metrics import (
     slicewise_psnr,
     ssim,
 )
-from core.predict import Predictor
-from core.study import Grid, Study
-from core.train.data import read_manifest
+from gemini_cmr.core.predict import Predictor
+from gemini_cmr.core.study import Grid, Study
+from gemini_cmr.core.train.data import read_manifest
 
 STRUCTS = ("lv_cavity", "lv_myocardium", "rv_cavity")
 

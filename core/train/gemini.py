@@ -1,7 +1,7 @@
 """Gemini-GAN training (spec section 3): CE (class-weighted) + lambda MSE + omega LSGAN, weight decay beta.
 
 ```python
-from core.train.gemini import GeminiTrainer, TrainConfig
+from gemini_cmr.core.train.gemini import GeminiTrainer, TrainConfig
 t = GeminiTrainer(TrainConfig(epochs=10), data="DATA", out="RUN", device="auto", callback=print)
 summary = t.run(resume=False)
 ```
@@ -33,12 +33,12 @@ import torch.distributed as dist
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from core.errors import DataError, ModelError
-from core.io.atomic import atomic_write_text
-from core.metrics import dice_per_structure, psnr, ssim
-from core.models.discriminator import SRDiscriminator, discriminator_input
-from core.models.gemini import GeminiConfig, GeminiGenerator, count_parameters
-from core.models.store import (
+from gemini_cmr.core.errors import DataError, ModelError
+from gemini_cmr.core.io.atomic import atomic_write_text
+from gemini_cmr.core.metrics import dice_per_structure, psnr, ssim
+from gemini_cmr.core.models.discriminator import SRDiscriminator, discriminator_input
+from gemini_cmr.core.models.gemini import GeminiConfig, GeminiGenerator, count_parameters
+from gemini_cmr.core.models.store import (
     load_state_checked,
     load_tensors,
     model_files,
@@ -46,9 +46,9 @@ from core.models.store import (
     save_model,
     state_to_tensors,
 )
-from core.predict import run_stacks
-from core.train.data import Augment, TrainItems, class_frequencies, load_split, read_manifest
-from core.train.loop import (
+from gemini_cmr.core.predict import run_stacks
+from gemini_cmr.core.train.data import Augment, TrainItems, class_frequencies, load_split, read_manifest
+from gemini_cmr.core.train.loop import (
     DistInfo,
     Eta,
     EventCallback,

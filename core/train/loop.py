@@ -19,9 +19,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from core.errors import DataError
-from core.io.atomic import atomic_write_text
-from core.models.store import file_sha256, load_tensors, save_tensors
+from gemini_cmr.core.errors import DataError
+from gemini_cmr.core.io.atomic import atomic_write_text
+from gemini_cmr.core.models.store import file_sha256, load_tensors, save_tensors
 
 log = logging.getLogger(__name__)
 EventCallback = Callable[[dict[str, Any]], None]

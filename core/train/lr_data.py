@@ -34,12 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import DataError, GeminiError
-from core.geometry import inplane_resample, nearest_slice_indices, sr_grid
-from core.io.atomic import atomic_path
-from core.models.preprocess import DEFAULT_PERCENTILE, depth_windows, intensity_scale
-from core.study import Grid
-from core.train.data import labels_centre
+from gemini_cmr.core.errors import DataError, GeminiError
+from gemini_cmr.core.geometry import inplane_resample, nearest_slice_indices, sr_grid
+from gemini_cmr.core.io.atomic import atomic_path
+from gemini_cmr.core.models.preprocess import DEFAULT_PERCENTILE, depth_windows, intensity_scale
+from gemini_cmr.core.study import Grid
+from gemini_cmr.core.train.data import labels_centre
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 2  # 2: in-plane placement keeps the LR field of view edge
@@ -102,7 +102,7 @@ def _every_fifth(i: int) -> str:
 
 def mnms_subjects(root: str | Path) -> list[LRSubject]:
     """M&Ms subjects under `root` (see the module docstring for the split)."""
-    from core.io.layouts import study_from_nifti
+    from gemini_cmr.core.io.layouts import study_from_nifti
 
     root = Path(root)
     if not root.is_dir():
@@ -131,7 +131,7 @@ def manifest_subjects(manifest: str | Path) -> list[LRSubject]:
     """Subjects listed in a `pairs:` manifest (see the module docstring)."""
     import json
 
-    from core.io.layouts import LABEL_MAPS, study_from_nifti
+    from gemini_cmr.core.io.layouts import LABEL_MAPS, study_from_nifti
 
     manifest = Path(manifest)
     try:
@@ -175,7 +175,7 @@ def manifest_subjects(manifest: str | Path) -> list[LRSubject]:
 def lr_subjects(kind: str, root: str | Path) -> list[LRSubject]:
     """The subjects of an LR-labelled source ("acdc", "mnms" or "pairs")."""
     if kind == "acdc":
-        from core.io.layouts import load_acdc
+        from gemini_cmr.core.io.layouts import load_acdc
 
         return [LRSubject(sid, sp, sorted(folder.iterdir()), lambda folder=folder: load_acdc(folder))
                 for sid, folder, sp in acdc_subjects(root)]

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.geometry import rotation_matrix, sr_grid
-from core.io.atomic import atomic_write_text
-from core.io.nifti import save_nifti
-from core.study import Grid
+from gemini_cmr.core.geometry import rotation_matrix, sr_grid
+from gemini_cmr.core.io.atomic import atomic_write_text
+from gemini_cmr.core.io.nifti import save_nifti
+from gemini_cmr.core.study import Grid
 
 
 def _labels_at(p: np.ndarray, centre: np.ndarray, r_lv: float, r_rv: float, ang: float) -> np.ndarray:
@@ -118,7 +118,7 @@ def write_toy_dataset(root: str | Path, n_subjects: int = 4, seed: int = 0, spli
                          "hr_image": f"{sid}/hr_image.nii.gz", "hr_labels": f"{sid}/hr_labels.nii.gz",
                          "ed_phase": ed, "es_phase": es})
     manifest = {"format": "gemini-cmr-paired", "version": 1,
-                "generator": {"command": "core.train.toy_data.write_toy_dataset", "seed": seed, "domain": "toy",
+                "generator": {"command": "gemini_cmr.core.train.toy_data.write_toy_dataset", "seed": seed, "domain": "toy",
                               "version": "0.1.0"},
                 "subjects": subjects}
     atomic_write_text(root / "manifest.json", json.dumps(manifest, indent=2) + "\n")

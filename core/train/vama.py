@@ -35,11 +35,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.errors import Cancelled, DataError
-from core.geometry import resample
-from core.io.atomic import atomic_write_text
-from core.io.nifti import read_nifti_array
-from core.models.vama import (
+from gemini_cmr.core.errors import Cancelled, DataError
+from gemini_cmr.core.geometry import resample
+from gemini_cmr.core.io.atomic import atomic_write_text
+from gemini_cmr.core.io.nifti import read_nifti_array
+from gemini_cmr.core.models.vama import (
     DEFAULT_LOSS,
     PERCENTILE,
     VAMA,
@@ -50,9 +50,9 @@ from core.models.vama import (
     save_tensors,
     sha256_file,
 )
-from core.study import Grid, Study, StudyMeta
-from core.vama import MIN_STUDIES  # per domain; training refuses fewer (docs/vama.md)
-from core.vama.alignment import align_labels, resample_aligned
+from gemini_cmr.core.study import Grid, Study, StudyMeta
+from gemini_cmr.core.vama import MIN_STUDIES  # per domain; training refuses fewer (docs/vama.md)
+from gemini_cmr.core.vama.alignment import align_labels, resample_aligned
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def _read_manifest(folder: Path, split: str) -> list[DomainStudy]:
 
 def _read_folder(folder: Path) -> list[DomainStudy]:
     try:
-        from core.io.loader import load_study  # the I/O engineer's loader, when present
+        from gemini_cmr.core.io.loader import load_study  # the I/O engineer's loader, when present
     except ImportError:
         load_study = None
     files = {_stem(p): p for p in sorted(folder.iterdir())
@@ -301,7 +301,7 @@ def gemini_segmenter(gemini: str | None, device: str) -> Callable[[DomainStudy],
     def segment(ds: DomainStudy) -> tuple[np.ndarray, Grid]:
         if "p" not in cache:
             try:
-                from core.predict import Predictor
+                from gemini_cmr.core.predict import Predictor
             except ImportError:
                 raise DataError(f"study {ds.name} has no labels and Gemini-GAN segmentation (core.predict) is "
                                 "not available: give labelled studies") from None
@@ -317,7 +317,7 @@ def gemini_segmenter(gemini: str | None, device: str) -> Callable[[DomainStudy],
 def gemini_model_id(gemini: str | None) -> str | None:
     """The id (sha256 of the weights, as `core.models.store`) of the Gemini-GAN model the adapter is
     trained for: `gemini` or the bundled model; None (with a warning) when neither exists."""
-    from core.models import store
+    from gemini_cmr.core.models import store
 
     if gemini is None and not store.BUNDLED_MODEL_DIR.is_dir():
         log.warning("no bundled Gemini-GAN model: the adapter records gemini_model_id = null")

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from core.errors import DataError
-from core.geometry import apply_transform, index_map, kabsch, resample, transformed_grid
-from core.study import Grid
+from gemini_cmr.core.errors import DataError
+from gemini_cmr.core.geometry import apply_transform, index_map, kabsch, resample, transformed_grid
+from gemini_cmr.core.study import Grid
 
 LANDMARK_LABELS = (2, 3)  # LV myocardium, RV cavity
 MIN_AREA_FRACTION = 0.2  # slices with a smaller cross-section (partial-volume tips) are not used

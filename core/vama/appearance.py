@@ -1,6 +1,6 @@
 """Appearance check of a V-AMA adapter: does it make source-domain studies look like the target domain?
 
-`python -m core.vama.appearance --adapter RUN --source DIR --target DIR [--split test] [--json]`
+`python -m gemini_cmr.core.vama.appearance --adapter RUN --source DIR --target DIR [--split test] [--json]`
 
 For the LR studies of both folders (paired dataset or NIfTI folders, as `gemini-cmr train vama` reads
 them) every image is seen the way Gemini-GAN sees it: divided by its own 99.5th percentile. Reported per
@@ -20,9 +20,9 @@ import sys
 import numpy as np
 from scipy.stats import wasserstein_distance
 
-from core.models.preprocess import intensity_scale
-from core.models.vama import PERCENTILE, Adapter
-from core.train.vama import DomainStudy, read_domain
+from gemini_cmr.core.models.preprocess import intensity_scale
+from gemini_cmr.core.models.vama import PERCENTILE, Adapter
+from gemini_cmr.core.train.vama import DomainStudy, read_domain
 
 TISSUES = {"lv_cavity": 1, "lv_myocardium": 2, "rv_cavity": 3, "background": 0}
 _SAMPLES = 20000
@@ -71,14 +71,14 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.vama.appearance", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m gemini_cmr.core.vama.appearance", description=__doc__.splitlines()[0])
     p.add_argument("--adapter", required=True, help="V-AMA run folder or adapter")
     p.add_argument("--source", required=True, help="source-domain studies (with labels)")
     p.add_argument("--target", required=True, help="target-domain studies (with labels)")
     p.add_argument("--split", default="test", help="manifest split (default test; 'all' for every one)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    from core.errors import GeminiError
+    from gemini_cmr.core.errors import GeminiError
 
     try:
         result = compare(Adapter.load(args.adapter), read_domain(args.source, "source", args.split),

@@ -1,6 +1,6 @@
 """The V-AMA evidence on shifted-domain phantoms: no adaptation vs V-AMA vs in-domain.
 
-`python -m core.vama.benchmark --work DIR [--domain sg-like] [--subjects 40] [--phases 20]
+`python -m gemini_cmr.core.vama.benchmark --work DIR [--domain sg-like] [--subjects 40] [--phases 20]
  [--epochs N | --max-steps N] [--model MODEL] [--device auto] [--seed S]`
 
 1. writes two phantom datasets with `core.synth` (skipped when already there): the training domain
@@ -32,13 +32,13 @@ SHORT = {"lv_cavity": "LV", "lv_myocardium": "Myo", "rv_cavity": "RV"}
 
 
 def _dataset(folder: Path, n: int, seed: int, domain: str, phases: int) -> Path:
-    from core.synth.dataset import write_dataset
+    from gemini_cmr.core.synth.dataset import write_dataset
 
     if (folder / "manifest.json").is_file():
         log.info("using the existing dataset %s", folder)
         return folder
     write_dataset(folder, n, seed, domain, n_phases=phases,
-                  command=f"python -m core.vama.benchmark (domain {domain}, seed {seed})")
+                  command=f"python -m gemini_cmr.core.vama.benchmark (domain {domain}, seed {seed})")
     return folder
 
 
@@ -61,7 +61,7 @@ def results_table(evals: dict[str, dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.vama.benchmark", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m gemini_cmr.core.vama.benchmark", description=__doc__.splitlines()[0])
     p.add_argument("--work", type=Path, required=True, help="working folder (datasets, run, report)")
     p.add_argument("--domain", default="sg-like", help="the shifted phantom domain (default sg-like)")
     p.add_argument("--subjects", type=int, default=40, help="subjects per domain (default 40)")
@@ -74,14 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None, help="evaluate at most this many test subjects")
     args = p.parse_args(argv)
 
-    from core.cli.evaluate import _clean, evaluate_dataset
-    from core.engine import SuperResolver
-    from core.errors import GeminiError
-    from core.log import setup_logging
-    from core.models import store
-    from core.models.vama import Adapter
-    from core.train.vama import TrainSettings, read_domain, train_vama
-    from core.vama.appearance import compare, table
+    from gemini_cmr.cli.evaluate import _clean, evaluate_dataset
+    from gemini_cmr.core.engine import SuperResolver
+    from gemini_cmr.core.errors import GeminiError
+    from gemini_cmr.core.log import setup_logging
+    from gemini_cmr.core.models import store
+    from gemini_cmr.core.models.vama import Adapter
+    from gemini_cmr.core.train.vama import TrainSettings, read_domain, train_vama
+    from gemini_cmr.core.vama.appearance import compare, table
 
     setup_logging(1)
     work = args.work
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     gap = {t: lv[ROWS[0]][t]["mean"] - lv[ROWS[2]][t]["mean"] for t in ("ED", "ES")}
     report = [
         f"# V-AMA on shifted-domain phantoms ({args.domain} -> ukdhp-like)", "",
-        f"Command: `python -m core.vama.benchmark {' '.join(argv if argv is not None else sys.argv[1:])}`",
+        f"Command: `python -m gemini_cmr.core.vama.benchmark {' '.join(argv if argv is not None else sys.argv[1:])}`",
         f"Gemini-GAN model {store.file_sha256(weights)[:12]}" + (f" ({model_note})" if model_note else ""),
         f"adapter {Adapter.load(run).adapter_id[:12]}; test subjects per domain: {evals[ROWS[0]]['n']}; "
         f"datasets + training {t_train / 60:.1f} min", "",
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         table(appearance), "",
     ]
     text = "\n".join(report)
-    from core.io.atomic import atomic_write_text
+    from gemini_cmr.core.io.atomic import atomic_write_text
 
     atomic_write_text(work / "vama_benchmark.md", text)
     atomic_write_text(work / "vama_benchmark.json", json.dumps(

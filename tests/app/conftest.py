@@ -22,7 +22,7 @@ def phantom_path(tmp_path_factory):
 def settings(tmp_path, monkeypatch):
     ini = tmp_path / "settings.ini"
     monkeypatch.setenv("GEMINI_CMR_SETTINGS", str(ini))
-    from app.settings import Settings
+    from gemini_cmr.app.settings import Settings
 
     return Settings(str(ini))
 
@@ -30,7 +30,7 @@ def settings(tmp_path, monkeypatch):
 @pytest.fixture
 def oracle_engine(monkeypatch):
     """The real `core.engine.SuperResolver`, with the phantom's oracle in place of the network."""
-    import core.engine as engine
+    import gemini_cmr.core.engine as engine
 
     real = engine.SuperResolver
 
@@ -43,8 +43,8 @@ def oracle_engine(monkeypatch):
 
 @pytest.fixture
 def window(qtbot, settings):
-    from app.main import make_app
-    from app.main_window import MainWindow
+    from gemini_cmr.app.main import make_app
+    from gemini_cmr.app.main_window import MainWindow
 
     make_app()
     win = MainWindow(settings, interactive=False)

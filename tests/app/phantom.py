@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.geometry import rotation_matrix, sr_grid
-from core.io.nifti import save_nifti
-from core.study import Grid
+from gemini_cmr.core.geometry import rotation_matrix, sr_grid
+from gemini_cmr.core.io.nifti import save_nifti
+from gemini_cmr.core.study import Grid
 
 N_PHASES = 8
 LR_SHAPE = (10, 80, 80)  # Z, Y, X
@@ -102,8 +102,8 @@ class OraclePredictor:
     device = "cpu"
 
     def predict(self, study, phases=None, progress=None, cancel=None):
-        from core.errors import Cancelled
-        from core.predict import Prediction
+        from gemini_cmr.core.errors import Cancelled
+        from gemini_cmr.core.predict import Prediction
 
         g = study.grid
         sr = sr_grid(g)

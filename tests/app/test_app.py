@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PySide6.QtGui import QImage
 
-from app.dialogs.export_dialog import ExportDialog
-from app.theme import LABEL_COLOURS
+from gemini_cmr.app.dialogs.export_dialog import ExportDialog
+from gemini_cmr.app.theme import LABEL_COLOURS
 
 pytestmark = pytest.mark.gui
 
@@ -77,7 +77,7 @@ def test_dropping_a_file_opens_it(qtbot, window, phantom_path):
 def test_warm_up_imports_in_the_background(tmp_path, monkeypatch):
     """`prewarm` imports the given modules on a (non-daemon) thread once per process; nothing when they
     are already imported; the window starts the study readers' warm-up."""
-    import app.main_window as mw
+    import gemini_cmr.app.main_window as mw
 
     (tmp_path / "gemini_warm_probe.py").write_text("import time\ntime.sleep(0.2)\nLOADED = True\n")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -90,12 +90,12 @@ def test_warm_up_imports_in_the_background(tmp_path, monkeypatch):
     assert sys.modules["gemini_warm_probe"].LOADED
     monkeypatch.setattr(mw, "_WARM", {})
     assert mw.prewarm(("gemini_warm_probe",)) is None  # already imported
-    assert "core.io.loader" in mw.STUDY_MODULES and "core.predict" in mw.ENGINE_MODULES
+    assert "gemini_cmr.core.io.loader" in mw.STUDY_MODULES and "gemini_cmr.core.predict" in mw.ENGINE_MODULES
 
 
 def test_window_start_warms_up_the_study_readers(qtbot, settings, monkeypatch):
-    import app.main_window as mw
-    from app.main import make_app
+    import gemini_cmr.app.main_window as mw
+    from gemini_cmr.app.main import make_app
 
     calls = []
     monkeypatch.setattr(mw, "prewarm", lambda modules: calls.append(modules))
@@ -106,7 +106,7 @@ def test_window_start_warms_up_the_study_readers(qtbot, settings, monkeypatch):
 
 
 def test_opening_a_study_starts_the_engine_warm_up(qtbot, window, phantom_path, monkeypatch):
-    import app.main_window as mw
+    import gemini_cmr.app.main_window as mw
 
     calls = []
     monkeypatch.setattr(mw, "prewarm_engine", lambda: calls.append(1))
@@ -209,7 +209,7 @@ def test_export_writes_files_and_never_overwrites_silently(qtbot, window, phanto
 
 def test_cli_view_scripted_screenshot(tmp_path, phantom_path):
     shot = tmp_path / "shot.png"
-    env_cmd = [sys.executable, "-m", "core.cli.main", "view", str(phantom_path), "--screenshot", str(shot), "--quit",
+    env_cmd = [sys.executable, "-m", "gemini_cmr.cli.main", "view", str(phantom_path), "--screenshot", str(shot), "--quit",
                "--size", "1280x800"]
     out = subprocess.run(env_cmd, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "GEMINI_CMR_SETTINGS": str(tmp_path / "s.ini")})
@@ -282,13 +282,13 @@ def test_mouse_window_level_zoom_crosshair_and_oblique_line(qtbot, window, phant
 
 @pytest.mark.slow
 def test_cli_view_super_resolves_the_demo_study_with_the_bundled_model(tmp_path):
-    from core.resources import demo_study_path
+    from gemini_cmr.core.resources import demo_study_path
 
     if not demo_study_path().exists():
         pytest.skip("no demo study")
     shot = tmp_path / "demo.png"
     out = subprocess.run(
-        [sys.executable, "-m", "core.cli.main", "view", str(demo_study_path()), "--super-resolve", "--screenshot",
+        [sys.executable, "-m", "gemini_cmr.cli.main", "view", str(demo_study_path()), "--super-resolve", "--screenshot",
          str(shot), "--quit", "--device", "cpu"], capture_output=True, text=True, timeout=600,
         env={**os.environ, "GEMINI_CMR_SETTINGS": str(tmp_path / "s.ini")})
     assert out.returncode == 0, out.stderr[-2000:]
@@ -300,7 +300,7 @@ def test_cli_view_with_a_broken_model_exits_2_with_the_reason(tmp_path, phantom_
     bad = tmp_path / "not_a_model"
     bad.mkdir()
     out = subprocess.run(
-        [sys.executable, "-m", "core.cli.main", "view", str(phantom_path), "--super-resolve", "--model", str(bad),
+        [sys.executable, "-m", "gemini_cmr.cli.main", "view", str(phantom_path), "--super-resolve", "--model", str(bad),
          "--quit"], capture_output=True, text=True, timeout=120,
         env={**os.environ, "GEMINI_CMR_SETTINGS": str(tmp_path / "s.ini")})
     assert out.returncode == 2, out.stderr[-2000:]
@@ -309,8 +309,8 @@ def test_cli_view_with_a_broken_model_exits_2_with_the_reason(tmp_path, phantom_
 
 def test_settings_open_recent_and_frame_rate_survive_a_restart(qtbot, settings, phantom_path):
     """Device, recent files (File > Open Recent re-opens them) and the window layout are remembered."""
-    from app.main import make_app
-    from app.main_window import MainWindow
+    from gemini_cmr.app.main import make_app
+    from gemini_cmr.app.main_window import MainWindow
 
     make_app()
     first = MainWindow(settings, interactive=False, with_3d=False)

@@ -1,11 +1,17 @@
-"""core.reformat (pure numpy): the long axis of the phantom and plane sampling."""
+"""gemini_cmr.core.reformat (pure numpy): the long axis of the phantom and plane sampling."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from core.geometry import sr_grid
-from core.reformat import long_axis, plane_slice_line, plane_through_line, sample_plane, standard_planes
+from gemini_cmr.core.geometry import sr_grid
+from gemini_cmr.core.reformat import (
+    long_axis,
+    plane_slice_line,
+    plane_through_line,
+    sample_plane,
+    standard_planes,
+)
 from tests.app.phantom import _frame, labels_at, lr_grid
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.theme import LABEL_COLOURS
+from gemini_cmr.app.theme import LABEL_COLOURS
 
 pytestmark = pytest.mark.gui
 
@@ -120,8 +120,8 @@ def test_mouse_drag_rotates_the_shared_camera(qtbot, surfaces):
 
 
 def test_the_3d_mode_is_restored_from_the_settings(qtbot, settings):
-    from app.main import make_app
-    from app.main_window import MainWindow
+    from gemini_cmr.app.main import make_app
+    from gemini_cmr.app.main_window import MainWindow
 
     settings.surface_mode = "side"
     make_app()
@@ -138,8 +138,8 @@ def test_both_3d_widgets_draw_every_mode(qtbot, monkeypatch, widget):
     """The native X11 window (default on xcb) and pyvistaqt's QOpenGLWidget (elsewhere) behave the same."""
     import pyvista as pv
 
-    from app.main import make_app
-    from app.views.surface_view import SurfaceView
+    from gemini_cmr.app.main import make_app
+    from gemini_cmr.app.views.surface_view import SurfaceView
 
     monkeypatch.setenv("GEMINI_CMR_3D_WIDGET", widget)
     make_app()

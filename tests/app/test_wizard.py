@@ -26,7 +26,7 @@ RUN_TIMEOUT = 120_000
 @pytest.fixture(scope="session")
 def phantoms(tmp_path_factory):
     """4 phantom subjects (2 train, 1 val, 1 test), 4 phases each, written by core.synth."""
-    from core.synth.dataset import write_dataset
+    from gemini_cmr.core.synth.dataset import write_dataset
 
     out = tmp_path_factory.mktemp("wizard") / "phantoms"
     write_dataset(out, 4, seed=0, n_phases=4)
@@ -42,8 +42,8 @@ def tiny_config(tmp_path):
 
 @pytest.fixture
 def wizard(qtbot, settings, tmp_path):
-    from app.main import make_app
-    from app.wizard import TrainWizard
+    from gemini_cmr.app.main import make_app
+    from gemini_cmr.app.wizard import TrainWizard
 
     make_app()
     settings.last_dir = str(tmp_path)
@@ -56,7 +56,7 @@ def wizard(qtbot, settings, tmp_path):
 
 
 def _choose_data(qtbot, wiz, folder: Path) -> None:
-    from app.wizard.wizard import PAGE_DATA
+    from gemini_cmr.app.wizard.wizard import PAGE_DATA
 
     if wiz.currentId() != PAGE_DATA:
         wiz.next()
@@ -78,7 +78,7 @@ def _settings(wiz, out: Path, config: Path, epochs: int = 4, max_steps: int = 0)
 
 def _start_run(qtbot, wiz):
     """Next from the settings page: the run page starts the training process."""
-    from app.wizard.wizard import PAGE_RUN
+    from gemini_cmr.app.wizard.wizard import PAGE_RUN
 
     assert wiz.settings_page.isComplete()
     wiz.next()
@@ -87,8 +87,8 @@ def _start_run(qtbot, wiz):
 
 
 def test_train_gemini_on_generated_phantoms_and_use_it(qtbot, wizard, tmp_path, tiny_config, settings):
-    from app.wizard.wizard import PAGE_FINISH, PAGE_SETTINGS
-    from core.predict import Predictor
+    from gemini_cmr.app.wizard.wizard import PAGE_FINISH, PAGE_SETTINGS
+    from gemini_cmr.core.predict import Predictor
 
     wiz = wizard
     assert wiz.kind == "gemini"
@@ -134,7 +134,7 @@ def test_train_gemini_on_generated_phantoms_and_use_it(qtbot, wizard, tmp_path, 
     assert "Selected" in fin.used_label.text()
 
     # Tools > Train a Model… in the main window: its wizard's "Use this model now" selects the model there
-    from app.main_window import MainWindow
+    from gemini_cmr.app.main_window import MainWindow
 
     win = MainWindow(settings, interactive=False, with_3d=False)
     qtbot.addWidget(win)
@@ -150,8 +150,8 @@ def test_train_gemini_on_generated_phantoms_and_use_it(qtbot, wizard, tmp_path, 
 
 
 def test_cancel_leaves_a_loadable_checkpoint_and_resume_continues(qtbot, wizard, phantoms, tmp_path):
-    from core.predict import Predictor
-    from core.train.loop import read_state
+    from gemini_cmr.core.predict import Predictor
+    from gemini_cmr.core.train.loop import read_state
 
     wiz = wizard
     _choose_data(qtbot, wiz, phantoms)
@@ -308,7 +308,7 @@ def test_vama_adapter_training(qtbot, wizard, tmp_path):
     with qtbot.waitSignal(wiz.modelChosen) as chosen:
         fin.use_model()
     assert chosen.args == ["vama", str(tmp_path / "adapter")] and wiz.settings.adapter == str(tmp_path / "adapter")
-    from core.models.vama import Adapter
+    from gemini_cmr.core.models.vama import Adapter
 
     assert Adapter.load(tmp_path / "adapter").adapter_id
 
@@ -319,7 +319,7 @@ def test_run_page_screenshot(qtbot, wizard, phantoms, tmp_path, tiny_config):
     """docs/images/wizard_run.png: the run page after a short run with a few validations."""
     from PySide6.QtWidgets import QApplication
 
-    from app.theme import apply_dark_theme
+    from gemini_cmr.app.theme import apply_dark_theme
 
     apply_dark_theme(QApplication.instance())  # as `gemini-cmr view` does (pytest-qt made the app)
     wiz = wizard

@@ -1,4 +1,4 @@
-"""app.workers.Task: results, errors and cancellation arrive as signals on the UI thread."""
+"""gemini_cmr.app.workers.Task: results, errors and cancellation arrive as signals on the UI thread."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from app.workers import Task
-from core.errors import StudyError
+from gemini_cmr.app.workers import Task
+from gemini_cmr.core.errors import StudyError
 
 pytestmark = pytest.mark.gui
 

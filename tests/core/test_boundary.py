@@ -1,4 +1,5 @@
-"""The engine boundary: importing every `core` module must not import any Qt binding or pyvistaqt."""
+"""The engine boundary: importing every `gemini_cmr.core` module must not import any Qt binding or pyvistaqt
+(the static import contracts are in pyproject.toml, checked by import-linter: tests/test_layers.py)."""
 
 from __future__ import annotations
 
@@ -6,18 +7,18 @@ import pkgutil
 import subprocess
 import sys
 
-import core
+import gemini_cmr.core
 
 FORBIDDEN = ("PySide6", "PyQt5", "PyQt6", "PySide2", "qtpy", "pyvistaqt", "shiboken6")
 
 
 def all_core_modules() -> list[str]:
-    return sorted(m.name for m in pkgutil.walk_packages(core.__path__, "core."))
+    return sorted(m.name for m in pkgutil.walk_packages(gemini_cmr.core.__path__, "gemini_cmr.core."))
 
 
 def test_core_has_modules():
     mods = all_core_modules()
-    assert "core.study" in mods and "core.geometry" in mods and "core.cli.main" in mods
+    assert "gemini_cmr.core.study" in mods and "gemini_cmr.core.geometry" in mods and "gemini_cmr.core.engine" in mods
 
 
 def test_core_imports_no_gui():

@@ -3,11 +3,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from core import __version__
+from gemini_cmr.core import __version__
 
 
 def run_cli(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "core.cli.main", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "gemini_cmr.cli.main", *args], capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -20,7 +20,7 @@ def test_version_and_help():
 
 def test_parser_stays_light():
     """Building the parser (every --help/--version) must not import torch, scipy or pyvista."""
-    code = ("import sys; from core.cli.main import build_parser; build_parser(); "
+    code = ("import sys; from gemini_cmr.cli.main import build_parser; build_parser(); "
             "heavy = [m for m in ('torch', 'scipy', 'pyvista', 'vtk') if m in sys.modules]; "
             "assert not heavy, heavy")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

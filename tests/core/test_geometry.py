@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.geometry import (
+from gemini_cmr.core.geometry import (
     apply_transform,
     kabsch,
     nearest_slice_indices,
@@ -14,7 +14,7 @@ from core.geometry import (
     rotation_matrix,
     sr_grid,
 )
-from core.study import Grid, Study, StudyError
+from gemini_cmr.core.study import Grid, Study, StudyError
 
 
 def lr_grid(shape=(10, 32, 40), spacing=(1.8, 1.8, 10.0), origin=(-30.0, -20.0, -45.0)):
@@ -104,7 +104,7 @@ def test_placement_keeps_the_field_of_view_edge():
 def test_fast_bilinear_placement_matches_map_coordinates():
     """float32 stacks take one torch.grid_sample call; float64 ones scipy's map_coordinates per slice:
     the same values (oblique grid, several phases)."""
-    from core.geometry import inplane_resample
+    from gemini_cmr.core.geometry import inplane_resample
 
     g = oblique_grid((5, 30, 26), [1.7, 1.9, 8.0], 25.0)
     s = sr_grid(g)
@@ -120,7 +120,7 @@ def test_device_placement_matches_the_numpy_placement():
     `place_on_sr_grid`, on an oblique grid and on an SR grid wider than the LR field of view (zeros)."""
     import torch
 
-    from core.geometry import place_on_sr_grid_torch
+    from gemini_cmr.core.geometry import place_on_sr_grid_torch
 
     g = oblique_grid((5, 30, 26), [1.7, 1.9, 8.0], 25.0)
     s = sr_grid(g)
@@ -138,7 +138,7 @@ def test_device_placement_matches_the_numpy_placement():
 def test_resample_nearest_stack_equals_per_volume_resampling():
     """The engine's labels back on the input grid: the same voxels as `resample(order=0)` per phase, on an
     oblique SR -> LR pair (the LR grid reaching beyond the SR one: cval there)."""
-    from core.geometry import resample_nearest_stack
+    from gemini_cmr.core.geometry import resample_nearest_stack
 
     g = oblique_grid((6, 30, 26), [1.7, 1.9, 8.0], 25.0)
     s = sr_grid(g)

@@ -1,11 +1,11 @@
-"""core.parallel: how many processes a preprocessing pool really gets."""
+"""gemini_cmr.core.parallel: how many processes a preprocessing pool really gets."""
 
 from __future__ import annotations
 
 import sys
 import types
 
-from core.parallel import process_workers
+from gemini_cmr.core.parallel import process_workers
 
 
 def test_process_workers(monkeypatch):

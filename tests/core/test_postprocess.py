@@ -1,6 +1,6 @@
 import numpy as np
 
-from core.postprocess import keep_largest_heart_component, postprocess_labels
+from gemini_cmr.core.postprocess import keep_largest_heart_component, postprocess_labels
 
 
 def test_keeps_only_the_largest_heart_component():
@@ -20,7 +20,7 @@ def test_keeps_only_the_largest_heart_component():
 
 
 def test_heart_roi_is_centred_on_the_heart_and_kept_inside_the_grid():
-    from core.postprocess import heart_roi
+    from gemini_cmr.core.postprocess import heart_roi
 
     lab = np.zeros((4, 100, 80), np.uint8)
     assert heart_roi(lab, (1.25, 1.25), 50) is None
@@ -40,10 +40,10 @@ def test_predictor_runs_the_network_on_the_heart_region(monkeypatch):
     placed LR image."""
     import torch
 
-    from core.models.gemini import GeminiConfig, GeminiGenerator
-    from core.models.store import LoadedModel
-    from core.predict import Predictor
-    from core.study import Study
+    from gemini_cmr.core.models.gemini import GeminiConfig, GeminiGenerator
+    from gemini_cmr.core.models.store import LoadedModel
+    from gemini_cmr.core.predict import Predictor
+    from gemini_cmr.core.study import Study
 
     img = np.random.default_rng(0).random((3, 4, 60, 60)).astype(np.float32) * 100 + 10
     study = Study(image=img, affine=np.diag([2.0, 2.0, 8.0, 1.0]))

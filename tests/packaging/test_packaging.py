@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from core import __version__, resources
-from core.models import store
+from gemini_cmr.core import __version__, resources
+from gemini_cmr.core.models import store
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGING = REPO / "packaging"
@@ -47,14 +47,12 @@ def test_runtime_resources_exist_and_agree():
 def test_wheel_package_data_covers_runtime_resources():
     meta = tomllib.loads((REPO / "pyproject.toml").read_text())
     setuptools_cfg = meta["tool"]["setuptools"]
-    include = setuptools_cfg["packages"]["find"]["include"]
-    assert any(Path("resources").match(pat) or pat in ("resources", "resources*") for pat in include), include
     assert (REPO / "resources" / "__init__.py").is_file(), "resources/ must stay a package to carry package data"
-    globs = setuptools_cfg.get("package-data", {}).get("resources", [])
+    globs = setuptools_cfg.get("package-data", {}).get("gemini_cmr.resources", [])
     covered = {p.resolve() for pat in globs for p in (REPO / "resources").glob(pat) if p.is_file()}
     missing = [str(p.relative_to(REPO)) for p in runtime_resource_files() if p.resolve() not in covered]
-    assert not missing, f"pyproject package-data for 'resources' ({globs}) misses {missing}"
-    assert meta["project"]["scripts"]["gemini-cmr"] == "core.cli.main:main"
+    assert not missing, f"pyproject package-data for 'gemini_cmr.resources' ({globs}) misses {missing}"
+    assert meta["project"]["scripts"]["gemini-cmr"] == "gemini_cmr.cli.main:main"
     assert {"pyinstaller", "pyinstaller-hooks-contrib", "build"} <= {
         r.split(">")[0].split("=")[0].split("<")[0].strip().lower()
         for r in meta["project"]["optional-dependencies"]["package"]}
@@ -75,7 +73,7 @@ class _Recorder:
         self.datas = [(f"{dest}/{Path(src).name}", src, "DATA") for src, dest in kwargs.get("datas", [])]
         self.datas.append(("torch/include/ATen/ATen.h", "/x", "DATA"))
         self.pure = [("scipy.ndimage", "/x", "PYMODULE"), ("scipy.ndimage.tests.test_filters", "/x", "PYMODULE"),
-                     ("numpy.testing", "/x", "PYMODULE"), ("core.cli.main", "/x", "PYMODULE")]
+                     ("numpy.testing", "/x", "PYMODULE"), ("gemini_cmr.cli.main", "/x", "PYMODULE")]
         self.scripts = []
 
 
@@ -99,10 +97,11 @@ def test_spec_entry_resources_and_filters(monkeypatch):
     assert Path(entry) == PACKAGING / "gemini_cmr_entry.py"
     kw = analysis.kwargs
     # our lazily imported packages are listed; resources keep their layout relative to the code
-    assert {"core.fake", "app.fake"} <= set(kw["hiddenimports"])
+    assert {"gemini_cmr.core.fake", "gemini_cmr.app.fake"} <= set(kw["hiddenimports"])
     bundled = {(Path(src).resolve(), dest) for src, dest in kw["datas"]}
     for p in runtime_resource_files():
-        assert (p.resolve(), str(p.parent.relative_to(REPO))) in bundled, f"{p} is not collected by the spec"
+        dest = str(Path("gemini_cmr") / p.parent.relative_to(REPO))
+        assert (p.resolve(), dest) in bundled, f"{p} is not collected by the spec"
     assert {"tkinter", "PyQt5", "PyQt6", "PySide2", "pytest"} <= set(kw["excludes"])
     # VTK: the modules pyvista loads lazily by name (SurfaceNets for the meshes, OpenGL for the 3D view)
     # are listed, and the all-of-VTK shim is kept out
@@ -117,9 +116,9 @@ def test_spec_entry_resources_and_filters(monkeypatch):
     assert not binaries & {"torch/lib/libcudnn.so.9", "nvidia/cublas/lib/libcublas.so.12",
                            "PySide6/Qt/lib/libQt6Quick.so.6"}
     datas = {d for d, _, _ in analysis.datas}
-    assert "resources/models/gemini-phantom/model.safetensors" in datas
+    assert "gemini_cmr/resources/models/gemini-phantom/model.safetensors" in datas
     assert "torch/include/ATen/ATen.h" not in datas
-    assert {m for m, _, _ in analysis.pure} == {"scipy.ndimage", "numpy.testing", "core.cli.main"}
+    assert {m for m, _, _ in analysis.pure} == {"scipy.ndimage", "numpy.testing", "gemini_cmr.cli.main"}
     (exe,) = _Recorder.calls["EXE"]
     assert exe.kwargs["name"] == "gemini-cmr"
     assert exe.kwargs["console"] is (sys.platform not in ("win32", "darwin"))
@@ -186,9 +185,9 @@ def test_check_png_tells_blank_from_content(tmp_path):
 
 
 def test_wizard_runs_the_bundle_itself_when_frozen(monkeypatch):
-    from app.wizard.process import cli_command
+    from gemini_cmr.app.wizard.process import cli_command
 
-    assert cli_command(["train", "--help"]) == (sys.executable, ["-m", "core.cli.main", "train", "--help"])
+    assert cli_command(["train", "--help"]) == (sys.executable, ["-m", "gemini_cmr.cli.main", "train", "--help"])
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     assert cli_command(["train", "--help"]) == (sys.executable, ["train", "--help"])
 

@@ -27,12 +27,12 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str, float]:
     """`gemini-cmr ARGV` in this process; returns (status, stdout, stderr, seconds)."""
     import logging
 
-    import core.log
-    from core.cli.main import main
+    import gemini_cmr.core.log
+    from gemini_cmr.cli.main import main
 
     capsys.readouterr()
     root = logging.getLogger()
-    handlers, configured = list(root.handlers), core.log._CONFIGURED
+    handlers, configured = list(root.handlers), gemini_cmr.core.log._CONFIGURED
     t0 = time.perf_counter()
     try:
         rc = main([str(a) for a in argv])
@@ -41,14 +41,14 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str, float]:
         for h in root.handlers[:]:
             if h not in handlers:
                 root.removeHandler(h)
-        core.log._CONFIGURED = configured
+        gemini_cmr.core.log._CONFIGURED = configured
     dt = time.perf_counter() - t0
     out, err = capsys.readouterr()
     return rc, out, err, dt
 
 
 def run_cli_process(argv: list[str], timeout: float = 90, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "core.cli.main", *map(str, argv)], cwd=REPO, env=child_env(),
+    return subprocess.run([sys.executable, "-m", "gemini_cmr.cli.main", *map(str, argv)], cwd=REPO, env=child_env(),
                           capture_output=True, text=True, timeout=timeout, **kw)
 
 

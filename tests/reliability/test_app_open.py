@@ -37,9 +37,9 @@ class FakeBox:
 
 @pytest.fixture(scope="module")
 def window(tmp_path_factory):
-    from app.main import make_app
-    from app.main_window import MainWindow
-    from app.settings import Settings
+    from gemini_cmr.app.main import make_app
+    from gemini_cmr.app.main_window import MainWindow
+    from gemini_cmr.app.settings import Settings
 
     make_app()
     ini = tmp_path_factory.mktemp("settings") / "settings.ini"
@@ -55,7 +55,7 @@ def window(tmp_path_factory):
 def boxes(monkeypatch):
     from PySide6.QtWidgets import QMessageBox
 
-    import app.main_window as mw
+    import gemini_cmr.app.main_window as mw
 
     FakeBox.Icon, FakeBox.StandardButton = QMessageBox.Icon, QMessageBox.StandardButton
     FakeBox.shown = []

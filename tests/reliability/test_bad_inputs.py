@@ -61,8 +61,8 @@ def test_super_resolve_keeps_existing_outputs(tmp_path, capsys):
 @pytest.mark.parametrize("case", ["nifti-claims-2.6GB-gz", "nifti-claims-2.6GB-raw", "nifti-1e5-phases"])
 def test_absurd_sizes_refused_before_allocating(case, tmp_path):
     """Peak Python/numpy allocation while refusing a header that claims gigabytes stays under 50 MB."""
-    from core.errors import StudyError
-    from core.io import load_study
+    from gemini_cmr.core.errors import StudyError
+    from gemini_cmr.core.io import load_study
 
     path = {c.name: c for c in CASES}[case].make(tmp_path)
     tracemalloc.start()
@@ -93,7 +93,7 @@ def test_huge_claim_process_memory(tmp_path):
 
     path = cases.nifti_large_claim_small_file(tmp_path)
     # VmHWM is this process's own peak (ru_maxrss would carry over the forking pytest process's peak).
-    code = ("import sys\nfrom core.cli.main import main\nrc = main(sys.argv[1:])\n"
+    code = ("import sys\nfrom gemini_cmr.cli.main import main\nrc = main(sys.argv[1:])\n"
             "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
             "print(hwm, file=sys.stdout)\nsys.exit(rc)\n")
     proc = subprocess.run([sys.executable, "-c", code, "info", str(path)], cwd=REPO, env=child_env(),
@@ -247,7 +247,7 @@ def test_size_check_accepts_maximally_compressed_files(tmp_path):
     import nibabel as nib
     import numpy as np
 
-    from core.io.nifti import load_nifti_volume
+    from gemini_cmr.core.io.nifti import load_nifti_volume
 
     raw = nib.Nifti1Image(np.zeros((128, 128, 32, 20), np.uint8), np.diag([1.5, 1.5, 8.0, 1.0])).to_bytes()
     p = tmp_path / "zeros.nii.gz"

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.errors import GeminiError
-from core.io import load_study
+from gemini_cmr.core.errors import GeminiError
+from gemini_cmr.core.io import load_study
 from tests.reliability import cases
 
 FUZZ = settings(max_examples=80, deadline=None, derandomize=True,

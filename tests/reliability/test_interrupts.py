@@ -31,7 +31,7 @@ def _previous_outputs(out: Path) -> dict:
 
 
 def _start_super_resolve(out: Path, phases: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "core.cli.main", "super-resolve", str(DEMO), "--out", str(out),
+    return subprocess.Popen([sys.executable, "-m", "gemini_cmr.cli.main", "super-resolve", str(DEMO), "--out", str(out),
                              "--phases", phases, "--device", "cpu"], cwd=REPO, env=child_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -88,9 +88,9 @@ def test_signal_while_starting_the_image_writer_waits_for_it(tmp_path, monkeypat
     (An orphaned writer kept writing into the folder while it was removed: CI found `.results.tmp-*` left.)"""
     import threading
 
-    import core.engine as engine
-    from core.engine import SuperResolver, write_outputs
-    from core.io import load_study
+    import gemini_cmr.core.engine as engine
+    from gemini_cmr.core.engine import SuperResolver, write_outputs
+    from gemini_cmr.core.io import load_study
 
     result = SuperResolver(device="cpu").run(load_study(DEMO), phases=[0, 1], meshes="none")
     out = tmp_path / "results"
@@ -147,9 +147,9 @@ def test_interrupted_super_resolve_keeps_the_old_folder(sig, when, tmp_path):
 @pytest.mark.slow
 def test_cancel_while_writing_keeps_the_old_folder(tmp_path):
     """Cancel (the app's button) at every check during write_outputs: the folder is never touched."""
-    from core.engine import SuperResolver, write_outputs
-    from core.errors import Cancelled
-    from core.io import load_study
+    from gemini_cmr.core.engine import SuperResolver, write_outputs
+    from gemini_cmr.core.errors import Cancelled
+    from gemini_cmr.core.io import load_study
 
     result = SuperResolver(device="cpu").run(load_study(DEMO), phases=[0, 1], meshes="ed_es")
     out = tmp_path / "results"
@@ -178,14 +178,14 @@ def test_cancel_while_writing_keeps_the_old_folder(tmp_path):
 # --- training ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def toy_data(tmp_path_factory):
-    from core.train.toy_data import write_toy_dataset
+    from gemini_cmr.core.train.toy_data import write_toy_dataset
 
     return write_toy_dataset(tmp_path_factory.mktemp("toy") / "data", n_subjects=3, seed=0, n_phases=4,
                              lr_shape=(6, 32, 32))
 
 
 def _train(data: Path, run: Path, cfg: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "core.cli.main", "train", "gemini", "--data", str(data),
+    return subprocess.Popen([sys.executable, "-m", "gemini_cmr.cli.main", "train", "gemini", "--data", str(data),
                              "--out", str(run), "--config", str(cfg), "--device", "cpu", "--progress-json", *extra],
                             cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -200,8 +200,8 @@ def _wait_checkpoint(proc: subprocess.Popen, min_step: int) -> int:
 
 
 def _check_loadable(run: Path) -> int:
-    from core.predict import Predictor
-    from core.train.loop import read_state
+    from gemini_cmr.core.predict import Predictor
+    from gemini_cmr.core.train.loop import read_state
 
     tensors, meta = read_state(run / "last")
     assert any(k.startswith("G.") for k in tensors)
@@ -271,7 +271,7 @@ def test_repeated_sigkill_never_corrupts_the_run(toy_data, tmp_path):
 def test_state_save_cut_short_keeps_previous_state(stage, tmp_path, monkeypatch):
     import torch
 
-    import core.train.loop as loop
+    import gemini_cmr.core.train.loop as loop
 
     folder = tmp_path / "last"
     loop.write_state(folder, {"w": torch.ones(3)}, {"step": 1})

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.errors import ModelError
-from core.models.store import BUNDLED_MODEL_DIR
+from gemini_cmr.core.errors import ModelError
+from gemini_cmr.core.models.store import BUNDLED_MODEL_DIR
 from tests.reliability.conftest import assert_one_line_error, run_cli
 
 
@@ -86,8 +86,8 @@ MODEL_KEYS = [".pt", ".pth", ".pkl", ".ckpt", ".bin", "disguised-folder", "disgu
 
 @pytest.mark.parametrize("key", MODEL_KEYS)
 def test_predictor_and_store_never_unpickle(key, evil):
-    from core.models.store import load_model, load_tensors
-    from core.predict import Predictor
+    from gemini_cmr.core.models.store import load_model, load_tensors
+    from gemini_cmr.core.predict import Predictor
 
     files, marker, _ = evil
     with pytest.raises(ModelError) as info:
@@ -105,7 +105,7 @@ def test_predictor_and_store_never_unpickle(key, evil):
 
 @pytest.mark.parametrize("key", [".pt", ".pkl", "disguised-adapter"])
 def test_adapter_load_never_unpickles(key, evil):
-    from core.models.vama import Adapter
+    from gemini_cmr.core.models.vama import Adapter
 
     files, _, _ = evil
     with pytest.raises(ModelError) as info:
@@ -170,7 +170,7 @@ CONFIG_CASES = ["unknown-model-key", "shape-mismatch", "wrong-kind", "no-kind", 
 
 @pytest.mark.parametrize("what", CONFIG_CASES)
 def test_config_validation(what, tmp_path):
-    from core.predict import Predictor
+    from gemini_cmr.core.predict import Predictor
 
     model = tmp_path / "model"
     shutil.copytree(BUNDLED_MODEL_DIR, model)
@@ -186,7 +186,7 @@ def test_config_validation(what, tmp_path):
 def test_weights_missing_tensor(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from core.predict import Predictor
+    from gemini_cmr.core.predict import Predictor
 
     model = tmp_path / "model"
     shutil.copytree(BUNDLED_MODEL_DIR, model)
@@ -200,7 +200,7 @@ def test_weights_missing_tensor(tmp_path):
 
 @pytest.mark.parametrize("cut", [0, 7, 1000])
 def test_truncated_safetensors(cut, tmp_path):
-    from core.predict import Predictor
+    from gemini_cmr.core.predict import Predictor
 
     model = tmp_path / "model"
     shutil.copytree(BUNDLED_MODEL_DIR, model)

@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.geometry import (
+from gemini_cmr.core.geometry import (
     SR_INPLANE_MM,
     SR_THROUGH_MM,
     apply_transform,
@@ -19,7 +19,7 @@ from core.geometry import (
     sr_grid,
     transformed_grid,
 )
-from core.study import Grid
+from gemini_cmr.core.study import Grid
 
 FAST = settings(max_examples=60, deadline=None, derandomize=True)
 

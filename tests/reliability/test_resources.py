@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-import core.predict as predict_mod
-from core.errors import GeminiError
-from core.io import load_study
-from core.predict import Predictor
-from core.resources_check import GIB, estimate_memory, plan_batch
+import gemini_cmr.core.predict as predict_mod
+from gemini_cmr.core.errors import GeminiError
+from gemini_cmr.core.io import load_study
+from gemini_cmr.core.predict import Predictor
+from gemini_cmr.core.resources_check import GIB, estimate_memory, plan_batch
 from tests.reliability.conftest import DEMO, REPO, child_env
 
 
@@ -43,9 +43,9 @@ def test_estimate_covers_the_measured_peak():
 import resource, sys
 import torch
 torch.set_num_threads(1)
-from core.io import load_study
-from core.predict import Predictor
-from core.resources_check import estimate_memory
+from gemini_cmr.core.io import load_study
+from gemini_cmr.core.predict import Predictor
+from gemini_cmr.core.resources_check import estimate_memory
 s = load_study(sys.argv[1])
 b = int(sys.argv[2])
 p = Predictor.load(None, device="cpu", batch_size=b)
@@ -77,7 +77,7 @@ def test_plan_batch_shrinks_then_refuses(demo, predictor):
 
 
 def test_predict_refuses_before_allocating(demo, predictor, monkeypatch, tmp_path, capsys):
-    import core.resources_check as rc
+    import gemini_cmr.core.resources_check as rc
 
     monkeypatch.setattr(rc, "available_memory", lambda: 64 * 1024**2)
     with pytest.raises(GeminiError, match="not enough memory"):
@@ -124,7 +124,7 @@ def test_cuda_oom_during_device_placement_places_on_the_host(demo, predictor, mo
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
 
     monkeypatch.setattr(predict_mod, "place_on_sr_grid_torch", oom)
-    with caplog.at_level(logging.WARNING, logger="core.predict"):
+    with caplog.at_level(logging.WARNING, logger="gemini_cmr.core.predict"):
         out = p.predict(demo, phases=[0, 1])
     assert any("placing on the host" in r.message for r in caplog.records)
     np.testing.assert_array_equal(out.sr_labels, ref.sr_labels)
@@ -136,7 +136,7 @@ def test_cuda_oom_retries_with_smaller_batches(demo, predictor, monkeypatch, cap
     ref = Predictor(predictor.loaded, torch.device("cpu"), precision="float32").predict(demo, phases=[0, 1, 2, 3])
     p = _pretend_cuda(Predictor(predictor.loaded, torch.device("cuda"), batch_size=4))
     calls = _fake_gpu(monkeypatch, lambda b: b > 1)
-    with caplog.at_level(logging.WARNING, logger="core.predict"):
+    with caplog.at_level(logging.WARNING, logger="gemini_cmr.core.predict"):
         out = p.predict(demo, phases=[0, 1, 2, 3])
     assert calls[0] == ("cuda", 4) and ("cuda", 2) in calls and calls[-1] == ("cuda", 1)
     assert p.device.type == "cuda" and p.batch_size == 1
@@ -149,7 +149,7 @@ def test_cuda_oom_falls_back_to_cpu(demo, predictor, monkeypatch, caplog):
     ref = Predictor(predictor.loaded, torch.device("cpu"), precision="float32").predict(demo, phases=[0, 5])
     p = _pretend_cuda(Predictor(predictor.loaded, torch.device("cuda"), batch_size=2))
     calls = _fake_gpu(monkeypatch, lambda b: True)
-    with caplog.at_level(logging.WARNING, logger="core.predict"):
+    with caplog.at_level(logging.WARNING, logger="gemini_cmr.core.predict"):
         out = p.predict(demo, phases=[0, 5])
     assert calls == [("cuda", 2), ("cuda", 1), ("cpu", 1), ("cpu", 1)]
     assert p.device.type == "cpu"

@@ -11,17 +11,22 @@ import numpy as np
 import pytest
 import torch
 
-from core.baselines.benchmark import format_csv, format_markdown, run_table2
-from core.baselines.interpolation import interpolate_image, interpolate_labels
-from core.baselines.models import ARCHS, BaselineConfig, BaselineGenerator
-from core.baselines.registry import METHODS, Settings, load_method, train_method
-from core.baselines.translation import METHODS as TRANSLATORS
-from core.baselines.translation import TranslationTrainer, TranslatorAdapter, build, save_translator
-from core.cli.main import main
-from core.errors import DataError, ModelError
-from core.geometry import sr_grid
-from core.study import Grid
-from core.train.toy_data import write_toy_dataset
+from gemini_cmr.cli.main import main
+from gemini_cmr.core.baselines.benchmark import format_csv, format_markdown, run_table2
+from gemini_cmr.core.baselines.interpolation import interpolate_image, interpolate_labels
+from gemini_cmr.core.baselines.models import ARCHS, BaselineConfig, BaselineGenerator
+from gemini_cmr.core.baselines.registry import METHODS, Settings, load_method, train_method
+from gemini_cmr.core.baselines.translation import METHODS as TRANSLATORS
+from gemini_cmr.core.baselines.translation import (
+    TranslationTrainer,
+    TranslatorAdapter,
+    build,
+    save_translator,
+)
+from gemini_cmr.core.errors import DataError, ModelError
+from gemini_cmr.core.geometry import sr_grid
+from gemini_cmr.core.study import Grid
+from gemini_cmr.core.train.toy_data import write_toy_dataset
 
 TINY = Settings(max_steps=6, epochs=5, quick=True, depth=24, num_threads=1, amp="off")
 
@@ -154,7 +159,7 @@ def test_table3_end_to_end(tmp_path):
                                splits=splits)
     source = write_toy_dataset(tmp_path / "source", n_subjects=5, seed=1, n_phases=2, lr_shape=(6, 32, 32),
                                splits=splits)
-    from core.baselines.table3 import run_table3
+    from gemini_cmr.core.baselines.table3 import run_table3
 
     settings = Settings(max_steps=2, epochs=1, quick=True, depth=24, num_threads=1, amp="off")
     rep = run_table3(source, target, tmp_path / "out", ["none", "cyclegan", "munit"], settings)
@@ -180,8 +185,8 @@ def test_a_run_recorded_before_new_config_fields_is_reused(tmp_path):
     """benchmark_train.json written before TrainConfig gained a field (e.g. dice_weight) still matches."""
     import json
 
-    from core.baselines.benchmark import ensure_trained
-    from core.baselines.registry import train_config
+    from gemini_cmr.core.baselines.benchmark import ensure_trained
+    from gemini_cmr.core.baselines.registry import train_config
 
     s = Settings(quick=True, max_steps=3)
     run = tmp_path / "run"

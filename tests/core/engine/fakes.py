@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.geometry import place_on_sr_grid, rotation_matrix, sr_grid
-from core.predict import Prediction
-from core.study import Grid, Study, StudyMeta
+from gemini_cmr.core.geometry import place_on_sr_grid, rotation_matrix, sr_grid
+from gemini_cmr.core.predict import Prediction
+from gemini_cmr.core.study import Grid, Study, StudyMeta
 
 LV_RADII = np.array([22.0, 18.0, 30.0])  # mm, scaled per phase
 
@@ -69,7 +69,7 @@ class FakePredictor:
         labels = []
         for i, t in enumerate(phases):
             if cancel is not None and cancel():
-                from core.errors import Cancelled
+                from gemini_cmr.core.errors import Cancelled
 
                 raise Cancelled("cancelled")
             labels.append(anatomy(world, c, f, phase_scale(t, study.n_phases)))
@@ -85,7 +85,7 @@ def write_paired_dataset(root, splits=("test", "test", "train"), n_phases: int =
     import json
     from pathlib import Path
 
-    from core.io.nifti import save_nifti
+    from gemini_cmr.core.io.nifti import save_nifti
 
     root = Path(root)
     subjects = []

@@ -8,10 +8,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from core.cli.main import main
-from core.geometry import sr_grid
-from core.io.nifti import read_nifti_array, save_nifti
-from core.models.store import BUNDLED_MODEL_DIR
+from gemini_cmr.cli.main import main
+from gemini_cmr.core.geometry import sr_grid
+from gemini_cmr.core.io.nifti import read_nifti_array, save_nifti
+from gemini_cmr.core.models.store import BUNDLED_MODEL_DIR
 
 from .fakes import make_study, write_paired_dataset
 
@@ -107,8 +107,8 @@ def test_evaluate_cli(tmp_path, capsys):
 
 
 def test_super_resolve_with_adapter(tmp_path, study_file, capsys):
-    from core.models import vama
-    from core.models.store import file_sha256
+    from gemini_cmr.core.models import vama
+    from gemini_cmr.core.models.store import file_sha256
 
     path, _ = study_file
     model_id = file_sha256(BUNDLED_MODEL_DIR / "model.safetensors")
@@ -129,8 +129,8 @@ def test_super_resolve_with_adapter(tmp_path, study_file, capsys):
 
 def test_long_slab_real_predictor():
     """A slab deeper than the network (20 x 8 mm = 80 SR slices > 64) is covered, not truncated."""
-    from core.engine import SuperResolver
-    from core.study import Study
+    from gemini_cmr.core.engine import SuperResolver
+    from gemini_cmr.core.study import Study
 
     s = make_study(n_phases=2)
     aff = s.affine.copy()

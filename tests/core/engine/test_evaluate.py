@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from core.cli import evaluate as ev
-from core.engine import SuperResolver
-from core.errors import DataError
+from gemini_cmr.cli import evaluate as ev
+from gemini_cmr.core.engine import SuperResolver
+from gemini_cmr.core.errors import DataError
 
 from .fakes import CentreFakePredictor, write_paired_dataset
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import pyvista as pv
 
-from core import mesh
-from core.geometry import rotation_matrix
-from core.study import Grid
+from gemini_cmr.core import mesh
+from gemini_cmr.core.geometry import rotation_matrix
+from gemini_cmr.core.study import Grid
 
 
 def _heart(shape=(40, 64, 64), spacing=(1.25, 1.25, 2.0)) -> np.ndarray:

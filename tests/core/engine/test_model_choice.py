@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-import core.resources as res
-from core.io.nifti import save_nifti
-from core.study import Study, StudyMeta
+import gemini_cmr.core.resources as res
+from gemini_cmr.core.io.nifti import save_nifti
+from gemini_cmr.core.study import Study, StudyMeta
 
 
 def _study(fmt: str = "dicom", **meta) -> Study:
@@ -27,7 +27,7 @@ def test_phantoms_are_recognised(tmp_path):
 
 
 def test_demo_study_is_a_phantom():
-    from core.io.loader import load_study
+    from gemini_cmr.core.io.loader import load_study
 
     assert res.is_phantom_study(load_study(res.demo_study_path()))
 
@@ -45,7 +45,7 @@ def test_default_model_for(monkeypatch, tmp_path):
 
 
 def test_bundled_acdc_model_is_installed_and_loads():
-    from core.predict import Predictor
+    from gemini_cmr.core.predict import Predictor
 
     p = Predictor.load(res.acdc_model_path(), device="cpu")
     assert p.model.config.encoder == "acquired-2d"
@@ -60,8 +60,8 @@ class _Stub:
 
 
 def test_engine_switches_model_per_study(monkeypatch, tmp_path):
-    from core import engine
-    from core.predict import Predictor
+    from gemini_cmr.core import engine
+    from gemini_cmr.core.predict import Predictor
 
     loads = []
 

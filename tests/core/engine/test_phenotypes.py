@@ -10,8 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from core import phenotypes as ph
-from core.study import Grid, StudyMeta
+from gemini_cmr.core import phenotypes as ph
+from gemini_cmr.core.study import Grid, StudyMeta
 
 
 def _grid(spacing=(1.25, 1.25, 2.0), shape=(20, 32, 32)) -> Grid:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.errors import StudyError
-from core.io import load_study
-from core.io.contours import attach_contours, contour_files, rasterise, read_contour
+from gemini_cmr.core.errors import StudyError
+from gemini_cmr.core.io import load_study
+from gemini_cmr.core.io.contours import attach_contours, contour_files, rasterise, read_contour
 
 
 def test_rasterise_square_uses_pixel_centres():

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydicom.uid import generate_uid
 
-from core.errors import StudyError
-from core.geometry import rotation_matrix
-from core.io import load_study
+from gemini_cmr.core.errors import StudyError
+from gemini_cmr.core.geometry import rotation_matrix
+from gemini_cmr.core.io import load_study
 from tests.core.io import dicom_factory as fac
 from tests.core.io.dicom_factory import CineSpec
 

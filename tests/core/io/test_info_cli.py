@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from core.cli.main import main
-from core.io.nifti import save_nifti
+from gemini_cmr.cli.main import main
+from gemini_cmr.core.io.nifti import save_nifti
 from tests.core.io import dicom_factory as fac
 
 KEYS = {"shape", "spacing_mm", "slice_thickness_mm", "affine", "phases", "ed_phase", "es_phase", "has_labels",
@@ -44,7 +44,7 @@ def test_info_text(tmp_path, capsys):
 
 def test_info_bad_input_is_one_line_exit_2(tmp_path):
     (tmp_path / "cut.nii.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
-    out = subprocess.run([sys.executable, "-m", "core.cli.main", "info", str(tmp_path / "cut.nii.gz")],
+    out = subprocess.run([sys.executable, "-m", "gemini_cmr.cli.main", "info", str(tmp_path / "cut.nii.gz")],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()

@@ -6,10 +6,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from core.errors import StudyError
-from core.io import load_study
-from core.io.layouts import remap_labels
-from core.io.nifti import save_nifti
+from gemini_cmr.core.errors import StudyError
+from gemini_cmr.core.io import load_study
+from gemini_cmr.core.io.layouts import remap_labels
+from gemini_cmr.core.io.nifti import save_nifti
 
 AFFINE = np.diag([1.5, 1.5, 8.0, 1.0])
 

@@ -8,11 +8,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from core.errors import StudyError
-from core.geometry import resample, rotation_matrix, sr_grid
-from core.io import load_study
-from core.io.nifti import save_nifti, to_file_order
-from core.study import Grid
+from gemini_cmr.core.errors import StudyError
+from gemini_cmr.core.geometry import resample, rotation_matrix, sr_grid
+from gemini_cmr.core.io import load_study
+from gemini_cmr.core.io.nifti import save_nifti, to_file_order
+from gemini_cmr.core.study import Grid
 
 
 def _oblique_affine(spacing=(1.4, 1.6, 8.0), origin=(-60.0, 30.0, 15.0)) -> np.ndarray:

@@ -8,8 +8,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from core.errors import StudyError
-from core.io import load_study
+from gemini_cmr.core.errors import StudyError
+from gemini_cmr.core.io import load_study
 
 pytestmark = pytest.mark.data
 

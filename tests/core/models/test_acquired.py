@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-import core.models.gemini as gem
-from core.models.gemini import GeminiConfig, GeminiGenerator, acquired_plan
+import gemini_cmr.core.models.gemini as gem
+from gemini_cmr.core.models.gemini import GeminiConfig, GeminiGenerator, acquired_plan
 
 
 def _placed(n_lr: int, reps: list[int], pad: tuple[int, int], h: int = 16, w: int = 16, seed: int = 0):
@@ -106,7 +106,7 @@ def test_acquired2d_eval_mixing_matches_the_conv3d_path(kernel):
     """Eval mode mixes through-plane with 1x1 convolutions on the acquired slices only, added as shifted
     row blocks; the same numbers as the (k, 1, 1) Conv3d over the zero-separated sequence that training
     uses (with k = 5 that reaches across the one-slot separator into the next stack, and so does eval)."""
-    from core.models.gemini import neighbour_blocks
+    from gemini_cmr.core.models.gemini import neighbour_blocks
 
     g = _a2d_with_stats(mix_kernel=kernel)
     x, _ = _placed(4, [3, 4, 3, 4], (1, 1))
@@ -133,8 +133,8 @@ def test_acquired2d_infer_labels_equal_argmax_of_forward(monkeypatch, dense_rows
     """`infer` never builds the SR logits: the labels of the acquired slices, interpolated only where two
     neighbours disagree. Same image and the same labels as argmax of `forward`'s interpolated logits, on
     the CPU's grouped path and on the GPU's dense one (in blocks of `dense_rows` SR slices)."""
-    from core.models import gemini
-    from core.models.gemini import class_argmax
+    from gemini_cmr.core.models import gemini
+    from gemini_cmr.core.models.gemini import class_argmax
 
     monkeypatch.setattr(gemini, "DENSE_LABEL_ROWS", dense_rows)
 
@@ -159,7 +159,7 @@ def test_acquired2d_infer_labels_equal_argmax_of_forward(monkeypatch, dense_rows
 
 
 def test_tp_basis_hats():
-    from core.models.gemini import tp_basis
+    from gemini_cmr.core.models.gemini import tp_basis
 
     t = torch.tensor([0.0, 0.125, 0.25, 0.375, 0.5])
     torch.testing.assert_close(tp_basis(t, 2), torch.tensor([[0, 0], [0.5, 0], [1, 0], [0.5, 0.5], [0, 1.0]]))
@@ -170,7 +170,7 @@ def test_tp_knots_start_linear_then_add_the_nearest_slices_residuals():
     """`tp_knots`: zero-initialised, the model equals the linear one (same other weights); with weights, each
     SR slice = linear interpolation + the nearest acquired slice's residual images towards its other
     neighbour, weighted by `tp_basis`; `infer` gives the same image as `forward`; gradients reach the head."""
-    from core.models.gemini import interpolate_acquired, tp_basis
+    from gemini_cmr.core.models.gemini import interpolate_acquired, tp_basis
 
     lin = _a2d_with_stats()
     tp = _a2d_with_stats(tp_knots=2)
@@ -204,7 +204,7 @@ def test_tp_knots_start_linear_then_add_the_nearest_slices_residuals():
 
 
 def test_tp_knots_only_for_acquired2d():
-    from core.errors import ModelError
+    from gemini_cmr.core.errors import ModelError
 
     with pytest.raises(ModelError, match="tp_knots"):
         GeminiConfig(encoder="slices-as-channels", tp_knots=2)

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from core.metrics import dice
-from core.models.store import BUNDLED_MODEL_DIR, file_sha256
-from core.predict import Predictor
+from gemini_cmr.core.metrics import dice
+from gemini_cmr.core.models.store import BUNDLED_MODEL_DIR, file_sha256
+from gemini_cmr.core.predict import Predictor
 
 
 def _bundled_trained() -> bool:
@@ -30,7 +30,7 @@ def test_bundled_model_segments_an_unseen_phantom():
     docs/gemini.md: test split LV 0.94 / 0.93)."""
     if not _bundled_trained():
         pytest.skip("the bundled model is the untrained placeholder")
-    synth = pytest.importorskip("core.synth")
+    synth = pytest.importorskip("gemini_cmr.core.synth")
     pair = synth.make_subject(987654, n_phases=8)  # a seed outside the training set's
     p = Predictor.load(device="cpu")
     assert p.config["model"]["encoder"] == "acquired-2d"
@@ -50,9 +50,9 @@ def test_bundled_model_segments_an_unseen_phantom():
 def test_optional_slices_as_channels_phantom_model():
     """resources/models/gemini-phantom-sac: the paper's slices-as-channels generator (the default until
     session 5; docs/gemini.md: test split ED 0.92 / 0.81 / 0.84)."""
-    from core.resources import phantom_sac_model_path
+    from gemini_cmr.core.resources import phantom_sac_model_path
 
-    synth = pytest.importorskip("core.synth")
+    synth = pytest.importorskip("gemini_cmr.core.synth")
     pair = synth.make_subject(987654, n_phases=8)
     p = Predictor.load(phantom_sac_model_path(), device="cpu")
     assert p.config["model"]["encoder"] == "slices-as-channels"

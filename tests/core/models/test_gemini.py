@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.errors import ModelError
-from core.models.discriminator import SRDiscriminator, discriminator_input
-from core.models.gemini import REFERENCE_WIDTHS, GeminiConfig, GeminiGenerator, count_parameters
+from gemini_cmr.core.errors import ModelError
+from gemini_cmr.core.models.discriminator import SRDiscriminator, discriminator_input
+from gemini_cmr.core.models.gemini import REFERENCE_WIDTHS, GeminiConfig, GeminiGenerator, count_parameters
 
 
 @pytest.mark.parametrize("encoder", ["slices-as-channels", "shared-2d"])

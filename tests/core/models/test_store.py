@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from core.errors import ModelError
-from core.models.gemini import GeminiConfig, GeminiGenerator
-from core.models.store import file_sha256, load_model, model_files, save_model
+from gemini_cmr.core.errors import ModelError
+from gemini_cmr.core.models.gemini import GeminiConfig, GeminiGenerator
+from gemini_cmr.core.models.store import file_sha256, load_model, model_files, save_model
 
 
 def _model():

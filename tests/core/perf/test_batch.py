@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from core.bench import write_phantom
-from core.cli import batch
-from core.cli.main import main
-from core.errors import GeminiError
+from gemini_cmr.cli import batch
+from gemini_cmr.cli.main import main
+from gemini_cmr.core.bench import write_phantom
+from gemini_cmr.core.errors import GeminiError
 
 
 @pytest.fixture

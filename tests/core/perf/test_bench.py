@@ -7,9 +7,9 @@ import json
 import numpy as np
 import torch
 
-from core.bench import format_report, model_flops, precision_agreement, reference_model
-from core.cli.main import main
-from core.predict import Prediction
+from gemini_cmr.cli.main import main
+from gemini_cmr.core.bench import format_report, model_flops, precision_agreement, reference_model
+from gemini_cmr.core.predict import Prediction
 
 
 def test_bench_quick_json_and_table(capsys):
@@ -53,7 +53,7 @@ def test_flops_of_reference_network():
 def test_flops_of_acquired_2d_follow_the_acquired_slices():
     """The acquired-2d generator runs once per acquired slice: counted on a real input, twice the acquired
     slices cost about twice the FLOPs (the meta device cannot run its data-dependent plan)."""
-    from core.models.gemini import GeminiConfig, GeminiGenerator
+    from gemini_cmr.core.models.gemini import GeminiConfig, GeminiGenerator
 
     g = GeminiGenerator(GeminiConfig(depth=16, widths=(4, 8), encoder="acquired-2d")).eval()
     rng = np.random.default_rng(0)
@@ -89,9 +89,9 @@ def test_bf16_agrees_with_float32_on_small_input():
     """The bundled model in bfloat16 autocast vs float32 on a small phantom: >= 99.5% of labels agree (the
     demo study: 99.98%, benchmarks/bench_precision.py; at 4 slices of 32 x 32 the boundary voxels are so
     large a share that the acquired-2d model gave 99.47%)."""
-    from core.bench import phantom
-    from core.models.store import load_model
-    from core.predict import run_stacks
+    from gemini_cmr.core.bench import phantom
+    from gemini_cmr.core.models.store import load_model
+    from gemini_cmr.core.predict import run_stacks
 
     model = load_model(None, "cpu").generator
     image, _ = phantom(1, 6, 48)
@@ -105,8 +105,8 @@ def test_bf16_agrees_with_float32_on_small_input():
 
 def test_inference_copy_matches_the_model():
     """BatchNorm folded into the convolutions + channels_last: same outputs, original model untouched."""
-    from core.models.gemini import GeminiConfig, GeminiGenerator
-    from core.predict import inference_copy
+    from gemini_cmr.core.models.gemini import GeminiConfig, GeminiGenerator
+    from gemini_cmr.core.predict import inference_copy
 
     torch.manual_seed(0)
     m = GeminiGenerator(GeminiConfig(depth=4, widths=(4, 8, 8), input_to_heads=True))
@@ -127,7 +127,7 @@ def test_inference_copy_matches_the_model():
 
 
 def test_maxpool2x2_equals_max_pool2d():
-    from core.models.blocks import MaxPool2x2
+    from gemini_cmr.core.models.blocks import MaxPool2x2
 
     g = torch.Generator().manual_seed(0)
     for shape in ((3, 5, 8, 12), (2, 3, 7, 9)):  # even sizes: the four phases; odd: max_pool2d
@@ -137,8 +137,8 @@ def test_maxpool2x2_equals_max_pool2d():
 
 
 def test_auto_precision(monkeypatch):
-    import core.train.loop as loop
-    from core.predict import Predictor, auto_precision
+    import gemini_cmr.core.train.loop as loop
+    from gemini_cmr.core.predict import Predictor, auto_precision
 
     monkeypatch.setattr(loop, "cpu_has_bf16", lambda: True)
     assert auto_precision(torch.device("cpu")) == "bfloat16"

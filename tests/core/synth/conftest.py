@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.synth import make_subject
+from gemini_cmr.core.synth import make_subject
 
 
 @pytest.fixture(scope="package")

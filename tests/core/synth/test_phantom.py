@@ -6,10 +6,16 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from core.geometry import resample, sr_grid
-from core.synth import DOMAINS, make_subject, subject_seed
-from core.synth.acquisition import render_grid
-from core.synth.anatomy import ANATOMY_RANGES, TISSUE_TO_LABEL, Phantom, sample_heart_params, volume_curve
+from gemini_cmr.core.geometry import resample, sr_grid
+from gemini_cmr.core.synth import DOMAINS, make_subject, subject_seed
+from gemini_cmr.core.synth.acquisition import render_grid
+from gemini_cmr.core.synth.anatomy import (
+    ANATOMY_RANGES,
+    TISSUE_TO_LABEL,
+    Phantom,
+    sample_heart_params,
+    volume_curve,
+)
 
 STRUCTS = {1: "lv_cavity", 2: "lv_myocardium", 3: "rv_cavity"}
 
@@ -192,7 +198,7 @@ def test_domains_shift_intensities():
 
 # --- synthesis from label maps and LR simulation of real HR data ------------------------------------
 def test_synthesize_image_from_a_given_label_map(pair_aligned):
-    from core.synth.appearance import synthesize_from_labels
+    from gemini_cmr.core.synth.appearance import synthesize_from_labels
 
     hr = pair_aligned.hr
     labels = hr.labels[:2]
@@ -214,7 +220,7 @@ def test_synthesize_image_from_a_given_label_map(pair_aligned):
 def test_lr_simulation_of_an_hr_volume_matches_the_phantom_lr(pair_aligned):
     """The acquisition applied to the HR truth (as for real HR data) reproduces the phantom's LR labels
     and, closely, its LR image."""
-    from core.synth.acquisition import simulate_lr_from_volume
+    from gemini_cmr.core.synth.acquisition import simulate_lr_from_volume
 
     lr, hr = pair_aligned.lr, pair_aligned.hr
     acq = pair_aligned.domain.acquisition
@@ -227,7 +233,7 @@ def test_lr_simulation_of_an_hr_volume_matches_the_phantom_lr(pair_aligned):
         a, b = img[t, 1:-1].ravel(), lr.image[t, 1:-1].ravel()
         assert np.corrcoef(a, b)[0, 1] > 0.95
     # shifts move the content
-    from core.synth.acquisition import SliceShifts
+    from gemini_cmr.core.synth.acquisition import SliceShifts
 
     shifts = SliceShifts.random(np.random.default_rng(0), lr.grid, acq.__class__(shift_mm=3.0))
     img2, lab2 = simulate_lr_from_volume(hr.image[0], hr.labels[0], hr.grid, lr.grid, acq, shifts)

@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 
-from core.cli.main import main
-from core.geometry import sr_grid
-from core.io.nifti import read_nifti_array
-from core.study import Grid
-from core.synth.dataset import split_names
+from gemini_cmr.cli.main import main
+from gemini_cmr.core.geometry import sr_grid
+from gemini_cmr.core.io.nifti import read_nifti_array
+from gemini_cmr.core.study import Grid
+from gemini_cmr.core.synth.dataset import split_names
 
 
 def test_synth_writes_the_paired_layout(tmp_path, capsys):

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from core.train.gemini import GeminiTrainer, TrainConfig
+from gemini_cmr.core.train.gemini import GeminiTrainer, TrainConfig
 
 if __name__ == "__main__":
     data, out, cfg_json = sys.argv[1], Path(sys.argv[2]), sys.argv[3]

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from core.errors import DataError
-from core.train.data import check_subjects
+from gemini_cmr.core.errors import DataError
+from gemini_cmr.core.train.data import check_subjects
 
 
 def test_every_subject_is_reported(toy_data, tmp_path):

@@ -6,12 +6,12 @@ import shutil
 import numpy as np
 import pytest
 
-from core.errors import DataError
-from core.geometry import place_on_sr_grid, sr_grid
-from core.io.nifti import read_nifti_array, save_nifti
-from core.models.preprocess import intensity_scale
-from core.study import Grid
-from core.train.data import Augment, TrainItems, load_split, read_manifest
+from gemini_cmr.core.errors import DataError
+from gemini_cmr.core.geometry import place_on_sr_grid, sr_grid
+from gemini_cmr.core.io.nifti import read_nifti_array, save_nifti
+from gemini_cmr.core.models.preprocess import intensity_scale
+from gemini_cmr.core.study import Grid
+from gemini_cmr.core.train.data import Augment, TrainItems, load_split, read_manifest
 
 
 def test_samples_on_the_sr_grid(toy_data, tmp_path):
@@ -135,8 +135,8 @@ def test_input_noise_keeps_the_acquired_slices():
     noise made every copy an acquired slice of its own in training, unlike inference)."""
     import torch
 
-    from core.models.gemini import acquired_plan
-    from core.train.data import Sample, run_index
+    from gemini_cmr.core.models.gemini import acquired_plan
+    from gemini_cmr.core.train.data import Sample, run_index
 
     rng = np.random.default_rng(0)
     lr = rng.random((4, 16, 16)).astype(np.float16) + 0.1
@@ -152,7 +152,7 @@ def test_input_noise_keeps_the_acquired_slices():
 
 
 def test_float32_rounded_lr_spacing_still_matches_the_hr_grid():
-    from core.train.data import matching_sr_grid
+    from gemini_cmr.core.train.data import matching_sr_grid
 
     exact = Grid((12, 100, 100), np.diag([1.8, 1.8, 10.0, 1.0]))
     hr = sr_grid(exact)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core.models.store import load_model
+from gemini_cmr.core.models.store import load_model
 from tests.core.train.conftest import TINY
 
 REPO = Path(__file__).resolve().parents[3]

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from core.errors import DataError
-from core.models.store import load_model
-from core.predict import Predictor
-from core.study import Study
-from core.train.gemini import GeminiTrainer, TrainConfig
-from core.train.loop import StopFlag, read_state
+from gemini_cmr.core.errors import DataError
+from gemini_cmr.core.models.store import load_model
+from gemini_cmr.core.predict import Predictor
+from gemini_cmr.core.study import Study
+from gemini_cmr.core.train.gemini import GeminiTrainer, TrainConfig
+from gemini_cmr.core.train.loop import StopFlag, read_state
 from tests.core.train.conftest import TINY
 
 
@@ -95,7 +95,7 @@ def test_cli_progress_json_and_predictor(toy_data, tmp_path):
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({**TINY, "seg_input": "argmax"}))
     out = subprocess.run(
-        [sys.executable, "-m", "core.cli.main", "train", "gemini", "--data", str(toy_data), "--out",
+        [sys.executable, "-m", "gemini_cmr.cli.main", "train", "gemini", "--data", str(toy_data), "--out",
          str(tmp_path / "run"), "--config", str(cfg), "--max-steps", "2", "--device", "cpu", "--seed", "3",
          "--progress-json"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
@@ -109,14 +109,14 @@ def test_cli_progress_json_and_predictor(toy_data, tmp_path):
     study = Study(rng.random((2, 6, 32, 32), dtype=np.float32), np.diag([2.0, 2.0, 8.0, 1.0]))
     pred = p.predict(study)
     assert pred.sr_labels.shape == pred.sr_image.shape == (2, 24, 52, 52)
-    bad = subprocess.run([sys.executable, "-m", "core.cli.main", "train", "gemini", "--data",
+    bad = subprocess.run([sys.executable, "-m", "gemini_cmr.cli.main", "train", "gemini", "--data",
                           str(tmp_path / "none"), "--out", str(tmp_path / "r2")], capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 2 and "dataset folder not found" in bad.stderr
 
 
 def test_soft_dice_loss_matches_closed_form():
-    from core.train.gemini import soft_dice_loss
+    from gemini_cmr.core.train.gemini import soft_dice_loss
 
     labels = torch.zeros(1, 2, 4, 4, dtype=torch.long)
     labels[0, :, :2, :2] = 1  # 8 voxels of class 1, none of classes 2 and 3

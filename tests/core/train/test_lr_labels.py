@@ -8,11 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from core.errors import DataError
-from core.io.nifti import save_nifti
-from core.models.gemini import GeminiConfig, GeminiGenerator
-from core.train.lr_data import IGNORE, LRItems, acdc_split, acdc_subjects, load_acdc_split, parse_source
-from core.train.semi import SemiConfig, SemiTrainer, acquired_losses, slab_losses
+from gemini_cmr.core.errors import DataError
+from gemini_cmr.core.io.nifti import save_nifti
+from gemini_cmr.core.models.gemini import GeminiConfig, GeminiGenerator
+from gemini_cmr.core.train.lr_data import (
+    IGNORE,
+    LRItems,
+    acdc_split,
+    acdc_subjects,
+    load_acdc_split,
+    parse_source,
+)
+from gemini_cmr.core.train.semi import SemiConfig, SemiTrainer, acquired_losses, slab_losses
 
 AFFINE = np.diag([1.5, 1.5, 8.0, 1.0])
 
@@ -74,7 +81,7 @@ def test_samples_labels_remapped_and_cached(acdc_root, tmp_path):
 def test_items_repeat_each_acquired_slice_and_align_labels(acdc_root):
     samples = load_acdc_split(acdc_root, "train")
     items = LRItems(samples, depth=24, multiple=4)
-    from core.train.data import Augment
+    from gemini_cmr.core.train.data import Augment
 
     x, lab, slab = items.get(0, np.random.default_rng(0), Augment(crop=16, noise=0.05))
     assert x.shape == (24, 16, 16) and lab.shape == (24, 16, 16) and slab.shape == (24,)
@@ -135,8 +142,8 @@ def test_semi_training_writes_a_loadable_model(acdc_root, tmp_path):
     assert summary["status"] == "done" and summary["step"] == 2
     val = [e for e in events if e["event"] == "val"]
     assert val and 0 <= val[-1]["ed_lv_cavity"] <= 1 and val[-1]["n"] == 2
-    from core.io.layouts import load_acdc
-    from core.predict import Predictor
+    from gemini_cmr.core.io.layouts import load_acdc
+    from gemini_cmr.core.predict import Predictor
 
     p = Predictor.load(tmp_path / "run" / "best", device="cpu", precision="float32")
     study = load_acdc(acdc_root / "patient005")
@@ -166,7 +173,7 @@ def _mnms_subject(folder, code: str, seed: int):
 
 
 def test_mnms_and_manifest_sources(tmp_path):
-    from core.train.lr_data import load_lr_split, lr_subjects
+    from gemini_cmr.core.train.lr_data import load_lr_split, lr_subjects
 
     root = tmp_path / "mnms"
     for i in range(3):

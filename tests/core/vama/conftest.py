@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.geometry import rotation_matrix
-from core.io.nifti import save_nifti
+from gemini_cmr.core.geometry import rotation_matrix
+from gemini_cmr.core.io.nifti import save_nifti
 
 SHAPE = (6, 40, 40)  # Z, Y, X
 SPACING = (2.5, 2.5, 8.0)  # x, y, z mm

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from core.errors import DataError
-from core.geometry import apply_transform, kabsch, rotation_matrix, transformed_grid
-from core.study import Grid
-from core.vama.alignment import (
+from gemini_cmr.core.errors import DataError
+from gemini_cmr.core.geometry import apply_transform, kabsch, rotation_matrix, transformed_grid
+from gemini_cmr.core.study import Grid
+from gemini_cmr.core.vama.alignment import (
     LANDMARK_NAMES,
     align_labels,
     landmarks,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from core.train.vama import TrainSettings, read_domain, train_vama
-from core.vama.appearance import compare, main, table
+from gemini_cmr.core.train.vama import TrainSettings, read_domain, train_vama
+from gemini_cmr.core.vama.appearance import compare, main, table
 
 SMALL = {"base_channels": 4, "depth": 2, "latent_channels": 4, "disc_channels": 8}
 
@@ -15,7 +15,7 @@ def test_compare_and_command(domains, tmp_path, capsys):
     torch.set_num_threads(1)
     run = train_vama(*domains, tmp_path / "run", model_cfg=SMALL,
                      settings=TrainSettings(epochs=1, max_steps=2, steps_per_epoch=2, batch_size=4, crop=24))
-    from core.models.vama import Adapter
+    from gemini_cmr.core.models.vama import Adapter
 
     res = compare(Adapter.load(run), read_domain(domains[0], "s"), read_domain(domains[1], "t"))
     for row in ("target", "source, no adaptation", "source, V-AMA"):

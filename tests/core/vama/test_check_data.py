@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.train.vama import check_vama_data
+from gemini_cmr.core.train.vama import check_vama_data
 
 
 def test_rows_for_good_and_bad_domains(domains, tmp_path):

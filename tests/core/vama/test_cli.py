@@ -1,4 +1,4 @@
-"""`gemini-cmr train vama` (the sub-subcommand module; `core/cli/train.py` registers it)."""
+"""`gemini-cmr train vama` (the sub-subcommand module; `cli/train.py` registers it)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from core.cli import train_vama
-from core.errors import DataError
+from gemini_cmr.cli import train_vama
+from gemini_cmr.core.errors import DataError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -48,9 +48,9 @@ def test_bad_arguments_are_user_errors(domains, tmp_path):
         args.func(args)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("core.cli.train") is None, reason="core/cli/train.py not present")
+@pytest.mark.skipif(importlib.util.find_spec("gemini_cmr.cli.train") is None, reason="cli/train.py not present")
 def test_through_the_main_entry_point(domains, tmp_path, capsys):
-    from core.cli.main import main
+    from gemini_cmr.cli.main import main
 
     assert main(["train", *_argv(domains, tmp_path / "run")]) == 0
     assert (tmp_path / "run" / "adapter.safetensors").is_file()

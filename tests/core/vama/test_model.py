@@ -7,7 +7,13 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from core.models.vama import VAMA, VariationalUNet, kl_standard_normal, mixture_posterior, model_config
+from gemini_cmr.core.models.vama import (
+    VAMA,
+    VariationalUNet,
+    kl_standard_normal,
+    mixture_posterior,
+    model_config,
+)
 
 SMALL = {"base_channels": 4, "depth": 2, "latent_channels": 3, "disc_channels": 4}
 
@@ -99,7 +105,7 @@ def test_stochastic_training_sampling_uses_the_mixture_variance():
 
 
 def test_model_config_rejects_unknown_settings():
-    from core.errors import ModelError
+    from gemini_cmr.core.errors import ModelError
 
     with pytest.raises(ModelError):
         model_config({"hidden": 3})

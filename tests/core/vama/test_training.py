@@ -10,12 +10,19 @@ import pytest
 import torch
 from scipy.stats import wasserstein_distance
 
-from core.errors import Cancelled, DataError, ModelError
-from core.geometry import rotation_matrix
-from core.io.nifti import save_nifti
-from core.models.vama import VAMA, Adapter, percentile_scale, save_adapter
-from core.study import Study
-from core.train.vama import MIN_STUDIES, TrainSettings, VamaData, VamaTrainer, read_domain, train_vama
+from gemini_cmr.core.errors import Cancelled, DataError, ModelError
+from gemini_cmr.core.geometry import rotation_matrix
+from gemini_cmr.core.io.nifti import save_nifti
+from gemini_cmr.core.models.vama import VAMA, Adapter, percentile_scale, save_adapter
+from gemini_cmr.core.study import Study
+from gemini_cmr.core.train.vama import (
+    MIN_STUDIES,
+    TrainSettings,
+    VamaData,
+    VamaTrainer,
+    read_domain,
+    train_vama,
+)
 from tests.core.vama.conftest import make_anatomy, make_study, random_affine, render, write_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -233,7 +240,7 @@ def test_unlabelled_studies_need_gemini_segmentation(tmp_path, domains, monkeypa
     real_import = builtins.__import__
 
     def no_predict(name, *args, **kwargs):
-        if name == "core.predict":
+        if name == "gemini_cmr.core.predict":
             raise ImportError(name)
         return real_import(name, *args, **kwargs)
 
@@ -244,8 +251,8 @@ def test_unlabelled_studies_need_gemini_segmentation(tmp_path, domains, monkeypa
 
 def test_unlabelled_studies_get_landmarks_from_gemini_segmentation(tmp_path, domains, monkeypatch):
     """Without labels, training asks `core.predict.Predictor` (Gemini-GAN) to segment the ED phase."""
-    import core.predict
-    from core.geometry import sr_grid
+    import gemini_cmr.core.predict
+    from gemini_cmr.core.geometry import sr_grid
 
     rng = np.random.default_rng(11)
     folder = tmp_path / "unlabelled"
@@ -265,8 +272,8 @@ def test_unlabelled_studies_get_landmarks_from_gemini_segmentation(tmp_path, dom
             return cls()
 
         def predict(self, study, phases=None):
-            from core.geometry import resample
-            from core.study import Grid
+            from gemini_cmr.core.geometry import resample
+            from gemini_cmr.core.study import Grid
 
             lab, aff = truth[study.meta.patient_id]
             calls.append(study.meta.patient_id)
@@ -274,7 +281,7 @@ def test_unlabelled_studies_get_landmarks_from_gemini_segmentation(tmp_path, dom
             sr = sr_grid(lr)
             return type("P", (), {"sr_labels": resample(lab[:1], lr, sr, order=0), "sr_grid": sr})()
 
-    monkeypatch.setattr(core.predict, "Predictor", FakePredictor)
+    monkeypatch.setattr(gemini_cmr.core.predict, "Predictor", FakePredictor)
     out = train_vama(folder, domains[1], tmp_path / "run", settings=QUICK, model_cfg=SMALL)
     assert sorted(calls) == sorted(truth)
     cfg = json.loads((out / "config.json").read_text())
@@ -287,8 +294,8 @@ def test_target_without_patient_orientation_is_checked_within_each_domain(tmp_pa
     import logging
     from types import SimpleNamespace
 
-    from core.study import Grid
-    from core.train.vama import check_domains
+    from gemini_cmr.core.study import Grid
+    from gemini_cmr.core.train.vama import check_domains
 
     def studies(rotation_deg: float, n: int = 4, odd: int | None = None):
         out = []
@@ -301,7 +308,7 @@ def test_target_without_patient_orientation_is_checked_within_each_domain(tmp_pa
 
     plain = [SimpleNamespace(name=f"t{i}", grid=Grid((8, 16, 16), np.diag([1.5, 1.5, 10.0, 1.0]))) for i in range(4)]
     src, tgt = tmp_path / "s", tmp_path / "t"
-    with caplog.at_level(logging.WARNING, logger="core.train.vama"):
+    with caplog.at_level(logging.WARNING, logger="gemini_cmr.core.train.vama"):
         check_domains(studies(70), plain, src, tgt)
     assert "no patient orientation" in caplog.text
     with pytest.raises(DataError, match="orientation.*source s1"):

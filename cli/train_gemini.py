@@ -46,12 +46,12 @@ def _bar(e: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.train.gemini import GeminiTrainer, TrainConfig
-    from core.train.lr_data import parse_source
+    from gemini_cmr.core.train.gemini import GeminiTrainer, TrainConfig
+    from gemini_cmr.core.train.lr_data import parse_source
 
     if parse_source(args.data) is not None:  # LR-labelled cohort (issue 14)
-        from core.train.semi import SemiConfig as TrainConfig  # noqa: N814
-        from core.train.semi import SemiTrainer as GeminiTrainer  # noqa: N814
+        from gemini_cmr.core.train.semi import SemiConfig as TrainConfig  # noqa: N814
+        from gemini_cmr.core.train.semi import SemiTrainer as GeminiTrainer  # noqa: N814
 
     overrides = {"epochs": args.epochs, "max_steps": args.max_steps, "seed": args.seed,
                  "num_threads": args.threads, "amp": args.amp}
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.write(f"\n{kind}: step {e['step']}/{e['total_steps']} in {e['elapsed_s']:.0f} s; "
                              f"checkpoints in {e['out']}\n")
 
-    from core.train.loop import StopFlag
+    from gemini_cmr.core.train.loop import StopFlag
 
     stop = StopFlag()
     trainer = GeminiTrainer(cfg, args.data, args.out, args.device, callback, stop)

@@ -13,7 +13,7 @@ files of `gemini-cmr super-resolve` (name = file name without .nii.gz/.nii/.zip;
 - Sharding: with RANK and WORLD_SIZE in the environment (as `torchrun` sets them), process r takes every
   WORLD_SIZE-th study starting at r, and writes batch_summary.rank<r>.csv/.json; on CUDA each process
   uses the GPU of its LOCAL_RANK (`--nproc_per_node` = the node's GPUs). No process group is
-  needed, e.g. `torchrun --nproc_per_node 2 -m core.cli.main batch list.txt --out DIR --device cpu`
+  needed, e.g. `torchrun --nproc_per_node 2 -m gemini_cmr.cli.main batch list.txt --out DIR --device cpu`
   (on CPUs, also give each process its share of the cores with --threads).
 
 Exit status 0 when no study failed, 1 when some did, 2 for a bad INPUT_LIST or option.
@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from core.errors import GeminiError
+from gemini_cmr.core.errors import GeminiError
 
 STUDY_SUFFIXES = (".nii.gz", ".nii", ".zip")
 
@@ -146,7 +146,7 @@ def one_line(exc: BaseException) -> str:
 
 
 def write_summary(out: Path, rows: list[dict], suffix: str = "") -> tuple[Path, Path]:
-    from core.io.atomic import atomic_write_text
+    from gemini_cmr.core.io.atomic import atomic_write_text
 
     fields = ["study", "output", "status", "reason", "seconds"]
     buf = io.StringIO()
@@ -193,7 +193,7 @@ class Bar:
 
 # --- the command ------------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
-    from core import mesh as meshlib
+    from gemini_cmr.core import mesh as meshlib
 
     studies = read_input_list(args.input_list)
     if not studies:
@@ -214,8 +214,8 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from core.engine import SuperResolver, write_outputs
-    from core.io import load_study
+    from gemini_cmr.core.engine import SuperResolver, write_outputs
+    from gemini_cmr.core.io import load_study
 
     if args.threads:
         torch.set_num_threads(args.threads)

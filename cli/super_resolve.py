@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from core.errors import GeminiError
+from gemini_cmr.core.errors import GeminiError
 
 
 def register(subparsers, summary: str) -> None:
@@ -60,9 +60,9 @@ class StderrProgress:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core import mesh as meshlib
-    from core.engine import SuperResolver, write_outputs
-    from core.io import load_study
+    from gemini_cmr.core import mesh as meshlib
+    from gemini_cmr.core.engine import SuperResolver, write_outputs
+    from gemini_cmr.core.io import load_study
 
     try:
         formats = meshlib.parse_formats(args.mesh_format)

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     if args.size:
         w, _, h = args.size.lower().partition("x")
         size = (int(w), int(h))
-    from app.main import run_view  # lazy: Qt is loaded only when the app starts
+    from gemini_cmr.app.main import run_view  # lazy: Qt is loaded only when the app starts
 
     return run_view(study=args.study, super_resolve=args.super_resolve, screenshot=args.screenshot,
                     quit_after=args.quit, model=args.model, adapter=args.adapter, device=args.device, size=size)

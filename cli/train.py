@@ -1,6 +1,6 @@
 """`gemini-cmr train`: train Gemini-GAN (`train gemini`) or a V-AMA adapter (`train vama`).
 
-The sub-subcommands live in `core/cli/train_gemini.py` and `core/cli/train_vama.py`, each exposing
+The sub-subcommands live in `cli/train_gemini.py` and `cli/train_vama.py`, each exposing
 `register(subparsers)`; a module that is not present in this build is skipped.
 """
 
@@ -18,9 +18,9 @@ def register(subparsers, summary: str) -> None:
     sub = p.add_subparsers(dest="train_command", metavar="MODEL")
     for name in SUBCOMMANDS:
         try:
-            module = importlib.import_module(f"core.cli.{name}")
+            module = importlib.import_module(f"gemini_cmr.cli.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"core.cli.{name}":
+            if exc.name == f"gemini_cmr.cli.{name}":
                 continue
             raise
         module.register(sub)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import DataError, GeminiError
+from gemini_cmr.core.errors import DataError, GeminiError
 
 PHENOTYPE_KEYS = (
     ("lv_edv_ml", "LVEDV", "mL"), ("lv_esv_ml", "LVESV", "mL"), ("lv_ef_pct", "LVEF", "%"),
@@ -68,7 +68,7 @@ def read_manifest(data: Path) -> dict[str, Any]:
 
 
 def _read(data: Path, rel: str | None, what: str, sid: str):
-    from core.io.nifti import read_nifti_array
+    from gemini_cmr.core.io.nifti import read_nifti_array
 
     if not rel:
         raise DataError(f"subject {sid} has no {what}", data / "manifest.json")
@@ -86,8 +86,8 @@ def _read(data: Path, rel: str | None, what: str, sid: str):
 
 def _on_grid(arr: np.ndarray, aff: np.ndarray, grid, order: int) -> np.ndarray:
     """(T, Z, Y, X) on the grid given by `aff` -> (T, D, H, W) on `grid` (identity when already there)."""
-    from core.geometry import resample
-    from core.study import Grid
+    from gemini_cmr.core.geometry import resample
+    from gemini_cmr.core.study import Grid
 
     src = Grid(arr.shape[1:], aff)
     # NIfTI stores affines in float32: a grid equal to 1e-3 mm is the same grid.
@@ -98,10 +98,10 @@ def _on_grid(arr: np.ndarray, aff: np.ndarray, grid, order: int) -> np.ndarray:
 
 def evaluate_subject(data: Path, entry: dict[str, Any], resolver) -> dict[str, Any]:
     """Metrics and phenotypes (SR vs HR ground truth) of one manifest entry."""
-    from core import metrics
-    from core.geometry import sr_grid
-    from core.phenotypes import compute_phenotypes, ed_es_from_curve, volume_curves
-    from core.study import Grid, Study, StudyMeta
+    from gemini_cmr.core import metrics
+    from gemini_cmr.core.geometry import sr_grid
+    from gemini_cmr.core.phenotypes import compute_phenotypes, ed_es_from_curve, volume_curves
+    from gemini_cmr.core.study import Grid, Study, StudyMeta
 
     sid = str(entry.get("id"))
     lr, lr_aff = _read(data, entry.get("lr_image"), "lr_image", sid)
@@ -163,8 +163,8 @@ def evaluate_subject(data: Path, entry: dict[str, Any], resolver) -> dict[str, A
 
 
 def summarise(subjects: list[dict[str, Any]]) -> dict[str, Any]:
-    from core import metrics
-    from core.study import STRUCTURES
+    from gemini_cmr.core import metrics
+    from gemini_cmr.core.study import STRUCTURES
 
     summary: dict[str, Any] = {}
     for kind in ("dice_3d", "dice_slicewise"):
@@ -183,7 +183,7 @@ def summarise(subjects: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _ms(values) -> dict[str, float]:
-    from core.metrics import mean_sd
+    from gemini_cmr.core.metrics import mean_sd
 
     m, s = mean_sd(values)
     return {"mean": m, "sd": s}
@@ -222,7 +222,7 @@ def _f(entry: dict[str, float], digits: int) -> str:
 
 
 def format_table(res: dict[str, Any]) -> str:
-    from core import metrics
+    from gemini_cmr.core import metrics
 
     s = res["summary"]
     model = res["model_id"][:12] + (f" + V-AMA {res['adapter_id'][:12]}" if res.get("adapter_id") else "")
@@ -265,8 +265,8 @@ def _clean(v: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.cli.super_resolve import StderrProgress
-    from core.engine import SuperResolver
+    from gemini_cmr.cli.super_resolve import StderrProgress
+    from gemini_cmr.core.engine import SuperResolver
 
     if args.limit is not None and args.limit < 1:
         raise GeminiError("--limit must be at least 1")

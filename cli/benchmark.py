@@ -58,8 +58,8 @@ def register(subparsers, summary: str) -> None:
 
 
 def _settings(args: argparse.Namespace):
-    from core.baselines.registry import Settings
-    from core.errors import GeminiError
+    from gemini_cmr.core.baselines.registry import Settings
+    from gemini_cmr.core.errors import GeminiError
 
     for name in ("epochs", "max_steps", "limit"):
         v = getattr(args, name)
@@ -82,7 +82,7 @@ def _command() -> str:
 
 
 def run_table2(args: argparse.Namespace) -> int:
-    from core.baselines.benchmark import run_table2 as run
+    from gemini_cmr.core.baselines.benchmark import run_table2 as run
 
     rep = run(args.data, args.out, args.methods, _settings(args), limit=args.limit, say=_say, command=_command())
     print(rep["markdown"])
@@ -90,7 +90,7 @@ def run_table2(args: argparse.Namespace) -> int:
 
 
 def run_table3(args: argparse.Namespace) -> int:
-    from core.baselines.table3 import run_table3 as run
+    from gemini_cmr.core.baselines.table3 import run_table3 as run
 
     rep = run(args.source, args.target, args.out, args.methods, _settings(args), model=args.model,
               limit=args.limit, say=_say, command=_command())

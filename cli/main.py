@@ -14,9 +14,9 @@ import signal
 import sys
 import threading
 
-from core import __version__
-from core.errors import GeminiError
-from core.log import setup_logging
+from gemini_cmr.core import __version__
+from gemini_cmr.core.errors import GeminiError
+from gemini_cmr.core.log import setup_logging
 
 # (module name, summary) in the order shown by --help.
 COMMANDS: list[tuple[str, str]] = [
@@ -45,9 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, summary in COMMANDS:
         try:
-            module = importlib.import_module(f"core.cli.{name}")
+            module = importlib.import_module(f"gemini_cmr.cli.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"core.cli.{name}":
+            if exc.name == f"gemini_cmr.cli.{name}":
                 continue  # command not available in this build
             raise
         module.register(sub, summary)

@@ -9,7 +9,7 @@ import time
 
 
 def register(subparsers, summary: str = "generate paired LR/HR cine phantoms") -> argparse.ArgumentParser:
-    from core.synth.domains import DEFAULT_DOMAIN, DOMAINS
+    from gemini_cmr.core.synth.domains import DEFAULT_DOMAIN, DOMAINS
 
     p = subparsers.add_parser(
         "synth",
@@ -35,8 +35,8 @@ def register(subparsers, summary: str = "generate paired LR/HR cine phantoms") -
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.errors import GeminiError
-    from core.synth.dataset import DEMO_SEED, write_dataset, write_demo
+    from gemini_cmr.core.errors import GeminiError
+    from gemini_cmr.core.synth.dataset import DEMO_SEED, write_dataset, write_demo
 
     start = time.perf_counter()
 

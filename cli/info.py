@@ -25,7 +25,7 @@ def register(subparsers, summary: str) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.io import load_study  # lazy: keeps `gemini-cmr --help` fast
+    from gemini_cmr.core.io import load_study  # lazy: keeps `gemini-cmr --help` fast
 
     study = load_study(args.path, series_uid=args.series_uid, allow_incomplete=args.allow_incomplete)
     info = study.summary()

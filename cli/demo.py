@@ -10,8 +10,8 @@ import argparse
 import os
 from pathlib import Path
 
-from core import resources
-from core.errors import GeminiError
+from gemini_cmr.core import resources
+from gemini_cmr.core.errors import GeminiError
 
 
 def register(subparsers, summary: str) -> None:
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     study_path = resources.demo_study_path()
     if not study_path.exists():
         raise GeminiError("the bundled demo study is missing; reinstall gemini-cmr", study_path)
-    from core.cli.main import build_parser
+    from gemini_cmr.cli.main import build_parser
 
     if has_display() and not args.headless:
         return _dispatch(build_parser(), ["view", str(study_path), "--super-resolve"])

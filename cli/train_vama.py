@@ -1,4 +1,4 @@
-"""`gemini-cmr train vama`: train a V-AMA domain adapter (registered by `core/cli/train.py`)."""
+"""`gemini-cmr train vama`: train a V-AMA domain adapter (registered by `cli/train.py`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ SUMMARY = "train a V-AMA adapter so studies from another scanner work with Gemin
 
 
 def register(subparsers, summary: str | None = None) -> argparse.ArgumentParser:
-    from core.vama import MIN_STUDIES
+    from gemini_cmr.core.vama import MIN_STUDIES
 
     p = subparsers.add_parser(
         "vama", help=summary or SUMMARY, description=(summary or SUMMARY) + (
@@ -43,9 +43,9 @@ def register(subparsers, summary: str | None = None) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from core.errors import DataError
-    from core.train.loop import StopFlag
-    from core.train.vama import TrainSettings, train_vama
+    from gemini_cmr.core.errors import DataError
+    from gemini_cmr.core.train.loop import StopFlag
+    from gemini_cmr.core.train.vama import TrainSettings, train_vama
 
     if args.epochs < 1 or (args.max_steps is not None and args.max_steps < 1) or args.batch_size < 2:
         raise DataError("--epochs and --max-steps must be >= 1 and --batch-size >= 2")
