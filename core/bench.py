@@ -287,7 +287,8 @@ def run_bench(
     only runs the network); the report says so and leaves those stages out."""
     import torch
 
-    from gemini_cmr.core.predict import Predictor, resolve_device
+    from gemini_cmr.core.device import resolve_device
+    from gemini_cmr.core.predict import Predictor
 
     if threads:
         torch.set_num_threads(threads)

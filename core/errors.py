@@ -30,3 +30,7 @@ class DataError(GeminiError):
 
 class Cancelled(GeminiError):
     """The user cancelled a long operation."""
+
+
+class DeviceError(GeminiError):
+    """The requested device (or precision) is not available on this machine."""

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gemini_cmr.core.device import auto_precision, resolve_device
 from gemini_cmr.core.errors import Cancelled, StudyError
 from gemini_cmr.core.geometry import place_on_sr_grid, place_on_sr_grid_torch, sr_grid
 from gemini_cmr.core.models.blocks import Down, MaxPool2x2
@@ -45,16 +46,6 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
 Cancel = Callable[[], bool]
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if isinstance(device, torch.device):
-        return device
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise StudyError("CUDA was requested but no CUDA device is available")
-    return torch.device(device)
 
 
 @dataclass
@@ -142,19 +133,6 @@ def run_stacks(model: torch.nn.Module, placed: np.ndarray | torch.Tensor, device
     lab_out[:] = class_argmax(torch.from_numpy(prob_acc)).numpy()
     img_out[:] = img_acc * (np.float32(scale) / wsum[:, None, None])
     return img_out, lab_out
-
-
-def auto_precision(device: torch.device) -> str:
-    """"bfloat16" (autocast) on CPUs with AMX-BF16/AVX512-BF16, else "float32". Issue 11: on the demo
-    study bf16 agreed with float32 on 99.99% of label voxels, PSNR against the phantom's truth changed by
-    -0.0005 dB, and the network ran ~20% faster on the 2-core CPU (docs/performance.md). On CUDA float32:
-    on an H200 bf16 and fp16 autocast passed the same accuracy check but were not faster for this small
-    network (0.52 / 0.55 s vs 0.52 s per demo cine, batch 4; slower at batch 20)."""
-    if torch.device(device).type != "cpu":
-        return "float32"
-    from gemini_cmr.core.train.loop import cpu_has_bf16
-
-    return "bfloat16" if cpu_has_bf16() else "float32"
 
 
 def inference_copy(model: torch.nn.Module, channels_last: bool = True) -> torch.nn.Module:
@@ -408,4 +386,4 @@ class Predictor:
         return roi, roi_scale
 
 
-__all__ = ["Prediction", "Predictor", "auto_precision", "class_argmax", "inference_copy", "resolve_device", "run_stacks"]
+__all__ = ["Prediction", "Predictor", "class_argmax", "inference_copy", "run_stacks"]

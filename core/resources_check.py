@@ -95,7 +95,9 @@ def _gpu_free(device) -> int | None:
     try:
         import torch
 
-        if getattr(device, "type", str(device).split(":")[0]) != "cuda" or not torch.cuda.is_available():
+        from gemini_cmr.core.device import is_cuda
+
+        if not is_cuda(device) or not torch.cuda.is_available():
             return None
         free, _ = torch.cuda.mem_get_info(device)
         return int(free)

@@ -72,18 +72,13 @@ def _fmt_time(seconds: float | None) -> str:
 
 
 def detect_devices() -> list[tuple[str, str]]:
-    """[(label, value)]: every CUDA GPU torch sees ("cuda:N"), then "cpu"; "auto" first."""
-    devices = [("auto (GPU if available)", "auto")]
+    """[(label, value)]: "auto", every CUDA GPU torch sees ("cuda:N"), then "cpu" (`core.device`)."""
     try:
-        import torch
-
-        for i in range(torch.cuda.device_count()):
-            props = torch.cuda.get_device_properties(i)
-            devices.append((f"GPU {i}: {props.name} ({props.total_memory / 2**30:.0f} GB)", f"cuda:{i}"))
-    except Exception as exc:  # no torch/CUDA driver problems: CPU only
+        from gemini_cmr.core.device import available_devices
+    except (ImportError, ValueError, OSError, AttributeError) as exc:  # torch cannot load: CPU only
         log.info("GPU detection failed: %s", exc)
-    devices.append(("CPU", "cpu"))
-    return devices
+        return [("auto (GPU if available)", "auto"), ("CPU", "cpu")]
+    return available_devices()
 
 
 def run_state(kind: str, out: Path) -> str:

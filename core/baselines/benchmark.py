@@ -130,7 +130,8 @@ class Runner:
         self.model_id = ""
         if self.method.kind != "interp":
             from gemini_cmr.core.baselines.registry import load_method
-            from gemini_cmr.core.predict import auto_precision, inference_copy, resolve_device
+            from gemini_cmr.core.device import auto_precision, resolve_device
+            from gemini_cmr.core.predict import inference_copy
 
             self.device = resolve_device(device)
             lm = load_method(name, model_path, self.device)

@@ -68,9 +68,9 @@ def _train_adapter(name: str, source: Path, target: Path, run: Path, model: Path
     say(f"{name}: training")
     device = "cuda" if settings.device == "cuda" else "cpu"
     if settings.device == "auto":
-        import torch
+        from gemini_cmr.core.device import resolve_device
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = str(resolve_device("auto"))
     t0 = time.perf_counter()
     if name == "vama":
         train_vama(source, target, run, gemini=str(model), settings=TrainSettings(

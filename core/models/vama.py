@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gemini_cmr.core.device import resolve_device
 from gemini_cmr.core.errors import Cancelled, ModelError
 from gemini_cmr.core.models import store
 from gemini_cmr.core.models.preprocess import intensity_scale
@@ -363,7 +364,7 @@ class Adapter:
                                  weights)
         model.g_t.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("g_t.")})
         model.g_s.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("g_s.")})
-        dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+        dev = str(resolve_device(device))
         return cls(model, config, sha256_file(weights), Path(path), dev)
 
     @property

@@ -33,6 +33,7 @@ import torch.distributed as dist
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
+from gemini_cmr.core.device import autocast, autocast_dtype, resolve_device
 from gemini_cmr.core.errors import DataError, ModelError
 from gemini_cmr.core.io.atomic import atomic_write_text
 from gemini_cmr.core.metrics import dice_per_structure, psnr, ssim
@@ -55,15 +56,12 @@ from gemini_cmr.core.train.loop import (
     StopFlag,
     all_reduce_mean_grads,
     any_rank,
-    autocast,
-    autocast_dtype,
     barrier,
     init_distributed,
     load_optimizer_state,
     optimizer_state,
     read_state,
     rng_state,
-    select_device,
     set_rng_state,
     write_state,
 )
@@ -200,7 +198,7 @@ class GeminiTrainer:
         self.cfg = config
         self.data = Path(data)
         self.out = Path(out)
-        self.device = select_device(device)
+        self.device = resolve_device(device)
         self.callback = callback
         self.stop = stop if stop is not None else StopFlag()
         self.dist: DistInfo = DistInfo()

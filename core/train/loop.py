@@ -1,4 +1,4 @@
-"""Generic training utilities: device and precision selection, torch.distributed set-up, deterministic
+"""Generic training utilities: torch.distributed set-up, deterministic
 RNG capture, optimizer state <-> safetensors/JSON (no pickle), progress events with ETA, stop requests.
 """
 
@@ -25,53 +25,6 @@ from gemini_cmr.core.models.store import file_sha256, load_tensors, save_tensors
 
 log = logging.getLogger(__name__)
 EventCallback = Callable[[dict[str, Any]], None]
-
-
-# --- device and precision ----------------------------------------------------------------------------
-def select_device(name: str = "auto") -> torch.device:
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DataError("--device cuda was requested but no CUDA device is available")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise DataError(f"unknown device {name!r} (use cpu, cuda or auto)")
-    return torch.device(name)
-
-
-def cpu_has_bf16() -> bool:
-    """True on CPUs with AMX-BF16 or AVX512-BF16 (checked at run time)."""
-    try:
-        if torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported"):
-            if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-                return False
-    except Exception:  # pragma: no cover - introspection differs between builds
-        pass
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " amx_bf16" in flags or " avx512_bf16" in flags
-
-
-def autocast_dtype(device: torch.device, mode: str) -> torch.dtype | None:
-    """mode "auto": bf16 on CPUs that support it, bf16/fp16 on CUDA; "off": None; "bf16"/"fp16" forced."""
-    if mode == "off":
-        return None
-    if mode == "bf16":
-        return torch.bfloat16
-    if mode == "fp16":
-        return torch.float16
-    if mode != "auto":
-        raise DataError(f"unknown amp mode {mode!r} (use auto, off, bf16 or fp16)")
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_has_bf16() else None
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
 
 
 # --- distributed ------------------------------------------------------------------------------------

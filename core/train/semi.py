@@ -23,12 +23,13 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from gemini_cmr.core.device import autocast, autocast_dtype
 from gemini_cmr.core.errors import DataError
 from gemini_cmr.core.metrics import dice_per_structure
 from gemini_cmr.core.models.gemini import GeminiConfig, GeminiGenerator, interpolate_acquired
 from gemini_cmr.core.train.data import Augment
 from gemini_cmr.core.train.gemini import GeminiTrainer, TrainConfig, resolve_class_weights
-from gemini_cmr.core.train.loop import autocast, autocast_dtype, init_distributed
+from gemini_cmr.core.train.loop import init_distributed
 from gemini_cmr.core.train.lr_data import IGNORE, LRItems, class_frequencies, load_lr_split, parse_source
 
 log = logging.getLogger(__name__)

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gemini_cmr.core.device import resolve_device
 from gemini_cmr.core.errors import Cancelled, DataError
 from gemini_cmr.core.geometry import resample
 from gemini_cmr.core.io.atomic import atomic_write_text
@@ -573,14 +574,6 @@ class TrainSettings:
     min_studies: int = MIN_STUDIES
 
 
-def _resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DataError(f"device {device!r} requested but CUDA is not available")
-    return device
-
-
 def _emit(progress: ProgressFn | None, event: dict) -> None:
     if progress is not None:
         progress(event)
@@ -594,7 +587,7 @@ def train_vama(source_dir: str | Path, target_dir: str | Path, out: str | Path, 
     st = settings or TrainSettings()
     out = Path(out)
     source_dir, target_dir = Path(source_dir), Path(target_dir)
-    device = _resolve_device(st.device)
+    device = str(resolve_device(st.device))
     ckpt_w, ckpt_j = out / "checkpoints" / "last.safetensors", out / "checkpoints" / "last.json"
     if ckpt_j.exists() and not resume:
         raise DataError("the run folder already holds a V-AMA checkpoint: use --resume or another --out", out)

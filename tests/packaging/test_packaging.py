@@ -77,21 +77,21 @@ class _Recorder:
         self.scripts = []
 
 
-def _exec_spec(monkeypatch) -> dict:
+def _exec_spec(monkeypatch, tmp_path) -> dict:
     hooks = types.ModuleType("PyInstaller.utils.hooks")
     hooks.collect_submodules = lambda name: [f"{name}.fake"]
     for mod in ("PyInstaller", "PyInstaller.utils"):
         monkeypatch.setitem(sys.modules, mod, types.ModuleType(mod))
     monkeypatch.setitem(sys.modules, "PyInstaller.utils.hooks", hooks)
     _Recorder.calls = {}
-    ns = {"SPECPATH": str(PACKAGING), "__file__": str(SPEC)}
+    ns = {"SPECPATH": str(PACKAGING), "__file__": str(SPEC), "workpath": str(tmp_path)}
     ns.update({n: type(n, (_Recorder,), {}) for n in ("Analysis", "PYZ", "EXE", "COLLECT", "BUNDLE")})
     exec(compile(SPEC.read_text(), str(SPEC), "exec"), ns)
     return ns
 
 
-def test_spec_entry_resources_and_filters(monkeypatch):
-    ns = _exec_spec(monkeypatch)
+def test_spec_entry_resources_and_filters(monkeypatch, tmp_path):
+    ns = _exec_spec(monkeypatch, tmp_path)
     (analysis,) = _Recorder.calls["Analysis"]
     (entry,) = analysis.args[0]
     assert Path(entry) == PACKAGING / "gemini_cmr_entry.py"

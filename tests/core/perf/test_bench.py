@@ -137,8 +137,9 @@ def test_maxpool2x2_equals_max_pool2d():
 
 
 def test_auto_precision(monkeypatch):
-    import gemini_cmr.core.train.loop as loop
-    from gemini_cmr.core.predict import Predictor, auto_precision
+    import gemini_cmr.core.device as loop
+    from gemini_cmr.core.device import auto_precision
+    from gemini_cmr.core.predict import Predictor
 
     monkeypatch.setattr(loop, "cpu_has_bf16", lambda: True)
     assert auto_precision(torch.device("cpu")) == "bfloat16"
