@@ -6,10 +6,9 @@ import numpy as np
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
-# The paper's figures: LV cavity green, LV myocardium yellow, RV cavity blue.
-LABEL_COLOURS: dict[int, tuple[int, int, int]] = {1: (40, 205, 80), 2: (250, 215, 30), 3: (50, 130, 255)}
-STRUCTURE_LABELS = {"lv_cavity": 1, "lv_myocardium": 2, "rv_cavity": 3}
-STRUCTURE_NAMES = {"lv_cavity": "LV cavity", "lv_myocardium": "LV myocardium", "rv_cavity": "RV cavity"}
+from gemini_cmr.core.study import LABEL_COLOURS
+from gemini_cmr.core.study import LABEL_OF as STRUCTURE_LABELS
+
 ACCENT = "#3d8ee6"
 SURFACE_MODES = (("cine", "Cine phase"), ("ed", "ED"), ("es", "ES"), ("side", "ED | ES side by side"),
                  ("compare", "ES + ED wireframe"))

@@ -17,8 +17,15 @@ import numpy as np
 
 from gemini_cmr.core.errors import StudyError
 
+# The structures, declared once: label value -> key, and per key the display name, short name and colour
+# (the paper's figures: LV cavity green, LV myocardium yellow, RV cavity blue). The app, the outputs and
+# the evaluations import these.
 LABELS = {0: "background", 1: "lv_cavity", 2: "lv_myocardium", 3: "rv_cavity"}
 STRUCTURES = {1: "lv_cavity", 2: "lv_myocardium", 3: "rv_cavity"}
+LABEL_OF = {name: label for label, name in STRUCTURES.items()}
+STRUCTURE_NAMES = {"lv_cavity": "LV cavity", "lv_myocardium": "LV myocardium", "rv_cavity": "RV cavity"}
+STRUCTURE_SHORT = {"lv_cavity": "LV", "lv_myocardium": "Myo", "rv_cavity": "RV"}
+LABEL_COLOURS: dict[int, tuple[int, int, int]] = {1: (40, 205, 80), 2: (250, 215, 30), 3: (50, 130, 255)}
 N_CLASSES = 4
 
 

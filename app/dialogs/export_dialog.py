@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gemini_cmr.app.theme import STRUCTURE_NAMES
+from gemini_cmr.core.study import STRUCTURE_NAMES
 
 MESH_FORMATS = ("stl", "obj", "ply", "vtp")
 SCREENSHOT_VIEWS = {"window": "Whole window", "lr": "LR slice", "sr": "SR slice", "reformat": "Long-axis reformat",

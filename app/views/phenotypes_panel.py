@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gemini_cmr.app.theme import LABEL_COLOURS
+from gemini_cmr.core.study import LABEL_COLOURS
 
 ROWS = (
     ("LV EDV", "lv_edv_ml", "mL"),

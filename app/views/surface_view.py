@@ -34,9 +34,10 @@ from PySide6.QtWidgets import (
 from pyvista import _vtk
 from pyvistaqt import QtInteractor
 
-from gemini_cmr.app.theme import STRUCTURE_NAMES, SURFACE_MODES, SURFACE_VIEWS, structure_colour
+from gemini_cmr.app.theme import SURFACE_MODES, SURFACE_VIEWS, structure_colour
 from gemini_cmr.app.views.native_interactor import NativeInteractor, use_native
 from gemini_cmr.core.reformat import LongAxis
+from gemini_cmr.core.study import STRUCTURE_NAMES
 
 STRUCTURES = ("lv_cavity", "lv_myocardium", "rv_cavity")
 OPACITY = {"lv_cavity": 1.0, "lv_myocardium": 0.35, "rv_cavity": 1.0}

@@ -11,7 +11,7 @@ import pytest
 from PySide6.QtGui import QImage
 
 from gemini_cmr.app.dialogs.export_dialog import ExportDialog
-from gemini_cmr.app.theme import LABEL_COLOURS
+from gemini_cmr.core.study import LABEL_COLOURS
 
 pytestmark = pytest.mark.gui
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gemini_cmr.app.theme import LABEL_COLOURS
+from gemini_cmr.core.study import LABEL_COLOURS
 
 pytestmark = pytest.mark.gui
 
