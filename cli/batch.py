@@ -214,8 +214,9 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from gemini_cmr.core.engine import SuperResolver, write_outputs
+    from gemini_cmr.core.engine import SuperResolver
     from gemini_cmr.core.io import load_study
+    from gemini_cmr.core.outputs import write_outputs
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -61,8 +61,9 @@ class StderrProgress:
 
 def run(args: argparse.Namespace) -> int:
     from gemini_cmr.core import mesh as meshlib
-    from gemini_cmr.core.engine import SuperResolver, write_outputs
+    from gemini_cmr.core.engine import SuperResolver
     from gemini_cmr.core.io import load_study
+    from gemini_cmr.core.outputs import write_outputs
 
     try:
         formats = meshlib.parse_formats(args.mesh_format)

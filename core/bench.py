@@ -100,8 +100,9 @@ def run_once(
     meshes: str = "ed_es",
 ) -> dict[str, Any]:
     """study file -> SuperResolver.run -> (write_outputs when `out`); seconds per stage, `_`-keys = info."""
-    from gemini_cmr.core.engine import SuperResolver, write_outputs
+    from gemini_cmr.core.engine import SuperResolver
     from gemini_cmr.core.io import load_study
+    from gemini_cmr.core.outputs import write_outputs
 
     t0 = time.perf_counter()
     c0 = time.process_time()
@@ -245,7 +246,7 @@ def precision_agreement(ref, test, hr_image: np.ndarray | None = None) -> dict[s
     image against the reference SR image (data range = the reference's range per phase, mean over phases);
     with `hr_image` (T', D, H, W ground truth on the SR grid): psnr_change_db = mean PSNR(test, HR) -
     mean PSNR(ref, HR). The issue's acceptance: agreement >= 0.995 and |psnr_change_db| < 0.1."""
-    from gemini_cmr.core.metrics import psnr
+    from gemini_cmr.core.evaluation.metrics import psnr
 
     out = {"label_agreement": float(np.mean(ref.sr_labels == test.sr_labels))}
     vals = []

@@ -45,6 +45,27 @@ def sr_grid(lr: Grid, inplane_mm: float = SR_INPLANE_MM, through_mm: float = SR_
     return Grid((int(counts[2]), int(counts[1]), int(counts[0])), affine)
 
 
+def matching_sr_grid(lr: Grid, hr: Grid) -> Grid:
+    """`sr_grid(lr)`, or `hr` itself when it is that grid up to the float32 rounding of NIfTI affines.
+
+    `core.geometry.sr_grid` rounds the field of view up with a 1e-6 tolerance, so LR spacings read back
+    from float32 headers (1.8000001 mm) can add one SR voxel and move the grid by half a voxel. The LR
+    spacing is snapped to 1e-4 mm and the grid recomputed; if it then matches `hr` within 1e-3 mm,
+    the HR files are taken as lying on the SR grid (exact copy, no resampling).
+    """
+    sr = sr_grid(lr)
+    if sr == hr:
+        return sr
+    sp = lr.spacing
+    snapped = np.where(np.abs(sp - np.round(sp, 4)) < 1e-4, np.round(sp, 4), sp)
+    aff = lr.affine.copy()
+    aff[:3, :3] = lr.directions * snapped
+    sr2 = sr_grid(Grid(lr.shape, aff))
+    if sr2.shape == hr.shape and np.allclose(sr2.affine, hr.affine, atol=1e-3):
+        return hr
+    return sr
+
+
 def index_map(src: Grid, dst: Grid) -> np.ndarray:
     """4x4 matrix mapping dst voxel indices (i, j, k) to src voxel indices."""
     return src.inverse @ dst.affine

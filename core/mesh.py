@@ -242,6 +242,15 @@ def write_pvd(path: str | Path, entries: Sequence[tuple[float, str]]) -> Path:
     return Path(path)
 
 
+def mesh_file_name(prefix: str, structure: str, fmt: str) -> str:
+    """`<prefix>_<structure>.<fmt>`: prefix "ed"/"es", or `series_prefix(phase)` in a time series."""
+    return f"{prefix}_{structure}.{fmt}"
+
+
+def series_prefix(phase: int) -> str:
+    return f"phase_{phase:02d}"
+
+
 def write_phase_meshes(
     meshes: Mapping[str, pv.PolyData], out_dir: str | Path, prefix: str, formats: Iterable[str]
 ) -> list[Path]:
@@ -250,7 +259,7 @@ def write_phase_meshes(
     paths = []
     for name, mesh in meshes.items():
         for fmt in formats:
-            paths.append(write_mesh(mesh, out_dir / f"{prefix}_{name}.{fmt}"))
+            paths.append(write_mesh(mesh, out_dir / mesh_file_name(prefix, name, fmt)))
     return paths
 
 
@@ -267,11 +276,11 @@ def write_series(
     paths: list[Path] = []
     entries: dict[str, list[tuple[float, str]]] = {}
     for phase in sorted(meshes_by_phase):
-        prefix = f"phase_{phase:02d}"
+        prefix = series_prefix(phase)
         paths += write_phase_meshes(meshes_by_phase[phase], out_dir, prefix, formats)
         t = float(phase_times_ms[phase]) if phase_times_ms is not None and phase < len(phase_times_ms) else phase
         for name in meshes_by_phase[phase]:
-            entries.setdefault(name, []).append((t, f"{prefix}_{name}.vtp"))
+            entries.setdefault(name, []).append((t, mesh_file_name(prefix, name, "vtp")))
     for name, items in entries.items():
         paths.append(write_pvd(out_dir / f"{name}_series.pvd", items))
     return paths

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from gemini_cmr.core.io import jsonio
 from gemini_cmr.core.io.atomic import atomic_write_text
 from gemini_cmr.core.study import STRUCTURES, Grid, StudyMeta
 
@@ -157,21 +157,8 @@ def compute_phenotypes(
 
 
 # --- writers -----------------------------------------------------------------------------------------
-def _clean(value: Any) -> Any:
-    """NaN/inf -> None, numpy scalars -> Python, recursively (strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def to_json(phenotypes: Mapping[str, Any]) -> str:
-    return json.dumps(_clean(dict(phenotypes)), indent=2, allow_nan=False) + "\n"
+    return jsonio.dumps(dict(phenotypes), indent=2) + "\n"
 
 
 def _unit(name: str) -> str:
@@ -184,7 +171,7 @@ def _unit(name: str) -> str:
 
 def csv_rows(phenotypes: Mapping[str, Any]) -> list[list[str]]:
     """Long table `quantity, sr_labels, lr_labels, unit`; volume curves as `<structure>_ml_phase_<t>`."""
-    p = _clean(dict(phenotypes))
+    p = jsonio.jsonable(dict(phenotypes))
     lr = p.get("lr") or {}
 
     def fmt(v: Any) -> str:

@@ -14,7 +14,7 @@ mkdir -p "$OUT"
 for mode in softmax argmax; do
   $PY - "$mode" "$STEPS" "$CACHE" > "$OUT/$mode.json" <<'PYEOF'
 import json, sys
-cfg = json.load(open("scripts/gemini_phantom_train.json"))
+cfg = json.load(open("recipes/gemini-phantom-sac/stage1.json"))
 cfg.update(seg_input=sys.argv[1], max_steps=int(sys.argv[2]), num_threads=1, crop=64, val_every=1000,
            checkpoint_every=1000, cache_dir=sys.argv[3])
 print(json.dumps(cfg))

@@ -16,12 +16,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from gemini_cmr.core.evaluation.paired import labels_on_sr  # noqa: E402
 from gemini_cmr.core.geometry import sr_grid  # noqa: E402
+from gemini_cmr.core.io.manifest import read_manifest  # noqa: E402
 from gemini_cmr.core.io.nifti import read_nifti_array  # noqa: E402
 from gemini_cmr.core.predict import Predictor  # noqa: E402
 from gemini_cmr.core.study import Grid, Study  # noqa: E402
-from gemini_cmr.core.train.data import read_manifest  # noqa: E402
-from gemini_cmr.core.train.evaluate import labels_on_sr  # noqa: E402
 
 NAMES = {1: "LV", 2: "myo", 3: "RV"}
 

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from gemini_cmr.core.train.evaluate import evaluate, format_table  # noqa: E402
+from gemini_cmr.core.evaluation.paired import evaluate_model, format_model_table  # noqa: E402
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
@@ -28,9 +28,9 @@ if __name__ == "__main__":
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    res = evaluate(args.model, args.data, args.split, device=args.device)
+    res = evaluate_model(args.model, args.data, args.split, device=args.device)
     print(f"model {res['model_id'][:12]}, split {res['split']}, {res['n_subjects']} subjects, "
           f"{time.time() - t0:.0f} s")
-    print(format_table(res))
+    print(format_model_table(res))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""LV Dice of Gemini CMR models against the Sunnybrook manual contours (issue 14).
+"""LV Dice of Gemini CMR models against the Sunnybrook manual contours .
 
 The Sunnybrook series (GE 1.5 T, another vendor than ACDC) goes through the whole pipeline for every
 phase with contours; the SR labels are resampled onto the acquired slices (`Result.lr_labels`) and compared
@@ -30,25 +30,20 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from gemini_cmr.core.engine import SuperResolver
+    from gemini_cmr.core.evaluation.real import contour_dice
     from gemini_cmr.core.io.contours import attach_contours
     from gemini_cmr.core.io.loader import load_study
-    from gemini_cmr.core.metrics import dice
     from gemini_cmr.core.resources import acdc_model_path, bundled_model_path
 
     study = attach_contours(load_study(args.study), args.contours)
     pairs = study.meta.extra["contour_slices"]
-    phases = study.labelled_phases
-    print(f"{study.meta.vendor} {study.image.shape}: contours on {len(pairs)} slices in phases {phases}")
+    print(f"{study.meta.vendor} {study.image.shape}: contours on {len(pairs)} slices in phases "
+          f"{study.labelled_phases}")
     for model in args.model or [str(bundled_model_path()), str(acdc_model_path())]:
-        r = SuperResolver(model=model, adapter=args.adapter, device="cpu").run(study, phases=phases, meshes="none")
-        for t in phases:
-            ks = sorted(k for tt, k in pairs if tt == t)
-            pred = r.lr_labels[r.phases.index(t)][ks]
-            truth = study.labels[t][ks]
-            has_myo = bool((truth == 2).any())
-            myo = dice(pred, truth, 2) if has_myo else float("nan")
-            print(f"{Path(model).name:16s} {r.model_id[:12]} phase {t:2d}: {len(ks)} slices, LV cavity Dice "
-                  f"{dice(pred, truth, 1):.3f}, LV myocardium Dice {myo:.3f}"
+        resolver = SuperResolver(model=model, adapter=args.adapter, device="cpu")
+        for row in contour_dice(resolver, study):
+            print(f"{Path(model).name:16s} {row['model_id'][:12]} phase {row['phase']:2d}: {row['slices']} slices, "
+                  f"LV cavity Dice {row['lv_cavity']:.3f}, LV myocardium Dice {row['lv_myocardium']:.3f}"
                   + (f" (adapter {args.adapter})" if args.adapter else ""))
     return 0
 

@@ -2,9 +2,9 @@
 command that made it, e.g. the bundled models:
 
     .venv/bin/python scripts/export_model.py runs/phantom-a2d-stage3/best resources/models/gemini-phantom \
-        --command scripts/train_bundled_model.sh
+        --command recipes/gemini-phantom/train.sh
     .venv/bin/python scripts/export_model.py runs/gemini-phantom-stage5/best resources/models/gemini-phantom-sac \
-        --command scripts/train_sac_phantom_model.sh
+        --command recipes/gemini-phantom-sac/train.sh
 """
 
 from __future__ import annotations

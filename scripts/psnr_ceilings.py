@@ -1,6 +1,6 @@
 """How much PSNR there is to gain on the phantoms: for a few subjects (ukdhp-like domain, seeds given),
 PSNR against the noisy HR truth of
-- NN / linear / cubic B-spline interpolation of the LR stack (what the issue's target is measured against),
+- NN / linear / cubic B-spline interpolation of the LR stack (what the PSNR target is measured against),
 - the same interpolations of an LR stack simulated *without* the per-slice breath-hold shifts,
 - the noise-free HR blurred through-plane by the 8 mm slice profile (what a perfect aligner and denoiser
   that cannot recover through-plane detail would give),
@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from gemini_cmr.core.baselines.interpolation import interpolate_image  # noqa: E402
-from gemini_cmr.core.metrics import psnr  # noqa: E402
+from gemini_cmr.core.evaluation.metrics import psnr  # noqa: E402
 from gemini_cmr.core.synth.dataset import make_subject  # noqa: E402
 
 
@@ -52,7 +52,7 @@ def main() -> None:
 
 
 def regions(pair, hr: np.ndarray, rng: float) -> None:
-    from gemini_cmr.core.metrics import heart_region
+    from gemini_cmr.core.evaluation.metrics import heart_region
 
     est = interpolate_image(pair.lr.image[0].astype(np.float32), pair.lr_grid, pair.hr_grid, 3)
     err = (est.astype(np.float64) - hr) ** 2

@@ -1,6 +1,6 @@
 """Export: meshes (structures x ED/ES/all phases x STL/OBJ/PLY/VTP, world mm), SR image and labels as
-NIfTI, phenotypes as CSV/JSON, screenshots of any view. The writers are core's (`core.mesh`,
-`core.io.nifti`, `core.phenotypes`); this module only plans which files to write. Existing files are
+NIfTI, phenotypes as CSV/JSON, screenshots of any view. File names and writers are `core.outputs`' (the same
+as `gemini-cmr super-resolve` writes); this module only plans which files to write. Existing files are
 listed before anything is written, so the window can ask before overwriting.
 """
 
@@ -27,9 +27,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gemini_cmr.core.study import STRUCTURE_NAMES
+from gemini_cmr.core.mesh import MESH_FORMATS
+from gemini_cmr.core.study import STRUCTURE_NAMES, STRUCTURES
 
-MESH_FORMATS = ("stl", "obj", "ply", "vtp")
 SCREENSHOT_VIEWS = {"window": "Whole window", "lr": "LR slice", "sr": "SR slice", "reformat": "Long-axis reformat",
                     "3d": "3D surfaces"}
 
@@ -48,7 +48,7 @@ def save_image(image: QImage, path: Path) -> Path:
 class ExportOptions:
     folder: Path
     meshes: bool = True
-    structures: tuple[str, ...] = ("lv_cavity", "lv_myocardium", "rv_cavity")
+    structures: tuple[str, ...] = tuple(STRUCTURES.values())
     mesh_phases: str = "ed_es"  # "ed_es" | "all"
     mesh_formats: tuple[str, ...] = ("stl",)
     nifti: bool = True
@@ -67,42 +67,31 @@ def export_plan(options: ExportOptions, study, result, shots: dict[str, QImage])
     """The files an export writes, each with the core writer that makes it."""
     folder = Path(options.folder).expanduser()
     items: list[ExportItem] = []
-    if result is not None and options.nifti:
-        from gemini_cmr.core.io.nifti import save_nifti
+    if result is None:
+        writers = []
+    else:
+        from gemini_cmr.core import outputs
 
-        sr_aff = result.sr_grid.affine
-        items += [
-            ExportItem(folder / "sr_image.nii.gz", lambda: save_nifti(folder / "sr_image.nii.gz", result.sr_image,
-                                                                       sr_aff, description="gemini-cmr SR image")),
-            ExportItem(folder / "sr_labels.nii.gz", lambda: save_nifti(folder / "sr_labels.nii.gz", result.sr_labels,
-                                                                        sr_aff, description="gemini-cmr SR labels")),
-            ExportItem(folder / "lr_labels.nii.gz", lambda: save_nifti(folder / "lr_labels.nii.gz", result.lr_labels,
-                                                                        study.affine,
-                                                                        description="gemini-cmr labels on input grid")),
-        ]
-    if result is not None and options.phenotypes and result.phenotypes:
-        from gemini_cmr.core import phenotypes as ph
+        writers = []
+        if options.nifti:
+            writers += [(outputs.SR_IMAGE, outputs.write_sr_image), (outputs.SR_LABELS, outputs.write_sr_labels),
+                        (outputs.LR_LABELS, outputs.write_lr_labels)]
+        if options.phenotypes and result.phenotypes:
+            from gemini_cmr.core import phenotypes as ph
 
-        items += [
-            ExportItem(folder / "phenotypes.csv", lambda: ph.write_csv(result.phenotypes, folder / "phenotypes.csv")),
-            ExportItem(folder / "phenotypes.json", lambda: ph.write_json(result.phenotypes, folder / "phenotypes.json")),
-        ]
+            writers += [(outputs.PHENOTYPES_CSV, lambda r, path: ph.write_csv(r.phenotypes, path)),
+                        (outputs.PHENOTYPES_JSON, lambda r, path: ph.write_json(r.phenotypes, path))]
+    for name, writer in writers:
+        items.append(ExportItem(folder / name, lambda writer=writer, path=folder / name: writer(result, path)))
     if result is not None and options.meshes and options.mesh_formats:
-        if options.mesh_phases == "all":
-            phases = {p: f"phase_{p:02d}" for p in result.phases}
-        else:
-            phases = {result.ed_phase: "ed", result.es_phase: "es"}
+        from gemini_cmr.core import outputs
+
         cache: dict[int, dict] = {}
 
         def surfaces(phase: int) -> dict:
-            # Precomputed by the engine when available, else built by core.mesh on the worker thread.
+            # Precomputed by the engine when available, else built by core on the worker thread.
             if phase not in cache:
-                meshes = (result.meshes or {}).get(phase)
-                if meshes is None:
-                    from gemini_cmr.core.mesh import phase_surfaces
-
-                    meshes = phase_surfaces(result.sr_labels, result.sr_grid, result.phases, [phase])[phase]
-                cache[phase] = meshes
+                cache[phase] = outputs.phase_meshes(result, phase)
             return cache[phase]
 
         def mesh_writer(phase: int, structure: str, path: Path):
@@ -115,10 +104,10 @@ def export_plan(options: ExportOptions, study, result, shots: dict[str, QImage])
 
             return write
 
-        for phase, tag in phases.items():
+        for phase, tag in outputs.mesh_phases(result, all_phases=options.mesh_phases == "all"):
             for s in options.structures:
                 for fmt in options.mesh_formats:
-                    path = folder / "meshes" / f"{tag}_{s}.{fmt}"
+                    path = outputs.mesh_path(folder, tag, s, fmt)
                     items.append(ExportItem(path, mesh_writer(phase, s, path)))
     for view in options.screenshots:
         image = shots.get(view)

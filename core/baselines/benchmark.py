@@ -32,89 +32,31 @@ from typing import Any
 import numpy as np
 
 from gemini_cmr.core.errors import DataError
+from gemini_cmr.core.evaluation.metrics import format_mean_sd, mean_sd
+from gemini_cmr.core.evaluation.paired import PairedSubject, phase_metrics
 from gemini_cmr.core.io.atomic import atomic_write_text
-from gemini_cmr.core.metrics import (
-    dice_per_structure,
-    format_mean_sd,
-    mean_sd,
-    psnr,
-    slicewise_dice_per_structure,
-    ssim,
-)
-from gemini_cmr.core.study import Grid
+from gemini_cmr.core.io.jsonio import jsonable
+from gemini_cmr.core.study import STRUCTURE_SHORT
 
 log = logging.getLogger(__name__)
 
-STRUCTS = (("lv_cavity", "LV"), ("lv_myocardium", "Myo"), ("rv_cavity", "RV"))
+STRUCTS = tuple(STRUCTURE_SHORT.items())
 PHASES = ("ED", "ES")
 Log = Callable[[str], None]
 
 
 # --- per-subject evaluation ------------------------------------------------------------------------
-def _read(root: Path, entry: dict, key: str) -> tuple[np.ndarray, np.ndarray] | None:
-    from gemini_cmr.core.io.nifti import read_nifti_array
-
-    rel = entry.get(key)
-    if not rel:
-        return None
-    p = root / rel
-    if not p.exists():
-        raise DataError(f"subject {entry['id']}: {key} file not found: {rel}", root)
-    try:
-        a, aff, _ = read_nifti_array(p)
-    except Exception as exc:  # nibabel raises many types
-        raise DataError(f"subject {entry['id']}: cannot read {key}: {exc}", p) from None
-    return (a[None] if a.ndim == 3 else a), aff
-
-
-class Subject:
-    """One test subject: LR cine (+ labels), HR truth on the SR grid at ED and ES."""
-
-    def __init__(self, root: Path, entry: dict):
-        from gemini_cmr.core.geometry import resample
-        from gemini_cmr.core.train.data import matching_sr_grid
-
-        self.id = entry["id"]
-        lr_img, lr_aff = _read(root, entry, "lr_image")
-        hr_img, hr_aff = _read(root, entry, "hr_image")
-        hr = _read(root, entry, "hr_labels")
-        if hr is None:
-            raise DataError(f"subject {self.id}: no hr_labels (the benchmark needs the HR truth)", root)
-        lr_lab = _read(root, entry, "lr_labels")
-        self.lr_image = lr_img.astype(np.float32)
-        self.lr = Grid(lr_img.shape[1:], lr_aff)
-        hr_grid = Grid(hr_img.shape[1:], hr_aff)
-        self.sr = matching_sr_grid(self.lr, hr_grid)
-        self.lr_labels = None if lr_lab is None else lr_lab[0]
-        n_t = lr_img.shape[0]
-        self.phases = {}
-        for name, key in (("ED", "ed_phase"), ("ES", "es_phase")):
-            t = entry.get(key)
-            if not isinstance(t, int) or not 0 <= t < n_t:
-                raise DataError(f"subject {self.id}: {key} {t!r} missing or outside 0..{n_t - 1}", root)
-            self.phases[name] = t
-        self.truth = {}
-        for name, t in self.phases.items():
-            if hr_grid == self.sr:
-                img, lab = hr_img[t].astype(np.float32), np.rint(hr[0][t]).astype(np.uint8)
-            else:
-                img = resample(hr_img[t].astype(np.float32), hr_grid, self.sr, order=1, mode="nearest")
-                lab = resample(np.rint(hr[0][t]).astype(np.uint8), hr_grid, self.sr, order=0, mode="nearest")
-            self.truth[name] = (img, lab)
-
-
-def score(pred_img: np.ndarray | None, pred_lab: np.ndarray | None, truth: tuple[np.ndarray, np.ndarray]) -> dict:
-    """Metrics of one volume; NaN for what the method does not produce."""
-    img, lab = truth
+def score(pred_img: np.ndarray | None, pred_lab: np.ndarray | None, subject: PairedSubject, t: int) -> dict:
+    """The table's metrics of one volume (`core.evaluation.paired.phase_metrics`); NaN for what the method
+    does not produce, and for SSIM on volumes thinner than its 7-voxel window."""
+    img, lab = subject.truth(t)
+    m = phase_metrics(pred_lab, pred_img, img, lab, subject.sr)
     row: dict[str, float] = {}
-    d3 = dice_per_structure(pred_lab, lab) if pred_lab is not None else {}
-    d2 = slicewise_dice_per_structure(pred_lab, lab) if pred_lab is not None else {}
     for s, _ in STRUCTS:
-        row[f"dice3d_{s}"] = d3.get(s, math.nan)
-        row[f"dice2d_{s}"] = d2.get(s, math.nan)
-    rng = float(img.max() - img.min()) or 1.0
-    row["psnr"] = psnr(pred_img, img, rng) if pred_img is not None else math.nan
-    row["ssim"] = ssim(pred_img, img, rng) if pred_img is not None and min(img.shape) >= 7 else math.nan
+        row[f"dice3d_{s}"] = m["dice_3d"][s]
+        row[f"dice2d_{s}"] = m["dice_slicewise"][s]
+    row["psnr"] = m["psnr"]
+    row["ssim"] = m["ssim"] if min(img.shape) >= 7 else math.nan
     return row
 
 
@@ -142,7 +84,7 @@ class Runner:
             self.precision = auto_precision(self.device)
         self.warm = False
 
-    def __call__(self, s: Subject, t: int) -> tuple[np.ndarray | None, np.ndarray | None, float]:
+    def __call__(self, s: PairedSubject, t: int) -> tuple[np.ndarray | None, np.ndarray | None, float]:
         from gemini_cmr.core.baselines.interpolation import ORDERS, interpolate_image, interpolate_labels
 
         if self.method.kind == "interp":
@@ -286,7 +228,7 @@ def run_table2(data: str | Path, out: str | Path, methods: Sequence[str] | None 
                split: str = "test", limit: int | None = None, say: Log | None = None,
                command: str = "") -> dict[str, Any]:
     from gemini_cmr.core.baselines.registry import METHODS, Settings
-    from gemini_cmr.core.train.data import read_manifest
+    from gemini_cmr.core.io.manifest import read_manifest
 
     say = say or log.info
     settings = settings or Settings()
@@ -310,7 +252,7 @@ def run_table2(data: str | Path, out: str | Path, methods: Sequence[str] | None 
         if METHODS[name].kind != "interp":
             trained[name] = ensure_trained(name, data, out / "runs" / name, settings, say)
     say(f"evaluating {len(names)} methods on {len(entries)} {split} subjects")
-    subjects = [Subject(data, e) for e in entries]
+    subjects = [PairedSubject(data, e) for e in entries]
     results = []
     for name in names:
         runner = Runner(name, out / "runs" / name / "best" if name in trained else None, settings.device)
@@ -319,7 +261,7 @@ def run_table2(data: str | Path, out: str | Path, methods: Sequence[str] | None 
             for ph, t in s.phases.items():
                 img, lab, dt = runner(s, t)
                 times.append(dt)
-                rows.append({"subject": s.id, "phase": ph, "t": t, **score(img, lab, s.truth[ph])})
+                rows.append({"subject": s.id, "phase": ph, "t": t, **score(img, lab, s, t)})
         results.append({"method": name, "label": METHODS[name].label, "rows": rows, "time_s": times,
                         "params": runner.params, "model_id": runner.model_id, "train": trained.get(name)})
         say(f"{name}: evaluated")
@@ -332,18 +274,8 @@ def run_table2(data: str | Path, out: str | Path, methods: Sequence[str] | None 
     text = "\n".join(md)
     atomic_write_text(out / "table2.md", text)
     atomic_write_text(out / "table2.csv", format_csv(results))
-    atomic_write_text(out / "table2.json", json.dumps(_clean({"command": command, "data": str(data),
+    atomic_write_text(out / "table2.json", json.dumps(jsonable({"command": command, "data": str(data),
                                                               "split": split, "results": results}), indent=1))
     return {"markdown": text, "results": results}
 
 
-def _clean(o):
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    if isinstance(o, np.generic):
-        return _clean(o.item())
-    return o

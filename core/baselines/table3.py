@@ -31,15 +31,15 @@ import numpy as np
 from gemini_cmr.core.baselines.benchmark import (
     Log,
     Runner,
-    Subject,
-    _clean,
     ensure_trained,
     format_csv,
     format_markdown,
     score,
 )
 from gemini_cmr.core.errors import DataError
+from gemini_cmr.core.evaluation.paired import PairedSubject
 from gemini_cmr.core.io.atomic import atomic_write_text
+from gemini_cmr.core.io.jsonio import jsonable
 
 LABELS = {"none": "No adaptation", "cyclegan": "CycleGAN", "bicyclegan": "BicycleGAN", "munit": "MUNIT",
           "vama": "V-AMA"}
@@ -54,7 +54,8 @@ def _record(run: Path) -> dict | None:
 
 def _train_adapter(name: str, source: Path, target: Path, run: Path, model: Path, settings, say: Log) -> dict:
     from gemini_cmr.core.baselines.translation import train_translator
-    from gemini_cmr.core.train.vama import TrainSettings, read_domain, train_vama
+    from gemini_cmr.core.train.vama import TrainSettings, train_vama
+    from gemini_cmr.core.vama.domains import read_domain
 
     wanted = {"epochs": settings.epochs, "max_steps": settings.max_steps, "seed": settings.seed,
               "quick": settings.quick}
@@ -119,7 +120,7 @@ def run_table3(source: str | Path, target: str | Path, out: str | Path, methods:
                settings=None, model: str | Path | None = None, limit: int | None = None, say: Log | None = None,
                command: str = "") -> dict[str, Any]:
     from gemini_cmr.core.baselines.registry import Settings
-    from gemini_cmr.core.train.data import read_manifest
+    from gemini_cmr.core.io.manifest import read_manifest
 
     say = say or (lambda m: None)
     settings = settings or Settings()
@@ -146,7 +147,7 @@ def run_table3(source: str | Path, target: str | Path, out: str | Path, methods:
     trained = {n: _train_adapter(n, source, target, out / "runs" / n, model, settings, say)
                for n in names if n != "none"}
     say(f"evaluating {len(names)} adaptations on {len(entries)} source test subjects")
-    subjects = [Subject(source, e) for e in entries]
+    subjects = [PairedSubject(source, e) for e in entries]
     runner = Runner("gemini-gan", model, settings.device)
     dev = str(runner.device)
     results = []
@@ -161,7 +162,7 @@ def run_table3(source: str | Path, target: str | Path, out: str | Path, methods:
                 for ph, t in s.phases.items():
                     img, lab, dt = runner(s, t)
                     times.append(dt + t_adapt)
-                    rows.append({"subject": s.id, "phase": ph, "t": t, **score(img, lab, s.truth[ph])})
+                    rows.append({"subject": s.id, "phase": ph, "t": t, **score(img, lab, s, t)})
             finally:
                 s.lr_image = original
         results.append({"method": name, "label": LABELS[name], "rows": rows, "time_s": times,
@@ -180,6 +181,6 @@ def run_table3(source: str | Path, target: str | Path, out: str | Path, methods:
     text = "\n".join(md)
     atomic_write_text(out / "table3.md", text)
     atomic_write_text(out / "table3.csv", format_csv(results))
-    atomic_write_text(out / "table3.json", json.dumps(_clean({"command": command, "source": str(source),
+    atomic_write_text(out / "table3.json", json.dumps(jsonable({"command": command, "source": str(source),
                                                               "target": str(target), "results": results}), indent=1))
     return {"markdown": text, "results": results}

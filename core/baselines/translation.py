@@ -12,7 +12,7 @@ domain's appearance; the adapted stack is then super-resolved by the frozen Gemi
   image and latent reconstructions (10, 1) + cross-domain GAN. Inference: source content, style 0 (the prior's
   mean) decoded by the target decoder.
 The translators are residual (output = input + correction) and small (the V-AMA networks' size class).
-Training shares V-AMA's data: domains read by `core.train.vama.read_domain`, crops cut, padded and flipped
+Training shares V-AMA's data: domains read by `core.vama.domains.read_domain`, crops cut, padded and flipped
 by `VamaData`'s helpers (BicycleGAN: its aligned pairs).
 A trained translator is `model.safetensors` (the inference networks only) + `config.json`
 (kind "gemini-cmr-translator").
@@ -305,7 +305,8 @@ def train_translator(method: str, source_dir: str | Path, target_dir: str | Path
                      lr: float = 2e-4, seed: int = 0, device: str = "cpu", gemini: str | None = None,
                      say: Callable[[str], None] | None = None) -> dict:
     """Train `method` source -> target on the `train` splits; writes OUT/model.safetensors + config.json."""
-    from gemini_cmr.core.train.vama import VamaData, gemini_segmenter, read_domain
+    from gemini_cmr.core.train.vama import VamaData, gemini_segmenter
+    from gemini_cmr.core.vama.domains import read_domain
 
     if method not in METHODS:
         raise ModelError(f"unknown translation method {method!r} (use one of {', '.join(METHODS)})")

@@ -19,7 +19,6 @@ and input noise, all drawn from a generator seeded by (seed, epoch, item) so run
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,16 +26,18 @@ from pathlib import Path
 import numpy as np
 
 from gemini_cmr.core.errors import DataError
-from gemini_cmr.core.geometry import place_on_sr_grid, resample, sr_grid
+from gemini_cmr.core.geometry import matching_sr_grid, place_on_sr_grid, resample
 from gemini_cmr.core.io.atomic import atomic_path
+from gemini_cmr.core.io.manifest import SPLITS, read_manifest, subject_file
 from gemini_cmr.core.io.nifti import read_nifti_array
 from gemini_cmr.core.models.preprocess import DEFAULT_PERCENTILE, depth_windows, intensity_scale
 from gemini_cmr.core.parallel import process_pool, process_workers
 from gemini_cmr.core.study import Grid
 
+NEEDS = "Gemini-GAN training needs HR labels"
+
 log = logging.getLogger(__name__)
 CACHE_VERSION = 3  # 3: in-plane placement keeps the LR field of view edge (core.geometry.inplane_resample)
-SPLITS = ("train", "val", "test")
 
 
 def labels_centre(labels: np.ndarray) -> tuple[float, float]:
@@ -65,45 +66,6 @@ class Sample:
         return labels_centre(self.labels)
 
 
-def read_manifest(root: str | Path) -> dict:
-    root = Path(root)
-    mf = root / "manifest.json"
-    if not root.is_dir():
-        raise DataError("dataset folder not found", root)
-    if not mf.exists():
-        raise DataError("no manifest.json: not a paired dataset (see docs/DEVELOPING.md)", root)
-    try:
-        manifest = json.loads(mf.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read the manifest: {exc}", mf) from None
-    if not isinstance(manifest, dict) or manifest.get("format") != "gemini-cmr-paired":
-        raise DataError("manifest format is not 'gemini-cmr-paired'", mf)
-    subs = manifest.get("subjects")
-    if not isinstance(subs, list) or not subs:
-        raise DataError("manifest lists no subjects", mf)
-    seen = set()
-    for i, s in enumerate(subs):
-        if not isinstance(s, dict) or not s.get("id"):
-            raise DataError(f"subject #{i} has no id", mf)
-        if s["id"] in seen:
-            raise DataError(f"subject {s['id']}: duplicate id", mf)
-        seen.add(s["id"])
-        if s.get("split") not in SPLITS:
-            raise DataError(f"subject {s['id']}: split {s.get('split')!r} is not one of {', '.join(SPLITS)}", mf)
-        if not s.get("lr_image") or not s.get("hr_image"):
-            raise DataError(f"subject {s['id']}: lr_image and hr_image are required", mf)
-    return manifest
-
-
-def _file(root: Path, sid: str, rel: str | None, what: str) -> Path:
-    if not rel:
-        raise DataError(f"subject {sid}: no {what} (Gemini-GAN training needs HR labels)", root)
-    p = root / rel
-    if not p.exists():
-        raise DataError(f"subject {sid}: {what} file not found: {rel}", root)
-    return p
-
-
 def _read4d(path: Path, sid: str, what: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         a, aff, _ = read_nifti_array(path)
@@ -128,27 +90,6 @@ def _coverage(hr: Grid, sr: Grid) -> float:
     return float(inside.mean())
 
 
-def matching_sr_grid(lr: Grid, hr: Grid) -> Grid:
-    """`sr_grid(lr)`, or `hr` itself when it is that grid up to the float32 rounding of NIfTI affines.
-
-    `core.geometry.sr_grid` rounds the field of view up with a 1e-6 tolerance, so LR spacings read back
-    from float32 headers (1.8000001 mm) can add one SR voxel and move the grid by half a voxel. The LR
-    spacing is snapped to 1e-4 mm and the grid recomputed; if it then matches `hr` within 1e-3 mm,
-    the HR files are taken as lying on the SR grid (exact copy, no resampling).
-    """
-    sr = sr_grid(lr)
-    if sr == hr:
-        return sr
-    sp = lr.spacing
-    snapped = np.where(np.abs(sp - np.round(sp, 4)) < 1e-4, np.round(sp, 4), sp)
-    aff = lr.affine.copy()
-    aff[:3, :3] = lr.directions * snapped
-    sr2 = sr_grid(Grid(lr.shape, aff))
-    if sr2.shape == hr.shape and np.allclose(sr2.affine, hr.affine, atol=1e-3):
-        return hr
-    return sr
-
-
 def load_subject(root: str | Path, entry: dict, percentile: float = DEFAULT_PERCENTILE,
                  max_phases: int = 0) -> list[Sample]:
     """Labelled phases of one manifest subject as `Sample`s; DataError naming the subject on problems.
@@ -157,9 +98,9 @@ def load_subject(root: str | Path, entry: dict, percentile: float = DEFAULT_PERC
     """
     root = Path(root)
     sid = entry["id"]
-    lr_img, lr_aff = _read4d(_file(root, sid, entry.get("lr_image"), "lr_image"), sid, "lr_image")
-    hr_img, hr_aff = _read4d(_file(root, sid, entry.get("hr_image"), "hr_image"), sid, "hr_image")
-    hr_lab, hr_lab_aff = _read4d(_file(root, sid, entry.get("hr_labels"), "hr_labels"), sid, "hr_labels")
+    lr_img, lr_aff = _read4d(subject_file(root, entry, "lr_image", NEEDS), sid, "lr_image")
+    hr_img, hr_aff = _read4d(subject_file(root, entry, "hr_image", NEEDS), sid, "hr_image")
+    hr_lab, hr_lab_aff = _read4d(subject_file(root, entry, "hr_labels", NEEDS), sid, "hr_labels")
     if hr_lab.shape != hr_img.shape or not np.allclose(hr_lab_aff, hr_aff, atol=1e-4):
         raise DataError(f"subject {sid}: hr_labels {hr_lab.shape} do not match hr_image {hr_img.shape} "
                         "(shape or affine)", root)
@@ -268,7 +209,7 @@ def load_split(root: str | Path, split: str | tuple[str, ...], percentile: float
     todo: list[tuple[int, Path | None]] = []
     for i, e in enumerate(entries):
         for k in ("lr_image", "hr_image", "hr_labels"):
-            _file(root, e["id"], e.get(k), k)
+            subject_file(root, e, k, NEEDS)
         cached = None
         if cache_dir is not None:
             cached = Path(cache_dir) / f"{e['id']}-{_cache_key(root, e, percentile, max_phases)}.npz"

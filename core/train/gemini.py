@@ -35,8 +35,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from gemini_cmr.core.device import autocast, autocast_dtype, resolve_device
 from gemini_cmr.core.errors import DataError, ModelError
+from gemini_cmr.core.evaluation.metrics import dice_per_structure, psnr, ssim
 from gemini_cmr.core.io.atomic import atomic_write_text
-from gemini_cmr.core.metrics import dice_per_structure, psnr, ssim
 from gemini_cmr.core.models.discriminator import SRDiscriminator, discriminator_input
 from gemini_cmr.core.models.gemini import GeminiConfig, GeminiGenerator, count_parameters
 from gemini_cmr.core.models.store import (
@@ -65,6 +65,7 @@ from gemini_cmr.core.train.loop import (
     set_rng_state,
     write_state,
 )
+from gemini_cmr.core.train.runs import BEST_DIR, HISTORY_JSON, LAST_DIR, STATE_JSON
 
 log = logging.getLogger(__name__)
 
@@ -390,7 +391,7 @@ class GeminiTrainer:
                 "normalisation": {"method": "lr_percentile", "percentile": self.cfg.percentile}}
 
     def _save_last(self, step: int, best: float | None, history: list) -> None:
-        folder = self.out / "last"
+        folder = self.out / LAST_DIR
         self.save_generator(folder, self._model_config(step))
         tensors = {f"G.{k}": v for k, v in state_to_tensors(self.G).items()}
         t, meta_g = optimizer_state(self.opt_g, "opt_g")
@@ -408,7 +409,7 @@ class GeminiTrainer:
         self.emit("checkpoint", kind="last", step=step, path=str(folder))
 
     def _load_last(self) -> tuple[int, float | None, list]:
-        folder = self.out / "last"
+        folder = self.out / LAST_DIR
         tensors, meta = read_state(folder)
         load_state_checked(self.G, {k[2:]: v for k, v in tensors.items() if k.startswith("G.")}, folder)
         load_optimizer_state(self.opt_g, "opt_g", tensors, meta["opt_g"])
@@ -428,7 +429,7 @@ class GeminiTrainer:
         step, best, history = 0, None, []
         if resume:
             step, best, history = self._load_last()
-        elif (self.out / "last" / "state.json").exists() and self.dist.main:
+        elif (self.out / LAST_DIR / STATE_JSON).exists() and self.dist.main:
             log.warning("%s already holds a run; starting over (use --resume to continue)", self.out)
         if self.dist.main:
             atomic_write_text(self.out / "config.json", json.dumps(
@@ -461,9 +462,9 @@ class GeminiTrainer:
                 improved = best is None or self.score(res) > best
                 if improved:
                     best = self.score(res)
-                    self.save_generator(self.out / "best", self._model_config(step, {"val": res}))
+                    self.save_generator(self.out / BEST_DIR, self._model_config(step, {"val": res}))
                 self.emit("val", step=step, epoch=epoch, best=improved, **res)
-                atomic_write_text(self.out / "history.json", json.dumps(history, indent=2) + "\n")
+                atomic_write_text(self.out / HISTORY_JSON, json.dumps(history, indent=2) + "\n")
             if (step - last_saved >= cfg.checkpoint_every or epoch_end) and self.dist.main:
                 self._save_last(step, best, history)
                 last_saved = step
@@ -480,15 +481,15 @@ class GeminiTrainer:
             improved = best is None or self.score(res) > best
             if improved:
                 best = self.score(res)
-                self.save_generator(self.out / "best", self._model_config(step, {"val": res}))
+                self.save_generator(self.out / BEST_DIR, self._model_config(step, {"val": res}))
             self.emit("val", step=step, epoch=step / self.steps_per_epoch, best=improved, **res)
-            atomic_write_text(self.out / "history.json", json.dumps(history, indent=2) + "\n")
+            atomic_write_text(self.out / HISTORY_JSON, json.dumps(history, indent=2) + "\n")
             last_saved = -1
         if self.dist.main:
-            if last_saved != step or not (self.out / "last" / "state.json").exists():
+            if last_saved != step or not (self.out / LAST_DIR / STATE_JSON).exists():
                 self._save_last(step, best, history)
             if not self.val and status == "done":
-                self.save_generator(self.out / "best", self._model_config(step, {"note": "no validation split"}))
+                self.save_generator(self.out / BEST_DIR, self._model_config(step, {"note": "no validation split"}))
         barrier(self.dist)
         summary = {"status": status, "step": step, "total_steps": self.total_steps, "best_score": best,
                    "elapsed_s": time.perf_counter() - t0, "out": str(self.out),

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from gemini_cmr.core.device import autocast, autocast_dtype
 from gemini_cmr.core.errors import DataError
-from gemini_cmr.core.metrics import dice_per_structure
+from gemini_cmr.core.evaluation.metrics import dice_per_structure
 from gemini_cmr.core.models.gemini import GeminiConfig, GeminiGenerator, interpolate_acquired
 from gemini_cmr.core.train.data import Augment
 from gemini_cmr.core.train.gemini import GeminiTrainer, TrainConfig, resolve_class_weights

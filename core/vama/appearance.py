@@ -22,7 +22,7 @@ from scipy.stats import wasserstein_distance
 
 from gemini_cmr.core.models.preprocess import intensity_scale
 from gemini_cmr.core.models.vama import PERCENTILE, Adapter
-from gemini_cmr.core.train.vama import DomainStudy, read_domain
+from gemini_cmr.core.vama.domains import DomainStudy, read_domain
 
 TISSUES = {"lv_cavity": 1, "lv_myocardium": 2, "rv_cavity": 3, "background": 0}
 _SAMPLES = 20000

@@ -77,39 +77,40 @@ def test_dropping_a_file_opens_it(qtbot, window, phantom_path):
 def test_warm_up_imports_in_the_background(tmp_path, monkeypatch):
     """`prewarm` imports the given modules on a (non-daemon) thread once per process; nothing when they
     are already imported; the window starts the study readers' warm-up."""
-    import gemini_cmr.app.main_window as mw
+    import gemini_cmr.app.warmup as warm
 
     (tmp_path / "gemini_warm_probe.py").write_text("import time\ntime.sleep(0.2)\nLOADED = True\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(mw, "_WARM", {})
+    monkeypatch.setattr(warm, "_WARM", {})
     monkeypatch.delitem(sys.modules, "gemini_warm_probe", raising=False)
-    th = mw.prewarm(("gemini_warm_probe",))
+    th = warm.prewarm(("gemini_warm_probe",))
     assert th is not None and not th.daemon
-    assert mw.prewarm(("gemini_warm_probe",)) is None  # once per process
+    assert warm.prewarm(("gemini_warm_probe",)) is None  # once per process
     th.join(10)
     assert sys.modules["gemini_warm_probe"].LOADED
-    monkeypatch.setattr(mw, "_WARM", {})
-    assert mw.prewarm(("gemini_warm_probe",)) is None  # already imported
-    assert "gemini_cmr.core.io.loader" in mw.STUDY_MODULES and "gemini_cmr.core.predict" in mw.ENGINE_MODULES
+    monkeypatch.setattr(warm, "_WARM", {})
+    assert warm.prewarm(("gemini_warm_probe",)) is None  # already imported
+    assert "gemini_cmr.core.io.loader" in warm.STUDY_MODULES and "gemini_cmr.core.predict" in warm.ENGINE_MODULES
 
 
 def test_window_start_warms_up_the_study_readers(qtbot, settings, monkeypatch):
     import gemini_cmr.app.main_window as mw
+    import gemini_cmr.app.warmup as warm
     from gemini_cmr.app.main import make_app
 
     calls = []
-    monkeypatch.setattr(mw, "prewarm", lambda modules: calls.append(modules))
+    monkeypatch.setattr(warm, "prewarm", lambda modules: calls.append(modules))
     make_app()
     win = mw.MainWindow(settings, interactive=False, with_3d=False)
     qtbot.addWidget(win)
-    assert calls == [mw.STUDY_MODULES]
+    assert calls == [warm.STUDY_MODULES]
 
 
 def test_opening_a_study_starts_the_engine_warm_up(qtbot, window, phantom_path, monkeypatch):
-    import gemini_cmr.app.main_window as mw
+    import gemini_cmr.app.warmup as warm
 
     calls = []
-    monkeypatch.setattr(mw, "prewarm_engine", lambda: calls.append(1))
+    monkeypatch.setattr(warm, "prewarm_engine", lambda: calls.append(1))
     _open(qtbot, window, phantom_path)
     assert calls == [1]
 

@@ -88,9 +88,10 @@ def test_signal_while_starting_the_image_writer_waits_for_it(tmp_path, monkeypat
     (An orphaned writer kept writing into the folder while it was removed: CI found `.results.tmp-*` left.)"""
     import threading
 
-    import gemini_cmr.core.engine as engine
-    from gemini_cmr.core.engine import SuperResolver, write_outputs
+    import gemini_cmr.core.outputs as outputs
+    from gemini_cmr.core.engine import SuperResolver
     from gemini_cmr.core.io import load_study
+    from gemini_cmr.core.outputs import write_outputs
 
     result = SuperResolver(device="cpu").run(load_study(DEMO), phases=[0, 1], meshes="none")
     out = tmp_path / "results"
@@ -103,7 +104,7 @@ def test_signal_while_starting_the_image_writer_waits_for_it(tmp_path, monkeypat
         raise Stop()
 
     finished: list[float] = []
-    real_save, real_start = engine.save_nifti_fast, threading.Thread.start
+    real_save, real_start = outputs.save_nifti_fast, threading.Thread.start
 
     def slow_save(*args, **kw):
         time.sleep(0.5)
@@ -120,7 +121,7 @@ def test_signal_while_starting_the_image_writer_waits_for_it(tmp_path, monkeypat
             fired.append(True)
             signal.raise_signal(signal.SIGTERM)  # lands while submit() is starting the pool's thread
 
-    monkeypatch.setattr(engine, "save_nifti_fast", slow_save)
+    monkeypatch.setattr(outputs, "save_nifti_fast", slow_save)
     monkeypatch.setattr(threading.Thread, "start", start)
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
@@ -147,9 +148,10 @@ def test_interrupted_super_resolve_keeps_the_old_folder(sig, when, tmp_path):
 @pytest.mark.slow
 def test_cancel_while_writing_keeps_the_old_folder(tmp_path):
     """Cancel (the app's button) at every check during write_outputs: the folder is never touched."""
-    from gemini_cmr.core.engine import SuperResolver, write_outputs
+    from gemini_cmr.core.engine import SuperResolver
     from gemini_cmr.core.errors import Cancelled
     from gemini_cmr.core.io import load_study
+    from gemini_cmr.core.outputs import write_outputs
 
     result = SuperResolver(device="cpu").run(load_study(DEMO), phases=[0, 1], meshes="ed_es")
     out = tmp_path / "results"

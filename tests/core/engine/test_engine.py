@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import pyvista as pv
 
-from gemini_cmr.core import metrics
-from gemini_cmr.core.engine import Result, SuperResolver, parse_phases, write_outputs
+from gemini_cmr.core.engine import Result, SuperResolver, parse_phases
 from gemini_cmr.core.errors import Cancelled, GeminiError, ModelError, StudyError
+from gemini_cmr.core.evaluation import metrics
 from gemini_cmr.core.geometry import sr_grid
 from gemini_cmr.core.io.nifti import read_nifti_array
+from gemini_cmr.core.outputs import write_outputs
 
 from .fakes import LV_RADII, FakePredictor, make_study, phase_scale
 
@@ -207,7 +208,7 @@ def test_gzip_parallel_is_standard_gzip(size):
     import gzip
     import zlib
 
-    from gemini_cmr.core.engine import gzip_parallel
+    from gemini_cmr.core.outputs import gzip_parallel
 
     rng = np.random.default_rng(size)
     data = (rng.integers(0, 40, size, dtype=np.uint8)).tobytes()
@@ -223,8 +224,8 @@ def test_gzip_parallel_is_standard_gzip(size):
 
 
 def test_save_nifti_fast_matches_save_nifti(tmp_path):
-    from gemini_cmr.core.engine import save_nifti_fast
     from gemini_cmr.core.io.nifti import save_nifti
+    from gemini_cmr.core.outputs import save_nifti_fast
 
     arr = np.random.default_rng(0).normal(size=(3, 20, 64, 70)).astype(np.float32)
     aff = np.array([[1.1, 0.2, 0.1, -5], [0.0, 1.2, 0.3, 7], [0.1, 0.0, 2.0, 3], [0, 0, 0, 1.0]])

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from gemini_cmr.core.metrics import dice
+from gemini_cmr.core.evaluation.metrics import dice
 from gemini_cmr.core.models.store import BUNDLED_MODEL_DIR, file_sha256
 from gemini_cmr.core.predict import Predictor
 

@@ -152,7 +152,7 @@ def test_input_noise_keeps_the_acquired_slices():
 
 
 def test_float32_rounded_lr_spacing_still_matches_the_hr_grid():
-    from gemini_cmr.core.train.data import matching_sr_grid
+    from gemini_cmr.core.geometry import matching_sr_grid
 
     exact = Grid((12, 100, 100), np.diag([1.8, 1.8, 10.0, 1.0]))
     hr = sr_grid(exact)

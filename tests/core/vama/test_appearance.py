@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gemini_cmr.core.train.vama import TrainSettings, read_domain, train_vama
+from gemini_cmr.core.train.vama import TrainSettings, train_vama
 from gemini_cmr.core.vama.appearance import compare, main, table
+from gemini_cmr.core.vama.domains import read_domain
 
 SMALL = {"base_channels": 4, "depth": 2, "latent_channels": 4, "disc_channels": 8}
 

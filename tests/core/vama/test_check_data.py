@@ -1,8 +1,8 @@
-"""`core.train.vama.check_vama_data`: the pre-training checks as (name, ok, problem) rows (training wizard)."""
+"""`core.vama.domains.check_vama_data`: the pre-training checks as (name, ok, problem) rows (training wizard)."""
 
 from __future__ import annotations
 
-from gemini_cmr.core.train.vama import check_vama_data
+from gemini_cmr.core.vama.domains import check_vama_data
 
 
 def test_rows_for_good_and_bad_domains(domains, tmp_path):

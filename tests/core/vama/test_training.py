@@ -15,14 +15,8 @@ from gemini_cmr.core.geometry import rotation_matrix
 from gemini_cmr.core.io.nifti import save_nifti
 from gemini_cmr.core.models.vama import VAMA, Adapter, percentile_scale, save_adapter
 from gemini_cmr.core.study import Study
-from gemini_cmr.core.train.vama import (
-    MIN_STUDIES,
-    TrainSettings,
-    VamaData,
-    VamaTrainer,
-    read_domain,
-    train_vama,
-)
+from gemini_cmr.core.train.vama import MIN_STUDIES, TrainSettings, VamaData, VamaTrainer, train_vama
+from gemini_cmr.core.vama.domains import read_domain
 from tests.core.vama.conftest import make_anatomy, make_study, random_affine, render, write_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -295,7 +289,7 @@ def test_target_without_patient_orientation_is_checked_within_each_domain(tmp_pa
     from types import SimpleNamespace
 
     from gemini_cmr.core.study import Grid
-    from gemini_cmr.core.train.vama import check_domains
+    from gemini_cmr.core.vama.domains import check_domains
 
     def studies(rotation_deg: float, n: int = 4, odd: int | None = None):
         out = []
@@ -308,7 +302,7 @@ def test_target_without_patient_orientation_is_checked_within_each_domain(tmp_pa
 
     plain = [SimpleNamespace(name=f"t{i}", grid=Grid((8, 16, 16), np.diag([1.5, 1.5, 10.0, 1.0]))) for i in range(4)]
     src, tgt = tmp_path / "s", tmp_path / "t"
-    with caplog.at_level(logging.WARNING, logger="gemini_cmr.core.train.vama"):
+    with caplog.at_level(logging.WARNING, logger="gemini_cmr.core.vama.domains"):
         check_domains(studies(70), plain, src, tgt)
     assert "no patient orientation" in caplog.text
     with pytest.raises(DataError, match="orientation.*source s1"):

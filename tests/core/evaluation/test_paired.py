@@ -7,11 +7,12 @@ import math
 
 import pytest
 
-from gemini_cmr.cli import evaluate as ev
 from gemini_cmr.core.engine import SuperResolver
 from gemini_cmr.core.errors import DataError
-
-from .fakes import CentreFakePredictor, write_paired_dataset
+from gemini_cmr.core.evaluation import paired as ev
+from gemini_cmr.core.io.jsonio import jsonable
+from gemini_cmr.core.io.manifest import read_manifest
+from tests.core.engine.fakes import CentreFakePredictor, write_paired_dataset
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +42,14 @@ def test_evaluate_perfect_predictor(dataset):
     table = ev.format_table(res)
     assert "Dice 3D" in table and "Dice slice-wise" in table and "LVEDV (mL)" in table and "1.00 (0.00)" in table
     assert "within 10 mm of the heart" in table
-    json.dumps(ev._clean(res))  # strict-JSON serialisable
+    json.dumps(jsonable(res), allow_nan=False)  # strict-JSON serialisable
 
 
 def test_evaluate_bad_data(tmp_path, dataset):
     with pytest.raises(DataError, match="manifest"):
-        ev.read_manifest(tmp_path)
+        read_manifest(tmp_path)
     (tmp_path / "manifest.json").write_text('{"format": "other"}')
     with pytest.raises(DataError, match="gemini-cmr-paired"):
-        ev.read_manifest(tmp_path)
+        read_manifest(tmp_path)
     with pytest.raises(DataError, match="no labelled subjects"):
         ev.evaluate_dataset(dataset, SuperResolver(model=CentreFakePredictor()), split="val")

@@ -1,4 +1,4 @@
-"""gemini_cmr.core.metrics against scikit-image and hand-computed values on the same arrays."""
+"""gemini_cmr.core.evaluation.metrics against scikit-image and hand-computed values on the same arrays."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from skimage import metrics as skm
 
-from gemini_cmr.core import metrics
+from gemini_cmr.core.evaluation import metrics
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_summaries():
 def test_slicewise_and_masked_psnr_and_heart_region():
     """The paper's PSNR averages per-slice PSNR over labelled slices; the masked PSNR takes the MSE over a
     region only; the heart region is every voxel within the margin (in mm, anisotropic spacing)."""
-    from gemini_cmr.core.metrics import heart_region, masked_psnr, psnr, slicewise_psnr
+    from gemini_cmr.core.evaluation.metrics import heart_region, masked_psnr, psnr, slicewise_psnr
 
     truth = np.zeros((4, 6, 6))
     pred = truth.copy()

@@ -1,26 +1,30 @@
 #!/usr/bin/env bash
-# Re-create the ACDC research model resources/models/gemini-acdc (issue 14; docs/real-data.md):
-#   1. semi-supervised Gemini-GAN training ("acquired-2d" generator, LR-label slab losses) on the ACDC
-#      training folder: patients whose number is not a multiple of 5 (80 subjects x ED/ES), validation on
-#      the other 20; scripts/gemini_acdc_train.json (batch 4, 200 steps), then resumed with
-#      scripts/gemini_acdc_stage2.json (batch 2) to STEPS2 steps; seed 0, 1 CPU thread, bf16 autocast;
+# Re-create the ACDC research model resources/models/gemini-acdc (recipes/gemini-acdc/README.md,
+# docs/real-data.md).
+# --gpu: the recipe of the shipped weights (model 2a1f57e8a4eb): 176 mm heart-centred crops of the cohort
+#   (recipes/gemini-acdc/crop_acdc.py), semi-supervised Gemini-GAN training ("acquired-2d" generator,
+#   LR-label losses) with recipes/gemini-acdc/gpu.json on CUDA, 1,066 steps, seed 0 (about 5 min on an
+#   H200), the best validation checkpoint exported with inference.roi_mm = 176 (heart-region inference),
+#   then the 20 held-out subjects evaluated through the whole pipeline (scripts/eval_acdc.py).
+# Without --gpu: the CPU recipe (whole fields of view, no heart box; model 72a346572130):
+#   1. training on patients whose number is not a multiple of 5 (80 subjects x ED/ES), validation on the
+#      other 20; recipes/gemini-acdc/cpu_stage1.json (batch 4, 200 steps), then resumed with
+#      recipes/gemini-acdc/cpu_stage2.json (batch 2) to STEPS2 steps; seed 0, 1 CPU thread, bf16 autocast;
 #   2. the best validation checkpoint exported as float16 safetensors + config.json (the command recorded);
 #   3. the 20 held-out subjects evaluated through the whole pipeline (scripts/eval_acdc.py).
 # ACDC terms: non-commercial research use; citing Bernard et al., IEEE TMI 37(11) 2018 is mandatory.
-# Usage: scripts/train_acdc_model.sh [ACDC_TRAINING_DIR] [RUN_DIR] [STEPS] [STEPS2]
-#        scripts/train_acdc_model.sh --gpu [ACDC_TRAINING_DIR] [RUN_DIR]   (the shipped model, 2a1f57e8a4eb)
-# --gpu: the recipe of the shipped weights (docs/real-data.md): 176 mm heart-centred crops of the cohort
-#   (scripts/crop_acdc.py), scripts/gemini_acdc_gpu_acquired.json on CUDA, 1,066 steps, seed 0 (about 5 min
-#   on an H200), the best checkpoint exported with inference.roi_mm = 176 (heart-region inference).
+# Run from anywhere; paths are relative to the repository root.
+# Usage: recipes/gemini-acdc/train.sh --gpu [ACDC_TRAINING_DIR] [RUN_DIR]     (the shipped model)
+#        recipes/gemini-acdc/train.sh [ACDC_TRAINING_DIR] [RUN_DIR] [STEPS] [STEPS2]   (CPU)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
 if [ "${1:-}" = "--gpu" ]; then
   ACDC=${2:-../shared/data/acdc/training}
   RUN=${3:-runs/acdc-gpu}
   CROPPED=$RUN-data
-  $PY scripts/crop_acdc.py "$ACDC" "$CROPPED"
-  sed "s#/tmp/acdc_cache#$RUN-cache#" scripts/gemini_acdc_gpu_acquired.json > "$RUN.config.json"
+  $PY recipes/gemini-acdc/crop_acdc.py "$ACDC" "$CROPPED"
+  sed "s#/tmp/acdc_cache#$RUN-cache#" recipes/gemini-acdc/gpu.json > "$RUN.config.json"
   $PY -m gemini_cmr.cli.main train gemini --data "acdc:$CROPPED" --out "$RUN" --config "$RUN.config.json" \
     --device cuda --max-steps 1066 --seed 0
   $PY - "$RUN" <<'PYEOF'
@@ -30,7 +34,7 @@ from gemini_cmr.core.resources import acdc_model_path
 run = sys.argv[1]
 m = load_model(f"{run}/best")
 cfg = {k: v for k, v in m.config.items() if k not in ("kind", "version", "model", "weights_dtype")}
-cfg["training"]["command"] = f"scripts/train_acdc_model.sh --gpu ACDC {run}"
+cfg["training"]["command"] = f"recipes/gemini-acdc/train.sh --gpu ACDC {run}"
 cfg["licence"] = ("Research weights trained on ACDC (Bernard et al., IEEE TMI 37(11) 2018): non-commercial "
                   "research use only; citing that paper is mandatory. See LICENCE.md in this folder.")
 cfg["inference"] = {"roi_mm": 176, "keep_largest_heart_component": True, "heart_component_by": "myocardium"}
@@ -45,9 +49,9 @@ RUN=${2:-runs/acdc-a2d}
 STEPS=${3:-200}
 STEPS2=${4:-560}
 export OMP_NUM_THREADS=1
-$PY -m gemini_cmr.cli.main train gemini --data "acdc:$ACDC" --out "$RUN" --config scripts/gemini_acdc_train.json \
+$PY -m gemini_cmr.cli.main train gemini --data "acdc:$ACDC" --out "$RUN" --config recipes/gemini-acdc/cpu_stage1.json \
   --device cpu --seed 0 --threads 1 --max-steps "$STEPS"
-$PY -m gemini_cmr.cli.main train gemini --data "acdc:$ACDC" --out "$RUN" --config scripts/gemini_acdc_stage2.json \
+$PY -m gemini_cmr.cli.main train gemini --data "acdc:$ACDC" --out "$RUN" --config recipes/gemini-acdc/cpu_stage2.json \
   --device cpu --seed 0 --threads 1 --max-steps "$STEPS2" --resume
 $PY - "$RUN" "$STEPS" "$STEPS2" <<'PYEOF'
 import sys
@@ -56,7 +60,7 @@ from gemini_cmr.core.resources import acdc_model_path
 run, steps, steps2 = sys.argv[1], sys.argv[2], sys.argv[3]
 m = load_model(f"{run}/best")
 cfg = {k: v for k, v in m.config.items() if k not in ("kind", "version", "model", "weights_dtype")}
-cfg["training"]["command"] = f"scripts/train_acdc_model.sh ACDC {run} {steps} {steps2}"
+cfg["training"]["command"] = f"recipes/gemini-acdc/train.sh ACDC {run} {steps} {steps2}"
 cfg["licence"] = ("Research weights trained on ACDC (Bernard et al., IEEE TMI 37(11) 2018): non-commercial "
                   "research use only; citing that paper is mandatory. See LICENCE.md in this folder.")
 cfg["inference"] = {"keep_largest_heart_component": True, "heart_component_by": "myocardium"}  # core/postprocess.py

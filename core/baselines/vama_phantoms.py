@@ -1,13 +1,13 @@
 """The V-AMA evidence on shifted-domain phantoms: no adaptation vs V-AMA vs in-domain.
 
-`python -m gemini_cmr.core.vama.benchmark --work DIR [--domain sg-like] [--subjects 40] [--phases 20]
+`python -m gemini_cmr.core.baselines.vama_phantoms --work DIR [--domain sg-like] [--subjects 40] [--phases 20]
  [--epochs N | --max-steps N] [--model MODEL] [--device auto] [--seed S]`
 
 1. writes two phantom datasets with `core.synth` (skipped when already there): the training domain
    `ukdhp-like` (WORK/target) and the shifted domain (WORK/source);
 2. trains a V-AMA adapter source -> target on their `train` splits (WORK/run; resumed if interrupted);
 3. evaluates the frozen Gemini-GAN model (`--model`, default the bundled one) on the `test` splits with
-   `gemini-cmr evaluate`'s code: target domain (in-domain reference), source without adaptation, source
+   `core.evaluation.paired` (as `gemini-cmr evaluate`): target domain (in-domain reference), source without adaptation, source
    with the adapter; and runs the intensity check of `core.vama.appearance`;
 4. writes WORK/vama_benchmark.md (tables) and WORK/vama_benchmark.json (everything).
 
@@ -25,10 +25,11 @@ import sys
 import time
 from pathlib import Path
 
+from gemini_cmr.core.study import STRUCTURE_SHORT as SHORT
+
 log = logging.getLogger(__name__)
 
 ROWS = ("in-domain (ukdhp-like)", "no adaptation", "V-AMA")
-SHORT = {"lv_cavity": "LV", "lv_myocardium": "Myo", "rv_cavity": "RV"}
 
 
 def _dataset(folder: Path, n: int, seed: int, domain: str, phases: int) -> Path:
@@ -38,7 +39,7 @@ def _dataset(folder: Path, n: int, seed: int, domain: str, phases: int) -> Path:
         log.info("using the existing dataset %s", folder)
         return folder
     write_dataset(folder, n, seed, domain, n_phases=phases,
-                  command=f"python -m gemini_cmr.core.vama.benchmark (domain {domain}, seed {seed})")
+                  command=f"python -m gemini_cmr.core.baselines.vama_phantoms (domain {domain}, seed {seed})")
     return folder
 
 
@@ -61,7 +62,7 @@ def results_table(evals: dict[str, dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gemini_cmr.core.vama.benchmark", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m gemini_cmr.core.baselines.vama_phantoms", description=__doc__.splitlines()[0])
     p.add_argument("--work", type=Path, required=True, help="working folder (datasets, run, report)")
     p.add_argument("--domain", default="sg-like", help="the shifted phantom domain (default sg-like)")
     p.add_argument("--subjects", type=int, default=40, help="subjects per domain (default 40)")
@@ -74,9 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None, help="evaluate at most this many test subjects")
     args = p.parse_args(argv)
 
-    from gemini_cmr.cli.evaluate import _clean, evaluate_dataset
     from gemini_cmr.core.engine import SuperResolver
     from gemini_cmr.core.errors import GeminiError
+    from gemini_cmr.core.evaluation.paired import evaluate_dataset
+    from gemini_cmr.core.io.jsonio import jsonable
     from gemini_cmr.core.log import setup_logging
     from gemini_cmr.core.models import store
     from gemini_cmr.core.models.vama import Adapter
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     gap = {t: lv[ROWS[0]][t]["mean"] - lv[ROWS[2]][t]["mean"] for t in ("ED", "ES")}
     report = [
         f"# V-AMA on shifted-domain phantoms ({args.domain} -> ukdhp-like)", "",
-        f"Command: `python -m gemini_cmr.core.vama.benchmark {' '.join(argv if argv is not None else sys.argv[1:])}`",
+        f"Command: `python -m gemini_cmr.core.baselines.vama_phantoms {' '.join(argv if argv is not None else sys.argv[1:])}`",
         f"Gemini-GAN model {store.file_sha256(weights)[:12]}" + (f" ({model_note})" if model_note else ""),
         f"adapter {Adapter.load(run).adapter_id[:12]}; test subjects per domain: {evals[ROWS[0]]['n']}; "
         f"datasets + training {t_train / 60:.1f} min", "",
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
     atomic_write_text(work / "vama_benchmark.md", text)
     atomic_write_text(work / "vama_benchmark.json", json.dumps(
-        _clean({"evaluations": evals, "appearance": appearance, "lv_gap": gap, "model_note": model_note}), indent=1))
+        jsonable({"evaluations": evals, "appearance": appearance, "lv_gap": gap, "model_note": model_note}), indent=1))
     print(text)
     return 0
 

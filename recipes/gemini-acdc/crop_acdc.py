@@ -4,7 +4,7 @@ For moving the cohort to a machine with a small transfer limit (the lent GPU mac
 each patient's frames are cropped to a SIZE_MM x SIZE_MM box centred on the union of its ED and ES
 labels (clipped to the image); the affine's origin is moved so world coordinates are unchanged.
 Training crops (`crop` 112 SR pixels, heart-centred) fit well inside the default 176 mm box.
-Usage: python scripts/crop_acdc.py ACDC_TRAINING_DIR OUT_DIR [SIZE_MM]
+Usage: python recipes/gemini-acdc/crop_acdc.py ACDC_TRAINING_DIR OUT_DIR [SIZE_MM]
 """
 
 from __future__ import annotations

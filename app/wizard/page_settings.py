@@ -1,0 +1,254 @@
+"""Wizard page 3: training settings, device and output folder (resume an interrupted run there, or
+a new name); builds the `gemini-cmr train` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QWidget,
+    QWizardPage,
+)
+
+from gemini_cmr.app.wizard.common import BAD_COLOUR, GEMINI, NOTE_COLOUR, OK_COLOUR, VAMA, FolderEdit
+from gemini_cmr.app.wizard.folders import new_run_name, writable_problem
+from gemini_cmr.core.train.runs import run_state
+
+if TYPE_CHECKING:
+    from gemini_cmr.app.wizard.wizard import TrainWizard
+
+
+log = logging.getLogger(__name__)
+
+WIZARD_CONFIG = "wizard-config.json"  # in the run folder: the Gemini-GAN training config this page wrote
+
+
+def detect_devices() -> list[tuple[str, str]]:
+    """[(label, value)]: "auto", every CUDA GPU torch sees ("cuda:N"), then "cpu" (`core.device`)."""
+    try:
+        from gemini_cmr.core.device import available_devices
+    except (ImportError, ValueError, OSError, AttributeError) as exc:  # torch cannot load: CPU only
+        log.info("GPU detection failed: %s", exc)
+        return [("auto (GPU if available)", "auto"), ("CPU", "cpu")]
+    return available_devices()
+
+
+class SettingsPage(QWizardPage):
+    def __init__(self, wizard: TrainWizard):
+        super().__init__()
+        self.wiz = wizard
+        self.state = "none"
+        self.resume = False
+        self._devices: list[tuple[str, str]] | None = None
+        self.setTitle("Training settings")
+        self.setSubTitle("The defaults suit a first run; hover over a setting for what it does.")
+        form = QFormLayout(self)
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 100000)
+        self.epochs.setToolTip("Passes over the training subjects (V-AMA: per stage, target then source)")
+        self.max_steps = QSpinBox()
+        self.max_steps.setRange(0, 10_000_000)
+        self.max_steps.setSpecialValueText("no limit")
+        self.max_steps.setToolTip("Stop after this many optimiser steps in total (0 = no limit: the epochs decide)")
+        self.batch = QSpinBox()
+        self.batch.setRange(1, 256)
+        self.batch.setToolTip("Training crops per optimiser step; lower it if the GPU runs out of memory")
+        self.lr = QDoubleSpinBox()
+        self.lr.setDecimals(6)
+        self.lr.setRange(1e-6, 1.0)
+        self.lr.setSingleStep(1e-4)
+        self.lr.setValue(1e-4)
+        self.lr.setToolTip("Adam learning rate (cosine decay to 5% over the run). Gemini-GAN only")
+        self.width_box = QComboBox()
+        for w, text in ((8, "8 (tiny, fastest)"), (16, "16 (default, CPU-friendly)"), (32, "32"),
+                        (64, "64 (the paper's, GPU)")):
+            self.width_box.addItem(text, w)
+        self.width_box.setCurrentIndex(1)
+        self.width_box.currentIndexChanged.connect(lambda _: self.width_box.setProperty("touched", True))
+        self.width_box.setToolTip("Base width of the generator: widths w-2w-4w-8w-8w. Wider is more accurate "
+                                  "and slower. Gemini-GAN only")
+        self.crop = QSpinBox()
+        self.crop.setRange(16, 512)
+        self.crop.setSingleStep(16)
+        self.crop.setToolTip("In-plane training crop in pixels (Gemini-GAN: SR pixels, a multiple of 16; "
+                             "V-AMA: LR pixels)")
+        self.device = QComboBox()
+        self.device.setToolTip("Where training runs: a detected GPU, or the CPU")
+        self.gemini_model = QLineEdit()
+        self.gemini_model.setPlaceholderText("bundled gemini-phantom model")
+        self.gemini_model.setToolTip("The Gemini-GAN model the adapter is for (empty = the bundled model); it also "
+                                     "segments unlabelled studies for the alignment landmarks")
+        self.out = FolderEdit("run folder for checkpoints and the trained model")
+        self.out.edit.setToolTip("Checkpoints, logs and the trained model are written here")
+        self.out_status = QLabel("")
+        self.out_status.setWordWrap(True)
+        self.resume_button = QPushButton("Resume that run")
+        self.resume_button.setToolTip("Continue the interrupted run in this folder from its last checkpoint")
+        self.rename_button = QPushButton("Use a new folder name")
+        choice = QHBoxLayout()
+        choice.addWidget(self.resume_button)
+        choice.addWidget(self.rename_button)
+        choice.addStretch(1)
+        self.choice = QWidget()
+        self.choice.setLayout(choice)
+        choice.setContentsMargins(0, 0, 0, 0)
+        self.config_edit = QLineEdit()
+        self.config_edit.setPlaceholderText("optional: training config JSON (keys of core.train.gemini.TrainConfig)")
+        self.config_edit.setToolTip("Advanced: a JSON file of Gemini-GAN training settings; the values above "
+                                    "override it")
+        for w in (self.epochs, self.max_steps, self.batch, self.lr, self.width_box, self.crop):
+            w.setMaximumWidth(260)
+        self.device.setMaximumWidth(480)
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Max steps", self.max_steps)
+        form.addRow("Batch size", self.batch)
+        form.addRow("Learning rate", self.lr)
+        form.addRow("Model width", self.width_box)
+        form.addRow("Crop", self.crop)
+        form.addRow("Device", self.device)
+        form.addRow("Gemini-GAN model", self.gemini_model)
+        form.addRow("Output folder", self.out)
+        form.addRow("", self.out_status)
+        form.addRow("", self.choice)
+        form.addRow("Advanced config", self.config_edit)
+        self.form = form
+        self.out.changed.connect(lambda _: self.check_out())
+        self.out.edit.textChanged.connect(lambda _: self.check_out())
+        self.resume_button.clicked.connect(self.choose_resume)
+        self.rename_button.clicked.connect(self.choose_new_name)
+        self._kind = None
+
+    def initializePage(self) -> None:  # noqa: N802
+        kind = self.wiz.kind
+        if self._devices is None:
+            self._devices = detect_devices()
+            for label, value in self._devices:
+                self.device.addItem(label, value)
+        if kind != self._kind:  # defaults per kind
+            self._kind = kind
+            self.epochs.setValue(100 if kind == GEMINI else 20)
+            self.batch.setRange(1 if kind == GEMINI else 2, 256)
+            self.batch.setValue(4 if kind == GEMINI else 8)
+            self.crop.setValue(128 if kind == GEMINI else 64)
+            base = Path(self.wiz.settings.last_dir) / ("gemini-run" if kind == GEMINI else "vama-run")
+            self.out.set_text(str(base), emit=False)
+            if not self.gemini_model.text():
+                self.gemini_model.setText(self.wiz.settings.model)
+        for w in (self.lr, self.width_box, self.config_edit):
+            w.setEnabled(kind == GEMINI)
+            self.form.labelForField(w).setEnabled(kind == GEMINI)
+        self.gemini_model.setVisible(kind == VAMA)
+        self.form.labelForField(self.gemini_model).setVisible(kind == VAMA)
+        self.check_out()
+
+    @property
+    def out_path(self) -> Path:
+        return Path(self.out.text()).expanduser()
+
+    def check_out(self) -> None:
+        self.resume = False
+        out = self.out_path
+        problem = writable_problem(out) if self.out.text() else "choose an output folder"
+        self.state = "none"
+        if not problem:
+            self.state = run_state(self.wiz.kind, out)
+        self.choice.setVisible(not problem and self.state != "none")
+        self.resume_button.setVisible(self.state == "run")
+        if problem:
+            self._status(f"Output folder: {problem}.", BAD_COLOUR)
+        elif self.state == "run":
+            self._status("This folder holds an interrupted run: resume it, or train from scratch in a new folder.",
+                         NOTE_COLOUR)
+        elif self.state == "finished":
+            self._status("This folder already holds a finished run: choose a new folder name.", NOTE_COLOUR)
+        else:
+            self._status("", "")
+        self.completeChanged.emit()
+
+    def choose_resume(self) -> None:
+        self.resume = True
+        self._status("The run will continue from its last checkpoint (its saved settings are used).", OK_COLOUR)
+        self.completeChanged.emit()
+
+    def choose_new_name(self) -> None:
+        self.out.set_text(str(new_run_name(self.out_path)))
+
+    def _status(self, text: str, colour: str) -> None:
+        self.out_status.setText(text)
+        self.out_status.setStyleSheet(f"color: {colour};" if colour else "")
+        self.out_status.setVisible(bool(text))
+
+    def isComplete(self) -> bool:  # noqa: N802
+        if writable_problem(self.out_path) or not self.out.text():
+            return False
+        return self.state == "none" or (self.state == "run" and self.resume)
+
+    def validatePage(self) -> bool:  # noqa: N802
+        cfg = self.config_edit.text().strip()
+        if self.wiz.kind == GEMINI and cfg and not Path(cfg).is_file():
+            self._status(f"Advanced config: {cfg} not found.", BAD_COLOUR)
+            return False
+        if self.wiz.kind == GEMINI and self.crop.value() % 16:
+            self._status("Crop must be a multiple of 16 for Gemini-GAN.", BAD_COLOUR)
+            return False
+        return True
+
+    # --- the command ------------------------------------------------------------------------------------
+    def device_args(self) -> tuple[str, dict[str, str]]:
+        """(--device value, environment): a chosen GPU N runs as `cuda` with CUDA_VISIBLE_DEVICES=N."""
+        value = self.device.currentData() or "auto"
+        if value.startswith("cuda:"):
+            return "cuda", {"CUDA_VISIBLE_DEVICES": value.split(":", 1)[1]}
+        return value, {}
+
+    def training_config(self) -> dict:
+        """Gemini-GAN: the advanced JSON (if any) overridden by the values on this page."""
+        cfg: dict = {}
+        path = self.config_edit.text().strip()
+        if path:
+            cfg = json.loads(Path(path).read_text(encoding="utf-8"))
+        w = int(self.width_box.currentData())
+        model = dict(cfg.get("model", {}))
+        if "widths" not in model or self.width_box.property("touched"):
+            model["widths"] = [w, 2 * w, 4 * w, 8 * w, 8 * w]
+        cfg.update(model=model, epochs=self.epochs.value(), batch_size=self.batch.value(), lr=self.lr.value(),
+                   crop=self.crop.value())
+        if self.max_steps.value():
+            cfg["max_steps"] = self.max_steps.value()
+        return cfg
+
+    def command(self, resume: bool) -> tuple[list[str], dict[str, str]]:
+        """`gemini-cmr` arguments and extra environment for this run (resume: continue RUN/last)."""
+        kind, out, data = self.wiz.kind, self.out_path, self.wiz.data_page.folders()
+        device, env = self.device_args()
+        if kind == GEMINI:
+            args = ["train", "gemini", "--data", data["data"], "--out", out, "--device", device, "--progress-json"]
+            cfg_path = out / WIZARD_CONFIG
+            if resume and cfg_path.exists():
+                args += ["--config", cfg_path]
+            elif not resume:
+                out.mkdir(parents=True, exist_ok=True)
+                cfg_path.write_text(json.dumps(self.training_config(), indent=2) + "\n", encoding="utf-8")
+                args += ["--config", cfg_path]
+        else:
+            args = ["train", "vama", "--source", data["source"], "--target", data["target"], "--out", out,
+                    "--epochs", self.epochs.value(), "--batch-size", self.batch.value(), "--crop", self.crop.value(),
+                    "--device", device, "--progress-json"]
+            if self.max_steps.value():
+                args += ["--max-steps", self.max_steps.value()]
+            if self.gemini_model.text().strip():
+                args += ["--gemini", self.gemini_model.text().strip()]
+        if resume:
+            args.append("--resume")
+        return [str(a) for a in args], env
