@@ -16,7 +16,7 @@ help:
 	@echo "make demo   - install what is missing, then run Gemini CMR on the bundled demo study"
 	@echo "make test   - install what is missing, then run the test suite headless"
 	@echo "make test-slow - the slow tests (training, long benchmarks)"
-	@echo "make lint   - ruff"
+	@echo "make lint   - ruff and the import contracts (import-linter)"
 	@echo "make package - desktop bundle dist/gemini-cmr/ (PyInstaller); make package-smoke tests it"
 	@echo "make wheel  - wheel and sdist in dist/ (python -m build)"
 
@@ -41,7 +41,8 @@ test-slow: venv
 	@$(VPY) -m pytest -q -m slow $(PYTEST_ARGS)
 
 lint: venv
-	@$(VPY) -m ruff check core cli app tests scripts benchmarks
+	@$(VPY) -m ruff check core cli app tests scripts benchmarks recipes
+	@$(VPY) -c "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
 
 # Packaging (docs/packaging.md): PyInstaller one-folder bundle, its smoke test, wheel + sdist.
 package: venv

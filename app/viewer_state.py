@@ -68,7 +68,7 @@ class EngineChoice:
 @dataclass
 class ViewerState:
     study: Study | None = None
-    result: Result | Any = None  # the engine result for `study`, or None (LR only)
+    result: Any = None  # the `core.engine.Result` for `study`, or None (LR only)
     axis: LongAxis | None = None  # the LV long axis (from the labels), for the long-axis planes and 3D
     phase: int = 0
     cursor: np.ndarray = field(default_factory=lambda: np.zeros(3))  # world (RAS) mm

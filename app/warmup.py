@@ -17,7 +17,7 @@ from types import ModuleType
 log = logging.getLogger(__name__)
 
 _WARM: dict[tuple[str, ...], threading.Thread] = {}
-ENGINE_MODULES = ("gemini_cmr.core.engine", "gemini_cmr.core.predict")  # core.predict imports torch: ~1.2 s on the 2-core CPU
+ENGINE_MODULES = ("gemini_cmr.core.engine", "gemini_cmr.core.predict")  # core.predict imports torch
 STUDY_MODULES = ("gemini_cmr.core.io.loader", "scipy.ndimage")  # reading a study (nibabel, pydicom), the reformats
 
 

@@ -13,11 +13,7 @@ compilation of about 45 s on the 2-core CPU; `--dynamic` (shape-generic) with fr
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

@@ -10,7 +10,7 @@ weights; pageable outputs; placement on the host (the placed stacks copied to th
 and 20 phases; cudnn.benchmark; bf16 and fp16 autocast. The ratio column is against the first row,
 measured in the same process; labels are compared with the first row's (fraction of equal voxels), images
 by the largest absolute difference, and every variant with the CPU's float32 prediction
-(`core.bench.precision_agreement`: label agreement, and for the bundled model the PSNR change against the
+(`core.perf.precision_agreement`: label agreement, and for the bundled model the PSNR change against the
 demo phantom's HR truth; issue 11's acceptance: >= 99.5% and < 0.1 dB).
 --profile: a torch.profiler table (CUDA and CPU time per operator) of one cine with the default.
 """
@@ -23,13 +23,11 @@ import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from gemini_cmr.core.bench import DEMO_STUDY, precision_agreement  # noqa: E402
 from gemini_cmr.core.io import load_study  # noqa: E402
+from gemini_cmr.core.perf import DEMO_STUDY, precision_agreement  # noqa: E402
 from gemini_cmr.core.predict import Predictor, resolve_device  # noqa: E402
 from gemini_cmr.core.synth.dataset import make_subject  # noqa: E402
 

@@ -11,6 +11,7 @@ Prints the median seconds for all 20 phases with each, the ratio, and whether th
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import subprocess
 import sys
@@ -19,19 +20,20 @@ import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
 from gemini_cmr.core import mesh as current  # noqa: E402
-from gemini_cmr.core.bench import DEMO_STUDY  # noqa: E402
 from gemini_cmr.core.io import load_study  # noqa: E402
+from gemini_cmr.core.perf import DEMO_STUDY  # noqa: E402
 from gemini_cmr.core.predict import Predictor  # noqa: E402
 
 
 def load_baseline(rev: str) -> types.ModuleType:
     src = subprocess.run(["git", "show", f"{rev}:core/mesh.py"], cwd=ROOT, check=True, capture_output=True,
                          text=True).stdout
+    # revisions before the gemini_cmr namespace imported the engine as `core`
+    src = re.sub(r"(?m)^(\s*)from core([.\s])", r"\1from gemini_cmr.core\2", src)
     mod = types.ModuleType(f"mesh_{rev}")
     mod.__file__ = f"{rev}:core/mesh.py"
     exec(compile(src, mod.__file__, "exec"), mod.__dict__)  # noqa: S102 - this repository's own history

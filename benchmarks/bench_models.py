@@ -9,11 +9,7 @@ Prints seconds per cine (`Predictor.predict`, all phases) and each model's ratio
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 

@@ -1,17 +1,15 @@
 """Stage timings of the whole pipeline: study file -> all outputs (`gemini-cmr super-resolve`).
 
-    .venv/bin/python benchmarks/bench_pipeline.py [--study PATH] [--phases 20] [--slices 10] [--size 128]
+    .venv/bin/python benchmarks/bench_pipeline.py [--study PATH | --synth SEED [--phases 20]]
         [--model M] [--device auto|cpu|cuda] [--repeat 3] [--phase-mode all|ed,es] [--json]
 
-Without --study a phantom cine is generated (an ellipsoidal LV cavity + myocardium and an RV beating
-over the cycle, 1.8 mm in-plane, 8 mm slices, oblique) and written to a temporary NIfTI file, so the
-figures include reading the file. Each repeat runs: load_study, SuperResolver (model load), run
+Without --study the bundled demo study is timed. Each repeat runs: load_study, SuperResolver (model load), run
 (predict, lr_labels, phenotypes, meshes at ED/ES) and write_outputs, and reports the median per stage.
-With --synth SEED the study is a `core.synth` phantom subject instead (the bundled demo study is seed
-2024), and --oracle replaces the network by the phantom's HR ground truth (SR image and labels), which
+With --synth SEED the study is a `core.synth` phantom subject written to a temporary NIfTI file (the
+bundled demo study is seed 2024), and --oracle replaces the network by the phantom's HR ground truth (SR image and labels), which
 times the engine's own stages (back-projection, phenotypes, meshes, writing) on realistic labels.
 Performance figures live here, not in unit tests (docs/pipeline.md quotes measured runs). The measuring
-code is shared with `gemini-cmr bench` (core/bench.py).
+code is shared with `gemini-cmr bench` (core/perf.py).
 """
 
 from __future__ import annotations
@@ -25,18 +23,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from gemini_cmr.core.bench import OraclePredictor, run_once, write_phantom  # noqa: E402
 from gemini_cmr.core.io.nifti import save_nifti  # noqa: E402
+from gemini_cmr.core.perf import DEMO_STUDY, OraclePredictor, run_once  # noqa: E402
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--study", type=Path, default=None)
-    ap.add_argument("--phases", type=int, default=20)
-    ap.add_argument("--slices", type=int, default=10)
-    ap.add_argument("--size", type=int, default=128, help="in-plane matrix of the phantom (1.8 mm pixels)")
+    ap.add_argument("--phases", type=int, default=20, help="with --synth: phases of the phantom")
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--phase-mode", default="all", help="'all' or 'ed,es'")
@@ -67,8 +61,7 @@ def main() -> int:
         elif args.oracle:
             ap.error("--oracle needs --synth")
         elif args.study is None:
-            study_path = write_phantom(tmp / "phantom.nii.gz", args.phases, args.slices, args.size)
-            what = f"phantom {args.phases} phases x {args.slices} slices x {args.size}^2 (1.8 x 1.8 x 8 mm)"
+            study_path, what = DEMO_STUDY, "demo study"
         else:
             study_path, what = args.study, str(args.study)
         model = OraclePredictor(pair) if args.oracle else args.model

@@ -6,7 +6,7 @@
 On the bundled demo study (20 phases; it is `core.synth.dataset.make_subject(2024)`), for every
 (precision, batch) the bundled model's `Predictor.predict` is timed (median of --repeat runs after a
 warm-up, the device synchronised), and compared with float32 at the same batch by
-`core.bench.precision_agreement`: SR label agreement and the PSNR change against the phantom's HR
+`core.perf.precision_agreement`: SR label agreement and the PSNR change against the phantom's HR
 ground truth (acceptance, issue 11: agreement >= 99.5% of voxels, |PSNR change| < 0.1 dB).
 The speed-up column is against the first row (float32, first batch) measured in the same run.
 """
@@ -20,12 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import torch  # noqa: E402
 
-from gemini_cmr.core.bench import DEMO_STUDY, precision_agreement  # noqa: E402
 from gemini_cmr.core.io import load_study  # noqa: E402
+from gemini_cmr.core.perf import DEMO_STUDY, precision_agreement  # noqa: E402
 from gemini_cmr.core.predict import Predictor, resolve_device  # noqa: E402
 from gemini_cmr.core.synth.dataset import make_subject  # noqa: E402
 

@@ -52,8 +52,8 @@ def register(subparsers, summary: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gemini_cmr.core.bench import format_report, run_bench
     from gemini_cmr.core.errors import GeminiError
+    from gemini_cmr.core.perf import format_report, run_bench
 
     if args.reference_phases < 1:
         raise GeminiError("--reference-phases must be at least 1")

@@ -82,7 +82,7 @@ def _command() -> str:
 
 
 def run_table2(args: argparse.Namespace) -> int:
-    from gemini_cmr.core.baselines.benchmark import run_table2 as run
+    from gemini_cmr.core.baselines.table2 import run_table2 as run
 
     rep = run(args.data, args.out, args.methods, _settings(args), limit=args.limit, say=_say, command=_command())
     print(rep["markdown"])

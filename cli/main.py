@@ -44,12 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, summary in COMMANDS:
-        try:
-            module = importlib.import_module(f"gemini_cmr.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"gemini_cmr.cli.{name}":
-                continue  # command not available in this build
-            raise
+        module = importlib.import_module(f"gemini_cmr.cli.{name}")
         module.register(sub, summary)
     return parser
 

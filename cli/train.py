@@ -17,12 +17,7 @@ def register(subparsers, summary: str) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="train_command", metavar="MODEL")
     for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"gemini_cmr.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"gemini_cmr.cli.{name}":
-                continue
-            raise
+        module = importlib.import_module(f"gemini_cmr.cli.{name}")
         module.register(sub)
 
     def run(args: argparse.Namespace) -> int:

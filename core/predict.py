@@ -28,6 +28,7 @@ import torch
 from gemini_cmr.core.device import auto_precision, resolve_device
 from gemini_cmr.core.errors import Cancelled, StudyError
 from gemini_cmr.core.geometry import place_on_sr_grid, place_on_sr_grid_torch, sr_grid
+from gemini_cmr.core.memory import plan_batch
 from gemini_cmr.core.models.blocks import Down, MaxPool2x2
 from gemini_cmr.core.models.gemini import class_argmax
 from gemini_cmr.core.models.preprocess import (
@@ -39,7 +40,6 @@ from gemini_cmr.core.models.preprocess import (
 )
 from gemini_cmr.core.models.store import LoadedModel, load_model
 from gemini_cmr.core.parallel import tune_malloc
-from gemini_cmr.core.resources_check import plan_batch
 from gemini_cmr.core.study import Grid, Study
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ class Predictor:
         self.model = loaded.generator
         self.device = device = torch.device(device)
         if batch_size is None:
-            acquired = getattr(self.model.config, "encoder", "") == "acquired-2d"
+            acquired = self.model.config.encoder == "acquired-2d"
             batch_size = (DEFAULT_BATCH_ACQUIRED if acquired else DEFAULT_BATCH).get(device.type, 4)
         self.batch_size = max(1, int(batch_size))
         if precision == "auto":
@@ -206,7 +206,7 @@ class Predictor:
         on_cpu = next(self.model.parameters()).device.type == "cpu"
         cl = self.channels_last
         if cl is None:
-            cl = on_cpu or getattr(self.model.config, "encoder", "") == "acquired-2d"
+            cl = on_cpu or self.model.config.encoder == "acquired-2d"
         key = (id(self.model), str(next(self.model.parameters()).device), bool(cl))
         if self._fast is None or self._fast[0] != key:
             self._fast = (key, inference_copy(self.model, channels_last=bool(cl)))

@@ -8,10 +8,7 @@ usage: .venv/bin/python scripts/diagnose_volumes.py [--model DIR] --data DIR [--
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

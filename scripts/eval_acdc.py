@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Evaluate a Gemini-GAN model on held-out ACDC subjects (docs/real-data.md).
 
-For every subject of the split (default: the validation split of core.train.lr_data.acdc_split, patients
+For every subject of the split (default: the validation split of core.io.layouts.acdc_split, patients
 whose number is a multiple of 5): the whole pipeline (`core.engine.SuperResolver`, whole field of view,
 ED and ES from Info.cfg) super-resolves and segments the study; the SR labels are resampled onto the
 acquired LR slices (the engine's `lr_labels`, nearest) and compared with the manual labels:

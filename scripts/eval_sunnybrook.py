@@ -12,10 +12,7 @@ endocardium -> LV myocardium; the contours have no RV): Dice over those slices, 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main(argv=None) -> int:

@@ -10,10 +10,6 @@ command that made it, e.g. the bundled models:
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gemini_cmr.core.models.store import load_model, save_model  # noqa: E402
 

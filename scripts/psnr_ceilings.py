@@ -15,10 +15,6 @@ usage: .venv/bin/python scripts/psnr_ceilings.py [--seeds 11 12] [--regions]
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402

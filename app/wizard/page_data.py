@@ -1,5 +1,5 @@
 """Wizard page 2: the training data, checked subject by subject with the training code's own checks
-(`core.train.data.check_subjects`, `core.train.vama.check_vama_data`) on a worker thread; phantoms can be
+(`core.train.data.check_subjects`, `core.vama.domains.check_vama_data`) on a worker thread; phantoms can be
 generated with `gemini-cmr synth`."""
 
 from __future__ import annotations
@@ -149,14 +149,15 @@ class DataPage(QWizardPage):
         self._set_status("Checking every subject…", "")
         if kind == GEMINI:
             def check(progress, cancel):
-                from gemini_cmr.core.train.data import SPLITS, check_subjects, read_manifest
+                from gemini_cmr.core.io.manifest import SPLITS, read_manifest
+                from gemini_cmr.core.train.data import check_subjects
 
                 manifest = read_manifest(folders["data"])
                 splits = {s: sum(1 for e in manifest["subjects"] if e["split"] == s) for s in SPLITS}
                 return check_subjects(folders["data"], splits=("train", "val")), splits
         else:
             def check(progress, cancel):
-                from gemini_cmr.core.train.vama import check_vama_data
+                from gemini_cmr.core.vama.domains import check_vama_data
 
                 return check_vama_data(folders["source"], folders["target"]), {}
         self.task = Task(check, "check-data", self)

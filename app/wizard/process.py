@@ -13,12 +13,10 @@ import logging
 import os
 import signal
 import sys
-from pathlib import Path
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
 log = logging.getLogger(__name__)
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TERMINAL_EVENTS = ("done", "interrupted", "stopped")
 
 
@@ -49,14 +47,11 @@ class CliProcess(QObject):
         self._out = b""
         self._err = b""
         self.proc = QProcess(self)
-        penv = QProcessEnvironment.systemEnvironment()
-        pythonpath = penv.value("PYTHONPATH", "")
-        penv.insert("PYTHONPATH", str(REPO_ROOT) + (os.pathsep + pythonpath if pythonpath else ""))
+        penv = QProcessEnvironment.systemEnvironment()  # the same interpreter: gemini_cmr is importable
         penv.insert("PYTHONUNBUFFERED", "1")
         for k, v in (env or {}).items():
             penv.insert(k, str(v))
         self.proc.setProcessEnvironment(penv)
-        self.proc.setWorkingDirectory(str(REPO_ROOT))
         self.proc.readyReadStandardOutput.connect(self._read_out)
         self.proc.readyReadStandardError.connect(self._read_err)
         self.proc.finished.connect(self._on_finished)

@@ -4,7 +4,7 @@ Pages (one module each): what to train (`page_kind`) -> data, checked subject by
 checks (`page_data`) -> settings (`page_settings`) -> run, a separate `gemini-cmr train … --progress-json`
 process: live curves, metrics, ETA, log, Cancel, Resume (`page_run`) -> finish: final metrics, "Use this
 model now" (`page_finish`). Nothing here trains or checks data itself: the data checks are
-`core.train.data.check_subjects` / `core.train.vama.check_vama_data`, the run-folder layout is
+`core.train.data.check_subjects` / `core.vama.domains.check_vama_data`, the run-folder layout is
 `core.train.runs` and the training is the CLI.
 """
 

@@ -11,7 +11,7 @@ Naming follows V-AMA (spec section 4): TARGET is the domain Gemini-GAN is traine
    `none` (identity), `cyclegan`, `bicyclegan`, `munit` (`core.baselines.translation`), `vama`
    (`core.train.vama.train_vama`);
 3. every SOURCE test study is adapted (whole cine, slice by slice), super-resolved by the same Gemini-GAN
-   and scored at ED and ES against SOURCE's HR truth exactly as in Table 2 (`core.baselines.benchmark`);
+   and scored at ED and ES against SOURCE's HR truth exactly as in Table 2 (`core.baselines.table2`);
    the time per volume is the adaptation (cine time / phases) plus the network;
 4. OUT/table3.md, OUT/table3.csv, OUT/table3.json.
 The adapters return intensities in the study's own units (V-AMA's default `output_units` "source").
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from gemini_cmr.core.baselines.benchmark import (
+from gemini_cmr.core.baselines.table2 import (
     Log,
     Runner,
     ensure_trained,

@@ -105,10 +105,9 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 
 def acdc_studies(data, split: str = "val") -> list[tuple[str, Callable[[], Study]]]:
-    """(patient id, loader) of the ACDC training folder's `split` (`core.train.lr_data.acdc_split`: the
+    """(patient id, loader) of the ACDC training folder's `split` (`core.io.layouts.acdc_split`: the
     validation split holds the patients whose number is a multiple of 5)."""
-    from gemini_cmr.core.io.layouts import load_acdc
-    from gemini_cmr.core.train.lr_data import acdc_subjects
+    from gemini_cmr.core.io.layouts import acdc_subjects, load_acdc
 
     return [(sid, lambda f=folder: load_acdc(f)) for sid, folder, sp in acdc_subjects(data) if sp == split]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gemini_cmr.core.errors import StudyError
+from gemini_cmr.core.errors import DataError, StudyError
 from gemini_cmr.core.io.nifti import load_nifti_volume, phase_interval_ms
 from gemini_cmr.core.study import Study, StudyMeta
 
@@ -305,3 +305,26 @@ def load_paired_nifti(path: Path, fmt: str = "nifti") -> Study:
         return study_from_nifti(path, fmt=fmt)
     labels_path, source = partner
     return study_from_nifti(path, labels_path, source, fmt=fmt)
+
+
+# --- the ACDC training folder: patients and the fixed validation split ---------------------------------
+ACDC_PATIENT = re.compile(r"^patient(\d+)$")
+
+
+def acdc_split(patient: str) -> str:
+    """Fixed split: patient number % 5 == 0 -> "val", else "train"."""
+    m = ACDC_PATIENT.match(patient)
+    if not m:
+        raise DataError(f"not an ACDC patient folder name: {patient}")
+    return "val" if int(m.group(1)) % 5 == 0 else "train"
+
+
+def acdc_subjects(root: str | Path) -> list[tuple[str, Path, str]]:
+    """[(patient id, folder, split)] of an ACDC training folder (sorted)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError("ACDC folder not found", root)
+    out = [(p.name, p, acdc_split(p.name)) for p in sorted(root.iterdir()) if p.is_dir() and ACDC_PATIENT.match(p.name)]
+    if not out:
+        raise DataError("no patientNNN folders: not the ACDC training layout", root)
+    return out

@@ -20,13 +20,13 @@ from safetensors.torch import load_file, save
 from gemini_cmr.core.errors import ModelError
 from gemini_cmr.core.io.atomic import atomic_write_bytes, atomic_write_text
 from gemini_cmr.core.models.gemini import GeminiConfig, GeminiGenerator
+from gemini_cmr.core.resources import bundled_model_path
 
 KIND = "gemini-gan"
 FORMAT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BUNDLED_MODEL_DIR = REPO_ROOT / "resources" / "models" / "gemini-phantom"
+BUNDLED_MODEL_DIR = bundled_model_path()
 PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".tar"}
 
 

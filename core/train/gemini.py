@@ -37,6 +37,7 @@ from gemini_cmr.core.device import autocast, autocast_dtype, resolve_device
 from gemini_cmr.core.errors import DataError, ModelError
 from gemini_cmr.core.evaluation.metrics import dice_per_structure, psnr, ssim
 from gemini_cmr.core.io.atomic import atomic_write_text
+from gemini_cmr.core.io.manifest import read_manifest
 from gemini_cmr.core.models.discriminator import SRDiscriminator, discriminator_input
 from gemini_cmr.core.models.gemini import GeminiConfig, GeminiGenerator, count_parameters
 from gemini_cmr.core.models.store import (
@@ -48,7 +49,7 @@ from gemini_cmr.core.models.store import (
     state_to_tensors,
 )
 from gemini_cmr.core.predict import run_stacks
-from gemini_cmr.core.train.data import Augment, TrainItems, class_frequencies, load_split, read_manifest
+from gemini_cmr.core.train.data import Augment, TrainItems, class_frequencies, load_split
 from gemini_cmr.core.train.loop import (
     DistInfo,
     Eta,

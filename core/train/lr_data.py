@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +42,6 @@ from gemini_cmr.core.train.data import labels_centre
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 2  # 2: in-plane placement keeps the LR field of view edge
-_PATIENT = re.compile(r"^patient(\d+)$")
 
 
 @dataclass
@@ -175,7 +173,7 @@ def manifest_subjects(manifest: str | Path) -> list[LRSubject]:
 def lr_subjects(kind: str, root: str | Path) -> list[LRSubject]:
     """The subjects of an LR-labelled source ("acdc", "mnms" or "pairs")."""
     if kind == "acdc":
-        from gemini_cmr.core.io.layouts import load_acdc
+        from gemini_cmr.core.io.layouts import acdc_subjects, load_acdc
 
         return [LRSubject(sid, sp, sorted(folder.iterdir()), lambda folder=folder: load_acdc(folder))
                 for sid, folder, sp in acdc_subjects(root)]
@@ -184,25 +182,6 @@ def lr_subjects(kind: str, root: str | Path) -> list[LRSubject]:
     if kind == "pairs":
         return manifest_subjects(root)
     raise DataError(f"unknown LR-label source {kind!r} (one of {', '.join(SOURCES)})", root)
-
-
-def acdc_split(patient: str) -> str:
-    """Fixed split: patient number % 5 == 0 -> "val", else "train"."""
-    m = _PATIENT.match(patient)
-    if not m:
-        raise DataError(f"not an ACDC patient folder name: {patient}")
-    return "val" if int(m.group(1)) % 5 == 0 else "train"
-
-
-def acdc_subjects(root: str | Path) -> list[tuple[str, Path, str]]:
-    """[(patient id, folder, split)] of an ACDC training folder (sorted)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError("ACDC folder not found", root)
-    out = [(p.name, p, acdc_split(p.name)) for p in sorted(root.iterdir()) if p.is_dir() and _PATIENT.match(p.name)]
-    if not out:
-        raise DataError("no patientNNN folders: not the ACDC training layout", root)
-    return out
 
 
 def samples_from_study(study, sid: str, percentile: float = DEFAULT_PERCENTILE) -> list[LRSample]:

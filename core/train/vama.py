@@ -60,12 +60,7 @@ from gemini_cmr.core.train.runs import (
 )
 from gemini_cmr.core.vama import MIN_STUDIES  # per domain; training refuses fewer (docs/vama.md)
 from gemini_cmr.core.vama.alignment import align_labels, resample_aligned
-from gemini_cmr.core.vama.domains import (
-    DomainStudy,
-    check_domains,
-    check_vama_data,  # noqa: F401  TEMP-REEXPORT
-    read_domain,
-)
+from gemini_cmr.core.vama.domains import DomainStudy, check_domains, read_domain
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +75,8 @@ def gemini_segmenter(gemini: str | None, device: str) -> Callable[[DomainStudy],
 
     def segment(ds: DomainStudy) -> tuple[np.ndarray, Grid]:
         if "p" not in cache:
-            try:
-                from gemini_cmr.core.predict import Predictor
-            except ImportError:
-                raise DataError(f"study {ds.name} has no labels and Gemini-GAN segmentation (core.predict) is "
-                                "not available: give labelled studies") from None
+            from gemini_cmr.core.predict import Predictor
+
             cache["p"] = Predictor.load(gemini, device=device)
         study = Study(image=ds.image[ds.ed_phase:ds.ed_phase + 1], affine=ds.grid.affine,
                       meta=StudyMeta(patient_id=ds.name))

@@ -180,7 +180,7 @@ def test_cancel_while_writing_keeps_the_old_folder(tmp_path):
 # --- training ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def toy_data(tmp_path_factory):
-    from gemini_cmr.core.train.toy_data import write_toy_dataset
+    from tests.toy_data import write_toy_dataset
 
     return write_toy_dataset(tmp_path_factory.mktemp("toy") / "data", n_subjects=3, seed=0, n_phases=4,
                              lr_shape=(6, 32, 32))

@@ -15,8 +15,8 @@ import torch
 import gemini_cmr.core.predict as predict_mod
 from gemini_cmr.core.errors import GeminiError
 from gemini_cmr.core.io import load_study
+from gemini_cmr.core.memory import GIB, estimate_memory, plan_batch
 from gemini_cmr.core.predict import Predictor
-from gemini_cmr.core.resources_check import GIB, estimate_memory, plan_batch
 from tests.reliability.conftest import DEMO, REPO, child_env
 
 
@@ -45,7 +45,7 @@ import torch
 torch.set_num_threads(1)
 from gemini_cmr.core.io import load_study
 from gemini_cmr.core.predict import Predictor
-from gemini_cmr.core.resources_check import estimate_memory
+from gemini_cmr.core.memory import estimate_memory
 s = load_study(sys.argv[1])
 b = int(sys.argv[2])
 p = Predictor.load(None, device="cpu", batch_size=b)
@@ -77,7 +77,7 @@ def test_plan_batch_shrinks_then_refuses(demo, predictor):
 
 
 def test_predict_refuses_before_allocating(demo, predictor, monkeypatch, tmp_path, capsys):
-    import gemini_cmr.core.resources_check as rc
+    import gemini_cmr.core.memory as rc
 
     monkeypatch.setattr(rc, "available_memory", lambda: 64 * 1024**2)
     with pytest.raises(GeminiError, match="not enough memory"):

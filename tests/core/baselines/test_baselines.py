@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from gemini_cmr.cli.main import main
-from gemini_cmr.core.baselines.benchmark import format_csv, format_markdown, run_table2
 from gemini_cmr.core.baselines.interpolation import interpolate_image, interpolate_labels
 from gemini_cmr.core.baselines.models import ARCHS, BaselineConfig, BaselineGenerator
 from gemini_cmr.core.baselines.registry import METHODS, Settings, load_method, train_method
+from gemini_cmr.core.baselines.table2 import format_csv, format_markdown, run_table2
 from gemini_cmr.core.baselines.translation import METHODS as TRANSLATORS
 from gemini_cmr.core.baselines.translation import (
     TranslationTrainer,
@@ -26,7 +26,7 @@ from gemini_cmr.core.baselines.translation import (
 from gemini_cmr.core.errors import DataError, ModelError
 from gemini_cmr.core.geometry import sr_grid
 from gemini_cmr.core.study import Grid
-from gemini_cmr.core.train.toy_data import write_toy_dataset
+from tests.toy_data import write_toy_dataset
 
 TINY = Settings(max_steps=6, epochs=5, quick=True, depth=24, num_threads=1, amp="off")
 
@@ -185,8 +185,8 @@ def test_a_run_recorded_before_new_config_fields_is_reused(tmp_path):
     """benchmark_train.json written before TrainConfig gained a field (e.g. dice_weight) still matches."""
     import json
 
-    from gemini_cmr.core.baselines.benchmark import ensure_trained
     from gemini_cmr.core.baselines.registry import train_config
+    from gemini_cmr.core.baselines.table2 import ensure_trained
 
     s = Settings(quick=True, max_steps=3)
     run = tmp_path / "run"

@@ -11,7 +11,7 @@ from gemini_cmr.core.models.preprocess import depth_windows
 from gemini_cmr.core.models.store import save_model
 from gemini_cmr.core.predict import Predictor, class_argmax, run_stacks
 from gemini_cmr.core.study import Study
-from gemini_cmr.core.train.toy_data import make_subject
+from tests.toy_data import make_subject
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +85,8 @@ def test_cuda_prediction_matches_the_cpu():
     """The bundled model on the demo study on CUDA (placement on the device, dense label interpolation,
     channels_last for this acquired-2d model, batch 20, pinned outputs) against the CPU (float32 both):
     labels agree on >= 99.99% of voxels (99.5% with NCHW weights), images within 1e-3 of the range."""
-    from gemini_cmr.core.bench import DEMO_STUDY
     from gemini_cmr.core.io import load_study
+    from gemini_cmr.core.perf import DEMO_STUDY
 
     s = load_study(DEMO_STUDY)
     cpu = Predictor.load(None, device="cpu", precision="float32").predict(s, phases=[0, 7, 13])

@@ -8,8 +8,8 @@ import pytest
 
 from gemini_cmr.cli import batch
 from gemini_cmr.cli.main import main
-from gemini_cmr.core.bench import write_phantom
 from gemini_cmr.core.errors import GeminiError
+from tests.toy_data import write_phantom
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from gemini_cmr.cli.main import main
-from gemini_cmr.core.bench import format_report, model_flops, precision_agreement, reference_model
+from gemini_cmr.core.perf import format_report, model_flops, precision_agreement, reference_model
 from gemini_cmr.core.predict import Prediction
 
 
@@ -89,9 +89,9 @@ def test_bf16_agrees_with_float32_on_small_input():
     """The bundled model in bfloat16 autocast vs float32 on a small phantom: >= 99.5% of labels agree (the
     demo study: 99.98%, benchmarks/bench_precision.py; at 4 slices of 32 x 32 the boundary voxels are so
     large a share that the acquired-2d model gave 99.47%)."""
-    from gemini_cmr.core.bench import phantom
     from gemini_cmr.core.models.store import load_model
     from gemini_cmr.core.predict import run_stacks
+    from tests.toy_data import phantom
 
     model = load_model(None, "cpu").generator
     image, _ = phantom(1, 6, 48)

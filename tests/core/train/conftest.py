@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from gemini_cmr.core.train.toy_data import write_toy_dataset
+from tests.toy_data import write_toy_dataset
 
 
 @pytest.fixture(scope="session")

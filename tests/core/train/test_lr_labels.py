@@ -9,16 +9,10 @@ import pytest
 import torch
 
 from gemini_cmr.core.errors import DataError
+from gemini_cmr.core.io.layouts import acdc_split, acdc_subjects
 from gemini_cmr.core.io.nifti import save_nifti
 from gemini_cmr.core.models.gemini import GeminiConfig, GeminiGenerator
-from gemini_cmr.core.train.lr_data import (
-    IGNORE,
-    LRItems,
-    acdc_split,
-    acdc_subjects,
-    load_acdc_split,
-    parse_source,
-)
+from gemini_cmr.core.train.lr_data import IGNORE, LRItems, load_acdc_split, parse_source
 from gemini_cmr.core.train.semi import SemiConfig, SemiTrainer, acquired_losses, slab_losses
 
 AFFINE = np.diag([1.5, 1.5, 8.0, 1.0])

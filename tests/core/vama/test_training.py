@@ -227,22 +227,6 @@ def test_mismatched_labels_and_manifest_entries_are_named(tmp_path, domains):
         train_vama(domains[0], tgt, tmp_path / "run")
 
 
-def test_unlabelled_studies_need_gemini_segmentation(tmp_path, domains, monkeypatch):
-    src = write_folder(tmp_path / "unlabelled", "source", MIN_STUDIES, seed=4, labels=False)
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_predict(name, *args, **kwargs):
-        if name == "gemini_cmr.core.predict":
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_predict)
-    with pytest.raises(DataError, match="no labels"):
-        train_vama(src, domains[1], tmp_path / "run", settings=QUICK, model_cfg=SMALL)
-
-
 def test_unlabelled_studies_get_landmarks_from_gemini_segmentation(tmp_path, domains, monkeypatch):
     """Without labels, training asks `core.predict.Predictor` (Gemini-GAN) to segment the ED phase."""
     import gemini_cmr.core.predict

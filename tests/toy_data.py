@@ -1,14 +1,16 @@
-"""A tiny analytic paired dataset (LR/HR cine + labels) for tests and smoke runs of the training code.
+"""Tiny analytic test data, far smaller and faster than the product's phantoms (`gemini-cmr synth`).
 
-Not the product's phantoms (those come from `gemini-cmr synth`): a prolate LV (cavity + myocardial shell)
+`write_toy_dataset`: a paired dataset (LR/HR cine + labels) for the training and evaluation tests: a prolate LV (cavity + myocardial shell)
 and an RV ellipsoid beside it, contracting over the cycle, sampled on an HR grid = `sr_grid(LR grid)`
 (voxel centres) and on the LR grid with a box slice profile (sub-samples averaged through-plane and
 in-plane). Files follow the paired-dataset contract of docs/DEVELOPING.md.
+`phantom` / `write_phantom`: an unlabelled beating two-ventricle cine on an oblique stack (pipeline tests).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -118,8 +120,38 @@ def write_toy_dataset(root: str | Path, n_subjects: int = 4, seed: int = 0, spli
                          "hr_image": f"{sid}/hr_image.nii.gz", "hr_labels": f"{sid}/hr_labels.nii.gz",
                          "ed_phase": ed, "es_phase": es})
     manifest = {"format": "gemini-cmr-paired", "version": 1,
-                "generator": {"command": "gemini_cmr.core.train.toy_data.write_toy_dataset", "seed": seed, "domain": "toy",
+                "generator": {"command": "tests.toy_data.write_toy_dataset", "seed": seed, "domain": "toy",
                               "version": "0.1.0"},
                 "subjects": subjects}
     atomic_write_text(root / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return root
+
+
+def phantom(n_phases: int, n_slices: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(T, Z, Y, X) float32 cine and affine: a beating two-ventricle phantom on an oblique stack."""
+    rot = rotation_matrix(np.array([0.3, 1.0, 0.2]), 25.0)
+    aff = np.eye(4)
+    aff[:3, :3] = rot * np.array([1.8, 1.8, 8.0])
+    grid = Grid((n_slices, size, size), aff)
+    aff[:3, 3] = -grid.centre()
+    grid = Grid((n_slices, size, size), aff)
+    local = (grid.voxel_centres() - np.array([-8.0, 0.0, 0.0])) @ rot
+    rng = np.random.default_rng(seed)
+    body = np.sqrt(np.sum((local[..., :2] / (0.45 * size * 1.8)) ** 2, axis=-1)) < 1.0
+    frames = []
+    for t in range(n_phases):
+        s = 1.0 - 0.3 * math.sin(math.pi * t / n_phases) ** 2
+        r = np.sqrt(np.sum((local / (np.array([22.0, 18.0, 30.0]) * s)) ** 2, axis=-1))
+        rv = np.sqrt(np.sum(((local - [40.0, 0, 0]) / (np.array([12.0, 22.0, 26.0]) * s)) ** 2, axis=-1))
+        img = np.where(body, 60.0, 5.0)
+        img = np.where(rv < 1.0, 240.0, img)
+        img = np.where(r < 1.0 + 8.0 / (22.0 * s), 80.0, img)
+        img = np.where(r < 1.0, 300.0, img)
+        frames.append(img + rng.normal(0, 6.0, img.shape))
+    return np.stack(frames).astype(np.float32), aff
+
+
+def write_phantom(path: Path, n_phases: int, n_slices: int, size: int, seed: int = 0) -> Path:
+    image, aff = phantom(n_phases, n_slices, size, seed)
+    save_nifti(path, image, aff, phase_interval_ms=40.0)
+    return Path(path)

@@ -1,7 +1,7 @@
 """Memory needed to super-resolve a study, estimated before running, and the batch size that fits.
 
 ```python
-from gemini_cmr.core.resources_check import estimate_memory, plan_batch
+from gemini_cmr.core.memory import estimate_memory, plan_batch
 need = estimate_memory(study, model_config, batch_size=4)      # bytes
 batch = plan_batch(study, model_config, n_phases, batch_size=4, device="cpu")   # or GeminiError
 ```

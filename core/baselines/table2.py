@@ -1,7 +1,7 @@
 """`gemini-cmr benchmark table2`: the paper's Table 2 on a paired dataset.
 
 ```python
-from gemini_cmr.core.baselines.benchmark import run_table2
+from gemini_cmr.core.baselines.table2 import run_table2
 report = run_table2("DATA", "OUT", methods=None, settings=Settings(quick=True))
 ```
 1. every learned method is trained into OUT/runs/<method> by the shared training machinery

@@ -30,12 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from gemini_cmr.core.geometry import rotation_matrix
 from gemini_cmr.core.io.nifti import save_nifti
-from gemini_cmr.core.study import Grid
+from gemini_cmr.core.resources import demo_study_path
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_STUDY = REPO / "resources" / "demo" / "demo_study.nii.gz"
+DEMO_STUDY = demo_study_path()
 REFERENCE_INPUT = (100, 400, 400)  # (D, H, W) of the paper's reference configuration
 QUICK_REFERENCE_INPUT = (8, 32, 32)
 
@@ -43,34 +41,17 @@ Log = Callable[[str], None]
 
 
 # --- inputs -------------------------------------------------------------------------------------------
-def phantom(n_phases: int, n_slices: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(T, Z, Y, X) float32 cine and affine: a beating two-ventricle phantom on an oblique stack."""
-    rot = rotation_matrix(np.array([0.3, 1.0, 0.2]), 25.0)
-    aff = np.eye(4)
-    aff[:3, :3] = rot * np.array([1.8, 1.8, 8.0])
-    grid = Grid((n_slices, size, size), aff)
-    aff[:3, 3] = -grid.centre()
-    grid = Grid((n_slices, size, size), aff)
-    local = (grid.voxel_centres() - np.array([-8.0, 0.0, 0.0])) @ rot
-    rng = np.random.default_rng(seed)
-    body = np.sqrt(np.sum((local[..., :2] / (0.45 * size * 1.8)) ** 2, axis=-1)) < 1.0
-    frames = []
-    for t in range(n_phases):
-        s = 1.0 - 0.3 * math.sin(math.pi * t / n_phases) ** 2
-        r = np.sqrt(np.sum((local / (np.array([22.0, 18.0, 30.0]) * s)) ** 2, axis=-1))
-        rv = np.sqrt(np.sum(((local - [40.0, 0, 0]) / (np.array([12.0, 22.0, 26.0]) * s)) ** 2, axis=-1))
-        img = np.where(body, 60.0, 5.0)
-        img = np.where(rv < 1.0, 240.0, img)
-        img = np.where(r < 1.0 + 8.0 / (22.0 * s), 80.0, img)
-        img = np.where(r < 1.0, 300.0, img)
-        frames.append(img + rng.normal(0, 6.0, img.shape))
-    return np.stack(frames).astype(np.float32), aff
+def quick_study(folder: Path, n_phases: int = 3, n_slices: int = 4) -> Path:
+    """A small cut of the demo study (its first phases, middle slices) for a smoke run of the bench."""
+    from gemini_cmr.core.io import load_study
 
-
-def write_phantom(path: Path, n_phases: int, n_slices: int, size: int, seed: int = 0) -> Path:
-    image, aff = phantom(n_phases, n_slices, size, seed)
-    save_nifti(path, image, aff, phase_interval_ms=40.0)
-    return Path(path)
+    demo = load_study(DEMO_STUDY)
+    z0 = max(0, (demo.image.shape[1] - n_slices) // 2)
+    affine = demo.affine.copy()
+    affine[:3, 3] = (demo.affine @ np.array([0.0, 0.0, z0, 1.0]))[:3]
+    path = Path(folder) / "quick.nii.gz"
+    save_nifti(path, demo.image[:n_phases, z0:z0 + n_slices], affine, phase_interval_ms=40.0)
+    return path
 
 
 class OraclePredictor:
@@ -299,8 +280,8 @@ def run_bench(
     with tempfile.TemporaryDirectory(prefix="gemini-bench-") as tmp:
         tmp = Path(tmp)
         if quick:
-            study_path = write_phantom(tmp / "quick.nii.gz", min(phases, 3), 4, 24)
-            what = f"quick phantom {min(phases, 3)} phases x 4 slices x 24x24"
+            study_path = quick_study(tmp, min(phases, 3), 4)
+            what = f"quick: demo study, {min(phases, 3)} phases x 4 slices"
         elif study is None:
             study_path, what = DEMO_STUDY, "demo study"
         else:
@@ -465,11 +446,10 @@ __all__ = [
     "matmul_gflops",
     "model_flops",
     "peak_rss_mb",
-    "phantom",
     "precision_agreement",
     "reference_model",
     "run_bench",
     "run_once",
     "time_reference",
-    "write_phantom",
+    "quick_study",
 ]
