@@ -375,10 +375,8 @@ class MainWindow(QMainWindow):
         study = state.study
         phases = state.show_result(result)
         self.sr_view.set_volume(result.sr_image, result.sr_grid, result.sr_labels, phases)
-        lr_labels = getattr(result, "lr_labels", None)
-        full_lr_labels = None if lr_labels is None else state.full_phase_labels(lr_labels, phases)
-        if full_lr_labels is not None:
-            self.lr_view.set_volume(study.image, study.grid, full_lr_labels)
+        full_lr_labels = state.full_phase_labels(result.lr_labels, phases)
+        self.lr_view.set_volume(study.image, study.grid, full_lr_labels)
         ed, es = int(result.ed_phase), int(result.es_phase)
         self.reformat_view.set_lr(study.image, study.grid, full_lr_labels)
         self.reformat_view.set_sr(result.sr_image, result.sr_grid, result.sr_labels, phases)

@@ -211,11 +211,11 @@ class ViewerState:
 
     def result_text(self) -> str:
         r = self.result
-        total = sum(v for k, v in (r.timings or {}).items() if k == "total") or sum((r.timings or {}).values())
+        total = r.timings.get("total") or sum(r.timings.values())
         return (f"Super-resolved {len(r.phases)} phase(s) in {total:.1f} s with model {short_id(r.model_id)} "
-                f"on {getattr(r, 'device', '?')}"
-                + (f" ({r.model_choice})" if getattr(r, "model_choice", "") else "")
-                + "".join(f" — {w}" for w in getattr(r, "warnings", []) or []))
+                f"on {r.device}"
+                + (f" ({r.model_choice})" if r.model_choice else "")
+                + "".join(f" — {w}" for w in r.warnings))
 
     def study_panel(self) -> dict[str, str]:
         """The study panel's values by `STUDY_FIELDS` key ("–" where unknown or not computed)."""
@@ -245,7 +245,7 @@ class ViewerState:
         if self.result is not None:
             g = self.result.sr_grid
             gx, gy, gz = g.spacing
-            adapter = getattr(self.result, "adapter_id", None)
+            adapter = self.result.adapter_id
             panel["sr"] = f"{g.shape[2]} × {g.shape[1]} × {g.shape[0]} slices"
             panel["sr_spacing"] = f"{gx:.2f} × {gy:.2f} × {gz:.2f} mm"
             panel["model"] = short_id(self.result.model_id) + (f" + {short_id(adapter)}" if adapter else "")
@@ -256,9 +256,8 @@ class ViewerState:
         r = self.result
         if r is None:
             return ""
-        adapter = getattr(r, "adapter_id", None)
-        return (f"model {r.model_id}" + (f"\nadapter {adapter}" if adapter else "")
-                + (f"\n{r.model_choice}" if getattr(r, "model_choice", "") else ""))
+        return (f"model {r.model_id}" + (f"\nadapter {r.adapter_id}" if r.adapter_id else "")
+                + (f"\n{r.model_choice}" if r.model_choice else ""))
 
     def warnings_text(self) -> str:
         return "" if self.study is None else "\n".join(f"⚠ {w}" for w in self.study.meta.warnings)

@@ -1,11 +1,12 @@
-"""The acquired-2d generator's eval path (issue 11), session 6 against session 5, on the bundled model and
-the demo study, whole cines interleaved in one process (min of --repeat each), with the largest output
-differences against the session-5 code (kept here as the reference):
-- "session 5": through-plane mixing by index_select + index_add (copies), SR slices by (M, h, w) gathers;
+"""The acquired-2d generator's eval path on the CPU against a gather-based reference implementation, on the
+bundled model and the demo study, whole cines interleaved in one process (min of --repeat each), with the
+largest output differences against the reference:
+- "reference": through-plane mixing by index_select + index_add (copies), SR slices by (M, h, w) gathers;
 - "mixing": the mixing as shifted row blocks added in place (`neighbour_blocks`), SR slices as before;
 - "groups": that, and the SR image and labels written per group of SR slices between the same two
   acquired slices (`acquired_groups`: no gathers, label disagreements found once per group);
-- "session 6": that, and the 2x2 max pools as the maximum of the four phases (`MaxPool2x2`) = the product.
+- "product": that, and the 2x2 max pools as the maximum of the four phases (`MaxPool2x2`), as the product
+  runs it.
 
     .venv/bin/python benchmarks/bench_acquired_eval.py [--repeat 5] [--threads 2]
 """
@@ -26,7 +27,7 @@ from gemini_cmr.core.resources import demo_study_path  # noqa: E402
 
 
 def gather_mixing(mix, f: torch.Tensor, pos: torch.Tensor, length: int) -> torch.Tensor:
-    """The session-5 eval mixing: neighbours gathered by index_select, added back with index_add."""
+    """The reference eval mixing: neighbours gathered by index_select, added back with index_add."""
     norm, conv = mix.norm, mix.conv
     k = conv.kernel_size[0]
     r = k // 2
@@ -53,7 +54,7 @@ def gather_mixing(mix, f: torch.Tensor, pos: torch.Tensor, length: int) -> torch
 
 
 def gather_infer(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The session-5 `_infer_acquired` (the GPU path since): (M, h, w) gathers of both neighbours."""
+    """`_infer_acquired` without grouping (the GPU path): (M, h, w) gathers of both neighbours."""
     return infer(self, x, grouped=False)
 
 
@@ -79,8 +80,8 @@ def main() -> None:
     def old_pool(self, x):
         return torch.nn.functional.max_pool2d(x, 2)
 
-    variants = {"session 5": (old_mixing, gather_infer, old_pool), "mixing": (mixing, gather_infer, old_pool),
-                "groups": (mixing, infer, old_pool), "session 6": (mixing, infer, pool)}
+    variants = {"reference": (old_mixing, gather_infer, old_pool), "mixing": (mixing, gather_infer, old_pool),
+                "groups": (mixing, infer, old_pool), "product": (mixing, infer, pool)}
 
     def run(name):
         GeminiGenerator._mix_sequences, GeminiGenerator._infer_acquired, MaxPool2x2.forward = variants[name]
@@ -101,13 +102,13 @@ def main() -> None:
             times[name].append(dt)
     print(f"model {pred.model_id[:12]}, {pred.precision}, threads {torch.get_num_threads()}, "
           f"{study.n_phases} phases, min of {args.repeat} interleaved")
-    base = min(times["session 5"])
-    ref = outs["session 5"]
+    base = min(times["reference"])
+    ref = outs["reference"]
     for name, ts in times.items():
         o = outs[name]
         print(f"{name:10s} {min(ts):.3f} s per cine, median {float(np.median(ts)):.3f} (runs "
               f"{', '.join(f'{t:.2f}' for t in ts)}), x{base / min(ts):.3f} by min, "
-              f"x{np.median(times['session 5']) / np.median(ts):.3f} by median; labels equal to session 5: "
+              f"x{np.median(times['reference']) / np.median(ts):.3f} by median; labels equal to the reference: "
               f"{100 * float(np.mean(o.sr_labels == ref.sr_labels)):.4f}%, largest SR-image difference "
               f"{float(np.abs(o.sr_image - ref.sr_image).max()):.3g}")
 

@@ -1,5 +1,5 @@
-"""torch.compile (inductor, freezing, static shapes) on the CPU, measured against eager in one process
-(issue 11): the bundled model's inference copy with its 2D encoder and both decoders compiled, the compile
+"""torch.compile (inductor, freezing, static shapes) on the CPU, measured against eager in one process:
+the bundled model's inference copy with its 2D encoder and both decoders compiled, the compile
 time (first whole-cine prediction), then --repeat interleaved whole-cine predictions of each (min and
 runs), and the accuracy check (label agreement, largest SR-image difference).
 

@@ -11,7 +11,7 @@ and 20 phases; cudnn.benchmark; bf16 and fp16 autocast. The ratio column is agai
 measured in the same process; labels are compared with the first row's (fraction of equal voxels), images
 by the largest absolute difference, and every variant with the CPU's float32 prediction
 (`core.perf.precision_agreement`: label agreement, and for the bundled model the PSNR change against the
-demo phantom's HR truth; issue 11's acceptance: >= 99.5% and < 0.1 dB).
+demo phantom's HR truth; acceptance: >= 99.5% and < 0.1 dB).
 --profile: a torch.profiler table (CUDA and CPU time per operator) of one cine with the default.
 """
 

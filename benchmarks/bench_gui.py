@@ -6,7 +6,7 @@
 STUDY defaults to the demo study (resources/demo/demo_study.nii.gz), else the test phantom. `--oracle`
 replaces the network by the test phantom's exact answer (only with the phantom; measures the GUI alone).
 Each step is timed from the call to the end of the repaint (events processed, 3D rendered).
-Targets (issue 7): window up < 3 s, a slice or phase step < 30 ms. `GEMINI_CMR_3D_WIDGET=qt` measures
+Targets: window up < 3 s, a slice or phase step < 30 ms. `GEMINI_CMR_3D_WIDGET=qt` measures
 pyvistaqt's QOpenGLWidget instead of the native 3D window (the default on X11).
 """
 

@@ -1,4 +1,4 @@
-"""The allocator setting of `core.parallel.tune_malloc` (issue 11), measured: `benchmarks/bench_models.py`
+"""The allocator setting of `core.parallel.tune_malloc`, measured: `benchmarks/bench_models.py`
 run in fresh processes with the setting off (GEMINI_CMR_MALLOC=0) and on, alternating, so both see the same
 machine load; prints the min seconds per cine of each model under each setting and the ratio.
 

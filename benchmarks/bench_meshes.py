@@ -1,6 +1,6 @@
 """Surface extraction of every phase of the demo cine: the current `core.mesh.phase_surfaces` against
-the same function of an earlier commit (default: the session-6 code, aeeca5b), interleaved in one
-process; the earlier `core/mesh.py` is read with `git show REV:core/mesh.py` (run inside the repository).
+the same function of an earlier commit (default: aeeca5b, per-structure export, `np.unique` and
+whole-grid component labelling), interleaved in one process; the earlier `core/mesh.py` is read with `git show REV:core/mesh.py` (run inside the repository).
 
     .venv/bin/python benchmarks/bench_meshes.py [--repeat 5] [--baseline REV]
 

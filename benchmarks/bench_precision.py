@@ -7,7 +7,7 @@ On the bundled demo study (20 phases; it is `core.synth.dataset.make_subject(202
 (precision, batch) the bundled model's `Predictor.predict` is timed (median of --repeat runs after a
 warm-up, the device synchronised), and compared with float32 at the same batch by
 `core.perf.precision_agreement`: SR label agreement and the PSNR change against the phantom's HR
-ground truth (acceptance, issue 11: agreement >= 99.5% of voxels, |PSNR change| < 0.1 dB).
+ground truth (acceptance: agreement >= 99.5% of voxels, |PSNR change| < 0.1 dB).
 The speed-up column is against the first row (float32, first batch) measured in the same run.
 """
 

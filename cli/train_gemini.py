@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from gemini_cmr.core.train.gemini import GeminiTrainer, TrainConfig
     from gemini_cmr.core.train.lr_data import parse_source
 
-    if parse_source(args.data) is not None:  # LR-labelled cohort (issue 14)
+    if parse_source(args.data) is not None:  # LR-labelled cohort (core.train.lr_data)
         from gemini_cmr.core.train.semi import SemiConfig as TrainConfig  # noqa: N814
         from gemini_cmr.core.train.semi import SemiTrainer as GeminiTrainer  # noqa: N814
 

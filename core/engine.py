@@ -69,7 +69,7 @@ class Result:
     model_path: str | None = None
     adapter_path: str | None = None
     warnings: list[str] = field(default_factory=list)
-    model_choice: str = ""  # why this model (model=None: chosen per study, issue 14)
+    model_choice: str = ""  # why this model (model=None: chosen per study)
     roi: tuple[int, int, int, int] | None = None  # SR in-plane box the network ran on (None: whole FOV)
 
     def phase_row(self, phase: int) -> int:

@@ -26,8 +26,8 @@ from gemini_cmr.core.models.preprocess import depth_windows, pad_amounts
 
 #: Feature maps alive per resolution level and network branch (encoder, 2 decoders) at the peak.
 ACTIVATION_FACTOR = 5
-#: The same for the "acquired-2d" generator's per-slice U-Net (measured 27 Nov 2026 on the bundled
-#: 8bd5874cf0be, demo study, peak RSS growth of `Predictor.predict`: 65 MB per phase in bf16, 110 MB in
+#: The same for the "acquired-2d" generator's per-slice U-Net (measured on the bundled 8bd5874cf0be,
+#: demo study, peak RSS growth of `Predictor.predict`: 65 MB per phase in bf16, 110 MB in
 #: float32; with 3 the estimate is 166 MB per phase, 1.5x the float32 figure).
 ACQUIRED_ACTIVATION_FACTOR = 3
 #: Allocator pools, thread workspaces and the first call's one-off buffers (measured: ~40 MB on CPU).

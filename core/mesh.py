@@ -16,10 +16,10 @@ contoured, which keeps large fields of view cheap.
 
 Measured: contouring all phases in a single call (phases stacked along k with background gaps) was
 slower than one call per phase (1.0 s vs 0.77 s for 20 phases of 50x120x120 on 2 CPU cores), so the
-per-phase loop is used. Session 7: the faces and boundary labels exported once per phase (not per
-structure), the used points found by a mask instead of `np.unique`, and each structure's components
-labelled within its own bounding box: x1.31-1.39 for the demo cine's 20 phases, identical meshes
-(`benchmarks/bench_meshes.py`).
+per-phase loop is used. The faces and boundary labels are exported once per phase (not per structure),
+the used points are found by a mask instead of `np.unique`, and each structure's components are labelled
+within its own bounding box: x1.31-1.39 for the demo cine's 20 phases against per-structure export,
+`np.unique` and whole-grid labelling (revision aeeca5b), identical meshes (`benchmarks/bench_meshes.py`).
 """
 
 from __future__ import annotations

@@ -40,8 +40,8 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 def tune_malloc() -> bool:
     """glibc: serve allocations up to 32 MiB from the heap and keep freed heap memory in the process (no
     trimming below 1 GiB), so the network's large temporary tensors reuse pages already mapped instead of
-    page-faulting fresh zeroed memory on every call (issue 11: glibc's adaptive threshold only gets there
-    after a few calls; `benchmarks/bench_malloc.py` measures the difference). Once per process; no-op
+    page-faulting fresh zeroed memory on every call (glibc's adaptive threshold only gets there after a
+    few calls; `benchmarks/bench_malloc.py` measures the difference). Once per process; no-op
     on other C libraries or with GEMINI_CMR_MALLOC=0. Returns whether the settings are in effect."""
     global _MALLOC_TUNED
     if _MALLOC_TUNED is not None:

@@ -226,7 +226,7 @@ def precision_agreement(ref, test, hr_image: np.ndarray | None = None) -> dict[s
     label_agreement: fraction of SR voxels with the same label; psnr_vs_reference_db: PSNR of the test SR
     image against the reference SR image (data range = the reference's range per phase, mean over phases);
     with `hr_image` (T', D, H, W ground truth on the SR grid): psnr_change_db = mean PSNR(test, HR) -
-    mean PSNR(ref, HR). The issue's acceptance: agreement >= 0.995 and |psnr_change_db| < 0.1."""
+    mean PSNR(ref, HR). `passes`: the acceptance, agreement >= 0.995 and |psnr_change_db| < 0.1."""
     from gemini_cmr.core.evaluation.metrics import psnr
 
     out = {"label_agreement": float(np.mean(ref.sr_labels == test.sr_labels))}

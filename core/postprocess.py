@@ -1,4 +1,4 @@
-"""Label post-processing a model may ask for in its config.json (`"inference"` section; issue 14).
+"""Label post-processing a model may ask for in its config.json (`"inference"` section).
 
 `{"inference": {"roi_mm": 176}}` (`core.predict.Predictor`): the network runs on a heart-centred box of
 that size found by a first whole-field-of-view pass (`heart_roi`), as the model was trained on crops.

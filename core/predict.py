@@ -136,12 +136,12 @@ def run_stacks(model: torch.nn.Module, placed: np.ndarray | torch.Tensor, device
 
 
 def inference_copy(model: torch.nn.Module, channels_last: bool = True) -> torch.nn.Module:
-    """A copy of the generator for inference (issue 11): every Conv2d -> BatchNorm2d pair (eval statistics)
+    """A copy of the generator for inference: every Conv2d -> BatchNorm2d pair (eval statistics)
     folded into one convolution with bias (the BN becomes Identity), in channels_last memory format, and
     the 2x2 max pools as `MaxPool2x2` (same values, no argmax indices).
     Same outputs up to float rounding (~1e-6); 1.6x faster on the 2-core CPU (oneDNN prefers NHWC).
     channels_last=False keeps the weights contiguous (NCHW): on an H200 the slices-as-channels network ran
-    1.45x faster that way (benchmarks/bench_gpu_variants.py, 27 Nov 2026), so the predictor uses it on CUDA
+    1.45x faster that way (benchmarks/bench_gpu_variants.py), so the predictor uses it on CUDA
     for that family (`Predictor.channels_last`)."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -167,8 +167,8 @@ def inference_copy(model: torch.nn.Module, channels_last: bool = True) -> torch.
 # Phases per network call when the caller does not say; `plan_batch` shrinks it to what memory holds.
 # 4 on the CPU (larger batches were not faster). CUDA, by model family (H200, benchmarks/
 # bench_gpu_variants.py): acquired-2d 20 (a whole demo cine in one call: 0.027 s against 0.046-0.051 s with
-# batch 4, 1.6 GB peak GPU memory, 27 Nov 2026 session 7); slices-as-channels 4 (batch 20 took 0.29 s
-# against 0.17-0.21 s per demo cine, session 4).
+# batch 4, 1.6 GB peak GPU memory); slices-as-channels 4 (batch 20 took 0.29 s against 0.17-0.21 s per
+# demo cine).
 DEFAULT_BATCH = {"cpu": 4, "cuda": 4}
 DEFAULT_BATCH_ACQUIRED = {"cpu": 4, "cuda": 20}
 
@@ -233,7 +233,7 @@ class Predictor:
     def _host_array(self, shape: tuple[int, ...], dtype: torch.dtype) -> np.ndarray:
         """An output array of the cine; on CUDA in page-locked (pinned) memory, which the network's results
         are copied into directly (on an H200 the copy back to pageable memory was half of the network
-        time: 45 of 85 ms per demo cine, benchmarks/bench_gpu_variants.py --profile, 27 Nov 2026).
+        time: 45 of 85 ms per demo cine, benchmarks/bench_gpu_variants.py --profile).
         The array keeps its tensor alive; freed blocks return to torch's pinned-memory cache."""
         if self.device.type == "cuda" and self.pinned_outputs:
             try:

@@ -20,14 +20,14 @@ def bundled_model_path() -> Path:
 
 
 def phantom_sac_model_path() -> Path:
-    """Optional phantom model with the paper's slices-as-channels generator (282a0c557b2e, the bundled
-    default until session 5): about half the CPU time of the bundled acquired-2d model, but it draws the
-    ventricle above the descended base at ES (docs/gemini.md)."""
+    """Optional phantom model with the paper's slices-as-channels generator (282a0c557b2e): about half the
+    CPU time of the bundled acquired-2d model, but it draws the ventricle above the descended base at ES
+    (docs/gemini.md)."""
     return RESOURCES / "models" / "gemini-phantom-sac"
 
 
 def acdc_model_path() -> Path:
-    """Research weights trained on ACDC (issue 14): the default for real (non-phantom) studies."""
+    """Research weights trained on ACDC: the default for real (non-phantom) studies."""
     return RESOURCES / "models" / "gemini-acdc"
 
 

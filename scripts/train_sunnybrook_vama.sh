@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 14: the real Sunnybrook series (GE, ../shared/data/sunnybrook/SCD0000101) end to end with and
+# The real Sunnybrook series (GE, ../shared/data/sunnybrook/SCD0000101) end to end with and
 # without a V-AMA adapter trained on unlabelled studies of that domain; LV Dice vs the Sunnybrook contours.
 #
 #   scripts/train_sunnybrook_vama.sh [WORK]        (default WORK = runs/sunnybrook_vama; CPU only)

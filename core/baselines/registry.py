@@ -58,7 +58,7 @@ METHODS: dict[str, Method] = {
     "srgan-img": Method("srgan-img", "SR-GAN (img only)", "baseline", ("image",), gan=True),
     "segsr-gan": Method("segsr-gan", "SegSR-GAN (joint)", "baseline", ("image", "seg"), gan=True),
     "gemini-gan": Method("gemini-gan", "Gemini-GAN (joint)", "gemini", ("image", "seg"), gan=True),
-    # issue 14: the same Gemini-GAN with the "acquired-2d" encoder (2D U-Net per acquired slice,
+    # the same Gemini-GAN with the "acquired-2d" encoder (2D U-Net per acquired slice,
     # through-plane mixing, SR slices interpolated), the default for real cohorts
     "gemini-gan-a2d": Method("gemini-gan-a2d", "Gemini-GAN, acquired-2d (ours)", "gemini", ("image", "seg"),
                              gan=True),

@@ -12,7 +12,7 @@ Two encoder variants (config `encoder`):
   In eval mode the 2D encoder runs once per distinct input slice (nearest-slice placement repeats every
   acquired slice on several SR slices) and its features are gathered back: exact, and several times
   cheaper. In train mode every slice is encoded (BatchNorm batch statistics unchanged).
-- "acquired-2d" (issue 14, for real cohorts with LR labels): the 2D U-Net (encoder and both decoders, shared
+- "acquired-2d" (for real cohorts with LR labels): the 2D U-Net (encoder and both decoders, shared
   weights) runs once per *acquired* slice, i.e. per run of identical consecutive input slices (all-zero
   runs are depth padding and are skipped); the features of every encoder level are mixed along the
   sequence of acquired slices by residual (3, 1, 1) 3D convs (kernel over neighbouring acquired slices, a

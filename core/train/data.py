@@ -325,10 +325,10 @@ class TrainItems:
             x = x * g
             img = img * g
             if sigma > 0:
-                # One noise field per acquired slice, shared by the SR slices it was placed on: per-slice
-                # noise made those copies differ, so the per-slice generators ("acquired-2d"), which find
-                # acquired slices as runs of identical slices, trained on every SR slice as its own
-                # acquired slice, unlike inference (fixed in session 5).
+                # One noise field per acquired slice, shared by the SR slices it was placed on: the per-slice
+                # generators ("acquired-2d") find acquired slices as runs of identical slices, so per-slice
+                # noise would make those copies differ and train on every SR slice as its own acquired
+                # slice, unlike inference.
                 run = run_index(x)
                 noise = rng.normal(0, sigma, (int(run[-1]) + 1, *x.shape[1:])).astype(np.float32)
                 x = x + noise[run] * mask[:, None, None]

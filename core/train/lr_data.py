@@ -1,4 +1,4 @@
-"""LR-labelled cohorts (issue 14): cine studies with manual labels on the acquired slices only (ACDC).
+"""LR-labelled cohorts: cine studies with manual labels on the acquired slices only (ACDC).
 
 Data sources (`--data` of `gemini-cmr train gemini`):
 - `acdc:PATH`: the ACDC training layout (`PATH/patientNNN/` with `Info.cfg`, `_frameXX` and `_frameXX_gt`),

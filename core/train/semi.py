@@ -1,4 +1,4 @@
-"""Semi-supervised Gemini-GAN training on cohorts with LR labels only (issue 14; docs/real-data.md).
+"""Semi-supervised Gemini-GAN training on cohorts with LR labels only (docs/real-data.md).
 
 No HR image or HR labels exist for these subjects, so the generator is trained through the acquisition:
 - segmentation: the SR segmentation probabilities are averaged over the SR slices that make up each

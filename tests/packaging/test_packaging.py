@@ -1,4 +1,4 @@
-"""Packaging metadata (issue 13): the wheel's package data, the PyInstaller spec, the entry script and
+"""Packaging metadata: the wheel's package data, the PyInstaller spec, the entry script and
 the desktop file agree with what the runtime needs. Fast: nothing is built here (the real builds are
 `make wheel`, `make package` and `make package-smoke`, see docs/packaging.md)."""
 

@@ -85,7 +85,7 @@ def test_sigterm_while_writing_outputs_keeps_the_old_folder(tmp_path):
 def test_signal_while_starting_the_image_writer_waits_for_it(tmp_path, monkeypatch):
     """A SIGTERM that lands while write_outputs starts its SR-image writer thread (Thread.start waits for
     the new thread) must not orphan the writer: the cleanup waits for it, then removes the temporary folder.
-    (An orphaned writer kept writing into the folder while it was removed: CI found `.results.tmp-*` left.)"""
+    (An orphaned writer would keep writing into the folder while it is removed, leaving `.results.tmp-*`.)"""
     import threading
 
     import gemini_cmr.core.outputs as outputs
@@ -131,7 +131,7 @@ def test_signal_while_starting_the_image_writer_waits_for_it(tmp_path, monkeypat
     finally:
         signal.signal(signal.SIGTERM, previous)
         monkeypatch.undo()
-        time.sleep(1.0)  # an orphaned writer (the bug) finishes meanwhile
+        time.sleep(1.0)  # an orphaned writer, if any, finishes meanwhile
     assert fired
     assert finished and finished[0] <= raised_at, "write_outputs returned while its writer thread still ran"
     assert tree(out) == before

@@ -1,4 +1,4 @@
-"""The paper's comparison methods (issue 10): networks, training through the shared trainer, tables, CLI."""
+"""The paper's comparison methods: networks, training through the shared trainer, tables, CLI."""
 
 from __future__ import annotations
 

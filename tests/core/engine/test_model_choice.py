@@ -1,4 +1,4 @@
-"""Issue 14: the engine picks the phantom model for phantoms and the ACDC model for real studies."""
+"""The engine picks the phantom model for phantoms and the ACDC model for real studies."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 14: per-acquired-slice computation in the per-slice generators ("shared-2d" dedup, "acquired-2d")."""
+"""Per-acquired-slice computation in the per-slice generators ("shared-2d" dedup, "acquired-2d")."""
 
 from __future__ import annotations
 

@@ -48,8 +48,8 @@ def test_bundled_model_segments_an_unseen_phantom():
 
 
 def test_optional_slices_as_channels_phantom_model():
-    """resources/models/gemini-phantom-sac: the paper's slices-as-channels generator (the default until
-    session 5; docs/gemini.md: test split ED 0.92 / 0.81 / 0.84)."""
+    """resources/models/gemini-phantom-sac: the paper's slices-as-channels generator (docs/gemini.md: test
+    split ED 0.92 / 0.81 / 0.84)."""
     from gemini_cmr.core.resources import phantom_sac_model_path
 
     synth = pytest.importorskip("gemini_cmr.core.synth")

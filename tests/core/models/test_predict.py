@@ -95,7 +95,7 @@ def test_cuda_prediction_matches_the_cpu():
         p.channels_last = channels_last
         gpu = p.predict(s, phases=[0, 7, 13])
         # channels_last (the default for this model): 99.999% on an H200; NCHW weights 99.84% there
-        # (other cuDNN TF32 kernels; PSNR against the truth -0.0001 dB), within issue 11's 99.5%
+        # (other cuDNN TF32 kernels; PSNR against the truth -0.0001 dB), within the 99.5% acceptance
         assert np.mean(gpu.sr_labels == cpu.sr_labels) >= (0.9999 if channels_last is None else 0.995)
         assert torch.from_numpy(gpu.sr_image).is_pinned()  # copied back straight into page-locked memory
         rng = float(cpu.sr_image.max() - cpu.sr_image.min())

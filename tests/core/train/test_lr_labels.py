@@ -1,4 +1,4 @@
-"""Issue 14: LR-labelled cohorts (ACDC layout), slab losses, semi-supervised training."""
+"""LR-labelled cohorts (ACDC layout), slab losses, semi-supervised training."""
 
 from __future__ import annotations
 
