@@ -1,7 +1,8 @@
-"""`gemini-cmr train`: train Gemini-GAN (`train gemini`) or a V-AMA adapter (`train vama`).
+"""`gemini-cmr train`: train Gemini-GAN (`train gemini`), a V-AMA adapter (`train vama`), or cross-validate
+a training recipe on an LR-labelled cohort (`train cv`).
 
-The sub-subcommands live in `cli/train_gemini.py` and `cli/train_vama.py`, each exposing
-`register(subparsers)`; a module that is not present in this build is skipped.
+The sub-subcommands live in `cli/train_gemini.py`, `cli/train_vama.py` and `cli/train_cv.py`, each exposing
+`register(subparsers)`.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-SUBCOMMANDS = ("train_gemini", "train_vama")
+SUBCOMMANDS = ("train_gemini", "train_vama", "train_cv")
 
 
 def register(subparsers, summary: str) -> None:

@@ -78,7 +78,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         pred, manual = [r[f"pred_{k}"] for r in rows], [r[f"manual_{k}"] for r in rows]
         ba = bland_altman(pred, manual)
         err = np.asarray(pred, dtype=np.float64) - np.asarray(manual, dtype=np.float64)
-        ba["median_abs"] = float(np.nanmedian(np.abs(err))) if err.size else float("nan")
+        finite = np.abs(err[np.isfinite(err)])
+        ba["median_abs"] = float(np.median(finite)) if finite.size else float("nan")
         summary[f"err_{k}"] = ba
     return summary
 

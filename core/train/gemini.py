@@ -85,7 +85,7 @@ class TrainConfig:
     class_weights: Any = "auto"  # "auto" (inverse sqrt of training frequencies) or a list of K floats
     dice_weight: float = 0.0  # soft Dice loss on the foreground classes added to CE (0 = the paper's CE only)
     init: str | None = None  # model folder whose generator weights start a new run (fine-tuning); None = random
-    lr_schedule: str = "cosine"  # "cosine" (to 5% of lr) | "constant"
+    lr_schedule: str = "cosine"  # "cosine" (to 5% of lr) | "poly" ((1 - t)^0.9, nnU-Net's) | "constant"
     epochs: int = 100
     max_steps: int | None = None
     batch_size: int = 4
@@ -107,8 +107,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.seg_input not in ("softmax", "argmax"):
             raise DataError(f"seg_input must be 'softmax' or 'argmax', got {self.seg_input!r}")
-        if self.lr_schedule not in ("cosine", "constant"):
-            raise DataError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
+        if self.lr_schedule not in ("cosine", "poly", "constant"):
+            raise DataError(f"lr_schedule must be 'cosine', 'poly' or 'constant', got {self.lr_schedule!r}")
         try:
             self.check_model()
         except ModelError as exc:
@@ -298,6 +298,8 @@ class GeminiTrainer:
         if self.cfg.lr_schedule == "constant":
             return 1.0
         t = min(1.0, step / max(1, self.total_steps))
+        if self.cfg.lr_schedule == "poly":
+            return (1.0 - t) ** 0.9
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t))
 
     # --- one step --------------------------------------------------------------------------------------

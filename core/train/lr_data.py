@@ -211,12 +211,42 @@ def _cache_key(files: list[Path], percentile: float) -> str:
     return h.hexdigest()[:24]
 
 
+def parse_fold(fold: str | None) -> tuple[int, int] | None:
+    """"k/n" -> (k, n) with 0 <= k < n; "" or None -> None (the source's own split)."""
+    if not fold:
+        return None
+    try:
+        k, n = (int(v) for v in str(fold).split("/"))
+    except ValueError:
+        raise DataError(f"fold must look like 'k/n' (e.g. 2/5), not {fold!r}") from None
+    if n < 2 or not 0 <= k < n:
+        raise DataError(f"fold {fold!r}: need n >= 2 and 0 <= k < n")
+    return k, n
+
+
+def fold_of(kind: str, subject: LRSubject, position: int, n: int) -> int:
+    """The cross-validation fold (0..n-1) of a subject: ACDC by patient number modulo n (the pathology
+    groups are blocks of 20 consecutive patients, so with n = 5 every fold holds 4 of each group and fold 0
+    is the fixed validation split); other sources by position in sorted order modulo n."""
+    if kind == "acdc":
+        from gemini_cmr.core.io.layouts import ACDC_PATIENT
+
+        m = ACDC_PATIENT.match(subject.sid)
+        if m:
+            return int(m.group(1)) % n
+    return position % n
+
+
 def load_lr_split(kind: str, root: str | Path, split: str, percentile: float = DEFAULT_PERCENTILE,
-                  cache_dir: str | Path | None = None) -> list[LRSample]:
-    """LRSamples (labelled phases) of one split of an LR-labelled source, cached as `.npz` per subject."""
+                  cache_dir: str | Path | None = None, fold: tuple[int, int] | None = None) -> list[LRSample]:
+    """LRSamples (labelled phases) of one split of an LR-labelled source, cached as `.npz` per subject.
+    With `fold` = (k, n), fold k is "val" (held out) and the other folds "train", instead of the source's
+    own split."""
     samples: list[LRSample] = []
-    for subj in lr_subjects(kind, root):
-        if subj.split != split:
+    for position, subj in enumerate(lr_subjects(kind, root)):
+        subj_split = subj.split if fold is None else ("val" if fold_of(kind, subj, position, fold[1]) == fold[0]
+                                                      else "train")
+        if subj_split != split:
             continue
         cached = None
         if cache_dir is not None:
@@ -265,6 +295,91 @@ def _read_cache(path: Path, sid: str) -> list[LRSample]:
 IGNORE = 255  # label value of acquired-slice positions without a slice
 
 
+@dataclass
+class StackAugment:
+    """Spatial and intensity augmentation of a stack of acquired slices (LR-label training), each applied
+    with probability `p` (0 = all off). Spatial transforms are the same for every slice of the stack (a
+    heart is rotated or scaled as a whole) except `slice_shift_px`, an in-plane offset drawn per slice like
+    the breath-hold offsets between real acquisitions. Labels follow by nearest neighbour; positions beyond
+    the field of view become background with intensity 0, as the crop's padding does."""
+
+    p: float = 0.0
+    rotate_deg: float = 180.0  # rotation in [-rotate_deg, rotate_deg]
+    scale: tuple[float, float] = (0.8, 1.25)  # zoom (1.25 = 25% larger anatomy), log-uniform
+    elastic_px: float = 0.0  # amplitude (SR pixels) of a smooth random displacement; 0 = off
+    slice_shift_px: float = 0.0  # per-slice shift, normal sd (SR pixels); 0 = off
+    gamma: tuple[float, float] = (0.7, 1.5)
+    contrast: tuple[float, float] = (0.75, 1.25)
+    blur_px: float = 1.0  # Gaussian sigma in [0.5, blur_px] (SR pixels)
+    lowres: float = 0.5  # resolution loss: down by a factor in [lowres, 1], back up (linear)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> StackAugment:
+        d = dict(d or {})
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise DataError(f"unknown augmentation keys: {', '.join(unknown)}")
+        for key in ("scale", "gamma", "contrast"):
+            if key in d:
+                d[key] = tuple(float(v) for v in d[key])
+        return cls(**d)
+
+    def spatial(self, rng: np.random.Generator, n: int, h: int, w: int, cy: float, cx: float
+                ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Source (y, x) coordinates (n, h, w) of an output crop of h x w centred at (cy, cx), or None when
+        no spatial transform was drawn."""
+        rot = self.p > 0 and self.rotate_deg > 0 and rng.random() < self.p
+        scl = self.p > 0 and rng.random() < self.p
+        ela = self.p > 0 and self.elastic_px > 0 and rng.random() < self.p
+        shf = self.p > 0 and self.slice_shift_px > 0 and rng.random() < self.p
+        if not (rot or scl or ela or shf):
+            return None
+        theta = np.deg2rad(rng.uniform(-self.rotate_deg, self.rotate_deg)) if rot else 0.0
+        zoom = float(np.exp(rng.uniform(np.log(self.scale[0]), np.log(self.scale[1])))) if scl else 1.0
+        c, s = np.cos(theta) / zoom, np.sin(theta) / zoom
+        v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+        v -= (h - 1) / 2
+        u -= (w - 1) / 2
+        ys = cy + c * v - s * u
+        xs = cx + s * v + c * u
+        if ela:
+            from scipy.ndimage import gaussian_filter
+
+            sigma = max(h, w) / 8
+            for a in (ys, xs):
+                f = gaussian_filter(rng.normal(size=(h, w)), sigma)
+                a += f * (self.elastic_px * rng.uniform(0.5, 1.0) / (np.abs(f).max() + 1e-9))
+        ys, xs = np.broadcast_to(ys, (n, h, w)).copy(), np.broadcast_to(xs, (n, h, w)).copy()
+        if shf:
+            ys += rng.normal(0, self.slice_shift_px, n)[:, None, None]
+            xs += rng.normal(0, self.slice_shift_px, n)[:, None, None]
+        return ys, xs
+
+    def intensity(self, rng: np.random.Generator, planes: np.ndarray) -> np.ndarray:
+        """Gamma, contrast, blur and resolution loss of (n, h, w) float32 planes (same draw for the stack)."""
+        if self.p <= 0:
+            return planes
+        from scipy import ndimage
+
+        if rng.random() < self.p:
+            lo, hi = float(planes.min()), float(planes.max())
+            if hi > lo:
+                g = float(np.exp(rng.uniform(np.log(self.gamma[0]), np.log(self.gamma[1]))))
+                planes = (((planes - lo) / (hi - lo)) ** g * (hi - lo) + lo).astype(np.float32)
+        if rng.random() < self.p:
+            mean = float(planes.mean())
+            planes = ((planes - mean) * np.float32(rng.uniform(*self.contrast)) + mean).astype(np.float32)
+        if self.blur_px > 0.5 and rng.random() < self.p:
+            planes = ndimage.gaussian_filter(planes, (0, *[rng.uniform(0.5, self.blur_px)] * 2)).astype(np.float32)
+        if self.lowres < 1 and rng.random() < self.p:
+            f = rng.uniform(self.lowres, 1.0)
+            n, h, w = planes.shape
+            small = ndimage.zoom(planes, (1, f, f), order=1)
+            planes = ndimage.zoom(small, (1, h / small.shape[1], w / small.shape[2]), order=1)[:, :h, :w]
+            planes = np.ascontiguousarray(planes, dtype=np.float32)
+        return planes
+
+
 class LRItems:
     """(sample, depth window) items for a network depth D, with augmentation.
 
@@ -286,7 +401,8 @@ class LRItems:
     def __len__(self) -> int:
         return len(self.items)
 
-    def get(self, index: int, rng: np.random.Generator | None, aug=None, crop: int | None = None):
+    def get(self, index: int, rng: np.random.Generator | None, aug=None, crop: int | None = None,
+            extra: StackAugment | None = None):
         si, start, off = self.items[index]
         s = self.samples[si]
         dz = len(s.slice_index)
@@ -310,12 +426,27 @@ class LRItems:
         idx = s.slice_index[start:start + n]
         j0, j1 = int(idx.min()), int(idx.max()) + 1
         nj = j1 - j0
-        planes = np.zeros((nj, ch, cw), np.float32)
-        labels = np.zeros((nj, ch, cw), np.int64)
-        sy0, sy1, sx0, sx1 = max(0, y0), min(h, y0 + ch), max(0, x0), min(w, x0 + cw)
-        if sy1 > sy0 and sx1 > sx0:
-            planes[:, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = s.planes[j0:j1, sy0:sy1, sx0:sx1]
-            labels[:, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = s.labels[j0:j1, sy0:sy1, sx0:sx1]
+        coords = None
+        if rng is not None and extra is not None:
+            coords = extra.spatial(rng, nj, ch, cw, y0 + (ch - 1) / 2, x0 + (cw - 1) / 2)
+        if coords is not None:
+            from scipy.ndimage import map_coordinates
+
+            planes = np.empty((nj, ch, cw), np.float32)
+            labels = np.empty((nj, ch, cw), np.int64)
+            for j in range(nj):
+                yx = [coords[0][j], coords[1][j]]
+                planes[j] = map_coordinates(s.planes[j0 + j].astype(np.float32), yx, order=1, mode="constant")
+                labels[j] = map_coordinates(s.labels[j0 + j], yx, order=0, mode="constant")
+        else:
+            planes = np.zeros((nj, ch, cw), np.float32)
+            labels = np.zeros((nj, ch, cw), np.int64)
+            sy0, sy1, sx0, sx1 = max(0, y0), min(h, y0 + ch), max(0, x0), min(w, x0 + cw)
+            if sy1 > sy0 and sx1 > sx0:
+                planes[:, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = s.planes[j0:j1, sy0:sy1, sx0:sx1]
+                labels[:, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = s.labels[j0:j1, sy0:sy1, sx0:sx1]
+        if rng is not None and extra is not None:
+            planes = extra.intensity(rng, planes)
         if rng is not None and aug is not None:
             if aug.flip and rng.random() < 0.5:
                 planes, labels = planes[:, ::-1], labels[:, ::-1]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,15 @@ from gemini_cmr.core.models.gemini import GeminiConfig, GeminiGenerator, interpo
 from gemini_cmr.core.train.data import Augment
 from gemini_cmr.core.train.gemini import GeminiTrainer, TrainConfig, resolve_class_weights
 from gemini_cmr.core.train.loop import init_distributed
-from gemini_cmr.core.train.lr_data import IGNORE, LRItems, class_frequencies, load_lr_split, parse_source
+from gemini_cmr.core.train.lr_data import (
+    IGNORE,
+    LRItems,
+    StackAugment,
+    class_frequencies,
+    load_lr_split,
+    parse_fold,
+    parse_source,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +52,11 @@ class SemiConfig(TrainConfig):
     # each acquired slice's SR slices (the slice-profile model); "acquired": each acquired slice's own
     # logits (what a per-slice 2D U-Net is trained on; the SR slices in between are interpolated).
     seg_target: str = "slab"
+    # Cross-validation: "k/n" holds fold k out (validation) and trains on the others (`lr_data.fold_of`);
+    # "" = the source's own train/val split.
+    fold: str = ""
+    # Spatial and intensity augmentation of the stacks (`lr_data.StackAugment` keys; {} = off).
+    augment: dict = field(default_factory=dict)
 
 
 def slab_losses(sr: torch.Tensor, logits: torch.Tensor, x: torch.Tensor, labels: torch.Tensor,
@@ -133,10 +146,12 @@ class SemiTrainer(GeminiTrainer):
                             self.data)
         kind, root = src
         cache = Path(cfg.cache_dir) if cfg.cache_dir else self.out / "cache"
-        train = load_lr_split(kind, root, "train", cfg.percentile, cache)
+        fold = parse_fold(cfg.fold)
+        self.extra_aug = StackAugment.from_dict(cfg.augment)
+        train = load_lr_split(kind, root, "train", cfg.percentile, cache, fold)
         if not train:
             raise DataError("no training subjects", root)
-        self.val_samples = load_lr_split(kind, root, cfg.val_split, cfg.percentile, cache)
+        self.val_samples = load_lr_split(kind, root, cfg.val_split, cfg.percentile, cache, fold)
         self.val = self.val_samples  # run() checks truthiness
         mcfg = GeminiConfig.from_dict(dict(cfg.model))
         if mcfg.encoder != "acquired-2d":
@@ -173,7 +188,7 @@ class SemiTrainer(GeminiTrainer):
         for j in range(cfg.batch_size):
             idx = int(perm[(kk * cfg.batch_size + j) % len(perm)])
             rng = np.random.default_rng([cfg.seed, epoch, 0, kk, j])
-            x, lab, slab = self.items.get(idx, rng, self.aug)
+            x, lab, slab = self.items.get(idx, rng, self.aug, extra=self.extra_aug)
             xs.append(x)
             labs.append(lab)
             slabs.append(slab)
