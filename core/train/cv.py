@@ -117,6 +117,8 @@ def run_cv(data: str, config: dict, out: str | Path, folds: int = 5, only: list[
 
     say = say or (lambda msg: log.info("%s", msg))
     out = Path(out)
+    if inference is None:  # a model trained on heart boxes runs on the same box size
+        inference = {**DEFAULT_INFERENCE, "roi_mm": float(config.get("roi_mm") or DEFAULT_INFERENCE["roi_mm"])}
     if folds < 2:
         raise DataError(f"--folds must be at least 2, not {folds}")
     chosen = list(range(folds)) if only is None else sorted(set(only))
@@ -124,7 +126,7 @@ def run_cv(data: str, config: dict, out: str | Path, folds: int = 5, only: list[
     if bad:
         raise DataError(f"folds {bad} outside 0..{folds - 1}")
     out.mkdir(parents=True, exist_ok=True)
-    recipe = {"data": str(data), "folds": folds, "config": config, "inference": inference or DEFAULT_INFERENCE}
+    recipe = {"data": str(data), "folds": folds, "config": config, "inference": inference}
     atomic_write_text(out / "cv_recipe.json", dumps(recipe) + "\n")
     rows: list[dict[str, Any]] = []
     per_fold: dict[int, dict[str, Any]] = {}
@@ -132,7 +134,7 @@ def run_cv(data: str, config: dict, out: str | Path, folds: int = 5, only: list[
         run = out / f"fold{k}"
         t0 = time.perf_counter()
         _train_fold(config, str(data), run, k, folds, device, say)
-        _export(run, inference or DEFAULT_INFERENCE)
+        _export(run, inference)
         fold_rows = _evaluate_fold(str(data), run, k, folds, device, say)
         rows += fold_rows
         per_fold[k] = summarise(fold_rows)

@@ -184,27 +184,50 @@ def lr_subjects(kind: str, root: str | Path) -> list[LRSubject]:
     raise DataError(f"unknown LR-label source {kind!r} (one of {', '.join(SOURCES)})", root)
 
 
-def samples_from_study(study, sid: str, percentile: float = DEFAULT_PERCENTILE) -> list[LRSample]:
-    """LRSamples of the labelled phases of a `Study` with LR labels."""
+def heart_box(study, roi_mm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image, labels, affine) of `study` cut in-plane to a `roi_mm` box centred on its labels (all
+    labelled phases), clipped to the image; the affine's origin moves so world coordinates are unchanged.
+    The training counterpart of the predictor's heart region of interest (`inference.roi_mm`), whose
+    intensity scale is likewise taken inside the box."""
+    lr = study.grid
+    mask = np.any([study.labels[t].any(axis=0) for t in study.labelled_phases], axis=0)
+    jj, ii = np.nonzero(mask)
+    ny, nx = lr.shape[1:]
+    sx, sy = float(lr.spacing[0]), float(lr.spacing[1])
+    hx, hy = int(round(roi_mm / sx / 2)), int(round(roi_mm / sy / 2))
+    cx, cy = int(round(ii.mean())), int(round(jj.mean()))
+    x0, x1, y0, y1 = max(0, cx - hx), min(nx, cx + hx), max(0, cy - hy), min(ny, cy + hy)
+    affine = study.affine.copy()
+    affine[:3, 3] = (study.affine @ np.array([x0, y0, 0.0, 1.0]))[:3]
+    return study.image[:, :, y0:y1, x0:x1], study.labels[:, :, y0:y1, x0:x1], affine
+
+
+def samples_from_study(study, sid: str, percentile: float = DEFAULT_PERCENTILE,
+                       roi_mm: float = 0.0) -> list[LRSample]:
+    """LRSamples of the labelled phases of a `Study` with LR labels; with `roi_mm` > 0 only a box of that
+    size around the labels (`heart_box`), normalised by its own intensity percentile."""
     if not study.has_labels or not study.labelled_phases:
         raise DataError(f"subject {sid}: no labelled phases", study.meta.source_path)
-    lr = Grid(study.image.shape[1:], study.affine)
+    image, labels_all, affine = study.image, study.labels, study.affine
+    if roi_mm > 0:
+        image, labels_all, affine = heart_box(study, roi_mm)
+    lr = Grid(image.shape[1:], affine)
     if lr.shape[0] < 2:
         raise DataError(f"subject {sid}: the LR stack has a single slice", study.meta.source_path)
     sr = sr_grid(lr)
     idx = nearest_slice_indices(lr, sr)
-    scale = intensity_scale(study.image, percentile)
+    scale = intensity_scale(image, percentile)
     out = []
     for t in study.labelled_phases:
-        planes = inplane_resample(study.image[t].astype(np.float32), lr, sr, order=1) / scale
-        labels = inplane_resample(study.labels[t].astype(np.uint8), lr, sr, order=0).astype(np.uint8)
+        planes = inplane_resample(image[t].astype(np.float32), lr, sr, order=1) / scale
+        labels = inplane_resample(labels_all[t].astype(np.uint8), lr, sr, order=0).astype(np.uint8)
         out.append(LRSample(sid, int(t), planes.astype(np.float16), labels, idx.astype(np.int64), float(scale),
                             t == study.meta.ed_phase, t == study.meta.es_phase, study.meta.group))
     return out
 
 
-def _cache_key(files: list[Path], percentile: float) -> str:
-    h = hashlib.sha256(f"v{CACHE_VERSION}|{percentile}".encode())
+def _cache_key(files: list[Path], percentile: float, roi_mm: float = 0.0) -> str:
+    h = hashlib.sha256(f"v{CACHE_VERSION}|{percentile}".encode() + (f"|roi{roi_mm:g}".encode() if roi_mm else b""))
     for p in sorted(Path(f).resolve() for f in files):
         st = p.stat()
         h.update(f"|{p}|{st.st_size}|{st.st_mtime_ns}".encode())
@@ -238,10 +261,11 @@ def fold_of(kind: str, subject: LRSubject, position: int, n: int) -> int:
 
 
 def load_lr_split(kind: str, root: str | Path, split: str, percentile: float = DEFAULT_PERCENTILE,
-                  cache_dir: str | Path | None = None, fold: tuple[int, int] | None = None) -> list[LRSample]:
+                  cache_dir: str | Path | None = None, fold: tuple[int, int] | None = None,
+                  roi_mm: float = 0.0) -> list[LRSample]:
     """LRSamples (labelled phases) of one split of an LR-labelled source, cached as `.npz` per subject.
     With `fold` = (k, n), fold k is "val" (held out) and the other folds "train", instead of the source's
-    own split."""
+    own split; with `roi_mm` > 0 each study is cut to a box of that size around its labels first."""
     samples: list[LRSample] = []
     for position, subj in enumerate(lr_subjects(kind, root)):
         subj_split = subj.split if fold is None else ("val" if fold_of(kind, subj, position, fold[1]) == fold[0]
@@ -250,7 +274,7 @@ def load_lr_split(kind: str, root: str | Path, split: str, percentile: float = D
             continue
         cached = None
         if cache_dir is not None:
-            cached = Path(cache_dir) / f"{subj.sid}-{_cache_key(subj.files, percentile)}.npz"
+            cached = Path(cache_dir) / f"{subj.sid}-{_cache_key(subj.files, percentile, roi_mm)}.npz"
             if cached.exists():
                 try:
                     samples.extend(_read_cache(cached, subj.sid))
@@ -261,7 +285,7 @@ def load_lr_split(kind: str, root: str | Path, split: str, percentile: float = D
             study = subj.load()
         except GeminiError as exc:
             raise DataError(f"subject {subj.sid}: {exc}", subj.files[0]) from None
-        got = samples_from_study(study, subj.sid, percentile)
+        got = samples_from_study(study, subj.sid, percentile, roi_mm)
         if cached is not None:
             _write_cache(cached, got)
         samples.extend(got)

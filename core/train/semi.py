@@ -55,6 +55,9 @@ class SemiConfig(TrainConfig):
     # Cross-validation: "k/n" holds fold k out (validation) and trains on the others (`lr_data.fold_of`);
     # "" = the source's own train/val split.
     fold: str = ""
+    # Train on a box of this size (mm) around each study's labels, normalised by the box's own intensity
+    # percentile, as the predictor runs a model whose config asks for `inference.roi_mm`; 0 = whole FOV.
+    roi_mm: float = 0.0
     # Spatial and intensity augmentation of the stacks (`lr_data.StackAugment` keys; {} = off).
     augment: dict = field(default_factory=dict)
 
@@ -148,10 +151,10 @@ class SemiTrainer(GeminiTrainer):
         cache = Path(cfg.cache_dir) if cfg.cache_dir else self.out / "cache"
         fold = parse_fold(cfg.fold)
         self.extra_aug = StackAugment.from_dict(cfg.augment)
-        train = load_lr_split(kind, root, "train", cfg.percentile, cache, fold)
+        train = load_lr_split(kind, root, "train", cfg.percentile, cache, fold, cfg.roi_mm)
         if not train:
             raise DataError("no training subjects", root)
-        self.val_samples = load_lr_split(kind, root, cfg.val_split, cfg.percentile, cache, fold)
+        self.val_samples = load_lr_split(kind, root, cfg.val_split, cfg.percentile, cache, fold, cfg.roi_mm)
         self.val = self.val_samples  # run() checks truthiness
         mcfg = GeminiConfig.from_dict(dict(cfg.model))
         if mcfg.encoder != "acquired-2d":

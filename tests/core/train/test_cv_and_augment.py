@@ -51,6 +51,24 @@ def test_fold_split_holds_one_fold_out(acdc4, tmp_path):
     assert sorted({s.subject for s in train}) == ["patient002", "patient004"]
 
 
+def test_heart_box_keeps_world_coordinates(acdc4):
+    from gemini_cmr.core.io.layouts import load_acdc
+    from gemini_cmr.core.train.lr_data import heart_box, samples_from_study
+
+    study = load_acdc(acdc4 / "patient002")
+    image, labels, affine = heart_box(study, 12.0)  # 12 mm = 8 pixels of 1.5 mm around the labels
+    assert image.shape[2:] == (8, 8) and labels.shape == image.shape
+    ys, xs = np.nonzero(labels[study.labelled_phases[0]].any(axis=0))
+    jj, ii = np.nonzero(study.labels[study.labelled_phases[0]].any(axis=0))
+    # the same labelled voxels sit at the same world positions
+    y0 = int(round(np.linalg.solve(study.affine, affine @ [0, 0, 0, 1])[1]))
+    x0 = int(round(np.linalg.solve(study.affine, affine @ [0, 0, 0, 1])[0]))
+    assert set(zip(ys + y0, xs + x0)) <= set(zip(jj, ii))
+    boxed = samples_from_study(study, "p", roi_mm=12.0)
+    whole = samples_from_study(study, "p")
+    assert boxed[0].planes.shape[1] < whole[0].planes.shape[1] and boxed[0].scale != whole[0].scale
+
+
 def _stack(n=3, h=40, w=40):
     planes = np.zeros((n, h, w), np.float32)
     labels = np.zeros((n, h, w), np.uint8)
@@ -112,7 +130,7 @@ def test_cv_trains_exports_and_evaluates_every_fold(acdc4, tmp_path, capsys):
     cfg = {"model": {"depth": 24, "widths": [4, 8, 8], "encoder": "acquired-2d", "input_to_heads": True},
            "omega_gan": 0.0, "crop": 16, "batch_size": 2, "epochs": 100, "max_steps": 2, "amp": "off",
            "num_threads": 1, "val_crop": 0, "lr": 3e-3, "lr_schedule": "poly", "class_weights": [1, 1, 1, 1],
-           "augment": {"p": 0.5, "slice_shift_px": 1.0}, "cache_dir": str(tmp_path / "cache"),
+           "augment": {"p": 0.5, "slice_shift_px": 1.0}, "cache_dir": str(tmp_path / "cache"), "roi_mm": 30,
            "seg_target": "acquired"}
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
     argv = ["train", "cv", "--data", f"acdc:{acdc4}", "--config", str(tmp_path / "cfg.json"), "--out",
@@ -123,7 +141,7 @@ def test_cv_trains_exports_and_evaluates_every_fold(acdc4, tmp_path, capsys):
     assert {r["fold"] for r in res["rows"]} == {0, 1}
     for k in (0, 1):
         model_cfg = json.loads((tmp_path / "cv" / f"fold{k}" / "model" / "config.json").read_text())
-        assert model_cfg["inference"]["roi_mm"] == 176
+        assert model_cfg["inference"]["roi_mm"] == 30
         assert model_cfg["training"]["config"]["fold"] == f"{k}/2"
         assert model_cfg["training"]["step"] == 2
     summary = res["summary"]
