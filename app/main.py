@@ -2,13 +2,22 @@
 
 Scripted mode (documentation screenshots, tests): open the study, optionally run the pipeline, save a
 screenshot of the whole window and, with `--quit`, exit (0 on success, 2 on a user-facing error).
+
+SIGTERM (a desktop logout, `kill`) and SIGINT (Ctrl+C) close the window as the close button does: in
+interactive use a running task is cancelled only if the user agrees (the window stays otherwise); scripted
+runs cancel it and exit at once. The exit status is then 128 + the signal (143, 130). Python runs signal
+handlers only when the interpreter gets control, which Qt's event loop never gives it, so a timer wakes it
+every 200 ms (`install_signal_handlers`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("QT_API", "pyside6")
@@ -115,6 +124,49 @@ def _install_excepthook(quit_on_error: bool) -> None:
     sys.excepthook = hook
 
 
+SIGNAL_POLL_MS = 200
+
+
+def install_signal_handlers(app: QApplication, win: MainWindow) -> Callable[[], None]:
+    """Close `win` on SIGTERM/SIGINT (see the module docstring), then end the event loop with status
+    128 + signal. Returns a function that restores the previous handlers."""
+    wake = QTimer(app)
+    wake.timeout.connect(lambda: None)  # returning to Python lets it run the pending signal handlers
+    wake.start(SIGNAL_POLL_MS)
+    busy = {"closing": False}
+
+    def close_for(signum: int) -> None:
+        if busy["closing"]:
+            return  # a question is already open, or the window is closing
+        busy["closing"] = True
+        try:
+            name = signal.Signals(signum).name
+            logging.getLogger("gemini_cmr.app").warning("%s received: closing the window", name)
+            if win.close():  # MainWindow.closeEvent asks first when a task runs in interactive use
+                app.exit(128 + signum)
+            else:
+                win.status_label.setText(f"{name} received: kept running (the task was not cancelled)")
+        finally:
+            busy["closing"] = False
+
+    def handler(signum, frame) -> None:
+        QTimer.singleShot(0, lambda: close_for(signum))
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):  # not the main thread
+            pass
+
+    def restore() -> None:
+        wake.stop()
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore
+
+
 def run_view(study: str | None = None, super_resolve: bool = False, screenshot: str | None = None,
              quit_after: bool = False, model: str | None = None, adapter: str | None = None,
              device: str | None = None, size: tuple[int, int] | None = None) -> int:
@@ -131,7 +183,12 @@ def run_view(study: str | None = None, super_resolve: bool = False, screenshot: 
     win.status_label.setText(f"Ready ({time.perf_counter() - t0:.1f} s)")
     script = _Script(app, win, str(Path(study).expanduser()) if study else None, super_resolve, screenshot,
                      quit_after) if (scripted or study or super_resolve) else None
-    rc = app.exec()
+    restore = install_signal_handlers(app, win)
+    QTimer.singleShot(0, lambda: logging.getLogger("gemini_cmr.app").info("window shown"))
+    try:
+        rc = app.exec()
+    finally:
+        restore()
     win.close()
     if script is not None:
         rc = rc or script.rc

@@ -395,7 +395,26 @@ class MainWindow(QMainWindow):
         self.status_label.setText(state.result_text())
         if more and result.meshes:
             self._start_more_meshes(result, more)
+        self._report_warnings(result)
         self.resultReady.emit(result)
+
+    def _report_warnings(self, result) -> None:
+        """The result's warnings (implausible or unavailable phenotypes, ...) on stderr (the log) and, when
+        interactive, in a dialog that does not block the window; the study panel lists them too."""
+        for w in result.warnings:
+            log.warning("%s", w)
+        if not (self.interactive and result.warnings):
+            return
+        implausible = not (result.phenotypes or {}).get("plausible", True)
+        box = QMessageBox(QMessageBox.Icon.Warning, "Gemini CMR",
+                          "Check these results: some values are implausible or not available."
+                          if implausible else "The run finished with warnings.",
+                          QMessageBox.StandardButton.Ok, self)
+        box.setInformativeText("\n".join(f"• {w}" for w in result.warnings[:12]))
+        box.setModal(False)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.warnings_box = box
+        box.show()
 
     def _start_more_meshes(self, result, phases: list[int]) -> None:
         """Make the surfaces of `phases` on a worker thread after the result is shown (the 3D cine mode
@@ -688,6 +707,14 @@ class MainWindow(QMainWindow):
 
         if self.state.study is None or not self._can_start():
             return None
+        from gemini_cmr.core.errors import GeminiError
+        from gemini_cmr.core.outputs import check_output_folder
+
+        try:  # before anything is written: writable, no folder named like a file, not inside the study
+            check_output_folder(options.folder, self.state.study.meta.source_path)
+        except GeminiError as exc:
+            self._report_error(str(exc), "")
+            return None
         shots = {w: self.grab_image(w) for w in options.screenshots}
         plan = export_plan(options, self.state.study, self.state.result, shots)
         existing = [item.path for item in plan if item.path.exists()]
@@ -738,7 +765,22 @@ class MainWindow(QMainWindow):
         set_combo_path(self.adapter_box if kind == "vama" else self.model_box, path)
         self.remember_engine_choice()
 
+    def confirm_close(self) -> bool:
+        """May the window close now? With a task running in interactive use, the user is asked whether to
+        cancel it (what is saved stays saved); scripted windows never ask."""
+        if self.task is None or not self.task.is_running() or not self.interactive:
+            return True
+        answer = QMessageBox.question(
+            self, "Quit Gemini CMR?",
+            f"A task is running ({self.task.name}). Cancel it and quit?\n"
+            "Files already written are kept; the running task's results are not saved.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
     def closeEvent(self, event):  # noqa: N802
+        if not self.confirm_close():
+            event.ignore()
+            return
         self.set_playing(False)
         self._stop_more_meshes(wait_ms=15000)
         if self.task is not None and self.task.is_running():

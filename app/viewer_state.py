@@ -260,4 +260,19 @@ class ViewerState:
                 + (f"\n{r.model_choice}" if r.model_choice else ""))
 
     def warnings_text(self) -> str:
-        return "" if self.study is None else "\n".join(f"⚠ {w}" for w in self.study.meta.warnings)
+        """The study's warnings, then the result's, one per line; the phenotype flags (listed in full in the
+        phenotype panel) as one line saying how many values are flagged."""
+        if self.study is None:
+            return ""
+        lines = list(self.study.meta.warnings)
+        r = self.result
+        if r is not None:
+            from gemini_cmr.core.phenotypes import flag_messages
+
+            flags = set(flag_messages(r.phenotypes or {}))
+            lines += [w for w in r.warnings if w not in flags]
+            n = len((r.phenotypes or {}).get("flags") or {})
+            if n:
+                what = "implausible or not available" if not r.phenotypes.get("plausible", True) else "not available"
+                lines.append(f"{n} phenotype value(s) {what}: see the Phenotypes panel")
+        return "\n".join(f"⚠ {w}" for w in lines)

@@ -3,13 +3,21 @@
 INPUT_LIST is a text file with one study path per line (blank lines and lines starting with '#' are
 skipped; relative paths are taken from the current folder, else from the list file's folder) or a folder
 whose entries (NIfTI files, zips, study folders) are the studies. Each study goes to DIR/<name>/ with the
-files of `gemini-cmr super-resolve` (name = file name without .nii.gz/.nii/.zip; repeated names get -2,
--3, ... in list order).
+files of `gemini-cmr super-resolve`. The name comes from the study's path relative to the list file's
+folder (or the input folder; the studies' common folder for studies outside it), folders joined by '_',
+without .nii.gz/.nii/.zip: A/study.nii.gz -> A_study. It does not depend on the order or the other
+entries of the list; two studies that would share a name get a short hash of their path added.
 
 - A study that fails (unreadable file, bad geometry, ...) is reported with a one-line reason and the run
-  goes on. DIR/batch_summary.csv and .json list every study: ok / failed / skipped, reason, seconds.
-- Resume: a study whose DIR/<name>/run.json is complete is skipped (outputs are written atomically, so a
-  run.json exists only for a finished study). Run the same command again after an interruption.
+  goes on. DIR/batch_summary.csv and .json list every study: ok / failed / skipped, reason, seconds,
+  whether its phenotypes are plausible, and its warnings (also printed on stderr).
+- Resume: a study is skipped only when DIR/<name>/run.json (written last, so present only for a finished
+  study) records the same input (resolved path, size and modification time of the file or of the files of
+  the folder), the same model (path and sha256 of the weights; the bundled models' for the default),
+  adapter and options (--phases, --mesh-format, --sr-dtype), and every output it lists still exists.
+  Results of an older input or other options are redone in place; a folder holding another study's
+  results is left alone and this study gets its own (name + hash). Run the same command again after an
+  interruption.
 - Sharding: with RANK and WORLD_SIZE in the environment (as `torchrun` sets them), process r takes every
   WORLD_SIZE-th study starting at r, and writes batch_summary.rank<r>.csv/.json; on CUDA each process
   uses the GPU of its LOCAL_RANK (`--nproc_per_node` = the node's GPUs). No process group is
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import os
@@ -84,19 +93,49 @@ def read_input_list(path: Path) -> list[Path]:
     return out
 
 
-def output_names(studies: list[Path]) -> list[str]:
-    """One folder name per study: the file name without its study suffix, made unique in list order."""
-    names, seen = [], {}
-    for p in studies:
-        name = p.name
-        for suf in STUDY_SUFFIXES:
-            if name.lower().endswith(suf):
-                name = name[: -len(suf)]
-                break
-        name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "study"
-        seen[name] = seen.get(name, 0) + 1
-        names.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
-    return names
+def _stem(name: str) -> str:
+    for suf in STUDY_SUFFIXES:
+        if name.lower().endswith(suf):
+            return name[: -len(suf)]
+    return name
+
+
+def _clean(part: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", part).strip("._")
+
+
+def path_hash(path: str | Path, n: int = 8) -> str:
+    """A short, stable hash of a study's absolute path (its output name's tie-breaker)."""
+    return hashlib.sha256(os.path.abspath(os.path.expanduser(str(path))).encode()).hexdigest()[:n]
+
+
+def output_names(studies: list[Path], root: Path | None = None) -> list[str]:
+    """One folder name per study, from its path relative to `root` (default: the studies' common folder;
+    a study outside `root` is taken relative to the common folder of all): the folders and the file name
+    without its study suffix joined by '_' (A/study.nii.gz -> A_study). Names that would repeat get
+    '-<hash of the path>', so a name never depends on the list's order."""
+    paths = [Path(os.path.abspath(os.path.expanduser(str(p)))) for p in studies]
+    if not paths:
+        return []
+    common = Path(os.path.commonpath([str(p.parent) for p in paths]))
+    base = Path(os.path.abspath(os.path.expanduser(str(root)))) if root is not None else common
+    if not all(base in p.parents for p in paths):
+        base = common
+    names = []
+    for p in paths:
+        parts = list(p.relative_to(base).parts)
+        parts[-1] = _stem(parts[-1])
+        names.append("_".join(c for c in (_clean(x) for x in parts) if c) or "study")
+    counts: dict[str, int] = {}
+    for n in names:
+        counts[n] = counts.get(n, 0) + 1
+    return [n if counts[n] == 1 else f"{n}-{path_hash(p)}" for n, p in zip(names, paths)]
+
+
+def list_root(input_list: Path) -> Path:
+    """The folder names are relative to: the input folder, or the list file's folder."""
+    p = Path(input_list).expanduser()
+    return p if p.is_dir() else p.parent
 
 
 def shard(items: list, rank: int, world_size: int) -> list:
@@ -132,11 +171,82 @@ def shard_device(device: str, rank: int, world_size: int) -> str:
 
 def is_complete(folder: Path) -> bool:
     """True when folder/run.json is a finished run's record (written last, atomically)."""
+    return _run_record(folder) is not None
+
+
+def _run_record(folder: Path) -> dict | None:
     try:
         info = json.loads((Path(folder) / "run.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return isinstance(info, dict) and "outputs" in info and "phases" in info
+        return None
+    return info if isinstance(info, dict) and "outputs" in info and "phases" in info else None
+
+
+def resume_key(study: Path, model_key: dict, options: dict) -> dict:
+    """What a finished study's run.json must record for it to be skipped: the input's fingerprint
+    (`core.outputs.input_fingerprint`), the model and adapter (`model_identity`) and the options."""
+    from gemini_cmr.core.outputs import input_fingerprint
+
+    return {"input": input_fingerprint(study) or {"path": os.path.abspath(study)}, **model_key,
+            "options": dict(options)}
+
+
+def model_identity(model: Path | None, adapter: Path | None) -> dict:
+    """The requested model and adapter: resolved path and sha256 of the weights; for the default model
+    (`model` None) the sha256 of every bundled model (the one used depends on the study)."""
+    from gemini_cmr.core.models import store
+    from gemini_cmr.core.resources import resources_dir
+
+    out: dict = {}
+    if model is None:
+        bundled = sorted((resources_dir() / "models").glob("*/model.safetensors"))
+        out["model"] = {"path": "default", "sha256": sorted(store.file_sha256(w) for w in bundled)}
+    else:
+        weights, _ = store.model_files(Path(model).expanduser())
+        out["model"] = {"path": str(weights.resolve()), "sha256": [store.file_sha256(weights)]}
+    if adapter is None:
+        out["adapter"] = None
+    else:
+        from gemini_cmr.core.models.vama import _resolve
+
+        weights, _ = _resolve(Path(adapter).expanduser())
+        out["adapter"] = {"path": str(weights.resolve()), "sha256": store.file_sha256(weights)}
+    return out
+
+
+def resume_state(folder: Path, key: dict) -> tuple[str, str]:
+    """("missing" | "complete" | "stale" | "other", reason) of `folder` for the study with `key`:
+    missing = no finished run there; complete = the same input, model and options, every output present
+    (skip it); stale = this study's results, but from another input version, model or options, or with
+    outputs missing (redo in place); other = another study's results (leave them alone)."""
+    info = _run_record(folder)
+    if info is None:
+        return "missing", ""
+    old = info.get("resume_key")
+    if not isinstance(old, dict):
+        recorded = (info.get("input") or {}).get("path") or (info.get("arguments") or {}).get("study")
+        if recorded and os.path.realpath(str(recorded)) != key["input"].get("path"):
+            return "other", f"holds the results of {recorded}"
+        return "stale", "run.json does not record the input's fingerprint (older version)"
+    old_input, new_input = old.get("input") or {}, key["input"]
+    if old_input.get("path") != new_input.get("path"):
+        return "other", f"holds the results of {old_input.get('path')}"
+    changed = [k for k in ("size_bytes", "mtime_ns", "files") if old_input.get(k) != new_input.get(k)]
+    if changed:
+        return "stale", "the input changed since (" + ", ".join(changed) + ")"
+    if old.get("options") != key["options"]:
+        diff = sorted(k for k in set(old.get("options") or {}) | set(key["options"])
+                      if (old.get("options") or {}).get(k) != key["options"].get(k))
+        return "stale", "other options (" + ", ".join(diff) + ")"
+    used = (info.get("model") or {}).get("id")
+    if old.get("model", {}).get("path") != key["model"]["path"] or used not in key["model"]["sha256"]:
+        return "stale", "made with another model"
+    if old.get("adapter") != key["adapter"]:
+        return "stale", "made with another adapter"
+    missing = [o for o in info.get("outputs") or [] if not (Path(folder) / o).is_file()]
+    if missing:
+        return "stale", f"{len(missing)} output(s) missing, e.g. {missing[0]}"
+    return "complete", ""
 
 
 def one_line(exc: BaseException) -> str:
@@ -148,7 +258,7 @@ def one_line(exc: BaseException) -> str:
 def write_summary(out: Path, rows: list[dict], suffix: str = "") -> tuple[Path, Path]:
     from gemini_cmr.core.io.atomic import atomic_write_text
 
-    fields = ["study", "output", "status", "reason", "seconds"]
+    fields = ["study", "output", "status", "reason", "seconds", "plausible", "warnings"]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()
@@ -186,16 +296,40 @@ class Bar:
             flush=True,
         )
 
+    def message(self, text: str) -> None:
+        """A line on stderr (warnings), shown even with --quiet; keeps a terminal's bar line intact."""
+        if self.enabled and self.tty:
+            print("\r" + " " * 150 + "\r", end="", file=sys.stderr)
+        print(text, file=sys.stderr, flush=True)
+
     def close(self) -> None:
         if self.enabled and self.tty:
             print(file=sys.stderr)
 
 
 # --- the command ------------------------------------------------------------------------------------------
+def _destination(out: Path, name: str, study: Path, key: dict) -> tuple[Path, str, str]:
+    """(folder, state, reason) for `study`: DIR/<name>, or DIR/<name>-<hash> when DIR/<name> holds
+    another study's results (`resume_state`)."""
+    dest = out / name
+    state, reason = resume_state(dest, key)
+    if state == "other":
+        dest = out / f"{name}-{path_hash(study)}"
+        state, reason2 = resume_state(dest, key)
+        if state == "other":
+            raise GeminiError(f"both {out / name} and {dest} hold other studies' results", study)
+        reason = f"{out / name} {reason}; using {dest.name}" + (f"; {reason2}" if reason2 else "")
+    return dest, state, reason
+
+
 def run(args: argparse.Namespace) -> int:
     from gemini_cmr.core import mesh as meshlib
+    from gemini_cmr.core.outputs import check_output_folder, clean_stale_temporaries
 
     studies = read_input_list(args.input_list)
+    out = args.out.expanduser()
+    # The output folder may lie inside a folder of studies: it is not a study.
+    studies = [p for p in studies if os.path.abspath(p) != os.path.abspath(out)]
     if not studies:
         raise GeminiError("no studies in the input list", args.input_list)
     try:
@@ -203,21 +337,21 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise GeminiError(str(exc)) from None
     rank, world = rank_and_world()
-    names = output_names(studies)
+    names = output_names(studies, list_root(args.input_list))
     mine = shard(list(zip(studies, names)), rank, world)
-    out = args.out.expanduser()
-    if out.exists() and not out.is_dir():
-        raise GeminiError("output path exists and is not a folder", out)
+    check_output_folder(out)  # writable, not a file: before any model is loaded
     out.mkdir(parents=True, exist_ok=True)
     suffix = f".rank{rank}" if world > 1 else ""
     prefix = f"rank {rank}/{world} " if world > 1 else ""
 
     import torch
 
-    from gemini_cmr.core.engine import SuperResolver
+    from gemini_cmr.core.engine import SuperResolver, parse_phases
     from gemini_cmr.core.io import load_study
-    from gemini_cmr.core.outputs import write_outputs
+    from gemini_cmr.core.outputs import estimate_output_bytes, write_outputs
 
+    model_key = model_identity(args.model, args.adapter)
+    options = {"phases": str(args.phases), "mesh_format": list(formats), "sr_dtype": args.sr_dtype}
     if args.threads:
         torch.set_num_threads(args.threads)
     device = shard_device(args.device, rank, world)
@@ -230,23 +364,35 @@ def run(args: argparse.Namespace) -> int:
     n_done = 0
     try:
         for i, (study_path, name) in enumerate(mine):
-            dest = out / name
-            row = {
-                "study": str(study_path),
-                "output": str(dest),
-                "status": "ok",
-                "reason": "",
-                "seconds": 0.0,
-            }
+            row = {"study": str(study_path), "output": str(out / name), "status": "ok", "reason": "",
+                   "seconds": 0.0, "plausible": "", "warnings": ""}
             t0 = time.perf_counter()
-            if not args.redo and is_complete(dest):
-                row.update(status="skipped", reason="complete run.json already there")
-            else:
-                try:
+            loading = False
+            try:
+                key = resume_key(study_path, model_key, options)
+                dest, state, why = _destination(out, name, study_path, key)
+                row["output"] = str(dest)
+                clean_stale_temporaries(dest)
+                if state == "complete" and not args.redo:
+                    row.update(status="skipped", reason="complete run.json already there (same input, model "
+                                                        "and options)" + (f"; {why}" if why else ""))
+                    prev = _run_record(dest) or {}
+                    row["plausible"] = str((prev.get("phenotypes") or {}).get("plausible", "")).lower()
+                else:
+                    if state == "stale" and not args.redo:
+                        row["reason"] = f"redone: {why}"
+                    elif why:
+                        row["reason"] = why
+                    check_output_folder(dest, study_path)
                     if engine is None:
+                        loading = True
                         engine = SuperResolver(model=args.model, adapter=args.adapter, device=device)
+                        loading = False
                     study = load_study(study_path)
+                    n_ph = len(parse_phases(args.phases, study)[0])
+                    check_output_folder(dest, study_path, estimate_output_bytes(study, n_ph, args.sr_dtype))
                     result = engine.run(study, phases=args.phases, meshes="ed_es")
+                    warnings = list(study.meta.warnings) + list(result.warnings)
                     extra = {
                         "arguments": {
                             "study": str(study_path),
@@ -254,18 +400,23 @@ def run(args: argparse.Namespace) -> int:
                             "batch": str(args.input_list),
                             "rank": rank,
                             "world_size": world,
-                        }
+                        },
+                        "resume_key": key,
                     }
                     write_outputs(result, dest, formats, False, extra_info=extra, sr_dtype=args.sr_dtype)
                     n_done += 1
-                except (KeyboardInterrupt, MemoryError):
+                    row["plausible"] = str(bool(result.phenotypes.get("plausible", True))).lower()
+                    row["warnings"] = " | ".join(warnings)
+                    for w in warnings:
+                        bar.message(f"gemini-cmr: warning: {study_path}: {w}")
+            except (KeyboardInterrupt, MemoryError):
+                raise
+            except GeminiError as exc:
+                if loading:  # the model cannot be loaded: nothing can run
                     raise
-                except GeminiError as exc:
-                    if engine is None:  # the model itself could not be loaded: nothing can run
-                        raise
-                    row.update(status="failed", reason=one_line(exc))
-                except Exception as exc:  # noqa: BLE001 - a bad study must not stop the cohort
-                    row.update(status="failed", reason=one_line(exc))
+                row.update(status="failed", reason=one_line(exc))
+            except Exception as exc:  # noqa: BLE001 - a bad study must not stop the cohort
+                row.update(status="failed", reason=one_line(exc))
             row["seconds"] = round(time.perf_counter() - t0, 3)
             rows.append(row)
             bar(
@@ -292,9 +443,11 @@ def run(args: argparse.Namespace) -> int:
         if r["status"] == "failed":
             why = r["reason"] if r["reason"].startswith(r["study"]) else f"{r['study']}: {r['reason']}"
             print(f"gemini-cmr: failed: {why}", file=sys.stderr)
+    implausible = sum(r.get("plausible") == "false" for r in rows)
     rate = f", {3600 * n_done / wall:.0f} studies/hour" if n_done else ""
+    flagged = f", {implausible} with implausible phenotypes (see the summary)" if implausible else ""
     print(
         f"{prefix}{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped of {len(mine)} "
-        f"in {wall:.1f} s{rate}; summary {csv_path}"
+        f"in {wall:.1f} s{rate}{flagged}; summary {csv_path}"
     )
     return 1 if counts["failed"] else 0

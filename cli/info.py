@@ -46,7 +46,12 @@ def _phase(value) -> str:
 
 
 def format_summary(info: dict) -> str:
-    """Readable multi-line text of a `Study.summary()` dict."""
+    """Readable multi-line text of a `Study.summary()` dict (control characters in names escaped, so every
+    fact stays on its line)."""
+    from gemini_cmr.core.io.names import printable
+
+    info = {**info, **{k: printable(str(info[k])) for k in ("path", "patient_id", "series_description", "vendor")
+                       if info.get(k)}, "warnings": [printable(str(w)) for w in info.get("warnings", [])]}
     t, z, y, x = info["shape"]
     sx, sy, sz = info["spacing_mm"]
     lines = [

@@ -16,6 +16,7 @@ import threading
 
 from gemini_cmr.core import __version__
 from gemini_cmr.core.errors import GeminiError
+from gemini_cmr.core.io.names import printable
 from gemini_cmr.core.log import setup_logging
 
 # (module name, summary) in the order shown by --help.
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc = args.func(args)
     except GeminiError as exc:
-        print(f"gemini-cmr: {exc}", file=sys.stderr)
+        print(f"gemini-cmr: {printable(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated)

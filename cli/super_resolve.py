@@ -1,8 +1,11 @@
 """`gemini-cmr super-resolve STUDY --out DIR`: SR image, 3D labels, meshes and phenotypes of a study.
 
 Writes into DIR: sr_image.nii.gz, sr_labels.nii.gz, lr_labels.nii.gz, meshes/, phenotypes.json,
-phenotypes.csv, run.json (see docs/pipeline.md). Everything is written to a temporary folder next to
-DIR and moved into place at the end, so a failed run leaves DIR as it was. Progress goes to stderr.
+phenotypes.csv, run.json (see docs/pipeline.md). DIR is checked before the compute (writable, enough
+free space, no folder named like an output, not inside the study's folder). Everything is written to a
+hidden staging folder inside DIR and published at the end, run.json last, so a failed run leaves DIR as it
+was. Progress and warnings (the study's, implausible or unavailable phenotypes) go to stderr; the
+summary line on stdout marks implausible values and says why a value is not available.
 """
 
 from __future__ import annotations
@@ -61,9 +64,9 @@ class StderrProgress:
 
 def run(args: argparse.Namespace) -> int:
     from gemini_cmr.core import mesh as meshlib
-    from gemini_cmr.core.engine import SuperResolver
+    from gemini_cmr.core.engine import SuperResolver, parse_phases
     from gemini_cmr.core.io import load_study
-    from gemini_cmr.core.outputs import write_outputs
+    from gemini_cmr.core.outputs import check_output_folder, estimate_output_bytes, write_outputs
 
     try:
         formats = meshlib.parse_formats(args.mesh_format)
@@ -71,13 +74,15 @@ def run(args: argparse.Namespace) -> int:
         raise GeminiError(str(exc)) from None
     if not formats:
         raise GeminiError("--mesh-format needs at least one of stl,obj,ply,vtp")
-    out = args.out.expanduser()
-    if out.exists() and not out.is_dir():
-        raise GeminiError("output path exists and is not a folder", out)
+    out = check_output_folder(args.out, args.study)  # before anything slow: a bad --out fails in a second
     progress = StderrProgress(not args.quiet)
     t0 = time.perf_counter()
     study = load_study(args.study, series_uid=args.series_uid, allow_incomplete=args.allow_incomplete)
     t_load = time.perf_counter() - t0
+    for w in study.meta.warnings:
+        print(f"gemini-cmr: warning: {study.meta.source_path or args.study}: {w}", file=sys.stderr, flush=True)
+    n_phases = len(parse_phases(args.phases, study)[0])
+    check_output_folder(out, args.study, need_bytes=estimate_output_bytes(study, n_phases, args.sr_dtype))
     progress(0.0, f"loaded {study.name}: {study.n_phases} phases x {study.n_slices} slices")
     engine = SuperResolver(model=args.model, adapter=args.adapter, device=args.device)
     progress(0.0, f"model {engine.model_id[:12]} on {engine.device}")
@@ -87,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         progress(0.8, f"model used: {result.model_id[:12]} ({result.model_choice})")
     result.timings["load_study"] = t_load
     for w in result.warnings:
-        print(f"gemini-cmr: warning: {w}", file=sys.stderr)
+        print(f"gemini-cmr: warning: {w}", file=sys.stderr, flush=True)
     extra = {"arguments": {
         "study": str(args.study), "out": str(out), "model": None if args.model is None else str(args.model),
         "adapter": None if args.adapter is None else str(args.adapter), "device": args.device,
@@ -95,14 +100,18 @@ def run(args: argparse.Namespace) -> int:
     }}  # fmt: skip
     write_outputs(result, out, formats, args.all_phase_meshes, extra_info=extra, sr_dtype=args.sr_dtype)
     total = time.perf_counter() - t0
-    p = result.phenotypes
-
-    def num(key: str, fmt: str = ".1f") -> str:
-        v = p.get(key)
-        return "n/a" if v is None or v != v else format(v + 0.0, fmt)
-
     progress(1.0, f"wrote {out} in {total:.1f} s")
-    print(f"{out}: ED {result.ed_phase} ES {result.es_phase}  LVEDV {num('lv_edv_ml')} mL  "
-          f"LVESV {num('lv_esv_ml')} mL  LVEF {num('lv_ef_pct')} %  LV mass {num('lv_mass_g')} g  "
-          f"RVEDV {num('rv_edv_ml')} mL  RVEF {num('rv_ef_pct')} %")
+    print(f"{out}: {summary_line(result)}")
     return 0
+
+
+def summary_line(result) -> str:
+    """ED/ES and the main phenotypes; implausible values marked, unavailable ones "n/a (reason)"."""
+    from gemini_cmr.core.phenotypes import value_text
+
+    p = result.phenotypes
+    values = "  ".join(f"{name} {value_text(p, key, unit)}" for name, key, unit in (
+        ("LVEDV", "lv_edv_ml", "mL"), ("LVESV", "lv_esv_ml", "mL"), ("LVEF", "lv_ef_pct", "%"),
+        ("LV mass", "lv_mass_g", "g"), ("RVEDV", "rv_edv_ml", "mL"), ("RVEF", "rv_ef_pct", "%")))
+    flag = "" if p.get("plausible", True) else "  [check: implausible values, see the warnings]"
+    return f"ED {result.ed_phase} ES {result.es_phase}  {values}{flag}"

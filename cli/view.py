@@ -6,6 +6,9 @@ The app is imported inside `run`, so importing this module (and `gemini-cmr --he
 from __future__ import annotations
 
 import argparse
+import re
+
+from gemini_cmr.core.errors import GeminiError
 
 
 def register(subparsers: argparse._SubParsersAction, summary: str = "open the desktop app") -> None:
@@ -24,11 +27,18 @@ def register(subparsers: argparse._SubParsersAction, summary: str = "open the de
     p.set_defaults(func=run)
 
 
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """'1600x1000' -> (1600, 1000); anything else is a one-line `GeminiError` (not a traceback)."""
+    if not text:
+        return None
+    m = re.fullmatch(r"\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*", text)
+    if not m or not all(200 <= int(v) <= 16384 for v in m.groups()):
+        raise GeminiError(f"--size {text!r}: expected WIDTHxHEIGHT in pixels, each 200-16384, e.g. 1600x1000")
+    return int(m.group(1)), int(m.group(2))
+
+
 def run(args: argparse.Namespace) -> int:
-    size = None
-    if args.size:
-        w, _, h = args.size.lower().partition("x")
-        size = (int(w), int(h))
+    size = parse_size(args.size)
     from gemini_cmr.app.main import run_view  # lazy: Qt is loaded only when the app starts
 
     return run_view(study=args.study, super_resolve=args.super_resolve, screenshot=args.screenshot,

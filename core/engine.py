@@ -20,6 +20,10 @@ LV cavity volume curve is needed to find ED and ES) and the result keeps all of 
 `"ed,es"` then costs as much as `"all"` (a warning says so).
 ED/ES of the result: the study's when known, else max/min of the SR LV cavity volume curve
 (see `core.phenotypes`, which reports both).
+
+`Result.warnings` holds what the user must see besides the study's own warnings (`study.meta.warnings`):
+the engine's notes and one line per phenotype flag (`core.phenotypes.flag_messages`: implausible values,
+empty structures, values that cannot be computed). The CLI prints both on stderr, the app shows them.
 """
 
 from __future__ import annotations
@@ -265,6 +269,8 @@ class SuperResolver:
             lr_grid=lr_grid, lr_phases=study.labelled_phases,
         )  # fmt: skip
         ed, es = int(phen["ed_phase"]), int(phen["es_phase"])
+        # Implausible or unavailable values (core.phenotypes.assess) reach the user as warnings too.
+        warnings.extend(phenolib.flag_messages(phen))
         timings["phenotypes"] = time.perf_counter() - t
         if progress:
             progress(_SPAN["phenotypes"][1], "phenotypes")

@@ -21,6 +21,7 @@ import numpy as np
 
 from gemini_cmr.core.errors import GeminiError
 from gemini_cmr.core.geometry import sr_grid
+from gemini_cmr.core.io import limits
 from gemini_cmr.core.models.gemini import GeminiConfig
 from gemini_cmr.core.models.preprocess import depth_windows, pad_amounts
 
@@ -47,6 +48,7 @@ def estimate_parts(study, model_config: dict, n_phases: int | None = None) -> tu
     cfg = _model_section(model_config)
     t = study.n_phases if n_phases is None else int(n_phases)
     d, h, w = sr_grid(study.grid).shape
+    _check_sr_grid(study, d, h, w)
     hp = h + sum(pad_amounts(h, cfg.multiple))
     wp = w + sum(pad_amounts(w, cfg.multiple))
     depth = cfg.depth
@@ -67,6 +69,18 @@ def estimate_parts(study, model_config: dict, n_phases: int | None = None) -> tu
     placed = d * h * w * 4 * 2  # placed stack and its in-plane resampling
     blend = cfg.n_classes * d * h * w * 4 if len(depth_windows(d, depth)) > 1 else 0
     return fixed, activations + outputs + placed + blend
+
+
+def _check_sr_grid(study, d: int, h: int, w: int) -> None:
+    """Refuse an SR grid no cardiac cine has (e.g. 1e9 mm voxels from a corrupt header) before planning:
+    the plan would otherwise enumerate billions of depth windows. `core.io.load_study` refuses such
+    geometry already; this guards studies built in memory."""
+    limit = limits.cap("max_voxels")
+    if float(d) * float(h) * float(w) > limit:
+        spacing = " x ".join(f"{v:.4g}" for v in study.grid.spacing)
+        raise GeminiError(f"implausible geometry: the super-resolution grid would hold {w} x {h} x {d} voxels per "
+                          f"phase (input voxels {spacing} mm), more than the limit of {limit:,} "
+                          f"({limits.how_to_raise('max_voxels')})", study.meta.source_path or None)
 
 
 def estimate_memory(study, model_config: dict, batch_size: int = 4, n_phases: int | None = None) -> int:

@@ -1,12 +1,19 @@
-"""Everything that writes a result: file names, the writers, and atomic publishing of the outputs folder.
+"""Everything that writes a result: file names, the writers, and safe publishing of the outputs folder.
 
 ```python
-from gemini_cmr.core.outputs import write_outputs
+from gemini_cmr.core.outputs import check_output_folder, write_outputs
+check_output_folder("out/DIR", study_path)   # before the compute: writable, no conflicts, not in the study
 write_outputs(result, "out/DIR", mesh_formats=("stl",), all_phase_meshes=False, sr_dtype="float32")
 ```
 `write_outputs` writes `sr_image.nii.gz`, `sr_labels.nii.gz`, `lr_labels.nii.gz`, `meshes/`, `phenotypes.json`,
-`phenotypes.csv` and `run.json` (docs/pipeline.md) into a temporary folder beside `out_dir`, then moves
-them into place with SIGINT/SIGTERM held: a failure, cancellation or interrupt leaves `out_dir` as it was.
+`phenotypes.csv` and `run.json` (docs/pipeline.md) into a hidden staging folder inside `out_dir`
+(`.gemini-cmr.tmp-<host>-<pid>-*`: the same file system as the outputs, also when `out_dir` is a mount point
+or a symbolic link), then publishes them file by file with SIGINT/SIGTERM held: the old `run.json` (the
+commit marker) is set aside first and the new one moved in last; an old output is kept aside until the end,
+so a failure while publishing puts everything back. Only files the product writes are replaced or removed
+(user files in `out_dir` and in `meshes/` stay). A failure, cancellation or interrupt leaves `out_dir` as
+it was; a SIGKILLed run leaves a staging folder without `run.json`, removed by the next write (or check) once
+its process is gone (`clean_stale_temporaries`).
 The app's Export dialog writes single files with the same names and writers (`write_sr_image`, ...,
 `mesh_path`).
 """
@@ -14,12 +21,15 @@ The app's Export dialog writes single files with the same names and writers (`wr
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
 import platform
+import re
 import shutil
 import signal
+import socket
 import struct
 import sys
 import tempfile
@@ -38,6 +48,7 @@ from gemini_cmr.core import __version__
 from gemini_cmr.core import mesh as meshlib
 from gemini_cmr.core import phenotypes as phenolib
 from gemini_cmr.core.errors import Cancelled, GeminiError
+from gemini_cmr.core.io import jsonio
 from gemini_cmr.core.io.atomic import atomic_path, atomic_write_text
 from gemini_cmr.core.io.nifti import IMAGE_DTYPES, save_nifti
 from gemini_cmr.core.mesh import MESH_FORMATS
@@ -57,6 +68,18 @@ PHENOTYPES_JSON = "phenotypes.json"
 PHENOTYPES_CSV = "phenotypes.csv"
 RUN_JSON = "run.json"
 OUTPUT_NAMES = (SR_IMAGE, SR_LABELS, LR_LABELS, MESHES_DIR, PHENOTYPES_JSON, PHENOTYPES_CSV, RUN_JSON)
+OUTPUT_FILES = tuple(n for n in OUTPUT_NAMES if n != MESHES_DIR)
+#: Hidden staging folders (and write probes) of this product inside an outputs folder:
+#: `.gemini-cmr.tmp-<host>-<pid>-<random>`.
+STAGING_PREFIX = ".gemini-cmr.tmp-"
+_STAGING_RE = re.compile(r"^\.gemini-cmr\.tmp-(?P<host>.+)-(?P<pid>\d+)-[^-]*$")
+_OLD_MESHES_RE = re.compile(r"^\.meshes\.old-(?P<pid>\d+)$")  # left by gemini-cmr <= 0.1 after a SIGKILL
+#: Mesh files the product writes into meshes/ (`core.mesh.mesh_file_name`, `write_series`).
+_MESH_FILE_RE = re.compile(r"^(ed|es|phase_\d{2,})_(lv_cavity|lv_myocardium|rv_cavity)\.(stl|obj|ply|vtp)$"
+                           r"|^(lv_cavity|lv_myocardium|rv_cavity)_series\.pvd$")
+#: Legacy temporary folders beside the outputs folder (`.<name>.tmp-XXXXXXXX`, no process id): removed once
+#: they are this old.
+LEGACY_TMP_AGE_S = 24 * 3600
 
 
 def mesh_phases(result: Result, all_phases: bool = False) -> list[tuple[int, str]]:
@@ -154,8 +177,35 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def input_fingerprint(path: str | Path) -> dict[str, Any] | None:
+    """What identifies the contents of an input without reading it: the resolved path, and the size and
+    latest modification time (ns) of the file, or the file count, total size and latest modification of a
+    folder (hidden files and folders skipped). None when `path` does not exist."""
+    p = Path(path).expanduser()
+    try:
+        real = p.resolve()
+        if real.is_file():
+            st = real.stat()
+            return {"path": str(real), "files": 1, "size_bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+        if not real.is_dir():
+            return None
+        n = size = latest = 0
+        for root, dirs, names in os.walk(real):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in names:
+                if name.startswith("."):
+                    continue
+                with contextlib.suppress(OSError):
+                    st = os.stat(os.path.join(root, name))
+                    n, size, latest = n + 1, size + st.st_size, max(latest, st.st_mtime_ns)
+        return {"path": str(real), "files": n, "size_bytes": size, "mtime_ns": latest}
+    except OSError:
+        return None
+
+
 def run_info(result: Result, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The contents of run.json: inputs, model/adapter identity, versions, device, timings."""
+    """The contents of run.json: inputs (with `input_fingerprint`), model/adapter identity, versions,
+    device, timings, warnings (the study's, then the result's), the phenotypes' plausibility and flags."""
     s = result.study
     info: dict[str, Any] = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -184,7 +234,12 @@ def run_info(result: Result, extra: dict[str, Any] | None = None) -> dict[str, A
         "versions": _versions(),
         "timings_s": {k: round(float(v), 4) for k, v in result.timings.items()},
         "warnings": list(s.meta.warnings) + list(result.warnings),
+        "phenotypes": {"plausible": result.phenotypes.get("plausible"),
+                       "flags": dict(result.phenotypes.get("flags") or {})},
     }
+    fp = input_fingerprint(s.meta.source_path) if s.meta.source_path else None
+    if fp is not None:
+        info["input"]["fingerprint"] = fp
     if extra:
         info.update(extra)
     return info
@@ -220,38 +275,232 @@ def _signals_deferred():
                 signal.raise_signal(pending[0])
 
 
-def _move_into_place(tmp: Path, out_dir: Path) -> None:
-    """Publish the finished temporary folder as `out_dir` (with SIGINT/SIGTERM held meanwhile).
+# --- checks before the compute ------------------------------------------------------------------------------
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname() or "host") or "host"
 
-    A missing or empty `out_dir` is replaced by one rename. An existing, non-empty `out_dir` keeps
-    files that are not ours; each of our outputs replaces its old version by a rename (the old
-    `meshes/` folder is swapped out whole).
-    """
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process, or we cannot tell: leave its files alone
+    return True
+
+
+def os_error_text(exc: OSError) -> str:
+    """A short, one-line reason for an OSError (no errno numbers, no paths)."""
+    known = {errno.ENOSPC: "no space left on the device", errno.EROFS: "read-only file system",
+             errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+             errno.EDQUOT: "disk quota exceeded", errno.EISDIR: "a folder is in the way",
+             errno.ENOTDIR: "a file is in the way", errno.EIO: "input/output error"}
+    return known.get(exc.errno or -1) or " ".join(str(exc.strerror or exc).split()) or type(exc).__name__
+
+
+def clean_stale_temporaries(out_dir: str | Path) -> list[Path]:
+    """Remove what interrupted runs of this product left: staging folders and probes inside `out_dir`
+    whose process (on this host) is gone, `.meshes.old-<pid>` folders of dead processes, and legacy
+    `.<name>.tmp-*` folders beside `out_dir` older than a day. Returns what was removed; never raises."""
+    out_dir = Path(out_dir)
+    removed: list[Path] = []
+    host = _host()
+
+    def drop(p: Path) -> None:
+        with contextlib.suppress(OSError):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+            removed.append(p)
+
+    with contextlib.suppress(OSError):
+        if out_dir.is_dir():
+            for p in out_dir.iterdir():
+                m = _STAGING_RE.match(p.name)
+                if m and m["host"] == host and not _pid_alive(int(m["pid"])):
+                    drop(p)
+                m = _OLD_MESHES_RE.match(p.name)
+                if m and not _pid_alive(int(m["pid"])):
+                    drop(p)
+    with contextlib.suppress(OSError):
+        parent = out_dir.absolute().parent
+        legacy = re.compile(rf"^\.{re.escape(out_dir.name)}\.tmp-[A-Za-z0-9_]{{8}}$")
+        now = time.time()
+        for p in parent.iterdir():
+            if legacy.match(p.name) and p.is_dir() and now - p.stat().st_mtime > LEGACY_TMP_AGE_S:
+                drop(p)
+    for p in removed:
+        log.info("removed a temporary folder left by an interrupted run: %s", p)
+    return removed
+
+
+def _study_folder(study_path: str | Path | None) -> Path | None:
+    """The folder a later read of `study_path` looks through: the study folder itself, or the folder of a
+    DICOM file (the loader reads its whole folder); None for NIfTI files, zips and non-paths."""
+    if not study_path:
+        return None
+    p = Path(study_path).expanduser()
+    try:
+        if p.is_dir():
+            return p.resolve()
+        if p.is_file() and not p.name.lower().endswith((".nii", ".nii.gz", ".zip", ".gz")):
+            return p.resolve().parent
+    except OSError:
+        return None
+    return None
+
+
+def estimate_output_bytes(study: Any, n_phases: int | None = None, sr_dtype: str = "float32") -> int:
+    """About how many bytes `write_outputs` needs at its peak for `study`: the SR image twice (its raw .nii
+    and the .gz beside it, briefly; the .gz is stored almost uncompressed), compressed labels, meshes.
+    Checked against the free space before the compute."""
+    from gemini_cmr.core.geometry import sr_grid
+
+    n = int(n_phases or study.n_phases)
+    voxels = int(np.prod(sr_grid(study.grid).shape))
+    per_voxel = 2 * (2 if sr_dtype == "int16" else 4) + 0.3  # image (raw + gz) + compressed labels
+    return int(n * voxels * per_voxel + n * int(np.prod(study.image.shape[1:])) * 0.2 + (8 << 20))
+
+
+def check_output_folder(out_dir: str | Path, study_path: str | Path | None = None,
+                        need_bytes: int | None = None) -> Path:
+    """Check, before any compute, that the outputs can be written to `out_dir`; changes nothing there
+    (apart from removing stale temporaries, `clean_stale_temporaries`). Raises `GeminiError` (one line,
+    naming the path) when: `out_dir` is a file or a broken link; an output file name inside it is a folder
+    (or `meshes` a file); it lies inside the study's folder (the next read of the study would find the
+    outputs); it (or, when missing, its nearest existing parent) cannot be written; less than `need_bytes`
+    are free there. Returns `out_dir` with `~` expanded."""
+    out = Path(out_dir).expanduser()
+    if out.is_symlink() and not out.exists():
+        raise GeminiError("the output path is a broken symbolic link", out)
+    if out.exists() and not out.is_dir():
+        raise GeminiError("output path exists and is not a folder", out)
+    folder = _study_folder(study_path)
+    if folder is not None:
+        real = out.resolve()
+        if real == folder or folder in real.parents:
+            raise GeminiError(f"the output folder is inside the study folder {folder}: reading the study again "
+                              "would find the outputs; choose an output folder outside it", out)
+    if out.is_dir():
+        for name in OUTPUT_FILES:
+            if (out / name).is_dir():
+                raise GeminiError("an output file name is taken by a folder; move it away or choose another "
+                                  "output folder", out / name)
+        meshes = out / MESHES_DIR
+        if (meshes.exists() or meshes.is_symlink()) and not meshes.is_dir():
+            raise GeminiError("the meshes folder's name is taken by a file; move it away or choose another "
+                              "output folder", meshes)
+    base = out
+    while not base.exists():
+        if base.is_symlink():
+            raise GeminiError("the output path goes through a broken symbolic link", base)
+        if base.parent == base:
+            break
+        base = base.parent
+    if not base.is_dir():
+        raise GeminiError("cannot create the output folder: a file is in the way", base)
+    try:
+        with _signals_deferred():
+            fd, probe = tempfile.mkstemp(prefix=f"{STAGING_PREFIX}{_host()}-{os.getpid()}-", dir=base)
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        raise GeminiError(f"cannot write to the output folder ({os_error_text(exc)})",
+                          out if base == out else base) from None
+    if need_bytes:
+        with contextlib.suppress(OSError):
+            free = shutil.disk_usage(base).free
+            if free < need_bytes:
+                raise GeminiError(f"not enough free space for the outputs: about {need_bytes / 1e6:.0f} MB "
+                                  f"needed, {free / 1e6:.0f} MB free", base)
+    clean_stale_temporaries(out)
+    return out
+
+
+# --- publishing -----------------------------------------------------------------------------------------------
+def _staged_files(staging: Path) -> list[Path]:
+    """The staged outputs, relative to `staging`, in publishing order: run.json last."""
+    files = sorted(p.relative_to(staging) for p in staging.rglob("*") if p.is_file() or p.is_symlink())
+    files = [f for f in files if not f.parts[0].startswith(".")]
+    return [f for f in files if f != Path(RUN_JSON)] + [f for f in files if f == Path(RUN_JSON)]
+
+
+def _publish(staging: Path, out_dir: Path) -> None:
+    """Move the staged outputs into `out_dir` (the same file system) with SIGINT/SIGTERM held.
+
+    Order: the old run.json is set aside (the folder stops looking complete), each output replaces its old
+    version (kept aside in `staging/.replaced`), old meshes of ours that this run did not write are set
+    aside too, and the new run.json lands last. Any error puts everything back as it was, then raises.
+    Files that are not the product's are never touched."""
     with _signals_deferred():
-        _move_entries(tmp, out_dir)
+        _publish_entries(staging, out_dir)
 
 
-def _move_entries(tmp: Path, out_dir: Path) -> None:
-    if out_dir.is_dir() and not any(out_dir.iterdir()):
-        out_dir.rmdir()
-    if not out_dir.exists():
-        os.replace(tmp, out_dir)
-        return
-    if not out_dir.is_dir():
-        raise GeminiError("output path exists and is not a folder", out_dir)
-    for entry in sorted(tmp.iterdir()):
-        target = out_dir / entry.name
-        if entry.is_dir():
-            old = None
-            if target.exists():
-                old = out_dir / f".{entry.name}.old-{os.getpid()}"
-                os.replace(target, old)
-            os.replace(entry, target)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(entry, target)
-    shutil.rmtree(tmp, ignore_errors=True)
+def _publish_entries(staging: Path, out_dir: Path) -> None:
+    files = _staged_files(staging)
+    for rel in files:  # conflicts first: nothing moves unless everything can
+        target = out_dir / rel
+        if target.is_dir() and not target.is_symlink():
+            raise GeminiError("an output file name is taken by a folder; move it away", target)
+        for parent in list(rel.parents)[:-1]:
+            d = out_dir / parent
+            if (d.exists() or d.is_symlink()) and not d.is_dir():
+                raise GeminiError("the meshes folder's name is taken by a file; move it away", d)
+    backup = staging / ".replaced"
+    backup.mkdir(exist_ok=True)
+    undo: list[tuple[Path, Path]] = []  # (moved from, moved to), in order
+    made: list[Path] = []
+
+    def move(src: Path, dst: Path) -> None:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+        undo.append((src, dst))
+
+    try:
+        old_run = out_dir / RUN_JSON
+        if old_run.exists() or old_run.is_symlink():
+            move(old_run, backup / RUN_JSON)
+        new = set(files)
+        for rel in files:
+            if rel == Path(RUN_JSON):
+                continue
+            target = out_dir / rel
+            for parent in reversed(list(rel.parents)[:-1]):
+                d = out_dir / parent
+                if not d.exists():
+                    d.mkdir()
+                    made.append(d)
+            if target.exists() or target.is_symlink():
+                move(target, backup / rel)
+            move(staging / rel, target)
+        meshes = out_dir / MESHES_DIR
+        if (staging / MESHES_DIR).is_dir() and not (meshes.exists() or meshes.is_symlink()):
+            meshes.mkdir()  # also when no structure was found: the folder is part of the outputs
+            made.append(meshes)
+        if meshes.is_dir() and not meshes.is_symlink():
+            for p in sorted(meshes.iterdir()):
+                rel = p.relative_to(out_dir)
+                if rel not in new and _MESH_FILE_RE.match(p.name) and (p.is_file() or p.is_symlink()):
+                    move(p, backup / rel)  # a mesh of an earlier run that this run did not write
+        move(staging / RUN_JSON, out_dir / RUN_JSON)
+    except BaseException:
+        for src, dst in reversed(undo):
+            with contextlib.suppress(OSError):
+                os.replace(dst, src)
+        for d in reversed(made):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
+    with contextlib.suppress(OSError):
+        fd = os.open(out_dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 # --- one file each ------------------------------------------------------------------------------------------
@@ -291,7 +540,7 @@ def phase_meshes(result: Result, phase: int, cancel: Cancel | None = None) -> di
 
 
 def _write_rest(result: Result, tmp: Path, formats: list[str], all_phase_meshes: bool,
-                cancel: Cancel | None) -> None:
+                cancel: Cancel | None, reserved: Callable[[], int] = lambda: 0) -> None:
     """Everything but the SR image: labels, phenotypes, meshes."""
 
     def check() -> None:
@@ -314,12 +563,65 @@ def _write_rest(result: Result, tmp: Path, formats: list[str], all_phase_meshes:
     mdir = tmp / MESHES_DIR
     mdir.mkdir()
     if formats:
+        with _vtk_quiet():
+            _write_meshes(result, meshes, mdir, formats, all_phase_meshes, wanted, check, reserved)
+
+
+@contextlib.contextmanager
+def _vtk_quiet():
+    """No VTK error dump on stderr while writing meshes: a failing writer raises an OSError (pyvista),
+    which `write_outputs` turns into its one-line message."""
+    try:
+        from vtkmodules.vtkCommonCore import vtkObject
+    except ImportError:
+        yield
+        return
+    old = vtkObject.GetGlobalWarningDisplay()
+    vtkObject.GlobalWarningDisplayOff()
+    try:
+        yield
+    finally:
+        vtkObject.SetGlobalWarningDisplay(old)
+
+
+#: Upper bounds of mesh file sizes, in units of (12 x points + 16 x triangles) bytes (measured: STL 2.27,
+#: PLY 1.14, VTP 2.05, OBJ 4.2-4.4).
+_MESH_BYTES = {"stl": 2.5, "ply": 1.5, "vtp": 2.5, "obj": 6.0}
+
+
+def _mesh_bytes(meshes: dict[str, Any], formats: Iterable[str]) -> int:
+    total = 0.0
+    for mesh in meshes.values():
+        tri = mesh.n_cells if getattr(mesh, "is_all_triangles", True) else 4 * mesh.n_cells
+        total += sum(_MESH_BYTES.get(f, 6.0) for f in formats) * (12 * mesh.n_points + 16 * tri) + 4096
+    return int(total)
+
+
+def _ensure_space(folder: Path, need: int, reserved: Callable[[], int]) -> None:
+    """Raise ENOSPC before writing `need` bytes into `folder` when the file system has no room for them
+    (and for what the SR image writer still has to write): VTK's XML writer crashes the process (a
+    segmentation fault) when the disk fills up under it, instead of failing."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if free < need + reserved() + (1 << 20):
+        raise OSError(errno.ENOSPC, "No space left on device", str(folder))
+
+
+def _write_meshes(result: Result, meshes: dict, mdir: Path, formats: list[str], all_phase_meshes: bool,
+                  wanted: list[int], check: Callable[[], None], reserved: Callable[[], int] = lambda: 0) -> None:
+    if formats:
         for phase, tag in mesh_phases(result):
             if phase in meshes:
+                _ensure_space(mdir, _mesh_bytes(meshes[phase], formats), reserved)
                 meshlib.write_phase_meshes(meshes[phase], mdir, tag, formats)
         check()
         if all_phase_meshes:
-            meshlib.write_series({p: meshes[p] for p in wanted}, mdir, formats, result.study.phase_times_ms)
+            series = {p: meshes[p] for p in wanted}
+            need = sum(_mesh_bytes(m, list(dict.fromkeys([*formats, "vtp"]))) for m in series.values())
+            _ensure_space(mdir, need, reserved)
+            meshlib.write_series(series, mdir, formats, result.study.phase_times_ms)
 
 
 def write_outputs(
@@ -333,9 +635,11 @@ def write_outputs(
 ) -> list[Path]:
     """Write every output of `result` into `out_dir` (see docs/pipeline.md); returns the written paths.
 
-    Everything goes into a temporary folder next to `out_dir` first and is moved into place at the end:
-    a failure or cancellation leaves `out_dir` as it was. `sr_dtype="int16"` stores the SR image as scaled
-    16-bit integers (`core.io.nifti.save_nifti`): half the float32 file, for cohorts.
+    Everything goes into a staging folder inside `out_dir` first and is published file by file at the
+    end, run.json last (module docstring): a failure or cancellation leaves `out_dir` as it was (a missing
+    `out_dir`, and the parents created for it, are removed again). OS errors (disk full, read-only, ...)
+    become a one-line `GeminiError`. `sr_dtype="int16"` stores the SR image as scaled 16-bit integers
+    (`core.io.nifti.save_nifti`): half the float32 file, for cohorts.
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir).expanduser()
@@ -345,10 +649,10 @@ def write_outputs(
         formats = meshlib.parse_formats(mesh_formats)
     except ValueError as exc:
         raise GeminiError(str(exc)) from None
-    if out_dir.exists() and not out_dir.is_dir():
-        raise GeminiError("output path exists and is not a folder", out_dir)
-    parent = out_dir.resolve().parent
-    tmp: Path | None = None
+    check_output_folder(out_dir, result.study.meta.source_path)
+    real = out_dir.resolve()  # through symbolic links: staging and outputs on the one file system
+    staging: Path | None = None
+    made: list[Path] = []
 
     def check() -> None:
         if cancel is not None and cancel():
@@ -356,38 +660,66 @@ def write_outputs(
 
     try:
         try:
-            parent.mkdir(parents=True, exist_ok=True)
-            with _signals_deferred():  # an interrupt cannot fall between creating `tmp` and knowing it
-                tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
-        except OSError as exc:
-            raise GeminiError(f"cannot create the output folder ({exc.strerror or exc})", out_dir) from None
-        with contextlib.suppress(OSError):
-            tmp.chmod(0o755)  # mkdtemp makes it private (0700); the published outputs folder should not be
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            # The SR image is the largest file (gzip-bound): compress it while the rest is written.
-            # Signals are held during submit(): one raised while it starts the worker thread (Thread.start
-            # waits for it) would leave that thread unknown to the pool, so leaving the block would not
-            # wait for it and it would write into `tmp` while `tmp` is being removed.
+            # An interrupt cannot fall between creating a folder and knowing it.
             with _signals_deferred():
-                big = pool.submit(write_sr_image, result, tmp / SR_IMAGE, sr_dtype)
-            _write_rest(result, tmp, formats, all_phase_meshes, cancel)
-            big.result()
-        check()
-        result.timings["write"] = time.perf_counter() - t0
-        info = run_info(result, {"sr_image_dtype": sr_dtype, **(extra_info or {})})
-        info["outputs"] = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()) + [RUN_JSON]
-        atomic_write_text(tmp / RUN_JSON, json.dumps(info, indent=2) + "\n")
-        check()
-        _move_into_place(tmp, out_dir)
+                missing = []
+                d = real
+                while not d.exists():
+                    missing.append(d)
+                    d = d.parent
+                for d in reversed(missing):
+                    d.mkdir()
+                    made.append(d)
+                staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{_host()}-{os.getpid()}-", dir=real))
+        except OSError as exc:
+            raise GeminiError(f"cannot create the output folder ({os_error_text(exc)})", out_dir) from None
+        with contextlib.suppress(OSError):
+            staging.chmod(0o755)  # mkdtemp makes it private (0700)
+        try:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                # The SR image is the largest file (gzip-bound): compress it while the rest is written.
+                # Signals are held during submit(): one raised while it starts the worker thread
+                # (Thread.start waits for it) would leave that thread unknown to the pool, so leaving the
+                # block would not wait for it and it would write into `staging` while it is being removed.
+                with _signals_deferred():
+                    big = pool.submit(write_sr_image, result, staging / SR_IMAGE, sr_dtype)
+                # While it runs, the image needs up to its raw size twice (the .nii, then the .gz beside it).
+                sr_bytes = 2 * result.sr_image.size * (2 if sr_dtype == "int16" else 4)
+                _write_rest(result, staging, formats, all_phase_meshes, cancel,
+                            reserved=lambda: 0 if big.done() else sr_bytes)
+                big.result()
+            check()
+            result.timings["write"] = time.perf_counter() - t0
+            info = run_info(result, {"sr_image_dtype": sr_dtype, **(extra_info or {})})
+            info["outputs"] = [str(p) for p in _staged_files(staging) if p != Path(RUN_JSON)] + [RUN_JSON]
+            atomic_write_text(staging / RUN_JSON, json.dumps(jsonio.jsonable(info), indent=2,
+                                                             allow_nan=False) + "\n")
+            check()
+            written = _staged_files(staging)
+            _publish(staging, real)
+        except OSError as exc:
+            where = Path(exc.filename) if getattr(exc, "filename", None) else out_dir
+            if staging is not None and staging in where.parents:
+                where = out_dir
+            reason = os_error_text(exc)
+            if exc.errno is None:  # pyvista: "VTK writer failed to write file: <path>" (no errno)
+                reason = "a mesh writer failed; is the disk full?" if "VTK" in str(exc) else "a writer failed"
+            raise GeminiError(f"cannot write the outputs ({reason})", where) from None
     except BaseException:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        for d in reversed(made):
+            with contextlib.suppress(OSError):
+                d.rmdir()
         raise
+    shutil.rmtree(staging, ignore_errors=True)
     log.info("wrote outputs to %s", out_dir)
-    return sorted(p for p in out_dir.rglob("*") if p.is_file() and p.relative_to(out_dir).parts[0] in OUTPUT_NAMES)
+    return sorted(out_dir / rel for rel in written)
 
 
-__all__ = ["LR_LABELS", "MESHES_DIR", "MESH_FORMATS", "OUTPUT_NAMES", "PHENOTYPES_CSV", "PHENOTYPES_JSON",
+__all__ = ["LR_LABELS", "MESHES_DIR", "MESH_FORMATS", "OUTPUT_FILES", "OUTPUT_NAMES", "STAGING_PREFIX",
+           "check_output_folder", "clean_stale_temporaries", "estimate_output_bytes", "input_fingerprint",
+           "os_error_text", "PHENOTYPES_CSV", "PHENOTYPES_JSON",
            "RUN_JSON", "SR_IMAGE", "SR_LABELS", "gzip_parallel", "mesh_path", "mesh_phases", "phase_meshes",
            "run_info", "save_nifti_fast", "write_lr_labels", "write_outputs", "write_phenotypes", "write_sr_image",
            "write_sr_labels"]

@@ -1,5 +1,9 @@
 """Clinical numbers from `Result.phenotypes` (computed by `core.phenotypes`, never here) and the
-volume-time curve with ED/ES marked (QPainter; QtCharts is not part of PySide6-Essentials)."""
+volume-time curve with ED/ES marked (QPainter; QtCharts is not part of PySide6-Essentials).
+
+Values `core.phenotypes` flags are never shown as clean numbers: an implausible one is orange with "⚠"
+and its reason as a tooltip and in the list under the table; one that cannot be computed reads "n/a"
+(a single phase: no EF, SV or curve) with the reason."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import math
 from typing import Any
 
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPen
+from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
@@ -19,7 +23,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gemini_cmr.core import phenotypes as phenolib
 from gemini_cmr.core.study import LABEL_COLOURS
+
+FLAG_COLOUR = QColor(240, 176, 80)
 
 ROWS = (
     ("LV EDV", "lv_edv_ml", "mL"),
@@ -41,6 +48,15 @@ def _fmt(v: Any, digits: int = 1) -> str:
     return f"{float(v):.{digits}f}"
 
 
+def _cell(ph: dict[str, Any], key: str, value: Any) -> tuple[str, str, str]:
+    """(text, status, flag) of an SR value: "n/a" when not available, "⚠" after an implausible one."""
+    status = (ph.get("value_status") or {}).get(key, phenolib.OK)
+    flag = (ph.get("flags") or {}).get(key, "")
+    if status == phenolib.NOT_AVAILABLE or value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a", phenolib.NOT_AVAILABLE, flag
+    return _fmt(value) + (" ⚠" if status == phenolib.IMPLAUSIBLE else ""), status, flag
+
+
 class VolumeCurve(QWidget):
     """LV and RV cavity volume over the cardiac cycle, ED/ES marked, current phase shown."""
 
@@ -54,9 +70,12 @@ class VolumeCurve(QWidget):
         self.curves: dict[str, list[float]] = {}
         self.ed = self.es = None
         self.current = 0
+        self.note = ""  # shown instead of the curve when it is not available (one phase)
 
-    def set_data(self, phases: list[int], curves: dict[str, list[float]], ed: int | None, es: int | None):
+    def set_data(self, phases: list[int], curves: dict[str, list[float]], ed: int | None, es: int | None,
+                 note: str = ""):
         self.phases, self.curves, self.ed, self.es = list(phases), dict(curves), ed, es
+        self.note = note
         self.update()
 
     def set_current(self, phase: int) -> None:
@@ -86,6 +105,11 @@ class VolumeCurve(QWidget):
         font = QFont(self.font())
         font.setPointSizeF(8)
         p.setFont(font)
+        if self.note:
+            p.setPen(FLAG_COLOUR)
+            p.drawText(self.rect().adjusted(8, 8, -8, -8), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                       self.note)
+            return
         if not self.phases or not self.curves:
             p.setPen(QColor(140, 146, 155))
             p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "The volume-time curve appears here")
@@ -166,6 +190,9 @@ class PhenotypesPanel(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(20)
         self.curve = VolumeCurve()
         self.curve.phaseClicked.connect(self.phaseClicked)
+        self.flags = QLabel("")
+        self.flags.setWordWrap(True)
+        self.flags.setStyleSheet(f"color: {FLAG_COLOUR.name()};")
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
         lay.addWidget(self.headline)
@@ -175,6 +202,7 @@ class PhenotypesPanel(QWidget):
         self.curve_title = QLabel("Volume-time curve")
         self.curve_title.setObjectName("viewTitle")
         lay.addWidget(self.table)
+        lay.addWidget(self.flags)
         lay.addWidget(self.curve_title)
         lay.addWidget(self.curve, 1)
         self.phenotypes: dict[str, Any] | None = None
@@ -185,8 +213,11 @@ class PhenotypesPanel(QWidget):
         self.headline.setText("No measurements yet")
         self.sub.setText("Super-resolve the study to measure LV and RV volumes, ejection fraction and LV mass "
                          "from the SR segmentation.")
+        self.headline.setStyleSheet("")
         self.table.setRowCount(0)
         self.table.setVisible(False)
+        self.flags.setText("")
+        self.flags.setVisible(False)
         self.curve_title.setVisible(False)
         self.curve.set_data([], {}, None, None)
 
@@ -195,35 +226,54 @@ class PhenotypesPanel(QWidget):
             self.clear()
             return
         self.phenotypes = ph
-        self.headline.setText(f"LV EF {_fmt(ph.get('lv_ef_pct'))} %")
+        ef_text, ef_status, ef_flag = _cell(ph, "lv_ef_pct", ph.get("lv_ef_pct"))
+        if ef_status == phenolib.NOT_AVAILABLE:
+            self.headline.setText("LV EF not available")
+        else:
+            self.headline.setText(f"LV EF {ef_text.replace(' ⚠', '')} %"
+                                  + ("  ⚠ implausible" if ef_status == phenolib.IMPLAUSIBLE else ""))
+        self.headline.setStyleSheet(f"color: {FLAG_COLOUR.name()};" if ef_status != phenolib.OK else "")
+        self.headline.setToolTip(ef_flag)
         ed, es = ph.get("ed_phase"), ph.get("es_phase")
         bsa = ph.get("bsa_m2")
         self.sub.setText(
             f"ED phase {ed + 1 if ed is not None else '–'} ({ph.get('ed_phase_source', '')}), "
             f"ES phase {es + 1 if es is not None else '–'} ({ph.get('es_phase_source', '')})"
             + (f", BSA {bsa:.2f} m²" if bsa else ", BSA unknown (no height/weight)")
+            + (f"\nLV EF {ef_flag}" if ef_status == phenolib.NOT_AVAILABLE and ef_flag else "")
         )
         indexed = ph.get("indexed") or {}
         lr = ph.get("lr") or {}
         self.table.setRowCount(len(ROWS))
         for row, (name, key, unit) in enumerate(ROWS):
             idx_key = f"{key}_per_m2"
+            text, status, flag = _cell(ph, key, ph.get(key))
+            idx_text = _cell(ph, key, indexed.get(idx_key))[0] if idx_key in indexed else ""
             cells = [
                 f"{name} ({unit})",
-                _fmt(ph.get(key)),
-                _fmt(indexed.get(idx_key)) if idx_key in indexed else "",
+                text,
+                idx_text,
                 _fmt(lr.get(key)) if lr else "",
             ]
-            for col, text in enumerate(cells):
-                item = QTableWidgetItem(text)
+            for col, cell_text in enumerate(cells):
+                item = QTableWidgetItem(cell_text)
                 if col:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if status != phenolib.OK and col in (0, 1, 2):
+                    item.setToolTip(flag)
+                    if col:
+                        item.setForeground(QBrush(FLAG_COLOUR))
                 self.table.setItem(row, col, item)
         self.table.setVisible(True)
         self.curve_title.setVisible(True)
         self.table.setColumnHidden(2, not indexed)
         self.table.setColumnHidden(3, not lr)
-        self.curve.set_data(ph.get("phases", []), ph.get("volume_curves_ml", {}), ed, es)
+        messages = phenolib.flag_messages(ph)
+        self.flags.setText("\n".join(f"⚠ {m}" for m in messages))
+        self.flags.setVisible(bool(messages))
+        curve_flag = (ph.get("flags") or {}).get("volume_curves_ml", "")
+        note = f"Volume-time curve {curve_flag}" if curve_flag else ""
+        self.curve.set_data(ph.get("phases", []), ph.get("volume_curves_ml", {}), ed, es, note)
 
     def set_phase(self, phase: int) -> None:
         self.curve.set_current(phase)

@@ -21,6 +21,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from gemini_cmr.core.errors import StudyError
+from gemini_cmr.core.io import limits
 from gemini_cmr.core.io.dicom_files import (
     DicomFrame,
     DicomSource,
@@ -44,8 +45,13 @@ __all__ = ["DicomFrame", "DicomSource", "build_study", "load_dicom", "quiet_pydi
 
 log = logging.getLogger(__name__)
 
-#: Largest float32 cine (bytes) we agree to build.
+#: Largest float32 cine (bytes) ever built; the cap in use is `limits.cap("max_image_bytes")`
+#: (GEMINI_CMR_MAX_IMAGE_BYTES) and `limits.cap("max_voxels")`.
 MAX_STUDY_BYTES = 8 * 1024**3
+#: Two images of one slice and phase whose pixels differ by less than this (mean absolute difference
+#: relative to the mean magnitude) are the same image exported twice; two acquisitions differ by their
+#: noise, several percent.
+DUPLICATE_TOLERANCE = 0.01
 #: Relative tolerance on slice gaps before the stack is called unevenly spaced.
 GAP_TOLERANCE = 0.1
 
@@ -70,6 +76,64 @@ def _warn_repeated_trigger_times(groups: list[list[DicomFrame]], warn: list[str]
             warn.append(f"slice {k + 1} has {len(times)} images but only {len(set(times))} distinct TriggerTimes "
                         "(mixed image types or repeated acquisition?); phases may be interleaved")
             return
+
+
+def _same_pixels(a: np.ndarray, b: np.ndarray) -> bool:
+    """Identical or near-identical images (a lossless or high-quality lossy re-export)."""
+    if a.shape != b.shape:
+        return False
+    diff = float(np.mean(np.abs(a.astype(np.float64) - b)))
+    scale = max(float(np.mean(np.abs(a))), float(np.mean(np.abs(b))))
+    return diff <= DUPLICATE_TOLERANCE * scale if scale > 0 else diff == 0.0
+
+
+def _moment(f: DicomFrame) -> tuple:
+    """When in the cycle an image was acquired: TriggerTime and TemporalPositionIdentifier when either is
+    stated, else AcquisitionTime and InstanceNumber."""
+    if f.trigger_time is not None or f.temporal_position is not None:
+        return f.trigger_time, f.temporal_position
+    return None, None, f.acquisition_time, f.instance
+
+
+def drop_duplicate_images(groups: list[list[DicomFrame]], warn: list[str]) -> list[list[DicomFrame]]:
+    """Drop second copies of an image: same slice position, same moment in the cycle and the same pixels.
+
+    A series exported twice (new SOPInstanceUIDs, so `dedupe` keeps both) would otherwise load with
+    twice the phases, interleaved (an LVEF of 100%). Images at the same moment with different pixels
+    (magnitude and phase images, a repeated acquisition) are kept and reported by
+    `_warn_repeated_trigger_times`.
+    """
+    dropped = 0
+    out = []
+    pixels: dict[int, np.ndarray] = {}
+
+    def px(f: DicomFrame) -> np.ndarray:
+        if id(f) not in pixels:
+            pixels[id(f)] = frame_pixels(f)
+        return pixels[id(f)]
+
+    for group in groups:
+        by_moment: dict[tuple, list[DicomFrame]] = {}
+        for f in group:
+            by_moment.setdefault(_moment(f), []).append(f)
+        if all(len(v) == 1 for v in by_moment.values()):
+            out.append(group)
+            continue
+        keep_ids: set[int] = set()
+        for same in by_moment.values():
+            kept: list[DicomFrame] = []
+            for f in same:
+                if len(same) > 1 and any((f.rows, f.cols) == (k.rows, k.cols) and _same_pixels(px(k), px(f))
+                                         for k in kept):
+                    dropped += 1
+                    continue
+                kept.append(f)
+            keep_ids.update(id(f) for f in kept)
+        out.append([f for f in group if id(f) in keep_ids])
+    if dropped:
+        warn.append(f"ignored {dropped} duplicate image(s): the same slice position, trigger time and pixels as "
+                    "another image (a series exported twice, with new SOPInstanceUIDs?)")
+    return out
 
 
 def _format_slices(indices: list[int]) -> str:
@@ -154,16 +218,21 @@ def build_study(
     """Turn a chosen candidate into a `Study` (T, Z, Y, X) float32 with a RAS+ affine."""
     warn = [] if warn is None else warn
     groups = one_series_per_position(positions(candidate.frames), warn)
+    groups = drop_duplicate_images(groups, warn)
     groups = [sorted(g, key=_phase_key) for g in groups]
     _warn_repeated_trigger_times(groups, warn)
     groups = _complete_groups(groups, allow_incomplete, where, warn)
     nz, nt = len(groups), len(groups[0])
     ref = groups[0][0]
     nbytes = nt * nz * ref.rows * ref.cols * 4
+    size = f"{nt} phases x {nz} slices x {ref.cols}x{ref.rows}"
+    limits.check_count(nt * nz * ref.rows * ref.cols, "max_voxels", f"study too large: {size}", where)
+    limits.check_count(nbytes, "max_image_bytes", f"study too large: {size} as float32", where)
     if nbytes > MAX_STUDY_BYTES:
-        raise StudyError(f"study too large: {nt} phases x {nz} slices x {ref.cols}x{ref.rows} "
-                         f"= {nbytes / 1024**3:.1f} GiB", where)
+        raise StudyError(f"study too large: {size} = {nbytes / 1024**3:.1f} GiB", where)
     affine = _affine(groups, where, warn)
+    if nz >= 2:
+        warn += limits.check_geometry((nz, ref.rows, ref.cols), affine, where)
     image = np.empty((nt, nz, ref.rows, ref.cols), dtype=np.float32)
     instances = np.zeros((nt, nz), dtype=np.int64)
     times = np.full((nt, nz), np.nan)
@@ -213,7 +282,7 @@ def load_dicom(
 def _load_dicom(
     sources: Iterable[DicomSource], where: str, series_uid: str | None, allow_incomplete: bool, hint: str
 ) -> Study:
-    scan = scan_sources(sources)
+    scan = scan_sources(sources, where)
     if not scan.frames:
         raise StudyError(f"no DICOM images among {scan.n_files} file(s){hint}", where)
     warn: list[str] = []

@@ -10,7 +10,10 @@ naming the file. Absurd header values (huge matrices, non-orthonormal orientatio
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
 import math
+import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,10 +25,13 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from gemini_cmr.core.errors import StudyError
+from gemini_cmr.core.io import limits
 
 #: Largest single image matrix accepted (rows or columns); more is a corrupt or hostile header.
 MAX_MATRIX = 4096
 _UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
+#: Native (not encapsulated) pixel data: its length must match Rows x Columns x samples x bits.
+_NATIVE = _UNCOMPRESSED | {"1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}
 
 #: A source of one file: its display name (for messages) and a callable opening it for binary reading.
 DicomSource = tuple[str, Callable[[], BinaryIO]]
@@ -52,6 +58,7 @@ class DicomFrame:
     temporal_position: float | None
     acquisition_time: float | None
     instance: float | None
+    nbytes: int = 0  # size of the file (or zip member) it was read from
 
     @property
     def normal(self) -> np.ndarray:
@@ -133,6 +140,8 @@ def frame_from_dataset(ds: Dataset, name: str) -> DicomFrame:
     if spacing is not None and not np.all((spacing > 1e-3) & (spacing < 100)):
         raise StudyError(f"implausible PixelSpacing {[float(v) for v in spacing]}", name)
     n_frames = int(as_float(ds.get("NumberOfFrames", 1)) or 1)
+    if has_pixels:
+        _check_pixel_length(ds, rows, cols, max(1, n_frames), name)
     return DicomFrame(
         name=name,
         dataset=ds,
@@ -154,17 +163,59 @@ def frame_from_dataset(ds: Dataset, name: str) -> DicomFrame:
     )
 
 
+def _check_pixel_length(ds: Dataset, rows: int, cols: int, n_frames: int, name: str) -> None:
+    """Native pixel data must hold what Rows x Columns x samples x bits claim (checked before any study
+    array is allocated from those claims)."""
+    file_meta = getattr(ds, "file_meta", None)
+    tsyntax = str(file_meta.get("TransferSyntaxUID", "")) if file_meta is not None else ""
+    if tsyntax not in _NATIVE or "PixelData" not in ds:
+        return
+    bits = int(as_float(ds.get("BitsAllocated")) or 0)
+    samples = int(as_float(ds.get("SamplesPerPixel", 1)) or 1)
+    if bits not in (8, 16, 32, 64):
+        return
+    need = rows * cols * samples * (bits // 8) * n_frames
+    have = len(ds.PixelData)
+    if have < need:
+        raise StudyError(f"truncated pixel data: {have} bytes, Rows x Columns ({rows}x{cols}) and "
+                         f"BitsAllocated {bits} need {need}", name)
+
+
+def looks_dicom(name: str, head: bytes) -> bool:
+    """A file counts as DICOM when it has the 'DICM' magic at byte 128, or a .dcm/.ima/.dicom name
+    (some exporters drop the preamble)."""
+    return head[128:132] == b"DICM" or name.lower().endswith((".dcm", ".ima", ".dicom"))
+
+
+def _size(fh) -> int | None:
+    """Bytes in an open file (regular file or in-memory member), without reading it."""
+    try:
+        return os.fstat(fh.fileno()).st_size
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        pass
+    try:
+        here = fh.tell()
+        end = fh.seek(0, os.SEEK_END)
+        fh.seek(here)
+        return int(end)
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 def read_frame(name: str, open_file: Callable[[], BinaryIO]) -> DicomFrame | None:
     """Parse one file; None when it is not DICOM. A DICOM file that cannot be parsed -> `StudyError`.
 
     A file counts as DICOM when it has the 'DICM' magic at byte 128, or a .dcm/.ima name (some
-    exporters drop the preamble).
+    exporters drop the preamble). A DICOM file larger than `GEMINI_CMR_MAX_FILE_BYTES` is refused
+    before it is read (pydicom reads a file whole).
     """
     with open_file() as fh:
         head = fh.read(132)
-        looks_dicom = head[128:132] == b"DICM" or name.lower().endswith((".dcm", ".ima", ".dicom"))
-        if not looks_dicom:
+        if not looks_dicom(name, head):
             return None
+        nbytes = _size(fh)
+        if nbytes is not None:
+            limits.check_count(nbytes, "max_file_bytes", "file too large for a DICOM image", name)
         fh.seek(0)
         try:
             ds = pydicom.dcmread(fh, force=head[128:132] != b"DICM")
@@ -186,7 +237,9 @@ def read_frame(name: str, open_file: Callable[[], BinaryIO]) -> DicomFrame | Non
         file_meta = getattr(ds, "file_meta", None)
         if file_meta is not None:
             file_meta.get("TransferSyntaxUID")
-        return frame_from_dataset(ds, name)
+        frame = frame_from_dataset(ds, name)
+        frame.nbytes = int(nbytes or 0)
+        return frame
     except StudyError:
         raise
     except Exception as exc:
@@ -204,17 +257,24 @@ def quiet_pydicom() -> Iterator[None]:
     """Silence pydicom's value validation while reading (e.g. Sunnybrook's non-conformant UIDs).
 
     pydicom reports each odd value through both `warnings` and its logger, once per element access,
-    which would bury real messages; values are still read as they are.
+    which would bury real messages; values are still read as they are. Its pixel decoders log a full
+    traceback (ERROR) when a frame cannot be decoded (e.g. a corrupt JPEG 2000 frame) before raising:
+    the logger is silenced too, the exception becomes the one-line `StudyError`.
     """
     settings = pydicom.config.settings
     previous = settings.reading_validation_mode
     settings.reading_validation_mode = pydicom.config.IGNORE
+    logger = logging.getLogger("pydicom")  # its modules' loggers inherit this level
+    previous_level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
             yield
     finally:
         settings.reading_validation_mode = previous
+        logger.setLevel(previous_level)
 
 
 def _is_image_class(ds: Dataset) -> bool:
@@ -225,15 +285,20 @@ def _is_image_class(ds: Dataset) -> bool:
     return "Image Storage" in name and "Presentation" not in name
 
 
-def scan_sources(sources: Iterable[DicomSource]) -> Scan:
-    """Read every source once; non-DICOM files are counted and skipped."""
+def scan_sources(sources: Iterable[DicomSource], where: str | None = None) -> Scan:
+    """Read every source once; non-DICOM files are counted and skipped. The DICOM files read together
+    (all kept in memory) may not exceed `GEMINI_CMR_MAX_TOTAL_BYTES`."""
     scan = Scan()
+    total = 0
     for name, open_file in sources:
         scan.n_files += 1
         frame = read_frame(name, open_file)
         if frame is None:
             scan.n_skipped += 1
         else:
+            total += frame.nbytes
+            limits.check_count(total, "max_total_bytes", f"the DICOM files read so far (up to {name}) hold "
+                               "too much data together", where)
             scan.frames.append(frame)
     return scan
 
@@ -251,14 +316,28 @@ def frame_pixels(f: DicomFrame) -> np.ndarray:
         raise StudyError(f"pixel data shape {arr.shape} does not match Rows x Columns {f.rows}x{f.cols}", f.name)
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         raise StudyError(f"{int(np.count_nonzero(~np.isfinite(arr)))} NaN/Inf pixel values", f.name)
-    out = arr.astype(np.float32)
     slope = as_float(ds.get("RescaleSlope"))
     intercept = as_float(ds.get("RescaleIntercept"))
-    if slope is not None and slope != 1.0:
-        out *= np.float32(slope)
-    if intercept:
-        out += np.float32(intercept)
+    if arr.size:
+        # Rescaled values must stay in float32's range (a RescaleSlope of 1e38 would give Inf, and numpy
+        # a RuntimeWarning on stderr): bound them from the stored extremes first.
+        with np.errstate(all="ignore"):
+            lo, hi = float(np.min(arr)), float(np.max(arr))
+        s = 1.0 if slope is None else slope
+        big = max(abs(lo * s), abs(hi * s)) + abs(intercept or 0.0)
+        if not big <= _FLOAT32_MAX:
+            raise StudyError(f"RescaleSlope {s:g} / RescaleIntercept {intercept or 0:g} give values beyond the "
+                             f"float32 range ({big:.3g})", f.name)
+    with np.errstate(all="ignore"):
+        out = arr.astype(np.float32)
+        if slope is not None and slope != 1.0:
+            out *= np.float32(slope)
+        if intercept:
+            out += np.float32(intercept)
     return out
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _fast_pixels(ds: Dataset, f: DicomFrame) -> np.ndarray | None:

@@ -82,7 +82,8 @@ def read_info_cfg(path: Path) -> dict[str, str]:
     """`Key: value` lines of an ACDC Info.cfg."""
     out: dict[str, str] = {}
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        with open(path, "rb") as f:  # a few lines; never read more than 1 MiB (a link to /dev/zero, ...)
+            text = f.read(1024**2).decode("utf-8", errors="replace")
     except OSError as exc:
         raise StudyError(f"cannot read ({exc.strerror})", str(path)) from None
     for line in text.splitlines():

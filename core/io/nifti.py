@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import gzip
+import io
+import logging
+import stat
+import warnings
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
 from gemini_cmr.core.errors import StudyError
+from gemini_cmr.core.io import limits
 from gemini_cmr.core.io.atomic import atomic_path
 
 
@@ -77,16 +86,137 @@ def read_nifti_array(path: str | Path) -> tuple[np.ndarray, np.ndarray, nib.Nift
     This is the plain reader used for the project's own files (datasets, results). User studies go
     through `core.io.load_study`, which also handles header gotchas (e.g. ACDC) and label remapping.
     """
-    img = nib.load(str(path))
-    check_stored_size(img, str(path))
-    data = np.asanyarray(img.dataobj)
+    name = str(path)
+    check_header_claims(path, name)
+    raw = _raw_header(Path(path))
+    with quiet_nibabel():
+        img = nib.load(name)
+    check_stored_size(img, name)
+    if len(img.shape) >= 3:
+        _check_pixdim(raw, img.header, name)
+        with np.errstate(all="ignore"):
+            limits.check_geometry(tuple(img.shape[:3])[::-1], img.affine, name)
+    with quiet_nibabel(), np.errstate(all="ignore"):
+        data = np.asanyarray(img.dataobj)
+    _check_float32_range(data, raw if raw is not None else img.header, name)
     return from_file_order(data), np.asarray(img.affine, dtype=np.float64), img.header
 
 
-#: Largest NIfTI volume (bytes of its stored data) read for a user study; more is a corrupt header.
+def _check_pixdim(raw, header, name: str) -> bool:
+    """False when pixdim[1..3] holds a zero or undefined voxel size (nibabel silently makes it 1 mm) and an
+    sform states the geometry; `StudyError` when no sform does."""
+    pixdim = np.asarray((raw if raw is not None else header)["pixdim"][1:4], dtype=np.float64)
+    if np.all(np.isfinite(pixdim) & (pixdim != 0)):
+        return True
+    if int(header["sform_code"]) <= 0:
+        raise StudyError(f"pixdim gives a zero or undefined voxel size ({_mm(pixdim)}) and no sform states "
+                         "the geometry", name)
+    return False
+
+
+#: Largest NIfTI volume (bytes of its stored data) read for a user study; the cap in use is
+#: `limits.cap("max_image_bytes")` (GEMINI_CMR_MAX_IMAGE_BYTES), this is only its historical ceiling.
 MAX_NIFTI_BYTES = 8 * 1024**3
 #: deflate never compresses more than 1032:1, so a .gz file holds at most this many bytes per stored byte.
 _GZIP_MAX_RATIO = 1032
+
+
+@contextlib.contextmanager
+def quiet_nibabel(reports: list[str] | None = None) -> Iterator[None]:
+    """Keep nibabel's header reports ("pixdim[1,2,3] should be non-zero; setting 0 dims to 1", printed
+    twice: by nibabel's own handler and through the root logger) and warnings off stderr while reading;
+    the reports are collected in `reports` so the caller can turn them into one warning or an error."""
+    logger = logging.getLogger("nibabel.global")
+    handlers, propagate = logger.handlers[:], logger.propagate
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if reports is not None:
+                reports.append(" ".join(record.getMessage().split()))
+
+    collector = _Collect()
+    logger.handlers = [collector]
+    logger.propagate = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.handlers = handlers
+        logger.propagate = propagate
+
+
+def _raw_header(path: Path):
+    """The fixed-size header of a NIfTI-1/2 file as stored (nibabel's fixes not applied), or None when it
+    cannot be read (nibabel then says why). Reads at most 540 bytes: nothing the header claims is read."""
+    opener = gzip.open if str(path).lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(540)
+    except (OSError, EOFError, zlib.error):
+        return None
+    for klass, size in ((nib.Nifti1Header, 348), (nib.Nifti2Header, 540)):
+        if len(head) >= size and size in (int.from_bytes(head[:4], "little"), int.from_bytes(head[:4], "big")):
+            try:
+                return klass.from_fileobj(io.BytesIO(head[:size]), check=False)
+            except Exception:  # a header nibabel cannot parse: nib.load reports it
+                return None
+    return None
+
+
+def _claimed(header) -> tuple[tuple[int, ...], int | None]:
+    """(shape, bytes per voxel or None when the datatype is unknown) that a header claims."""
+    shape = tuple(int(v) for v in header.get_data_shape())
+    try:
+        itemsize = int(np.dtype(header.get_data_dtype()).itemsize)
+    except Exception:  # unknown datatype code: nib.load reports it
+        itemsize = None
+    return shape, itemsize
+
+
+def check_header_claims(path: str | Path, name: str) -> None:
+    """Refuse a NIfTI header whose claims (voxel count, bytes, vox_offset) exceed the caps in
+    `core.io.limits` or what the file can hold, reading only the header: run before `nib.load`, which
+    would read a claimed extension block (up to vox_offset) into memory."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        mode = None  # missing or unreadable: nib.load reports it by name
+    if mode is not None and not stat.S_ISREG(mode):
+        raise StudyError("not a regular file (a FIFO, device or socket): not read", name)
+    raw = _raw_header(path)
+    if raw is None:
+        return
+    try:
+        shape, itemsize = _claimed(raw)
+        offset = float(raw["vox_offset"])
+    except Exception:  # a header nibabel cannot interpret: nib.load reports it by name
+        return
+    if np.isfinite(offset):
+        limits.check_count(offset, "max_header_bytes", "the header and its extensions claim (vox_offset)", name)
+    if shape and min(shape) > 0:
+        n = float(np.prod(shape, dtype=np.float64))
+        limits.check_count(n, "max_voxels", f"implausible image size {shape} in the header", name)
+        if itemsize is not None:
+            limits.check_count(n * itemsize, "max_image_bytes", f"implausible image size {shape} in the header",
+                               name)
+            _check_fits_file(n * itemsize, offset if np.isfinite(offset) else 0.0, path, name)
+
+
+def _check_fits_file(claimed: float, offset: float, path: Path, name: str) -> None:
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return
+    lower = str(path).lower()
+    if lower.endswith(".gz"):
+        if claimed + offset > _GZIP_MAX_RATIO * size + 1024:
+            raise StudyError(f"truncated or corrupt: the header claims {int(claimed)} bytes of image data, more "
+                             f"than a {size}-byte gzip file can hold", name)
+    elif not lower.endswith((".bz2", ".zst")) and claimed + offset > size:
+        raise StudyError(f"truncated: the header claims {int(claimed)} bytes of image data after byte "
+                         f"{int(offset)}, the file holds {size} bytes", name)
 
 
 def check_stored_size(img, name: str) -> None:
@@ -99,22 +229,17 @@ def check_stored_size(img, name: str) -> None:
     try:
         claimed = int(np.prod(img.shape, dtype=np.float64)) * np.dtype(img.header.get_data_dtype()).itemsize
         fname = img.file_map["image"].filename
-        size = Path(fname).stat().st_size
         offset = int(img.header.get_data_offset())
     except Exception:  # no file (in-memory image) or an odd header: leave it to the reader
         return
-    lower = str(fname).lower()
-    if lower.endswith(".gz"):
-        if claimed + offset > _GZIP_MAX_RATIO * size + 1024:
-            raise StudyError(f"truncated or corrupt: the header claims {claimed} bytes of image data, more than "
-                             f"a {size}-byte gzip file can hold", name)
-    elif not lower.endswith((".bz2", ".zst")) and claimed + offset > size:
-        raise StudyError(f"truncated: the header claims {claimed} bytes of image data after byte {offset}, "
-                         f"the file holds {size} bytes", name)
+    _check_fits_file(float(claimed), float(offset), Path(fname), name)
+
+
 _TIME_UNIT_MS = {"msec": 1.0, "sec": 1000.0, "usec": 0.001}
 
 
-def nifti_affine(header: nib.Nifti1Header, affine: np.ndarray, name: str) -> tuple[np.ndarray, list[str]]:
+def nifti_affine(header: nib.Nifti1Header, affine: np.ndarray, name: str,
+                 trust_pixdim: bool = True) -> tuple[np.ndarray, list[str]]:
     """The voxel -> world affine of a user NIfTI file, repaired when its header contradicts itself.
 
     ACDC (and other converters) write `sform_code = 2` with a unit-scale sform and `qform_code = 0`:
@@ -127,7 +252,7 @@ def nifti_affine(header: nib.Nifti1Header, affine: np.ndarray, name: str) -> tup
     norms = np.linalg.norm(affine[:3, :3], axis=0)
     warn: list[str] = []
     disagree = np.any(np.abs(norms - zooms) > 1e-3 * np.maximum(zooms, 1e-6))
-    if disagree and int(header["qform_code"]) == 0 and np.all(zooms > 0) and np.all(norms > 0):
+    if disagree and trust_pixdim and int(header["qform_code"]) == 0 and np.all(zooms > 0) and np.all(norms > 0):
         affine[:3, :3] = affine[:3, :3] / norms * zooms
         warn.append(
             f"{name}: sform (code {int(header['sform_code'])}) gives {_mm(norms)} voxels but pixdim says "
@@ -158,11 +283,19 @@ def load_nifti_volume(path: str | Path) -> tuple[np.ndarray, np.ndarray, nib.Nif
     """Read a user NIfTI file as ((T,)Z, Y, X) with a checked, repaired affine; errors are `StudyError`.
 
     Returns (array in its stored dtype, affine, header, warnings). Trailing singleton dimensions beyond
-    the 4th are dropped; 2D files, absurd header sizes and truncated data are rejected by name.
+    the 4th are dropped; 2D files, absurd header sizes and truncated data are rejected by name. Before
+    anything is read past the header: the claimed sizes against `core.io.limits` and the file, the voxel
+    type, and the geometry (`limits.check_geometry`: orthogonal axes, voxel size, field of view). nibabel's
+    header reports and numpy's overflow warnings never reach stderr; intensities beyond the float32
+    range (float64 data, a huge scl_slope) are refused.
     """
     name = str(path)
+    check_header_claims(path, name)
+    raw = _raw_header(Path(path))
+    reports: list[str] = []
     try:
-        img = nib.load(name)
+        with quiet_nibabel(reports):
+            img = nib.load(name)
     except FileNotFoundError:
         raise StudyError("file not found", name) from None
     except Exception as exc:  # nibabel raises several types for non-NIfTI or corrupt headers
@@ -173,15 +306,51 @@ def load_nifti_volume(path: str | Path) -> tuple[np.ndarray, np.ndarray, nib.Nif
         shape = shape[:-1]
     if len(shape) < 3 or len(shape) > 4 or min(shape) < 1:
         raise StudyError(f"expected a 3D or 4D image (x, y, z[, t]), got shape {img.shape}", name)
-    itemsize = np.dtype(header.get_data_dtype()).itemsize
-    if int(np.prod(shape, dtype=np.float64)) * itemsize > MAX_NIFTI_BYTES:
+    dtype = np.dtype(header.get_data_dtype())
+    if dtype.fields is not None or dtype.kind == "c":
+        raise StudyError(f"unsupported voxel type {dtype}", name)
+    n = float(np.prod(shape, dtype=np.float64))
+    limits.check_count(n, "max_voxels", f"implausible image size {shape} in the header", name)
+    limits.check_count(n * dtype.itemsize, "max_image_bytes", f"implausible image size {shape} in the header", name)
+    if n * dtype.itemsize > MAX_NIFTI_BYTES:
         raise StudyError(f"implausible image size {shape} in the header", name)
     check_stored_size(img, name)
+    warn: list[str] = []
+    trust_pixdim = _check_pixdim(raw, header, name)
+    if not trust_pixdim:
+        warn.append(f"{name}: pixdim gives a zero or undefined voxel size; used the sform")
+    elif reports:
+        warn.append(f"{name}: header repaired on reading: {reports[0]}")
+    with np.errstate(all="ignore"):  # Inf/NaN in pixdim or the sform: refused by check_geometry, silently
+        affine, fixed = nifti_affine(header, img.affine, name, trust_pixdim=trust_pixdim)
+        warn += fixed
+        warn += [f"{name}: {w}" for w in limits.check_geometry(shape[2::-1], affine, name)]
     try:
-        data = np.asanyarray(img.dataobj).reshape(shape)
+        with quiet_nibabel(), np.errstate(all="ignore"):
+            data = np.asanyarray(img.dataobj).reshape(shape)
     except Exception as exc:  # EOFError, zlib.error, OSError, ValueError for short or corrupt data
         raise StudyError(f"truncated or corrupt image data ({type(exc).__name__}: {exc})", name) from None
     if data.dtype.fields is not None or np.iscomplexobj(data):
         raise StudyError(f"unsupported voxel type {data.dtype}", name)
-    affine, warn = nifti_affine(header, img.affine, name)
+    _check_float32_range(data, raw if raw is not None else header, name)
     return from_file_order(data), affine, header, warn
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_float32_range(data: np.ndarray, header, name: str) -> None:
+    """Studies are float32: refuse finite values beyond its range (they would become Inf with a numpy
+    RuntimeWarning), e.g. float64 data holding 1e300 or integers scaled by scl_slope 1e38."""
+    if data.dtype.kind != "f" or data.dtype.itemsize <= 4 or data.size == 0:
+        return
+    with np.errstate(all="ignore"):
+        finite = np.isfinite(data)
+        big = float(np.max(np.abs(data), where=finite, initial=0.0))
+    if big > _FLOAT32_MAX:
+        try:
+            slope = float(header["scl_slope"])
+        except Exception:
+            slope = float("nan")
+        why = f"; scl_slope {slope:g}" if np.isfinite(slope) and slope not in (0.0, 1.0) else ""
+        raise StudyError(f"intensities beyond the float32 range (largest magnitude {big:.3g}{why})", name)

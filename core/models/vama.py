@@ -316,6 +316,77 @@ def percentile_scale(image: np.ndarray, q: float = PERCENTILE) -> float:
     return intensity_scale(image, q)
 
 
+ADAPTER_KEYS = ("kind", "version", "model", "gemini_model_id", "normalisation", "training", "alignment", "licence",
+                "evaluation")
+NORMS = ("batch", "instance", "none")
+
+
+def _show(v: Any) -> str:
+    text = json.dumps(v) if isinstance(v, str | int | float | bool | type(None)) else type(v).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def validate_config(config: dict, path: str | Path) -> None:
+    """Check an adapter config whole (keys, types, ranges); the first problem is a one-line `ModelError`
+    naming the file and the key (`kind` and `version` are checked by `Adapter.load` first)."""
+    def number(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(float(v))
+
+    def count(v: Any, lo: int, hi: int) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+    unknown = sorted(set(config) - set(ADAPTER_KEYS))
+    if unknown:
+        raise ModelError(f"unknown top-level key(s) {', '.join(map(repr, unknown))[:80]} in the adapter config "
+                         f"(allowed: {', '.join(ADAPTER_KEYS)})", path)
+    model = config.get("model") or {}
+    if not isinstance(model, dict):
+        raise ModelError(f"'model' must be a JSON object, not {_show(model)}", path)
+    extra = sorted(set(model) - set(DEFAULT_MODEL))
+    if extra:
+        raise ModelError(f"unknown V-AMA model setting(s) {', '.join(map(repr, extra))[:80]}", path)
+    checks = {"base_channels": (lambda v: count(v, 1, 1024), "an integer from 1 to 1024"),
+              "depth": (lambda v: count(v, 1, 8), "an integer from 1 to 8"),
+              "latent_channels": (lambda v: count(v, 1, 1024), "an integer from 1 to 1024"),
+              "disc_channels": (lambda v: count(v, 1, 1024), "an integer from 1 to 1024"),
+              "norm": (lambda v: v in NORMS, f"one of {', '.join(NORMS)}"),
+              "lambda_t": (number, "a number"), "lambda_s": (number, "a number")}
+    for key, (ok, expected) in checks.items():
+        if key in model and not ok(model[key]):
+            if key == "norm":
+                raise ModelError(f"unknown normalisation {_show(model[key])} in model.norm (use {', '.join(NORMS)})",
+                                 path)
+            raise ModelError(f"invalid model section: model.{key} must be {expected}, not {_show(model[key])}",
+                             path)
+    top = model.get("base_channels", DEFAULT_MODEL["base_channels"]) * 2 ** model.get("depth", DEFAULT_MODEL["depth"])
+    if top > 2048:
+        raise ModelError(f"model is implausibly large (base_channels x 2^depth = {top} channels at the bottom; "
+                         "at most 2048)", path)
+    norm = config.get("normalisation")
+    if not isinstance(norm, dict):
+        raise ModelError(f"'normalisation' must be a JSON object with a positive target_scale, not {_show(norm)}",
+                         path)
+    extra = sorted(set(norm) - {"method", "percentile", "target_scale", "output_units"})
+    if extra:
+        raise ModelError(f"unknown key(s) in 'normalisation': {', '.join(map(str, extra))[:80]}", path)
+    if not (number(norm.get("target_scale")) and norm["target_scale"] > 0):
+        raise ModelError("config has no positive normalisation.target_scale", path)
+    if norm.get("output_units", "source") not in ("source", "target"):
+        raise ModelError(f"unknown normalisation.output_units {_show(norm.get('output_units'))}", path)
+    if "percentile" in norm and not (number(norm["percentile"]) and 0 < norm["percentile"] <= 100):
+        raise ModelError(f"normalisation.percentile must be a number above 0 and at most 100, not "
+                         f"{_show(norm['percentile'])}", path)
+    if norm.get("method", "percentile") != "percentile":
+        raise ModelError(f"unknown normalisation.method {_show(norm.get('method'))} (expected \"percentile\")", path)
+    gid = config.get("gemini_model_id")
+    if gid is not None and not isinstance(gid, str):
+        raise ModelError(f"gemini_model_id must be a string, not {_show(gid)}", path)
+    for key, kind in (("training", dict), ("alignment", list)):
+        if key in config and not isinstance(config[key], kind):
+            raise ModelError(f"'{key}' must be a JSON {'object' if kind is dict else 'list'}, not "
+                             f"{_show(config[key])}", path)
+
+
 class Adapter:
     """A trained V-AMA adapter: maps a study from the source domain toward the target domain."""
 
@@ -333,21 +404,20 @@ class Adapter:
         weights, cfg_path = _resolve(path)
         try:
             config = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise ModelError(f"unreadable config ({exc.__class__.__name__})", cfg_path) from None
         if not isinstance(config, dict) or config.get("kind") != KIND:
             kind = config.get("kind") if isinstance(config, dict) else None
             raise ModelError(f"not a V-AMA adapter (kind {kind!r}, expected {KIND!r})", cfg_path)
-        if not isinstance(config.get("version", 1), int) or config.get("version", 1) > VERSION:
+        version = config.get("version", 1)
+        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= VERSION:
             raise ModelError(f"unsupported adapter version {config.get('version')!r} (this build reads {VERSION})",
                              cfg_path)
-        norm = config.get("normalisation") or {}
-        if not isinstance(norm.get("target_scale"), (int, float)) or not norm["target_scale"] > 0:
-            raise ModelError("config has no positive normalisation.target_scale", cfg_path)
-        if norm.get("output_units", "source") not in ("source", "target"):
-            raise ModelError(f"unknown normalisation.output_units {norm.get('output_units')!r}", cfg_path)
+        validate_config(config, cfg_path)
         try:
             model = VAMA(config.get("model") or {})
+        except ModelError as exc:
+            raise ModelError(str(exc), cfg_path) from None
         except (TypeError, ValueError, AttributeError) as exc:
             raise ModelError(f"invalid model section in the config ({exc})", cfg_path) from None
         tensors = load_tensors(weights)

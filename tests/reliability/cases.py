@@ -468,3 +468,261 @@ CASES: list[Case] = [
     Case("missing-path", missing_path, ("does-not-exist",)),
     Case("two-niftis", two_niftis, ("two",)),
 ]
+
+
+# --- issue 25, input side: geometry, caps, special files, one-line messages (tests/reliability/test_inputs_*) ---
+def _nifti_with_affine(tmp: Path, name: str, affine: np.ndarray, data: np.ndarray | None = None) -> Path:
+    """A .nii.gz whose sform (code 1, scanner) is `affine` exactly; the qform is nibabel's orthogonal
+    approximation of it, as converters write."""
+    img = nib.Nifti1Image(cine_array() if data is None else data, affine)
+    img.header.set_xyzt_units("mm", "msec")
+    img.set_sform(affine, code=1)
+    img.set_qform(affine, code=1)
+    p = tmp / name
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(gzip.compress(img.to_bytes(), compresslevel=1, mtime=0))
+    return p
+
+
+def skewed_affine(degrees: float, axis: int = 1, spacing=(1.5, 1.5, 8.0)) -> np.ndarray:
+    """diag(spacing) with column `axis` (1: rows, 2: slices) turned `degrees` towards column 0, its length kept."""
+    a = np.diag([*spacing, 1.0])
+    th = np.radians(degrees)
+    a[:3, axis] = spacing[axis] * (np.cos(th) * np.eye(3)[axis] + np.sin(th) * np.eye(3)[0])
+    return a
+
+
+def nifti_skewed_inplane(tmp: Path) -> Path:
+    """In-plane axes 84 degrees apart (6 degrees from orthogonal): LVEDV 19 mL instead of 111 mL, exit 0."""
+    return _nifti_with_affine(tmp, "skew_inplane.nii.gz", skewed_affine(6.0, axis=1))
+
+
+def nifti_skewed_slices(tmp: Path) -> Path:
+    return _nifti_with_affine(tmp, "skew_slices.nii.gz", skewed_affine(6.0, axis=2))
+
+
+def nifti_nearly_singular(tmp: Path) -> Path:
+    """Row axis 1 degree from the column axis: a nearly singular affine (LVEDV 0.2 mL, exit 0)."""
+    return _nifti_with_affine(tmp, "near_singular.nii.gz", skewed_affine(89.0, axis=1))
+
+
+def nifti_tiny_voxels(tmp: Path) -> Path:
+    return _nifti_with_affine(tmp, "tiny_voxels.nii.gz", np.diag([1.5, 1.5, 0.001, 1.0]))
+
+
+def nifti_pixdim_1e9(tmp: Path) -> Path:
+    """A normal-size image with 1e9 mm voxels (the memory estimate spent 45 s on it)."""
+    return _nifti_with_affine(tmp, "pixdim_1e9.nii.gz", np.diag([1e9, 1e9, 1e9, 1.0]))
+
+
+def nifti_slab_4m(tmp: Path) -> Path:
+    """400 slices 10 mm apart, a 4 m slab (ran 167 s and reported an LVEDV of 6,018 mL)."""
+    data = np.zeros((16, 16, 400, 2), np.uint8)
+    data[4:12, 4:12] = 100
+    return _nifti_with_affine(tmp, "slab_4m.nii.gz", np.diag([1.5, 1.5, 10.0, 1.0]), data)
+
+
+def nifti_float64_huge(tmp: Path) -> Path:
+    d = cine_array().astype(np.float64)
+    d[3, 4, 1, 0] = 1e300
+    return write_nifti(tmp / "f64_1e300.nii.gz", d)
+
+
+def nifti_scl_slope_huge(tmp: Path) -> Path:
+    img = nib.Nifti1Image(cine_array().astype(np.int16), np.diag([1.5, 1.5, 8.0, 1.0]))
+    img.header.set_slope_inter(1e38, 0.0)
+    p = tmp / "slope_1e38.nii"
+    p.write_bytes(img.to_bytes())
+    return p
+
+
+def nifti_pixdim_zero(tmp: Path) -> Path:
+    """pixdim[1..3] = 0 and no sform: nibabel printed its fix twice and the study loaded with 1 mm voxels."""
+    img = nib.Nifti1Image(cine_array(), np.diag([1.5, 1.5, 8.0, 1.0]))
+    img.header["pixdim"][1:4] = 0
+    img.set_sform(None, code=0)
+    p = tmp / "pixdim0.nii"
+    p.write_bytes(img.to_bytes())
+    return p
+
+
+def vox_offset_bomb_bytes(offset: int = 200 * 1024**2) -> bytes:
+    """A .nii.gz whose header declares an extension block up to `offset` and whose gzip stream really holds
+    that many bytes (zeros, 1000:1): nibabel reads the whole block into memory while loading the header."""
+    import zlib
+
+    img = nib.Nifti1Image(np.zeros((16, 16, 2, 2), np.float32), np.diag([1.5, 1.5, 8.0, 1.0]))
+    hdr = img.header.copy()
+    hdr["vox_offset"] = offset
+    head = bytearray(hdr.binaryblock) + b"\x01\x00\x00\x00"
+    head += np.array([offset - 352, 4], "<i4").tobytes()  # one extension: esize, ecode
+    co = zlib.compressobj(6, zlib.DEFLATED, 31)
+    out = [co.compress(bytes(head))]
+    chunk = bytes(1 << 20)
+    for _ in range(offset // len(chunk) + 1):
+        out.append(co.compress(chunk))
+    out.append(co.flush())
+    return b"".join(out)
+
+
+_CACHE: dict[str, bytes] = {}
+
+
+def nifti_vox_offset_bomb(tmp: Path) -> Path:
+    if "vox" not in _CACHE:
+        _CACHE["vox"] = vox_offset_bomb_bytes()
+    p = tmp / "ext_bomb.nii.gz"
+    p.write_bytes(_CACHE["vox"])
+    return p
+
+
+def newline_name(tmp: Path) -> Path:
+    """A file name with a newline: the message must stay on one line."""
+    p = tmp / "bad\nname.nii.gz"
+    p.write_bytes(RNG_BYTES)
+    return p
+
+
+def fifo_only_folder(tmp: Path) -> Path:
+    """A FIFO named like a DICOM file: `open` blocked forever."""
+    folder = tmp / "pipes"
+    folder.mkdir()
+    os.mkfifo(folder / "IM_0001.dcm")
+    return folder
+
+
+def fifo_path(tmp: Path) -> Path:
+    os.mkfifo(tmp / "pipe.dcm")
+    return tmp / "pipe.dcm"
+
+
+def fifo_in_acdc_folder(tmp: Path) -> Path:
+    """An ACDC patient folder whose frame file is a FIFO (the layout reader opens files by name)."""
+    folder = tmp / "patient001"
+    folder.mkdir()
+    os.mkfifo(folder / "patient001_frame01.nii.gz")
+    return folder
+
+
+def device_links_folder(tmp: Path) -> Path:
+    """.dcm links to /dev/zero (spun at 100% CPU) and /dev/urandom (grew 200 MB/s)."""
+    folder = tmp / "links"
+    folder.mkdir()
+    os.symlink("/dev/zero", folder / "IM_0001.dcm")
+    os.symlink("/dev/urandom", folder / "IM_0002.dcm")
+    return folder
+
+
+def dev_zero_path(tmp: Path) -> Path:
+    os.symlink("/dev/zero", tmp / "zero.dcm")
+    return tmp / "zero.dcm"
+
+
+def nested_folders(tmp: Path, depth: int = 40, name: str = "deep") -> Path:
+    """`depth` folders, one inside the other, a file at the bottom (deeper than the default cap of 32)."""
+    top = tmp / name
+    top.mkdir(parents=True)
+    p = top
+    for _ in range(depth):  # one level at a time (Path.mkdir(parents=True) recurses once per level)
+        p = p / "d"
+        p.mkdir()
+    (p / "IM_0001.dcm").write_bytes(RNG_BYTES)
+    return top
+
+
+def dicom_matrix_beyond_pixels(tmp: Path) -> Path:
+    """Rows x Columns 4096 x 4096 (the largest accepted) over 20 x 24 pixels of data."""
+    datasets = dfac.make_cine(dfac.CineSpec(n_slices=2, n_phases=2))
+    for ds in datasets:
+        ds.Rows = ds.Columns = 4096
+    dfac.write(tmp / "dcm", datasets)
+    return tmp / "dcm"
+
+
+def dicom_rescale_slope_huge(tmp: Path) -> Path:
+    datasets = dfac.make_cine(dfac.CineSpec(n_slices=2, n_phases=2))
+    for ds in datasets:
+        ds.RescaleSlope = "1e38"
+        ds.RescaleIntercept = "0"
+    dfac.write(tmp / "dcm", datasets)
+    return tmp / "dcm"
+
+
+def dicom_corrupt_jpeg2000(tmp: Path) -> Path:
+    """JPEG 2000 frames that do not decode: pydicom logged a 20-line traceback before the error."""
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless
+
+    datasets = dfac.make_cine(dfac.CineSpec(n_slices=2, n_phases=2))
+    for i, ds in enumerate(datasets):
+        ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+        ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + RNG_BYTES[i * 100: i * 100 + 200]])
+        ds["PixelData"].VR = "OB"
+    dfac.write(tmp / "dcm", datasets)
+    return tmp / "dcm"
+
+
+def zip_dicom_member_bomb_bytes(size: int = 600 * 1024**2, name: str = "IM_0001.dcm") -> bytes:
+    """A zip with one 'DICOM' member of `size` bytes (preamble, 'DICM', zeros) deflated ~1000:1."""
+    buf = io.BytesIO()
+    info = zipfile.ZipInfo(name)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        with z.open(info, "w", force_zip64=size > 2**31) as f:
+            f.write(bytes(128) + b"DICM")
+            chunk = bytes(1 << 20)
+            left = size - 132
+            while left > 0:
+                f.write(chunk[: min(left, len(chunk))])
+                left -= len(chunk)
+    return buf.getvalue()
+
+
+def zip_dicom_bomb(tmp: Path) -> Path:
+    """A 0.6 MB zip whose DICOM member decompresses to 600 MB (more than a DICOM image file may be)."""
+    if "zip" not in _CACHE:
+        _CACHE["zip"] = zip_dicom_member_bomb_bytes()
+    p = tmp / "bomb.zip"
+    p.write_bytes(_CACHE["zip"])
+    return p
+
+
+def zip_nifti_claims_gigabytes(tmp: Path) -> Path:
+    """A zip whose .nii.gz member claims 3 GB uncompressed (its directory entries edited)."""
+    p = tmp / "nifti_bomb.zip"
+    with zipfile.ZipFile(p, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("study/image.nii.gz", nifti_bytes(cine_array()))
+    data = bytearray(p.read_bytes())
+    claim = (3 * 10**9).to_bytes(4, "little")
+    local = data.index(b"PK\x03\x04")
+    data[local + 22: local + 26] = claim
+    central = data.index(b"PK\x01\x02")
+    data[central + 24: central + 28] = claim
+    p.write_bytes(bytes(data))
+    return p
+
+
+CASES.extend([
+    Case("nifti-skew-inplane-6deg", nifti_skewed_inplane, ("skew_inplane.nii.gz", "orthogonal"), nifti=True),
+    Case("nifti-skew-slices-6deg", nifti_skewed_slices, ("skew_slices.nii.gz", "orthogonal"), nifti=True),
+    Case("nifti-nearly-singular", nifti_nearly_singular, ("near_singular.nii.gz", "orthogonal"), nifti=True),
+    Case("nifti-tiny-voxels", nifti_tiny_voxels, ("tiny_voxels.nii.gz", "voxel size"), nifti=True),
+    Case("nifti-pixdim-1e9", nifti_pixdim_1e9, ("pixdim_1e9.nii.gz", "voxel size"), nifti=True),
+    Case("nifti-slab-4m", nifti_slab_4m, ("slab_4m.nii.gz", "field of view"), nifti=True),
+    Case("nifti-float64-1e300", nifti_float64_huge, ("f64_1e300.nii.gz", "float32"), nifti=True),
+    Case("nifti-scl-slope-1e38", nifti_scl_slope_huge, ("slope_1e38.nii", "float32"), nifti=True),
+    Case("nifti-pixdim-zero", nifti_pixdim_zero, ("pixdim0.nii", "pixdim"), nifti=True),
+    Case("nifti-vox-offset-bomb", nifti_vox_offset_bomb, ("ext_bomb.nii.gz", "vox_offset"), nifti=True),
+    Case("newline-in-name", newline_name, ("name.nii.gz",), nifti=True),
+    Case("fifo-in-folder", fifo_only_folder, ("pipes", "not a regular file")),
+    Case("fifo-path", fifo_path, ("pipe.dcm", "fifo")),
+    Case("fifo-in-acdc-folder", fifo_in_acdc_folder, ("patient001_frame01.nii.gz", "fifo")),
+    Case("links-to-devices", device_links_folder, ("links", "not regular files")),
+    Case("link-to-dev-zero", dev_zero_path, ("zero.dcm", "character device")),
+    Case("nested-40-folders", nested_folders, ("deep", "nested")),
+    Case("dicom-matrix-beyond-pixels", dicom_matrix_beyond_pixels, ("im_", "pixel data")),
+    Case("dicom-rescale-slope-1e38", dicom_rescale_slope_huge, ("im_", "rescaleslope")),
+    Case("dicom-corrupt-jpeg2000", dicom_corrupt_jpeg2000, ("im_", "decode")),
+    Case("zip-dicom-600MB-member", zip_dicom_bomb, ("bomb.zip", "too large")),
+    Case("zip-nifti-claims-3GB", zip_nifti_claims_gigabytes, ("nifti_bomb.zip", "too large")),
+])

@@ -52,8 +52,9 @@ def _interrupt_super_resolve(tmp_path: Path, sig: int, when: str, phases: str = 
     before = _previous_outputs(out)
     proc = _start_super_resolve(out, phases)
     try:
-        if when == "writing":  # the temporary output folder exists: outputs are being written
-            hit = _wait_for(lambda: bool(leftovers(tmp_path, "results")), proc, 120)
+        if when == "writing":  # the staging folder exists: outputs are being written
+            # (issue 25: staged inside --out, on its file system, no longer beside it)
+            hit = _wait_for(lambda: bool(leftovers(tmp_path, "results") or staging(out)), proc, 120)
         else:  # the model is running
             hit = _wait_for(lambda: False, proc, 0) or _wait_until_predicting(proc)
         assert hit, f"the run ended before it could be interrupted: {proc.communicate()[1][-2000:]}"
@@ -68,7 +69,13 @@ def _interrupt_super_resolve(tmp_path: Path, sig: int, when: str, phases: str = 
     assert err.strip().splitlines()[-1] in ("gemini-cmr: interrupted", "gemini-cmr: terminated")
     assert tree(out) == before
     assert leftovers(tmp_path, "results") == [], [str(p) for p in tmp_path.rglob("*") if ".results.tmp" in str(p)]
+    assert staging(out) == []
     assert not list(out.glob(".*.old-*"))
+
+
+def staging(out: Path) -> list[str]:
+    """Staging folders of write_outputs inside `out` (`.gemini-cmr.tmp-*`)."""
+    return sorted(p.name for p in out.glob(".gemini-cmr.tmp-*")) if out.is_dir() else []
 
 
 def _wait_until_predicting(proc: subprocess.Popen) -> bool:

@@ -111,8 +111,11 @@ def test_subset_of_phases_and_writers(tmp_path):
     assert data["lv_ef_pct"] == pytest.approx(50.0)
     cp = ph.write_csv(res, tmp_path / "p.csv")
     rows = list(csv.reader(io.StringIO(cp.read_text())))
-    assert rows[0] == ["quantity", "sr_labels", "lr_labels", "unit"]
+    # issue 25: a fifth column says why a value is flagged (before: no flags, undefined values looked clean)
+    assert rows[0] == ["quantity", "sr_labels", "lr_labels", "unit", "flag"]
     table = {r[0]: r for r in rows[1:]}
+    assert table["rv_ef_pct"][1] == "" and table["rv_ef_pct"][4] == "not available: no RV cavity at ED"
+    assert table["rv_cavity_ml_phase_4"][4].startswith("empty") and table["plausible"][1] == "false"
     assert float(table["lv_ef_pct"][1]) == pytest.approx(50.0)
     assert table["lv_edv_ml"][3] == "mL" and table["lv_mass_g"][3] == "g"
     assert "lv_cavity_ml_phase_11" in table
