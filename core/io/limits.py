@@ -3,8 +3,9 @@
 Readers check a file's claims (voxel count, bytes, file sizes, folder depth) against these caps BEFORE
 allocating or reading, and check the voxel -> world geometry of every loaded study against what a
 cardiac short-axis cine can be (`check_geometry`): orthogonal voxel axes, a plausible voxel size, a field
-of view and slab no scanner exceeds. The defaults are far beyond any real cine (the largest real data
-seen: 30 phases x 18 slices x 512 x 428 voxels, 0.7-10 mm voxels, 480 mm field of view, 120 mm slab);
+of view and slab no scanner exceeds. The defaults are far beyond any real cine (the largest real study
+here: 15.7 M voxels, 20 phases x 12 slices x 256 x 256; voxels 0.7-10 mm, 480 mm field of view, 120 mm
+slab);
 each can be changed with an environment variable, read at every check:
 
 | cap | environment variable | default |
