@@ -696,7 +696,8 @@ class MainWindow(QMainWindow):
         from gemini_cmr.app.dialogs.export_dialog import ExportDialog
 
         dlg = ExportDialog(self, has_result=self.state.result is not None,
-                           default_dir=str(Path(self.settings.last_dir) / f"{self.state.study.name}_gemini"))
+                           default_dir=str(Path(self.settings.last_dir) / f"{self.state.study.name}_gemini"),
+                           dicom_input=self.state.study.meta.dicom is not None)
         if dlg.exec():
             self.export(dlg.options(), confirm=True)
 

@@ -14,7 +14,7 @@ entries of the list; two studies that would share a name get a short hash of the
 - Resume: a study is skipped only when DIR/<name>/run.json (written last, so present only for a finished
   study) records the same input (resolved path, size and modification time of the file or of the files of
   the folder), the same model (path and sha256 of the weights; the bundled models' for the default),
-  adapter and options (--phases, --mesh-format, --sr-dtype), and every output it lists still exists.
+  adapter and options (--phases, --mesh-format, --sr-dtype, --dicom, --dicom-compression), and every output it lists still exists.
   Results of an older input or other options are redone in place; a folder holding another study's
   results is left alone and this study gets its own (name + hash). Run the same command again after an
   interruption.
@@ -64,6 +64,9 @@ def register(subparsers, summary: str) -> None:
     )
     p.add_argument("--sr-dtype", choices=("float32", "int16"), default="float32",
                    help="SR image storage: float32 (default) or int16 (scaled 16-bit integers: half the file, values within half a step of range/65535)")
+    from gemini_cmr.cli.super_resolve import add_dicom_options
+
+    add_dicom_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -346,12 +349,14 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from gemini_cmr.cli.super_resolve import dicom_notice
     from gemini_cmr.core.engine import SuperResolver, parse_phases
     from gemini_cmr.core.io import load_study
     from gemini_cmr.core.outputs import estimate_output_bytes, write_outputs
 
     model_key = model_identity(args.model, args.adapter)
-    options = {"phases": str(args.phases), "mesh_format": list(formats), "sr_dtype": args.sr_dtype}
+    options = {"phases": str(args.phases), "mesh_format": list(formats), "sr_dtype": args.sr_dtype,
+               "dicom": "auto" if args.dicom is None else bool(args.dicom), "dicom_compression": args.dicom_compression}
     if args.threads:
         torch.set_num_threads(args.threads)
     device = shard_device(args.device, rank, world)
@@ -390,8 +395,13 @@ def run(args: argparse.Namespace) -> int:
                         loading = False
                     study = load_study(study_path)
                     n_ph = len(parse_phases(args.phases, study)[0])
-                    check_output_folder(dest, study_path, estimate_output_bytes(study, n_ph, args.sr_dtype))
+                    with_dicom = study.meta.dicom is not None if args.dicom is None else args.dicom
+                    check_output_folder(dest, study_path, estimate_output_bytes(
+                        study, n_ph, args.sr_dtype, with_dicom, args.dicom_compression))
                     result = engine.run(study, phases=args.phases, meshes="ed_es")
+                    notice = dicom_notice(study, args.dicom)
+                    if notice:
+                        result.warnings.append(notice)
                     warnings = list(study.meta.warnings) + list(result.warnings)
                     extra = {
                         "arguments": {
@@ -403,7 +413,8 @@ def run(args: argparse.Namespace) -> int:
                         },
                         "resume_key": key,
                     }
-                    write_outputs(result, dest, formats, False, extra_info=extra, sr_dtype=args.sr_dtype)
+                    write_outputs(result, dest, formats, False, extra_info=extra, sr_dtype=args.sr_dtype,
+                                  dicom=with_dicom, dicom_compression=args.dicom_compression)
                     n_done += 1
                     row["plausible"] = str(bool(result.phenotypes.get("plausible", True))).lower()
                     row["warnings"] = " | ".join(warnings)

@@ -14,7 +14,8 @@ import sys
 
 def register(subparsers, summary: str) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("info", help=summary, description=summary)
-    parser.add_argument("path", help="DICOM folder or zip, NIfTI file, or ACDC / M&Ms / UK Biobank subject folder")
+    parser.add_argument("path", help="DICOM folder or zip (segmentations beside the images give the labels), NIfTI "
+                                     "file, or ACDC / M&Ms / UK Biobank subject folder")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--series-uid", default=None, metavar="UID",
                         help="load this DICOM SeriesInstanceUID when the folder holds several series")
@@ -76,6 +77,7 @@ def format_summary(info: dict) -> str:
         f"ED phase:        {_phase(info['ed_phase'])}",
         f"ES phase:        {_phase(info['es_phase'])}",
         "labels:          " + (f"values {info['label_values']} on phases {info['labelled_phases']}"
+                                + (f" ({info['label_source']})" if info.get("label_source") else "")
                                 if info["has_labels"] else "none"),
     ]
     if info.get("height_cm") or info.get("weight_kg"):

@@ -1,7 +1,9 @@
 """`gemini-cmr super-resolve STUDY --out DIR`: SR image, 3D labels, meshes and phenotypes of a study.
 
 Writes into DIR: sr_image.nii.gz, sr_labels.nii.gz, lr_labels.nii.gz, meshes/, phenotypes.json,
-phenotypes.csv, run.json (see docs/pipeline.md). DIR is checked before the compute (writable, enough
+phenotypes.csv, label files for 3D Slicer (sr_labels_ed/es.seg.nrrd) and ITK-SNAP (labels_itksnap.txt,
+sr.itksnap), with --dicom (the default for DICOM input) dicom/sr/ (the SR series and its segmentations) and
+dicom/lr_labels/ (segmentations of the acquired slices), and run.json (see docs/pipeline.md). DIR is checked before the compute (writable, enough
 free space, no folder named like an output, not inside the study's folder). Everything is written to a
 hidden staging folder inside DIR and published at the end, run.json last, so a failed run leaves DIR as it
 was. Progress and warnings (the study's, implausible or unavailable phenotypes) go to stderr; the
@@ -39,8 +41,29 @@ def register(subparsers, summary: str) -> None:
                    help="use the complete slices of an incomplete DICOM series (with a warning)")
     p.add_argument("--sr-dtype", choices=("float32", "int16"), default="float32",
                    help="SR image storage: float32 (default) or int16 (scaled 16-bit integers: half the file, values within half a step of range/65535)")
+    add_dicom_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
+
+
+def add_dicom_options(p: argparse.ArgumentParser) -> None:
+    """--dicom / --no-dicom and --dicom-compression (super-resolve, batch)."""
+    p.add_argument("--dicom", action=argparse.BooleanOptionalAction, default=None,
+                   help="also write DICOM: the SR series and segmentations (SEG) of the SR labels and of the labels "
+                        "on the acquired slices, in the input's study (default: on for DICOM input, off otherwise; "
+                        "for other input a new study is made)")
+    p.add_argument("--dicom-compression", choices=("jpeg-ls", "none"), default="jpeg-ls",
+                   help="transfer syntax of the SR series: JPEG-LS lossless (default, about 2.6x smaller) or none "
+                        "(uncompressed, for viewers without JPEG-LS)")
+
+
+def dicom_notice(study, dicom: bool | None) -> str | None:
+    """The warning for --dicom on an input that is not DICOM (a new study, no segmentation of the acquired
+    slices), or None."""
+    if dicom and study.meta.dicom is None:
+        return ("the input is not DICOM: the DICOM outputs get a new Study Instance UID and Frame of Reference "
+                "(they do not join the input's study), and there is no segmentation of the acquired slices")
+    return None
 
 
 class StderrProgress:
@@ -82,7 +105,12 @@ def run(args: argparse.Namespace) -> int:
     for w in study.meta.warnings:
         print(f"gemini-cmr: warning: {study.meta.source_path or args.study}: {w}", file=sys.stderr, flush=True)
     n_phases = len(parse_phases(args.phases, study)[0])
-    check_output_folder(out, args.study, need_bytes=estimate_output_bytes(study, n_phases, args.sr_dtype))
+    with_dicom = study.meta.dicom is not None if args.dicom is None else args.dicom
+    notice = dicom_notice(study, args.dicom)
+    if notice:
+        print(f"gemini-cmr: warning: {notice}", file=sys.stderr, flush=True)
+    check_output_folder(out, args.study, need_bytes=estimate_output_bytes(study, n_phases, args.sr_dtype,
+                                                                          with_dicom, args.dicom_compression))
     progress(0.0, f"loaded {study.name}: {study.n_phases} phases x {study.n_slices} slices")
     engine = SuperResolver(model=args.model, adapter=args.adapter, device=args.device)
     progress(0.0, f"model {engine.model_id[:12]} on {engine.device}")
@@ -97,8 +125,12 @@ def run(args: argparse.Namespace) -> int:
         "study": str(args.study), "out": str(out), "model": None if args.model is None else str(args.model),
         "adapter": None if args.adapter is None else str(args.adapter), "device": args.device,
         "phases": args.phases, "mesh_format": formats, "all_phase_meshes": bool(args.all_phase_meshes),
+        "dicom": with_dicom, "dicom_compression": args.dicom_compression,
     }}  # fmt: skip
-    write_outputs(result, out, formats, args.all_phase_meshes, extra_info=extra, sr_dtype=args.sr_dtype)
+    if notice:
+        result.warnings.append(notice)
+    write_outputs(result, out, formats, args.all_phase_meshes, extra_info=extra, sr_dtype=args.sr_dtype,
+                  dicom=with_dicom, dicom_compression=args.dicom_compression)
     total = time.perf_counter() - t0
     progress(1.0, f"wrote {out} in {total:.1f} s")
     print(f"{out}: {summary_line(result)}")

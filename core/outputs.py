@@ -6,12 +6,15 @@ check_output_folder("out/DIR", study_path)   # before the compute: writable, no 
 write_outputs(result, "out/DIR", mesh_formats=("stl",), all_phase_meshes=False, sr_dtype="float32")
 ```
 `write_outputs` writes `sr_image.nii.gz`, `sr_labels.nii.gz`, `lr_labels.nii.gz`, `meshes/`, `phenotypes.json`,
-`phenotypes.csv` and `run.json` (docs/pipeline.md) into a hidden staging folder inside `out_dir`
+`phenotypes.csv`, the viewers' label files (`sr_labels_ed.seg.nrrd`, `sr_labels_es.seg.nrrd`, `labels_itksnap.txt`,
+`sr.itksnap`), with `dicom` the DICOM outputs (`dicom/sr/`, `dicom/lr_labels/`), and `run.json` (docs/pipeline.md)
+into a hidden staging folder inside `out_dir`
 (`.gemini-cmr.tmp-<host>-<pid>-*`: the same file system as the outputs, also when `out_dir` is a mount point
 or a symbolic link), then publishes them file by file with SIGINT/SIGTERM held: the old `run.json` (the
 commit marker) is set aside first and the new one moved in last; an old output is kept aside until the end,
 so a failure while publishing puts everything back. Only files the product writes are replaced or removed
-(user files in `out_dir` and in `meshes/` stay). A failure, cancellation or interrupt leaves `out_dir` as
+(user files in `out_dir`, `meshes/` and `dicom/` stay; our meshes and DICOM files that this run did not write
+go). A failure, cancellation or interrupt leaves `out_dir` as
 it was; a SIGKILLed run leaves a staging folder without `run.json`, removed by the next write (or check) once
 its process is gone (`clean_stale_temporaries`).
 The app's Export dialog writes single files with the same names and writers (`write_sr_image`, ...,
@@ -48,7 +51,7 @@ from gemini_cmr.core import __version__
 from gemini_cmr.core import mesh as meshlib
 from gemini_cmr.core import phenotypes as phenolib
 from gemini_cmr.core.errors import Cancelled, GeminiError
-from gemini_cmr.core.io import jsonio
+from gemini_cmr.core.io import dicom_write, jsonio, viewer_labels
 from gemini_cmr.core.io.atomic import atomic_path, atomic_write_text
 from gemini_cmr.core.io.nifti import IMAGE_DTYPES, save_nifti
 from gemini_cmr.core.mesh import MESH_FORMATS
@@ -67,8 +70,21 @@ MESHES_DIR = "meshes"
 PHENOTYPES_JSON = "phenotypes.json"
 PHENOTYPES_CSV = "phenotypes.csv"
 RUN_JSON = "run.json"
-OUTPUT_NAMES = (SR_IMAGE, SR_LABELS, LR_LABELS, MESHES_DIR, PHENOTYPES_JSON, PHENOTYPES_CSV, RUN_JSON)
-OUTPUT_FILES = tuple(n for n in OUTPUT_NAMES if n != MESHES_DIR)
+#: Labels for 3D Slicer (ED and ES on the SR grid) and ITK-SNAP (label descriptions; a workspace opening the
+#: SR image with its labels): `core.io.viewer_labels`.
+SLICER_ED = "sr_labels_ed.seg.nrrd"
+SLICER_ES = "sr_labels_es.seg.nrrd"
+ITKSNAP_LABELS = "labels_itksnap.txt"
+ITKSNAP_WORKSPACE = "sr.itksnap"
+#: DICOM outputs (`core.io.dicom_write`): the SR series with its segmentations, and the segmentations of the
+#: acquired slices.
+DICOM_DIR = "dicom"
+DICOM_SR_DIR = "dicom/sr"
+DICOM_LR_DIR = "dicom/lr_labels"
+OUTPUT_NAMES = (SR_IMAGE, SR_LABELS, LR_LABELS, MESHES_DIR, PHENOTYPES_JSON, PHENOTYPES_CSV, SLICER_ED, SLICER_ES,
+                ITKSNAP_LABELS, ITKSNAP_WORKSPACE, DICOM_DIR, RUN_JSON)
+OUTPUT_FOLDERS = (MESHES_DIR, DICOM_DIR)
+OUTPUT_FILES = tuple(n for n in OUTPUT_NAMES if n not in OUTPUT_FOLDERS)
 #: Hidden staging folders (and write probes) of this product inside an outputs folder:
 #: `.gemini-cmr.tmp-<host>-<pid>-<random>`.
 STAGING_PREFIX = ".gemini-cmr.tmp-"
@@ -77,6 +93,8 @@ _OLD_MESHES_RE = re.compile(r"^\.meshes\.old-(?P<pid>\d+)$")  # left by gemini-c
 #: Mesh files the product writes into meshes/ (`core.mesh.mesh_file_name`, `write_series`).
 _MESH_FILE_RE = re.compile(r"^(ed|es|phase_\d{2,})_(lv_cavity|lv_myocardium|rv_cavity)\.(stl|obj|ply|vtp)$"
                            r"|^(lv_cavity|lv_myocardium|rv_cavity)_series\.pvd$")
+#: DICOM files the product writes into dicom/ (`core.io.dicom_write`).
+_DICOM_FILE_RE = re.compile(r"^dicom/(sr/(MR_p\d{2,}_s\d{3,}|SEG_p\d{2,})|lr_labels/SEG_p\d{2,}(_s\d{3,})?)\.dcm$")
 #: Legacy temporary folders beside the outputs folder (`.<name>.tmp-XXXXXXXX`, no process id): removed once
 #: they are this old.
 LEGACY_TMP_AGE_S = 24 * 3600
@@ -354,16 +372,21 @@ def _study_folder(study_path: str | Path | None) -> Path | None:
     return None
 
 
-def estimate_output_bytes(study: Any, n_phases: int | None = None, sr_dtype: str = "float32") -> int:
+def estimate_output_bytes(study: Any, n_phases: int | None = None, sr_dtype: str = "float32",
+                          dicom: bool = False, dicom_compression: str = "jpeg-ls") -> int:
     """About how many bytes `write_outputs` needs at its peak for `study`: the SR image twice (its raw .nii
-    and the .gz beside it, briefly; the .gz is stored almost uncompressed), compressed labels, meshes.
+    and the .gz beside it, briefly; the .gz is stored almost uncompressed), compressed labels, meshes; with
+    `dicom`, the SR series (JPEG-LS: about 0.8 bytes per voxel; uncompressed 2) and its 1-bit segmentations.
     Checked against the free space before the compute."""
     from gemini_cmr.core.geometry import sr_grid
 
     n = int(n_phases or study.n_phases)
     voxels = int(np.prod(sr_grid(study.grid).shape))
     per_voxel = 2 * (2 if sr_dtype == "int16" else 4) + 0.3  # image (raw + gz) + compressed labels
-    return int(n * voxels * per_voxel + n * int(np.prod(study.image.shape[1:])) * 0.2 + (8 << 20))
+    lr_voxels = int(np.prod(study.image.shape[1:]))
+    if dicom:
+        per_voxel += (1.2 if dicom_compression == "jpeg-ls" else 2.1) + 0.4
+    return int(n * voxels * per_voxel + n * lr_voxels * (0.6 if dicom else 0.2) + (8 << 20))
 
 
 def check_output_folder(out_dir: str | Path, study_path: str | Path | None = None,
@@ -394,6 +417,11 @@ def check_output_folder(out_dir: str | Path, study_path: str | Path | None = Non
         if (meshes.exists() or meshes.is_symlink()) and not meshes.is_dir():
             raise GeminiError("the meshes folder's name is taken by a file; move it away or choose another "
                               "output folder", meshes)
+        for sub in (DICOM_DIR, DICOM_SR_DIR, DICOM_LR_DIR):
+            d = out / sub
+            if (d.exists() or d.is_symlink()) and not d.is_dir():
+                raise GeminiError("the name of a DICOM output folder is taken by a file; move it away or choose "
+                                  "another output folder", d)
     base = out
     while not base.exists():
         if base.is_symlink():
@@ -449,7 +477,8 @@ def _publish_entries(staging: Path, out_dir: Path) -> None:
         for parent in list(rel.parents)[:-1]:
             d = out_dir / parent
             if (d.exists() or d.is_symlink()) and not d.is_dir():
-                raise GeminiError("the meshes folder's name is taken by a file; move it away", d)
+                what = "the meshes folder's name" if parent == Path(MESHES_DIR) else "an output folder's name"
+                raise GeminiError(f"{what} is taken by a file; move it away", d)
     backup = staging / ".replaced"
     backup.mkdir(exist_ok=True)
     undo: list[tuple[Path, Path]] = []  # (moved from, moved to), in order
@@ -486,6 +515,13 @@ def _publish_entries(staging: Path, out_dir: Path) -> None:
                 rel = p.relative_to(out_dir)
                 if rel not in new and _MESH_FILE_RE.match(p.name) and (p.is_file() or p.is_symlink()):
                     move(p, backup / rel)  # a mesh of an earlier run that this run did not write
+        for sub in (DICOM_SR_DIR, DICOM_LR_DIR):
+            d = out_dir / sub
+            if d.is_dir() and not d.is_symlink() and not (out_dir / DICOM_DIR).is_symlink():
+                for p in sorted(d.iterdir()):
+                    rel = p.relative_to(out_dir)
+                    if rel not in new and _DICOM_FILE_RE.match(rel.as_posix()) and (p.is_file() or p.is_symlink()):
+                        move(p, backup / rel)  # a DICOM file of an earlier run that this run did not write
         move(staging / RUN_JSON, out_dir / RUN_JSON)
     except BaseException:
         for src, dst in reversed(undo):
@@ -495,6 +531,11 @@ def _publish_entries(staging: Path, out_dir: Path) -> None:
             with contextlib.suppress(OSError):
                 d.rmdir()
         raise
+    for sub in (DICOM_SR_DIR, DICOM_LR_DIR, DICOM_DIR):  # emptied by a run without DICOM outputs
+        with contextlib.suppress(OSError):
+            d = out_dir / sub
+            if d.is_dir() and not d.is_symlink() and not any(d.iterdir()):
+                d.rmdir()
     with contextlib.suppress(OSError):
         fd = os.open(out_dir, os.O_RDONLY)
         try:
@@ -528,6 +569,110 @@ def write_phenotypes(result: Result, folder: Path) -> list[Path]:
     return [folder / PHENOTYPES_JSON, folder / PHENOTYPES_CSV]
 
 
+def slicer_phases(result: Result) -> list[tuple[int, str]]:
+    """(phase, file name) of the 3D Slicer segmentations: ED and ES, when they were super-resolved."""
+    return [(p, name) for p, name in ((result.ed_phase, SLICER_ED), (result.es_phase, SLICER_ES))
+            if p in result.phases]
+
+
+def write_slicer_phase(result: Result, phase: int, path: Path) -> Path:
+    """One phase of the SR labels as a 3D Slicer segmentation (names, colours, SNOMED CT terminology)."""
+    return viewer_labels.write_slicer_seg(path, result.sr_labels[result.phase_row(phase)], result.sr_grid)
+
+
+def write_slicer_labels(result: Result, folder: Path) -> list[Path]:
+    """`sr_labels_ed.seg.nrrd` and `sr_labels_es.seg.nrrd` in `folder` (`slicer_phases`)."""
+    return [write_slicer_phase(result, phase, folder / name) for phase, name in slicer_phases(result)]
+
+
+def write_itksnap_labels(path: Path) -> Path:
+    """`labels_itksnap.txt`: ITK-SNAP label descriptions of sr_labels/lr_labels (names and colours)."""
+    return viewer_labels.write_itksnap_labels(path)
+
+
+def write_itksnap_workspace(path: Path, save_location: Path | None = None) -> Path:
+    """`sr.itksnap`: an ITK-SNAP workspace opening sr_image.nii.gz with sr_labels.nii.gz and the structures'
+    names and colours; its paths are those of `save_location` (the folder it is published to; default the
+    workspace's folder)."""
+    where = Path(save_location or Path(path).parent).absolute()
+    return viewer_labels.write_itksnap_workspace(path, where, SR_IMAGE, SR_LABELS)
+
+
+def write_itksnap_files(folder: Path, save_location: Path | None = None) -> list[Path]:
+    return [write_itksnap_labels(folder / ITKSNAP_LABELS),
+            write_itksnap_workspace(folder / ITKSNAP_WORKSPACE, save_location)]
+
+
+def model_name(result: Result) -> str:
+    """The model's name: its folder (`resources/models/<name>/model.safetensors`) or file stem."""
+    if not result.model_path:
+        return "gemini-gan"
+    p = Path(result.model_path)
+    return p.parent.name if p.name == "model.safetensors" else (p.stem or p.name)
+
+
+def dicom_wanted(result: Result, dicom: bool | None) -> bool:
+    """`dicom` as asked; None: on when the input was read from DICOM."""
+    return result.study.meta.dicom is not None if dicom is None else bool(dicom)
+
+
+def write_dicom(result: Result, folder: Path, compression: str = "jpeg-ls",
+                cancel: Cancel | None = None) -> dict[str, Any]:
+    """The DICOM outputs in `folder`: `dicom/sr/` (the SR series, `MR_pPP_sSSS.dcm`, and its segmentations,
+    `SEG_pPP.dcm`) and `dicom/lr_labels/` (segmentations of the acquired images, `SEG_pPP.dcm`; DICOM input
+    only). Returns what run.json records of them (UIDs, transfer syntax, files, bytes, seconds)."""
+    return _write_dicom(result, folder, compression, cancel)[0]
+
+
+def _write_dicom(result: Result, folder: Path, compression: str,
+                 cancel: Cancel | None) -> tuple[dict[str, Any], list[Path]]:
+    t0 = time.perf_counter()
+    study = result.study
+    ctx = dicom_write.dicom_context(study, model_name(result), result.model_id, __version__)
+    ident = None if ctx.new_study else study.meta.dicom
+    times = study.phase_times_ms
+    if times is not None and len(times) != study.n_phases:
+        times = None
+    sr_dir, lr_dir = folder / DICOM_SR_DIR, folder / DICOM_LR_DIR
+    headers = dicom_write.write_sr_series(
+        sr_dir, result.sr_image, result.sr_grid, result.phases, times, ctx, compression,
+        source_grid=study.grid if ident is not None else None,
+        source_uids=ident.sop_instance_uids if ident is not None else None, cancel=cancel)
+    paths = sorted(sr_dir.glob("MR_*.dcm"))
+    paths += dicom_write.write_segmentations(sr_dir, result.sr_labels, headers, result.phases, ctx, "sr_labels",
+                                             cancel)
+    sources = dicom_write.source_images(study, result.phases, ctx)
+    if sources is not None:
+        paths += dicom_write.write_segmentations(lr_dir, result.lr_labels, sources, result.phases, ctx,
+                                                 "lr_labels", cancel)
+    seconds = time.perf_counter() - t0
+    result.timings["write_dicom"] = seconds
+    return {
+        "study_instance_uid": ctx.study_uid,
+        "frame_of_reference_uid": ctx.frame_of_reference_uid,
+        "new_study": ctx.new_study,
+        "series_instance_uids": dict(ctx.series_uids),
+        "transfer_syntax": str(dicom_write.COMPRESSIONS[compression]),
+        "files": len(paths),
+        "bytes": dicom_write.file_bytes(paths),
+        "seconds": round(seconds, 3),
+    }, paths
+
+
+def export_dicom(result: Result, folder: Path, compression: str = "jpeg-ls",
+                 cancel: Cancel | None = None) -> dict[str, Any]:
+    """`write_dicom` straight into `folder` (the app's Export: each file atomically), then our DICOM files
+    there that it did not write (an earlier export with other phases) are removed; other files stay."""
+    folder = Path(folder)
+    before = {p for sub in (DICOM_SR_DIR, DICOM_LR_DIR) if (folder / sub).is_dir()
+              for p in (folder / sub).iterdir()}
+    info, paths = _write_dicom(result, folder, compression, cancel)
+    for p in sorted(before - set(paths)):
+        if _DICOM_FILE_RE.match(p.relative_to(folder).as_posix()) and p.is_file():
+            p.unlink()
+    return info
+
+
 def phase_meshes(result: Result, phase: int, cancel: Cancel | None = None) -> dict[str, Any]:
     """The surfaces of one phase: the engine's when it made them, else built now (`core.mesh`)."""
     meshes = result.meshes.get(phase)
@@ -540,8 +685,10 @@ def phase_meshes(result: Result, phase: int, cancel: Cancel | None = None) -> di
 
 
 def _write_rest(result: Result, tmp: Path, formats: list[str], all_phase_meshes: bool,
-                cancel: Cancel | None, reserved: Callable[[], int] = lambda: 0) -> None:
-    """Everything but the SR image: labels, phenotypes, meshes."""
+                cancel: Cancel | None, reserved: Callable[[], int] = lambda: 0,
+                save_location: Path | None = None) -> None:
+    """Everything but the SR image and the DICOM outputs: labels (NIfTI, Slicer, ITK-SNAP), phenotypes,
+    meshes. `save_location` is where the files will be published (the ITK-SNAP workspace's paths)."""
 
     def check() -> None:
         if cancel is not None and cancel():
@@ -551,6 +698,8 @@ def _write_rest(result: Result, tmp: Path, formats: list[str], all_phase_meshes:
     write_lr_labels(result, tmp / LR_LABELS)
     check()
     write_phenotypes(result, tmp)
+    write_slicer_labels(result, tmp)
+    write_itksnap_files(tmp, save_location or tmp)
 
     meshes = dict(result.meshes)
     wanted = sorted(set(result.phases) if all_phase_meshes else {result.ed_phase, result.es_phase})
@@ -632,6 +781,8 @@ def write_outputs(
     extra_info: dict[str, Any] | None = None,
     cancel: Cancel | None = None,
     sr_dtype: str = "float32",
+    dicom: bool | None = None,
+    dicom_compression: str = "jpeg-ls",
 ) -> list[Path]:
     """Write every output of `result` into `out_dir` (see docs/pipeline.md); returns the written paths.
 
@@ -639,7 +790,9 @@ def write_outputs(
     end, run.json last (module docstring): a failure or cancellation leaves `out_dir` as it was (a missing
     `out_dir`, and the parents created for it, are removed again). OS errors (disk full, read-only, ...)
     become a one-line `GeminiError`. `sr_dtype="int16"` stores the SR image as scaled 16-bit integers
-    (`core.io.nifti.save_nifti`): half the float32 file, for cohorts.
+    (`core.io.nifti.save_nifti`): half the float32 file, for cohorts. `dicom` adds the DICOM outputs
+    (`write_dicom`; None: when the input was DICOM), with the SR series compressed as `dicom_compression`
+    ("jpeg-ls", lossless, or "none").
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir).expanduser()
@@ -649,6 +802,10 @@ def write_outputs(
         formats = meshlib.parse_formats(mesh_formats)
     except ValueError as exc:
         raise GeminiError(str(exc)) from None
+    if dicom_compression not in dicom_write.COMPRESSIONS:
+        raise GeminiError(f"unknown DICOM compression {dicom_compression!r} (choose "
+                          f"{' or '.join(dicom_write.COMPRESSIONS)})")
+    with_dicom = dicom_wanted(result, dicom)
     check_output_folder(out_dir, result.study.meta.source_path)
     real = out_dir.resolve()  # through symbolic links: staging and outputs on the one file system
     staging: Path | None = None
@@ -686,11 +843,12 @@ def write_outputs(
                 # While it runs, the image needs up to its raw size twice (the .nii, then the .gz beside it).
                 sr_bytes = 2 * result.sr_image.size * (2 if sr_dtype == "int16" else 4)
                 _write_rest(result, staging, formats, all_phase_meshes, cancel,
-                            reserved=lambda: 0 if big.done() else sr_bytes)
+                            reserved=lambda: 0 if big.done() else sr_bytes, save_location=real)
+                dicom_info = write_dicom(result, staging, dicom_compression, cancel) if with_dicom else None
                 big.result()
             check()
             result.timings["write"] = time.perf_counter() - t0
-            info = run_info(result, {"sr_image_dtype": sr_dtype, **(extra_info or {})})
+            info = run_info(result, {"sr_image_dtype": sr_dtype, "dicom": dicom_info, **(extra_info or {})})
             info["outputs"] = [str(p) for p in _staged_files(staging) if p != Path(RUN_JSON)] + [RUN_JSON]
             atomic_write_text(staging / RUN_JSON, json.dumps(jsonio.jsonable(info), indent=2,
                                                              allow_nan=False) + "\n")
@@ -717,9 +875,11 @@ def write_outputs(
     return sorted(out_dir / rel for rel in written)
 
 
-__all__ = ["LR_LABELS", "MESHES_DIR", "MESH_FORMATS", "OUTPUT_FILES", "OUTPUT_NAMES", "STAGING_PREFIX",
-           "check_output_folder", "clean_stale_temporaries", "estimate_output_bytes", "input_fingerprint",
-           "os_error_text", "PHENOTYPES_CSV", "PHENOTYPES_JSON",
-           "RUN_JSON", "SR_IMAGE", "SR_LABELS", "gzip_parallel", "mesh_path", "mesh_phases", "phase_meshes",
-           "run_info", "save_nifti_fast", "write_lr_labels", "write_outputs", "write_phenotypes", "write_sr_image",
-           "write_sr_labels"]
+__all__ = ["DICOM_DIR", "DICOM_LR_DIR", "DICOM_SR_DIR", "ITKSNAP_LABELS", "ITKSNAP_WORKSPACE", "LR_LABELS",
+           "MESHES_DIR", "MESH_FORMATS", "OUTPUT_FILES", "OUTPUT_FOLDERS", "OUTPUT_NAMES", "SLICER_ED", "SLICER_ES",
+           "STAGING_PREFIX", "check_output_folder", "clean_stale_temporaries", "dicom_wanted",
+           "estimate_output_bytes", "input_fingerprint", "model_name", "os_error_text", "PHENOTYPES_CSV",
+           "PHENOTYPES_JSON", "RUN_JSON", "SR_IMAGE", "SR_LABELS", "gzip_parallel", "mesh_path", "mesh_phases",
+           "phase_meshes", "run_info", "save_nifti_fast", "export_dicom", "slicer_phases", "write_dicom", "write_itksnap_files",
+           "write_itksnap_labels", "write_itksnap_workspace", "write_lr_labels", "write_slicer_phase",
+           "write_outputs", "write_phenotypes", "write_slicer_labels", "write_sr_image", "write_sr_labels"]

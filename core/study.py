@@ -26,6 +26,14 @@ LABEL_OF = {name: label for label, name in STRUCTURES.items()}
 STRUCTURE_NAMES = {"lv_cavity": "LV cavity", "lv_myocardium": "LV myocardium", "rv_cavity": "RV cavity"}
 STRUCTURE_SHORT = {"lv_cavity": "LV", "lv_myocardium": "Myo", "rv_cavity": "RV"}
 LABEL_COLOURS: dict[int, tuple[int, int, int]] = {1: (40, 205, 80), 2: (250, 215, 30), 3: (50, 130, 255)}
+# SNOMED CT (coding scheme "SCT") codes of the structures, as DICOM segmentations and Slicer's terminology
+# carry them: category "Anatomical structure" (DICOM CID 7150); types from CID 7152 (cardiac structure
+# segmentation: left and right ventricle; the segment labels say "cavity") and CID 12305 (left ventricle
+# myocardium).
+STRUCTURE_CATEGORY_CODE = ("91723000", "Anatomical Structure")
+STRUCTURE_CODES = {"lv_cavity": ("87878005", "Left ventricle"),
+                   "lv_myocardium": ("49848007", "Left ventricle myocardium"),
+                   "rv_cavity": ("53085002", "Right ventricle")}
 N_CLASSES = 4
 
 
@@ -121,6 +129,25 @@ class Grid:
 
 
 @dataclass
+class DicomIdentity:
+    """The DICOM identity of a study read from DICOM: what derived objects (the SR series, the
+    segmentations) need to join the same study and frame of reference and to point at the source images.
+
+    `sop_instance_uids` is [phase][slice] of the loaded cine (as `meta.extra["instance_numbers"]`),
+    `series_uids` the series of each slice (one value repeated for a multi-position series), and
+    `attributes` the patient and study modules and a few series facts of the first image (keyword ->
+    value as text, or a list of texts for multi-valued elements).
+    """
+
+    study_uid: str
+    frame_of_reference_uid: str
+    sop_class_uid: str
+    sop_instance_uids: list[list[str]]
+    series_uids: list[str]
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class StudyMeta:
     """What we know about where a study came from."""
 
@@ -138,6 +165,8 @@ class StudyMeta:
     group: str = ""
     warnings: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    dicom: DicomIdentity | None = None  # DICOM input only
+    label_source: str = ""  # where `Study.labels` came from when not obvious (e.g. "DICOM SEG: 2 files")
 
 
 @dataclass
@@ -240,6 +269,7 @@ class Study:
             "ed_phase": m.ed_phase,
             "es_phase": m.es_phase,
             "has_labels": self.has_labels,
+            "label_source": m.label_source or None,
             "labelled_phases": list(self.labelled_phases),
             "label_values": label_values,
             "height_cm": m.height_cm,

@@ -1,5 +1,6 @@
 """Export: meshes (structures x ED/ES/all phases x STL/OBJ/PLY/VTP, world mm), SR image and labels as
-NIfTI, phenotypes as CSV/JSON, screenshots of any view. File names and writers are `core.outputs`' (the same
+NIfTI, labels for 3D Slicer and ITK-SNAP, DICOM (the SR series and segmentations, in the input's study),
+phenotypes as CSV/JSON, screenshots of any view. File names and writers are `core.outputs`' (the same
 as `gemini-cmr super-resolve` writes); this module only plans which files to write. Existing files are
 listed before anything is written, so the window can ask before overwriting.
 """
@@ -52,6 +53,9 @@ class ExportOptions:
     mesh_phases: str = "ed_es"  # "ed_es" | "all"
     mesh_formats: tuple[str, ...] = ("stl",)
     nifti: bool = True
+    viewer_labels: bool = True
+    dicom: bool = False
+    dicom_compression: str = "jpeg-ls"
     phenotypes: bool = True
     screenshots: tuple[str, ...] = ("window",)
     overwrite: bool = False
@@ -76,6 +80,14 @@ def export_plan(options: ExportOptions, study, result, shots: dict[str, QImage])
         if options.nifti:
             writers += [(outputs.SR_IMAGE, outputs.write_sr_image), (outputs.SR_LABELS, outputs.write_sr_labels),
                         (outputs.LR_LABELS, outputs.write_lr_labels)]
+        if options.viewer_labels:
+            for phase, name in outputs.slicer_phases(result):
+                writers.append((name, lambda r, path, phase=phase: outputs.write_slicer_phase(r, phase, path)))
+            writers += [(outputs.ITKSNAP_LABELS, lambda r, path: outputs.write_itksnap_labels(path)),
+                        (outputs.ITKSNAP_WORKSPACE, lambda r, path: outputs.write_itksnap_workspace(path))]
+        if options.dicom:
+            writers.append((outputs.DICOM_DIR, lambda r, path, c=options.dicom_compression:
+                            outputs.export_dicom(r, path.parent, c)))
         if options.phenotypes and result.phenotypes:
             from gemini_cmr.core import phenotypes as ph
 
@@ -123,7 +135,8 @@ def export_plan(options: ExportOptions, study, result, shots: dict[str, QImage])
 
 
 class ExportDialog(QDialog):
-    def __init__(self, parent: QWidget | None = None, has_result: bool = True, default_dir: str = ""):
+    def __init__(self, parent: QWidget | None = None, has_result: bool = True, default_dir: str = "",
+                 dicom_input: bool = False):
         super().__init__(parent)
         self.setWindowTitle("Export")
         self.setMinimumWidth(520)
@@ -159,9 +172,15 @@ class ExportDialog(QDialog):
         ml.addRow("Formats", frow)
 
         self.nifti = QCheckBox("SR image and labels, labels on the input grid (NIfTI)")
+        self.viewer_labels = QCheckBox("Labels for 3D Slicer (.seg.nrrd, ED and ES) and ITK-SNAP (label file, "
+                                       "workspace)")
+        self.dicom = QCheckBox("DICOM: SR series and segmentations (SEG), in the input's study")
+        self.dicom.setToolTip("dicom/sr: the SR series with its segmentations; dicom/lr_labels: segmentations of "
+                              "the acquired images. For a study that was not read from DICOM a new study is made.")
         self.phen = QCheckBox("Phenotypes (CSV and JSON)")
-        for c in (self.nifti, self.phen):
+        for c in (self.nifti, self.viewer_labels, self.phen):
             c.setChecked(True)
+        self.dicom.setChecked(dicom_input)
         shots = QGroupBox("Screenshots (PNG)")
         sl = QHBoxLayout(shots)
         self.shot_checks = {}
@@ -170,14 +189,13 @@ class ExportDialog(QDialog):
             c.setChecked(key == "window")
             self.shot_checks[key] = c
             sl.addWidget(c)
-        for w in (self.meshes, self.nifti, self.phen):
+        for w in (self.meshes, self.nifti, self.viewer_labels, self.dicom, self.phen):
             w.setEnabled(has_result)
             if not has_result:
                 w.setToolTip("Super-resolve first")
         if not has_result:
-            self.meshes.setChecked(False)
-            self.nifti.setChecked(False)
-            self.phen.setChecked(False)
+            for w in (self.meshes, self.nifti, self.viewer_labels, self.dicom, self.phen):
+                w.setChecked(False)
 
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Export")
@@ -189,6 +207,8 @@ class ExportDialog(QDialog):
         lay.addLayout(form)
         lay.addWidget(self.meshes)
         lay.addWidget(self.nifti)
+        lay.addWidget(self.viewer_labels)
+        lay.addWidget(self.dicom)
         lay.addWidget(self.phen)
         lay.addWidget(shots)
         lay.addWidget(buttons)
@@ -206,6 +226,8 @@ class ExportDialog(QDialog):
             mesh_phases=self.mesh_phases.currentData(),
             mesh_formats=tuple(f for f, c in self.format_checks.items() if c.isChecked()),
             nifti=self.nifti.isChecked(),
+            viewer_labels=self.viewer_labels.isChecked(),
+            dicom=self.dicom.isChecked(),
             phenotypes=self.phen.isChecked(),
             screenshots=tuple(k for k, c in self.shot_checks.items() if c.isChecked()),
         )

@@ -9,7 +9,14 @@ from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPush
 
 from gemini_cmr.core.train.runs import GEMINI, VAMA
 
-__all__ = ["BAD_COLOUR", "GEMINI", "NOTE_COLOUR", "OK_COLOUR", "VAMA", "FolderEdit", "muted"]
+__all__ = ["BAD_COLOUR", "GEMINI", "NOTE_COLOUR", "OK_COLOUR", "REAL", "VAMA", "FolderEdit", "muted", "run_kind"]
+
+REAL = "real"  # the wizard's "Real studies with labels" kind: an LR-label Gemini-GAN run (fine-tuning)
+
+
+def run_kind(kind: str) -> str:
+    """The run-folder kind (`core.train.runs`) of a wizard kind: V-AMA's, else Gemini-GAN's."""
+    return VAMA if kind == VAMA else GEMINI
 
 OK_COLOUR, BAD_COLOUR, NOTE_COLOUR = "#28cd50", "#ff6b6b", "#f0b050"
 
@@ -23,12 +30,14 @@ def muted(text: str = "") -> QLabel:
 
 
 class FolderEdit(QWidget):
-    """A line edit with a Browse… button; `changed` when editing finished or a folder was chosen."""
+    """A line edit with a Browse… button; `changed` when editing finished or a folder (or, in "file" mode,
+    a file) was chosen."""
 
     changed = Signal(str)
 
     def __init__(self, placeholder: str, parent=None):
         super().__init__(parent)
+        self.mode, self.file_filter = "folder", ""
         h = QHBoxLayout(self)
         h.setContentsMargins(0, 0, 0, 0)
         self.edit = QLineEdit()
@@ -47,7 +56,15 @@ class FolderEdit(QWidget):
         if emit:
             self.changed.emit(self.text())
 
+    def set_mode(self, mode: str, file_filter: str = "") -> None:
+        """"folder" (Browse… chooses a folder) or "file" (a file matching `file_filter`)."""
+        self.mode, self.file_filter = mode, file_filter
+
     def _browse(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Choose a folder", self.text() or str(Path.home()))
+        if self.mode == "file":
+            path, _ = QFileDialog.getOpenFileName(self, "Choose a file", self.text() or str(Path.home()),
+                                                  self.file_filter)
+        else:
+            path = QFileDialog.getExistingDirectory(self, "Choose a folder", self.text() or str(Path.home()))
         if path:
             self.set_text(path)

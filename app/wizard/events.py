@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 def fmt_time(seconds: float | None) -> str:
     """MM:SS, or H:MM:SS from an hour; "--:--" when unknown."""
@@ -9,6 +11,15 @@ def fmt_time(seconds: float | None) -> str:
         return "--:--"
     s = int(round(seconds))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def fmt_dice(v) -> str:
+    """A Dice value, or "n/a" (a structure the held-out subjects do not annotate)."""
+    return f"{v:.3f}" if _finite(v) else "n/a"
 
 
 def event_line(e: dict) -> str:
@@ -20,10 +31,17 @@ def event_line(e: dict) -> str:
         return (f"{'resumed at step ' + str(e.get('step')) if e.get('step') else 'started'}: "
                 f"{e.get('total_steps')} steps on {e.get('device')}{extra}")
     if kind == "val":
-        return (f"validation at step {e['step']}: Dice LV {e.get('lv_cavity', float('nan')):.3f}, "
-                f"myo {e.get('lv_myocardium', float('nan')):.3f}, RV {e.get('rv_cavity', float('nan')):.3f}, "
-                f"PSNR {e.get('psnr', float('nan')):.2f} dB, SSIM {e.get('ssim', float('nan')):.3f}"
+        image = ""
+        if _finite(e.get("psnr")):
+            image = f", PSNR {e['psnr']:.2f} dB, SSIM {e.get('ssim', float('nan')):.3f}"
+        return (f"validation at step {e['step']}: Dice LV {fmt_dice(e.get('lv_cavity'))}, "
+                f"myo {fmt_dice(e.get('lv_myocardium'))}, RV {fmt_dice(e.get('rv_cavity'))}{image}"
                 + ("  (best so far)" if e.get("best") else ""))
+    if kind == "compare":
+        return (f"held-out subject {e.get('subject')} ({e.get('index')}/{e.get('total')}): "
+                f"{'starting' if e.get('model') == 'before' else 'new'} model through the whole pipeline")
+    if kind == "compared":
+        return f"model {e.get('model_id')} written to {e.get('path')} with MODEL_CARD.md"
     if kind == "epoch":
         losses = ", ".join(f"{k} {v:.4f}" for k, v in (e.get("losses") or {}).items())
         return f"{e.get('stage', '')} stage epoch {e.get('epoch')} (step {e.get('step')}): {losses}"

@@ -73,8 +73,8 @@ class DataPage(QWizardPage):
         g.addWidget(QLabel("or"), 1, 0)
         g.addLayout(synth_row, 1, 1, 1, 5)
         g.addWidget(muted("ACDC-style folders (patientNNN with frames and _gt labels) hold no high-resolution "
-                           "truth, so Gemini-GAN cannot be trained on them; they can be the source or target of "
-                           "a V-AMA adapter."), 2, 0, 1, 6)
+                           "truth: train on them with \"Real studies with labels\" (Back, previous page); they can "
+                           "also be the source or target of a V-AMA adapter."), 2, 0, 1, 6)
         g.setColumnStretch(1, 1)
         lay.addWidget(self.gemini_box)
 
@@ -210,7 +210,8 @@ class DataPage(QWizardPage):
         if self.wiz.kind == GEMINI and folder.is_dir() and not (folder / "manifest.json").exists():
             hint = " This is not a paired dataset (no manifest.json)."
             if any(p.name.startswith("patient") for p in folder.iterdir()):
-                hint += " ACDC-style data cannot train Gemini-GAN (no HR truth); use it for a V-AMA adapter."
+                hint += (" ACDC-style data have no HR truth: choose \"Real studies with labels\" on the previous "
+                         "page, or use them for a V-AMA adapter.")
         self._set_status(f"Cannot use this folder: {message}.{hint}", BAD_COLOUR)
 
     def _fill_table(self, rows) -> None:

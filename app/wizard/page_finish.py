@@ -1,4 +1,6 @@
-"""Wizard page 5: the final metrics and "Use this model now" (selects the trained model or adapter)."""
+"""Wizard page 5: the final metrics and "Use this model now" (selects the trained model or adapter).
+Real studies with labels: the starting and the new model side by side on the held-out subjects
+(`RUN/finetune.json`), the model folder with its card; "Use this model now" is offered with the figures."""
 
 from __future__ import annotations
 
@@ -17,9 +19,9 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
-from gemini_cmr.app.wizard.common import GEMINI, muted
+from gemini_cmr.app.wizard.common import GEMINI, REAL, VAMA, muted
 from gemini_cmr.app.wizard.events import fmt_time
-from gemini_cmr.core.train.runs import history_path, trained_model_path
+from gemini_cmr.core.train.runs import MODEL_CARD, comparison_path, history_path, trained_model_path
 
 if TYPE_CHECKING:
     from gemini_cmr.app.wizard.wizard import TrainWizard
@@ -36,6 +38,7 @@ class FinishPage(QWizardPage):
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         lay.addWidget(self.summary)
+        self.figures: dict | None = None
         self.table = QTableWidget(0, 2)
         self.table.setHorizontalHeaderLabels(["Metric", "Value"])
         self.table.verticalHeader().setVisible(False)
@@ -52,10 +55,18 @@ class FinishPage(QWizardPage):
         lay.addLayout(row)
         self.use_button.clicked.connect(self.use_model)
 
+    def nextId(self) -> int:  # noqa: N802  (the last page, whatever the page ids after it)
+        return -1
+
     def initializePage(self) -> None:  # noqa: N802
         kind, out = self.wiz.kind, self.wiz.settings_page.out_path
         rows: list[tuple[str, str]] = []
-        self.model_path = str(trained_model_path(kind, out))
+        self.model_path = str(trained_model_path(self.wiz.run_kind, out))
+        self._set_columns(["Metric", "Value"])
+        self.use_button.setEnabled(True)
+        if kind == REAL:
+            self._show_comparison(out)
+            return
         if kind == GEMINI:
             history = []
             try:
@@ -95,8 +106,57 @@ class FinishPage(QWizardPage):
             self.table.setItem(i, 1, QTableWidgetItem(v))
         self.used_label.setText("")
 
+    def _set_columns(self, names: list[str]) -> None:
+        self.table.setColumnCount(len(names))
+        self.table.setHorizontalHeaderLabels(names)
+        hh = self.table.horizontalHeader()
+        hh.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        for i in range(1, len(names)):
+            hh.setSectionResizeMode(i, QHeaderView.ResizeMode.Stretch)
+
+    def _show_comparison(self, out) -> None:
+        """Before / after on the held-out subjects; "Use this model now" only with the figures shown."""
+        from gemini_cmr.app.wizard.real import comparison_rows
+
+        self.figures = None
+        try:
+            self.figures = json.loads(comparison_path(out).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            pass
+        self.used_label.setText("")
+        if self.figures is None:
+            self.summary.setText(f"The before/after comparison is missing ({comparison_path(out)}): the run did not "
+                                 "finish it. Run the command again with --resume to compare and write the model.")
+            self.table.setRowCount(0)
+            self.use_button.setEnabled(False)
+            return
+        models = self.figures["models"]
+        before, after = models["before"], models["after"]
+        self._set_columns(["Held-out subjects", f"{before['name']} ({before['model_id']})",
+                           f"{after['name']} ({after['model_id']})", "Change"])
+        rows = comparison_rows(self.figures)
+        events = self.wiz.run_page.events
+        done = [e for e in events if e.get("event") == "done"]
+        extra = [("Held-out subjects", ", ".join(self.figures["held_out"]), "", "")]
+        if done and "elapsed_s" in done[-1]:
+            extra.append(("Training time", fmt_time(done[-1]["elapsed_s"]), "", ""))
+        extra.append(("Comparison time", fmt_time(self.figures.get("eval_seconds")), "", ""))
+        rows += extra
+        self.table.setRowCount(len(rows))
+        for i, row in enumerate(rows):
+            for j, v in enumerate(row):
+                self.table.setItem(i, j, QTableWidgetItem(v))
+        self.model_path = after["path"]
+        n = len(self.figures["held_out"])
+        self.summary.setText(
+            f"The starting model and the new one on your {n} held-out subject{'s' * (n != 1)} (never used to "
+            f"choose the checkpoint), through the whole pipeline; each structure only where it is annotated.\n"
+            f"The new model is in {self.model_path} with {MODEL_CARD} (recipe, data, these figures). "
+            f"Use it now, later with --model {self.model_path}, or with Tools > Choose Model…. "
+            + ("Few held-out subjects: the figures are uncertain." if n < 5 else ""))
+
     def use_model(self) -> None:
-        kind = "gemini-gan" if self.wiz.kind == GEMINI else "vama"
+        kind = "vama" if self.wiz.kind == VAMA else "gemini-gan"
         if kind == "gemini-gan":
             self.wiz.settings.model = self.model_path
         else:

@@ -18,8 +18,8 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
-from gemini_cmr.app.wizard.common import BAD_COLOUR, GEMINI, NOTE_COLOUR, OK_COLOUR, VAMA, muted
-from gemini_cmr.app.wizard.events import event_line, fmt_time
+from gemini_cmr.app.wizard.common import BAD_COLOUR, GEMINI, NOTE_COLOUR, OK_COLOUR, REAL, VAMA, muted
+from gemini_cmr.app.wizard.events import event_line, fmt_dice, fmt_time
 from gemini_cmr.app.wizard.plot import CurvePlot
 from gemini_cmr.app.wizard.process import CliProcess
 from gemini_cmr.core.train.runs import run_state
@@ -128,18 +128,22 @@ class RunPage(QWizardPage):
             self.val_plot.clear()
             for k in ("loss", "dice", "psnr", "ssim"):
                 self.metric_labels[k].setText("–")
-        vama = kind == VAMA
-        self.val_plot.title = "Training losses per epoch (V-AMA)" if vama else "Validation (Dice per structure, SSIM)"
+        vama, real = kind == VAMA, kind == REAL
+        self.val_plot.title = ("Training losses per epoch (V-AMA)" if vama else
+                               "Held-out subjects: Dice per structure (they never choose the checkpoint)" if real
+                               else "Validation (Dice per structure, SSIM)")
         self.val_plot.y_range = None if vama else (0.0, 1.0)
+        self.metric_labels["dice_title"].setText("Held-out Dice LV / Myo / RV" if real else "Val Dice LV / Myo / RV")
         for k in ("dice", "psnr", "ssim"):
-            self.metric_labels[k + "_title"].setVisible(not vama)
-            self.metric_labels[k].setVisible(not vama)
+            shown = not vama and (k == "dice" or not real)
+            self.metric_labels[k + "_title"].setVisible(shown)
+            self.metric_labels[k].setVisible(shown)
         self.state_label.setStyleSheet("")
         self.proc = CliProcess(args, env, parent=self)
         self.proc.event.connect(self.on_event)
         self.proc.log.connect(self.log_view.appendPlainText)
         self.proc.finished.connect(self._on_finished)
-        what = "Gemini-GAN" if kind == GEMINI else "V-AMA adapter"
+        what = {GEMINI: "Gemini-GAN", REAL: "Gemini-GAN (real studies)", VAMA: "V-AMA adapter"}[kind]
         self.state_label.setText(f"{'Resuming' if resume else 'Starting'} {what} training in "
                                  f"{self.wiz.settings_page.out_path}…")
         self.progress.setValue(0)
@@ -160,7 +164,7 @@ class RunPage(QWizardPage):
         self.cancel_button.setEnabled(running)
         self.cancel_button.setVisible(running)
         resumable = (not running and self.status in ("interrupted", "cancelled", "failed")
-                     and run_state(self.wiz.kind, self.wiz.settings_page.out_path) != "none")
+                     and run_state(self.wiz.run_kind, self.wiz.settings_page.out_path) != "none")
         self.resume_button.setEnabled(resumable)
         self.resume_button.setVisible(resumable)
         if self.wiz.button(QWizard.WizardButton.BackButton) is not None:
@@ -209,8 +213,9 @@ class RunPage(QWizardPage):
             self.val.append(e)
             for key, text in DICE_KEYS:
                 self.val_plot.add_point(f"Dice {text}", e["step"], e.get(key))
-            self.val_plot.add_point("SSIM", e["step"], e.get("ssim"))
-            self.metric_labels["dice"].setText(" / ".join(f"{e.get(k, float('nan')):.3f}" for k, _ in DICE_KEYS))
+            if self.wiz.kind != REAL:
+                self.val_plot.add_point("SSIM", e["step"], e.get("ssim"))
+            self.metric_labels["dice"].setText(" / ".join(fmt_dice(e.get(k)) for k, _ in DICE_KEYS))
             self.metric_labels["psnr"].setText(f"{e.get('psnr', float('nan')):.2f} dB")
             self.metric_labels["ssim"].setText(f"{e.get('ssim', float('nan')):.3f}")
         elif kind == "epoch":  # V-AMA: mean losses per epoch
@@ -221,6 +226,12 @@ class RunPage(QWizardPage):
         elif kind in ("done", "interrupted", "stopped"):
             self.step = int(e.get("step", self.step))
             self._progress(0.0 if kind == "done" else None)
+            if kind == "done" and self.wiz.kind == REAL:
+                self.eta_label.setText("comparing the models on the held-out subjects…")
+        elif kind == "compare":
+            self.state_label.setText(
+                f"Training finished. Comparing the {'starting' if e.get('model') == 'before' else 'new'} model on "
+                f"held-out subject {e.get('subject')} ({e.get('index')}/{e.get('total')}) through the whole pipeline…")
 
     def _progress(self, eta: float | None) -> None:
         if self.total:
@@ -232,11 +243,13 @@ class RunPage(QWizardPage):
 
     def _on_finished(self, status: str, code: int) -> None:
         out = self.wiz.settings_page.out_path
-        if status == "cancelled" and run_state(self.wiz.kind, out) != "none":
+        if status == "cancelled" and run_state(self.wiz.run_kind, out) != "none":
             status = "interrupted"  # V-AMA: cancelled after writing its checkpoint
         self.status = status
         if status == "done":
-            self.state_label.setText("Training finished. Click Next for the final metrics and to use the model.")
+            self.state_label.setText("Training finished. Click Next for the final metrics and to use the model."
+                                     if self.wiz.kind != REAL else "Training and the comparison finished. Click "
+                                     "Next for the starting and the new model side by side.")
             self.state_label.setStyleSheet(f"color: {OK_COLOUR};")
         elif status == "interrupted":
             self.state_label.setText(f"Stopped at step {self.step}; the last checkpoint is in {out}. "
@@ -248,7 +261,7 @@ class RunPage(QWizardPage):
         else:
             msg = self.proc.error_line if self.proc else ""
             extra = " The last checkpoint is kept: Resume continues from it." if run_state(
-                self.wiz.kind, out) != "none" else ""
+                self.wiz.run_kind, out) != "none" else ""
             self.state_label.setText(f"Training failed: {msg or 'see the log'}.{extra}")
             self.state_label.setStyleSheet(f"color: {BAD_COLOUR};")
         self._update_buttons()

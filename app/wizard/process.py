@@ -43,6 +43,7 @@ class CliProcess(QObject):
         self.kill_after_ms = kill_after_ms
         self.cancel_requested = False
         self.last_event: dict | None = None
+        self.terminal_event: dict | None = None  # the last of TERMINAL_EVENTS
         self.error_line = ""
         self._out = b""
         self._err = b""
@@ -113,6 +114,8 @@ class CliProcess(QObject):
                 continue
             if isinstance(e, dict) and "event" in e:
                 self.last_event = e
+                if e["event"] in TERMINAL_EVENTS:
+                    self.terminal_event = e
                 self.event.emit(e)
             else:
                 self.log.emit(line)
@@ -135,7 +138,8 @@ class CliProcess(QObject):
         self._kill_timer.stop()
         self._read_out(final=True)
         self._read_err(final=True)
-        last = (self.last_event or {}).get("event")
+        # the training's own end (a fine-tuning run compares models after it: "compare", "compared")
+        last = (self.terminal_event or self.last_event or {}).get("event")
         if code == 0 and last in ("done", None) and status == QProcess.ExitStatus.NormalExit:
             result = "done"
         elif last in ("interrupted", "stopped") or (code == 130 and self.cancel_requested):

@@ -5,6 +5,7 @@ The work is split in three modules:
   the frames that are loaded, so a 240-file cine loads in a few tenths of a second;
 - `dicom_series`: frames grouped into candidate stacks (a multi-position series, or UK Biobank's one
   series per slice) and the SAX cine chosen (most slices x phases, or the caller's SeriesInstanceUID);
+- `seg`: DICOM segmentations (SEG) beside the images become the labels of the images they reference;
 - here: the chosen stack becomes (T, Z, Y, X). Slices are positions along the slice normal
   (ImagePositionPatient . normal), phases are ordered by TriggerTime, then TemporalPositionIdentifier,
   AcquisitionTime, InstanceNumber (TriggerTime may differ between slices: one breath-hold each); the
@@ -16,9 +17,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from gemini_cmr.core.errors import StudyError
 from gemini_cmr.core.io import limits
@@ -39,7 +42,8 @@ from gemini_cmr.core.io.dicom_series import (
     one_series_per_position,
     positions,
 )
-from gemini_cmr.core.study import Study, StudyMeta
+from gemini_cmr.core.io.seg import attach_segmentations, is_segmentation
+from gemini_cmr.core.study import DicomIdentity, Study, StudyMeta
 
 __all__ = ["DicomFrame", "DicomSource", "build_study", "load_dicom", "quiet_pydicom", "read_frame"]
 
@@ -260,8 +264,51 @@ def build_study(
             "n_images": nt * nz,
         },
     )
+    meta.dicom = _identity(groups, ds)
     phase_times = None if np.isnan(times).any() else times.mean(axis=1)
     return Study(image=image, affine=affine, phase_times_ms=phase_times, meta=meta)
+
+
+#: Copied from the first image into `DicomIdentity.attributes`: the patient and study modules and the
+#: series facts that derived series repeat (core/io/dicom_write.py).
+IDENTITY_KEYWORDS = (
+    "SpecificCharacterSet", "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex",
+    "PatientAge", "PatientSize", "PatientWeight", "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
+    "ReferringPhysicianName", "StudyDescription", "SeriesNumber", "SeriesDescription", "Modality",
+    "BodyPartExamined", "PatientPosition", "Manufacturer", "ManufacturerModelName", "MagneticFieldStrength",
+    "ScanningSequence", "SequenceVariant", "ScanOptions", "MRAcquisitionType", "RepetitionTime", "EchoTime",
+    "FlipAngle",
+)
+
+
+def _identity(groups: list[list[DicomFrame]], ds: Dataset) -> DicomIdentity | None:
+    """The study's DICOM identity (None when the images lack the UIDs a derived object needs). An element
+    that cannot be decoded is left out: the identity never stops a study from loading."""
+    nt = len(groups[0])
+    frames = [[groups[k][t] for k in range(len(groups))] for t in range(nt)]
+    study_uid = str(ds.get("StudyInstanceUID", "") or "")
+    if not study_uid or any(not f.sop_uid for row in frames for f in row):
+        return None
+    attributes: dict[str, Any] = {}
+    for keyword in IDENTITY_KEYWORDS:
+        try:
+            value = ds.get(keyword)
+        except Exception:  # noqa: BLE001 - a corrupt optional element is simply not copied
+            continue
+        if value is None or value == "":
+            continue
+        if isinstance(value, (list, tuple, MultiValue)):
+            attributes[keyword] = [str(v) for v in value]
+        else:
+            attributes[keyword] = str(value)
+    return DicomIdentity(
+        study_uid=study_uid,
+        frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "") or ""),
+        sop_class_uid=str(ds.get("SOPClassUID", "") or ""),
+        sop_instance_uids=[[f.sop_uid for f in row] for row in frames],
+        series_uids=[g[0].series_uid for g in groups],
+        attributes=attributes,
+    )
 
 
 def load_dicom(
@@ -289,6 +336,12 @@ def _load_dicom(
     if scan.n_skipped:
         warn.append(f"skipped {scan.n_skipped} non-DICOM file(s)")
     frames = dedupe(scan.frames, warn)
+    segs = [f for f in frames if is_segmentation(f.dataset)]
+    if segs:
+        frames = [f for f in frames if not is_segmentation(f.dataset)]
+        if not frames:
+            raise StudyError(f"only DICOM segmentations (SEG) here, no images: load the folder that holds a "
+                             f"segmentation together with the series it references{hint}", where)
     candidates, skipped = find_candidates(frames, warn)
     chosen = choose_candidate(candidates, skipped, series_uid, where)
     normal = chosen.frames[0].normal
@@ -303,6 +356,8 @@ def _load_dicom(
             reason = f"not chosen ({c.n_positions} slices x {c.n_phases} phases)"
         warn.append(f"skipped series {c.label}: {reason}")
     study = build_study(chosen, where, allow_incomplete, warn)
+    if segs:
+        attach_segmentations(study, segs, warn)
     for w in warn:
         log.info("%s: %s", where, w)
     return study

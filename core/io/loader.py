@@ -7,7 +7,8 @@ Dispatch, in order:
 - a folder -> ACDC patient folder (Info.cfg / `_frameXX`), M&Ms or UK Biobank subject folder, a folder
   holding one NIfTI image, else DICOM files found recursively;
 - a single DICOM file -> its folder is read and the file's series loaded (the whole stack for UK Biobank
-  one-series-per-slice); any other file is an error.
+  one-series-per-slice; for a segmentation, the series it references, with its labels); any other file
+  is an error.
 Every result is validated (`Study.validate`), so later stages never see NaNs, 2D data or singular
 geometry; every user error is a `StudyError` whose message names the file and the problem.
 
@@ -35,6 +36,7 @@ from gemini_cmr.core.io import layouts, limits
 from gemini_cmr.core.io.dicom import DicomFrame, DicomSource, load_dicom, quiet_pydicom, read_frame
 from gemini_cmr.core.io.dicom_files import looks_dicom
 from gemini_cmr.core.io.names import needs_escaping, printable
+from gemini_cmr.core.io.seg import is_segmentation, referenced_series
 from gemini_cmr.core.study import Study
 
 #: Zip members larger than this (uncompressed) are refused: no scanner image is that big. The caps in
@@ -104,7 +106,10 @@ def _load_study(path: str | os.PathLike, series_uid: str | None, allow_incomplet
     else:
         frame = _require_dicom_file(path)
         sources, _, _ = _folder_sources(path.parent)
-        study = load_dicom(sources, str(path.parent), series_uid or frame.series_uid or None, allow_incomplete)
+        # A segmentation stands for the series it references (loaded from the same folder, with its labels).
+        uid = (referenced_series(frame.dataset)[:1] or [None])[0] if is_segmentation(frame.dataset) \
+            else frame.series_uid
+        study = load_dicom(sources, str(path.parent), series_uid or uid or None, allow_incomplete)
     return study.validate()
 
 

@@ -180,6 +180,9 @@ class GeminiTrainer:
     # Hooks for the comparison methods (core.baselines): the outputs trained (losses and what D_SR sees),
     # the networks, the validation score that picks `best/`, and how a generator is saved.
     tasks: tuple[str, ...] = ("image", "seg")
+    # Whether validation chooses `best/`; False (held-out subjects, `core.train.semi`): they are validated
+    # for the curves only and `best/` is the last step.
+    choose_best: bool = True
 
     def parse_model_config(self, model: dict):
         return GeminiConfig.from_dict(dict(model))
@@ -204,6 +207,8 @@ class GeminiTrainer:
         self.callback = callback
         self.stop = stop if stop is not None else StopFlag()
         self.dist: DistInfo = DistInfo()
+        self._seconds_before = 0.0  # training time of the sessions before a resume (state.json)
+        self._t0 = time.perf_counter()
 
     # --- events ------------------------------------------------------------------------------------
     def emit(self, event: str, **kw) -> None:
@@ -400,6 +405,7 @@ class GeminiTrainer:
         t, meta_g = optimizer_state(self.opt_g, "opt_g")
         tensors.update(t)
         meta: dict[str, Any] = {"step": step, "epoch": step / self.steps_per_epoch, "best_score": best,
+                                "train_seconds": self._train_seconds(),
                                 "history": history, "opt_g": meta_g, "config": self.cfg.to_dict(),
                                 "total_steps": self.total_steps, "world_size": self.dist.world}
         if self.D is not None:
@@ -410,6 +416,12 @@ class GeminiTrainer:
         tensors.update(rng_state())
         write_state(folder, tensors, meta)
         self.emit("checkpoint", kind="last", step=step, path=str(folder))
+
+    def _train_seconds(self) -> float | None:
+        """Training time of the run so far, resumed sessions included (None when an earlier one is unknown)."""
+        if self._seconds_before is None:
+            return None
+        return self._seconds_before + time.perf_counter() - self._t0
 
     def _load_last(self) -> tuple[int, float | None, list]:
         folder = self.out / LAST_DIR
@@ -422,6 +434,8 @@ class GeminiTrainer:
             load_state_checked(self.D, {k[2:]: v for k, v in tensors.items() if k.startswith("D.")}, folder)
             load_optimizer_state(self.opt_d, "opt_d", tensors, meta["opt_d"])
         set_rng_state(tensors)
+        before = meta.get("train_seconds")  # None: a checkpoint that did not record it (time unknown)
+        self._seconds_before = None if before is None else float(before)
         return int(meta["step"]), meta.get("best_score"), list(meta.get("history", []))
 
     # --- main loop ----------------------------------------------------------------------------------------
@@ -445,7 +459,7 @@ class GeminiTrainer:
                   world_size=self.dist.world, generator_parameters=count_parameters(self.G),
                   resumed=bool(resume))
         eta = Eta(self.total_steps, step)
-        t0 = time.perf_counter()
+        t0 = self._t0 = time.perf_counter()
         status = "done"
         last_saved = step
         end = self.total_steps if stop_after is None else min(self.total_steps, stop_after)
@@ -462,7 +476,7 @@ class GeminiTrainer:
             if epoch_end and self.dist.main and self.val and (step // self.steps_per_epoch) % cfg.val_every == 0:
                 res = self.validate()
                 history.append({"step": step, "epoch": epoch, **res})
-                improved = best is None or self.score(res) > best
+                improved = self.choose_best and (best is None or self.score(res) > best)
                 if improved:
                     best = self.score(res)
                     self.save_generator(self.out / BEST_DIR, self._model_config(step, {"val": res}))
@@ -481,7 +495,7 @@ class GeminiTrainer:
                 and (not history or history[-1]["step"] != step)):
             res = self.validate()
             history.append({"step": step, "epoch": step / self.steps_per_epoch, **res})
-            improved = best is None or self.score(res) > best
+            improved = self.choose_best and (best is None or self.score(res) > best)
             if improved:
                 best = self.score(res)
                 self.save_generator(self.out / BEST_DIR, self._model_config(step, {"val": res}))
@@ -493,9 +507,14 @@ class GeminiTrainer:
                 self._save_last(step, best, history)
             if not self.val and status == "done":
                 self.save_generator(self.out / BEST_DIR, self._model_config(step, {"note": "no validation split"}))
+            elif not self.choose_best and status == "done":
+                self.save_generator(self.out / BEST_DIR, self._model_config(
+                    step, {"note": "last step: the validation subjects are held out and chose nothing",
+                           "val": history[-1] if history else {}}))
         barrier(self.dist)
         summary = {"status": status, "step": step, "total_steps": self.total_steps, "best_score": best,
                    "elapsed_s": time.perf_counter() - t0, "out": str(self.out),
+                   "train_seconds": self._train_seconds(),
                    "weights_sha256": _state_digest(self.G)}
         self.emit(status, **summary)
         if self.dist.enabled and dist.is_initialized():

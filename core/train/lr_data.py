@@ -9,12 +9,27 @@ Data sources (`--data` of `gemini-cmr train gemini`):
   `<code>_sa_gt.nii.gz` (labels 1 LV, 2 myo, 3 RV at ED and ES). Split: subjects under a folder named
   `Validation` or `Testing` (the official release) -> `val`, under `Training` -> `train`; without those
   folders every 5th subject in sorted order (0, 5, 10, ...) -> `val`.
-- `pairs:MANIFEST.json`: any image + label NIfTI pairs: `{"subjects": [{"id": "s01", "image":
-  "s01/cine.nii.gz", "labels": "s01/cine_gt.nii.gz", "convention": "acdc" | "mnms" | "ukbb" | "ukdhp" |
-  "project", "split": "train" | "val", "ed_phase": 0, "es_phase": 9}, ...]}`, paths relative to the
-  manifest; image 3D (one phase) or 4D, labels the same shape; `convention` defaults to "project"
-  (0 background, 1 LV cavity, 2 myocardium, 3 RV cavity), `split` to every 5th subject -> `val`,
-  ED/ES phases to the labelled phases with the largest / smallest LV cavity.
+- `ukbb:PATH`: UK Biobank subject folders (ukbb_cardiac layout) anywhere under PATH: `sa.nii.gz` (4D cine) +
+  `label_sa.nii.gz` or `seg_sa.nii.gz` (1 LV, 2 myo, 3 RV). Split: every 5th subject -> `val`.
+- `pairs:MANIFEST.json`: any image + labels: `{"subjects": [{"id": "s01", "image": "s01/cine.nii.gz",
+  "labels": "s01/cine_gt.nii.gz", "convention": "acdc" | "mnms" | "ukbb" | "ukdhp" | "project" | "auto",
+  "split": "train" | "val", "ed_phase": 0, "es_phase": 9, "group": "DCM"}, ...]}`, paths relative to the
+  manifest. `image`: a NIfTI (3D = one phase, or 4D) or a DICOM series (folder, file or zip: anything
+  `core.io.loader.load_study` reads); `labels`: a NIfTI label map on the image's grid (4D, or 3D for one
+  phase: `"phase": t`), or instead `contours`: a folder of Sunnybrook-style contour files
+  (`core.io.contours`: only the contoured slices are labelled). `convention` defaults to "project"
+  (0 background, 1 LV cavity, 2 myocardium, 3 RV cavity); "auto" detects it (`detect_convention`).
+  `structures` (optional): the structure keys the subject's labels annotate (default: those present);
+  `empty_slices`: "background" (default: a labelled phase's slices without any label are background) or
+  "unlabelled" (they are not used). `split` defaults to every 5th subject -> `val`, ED/ES phases to the
+  labelled phases with the largest / smallest LV cavity.
+
+Partial labels: a subject, phase or slice may annotate only some structures (`annotation`). Unannotated
+structures are never taught as background: each acquired slice's label map is coded (`code_labels`) with
+the value of the structure where it is annotated, `IGNORE` on slices without labels, and elsewhere a *set
+code* (`SET_BASE` + bit mask of the classes the voxel may be: background and every structure the slice does
+not annotate). The losses (`core.train.semi`) use the summed probability of the allowed classes
+(marginal cross-entropy) and count a voxel in a structure's Dice only where that structure is known.
 
 Per subject and labelled phase (ED and ES) one `LRSample`: the acquired LR slices resampled in-plane onto
 the SR grid's in-plane grid (`core.geometry.inplane_resample`, image linear, labels nearest), the map
@@ -28,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,11 +53,13 @@ from gemini_cmr.core.errors import DataError, GeminiError
 from gemini_cmr.core.geometry import inplane_resample, nearest_slice_indices, sr_grid
 from gemini_cmr.core.io.atomic import atomic_path
 from gemini_cmr.core.models.preprocess import DEFAULT_PERCENTILE, depth_windows, intensity_scale
-from gemini_cmr.core.study import Grid
+from gemini_cmr.core.study import LABEL_OF, N_CLASSES, STRUCTURES, Grid
 from gemini_cmr.core.train.data import labels_centre
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 2  # 2: in-plane placement keeps the LR field of view edge
+CACHE_VERSION = 3  # 2: in-plane placement keeps the LR field of view edge; 3: partial-label codes
+IGNORE = 255  # label value of voxels without a label (acquired-slice positions without a slice, unlabelled slices)
+SET_BASE = 128  # label values SET_BASE + mask (< IGNORE): the voxel is one of the classes in the bit mask
 
 
 @dataclass
@@ -58,10 +76,10 @@ class LRSample:
 
     @property
     def centre(self) -> tuple[float, float]:
-        return labels_centre(self.labels)
+        return labels_centre(np.where(self.labels < SET_BASE, self.labels, 0))
 
 
-SOURCES = ("acdc", "mnms", "pairs")
+SOURCES = ("acdc", "mnms", "ukbb", "pairs")
 
 
 def parse_source(data: str | Path) -> tuple[str, Path] | None:
@@ -82,6 +100,8 @@ class LRSubject:
     split: str
     files: list[Path]
     load: object  # () -> Study with labels
+    group: str = ""  # known before loading (ACDC Info.cfg, manifest "group"): stratifies the held-out split
+    key: str = ""  # what else the samples depend on (convention, structures): part of the cache key
 
 
 def _ed_es_from_labels(study) -> None:
@@ -125,15 +145,167 @@ def mnms_subjects(root: str | Path) -> list[LRSubject]:
     return out
 
 
-def manifest_subjects(manifest: str | Path) -> list[LRSubject]:
-    """Subjects listed in a `pairs:` manifest (see the module docstring)."""
-    import json
+def ukbb_subjects(root: str | Path) -> list[LRSubject]:
+    """UK Biobank subject folders under `root` (`sa.nii.gz` + `label_sa` / `seg_sa`); every 5th -> val."""
+    from gemini_cmr.core.io.layouts import label_partner, study_from_nifti
 
-    from gemini_cmr.core.io.layouts import LABEL_MAPS, study_from_nifti
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError("UK Biobank folder not found", root)
+    images = sorted(p for p in root.rglob("sa.nii*") if p.name in ("sa.nii", "sa.nii.gz"))
+    if not images:
+        raise DataError("no <subject>/sa.nii.gz images: not the UK Biobank layout", root)
+    out = []
+    for i, image in enumerate(images):
+        sid = image.parent.name
+        partner = label_partner(image)
+        if partner is None:
+            raise DataError(f"subject {sid}: no label_sa.nii.gz or seg_sa.nii.gz beside the image", image)
+        labels = partner[0]
+
+        def load(image=image, labels=labels):
+            st = study_from_nifti(image, labels, "ukbb")
+            _ed_es_from_labels(st)
+            return st
+        out.append(LRSubject(sid, _every_fifth(i), [image, labels], load))
+    return out
+
+
+# --- label conventions and grids -------------------------------------------------------------------------
+CONVENTIONS = ("auto", "project", "acdc", "mnms", "ukbb", "ukdhp")
+EMPTY_SLICES = ("background", "unlabelled")
+GRID_TOLERANCE_MM = 0.5  # label and image voxel centres farther apart than this: another grid
+
+
+def _enclosure(raw: np.ndarray, value: int, ring: int = 2) -> float:
+    """Fraction of the in-plane border of label `value` that touches label `ring` (an LV cavity is ringed
+    by myocardium; an RV cavity touches it along the septum only)."""
+    m = raw == value
+    touch = total = 0
+    for axis in (-1, -2):
+        for shift in (1, -1):
+            nb = np.roll(raw, shift, axis)
+            edge = m & (nb != value)
+            total += int(edge.sum())
+            touch += int((edge & (nb == ring)).sum())
+    return touch / total if total else 0.0
+
+
+def detect_convention(raw: np.ndarray) -> tuple[str, str]:
+    """(convention, why) of a label map from its values and shapes: 4 for the RV -> "ukdhp"; 1 and 3 told
+    apart by which one the myocardium (2) rings (the LV cavity): LV = 1 -> "project" (also M&Ms and UK
+    Biobank), LV = 3 -> "acdc". `DataError` when the values fit no convention."""
+    values = sorted(int(v) for v in np.unique(raw) if v != 0)
+    if not values:
+        return "project", "no labels"
+    if 4 in values and set(values) <= {1, 2, 4}:
+        return "ukdhp", "values 1, 2, 4 (4 = RV cavity)"
+    if not set(values) <= {1, 2, 3}:
+        raise DataError(f"label values {values} fit no known convention (0-3, or 1, 2, 4)")
+    if 2 not in values:
+        return "project", "no myocardium (2) to tell LV from RV: assumed 1 = LV cavity"
+    ringed = {v: _enclosure(raw, v) for v in (1, 3) if v in values}
+    if not ringed:
+        return "project", "myocardium only"
+    if len(ringed) == 2:
+        lv = max(ringed, key=ringed.get)
+    else:
+        (v, f), = ringed.items()
+        lv = v if f >= 0.5 else 4 - v
+    return ("project" if lv == 1 else "acdc"), f"label {lv} is the cavity ringed by myocardium (LV)"
+
+
+def _reorient_labels(raw: np.ndarray, lab_affine: np.ndarray, img_affine: np.ndarray,
+                     shape: tuple[int, int, int]) -> np.ndarray | None:
+    """`raw` ((T,) Z, Y, X on `lab_affine`) on the image's voxel grid (`img_affine`, (Z, Y, X) `shape`) when
+    both grids hold the same voxel centres up to axis order and direction (a NIfTI converted from the
+    DICOM series, rows flipped); None when they do not."""
+    m = np.linalg.inv(lab_affine) @ img_affine  # image voxel index -> label voxel index
+    perm = np.round(m[:3, :3])
+    if np.abs(m[:3, :3] - perm).max() > 1e-2 or sorted(np.abs(perm).sum(0)) != [1, 1, 1] \
+            or sorted(np.abs(perm).sum(1)) != [1, 1, 1]:
+        return None
+    n_img = np.array(shape[::-1])  # (i, j, k) extents
+    lab3 = raw.shape[-3:][::-1]
+    axes, flips = [], []
+    for a in range(3):
+        b = int(np.argmax(np.abs(perm[:, a])))
+        sign = perm[b, a]
+        off = m[b, 3]
+        if lab3[b] != n_img[a] or abs(off - (0 if sign > 0 else n_img[a] - 1)) > 1e-2:
+            return None
+        axes.append(b)
+        flips.append(sign < 0)
+    lead = raw.ndim - 3
+    arr = np.moveaxis(raw, range(lead, raw.ndim), range(raw.ndim - 1, lead - 1, -1))  # (..., i, j, k)
+    arr = np.moveaxis(arr, [lead + b for b in axes], [lead + a for a in range(3)])
+    for a in range(3):
+        if flips[a]:
+            arr = np.flip(arr, lead + a)
+    return np.ascontiguousarray(np.moveaxis(arr, range(lead, raw.ndim), range(raw.ndim - 1, lead - 1, -1)))
+
+
+def labels_on_image(study, labels_path: Path, convention: str, phase: int | None = None
+                    ) -> tuple[np.ndarray, str, str]:
+    """(labels (T, Z, Y, X) uint8 in the project convention, convention used, why) of a label NIfTI read
+    onto `study`'s grid: the same voxels (axis order and direction may differ), else `DataError`; values
+    outside the convention -> `StudyError`; 3D labels of a cine need `phase`."""
+    from gemini_cmr.core.io.layouts import remap_labels
+    from gemini_cmr.core.io.nifti import load_nifti_volume
+
+    raw, lab_affine, _, _ = load_nifti_volume(labels_path)
+    nt, shape = study.image.shape[0], study.image.shape[1:]
+    if raw.ndim == 4 and raw.shape[0] == 1 and nt > 1 and phase is not None:
+        raw = raw[0]
+    if raw.ndim == 3 and nt > 1 and phase is None:
+        raise DataError(f"3D labels on a {nt}-phase cine: give the phase they label ('phase')", labels_path)
+    if raw.ndim == 4 and raw.shape[0] != nt:
+        raise DataError(f"the labels have {raw.shape[0]} phases, the image {nt}", labels_path)
+    on = _reorient_labels(raw, lab_affine, study.affine, shape)
+    if on is None:
+        corners = np.array([[i, j, k, 1.0] for i in (0, shape[2] - 1) for j in (0, shape[1] - 1)
+                            for k in (0, shape[0] - 1)]).T
+        far = float(np.abs((lab_affine - study.affine) @ corners)[:3].max()) if raw.shape[-3:] == shape else None
+        what = (f"shape {tuple(raw.shape)} vs image {tuple(study.image.shape)}" if far is None
+                else f"voxel positions up to {far:.1f} mm from the image's")
+        raise DataError(f"labels on another grid than their image ({what})", labels_path)
+    if convention == "auto":
+        convention, why = detect_convention(on)
+    else:
+        why = "chosen"
+    labels = remap_labels(on, convention, str(labels_path))
+    if labels.ndim == 3:
+        full = np.zeros(study.image.shape, np.uint8)
+        t = 0 if phase is None else int(phase)
+        if not 0 <= t < nt:
+            raise DataError(f"phase {t} outside the cine's 0..{nt - 1}", labels_path)
+        full[t] = labels
+        labels = full
+    return labels, convention, why
+
+
+def _structure_values(keys, where) -> list[int]:
+    if not isinstance(keys, list) or not keys or any(k not in LABEL_OF for k in keys):
+        raise DataError(f"'structures' must list some of {', '.join(LABEL_OF)}, not {keys!r}", where)
+    return sorted(LABEL_OF[k] for k in keys)
+
+
+def _load_image(image: Path):
+    from gemini_cmr.core.io.layouts import is_nifti, study_from_nifti
+    from gemini_cmr.core.io.loader import load_study
+
+    return study_from_nifti(image) if image.is_file() and is_nifti(image) else load_study(image)
+
+
+def manifest_subjects(manifest: str | Path, doc: dict | None = None) -> list[LRSubject]:
+    """Subjects listed in a `pairs:` manifest (see the module docstring); `doc` = its contents already
+    read (the wizard's table), paths relative to `manifest`'s folder."""
+    import json
 
     manifest = Path(manifest)
     try:
-        doc = json.loads(manifest.read_text())
+        if doc is None:
+            doc = json.loads(manifest.read_text())
         entries = doc["subjects"]
         if not isinstance(entries, list) or not entries:
             raise ValueError("'subjects' must be a non-empty list")
@@ -141,56 +313,158 @@ def manifest_subjects(manifest: str | Path) -> list[LRSubject]:
         raise DataError(f"not a readable pairs manifest ({exc})", manifest) from None
     out, seen = [], set()
     for i, e in enumerate(entries):
-        if not isinstance(e, dict) or "image" not in e or "labels" not in e:
-            raise DataError(f"subject entry {i}: needs 'image' and 'labels'", manifest)
+        if not isinstance(e, dict) or "image" not in e or ("labels" in e) == ("contours" in e):
+            raise DataError(f"subject entry {i}: needs 'image' and one of 'labels' or 'contours'", manifest)
         sid = str(e.get("id", f"subject{i:03d}"))
         if sid in seen:
             raise DataError(f"subject id {sid} listed twice", manifest)
         seen.add(sid)
-        image, labels = manifest.parent / e["image"], manifest.parent / e["labels"]
-        for f in (image, labels):
-            if not f.is_file():
-                raise DataError(f"subject {sid}: file not found", f)
+        image = manifest.parent / e["image"]
+        labels = manifest.parent / e["labels"] if "labels" in e else None
+        contours = manifest.parent / e["contours"] if "contours" in e else None
+        if not image.exists():
+            raise DataError(f"subject {sid}: file not found (image)", image)
+        if labels is not None and not labels.is_file():
+            raise DataError(f"subject {sid}: file not found (labels)", labels)
+        if contours is not None and not contours.is_dir():
+            raise DataError(f"subject {sid}: contour folder not found", contours)
         conv = str(e.get("convention", "project"))
-        if conv not in LABEL_MAPS:
-            raise DataError(f"subject {sid}: unknown label convention {conv!r} (one of {sorted(LABEL_MAPS)})",
+        if conv not in CONVENTIONS:
+            raise DataError(f"subject {sid}: unknown label convention {conv!r} (one of {', '.join(CONVENTIONS)})",
                             manifest)
         split = str(e.get("split", _every_fifth(i)))
         if split not in ("train", "val"):
             raise DataError(f"subject {sid}: split must be 'train' or 'val', not {split!r}", manifest)
-        ed, es = e.get("ed_phase"), e.get("es_phase")
+        structures = _structure_values(e["structures"], manifest) if "structures" in e else None
+        empty = str(e.get("empty_slices", "background"))
+        if empty not in EMPTY_SLICES:
+            raise DataError(f"subject {sid}: empty_slices must be one of {', '.join(EMPTY_SLICES)}", manifest)
+        ed, es, phase = e.get("ed_phase"), e.get("es_phase"), e.get("phase")
+        group = str(e.get("group", ""))
 
-        def load(image=image, labels=labels, conv=conv, ed=ed, es=es):
-            st = study_from_nifti(image, labels, conv)
+        def load(image=image, labels=labels, contours=contours, conv=conv, ed=ed, es=es, phase=phase,
+                 structures=structures, empty=empty, group=group, sid=sid):
+            try:
+                st = _load_image(image)
+                if contours is not None:
+                    from gemini_cmr.core.io.contours import attach_contours
+
+                    st = attach_contours(st, contours)
+                    st.meta.extra.update(convention="contours", convention_note="Sunnybrook contour files")
+                else:
+                    lab, used, why = labels_on_image(st, labels, conv, phase)
+                    st.labels = lab
+                    st.labelled_phases = [t for t in range(lab.shape[0]) if lab[t].any()]
+                    st.meta.extra.update(convention=used, convention_note=why)
+            except GeminiError as exc:
+                raise DataError(f"subject {sid}: {_message(exc)}", exc.path) from None
+            if structures is not None:
+                st.meta.extra["structures"] = structures
+            st.meta.extra["empty_slices"] = empty
+            st.meta.group = group or st.meta.group
             st.meta.ed_phase = None if ed is None else int(ed)
             st.meta.es_phase = None if es is None else int(es)
             _ed_es_from_labels(st)
             return st
-        out.append(LRSubject(sid, split, [image, labels], load))
+        files = [image] if image.is_file() else sorted(q for q in image.rglob("*") if q.is_file())
+        files += [labels] if labels is not None else sorted(contours.rglob("*.txt"))
+        key = json.dumps([conv, structures, empty, phase, ed, es])
+        out.append(LRSubject(sid, split, files, load, group, key))
     return out
 
 
 def lr_subjects(kind: str, root: str | Path) -> list[LRSubject]:
-    """The subjects of an LR-labelled source ("acdc", "mnms" or "pairs")."""
+    """The subjects of an LR-labelled source ("acdc", "mnms", "ukbb" or "pairs")."""
     if kind == "acdc":
-        from gemini_cmr.core.io.layouts import acdc_subjects, load_acdc
+        from gemini_cmr.core.io.layouts import acdc_subjects, load_acdc, read_info_cfg
 
-        return [LRSubject(sid, sp, sorted(folder.iterdir()), lambda folder=folder: load_acdc(folder))
+        def group(folder: Path) -> str:
+            cfg = folder / "Info.cfg"
+            return read_info_cfg(cfg).get("Group", "") if cfg.is_file() else ""
+        return [LRSubject(sid, sp, sorted(folder.iterdir()), lambda folder=folder: load_acdc(folder), group(folder))
                 for sid, folder, sp in acdc_subjects(root)]
     if kind == "mnms":
         return mnms_subjects(root)
+    if kind == "ukbb":
+        return ukbb_subjects(root)
     if kind == "pairs":
         return manifest_subjects(root)
     raise DataError(f"unknown LR-label source {kind!r} (one of {', '.join(SOURCES)})", root)
 
 
-def heart_box(study, roi_mm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(image, labels, affine) of `study` cut in-plane to a `roi_mm` box centred on its labels (all
-    labelled phases), clipped to the image; the affine's origin moves so world coordinates are unchanged.
-    The training counterpart of the predictor's heart region of interest (`inference.roi_mm`), whose
-    intensity scale is likewise taken inside the box."""
+# --- partial labels --------------------------------------------------------------------------------------
+def slice_background(labels: np.ndarray) -> np.ndarray:
+    """(Z,) uint8: what lies outside each coded (Z, H, W) slice's field of view and in crop padding: 0 on a
+    slice that annotates every class, its set code on a partially annotated slice, IGNORE on a slice
+    without labels (so padding never teaches an unannotated structure as background)."""
+    out = np.zeros(labels.shape[0], np.uint8)
+    for z, plane in enumerate(labels):
+        coded = plane[plane >= SET_BASE]
+        if coded.size:
+            sets = coded[coded != IGNORE]
+            out[z] = sets.max() if sets.size else IGNORE
+    return out
+
+
+def set_code(classes) -> int:
+    """The label value of a voxel that may be any of `classes` (background and unannotated structures)."""
+    return SET_BASE + sum(1 << int(c) for c in set(classes))
+
+
+def annotation(study, n_classes: int = N_CLASSES) -> dict[int, list[frozenset[int] | None]]:
+    """Per labelled phase and slice: the classes annotated there (background included), None for a slice
+    without labels. Contours (`meta.extra["contour_slices"]`): the contoured slices, each with the
+    structures drawn on it (an endocardium alone annotates the LV cavity only). Label maps: every slice of a
+    labelled phase annotates the subject's structures (`meta.extra["structures"]`, else those present in its
+    labels); with `meta.extra["empty_slices"] == "unlabelled"` slices without any label are not used."""
+    labels, extra = study.labels, study.meta.extra
+    out: dict[int, list[frozenset[int] | None]] = {}
+    if extra.get("contour_slices") is not None:
+        drawn = {(int(t), int(k)) for t, k in extra["contour_slices"]}
+        for t in study.labelled_phases:
+            out[t] = [frozenset({0} | {int(v) for v in np.unique(labels[t, z]) if 0 < v < n_classes})
+                      if (t, z) in drawn else None for z in range(labels.shape[1])]
+        return out
+    if extra.get("structures"):
+        present = {int(v) for v in extra["structures"]}
+    else:
+        present = {int(v) for t in study.labelled_phases for v in np.unique(labels[t]) if 0 < v < n_classes}
+    empty_known = extra.get("empty_slices", "background") == "background"
+    for t in study.labelled_phases:
+        out[t] = [frozenset({0} | present) if empty_known or labels[t, z].any() else None
+                  for z in range(labels.shape[1])]
+    return out
+
+
+def code_labels(labels: np.ndarray, sets: list[frozenset[int] | None], n_classes: int = N_CLASSES) -> np.ndarray:
+    """(Z, Y, X) labels of one phase coded with its per-slice annotation (`annotation`): annotated
+    structures keep their value, the rest of a slice that does not annotate every class becomes the set
+    code of background + the unannotated classes, slices without labels `IGNORE`."""
+    out = np.array(labels, dtype=np.uint8, copy=True)
+    full = frozenset(range(n_classes))
+    for z, a in enumerate(sets):
+        if a is None:
+            out[z] = IGNORE
+        elif a != full:
+            known = sorted(a - {0})
+            out[z][~np.isin(out[z], known)] = set_code({0} | (full - a))
+    return out
+
+
+def structures_summary(ann: dict[int, list[frozenset[int] | None]], n_classes: int = N_CLASSES) -> dict:
+    """What an annotation holds: labelled slices and phases, and per structure key the number of labelled
+    slices that annotate it."""
+    slices = [(t, z) for t, row in ann.items() for z, a in enumerate(row) if a is not None]
+    per = {STRUCTURES[c]: sum(1 for t, row in ann.items() for a in row if a is not None and c in a)
+           for c in range(1, n_classes)}
+    return {"labelled_slices": len(slices), "labelled_phases": sorted({t for t, _ in slices}), "structures": per}
+
+
+def _box(study, roi_mm: float) -> tuple[slice, slice, np.ndarray]:
+    """In-plane (rows, columns) of a `roi_mm` box centred on the study's labels (all labelled phases),
+    clipped to the image, and the affine whose origin moves so world coordinates are unchanged."""
     lr = study.grid
-    mask = np.any([study.labels[t].any(axis=0) for t in study.labelled_phases], axis=0)
+    mask = np.any([(study.labels[t] > 0).any(axis=0) for t in study.labelled_phases], axis=0)
     jj, ii = np.nonzero(mask)
     ny, nx = lr.shape[1:]
     sx, sy = float(lr.spacing[0]), float(lr.spacing[1])
@@ -199,18 +473,43 @@ def heart_box(study, roi_mm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     x0, x1, y0, y1 = max(0, cx - hx), min(nx, cx + hx), max(0, cy - hy), min(ny, cy + hy)
     affine = study.affine.copy()
     affine[:3, 3] = (study.affine @ np.array([x0, y0, 0.0, 1.0]))[:3]
-    return study.image[:, :, y0:y1, x0:x1], study.labels[:, :, y0:y1, x0:x1], affine
+    return slice(y0, y1), slice(x0, x1), affine
+
+
+def heart_box(study, roi_mm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image, labels, affine) of `study` cut in-plane to a `roi_mm` box centred on its labels (all
+    labelled phases), clipped to the image; the affine's origin moves so world coordinates are unchanged.
+    The training counterpart of the predictor's heart region of interest (`inference.roi_mm`), whose
+    intensity scale is likewise taken inside the box."""
+    ys, xs, affine = _box(study, roi_mm)
+    return study.image[:, :, ys, xs], study.labels[:, :, ys, xs], affine
+
+
+def coded_study_labels(study, n_classes: int = N_CLASSES) -> tuple[np.ndarray, dict]:
+    """(T, Z, Y, X) labels with the partial-label codes of every labelled phase (`annotation`,
+    `code_labels`), and the annotation."""
+    ann = annotation(study, n_classes)
+    coded = np.array(study.labels, dtype=np.uint8, copy=True)
+    for t, sets in ann.items():
+        coded[t] = code_labels(study.labels[t], sets, n_classes)
+    return coded, ann
 
 
 def samples_from_study(study, sid: str, percentile: float = DEFAULT_PERCENTILE,
                        roi_mm: float = 0.0) -> list[LRSample]:
-    """LRSamples of the labelled phases of a `Study` with LR labels; with `roi_mm` > 0 only a box of that
-    size around the labels (`heart_box`), normalised by its own intensity percentile."""
+    """LRSamples of the labelled phases of a `Study` with LR labels (coded for partial labels:
+    `coded_study_labels`); with `roi_mm` > 0 only a box of that size around the labels (`heart_box`),
+    normalised by its own intensity percentile."""
     if not study.has_labels or not study.labelled_phases:
         raise DataError(f"subject {sid}: no labelled phases", study.meta.source_path)
-    image, labels_all, affine = study.image, study.labels, study.affine
+    coded, ann = coded_study_labels(study)
+    phases = [t for t in study.labelled_phases if any(a is not None for a in ann[t])]
+    if not phases:
+        raise DataError(f"subject {sid}: no labelled slice", study.meta.source_path)
+    image, labels_all, affine = study.image, coded, study.affine
     if roi_mm > 0:
-        image, labels_all, affine = heart_box(study, roi_mm)
+        ys, xs, affine = _box(study, roi_mm)
+        image, labels_all = image[:, :, ys, xs], labels_all[:, :, ys, xs]
     lr = Grid(image.shape[1:], affine)
     if lr.shape[0] < 2:
         raise DataError(f"subject {sid}: the LR stack has a single slice", study.meta.source_path)
@@ -218,16 +517,22 @@ def samples_from_study(study, sid: str, percentile: float = DEFAULT_PERCENTILE,
     idx = nearest_slice_indices(lr, sr)
     scale = intensity_scale(image, percentile)
     out = []
-    for t in study.labelled_phases:
+    for t in phases:
         planes = inplane_resample(image[t].astype(np.float32), lr, sr, order=1) / scale
         labels = inplane_resample(labels_all[t].astype(np.uint8), lr, sr, order=0).astype(np.uint8)
+        for z, a in enumerate(ann[t]):
+            if a is None:
+                labels[z] = IGNORE
+            elif a != frozenset(range(N_CLASSES)):  # beyond the LR field of view: not background
+                labels[z][labels[z] == 0] = set_code({0} | (frozenset(range(N_CLASSES)) - a))
         out.append(LRSample(sid, int(t), planes.astype(np.float16), labels, idx.astype(np.int64), float(scale),
                             t == study.meta.ed_phase, t == study.meta.es_phase, study.meta.group))
     return out
 
 
-def _cache_key(files: list[Path], percentile: float, roi_mm: float = 0.0) -> str:
-    h = hashlib.sha256(f"v{CACHE_VERSION}|{percentile}".encode() + (f"|roi{roi_mm:g}".encode() if roi_mm else b""))
+def _cache_key(files: list[Path], percentile: float, roi_mm: float = 0.0, extra: str = "") -> str:
+    h = hashlib.sha256(f"v{CACHE_VERSION}|{percentile}".encode() + (f"|roi{roi_mm:g}".encode() if roi_mm else b"")
+                       + (f"|{extra}".encode() if extra else b""))
     for p in sorted(Path(f).resolve() for f in files):
         st = p.stat()
         h.update(f"|{p}|{st.st_size}|{st.st_mtime_ns}".encode())
@@ -260,21 +565,64 @@ def fold_of(kind: str, subject: LRSubject, position: int, n: int) -> int:
     return position % n
 
 
+def subject_split(kind: str, subjects: list[LRSubject], fold: tuple[int, int] | None = None,
+                  holdout=None) -> dict[str, str]:
+    """Subject id -> "train" | "val": `holdout` (subject ids) validate and the others train; else fold k of
+    `fold` = (k, n) validates; else the source's own split. Unknown held-out ids -> `DataError`."""
+    if holdout:
+        ids = {s.sid for s in subjects}
+        missing = sorted(set(holdout) - ids)
+        if missing:
+            raise DataError(f"held-out subject(s) {', '.join(missing)} not in the data")
+        return {s.sid: "val" if s.sid in set(holdout) else "train" for s in subjects}
+    if fold is not None:
+        return {s.sid: "val" if fold_of(kind, s, i, fold[1]) == fold[0] else "train" for i, s in enumerate(subjects)}
+    return {s.sid: s.split for s in subjects}
+
+
+def choose_holdout(subjects: list[LRSubject], fraction: float = 0.2, n: int | None = None,
+                   seed: int = 0) -> list[str]:
+    """Held-out subject ids: `n` (default round(fraction x subjects), at least 1), stratified by group when
+    groups are known (each group gives its share, largest remainders first), drawn with a seeded RNG; at
+    least one subject always trains. `DataError` below 2 subjects."""
+    total = len(subjects)
+    if total < 2:
+        raise DataError(f"{total} subject(s): a held-out split needs at least 2 (1 to train, 1 held out)")
+    n = max(1, int(round(fraction * total))) if n is None else int(n)
+    if not 1 <= n <= total - 1:
+        raise DataError(f"{n} held-out subject(s) of {total}: need 1 to {total - 1} (at least 1 trains)")
+    groups: dict[str, list[str]] = {}
+    for s in sorted(subjects, key=lambda s: s.sid):
+        groups.setdefault(s.group, []).append(s.sid)
+    share = {g: n * len(ids) / total for g, ids in groups.items()}
+    take = {g: int(np.floor(v)) for g, v in share.items()}
+    for g in sorted(groups, key=lambda g: (-(share[g] - take[g]), g))[: n - sum(take.values())]:
+        take[g] += 1
+    rng = np.random.default_rng(seed)
+    out = []
+    for g in sorted(groups):
+        ids = groups[g]
+        out += [ids[i] for i in sorted(rng.permutation(len(ids))[: take[g]])]
+    return sorted(out)
+
+
 def load_lr_split(kind: str, root: str | Path, split: str, percentile: float = DEFAULT_PERCENTILE,
                   cache_dir: str | Path | None = None, fold: tuple[int, int] | None = None,
-                  roi_mm: float = 0.0) -> list[LRSample]:
+                  roi_mm: float = 0.0, holdout=None) -> list[LRSample]:
     """LRSamples (labelled phases) of one split of an LR-labelled source, cached as `.npz` per subject.
-    With `fold` = (k, n), fold k is "val" (held out) and the other folds "train", instead of the source's
-    own split; with `roi_mm` > 0 each study is cut to a box of that size around its labels first."""
+    With `holdout` (subject ids) those are "val" and the others "train"; with `fold` = (k, n), fold k is
+    "val" (held out) and the other folds "train", instead of the source's own split (`subject_split`);
+    with `roi_mm` > 0 each study is cut to a box of that size around its labels first."""
     samples: list[LRSample] = []
-    for position, subj in enumerate(lr_subjects(kind, root)):
-        subj_split = subj.split if fold is None else ("val" if fold_of(kind, subj, position, fold[1]) == fold[0]
-                                                      else "train")
-        if subj_split != split:
+    subjects = lr_subjects(kind, root)
+    splits = subject_split(kind, subjects, fold, holdout)
+    for subj in subjects:
+        if splits[subj.sid] != split:
             continue
         cached = None
         if cache_dir is not None:
-            cached = Path(cache_dir) / f"{subj.sid}-{_cache_key(subj.files, percentile, roi_mm)}.npz"
+            safe = re.sub(r"[^A-Za-z0-9._-]", "_", subj.sid)
+            cached = Path(cache_dir) / f"{safe}-{_cache_key(subj.files, percentile, roi_mm, subj.key)}.npz"
             if cached.exists():
                 try:
                     samples.extend(_read_cache(cached, subj.sid))
@@ -284,12 +632,101 @@ def load_lr_split(kind: str, root: str | Path, split: str, percentile: float = D
         try:
             study = subj.load()
         except GeminiError as exc:
-            raise DataError(f"subject {subj.sid}: {exc}", subj.files[0]) from None
+            msg = _message(exc)
+            raise DataError(msg if msg.startswith(f"subject {subj.sid}: ") else f"subject {subj.sid}: {msg}",
+                            exc.path or subj.files[0]) from None
         got = samples_from_study(study, subj.sid, percentile, roi_mm)
         if cached is not None:
             _write_cache(cached, got)
         samples.extend(got)
     return samples
+
+
+def _message(exc: GeminiError) -> str:
+    """A GeminiError's message without the file name it starts with."""
+    text = str(exc)
+    return text[len(exc.path) + 2:] if exc.path and text.startswith(exc.path + ": ") else text
+
+
+def _structures_text(summary: dict) -> tuple[str, list[str]]:
+    """("LV, Myo (9/18 slices)", [structures not annotated]) of a `structures_summary`."""
+    from gemini_cmr.core.study import STRUCTURE_SHORT
+
+    n = summary["labelled_slices"]
+    parts, missing = [], []
+    for key, count in summary["structures"].items():
+        short = STRUCTURE_SHORT[key]
+        if count == 0:
+            missing.append(short)
+        else:
+            parts.append(short if count == n else f"{short} ({count}/{n} slices)")
+    return ", ".join(parts) or "none", missing
+
+
+def check_subject(subj: LRSubject, split: str, default_convention: str = "") -> dict:
+    """One row of the per-subject check: id, group, split, ok, problem (one line), geometry, convention,
+    structures (text and per-structure slice counts), labelled slices and phases. Nothing is written."""
+    row = {"id": subj.sid, "group": subj.group, "split": split, "ok": False, "problem": "", "geometry": "",
+           "convention": default_convention, "structures": "", "missing": [], "annotated": {},
+           "labelled": "", "labelled_slices": 0, "n_phases": 0}
+    try:
+        st = subj.load()
+    except GeminiError as exc:
+        row["problem"] = _message(exc).removeprefix(f"subject {subj.sid}: ") + (
+            f" ({Path(exc.path).name})" if exc.path else "")
+        return row
+    nt, nz, ny, nx = st.image.shape
+    sx, sy, sz = (float(v) for v in st.grid.spacing)
+    row["group"] = st.meta.group or subj.group
+    row["geometry"] = f"{nz} x {ny} x {nx}, {sx:.2f} x {sy:.2f} x {sz:.1f} mm, {nt} phase{'s' * (nt > 1)}"
+    extra = st.meta.extra
+    row["convention"] = extra.get("convention", default_convention)
+    if extra.get("convention_note") and extra["convention_note"] != "chosen":
+        row["convention"] += f" ({extra['convention_note']})"
+    grid_warning = next((w for w in st.meta.warnings if "label affine differs" in w), "")
+    if grid_warning:
+        row["problem"] = "labels on another grid than their image (their affine differs from the image's)"
+        return row
+    if not st.has_labels:
+        row["problem"] = "no labelled slice"
+        return row
+    ann = annotation(st)
+    summary = structures_summary(ann)
+    row["labelled_slices"] = summary["labelled_slices"]
+    row["n_phases"] = len(summary["labelled_phases"])
+    row["annotated"] = summary["structures"]
+    row["structures"], row["missing"] = _structures_text(summary)
+    ed, es = st.meta.ed_phase, st.meta.es_phase
+    row["labelled"] = (f"{summary['labelled_slices']} slices in phase{'s' * (len(summary['labelled_phases']) > 1)} "
+                       f"{', '.join(map(str, summary['labelled_phases']))}"
+                       + (f" (ED {ed}, ES {es})" if ed is not None and es is not None else ""))
+    if summary["labelled_slices"] == 0 or not any(summary["structures"].values()):
+        row["problem"] = "no labelled slice"
+    elif nz < 2:
+        row["problem"] = "the stack has a single slice"
+    else:
+        row["ok"] = True
+    return row
+
+
+def check_lr_subjects(kind: str, root: str | Path, holdout=None, doc: dict | None = None,
+                      progress=None, cancel=None) -> list[dict]:
+    """`check_subject` for every subject of an LR-labelled source (`doc`: a pairs manifest's contents,
+    paths relative to `root`'s folder); `holdout` subject ids are marked "val" (held out). `progress(f,
+    msg)`, `cancel()` as the engine's."""
+    from gemini_cmr.core.errors import Cancelled
+
+    subjects = manifest_subjects(root, doc) if kind == "pairs" else lr_subjects(kind, root)
+    splits = subject_split(kind, subjects, holdout=holdout)
+    default = {"acdc": "acdc", "mnms": "mnms", "ukbb": "ukbb"}.get(kind, "")
+    rows = []
+    for i, subj in enumerate(subjects):
+        if cancel is not None and cancel():
+            raise Cancelled("check cancelled")
+        if progress is not None:
+            progress(i / len(subjects), f"checking {subj.sid}")
+        rows.append(check_subject(subj, splits[subj.sid], default))
+    return rows
 
 
 def load_acdc_split(root: str | Path, split: str, percentile: float = DEFAULT_PERCENTILE,
@@ -314,9 +751,6 @@ def _read_cache(path: Path, sid: str) -> list[LRSample]:
         meta, scale, group = z["meta"], z["scale"], z["group"]
         return [LRSample(sid, int(m[0]), z[f"planes{i}"], z[f"labels{i}"], z[f"index{i}"], float(scale[i]),
                          bool(m[1]), bool(m[2]), str(group[i])) for i, m in enumerate(meta)]
-
-
-IGNORE = 255  # label value of acquired-slice positions without a slice
 
 
 @dataclass
@@ -421,6 +855,7 @@ class LRItems:
         self.items = [(si, start, off) for si, s in enumerate(samples)
                       for start, off in depth_windows(len(s.slice_index), depth)]
         self._centres = [s.centre for s in samples]
+        self._background = [slice_background(s.labels) for s in samples]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -453,6 +888,7 @@ class LRItems:
         coords = None
         if rng is not None and extra is not None:
             coords = extra.spatial(rng, nj, ch, cw, y0 + (ch - 1) / 2, x0 + (cw - 1) / 2)
+        bg = self._background[si][j0:j1]
         if coords is not None:
             from scipy.ndimage import map_coordinates
 
@@ -461,10 +897,10 @@ class LRItems:
             for j in range(nj):
                 yx = [coords[0][j], coords[1][j]]
                 planes[j] = map_coordinates(s.planes[j0 + j].astype(np.float32), yx, order=1, mode="constant")
-                labels[j] = map_coordinates(s.labels[j0 + j], yx, order=0, mode="constant")
+                labels[j] = map_coordinates(s.labels[j0 + j], yx, order=0, mode="constant", cval=int(bg[j]))
         else:
             planes = np.zeros((nj, ch, cw), np.float32)
-            labels = np.zeros((nj, ch, cw), np.int64)
+            labels = np.broadcast_to(bg.astype(np.int64)[:, None, None], (nj, ch, cw)).copy()
             sy0, sy1, sx0, sx1 = max(0, y0), min(h, y0 + ch), max(0, x0), min(w, x0 + cw)
             if sy1 > sy0 and sx1 > sx0:
                 planes[:, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = s.planes[j0:j1, sy0:sy1, sx0:sx1]

@@ -22,6 +22,10 @@ BEST_DIR = "best"  # the model with the best validation score
 STATE_JSON = "state.json"  # in LAST_DIR: step, total_steps, optimiser and RNG state
 MODEL_WEIGHTS = "model.safetensors"  # in a model folder (core.models.store.WEIGHTS_NAME)
 HISTORY_JSON = "history.json"  # validation metrics, one entry per validation
+# A run with held-out subjects (fine-tuning, `core.train.semi.finish_finetune`)
+FINETUNED_DIR = "model"  # the exported model: weights, config with the figures, MODEL_CARD.md
+MODEL_CARD = "MODEL_CARD.md"  # in FINETUNED_DIR
+COMPARISON_JSON = "finetune.json"  # before / after figures on the held-out subjects
 
 # V-AMA
 CHECKPOINTS_DIR = "checkpoints"
@@ -58,11 +62,14 @@ def run_state(kind: str, out: str | Path) -> RunState:
 
 
 def trained_model_path(kind: str, out: str | Path) -> Path:
-    """The model a finished run folder `out` offers: Gemini-GAN `RUN/best` when it holds a model, else
-    `RUN/last`; V-AMA the run folder itself (it holds the adapter)."""
+    """The model a finished run folder `out` offers: Gemini-GAN `RUN/model` (a run with held-out subjects,
+    once compared), else `RUN/best` when it holds a model, else `RUN/last`; V-AMA the run folder itself
+    (it holds the adapter)."""
     _check_kind(kind)
     out = Path(out)
     if kind == GEMINI:
+        if (out / FINETUNED_DIR / MODEL_WEIGHTS).exists():
+            return out / FINETUNED_DIR
         best = out / BEST_DIR
         return best if (best / MODEL_WEIGHTS).exists() else out / LAST_DIR
     return out
@@ -71,3 +78,8 @@ def trained_model_path(kind: str, out: str | Path) -> Path:
 def history_path(out: str | Path) -> Path:
     """Gemini-GAN's validation history (a JSON list) in the run folder `out`."""
     return Path(out) / HISTORY_JSON
+
+
+def comparison_path(out: str | Path) -> Path:
+    """The before / after figures of a run with held-out subjects (`COMPARISON_JSON`)."""
+    return Path(out) / COMPARISON_JSON

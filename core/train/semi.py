@@ -9,12 +9,25 @@ No HR image or HR labels exist for these subjects, so the generator is trained t
   interpolation the "acquired-2d" generator starts from.
 No discriminator (no real HR images to show it). Everything else (checkpoints, resume, progress events,
 bf16 autocast, cosine schedule, seeded augmentation) is `core.train.gemini.GeminiTrainer`'s.
+
+Partial labels (`core.train.lr_data`: structures a subject, phase or slice does not annotate): the
+cross-entropy takes the summed probability of the classes a voxel may be (background + the unannotated
+structures: a marginal loss), and a structure's soft Dice counts only voxels where it is known, so a missing
+structure is never taught as background; slices without labels are ignored.
+
+Fine-tuning on a user's cohort (`holdout`, `init`; docs/real-data.md "Fine-tuning on your own studies"):
+`finetune_config` scales the real-data recipe to the cohort, the held-out subjects are validated for the
+curves but never choose the checkpoint (the model is the last step), and `finish_finetune` compares the
+starting model with the fine-tuned one on them through the whole pipeline and writes `RUN/model/` (weights,
+config with the recipe, data summary and figures, `MODEL_CARD.md`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,13 +38,13 @@ from torch.nn import functional as F
 
 from gemini_cmr.core.device import autocast, autocast_dtype
 from gemini_cmr.core.errors import DataError
-from gemini_cmr.core.evaluation.metrics import dice_per_structure
 from gemini_cmr.core.models.gemini import GeminiConfig, GeminiGenerator, interpolate_acquired
 from gemini_cmr.core.train.data import Augment
 from gemini_cmr.core.train.gemini import GeminiTrainer, TrainConfig, resolve_class_weights
 from gemini_cmr.core.train.loop import init_distributed
 from gemini_cmr.core.train.lr_data import (
     IGNORE,
+    SET_BASE,
     LRItems,
     StackAugment,
     class_frequencies,
@@ -60,6 +73,83 @@ class SemiConfig(TrainConfig):
     roi_mm: float = 0.0
     # Spatial and intensity augmentation of the stacks (`lr_data.StackAugment` keys; {} = off).
     augment: dict = field(default_factory=dict)
+    # Held-out subject ids: they validate (the curves) and never choose the checkpoint (the model is the
+    # last step); after training `finish_finetune` compares models on them. [] = the source's split / fold.
+    holdout: list = field(default_factory=list)
+    # Keep the BatchNorm statistics of the starting model (its BN layers in eval mode while training): a
+    # small cohort's batches estimate them poorly. The BN weights and biases still train.
+    freeze_bn: bool = False
+
+
+def allowed_classes(lab: torch.Tensor, k: int) -> torch.Tensor:
+    """(N, ...) label codes (`core.train.lr_data`: 0..K-1 exact, SET_BASE + mask, IGNORE) -> (N, K, ...)
+    bool: the classes each voxel may be (IGNORE: every class)."""
+    one = torch.ones_like(lab)
+    code = torch.where(lab < k, torch.bitwise_left_shift(one, lab.clamp(max=k - 1)),
+                       torch.where(lab == IGNORE, one * ((1 << k) - 1), lab - SET_BASE))
+    bits = torch.arange(k, device=lab.device).view(1, k, *([1] * (lab.dim() - 1)))
+    return (torch.bitwise_right_shift(code.unsqueeze(1), bits) & 1).bool()
+
+
+def annotated_classes(lab: torch.Tensor, k: int, allowed: torch.Tensor | None = None) -> torch.Tensor:
+    """(K,) bool: the classes annotated somewhere in coded labels `lab` (N, ...): a voxel labelled with the
+    class, an exact background voxel (a slice that annotates every structure it may hold), or a set code
+    that excludes the class. A structure known only to be absent from other structures' voxels is not
+    annotated (its Dice there would measure nothing)."""
+    allowed = allowed_classes(lab, k) if allowed is None else allowed
+    dims = (0, *range(2, allowed.dim()))
+    present = torch.stack([(lab == c).any() for c in range(k)])
+    coded_set = ((lab >= SET_BASE) & (lab != IGNORE)).unsqueeze(1)
+    excluded = (coded_set & ~allowed).sum(dims) > 0
+    return present | excluded | (lab == 0).any()
+
+
+def seg_losses(q: torch.Tensor, lab: torch.Tensor, class_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cross-entropy, 1 - soft Dice) of probabilities q (N, K, ...) against coded labels lab (N, ...).
+    CE: -log of the summed probability of the voxel's allowed classes, weighted by its class (background's
+    weight for a set), IGNORE excluded; with exact labels only it is `F.nll_loss(log q, lab, weight,
+    ignore_index=IGNORE)`. Dice of each structure over the voxels where it is known (exact labels, and sets
+    that exclude it), averaged over the structures annotated somewhere in the batch (`annotated_classes`)."""
+    k = q.shape[1]
+    exact = lab < k
+    valid = lab != IGNORE
+    allowed = allowed_classes(lab, k)
+    p = (q * allowed).sum(1)
+    w = torch.where(exact, class_weights[lab.clamp(max=k - 1)], class_weights[0]) * valid
+    ce = -(w * torch.log(p.clamp_min(1e-6))).sum() / w.sum().clamp_min(1e-12)
+    onehot = (allowed & exact.unsqueeze(1)).float()
+    known = (exact.unsqueeze(1) | ~allowed).float()
+    qm = q * known
+    dims = (0, *range(2, q.dim()))
+    inter = (qm * onehot).sum(dims)[1:]
+    denom = (qm.sum(dims) + onehot.sum(dims))[1:]
+    has = annotated_classes(lab, k, allowed)[1:]
+    if not bool(has.any()):
+        return ce, q.sum() * 0
+    dice = 1 - ((2 * inter + 1.0) / (denom + 1.0))[has].mean()
+    return ce, dice
+
+
+def partial_dice(pred: np.ndarray, coded: np.ndarray, n_classes: int = 4) -> dict[str, float]:
+    """3D Dice per structure of a prediction against coded labels, each over the voxels where that
+    structure is known (NaN when it is not annotated: `annotated_classes`; 1 when absent from both, as
+    `dice`)."""
+    from gemini_cmr.core.study import STRUCTURES
+
+    lab = torch.from_numpy(np.asarray(coded).astype(np.int64))
+    allowed = allowed_classes(lab[None], n_classes)
+    known_all = (lab < n_classes).unsqueeze(0) | ~allowed[0]
+    annotated = annotated_classes(lab[None], n_classes, allowed)
+    out = {}
+    for c, key in STRUCTURES.items():
+        known = known_all[c].numpy()
+        if not bool(annotated[c]):
+            out[key] = float("nan")
+            continue
+        p, t = (pred == c) & known, (coded == c)
+        denom = int(p.sum()) + int(t.sum())
+        out[key] = 1.0 if denom == 0 else 2.0 * int((p & t).sum()) / denom
+    return out
 
 
 def slab_losses(sr: torch.Tensor, logits: torch.Tensor, x: torch.Tensor, labels: torch.Tensor,
@@ -79,13 +169,7 @@ def slab_losses(sr: torch.Tensor, logits: torch.Tensor, x: torch.Tensor, labels:
     probs = torch.softmax(logits, 1)
     q = torch.einsum("bkdhw,bdj->bkjhw", probs, an)  # slab-averaged probabilities
     lab = torch.where(present[:, :, None, None], labels, torch.full_like(labels, IGNORE))
-    ce = F.nll_loss(torch.log(q.clamp_min(1e-6)), lab, weight=class_weights, ignore_index=IGNORE)
-    m = (lab != IGNORE).float()[:, None]  # (B, 1, J, h, w)
-    onehot = F.one_hot(lab.clamp(max=k - 1), k).permute(0, 4, 1, 2, 3).float() * m
-    qm = q * m
-    inter = (qm * onehot).sum((0, 2, 3, 4))[1:]
-    denom = (qm.sum((0, 2, 3, 4)) + onehot.sum((0, 2, 3, 4)))[1:]
-    dice = 1 - ((2 * inter + 1.0) / (denom + 1.0)).mean()
+    ce, dice = seg_losses(q, lab, class_weights)
     s = torch.einsum("bdhw,bdj->bjhw", sr, an)
     t = torch.einsum("bdhw,bdj->bjhw", x, an)
     pm = present.float()[:, :, None, None]
@@ -112,7 +196,6 @@ def acquired_losses(model: GeminiGenerator, x: torch.Tensor, labels: torch.Tenso
     sr_img, sr_seg = interpolate_acquired(a_img, a_seg, plan, None if a_res is None else a_res.float())
     ia = plan.ia.to(dev)
     cnt = torch.bincount(ia, minlength=n).clamp(min=1).float()
-    k = a_seg.shape[1]
     if seg_target == "acquired":
         q = torch.softmax(a_seg, 1)
     else:
@@ -122,19 +205,15 @@ def acquired_losses(model: GeminiGenerator, x: torch.Tensor, labels: torch.Tenso
     src = plan.src.to(dev)
     target = x.reshape(b * d, h, w)[src]
     lab = labels[src // d, slab.reshape(-1)[src]]  # (N, h, w)
-    ce = F.nll_loss(torch.log(q.clamp_min(1e-6)), lab, weight=class_weights, ignore_index=IGNORE)
-    m = (lab != IGNORE).float()[:, None]
-    onehot = F.one_hot(lab.clamp(max=k - 1), k).permute(0, 3, 1, 2).float() * m
-    qm = q * m
-    inter = (qm * onehot).sum((0, 2, 3))[1:]
-    denom = (qm.sum((0, 2, 3)) + onehot.sum((0, 2, 3)))[1:]
-    dice = 1 - ((2 * inter + 1.0) / (denom + 1.0)).mean()
+    ce, dice = seg_losses(q, lab, class_weights)
     degrade = ((s - target) ** 2).mean()
     return {"ce": ce, "dice": dice, "degrade": degrade, "q": q, "plan": plan, "labels": lab}
 
 
 class SemiTrainer(GeminiTrainer):
-    """`GeminiTrainer` with LR-labelled data (`acdc:` / `mnms:` / `pairs:` sources) and the losses above."""
+    """`GeminiTrainer` with LR-labelled data (`acdc:` / `mnms:` / `ukbb:` / `pairs:` sources) and the losses
+    above; with `holdout` the held-out subjects validate but never choose the checkpoint; `init` starts from
+    a saved model's weights."""
 
     def _prepare(self) -> None:
         cfg = self.cfg
@@ -145,16 +224,19 @@ class SemiTrainer(GeminiTrainer):
             raise DataError("LR-label training runs in one process (no torchrun)")
         src = parse_source(self.data)
         if src is None:
-            raise DataError("LR-label training needs --data acdc:PATH, mnms:PATH or pairs:MANIFEST.json",
+            raise DataError("LR-label training needs --data acdc:PATH, mnms:PATH, ukbb:PATH or pairs:MANIFEST.json",
                             self.data)
         kind, root = src
         cache = Path(cfg.cache_dir) if cfg.cache_dir else self.out / "cache"
         fold = parse_fold(cfg.fold)
         self.extra_aug = StackAugment.from_dict(cfg.augment)
-        train = load_lr_split(kind, root, "train", cfg.percentile, cache, fold, cfg.roi_mm)
+        holdout = [str(v) for v in cfg.holdout]
+        self.choose_best = not holdout  # held-out subjects never choose the checkpoint
+        train = load_lr_split(kind, root, "train", cfg.percentile, cache, fold, cfg.roi_mm, holdout)
         if not train:
             raise DataError("no training subjects", root)
-        self.val_samples = load_lr_split(kind, root, cfg.val_split, cfg.percentile, cache, fold, cfg.roi_mm)
+        self.val_samples = load_lr_split(kind, root, cfg.val_split, cfg.percentile, cache, fold, cfg.roi_mm,
+                                         holdout)
         self.val = self.val_samples  # run() checks truthiness
         mcfg = GeminiConfig.from_dict(dict(cfg.model))
         if mcfg.encoder != "acquired-2d":
@@ -168,7 +250,10 @@ class SemiTrainer(GeminiTrainer):
         k = mcfg.n_classes
         self.class_weights = resolve_class_weights(cfg.class_weights, lambda: class_frequencies(train, k), k)
         torch.manual_seed(cfg.seed)
-        self.G = GeminiGenerator(mcfg).to(self.device)
+        self.G = GeminiGenerator(mcfg)
+        if cfg.init:
+            self._init_from(cfg.init)
+        self.G = self.G.to(self.device)
         self.D = None
         self.opt_d = None
         self.G_train = self.G
@@ -206,6 +291,10 @@ class SemiTrainer(GeminiTrainer):
             g["lr"] = cfg.lr * factor
         x, lab, slab = self._batch(step)
         self.G_train.train()
+        if cfg.freeze_bn:
+            for m in self.G.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         if self.G.config.encoder == "acquired-2d":
             parts = acquired_losses(self.G, x, lab, slab, self.w_tensor, self.amp_dtype, cfg.seg_target)
         else:
@@ -245,7 +334,7 @@ class SemiTrainer(GeminiTrainer):
                     parts = slab_losses(sr.float(), logits.float(), xt, lt, st, self.w_tensor)
                     pred = parts["q"][0, :, :nj].argmax(0).cpu().numpy()
                     truth = lab[:nj]
-                d = dice_per_structure(pred.astype(np.uint8), truth.astype(np.uint8))
+                d = partial_dice(pred.astype(np.uint8), truth.astype(np.uint8), self.G.config.n_classes)
                 rows.append({"subject": s.subject, "phase": s.phase, "ed": s.is_ed, **d,
                              "degrade_mse": float(parts["degrade"])})
         self.G.train()
@@ -255,8 +344,10 @@ class SemiTrainer(GeminiTrainer):
         res: dict[str, Any] = {}
         for tag, sel in (("", rows), ("ed_", [r for r in rows if r["ed"]]), ("es_", [r for r in rows if not r["ed"]])):
             for key in keys:
-                res[tag + key] = float(np.nanmean([r[key] for r in sel])) if sel else float("nan")
-        res["mean_dice"] = float(np.mean([res[k] for k in keys]))
+                vals = [r[key] for r in sel if np.isfinite(r[key])]
+                res[tag + key] = float(np.mean(vals)) if vals else float("nan")
+        known = [res[k] for k in keys if np.isfinite(res[k])]
+        res["mean_dice"] = float(np.mean(known)) if known else float("nan")
         res["psnr"] = float("nan")
         res["ssim"] = float("nan")
         res["degrade_mse"] = float(np.mean([r["degrade_mse"] for r in rows]))
@@ -267,3 +358,330 @@ class SemiTrainer(GeminiTrainer):
         d = super()._model_config(step, extra)
         d["training"]["data_kind"] = "lr-labels"
         return d
+
+
+# --- fine-tuning on a user's cohort ------------------------------------------------------------------------
+# The real-data recipe's settings (recipes/gemini-acdc/cpu.json, the CPU recipe of the ACDC model), which
+# `finetune_config` scales to a cohort.
+REAL_DATA_RECIPE: dict[str, Any] = {
+    "omega_gan": 0.0, "lr": 2e-3, "lr_schedule": "poly", "weight_decay": 1e-5, "lambda_dice": 1.0,
+    "lambda_degrade": 1.0, "class_weights": [1.0, 1.0, 1.0, 1.0], "batch_size": 8, "crop": 112,
+    "heart_centred": 0.7, "flip": True, "gain": 0.15, "noise": 0.03,
+    "augment": {"p": 0.2, "rotate_deg": 180, "scale": [0.7, 1.4], "slice_shift_px": 2.0, "gamma": [0.7, 1.5],
+                "contrast": [0.75, 1.25], "blur_px": 1.0, "lowres": 0.5},
+    "checkpoint_every": 50, "amp": "auto", "seed": 0, "seg_target": "acquired", "roi_mm": 176,
+}
+FINETUNE_LR_FACTOR = 0.1  # fine-tuning starts from trained weights: a tenth of the recipe's learning rate
+# Stack presentations (steps x batch): from scratch the recipe's 60 epochs of ACDC's 160 items (9,600),
+# fine-tuning 50 per item; both clamped to the ranges below.
+PRESENTATIONS = {"finetune": (50, 200, 4000), "scratch": (60, 2000, 9600)}
+
+
+def init_model_config(init: str | Path) -> dict:
+    """The JSON config of the model a fine-tuning starts from (`core.models.store.read_config`)."""
+    from gemini_cmr.core.models.store import model_files, read_config
+
+    return read_config(model_files(init)[1])
+
+
+def finetune_config(n_items: int, init: str | Path | None = None, holdout: list[str] | None = None,
+                    model: dict | None = None) -> dict:
+    """A `SemiConfig` dict for `n_items` training stacks (labelled phases of the training subjects): the
+    real-data recipe (`REAL_DATA_RECIPE`) with, when fine-tuning from `init`, its architecture and heart box
+    and a tenth of the learning rate; the batch at most the items; steps for 50 presentations per item
+    (200-4,000; from scratch 60 per item, 2,000-9,600); about 10 validations of the held-out subjects.
+    `model`: the architecture from scratch (default the CPU recipe's widths 16-128)."""
+    from gemini_cmr.core.models.gemini import GeminiConfig
+
+    n_items = max(1, int(n_items))
+    cfg = json.loads(json.dumps(REAL_DATA_RECIPE))
+    if init:
+        saved = init_model_config(init)
+        cfg["model"] = saved["model"]
+        cfg["init"] = str(init)
+        cfg["lr"] = REAL_DATA_RECIPE["lr"] * FINETUNE_LR_FACTOR
+        roi = (saved.get("inference") or {}).get("roi_mm")
+        cfg["roi_mm"] = float(roi) if roi else 0.0
+        per, lo, hi = PRESENTATIONS["finetune"]
+    else:
+        base = {"depth": 64, "n_classes": 4, "widths": [16, 32, 64, 128, 128], "encoder": "acquired-2d",
+                "residual_image": True, "input_to_heads": True, "mix_kernel": 3}
+        cfg["model"] = GeminiConfig.from_dict({**base, **(model or {})}).to_dict()
+        per, lo, hi = PRESENTATIONS["scratch"]
+    batch = max(1, min(cfg["batch_size"], n_items))
+    steps_per_epoch = math.ceil(n_items / batch)
+    steps = max(1, int(round(min(hi, max(lo, per * n_items)) / batch)))
+    epochs = math.ceil(steps / steps_per_epoch)
+    cfg.update(batch_size=batch, max_steps=steps, epochs=epochs, val_every=max(1, round(epochs / 10)),
+               checkpoint_every=min(cfg["checkpoint_every"], steps), holdout=list(holdout or []))
+    return cfg
+
+
+def measure_step_seconds(cfg: SemiConfig, device: str = "auto", slices: int = 10, batch: int = 2) -> float:
+    """Seconds of one training step of `cfg` on `device`, measured here: one step of `batch` random stacks
+    of `slices` acquired slices at the training crop (after one warm-up step), scaled to the config's batch
+    size. Changes no global state but torch's RNG."""
+    from gemini_cmr.core.device import resolve_device
+
+    dev = resolve_device(device)
+    mcfg = GeminiConfig.from_dict(dict(cfg.model))
+    g = GeminiGenerator(mcfg).to(dev).train()
+    opt = torch.optim.Adam(g.parameters(), lr=1e-6)
+    amp = autocast_dtype(dev, cfg.amp)
+    crop = cfg.crop or 128
+    per = max(1, mcfg.depth // slices)
+    slab = torch.full((batch, mcfg.depth), -1, dtype=torch.int64)
+    n = min(slices, mcfg.depth)
+    slab[:, : n * per] = torch.arange(n).repeat_interleave(per)
+    x = torch.zeros(batch, mcfg.depth, crop, crop)
+    x[:, : n * per] = torch.rand(batch, n, crop, crop).repeat_interleave(per, 1)
+    lab = torch.randint(0, mcfg.n_classes, (batch, mcfg.depth, crop, crop))
+    w = torch.ones(mcfg.n_classes)
+    x, lab, slab, w = x.to(dev), lab.to(dev), slab.to(dev), w.to(dev)
+
+    def step():
+        if mcfg.encoder == "acquired-2d":
+            parts = acquired_losses(g, x, lab, slab, w, amp, cfg.seg_target)
+        else:
+            with autocast(dev, amp):
+                sr, logits = g(x)
+            parts = slab_losses(sr.float(), logits.float(), x, lab, slab, w)
+        loss = parts["ce"] + parts["dice"] + parts["degrade"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    step()
+    t0 = time.perf_counter()
+    step()
+    return (time.perf_counter() - t0) * max(1, cfg.batch_size) / batch
+
+
+def estimate_seconds(cfg: SemiConfig, step_s: float, n_val_items: int, n_holdout: int) -> float:
+    """A run's time from a measured step: the steps, the validations (a held-out stack costs about a third
+    of a training stack), and the comparison on the held-out subjects (two models through the whole
+    pipeline, about 3 training stacks' time each)."""
+    steps = cfg.max_steps or cfg.epochs
+    per_stack = step_s / max(1, cfg.batch_size)
+    validations = max(1, steps // max(1, cfg.val_every * max(1, math.ceil(n_val_items / cfg.batch_size))))
+    return steps * step_s + validations * n_val_items * per_stack / 3 + 2 * n_holdout * 2 * 3 * per_stack
+
+
+# --- after fine-tuning: before / after on the held-out subjects, the model folder ----------------------------
+PHENOTYPE_NEEDS = {"lv_edv_ml": (("ed", 1),), "lv_esv_ml": (("es", 1),), "lv_ef_pct": (("ed", 1), ("es", 1)),
+                   "lv_mass_g": (("ed", 2),), "rv_edv_ml": (("ed", 3),)}
+
+
+def evaluate_partial(resolver, study, name: str = "") -> dict[str, Any]:
+    """Whole-pipeline evaluation of one study with full or partial labels (`lr_data.annotation`): Dice per
+    structure at ED and ES (`partial_dice`: each structure on the voxels where it is known) and the
+    phenotypes of prediction and manual labels on the annotated slices (a predicted structure counts only
+    where it is annotated; a phenotype whose structure is not annotated in its phase is NaN). With full
+    labels the figures are `core.evaluation.real.evaluate_study`'s."""
+    from gemini_cmr.core.evaluation.real import REAL_PHENOTYPES, ed_es_phenotypes
+    from gemini_cmr.core.train.lr_data import coded_study_labels
+
+    coded, ann = coded_study_labels(study)
+    phases = [t for t in study.labelled_phases if any(a is not None for a in ann[t])]
+    ed, es = study.meta.ed_phase, study.meta.es_phase
+    t0 = time.perf_counter()
+    r = resolver.run(study, phases=phases, meshes="none")
+    row: dict[str, Any] = {"subject": name or study.meta.patient_id, "group": study.meta.group,
+                           "seconds": time.perf_counter() - t0, "model_id": r.model_id, "phases": phases}
+    pred = {t: r.lr_labels[r.phases.index(t)] for t in phases}
+    per_phase = {t: partial_dice(pred[t], coded[t]) for t in phases}
+    keys = list(per_phase[phases[0]]) if phases else []
+    for key in keys:
+        vals = [per_phase[t][key] for t in phases if np.isfinite(per_phase[t][key])]
+        row[f"dice_{key}"] = float(np.mean(vals)) if vals else float("nan")
+        for tag, t in (("ed", ed), ("es", es)):
+            row[f"{tag}_{key}"] = per_phase[t][key] if t in per_phase else float("nan")
+    for k, _, _ in REAL_PHENOTYPES:
+        row[f"pred_{k}"] = row[f"manual_{k}"] = float("nan")
+    if ed in pred and es in pred:
+        lab = torch.from_numpy(coded.astype(np.int64))
+        masked, truth = {}, {}
+        for t in (ed, es):
+            known = ((lab[t] < 4).unsqueeze(0) | ~allowed_classes(lab[t][None], 4)[0]).numpy()  # (K, Z, Y, X)
+            p = pred[t].astype(np.int64)
+            masked[t] = np.where(np.take_along_axis(known, p[None], 0)[0], p, 0).astype(np.uint8)
+            truth[t] = np.where(coded[t] < 4, coded[t], 0).astype(np.uint8)
+        got_p = ed_es_phenotypes(masked[ed], masked[es], study.grid)
+        got_m = ed_es_phenotypes(truth[ed], truth[es], study.grid)
+        for k, _, _ in REAL_PHENOTYPES:
+            needs = PHENOTYPE_NEEDS.get(k, ())
+            if all(any(a is not None and c in a for a in ann[ed if tag == "ed" else es]) for tag, c in needs):
+                row[f"pred_{k}"], row[f"manual_{k}"] = got_p[k], got_m[k]
+    return row
+
+
+def summarise_partial(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean (sd) Dice per structure (all labelled phases, ED, ES) and phenotype errors (prediction -
+    manual: bias, median |error|, n) over the subjects where each is defined."""
+    from gemini_cmr.core.evaluation.metrics import mean_sd
+    from gemini_cmr.core.evaluation.real import REAL_PHENOTYPES
+    from gemini_cmr.core.study import STRUCTURES
+
+    out: dict[str, Any] = {"n": len(rows)}
+    for key in STRUCTURES.values():
+        for tag in ("dice", "ed", "es"):
+            vals = [r[f"{tag}_{key}"] for r in rows if np.isfinite(r.get(f"{tag}_{key}", float("nan")))]
+            m, sd = mean_sd(vals) if vals else (float("nan"), float("nan"))
+            out[f"{tag}_{key}" if tag == "dice" else f"dice_{tag}_{key}"] = {"mean": m, "sd": sd, "n": len(vals)}
+    for k, _, _ in REAL_PHENOTYPES:
+        err = [r[f"pred_{k}"] - r[f"manual_{k}"] for r in rows
+               if np.isfinite(r[f"pred_{k}"]) and np.isfinite(r[f"manual_{k}"])]
+        out[f"err_{k}"] = {"bias": float(np.mean(err)) if err else float("nan"),
+                           "median_abs": float(np.median(np.abs(err))) if err else float("nan"), "n": len(err)}
+    return out
+
+
+def _comparison_markdown(before: dict, after: dict, names: tuple[str, str]) -> str:
+    from gemini_cmr.core.evaluation.real import REAL_PHENOTYPES
+    from gemini_cmr.core.study import STRUCTURE_NAMES
+
+    def f(v, fmt):
+        return "n/a" if v is None or not np.isfinite(v) else format(v, fmt)
+
+    lines = [f"| held-out subjects | {names[0]} | {names[1]} |", "|---|---|---|"]
+    for key, name in STRUCTURE_NAMES.items():
+        a, b = before[f"dice_{key}"], after[f"dice_{key}"]
+        if a["n"] or b["n"]:
+            lines.append(f"| {name} Dice (labelled phases, mean) | {f(a['mean'], '.3f')} | {f(b['mean'], '.3f')} |")
+    for k, name, unit in REAL_PHENOTYPES:
+        a, b = before[f"err_{k}"], after[f"err_{k}"]
+        if a["n"] or b["n"]:
+            lines.append(f"| {name} median abs error ({unit}) | {f(a['median_abs'], '.1f')} | "
+                         f"{f(b['median_abs'], '.1f')} |")
+    return "\n".join(lines)
+
+
+def finish_finetune(cfg: SemiConfig, data: str | Path, out: str | Path, device: str = "auto",
+                    callback=None, train_seconds: float | None = None, command: str = "") -> dict[str, Any]:
+    """After a run with held-out subjects: export the trained model to `RUN/model/` (float16, the starting
+    model's inference settings and licence), evaluate the starting model (`cfg.init`, else the shipped
+    ACDC model) and the new one on the held-out subjects through the whole pipeline (`evaluate_partial`),
+    and write the figures to `RUN/finetune.json` and into the model folder (`config.json` "evaluation",
+    `MODEL_CARD.md`). The folder is built beside `RUN/model` and renamed into place when complete.
+    `callback` receives "compare" events (model, subject, index, total) and one "compared" event."""
+    import shutil
+
+    from gemini_cmr.core.engine import SuperResolver
+    from gemini_cmr.core.io.atomic import atomic_write_text
+    from gemini_cmr.core.io.jsonio import dumps
+    from gemini_cmr.core.models.store import file_sha256, load_model, model_files, save_model
+    from gemini_cmr.core.resources import acdc_model_path
+    from gemini_cmr.core.train import runs
+    from gemini_cmr.core.train.lr_data import lr_subjects
+
+    emit = callback or (lambda e: None)
+    out = Path(out)
+    kind, root = parse_source(data)
+    holdout = [str(v) for v in cfg.holdout]
+    every = lr_subjects(kind, root)
+    subjects = [s for s in every if s.sid in set(holdout)]
+    if not subjects:
+        raise DataError("no held-out subjects to evaluate", root)
+    reference = Path(cfg.init) if cfg.init else acdc_model_path()
+    ref_cfg = init_model_config(reference)
+    trained = load_model(out / runs.BEST_DIR if (out / runs.BEST_DIR / runs.MODEL_WEIGHTS).exists()
+                         else out / runs.LAST_DIR)
+    final = out / runs.FINETUNED_DIR
+    stage = out / f"{runs.FINETUNED_DIR}.partial"
+    if stage.exists():
+        shutil.rmtree(stage)
+    training = dict(trained.config.get("training", {}))
+    training.update(data=str(data), init=str(cfg.init) if cfg.init else None, holdout=holdout,
+                    command=command or training.get("command", ""),
+                    checkpoint="last step (the held-out subjects chose nothing)",
+                    n_train_subjects=len(every) - len(subjects))
+    if train_seconds is not None:
+        training["train_seconds"] = float(train_seconds)
+    model_cfg = {"training": training, "normalisation": trained.config.get("normalisation", {}),
+                 "inference": ref_cfg.get("inference") or {"roi_mm": cfg.roi_mm or None,
+                                                           "keep_largest_heart_component": True,
+                                                           "heart_component_by": "myocardium"}}
+    if cfg.init and ref_cfg.get("licence"):
+        model_cfg["licence"] = "Fine-tuned from " + Path(cfg.init).name + ": " + ref_cfg["licence"]
+    save_model(stage, trained.generator, model_cfg, half=True)
+    if cfg.init:
+        lic = model_files(cfg.init)[1].parent / "LICENCE.md"
+        if lic.is_file():
+            shutil.copyfile(lic, stage / "LICENCE.md")
+    t0 = time.perf_counter()
+    results: dict[str, list[dict[str, Any]]] = {}
+    names = {"before": reference.name if cfg.init else f"shipped {reference.name}", "after": "fine-tuned"}
+    if not cfg.init:
+        names["after"] = "trained from scratch"
+    for which, model in (("before", reference), ("after", stage)):
+        resolver = SuperResolver(model=model, device=device)
+        rows = []
+        for i, subj in enumerate(subjects):
+            emit({"event": "compare", "model": which, "subject": subj.sid, "index": i + 1, "total": len(subjects)})
+            rows.append(evaluate_partial(resolver, subj.load(), subj.sid))
+        results[which] = rows
+    summary = {w: summarise_partial(rows) for w, rows in results.items()}
+    model_id = file_sha256(stage / "model.safetensors")[:12]
+    figures = {"held_out": holdout, "models": {"before": {"path": str(reference), "name": names["before"],
+                                                           "model_id": results["before"][0]["model_id"][:12]},
+                                                "after": {"path": str(final), "name": names["after"],
+                                                          "model_id": model_id}},
+               "summary": summary, "rows": results, "eval_seconds": time.perf_counter() - t0,
+               "protocol": "whole pipeline (core.engine.SuperResolver) on the held-out subjects' labelled phases; "
+                           "SR labels on the acquired slices vs the manual labels, each structure where it is "
+                           "annotated; phenotypes on the annotated slices"}
+    model_cfg["evaluation"] = {"data": f"held-out subjects {', '.join(holdout)} of {data}",
+                               "protocol": figures["protocol"], "before": summary["before"],
+                               "after": summary["after"], "before_model": figures["models"]["before"]}
+    written = json.loads((stage / "config.json").read_text(encoding="utf-8"))
+    written["evaluation"] = model_cfg["evaluation"]
+    atomic_write_text(stage / "config.json", json.dumps(written, indent=2) + "\n")
+    table = _comparison_markdown(summary["before"], summary["after"], (names["before"], names["after"]))
+    atomic_write_text(stage / runs.MODEL_CARD, _model_card(model_id, cfg, data, training, figures, table))
+    if final.exists():
+        old = out / f"{runs.FINETUNED_DIR}.old"
+        if old.exists():
+            shutil.rmtree(old)
+        final.rename(old)
+        stage.rename(final)
+        shutil.rmtree(old)
+    else:
+        stage.rename(final)
+    figures["markdown"] = table
+    atomic_write_text(out / runs.COMPARISON_JSON, dumps(figures) + "\n")
+    emit({"event": "compared", "path": str(final), "model_id": model_id, "markdown": table})
+    return figures
+
+
+def _model_card(model_id: str, cfg: SemiConfig, data, training: dict, figures: dict, table: str) -> str:
+    """MODEL_CARD.md of a fine-tuned model: what it started from, the data, the recipe, the time and the
+    before / after figures on the held-out subjects."""
+    rows = figures["rows"]["after"]
+    n_train = training.get("n_train_subjects", "")
+    minutes = training.get("train_seconds")
+    lines = [
+        f"# Gemini-GAN model {model_id} ({'fine-tuned' if cfg.init else 'trained from scratch'})", "",
+        f"- **Started from**: {cfg.init or 'random weights'}"
+        + (f" (model {figures['models']['before']['model_id']})" if cfg.init else ""),
+        f"- **Data**: `{data}`; {n_train} training subject(s); held out (never used to choose the checkpoint): "
+        f"{', '.join(figures['held_out'])}",
+        f"- **Recipe**: {training.get('step', '?')} steps, batch {cfg.batch_size}, learning rate {cfg.lr:g} "
+        f"({cfg.lr_schedule}), crop {cfg.crop}, heart box {cfg.roi_mm:g} mm; the full config is "
+        "`training.config` in config.json; the model is the last step",
+        f"- **Command**: `{training.get('command') or 'gemini-cmr train gemini'}`",
+    ]
+    if minutes is not None:
+        lines.append(f"- **Training time**: {minutes / 60:.1f} min; evaluation {figures['eval_seconds']:.0f} s")
+    lines += ["", "## Held-out subjects: before and after", "", table, "",
+              "Per subject (fine-tuned): " + "; ".join(
+                  f"{r['subject']} " + ", ".join(f"{k.removeprefix('dice_')} {r[k]:.3f}" for k in r
+                                                  if k.startswith("dice_") and np.isfinite(r[k]))
+                  for r in rows), "",
+              f"Protocol: {figures['protocol']}. Few held-out subjects give wide uncertainty; the figures are "
+              "measured, not a guarantee for other studies.", ""]
+    if (figures["models"]["before"]["path"] and cfg.init):
+        lines += ["Licence: the starting model's terms apply to this model too (see `licence` in config.json"
+                  " and LICENCE.md when present).", ""]
+    return "\n".join(lines)

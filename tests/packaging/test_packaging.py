@@ -80,6 +80,7 @@ class _Recorder:
 def _exec_spec(monkeypatch, tmp_path) -> dict:
     hooks = types.ModuleType("PyInstaller.utils.hooks")
     hooks.collect_submodules = lambda name: [f"{name}.fake"]
+    hooks.collect_data_files = lambda name: [(f"/site/{name}/data.json", name)]
     for mod in ("PyInstaller", "PyInstaller.utils"):
         monkeypatch.setitem(sys.modules, mod, types.ModuleType(mod))
     monkeypatch.setitem(sys.modules, "PyInstaller.utils.hooks", hooks)

@@ -1,0 +1,313 @@
+"""DICOM outputs (SR series, segmentations) and the viewers' label files: written by `write_outputs`, read back
+with pydicom, highdicom, pynrrd and the project's own loader (`gemini-cmr info`)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import highdicom as hd
+import nibabel as nib
+import nrrd
+import numpy as np
+import pydicom
+import pytest
+
+from gemini_cmr.cli.main import main as cli_main
+from gemini_cmr.core import outputs
+from gemini_cmr.core.engine import SuperResolver
+from gemini_cmr.core.io import load_study
+from gemini_cmr.core.study import LABEL_COLOURS, STRUCTURE_CODES, STRUCTURE_NAMES
+from tests.core.engine.fakes import FakePredictor, make_study
+
+from .dicom_factory import CineSpec, make_cine, write
+
+
+def _nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    img = nib.load(str(path))
+    arr = np.asarray(img.dataobj)
+    return (arr.transpose(3, 2, 1, 0) if arr.ndim == 4 else arr.transpose(2, 1, 0)[None]), img.affine
+
+
+def _dicom_result(folder: Path, n_phases: int = 3):
+    spec = CineSpec(n_slices=6, n_phases=n_phases, rows=44, cols=48, spacing=(1.8, 1.8), gap=8.0,
+                    thickness=8.0)
+    datasets = make_cine(spec)
+    for ds in datasets:
+        ds.PatientName = "Doe^Jane"
+        ds.StudyDate = "20240102"
+        ds.SeriesNumber = 7
+    write(folder, datasets)
+    study = load_study(folder)
+    study.meta.extra["heart_centre"] = study.grid.centre()
+    study.meta.extra["heart_frame"] = study.grid.directions
+    result = SuperResolver(model=FakePredictor()).run(study, meshes="none")
+    return study, result, datasets
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dicom_out")
+    study, result, datasets = _dicom_result(root / "study")
+    out = root / "out"
+    outputs.write_outputs(result, out, ["stl"])  # DICOM input: DICOM outputs by default
+    return study, result, datasets, out
+
+
+def test_dicom_input_writes_the_dicom_outputs_by_default(written):
+    study, result, datasets, out = written
+    info = json.loads((out / "run.json").read_text())
+    rec = info["dicom"]
+    assert rec["study_instance_uid"] == datasets[0].StudyInstanceUID and rec["new_study"] is False
+    assert rec["frame_of_reference_uid"] == datasets[0].FrameOfReferenceUID
+    n = len(result.phases)
+    assert rec["files"] == n * result.sr_grid.shape[0] + 2 * n
+    assert len(list((out / "dicom/sr").glob("MR_*.dcm"))) == n * result.sr_grid.shape[0]
+    assert len(list((out / "dicom/sr").glob("SEG_*.dcm"))) == n == len(list((out / "dicom/lr_labels").glob("*.dcm")))
+    assert "dicom/sr/SEG_p00.dcm" in info["outputs"] and info["outputs"][-1] == "run.json"
+
+
+def test_sr_series_round_trips_image_geometry_and_identity(written):
+    study, result, datasets, out = written
+    sr_image, affine = _nifti(out / "sr_image.nii.gz")
+    back = load_study(out / "dicom/sr")
+    assert back.image.shape == sr_image.shape
+    assert np.abs(back.affine - affine).max() < 0.01  # mm: the SR series has sr_image.nii.gz's geometry
+    step = (sr_image.max() - sr_image.min()) / 65535
+    assert np.abs(back.image - sr_image).max() <= 0.5 * step + 1e-3
+    np.testing.assert_allclose(back.phase_times_ms, study.phase_times_ms[result.phases], atol=1e-3)
+    ds = pydicom.dcmread(sorted((out / "dicom/sr").glob("MR_p01_s003.dcm"))[0])
+    src = datasets[0]
+    assert ds.SOPClassUID == pydicom.uid.MRImageStorage
+    assert ds.StudyInstanceUID == src.StudyInstanceUID and ds.FrameOfReferenceUID == src.FrameOfReferenceUID
+    assert ds.SeriesInstanceUID not in {d.SeriesInstanceUID for d in datasets}
+    assert list(ds.ImageType)[:2] == ["DERIVED", "SECONDARY"] and "Gemini CMR" in ds.DerivationDescription
+    assert ds.PatientName == "Doe^Jane" and ds.PatientID == src.PatientID and ds.StudyDate == "20240102"
+    assert int(ds.SeriesNumber) == 1007 and ds.file_meta.TransferSyntaxUID == pydicom.uid.JPEGLSLossless
+    assert float(ds.TriggerTime) == pytest.approx(study.phase_times_ms[1], abs=1e-3)
+    # Each SR instance names the acquired image of the same phase nearest to it.
+    ref = ds.SourceImageSequence[0].ReferencedSOPInstanceUID
+    assert ref in study.meta.dicom.sop_instance_uids[1]
+
+
+def test_segmentations_read_back_with_highdicom_equal_the_nifti_labels(written):
+    study, result, datasets, out = written
+    sr_labels, _ = _nifti(out / "sr_labels.nii.gz")
+    mr = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID: p for p in (out / "dicom/sr").glob("MR_p01_*")}
+    seg = hd.seg.segread(out / "dicom/sr/SEG_p01.dcm")
+    assert seg.SegmentationType == "BINARY" and seg.StudyInstanceUID == datasets[0].StudyInstanceUID
+    names = {int(d.SegmentNumber): d for d in seg.SegmentSequence}
+    for label, d in names.items():
+        key = [k for k, v in STRUCTURE_NAMES.items() if v == d.SegmentLabel][0]
+        assert d.SegmentedPropertyTypeCodeSequence[0].CodeValue == STRUCTURE_CODES[key][0]
+        assert d.SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator == "SCT"
+        assert d.SegmentAlgorithmType == "AUTOMATIC"
+        alg = d.SegmentationAlgorithmIdentificationSequence[0]
+        assert alg.AlgorithmVersion == result.model_id[:64] and "Gemini CMR" in alg.AlgorithmName
+        rgb = hd.color.CIELabColor.from_dicom_value(d.RecommendedDisplayCIELabValue).to_rgb(clip=True)
+        assert np.abs(np.array(rgb, float) - LABEL_COLOURS[label]).max() <= 2
+    ordered = sorted(mr, key=lambda uid: mr[uid].name)  # MR_p01_s000 ... slice order
+    pixels = seg.get_pixels_by_source_instance(ordered, combine_segments=True, skip_overlap_checks=True)
+    np.testing.assert_array_equal(pixels, sr_labels[1])
+    # The project's loader: the SEG beside its series becomes the study's labels, every phase.
+    back = load_study(out / "dicom/sr")
+    np.testing.assert_array_equal(back.labels, sr_labels)
+    assert back.labelled_phases == list(range(len(result.phases)))
+    assert back.meta.label_source.startswith("DICOM segmentation")
+
+
+def test_segmentation_of_the_acquired_slices_overlays_the_source_series(written, tmp_path):
+    study, result, datasets, out = written
+    lr_labels, _ = _nifti(out / "lr_labels.nii.gz")
+    seg = pydicom.dcmread(out / "dicom/lr_labels/SEG_p00.dcm")
+    assert [s.SeriesInstanceUID for s in seg.ReferencedSeriesSequence] == [datasets[0].SeriesInstanceUID]
+    source_uids = {d.SOPInstanceUID for d in datasets}
+    refs = {fg.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+            for fg in seg.PerFrameFunctionalGroupsSequence}
+    assert refs and refs <= source_uids
+    both = tmp_path / "pacs"
+    shutil.copytree(Path(study.meta.source_path), both / "source")
+    shutil.copytree(out / "dicom/lr_labels", both / "seg")
+    back = load_study(both)
+    np.testing.assert_array_equal(back.labels, lr_labels)
+    np.testing.assert_allclose(back.affine, study.affine)
+
+
+def test_info_opens_the_series_and_a_segmentation(written, capsys):
+    _, result, _, out = written
+    assert cli_main(["info", str(out / "dicom/sr")]) == 0
+    text = capsys.readouterr().out
+    assert "labels:" in text and "DICOM segmentation" in text
+    assert cli_main(["info", "--json", str(out / "dicom/sr/SEG_p00.dcm")]) == 0  # the SEG's series
+    info = json.loads(capsys.readouterr().out)
+    assert info["label_source"].startswith("DICOM segmentation") and info["label_values"] == [0, 1, 2, 3]
+    assert info["shape"][1] == result.sr_grid.shape[0]
+    assert cli_main(["info", str(out / "dicom/lr_labels")]) == 2
+    err = capsys.readouterr().err
+    assert "only DICOM segmentations" in err and len(err.strip().splitlines()) == 1
+    assert cli_main(["info", str(out / "dicom")]) == 0  # SR series + its SEGs; the others are reported
+    assert "skipped 3 segmentation(s) that reference none of the loaded images" in capsys.readouterr().out
+
+
+def test_viewer_label_files(written):
+    _, result, _, out = written
+    sr_labels, affine = _nifti(out / "sr_labels.nii.gz")
+    for phase, name in ((result.ed_phase, "sr_labels_ed.seg.nrrd"), (result.es_phase, "sr_labels_es.seg.nrrd")):
+        data, header = nrrd.read(str(out / name))
+        np.testing.assert_array_equal(data.transpose(2, 1, 0), sr_labels[result.phases.index(phase)])
+        lps = affine.copy()
+        lps[:2] *= -1
+        np.testing.assert_allclose(header["space directions"], lps[:3, :3].T, atol=1e-6)
+        np.testing.assert_allclose(header["space origin"], lps[:3, 3], atol=1e-6)
+        assert header["space"] == "left-posterior-superior"
+        for n, (key, label_name) in enumerate(STRUCTURE_NAMES.items()):
+            assert header[f"Segment{n}_Name"] == label_name
+            assert int(header[f"Segment{n}_LabelValue"]) == n + 1
+            colour = np.array(header[f"Segment{n}_Color"].split(), float) * 255
+            assert np.abs(colour - LABEL_COLOURS[n + 1]).max() < 0.5
+            assert STRUCTURE_CODES[key][0] in header[f"Segment{n}_Tags"]
+    rows = [line.split() for line in (out / "labels_itksnap.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert [int(r[0]) for r in rows] == [0, 1, 2, 3]
+    assert [tuple(int(v) for v in r[1:4]) for r in rows[1:]] == [LABEL_COLOURS[i] for i in (1, 2, 3)]
+    assert '"LV myocardium"' in (out / "labels_itksnap.txt").read_text()
+    root = ET.parse(out / "sr.itksnap").getroot()
+    entries = {e.get("key"): e.get("value") for e in root.iter("entry")}
+    assert entries["SaveLocation"] == str(out.resolve())
+    paths = [e.get("value") for e in root.iter("entry") if e.get("key") == "AbsolutePath"]
+    assert paths == [str(out.resolve() / "sr_image.nii.gz"), str(out.resolve() / "sr_labels.nii.gz")]
+    labels = [e.get("value") for e in root.iter("entry") if e.get("key") == "Label"]
+    assert labels == list(STRUCTURE_NAMES.values())
+
+
+def test_nifti_input_gets_a_new_study_and_dicom_stays_off_by_default(tmp_path):
+    result = SuperResolver(model=FakePredictor()).run(make_study(n_phases=2), meshes="none")
+    outputs.write_outputs(result, tmp_path / "plain", [])
+    assert not (tmp_path / "plain/dicom").exists()
+    assert json.loads((tmp_path / "plain/run.json").read_text())["dicom"] is None
+    outputs.write_outputs(result, tmp_path / "out", [], dicom=True, dicom_compression="none")
+    rec = json.loads((tmp_path / "out/run.json").read_text())["dicom"]
+    assert rec["new_study"] is True and rec["transfer_syntax"] == pydicom.uid.ExplicitVRLittleEndian
+    assert not (tmp_path / "out/dicom/lr_labels").exists()  # no acquired images to reference
+    back = load_study(tmp_path / "out/dicom/sr")
+    sr_image, affine = _nifti(tmp_path / "out/sr_image.nii.gz")
+    assert np.abs(back.affine - affine).max() < 0.01
+    np.testing.assert_array_equal(back.labels, result.sr_labels)
+    ds = pydicom.dcmread(next((tmp_path / "out/dicom/sr").glob("MR_*.dcm")))
+    assert ds.StudyInstanceUID == rec["study_instance_uid"] and ds.PatientID == "fake-001"
+
+
+def test_a_run_without_dicom_removes_our_stale_dicom_files_only(tmp_path):
+    study, result, _ = _dicom_result(tmp_path / "study", n_phases=2)
+    out = tmp_path / "out"
+    outputs.write_outputs(result, out, [])
+    (out / "dicom/sr/notes.txt").write_text("mine")
+    outputs.write_outputs(result, out, [], dicom=False)
+    assert sorted(p.relative_to(out).as_posix() for p in (out / "dicom").rglob("*")) == ["dicom/sr",
+                                                                                          "dicom/sr/notes.txt"]
+    assert json.loads((out / "run.json").read_text())["dicom"] is None
+
+
+def test_a_file_named_like_a_dicom_folder_is_refused_before_the_compute(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "dicom").write_text("x")
+    with pytest.raises(outputs.GeminiError, match="DICOM output folder"):
+        outputs.check_output_folder(out)
+
+
+def test_cli_dicom_options(tmp_path, monkeypatch, capsys):
+    import gemini_cmr.core.engine as engine
+
+    study, _, _ = _dicom_result(tmp_path / "study", n_phases=2)
+    real = engine.SuperResolver
+
+    class Fake(real):
+        def __init__(self, model=None, adapter=None, device="auto", **kw):
+            super().__init__(model=FakePredictor())
+
+        def run(self, s, **kw):
+            s.meta.extra.update(study.meta.extra)
+            return super().run(s, **kw)
+
+    monkeypatch.setattr(engine, "SuperResolver", Fake)
+    src = study.meta.source_path
+    assert cli_main(["super-resolve", src, "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    assert (tmp_path / "a/dicom/sr/SEG_p00.dcm").is_file()
+    assert cli_main(["super-resolve", src, "--out", str(tmp_path / "b"), "--quiet", "--no-dicom"]) == 0
+    assert not (tmp_path / "b/dicom").exists() and (tmp_path / "b/sr_labels_ed.seg.nrrd").is_file()
+    assert cli_main(["super-resolve", src, "--out", str(tmp_path / "c"), "--quiet",
+                     "--dicom-compression", "none"]) == 0
+    ds = pydicom.dcmread(next((tmp_path / "c/dicom/sr").glob("MR_*.dcm")))
+    assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    args = json.loads((tmp_path / "c/run.json").read_text())["arguments"]
+    assert args["dicom"] is True and args["dicom_compression"] == "none"
+
+
+def test_one_series_per_slice_stack_gets_a_segmentation_per_phase_and_series(tmp_path):
+    """UK Biobank stores each slice as its own series; a segmentation references one series."""
+    spec = CineSpec(n_slices=4, n_phases=2, rows=44, cols=48, spacing=(1.8, 1.8), gap=8.0, one_series_per_slice=True)
+    datasets = make_cine(spec)
+    write(tmp_path / "study", datasets)
+    study = load_study(tmp_path / "study")
+    study.meta.extra["heart_centre"] = study.grid.centre()
+    study.meta.extra["heart_frame"] = study.grid.directions
+    result = SuperResolver(model=FakePredictor()).run(study, meshes="none")
+    outputs.write_outputs(result, tmp_path / "out", [])
+    segs = sorted(p.name for p in (tmp_path / "out/dicom/lr_labels").iterdir())
+    assert segs == [f"SEG_p{t:02d}_s{k:03d}.dcm" for t in range(2) for k in range(4)]
+    shutil.copytree(tmp_path / "out/dicom/lr_labels", tmp_path / "study/seg")
+    back = load_study(tmp_path / "study")
+    lr_labels, _ = _nifti(tmp_path / "out/lr_labels.nii.gz")
+    np.testing.assert_array_equal(back.labels, lr_labels)
+
+
+def test_foreign_segments_are_ignored_with_a_warning_and_a_broken_seg_is_skipped(written, tmp_path):
+    _, result, _, out = written
+    folder = tmp_path / "sr"
+    shutil.copytree(out / "dicom/sr", folder)
+    for path in folder.glob("SEG_*.dcm"):
+        ds = pydicom.dcmread(path)
+        item = ds.SegmentSequence[2]
+        item.SegmentLabel = "Liver"
+        item.SegmentedPropertyTypeCodeSequence[0].CodeValue = "10200004"
+        if path.name == "SEG_p01.dcm":
+            del ds.PerFrameFunctionalGroupsSequence[0].SegmentIdentificationSequence
+            ds.PerFrameFunctionalGroupsSequence[0].SegmentIdentificationSequence = [pydicom.Dataset()]
+        ds.save_as(path)
+    back = load_study(folder)
+    sr_labels, _ = _nifti(out / "sr_labels.nii.gz")
+    assert 3 not in np.unique(back.labels)
+    np.testing.assert_array_equal(back.labels[0], np.where(sr_labels[0] == 3, 0, sr_labels[0]))
+    assert any("ignored segment(s) Liver" in w for w in back.meta.warnings)
+    assert any("SEG_p01.dcm: unreadable frame references" in w for w in back.meta.warnings)
+    assert back.labelled_phases == [0, 2]
+
+
+def test_batch_passes_the_dicom_options_through(tmp_path, monkeypatch, capsys):
+    import gemini_cmr.core.engine as engine
+    from gemini_cmr.cli import batch
+    from gemini_cmr.core.io.nifti import save_nifti
+    from tests.core.engine.fakes import CentreFakePredictor
+
+    real = engine.SuperResolver
+    monkeypatch.setattr(engine, "SuperResolver",
+                        lambda model=None, adapter=None, device="auto", **kw: real(model=CentreFakePredictor()))
+    monkeypatch.setattr(batch, "model_identity",
+                        lambda model, adapter: {"model": {"path": "default", "sha256": ["f" * 64]}, "adapter": None})
+    studies = tmp_path / "studies"
+    write(studies / "dcm", make_cine(CineSpec(n_slices=4, n_phases=2, rows=40, cols=40, spacing=(1.8, 1.8))))
+    s = make_study(n_phases=2)
+    save_nifti(studies / "nii.nii.gz", s.image, s.affine, phase_interval_ms=40.0)
+    out = tmp_path / "out"
+    assert cli_main(["batch", str(studies), "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    assert (out / "dcm/dicom/lr_labels").is_dir() and not (out / "nii/dicom").exists()
+    assert cli_main(["batch", str(studies), "--out", str(out), "--device", "cpu", "--quiet", "--dicom",
+                     "--dicom-compression", "none"]) == 0  # other options: both redone
+    rec = json.loads((out / "nii/run.json").read_text())
+    assert rec["dicom"]["new_study"] is True and any("not DICOM" in w for w in rec["warnings"])
+    assert rec["resume_key"]["options"]["dicom"] is True
+    summary = json.loads((out / "batch_summary.json").read_text())
+    assert {r["status"] for r in summary["studies"]} == {"ok"}
