@@ -28,6 +28,9 @@ def register(subparsers, summary: str | None = None) -> None:
     p.add_argument("--out", type=Path, required=True, help="folder for the folds' runs and the summary")
     p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
     p.add_argument("--only", help="comma-separated folds to run (default: all)")
+    p.add_argument("--final", action="store_true",
+                   help="train the recipe on every subject into OUT/final/ and export OUT/final/model/ "
+                        "(the model to ship; no folds)")
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"], help="default: cpu")
     p.add_argument("--threads", type=int, help="torch CPU threads (overrides the config)")
     p.set_defaults(func=run)
@@ -35,7 +38,7 @@ def register(subparsers, summary: str | None = None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gemini_cmr.core.errors import DataError
-    from gemini_cmr.core.train.cv import run_cv
+    from gemini_cmr.core.train.cv import run_cv, train_final
 
     try:
         config = json.loads(args.config.read_text(encoding="utf-8"))
@@ -43,13 +46,18 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"cannot read the training config ({exc.__class__.__name__}: {exc})", args.config) from None
     if args.threads is not None:
         config["num_threads"] = args.threads
+    say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    if args.final:
+        if args.only:
+            raise DataError("--final trains on every subject; it takes no --only")
+        print(train_final(args.data, config, args.out, args.device, say=say))
+        return 0
     only = None
     if args.only:
         try:
             only = [int(v) for v in args.only.split(",") if v.strip()]
         except ValueError:
             raise DataError(f"--only must list fold numbers, e.g. 1,3 (got {args.only!r})") from None
-    summary = run_cv(args.data, config, args.out, args.folds, only, args.device,
-                     say=lambda msg: print(msg, file=sys.stderr, flush=True))
+    summary = run_cv(args.data, config, args.out, args.folds, only, args.device, say=say)
     print(summary["markdown"])
     return 0

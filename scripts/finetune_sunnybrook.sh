@@ -6,6 +6,9 @@
 #   scripts/finetune_sunnybrook.sh [RUN] [SUNNYBROOK] [ACDC]
 #   defaults: data/finetune-sunnybrook, ../shared/data/sunnybrook, ../shared/data/acdc/training
 #
+# HOLDOUT=SCD0000401 (the default) holds that series out; the two others fine-tune. SCD0000501's epicardial
+# contour files are copies of SCD0000101's (core.io.contours refuses them), so it trains and scores on its LV
+# cavity only and cannot show the myocardium when held out.
 # Seed 0, CPU, 2 threads; the recipe is `finetune_config` (core/train/semi.py) for 4 training stacks;
 # CONFIG=FILE adds a training config's keys over it.
 set -euo pipefail
@@ -13,6 +16,13 @@ RUN=${1:-data/finetune-sunnybrook}
 SB=$(cd "${2:-../shared/data/sunnybrook}" && pwd)
 ACDC=${3:-../shared/data/acdc/training}
 BIN=${BIN:-.venv/bin}
+HOLDOUT=${HOLDOUT:-SCD0000401}
+case "$HOLDOUT" in
+  SCD0000101) HOLD_CONTOURS=SC-HF-I-1 ;;
+  SCD0000401) HOLD_CONTOURS=SC-HF-I-5 ;;
+  SCD0000501) HOLD_CONTOURS=SC-HF-I-6 ;;
+  *) echo "HOLDOUT must be SCD0000101, SCD0000401 or SCD0000501" >&2; exit 2 ;;
+esac
 CONFIG_ARGS=()
 if [ -n "${CONFIG:-}" ]; then CONFIG_ARGS=(--config "$CONFIG"); fi
 mkdir -p "$RUN"
@@ -24,11 +34,11 @@ cat > "$RUN/subjects.json" <<EOF
 ]}
 EOF
 start=$(date +%s)
-"$BIN/gemini-cmr" train gemini --data "pairs:$RUN/subjects.json" --init gemini-acdc --holdout SCD0000501 \
+"$BIN/gemini-cmr" train gemini --data "pairs:$RUN/subjects.json" --init gemini-acdc --holdout "$HOLDOUT" \
     --out "$RUN" --device cpu --threads 2 --seed 0 "${CONFIG_ARGS[@]}"
 echo "fine-tuning and the before/after comparison: $(( $(date +%s) - start )) s"
 # the held-out series with the existing contour protocol (scripts/eval_sunnybrook.py)
-"$BIN/python" scripts/eval_sunnybrook.py --study "$SB/SCD0000501" --contours "$SB/contours/SC-HF-I-6" \
+"$BIN/python" scripts/eval_sunnybrook.py --study "$SB/$HOLDOUT" --contours "$SB/contours/$HOLD_CONTOURS" \
     --model resources/models/gemini-acdc --model "$RUN/model" --threads 2
 # forgetting: the 20 ACDC validation patients, shipped and fine-tuned model
 for model in resources/models/gemini-acdc "$RUN/model"; do

@@ -7,6 +7,9 @@ may reorder images (slices along the normal, phases by TriggerTime), so masks ar
 study's `meta.extra["instance_numbers"]` table, never by recomputing slice/phase from the number.
 
 i-contour (endocardium) -> 1 LV cavity; o-contour (epicardium) minus the endocardium -> 2 LV myocardium.
+An epicardium must enclose its endocardium (`ENCLOSED_FRACTION` of the cavity's pixels inside it); one that
+does not belongs to another image or study (a copied or misfiled contour file), so that slice keeps its
+LV cavity and its myocardium is left unlabelled, with a warning naming the file.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from gemini_cmr.core.errors import StudyError
 from gemini_cmr.core.study import Study
 
 _NAME = re.compile(r"IM-\d+-(\d+)-([io])contour", re.IGNORECASE)
+ENCLOSED_FRACTION = 0.95
 
 
 @dataclass
@@ -122,7 +126,13 @@ def rasterise_contours(study: Study, folder: str | Path) -> ContourMasks:
         plane = labels[t, k]
         if "o" in kinds:
             epi = rasterise(read_contour(kinds["o"]), (ny, nx))
-            plane[epi & ~endo] = 2
+            inside = float((endo & epi).sum()) / max(1, int(endo.sum()))
+            if inside >= ENCLOSED_FRACTION:
+                plane[epi & ~endo] = 2
+            else:
+                warnings.append(f"{kinds['o'].name}: the epicardium does not enclose the endocardium "
+                                f"({100 * (1 - inside):.0f}% of the cavity outside it); myocardium not "
+                                "labelled on this slice")
         plane[endo] = 1
         labelled.append((t, k))
     return ContourMasks(labels=labels, labelled=labelled, warnings=warnings)

@@ -11,6 +11,8 @@ fold holds 4 patients of each pathology group):
    structure at ED and ES on the acquired slices, phenotypes against the manual labels).
 Every fold resumes where it stopped (training from its last checkpoint; a finished evaluation is kept).
 The summary over all held-out patients goes to `RUN/cv.json` and `RUN/cv.md`.
+`train_final` trains the same recipe on every subject (`fold` "all") into `RUN/final/` and exports
+`RUN/final/model/`: the model to ship once the folds have measured the recipe (nothing left to evaluate it on).
 """
 
 from __future__ import annotations
@@ -48,15 +50,17 @@ def fold_studies(data: str, k: int, n: int) -> list[tuple[str, Callable]]:
     return [(s.sid, s.load) for i, s in enumerate(lr_subjects(kind, root)) if fold_of(kind, s, i, n) == k]
 
 
-def _train_fold(base: dict, data: str, run: Path, k: int, n: int, device: str, say: Say) -> None:
+def _train_fold(base: dict, data: str, run: Path, k: int | str, n: int, device: str, say: Say) -> None:
     from gemini_cmr.core.train.loop import StopFlag
+    from gemini_cmr.core.train.lr_data import ALL_SUBJECTS
     from gemini_cmr.core.train.semi import SemiConfig, SemiTrainer
 
     state = runs.run_state(runs.GEMINI, run)
     if state == "finished":
         say(f"fold {k}: training finished earlier")
         return
-    cfg = SemiConfig.from_dict({**base, "fold": f"{k}/{n}", "val_every": 10**9})
+    fold = ALL_SUBJECTS if k == ALL_SUBJECTS else f"{k}/{n}"
+    cfg = SemiConfig.from_dict({**base, "fold": fold, "val_every": 10**9})
     last_print = [0.0]
 
     def callback(e: dict) -> None:
@@ -109,6 +113,24 @@ def _evaluate_fold(data: str, run: Path, k: int, n: int, device: str, say: Say) 
     return rows
 
 
+def train_final(data: str, config: dict, out: str | Path, device: str = "cpu", inference: dict | None = None,
+                say: Say | None = None) -> Path:
+    """Train the recipe on every subject of `data` into `out/final/` (resumable) and export
+    `out/final/model/` with the recipe's inference settings; returns the model folder."""
+    from gemini_cmr.core.train.lr_data import ALL_SUBJECTS
+
+    say = say or (lambda msg: log.info("%s", msg))
+    out = Path(out)
+    if inference is None:
+        inference = {**DEFAULT_INFERENCE, "roi_mm": float(config.get("roi_mm") or DEFAULT_INFERENCE["roi_mm"])}
+    run = out / "final"
+    run.mkdir(parents=True, exist_ok=True)
+    _train_fold(config, str(data), run, ALL_SUBJECTS, 0, device, say)
+    model = _export(run, inference)
+    say(f"final model (every subject trained): {model}")
+    return model
+
+
 def run_cv(data: str, config: dict, out: str | Path, folds: int = 5, only: list[int] | None = None,
            device: str = "cpu", inference: dict | None = None, say: Say | None = None) -> dict[str, Any]:
     """Train, export and evaluate every fold (or the folds in `only`); returns the summary over the
@@ -150,4 +172,4 @@ def run_cv(data: str, config: dict, out: str | Path, folds: int = 5, only: list[
     return summary
 
 
-__all__ = ["DEFAULT_INFERENCE", "fold_studies", "run_cv"]
+__all__ = ["DEFAULT_INFERENCE", "fold_studies", "run_cv", "train_final"]

@@ -539,10 +539,16 @@ def _cache_key(files: list[Path], percentile: float, roi_mm: float = 0.0, extra:
     return h.hexdigest()[:24]
 
 
-def parse_fold(fold: str | None) -> tuple[int, int] | None:
-    """"k/n" -> (k, n) with 0 <= k < n; "" or None -> None (the source's own split)."""
+ALL_SUBJECTS = "all"
+
+
+def parse_fold(fold: str | None) -> tuple[int, int] | str | None:
+    """"k/n" -> (k, n) with 0 <= k < n; "all" -> every subject trains (the final model of a recipe after its
+    cross-validation); "" or None -> None (the source's own split)."""
     if not fold:
         return None
+    if str(fold) == ALL_SUBJECTS:
+        return ALL_SUBJECTS
     try:
         k, n = (int(v) for v in str(fold).split("/"))
     except ValueError:
@@ -565,16 +571,19 @@ def fold_of(kind: str, subject: LRSubject, position: int, n: int) -> int:
     return position % n
 
 
-def subject_split(kind: str, subjects: list[LRSubject], fold: tuple[int, int] | None = None,
+def subject_split(kind: str, subjects: list[LRSubject], fold: tuple[int, int] | str | None = None,
                   holdout=None) -> dict[str, str]:
     """Subject id -> "train" | "val": `holdout` (subject ids) validate and the others train; else fold k of
-    `fold` = (k, n) validates; else the source's own split. Unknown held-out ids -> `DataError`."""
+    `fold` = (k, n) validates; `fold` "all": every subject trains; else the source's own split. Unknown
+    held-out ids -> `DataError`."""
     if holdout:
         ids = {s.sid for s in subjects}
         missing = sorted(set(holdout) - ids)
         if missing:
             raise DataError(f"held-out subject(s) {', '.join(missing)} not in the data")
         return {s.sid: "val" if s.sid in set(holdout) else "train" for s in subjects}
+    if fold == ALL_SUBJECTS:
+        return {s.sid: "train" for s in subjects}
     if fold is not None:
         return {s.sid: "val" if fold_of(kind, s, i, fold[1]) == fold[0] else "train" for i, s in enumerate(subjects)}
     return {s.sid: s.split for s in subjects}
@@ -607,7 +616,7 @@ def choose_holdout(subjects: list[LRSubject], fraction: float = 0.2, n: int | No
 
 
 def load_lr_split(kind: str, root: str | Path, split: str, percentile: float = DEFAULT_PERCENTILE,
-                  cache_dir: str | Path | None = None, fold: tuple[int, int] | None = None,
+                  cache_dir: str | Path | None = None, fold: tuple[int, int] | str | None = None,
                   roi_mm: float = 0.0, holdout=None) -> list[LRSample]:
     """LRSamples (labelled phases) of one split of an LR-labelled source, cached as `.npz` per subject.
     With `holdout` (subject ids) those are "val" and the others "train"; with `fold` = (k, n), fold k is

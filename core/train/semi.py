@@ -66,7 +66,7 @@ class SemiConfig(TrainConfig):
     # logits (what a per-slice 2D U-Net is trained on; the SR slices in between are interpolated).
     seg_target: str = "slab"
     # Cross-validation: "k/n" holds fold k out (validation) and trains on the others (`lr_data.fold_of`);
-    # "" = the source's own train/val split.
+    # "all" = every subject trains (a recipe's final model); "" = the source's own train/val split.
     fold: str = ""
     # Train on a box of this size (mm) around each study's labels, normalised by the box's own intensity
     # percentile, as the predictor runs a model whose config asks for `inference.roi_mm`; 0 = whole FOV.

@@ -70,3 +70,35 @@ def _dilate(mask: np.ndarray, n: int) -> np.ndarray:
         grown[:, :-1] |= out[:, 1:]
         out = grown
     return out
+
+
+def _circle(cx: float, cy: float, r: float) -> str:
+    a = np.linspace(0, 2 * np.pi, 60, endpoint=False)
+    return "\n".join(f"{cx + r * np.cos(t):.2f} {cy + r * np.sin(t):.2f}" for t in a)
+
+
+@pytest.mark.parametrize("epi_centre, myocardium", [((32, 32), True), ((44, 32), False)])
+def test_an_epicardium_that_does_not_enclose_its_endocardium_is_not_used(tmp_path, epi_centre, myocardium):
+    from gemini_cmr.core.study import Study, StudyMeta
+
+    study = Study(image=np.ones((2, 3, 64, 64), np.float32), affine=np.eye(4),
+                  meta=StudyMeta(source_path="toy", extra={"instance_numbers": [[1, 2, 3], [4, 5, 6]]}))
+    folder = tmp_path / "contours"
+    folder.mkdir()
+    (folder / "IM-0001-0005-icontour-manual.txt").write_text(_circle(32, 32, 8))
+    (folder / "IM-0001-0005-ocontour-manual.txt").write_text(_circle(*epi_centre, 12))
+    attach_contours(study, folder)
+    plane = study.labels[1, 1]
+    assert (plane == 1).sum() > 150  # the endocardium is kept either way
+    assert (plane == 2).any() == myocardium
+    assert any("does not enclose" in w for w in study.meta.warnings) != myocardium
+
+
+@pytest.mark.data
+def test_sunnybrook_copied_epicardial_contours_are_refused(shared_data):
+    """SC-HF-I-6's epicardial contour files are byte copies of SC-HF-I-1's: they do not ring SCD0000501's
+    endocardium, so SCD0000501 keeps its LV cavity contours and gets no myocardium."""
+    study = load_study(shared_data / "sunnybrook" / "SCD0000501")
+    attach_contours(study, shared_data / "sunnybrook" / "contours" / "SC-HF-I-6")
+    assert (study.labels == 1).any() and not (study.labels == 2).any()
+    assert sum("does not enclose" in w for w in study.meta.warnings) == 9

@@ -49,6 +49,10 @@ def test_fold_split_holds_one_fold_out(acdc4, tmp_path):
     train = load_lr_split("acdc", acdc4, "train", cache_dir=tmp_path, fold=(1, 2))
     assert sorted({s.subject for s in val}) == ["patient001", "patient003"]
     assert sorted({s.subject for s in train}) == ["patient002", "patient004"]
+    assert parse_fold("all") == "all"
+    every = load_lr_split("acdc", acdc4, "train", cache_dir=tmp_path, fold="all")
+    assert sorted({s.subject for s in every}) == ["patient001", "patient002", "patient003", "patient004"]
+    assert load_lr_split("acdc", acdc4, "val", cache_dir=tmp_path, fold="all") == []
 
 
 def test_heart_box_keeps_world_coordinates(acdc4):
@@ -153,3 +157,8 @@ def test_cv_trains_exports_and_evaluates_every_fold(acdc4, tmp_path, capsys):
     assert (tmp_path / "cv" / "fold0" / "eval.json").stat().st_mtime_ns == mtime
     assert main([*argv[:-2], "--folds", "2", "--only", "3"]) == 2  # a fold that does not exist
     assert "outside" in capsys.readouterr().err
+    # the final model: the same recipe on every patient, exported with the recipe's heart box
+    assert main([*argv[:-2], "--final"]) == 0
+    final = json.loads((tmp_path / "cv" / "final" / "model" / "config.json").read_text())
+    assert final["training"]["config"]["fold"] == "all" and final["inference"]["roi_mm"] == 30
+    assert final["training"]["step"] == 2
