@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SYS_STAMP := .sys-deps-ok
 SYS_PKGS := libegl1 libgl1-mesa-dri libgl1 libglib2.0-0 libfontconfig1 libdbus-1-3 libxkbcommon0 \
   libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-render-util0 libxcb-shape0 \
-  libxcb-xkb1 libxkbcommon-x11-0 xvfb xauth
+  libxcb-xkb1 libxkbcommon-x11-0 xvfb xauth orthanc orthanc-dicomweb
 PYTEST_ARGS ?=
 
 .PHONY: demo test test-slow lint sysdeps venv clean help package package-smoke wheel

@@ -222,6 +222,25 @@ class MainWindow(QMainWindow):
         engine.model = combo_path(self.model_box)
         engine.adapter = combo_path(self.adapter_box)
         engine.device = self.device_box.currentData() or "auto"
+        self.show_adapter_summary()
+
+    def show_adapter_summary(self) -> None:
+        """The Adapter chooser explains itself: its tooltip says when an adapter helps and, for the chosen
+        one, what it was trained for and its measured effect (`core.vama.summary`), also shown in the status
+        bar when an adapter is chosen."""
+        from gemini_cmr.core.errors import GeminiError
+        from gemini_cmr.core.vama.summary import WHEN, adapter_summary
+
+        path = self.state.engine.adapter
+        if not path:
+            self.adapter_box.setToolTip(WHEN)
+            return
+        try:
+            text = adapter_summary(path)
+        except GeminiError as exc:
+            text = str(exc)
+        self.adapter_box.setToolTip(f"{text}\n\n{WHEN}")
+        self.statusBar().showMessage(" | ".join(text.splitlines()), 15000)
 
     def engine_box_activated(self, box: QComboBox, what: str) -> None:
         if box.currentData() == BROWSE:
@@ -317,6 +336,7 @@ class MainWindow(QMainWindow):
         if self.surface_view is not None:
             self.surface_view.clear()
         self.phenotypes_panel.clear()
+        self._show_motion()
         self.reset_window_level()
         self.phase_slider.blockSignals(True)
         self.phase_slider.setRange(0, study.n_phases - 1)
@@ -367,6 +387,29 @@ class MainWindow(QMainWindow):
         task.finished.connect(self.set_result)
         return task
 
+    def _show_motion(self) -> None:
+        """The motion-correction toggle and shifts text for the current result (off and disabled without)."""
+        self.motion_check.blockSignals(True)
+        self.motion_check.setChecked(False)
+        self.motion_check.blockSignals(False)
+        self.motion_check.setEnabled(self.state.corrected_input() is not None if self.state.result else False)
+        self.motion_label.setText(self.state.motion_text())
+
+    def apply_motion_view(self, *_args) -> None:
+        """The input stack as acquired, or corrected for slice motion (the toggle), in the LR and reformat views."""
+        state = self.state
+        if state.study is None or state.result is None:
+            return
+        corrected = state.corrected_input() if self.motion_check.isChecked() else None
+        if corrected is None:
+            image = state.study.image
+            labels = state.full_phase_labels(state.result.lr_labels, [int(p) for p in state.result.phases])
+        else:
+            image, labels = corrected
+        self.lr_view.set_volume(image, state.study.grid, labels)
+        self.reformat_view.set_lr(image, state.study.grid, labels)
+        self._update_views()
+
     def set_result(self, result) -> None:
         """Show an engine `Result`: SR slices, LR labels, reformats, 3D surfaces, phenotypes."""
         state = self.state
@@ -387,6 +430,7 @@ class MainWindow(QMainWindow):
             self.surface_view.set_meshes(result.meshes or {}, ed, es, state.axis,
                                          more_coming=bool(more and result.meshes))
         self.phenotypes_panel.set_phenotypes(result.phenotypes)
+        self._show_motion()
         self._configure_slice_slider()
         self._fill_study_panel()
         self._set_enabled_state()
@@ -519,6 +563,8 @@ class MainWindow(QMainWindow):
         self.cancel_action.setEnabled(busy)
         self.open_action.setEnabled(not busy)
         self.export_action.setEnabled(has_study and not busy)
+        self.pacs_open_action.setEnabled(not busy)
+        self.pacs_send_action.setEnabled(self.state.result is not None and not busy)
         for w in (self.slice_slider, self.phase_slider, self.play_button):
             w.setEnabled(has_study)
 

@@ -117,6 +117,13 @@ def build_toolbar(win: MainWindow, model: str | None, adapter: str | None, devic
     tb.addAction(win.export_action)
 
 
+def _pacs_dialog():
+    """app/dialogs/pacs_dialog.py, imported when first used (the PACS clients load on demand)."""
+    from gemini_cmr.app.dialogs import pacs_dialog
+
+    return pacs_dialog
+
+
 def build_menus(win: MainWindow) -> None:
     """File, View (docks, display, navigation with its shortcuts, long-axis plane, 3D), Tools and Help."""
     mb = win.menuBar()
@@ -124,10 +131,15 @@ def build_menus(win: MainWindow) -> None:
     fm.addAction(win.open_action)
     open_folder = fm.addAction("Open Folder…")
     open_folder.triggered.connect(win.open_folder_dialog)
+    win.pacs_open_action = fm.addAction("Open from PACS…")
+    win.pacs_open_action.triggered.connect(lambda: _pacs_dialog().open_from_pacs(win))
     win.recent_menu = fm.addMenu("Open &Recent")
     rebuild_recent_menu(win)
     fm.addSeparator()
     fm.addAction(win.export_action)
+    win.pacs_send_action = fm.addAction("Send to PACS…")
+    win.pacs_send_action.setToolTip("Send the SR series and segmentations (DICOM) to a PACS")
+    win.pacs_send_action.triggered.connect(lambda: _pacs_dialog().send_to_pacs(win))
     shot = fm.addAction("Save Screenshot…")
     shot.setShortcut(QKeySequence("Ctrl+Shift+S"))
     shot.triggered.connect(win.screenshot_dialog)

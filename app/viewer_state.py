@@ -259,6 +259,31 @@ class ViewerState:
         return (f"model {r.model_id}" + (f"\nadapter {r.adapter_id}" if r.adapter_id else "")
                 + (f"\n{r.model_choice}" if r.model_choice else ""))
 
+    def motion_text(self) -> str:
+        """The result's slice misalignment correction in one short text (empty without a result)."""
+        motion = getattr(self.result, "motion", None)
+        if self.result is None:
+            return ""
+        if motion is None:
+            return "Slice motion correction: off"
+        if not motion.applied:
+            return f"Slice motion correction: not applied ({motion.note})"
+        shifts = ", ".join(f"{k + 1}: {np.hypot(*s):.1f}" for k, s in enumerate(motion.shifts_mm) if motion.estimated[k])
+        return f"Slice shifts (mm, by slice): {shifts}; largest {float(motion.magnitude_mm.max()):.1f} mm"
+
+    def corrected_input(self) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """(image, labels) of the input stack corrected for slice motion (the labels shown on the corrected
+        slices), or None when the result applied no correction."""
+        motion = getattr(self.result, "motion", None)
+        if self.study is None or motion is None or not motion.applied:
+            return None
+        from gemini_cmr.core.motion import apply_shifts, shift_labels_to_acquired
+
+        grid = self.study.grid
+        labels = self.full_phase_labels(self.result.lr_labels, [int(p) for p in self.result.phases])
+        return (apply_shifts(self.study.image, grid, motion.shifts_mm),
+                shift_labels_to_acquired(labels, grid, -motion.shifts_mm))
+
     def warnings_text(self) -> str:
         """The study's warnings, then the result's, one per line; the phenotype flags (listed in full in the
         phenotype panel) as one line saying how many values are flagged."""

@@ -62,11 +62,13 @@ def register(subparsers, summary: str) -> None:
     p.add_argument(
         "--redo", action="store_true", help="process studies that already have a complete run.json"
     )
-    p.add_argument("--sr-dtype", choices=("float32", "int16"), default="float32",
-                   help="SR image storage: float32 (default) or int16 (scaled 16-bit integers: half the file, values within half a step of range/65535)")
-    from gemini_cmr.cli.super_resolve import add_dicom_options
+    p.add_argument("--sr-dtype", choices=("auto", "float32", "int16"), default="auto",
+                   help="SR image storage: int16 (scaled 16-bit integers: half the file, values within half a step of "
+                        "range/65534), float32, or auto (default: int16 for real studies, float32 for phantoms)")
+    from gemini_cmr.cli.super_resolve import add_dicom_options, add_motion_option
 
     add_dicom_options(p)
+    add_motion_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -356,7 +358,8 @@ def run(args: argparse.Namespace) -> int:
 
     model_key = model_identity(args.model, args.adapter)
     options = {"phases": str(args.phases), "mesh_format": list(formats), "sr_dtype": args.sr_dtype,
-               "dicom": "auto" if args.dicom is None else bool(args.dicom), "dicom_compression": args.dicom_compression}
+               "dicom": "auto" if args.dicom is None else bool(args.dicom), "dicom_compression": args.dicom_compression,
+               "motion_correction": bool(getattr(args, "motion_correction", True))}
     if args.threads:
         torch.set_num_threads(args.threads)
     device = shard_device(args.device, rank, world)
@@ -398,7 +401,8 @@ def run(args: argparse.Namespace) -> int:
                     with_dicom = study.meta.dicom is not None if args.dicom is None else args.dicom
                     check_output_folder(dest, study_path, estimate_output_bytes(
                         study, n_ph, args.sr_dtype, with_dicom, args.dicom_compression))
-                    result = engine.run(study, phases=args.phases, meshes="ed_es")
+                    result = engine.run(study, phases=args.phases, meshes="ed_es",
+                                        motion_correction=bool(getattr(args, "motion_correction", True)))
                     notice = dicom_notice(study, args.dicom)
                     if notice:
                         result.warnings.append(notice)

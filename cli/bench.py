@@ -1,5 +1,10 @@
 """`gemini-cmr bench`: time the pipeline on a 20-phase cine against the paper's reference configuration.
 
+With --study STUDY: that study as `super-resolve` runs it (the model it chooses, the heart box, every output,
+DICOM outputs for DICOM input). Without: the demo study and a real study (--real, or the Sunnybrook cine of
+../shared/data), reported side by side (JSON keys "demo" and "real", each with model_per_cine_s,
+end_to_end_s, write_s, file_to_outputs_s, reference_per_cine_s, speedup).
+
 Measured side by side in one run: study load, model load, preprocessing, the network per phase and per
 cine, back-projection, phenotypes, ED/ES meshes, end to end and writing; peak RSS (and GPU memory);
 the model's achieved GFLOP/s against this machine's matmul GFLOP/s; and the speed-up against the paper's
@@ -19,8 +24,14 @@ def register(subparsers, summary: str) -> None:
     p = subparsers.add_parser(
         "bench", help=summary, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    p.add_argument("--study", type=Path, default=None, help="study to time (default: the bundled demo study)")
-    p.add_argument("--model", type=Path, default=None, help="Gemini-GAN model (default: bundled)")
+    p.add_argument("--study", type=Path, default=None,
+                   help="time this study the way super-resolve would (its model chosen automatically unless "
+                        "--model, the heart box, every output); default: the demo study and a real study")
+    p.add_argument("--real", type=Path, default=None,
+                   help="without --study: the real 20-phase cine timed beside the demo (default: "
+                        "../shared/data/sunnybrook/SCD0000101 beside the repository when present)")
+    p.add_argument("--model", type=Path, default=None,
+                   help="Gemini-GAN model (default: the one super-resolve chooses for the study)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument(
         "--precision",
@@ -74,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         log=log,
         meshes=not args.no_meshes,
         batch_size=args.batch_size,
+        real=args.real,
     )
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

@@ -29,6 +29,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("bench", "time the pipeline against the paper's reference configuration"),
     ("benchmark", "reproduce the paper's comparison tables (2: baselines, 3: domain adaptation)"),
     ("batch", "super-resolve a cohort of studies (resumable, shardable with torchrun)"),
+    ("pacs", "find, pull and push studies on a PACS (DICOMweb or DIMSE)"),
     ("view", "open the desktop app"),
     ("demo", "run Gemini CMR on the bundled demo study"),
 ]

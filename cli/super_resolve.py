@@ -3,7 +3,10 @@
 Writes into DIR: sr_image.nii.gz, sr_labels.nii.gz, lr_labels.nii.gz, meshes/, phenotypes.json,
 phenotypes.csv, label files for 3D Slicer (sr_labels_ed/es.seg.nrrd) and ITK-SNAP (labels_itksnap.txt,
 sr.itksnap), with --dicom (the default for DICOM input) dicom/sr/ (the SR series and its segmentations) and
-dicom/lr_labels/ (segmentations of the acquired slices), and run.json (see docs/pipeline.md). DIR is checked before the compute (writable, enough
+dicom/lr_labels/ (segmentations of the acquired slices), and run.json (see docs/pipeline.md). STUDY may be a
+study on a PACS, 'dicomweb://host:port/path?StudyInstanceUID=...[&SeriesInstanceUID=...]' (or dimse://AE@host:port?...;
+the short-axis cine is chosen when no series is named), retrieved into a temporary folder first; --push
+then sends the DICOM outputs to that server (or to --server); see `gemini-cmr pacs --help`. DIR is checked before the compute (writable, enough
 free space, no folder named like an output, not inside the study's folder). Everything is written to a
 hidden staging folder inside DIR and published at the end, run.json last, so a failed run leaves DIR as it
 was. Progress and warnings (the study's, implausible or unavailable phenotypes) go to stderr; the
@@ -17,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from gemini_cmr.cli.pacs import add_server_options
 from gemini_cmr.core.errors import GeminiError
 
 
@@ -25,7 +29,8 @@ def register(subparsers, summary: str) -> None:
         "super-resolve", help=summary, description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    p.add_argument("study", type=Path, help="study: DICOM folder/zip, NIfTI file, ACDC/M&Ms folder")
+    p.add_argument("study", help="study: DICOM folder/zip, NIfTI file, ACDC/M&Ms folder, or a study on a PACS "
+                                 "(dicomweb://host:port/path?StudyInstanceUID=...)")
     p.add_argument("--out", type=Path, required=True, help="output folder (created; existing outputs replaced)")
     p.add_argument("--model", type=Path, default=None, help="Gemini-GAN model folder or .safetensors (default: bundled)")
     p.add_argument("--adapter", type=Path, default=None, help="V-AMA adapter for studies from another domain")
@@ -39,11 +44,23 @@ def register(subparsers, summary: str) -> None:
     p.add_argument("--series-uid", default=None, help="DICOM SeriesInstanceUID when a folder holds several cines")
     p.add_argument("--allow-incomplete", action="store_true",
                    help="use the complete slices of an incomplete DICOM series (with a warning)")
-    p.add_argument("--sr-dtype", choices=("float32", "int16"), default="float32",
-                   help="SR image storage: float32 (default) or int16 (scaled 16-bit integers: half the file, values within half a step of range/65535)")
+    p.add_argument("--sr-dtype", choices=("auto", "float32", "int16"), default="auto",
+                   help="SR image storage: int16 (scaled 16-bit integers: half the file, values within half a step of "
+                        "range/65534), float32, or auto (default: int16 for real studies, float32 for phantoms)")
     add_dicom_options(p)
+    add_motion_option(p)
+    p.add_argument("--push", action="store_true",
+                   help="send the DICOM outputs (SR series and SEGs) to the PACS the study came from, or to --server")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    add_server_options(p, "PACS for --push when the study is not on one (the study's own server otherwise)")
     p.set_defaults(func=run)
+
+
+def add_motion_option(p: argparse.ArgumentParser) -> None:
+    """--no-motion-correction (super-resolve, batch)."""
+    p.add_argument("--no-motion-correction", dest="motion_correction", action="store_false", default=True,
+                   help="do not estimate and undo the per-slice breath-hold shifts before super-resolution "
+                        "(on by default; docs/pipeline.md)")
 
 
 def add_dicom_options(p: argparse.ArgumentParser) -> None:
@@ -97,35 +114,49 @@ def run(args: argparse.Namespace) -> int:
         raise GeminiError(str(exc)) from None
     if not formats:
         raise GeminiError("--mesh-format needs at least one of stl,obj,ply,vtp")
-    out = check_output_folder(args.out, args.study)  # before anything slow: a bad --out fails in a second
+    remote = pacs_source(args)  # (server, study UID, series UID) for a study on a PACS, else None
+    study_path = None if remote else Path(args.study)
+    out = check_output_folder(args.out, study_path)  # before anything slow: a bad --out fails in a second
+    push_to = push_target(args, remote)  # bad PACS settings fail before the compute too
     progress = StderrProgress(not args.quiet)
     t0 = time.perf_counter()
-    study = load_study(args.study, series_uid=args.series_uid, allow_incomplete=args.allow_incomplete)
+    if remote:
+        from gemini_cmr.core.io.pacs import pulled_study
+
+        server, study_uid, series_uid = remote
+        with pulled_study(server, study_uid, series_uid or args.series_uid, progress) as folder:
+            study = load_study(folder, allow_incomplete=args.allow_incomplete)
+        study.meta.source_path = study_address(server, study_uid, series_uid)
+    else:
+        study = load_study(study_path, series_uid=args.series_uid, allow_incomplete=args.allow_incomplete)
     t_load = time.perf_counter() - t0
     for w in study.meta.warnings:
         print(f"gemini-cmr: warning: {study.meta.source_path or args.study}: {w}", file=sys.stderr, flush=True)
     n_phases = len(parse_phases(args.phases, study)[0])
     with_dicom = study.meta.dicom is not None if args.dicom is None else args.dicom
+    if push_to is not None and not with_dicom:
+        raise GeminiError("--push sends the DICOM outputs: add --dicom")
     notice = dicom_notice(study, args.dicom)
     if notice:
         print(f"gemini-cmr: warning: {notice}", file=sys.stderr, flush=True)
-    check_output_folder(out, args.study, need_bytes=estimate_output_bytes(study, n_phases, args.sr_dtype,
+    check_output_folder(out, study_path, need_bytes=estimate_output_bytes(study, n_phases, args.sr_dtype,
                                                                           with_dicom, args.dicom_compression))
     progress(0.0, f"loaded {study.name}: {study.n_phases} phases x {study.n_slices} slices")
     engine = SuperResolver(model=args.model, adapter=args.adapter, device=args.device)
     progress(0.0, f"model {engine.model_id[:12]} on {engine.device}")
     result = engine.run(study, phases=args.phases, meshes="all" if args.all_phase_meshes else "ed_es",
-                        progress=progress)
+                        progress=progress, motion_correction=args.motion_correction)
     if result.model_choice:
         progress(0.8, f"model used: {result.model_id[:12]} ({result.model_choice})")
     result.timings["load_study"] = t_load
     for w in result.warnings:
         print(f"gemini-cmr: warning: {w}", file=sys.stderr, flush=True)
     extra = {"arguments": {
-        "study": str(args.study), "out": str(out), "model": None if args.model is None else str(args.model),
+        "study": study.meta.source_path if remote else str(args.study), "out": str(out), "model": None if args.model is None else str(args.model),
         "adapter": None if args.adapter is None else str(args.adapter), "device": args.device,
         "phases": args.phases, "mesh_format": formats, "all_phase_meshes": bool(args.all_phase_meshes),
         "dicom": with_dicom, "dicom_compression": args.dicom_compression,
+        "motion_correction": bool(args.motion_correction),
     }}  # fmt: skip
     if notice:
         result.warnings.append(notice)
@@ -134,7 +165,56 @@ def run(args: argparse.Namespace) -> int:
     total = time.perf_counter() - t0
     progress(1.0, f"wrote {out} in {total:.1f} s")
     print(f"{out}: {summary_line(result)}")
+    if push_to is not None:
+        push_outputs(push_to, out, progress)
     return 0
+
+
+def pacs_source(args: argparse.Namespace):
+    """(server settings, study UID, series UID) when STUDY names a study on a PACS, else None."""
+    from gemini_cmr.cli.pacs import server_from_args
+    from gemini_cmr.core.io.pacs import is_pacs_url, parse_study_url
+
+    if not is_pacs_url(args.study):
+        return None
+    url, study_uid, series_uid, user, password = parse_study_url(args.study)
+    if not study_uid:
+        raise GeminiError(f"name the study on the server: {url}?StudyInstanceUID=...[&SeriesInstanceUID=...]")
+    return server_from_args(args, url, user, password), study_uid, series_uid
+
+
+def push_target(args: argparse.Namespace, remote):
+    """Where --push sends the outputs: --server (or the environment and config file when the study is a
+    local one), else the server the study came from; None without --push."""
+    from gemini_cmr.cli.pacs import server_from_args
+
+    if not args.push:
+        return None
+    if remote is not None and not args.server:
+        return remote[0]
+    return server_from_args(args)
+
+
+def study_address(server, study_uid: str, series_uid: str | None) -> str:
+    """The study's address without credentials (run.json, messages)."""
+    query = f"StudyInstanceUID={study_uid}" + (f"&SeriesInstanceUID={series_uid}" if series_uid else "")
+    return f"{server.display}?{query}"
+
+
+def push_outputs(server, out: Path, progress) -> None:
+    """Send the DICOM files this run wrote (run.json's outputs under dicom/): images before segmentations."""
+    import json
+
+    from gemini_cmr.core.errors import PacsError
+    from gemini_cmr.core.io.pacs import push
+
+    names = json.loads((out / "run.json").read_text())["outputs"]
+    files = [out / n for n in names if n.startswith("dicom/") and n.endswith(".dcm")]
+    try:
+        report = push(server, files, progress)
+    except PacsError as exc:
+        raise PacsError(f"{exc} (the outputs in {out} are complete)") from None
+    print(f"{server.display}: sent {len(report.stored)} DICOM files in {len(report.series)} series")
 
 
 def summary_line(result) -> str:

@@ -8,7 +8,9 @@ result = sr.run(study, phases="all", meshes="ed_es", progress=cb, cancel=cb)
 write_outputs(result, "out/DIR", mesh_formats=("stl",), all_phase_meshes=False)   # core.outputs
 ```
 
-Stages (each timed in `Result.timings`, seconds): `adapt` (V-AMA, only with an adapter), `predict`
+Stages (each timed in `Result.timings`, seconds): `adapt` (V-AMA, only with an adapter), `motion` (slice
+misalignment correction, `core.motion`: per-slice shifts estimated from a first pass on a few phases and
+undone before the network runs; `Result.motion`; off with `motion_correction=False`), `predict`
 (Gemini-GAN on every requested phase: SR image + SR labels on `sr_grid(study.grid)`; the predictor's
 own `preprocess`/`model` split is kept as `predict_preprocess`/`predict_model`), `lr_labels` (SR labels
 resampled back onto the input grid, nearest neighbour by world coordinates), `phenotypes`, `meshes`.
@@ -37,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from gemini_cmr.core import mesh as meshlib
+from gemini_cmr.core import motion as motionlib
 from gemini_cmr.core import phenotypes as phenolib
 from gemini_cmr.core.errors import Cancelled, GeminiError, ModelError, StudyError
 from gemini_cmr.core.geometry import resample_nearest_stack
@@ -75,6 +78,8 @@ class Result:
     warnings: list[str] = field(default_factory=list)
     model_choice: str = ""  # why this model (model=None: chosen per study)
     roi: tuple[int, int, int, int] | None = None  # SR in-plane box the network ran on (None: whole FOV)
+    # slice misalignment correction (`core.motion.MotionEstimate`); None when it was turned off
+    motion: Any = None
 
     def phase_row(self, phase: int) -> int:
         """Row of the result arrays holding study phase `phase`."""
@@ -214,8 +219,12 @@ class SuperResolver:
         meshes: str = "ed_es",
         progress: Progress | None = None,
         cancel: Cancel | None = None,
+        motion_correction: bool | None = None,
     ) -> Result:
-        """Super-resolve, segment, back-project, measure and mesh `study`. Raises `Cancelled`/`GeminiError`."""
+        """Super-resolve, segment, back-project, measure and mesh `study`. Raises `Cancelled`/`GeminiError`.
+
+        `motion_correction`: estimate and undo the per-slice breath-hold shifts first (`core.motion`);
+        None = `core.motion.default_enabled(study)`."""
         t_start = time.perf_counter()
         if meshes not in ("ed_es", "all", "none"):
             raise ValueError(f"meshes must be 'ed_es', 'all' or 'none', not {meshes!r}")
@@ -241,6 +250,19 @@ class SuperResolver:
             timings["adapt"] = time.perf_counter() - t
             check()
 
+        motion = None
+        if motionlib.default_enabled(study) if motion_correction is None else motion_correction:
+            t = time.perf_counter()
+            if progress:
+                progress(_SPAN["predict"][0], "estimating slice misalignment")
+            motion = motionlib.estimate_motion(self.predictor, source, cancel=cancel)
+            if motion.applied:
+                source = motionlib.corrected_study(source, motion.shifts_mm)
+            else:
+                warnings.append(motion.note)
+            timings["motion"] = time.perf_counter() - t
+            check()
+
         t = time.perf_counter()
         pred = self.predictor.predict(source, phases=phase_list, progress=_sub(progress, "predict"), cancel=cancel)
         timings["predict"] = time.perf_counter() - t
@@ -256,7 +278,10 @@ class SuperResolver:
 
         t = time.perf_counter()
         lr_grid = study.grid
-        lr_labels = resample_nearest_stack(sr_labels, sr, lr_grid).astype(np.uint8, copy=False)
+        if motion is not None and motion.applied:  # onto the acquired (shifted) slices
+            lr_labels = motionlib.labels_on_acquired(sr_labels, sr, lr_grid, motion.shifts_mm)
+        else:
+            lr_labels = resample_nearest_stack(sr_labels, sr, lr_grid).astype(np.uint8, copy=False)
         timings["lr_labels"] = time.perf_counter() - t
         if progress:
             progress(_SPAN["lr_labels"][1], "labels back on the input grid")
@@ -290,7 +315,7 @@ class SuperResolver:
             lr_labels=lr_labels, ed_phase=ed, es_phase=es, meshes=surfaces, phenotypes=phen,
             timings=timings, model_id=self.model_id, adapter_id=self.adapter_id, device=self.device,
             model_path=self.model_path, adapter_path=self.adapter_path, warnings=warnings,
-            model_choice=self.model_choice, roi=getattr(pred, "roi", None),
+            model_choice=self.model_choice, roi=getattr(pred, "roi", None), motion=motion,
         )  # fmt: skip
 
 

@@ -34,3 +34,7 @@ class Cancelled(GeminiError):
 
 class DeviceError(GeminiError):
     """The requested device (or precision) is not available on this machine."""
+
+
+class PacsError(GeminiError):
+    """A PACS cannot be reached, refuses the credentials, lacks the study, or rejects an upload."""

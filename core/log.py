@@ -22,3 +22,6 @@ def setup_logging(verbosity: int = 0) -> None:
     # Third-party chatter stays quiet unless debugging.
     for noisy in ("pydicom", "PIL", "matplotlib", "vtk"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbosity >= 3 else logging.ERROR)
+    # PACS clients: their failures become one-line `PacsError`s (core.io.pacs), so their own logs stay quiet.
+    for client in ("pynetdicom", "retrying", "dicomweb_client"):
+        logging.getLogger(client).setLevel(logging.DEBUG if verbosity >= 3 else logging.CRITICAL)

@@ -3,7 +3,7 @@
 ```python
 from gemini_cmr.core.outputs import check_output_folder, write_outputs
 check_output_folder("out/DIR", study_path)   # before the compute: writable, no conflicts, not in the study
-write_outputs(result, "out/DIR", mesh_formats=("stl",), all_phase_meshes=False, sr_dtype="float32")
+write_outputs(result, "out/DIR", mesh_formats=("stl",), all_phase_meshes=False, sr_dtype="auto")
 ```
 `write_outputs` writes `sr_image.nii.gz`, `sr_labels.nii.gz`, `lr_labels.nii.gz`, `meshes/`, `phenotypes.json`,
 `phenotypes.csv`, the viewers' label files (`sr_labels_ed.seg.nrrd`, `sr_labels_es.seg.nrrd`, `labels_itksnap.txt`,
@@ -53,7 +53,7 @@ from gemini_cmr.core import phenotypes as phenolib
 from gemini_cmr.core.errors import Cancelled, GeminiError
 from gemini_cmr.core.io import dicom_write, jsonio, viewer_labels
 from gemini_cmr.core.io.atomic import atomic_path, atomic_write_text
-from gemini_cmr.core.io.nifti import IMAGE_DTYPES, save_nifti
+from gemini_cmr.core.io.nifti import IMAGE_DTYPES, nifti_file_parts
 from gemini_cmr.core.mesh import MESH_FORMATS
 
 if TYPE_CHECKING:
@@ -114,6 +114,11 @@ def mesh_path(folder: Path, prefix: str, structure: str, fmt: str) -> Path:
 
 
 # --- parallel gzip ---------------------------------------------------------------------------------------
+try:  # ISA-L's deflate: the same format, 4-9x faster than zlib at level 1 (docs/performance.md)
+    from isal import isal_zlib as _deflate_lib
+except ImportError:  # pragma: no cover - isal is a dependency; zlib is the fallback
+    _deflate_lib = zlib
+
 _GZ_CHUNK = 4 << 20
 _GZ_SAMPLE = 128 << 10
 #: A chunk whose sample deflates to more than this fraction of its size is stored, not deflated.
@@ -124,24 +129,30 @@ def _deflate_chunk(chunk: memoryview, last: bool, level: int, store_above: float
     if level > 0 and store_above is not None and len(chunk) > 2 * _GZ_SAMPLE:
         mid = len(chunk) // 2
         sample = chunk[mid:mid + _GZ_SAMPLE]
-        if len(zlib.compress(sample, 1)) > store_above * len(sample):
+        if len(_deflate_lib.compress(sample, 1)) > store_above * len(sample):
             level = 0  # noise-like data (e.g. float32 mantissas): deflate would cost seconds for a few %
-    co = zlib.compressobj(level, zlib.DEFLATED, -15)
-    return co.compress(chunk) + co.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+    if level == 0:  # stored blocks (zlib: ISA-L's level 0 is a fast deflate, not storing)
+        co = zlib.compressobj(0, zlib.DEFLATED, -15)
+        return co.compress(chunk) + co.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+    co = _deflate_lib.compressobj(min(level, 3), _deflate_lib.DEFLATED, -15)
+    return co.compress(chunk) + co.flush(_deflate_lib.Z_FINISH if last else _deflate_lib.Z_SYNC_FLUSH)
 
 
 def gzip_parallel(data: bytes, level: int = 1, workers: int | None = None,
-                  store_above: float | None = GZ_STORE_ABOVE) -> bytes:
-    """One standard gzip member compressed in parallel (pigz-style): independent raw-deflate chunks, each
-    ended by a sync flush (byte aligned, not final) except the last, then the CRC-32 and size of the whole.
-    Any gzip reader decodes it; zlib releases the GIL, so the chunks compress on all cores.
+                  store_above: float | None = GZ_STORE_ABOVE, prefix: bytes = b"") -> bytes:
+    """One standard gzip member of `prefix` + `data` compressed in parallel (pigz-style): independent
+    raw-deflate chunks, each ended by a sync flush (byte aligned, not final) except the last, then the
+    CRC-32 and size of the whole. Any gzip reader decodes it; the deflate library (ISA-L's when installed,
+    else zlib; levels above 3 are ISA-L's 3) releases the GIL, so the chunks compress on all cores.
 
     Chunks that barely compress (a 128 KiB sample deflates to more than `store_above` of its size) are
     written as stored deflate blocks: the network's float32 SR image deflates by only ~10%, and storing
     it saves ~3.5 s of CPU per 100 MB. `store_above=None` deflates everything."""
-    view = memoryview(data)
+    view = memoryview(data).cast("B")
     n = max(1, -(-len(view) // _GZ_CHUNK))
     chunks = [view[i * _GZ_CHUNK:(i + 1) * _GZ_CHUNK] for i in range(n)]
+    if prefix:  # e.g. a NIfTI header before the image's own buffer: only the first chunk is copied
+        chunks[0] = memoryview(bytes(prefix) + chunks[0])
     lasts = [i == n - 1 for i in range(n)]
     workers = workers or min(n, os.cpu_count() or 1)
     if workers > 1:
@@ -150,24 +161,19 @@ def gzip_parallel(data: bytes, level: int = 1, workers: int | None = None,
     else:
         parts = [_deflate_chunk(c, last, level, store_above) for c, last in zip(chunks, lasts)]
     header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # magic, deflate, no flags, mtime 0, OS unknown
-    trailer = struct.pack("<II", zlib.crc32(view) & 0xFFFFFFFF, len(view) & 0xFFFFFFFF)
+    crc = zlib.crc32(view, zlib.crc32(prefix)) if prefix else zlib.crc32(view)
+    trailer = struct.pack("<II", crc & 0xFFFFFFFF, (len(prefix) + len(view)) & 0xFFFFFFFF)
     return b"".join([header, *parts, trailer])
 
 
 def save_nifti_fast(path: Path, array: np.ndarray, affine: np.ndarray, phase_interval_ms: float | None,
                     description: str, image_dtype: str = "float32") -> Path:
-    """`core.io.nifti.save_nifti` to an uncompressed .nii, then gzip it on all cores into `path` (.nii.gz).
-    Same header and data as `save_nifti(path, ...)`; the large SR image is written ~cores x faster."""
+    """`core.io.nifti.save_nifti`'s file (`nifti_file_parts`: the same header and data; int16 with
+    `int16_scaling`), gzip-compressed on all cores from memory into `path` (.nii.gz), atomically."""
     path = Path(path)
-    raw = path.with_name(path.name[: -len(".gz")] if path.name.endswith(".gz") else path.name + ".nii")
-    save_nifti(raw, array, affine, phase_interval_ms, description, image_dtype)
-    try:
-        data = raw.read_bytes()
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(gzip_parallel(data))
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            raw.unlink()
+    header, data = nifti_file_parts(array, affine, phase_interval_ms, description, image_dtype)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(gzip_parallel(data, prefix=header))
     return path
 
 
@@ -254,6 +260,7 @@ def run_info(result: Result, extra: dict[str, Any] | None = None) -> dict[str, A
         "warnings": list(s.meta.warnings) + list(result.warnings),
         "phenotypes": {"plausible": result.phenotypes.get("plausible"),
                        "flags": dict(result.phenotypes.get("flags") or {})},
+        "motion_correction": motion_info(result),
     }
     fp = input_fingerprint(s.meta.source_path) if s.meta.source_path else None
     if fp is not None:
@@ -372,6 +379,21 @@ def _study_folder(study_path: str | Path | None) -> Path | None:
     return None
 
 
+#: `sr_dtype` choices of `write_outputs`: "auto" is int16 for real studies, float32 for phantoms.
+SR_DTYPES = ("auto", *IMAGE_DTYPES)
+
+
+def resolve_sr_dtype(study: Any, sr_dtype: str = "auto") -> str:
+    """The SR image's storage type: "auto" -> "int16" for real studies (scaled 16-bit integers, values
+    within half a step of range / 65534: half the file, written faster), "float32" for phantom studies
+    (`core.resources.is_phantom_study`: their HR truth is compared with the float image)."""
+    if sr_dtype != "auto":
+        return sr_dtype
+    from gemini_cmr.core.resources import is_phantom_study
+
+    return "float32" if is_phantom_study(study) else "int16"
+
+
 def estimate_output_bytes(study: Any, n_phases: int | None = None, sr_dtype: str = "float32",
                           dicom: bool = False, dicom_compression: str = "jpeg-ls") -> int:
     """About how many bytes `write_outputs` needs at its peak for `study`: the SR image twice (its raw .nii
@@ -382,6 +404,7 @@ def estimate_output_bytes(study: Any, n_phases: int | None = None, sr_dtype: str
 
     n = int(n_phases or study.n_phases)
     voxels = int(np.prod(sr_grid(study.grid).shape))
+    sr_dtype = resolve_sr_dtype(study, sr_dtype)
     per_voxel = 2 * (2 if sr_dtype == "int16" else 4) + 0.3  # image (raw + gz) + compressed labels
     lr_voxels = int(np.prod(study.image.shape[1:]))
     if dicom:
@@ -545,26 +568,35 @@ def _publish_entries(staging: Path, out_dir: Path) -> None:
 
 
 # --- one file each ------------------------------------------------------------------------------------------
-def write_sr_image(result: Result, path: Path, sr_dtype: str = "float32") -> Path:
-    """The SR image (4D NIfTI on the SR grid), gzip-compressed on all cores."""
+def write_sr_image(result: Result, path: Path, sr_dtype: str = "auto") -> Path:
+    """The SR image (4D NIfTI on the SR grid), gzip-compressed on all cores; "auto": `resolve_sr_dtype`."""
     return save_nifti_fast(path, result.sr_image, result.sr_grid.affine, _phase_interval_ms(result),
-                           "gemini-cmr SR image", sr_dtype)
+                           "gemini-cmr SR image", resolve_sr_dtype(result.study, sr_dtype))
 
 
 def write_sr_labels(result: Result, path: Path) -> Path:
-    return save_nifti(path, result.sr_labels, result.sr_grid.affine, _phase_interval_ms(result),
-                      "gemini-cmr SR labels")
+    return save_nifti_fast(path, result.sr_labels, result.sr_grid.affine, _phase_interval_ms(result),
+                           "gemini-cmr SR labels")
 
 
 def write_lr_labels(result: Result, path: Path) -> Path:
     """The SR labels back on the input grid."""
-    return save_nifti(path, result.lr_labels, result.study.affine, _phase_interval_ms(result),
-                      "gemini-cmr SR labels on the input grid")
+    return save_nifti_fast(path, result.lr_labels, result.study.affine, _phase_interval_ms(result),
+                           "gemini-cmr SR labels on the input grid")
+
+
+def motion_info(result: Result) -> dict[str, Any]:
+    """The slice misalignment correction of a result (`core.motion.MotionEstimate.to_json`, `enabled`)."""
+    motion = getattr(result, "motion", None)
+    if motion is None:
+        return {"enabled": False, "applied": False}
+    return {"enabled": True, **motion.to_json()}
 
 
 def write_phenotypes(result: Result, folder: Path) -> list[Path]:
-    """`phenotypes.json` and `phenotypes.csv` in `folder`."""
-    phenolib.write_json(result.phenotypes, folder / PHENOTYPES_JSON)
+    """`phenotypes.json` (with `provenance`: the slice misalignment correction) and `phenotypes.csv`."""
+    phenolib.write_json({**result.phenotypes, "provenance": {"motion_correction": motion_info(result)}},
+                        folder / PHENOTYPES_JSON)
     phenolib.write_csv(result.phenotypes, folder / PHENOTYPES_CSV)
     return [folder / PHENOTYPES_JSON, folder / PHENOTYPES_CSV]
 
@@ -780,7 +812,7 @@ def write_outputs(
     all_phase_meshes: bool = False,
     extra_info: dict[str, Any] | None = None,
     cancel: Cancel | None = None,
-    sr_dtype: str = "float32",
+    sr_dtype: str = "auto",
     dicom: bool | None = None,
     dicom_compression: str = "jpeg-ls",
 ) -> list[Path]:
@@ -790,14 +822,17 @@ def write_outputs(
     end, run.json last (module docstring): a failure or cancellation leaves `out_dir` as it was (a missing
     `out_dir`, and the parents created for it, are removed again). OS errors (disk full, read-only, ...)
     become a one-line `GeminiError`. `sr_dtype="int16"` stores the SR image as scaled 16-bit integers
-    (`core.io.nifti.save_nifti`): half the float32 file, for cohorts. `dicom` adds the DICOM outputs
+    (`core.io.nifti.nifti_file_parts`): half the float32 file; "auto" (`resolve_sr_dtype`): int16 for
+    real studies, float32 for phantoms. `dicom` adds the DICOM outputs
     (`write_dicom`; None: when the input was DICOM), with the SR series compressed as `dicom_compression`
     ("jpeg-ls", lossless, or "none").
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir).expanduser()
-    if sr_dtype not in IMAGE_DTYPES:
-        raise GeminiError(f"unknown SR image type {sr_dtype!r} (choose {' or '.join(IMAGE_DTYPES)})")
+    if sr_dtype not in SR_DTYPES:
+        raise GeminiError(f"unknown SR image type {sr_dtype!r} (choose {', '.join(SR_DTYPES[:-1])} or "
+                          f"{SR_DTYPES[-1]})")
+    sr_dtype = resolve_sr_dtype(result.study, sr_dtype)
     try:
         formats = meshlib.parse_formats(mesh_formats)
     except ValueError as exc:
@@ -877,9 +912,9 @@ def write_outputs(
 
 __all__ = ["DICOM_DIR", "DICOM_LR_DIR", "DICOM_SR_DIR", "ITKSNAP_LABELS", "ITKSNAP_WORKSPACE", "LR_LABELS",
            "MESHES_DIR", "MESH_FORMATS", "OUTPUT_FILES", "OUTPUT_FOLDERS", "OUTPUT_NAMES", "SLICER_ED", "SLICER_ES",
-           "STAGING_PREFIX", "check_output_folder", "clean_stale_temporaries", "dicom_wanted",
+           "SR_DTYPES", "STAGING_PREFIX", "check_output_folder", "clean_stale_temporaries", "dicom_wanted",
            "estimate_output_bytes", "input_fingerprint", "model_name", "os_error_text", "PHENOTYPES_CSV",
            "PHENOTYPES_JSON", "RUN_JSON", "SR_IMAGE", "SR_LABELS", "gzip_parallel", "mesh_path", "mesh_phases",
-           "phase_meshes", "run_info", "save_nifti_fast", "export_dicom", "slicer_phases", "write_dicom", "write_itksnap_files",
+           "phase_meshes", "resolve_sr_dtype", "run_info", "save_nifti_fast", "export_dicom", "slicer_phases", "write_dicom", "write_itksnap_files",
            "write_itksnap_labels", "write_itksnap_workspace", "write_lr_labels", "write_slicer_phase",
            "write_outputs", "write_phenotypes", "write_slicer_labels", "write_sr_image", "write_sr_labels"]

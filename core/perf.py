@@ -83,7 +83,7 @@ def run_once(
     """study file -> SuperResolver.run -> (write_outputs when `out`); seconds per stage, `_`-keys = info."""
     from gemini_cmr.core.engine import SuperResolver
     from gemini_cmr.core.io import load_study
-    from gemini_cmr.core.outputs import write_outputs
+    from gemini_cmr.core.outputs import resolve_sr_dtype, write_outputs
 
     t0 = time.perf_counter()
     c0 = time.process_time()
@@ -94,10 +94,13 @@ def run_once(
     tm: dict[str, Any] = dict(result.timings)
     tm["load_study"] = t_load
     tm["end_to_end"] = time.perf_counter() - t0
-    if out is not None:
+    if out is not None:  # as `super-resolve` writes them (SR image type and DICOM outputs by default)
         write_outputs(result, out, ["stl"])
         tm["files_to_outputs"] = time.perf_counter() - t0
         tm["write"] = tm["files_to_outputs"] - tm["end_to_end"]
+        if "write_dicom" in result.timings:
+            tm["write_dicom"] = result.timings["write_dicom"]
+        tm["_sr_dtype"] = resolve_sr_dtype(study)
     tm["cpu_seconds"] = time.process_time() - c0  # all threads of this process
     tm["_device"] = engine.device
     tm["_sr_shape"] = list(result.sr_grid.shape)
@@ -249,6 +252,144 @@ def precision_agreement(ref, test, hr_image: np.ndarray | None = None) -> dict[s
 
 
 # --- the whole benchmark ----------------------------------------------------------------------------------
+def default_real_study() -> Path | None:
+    """The real 20-phase cine timed beside the demo when the user names none: the first Sunnybrook GE cine
+    of the shared data folder beside the repository (`../shared/data`), or `GEMINI_CMR_BENCH_REAL`."""
+    env = os.environ.get("GEMINI_CMR_BENCH_REAL")
+    if env:
+        return Path(env)
+    root = Path(__file__).resolve().parents[1]
+    for base in (root.parent / "shared" / "data", root / ".." / "shared" / "data"):
+        p = base / "sunnybrook" / "SCD0000101"
+        if p.is_dir():
+            return p.resolve()
+    return None
+
+
+#: The summary every study's report carries (stable keys: `gemini-cmr bench --json`, README's table).
+SUMMARY_KEYS = ("model_per_cine_s", "end_to_end_s", "write_s", "file_to_outputs_s", "reference_per_cine_s",
+                "speedup")
+
+
+def _time_study(study_path: Path, what: str, model: str | Path | None, dev, precision: str | None,
+                batch_size: int | None, repeat: int, meshes: bool, tmp: Path, say: Log) -> dict[str, Any]:
+    """The pipeline on one study, as `super-resolve` runs it: the model chosen for the study
+    (`core.resources.default_model_for`) unless one is given, the heart box when the model asks for it,
+    every output written (DICOM too for DICOM input). Returns the report without the reference."""
+    import torch
+
+    from gemini_cmr.core.io import load_study
+    from gemini_cmr.core.models.preprocess import depth_windows, pad_amounts
+    from gemini_cmr.core.predict import Predictor
+    from gemini_cmr.core.resources import default_model_for
+
+    s = load_study(study_path)
+    n_t = s.n_phases
+    choice = "explicit model"
+    if model is None:
+        model, choice = default_model_for(s)
+    t = time.perf_counter()
+    kw = {} if precision is None else {"precision": precision}
+    predictor = Predictor.load(model, device=dev, batch_size=batch_size, **kw)
+    t_model = time.perf_counter() - t
+    # Warm-up: one batch through the network (first-call allocations and kernel selection).
+    predictor.predict(s, phases=list(range(min(predictor.batch_size, n_t))))
+    gcfg = predictor.model.config  # "acquired-2d": its work depends on the number of acquired slices
+    example = network_input(s, gcfg.depth, gcfg.multiple) if gcfg.encoder == "acquired-2d" else None
+    del s
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    say(f"pipeline on {what} ({predictor.precision}, {dev}, model {Path(str(model)).name}: {choice})")
+    runs = []
+    for i in range(max(1, repeat)):
+        runs.append(run_once(study_path, predictor, str(dev), tmp / f"out{i}" if meshes else None,
+                             meshes="ed_es" if meshes else "none"))
+        if len(runs) > 1:  # only the last result stays alive, as in a batch or the app (on CUDA its
+            runs[-2].pop("_result", None)  # pinned output blocks are then reused from torch's cache)
+        r = runs[-1]
+        say(f"pipeline run {i + 1}/{max(1, repeat)}: network {_network_s(r):.2f} s, "
+            f"end to end {r['end_to_end']:.2f} s" + (f", file to outputs {r['files_to_outputs']:.2f} s"
+                                                      if "files_to_outputs" in r else ""))
+    result = runs[-1].pop("_result")
+    tm = dict(runs[-1])
+    for k in tm:  # median per stage over the repeats
+        if not k.startswith("_"):
+            vals = [r[k] for r in runs if k in r]
+            tm[k] = statistics.median(vals)
+    tm["load_model"] = t_model
+    rss = peak_rss_mb()
+    gpu_mem = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None
+    if n_t != 20:
+        say(f"note: {what} has {n_t} phases, not 20")
+    n_ph = tm["_n_phases"]
+    # Model FLOPs: one forward per depth window per phase at the padded in-plane size (of the heart box when
+    # the network ran on one, plus the whole-field pass that found it).
+    cfg = predictor.model.config
+    dz, h, w = tm["_sr_shape"]
+    roi = result.roi
+    bh, bw = (roi[1] - roi[0], roi[3] - roi[2]) if roi else (h, w)
+    hp, wp = bh + sum(pad_amounts(bh, cfg.multiple)), bw + sum(pad_amounts(bw, cfg.multiple))
+    n_win = len(depth_windows(dz, cfg.depth))
+    box_example = None
+    if example is not None:
+        if roi:
+            full = example[:, :, sum(pad_amounts(h, cfg.multiple)[:1]):, sum(pad_amounts(w, cfg.multiple)[:1]):]
+            crop = full[:, :, roi[0]:roi[1], roi[2]:roi[3]]
+            (py0, py1), (px0, px1) = pad_amounts(bh, cfg.multiple), pad_amounts(bw, cfg.multiple)
+            box_example = np.pad(crop, ((0, 0), (0, 0), (py0, py1), (px0, px1)))
+        else:
+            box_example = example
+    f_fwd = model_flops(predictor.model, (1, cfg.depth, hp, wp), box_example)
+    f_cine = f_fwd * n_win * n_ph
+    if roi:
+        hf, wf = h + sum(pad_amounts(h, cfg.multiple)), w + sum(pad_amounts(w, cfg.multiple))
+        f_cine += model_flops(predictor.model, (1, cfg.depth, hf, wf), example) * n_win
+    model_s = _network_s(tm)
+    stages = {k: round(float(v), 4) for k, v in tm.items() if not k.startswith("_")}
+    return {
+        "study": what, "study_path": str(study_path),
+        "model_id": predictor.model_id, "model_name": _model_name(model), "model_choice": choice,
+        "model_widths": list(cfg.widths), "precision": predictor.precision,
+        "batch_size": predictor.batch_size, "phases": n_ph, "repeats": max(1, repeat),
+        "model_s_per_cine_all_repeats": [round(_network_s(r), 3) for r in runs], "sr_grid": tm["_sr_shape"],
+        "roi_sr_yx": list(roi) if roi else None,
+        "network_input": [cfg.depth, hp, wp], "depth_windows": n_win,
+        "sr_image_dtype": tm.get("_sr_dtype"), "dicom_outputs": "write_dicom" in tm,
+        "stages_s": stages,
+        "model_s_per_cine": model_s, "model_s_per_phase": model_s / n_ph,
+        "model_gflop_per_cine": f_cine / 1e9, "model_gflops_achieved": f_cine / model_s / 1e9,
+        "peak_rss_mb": rss, "peak_gpu_mb": gpu_mem,
+        "ed_phase": result.ed_phase, "es_phase": result.es_phase, "meshes": meshes,
+    }  # fmt: skip
+
+
+def _network_s(tm: dict[str, Any]) -> float:
+    """The network's seconds for the cine: the predictor's network stage, plus the whole-field pass that
+    found the heart box (`predict_roi`) for models that run on one."""
+    return float(tm.get("predict_model", tm.get("predict", 0.0))) + float(tm.get("predict_roi", 0.0))
+
+
+def _model_name(model: str | Path | None) -> str:
+    if model is None:
+        return "gemini-phantom"
+    p = Path(str(model))
+    return p.parent.name if p.name == "model.safetensors" else (p.stem if p.suffix else p.name)
+
+
+def _summarise(rep: dict[str, Any], ref: dict[str, Any]) -> None:
+    """Add the reference, the speed-ups and `SUMMARY_KEYS` to a study's report (in place)."""
+    n_ph = rep["phases"]
+    ref_cine = ref["mean_s_per_phase"] * n_ph
+    s = rep["stages_s"]
+    rep["reference"] = {**ref, "extrapolated_s_per_cine": ref_cine, "extrapolated_to_phases": n_ph}
+    rep["speedup_model_vs_reference"] = ref_cine / rep["model_s_per_cine"]
+    rep["speedup_end_to_end_vs_reference"] = ref_cine / s["end_to_end"]
+    rep.update({"model_per_cine_s": round(rep["model_s_per_cine"], 3), "end_to_end_s": s["end_to_end"],
+                "write_s": s.get("write"), "file_to_outputs_s": s.get("files_to_outputs"),
+                "reference_per_cine_s": round(ref_cine, 3),
+                "speedup": round(rep["speedup_model_vs_reference"], 2)})
+
+
 def run_bench(
     study: str | Path | None = None,
     device: str = "auto",
@@ -262,113 +403,79 @@ def run_bench(
     log: Log | None = None,
     meshes: bool = True,
     batch_size: int | None = None,
+    real: str | Path | None = None,
 ) -> dict[str, Any]:
     """Measure everything (see the module docstring) and return a JSON-able report.
 
+    `study`: time that study the way `super-resolve` would (the model chosen for it unless `model` is
+    given; the heart box; every output, DICOM too for DICOM input); the report is flat. No `study` (and
+    not `quick`): the demo study and a real study (`real`, else `default_real_study()`), each in its own
+    report under "demo" and "real" (with `SUMMARY_KEYS`; "real" is None when there is none), the reference
+    network measured once for both. `model` applies to `study` (or to the demo without one).
     meshes=False: no ED/ES meshes and no output writing (for machines without VTK, e.g. a GPU node that
     only runs the network); the report says so and leaves those stages out."""
     import torch
 
     from gemini_cmr.core.device import resolve_device
-    from gemini_cmr.core.predict import Predictor
 
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
     load_before = os.getloadavg()[0]
     say = log or (lambda msg: None)
+    studies: list[tuple[str, Path, str, str | Path | None]] = []
     with tempfile.TemporaryDirectory(prefix="gemini-bench-") as tmp:
         tmp = Path(tmp)
         if quick:
-            study_path = quick_study(tmp, min(phases, 3), 4)
-            what = f"quick: demo study, {min(phases, 3)} phases x 4 slices"
-        elif study is None:
-            study_path, what = DEMO_STUDY, "demo study"
+            studies.append(("quick", quick_study(tmp, min(phases, 3), 4),
+                            f"quick: demo study, {min(phases, 3)} phases x 4 slices", model or _bundled()))
+        elif study is not None:
+            studies.append(("study", Path(study), str(study), model))
         else:
-            study_path, what = Path(study), str(study)
-        t = time.perf_counter()
-        kw = {} if precision is None else {"precision": precision}
-        predictor = Predictor.load(model, device=dev, batch_size=batch_size, **kw)
-        t_model = time.perf_counter() - t
-        # Warm-up: one phase through the network (first-call allocations and kernel selection).
-        from gemini_cmr.core.io import load_study
-
-        s = load_study(study_path)
-        n_t = s.n_phases
-        predictor.predict(s, phases=list(range(min(predictor.batch_size, n_t))))
-        gcfg = predictor.model.config  # "acquired-2d": its work depends on the number of acquired slices
-        example = network_input(s, gcfg.depth, gcfg.multiple) if gcfg.encoder == "acquired-2d" else None
-        del s
-        if dev.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        say(f"pipeline on {what} ({predictor.precision}, {dev})")
-        runs = []
-        for i in range(max(1, repeat)):
-            runs.append(run_once(study_path, predictor, str(dev), tmp / f"out{i}" if meshes else None,
-                                 meshes="ed_es" if meshes else "none"))
-            if len(runs) > 1:  # only the last result stays alive, as in a batch or the app (on CUDA its
-                runs[-2].pop("_result", None)  # pinned output blocks are then reused from torch's cache)
-            say(f"pipeline run {i + 1}/{max(1, repeat)}: model {runs[-1].get('predict_model', 0):.2f} s")
-        result = runs[-1].pop("_result")
-        tm = dict(runs[-1])
-        for k in tm:  # median per stage over the repeats
-            if not k.startswith("_"):
-                tm[k] = statistics.median(r[k] for r in runs)
-        tm["load_model"] = t_model
-        rss = peak_rss_mb()
-        gpu_mem = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None
-    if n_t != phases and not quick:
-        say(f"note: the study has {n_t} phases, not {phases}")
-    n_ph = tm["_n_phases"]
-    # Model FLOPs: one forward per depth window per phase at the padded in-plane size.
-    from gemini_cmr.core.models.preprocess import depth_windows, pad_amounts
-
-    cfg = predictor.model.config
-    dz, h, w = tm["_sr_shape"]
-    hp = h + sum(pad_amounts(h, cfg.multiple))
-    wp = w + sum(pad_amounts(w, cfg.multiple))
-    n_win = len(depth_windows(dz, cfg.depth))
-    f_fwd = model_flops(predictor.model, (1, cfg.depth, hp, wp), example)
-    model_s = tm.get("predict_model", tm["predict"])
-    model_gflops = f_fwd * n_win * n_ph / model_s / 1e9
+            studies.append(("demo", DEMO_STUDY, "demo study", model))
+            real_path = Path(real) if real is not None else default_real_study()
+            if real_path is not None:
+                studies.append(("real", real_path, f"real study {real_path.name}", None))
+            else:
+                say("no real study: name one with --real (or GEMINI_CMR_BENCH_REAL); timing the demo only")
+        reports: dict[str, dict[str, Any]] = {}
+        for key, path, what, m in studies:
+            sub = tmp / key
+            sub.mkdir()
+            reports[key] = _time_study(path, what, m, dev, precision, batch_size, repeat, meshes, sub, say)
     say("matmul peak")
     mm_n = 256 if quick else 2048
     mm_time = 0.2 if quick else 1.0
     mm32 = matmul_gflops(str(dev), "float32", mm_n, mm_time)
-    mm_model = mm32
-    mmbf = None
-    if predictor.precision != "float32":
-        mmbf = matmul_gflops(str(dev), predictor.precision, mm_n, mm_time)
-        mm_model = mmbf
+    precisions = {r["precision"] for r in reports.values()} - {"float32"}
+    mm_low = {p: matmul_gflops(str(dev), p, mm_n, mm_time) for p in sorted(precisions)}
     say(f"reference configuration, {reference_phases} phase(s)")
     ref = time_reference(str(dev), reference_phases, QUICK_REFERENCE_INPUT if quick else REFERENCE_INPUT, say)
-    ref_cine = ref["mean_s_per_phase"] * n_ph
-    ref["extrapolated_s_per_cine"] = ref_cine
-    ref["extrapolated_to_phases"] = n_ph
     ref["matmul_ratio"] = ref["gflops_achieved"] / mm32
-    stages = {k: round(float(v), 4) for k, v in tm.items() if not k.startswith("_")}
-    report = {
-        "study": what, "study_path": str(study_path), "quick": quick, "device": str(dev),
+    machine = {
+        "quick": quick, "device": str(dev),
         "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
         "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__, "platform": platform.platform(),
-        "model_id": predictor.model_id, "model_widths": list(cfg.widths), "precision": predictor.precision,
-        "batch_size": predictor.batch_size, "phases": n_ph, "repeats": max(1, repeat),
-        "model_s_per_cine_all_repeats": [round(r.get("predict_model", r["predict"]), 3) for r in runs], "sr_grid": tm["_sr_shape"],
-        "network_input": [cfg.depth, hp, wp], "depth_windows": n_win,
-        "stages_s": stages,
-        "model_s_per_cine": model_s, "model_s_per_phase": model_s / n_ph,
-        "model_gflop_per_cine": f_fwd * n_win * n_ph / 1e9, "model_gflops_achieved": model_gflops,
-        "matmul_gflops_float32": mm32, "matmul_gflops_bfloat16": mmbf,
-        "model_matmul_ratio": model_gflops / mm_model,
-        "peak_rss_mb": rss, "peak_gpu_mb": gpu_mem,
-        "reference": ref,
-        "speedup_model_vs_reference": ref_cine / model_s,
-        "speedup_end_to_end_vs_reference": ref_cine / tm["end_to_end"],
-        "ed_phase": result.ed_phase, "es_phase": result.es_phase, "meshes": meshes,
+        "matmul_gflops_float32": mm32,
         "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }  # fmt: skip
-    return report
+    for rep in reports.values():
+        _summarise(rep, ref)
+        low = mm_low.get(rep["precision"])
+        rep.update(machine)
+        rep["matmul_gflops_bfloat16"] = low
+        rep["model_matmul_ratio"] = rep["model_gflops_achieved"] / (low or mm32)
+    if len(studies) == 1:
+        return reports[studies[0][0]]
+    return {"demo": reports["demo"], "real": reports.get("real"), **machine,
+            "reference": ref}  # fmt: skip
+
+
+def _bundled() -> Path:
+    from gemini_cmr.core.resources import bundled_model_path
+
+    return bundled_model_path()
 
 
 def _cpu_name() -> str:
@@ -382,7 +489,32 @@ def _cpu_name() -> str:
 
 
 def format_report(r: dict[str, Any]) -> str:
-    """The human-readable table printed by `gemini-cmr bench`."""
+    """The human-readable report printed by `gemini-cmr bench`: one study's table, or (no `--study`) the
+    real study's and the demo's, with a summary table leading with the real path."""
+    if "demo" not in r:
+        return _format_study(r)
+    parts = [
+        "| study | model | network per cine s | end to end s | writing s | file -> all outputs s | "
+        "reference per cine s | speed-up (network) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key in ("real", "demo"):
+        rep = r.get(key)
+        if rep is None:
+            continue
+
+        def f(v):
+            return "n/a" if v is None else f"{v:.2f}"
+
+        parts.append(f"| {key}: {rep['study']} | {rep['model_name']} | {f(rep['model_per_cine_s'])} | "
+                     f"{f(rep['end_to_end_s'])} | {f(rep['write_s'])} | {f(rep['file_to_outputs_s'])} | "
+                     f"{f(rep['reference_per_cine_s'])} | {rep['speedup']:.1f}x |")
+    blocks = ["\n".join(parts)]
+    blocks += [_format_study(r[key]) for key in ("real", "demo") if r.get(key) is not None]
+    return "\n\n".join(blocks)
+
+
+def _format_study(r: dict[str, Any]) -> str:
     s = r["stages_s"]
     ref = r["reference"]
     n = r["phases"]
@@ -391,7 +523,9 @@ def format_report(r: dict[str, Any]) -> str:
         ("study load", s.get("load_study")),
         ("model load", s.get("load_model")),
         ("preprocessing (placement on SR grid)", s.get("predict_preprocess")),
-        (f"model, per cine ({n} phases)", r["model_s_per_cine"]),
+        ("network: whole-field pass finding the heart box", s.get("predict_roi")),
+        (f"network, per cine ({n} phases{', with the heart-finding pass' if s.get('predict_roi') else ''})",
+         r["model_s_per_cine"]),
         ("model, per phase", r["model_s_per_phase"]),
         ("labels back on input grid", s.get("lr_labels")),
         ("phenotypes", s.get("phenotypes")),
@@ -399,12 +533,16 @@ def format_report(r: dict[str, Any]) -> str:
         ("end to end (file -> results in memory, model loaded)" if r.get("meshes", True)
          else "end to end WITHOUT meshes (file -> results in memory, model loaded)", s.get("end_to_end")),
         ("writing all outputs", s.get("write")),
+        ("  of which the DICOM outputs (SR series, SEGs)", s.get("write_dicom")),
         ("file -> all outputs written", s.get("files_to_outputs")),
     ]
     lines = [
         f"Gemini CMR bench: {r['study']}, {n} phases, SR grid {r['sr_grid']} (D, H, W), network input "
-        f"{r['network_input']} x {r['depth_windows']} window(s)",
-        f"model {r['model_id'][:12]} widths {'-'.join(map(str, r['model_widths']))}, {r['precision']}, "
+        f"{r['network_input']} x {r['depth_windows']} window(s)"
+        + (f", heart box SR rows/columns {r['roi_sr_yx']}" if r.get("roi_sr_yx") else "")
+        + (f"; SR image stored as {r['sr_image_dtype']}" if r.get("sr_image_dtype") else ""),
+        f"model {r.get('model_name', '')} ({r.get('model_choice', '')}) "
+        f"{r['model_id'][:12]} widths {'-'.join(map(str, r['model_widths']))}, {r['precision']}, "
         f"batch {r['batch_size']}; device {dev}; pipeline: median of {r['repeats']} run(s) after a warm-up "
         f"(model per cine: {', '.join(f'{v:.2f}' for v in r['model_s_per_cine_all_repeats'])} s); load average {r['load_average_1min'][0]:.2f} before, "
         f"{r['load_average_1min'][1]:.2f} after",
@@ -442,6 +580,8 @@ def format_report(r: dict[str, Any]) -> str:
 __all__ = [
     "DEMO_STUDY",
     "OraclePredictor",
+    "SUMMARY_KEYS",
+    "default_real_study",
     "format_report",
     "matmul_gflops",
     "model_flops",

@@ -28,6 +28,10 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="first N subjects only (0 = all)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, help="write the per-subject rows and the summary here")
+    ap.add_argument("--patients", nargs="+", default=None, help="these patients (e.g. 1 6 11) instead of --split")
+    ap.add_argument("--fold", type=int, default=None, help="the patients whose number %% 5 is this, instead of --split")
+    ap.add_argument("--no-motion-correction", dest="motion_correction", action="store_false",
+                    help="without the slice misalignment correction (core.motion)")
     args = ap.parse_args(argv)
 
     import torch
@@ -40,13 +44,19 @@ def main(argv=None) -> int:
     from gemini_cmr.core.resources import acdc_model_path
 
     model = args.model or str(acdc_model_path())
-    sr = SuperResolver(model=model, device="cpu")
-    studies = acdc_studies(args.data, args.split)
+    from gemini_cmr.core.evaluation.motion import WithMotion, acdc_patients
+
+    sr = WithMotion(SuperResolver(model=model, device="cpu"), args.motion_correction)
+    if args.patients or args.fold is not None:
+        studies = acdc_patients(args.data, args.patients, None if args.fold is None else f"fold{args.fold}")
+    else:
+        studies = acdc_studies(args.data, args.split)
     if args.limit:
         studies = studies[: args.limit]
     t0 = time.perf_counter()
     rows = evaluate_studies(sr, studies, say=lambda line: print(line, flush=True))
-    summary = {"model": model, "model_id": sr.model_id, "split": args.split, **summarise(rows),
+    summary = {"model": model, "model_id": sr.model_id, "split": args.split,
+               "motion_correction": args.motion_correction, **summarise(rows),
                "seconds": time.perf_counter() - t0}
     print("\n" + format_summary(summary))
     print(f"\nmodel {summary['model_id'][:12]} ({model}), {len(rows)} subjects, {summary['seconds']:.0f} s")

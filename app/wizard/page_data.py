@@ -29,6 +29,7 @@ from gemini_cmr.app.wizard.common import BAD_COLOUR, GEMINI, OK_COLOUR, VAMA, Fo
 from gemini_cmr.app.wizard.folders import new_run_name
 from gemini_cmr.app.wizard.process import CliProcess
 from gemini_cmr.app.workers import Task
+from gemini_cmr.core.vama import MIN_SLICES
 
 if TYPE_CHECKING:
     from gemini_cmr.app.wizard.wizard import TrainWizard
@@ -81,12 +82,15 @@ class DataPage(QWizardPage):
         # V-AMA: source and target domains
         self.vama_box = QGroupBox("Source and target studies")
         f = QFormLayout(self.vama_box)
-        self.source_edit = FolderEdit("LR studies of the new scanner (labels optional)")
-        self.target_edit = FolderEdit("LR studies of the Gemini-GAN training domain")
+        self.source_edit = FolderEdit("studies of the new scanner (labels optional)")
+        self.target_edit = FolderEdit("studies of the Gemini-GAN training domain, e.g. acdc:/path/to/training")
         f.addRow("Source (new scanner)", self.source_edit)
         f.addRow("Target (training domain)", self.target_edit)
-        f.addRow(muted("Each: a paired dataset folder (manifest.json, split 'train'), a folder of NIfTI "
-                        "studies (labels as NAME_labels.nii.gz / _gt / _seg) or subject folders (ACDC-style)."))
+        f.addRow(muted(f"Each: what Super-resolve opens: a folder of studies (each DICOM series folder or zip, "
+                       f"NIfTI file or subject folder is one study), a paired dataset folder (manifest.json, "
+                       f"split 'train'), or a cohort typed as acdc:PATH, mnms:PATH, ukbb:PATH or "
+                       f"pairs:MANIFEST.json. Any slice orientation. Each needs at least {MIN_SLICES} 2D slices "
+                       f"(slices x phases; one 20-phase cine of 10 slices is 200): a few long cines are enough."))
         lay.addWidget(self.vama_box)
 
         self.status = QLabel("")
@@ -157,9 +161,10 @@ class DataPage(QWizardPage):
                 return check_subjects(folders["data"], splits=("train", "val")), splits
         else:
             def check(progress, cancel):
+                from gemini_cmr.core.train.vama import cohort_studies
                 from gemini_cmr.core.vama.domains import check_vama_data
 
-                return check_vama_data(folders["source"], folders["target"]), {}
+                return check_vama_data(folders["source"], folders["target"], cohort=cohort_studies), {}
         self.task = Task(check, "check-data", self)
         self.task.finished.connect(self._on_checked)
         self.task.failed.connect(self._on_check_failed)

@@ -75,7 +75,8 @@ def _train_adapter(name: str, source: Path, target: Path, run: Path, model: Path
     t0 = time.perf_counter()
     if name == "vama":
         train_vama(source, target, run, gemini=str(model), settings=TrainSettings(
-            epochs=settings.epochs, max_steps=settings.max_steps, seed=settings.seed, device=device))
+            epochs=settings.epochs, max_steps=settings.max_steps, seed=settings.seed, device=device,
+            measure=False))  # the table evaluates every method itself
         steps = None
     else:
         batch = 4

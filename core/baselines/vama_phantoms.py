@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (run / "adapter.safetensors").is_file():
             train_vama(source, target, run, gemini=args.model, resume=(run / "checkpoints" / "last.json").is_file(),
                        settings=TrainSettings(epochs=args.epochs, max_steps=args.max_steps, seed=args.seed,
-                                              device=args.device))
+                                              device=args.device, measure=False))  # evaluated below
         t_train = time.perf_counter() - t0
         plain = SuperResolver(model=args.model, device=args.device)
         adapted = SuperResolver(model=args.model, adapter=str(run), device=args.device)

@@ -39,6 +39,7 @@ __all__ = [
     "masked_psnr",
     "heart_region",
     "HEART_MARGIN_MM",
+    "mean_surface_distance",
     "ssim",
     "mean_sd",
     "format_mean_sd",
@@ -124,6 +125,21 @@ def masked_psnr(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, data_rang
     if not mask.any():
         return float("nan")
     return psnr(pred[mask], truth[mask], data_range)
+
+
+def mean_surface_distance(pred: np.ndarray, truth: np.ndarray, label: int,
+                          spacing_zyx: Iterable[float]) -> float:
+    """Symmetric mean surface distance (mm) between the boundaries of `label` in two volumes: the mean,
+    over the boundary voxels of both, of the distance to the other's boundary. NaN when either is empty."""
+    sp = tuple(float(v) for v in spacing_zyx)
+    a, b = np.asarray(pred) == label, np.asarray(truth) == label
+    if not a.any() or not b.any():
+        return float("nan")
+    sa = a & ~ndimage.binary_erosion(a, border_value=0)
+    sb = b & ~ndimage.binary_erosion(b, border_value=0)
+    da = ndimage.distance_transform_edt(~sb, sampling=sp)[sa]
+    db = ndimage.distance_transform_edt(~sa, sampling=sp)[sb]
+    return float((da.sum() + db.sum()) / (len(da) + len(db)))
 
 
 #: "Near the heart" for `heart_region` and the evaluations' PSNR within it: 10 mm of a labelled structure.

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, MRImageStorage, generate_uid
 
 from gemini_cmr.core.errors import Cancelled, GeminiError
@@ -324,6 +325,7 @@ def write_sr_series(
     template.WindowWidth = _ds_text(width)
     del template.SOPInstanceUID
     locations = [_ds_text(float(np.dot([float(v) for v in pos], normal))) for pos in positions]
+    encoder = SharedElementWriter(template)
     out: list[list[Dataset]] = []
     for row, phase in enumerate(phases):
         if cancel is not None and cancel():
@@ -347,7 +349,7 @@ def write_sr_series(
                 src.ReferencedSOPClassUID = MRImageStorage
                 src.ReferencedSOPInstanceUID = source_uids[phase][int(nearest[k])]
                 ds.SourceImageSequence = [src]
-            _save(ds, stored[k], folder / f"MR_p{phase:02d}_s{k:03d}.dcm", syntax)
+            _save(ds, stored[k], folder / f"MR_p{phase:02d}_s{k:03d}.dcm", syntax, encoder)
             headers.append(ds)
         out.append(headers)
     return out
@@ -358,14 +360,58 @@ def _description(what: str, ctx: DicomContext) -> str:
     return f"Gemini CMR {what}{base}"[:64]
 
 
-def _save(ds: Dataset, pixels: np.ndarray, path: Path, syntax: str) -> None:
-    """Encode `pixels`, write `ds` atomically, then drop the pixel data (the header stays for references)."""
+class SharedElementWriter:
+    """Encodes datasets that share most of their elements with a template (`Dataset(dict(template))`) the
+    way `Dataset.save_as(path, enforce_file_format=True)` does, byte for byte (Explicit VR Little Endian
+    or an encapsulated syntax), with the template's elements encoded once: only the elements an instance
+    holds itself (its UIDs, position, pixel data) are encoded per file. pydicom's writer spends most of a
+    single-frame instance's time on the shared elements (about 4x faster per SR instance)."""
+
+    def __init__(self, template: Dataset):
+        self.template = template
+        self._cache: dict[int, tuple[int, bytes]] = {}  # tag -> (id of the element, its bytes)
+        self._encodings = template.get("SpecificCharacterSet", pydicom.charset.default_encoding)
+
+    def _element_bytes(self, ds: Dataset, tag) -> bytes:
+        elem = ds.get_item(tag)
+        shared = self.template._dict.get(tag) is elem
+        if shared:
+            hit = self._cache.get(int(tag))
+            if hit is not None and hit[0] == id(elem):
+                return hit[1]
+        if elem.VR and " or " in elem.VR:
+            elem = pydicom.filewriter.correct_ambiguous_vr_element(elem, ds, True)
+        fp = DicomBytesIO()
+        fp.is_little_endian, fp.is_implicit_VR = True, False
+        pydicom.filewriter.write_data_element(fp, elem, self._encodings)
+        data = fp.getvalue()
+        if shared:
+            self._cache[int(tag)] = (id(elem), data)
+        return data
+
+    def encode(self, ds: Dataset) -> bytes:
+        meta = DicomBytesIO()
+        meta.is_little_endian, meta.is_implicit_VR = True, False
+        pydicom.filewriter.write_file_meta_info(meta, ds.file_meta, enforce_standard=True)
+        parts = [b"\x00" * 128, b"DICM", meta.getvalue()]
+        parts += [self._element_bytes(ds, tag) for tag in sorted(ds.keys())
+                  if not (tag.element == 0 and tag.group > 6)]  # no retired group lengths, as pydicom
+        return b"".join(parts)
+
+
+def _save(ds: Dataset, pixels: np.ndarray, path: Path, syntax: str,
+          writer: SharedElementWriter | None = None) -> None:
+    """Encode `pixels`, write `ds` atomically (through `writer` when given), then drop the pixel data (the
+    header stays for references)."""
     if syntax == ExplicitVRLittleEndian:
         ds.PixelData = np.ascontiguousarray(pixels, dtype="<u2").tobytes()
     else:
         ds.compress(syntax, np.ascontiguousarray(pixels), encoding_plugin="pyjpegls", generate_instance_uid=False)
     with atomic_path(path) as tmp:
-        ds.save_as(tmp, enforce_file_format=True)
+        if writer is None:
+            ds.save_as(tmp, enforce_file_format=True)
+        else:
+            tmp.write_bytes(writer.encode(ds))
     del ds.PixelData
 
 

@@ -57,7 +57,7 @@ DEFAULT_MODEL = {
     "lambda_t": 1.0,
     "lambda_s": 1.0,
 }
-DEFAULT_LOSS = {"mse": 1.0, "kl": 0.5, "l1": 1.0, "gan": 0.05}
+DEFAULT_LOSS = {"mse": 1.0, "kl": 0.5, "l1": 1.0, "gan": 0.05, "identity": 0.0}  # identity: L1(out, input)
 LOGSIG_MIN, LOGSIG_MAX = -10.0, 5.0
 
 
@@ -284,6 +284,18 @@ def save_adapter(folder: str | Path, model: VAMA, config: dict) -> Path:
     save_tensors(folder / ADAPTER_WEIGHTS[0], model.generators_state(), {"kind": KIND})
     atomic_write_text(folder / "config.json", json.dumps(cfg, indent=2, sort_keys=True))
     return folder
+
+
+def record_evaluation(folder: str | Path, evaluation: dict) -> Path:
+    """Merge `evaluation` into the adapter's `config.json` ("evaluation": measured effect of the adapter,
+    e.g. {"source_labelled": ...} from training or {"held_out": ...} from an evaluation script)."""
+    from gemini_cmr.core.io.atomic import atomic_write_text
+
+    _, cfg_path = _resolve(folder)
+    config = json.loads(cfg_path.read_text(encoding="utf-8"))
+    config["evaluation"] = dict(config.get("evaluation") or {}) | dict(evaluation)
+    atomic_write_text(cfg_path, json.dumps(config, indent=2, sort_keys=True))
+    return cfg_path
 
 
 def _resolve(path: str | Path) -> tuple[Path, Path]:

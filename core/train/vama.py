@@ -1,24 +1,30 @@
 """Training a V-AMA adapter (spec section 4): unlabelled source-domain LR studies -> target domain.
 
-Data: `--source` and `--target` are each a paired dataset folder (`manifest.json`; `lr_image` and the
-optional `lr_labels` are used) or a folder of LR NIfTI studies (read with `core.io.load_study` when that
-module is available, otherwise as plain NIfTI files with optional `<name>_labels`/`_gt`/`_seg` siblings,
-or subject folders holding `lr_image.nii.gz` [+ `lr_labels.nii.gz`]).
+Data: `--source` and `--target` are each what `super-resolve` reads (`core.vama.domains.read_domain`): a
+folder of studies (DICOM series, zips, NIfTI files, subject folders), one study, a paired dataset folder, or
+a cohort layout (`acdc:`, `mnms:`, `ukbb:`, `pairs:`; `cohort_studies`). Every study is used in its own
+slice frame, so orientation differences between and within the domains need no user action.
 
 Schedule (paper section 3.2): stage 1 trains the variational target network G_t with D_t on batches that
 hold aligned target and source crops (I_i = I_t "+" I_s, concatenated along the batch); stage 2 freezes G_t
 and trains the variational source mixture network G_s with D_s on source crops, G_t taking I_s exactly as
 at inference. `epochs` and `max_steps` apply to each stage.
 
-Alignment: each source study is paired with one target study (source i <-> target i mod N_t); the
-six-landmark rigid transform source -> target (`core.vama.alignment`) is estimated and the target is
-resampled onto the source grid with its inverse, so that every source crop has an anatomically matching
-target crop: the pixel losses (MSE, L1) compare the network output with that aligned target (within the
-region the target covers) and the discriminators judge appearance, not pose. This is what the paper's
-alignment block is for ("a correct mapping between them"); see docs/vama.md for the reasoning.
+Alignment: every labelled (or segmented) phase of a source study is paired with a target study in turn
+(so a few long cines meet many target subjects) at the target's labelled phase nearest in relative LV-cavity
+volume (end-diastole-like with end-diastole-like); the six-landmark rigid transform source -> target
+(`core.vama.alignment`, mirrored when that fits better: slice frames carry no handedness) is estimated and
+the target is resampled onto the source grid with its inverse, so that every source crop has an
+anatomically matching target crop: the pixel losses (MSE, L1) compare the network output with that aligned
+target (within the region the target covers) and the discriminators judge appearance, not pose. This is
+what the paper's alignment block is for ("a correct mapping between them"); see docs/vama.md.
 
-Where a study has no labels, its landmarks come from Gemini-GAN's own segmentation at the ED phase
-(`core.predict.Predictor`, the `--gemini` model or the bundled one).
+Where a study has no labels with the LV myocardium and the RV cavity, its phases are segmented by
+Gemini-GAN (`core.predict.Predictor`, the `--gemini` model or the bundled one; `segment_phases` of them,
+evenly spaced from ED). An optional identity penalty (`loss_weights["identity"]`: L1 between output and
+input over the whole crop) keeps the adapter close to the identity where the data do not ask for more.
+After training, when source studies carry the user's labels, the adapter's effect on Gemini-GAN's Dice on
+them is measured and recorded in the adapter's config (`evaluation.source_labelled`).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from gemini_cmr.core.models.vama import (
     VAMA,
     kl_standard_normal,
     load_tensors,
+    record_evaluation,
     save_adapter,
     save_tensors,
     sha256_file,
@@ -58,32 +65,62 @@ from gemini_cmr.core.train.runs import (
     CHECKPOINT_WEIGHTS,
     CHECKPOINTS_DIR,
 )
-from gemini_cmr.core.vama import MIN_STUDIES  # per domain; training refuses fewer (docs/vama.md)
-from gemini_cmr.core.vama.alignment import align_labels, resample_aligned
-from gemini_cmr.core.vama.domains import DomainStudy, check_domains, read_domain
+from gemini_cmr.core.vama import MIN_SLICES  # 2D slices per domain; training refuses fewer (docs/vama.md)
+from gemini_cmr.core.vama.alignment import landmarks, resample_aligned, rigid_from_landmarks
+from gemini_cmr.core.vama.domains import DomainStudy, check_domains, domain_description, read_domain
 
 log = logging.getLogger(__name__)
 
 AIR_LEVEL = 0.1  # normalised intensity separating air/lung from tissue in the background loss mask
+MEASURE_STUDIES = 8  # labelled source studies scored without and with the adapter after training
 
 ProgressFn = Callable[[dict], None]
 
 
-def gemini_segmenter(gemini: str | None, device: str) -> Callable[[DomainStudy], tuple[np.ndarray, Grid]]:
-    """Landmark labels for unlabelled studies: Gemini-GAN's own SR segmentation at the ED phase."""
+Segmenter = Callable[[DomainStudy, list[int]], tuple[dict[int, np.ndarray], np.ndarray, Grid]]
+
+
+def gemini_segmenter(gemini: str | None, device: str, chunk: int = 5) -> Segmenter:
+    """Labels for studies without usable labels: Gemini-GAN's own segmentation of the given phases
+    (`segment(study, phases)` -> ({phase: labels on the study's grid}, SR labels of the ED phase (else the
+    first one), SR grid))."""
     cache = {}
 
-    def segment(ds: DomainStudy) -> tuple[np.ndarray, Grid]:
+    def segment(ds: DomainStudy, phases: list[int]) -> tuple[dict[int, np.ndarray], np.ndarray, Grid]:
         if "p" not in cache:
             from gemini_cmr.core.predict import Predictor
 
             cache["p"] = Predictor.load(gemini, device=device)
-        study = Study(image=ds.image[ds.ed_phase:ds.ed_phase + 1], affine=ds.grid.affine,
-                      meta=StudyMeta(patient_id=ds.name))
-        pred = cache["p"].predict(study, phases=[0])
-        return np.asarray(pred.sr_labels[0]).astype(np.uint8), pred.sr_grid
+        out: dict[int, np.ndarray] = {}
+        first = None
+        for start in range(0, len(phases), chunk):
+            part = phases[start:start + chunk]
+            study = Study(image=ds.image[part], affine=ds.grid.affine, meta=StudyMeta(patient_id=ds.name))
+            pred = cache["p"].predict(study, phases=list(range(len(part))))
+            for i, t in enumerate(part):
+                sr_lab = np.asarray(pred.sr_labels[i]).astype(np.uint8)
+                if first is None or t == ds.ed_phase:
+                    first = (sr_lab, pred.sr_grid)
+                out[t] = resample(sr_lab, pred.sr_grid, ds.grid, order=0)
+        return out, first[0], first[1]
 
     return segment
+
+
+def cohort_studies(kind: str, root: Path) -> list[tuple[str, str, Callable[[], Study]]]:
+    """The subjects of a cohort layout (`acdc:`, `mnms:`, `ukbb:`, `pairs:`) as (id, split, loader), read
+    by `core.train.lr_data` as for `train gemini`."""
+    from gemini_cmr.core.train.lr_data import lr_subjects
+
+    return [(s.sid, s.split, s.load) for s in lr_subjects(kind, root)]
+
+
+def _segment_phases(ds: DomainStudy, n: int) -> list[int]:
+    """`n` phases evenly spaced through the cycle from ED (all when the cine has fewer)."""
+    n_t = ds.image.shape[0]
+    if n >= n_t:
+        return list(range(n_t))
+    return sorted({(ds.ed_phase + round(i * n_t / n)) % n_t for i in range(n)})
 
 
 def gemini_model_id(gemini: str | None) -> str | None:
@@ -99,20 +136,18 @@ def gemini_model_id(gemini: str | None) -> str | None:
 
 
 # --- the training data --------------------------------------------------------------------------------
-def _phase_pairs(s: DomainStudy, t: DomainStudy) -> list[tuple[int, int]]:
-    """(source phase, target phase) pairs at matching points of the cardiac cycle (ED-anchored, linear in
-    time; ED-ED and ES-ES always) for which both studies have labels."""
-    n_s, n_t = s.image.shape[0], t.image.shape[0]
-    pairs = [((s.ed_phase + p) % n_s, (t.ed_phase + round(p * n_t / n_s)) % n_t) for p in range(n_s)]
-    pairs += [(s.ed_phase, t.ed_phase)]
-    if s.es_phase is not None and t.es_phase is not None:
-        pairs += [(s.es_phase, t.es_phase)]
-    return sorted({(a, b) for a, b in pairs if a in s.phase_labels and b in t.phase_labels})
+def _relative_lv(ds: DomainStudy) -> dict[int, float]:
+    """Per labelled phase: LV cavity size relative to the study's labelled range (1 = largest, ED-like;
+    0 = smallest, ES-like); a single labelled phase is 1."""
+    lv = {t: float((lab == 1).sum()) for t, lab in ds.phase_labels.items()}
+    hi, lo = max(lv.values()), min(lv.values())
+    return {t: (v - lo) / (hi - lo) if hi > lo else 1.0 for t, v in lv.items()}
 
 
 class VamaData:
-    """Normalised slices of both domains; each source study is paired with a target study, and the
-    target is moved onto the source grid by the inverse of the landmark transform (source -> target).
+    """Normalised slices of both domains; every labelled phase of a source study is paired with a target
+    study (in turn) and its matching labelled phase, the target moved onto the source grid by the inverse of
+    the landmark transform (source -> target).
 
     Moving the target rather than the source is the same alignment, but the networks then see source
     slices untouched and at their native pixel size, exactly as at inference; the target image is
@@ -125,52 +160,79 @@ class VamaData:
     """
 
     def __init__(self, source: list[DomainStudy], target: list[DomainStudy],
-                 segment: Callable[[DomainStudy], tuple[np.ndarray, Grid]] | None = None,
-                 progress: ProgressFn | None = None):
+                 segment: Segmenter | Callable | None = None, progress: ProgressFn | None = None,
+                 segment_phases: int = 10):
         self.source, self.target = source, target
-        self.alignments = []
-        self.aligned = []  # per source: (P, Z_s, Y_s, X_s) float16 normalised target on the source grid
+        self.alignments = []  # one per (source, target) pair used
+        self.alignment_rows = []
+        self.aligned = []  # per source: (P, Z_s, Y_s, X_s) float16 normalised targets on the source grid
         self.masks = []    # per source: (P, Z_s, Y_s, X_s) uint8 1 where the pixel losses apply
-        self.pairs = []    # per source: (target index, [(source phase, target phase)] of length P)
+        self.pairs = []    # per source: [(target index, source phase, target phase)] of length P
 
-        for ds in source + target:
-            if ds.labels is None:
-                if segment is None:
-                    raise DataError(f"study {ds.name} has no labels for the alignment landmarks")
-                sr_labels, sr = segment(ds)
-                ds.phase_labels = {ds.ed_phase: resample(sr_labels, sr, ds.grid, order=0)}
-                ds.segmentation = (sr_labels, sr)  # landmarks from the finer SR segmentation
-        for i, s in enumerate(source):
-            j = i % len(target)
-            t = target[j]
-            s_lab, s_grid = s.segmentation or (s.labels, s.grid)
-            t_lab, t_grid = t.segmentation or (t.labels, t.grid)
-            al = align_labels(s_lab, s_grid, t_lab, t_grid, s.name, t.name)
-            pairs = _phase_pairs(s, t)
-            if not pairs:
-                raise DataError(f"no labelled phases to pair between source {s.name} and target {t.name}")
-            inverse = np.linalg.inv(al.transform)
-            moved = resample_aligned(t.normalised[[b for _, b in pairs]], t.grid, s.grid, inverse, order=1,
-                                     nearest_slice=True).astype(np.float32)
-            moved_lab = resample_aligned(np.stack([t.phase_labels[b] for _, b in pairs]), t.grid, s.grid,
-                                         inverse, order=0, nearest_slice=True)
-            inside = resample_aligned(np.ones(t.grid.shape, np.uint8), t.grid, s.grid, inverse, order=0,
-                                      nearest_slice=True).astype(bool)
-            s_lab = np.stack([s.phase_labels[a] for a, _ in pairs])
-            agree = (moved_lab == s_lab) & inside[None]
-            # background is many tissues: there, also require both to be air/lung or both tissue
-            s_img = s.normalised[[a for a, _ in pairs]]
-            agree &= (s_lab > 0) | ((moved > AIR_LEVEL) == (s_img > AIR_LEVEL))
-            self.aligned.append(moved.astype(np.float16))  # half the memory; crops are cast back
-            self.masks.append(agree.astype(np.uint8))
-            self.alignments.append(al)
-            self.pairs.append((j, pairs))
-            log.info("aligned %s -> %s: rms %.2f mm, rotation %.1f deg, %d phase pairs, label agreement %.2f",
-                     s.name, t.name, al.rms_mm, al.rotation_deg, len(pairs), float(agree[:, inside].mean()))
+        todo = [ds for ds in source + target if not ds.has_landmark_labels]
+        for n, ds in enumerate(todo):
+            if segment is None:
+                raise DataError(f"study {ds.name} has no labels with the LV myocardium and the RV cavity for "
+                                "the alignment landmarks")
+            phases = _segment_phases(ds, segment_phases)
             if progress is not None:
-                progress({"event": "align", "source": s.name, "target": t.name, "rms_mm": al.rms_mm,
-                          "rotation_deg": al.rotation_deg, "phase_pairs": len(pairs),
-                          "label_agreement": float(agree[:, inside].mean()), "index": i + 1,
+                progress({"event": "segment", "study": ds.name, "phases": len(phases), "index": n + 1,
+                          "total": len(todo)})
+            labels, sr_labels, sr = segment(ds, phases)
+            ds.phase_labels = {t: lab for t, lab in labels.items() if lab.any()}
+            ds.segmentation = (sr_labels, sr)  # landmarks from the finer SR segmentation
+            if not ds.phase_labels:
+                raise DataError(f"study {ds.name}: Gemini-GAN found no heart to pair with the other domain")
+
+        def points(ds: DomainStudy) -> np.ndarray:
+            lab, grid = ds.segmentation or (ds.labels, ds.grid)
+            return landmarks(lab, grid, ds.name)
+
+        tgt_points = {}
+        tgt_rel = {}
+        cache = {}
+        for i, s in enumerate(source):
+            s_points, s_rel = points(s), _relative_lv(s)
+            pairs, moved_all, mask_all = [], [], []
+            for idx, a in enumerate(sorted(s.phase_labels)):
+                j = (i + len(source) * idx) % len(target)
+                t = target[j]
+                if j not in tgt_points:
+                    tgt_points[j], tgt_rel[j] = points(t), _relative_lv(t)
+                b = min(tgt_rel[j], key=lambda tb, j=j, a=a: (abs(tgt_rel[j][tb] - s_rel[a]), tb))
+                if (i, j) not in cache:
+                    al = rigid_from_landmarks(s_points, tgt_points[j], allow_mirror=True)
+                    inside = resample_aligned(np.ones(t.grid.shape, np.uint8), t.grid, s.grid,
+                                              np.linalg.inv(al.transform), order=0, nearest_slice=True)
+                    cache[i, j] = (al, inside.astype(bool))
+                    self.alignments.append(al)
+                    self.alignment_rows.append({"source": s.name, "target": t.name, "rms_mm": al.rms_mm,
+                                                "rotation_deg": al.rotation_deg, "mirrored": al.mirrored})
+                al, inside = cache[i, j]
+                inverse = np.linalg.inv(al.transform)
+                moved = resample_aligned(t.normalised[b], t.grid, s.grid, inverse, order=1,
+                                         nearest_slice=True).astype(np.float32)
+                moved_lab = resample_aligned(t.phase_labels[b], t.grid, s.grid, inverse, order=0,
+                                             nearest_slice=True)
+                s_lab = s.phase_labels[a]
+                agree = (moved_lab == s_lab) & inside
+                # background is many tissues: there, also require both to be air/lung or both tissue
+                s_img = s.normalised[a]
+                agree &= (s_lab > 0) | ((moved > AIR_LEVEL) == (s_img > AIR_LEVEL))
+                pairs.append((j, a, b))
+                moved_all.append(moved.astype(np.float16))  # half the memory; crops are cast back
+                mask_all.append(agree.astype(np.uint8))
+            self.aligned.append(np.stack(moved_all))
+            self.masks.append(np.stack(mask_all))
+            self.pairs.append(pairs)
+            agreement = float(np.mean([m[ins].mean() for m, (j, _, _) in zip(mask_all, pairs)
+                                       for ins in [cache[i, j][1]] if ins.any()] or [0.0]))
+            rms = [cache[i, j][0].rms_mm for j in sorted({j for j, _, _ in pairs})]
+            log.info("aligned %s with %d target studies: rms %.1f-%.1f mm, %d phase pairs, label agreement %.2f",
+                     s.name, len(rms), min(rms), max(rms), len(pairs), agreement)
+            if progress is not None:
+                progress({"event": "align", "source": s.name, "targets": len(rms), "rms_mm": float(np.median(rms)),
+                          "phase_pairs": len(pairs), "label_agreement": agreement, "index": i + 1,
                           "total": len(source)})
         self.source_norm = [s.normalised for s in source]
         self.target_scale = float(np.median([t.scale for t in target]))
@@ -206,10 +268,9 @@ class VamaData:
         tgt, src, msk = [], [], []
         for _ in range(n):
             i = int(rng.integers(len(self.source)))
-            pairs = self.pairs[i][1]
-            p = int(rng.integers(len(pairs)))
+            p = int(rng.integers(len(self.pairs[i])))
             k = int(rng.integers(self.aligned[i].shape[1]))
-            a_s = self.source_norm[i][pairs[p][0], k]
+            a_s = self.source_norm[i][self.pairs[i][p][1], k]
             y0, x0, ch, cw = self._crop_box(a_s.shape, crop, rng)
             box = (slice(y0, y0 + ch), slice(x0, x0 + cw))
             crops = self._flip([self.aligned[i][p, k][box], a_s[box], self.masks[i][p, k][box]], rng)
@@ -231,8 +292,9 @@ def _masked_mean(err: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 
 
 def generator_loss(out: torch.Tensor, ref: torch.Tensor, res: dict, d_logits_fake: torch.Tensor, w: dict,
-                   mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """w_mse * MSE(ref, out) + w_kl * KL + w_l1 * L1(ref, out) + w_gan * GAN (generator side).
+                   mask: torch.Tensor | None = None, inp: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """w_mse * MSE(ref, out) + w_kl * KL + w_l1 * L1(ref, out) + w_gan * GAN (generator side)
+    [+ w_identity * L1(inp, out) over every pixel: a penalty towards the identity].
 
     `mask` (same shape as `out`, 0/1) restricts the pixel losses to where the reference is valid.
     """
@@ -241,7 +303,11 @@ def generator_loss(out: torch.Tensor, ref: torch.Tensor, res: dict, d_logits_fak
     kl = kl_standard_normal(res["mu"], res["logvar"])
     gan = _gan(d_logits_fake, True)
     total = w["mse"] * mse + w["kl"] * kl + w["l1"] * l1 + w["gan"] * gan
-    return {"total": total, "mse": mse, "kl": kl, "l1": l1, "gan": gan}
+    losses = {"total": total, "mse": mse, "kl": kl, "l1": l1, "gan": gan}
+    if inp is not None and w.get("identity", 0.0):
+        losses["identity"] = (out - inp).abs().mean()
+        losses["total"] = total + w["identity"] * losses["identity"]
+    return losses
 
 
 def discriminator_loss(d, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -278,7 +344,7 @@ class VamaTrainer:
         ref = torch.cat([x_t, x_t], dim=0)
         loss_mask = torch.cat([torch.ones_like(x_t), self._t(mask)], dim=0)
         res = m.g_t(x_i, stochastic=True)
-        return self._adversarial_update("t", res, real=x_t, ref=ref, loss_mask=loss_mask)
+        return self._adversarial_update("t", res, real=x_t, ref=ref, loss_mask=loss_mask, inp=x_i)
 
     def step_source(self, tgt: np.ndarray, src: np.ndarray, mask: np.ndarray) -> dict[str, float]:
         """One G_s/D_s update. G_t is frozen and encodes I_s, as at inference; G_s mixes its posterior and
@@ -290,10 +356,10 @@ class VamaTrainer:
         with torch.no_grad():
             t_res = m.g_t(x_s, stochastic=False)
         res = m.g_s(x_s, t_res, stochastic=True)
-        return self._adversarial_update("s", res, real=x_t, ref=x_t, loss_mask=loss_mask)
+        return self._adversarial_update("s", res, real=x_t, ref=x_t, loss_mask=loss_mask, inp=x_s)
 
     def _adversarial_update(self, net: str, res: dict, real: torch.Tensor, ref: torch.Tensor,
-                            loss_mask: torch.Tensor) -> dict[str, float]:
+                            loss_mask: torch.Tensor, inp: torch.Tensor | None = None) -> dict[str, float]:
         """One D_<net> step (real vs res["out"]), then one G_<net> step on its generator loss."""
         disc = getattr(self.model, f"d_{net}")
         self.opt[f"d_{net}"].zero_grad(set_to_none=True)
@@ -301,7 +367,7 @@ class VamaTrainer:
         d_loss.backward()
         self.opt[f"d_{net}"].step()
         self.opt[f"g_{net}"].zero_grad(set_to_none=True)
-        losses = generator_loss(res["out"], ref, res, disc(res["out"]), self.w, loss_mask)
+        losses = generator_loss(res["out"], ref, res, disc(res["out"]), self.w, loss_mask, inp)
         losses["total"].backward()
         self.opt[f"g_{net}"].step()
         return {k: float(v.detach()) for k, v in losses.items()} | {"d": float(d_loss.detach())}
@@ -342,7 +408,42 @@ class TrainSettings:
     seed: int = 0
     device: str = "cpu"
     split: str = "train"
-    min_studies: int = MIN_STUDIES
+    min_slices: int = MIN_SLICES
+    segment_phases: int = 10  # phases of an unlabelled study segmented by Gemini-GAN for the pairing
+    identity_weight: float = 0.0  # L1 penalty between the adapter's output and its input
+    measure: bool = True  # score Gemini-GAN with and without the adapter on labelled source studies
+
+
+def measure_effect(adapter: str | Path, studies: list[DomainStudy], gemini: str | None = None,
+                   device: str = "cpu") -> dict:
+    """Gemini-GAN's Dice on the user's labels of `studies` (at most `MEASURE_STUDIES` of them; their labelled
+    ED and ES phases, else their first two labelled phases; the labelled slices) without and with the
+    adapter: {"studies", "phases", "before": {structure: mean}, "after": {...}}; a structure counts only
+    where the labels hold it."""
+    from gemini_cmr.core.engine import SuperResolver
+    from gemini_cmr.core.evaluation.metrics import dice
+    from gemini_cmr.core.study import STRUCTURES
+
+    scores: dict[str, dict[str, list[float]]] = {"before": {}, "after": {}}
+    n_phases = 0
+    studies = studies[:MEASURE_STUDIES]
+    for tag, adapt in (("before", None), ("after", str(adapter))):
+        resolver = SuperResolver(model=gemini, adapter=adapt, device=device)
+        for ds in studies:
+            phases = sorted({t for t in (ds.ed_phase, ds.es_phase) if t in ds.reference}) or sorted(ds.reference)[:2]
+            study = Study(image=ds.image, affine=ds.grid.affine,
+                          meta=StudyMeta(patient_id=ds.name, ed_phase=ds.ed_phase, es_phase=ds.es_phase))
+            res = resolver.run(study, phases=phases, meshes="none")
+            for i, t in enumerate(res.phases):
+                ks = np.flatnonzero(ds.reference[t].reshape(ds.reference[t].shape[0], -1).any(axis=1))
+                truth, pred = ds.reference[t][ks], res.lr_labels[i][ks]  # the labelled slices only
+                n_phases += tag == "before"
+                for value, key in STRUCTURES.items():
+                    if (truth == value).any():
+                        scores[tag].setdefault(key, []).append(dice(pred, truth, value))
+    return {"studies": len(studies), "phases": n_phases,
+            "before": {k: float(np.mean(v)) for k, v in scores["before"].items()},
+            "after": {k: float(np.mean(v)) for k, v in scores["after"].items()}}
 
 
 def _emit(progress: ProgressFn | None, event: dict) -> None:
@@ -365,19 +466,23 @@ def train_vama(source_dir: str | Path, target_dir: str | Path, out: str | Path, 
     if resume and not ckpt_j.exists():
         raise DataError(f"--resume given but there is no checkpoint ({CHECKPOINTS_DIR}/{CHECKPOINT_JSON})", out)
 
-    source = read_domain(source_dir, "source", st.split)
-    target = read_domain(target_dir, "target", st.split)
-    check_domains(source, target, source_dir, target_dir, st.min_studies)
-    _emit(progress, {"event": "data", "source_studies": len(source), "target_studies": len(target)})
+    source = read_domain(source_dir, "source", st.split, cohort_studies)
+    target = read_domain(target_dir, "target", st.split, cohort_studies)
+    check_domains(source, target, source_dir, target_dir, st.min_slices)
+    described = {"source": domain_description(source, source_dir), "target": domain_description(target, target_dir)}
+    _emit(progress, {"event": "data", "source_studies": len(source), "target_studies": len(target),
+                     "source_slices": sum(s.n_slices for s in source),
+                     "target_slices": sum(t.n_slices for t in target)})
 
     torch.manual_seed(st.seed)
     rng = np.random.default_rng(st.seed)
-    segment = gemini_segmenter(gemini, device) if any(s.labels is None for s in source + target) else None
-    data = VamaData(source, target, segment, progress)
+    need = any(not s.has_landmark_labels for s in source + target)
+    segment = gemini_segmenter(gemini, device) if need else None
+    data = VamaData(source, target, segment, progress, st.segment_phases)
     model = VAMA(model_cfg)
-    trainer = VamaTrainer(model, device, st.lr)
+    trainer = VamaTrainer(model, device, st.lr, {"identity": st.identity_weight})
 
-    n_slices = sum(s.image.shape[0] * s.image.shape[1] for s in source)
+    n_slices = sum(s.n_slices for s in source)
     spe = st.steps_per_epoch or max(1, math.ceil(n_slices / st.batch_size))
     stage_steps = st.epochs * spe
     if st.max_steps is not None:
@@ -387,7 +492,8 @@ def train_vama(source_dir: str | Path, target_dir: str | Path, out: str | Path, 
     step = 0
     history: list[dict] = []
     run_cfg = {
-        "source": str(source_dir.resolve()), "target": str(target_dir.resolve()),
+        "source": str(source_dir), "target": str(target_dir),
+        "source_description": described["source"], "target_description": described["target"],
         "source_studies": [s.name for s in source], "target_studies": [t.name for t in target],
         "settings": {k: getattr(st, k) for k in st.__dataclass_fields__}, "loss_weights": trainer.w,
         "steps_per_epoch": spe, "stage_steps": stage_steps, "optimiser": "Adam(lr, betas=(0.5, 0.999))",
@@ -410,9 +516,7 @@ def train_vama(source_dir: str | Path, target_dir: str | Path, out: str | Path, 
         "normalisation": {"method": "percentile", "percentile": PERCENTILE, "target_scale": data.target_scale,
                           "output_units": "source"},
         "training": run_cfg | {"seed": st.seed},
-        "alignment": [{"source": s.name, "target": target[j].name, "rms_mm": a.rms_mm,
-                       "rotation_deg": a.rotation_deg}
-                      for s, a, (j, _) in zip(source, data.alignments, data.pairs)],
+        "alignment": data.alignment_rows,
     }
 
     def checkpoint() -> None:
@@ -457,6 +561,12 @@ def train_vama(source_dir: str | Path, target_dir: str | Path, out: str | Path, 
                              "fraction": step / total, "losses": losses})
     config["training"]["history"] = history
     save_adapter(out, model, config)
+    labelled = [s for s in source if s.reference]
+    if st.measure and labelled:
+        _emit(progress, {"event": "measure", "studies": len(labelled)})
+        effect = measure_effect(out, labelled, gemini, device)
+        record_evaluation(out, {"source_labelled": effect})
+        _emit(progress, {"event": "effect"} | effect)
     _emit(progress, {"event": "done", "step": step, "total_steps": total, "path": str(out),
                      "adapter_id": sha256_file(out / ADAPTER_WEIGHTS)})
     return out

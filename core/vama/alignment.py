@@ -105,8 +105,13 @@ class Alignment:
         return float(np.sqrt(np.mean(np.sum((moved - self.target_points) ** 2, axis=1))))
 
     @property
+    def mirrored(self) -> bool:
+        """The transform includes a reflection (stacks stored with opposite handedness)."""
+        return bool(np.linalg.det(self.transform[:3, :3]) < 0)
+
+    @property
     def rotation_deg(self) -> float:
-        r = self.transform[:3, :3]
+        r = self.transform[:3, :3] @ (np.diag([-1.0, 1.0, 1.0]) if self.mirrored else np.eye(3))
         return math.degrees(math.acos(float(np.clip((np.trace(r) - 1) / 2, -1.0, 1.0))))
 
     @property
@@ -114,17 +119,31 @@ class Alignment:
         return self.transform[:3, 3].copy()
 
 
-def rigid_from_landmarks(source_points: np.ndarray, target_points: np.ndarray) -> Alignment:
-    """Least-squares rigid transform (Kabsch) from source landmarks to target landmarks."""
-    return Alignment(kabsch(source_points, target_points), np.asarray(source_points, float),
-                     np.asarray(target_points, float))
+def rigid_from_landmarks(source_points: np.ndarray, target_points: np.ndarray, allow_mirror: bool = False
+                         ) -> Alignment:
+    """Least-squares rigid transform (Kabsch) from source landmarks to target landmarks; with
+    `allow_mirror`, also with the source mirrored (x -> -x), keeping the better fit."""
+    p, q = np.asarray(source_points, float), np.asarray(target_points, float)
+    best = Alignment(kabsch(p, q), p, q)
+    if allow_mirror:
+        mirror = np.diag([-1.0, 1.0, 1.0, 1.0])
+        other = Alignment(kabsch(p * np.array([-1.0, 1.0, 1.0]), q) @ mirror, p, q)
+        if other.rms_mm < 0.99 * best.rms_mm:  # the proper rotation on a tie (planar landmark sets)
+            best = other
+    return best
 
 
 def align_labels(source_labels: np.ndarray, source_grid: Grid, target_labels: np.ndarray,
-                 target_grid: Grid, source_name: str = "", target_name: str = "") -> Alignment:
-    """Rigid transform from the landmarks of two (Z, Y, X) label volumes."""
+                 target_grid: Grid, source_name: str = "", target_name: str = "",
+                 allow_mirror: bool = False) -> Alignment:
+    """Rigid transform from the landmarks of two (Z, Y, X) label volumes.
+
+    `allow_mirror=True` (stacks in their own slice frames, whose handedness says nothing about the
+    patient's): the source landmarks are also fitted mirrored (x -> -x), and the better fit is kept; the
+    transform then includes the reflection (`Alignment.mirrored`).
+    """
     return rigid_from_landmarks(landmarks(source_labels, source_grid, source_name),
-                                landmarks(target_labels, target_grid, target_name))
+                                landmarks(target_labels, target_grid, target_name), allow_mirror)
 
 
 def resample_aligned(volume: np.ndarray, source_grid: Grid, target_grid: Grid, transform: np.ndarray,

@@ -1,39 +1,56 @@
 """The two domains of V-AMA training: reading their LR studies and checking that they fit together.
 
-A domain folder is a paired dataset (`manifest.json`; `lr_image` and the optional `lr_labels` are used,
-one split) or a folder of LR studies: NIfTI files (read with `core.io.load_study`, or as plain NIfTI with
-optional `<name>_labels`/`_gt`/`_seg` siblings) and subject folders (`lr_image.nii.gz` [+
-`lr_labels.nii.gz`], or any study `load_study` reads). `check_domains` enforces the minimum study count and
-one stack orientation; `check_vama_data` runs the same checks as rows for the training wizard.
+A domain is what `super-resolve` reads, one study or many:
+- a folder of studies: each subfolder (a DICOM series, an ACDC patient folder, a subject folder with
+  `lr_image.nii.gz` [+ `lr_labels.nii.gz`]), each zip and each NIfTI file (with optional
+  `<name>_labels`/`_gt`/`_seg` siblings) is one study; a folder that is itself one DICOM series or one
+  subject is one study;
+- a paired dataset folder (`manifest.json`; `lr_image` and the optional `lr_labels` of one split);
+- a single file or zip `core.io.load_study` reads;
+- a cohort layout: `acdc:PATH` (read here), `mnms:PATH`, `ukbb:PATH`, `pairs:MANIFEST.json` (read by the
+  `cohort` function the caller passes: `core.train.vama.cohort_studies`). With a split of `train` or
+  `val` a cohort gives that split's subjects; any other split gives them all.
+
+Every study is used in its own slice frame (`slice_frame`): the affine becomes the voxel spacing alone, so
+stacks of any orientation (oblique DICOM short axes, ACDC NIfTI without patient orientation, flipped or
+reordered axes) are accepted without rotation. V-AMA maps the appearance of 2D slices; the landmark
+alignment between two hearts is a rigid (or mirrored) transform found in these frames.
+
+`check_domains` enforces the minimum number of 2D slices (slices x phases) per domain and that the two
+domains are different; `check_vama_data` runs the same checks as rows for the training wizard.
 """
 
 from __future__ import annotations
 
 import logging
-import math
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from gemini_cmr.core.errors import DataError
+from gemini_cmr.core.errors import DataError, GeminiError
 from gemini_cmr.core.io.loader import load_study
 from gemini_cmr.core.io.manifest import is_paired_dataset, read_manifest, select_subjects, subject_file
 from gemini_cmr.core.io.nifti import read_nifti_array
 from gemini_cmr.core.models.preprocess import DEFAULT_PERCENTILE, intensity_scale
 from gemini_cmr.core.study import Grid, Study
-from gemini_cmr.core.vama import MIN_STUDIES
+from gemini_cmr.core.vama import MIN_SLICES
 
 log = logging.getLogger(__name__)
 
-MAX_NORMAL_ANGLE_DEG = 45.0  # slice normals further than this from the target studies' mean: refused
 LABEL_SUFFIXES = ("_labels", "_label", "_gt", "_seg", "-labels", "_lr_labels")
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
+COHORTS = ("acdc", "mnms", "ukbb", "pairs")
+# (kind, root) -> [(subject id, split, loader returning a Study)]
+CohortReader = Callable[[str, Path], list[tuple[str, str, Callable[[], Study]]]]
 
 
 @dataclass
 class DomainStudy:
-    """One LR study of a domain: image (T, Z, Y, X) float32, grid, labels per labelled phase (Z, Y, X)."""
+    """One LR study of a domain: image (T, Z, Y, X) float32, grid (its slice frame), labels per labelled
+    phase (Z, Y, X)."""
 
     name: str
     image: np.ndarray
@@ -43,6 +60,9 @@ class DomainStudy:
     es_phase: int | None = None
     scale: float = 1.0
     segmentation: tuple[np.ndarray, Grid] | None = None  # Gemini-GAN SR labels at ED, when unlabelled
+    description: str = ""  # vendor / format, for the adapter's record of its source
+    reference: dict[int, np.ndarray] | None = None  # the user's labels as read (kept when training
+    # replaces `phase_labels` by Gemini-GAN's segmentation): the adapter's measured effect is scored on them
 
     @property
     def labels(self) -> np.ndarray | None:
@@ -55,6 +75,31 @@ class DomainStudy:
     def normalised(self) -> np.ndarray:
         return self.image / self.scale
 
+    @property
+    def n_slices(self) -> int:
+        """2D slices: slices x phases."""
+        return int(self.image.shape[0] * self.image.shape[1])
+
+    @property
+    def has_landmark_labels(self) -> bool:
+        """Labels with the LV myocardium and the RV cavity (what the alignment landmarks need)."""
+        lab = self.labels
+        return lab is not None and bool((lab == 2).any()) and bool((lab == 3).any())
+
+
+def slice_frame(grid: Grid) -> Grid:
+    """The stack's own frame: (i, j, k) scaled by the voxel spacing, origin 0 (no world orientation)."""
+    return Grid(grid.shape, np.diag([*np.asarray(grid.spacing, dtype=np.float64), 1.0]))
+
+
+def parse_domain(spec: str | Path) -> tuple[str | None, Path]:
+    """"acdc:PATH" etc. -> (kind, PATH); a plain path -> (None, path)."""
+    s = str(spec)
+    for kind in COHORTS:
+        if s.startswith(kind + ":"):
+            return kind, Path(s[len(kind) + 1:]).expanduser()
+    return None, Path(s).expanduser()
+
 
 # --- reading the domains --------------------------------------------------------------------------
 def _stem(path: Path) -> str:
@@ -66,7 +111,7 @@ def _stem(path: Path) -> str:
 
 
 def _make(name: str, image: np.ndarray, affine: np.ndarray, labels: np.ndarray | None,
-          ed_phase: int | None, where: str, es_phase: int | None = None) -> DomainStudy:
+          ed_phase: int | None, where: str, es_phase: int | None = None, description: str = "") -> DomainStudy:
     image = np.asarray(image, dtype=np.float32)
     if image.ndim == 3:
         image = image[None]
@@ -76,7 +121,7 @@ def _make(name: str, image: np.ndarray, affine: np.ndarray, labels: np.ndarray |
         raise DataError("image has NaN/Inf values", where)
     if min(image.shape[2:]) < 16:
         raise DataError(f"in-plane size {image.shape[3]}x{image.shape[2]} is too small", where)
-    grid = Grid(image.shape[1:], affine)
+    grid = slice_frame(Grid(image.shape[1:], affine))
     n_t = image.shape[0]
     ed = int(ed_phase or 0) % n_t
     es = None if es_phase is None else int(es_phase) % n_t
@@ -91,14 +136,23 @@ def _make(name: str, image: np.ndarray, affine: np.ndarray, labels: np.ndarray |
             phase_labels = {ed: labels[0].astype(np.uint8)} if labels[0].any() else {}
         else:
             phase_labels = {t: labels[t].astype(np.uint8) for t in range(n_t) if labels[t].any()}
-    return DomainStudy(name, image, grid, phase_labels, ed, es, intensity_scale(image, DEFAULT_PERCENTILE))
+    return DomainStudy(name, image, grid, phase_labels, ed, es, intensity_scale(image, DEFAULT_PERCENTILE),
+                       description=description, reference=dict(phase_labels) or None)
+
+
+def _describe(study: Study) -> str:
+    m = study.meta
+    return ", ".join(x for x in (m.vendor, m.format) if x)
 
 
 def _from_study(name: str, study: Study, where: str) -> DomainStudy:
     labels = None
     if study.labels is not None and study.labelled_phases:
-        labels = study.labels
-    return _make(name, study.image, study.affine, labels, study.meta.ed_phase, where, study.meta.es_phase)
+        labels = np.zeros_like(study.labels)
+        for t in study.labelled_phases:  # only the phases the study labels
+            labels[t] = study.labels[t]
+    return _make(name, study.image, study.affine, labels, study.meta.ed_phase, where, study.meta.es_phase,
+                 _describe(study))
 
 
 def _read_manifest(folder: Path, split: str) -> list[DomainStudy]:
@@ -114,13 +168,26 @@ def _read_manifest(folder: Path, split: str) -> list[DomainStudy]:
             labels, laff, _ = read_nifti_array(lab_path)
             if not np.allclose(laff, aff, atol=1e-3):
                 raise DataError(f"subject {sid}: lr_labels affine differs from lr_image", lab_path)
-        out.append(_make(sid, img, aff, labels, sub.get("ed_phase"), str(img_path), sub.get("es_phase")))
+        out.append(_make(sid, img, aff, labels, sub.get("ed_phase"), str(img_path), sub.get("es_phase"),
+                         str(sub.get("domain") or "paired dataset")))
     return out
 
 
-def _read_folder(folder: Path) -> list[DomainStudy]:
-    files = {_stem(p): p for p in sorted(folder.iterdir())
-             if p.is_file() and p.name.endswith(NIFTI_SUFFIXES)}
+def _study_of(path: Path, name: str, skipped: list[str]) -> DomainStudy | None:
+    """One study read by `load_study`; None (the reason kept in `skipped`) when it is not a readable cine."""
+    try:
+        return _from_study(name, load_study(path), str(path))
+    except GeminiError as exc:
+        skipped.append(str(exc))
+    except Exception as exc:  # noqa: BLE001 - unreadable file in the user's folder
+        skipped.append(f"{path}: {exc.__class__.__name__}: {exc}")
+    log.debug("skipping %s: %s", path, skipped[-1])
+    return None
+
+
+def _read_folder(folder: Path, skipped: list[str]) -> list[DomainStudy]:
+    entries = sorted(folder.iterdir())
+    files = {_stem(p): p for p in entries if p.is_file() and p.name.endswith(NIFTI_SUFFIXES)}
     label_stems = {s for s in files if s.endswith(LABEL_SUFFIXES)}
     out = []
     for stem, path in files.items():
@@ -135,109 +202,136 @@ def _read_folder(folder: Path) -> list[DomainStudy]:
                 log.debug("load_study failed on %s (%s); reading it as plain NIfTI", path, exc)
         img, aff, _ = read_nifti_array(path)
         labels = read_nifti_array(lab_path)[0] if lab_path is not None else None
-        out.append(_make(stem, img, aff, labels, None, str(path)))
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        out.append(_make(stem, img, aff, labels, None, str(path), description="NIfTI"))
+    for p in entries:
+        if p.is_file() and p.suffix.lower() == ".zip" and zipfile.is_zipfile(p):
+            study = _study_of(p, p.stem, skipped)
+            if study is not None:
+                out.append(study)
+    subfolders = [p for p in entries if p.is_dir()]
+    for sub in subfolders:
         img_path = next((sub / n for n in ("lr_image.nii.gz", "lr_image.nii") if (sub / n).is_file()), None)
         if img_path is not None:
             img, aff, _ = read_nifti_array(img_path)
             lab_path = next((sub / n for n in ("lr_labels.nii.gz", "lr_labels.nii") if (sub / n).is_file()),
                             None)
             labels = read_nifti_array(lab_path)[0] if lab_path is not None else None
-            out.append(_make(sub.name, img, aff, labels, None, str(img_path)))
+            out.append(_make(sub.name, img, aff, labels, None, str(img_path), description="NIfTI"))
         else:
-            try:
-                out.append(_from_study(sub.name, load_study(sub), str(sub)))
-            except Exception as exc:  # noqa: BLE001 - not a study folder
-                log.debug("skipping %s: %s", sub, exc)
+            study = _study_of(sub, sub.name, skipped)
+            if study is not None:
+                out.append(study)
+    if not out and not files and any(p.is_file() for p in entries):
+        study = _study_of(folder, folder.name, skipped)  # the folder is one DICOM series
+        if study is not None:
+            out.append(study)
     return out
 
 
-def read_domain(folder: str | Path, role: str, split: str = "train") -> list[DomainStudy]:
-    """All LR studies of one domain. Raises `DataError` naming the folder if it is missing or empty."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"{role} folder not found", folder)
+def _read_cohort(kind: str, root: Path, split: str, cohort: CohortReader | None) -> list[DomainStudy]:
+    if cohort is not None:
+        subjects = cohort(kind, root)
+    elif kind == "acdc":
+        from gemini_cmr.core.io.layouts import acdc_subjects, load_acdc
+
+        subjects = [(sid, sp, lambda f=folder: load_acdc(f)) for sid, folder, sp in acdc_subjects(root)]
+    else:
+        raise DataError(f"{kind}: sources are read by the training code (core.train.vama.cohort_studies)", root)
+    chosen = [s for s in subjects if split not in ("train", "val") or s[1] == split]
+    out = []
+    for sid, _, load in chosen:
+        try:
+            study = load()
+        except GeminiError as exc:
+            raise DataError(f"subject {sid}: {exc}", root) from None
+        out.append(_from_study(sid, study, f"{root}/{sid}"))
+    return out
+
+
+def read_domain(spec: str | Path, role: str, split: str = "train", cohort: CohortReader | None = None
+                ) -> list[DomainStudy]:
+    """All LR studies of one domain (see the module docstring). Raises `DataError` naming the folder or
+    file when it is missing or holds no readable short-axis cine."""
+    kind, path = parse_domain(spec)
+    if not path.exists():
+        raise DataError(f"{role} {'folder' if kind is None else kind + ' source'} not found", path)
+    skipped: list[str] = []
     try:
-        studies = _read_manifest(folder, split) if is_paired_dataset(folder) else _read_folder(folder)
+        if kind is not None:
+            studies = _read_cohort(kind, path, split, cohort)
+        elif path.is_file():
+            one = _study_of(path, _stem(path), skipped)
+            studies = [] if one is None else [one]
+        elif is_paired_dataset(path):
+            studies = _read_manifest(path, split)
+        else:
+            studies = _read_folder(path, skipped)
     except DataError:
         raise
+    except GeminiError as exc:
+        raise DataError(f"cannot read the {role} studies: {exc}", path) from None
     except Exception as exc:  # noqa: BLE001 - unreadable file in the user's folder
-        raise DataError(f"cannot read the {role} studies ({exc.__class__.__name__}: {exc})", folder) from None
+        raise DataError(f"cannot read the {role} studies ({exc.__class__.__name__}: {exc})", path) from None
     if not studies:
-        what = f" with split {split!r}" if is_paired_dataset(folder) else ""
-        raise DataError(f"no LR studies found in the {role} folder{what}", folder)
+        if kind is None and path.is_dir() and is_paired_dataset(path):
+            raise DataError(f"no LR studies found in the {role} folder with split {split!r}", path)
+        why = f" (e.g. {skipped[0]})" if skipped else ""
+        raise DataError(f"no readable short-axis cine (no LR studies) in the {role} "
+                        f"{'file' if path.is_file() else 'folder'}{why}", path)
+    if skipped:
+        log.warning("%s: %d entr%s skipped (not a readable short-axis cine), e.g. %s", path, len(skipped),
+                    "y" if len(skipped) == 1 else "ies", skipped[0])
     return studies
 
 
-def _axis_aligned(directions: np.ndarray) -> bool:
-    """Direction cosines that are a signed permutation of the identity (no patient orientation)."""
-    d = np.abs(np.asarray(directions, dtype=np.float64))
-    return bool(np.allclose(d.max(axis=0), 1.0, atol=1e-6) and np.allclose(d.sum(axis=0), 1.0, atol=1e-6))
+def domain_description(studies: list[DomainStudy], spec: str | Path) -> str:
+    """One line: how many studies and 2D slices, what they are, where from."""
+    kinds = sorted({s.description for s in studies if s.description})
+    what = f" ({'; '.join(kinds)[:120]})" if kinds else ""
+    n = sum(s.n_slices for s in studies)
+    return f"{len(studies)} stud{'y' if len(studies) == 1 else 'ies'}, {n} slices{what} from {spec}"
 
 
-def check_domains(source: list[DomainStudy], target: list[DomainStudy], source_dir: Path,
-                  target_dir: Path, min_studies: int = MIN_STUDIES) -> None:
-    """Enforce the minimum study count and one stack orientation across both domains.
+def _same_source(a: str | Path, b: str | Path) -> bool:
+    return parse_domain(a)[1].resolve() == parse_domain(b)[1].resolve()
 
-    Orientation: every stack's slice normal must lie within `MAX_NORMAL_ANGLE_DEG` of the target studies'
-    mean normal (short-axis stacks vary by subject, but a long-axis or axial stack does not belong).
-    When exactly one domain has only axis-aligned affines (no patient orientation, e.g. ACDC NIfTI), each
-    domain is checked against its own mean normal instead, with a warning.
+
+def check_domains(source: list[DomainStudy], target: list[DomainStudy], source_dir: str | Path,
+                  target_dir: str | Path, min_slices: int = MIN_SLICES) -> None:
+    """The two domains must differ and each hold at least `min_slices` 2D slices (slices x phases).
+
+    Orientation is not compared: every study is used in its own slice frame (`slice_frame`).
     """
-    if source_dir.resolve() == target_dir.resolve():
-        raise DataError("source and target are the same folder", source_dir)
+    if _same_source(source_dir, target_dir):
+        raise DataError("source and target are the same folder", parse_domain(source_dir)[1])
     for role, studies, folder in (("source", source, source_dir), ("target", target, target_dir)):
-        if len(studies) < min_studies:
-            raise DataError(f"{len(studies)} {role} studies; V-AMA training needs at least {min_studies}",
-                            folder)
-    def mean_normal(studies: list[DomainStudy]) -> np.ndarray:
-        normals = np.stack([t.grid.normal for t in studies])
-        normals *= np.sign(normals @ normals[0])[:, None]
-        reference = normals.mean(0)
-        return reference / np.linalg.norm(reference)
-
-    # A domain whose every affine is axis-aligned (ACDC's NIfTI: no patient orientation, slice normal = the
-    # voxel z axis) says nothing about how its stacks lie in the patient: compare each domain with itself
-    # only, and say so, instead of refusing a correctly oriented (oblique) DICOM domain against it.
-    unoriented = [role for role, studies in (("target", target), ("source", source))
-                  if all(_axis_aligned(s.grid.directions) for s in studies)]
-    if unoriented and len(unoriented) < 2:
-        log.warning("the %s studies carry no patient orientation (axis-aligned affines): slice orientation is "
-                    "checked within each domain only", unoriented[0])
-        references = {"target": mean_normal(target), "source": mean_normal(source)}
-    else:
-        references = {"target": mean_normal(target), "source": mean_normal(target)}
-    odd = []
-    for role, studies in (("target", target), ("source", source)):
-        for s in studies:
-            angle = math.degrees(math.acos(min(1.0, abs(float(s.grid.normal @ references[role])))))
-            if angle > MAX_NORMAL_ANGLE_DEG:
-                odd.append(f"{role} {s.name} ({angle:.0f} deg)")
-    if odd:
-        shown = ", ".join(odd[:6]) + (f" and {len(odd) - 6} more" if len(odd) > 6 else "")
-        raise DataError(f"studies whose slice orientation differs from the target studies' (slice normal more "
-                        f"than {MAX_NORMAL_ANGLE_DEG:.0f} deg from their mean): {shown}")
+        n = sum(s.n_slices for s in studies)
+        if n < min_slices:
+            raise DataError(f"{n} {role} slices (slices x phases of {len(studies)} stud"
+                            f"{'y' if len(studies) == 1 else 'ies'}); V-AMA training needs at least {min_slices}",
+                            parse_domain(folder)[1])
 
 
 def check_vama_data(source_dir: str | Path, target_dir: str | Path, split: str = "train",
-                    min_studies: int = MIN_STUDIES) -> list[tuple[str, bool, str]]:
+                    min_slices: int = MIN_SLICES, cohort: CohortReader | None = None
+                    ) -> list[tuple[str, bool, str]]:
     """The checks `train_vama` runs before training, as rows (name, ok, problem) for the app's wizard.
 
-    One row per study read ("source/<name>", "target/<name>"); a domain folder that cannot be read gives one
-    failing row naming the study or file at fault (reading stops there); the count and orientation checks
-    across both domains give a final "source + target" row.
+    One row per study read ("source/<name>", "target/<name>"); a domain that cannot be read gives one
+    failing row naming the study or file at fault (reading stops there); the slice count and same-folder
+    checks across both domains give a final "source + target" row.
     """
     rows: list[tuple[str, bool, str]] = []
     domains = {}
-    for role, folder in (("source", Path(source_dir)), ("target", Path(target_dir))):
+    for role, folder in (("source", source_dir), ("target", target_dir)):
         try:
-            domains[role] = read_domain(folder, role, split)
+            domains[role] = read_domain(folder, role, split, cohort)
             rows += [(f"{role}/{s.name}", True, "") for s in domains[role]]
         except DataError as exc:
             rows.append((f"{role} folder", False, str(exc)))
     if len(domains) == 2:
         try:
-            check_domains(domains["source"], domains["target"], Path(source_dir), Path(target_dir), min_studies)
+            check_domains(domains["source"], domains["target"], source_dir, target_dir, min_slices)
             rows.append(("source + target", True, ""))
         except DataError as exc:
             rows.append(("source + target", False, str(exc)))

@@ -254,7 +254,7 @@ def test_invalid_data_is_reported_and_blocks_next(qtbot, wizard, phantoms, tmp_p
 
 
 def _vama_settings(qtbot, wiz, tmp_path):
-    """V-AMA: source/target checked on the data page (3 target studies are too few, 4 pass) -> settings."""
+    """V-AMA: source/target checked on the data page (3 target studies, 36 slices, are too few; 4 pass)."""
     from tests.core.vama.conftest import write_folder, write_manifest
 
     wiz.kind_page.vama_radio.setChecked(True)
@@ -266,7 +266,7 @@ def _vama_settings(qtbot, wiz, tmp_path):
     page.source_edit.set_text(str(src), emit=False)
     with qtbot.waitSignal(page.checked, timeout=60000):
         page.target_edit.set_text(str(tgt))
-    assert page.rows[-1][0] == "source + target" and not page.rows[-1][1] and "at least 4" in page.rows[-1][2]
+    assert page.rows[-1][0] == "source + target" and not page.rows[-1][1] and "at least 40" in page.rows[-1][2]
     assert not page.isComplete()
     tgt = write_manifest(tmp_path / "target4", "target", 4, seed=2)
     with qtbot.waitSignal(page.checked, timeout=60000):

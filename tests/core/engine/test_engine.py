@@ -162,13 +162,13 @@ def test_cancel_during_run(study):
 def test_phases_ed_es_and_all_phase_meshes(tmp_path):
     known = make_study(n_phases=5, ed_es=(0, 3))
     fake = FakePredictor()
-    r = SuperResolver(model=fake).run(known, phases="ed,es", meshes="none")
+    r = SuperResolver(model=fake).run(known, phases="ed,es", meshes="none", motion_correction=False)
     assert fake.calls == [[0, 3]] and r.phases == [0, 3]
     assert (r.ed_phase, r.es_phase) == (0, 3) and r.meshes == {}
     assert r.phenotypes["ed_phase_source"] == "study"
     unknown = make_study(n_phases=5)
     fake = FakePredictor()
-    r = SuperResolver(model=fake).run(unknown, phases="ed,es", meshes="all")
+    r = SuperResolver(model=fake).run(unknown, phases="ed,es", meshes="all", motion_correction=False)
     assert fake.calls == [[0, 1, 2, 3, 4]] and r.warnings
     assert (r.ed_phase, r.es_phase) == (0, 2) and set(r.meshes) == {0, 1, 2, 3, 4}
     write_outputs(r, tmp_path / "o", "obj", all_phase_meshes=True)
@@ -235,3 +235,30 @@ def test_save_nifti_fast_matches_save_nifti(tmp_path):
     assert a.header.binaryblock == b.header.binaryblock
     assert np.array_equal(a.get_fdata(), b.get_fdata())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nii.gz", "b.nii.gz"]
+
+
+def test_int16_nifti_scaling_is_exact_and_auto_is_int16_for_real_studies(tmp_path):
+    """`nifti_file_parts` int16: the header's own (float32) slope and intercept reproduce every value within
+    half a step of range / 65534; `sr_dtype="auto"`: int16 for real studies, float32 for phantoms."""
+    import gzip
+
+    from gemini_cmr.core.io.nifti import nifti_file_parts
+    from gemini_cmr.core.outputs import resolve_sr_dtype, save_nifti_fast
+    from gemini_cmr.core.study import StudyMeta
+
+    arr = (np.random.default_rng(1).normal(size=(2, 9, 20, 24)) * 300 + 80).astype(np.float32)
+    aff = np.diag([1.25, 1.25, 2.0, 1.0])
+    save_nifti_fast(tmp_path / "a.nii.gz", arr, aff, 40.0, "x", "int16")
+    nii = nib.load(tmp_path / "a.nii.gz")
+    step = float(nii.dataobj.slope)
+    assert nii.get_data_dtype() == np.int16 and step == pytest.approx((arr.max() - arr.min()) / 65534, rel=1e-6)
+    back = np.asarray(nii.dataobj).transpose(3, 2, 1, 0)
+    assert np.abs(back - arr).max() <= 0.5 * step * (1 + 1e-3)
+    header, data = nifti_file_parts(arr, aff, 40.0, "x", "int16")
+    assert gzip.decompress((tmp_path / "a.nii.gz").read_bytes()) == header + data.tobytes()
+    real = make_study(n_phases=2)
+    real.meta = StudyMeta(format="dicom", vendor="GE")
+    phantom = make_study(n_phases=2)
+    phantom.meta = StudyMeta(format="phantom")
+    assert resolve_sr_dtype(real) == "int16" and resolve_sr_dtype(phantom) == "float32"
+    assert resolve_sr_dtype(real, "float32") == "float32"

@@ -21,7 +21,11 @@ def dataset(tmp_path_factory):
 
 
 def test_evaluate_perfect_predictor(dataset):
-    res = ev.evaluate_dataset(dataset, SuperResolver(model=CentreFakePredictor()), split="test")
+    from gemini_cmr.core.evaluation.motion import WithMotion
+
+    # the oracle's SR image is its placed input: no motion correction, which would move it
+    resolver = WithMotion(SuperResolver(model=CentreFakePredictor()), False)
+    res = ev.evaluate_dataset(dataset, resolver, split="test")
     assert res["n"] == 2 and res["skipped_unlabelled"] == 0
     s = res["summary"]
     for kind in ("dice_3d", "dice_slicewise"):

@@ -71,7 +71,8 @@ def test_dicom_input_writes_the_dicom_outputs_by_default(written):
 
 def test_sr_series_round_trips_image_geometry_and_identity(written):
     study, result, datasets, out = written
-    sr_image, affine = _nifti(out / "sr_image.nii.gz")
+    _, affine = _nifti(out / "sr_image.nii.gz")
+    sr_image = result.sr_image  # the NIfTI of a real study is int16 by default: compare with the float image
     back = load_study(out / "dicom/sr")
     assert back.image.shape == sr_image.shape
     assert np.abs(back.affine - affine).max() < 0.01  # mm: the SR series has sr_image.nii.gz's geometry
@@ -311,3 +312,30 @@ def test_batch_passes_the_dicom_options_through(tmp_path, monkeypatch, capsys):
     assert rec["resume_key"]["options"]["dicom"] is True
     summary = json.loads((out / "batch_summary.json").read_text())
     assert {r["status"] for r in summary["studies"]} == {"ok"}
+
+
+@pytest.mark.parametrize("compression", ["none", "jpeg-ls"])
+def test_sr_instances_are_written_byte_for_byte_as_pydicom_writes_them(tmp_path, compression):
+    """The SR series' writer encodes the elements its instances share with the template once
+    (`SharedElementWriter`): every file is the same bytes as `Dataset.save_as(enforce_file_format=True)`."""
+    from pydicom.dataset import Dataset
+
+    from gemini_cmr.core.io import dicom_write
+
+    _, result, _ = _dicom_result(tmp_path / "in", n_phases=2)
+    ctx = dicom_write.dicom_context(result.study, "m", "0" * 64, "1")
+    ident = result.study.meta.dicom
+    folder = tmp_path / "sr"
+    headers = dicom_write.write_sr_series(folder, result.sr_image, result.sr_grid, result.phases,
+                                          result.study.phase_times_ms, ctx, compression,
+                                          source_grid=result.study.grid, source_uids=ident.sop_instance_uids)
+    assert len(headers) == 2
+    for row, phase in enumerate(result.phases):
+        for k in (0, len(headers[row]) // 2):
+            path = folder / f"MR_p{phase:02d}_s{k:03d}.dcm"
+            ds = pydicom.dcmread(path)
+            again = Dataset(ds)
+            again.file_meta = ds.file_meta
+            expected = tmp_path / "expected.dcm"
+            again.save_as(expected, enforce_file_format=True)
+            assert path.read_bytes() == expected.read_bytes()

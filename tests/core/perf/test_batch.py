@@ -114,3 +114,46 @@ def test_shard_device_spreads_ranks_over_the_gpus(monkeypatch):
         batch.shard_device("cuda", 1, 2)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert batch.shard_device("auto", 1, 2) == "auto"
+
+
+@pytest.mark.parametrize("world", [2, 3, 5])
+def test_shards_neither_overlap_nor_miss_a_study(tmp_path, world):
+    """Each torchrun process lists the cohort on its own (a folder, here with the outputs folder inside it,
+    made by a rank that started first): the shards of all ranks are disjoint and cover every study once,
+    with the same output name in every process."""
+    folder = tmp_path / "cohort"
+    folder.mkdir()
+    for i in range(6):
+        (folder / f"s{i}.nii.gz").write_bytes(b"x")
+    (folder / "dicom_study").mkdir()  # a folder is a study too (a DICOM series)
+    out = folder / "out"
+    views = []
+    for rank in range(world):
+        studies = [p for p in batch.read_input_list(folder) if p.resolve() != out.resolve()]
+        names = batch.output_names(studies, batch.list_root(folder))
+        views.append(batch.shard(list(zip(studies, names)), rank, world))
+        out.mkdir(exist_ok=True)  # the first rank makes it: the later ranks list the folder with it inside
+        (out / f"batch_summary.rank{rank}.json").write_text("{}")
+    taken = [s for view in views for s, _ in view]
+    assert len(taken) == len(set(taken)) == 7  # no study twice, none missed
+    assert sorted(taken) == sorted([folder / "dicom_study"] + [folder / f"s{i}.nii.gz" for i in range(6)])
+    names = {s: n for view in views for s, n in view}
+    assert len(set(names.values())) == 7
+
+
+def test_batch_ranks_together_process_every_study_once(tmp_path, monkeypatch, capsys):
+    """Two ranks run one after the other as torchrun would run them side by side: every study is done by
+    exactly one rank, and their summaries together list each study once."""
+    studies = [write_phantom(tmp_path / f"s{i}.nii.gz", 2, 4, 24, seed=i) for i in range(3)]
+    lst = tmp_path / "list.txt"
+    lst.write_text("\n".join(str(p) for p in studies) + "\n")
+    out = tmp_path / "out"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        assert main(["batch", str(lst), "--out", str(out), "--device", "cpu", "--quiet", "--no-dicom"]) == 0
+    rows = [r for rank in (0, 1)
+            for r in json.loads((out / f"batch_summary.rank{rank}.json").read_text())["studies"]]
+    assert sorted(r["study"] for r in rows) == sorted(str(p) for p in studies)
+    assert all(r["status"] == "ok" for r in rows)
+    assert all(batch.is_complete(out / p.name.removesuffix(".nii.gz")) for p in studies)

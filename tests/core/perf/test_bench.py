@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -149,3 +150,64 @@ def test_auto_precision(monkeypatch):
     p = Predictor.load(None, device="cpu")  # default "auto"
     assert p.precision == "float32"
     assert Predictor.load(None, device="cpu", precision="bfloat16").precision == "bfloat16"
+
+
+def test_bench_without_study_reports_demo_and_real_under_stable_keys(monkeypatch, tmp_path):
+    """No --study: the demo and a real study, each with the summary keys, the reference measured once; the
+    table leads with the real path. (The stages are faked: this checks the report, not the speed.)"""
+    from gemini_cmr.core import perf
+
+    calls = []
+
+    def fake_study(path, what, model, dev, precision, batch_size, repeat, meshes, tmp, say):
+        calls.append((Path(path), model))
+        net = 2.0 if "real" in what else 1.0
+        stages = {"end_to_end": net + 1, "write": 0.5, "files_to_outputs": net + 1.5, "predict_model": net}
+        return {"study": what, "model_name": "m", "model_choice": "c", "model_id": "0" * 64, "model_widths": [1],
+                "precision": "float32", "batch_size": 4, "phases": 20, "repeats": 1,
+                "model_s_per_cine_all_repeats": [net], "sr_grid": [1, 1, 1], "network_input": [1, 1, 1],
+                "depth_windows": 1, "stages_s": stages, "model_s_per_cine": net, "model_s_per_phase": net / 20,
+                "model_gflop_per_cine": 1.0, "model_gflops_achieved": 1.0, "peak_rss_mb": 1.0,
+                "peak_gpu_mb": None, "meshes": True}
+
+    ref = {"input": [1, 1, 1], "widths": [64, 128, 256, 512, 512], "batch": 1, "precision": "float32",
+           "phases_measured": 2, "first_call_excluded": True, "seconds_per_phase": [3.0, 3.0],
+           "mean_s_per_phase": 3.0, "gflop_per_phase": 1.0, "gflops_achieved": 1.0}
+    monkeypatch.setattr(perf, "_time_study", fake_study)
+    monkeypatch.setattr(perf, "time_reference", lambda *a, **k: dict(ref))
+    monkeypatch.setattr(perf, "matmul_gflops", lambda *a, **k: 10.0)
+    real = tmp_path / "real_study"
+    r = perf.run_bench(device="cpu", real=real)
+    assert [c[0] for c in calls] == [perf.DEMO_STUDY, real] and calls[1][1] is None  # model chosen per study
+    for key, net in (("demo", 1.0), ("real", 2.0)):
+        for k in perf.SUMMARY_KEYS:
+            assert r[key][k] is not None
+        assert r[key]["reference_per_cine_s"] == 60.0 and r[key]["speedup"] == 60.0 / net
+        assert r[key]["file_to_outputs_s"] == net + 1.5 and r[key]["write_s"] == 0.5
+    text = perf.format_report(r)
+    assert text.index("| real:") < text.index("| demo:")
+    json.dumps(r)
+
+
+def test_real_study_model_bf16_agrees_with_float32():
+    """The real-study model (gemini-acdc) in the CPU's default precision (bf16 autocast where the CPU has it)
+    against float32 on one phase of the demo cine: >= 99.9% of SR label voxels equal (the Sunnybrook heart
+    box, two phases: 99.98%)."""
+    from gemini_cmr.core.geometry import place_on_sr_grid, sr_grid
+    from gemini_cmr.core.io import load_study
+    from gemini_cmr.core.perf import DEMO_STUDY
+    from gemini_cmr.core.predict import Predictor
+    from gemini_cmr.core.resources import acdc_model_path
+
+    if not (acdc_model_path() / "model.safetensors").is_file():
+        import pytest
+
+        pytest.skip("the ACDC model is not installed")
+    study = load_study(DEMO_STUDY)
+    placed = place_on_sr_grid(study.image[[0]], study.grid, sr_grid(study.grid))
+    scale = float(np.percentile(study.image[0], 99.5))
+    p32 = Predictor.load(acdc_model_path(), device="cpu", precision="float32")
+    p16 = Predictor.load(acdc_model_path(), device="cpu", precision="bfloat16")
+    _, lab32 = p32._run_safe(placed, scale)
+    _, lab16 = p16._run_safe(placed, scale)
+    assert lab32.any() and float(np.mean(lab32 == lab16)) >= 0.999

@@ -19,5 +19,5 @@ def test_rows_for_good_and_bad_domains(domains, tmp_path):
     assert rows[0] == ("source folder", False, rows[0][2]) and "not found" in rows[0][2]
     assert rows[-1][0].startswith("target/")  # no pair check without both domains
 
-    rows = check_vama_data(src, tgt, min_studies=5)
-    assert not rows[-1][1] and "at least 5" in rows[-1][2]
+    rows = check_vama_data(src, tgt, min_slices=100)  # 4 studies x 2 phases x 6 slices = 48
+    assert not rows[-1][1] and "48 source slices" in rows[-1][2] and "at least 100" in rows[-1][2]

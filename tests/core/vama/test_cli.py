@@ -24,7 +24,7 @@ def _parse(argv):
 def _argv(domains, out, *extra):
     return ["vama", "--source", str(domains[0]), "--target", str(domains[1]), "--out", str(out),
             "--max-steps", "2", "--steps-per-epoch", "2", "--batch-size", "4", "--crop", "24",
-            "--device", "cpu", *extra]
+            "--device", "cpu", "--no-measure", *extra]
 
 
 def test_progress_json_lines_and_resume(domains, tmp_path, capsys):

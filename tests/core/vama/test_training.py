@@ -15,14 +15,14 @@ from gemini_cmr.core.geometry import rotation_matrix
 from gemini_cmr.core.io.nifti import save_nifti
 from gemini_cmr.core.models.vama import VAMA, Adapter, percentile_scale, save_adapter
 from gemini_cmr.core.study import Study
-from gemini_cmr.core.train.vama import MIN_STUDIES, TrainSettings, VamaData, VamaTrainer, train_vama
+from gemini_cmr.core.train.vama import MIN_SLICES, TrainSettings, VamaData, VamaTrainer, train_vama
 from gemini_cmr.core.vama.domains import read_domain
 from tests.core.vama.conftest import make_anatomy, make_study, random_affine, render, write_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SMALL = {"base_channels": 4, "depth": 2, "latent_channels": 4, "disc_channels": 8}
-QUICK = TrainSettings(epochs=1, max_steps=3, steps_per_epoch=3, batch_size=4, crop=24, device="cpu")
+QUICK = TrainSettings(epochs=1, max_steps=3, steps_per_epoch=3, batch_size=4, crop=24, device="cpu", measure=False)
 
 
 
@@ -195,22 +195,37 @@ def test_empty_missing_and_too_small_folders(tmp_path, domains):
         train_vama(tmp_path / "empty", domains[1], tmp_path / "run")
     with pytest.raises(DataError, match="missing.*not found"):
         train_vama(tmp_path / "missing", domains[1], tmp_path / "run")
-    few = write_folder(tmp_path / "few", "source", MIN_STUDIES - 1, seed=3)
-    with pytest.raises(DataError, match=f"few.*{MIN_STUDIES - 1} source studies.*at least {MIN_STUDIES}"):
+    few = write_folder(tmp_path / "few", "source", 1, seed=3)  # 2 phases x 6 slices
+    with pytest.raises(DataError, match=f"few.*12 source slices.*at least {MIN_SLICES}"):
         train_vama(few, domains[1], tmp_path / "run")
     with pytest.raises(DataError, match="same folder"):
         train_vama(domains[1], domains[1], tmp_path / "run")
+    junk = tmp_path / "junk"
+    (junk / "notes").mkdir(parents=True)
+    (junk / "notes" / "readme.txt").write_text("not a study")
+    (junk / "scan.zip").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(DataError, match="junk.*no readable short-axis cine"):
+        train_vama(junk, domains[1], tmp_path / "run")
 
 
-def test_other_orientation_is_named(tmp_path, domains):
+def test_mixed_orientations_are_accepted(tmp_path, domains):
+    """Every stack is used in its own slice frame: an axial, a flipped and an oblique stack train together."""
     src = tmp_path / "src"
     shutil.copytree(domains[0], src)
     img, lab, aff = make_study(np.random.default_rng(9), "source")
     axial = aff.copy()
     axial[:3, :3] = rotation_matrix([1, 0, 0], 90) @ aff[:3, :3]  # slices along another axis
     save_nifti(src / "odd-one.nii.gz", img, axial)
-    with pytest.raises(DataError, match="orientation.*source odd-one \\([6-9][0-9] deg\\)"):
-        train_vama(src, domains[1], tmp_path / "run")
+    save_nifti(src / "odd-one_labels.nii.gz", lab, axial)
+    flipped = aff.copy()
+    flipped[:3, 0] *= -1  # mirrored in-plane axis
+    save_nifti(src / "flipped.nii.gz", img[..., ::-1], flipped)
+    save_nifti(src / "flipped_labels.nii.gz", lab[..., ::-1], flipped)
+    studies = read_domain(src, "source")
+    assert all(np.allclose(s.grid.affine[:3, :3], np.diag(s.grid.spacing)) for s in studies)
+    out = train_vama(src, domains[1], tmp_path / "run", settings=QUICK, model_cfg=SMALL)
+    rows = {r["source"]: r for r in json.loads((out / "config.json").read_text())["alignment"]}
+    assert rows["odd-one"]["rms_mm"] < 3.0 and rows["flipped"]["rms_mm"] < 3.0
 
 
 def test_mismatched_labels_and_manifest_entries_are_named(tmp_path, domains):
@@ -236,7 +251,7 @@ def test_unlabelled_studies_get_landmarks_from_gemini_segmentation(tmp_path, dom
     folder = tmp_path / "unlabelled"
     folder.mkdir()
     truth = {}
-    for i in range(MIN_STUDIES):
+    for i in range(4):
         img, lab, aff = make_study(rng, "source")
         save_nifti(folder / f"u{i}.nii.gz", img, aff)
         truth[f"u{i}"] = (lab, aff)
@@ -251,13 +266,12 @@ def test_unlabelled_studies_get_landmarks_from_gemini_segmentation(tmp_path, dom
 
         def predict(self, study, phases=None):
             from gemini_cmr.core.geometry import resample
-            from gemini_cmr.core.study import Grid
 
-            lab, aff = truth[study.meta.patient_id]
+            lab, _ = truth[study.meta.patient_id]
             calls.append(study.meta.patient_id)
-            lr = Grid(lab.shape[1:], aff)
+            lr = study.grid  # the study's slice frame
             sr = sr_grid(lr)
-            return type("P", (), {"sr_labels": resample(lab[:1], lr, sr, order=0), "sr_grid": sr})()
+            return type("P", (), {"sr_labels": resample(lab[phases], lr, sr, order=0), "sr_grid": sr})()
 
     monkeypatch.setattr(gemini_cmr.core.predict, "Predictor", FakePredictor)
     out = train_vama(folder, domains[1], tmp_path / "run", settings=QUICK, model_cfg=SMALL)
@@ -266,31 +280,35 @@ def test_unlabelled_studies_get_landmarks_from_gemini_segmentation(tmp_path, dom
     assert all(a["rms_mm"] < 3.0 for a in cfg["alignment"])
 
 
-def test_target_without_patient_orientation_is_checked_within_each_domain(tmp_path, caplog):
-    """ACDC-like targets (axis-aligned affines) against an oblique DICOM-like source: warned, not refused;
-    a stack at odds with its own domain is still refused, and two oriented domains are still compared."""
-    import logging
+def test_check_domains_counts_slices_not_studies(tmp_path):
+    """One long cine is enough; orientation is not compared (each stack in its own slice frame)."""
     from types import SimpleNamespace
 
-    from gemini_cmr.core.study import Grid
     from gemini_cmr.core.vama.domains import check_domains
 
-    def studies(rotation_deg: float, n: int = 4, odd: int | None = None):
-        out = []
-        for i in range(n):
-            a = np.diag([1.5, 1.5, 10.0, 1.0])
-            deg = rotation_deg + (90 if i == odd else 0) + 3 * i
-            a[:3, :3] = rotation_matrix([1, 0, 0], deg) @ a[:3, :3] if deg else a[:3, :3]
-            out.append(SimpleNamespace(name=f"s{i}", grid=Grid((8, 16, 16), a)))
-        return out
+    def study(name, t, z):
+        return SimpleNamespace(name=name, n_slices=t * z)
 
-    plain = [SimpleNamespace(name=f"t{i}", grid=Grid((8, 16, 16), np.diag([1.5, 1.5, 10.0, 1.0]))) for i in range(4)]
     src, tgt = tmp_path / "s", tmp_path / "t"
-    with caplog.at_level(logging.WARNING, logger="gemini_cmr.core.vama.domains"):
-        check_domains(studies(70), plain, src, tgt)
-    assert "no patient orientation" in caplog.text
-    with pytest.raises(DataError, match="orientation.*source s1"):
-        check_domains(studies(70, odd=1), plain, src, tgt)
-    oriented = studies(5)
-    with pytest.raises(DataError, match="orientation"):
-        check_domains(studies(70), oriented, src, tgt)
+    check_domains([study("cine", 20, 10)], [study("a", 2, 10), study("b", 2, 10)], src, tgt)
+    with pytest.raises(DataError, match=f"s: 30 source slices.*1 study.*at least {MIN_SLICES}"):
+        check_domains([study("short", 3, 10)], [study("a", 20, 10)], src, tgt)
+    with pytest.raises(DataError, match="same folder"):
+        check_domains([study("cine", 20, 10)], [study("a", 20, 10)], src, f"acdc:{src}")
+
+
+def test_the_adapter_records_its_measured_effect_on_labelled_source_studies(domains, tmp_path):
+    """With labelled source studies, training scores Gemini-GAN without and with the new adapter on them
+    and writes the figures into the adapter's config; the app's summary shows them."""
+    from gemini_cmr.core.vama.summary import adapter_summary
+
+    settings = TrainSettings(**{**QUICK.__dict__, "measure": True})
+    events = []
+    out = train_vama(*domains, tmp_path / "run", settings=settings, model_cfg=SMALL, progress=events.append)
+    effect = json.loads((out / "config.json").read_text())["evaluation"]["source_labelled"]
+    assert effect["studies"] == 4 and effect["phases"] == 4  # the ED phase of each (no ES known)
+    assert set(effect["before"]) == set(effect["after"]) == {"lv_cavity", "lv_myocardium", "rv_cavity"}
+    assert all(0.0 <= v <= 1.0 for part in ("before", "after") for v in effect[part].values())
+    assert any(e["event"] == "effect" for e in events)
+    text = adapter_summary(out)
+    assert "Dice without -> with the adapter (source labelled)" in text and "4 studies" in text

@@ -1,0 +1,192 @@
+"""Slice misalignment correction (`core.motion`), its plumbing (engine, CLI, run.json) and the dropped-slice
+scoring (`core.evaluation.motion`)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from gemini_cmr.core import motion
+from gemini_cmr.core.engine import SuperResolver
+from gemini_cmr.core.evaluation.motion import (
+    DiceAccumulator,
+    dropped_slices_study,
+    keep_every_other,
+    shape_interpolate,
+    shift_errors,
+)
+from gemini_cmr.core.study import Grid, Study
+
+from .engine.fakes import FakePredictor, make_study
+
+
+# --- the robust fit, without a network -----------------------------------------------------------------
+def _centre_lines(nz: int = 12, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    z = np.arange(nz) * 10.0
+    shifts = rng.normal(0.0, 1.5, (nz, 2))
+    heart = np.zeros(nz, bool)
+    heart[2:10] = True
+    positions, areas = [], []
+    for f in range(6):  # 3 phases x 2 structures, each its own straight centre line
+        line = np.array([60.0 + f, 50.0 - f])[None] + np.outer(z, [0.12 + 0.01 * f, -0.08])
+        positions.append(line + shifts + rng.normal(0.0, 0.05, (nz, 2)))
+        areas.append(np.where(heart, 900.0 - 60.0 * np.abs(np.arange(nz) - 4), 0.0))
+    positions = np.asarray(positions)
+    positions[:, 2] += [6.0, -4.0]  # the basal slice, cut by the valve plane: its centroids are off
+    return np.asarray(positions), np.asarray(areas), z, shifts, heart
+
+
+def test_fit_recovers_shifts_up_to_mean_and_trend():
+    positions, areas, z, shifts, heart = _centre_lines()
+    est, estimated = motion.fit_shifts(positions, areas, z)
+    assert estimated[3:9].all() and not estimated[heart == 0].any()
+    assert not estimated[2]  # the biased basal slice is rejected, not fitted
+    k = np.flatnonzero(estimated)
+    V = np.stack([z[k], np.ones(len(k))], axis=1)
+    truth = shifts[k] - V @ np.linalg.lstsq(V, shifts[k], rcond=None)[0]
+    assert np.abs(est[k] - truth).max() < 0.2
+    assert np.allclose(est[~estimated], 0.0)
+
+
+def test_apply_shifts_and_labels_back():
+    grid = Grid((3, 32, 32), np.diag([2.0, 2.0, 8.0, 1.0]))
+    img = np.zeros((1, 3, 32, 32), np.float32)
+    img[:, :, 10:20, 12:22] = 1.0
+    shifts = np.array([[0.0, 0.0], [4.0, -2.0], [0.0, 0.0]])  # slice 1 shows the anatomy 2 px right, 1 px up
+    acquired = motion.apply_shifts(img, grid, -shifts, order=1)  # simulate the acquisition
+    assert acquired[0, 1, 9:19, 14:24].min() > 0.99
+    corrected = motion.apply_shifts(acquired, grid, shifts, order=1)
+    assert np.abs(corrected[0, 1, 11:19, 13:21] - 1.0).max() < 1e-5
+    labels = (img > 0.5).astype(np.uint8)
+    back = motion.shift_labels_to_acquired(labels, grid, shifts)
+    assert np.array_equal(back[0, 1], (acquired[0, 1] > 0.5).astype(np.uint8))
+
+
+# --- the engine's plumbing ------------------------------------------------------------------------------
+def test_short_stacks_are_not_corrected():
+    s = make_study(n_phases=2)
+    one = Study(image=s.image[:, 4:5], affine=s.affine, phase_times_ms=s.phase_times_ms, meta=s.meta)
+    m = motion.estimate_motion(FakePredictor(), one)  # the engine refuses it earlier (Study.validate)
+    assert not m.applied and "single-slice stack" in m.note and m.shifts_mm.shape == (1, 2)
+    three = Study(image=s.image[:, 3:6], affine=s.affine, phase_times_ms=s.phase_times_ms, meta=s.meta)
+    fake = FakePredictor()
+    r = SuperResolver(model=fake).run(three, phases="all", meshes="none")
+    assert r.motion is not None and not r.motion.applied and len(fake.calls) == 1
+    assert "3-slice stack: no motion correction" in r.motion.note and r.motion.note in r.warnings
+    assert r.motion.shifts_mm.shape == (3, 2) and not r.motion.shifts_mm.any()
+
+
+def test_engine_flag_and_aligned_stack():
+    s = make_study(n_phases=3)  # the fake predictor's anatomy: an aligned stack
+    fake = FakePredictor()
+    r = SuperResolver(model=fake).run(s, phases="all", meshes="none")
+    assert r.motion is not None and r.motion.applied and "motion" in r.timings
+    assert len(fake.calls) == 2 and len(fake.calls[0]) == motion.ESTIMATION_PHASES
+    assert np.abs(r.motion.shifts_mm).max() < 0.5
+    fake = FakePredictor()
+    off = SuperResolver(model=fake).run(s, phases="all", meshes="none", motion_correction=False)
+    assert off.motion is None and len(fake.calls) == 1
+
+
+def test_cli_flag_and_run_json(tmp_path, monkeypatch, capsys):
+    from gemini_cmr.cli.main import main
+    from gemini_cmr.core.io.nifti import save_nifti
+
+    s = make_study(n_phases=2)
+    path = tmp_path / "cine.nii.gz"
+    save_nifti(path, s.image, s.affine, phase_interval_ms=40.0)
+    calls = []
+
+    class Fixed(FakePredictor):
+        loaded = type("Loaded", (), {"weights_path": tmp_path / "fake.safetensors"})()
+
+        def predict(self, study, phases=None, progress=None, cancel=None):
+            study.meta.extra.update(heart_centre=s.meta.extra["heart_centre"], heart_frame=s.meta.extra["heart_frame"])
+            calls.append(phases)
+            return super().predict(study, phases, progress, cancel)
+
+    monkeypatch.setattr("gemini_cmr.core.predict.Predictor.load", classmethod(lambda cls, *a, **k: Fixed()))
+    for flag, enabled in (([], True), (["--no-motion-correction"], False)):
+        out = tmp_path / f"out{int(enabled)}"
+        rc = main(["super-resolve", str(path), "--out", str(out), "--mesh-format", "stl", "--device", "cpu",
+                   "--model", str(tmp_path), *flag])
+        assert rc == 0, capsys.readouterr().err
+        run = json.loads((out / "run.json").read_text())
+        mc = run["motion_correction"]
+        assert mc["enabled"] is enabled and run["arguments"]["motion_correction"] is enabled
+        ph = json.loads((out / "phenotypes.json").read_text())
+        assert ph["provenance"]["motion_correction"] == mc
+        if enabled:
+            assert mc["applied"] and len(mc["shifts_mm"]) == s.n_slices and len(mc["estimated"]) == s.n_slices
+            assert "method" in mc and "motion" in run["timings_s"]
+        else:
+            assert mc == {"enabled": False, "applied": False}
+
+
+# --- the bundled phantom model on phantoms with known shifts --------------------------------------------
+@pytest.fixture(scope="module")
+def phantom_predictor():
+    from gemini_cmr.core.predict import Predictor
+
+    return Predictor.load(None, device="cpu")
+
+
+def test_shifts_recovered_on_phantom(phantom_predictor):
+    from gemini_cmr.core.synth import make_subject
+
+    pair = make_subject(106, n_phases=8)
+    study = pair.lr
+    study.labels = None
+    m = motion.estimate_motion(phantom_predictor, study)
+    assert m.applied and m.estimated.sum() >= 5
+    err = shift_errors(m.shifts_mm, pair.shifts.inplane_mm, m.estimated)
+    none = shift_errors(np.zeros_like(m.shifts_mm), pair.shifts.inplane_mm, m.estimated)
+    assert np.median(err) <= 1.0 and np.median(err) < 0.7 * np.median(none)
+
+
+def test_zero_shifts_on_aligned_phantom(phantom_predictor):
+    from gemini_cmr.core.synth import make_subject
+
+    pair = make_subject(106, n_phases=8, misalign=False)
+    study = pair.lr
+    study.labels = None
+    m = motion.estimate_motion(phantom_predictor, study)
+    assert m.applied and np.median(m.magnitude_mm[m.estimated]) < 0.5 and m.magnitude_mm.max() < 1.0
+
+
+# --- dropped slices -------------------------------------------------------------------------------------
+def _disc(r: float, n: int = 40, c=(20.0, 20.0)) -> np.ndarray:
+    y, x = np.mgrid[0:n, 0:n]
+    return ((y - c[0]) ** 2 + (x - c[1]) ** 2 <= r * r).astype(np.uint8)
+
+
+def test_shape_interpolation_and_pooled_dice():
+    mid = shape_interpolate(_disc(6), _disc(10))
+    assert abs(int((mid == 1).sum()) - int(_disc(8).sum())) <= 0.1 * _disc(8).sum()
+    assert shape_interpolate(_disc(5), np.zeros((40, 40), np.uint8)).sum() < _disc(5).sum()
+    acc = DiceAccumulator()
+    acc.add(_disc(8), _disc(8))
+    acc.add(np.zeros((40, 40), np.uint8), _disc(8))
+    d = acc.dice()
+    assert d["lv_cavity"] == pytest.approx(2 * _disc(8).sum() / (3 * _disc(8).sum()))
+
+
+def test_dropped_slices_scoring_on_tiny_study():
+    s = make_study(n_phases=4, ed_es=(0, 2))
+    kept_study, kept, removed = keep_every_other(s)
+    assert kept_study.n_slices == 5 and list(removed) == [1, 3, 5, 7]
+    assert np.allclose(kept_study.grid.spacing[2], 2 * s.grid.spacing[2])
+
+    class Oracle(FakePredictor):
+        def predict(self, study, phases=None, progress=None, cancel=None):
+            study.meta.extra.update(heart_centre=s.meta.extra["heart_centre"], heart_frame=s.meta.extra["heart_frame"])
+            return super().predict(study, phases, progress, cancel)
+
+    acc = dropped_slices_study(SuperResolver(model=Oracle()), s, motion_correction=False)
+    d = {k: a.dice() for k, a in acc.items()}
+    assert d["sr"]["mean"] > 0.9  # the analytic anatomy at the removed slices
+    assert d["sr"]["mean"] >= d["nearest"]["mean"] - 0.02
+    assert all(0.0 < d[m]["mean"] <= 1.0 for m in d)
