@@ -69,18 +69,23 @@ def save_nifti(
     img = nib.Nifti1Image(np.ascontiguousarray(data), np.asarray(affine, dtype=np.float64))
     if data.dtype == np.float32 and image_dtype == "int16":
         img.set_data_dtype(np.int16)  # nibabel's writer scales (slope and intercept) and rounds
-    img.header.set_xyzt_units("mm", "msec")
-    img.set_sform(affine, code=1)
-    img.set_qform(affine, code=1)
-    if array.ndim == 4 and phase_interval_ms:
-        zooms = list(img.header.get_zooms())
-        zooms[3] = float(phase_interval_ms)
-        img.header.set_zooms(zooms)
-    img.header["descrip"] = description[:79].encode()
+    _set_header(img, affine, array.ndim, phase_interval_ms, description)
     with atomic_path(path) as tmp:
         nib.save(img, str(tmp))
     return path
 
+
+
+def _set_header(img, affine, ndim: int, phase_interval_ms, description: str) -> None:
+    """Units, sform = qform = `affine` (code 1), the phase interval of a 4D cine, the description."""
+    img.header.set_xyzt_units("mm", "msec")
+    img.set_sform(affine, code=1)
+    img.set_qform(affine, code=1)
+    if ndim == 4 and phase_interval_ms:
+        zooms = list(img.header.get_zooms())
+        zooms[3] = float(phase_interval_ms)
+        img.header.set_zooms(zooms)
+    img.header["descrip"] = description[:79].encode()
 
 def int16_scaling(array: np.ndarray) -> tuple[float, float]:
     """(slope, intercept) as float32 values (what the header stores) mapping int16 -32767..32767 onto the
@@ -137,14 +142,7 @@ def nifti_file_parts(
         data = np.ascontiguousarray(array, dtype=np.float32)
     dummy = np.broadcast_to(np.zeros((), data.dtype), to_file_order(data).shape)  # shape and type only
     img = nib.Nifti1Image(dummy, np.asarray(affine, dtype=np.float64))
-    img.header.set_xyzt_units("mm", "msec")
-    img.set_sform(affine, code=1)
-    img.set_qform(affine, code=1)
-    if array.ndim == 4 and phase_interval_ms:
-        zooms = list(img.header.get_zooms())
-        zooms[3] = float(phase_interval_ms)
-        img.header.set_zooms(zooms)
-    img.header["descrip"] = description[:79].encode()
+    _set_header(img, affine, array.ndim, phase_interval_ms, description)
     img.update_header()
     hdr = img.header
     hdr.set_data_offset(352)
