@@ -372,6 +372,7 @@ class MainWindow(QMainWindow):
         key = self.state.engine.key()
         study = self.state.study
         cache = self._engine_cache
+        motion = None if self.settings.motion_correction else False  # None: the engine's default for the study
 
         def run(progress, cancel):
             resolver = cache.get(key)
@@ -381,7 +382,8 @@ class MainWindow(QMainWindow):
                 cache.clear()
                 cache[key] = resolver
             # ED/ES surfaces only: the result is shown sooner, the other phases' follow (`_start_more_meshes`)
-            return resolver.run(study, phases=phases, meshes="ed_es", progress=progress, cancel=cancel)
+            return resolver.run(study, phases=phases, meshes="ed_es", progress=progress, cancel=cancel,
+                                motion_correction=motion)
 
         task = self._start_task(Task(run, "super-resolve"), "Super-resolving…")
         task.finished.connect(self.set_result)

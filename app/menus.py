@@ -205,6 +205,13 @@ def build_menus(win: MainWindow) -> None:
     tm = mb.addMenu("&Tools")
     tm.addAction(win.sr_action)
     tm.addAction(win.cancel_action)
+    win.motion_action = tm.addAction("Correct Slice Motion")
+    win.motion_action.setCheckable(True)
+    win.motion_action.setChecked(win.settings.motion_correction)
+    win.motion_action.setToolTip("Estimate the in-plane shift of every acquired slice (one breath-hold each) and "
+                                 "undo it before super-resolving (the command line's --no-motion-correction "
+                                 "turns it off); applies to the next Super-resolve")
+    win.motion_action.toggled.connect(lambda on: setattr(win.settings, "motion_correction", on))
     tm.addSeparator()
     choose_model = tm.addAction("Choose Model…")
     choose_model.triggered.connect(lambda: win.browse_engine_path(win.model_box, "model"))

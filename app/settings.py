@@ -87,6 +87,15 @@ class Settings:
     def surface_mode(self, value: str) -> None:
         self._qs.setValue("view/surface_mode", value or "cine")
 
+    @property
+    def motion_correction(self) -> bool:
+        """Estimate and undo the per-slice breath-hold shifts before super-resolving (the engine's default)."""
+        return self._str("engine/motion_correction", "true").lower() not in ("false", "0", "no")
+
+    @motion_correction.setter
+    def motion_correction(self, value: bool) -> None:
+        self._qs.setValue("engine/motion_correction", "true" if value else "false")
+
     # --- window layout --------------------------------------------------------------------------
     def geometry(self) -> QByteArray | None:
         v = self._qs.value("window/geometry")

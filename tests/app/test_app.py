@@ -344,3 +344,19 @@ def test_settings_open_recent_and_frame_rate_survive_a_restart(qtbot, settings, 
         recent[0].trigger()
     assert second.study.meta.source_path.endswith("phantom.nii.gz")
     second.close()
+
+
+def test_motion_correction_toggle_reaches_the_engine_and_is_remembered(qtbot, window, phantom_path, oracle_engine,
+                                                                        settings):
+    """Tools > Correct Slice Motion: off, the next run has no motion estimate (the Display toggle is disabled
+    and says so); on again, the result carries one. The choice is kept in the settings."""
+    _open(qtbot, window, phantom_path)
+    assert window.motion_action.isChecked() and settings.motion_correction
+    window.motion_action.setChecked(False)
+    assert settings.motion_correction is False
+    _super_resolve(qtbot, window)
+    assert window.result.motion is None and not window.motion_check.isEnabled()
+    assert "off" in window.motion_label.text()
+    window.motion_action.setChecked(True)
+    _super_resolve(qtbot, window)
+    assert window.result.motion is not None and settings.motion_correction
