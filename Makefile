@@ -7,7 +7,9 @@ STAMP := $(VENV)/.installed
 SYS_STAMP := .sys-deps-ok
 SYS_PKGS := libegl1 libgl1-mesa-dri libgl1 libglib2.0-0 libfontconfig1 libdbus-1-3 libxkbcommon0 \
   libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-render-util0 libxcb-shape0 \
-  libxcb-xkb1 libxkbcommon-x11-0 xvfb xauth orthanc orthanc-dicomweb
+  libxcb-xkb1 libxkbcommon-x11-0 xvfb xauth
+# For the PACS tests only (a local Orthanc); where they cannot be installed those tests skip with the reason.
+TEST_SYS_PKGS := orthanc orthanc-dicomweb
 PYTEST_ARGS ?=
 
 .PHONY: demo test test-slow lint sysdeps venv clean help package package-smoke wheel
@@ -22,6 +24,7 @@ help:
 
 sysdeps:
 	@bash packaging/install_sysdeps.sh $(SYS_PKGS)
+	@bash packaging/install_sysdeps.sh --optional $(TEST_SYS_PKGS)
 
 $(STAMP): pyproject.toml
 	@test -x $(VPY) || $(PY) -m venv $(VENV)
