@@ -119,11 +119,18 @@ class Task(QObject):
         return self._stop.is_set()
 
     def is_running(self) -> bool:
-        return self._running and not self._thread.isFinished()
+        """From `start` until the result has been delivered (`done`). The worker thread ends before its
+        queued result reaches this thread, so the thread's own state would say "stopped" while the result
+        is still on its way, and a second call could start and then be overwritten by the first."""
+        return self._running
 
     def wait(self, msecs: int = 30000) -> bool:
-        """Block until the thread ends (used when the window closes)."""
-        return self._thread.wait(msecs)
+        """Block until the thread ends (used when the window closes); a task waited for is no longer
+        running, whether or not its result is delivered afterwards."""
+        stopped = self._thread.wait(msecs)
+        if stopped:
+            self._running = False
+        return stopped
 
     @Slot(str, object)
     def _on_result(self, kind: str, payload: object) -> None:

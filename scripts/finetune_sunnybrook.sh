@@ -4,7 +4,7 @@
 # the fine-tuned model keeps on ACDC (docs/real-data.md, "Fine-tuning on your own studies").
 #
 #   scripts/finetune_sunnybrook.sh [RUN] [SUNNYBROOK] [ACDC]
-#   defaults: data/finetune-sunnybrook, ../shared/data/sunnybrook, ../shared/data/acdc/training
+#   defaults: data/finetune-sunnybrook-NNN (NNN from HOLDOUT, e.g. -401), ../shared/data/sunnybrook, ../shared/data/acdc/training
 #
 # HOLDOUT=SCD0000401 (the default) holds that series out; the two others fine-tune. SCD0000501's epicardial
 # contour files are copies of SCD0000101's (core.io.contours refuses them), so it trains and scores on its LV
@@ -12,7 +12,6 @@
 # Seed 0, CPU, 2 threads; the recipe is `finetune_config` (core/train/semi.py) for 4 training stacks;
 # CONFIG=FILE adds a training config's keys over it.
 set -euo pipefail
-RUN=${1:-data/finetune-sunnybrook}
 SB=$(cd "${2:-../shared/data/sunnybrook}" && pwd)
 ACDC=${3:-../shared/data/acdc/training}
 BIN=${BIN:-.venv/bin}
@@ -23,6 +22,7 @@ case "$HOLDOUT" in
   SCD0000501) HOLD_CONTOURS=SC-HF-I-6 ;;
   *) echo "HOLDOUT must be SCD0000101, SCD0000401 or SCD0000501" >&2; exit 2 ;;
 esac
+RUN=${1:-data/finetune-sunnybrook-${HOLDOUT#SCD0000}}
 CONFIG_ARGS=()
 if [ -n "${CONFIG:-}" ]; then CONFIG_ARGS=(--config "$CONFIG"); fi
 mkdir -p "$RUN"

@@ -55,7 +55,6 @@ class RealDataPage(QWizardPage):
         self.problem = ""
         self.task: Task | None = None
         self._pending = False
-        self._checking = False  # from the start of a check until its results and `done` have been delivered
         self.setTitle("Real studies with labels")
         self.setSubTitle("Studies with manual labels on the acquired slices (all or some structures). Every "
                          "subject is checked before anything starts; held-out subjects are never used to "
@@ -121,8 +120,7 @@ class RealDataPage(QWizardPage):
             self.run_check()
 
     def busy(self) -> bool:
-        # The worker thread may have ended while its queued results are not delivered yet: still busy.
-        return self._checking or (self.task is not None and self.task.is_running())
+        return self.task is not None and self.task.is_running()
 
     def isComplete(self) -> bool:  # noqa: N802
         return (not self.busy() and bool(self.rows) and not self.problem and all(r["ok"] for r in self.rows))
@@ -191,7 +189,6 @@ class RealDataPage(QWizardPage):
             return src, root, subjects, doc, problems + rows, holdout, n_hold
 
         self._set_status("Checking every subject…", "")
-        self._checking = True
         self.task = Task(check, "check-cohort", self)
         self.task.progress.connect(lambda f, msg: self._set_status(f"Checking every subject… {msg}", ""))
         self.task.finished.connect(self._on_checked)
@@ -201,7 +198,6 @@ class RealDataPage(QWizardPage):
         self.completeChanged.emit()
 
     def _after_task(self) -> None:
-        self._checking = False
         self.completeChanged.emit()
         if self._pending:
             self._pending = False

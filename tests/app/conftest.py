@@ -79,3 +79,19 @@ def _destroy_widgets_while_the_display_is_up():
     import shiboken6
 
     shiboken6.delete(app)  # Qt's X connection is closed here, not after Xvfb is gone
+
+
+@pytest.fixture
+def wizard(qtbot, settings, tmp_path):
+    """The training wizard, shown, with its worker processes stopped at the end."""
+    from gemini_cmr.app.main import make_app
+    from gemini_cmr.app.wizard import TrainWizard
+
+    make_app()
+    settings.last_dir = str(tmp_path)
+    wiz = TrainWizard(settings=settings)
+    qtbot.addWidget(wiz)
+    wiz.show()
+    qtbot.waitExposed(wiz)
+    yield wiz
+    wiz.stop_all(wait_ms=30000)

@@ -40,21 +40,6 @@ def tiny_config(tmp_path):
     return path
 
 
-@pytest.fixture
-def wizard(qtbot, settings, tmp_path):
-    from gemini_cmr.app.main import make_app
-    from gemini_cmr.app.wizard import TrainWizard
-
-    make_app()
-    settings.last_dir = str(tmp_path)
-    wiz = TrainWizard(settings=settings)
-    qtbot.addWidget(wiz)
-    wiz.show()
-    qtbot.waitExposed(wiz)
-    yield wiz
-    wiz.stop_all(wait_ms=30000)
-
-
 def _choose_data(qtbot, wiz, folder: Path) -> None:
     from gemini_cmr.app.wizard.wizard import PAGE_DATA
 

@@ -23,22 +23,7 @@ RUN_TIMEOUT = 240_000
 SHOT = bool(os.environ.get("GEMINI_WIZARD_SCREENSHOT"))
 IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 FINETUNE_RUN = Path(os.environ.get("GEMINI_FINETUNE_RUN", Path(__file__).resolve().parents[2] / "data" /
-                                   "finetune-sunnybrook"))
-
-
-@pytest.fixture
-def wizard(qtbot, settings, tmp_path):
-    from gemini_cmr.app.main import make_app
-    from gemini_cmr.app.wizard import TrainWizard
-
-    make_app()
-    settings.last_dir = str(tmp_path)
-    wiz = TrainWizard(settings=settings)
-    qtbot.addWidget(wiz)
-    wiz.show()
-    qtbot.waitExposed(wiz)
-    yield wiz
-    wiz.stop_all(wait_ms=30000)
+                                   "finetune-sunnybrook-401"))
 
 
 def _real_data_page(qtbot, wiz, source: str, path) -> object:

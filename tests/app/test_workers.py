@@ -49,3 +49,19 @@ def test_task_errors_and_results(qtbot):
     with qtbot.waitSignal(task.finished, timeout=10000) as sig:
         task.start()
     assert sig.args == [42] and got == [(0.5, "half")]
+
+
+def test_a_task_runs_until_its_result_is_delivered(qtbot):
+    """The worker thread ends before its queued result reaches the UI thread: until `done` the task is still
+    running, so a caller that starts a new task only when none runs cannot be overtaken by a late result."""
+    import time
+
+    ended = threading.Event()
+    task = Task(lambda progress, cancel: (ended.set(), 7)[1])
+    task.start()
+    assert ended.wait(10)
+    time.sleep(0.2)  # the worker thread ends; no event is processed here, so nothing is delivered yet
+    assert task.is_running()
+    with qtbot.waitSignal(task.done, timeout=10000):
+        pass
+    assert not task.is_running()
