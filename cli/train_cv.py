@@ -14,7 +14,6 @@ Example: gemini-cmr train cv --data acdc:../shared/data/acdc/training --config r
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -39,11 +38,9 @@ def register(subparsers, summary: str | None = None) -> None:
 def run(args: argparse.Namespace) -> int:
     from gemini_cmr.core.errors import DataError
     from gemini_cmr.core.train.cv import run_cv, train_final
+    from gemini_cmr.core.train.gemini import read_training_config
 
-    try:
-        config = json.loads(args.config.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read the training config ({exc.__class__.__name__}: {exc})", args.config) from None
+    config = read_training_config(args.config)
     if args.threads is not None:
         config["num_threads"] = args.threads
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731

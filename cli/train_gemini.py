@@ -63,18 +63,6 @@ def _command_line(args: argparse.Namespace) -> str:
     return shlex.join(words + (["--resume"] if args.resume else []))
 
 
-def _read_config(path: Path) -> dict:
-    from gemini_cmr.core.errors import DataError
-
-    try:
-        d = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read the training config: {exc}", path) from None
-    if not isinstance(d, dict):
-        raise DataError("training config must be a JSON object", path)
-    return d
-
-
 def _init_path(value: str) -> str:
     """A model folder, or the name of a bundled model (resources/models/NAME)."""
     from gemini_cmr.core.errors import DataError
@@ -111,12 +99,13 @@ def _lr_config(args: argparse.Namespace, kind: str, root: Path, overrides: dict)
     """The LR-label training config: the file (or the resumed run's), with --init: the scaled real-data
     recipe beneath it and the starting model's architecture; the held-out subjects."""
     from gemini_cmr.core.errors import DataError
+    from gemini_cmr.core.train.gemini import read_training_config
     from gemini_cmr.core.train.lr_data import lr_subjects
     from gemini_cmr.core.train.semi import finetune_config, init_model_config
 
     base: dict = {}
     if args.config:
-        base = _read_config(args.config)
+        base = read_training_config(args.config)
     elif args.resume and (args.out / "config.json").exists():
         return {**json.loads((args.out / "config.json").read_text(encoding="utf-8"))["training"], **overrides}
     init = _init_path(args.init) if args.init else base.get("init")

@@ -71,6 +71,18 @@ from gemini_cmr.core.train.runs import BEST_DIR, HISTORY_JSON, LAST_DIR, STATE_J
 log = logging.getLogger(__name__)
 
 
+def read_training_config(path: str | Path) -> dict:
+    """A training config file as a dict; `DataError` naming the file when it cannot be read or is not a
+    JSON object."""
+    try:
+        d = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"cannot read the training config: {exc}", path) from None
+    if not isinstance(d, dict):
+        raise DataError("training config must be a JSON object", path)
+    return d
+
+
 @dataclass
 class TrainConfig:
     model: dict = field(default_factory=lambda: GeminiConfig().to_dict())
@@ -137,12 +149,7 @@ class TrainConfig:
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides) -> TrainConfig:
-        try:
-            d = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DataError(f"cannot read the training config: {exc}", path) from None
-        if not isinstance(d, dict):
-            raise DataError("training config must be a JSON object", path)
+        d = read_training_config(path)
         d.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(d)
 
