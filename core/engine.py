@@ -264,7 +264,9 @@ class SuperResolver:
             check()
 
         t = time.perf_counter()
-        pred = self.predictor.predict(source, phases=phase_list, progress=_sub(progress, "predict"), cancel=cancel)
+        reuse = {"roi": motion.roi} if motion is not None and motion.roi is not None else {}
+        pred = self.predictor.predict(source, phases=phase_list, progress=_sub(progress, "predict"), cancel=cancel,
+                                      **reuse)
         timings["predict"] = time.perf_counter() - t
         for k, v in (getattr(pred, "timings", None) or {}).items():
             if k != "total":

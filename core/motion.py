@@ -55,6 +55,9 @@ class MotionEstimate:
     applied: bool = False
     note: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    # The heart box (SR rows y0:y1, columns x0:x1) the estimation's prediction ran on, for models with
+    # heart-region inference: the prediction of the corrected stack reuses it (`Predictor.predict(roi=)`).
+    roi: tuple[int, int, int, int] | None = None
 
     @classmethod
     def none(cls, n_slices: int, note: str) -> MotionEstimate:
@@ -377,6 +380,7 @@ def estimate_motion(predictor, study: Study, rounds: int = ROUNDS, cancel=None) 
     est = np.zeros(nz, bool)
     timings = {"predict": 0.0, "estimate": 0.0}
     current = study
+    roi = None
     for r in range(max(1, int(rounds))):
         if cancel is not None and cancel():
             from gemini_cmr.core.errors import Cancelled
@@ -385,6 +389,8 @@ def estimate_motion(predictor, study: Study, rounds: int = ROUNDS, cancel=None) 
         t = time.perf_counter()
         pred = predictor.predict(current, phases=phases)
         timings["predict"] += time.perf_counter() - t
+        if r == 0:
+            roi = getattr(pred, "roi", None)
         t = time.perf_counter()
         ds, e = estimate_from_prediction(current.image[phases], grid, np.asarray(pred.sr_image),
                                          np.asarray(pred.sr_labels), pred.sr_grid, thickness)
@@ -399,7 +405,7 @@ def estimate_motion(predictor, study: Study, rounds: int = ROUNDS, cancel=None) 
     timings["total"] = time.perf_counter() - t0
     if est.sum() < 3:
         return MotionEstimate(np.zeros((nz, 2)), np.zeros(nz, bool), applied=False, timings=timings,
-                              note="too few slices with a clear LV section: no motion correction")
+                              note="too few slices with a clear LV section: no motion correction", roi=roi)
     n_est = int(est.sum())
     note = f"shifts estimated on {n_est} of {nz} slices (the others, without a clear LV section, kept as acquired)"
-    return MotionEstimate(total, est, applied=True, note=note, timings=timings)
+    return MotionEstimate(total, est, applied=True, note=note, timings=timings, roi=roi)

@@ -277,7 +277,15 @@ class Predictor:
         phases: Sequence[int] | None = None,
         progress: Progress | None = None,
         cancel: Cancel | None = None,
+        roi: tuple[int, int, int, int] | None = None,
     ) -> Prediction:
+        """SR image and labels of `phases` (default all) of `study` on its SR grid.
+
+        `roi`: for models with heart-region inference (config `inference.roi_mm`), the SR in-plane box
+        (rows y0:y1, columns x0:x1) an earlier prediction of the same study found (`Prediction.roi`), e.g.
+        the motion-correction pass before its slices were shifted by a few millimetres: the whole-field
+        pass that finds the heart is skipped and the box reused (its intensity scale is taken again from
+        this study). Ignored by models without heart-region inference."""
         t0 = time.perf_counter()
         study.validate()
         n_t = study.n_phases
@@ -299,11 +307,15 @@ class Predictor:
         n_chunks = -(-len(phase_list) // bs)
         if progress:
             progress(0.0, "super-resolving")
-        roi, roi_scale = None, scale
         roi_mm = float((self.config.get("inference") or {}).get("roi_mm") or 0)
+        hint, roi, roi_scale = roi, None, scale
         if roi_mm > 0:
             tr = time.perf_counter()
-            roi, roi_scale = self._heart_roi(study, sr, phase_list[0], scale, roi_mm, norm)
+            if hint is not None and _box_fits(hint, sr):
+                roi = tuple(int(v) for v in hint)
+                roi_scale = self._roi_scale(study, sr, roi, scale, norm)
+            else:
+                roi, roi_scale = self._heart_roi(study, sr, phase_list[0], scale, roi_mm, norm)
             timings["roi"] = time.perf_counter() - tr
         where = self.placement if self.placement != "auto" else \
             ("device" if self.device.type == "cuda" else "host")
@@ -372,6 +384,12 @@ class Predictor:
         if roi is None:
             log.warning("no heart found on the whole field of view: the network runs on all of it")
             return None, scale
+        log.info("heart region of interest: SR rows %d-%d, columns %d-%d (%.0f mm)", *roi, roi_mm)
+        return roi, self._roi_scale(study, sr, roi, scale, norm)
+
+    @staticmethod
+    def _roi_scale(study: Study, sr: Grid, roi: tuple[int, int, int, int], scale: float, norm: dict) -> float:
+        """The intensity scale of the heart box: the percentile of the LR pixels inside it."""
         y0, y1, x0, x1 = roi
         lr = study.grid
         corners = np.array([[x, y, 0.0, 1.0] for y in (y0 - 0.5, y1 - 0.5) for x in (x0 - 0.5, x1 - 0.5)])
@@ -381,9 +399,15 @@ class Predictor:
         j0, j1 = max(0, int(np.floor(ij[1].min() + 0.5))), min(ny, int(np.ceil(ij[1].max() + 0.5)))
         crop = study.image[:, :, j0:j1, i0:i1]
         pct = float(norm.get("percentile", DEFAULT_PERCENTILE))
-        roi_scale = intensity_scale(crop, pct) if crop.size else scale
-        log.info("heart region of interest: SR rows %d-%d, columns %d-%d (%.0f mm)", y0, y1, x0, x1, roi_mm)
-        return roi, roi_scale
+        return intensity_scale(crop, pct) if crop.size else scale
+
+
+def _box_fits(roi: Sequence[int], sr: Grid) -> bool:
+    """A box (y0, y1, x0, x1) that is non-empty and inside the SR grid's rows and columns."""
+    if len(roi) != 4:
+        return False
+    y0, y1, x0, x1 = (int(v) for v in roi)
+    return 0 <= y0 < y1 <= sr.shape[1] and 0 <= x0 < x1 <= sr.shape[2]
 
 
 __all__ = ["Prediction", "Predictor", "class_argmax", "inference_copy", "run_stacks"]
