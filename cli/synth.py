@@ -26,6 +26,9 @@ def register(subparsers, summary: str = "generate paired LR/HR cine phantoms") -
     p.add_argument("--phases", type=int, default=20, help="cardiac phases per cycle (default 20)")
     p.add_argument("--workers", type=int, default=1,
                    help="generate subjects in N processes (default 1; same files whatever N)")
+    p.add_argument("--long-axis", nargs="+", default=(), choices=("4ch", "2ch"), metavar="VIEW",
+                   help="also acquire long-axis cines (4ch, 2ch) with their own breath-hold offsets, written as "
+                        "la_<view>.nii.gz and label_la_<view>.nii.gz beside the short-axis files")
     p.add_argument("--force", action="store_true", help="overwrite an existing dataset in OUT")
     p.add_argument("--demo", action="store_true",
                    help="write the demo study (one subject, LR cine only) as OUT/demo_study.nii.gz")
@@ -56,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     if args.seed is None:
         args.seed = 0
     command = (f"gemini-cmr synth {shlex.quote(str(args.out))} --subjects {args.subjects} --seed {args.seed} "
-               f"--domain {args.domain} --phases {args.phases}")
+               f"--domain {args.domain} --phases {args.phases}"
+               + (f" --long-axis {' '.join(args.long_axis)}" if args.long_axis else ""))
     say(f"{args.subjects} subject(s), domain {args.domain}, {args.phases} phases, seed {args.seed} -> {args.out}")
 
     def progress(fraction: float, message: str) -> None:
@@ -65,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     manifest = write_dataset(args.out, args.subjects, args.seed, args.domain, args.phases,
                              command=command, overwrite=args.force, progress=progress,
-                             workers=args.workers)
+                             workers=args.workers, long_axis=tuple(args.long_axis))
     say(f"done in {time.perf_counter() - start:.1f} s: {manifest}")
     print(manifest)
     return 0

@@ -7,6 +7,8 @@
 - `simulate_lr`: slice-profile integration (sub-slices across the slice thickness), per-slice breath-hold
   shifts in-plane (and optionally through-plane), in-plane PSF; LR labels at the slice centre planes
   with the same shifts.
+- `plan_la_grid`, `la_offset`: long-axis (2- and 4-chamber) planes through the LV long axis and their own
+  breath-hold offset; `simulate_lr` acquires them like a one-slice stack (same slice profile and PSF).
 - `simulate_lr_from_volume`: the same acquisition applied to an HR image/label volume (real data),
   by trilinear/nearest sampling in world coordinates.
 
@@ -89,6 +91,59 @@ def plan_lr_grid(phantom: Phantom, acq: Acquisition, rng: np.random.Generator) -
     affine[:3, 2] = n * s_z
     affine[:3, 3] = centre - affine[:3, :3] @ np.array([(nx - 1) / 2, (ny - 1) / 2, (nz - 1) / 2])
     return Grid((nz, ny, nx), file_exact_affine(affine))
+
+
+#: Long-axis views the simulator plans: the plane through the LV long axis (heart frame w) and the
+#: heart-frame axis it contains besides w (4-chamber: u, through the septum, LV and RV; 2-chamber: v, the
+#: LV alone).
+LA_VIEWS = {"4ch": 0, "2ch": 1}
+LA_FOV_MM = 260.0  # long-axis field of view (square)
+LA_INPLANE_MM = (1.5, 1.8)  # range of the long-axis pixel size
+LA_TILT_DEG = 5.0  # planning variety: the plane tilted by up to this about a random in-plane axis
+LA_OFFSET_MM = 3.0  # ... and moved by up to this along its normal
+
+
+def plan_la_grid(phantom: Phantom, view: str, rng: np.random.Generator) -> Grid:
+    """The nominal long-axis plane of a phantom: a single-slice grid (1, Y, X) through the LV long axis at
+    ED (`LA_VIEWS`), rows running from the apex towards the base (apex at the top of the image), columns
+    along the view's second heart axis, pixels drawn from `LA_INPLANE_MM`, field of view `LA_FOV_MM` centred
+    on the LV; the grid's slice axis is the plane normal (8 mm, nominal: `simulate_lr` uses the acquisition's
+    slice profile)."""
+    if view not in LA_VIEWS:
+        raise ValueError(f"unknown long-axis view {view!r}; the simulator plans {', '.join(LA_VIEWS)}")
+    R = phantom.params.rotation
+    w = R[:, 2]
+    across = R[:, LA_VIEWS[view]]
+    normal = np.cross(across, w)
+    tilt_axis = np.cross(normal, rng.normal(size=3))
+    tilt_axis /= np.linalg.norm(tilt_axis)
+    rot = rotation_matrix(tilt_axis, rng.uniform(-LA_TILT_DEG, LA_TILT_DEG))
+    i_dir, j_dir = rot @ across, rot @ w
+    j_dir = j_dir - i_dir * np.dot(j_dir, i_dir)
+    j_dir /= np.linalg.norm(j_dir)
+    n = np.cross(i_dir, j_dir)
+    px = float(rng.uniform(*LA_INPLANE_MM))
+    m = int(round(LA_FOV_MM / px / 2.0)) * 2
+    f0 = phantom.frames[0]
+    mid_w = 0.5 * (f0.w_centre - f0.co + f0.w_base)
+    centre = phantom.heart_to_world(np.array([[0.0, 0.0, mid_w]]))[0] + n * rng.uniform(-LA_OFFSET_MM, LA_OFFSET_MM)
+    affine = np.eye(4)
+    affine[:3, 0] = i_dir * px
+    affine[:3, 1] = j_dir * px
+    affine[:3, 2] = n * 8.0
+    affine[:3, 3] = centre - affine[:3, :3] @ np.array([(m - 1) / 2, (m - 1) / 2, 0.0])
+    return Grid((1, m, m), file_exact_affine(affine))
+
+
+def la_offset(rng: np.random.Generator, grid: Grid, acq: Acquisition) -> SliceShifts:
+    """The breath-hold offset of one long-axis acquisition: an in-plane translation of the anatomy (along
+    the plane's i and j axes), drawn like a short-axis slice's (`SliceShifts.random`, no through-plane part)."""
+    ip = rng.normal(0.0, acq.shift_mm, size=(1, 2)) if acq.shift_mm > 0 else np.zeros((1, 2))
+    r = np.linalg.norm(ip, axis=1, keepdims=True)
+    ip *= np.minimum(1.0, acq.shift_max_mm / np.maximum(r, 1e-9))
+    d = grid.directions
+    world = ip[:, :1] * d[:, 0] + ip[:, 1:] * d[:, 1]
+    return SliceShifts(world, ip, np.zeros(1))
 
 
 def file_exact_affine(affine: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,8 @@ from gemini_cmr.core.parallel import process_pool, process_workers
 from gemini_cmr.core.study import Grid, Study, StudyMeta
 from gemini_cmr.core.synth.acquisition import (
     SliceShifts,
+    la_offset,
+    plan_la_grid,
     plan_lr_grid,
     render_grid,
     render_signal,
@@ -59,6 +61,10 @@ class PhantomPair:
     seed: int
     info: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+    #: long-axis acquisitions by view (`core.longaxis.LongAxisCine`, labels = truth at the plane's centre)
+    long_axis: dict = field(default_factory=dict)
+    #: their breath-hold offsets (2,), mm along each long-axis image's i and j axes
+    long_axis_offsets: dict = field(default_factory=dict)
 
     @property
     def lr_grid(self) -> Grid:
@@ -82,11 +88,14 @@ def make_subject(
     misalign: bool = True,
     noise: bool = True,
     subject_id: str = "phantom",
+    long_axis: tuple[str, ...] = (),
 ) -> PhantomPair:
     """Generate one phantom subject in memory (LR and HR `Study` with labels).
 
-    `misalign=False` turns off the per-slice shifts; `noise=False` gives noise-free images (both for tests
-    and analysis; datasets always use the domain's settings).
+    `misalign=False` turns off the per-slice shifts (and the long-axis offsets); `noise=False` gives
+    noise-free images (both for tests and analysis; datasets always use the domain's settings).
+    `long_axis`: views ("4ch", "2ch") acquired as well (`make_long_axis`), from their own random stream, so the
+    short-axis and HR arrays are the same with or without them.
     """
     domain = get_domain(domain)
     acq = domain.acquisition
@@ -147,7 +156,47 @@ def make_subject(
         "generator": f"gemini-cmr {__version__}",
     }
     timings = {"plan": t1 - t0, "lr": t2 - t1, "hr": t3 - t2, "total": t3 - t0}
-    return PhantomPair(lr, hr, phantom, shifts, domain, int(seed), info, timings)
+    pair = PhantomPair(lr, hr, phantom, shifts, domain, int(seed), info, timings)
+    if long_axis:
+        t4 = time.perf_counter()
+        pair.long_axis, pair.long_axis_offsets = make_long_axis(pair, long_axis, looks, lut, misalign=misalign,
+                                                                noise=noise)
+        info["long_axis"] = {v: {"offset_mm": np.round(pair.long_axis_offsets[v], 4).tolist(),
+                                 "offset_axes": "in-plane translation of the anatomy along the image columns (i) "
+                                                "and rows (j), mm",
+                                 "shape": list(c.image.shape)} for v, c in pair.long_axis.items()}
+        timings["long_axis"] = time.perf_counter() - t4
+        timings["total"] = time.perf_counter() - t0
+    return pair
+
+
+def make_long_axis(pair: PhantomPair, views: tuple[str, ...], looks: SubjectAppearance, lut: np.ndarray,
+                   misalign: bool = True, noise: bool = True) -> tuple[dict, dict]:
+    """Long-axis cines of a phantom (`plan_la_grid`): each view acquired like a one-slice stack with the
+    short-axis slice profile and PSF, its own breath-hold offset (`la_offset`; the second dict),
+    noise and the subject's gain; labels are the truth at the plane's centre, offset like the image. The
+    random stream is the subject seed's third child (the first two make the short-axis and HR data)."""
+    from gemini_cmr.core.longaxis import LongAxisCine
+
+    domain, acq, phantom = pair.domain, pair.domain.acquisition, pair.phantom
+    rng = np.random.default_rng(np.random.SeedSequence(int(pair.seed)).spawn(3)[2])
+    out, offsets = {}, {}
+    times = pair.lr.phase_times_ms
+    for view in dict.fromkeys(views):
+        grid = plan_la_grid(phantom, view, rng)
+        offset = la_offset(rng, grid, acq)
+        if not misalign:
+            offset = SliceShifts.none(1)
+        la_acq = replace(acq, inplane_mm=float(grid.spacing[0]), matrix=grid.shape[2])
+        signal, tissue = simulate_lr(phantom, grid, la_acq, offset, lut)
+        signal *= looks.gain_on_grid(grid)
+        image = finalize(signal, domain, domain.noise if noise else 0.0, rng)
+        cine = LongAxisCine(view, image[:, 0], grid.affine, TISSUE_TO_LABEL[tissue][:, 0],
+                            list(range(phantom.n_phases)), times, source_path=f"phantom {view}",
+                            ed_phase=0, es_phase=phantom.es_phase, patient_id=pair.lr.meta.patient_id)
+        out[view] = cine
+        offsets[view] = offset.inplane_mm[0].copy()
+    return out, offsets
 
 
 def split_names(n: int) -> list[str]:
@@ -169,11 +218,13 @@ ProgressFn = Callable[[float, str], None]
 
 
 def _write_subject(out: Path, i: int, sid: str, split: str, seed: int, domain: Domain,
-                   n_phases: int) -> tuple[int, dict, float, float]:
+                   n_phases: int, long_axis: tuple[str, ...] = ()) -> tuple[int, dict, float, float]:
     """Generate and write subject `i` (its files and phantom.json); returns i, its manifest entry and the
-    generation and writing times. Module-level so that a process pool can run it."""
+    generation and writing times. Module-level so that a process pool can run it. Long-axis views are
+    written in the UK Biobank naming (`la_4ch.nii.gz`, `label_la_4ch.nii.gz`), recorded in the entry's
+    `long_axis` with their true breath-hold offsets."""
     t0 = time.perf_counter()
-    pair = make_subject(subject_seed(seed, i), domain, n_phases, subject_id=sid)
+    pair = make_subject(subject_seed(seed, i), domain, n_phases, subject_id=sid, long_axis=tuple(long_axis))
     t1 = time.perf_counter()
     folder = out / sid
     folder.mkdir(parents=True, exist_ok=True)
@@ -198,6 +249,13 @@ def _write_subject(out: Path, i: int, sid: str, split: str, seed: int, domain: D
         "es_phase": int(pair.phantom.es_phase),
         "phantom": f"{sid}/phantom.json",
     }
+    if pair.long_axis:
+        entry["long_axis"] = {}
+        for view, cine in pair.long_axis.items():
+            save_nifti(folder / f"la_{view}.nii.gz", cine.image[:, None], cine.affine, dt, desc)
+            save_nifti(folder / f"label_la_{view}.nii.gz", cine.labels[:, None], cine.affine, dt, desc)
+            entry["long_axis"][view] = {"image": f"{sid}/la_{view}.nii.gz", "labels": f"{sid}/label_la_{view}.nii.gz",
+                                        "offset_mm": np.round(pair.long_axis_offsets[view], 4).tolist()}
     return i, entry, t1 - t0, time.perf_counter() - t1
 
 
@@ -212,10 +270,12 @@ def write_dataset(
     overwrite: bool = False,
     progress: ProgressFn | None = None,
     workers: int = 1,
+    long_axis: tuple[str, ...] = (),
 ) -> Path:
     """Write a paired phantom dataset to folder `out`; returns the manifest path. `workers` > 1 generates
     subjects in that many processes (same files: every subject has its own seed); the manifest is written
-    last, so an interrupted run leaves no manifest."""
+    last, so an interrupted run leaves no manifest. `long_axis`: long-axis views ("4ch", "2ch") acquired
+    as well (the short-axis and HR files are the same with or without them)."""
     domain = get_domain(domain)
     out = Path(out)
     if n_subjects < 1:
@@ -230,7 +290,8 @@ def write_dataset(
     out.mkdir(parents=True, exist_ok=True)
     splits = split_names(n_subjects)
     width = max(3, len(str(n_subjects - 1)))
-    jobs = [(out, i, f"sub-{i:0{width}d}", splits[i], int(seed), domain, n_phases) for i in range(n_subjects)]
+    jobs = [(out, i, f"sub-{i:0{width}d}", splits[i], int(seed), domain, n_phases, tuple(long_axis))
+            for i in range(n_subjects)]
     subjects: list[dict] = [{} for _ in jobs]
 
     def done(k: int, i: int, entry: dict, t_gen: float, t_write: float) -> None:
@@ -255,7 +316,7 @@ def write_dataset(
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "generator": {"command": command, "seed": int(seed), "domain": domain.name, "version": __version__,
-                      "n_phases": int(n_phases)},
+                      "n_phases": int(n_phases), **({"long_axis": list(long_axis)} if long_axis else {})},
         "subjects": subjects,
     }
     atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
