@@ -2,7 +2,7 @@
 
 Writes into DIR: sr_image.nii.gz, sr_labels.nii.gz, lr_labels.nii.gz, meshes/, phenotypes.json,
 phenotypes.csv, label files for 3D Slicer (sr_labels_ed/es.seg.nrrd) and ITK-SNAP (labels_itksnap.txt,
-sr.itksnap), with --dicom (the default for DICOM input) dicom/sr/ (the SR series and its segmentations) and
+sr.itksnap), for each long-axis input (--long-axis, or found beside the study) la_<view>_sr_labels.nii.gz, with --dicom (the default for DICOM input) dicom/sr/ (the SR series and its segmentations) and
 dicom/lr_labels/ (segmentations of the acquired slices), and run.json (see docs/pipeline.md). STUDY may be a
 study on a PACS, 'dicomweb://host:port/path?StudyInstanceUID=...[&SeriesInstanceUID=...]' (or dimse://AE@host:port?...;
 the short-axis cine is chosen when no series is named), retrieved into a temporary folder first; --push
@@ -49,6 +49,7 @@ def register(subparsers, summary: str) -> None:
                         "range/65534), float32, or auto (default: int16 for real studies, float32 for phantoms)")
     add_dicom_options(p)
     add_motion_option(p)
+    add_long_axis_options(p)
     p.add_argument("--push", action="store_true",
                    help="send the DICOM outputs (SR series and SEGs) to the PACS the study came from, or to --server")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -61,6 +62,38 @@ def add_motion_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-motion-correction", dest="motion_correction", action="store_false", default=True,
                    help="do not estimate and undo the per-slice breath-hold shifts before super-resolution "
                         "(on by default; docs/pipeline.md)")
+
+
+def add_long_axis_options(p: argparse.ArgumentParser) -> None:
+    """--long-axis LA [LA ...] and --no-long-axis."""
+    p.add_argument("--long-axis", nargs="+", type=Path, default=None, metavar="LA",
+                   help="long-axis cines of the same study (NIfTI: UK Biobank la_2ch/3ch/4ch, M&Ms-2 <id>_LA_*; DICOM "
+                        "folder, zip or file: every single-slice cine series): evidence for the motion correction, "
+                        "and the SR labels are cut along each plane (la_<view>_sr_labels.nii.gz). Default: the "
+                        "long-axis files found beside the study in the UK Biobank and M&Ms-2 layouts")
+    p.add_argument("--no-long-axis", action="store_true",
+                   help="ignore long-axis cines (also those found beside the study)")
+
+
+def long_axis_inputs(args: argparse.Namespace, study_path: Path | None, say) -> list:
+    """The long-axis inputs of a run: --long-axis, else those found beside the study (`find_long_axis_files`),
+    none with --no-long-axis. A file that cannot be read is kept as ignored (one warning line naming it)."""
+    from gemini_cmr.core.longaxis import LongAxisInput, find_long_axis_files, load_long_axis
+
+    if getattr(args, "no_long_axis", False):
+        return []
+    paths = list(args.long_axis or [])
+    if not paths and study_path is not None:
+        paths = find_long_axis_files(study_path)
+        if paths:
+            say(f"long-axis cines found beside the study: {', '.join(p.name for p in paths)}")
+    out: list = []
+    for p in paths:
+        try:
+            out.extend(load_long_axis(p))
+        except GeminiError as exc:
+            out.append(LongAxisInput(str(p), reason=str(exc)))
+    return out
 
 
 def add_dicom_options(p: argparse.ArgumentParser) -> None:
@@ -142,10 +175,11 @@ def run(args: argparse.Namespace) -> int:
     check_output_folder(out, study_path, need_bytes=estimate_output_bytes(study, n_phases, args.sr_dtype,
                                                                           with_dicom, args.dicom_compression))
     progress(0.0, f"loaded {study.name}: {study.n_phases} phases x {study.n_slices} slices")
+    long_axis = long_axis_inputs(args, study_path, lambda m: progress(0.0, m))
     engine = SuperResolver(model=args.model, adapter=args.adapter, device=args.device)
     progress(0.0, f"model {engine.model_id[:12]} on {engine.device}")
     result = engine.run(study, phases=args.phases, meshes="all" if args.all_phase_meshes else "ed_es",
-                        progress=progress, motion_correction=args.motion_correction)
+                        progress=progress, motion_correction=args.motion_correction, long_axis=long_axis)
     if result.model_choice:
         progress(0.8, f"model used: {result.model_id[:12]} ({result.model_choice})")
     result.timings["load_study"] = t_load
@@ -157,12 +191,17 @@ def run(args: argparse.Namespace) -> int:
         "phases": args.phases, "mesh_format": formats, "all_phase_meshes": bool(args.all_phase_meshes),
         "dicom": with_dicom, "dicom_compression": args.dicom_compression,
         "motion_correction": bool(args.motion_correction),
+        "long_axis": None if args.long_axis is None else [str(p) for p in args.long_axis],
+        "no_long_axis": bool(args.no_long_axis),
     }}  # fmt: skip
     if notice:
         result.warnings.append(notice)
     write_outputs(result, out, formats, args.all_phase_meshes, extra_info=extra, sr_dtype=args.sr_dtype,
                   dicom=with_dicom, dicom_compression=args.dicom_compression)
     total = time.perf_counter() - t0
+    for item in result.long_axis:
+        if item.used:
+            progress(1.0, f"long-axis {item.view}: SR labels cut along its plane -> {item.output}")
     progress(1.0, f"wrote {out} in {total:.1f} s")
     print(f"{out}: {summary_line(result)}")
     if push_to is not None:

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from gemini_cmr.core import longaxis as longaxislib
 from gemini_cmr.core import mesh as meshlib
 from gemini_cmr.core import motion as motionlib
 from gemini_cmr.core import phenotypes as phenolib
@@ -80,6 +81,8 @@ class Result:
     roi: tuple[int, int, int, int] | None = None  # SR in-plane box the network ran on (None: whole FOV)
     # slice misalignment correction (`core.motion.MotionEstimate`); None when it was turned off
     motion: Any = None
+    # long-axis inputs (`core.longaxis.LongAxisInput`): used or ignored (why), the SR labels cut along each plane
+    long_axis: list = field(default_factory=list)
 
     def phase_row(self, phase: int) -> int:
         """Row of the result arrays holding study phase `phase`."""
@@ -220,11 +223,16 @@ class SuperResolver:
         progress: Progress | None = None,
         cancel: Cancel | None = None,
         motion_correction: bool | None = None,
+        long_axis: Sequence[Any] | None = None,
     ) -> Result:
         """Super-resolve, segment, back-project, measure and mesh `study`. Raises `Cancelled`/`GeminiError`.
 
         `motion_correction`: estimate and undo the per-slice breath-hold shifts first (`core.motion`);
-        None = `core.motion.default_enabled(study)`."""
+        None = `core.motion.default_enabled(study)`.
+        `long_axis`: long-axis cines of the same study (`core.longaxis.LongAxisCine`, or `LongAxisInput`s
+        already ignored): each is checked against the stack (`core.longaxis.validate_long_axis`; a bad one is
+        ignored with a warning naming its file), used as evidence by the motion correction, and the SR labels
+        at ED and ES are cut along its plane (`Result.long_axis`)."""
         t_start = time.perf_counter()
         if meshes not in ("ed_es", "all", "none"):
             raise ValueError(f"meshes must be 'ed_es', 'all' or 'none', not {meshes!r}")
@@ -236,6 +244,12 @@ class SuperResolver:
             if cancel is not None and cancel():
                 raise Cancelled("super-resolution cancelled")
 
+        la_inputs = longaxislib.validate_long_axis(list(long_axis or []), study)
+        for item in la_inputs:
+            if item.used:
+                warnings.extend(item.notes)
+            else:
+                warnings.append(f"long-axis input ignored: {item.reason}")
         if self._auto:
             self._choose_model(study)
         phase_list, ed_es_only = parse_phases(phases, study)
@@ -303,6 +317,15 @@ class SuperResolver:
             progress(_SPAN["phenotypes"][1], "phenotypes")
         check()
 
+        cut_phases = [p for p in dict.fromkeys((ed, es)) if p in phase_list]
+        if any(item.used for item in la_inputs) and cut_phases:
+            t = time.perf_counter()
+            rows = [phase_list.index(p) for p in cut_phases]
+            for item in la_inputs:
+                if item.used:
+                    longaxislib.cut_result_labels(item, sr_labels, sr, rows, cut_phases)
+            timings["long_axis"] = time.perf_counter() - t
+
         t = time.perf_counter()
         wanted = {"ed_es": sorted({ed, es}), "all": phase_list, "none": []}[meshes]
         surfaces = meshlib.phase_surfaces(
@@ -317,7 +340,7 @@ class SuperResolver:
             lr_labels=lr_labels, ed_phase=ed, es_phase=es, meshes=surfaces, phenotypes=phen,
             timings=timings, model_id=self.model_id, adapter_id=self.adapter_id, device=self.device,
             model_path=self.model_path, adapter_path=self.adapter_path, warnings=warnings,
-            model_choice=self.model_choice, roi=getattr(pred, "roi", None), motion=motion,
+            model_choice=self.model_choice, roi=getattr(pred, "roi", None), motion=motion, long_axis=la_inputs,
         )  # fmt: skip
 
 

@@ -574,7 +574,75 @@ def check_long_axis(la: LongAxisCine, sa: Study) -> list[str]:
     return notes
 
 
-__all__ = ["LA_LABEL_MAPS", "MIN_PLANE_ANGLE_DEG", "VIEWS", "IntersectionLine", "LongAxisCine", "check_long_axis",
+# --- inputs of a run ------------------------------------------------------------------------------------
+@dataclass
+class LongAxisInput:
+    """One long-axis input of a run and what became of it: `used`, or ignored with the `reason` (one line
+    naming the file); `notes` for the user; after the run, the SR labels cut along its plane
+    (`sr_labels` (P, Y, X) at study phases `cut_phases`, `inside` the pixels within the SR grid) and the
+    long-axis acquisition's own in-plane offset when the motion correction estimated it (`offset_mm`,
+    along its i and j axes; the cut is displaced by it, so it overlays the long-axis image)."""
+
+    path: str
+    cine: LongAxisCine | None = None
+    used: bool = False
+    reason: str = ""
+    notes: list[str] = field(default_factory=list)
+    cut_phases: list[int] = field(default_factory=list)
+    sr_labels: np.ndarray | None = None
+    inside: np.ndarray | None = None
+    offset_mm: np.ndarray | None = None
+    output: str = ""  # the file name the outputs gave the cut
+
+    @property
+    def view(self) -> str:
+        return "" if self.cine is None else self.cine.view
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": self.path, "view": self.view or None, "used": bool(self.used)}
+        if self.reason:
+            out["reason"] = self.reason
+        if self.notes:
+            out["notes"] = list(self.notes)
+        if self.cine is not None:
+            out["shape"] = list(self.cine.image.shape)
+        if self.offset_mm is not None:
+            out["offset_mm"] = [round(float(v), 3) for v in self.offset_mm]
+        if self.output:
+            out["output"] = self.output
+            out["output_phases"] = list(self.cut_phases)
+        return out
+
+
+def validate_long_axis(cines: list[LongAxisCine | LongAxisInput], sa: Study) -> list[LongAxisInput]:
+    """`check_long_axis` of each input against the short-axis study: used, or ignored with the reason.
+    Inputs already ignored (a file that could not be read) pass through."""
+    out = []
+    for c in cines:
+        if isinstance(c, LongAxisInput):
+            if c.cine is None or not c.used and c.reason:
+                out.append(c)
+                continue
+            c = c.cine
+        item = LongAxisInput(c.source_path, c)
+        try:
+            item.notes = check_long_axis(c, sa) + list(c.warnings)
+            item.used = True
+        except DataError as exc:
+            item.reason = str(exc)
+        out.append(item)
+    return out
+
+
+def cut_result_labels(item: LongAxisInput, sr_labels: np.ndarray, sr: Grid, rows: list[int],
+                      phases: list[int]) -> None:
+    """Fill `item.sr_labels`/`inside`/`cut_phases`: the SR labels of result rows `rows` (study phases
+    `phases`) along the item's plane, displaced by its estimated offset when there is one."""
+    cut, inside = cut_volume(np.asarray(sr_labels)[rows], sr, item.cine.grid, order=0, shift_mm=item.offset_mm)
+    item.sr_labels, item.inside, item.cut_phases = cut.astype(np.uint8), inside, list(phases)
+
+
+__all__ = ["LA_LABEL_MAPS", "LongAxisInput", "cut_result_labels", "validate_long_axis", "MIN_PLANE_ANGLE_DEG", "VIEWS", "IntersectionLine", "LongAxisCine", "check_long_axis",
            "cut_volume", "find_long_axis_files", "intersection_lines", "load_long_axis", "match_phases",
            "pixel_world", "plane_angle_deg", "read_long_axis_dicom", "read_long_axis_nifti", "sample_world",
            "view_from_name"]

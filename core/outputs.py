@@ -93,6 +93,8 @@ _OLD_MESHES_RE = re.compile(r"^\.meshes\.old-(?P<pid>\d+)$")  # left by gemini-c
 #: Mesh files the product writes into meshes/ (`core.mesh.mesh_file_name`, `write_series`).
 _MESH_FILE_RE = re.compile(r"^(ed|es|phase_\d{2,})_(lv_cavity|lv_myocardium|rv_cavity)\.(stl|obj|ply|vtp)$"
                            r"|^(lv_cavity|lv_myocardium|rv_cavity)_series\.pvd$")
+#: The SR labels cut along each long-axis input's plane (`long_axis_outputs`), top level.
+_LONG_AXIS_FILE_RE = re.compile(r"^la_[a-z0-9]+(_\d+)?_sr_labels\.nii\.gz$")
 #: DICOM files the product writes into dicom/ (`core.io.dicom_write`).
 _DICOM_FILE_RE = re.compile(r"^dicom/(sr/(MR_p\d{2,}_s\d{3,}|SEG_p\d{2,})|lr_labels/SEG_p\d{2,}(_s\d{3,})?)\.dcm$")
 #: Legacy temporary folders beside the outputs folder (`.<name>.tmp-XXXXXXXX`, no process id): removed once
@@ -261,6 +263,7 @@ def run_info(result: Result, extra: dict[str, Any] | None = None) -> dict[str, A
         "phenotypes": {"plausible": result.phenotypes.get("plausible"),
                        "flags": dict(result.phenotypes.get("flags") or {})},
         "motion_correction": motion_info(result),
+        "long_axis": long_axis_info(result),
     }
     fp = input_fingerprint(s.meta.source_path) if s.meta.source_path else None
     if fp is not None:
@@ -538,6 +541,10 @@ def _publish_entries(staging: Path, out_dir: Path) -> None:
                 rel = p.relative_to(out_dir)
                 if rel not in new and _MESH_FILE_RE.match(p.name) and (p.is_file() or p.is_symlink()):
                     move(p, backup / rel)  # a mesh of an earlier run that this run did not write
+        for p in sorted(out_dir.iterdir()):
+            rel = p.relative_to(out_dir)
+            if rel not in new and _LONG_AXIS_FILE_RE.match(p.name) and (p.is_file() or p.is_symlink()):
+                move(p, backup / rel)  # a long-axis cut of an earlier run that this run did not write
         for sub in (DICOM_SR_DIR, DICOM_LR_DIR):
             d = out_dir / sub
             if d.is_dir() and not d.is_symlink() and not (out_dir / DICOM_DIR).is_symlink():
@@ -583,6 +590,36 @@ def write_lr_labels(result: Result, path: Path) -> Path:
     """The SR labels back on the input grid."""
     return save_nifti_fast(path, result.lr_labels, result.study.affine, _phase_interval_ms(result),
                            "gemini-cmr SR labels on the input grid")
+
+
+def long_axis_outputs(result: Result) -> list[tuple[Any, str]]:
+    """(long-axis input, file name) of each used long-axis input of a result: `la_<view>_sr_labels.nii.gz`
+    (`_2`, `_3`, ... for a view given twice)."""
+    out, seen = [], {}
+    for item in getattr(result, "long_axis", None) or []:
+        if not item.used or item.sr_labels is None:
+            continue
+        view = re.sub(r"[^a-z0-9]", "", item.view.lower()) or "la"
+        seen[view] = seen.get(view, 0) + 1
+        out.append((item, f"la_{view}{'' if seen[view] == 1 else f'_{seen[view]}'}_sr_labels.nii.gz"))
+    return out
+
+
+def write_long_axis_labels(result: Result, folder: Path) -> list[Path]:
+    """The SR labels at ED and ES cut along each used long-axis input's plane, on its grid (4D NIfTI
+    (x, y, 1, phase), the phases in `run.json` `long_axis[].output_phases`); sets each input's `output`."""
+    paths = []
+    for item, name in long_axis_outputs(result):
+        save_nifti_fast(folder / name, item.sr_labels[:, None], item.cine.affine, None,
+                        f"gemini-cmr SR labels on {item.view}")
+        item.output = name
+        paths.append(folder / name)
+    return paths
+
+
+def long_axis_info(result: Result) -> list[dict[str, Any]]:
+    """run.json's `long_axis`: each long-axis input, used or ignored (why), and its output."""
+    return [item.to_json() for item in getattr(result, "long_axis", None) or []]
 
 
 def motion_info(result: Result) -> dict[str, Any]:
@@ -730,6 +767,7 @@ def _write_rest(result: Result, tmp: Path, formats: list[str], all_phase_meshes:
     write_lr_labels(result, tmp / LR_LABELS)
     check()
     write_phenotypes(result, tmp)
+    write_long_axis_labels(result, tmp)
     write_slicer_labels(result, tmp)
     write_itksnap_files(tmp, save_location or tmp)
 
@@ -912,7 +950,8 @@ def write_outputs(
 
 __all__ = ["DICOM_DIR", "DICOM_LR_DIR", "DICOM_SR_DIR", "ITKSNAP_LABELS", "ITKSNAP_WORKSPACE", "LR_LABELS",
            "MESHES_DIR", "MESH_FORMATS", "OUTPUT_FILES", "OUTPUT_FOLDERS", "OUTPUT_NAMES", "SLICER_ED", "SLICER_ES",
-           "SR_DTYPES", "STAGING_PREFIX", "check_output_folder", "clean_stale_temporaries", "dicom_wanted",
+           "SR_DTYPES", "STAGING_PREFIX", "check_output_folder", "long_axis_info", "long_axis_outputs",
+           "write_long_axis_labels", "clean_stale_temporaries", "dicom_wanted",
            "estimate_output_bytes", "input_fingerprint", "model_name", "os_error_text", "PHENOTYPES_CSV",
            "PHENOTYPES_JSON", "RUN_JSON", "SR_IMAGE", "SR_LABELS", "gzip_parallel", "mesh_path", "mesh_phases",
            "phase_meshes", "resolve_sr_dtype", "run_info", "save_nifti_fast", "export_dicom", "slicer_phases", "write_dicom", "write_itksnap_files",
