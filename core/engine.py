@@ -269,7 +269,12 @@ class SuperResolver:
             t = time.perf_counter()
             if progress:
                 progress(_SPAN["predict"][0], "estimating slice misalignment")
-            motion = motionlib.estimate_motion(self.predictor, source, cancel=cancel)
+            used_la = [item.cine for item in la_inputs if item.used]
+            motion = motionlib.estimate_motion(self.predictor, source, cancel=cancel, long_axis=used_la)
+            for rec in motion.long_axis:  # the long-axis acquisitions' own offsets: the cuts overlay them
+                for item in la_inputs:
+                    if item.used and item.cine.source_path == rec["path"] and item.cine.view == rec["view"]:
+                        item.offset_mm = np.asarray(rec["offset_mm"], float)
             if motion.applied:
                 source = motionlib.corrected_study(source, motion.shifts_mm)
             else:

@@ -58,6 +58,8 @@ class MotionEstimate:
     # The heart box (SR rows y0:y1, columns x0:x1) the estimation's prediction ran on, for models with
     # heart-region inference: the prediction of the corrected stack reuses it (`Predictor.predict(roi=)`).
     roi: tuple[int, int, int, int] | None = None
+    # the long-axis evidence (`combine_long_axis`): per view its direction, slices used, offset
+    long_axis: list[dict] = field(default_factory=list)
 
     @classmethod
     def none(cls, n_slices: int, note: str) -> MotionEstimate:
@@ -76,6 +78,7 @@ class MotionEstimate:
             "estimated": [bool(v) for v in self.estimated],
             "max_shift_mm": round(float(self.magnitude_mm.max(initial=0.0)), 3),
             "note": self.note,
+            **({"long_axis": self.long_axis} if self.long_axis else {}),
         }
 
 
@@ -337,6 +340,208 @@ def estimate_from_prediction(image: np.ndarray, grid: Grid, sr_image: np.ndarray
     return fit_shifts(cen + r[None], area, z)
 
 
+# --- long-axis evidence ------------------------------------------------------------------------------
+LA_STEP_MM = 0.5  # sampling step along an intersection line
+LA_SEARCH_MM = 8.0  # largest 1D offset searched
+LA_WINDOW_MM = 10.0  # the profiles are compared within this distance of the heart on the line
+LA_MIN_WINDOW_MM = 20.0  # a line with less heart window gives no measurement
+SIGMA_SA_MM = 0.7  # noise of the short-axis estimate (per component) ...
+SIGMA_LA_MM = 0.7  # ... and of a long-axis profile offset, for the weighted least squares
+PRIOR_TREND_MM = 2.0  # prior sd of the mean/trend the short-axis estimate cannot see (per slab length)
+
+
+def _sample2d(img: np.ndarray, grid: Grid, world: np.ndarray) -> np.ndarray:
+    """(T, Y, X) image of a single-slice plane of `grid` at world points (...) -> (T, ...) (linear, edge)."""
+    idx = grid.world_to_index(world)
+    coords = np.stack([idx[..., 1], idx[..., 0]])
+    return np.stack([ndimage.map_coordinates(np.asarray(im, np.float64), coords, order=1, mode="nearest")
+                     for im in img])
+
+
+def _std1(a: np.ndarray, w: np.ndarray) -> np.ndarray:
+    sw = w.sum()
+    mu = (a * w).sum(axis=-1, keepdims=True) / sw
+    sd = np.sqrt(((a - mu) ** 2 * w).sum(axis=-1, keepdims=True) / sw)
+    return (a - mu) / np.maximum(sd, 1e-6)
+
+
+def profile_offset(a: np.ndarray, b_fn, t: np.ndarray, w: np.ndarray, search_mm: float = LA_SEARCH_MM,
+                   step: float = 0.25) -> tuple[float, float]:
+    """The 1D offset d (mm) minimising sum_t w(t) (a(t) - b(t - d))^2 over phases, both standardised within
+    w; `b_fn(t)` samples b at any positions (T, len(t)). Returns (d, quality: 1 - cost(d) / median cost)."""
+    a = _std1(a, w)
+    ds = np.arange(-search_mm, search_mm + 1e-9, step)
+    cost = np.array([float((w * (a - _std1(b_fn(t - d), w)) ** 2).sum()) for d in ds])
+    k = int(np.argmin(cost))
+    d = float(ds[k])
+    if 0 < k < len(ds) - 1:
+        c0, c1, c2 = cost[k - 1], cost[k], cost[k + 1]
+        den = c0 - 2 * c1 + c2
+        if den > 1e-12:
+            d += float(np.clip(0.5 * (c0 - c2) / den, -0.5, 0.5)) * step
+    elif k in (0, len(ds) - 1):
+        return d, 0.0  # at the edge of the search: no minimum found
+    return d, float(1.0 - cost[k] / max(np.median(cost), 1e-12))
+
+
+def long_axis_measurements(image: np.ndarray, grid: Grid, heart: np.ndarray, la_image: np.ndarray, la_grid: Grid,
+                           thickness_mm: float) -> dict:
+    """Per short-axis slice, the 1D offset between the slice and a long-axis image along their intersection
+    line (`core.longaxis.intersection_lines`): image (T, Z, Y, X) and la_image (T, Y, X) the same phases;
+    heart (Z, Y, X) bool, where the heart is on each slice. Each profile averages its image across the
+    other acquisition's slice thickness (the short-axis slice across the long-axis slab, the long-axis image
+    across the short-axis one), so both see the same box of anatomy. The offset of slice k,
+    delta_k = (s_k - o) . d, relates its shift s_k and the long-axis offset o along the line direction d.
+    Returns {"d_sa": (2,), "d_la": (2,), "delta": (Z,), "weight": (Z,)}."""
+    from gemini_cmr.core.longaxis import intersection_lines
+
+    nz = grid.shape[0]
+    delta, weight = np.zeros(nz), np.zeros(nz)
+    lines = intersection_lines(la_grid, grid)
+    out = {"d_sa": np.zeros(2), "d_la": np.zeros(2), "delta": delta, "weight": weight}
+    if not lines:
+        return out
+    d = lines[0].direction
+    e = grid.directions
+    a_dir = la_grid.directions
+    out["d_sa"] = np.array([d @ e[:, 0], d @ e[:, 1]])
+    out["d_la"] = np.array([d @ a_dir[:, 0], d @ a_dir[:, 1]])
+    q_sa = np.cross(grid.normal, d)  # across the line in the short-axis plane (~ the long-axis normal)
+    q_la = np.cross(la_grid.normal, d)  # across the line in the long-axis plane (~ the short-axis normal)
+    la_thick = float(np.clip(la_grid.spacing[2], 2.0, 12.0))
+    bands_sa = np.linspace(-la_thick / 2, la_thick / 2, 5)
+    bands_la = np.linspace(-thickness_mm / 2, thickness_mm / 2, 5)
+    for ln in lines:
+        k = ln.slice
+        if heart[k].sum() < 10:
+            continue
+        t = np.arange(ln.t_range[0], ln.t_range[1], LA_STEP_MM)
+        if len(t) < 10:
+            continue
+        slice_grid = Grid((1, *grid.shape[1:]), _slice_affine(grid, k))
+        # where the heart is along the line (nearest short-axis pixel), widened by the window
+        idx = slice_grid.world_to_index(ln.world(t))
+        ii = np.clip(np.rint(idx[:, 0]).astype(int), 0, grid.shape[2] - 1)
+        jj = np.clip(np.rint(idx[:, 1]).astype(int), 0, grid.shape[1] - 1)
+        on = heart[k][jj, ii]
+        if not on.any():
+            continue
+        dist = ndimage.distance_transform_edt(~on) * LA_STEP_MM
+        w = ndimage.gaussian_filter1d((dist <= LA_WINDOW_MM).astype(np.float64), 1.0 / LA_STEP_MM)
+        if (dist <= LA_WINDOW_MM).sum() * LA_STEP_MM < LA_MIN_WINDOW_MM:
+            continue
+        a = np.mean([_sample2d(image[:, k], slice_grid, ln.world(t) + b * q_sa) for b in bands_sa], axis=0)
+
+        def b_fn(tt, ln=ln):
+            return np.mean([_sample2d(la_image, la_grid, ln.world(tt) + b * q_la) for b in bands_la], axis=0)
+
+        off, quality = profile_offset(a, b_fn, t, w)
+        if quality > 0.2:
+            delta[k], weight[k] = off, min(1.0, quality / 0.5)
+    return out
+
+
+def _slice_affine(grid: Grid, k: int) -> np.ndarray:
+    aff = grid.affine.copy()
+    aff[:3, 3] = grid.index_to_world(np.array([0.0, 0.0, float(k)]))
+    return aff
+
+
+def combine_long_axis(shifts: np.ndarray, est: np.ndarray, z: np.ndarray, views: list[dict],
+                      sigma_sa: float = SIGMA_SA_MM, sigma_la: float = SIGMA_LA_MM,
+                      tukey_mm: float = TUKEY_MM) -> tuple[np.ndarray, list[float]]:
+    """Shifts (Z, 2) on the estimated slices combining the short-axis estimate (known up to a common
+    translation and a linear trend through the stack: both unknowns here, with a weak prior) with the
+    long-axis measurements (`long_axis_measurements`: d . x_k - c_v = delta_k, one unknown offset c_v per
+    view), by weighted least squares with a Tukey biweight on the long-axis residuals. Returns the shifts
+    (zero mean over the estimated slices) and c_v per view (the long-axis offset minus the stack's mean
+    shift, along each view's line, mm)."""
+    k_est = np.flatnonzero(est)
+    n = len(k_est)
+    nv = len(views)
+    if n < 3 or nv == 0:
+        return shifts, [0.0] * nv
+    zc = (z[k_est] - z[k_est].mean()) / max(float(np.ptp(z[k_est])), 1e-9)
+    # unknowns: x (n x 2), a (2), b (2), c (nv)
+    nu = 2 * n + 4 + nv
+    la_w = [np.asarray(v["weight"], float)[k_est].copy() for v in views]
+    rob = [np.ones(n) for _ in views]
+    sol = None
+    for _ in range(4):
+        rows, rhs, wts = [], [], []
+        for i, k in enumerate(k_est):
+            for c in range(2):
+                r = np.zeros(nu)
+                r[2 * i + c] = 1.0
+                r[2 * n + c] = -1.0
+                r[2 * n + 2 + c] = -zc[i]
+                rows.append(r)
+                rhs.append(shifts[k, c])
+                wts.append(1.0 / sigma_sa)
+        for c in range(4):  # weak prior on the mean and trend of the short-axis estimate
+            r = np.zeros(nu)
+            r[2 * n + c] = 1.0
+            rows.append(r)
+            rhs.append(0.0)
+            wts.append(1.0 / PRIOR_TREND_MM)
+        for c in range(2):  # gauge: zero mean shift
+            r = np.zeros(nu)
+            r[c:2 * n:2] = 1.0 / n
+            rows.append(r)
+            rhs.append(0.0)
+            wts.append(100.0)
+        for v, view in enumerate(views):
+            d = np.asarray(view["d_sa"], float)
+            for i, k in enumerate(k_est):
+                wk = la_w[v][i] * rob[v][i]
+                if wk <= 0:
+                    continue
+                r = np.zeros(nu)
+                r[2 * i:2 * i + 2] = d
+                r[2 * n + 4 + v] = -1.0
+                rows.append(r)
+                rhs.append(float(view["delta"][k]))
+                wts.append(np.sqrt(wk) / sigma_la)
+        A = np.asarray(rows) * np.asarray(wts)[:, None]
+        y = np.asarray(rhs) * np.asarray(wts)
+        sol = np.linalg.lstsq(A, y, rcond=None)[0]
+        x = sol[: 2 * n].reshape(n, 2)
+        for v, view in enumerate(views):
+            d = np.asarray(view["d_sa"], float)
+            res = x @ d - sol[2 * n + 4 + v] - np.asarray(view["delta"], float)[k_est]
+            rob[v] = np.where(np.abs(res) < tukey_mm, (1.0 - (res / tukey_mm) ** 2) ** 2, 0.0)
+    x = sol[: 2 * n].reshape(n, 2)
+    out = np.zeros_like(shifts)
+    out[k_est] = x - x.mean(axis=0)
+    return out, [float(sol[2 * n + 4 + v]) for v in range(nv)]
+
+
+def long_axis_evidence(study: Study, phases: list[int], sr_labels: np.ndarray, sr: Grid, shifts: np.ndarray,
+                       est: np.ndarray, long_axis: list, thickness_mm: float) -> tuple[np.ndarray, list[dict]]:
+    """The short-axis estimate `shifts`/`est` of `study` combined with the long-axis cines `long_axis`
+    (`core.longaxis.LongAxisCine`s checked against the stack): per view the profile offsets along its
+    intersection lines with the acquired slices (`long_axis_measurements`, the prediction's phases and the
+    long-axis phases matched to them), then `combine_long_axis`. Returns the shifts and one record per view
+    (view, direction, slices measured, the long-axis offset along the line in its i, j axes, `offset_mm`)."""
+    from gemini_cmr.core.geometry import resample_nearest_stack
+    from gemini_cmr.core.longaxis import match_phases
+
+    grid = study.grid
+    heart = (resample_nearest_stack(sr_labels, sr, grid) > 0).any(axis=0)
+    views, records = [], []
+    for la in long_axis:
+        la_ph = match_phases(la, study.n_phases, study.meta.ed_phase, study.meta.es_phase)[phases]
+        m = long_axis_measurements(study.image[phases], grid, heart, la.image[la_ph], la.grid, thickness_mm)
+        views.append(m)
+        records.append({"view": la.view, "path": la.source_path,
+                        "slices_measured": int((m["weight"] > 0).sum())})
+    new, c = combine_long_axis(shifts, est, np.arange(grid.shape[0]) * float(grid.spacing[2]), views)
+    for rec, m, cv in zip(records, views, c):
+        rec["offset_mm"] = [round(float(v), 3) for v in cv * m["d_la"]]
+        rec["direction_la"] = [round(float(v), 4) for v in m["d_la"]]
+    return new, records
+
+
 # --- the engine's entry point ------------------------------------------------------------------------
 MIN_SLICES = 4  # fewer slices cannot separate the heart's course from the shifts
 ESTIMATION_PHASES = 2  # phases predicted for the estimate (the shifts are the same in every phase)
@@ -361,10 +566,11 @@ def estimation_phases(study: Study, n: int | None = None) -> list[int]:
     return sorted(chosen)
 
 
-def estimate_motion(predictor, study: Study, rounds: int = ROUNDS, cancel=None) -> MotionEstimate:
+def estimate_motion(predictor, study: Study, rounds: int = ROUNDS, cancel=None, long_axis=None) -> MotionEstimate:
     """Per-slice shifts of `study` (the LR cine as the network will see it) from `rounds` predictions of a
     few phases (`estimation_phases`), each on the stack corrected by the previous rounds. `predictor` has
-    the `Predictor.predict` interface. Nothing is applied here (`corrected_study`)."""
+    the `Predictor.predict` interface. Nothing is applied here (`corrected_study`). `long_axis`: long-axis
+    cines of the study (checked against it), added as evidence (`long_axis_evidence`)."""
     import time
 
     nz = study.n_slices
@@ -391,6 +597,7 @@ def estimate_motion(predictor, study: Study, rounds: int = ROUNDS, cancel=None) 
         timings["predict"] += time.perf_counter() - t
         if r == 0:
             roi = getattr(pred, "roi", None)
+            first = pred
         t = time.perf_counter()
         ds, e = estimate_from_prediction(current.image[phases], grid, np.asarray(pred.sr_image),
                                          np.asarray(pred.sr_labels), pred.sr_grid, thickness)
@@ -408,4 +615,16 @@ def estimate_motion(predictor, study: Study, rounds: int = ROUNDS, cancel=None) 
                               note="too few slices with a clear LV section: no motion correction", roi=roi)
     n_est = int(est.sum())
     note = f"shifts estimated on {n_est} of {nz} slices (the others, without a clear LV section, kept as acquired)"
-    return MotionEstimate(total, est, applied=True, note=note, timings=timings, roi=roi)
+    records: list[dict] = []
+    method = METHOD
+    if long_axis:
+        t = time.perf_counter()
+        total, records = long_axis_evidence(study, phases, np.asarray(first.sr_labels), first.sr_grid, total, est,
+                                            list(long_axis), thickness)
+        timings["long_axis"] = time.perf_counter() - t
+        method = METHOD + "; long-axis profiles along the intersection lines"
+        views = ", ".join(f"{r['view']} ({r['slices_measured']} slices)" for r in records)
+        note += f"; long-axis evidence: {views}"
+    timings["total"] = time.perf_counter() - t0
+    return MotionEstimate(total, est, method=method, applied=True, note=note, timings=timings, roi=roi,
+                          long_axis=records)

@@ -80,6 +80,9 @@ def test_cli_auto_detection_outputs_run_json_and_bad_files(tmp_path, monkeypatch
     (rec,) = run["long_axis"]
     assert rec["used"] and rec["view"] == "4ch" and rec["output"] == "la_4ch_sr_labels.nii.gz"
     assert rec["path"].endswith("la_4ch.nii.gz") and "la_4ch_sr_labels.nii.gz" in run["outputs"]
+    mc = run["motion_correction"]  # the long-axis cine is evidence for the correction; its offset moves the cut
+    assert mc["long_axis"][0]["view"] == "4ch" and mc["long_axis"][0]["slices_measured"] >= 3
+    assert "long-axis" in mc["method"] and len(rec["offset_mm"]) == 2
     img = nib.load(out / "la_4ch_sr_labels.nii.gz")
     assert img.shape == (96, 96, 1, 2) and np.allclose(img.affine, la.affine, atol=1e-4)
     cut = np.asarray(img.dataobj)[:, :, 0, 0].T
