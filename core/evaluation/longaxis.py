@@ -17,6 +17,14 @@ Each method gets its own best global in-plane shift of the long-axis labels (`be
 between the acquisitions is not counted against anyone. Reported per phase: Dice per structure (LV cavity,
 LV myocardium, RV cavity; their mean) and the mean symmetric contour distance (mm; per structure, averaged;
 contour points on the slab's edge left out).
+
+Images (`image_correlation`): the Pearson correlation between the acquired long-axis image and 3D images cut
+along its plane, inside the short-axis slab, per phase; each method at its own best global in-plane shift
+(`best_correlation_shift`, the same search as the labels'; the 3D image is cut along the shifted plane, so no
+method's cut is resampled twice):
+- `sr`: the product's SR image (trilinear on the SR grid);
+- `lr_linear`: the short-axis input image, linear between slices (trilinear);
+- `lr_bspline`: the same, cubic B-spline.
 """
 
 from __future__ import annotations
@@ -44,6 +52,9 @@ from gemini_cmr.core.study import STRUCTURE_SHORT, STRUCTURES, Grid, Study
 
 Say = Callable[[str], None]
 METHODS = ("sa_labels_nearest", "lr_nearest", "lr_linear", "sr", "hr_truth")
+IMAGE_METHODS = ("sr", "lr_linear", "lr_bspline")
+IMAGE_METHOD_NAMES = {"sr": "product SR image", "lr_linear": "short-axis input image, linear between slices",
+                      "lr_bspline": "short-axis input image, cubic B-spline between slices"}
 METHOD_NAMES = {"sa_labels_nearest": "short-axis input labels, nearest slice",
                 "lr_nearest": "product labels on the acquired grid, nearest slice",
                 "lr_linear": "product labels on the acquired grid, linear between slices",
@@ -137,6 +148,90 @@ def score_method(pred: np.ndarray, truth: np.ndarray, inside: np.ndarray, spacin
     for tag, p, t in zip(tags, pred, aligned):
         out[tag] = plane_scores(p, t, inside, spacing_yx)
     return out
+
+
+# --- image correlation ------------------------------------------------------------------------------
+def pearson(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    """Pearson correlation of two 2D images over `mask` (NaN with fewer than 10 pixels or a flat image)."""
+    x, y = a[mask].astype(np.float64), b[mask].astype(np.float64)
+    if x.size < 10:
+        return math.nan
+    x, y = x - x.mean(), y - y.mean()
+    den = math.sqrt(float((x * x).sum()) * float((y * y).sum()))
+    return math.nan if den == 0 else float((x * y).sum() / den)
+
+
+class PlaneSampler:
+    """A 3D image ((P,) Z, Y, X on `grid`) cut along the long-axis plane `la` at any in-plane shift: `cut(shift_mm)`
+    -> (images (P, Y, X), mask (Y, X) of the pixels inside the image's grid), sampled at each pixel p - shift
+    (as `cut_volume(shift_mm=)`: the cut an acquisition displaced by `shift_mm` would show). order 1 =
+    trilinear, 3 = cubic B-spline (prefiltered once)."""
+
+    def __init__(self, volume: np.ndarray, grid: Grid, la: Grid, order: int = 1):
+        vols = np.asarray(volume, np.float32)
+        vols = vols[None] if vols.ndim == 3 else vols
+        self.order = order
+        self.vols = [ndimage.spline_filter(v, order, mode="nearest") if order > 1 else v for v in vols]
+        self.grid, self.la = grid, la
+        self.world = pixel_world(la)
+
+    def cut(self, shift_mm=(0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
+        d = self.la.directions
+        world = self.world - (d[:, 0] * float(shift_mm[0]) + d[:, 1] * float(shift_mm[1]))
+        idx = self.grid.world_to_index(world)
+        nz, ny, nx = self.grid.shape
+        inside = ((idx[..., 0] >= -0.5) & (idx[..., 0] <= nx - 0.5) & (idx[..., 1] >= -0.5) & (idx[..., 1] <= ny - 0.5)
+                  & (idx[..., 2] >= -0.5) & (idx[..., 2] <= nz - 0.5))
+        coords = np.stack([idx[..., 2], idx[..., 1], idx[..., 0]])
+        out = np.stack([ndimage.map_coordinates(v, coords, order=self.order, mode="nearest", prefilter=False)
+                        for v in self.vols])
+        return out, inside
+
+
+def _correlations(sampler: PlaneSampler, la_images: np.ndarray, mask: np.ndarray, shift) -> list[float]:
+    cuts, inside = sampler.cut(shift)
+    return [pearson(c, img, mask & inside) for c, img in zip(cuts, la_images)]
+
+
+def best_correlation_shift(sampler: PlaneSampler, la_images: np.ndarray, mask: np.ndarray,
+                           search_mm: float = SEARCH_MM) -> np.ndarray:
+    """The global in-plane shift (mm along the long-axis i, j) of the cut that maximises its mean correlation with
+    the long-axis images (P, Y, X) within `mask`: 1 mm steps over +-search_mm, then 0.5 mm steps around the best
+    (the labels' search)."""
+    best, best_r = np.zeros(2), -np.inf
+    for step, span, centre in ((1.0, search_mm, np.zeros(2)), (0.5, 1.0, None)):
+        c = best if centre is None else centre
+        offs = np.arange(-span, span + 1e-9, step)
+        for dj in offs:
+            for di in offs:
+                s = c + np.array([di, dj])
+                if np.max(np.abs(s)) > search_mm + 1e-9:
+                    continue
+                vals = [v for v in _correlations(sampler, la_images, mask, s) if not math.isnan(v)]
+                r = float(np.mean(vals)) if vals else -np.inf
+                if r > best_r + 1e-12:
+                    best, best_r = s, r
+    return best
+
+
+def score_image(sampler: PlaneSampler, la_images: np.ndarray, mask: np.ndarray, tags: list[str],
+                search_mm: float = SEARCH_MM) -> dict[str, Any]:
+    """One image method on one plane: its best shift, then the correlation per phase (tags) within `mask` (the
+    short-axis slab) and the shifted cut's own extent."""
+    shift = best_correlation_shift(sampler, la_images, mask, search_mm)
+    out: dict[str, Any] = {"shift_mm": [round(float(v), 2) for v in shift]}
+    for tag, r in zip(tags, _correlations(sampler, la_images, mask, shift)):
+        out[tag] = r
+    return out
+
+
+def image_samplers(la: LongAxisCine, result, rows: list[int], phases: list[int]) -> dict[str, PlaneSampler]:
+    """The 3D images of every image method, ready to be cut along `la`'s plane at the result rows / phases."""
+    study = result.study
+    lr_images = study.image[phases]
+    return {"sr": PlaneSampler(np.asarray(result.sr_image)[rows], result.sr_grid, la.grid, 1),
+            "lr_linear": PlaneSampler(lr_images, study.grid, la.grid, 1),
+            "lr_bspline": PlaneSampler(lr_images, study.grid, la.grid, 3)}
 
 
 # --- cuts of each method -----------------------------------------------------------------------------
@@ -282,6 +377,9 @@ def evaluate_study(s: LongAxisStudy, resolver, input_views: tuple[str, ...] = ()
         for m in METHODS:
             if m in cuts:
                 row["methods"][m] = score_method(cuts[m], truth, inside, sp, tags)
+        samplers = image_samplers(la, res, rows, sa_ph)
+        row["image_correlation"] = {m: score_image(samplers[m], la.image[la_rows], inside, tags)
+                                    for m in IMAGE_METHODS}
         if v in s.offsets:
             row["true_offset_mm"] = s.offsets[v]
         out["views"][v] = row
@@ -304,12 +402,23 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
                     for metric in ("dice", "mcd_mm"):
                         for k, x in sc[tag][metric].items():
                             acc.setdefault(m, {}).setdefault(tag, {}).setdefault(metric, {}).setdefault(k, []).append(x)
-    out: dict[str, Any] = {"planes": n_planes, "methods": {}}
+    out: dict[str, Any] = {"planes": n_planes, "methods": {}, "image_correlation": {}}
     for m, by_tag in acc.items():
-        out["methods"][m] = {tag: {metric: {k: float(np.nanmean(v)) if np.any(np.isfinite(v)) else math.nan
-                                            for k, v in d.items()} for metric, d in mt.items()}
+        out["methods"][m] = {tag: {metric: {k: _nanmean(v) for k, v in d.items()} for metric, d in mt.items()}
                              for tag, mt in by_tag.items()}
+    corr: dict[str, dict[str, list[float]]] = {}
+    for r in rows:
+        for v in r["views"].values():
+            for m, sc in (v.get("image_correlation") or {}).items():
+                for tag in ("ED", "ES"):
+                    if tag in sc:
+                        corr.setdefault(m, {}).setdefault(tag, []).append(sc[tag])
+    out["image_correlation"] = {m: {tag: _nanmean(x) for tag, x in by_tag.items()} for m, by_tag in corr.items()}
     return out
+
+
+def _nanmean(values: list[float]) -> float:
+    return float(np.nanmean(values)) if np.any(np.isfinite(values)) else math.nan
 
 
 def evaluate_long_axis(data: str | Path, resolver, split: str = "test", limit: int | None = None,
@@ -340,7 +449,14 @@ def format_row(row: dict[str, Any]) -> str:
             continue
         sr = r["methods"]["sr"]
         ed = sr.get("ED") or next(iter(x for k, x in sr.items() if k != "shift_mm"))
-        parts.append(f"{v}: SR Dice {ed['dice']['mean']:.3f} MCD {ed['mcd_mm']['mean']:.2f} mm shift {sr['shift_mm']}")
+        text = f"{v}: SR Dice {ed['dice']['mean']:.3f} MCD {ed['mcd_mm']['mean']:.2f} mm shift {sr['shift_mm']}"
+        corr = r.get("image_correlation") or {}
+        if corr:
+            first = next((t for t in ("ED", "ES") if t in corr["sr"]), None)
+            if first:
+                text += (f" image r ({first}) SR {corr['sr'][first]:.3f} / linear {corr['lr_linear'][first]:.3f}"
+                         f" / B-spline {corr['lr_bspline'][first]:.3f}")
+        parts.append(text)
     return "  ".join(parts)
 
 
@@ -359,9 +475,17 @@ def format_summary(s: dict[str, Any]) -> str:
             lines.append(f"| {METHOD_NAMES[m]} | {tag} | " + "/".join(f"{d['dice'][k]:.3f}" for k in keys)
                          + f" | {d['dice']['mean']:.3f} | " + "/".join(f"{d['mcd_mm'][k]:.2f}" for k in keys)
                          + f" | {d['mcd_mm']['mean']:.2f} |")
+    corr = s.get("image_correlation") or {}
+    if corr:
+        lines += ["", "| image cut along the plane | correlation with the long-axis image, ED | ES |", "|---|---|---|"]
+        for m in IMAGE_METHODS:
+            if m in corr:
+                lines.append(f"| {IMAGE_METHOD_NAMES[m]} | " + " | ".join(
+                    f"{corr[m][t]:.3f}" if t in corr[m] else "-" for t in ("ED", "ES")) + " |")
     return "\n".join(lines)
 
 
-__all__ = ["METHODS", "LongAxisStudy", "best_shift", "contour_distance", "evaluate_long_axis", "evaluate_study",
+__all__ = ["IMAGE_METHODS", "METHODS", "LongAxisStudy", "PlaneSampler", "best_correlation_shift", "best_shift", "image_samplers", "pearson",
+           "score_image", "contour_distance", "evaluate_long_axis", "evaluate_study",
            "format_summary", "layout_studies", "linear_between_slices", "phantom_studies", "plane_cuts",
            "plane_scores", "score_method", "summarise"]

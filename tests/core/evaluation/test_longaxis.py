@@ -90,7 +90,32 @@ def test_evaluate_long_axis_on_a_ukbb_folder(tmp_path, monkeypatch, capsys):
     assert sr["dice"]["lv_cavity"] > 0.9 and sr["mcd_mm"]["mean"] < 2.0
     # the SR labels follow the smooth anatomy better than the 8 mm slices cut at their nearest slice
     assert sr["mcd_mm"]["mean"] < methods["sa_labels_nearest"]["ED"]["mcd_mm"]["mean"]
+    corr = row["views"]["4ch"]["image_correlation"]  # the fake SR image is the LR image placed on the SR grid
+    assert set(corr) == {"sr", "lr_linear", "lr_bspline"} and all(0.5 < corr[m]["ED"] <= 1.0 for m in corr)
+    assert set(res["summary"]["image_correlation"]) == set(corr)
     rc = main(["evaluate", "long-axis", "--data", str(tmp_path / "data"), "--model", str(tmp_path),
                "--long-axis-input", "4ch"])
     out = capsys.readouterr().out
     assert rc == 0 and "0 held-out planes" in out and "long-axis inputs: 4ch" in out
+
+
+def test_image_correlation_finds_the_offset_and_prefers_the_sharper_cut():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    vol = ndimage.gaussian_filter(rng.normal(size=(2, 3, 64, 64)), (0, 0, 2.0, 2.0)).astype(np.float32)
+    grid = Grid((3, 64, 64), np.diag([1.0, 1.0, 1.0, 1.0]))
+    aff = np.eye(4)
+    aff[2, 3] = 1.0  # the plane z = 1: the middle slice, 1 mm pixels
+    la = Grid((1, 64, 64), aff)
+    la_images = np.stack([np.roll(v[1], (-2, 3), axis=(0, 1)) for v in vol])  # acquired 3 mm right, 2 mm up
+    mask = np.zeros((64, 64), bool)
+    mask[12:52, 12:52] = True
+    res = ev.score_image(ev.PlaneSampler(vol, grid, la, 1), la_images, mask, ["ED", "ES"])
+    assert res["shift_mm"] == [3.0, -2.0] and res["ED"] > 0.999 and res["ES"] > 0.999
+    blurred = ndimage.gaussian_filter(vol, (0, 0, 3.0, 3.0))
+    for order in (1, 3):
+        worse = ev.score_image(ev.PlaneSampler(blurred, grid, la, order), la_images, mask, ["ED", "ES"])
+        assert worse["shift_mm"] == [3.0, -2.0] and worse["ED"] < res["ED"] - 0.05
+    assert np.isnan(ev.pearson(vol[0, 1], la_images[0], np.zeros((64, 64), bool)))
+    assert np.isnan(ev.pearson(np.ones((64, 64)), la_images[0], mask))  # a flat image
