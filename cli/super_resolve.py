@@ -70,24 +70,42 @@ def add_long_axis_options(p: argparse.ArgumentParser) -> None:
                    help="long-axis cines of the same study (NIfTI: UK Biobank la_2ch/3ch/4ch, M&Ms-2 <id>_LA_*; DICOM "
                         "folder, zip or file: every single-slice cine series): evidence for the motion correction, "
                         "and the SR labels are cut along each plane (la_<view>_sr_labels.nii.gz). Default: the "
-                        "long-axis files found beside the study in the UK Biobank and M&Ms-2 layouts")
+                        "long-axis files found beside the study in the UK Biobank and M&Ms-2 layouts, and the "
+                        "long-axis cine series of a DICOM study (its folder, zip or PACS study: one slice position, "
+                        "several phases, at an angle to the short-axis slices)")
     p.add_argument("--no-long-axis", action="store_true",
                    help="ignore long-axis cines (also those found beside the study)")
 
 
-def long_axis_inputs(args: argparse.Namespace, study_path: Path | None, say) -> list:
-    """The long-axis inputs of a run: --long-axis, else those found beside the study (`find_long_axis_files`),
-    none with --no-long-axis. A file that cannot be read is kept as ignored (one warning line naming it)."""
-    from gemini_cmr.core.longaxis import LongAxisInput, find_long_axis_files, load_long_axis
+def long_axis_inputs(args: argparse.Namespace, study_path: Path | None, say, study=None) -> list:
+    """The long-axis inputs of a run: --long-axis, else those found beside the study (`find_long_axis_files`) and
+    the long-axis series read with a DICOM study (`long_axis_in_study`); none with --no-long-axis. A file or series
+    that cannot be read is kept as ignored (one warning line naming it)."""
+    from gemini_cmr.core.longaxis import (
+        LongAxisInput,
+        find_long_axis_files,
+        load_long_axis,
+        long_axis_in_study,
+    )
 
+    in_study = list(getattr(study, "meta", None) and study.meta.long_axis_series or [])
     if getattr(args, "no_long_axis", False):
+        if in_study and not args.long_axis:
+            say(f"long-axis series in the study not used (--no-long-axis): "
+                f"{', '.join(repr(c.description or c.series_uids[0]) for c in in_study)}")
         return []
     paths = list(args.long_axis or [])
-    if not paths and study_path is not None:
-        paths = find_long_axis_files(study_path)
-        if paths:
-            say(f"long-axis cines found beside the study: {', '.join(p.name for p in paths)}")
     out: list = []
+    if not paths:
+        if study_path is not None:
+            paths = find_long_axis_files(study_path)
+            if paths:
+                say(f"long-axis cines found beside the study: {', '.join(p.name for p in paths)}")
+        if in_study:
+            found = long_axis_in_study(study)
+            names = [x.path if isinstance(x, LongAxisInput) else f"{x.view} {x.source_path}" for x in found]
+            say(f"long-axis series found in the study: {'; '.join(names)}")
+            out.extend(found)
     for p in paths:
         try:
             out.extend(load_long_axis(p))
@@ -157,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
         from gemini_cmr.core.io.pacs import pulled_study
 
         server, study_uid, series_uid = remote
-        with pulled_study(server, study_uid, series_uid or args.series_uid, progress) as folder:
+        want_la = not args.no_long_axis and not args.long_axis  # the study's long-axis series, retrieved too
+        with pulled_study(server, study_uid, series_uid or args.series_uid, progress, long_axis=want_la) as folder:
             study = load_study(folder, allow_incomplete=args.allow_incomplete)
         study.meta.source_path = study_address(server, study_uid, series_uid)
     else:
@@ -175,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_folder(out, study_path, need_bytes=estimate_output_bytes(study, n_phases, args.sr_dtype,
                                                                           with_dicom, args.dicom_compression))
     progress(0.0, f"loaded {study.name}: {study.n_phases} phases x {study.n_slices} slices")
-    long_axis = long_axis_inputs(args, study_path, lambda m: progress(0.0, m))
+    long_axis = long_axis_inputs(args, study_path, lambda m: progress(0.0, m), study)
     engine = SuperResolver(model=args.model, adapter=args.adapter, device=args.device)
     progress(0.0, f"model {engine.model_id[:12]} on {engine.device}")
     result = engine.run(study, phases=args.phases, meshes="all" if args.all_phase_meshes else "ed_es",

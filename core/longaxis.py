@@ -8,6 +8,7 @@ grid, so everything here works in world coordinates through both affines.
 from gemini_cmr.core.longaxis import load_long_axis, find_long_axis_files, check_long_axis
 las = load_long_axis("sub/la_4ch.nii.gz")          # [LongAxisCine]; a DICOM folder may hold several views
 found = find_long_axis_files("sub/sa.nii.gz")      # UK Biobank la_2ch/3ch/4ch, M&Ms-2 <id>_LA_CINE/ED/ES
+in_study = long_axis_in_study(load_study("dicom_study_folder"))   # the study's own long-axis series
 notes = check_long_axis(las[0], sa_study)          # DataError (one line naming the file) when unusable
 lines = intersection_lines(la.grid, sa_study.grid) # where each SA slice crosses the LA plane
 cut, inside = cut_volume(sr_labels, sr_grid, la.grid, order=0)   # a 3D volume on the LA plane
@@ -21,7 +22,8 @@ Readers:
   single slice (labels paired by `_gt`/`_labels`/`_seg`, project convention).
 - DICOM (a folder, a zip, or one file of the series): every single-position cine series (one slice
   position, several phases) among the files, built by the short-axis stack builder (`core.io.dicom`); its
-  Frame of Reference, patient and study identity are kept for `check_long_axis`.
+  Frame of Reference, patient and study identity are kept for `check_long_axis`. A DICOM study loaded by
+  `load_study` keeps the single-position cines read with it: `long_axis_in_study(study)` builds them.
 
 The view ("2ch", "3ch", "4ch", or "la" when it cannot be told) comes from the file or series name.
 """
@@ -40,6 +42,7 @@ import numpy as np
 from scipy import ndimage
 
 from gemini_cmr.core.errors import DataError, GeminiError
+from gemini_cmr.core.io.dicom_series import LONG_AXIS_MIN_ANGLE_DEG
 from gemini_cmr.core.study import Grid, Study
 
 log = logging.getLogger(__name__)
@@ -52,7 +55,7 @@ LA_LABEL_MAPS: dict[str, dict[int, int]] = {
     "project": {0: 0, 1: 1, 2: 2, 3: 3},
 }
 #: Smallest angle (degrees) between a long-axis plane and the short-axis slices.
-MIN_PLANE_ANGLE_DEG = 30.0
+MIN_PLANE_ANGLE_DEG = LONG_AXIS_MIN_ANGLE_DEG
 #: Fewest long-axis pixels inside the short-axis slab for the plane to count as intersecting it.
 MIN_INSIDE_PIXELS = 50
 
@@ -352,14 +355,55 @@ def read_long_axis_dicom(path: str | Path) -> list[LongAxisCine]:
             archive.close()
 
 
-def _from_study(s: Study, description: str, warn: list[str]) -> LongAxisCine:
+def _from_study(s: Study, description: str, warn: list[str], name: str | None = None) -> LongAxisCine:
     ident = s.meta.dicom
     return LongAxisCine(view_from_name(description), s.image, s.affine, phase_times_ms=s.phase_times_ms,
-                        source_path=f"{s.meta.source_path} (series '{description}')" if description
-                        else s.meta.source_path,
+                        source_path=name or (f"{s.meta.source_path} (series '{description}')" if description
+                                             else s.meta.source_path),
                         frame_of_reference_uid="" if ident is None else ident.frame_of_reference_uid,
                         patient_id=s.meta.patient_id, study_uid="" if ident is None else ident.study_uid,
                         warnings=warn)
+
+
+def _series_name(where: str, candidate, shared: bool) -> str:
+    """How a DICOM long-axis series is named in messages: its folder, zip or PACS address and its
+    SeriesDescription (with the SeriesInstanceUID when the description is missing or shared)."""
+    uid = candidate.series_uids[0]
+    if not candidate.description:
+        return f"{where} (series {uid})"
+    return f"{where} (series '{candidate.description}'{f', {uid}' if shared else ''})"
+
+
+def long_axis_in_study(study: Study) -> list[LongAxisCine | LongAxisInput]:
+    """The long-axis cines read with a DICOM study (`StudyMeta.long_axis_series`: the single-position cine series
+    of its folder, zip or PACS retrieve at an angle to its slices), built from the frames already read. A series
+    of another study (StudyInstanceUID) or one that cannot be built is returned as an ignored `LongAxisInput`
+    with the reason (one line naming it); the Frame of Reference and the plane are checked later
+    (`validate_long_axis`). View: from the SeriesDescription (2ch/3ch/4ch, LVOT, "2 chamber", ...), else "la"."""
+    from gemini_cmr.core.io.dicom import build_study
+    from gemini_cmr.core.io.dicom_files import quiet_pydicom
+
+    series = list(study.meta.long_axis_series or [])
+    where = study.meta.source_path
+    sa_uid = "" if study.meta.dicom is None else study.meta.dicom.study_uid
+    descriptions = [c.description for c in series]
+    out: list[LongAxisCine | LongAxisInput] = []
+    for c in series:
+        name = _series_name(where, c, descriptions.count(c.description) > 1)
+        uid = str(c.frames[0].dataset.get("StudyInstanceUID", "") or "")
+        if uid and sa_uid and uid != sa_uid:
+            out.append(LongAxisInput(name, reason=str(DataError(
+                f"another study: StudyInstanceUID {uid} differs from the short-axis stack's {sa_uid}", name))))
+            continue
+        warn: list[str] = []
+        try:
+            with quiet_pydicom():
+                s = build_study(c, where, warn=warn)
+        except GeminiError as exc:
+            out.append(LongAxisInput(name, reason=str(DataError(f"cannot be read: {exc}", name))))
+            continue
+        out.append(_from_study(s, c.description, warn, name))
+    return out
 
 
 def load_long_axis(path: str | Path) -> list[LongAxisCine]:
@@ -643,6 +687,6 @@ def cut_result_labels(item: LongAxisInput, sr_labels: np.ndarray, sr: Grid, rows
 
 
 __all__ = ["LA_LABEL_MAPS", "LongAxisInput", "cut_result_labels", "validate_long_axis", "MIN_PLANE_ANGLE_DEG", "VIEWS", "IntersectionLine", "LongAxisCine", "check_long_axis",
-           "cut_volume", "find_long_axis_files", "intersection_lines", "load_long_axis", "match_phases",
+           "cut_volume", "find_long_axis_files", "long_axis_in_study", "intersection_lines", "load_long_axis", "match_phases",
            "pixel_world", "plane_angle_deg", "read_long_axis_dicom", "read_long_axis_nifti", "sample_world",
            "view_from_name"]

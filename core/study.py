@@ -167,6 +167,10 @@ class StudyMeta:
     extra: dict[str, Any] = field(default_factory=dict)
     dicom: DicomIdentity | None = None  # DICOM input only
     label_source: str = ""  # where `Study.labels` came from when not obvious (e.g. "DICOM SEG: 2 files")
+    #: DICOM input: the other cine series read with the stack that have one slice position and lie at an angle to
+    #: its slices (`core.io.dicom_series.Candidate`s: headers and undecoded pixels), the long-axis cines that
+    #: `core.longaxis.long_axis_in_study` builds without reading the files again.
+    long_axis_series: list[Any] = field(default_factory=list, repr=False, compare=False)
 
 
 @dataclass

@@ -4,7 +4,9 @@ The work is split in three modules:
 - `dicom_files`: each file parsed once (header and raw pixel bytes together), pixels decoded only for
   the frames that are loaded, so a 240-file cine loads in a few tenths of a second;
 - `dicom_series`: frames grouped into candidate stacks (a multi-position series, or UK Biobank's one
-  series per slice) and the SAX cine chosen (most slices x phases, or the caller's SeriesInstanceUID);
+  series per slice) and the SAX cine chosen (most slices x phases, or the caller's SeriesInstanceUID); the
+  single-position cines at an angle to it are kept on the study (`StudyMeta.long_axis_series`) for
+  `core.longaxis.long_axis_in_study`;
 - `seg`: DICOM segmentations (SEG) beside the images become the labels of the images they reference;
 - here: the chosen stack becomes (T, Z, Y, X). Slices are positions along the slice normal
   (ImagePositionPatient . normal), phases are ordered by TriggerTime, then TemporalPositionIdentifier,
@@ -39,6 +41,7 @@ from gemini_cmr.core.io.dicom_series import (
     choose_candidate,
     dedupe,
     find_candidates,
+    long_axis_candidates,
     one_series_per_position,
     positions,
 )
@@ -345,8 +348,9 @@ def _load_dicom(
     candidates, skipped = find_candidates(frames, warn)
     chosen = choose_candidate(candidates, skipped, series_uid, where)
     normal = chosen.frames[0].normal
+    long_axis = long_axis_candidates(candidates, chosen)
     for c in candidates + skipped:
-        if c is chosen:
+        if c is chosen or any(c is la for la in long_axis):  # long-axis cines: reported by their user
             continue
         if c.problem:
             reason = c.problem
@@ -356,6 +360,7 @@ def _load_dicom(
             reason = f"not chosen ({c.n_positions} slices x {c.n_phases} phases)"
         warn.append(f"skipped series {c.label}: {reason}")
     study = build_study(chosen, where, allow_incomplete, warn)
+    study.meta.long_axis_series = long_axis
     if segs:
         attach_segmentations(study, segs, warn)
     for w in warn:

@@ -20,6 +20,8 @@ from gemini_cmr.core.io.dicom_files import DicomFrame, as_float
 
 #: Positions closer than this along the slice normal (mm) are the same slice.
 POSITION_TOLERANCE_MM = 0.1
+#: Smallest angle (degrees) between a long-axis plane and the short-axis slices (`core.longaxis` uses it too).
+LONG_AXIS_MIN_ANGLE_DEG = 30.0
 
 _LOCALIZER_WORDS = ("localizer", "localiser", "scout", "survey", "tri-pilot", "3-plane", "3 plane")
 _SLICE_SUFFIX = re.compile(r"^(.*?)[_\- ]?b\d+$", re.IGNORECASE)
@@ -209,6 +211,18 @@ def _common_prefix(names: list[str]) -> str:
     while n < min(len(lo), len(hi)) and lo[n] == hi[n]:
         n += 1
     return lo[:n].rstrip("_- ")
+
+
+def long_axis_candidates(candidates: list[Candidate], chosen: Candidate) -> list[Candidate]:
+    """The candidates beside the chosen stack that may be its long-axis cines: acquired (not DERIVED) series with one
+    slice position, at least 2 phases, and a plane at least `LONG_AXIS_MIN_ANGLE_DEG` from the stack's slices.
+    Study and Frame of Reference are checked by their user (`core.longaxis`), which names the series it ignores."""
+    if chosen.frames[0].orientation is None:
+        return []
+    normal = chosen.frames[0].normal
+    limit = float(np.cos(np.radians(LONG_AXIS_MIN_ANGLE_DEG)))
+    return [c for c in candidates if c is not chosen and c.problem is None and c.n_positions == 1
+            and c.n_phases >= 2 and not c.derived and abs(float(np.dot(c.frames[0].normal, normal))) <= limit]
 
 
 def choose_candidate(

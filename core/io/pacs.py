@@ -11,7 +11,8 @@ Where the server is and who the user is (`server_settings`): options first, then
   `retrieve = "move"`).
 
 A study on a server is named by the same address plus `?StudyInstanceUID=...[&SeriesInstanceUID=...]`
-(`parse_study_url`); with only a study, the short-axis cine series is chosen (`choose_cine_series`).
+(`parse_study_url`); with only a study, the short-axis cine series is chosen (`choose_cine_series`);
+`super-resolve` also retrieves the study's long-axis cine series (`long_axis_series`, `pull(long_axis=True)`).
 
 Credentials never appear in `repr`, messages or logs (`PacsServer.display` has no user information); TLS
 certificates are verified unless `verify_tls` is False. Every failure is a `PacsError` with one line:
@@ -348,6 +349,14 @@ def choose_cine_series(series: Sequence[SeriesInfo], study_uid: str, where: str)
 
     text = ("sax", "short", "sa_", "cine")
     return max(usable, key=lambda s: (not s.derived, size(s), any(t in s.description.lower() for t in text)))
+
+
+def long_axis_series(series: Sequence[SeriesInfo], chosen: SeriesInfo) -> list[SeriesInfo]:
+    """The series of a study that may be long-axis cines of its short-axis cine `chosen`: acquired (not derived)
+    series with one slice position and several phases, judged from their headers (`judge_series`). The plane's
+    angle, the Frame of Reference and the view are checked once they are read (`core.longaxis`)."""
+    return [s for s in series if s.series_uid != chosen.series_uid and s.n_positions == 1
+            and (s.n_phases or 0) >= 2 and not s.derived]
 
 
 # --- clients --------------------------------------------------------------------------------------------
@@ -693,9 +702,12 @@ def list_series(server: PacsServer, study_uid: str) -> list[SeriesInfo]:
 
 
 def pull(server: PacsServer, study_uid: str, series_uid: str | None, dest: str | Path,
-         progress: Progress | None = None, cancel: Cancel | None = None) -> tuple[Path, SeriesInfo]:
+         progress: Progress | None = None, cancel: Cancel | None = None,
+         long_axis: bool = False) -> tuple[Path, SeriesInfo]:
     """Retrieve one series (the short-axis cine when `series_uid` is None) into the new folder `dest`:
-    written into a hidden folder beside it and renamed when complete; nothing is left on failure."""
+    written into a hidden folder beside it and renamed when complete; nothing is left on failure.
+    `long_axis`: also the study's long-axis cine series (`long_axis_series`), each into a subfolder
+    `long-axis-<n>/`; one that cannot be retrieved is left out with a warning (logged and on `progress`)."""
     from gemini_cmr.core.io.dicom_files import quiet_pydicom
 
     progress = progress or _noop_progress
@@ -710,7 +722,7 @@ def pull(server: PacsServer, study_uid: str, series_uid: str | None, dest: str |
         raise PacsError(f"cannot create the folder ({exc.strerror})", parent) from None
     with client_for(server) as c:
         progress(0.0, f"looking for study {study_uid}")
-        series = c.find_series(study_uid, judge=series_uid is None)
+        series = c.find_series(study_uid, judge=series_uid is None or long_axis)
         if not series:
             raise PacsError(f"study {study_uid} not found on {server.display}")
         if series_uid is None:
@@ -732,6 +744,8 @@ def pull(server: PacsServer, study_uid: str, series_uid: str | None, dest: str |
             if chosen.n_instances and n < chosen.n_instances:
                 raise PacsError(f"the retrieve of series {chosen.series_uid} was cut off: {n} of "
                                 f"{chosen.n_instances} images arrived; nothing was kept")
+            if long_axis:
+                _pull_long_axis(c, study_uid, long_axis_series(series, chosen), tmp, progress, cancel)
             if dest.exists():
                 dest.rmdir()
             os.replace(tmp, dest)
@@ -743,15 +757,40 @@ def pull(server: PacsServer, study_uid: str, series_uid: str | None, dest: str |
     return dest, chosen
 
 
+def _pull_long_axis(c: PacsClient, study_uid: str, series: Sequence[SeriesInfo], folder: Path, progress: Progress,
+                    cancel: Cancel) -> None:
+    """Retrieve each long-axis series into `folder/long-axis-<n>/`; a failed one is removed and reported."""
+    from gemini_cmr.core.io.dicom_files import quiet_pydicom
+
+    for k, s in enumerate(series, 1):
+        sub = folder / f"long-axis-{k}"
+        sub.mkdir()
+        progress(0.9, f"retrieving long-axis series {s.label}")
+        try:
+            with quiet_pydicom():
+                n = c.retrieve_series(study_uid, s.series_uid, sub, _noop_progress, cancel, s.n_instances)
+            if cancel():
+                raise Cancelled("retrieve cancelled")
+            if s.n_instances and n < s.n_instances:
+                raise PacsError(f"the retrieve was cut off: {n} of {s.n_instances} images arrived")
+        except PacsError as exc:
+            shutil.rmtree(sub, ignore_errors=True)
+            text = f"long-axis series {s.label} not retrieved: {exc}"
+            log.warning("%s", text)
+            progress(0.9, f"warning: {text}")
+
+
 @contextlib.contextmanager
 def pulled_study(server: PacsServer, study_uid: str | None, series_uid: str | None,
-                 progress: Progress | None = None, cancel: Cancel | None = None) -> Iterator[Path]:
-    """A study's cine retrieved into a temporary folder, removed afterwards."""
+                 progress: Progress | None = None, cancel: Cancel | None = None,
+                 long_axis: bool = False) -> Iterator[Path]:
+    """A study's cine retrieved into a temporary folder, removed afterwards (`long_axis`: with the study's
+    long-axis cine series, as `pull`)."""
     if not study_uid:
         raise PacsError(f"name the study: {server.display}?StudyInstanceUID=...[&SeriesInstanceUID=...]")
     root = Path(tempfile.mkdtemp(prefix="gemini-cmr-pacs-"))
     try:
-        folder, _ = pull(server, study_uid, series_uid, root / "study", progress, cancel)
+        folder, _ = pull(server, study_uid, series_uid, root / "study", progress, cancel, long_axis)
         yield folder
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -149,3 +149,39 @@ def expected_ras_affine(spec: CineSpec) -> np.ndarray:
     a[:3, 3] = spec.origin
     a[:2] *= -1
     return a
+
+
+def array_cine(image: np.ndarray, ras_affine: np.ndarray, description: str, study_uid: str, for_uid: str,
+               series_number: int = 20, phase_interval: float = 40.0) -> list[Dataset]:
+    """Datasets of a float image (T, Z, Y, X) on a RAS+ affine (a `Study` or `LongAxisCine` as the loaders give
+    it): one series, 16-bit pixels with a RescaleSlope that keeps the values within 0.1 % of the range."""
+    image = np.asarray(image, np.float64)
+    if image.ndim == 3:
+        image = image[:, None]
+    lps = np.asarray(ras_affine, np.float64).copy()
+    lps[:2] *= -1
+    dx, dy = np.linalg.norm(lps[:3, 0]), np.linalg.norm(lps[:3, 1])
+    orientation = np.concatenate([lps[:3, 0] / dx, lps[:3, 1] / dy])
+    lo, hi = float(image.min()), float(image.max())
+    slope = (hi - lo) / 30000.0 or 1.0
+    series = generate_uid()
+    nt, nz = image.shape[:2]
+    out = []
+    for k in range(nz):
+        for t in range(nt):
+            ds = _base(study_uid, for_uid)
+            ds.SeriesInstanceUID = series
+            ds.SeriesDescription = description
+            ds.SeriesNumber = series_number
+            ds.InstanceNumber = k * nt + t + 1
+            ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
+            ds.ImageOrientationPatient = [f"{v:.8f}" for v in orientation]
+            ds.ImagePositionPatient = [f"{v:.6f}" for v in lps[:3] @ np.array([0.0, 0.0, k, 1.0])]
+            ds.PixelSpacing = [f"{dy:.6f}", f"{dx:.6f}"]
+            ds.SliceThickness = f"{np.linalg.norm(lps[:3, 2]):g}"
+            ds.TriggerTime = f"{t * phase_interval:g}"
+            ds.RescaleSlope = f"{slope:.8g}"
+            ds.RescaleIntercept = f"{lo:.8g}"
+            _set_pixels(ds, np.round((image[t, k] - lo) / slope))
+            out.append(ds)
+    return out

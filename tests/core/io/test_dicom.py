@@ -128,8 +128,9 @@ def test_picks_sax_cine_and_skips_localizer_and_other_orientation(tmp_path):
     study = load_study(tmp_path)
     assert study.image.shape == (5, 4, 20, 24)
     text = " | ".join(study.meta.warnings)
-    assert "localizer" in text and "other orientation" in text and "non-DICOM" in text
-    assert "cine_sax_small" in text
+    assert "localizer" in text and "non-DICOM" in text and "cine_sax_small" in text
+    # the single-slice cine at an angle to the stack is kept as a long-axis series, not reported as skipped
+    assert "cine_4ch" not in text and [c.description for c in study.meta.long_axis_series] == ["cine_4ch"]
     chosen = load_study(tmp_path, series_uid=small_sets[0].SeriesInstanceUID)
     assert chosen.image.shape == (3, 2, 20, 24)
     # Pointing at one file loads that file's series.

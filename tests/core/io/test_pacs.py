@@ -175,6 +175,19 @@ def test_pull_retrieves_the_short_axis_cine_into_a_new_folder(uploaded, pacs_env
     assert dt < 20
 
 
+def test_pull_with_the_long_axis_series(uploaded, pacs_env, tmp_path):
+    study_uid, sax_uid, spec = uploaded
+    dest, chosen = pacs.pull(_server(pacs_env), study_uid, None, tmp_path / "got", long_axis=True)
+    assert chosen.series_uid == sax_uid
+    assert sorted(p.name for p in dest.iterdir() if p.is_dir()) == ["long-axis-1"]  # not the localizer
+    assert len(list((dest / "long-axis-1").iterdir())) == 12
+    study = load_study(dest)
+    assert study.meta.series_uid == sax_uid and study.image.shape == (spec.n_phases, spec.n_slices, 40, 44)
+    assert [c.description for c in study.meta.long_axis_series] == ["cine_4ch"]
+    dest2, _ = pacs.pull(_server(pacs_env), study_uid, sax_uid, tmp_path / "named", long_axis=True)
+    assert (dest2 / "long-axis-1").is_dir()  # a named short-axis series: its study's long-axis series too
+
+
 @pytest.fixture
 def fake_engine(monkeypatch):
     """The real engine and writers around a fake network (tests/core/engine/fakes.py): seconds, not minutes."""
@@ -204,6 +217,8 @@ def test_super_resolve_from_the_server_and_push_the_dicom_outputs(uploaded, pacs
     assert info["input"]["path"] == f"{pacs_env.dicomweb}?StudyInstanceUID={study_uid}"
     assert info["arguments"]["study"] == info["input"]["path"] and info["dicom"]["new_study"] is False
     assert PASSWORD not in (tmp_path / "out/run.json").read_text() and PASSWORD not in out + err
+    (la,) = info["long_axis"]  # the study's long-axis cine was retrieved with the short-axis one
+    assert la["path"] == f"{info['input']['path']} (series 'cine_4ch')" and la["view"] == "4ch"
     sent = [n for n in info["outputs"] if n.startswith("dicom/")]
     assert f"sent {len(sent)} DICOM files in 3 series" in out
     after = pacs_env.series_of(study_uid)
