@@ -8,13 +8,17 @@ folder (or the input folder; the studies' common folder for studies outside it),
 without .nii.gz/.nii/.zip: A/study.nii.gz -> A_study. It does not depend on the order or the other
 entries of the list; two studies that would share a name get a short hash of their path added.
 
+- Long-axis cines (--long-axis auto, the default): found per study as `super-resolve` finds them (UK Biobank and
+  M&Ms-2 files beside it, the long-axis series of a DICOM study) and used; each study's run.json records them
+  (`long_axis`: used, or ignored with the reason, also among its warnings). --long-axis off: none.
 - A study that fails (unreadable file, bad geometry, ...) is reported with a one-line reason and the run
   goes on. DIR/batch_summary.csv and .json list every study: ok / failed / skipped, reason, seconds,
   whether its phenotypes are plausible, and its warnings (also printed on stderr).
 - Resume: a study is skipped only when DIR/<name>/run.json (written last, so present only for a finished
   study) records the same input (resolved path, size and modification time of the file or of the files of
   the folder), the same model (path and sha256 of the weights; the bundled models' for the default),
-  adapter and options (--phases, --mesh-format, --sr-dtype, --dicom, --dicom-compression), and every output it lists still exists.
+  adapter and options (--phases, --mesh-format, --sr-dtype, --dicom, --dicom-compression, --no-motion-correction,
+  --long-axis) and the long-axis files found beside it, and every output it lists still exists.
   Results of an older input or other options are redone in place; a folder holding another study's
   results is left alone and this study gets its own (name + hash). Run the same command again after an
   interruption.
@@ -69,6 +73,10 @@ def register(subparsers, summary: str) -> None:
 
     add_dicom_options(p)
     add_motion_option(p)
+    p.add_argument("--long-axis", choices=("auto", "off"), default="auto",
+                   help="auto (default): each study's long-axis cines as `super-resolve` finds them (UK Biobank "
+                        "la_2ch/3ch/4ch and M&Ms-2 <id>_LA_* beside it, the long-axis series of a DICOM study), "
+                        "recorded in its run.json long_axis; off: none")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -189,11 +197,20 @@ def _run_record(folder: Path) -> dict | None:
 
 def resume_key(study: Path, model_key: dict, options: dict) -> dict:
     """What a finished study's run.json must record for it to be skipped: the input's fingerprint
-    (`core.outputs.input_fingerprint`), the model and adapter (`model_identity`) and the options."""
+    (`core.outputs.input_fingerprint`), the model and adapter (`model_identity`), the options, and with
+    `--long-axis auto` the fingerprints of the long-axis files found beside the study (`find_long_axis_files`;
+    those inside a study folder or DICOM study are part of its own fingerprint)."""
     from gemini_cmr.core.outputs import input_fingerprint
 
-    return {"input": input_fingerprint(study) or {"path": os.path.abspath(study)}, **model_key,
-            "options": dict(options)}
+    key = {"input": input_fingerprint(study) or {"path": os.path.abspath(study)}, **model_key,
+           "options": dict(options)}
+    if options.get("long_axis", "auto") == "auto" and not Path(study).expanduser().is_dir():
+        from gemini_cmr.core.longaxis import find_long_axis_files
+
+        found = [input_fingerprint(p) for p in find_long_axis_files(study)]
+        if found:
+            key["long_axis_inputs"] = found
+    return key
 
 
 def model_identity(model: Path | None, adapter: Path | None) -> dict:
@@ -239,10 +256,13 @@ def resume_state(folder: Path, key: dict) -> tuple[str, str]:
     changed = [k for k in ("size_bytes", "mtime_ns", "files") if old_input.get(k) != new_input.get(k)]
     if changed:
         return "stale", "the input changed since (" + ", ".join(changed) + ")"
-    if old.get("options") != key["options"]:
-        diff = sorted(k for k in set(old.get("options") or {}) | set(key["options"])
-                      if (old.get("options") or {}).get(k) != key["options"].get(k))
+    old_options = {"long_axis": "auto", **(old.get("options") or {})}  # runs before --long-axis: none found
+    if old_options != {"long_axis": "auto", **key["options"]}:
+        diff = sorted(k for k in set(old_options) | set(key["options"])
+                      if old_options.get(k) != key["options"].get(k))
         return "stale", "other options (" + ", ".join(diff) + ")"
+    if old.get("long_axis_inputs", []) != key.get("long_axis_inputs", []):
+        return "stale", "the long-axis files beside the study changed"
     used = (info.get("model") or {}).get("id")
     if old.get("model", {}).get("path") != key["model"]["path"] or used not in key["model"]["sha256"]:
         return "stale", "made with another model"
@@ -351,7 +371,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from gemini_cmr.cli.super_resolve import dicom_notice
+    from gemini_cmr.cli.super_resolve import dicom_notice, long_axis_inputs
     from gemini_cmr.core.engine import SuperResolver, parse_phases
     from gemini_cmr.core.io import load_study
     from gemini_cmr.core.outputs import estimate_output_bytes, write_outputs
@@ -359,7 +379,8 @@ def run(args: argparse.Namespace) -> int:
     model_key = model_identity(args.model, args.adapter)
     options = {"phases": str(args.phases), "mesh_format": list(formats), "sr_dtype": args.sr_dtype,
                "dicom": "auto" if args.dicom is None else bool(args.dicom), "dicom_compression": args.dicom_compression,
-               "motion_correction": bool(getattr(args, "motion_correction", True))}
+               "motion_correction": bool(getattr(args, "motion_correction", True)),
+               "long_axis": getattr(args, "long_axis", "auto")}
     if args.threads:
         torch.set_num_threads(args.threads)
     device = shard_device(args.device, rank, world)
@@ -401,8 +422,11 @@ def run(args: argparse.Namespace) -> int:
                     with_dicom = study.meta.dicom is not None if args.dicom is None else args.dicom
                     check_output_folder(dest, study_path, estimate_output_bytes(
                         study, n_ph, args.sr_dtype, with_dicom, args.dicom_compression))
+                    la_args = argparse.Namespace(long_axis=None, no_long_axis=options["long_axis"] == "off")
+                    long_axis = long_axis_inputs(la_args, study_path, lambda m: None, study)
                     result = engine.run(study, phases=args.phases, meshes="ed_es",
-                                        motion_correction=bool(getattr(args, "motion_correction", True)))
+                                        motion_correction=bool(getattr(args, "motion_correction", True)),
+                                        long_axis=long_axis)
                     notice = dicom_notice(study, args.dicom)
                     if notice:
                         result.warnings.append(notice)
@@ -414,6 +438,7 @@ def run(args: argparse.Namespace) -> int:
                             "batch": str(args.input_list),
                             "rank": rank,
                             "world_size": world,
+                            "long_axis": options["long_axis"],
                         },
                         "resume_key": key,
                     }
