@@ -2,9 +2,11 @@
 science. What it shows lives in `ViewerState` (app/viewer_state.py, no Qt); the toolbar and menus are
 built by app/menus.py, the cine bar and docks by app/panels.py, the warm-ups are app/warmup.py.
 
-Data flow: a path -> `core.io.loader.load_study` (worker thread) -> `Study` shown as LR; Super-resolve ->
-`core.engine.SuperResolver.run` (worker thread) -> `Result` shown as SR slices, long-axis reformats, 3D
-surfaces and phenotypes. Geometry (world <-> voxel, long axis, plane sampling) comes from `core`.
+Data flow: a path -> `core.io.loader.load_study` (worker thread) -> `Study` shown as LR, with the long-axis
+cines found beside it (`core.longaxis`) in the long-axis view; Super-resolve -> `core.engine.SuperResolver.run`
+(worker thread, with those cines) -> `Result` shown as SR slices, long-axis reformats, the SR labels cut along
+each long-axis cine, 3D surfaces and phenotypes. Geometry (world <-> voxel, long axis, plane sampling,
+intersection lines) comes from `core`.
 """
 
 from __future__ import annotations
@@ -42,7 +44,13 @@ from gemini_cmr.app.menus import (
 from gemini_cmr.app.panels import build_cine_bar, build_docks
 from gemini_cmr.app.settings import Settings
 from gemini_cmr.app.theme import SURFACE_MODES
-from gemini_cmr.app.viewer_state import ViewerState
+from gemini_cmr.app.viewer_state import (
+    ViewerState,
+    default_window_level,
+    load_long_axis_for,
+    long_axis_beside,
+)
+from gemini_cmr.app.views.long_axis_view import LongAxisView, view_colour
 from gemini_cmr.app.views.reformat_view import ReformatView
 from gemini_cmr.app.views.slice_view import SliceView
 from gemini_cmr.app.workers import Task
@@ -52,10 +60,12 @@ from gemini_cmr.core.study import Study
 log = logging.getLogger(__name__)
 
 STUDY_FILTER = "Cine studies (*.nii *.nii.gz *.zip *.dcm);;All files (*)"
+LONG_AXIS_FILTER = "Long-axis cines (*.nii *.nii.gz *.zip *.dcm);;All files (*)"
 
 
 class MainWindow(QMainWindow):
     studyLoaded = Signal(object)
+    longAxisAdded = Signal(object)  # the long-axis cines added to the open study
     resultReady = Signal(object)
     taskFailed = Signal(str, str)
     taskCancelled = Signal()
@@ -86,9 +96,13 @@ class MainWindow(QMainWindow):
         # imported on a background thread, then the widget is made on the UI thread (`surfaceReady`).
         self.surface_view = None
         self.with_3d = with_3d
+        self.la_view = LongAxisView()  # the acquired long-axis cines; shown when the study has any
+        self.la_view.hide()
         top = QSplitter(Qt.Orientation.Horizontal)
+        self.top_split = top
         top.addWidget(self.lr_view)
         top.addWidget(self.sr_view)
+        top.addWidget(self.la_view)
         bottom = QSplitter(Qt.Orientation.Horizontal)
         self.bottom_split = bottom
         bottom.addWidget(self.reformat_view)
@@ -212,6 +226,9 @@ class MainWindow(QMainWindow):
         self.reformat_view.cursorMoved.connect(self.set_cursor)
         self.reformat_view.windowLevelDragged.connect(self.set_window_level)
         self.reformat_view.windowLevelReset.connect(self.reset_window_level)
+        self.la_view.cineChosen.connect(self._show_la_cine)
+        self.la_view.slicePicked.connect(self._on_la_slice_picked)
+        self.la_view.cursorMoved.connect(self.set_cursor)
 
     # ============================================================================================
     # engine choices and settings
@@ -304,26 +321,36 @@ class MainWindow(QMainWindow):
             from gemini_cmr.core.io.loader import load_study
 
             progress(0.0, f"Reading {Path(path).name}…")
-            return load_study(path)
+            study = load_study(path)
+            progress(0.9, "Looking for long-axis cines…")
+            return (study, *long_axis_beside(path, study))
 
         task = self._start_task(Task(load, "load"), f"Opening {Path(path).name}…")
-        task.finished.connect(lambda study: self._on_study_loaded(study, path))
+        task.finished.connect(lambda loaded: self._on_study_loaded(loaded, path))
         return task
 
-    def _on_study_loaded(self, study: Study, path: str) -> None:
+    def _on_study_loaded(self, loaded: tuple, path: str) -> None:
+        study, la_cines, la_notes = loaded
         self.settings.add_recent(path)
         self.settings.last_dir = str(Path(path).parent)
         rebuild_recent_menu(self)
-        self.set_study(study)
+        self.set_study(study, la_cines, la_notes)
+        for note in la_notes:
+            log.warning("%s", note)
         warmup.prewarm_engine()  # the user looks at the study first: import torch meanwhile
         self.studyLoaded.emit(study)
 
-    def set_study(self, study: Study) -> None:
-        """Show a loaded study (LR only; any SR result is dropped)."""
+    def set_study(self, study: Study, la_cines=(), la_notes=()) -> None:
+        """Show a loaded study (LR only; any SR result is dropped) with its long-axis cines
+        (`core.longaxis.LongAxisCine`) and the notes about long-axis files that could not be used."""
         self.set_playing(False)
         self._stop_more_meshes()
         state = self.state
         state.show_study(study)
+        state.add_long_axis(list(la_cines))
+        state.la_notes = list(la_notes)
+        views = [c.view for c in state.la_cines]
+        self._show_long_axis(select=views.index("4ch") if "4ch" in views else 0)  # 4-chamber first: both ventricles
         grid = study.grid
         for v in (self.lr_view, self.sr_view):
             v.set_reference(grid)
@@ -360,6 +387,101 @@ class MainWindow(QMainWindow):
         self.warnings_label.setText(self.state.warnings_text())
 
     # ============================================================================================
+    # long-axis cines
+    # ============================================================================================
+    def add_long_axis_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Add long-axis cine", self.settings.last_dir, LONG_AXIS_FILTER)
+        if path:
+            self.add_long_axis_path(path)
+
+    def add_long_axis_path(self, path: str | Path) -> Task | None:
+        """Read long-axis cine(s) at `path` on a worker thread and check them against the open study; a file
+        that cannot be read or used gives a one-line error naming it (the study stays as it is)."""
+        path = str(path)
+        study = self.state.study
+        if study is None or not self._can_start():
+            return None
+
+        def load(progress, cancel):
+            from gemini_cmr.core.errors import DataError
+
+            progress(0.0, f"Reading long-axis {Path(path).name}…")
+            cines = load_long_axis_for(path, study)
+            if not cines:
+                raise DataError("no long-axis cine found", path)
+            return cines
+
+        task = self._start_task(Task(load, "long-axis"), f"Adding long-axis {Path(path).name}…")
+        task.finished.connect(lambda cines: self._on_long_axis_loaded(cines, study))
+        return task
+
+    def _on_long_axis_loaded(self, cines: list, study: Study) -> None:
+        if study is not self.state.study:
+            return
+        added = self.state.add_long_axis(cines)
+        self._show_long_axis(select=len(self.state.la_cines) - 1 if added else None)
+        self._update_views()
+        what = ", ".join(c.view for c in added) or "nothing new"
+        self.status_label.setText(f"Added long-axis {what}: {self.state.la_text()}"
+                                  + (" — Super-resolve again to cut the SR labels on it" if added and self.state.result
+                                     else ""))
+        self.longAxisAdded.emit(added)
+
+    def _show_long_axis(self, select: int | None = None) -> None:
+        """The long-axis view from the state's cines (hidden without any); `select` a cine by index."""
+        cines = self.state.la_cines
+        was_hidden = self.la_view.isHidden()
+        current = self.la_view.current_index() if select is None else select
+        self.la_view.set_cines([(c.view, Path(c.source_path).name if c.source_path else c.view) for c in cines],
+                               current)
+        self.la_view.setVisible(bool(cines))
+        if cines:
+            if was_hidden:
+                total = sum(self.top_split.sizes()) or self.top_split.width()
+                self.top_split.setSizes([total // 3, total // 3, total - 2 * (total // 3)])
+            self._show_la_cine(self.la_view.current_index())
+
+    def _show_la_cine(self, index: int) -> None:
+        state = self.state
+        if not 0 <= index < len(state.la_cines):
+            return
+        cine = state.la_cines[index]
+        self.la_view.set_cine(cine.image, cine.grid, state.la_lines(index), cine.view,
+                              default_window_level(cine.image))
+        self.la_view.fit()
+        self._update_long_axis()
+
+    def _update_long_axis(self) -> None:
+        """The long-axis view at the current phase and slice, and the planes' traces on the short-axis views."""
+        state = self.state
+        traces = [(view, view_colour(view), p0, p1) for view, p0, p1 in state.la_traces()]
+        for v in (self.lr_view, self.sr_view):
+            v.set_la_traces(traces)
+        if not state.la_cines or self.la_view.isHidden():
+            return
+        i = self.la_view.current_index()
+        cine = state.la_cines[i]
+        t = state.la_phase(i)
+        labels, note = state.la_cut(i)
+        self.la_view.set_frame(t, labels, note, f"LA phase {t + 1}/{cine.n_phases}   SA phase {state.phase + 1}")
+        item = state.la_input(i)
+        tip = ""
+        if item is not None and not item.used:
+            tip = item.reason
+        elif item is not None and item.offset_mm is not None:
+            tip = (f"estimated in-plane offset of this acquisition: {np.hypot(*item.offset_mm):.1f} mm "
+                   "(the SR labels' cut is displaced by it)")
+        self.la_view.set_note_tooltip(tip)
+        self.la_view.set_current_slice(state.sa_slice(), state.cursor)
+
+    def _on_la_slice_picked(self, k: int, world: np.ndarray) -> None:
+        """A click on a short-axis slice's line in the long-axis view: the cursor goes to that slice, at
+        the clicked point."""
+        g = self.state.study.grid
+        i, j, _ = g.world_to_index(np.asarray(world, np.float64))
+        self.set_cursor(g.index_to_world(np.array([i, j, float(k)])))
+
+    # ============================================================================================
     # super-resolution
     # ============================================================================================
     def super_resolve(self, phases: str = "all") -> Task | None:
@@ -373,6 +495,7 @@ class MainWindow(QMainWindow):
         study = self.state.study
         cache = self._engine_cache
         motion = None if self.settings.motion_correction else False  # None: the engine's default for the study
+        extra = {"long_axis": list(self.state.la_cines)} if self.state.la_cines else {}
 
         def run(progress, cancel):
             resolver = cache.get(key)
@@ -383,7 +506,7 @@ class MainWindow(QMainWindow):
                 cache[key] = resolver
             # ED/ES surfaces only: the result is shown sooner, the other phases' follow (`_start_more_meshes`)
             return resolver.run(study, phases=phases, meshes="ed_es", progress=progress, cancel=cancel,
-                                motion_correction=motion)
+                                motion_correction=motion, **extra)
 
         task = self._start_task(Task(run, "super-resolve"), "Super-resolving…")
         task.finished.connect(self.set_result)
@@ -565,6 +688,7 @@ class MainWindow(QMainWindow):
         self.cancel_action.setEnabled(busy)
         self.open_action.setEnabled(not busy)
         self.export_action.setEnabled(has_study and not busy)
+        self.add_la_action.setEnabled(has_study and not busy)
         self.pacs_open_action.setEnabled(not busy)
         self.pacs_send_action.setEnabled(self.state.result is not None and not busy)
         for w in (self.slice_slider, self.phase_slider, self.play_button):
@@ -647,6 +771,7 @@ class MainWindow(QMainWindow):
             self.surface_view.set_phase(phase)
         self.phenotypes_panel.set_phase(phase)
         self._update_plane_trace()
+        self._update_long_axis()
         self.slice_label.setText(state.slice_text())
         self.phase_label.setText(state.phase_text())
         self.position_label.setText(state.position_text())
@@ -678,9 +803,10 @@ class MainWindow(QMainWindow):
 
     def reset_window_level(self) -> None:
         self.set_window_level(*self.state.window_level_default)
+        self.la_view.reset_window_level()  # the long-axis cine keeps its own window/level
 
     def fit_views(self) -> None:
-        for v in (self.lr_view, self.sr_view, self.reformat_view.lr_pane, self.reformat_view.sr_pane):
+        for v in (self.lr_view, self.sr_view, self.reformat_view.lr_pane, self.reformat_view.sr_pane, self.la_view.pane):
             v.fit()
 
     def apply_overlay(self, *_):
@@ -689,22 +815,25 @@ class MainWindow(QMainWindow):
         for v in (self.lr_view, self.sr_view):
             v.set_overlay(visible, opacity)
         self.reformat_view.set_overlay(visible, opacity)
+        self.la_view.set_overlay(visible, opacity)
 
     def apply_crosshair(self, visible: bool) -> None:
         for v in (self.lr_view, self.sr_view):
             v.set_crosshair_visible(visible)
         self.reformat_view.set_crosshair_visible(visible)
+        self.la_view.set_crosshair_visible(visible)
 
     # ============================================================================================
     # screenshots and export
     # ============================================================================================
     def grab_image(self, which: str = "window") -> QImage:
-        """A screenshot of the whole window or one view ("lr", "sr", "reformat", "3d"), with the 3D
+        """A screenshot of the whole window or one view ("lr", "sr", "la", "reformat", "3d"), with the 3D
         rendering composited in (a native VTK window is not captured by QWidget.grab)."""
         QApplication.processEvents()
         if which == "3d":
             return self._surface_qimage() or QImage()
-        widget = {"window": self, "lr": self.lr_view, "sr": self.sr_view, "reformat": self.reformat_view}[which]
+        widget = {"window": self, "lr": self.lr_view, "sr": self.sr_view, "la": self.la_view,
+                  "reformat": self.reformat_view}[which]
         image = widget.grab().toImage()
         if which == "window" and self.surface_view is not None and self.surface_view.isVisible():
             img3d = self._surface_qimage()

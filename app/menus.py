@@ -131,6 +131,10 @@ def build_menus(win: MainWindow) -> None:
     fm.addAction(win.open_action)
     open_folder = fm.addAction("Open Folder…")
     open_folder.triggered.connect(win.open_folder_dialog)
+    win.add_la_action = fm.addAction("Add Long-Axis Cine…")
+    win.add_la_action.setToolTip("Add a 2-, 3- or 4-chamber cine of this study (NIfTI or DICOM): shown beside the "
+                                 "short axis and used by the next Super-resolve")
+    win.add_la_action.triggered.connect(win.add_long_axis_dialog)
     win.pacs_open_action = fm.addAction("Open from PACS…")
     win.pacs_open_action.triggered.connect(lambda: _pacs_dialog().open_from_pacs(win))
     win.recent_menu = fm.addMenu("Open &Recent")

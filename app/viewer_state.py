@@ -3,6 +3,10 @@
 adapter, device), with the logic that needs no widget: which slice the cursor is on, phase wrap-around,
 ED/ES, the oblique plane's trace, the texts of the slider labels, the status bar and the study panel.
 
+The long-axis cines of the study (`core.longaxis.LongAxisCine`) live here too, with what their view needs:
+the long-axis phase matched to the short-axis phase, the intersection lines of the short-axis slices with
+each plane, each plane's trace on the short-axis slice through the cursor, and the SR labels' cut.
+
 `MainWindow` owns one `ViewerState`, writes it from its slots and pushes it to the views.
 """
 
@@ -18,6 +22,7 @@ from gemini_cmr.core.study import Grid, Study
 
 if TYPE_CHECKING:
     from gemini_cmr.core.engine import Result
+    from gemini_cmr.core.longaxis import IntersectionLine, LongAxisCine, LongAxisInput
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -53,6 +58,55 @@ def long_axis_or_none(labels: np.ndarray, grid: Grid) -> LongAxis | None:
         return None
 
 
+def long_axis_beside(path, study: Study) -> tuple[list[LongAxisCine], list[str]]:
+    """The long-axis cines of a short-axis input that can be read and fit the stack (`check_long_axis`): the
+    files beside it (`core.longaxis.find_long_axis_files`) and the series read with a DICOM study
+    (`long_axis_in_study`); one note (naming the file or series) per one that cannot be used."""
+    from pathlib import Path
+
+    from gemini_cmr.core import longaxis
+    from gemini_cmr.core.errors import GeminiError
+
+    cines, notes = [], []
+    for f in longaxis.find_long_axis_files(path):
+        if Path(f).resolve() == Path(path).resolve():
+            continue
+        try:
+            cines += load_long_axis_for(f, study)
+        except GeminiError as exc:
+            notes.append(f"long-axis file not used: {exc}")
+    for item in longaxis.long_axis_in_study(study) if study.meta.long_axis_series else []:
+        if isinstance(item, longaxis.LongAxisInput):  # a series that could not be built
+            notes.append(f"long-axis series not used: {item.reason}")
+            continue
+        try:
+            longaxis.check_long_axis(item, study)
+        except GeminiError as exc:
+            notes.append(f"long-axis series not used: {exc}")
+            continue
+        cines.append(item)
+    return cines, notes
+
+
+def load_long_axis_for(path, study: Study) -> list[LongAxisCine]:
+    """The long-axis cine(s) at `path` (`core.longaxis.load_long_axis`) checked against `study`
+    (`check_long_axis`); `DataError` (one line naming the file) when none of them can be used."""
+    from gemini_cmr.core.errors import DataError
+    from gemini_cmr.core.longaxis import check_long_axis, load_long_axis
+
+    usable, first_error = [], None
+    for cine in load_long_axis(path):
+        try:
+            check_long_axis(cine, study)
+        except DataError as exc:
+            first_error = first_error or exc
+            continue
+        usable.append(cine)
+    if not usable and first_error is not None:
+        raise first_error
+    return usable
+
+
 @dataclass
 class EngineChoice:
     """The model, adapter and device Super-resolve uses: None = the automatic model / no adapter."""
@@ -74,6 +128,9 @@ class ViewerState:
     cursor: np.ndarray = field(default_factory=lambda: np.zeros(3))  # world (RAS) mm
     window_level_default: tuple[float, float] = (1.0, 0.5)
     engine: EngineChoice = field(default_factory=EngineChoice)
+    la_cines: list = field(default_factory=list)  # the study's long-axis cines (`core.longaxis.LongAxisCine`)
+    la_notes: list = field(default_factory=list)  # long-axis files found beside the study but not usable
+    _la_lines: dict = field(default_factory=dict, repr=False)
 
     # --- study and result ---------------------------------------------------------------------------------
     def show_study(self, study: Study) -> None:
@@ -81,6 +138,8 @@ class ViewerState:
         phase at ED when known, the long axis from the labels when there are any."""
         self.study = study
         self.result = None
+        self.la_cines, self.la_notes = [], []
+        self._la_lines = {}
         grid = study.grid
         self.cursor = grid.centre()
         ed = study.meta.ed_phase
@@ -184,6 +243,88 @@ class ViewerState:
     def can_play(self) -> bool:
         return self.study is not None and self.study.n_phases > 1
 
+    # --- long-axis cines -----------------------------------------------------------------------------------
+    def add_long_axis(self, cines: list[LongAxisCine]) -> list[LongAxisCine]:
+        """Add long-axis cines of the study; one already there (same file and view) is not added twice.
+        Returns those added."""
+        have = {(c.source_path, c.view) for c in self.la_cines}
+        added = [c for c in cines if (c.source_path, c.view) not in have]
+        self.la_cines.extend(added)
+        return added
+
+    def la_lines(self, index: int) -> list[IntersectionLine]:
+        """Where each acquired short-axis slice crosses long-axis cine `index` (`core.longaxis.intersection_lines`)."""
+        from gemini_cmr.core.longaxis import intersection_lines
+
+        cine = self.la_cines[index]
+        key = id(cine)
+        if key not in self._la_lines:
+            self._la_lines[key] = intersection_lines(cine.grid, self.study.grid)
+        return self._la_lines[key]
+
+    def la_phase(self, index: int, phase: int | None = None) -> int:
+        """The phase of long-axis cine `index` shown at short-axis `phase` (default: the current one),
+        matched by `core.longaxis.match_phases`."""
+        from gemini_cmr.core.longaxis import match_phases
+
+        phase = self.phase if phase is None else int(phase)
+        matched = match_phases(self.la_cines[index], self.study.n_phases, self.ed_phase, self.es_phase)
+        return int(matched[phase])
+
+    def sa_slice(self) -> int:
+        """The acquired short-axis slice through the cursor."""
+        g = self.study.grid
+        return int(np.clip(np.floor(g.world_to_index(self.cursor)[2] + 0.5), 0, g.shape[0] - 1))
+
+    def la_input(self, index: int) -> LongAxisInput | None:
+        """What the run made of long-axis cine `index` (`Result.long_axis`), or None (no run, or the cine
+        was added after it)."""
+        cine = self.la_cines[index]
+        for item in getattr(self.result, "long_axis", None) or []:
+            if item.cine is cine:
+                return item
+        return None
+
+    def la_cut(self, index: int, phase: int | None = None) -> tuple[np.ndarray | None, str]:
+        """(SR labels cut along long-axis cine `index`'s plane at short-axis `phase` (default: the current
+        one), or None; a short note: which phase the labels are of, or why there are none)."""
+        if self.result is None:
+            return None, ""
+        item = self.la_input(index)
+        if item is None:
+            return None, "Super-resolve again for the SR labels on this plane"
+        if not item.used:
+            return None, "not used by the run: see the warnings"
+        phase = self.phase if phase is None else int(phase)
+        if item.sr_labels is None or phase not in item.cut_phases:
+            return None, "SR labels at ED/ES only"
+        tag = {self.result.ed_phase: "ED", self.result.es_phase: "ES"}.get(phase, f"phase {phase + 1}")
+        return item.sr_labels[item.cut_phases.index(phase)], f"SR labels {tag}"
+
+    def la_traces(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """Each long-axis plane's trace on the short-axis plane through the cursor: (view, world p0, p1),
+        clipped to both images; planes that miss the slice are left out."""
+        from gemini_cmr.core.longaxis import intersection_line
+
+        if self.study is None or not self.la_cines:
+            return []
+        g = self.study.grid
+        k = float(g.world_to_index(self.cursor)[2])
+        out = []
+        for cine in self.la_cines:
+            line = intersection_line(cine.grid, g, k)
+            if line is not None:
+                ends = line.world(np.array(line.t_range))
+                out.append((cine.view, ends[0], ends[1]))
+        return out
+
+    def la_text(self) -> str:
+        """"2 long-axis cines (4ch, 2ch)" ('' without any)."""
+        n = len(self.la_cines)
+        if not n:
+            return ""
+        return f"{n} long-axis cine{'s' if n > 1 else ''} ({', '.join(c.view for c in self.la_cines)})"
+
     # --- texts ----------------------------------------------------------------------------------------------
     def slice_text(self) -> str:
         g = self.fine_grid()
@@ -207,7 +348,9 @@ class ViewerState:
     def opened_text(self) -> str:
         s = self.study
         return (f"Opened {s.name}: {s.n_phases} phases × {s.n_slices} slices"
-                + (f" — {len(s.meta.warnings)} warning(s)" if s.meta.warnings else ""))
+                + (f", {self.la_text()}" if self.la_cines else "")
+                + (f" — {len(s.meta.warnings)} warning(s)" if s.meta.warnings else "")
+                + (f" — {len(self.la_notes)} long-axis file(s) not usable" if self.la_notes else ""))
 
     def result_text(self) -> str:
         r = self.result
@@ -289,7 +432,7 @@ class ViewerState:
         phenotype panel) as one line saying how many values are flagged."""
         if self.study is None:
             return ""
-        lines = list(self.study.meta.warnings)
+        lines = list(self.study.meta.warnings) + list(self.la_notes)
         r = self.result
         if r is not None:
             from gemini_cmr.core.phenotypes import flag_messages

@@ -496,35 +496,40 @@ def _interval(grid: Grid, p: np.ndarray, d: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def intersection_lines(la: Grid, sa: Grid) -> list[IntersectionLine]:
-    """The intersection segment of the long-axis plane with each short-axis slice plane (slice centre plane),
-    clipped to both images; slices whose line misses either image are left out. Parallel planes: []."""
+def intersection_line(la: Grid, sa: Grid, k: float) -> IntersectionLine | None:
+    """The intersection segment of the long-axis plane with the short-axis plane at slice index `k` (an
+    acquired slice's centre plane for an integer `k`, any position in between otherwise), clipped to both
+    images; None when the planes are parallel or the line misses either image. `slice` is `k` rounded."""
     n1 = la.normal
     n2 = sa.normal
     d = np.cross(n1, n2)
     if np.linalg.norm(d) < 1e-6:
-        return []
+        return None
     d /= np.linalg.norm(d)
     c1 = la.index_to_world(np.array([(la.shape[2] - 1) / 2, (la.shape[1] - 1) / 2, 0.0]))
-    out = []
-    for k in range(sa.shape[0]):
-        c2 = sa.index_to_world(np.array([0.0, 0.0, float(k)]))
-        A = np.stack([n1, n2, d])
-        p = np.linalg.solve(A, np.array([n1 @ c1, n2 @ c2, d @ c1]))
-        lo1, hi1 = _interval(la, p, d)
-        sa_k = Grid((1, sa.shape[1], sa.shape[2]), _slice_affine(sa, k))
-        lo2, hi2 = _interval(sa_k, p, d)
-        lo, hi = max(lo1, lo2), min(hi1, hi2)
-        if hi <= lo:
-            continue
-        ends = p + np.outer([lo, hi], d)
-        la_ij = la.world_to_index(ends)[:, :2]
-        sa_ij = sa.world_to_index(ends)[:, :2]
-        out.append(IntersectionLine(k, p, d, (lo, hi), la_ij, sa_ij))
-    return out
+    c2 = sa.index_to_world(np.array([0.0, 0.0, float(k)]))
+    A = np.stack([n1, n2, d])
+    p = np.linalg.solve(A, np.array([n1 @ c1, n2 @ c2, d @ c1]))
+    lo1, hi1 = _interval(la, p, d)
+    sa_k = Grid((1, sa.shape[1], sa.shape[2]), _slice_affine(sa, k))
+    lo2, hi2 = _interval(sa_k, p, d)
+    lo, hi = max(lo1, lo2), min(hi1, hi2)
+    if hi <= lo:
+        return None
+    ends = p + np.outer([lo, hi], d)
+    la_ij = la.world_to_index(ends)[:, :2]
+    sa_ij = sa.world_to_index(ends)[:, :2]
+    return IntersectionLine(int(round(float(k))), p, d, (lo, hi), la_ij, sa_ij)
 
 
-def _slice_affine(grid: Grid, k: int) -> np.ndarray:
+def intersection_lines(la: Grid, sa: Grid) -> list[IntersectionLine]:
+    """The intersection segment of the long-axis plane with each short-axis slice plane (slice centre plane),
+    clipped to both images; slices whose line misses either image are left out. Parallel planes: []."""
+    lines = (intersection_line(la, sa, k) for k in range(sa.shape[0]))
+    return [ln for ln in lines if ln is not None]
+
+
+def _slice_affine(grid: Grid, k: float) -> np.ndarray:
     aff = grid.affine.copy()
     aff[:3, 3] = grid.index_to_world(np.array([0.0, 0.0, float(k)]))
     return aff
@@ -687,6 +692,6 @@ def cut_result_labels(item: LongAxisInput, sr_labels: np.ndarray, sr: Grid, rows
 
 
 __all__ = ["LA_LABEL_MAPS", "LongAxisInput", "cut_result_labels", "validate_long_axis", "MIN_PLANE_ANGLE_DEG", "VIEWS", "IntersectionLine", "LongAxisCine", "check_long_axis",
-           "cut_volume", "find_long_axis_files", "long_axis_in_study", "intersection_lines", "load_long_axis", "match_phases",
+           "cut_volume", "find_long_axis_files", "intersection_line", "long_axis_in_study", "intersection_lines", "load_long_axis", "match_phases",
            "pixel_world", "plane_angle_deg", "read_long_axis_dicom", "read_long_axis_nifti", "sample_world",
            "view_from_name"]

@@ -331,6 +331,7 @@ class SliceView(ImagePane):
         self.leftDragged.connect(self._on_left)
         self.lineDrawn.connect(self._on_line)
         self._oblique: tuple[np.ndarray, np.ndarray] | None = None
+        self.la_traces: list[tuple[str, QColor, np.ndarray, np.ndarray]] = []  # (name, colour, world p0, p1)
 
     # --- geometry via core.study.Grid -----------------------------------------------------------
     def set_reference(self, ref: Grid) -> None:
@@ -416,6 +417,43 @@ class SliceView(ImagePane):
             self.set_line(None, None)
         else:
             self.set_line(self.world_to_scene(self._oblique[0]), self.world_to_scene(self._oblique[1]))
+
+    def set_la_traces(self, traces: list[tuple[str, QColor, np.ndarray, np.ndarray]]) -> None:
+        """The long-axis planes' traces on the shown slice: (name, colour, world p0, world p1) each, drawn
+        as a thin line labelled with its name."""
+        self.la_traces = list(traces)
+        self.viewport().update()
+
+    def draw_scene_lines(self, painter: QPainter) -> None:
+        super().draw_scene_lines(painter)
+        if not self.la_traces or self.ref is None:
+            return
+        ends = []
+        for name, colour, p0, p1 in self.la_traces:
+            pen = QPen(colour, 1)
+            pen.setCosmetic(True)
+            painter.setPen(pen)
+            a, b = self.world_to_scene(p0), self.world_to_scene(p1)
+            painter.drawLine(a, b)
+            ends.append((name, colour, a, b))
+        painter.save()
+        painter.resetTransform()
+        font = QFont(self.font())
+        font.setPointSizeF(8.5)
+        font.setBold(True)
+        painter.setFont(font)
+        vp = QRectF(self.viewport().rect().adjusted(6, 20, -36, -30))  # clear of the corner texts
+        for name, colour, a, b in ends:
+            pa, pb = QPointF(self.mapFromScene(a)), QPointF(self.mapFromScene(b))
+            # the label beside the last on-screen point of the line, going from b towards a
+            p = next((pb + (pa - pb) * t for t in np.linspace(0.0, 1.0, 41) if vp.contains(pb + (pa - pb) * t)), None)
+            if p is None:
+                continue
+            painter.setPen(QColor(0, 0, 0, 200))
+            painter.drawText(p + QPointF(5, 13), name)
+            painter.setPen(colour)
+            painter.drawText(p + QPointF(4, 12), name)
+        painter.restore()
 
     def _on_left(self, p: QPointF) -> None:
         if self.ref is not None:

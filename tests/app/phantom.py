@@ -94,6 +94,37 @@ def make_study(folder: Path, with_labels: bool = False) -> Path:
     return path
 
 
+LA_SHAPE = (96, 96)  # Y, X
+LA_SPACING = 1.7  # mm, in-plane
+LA_THICKNESS = 6.0
+
+
+def la_grid(view: str) -> Grid:
+    """A long-axis plane through the phantom's LV axis: 4ch through both ventricles, 2ch across; columns
+    across the heart, rows from base to apex."""
+    g = lr_grid()
+    c, a, side = _frame(g)
+    across = side if view == "4ch" else np.cross(a, side) / np.linalg.norm(np.cross(a, side))
+    normal = np.cross(across, a)
+    aff = np.eye(4)
+    aff[:3, 0], aff[:3, 1], aff[:3, 2] = across * LA_SPACING, a * LA_SPACING, normal * LA_THICKNESS
+    ny, nx = LA_SHAPE
+    aff[:3, 3] = c - aff[:3, :3] @ np.array([(nx - 1) / 2, (ny - 1) / 2, 0.0])
+    return Grid((1, *LA_SHAPE), aff)
+
+
+def make_long_axis(folder: Path, views=("4ch", "2ch")) -> list[Path]:
+    """Write UK Biobank-style la_<view>.nii.gz cines of the phantom into `folder` (found beside phantom.nii.gz)."""
+    g, rng, paths = lr_grid(), np.random.default_rng(1), []
+    for view in views:
+        la = la_grid(view)
+        pts = la.voxel_centres()
+        frames = [image_at(pts, t, g) + rng.normal(0, 4, la.shape).astype(np.float32) for t in range(N_PHASES)]
+        paths.append(save_nifti(Path(folder) / f"la_{view}.nii.gz", np.stack(frames), la.affine,
+                                phase_interval_ms=40.0))
+    return paths
+
+
 class OraclePredictor:
     """Stands in for the network: the phantom's exact SR image and labels on `sr_grid(study.grid)`,
     with the Predictor interface (progress per phase, cancel checked between phases)."""

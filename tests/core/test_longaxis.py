@@ -15,6 +15,7 @@ from gemini_cmr.core.longaxis import (
     check_long_axis,
     cut_volume,
     find_long_axis_files,
+    intersection_line,
     intersection_lines,
     load_long_axis,
     match_phases,
@@ -139,6 +140,21 @@ def test_intersection_lines_of_a_sagittal_plane_with_an_axial_stack():
         # LA pixels: row j = (z_centre - z) / 1.6 + 29.5; columns from y
         assert np.allclose(ln.la_ij[:, 1], (25.0 - z) / 1.6 + 29.5)
         assert np.allclose(sorted(ln.la_ij[:, 0]), (np.array([-20.75, 39.25]) - 10.0) / 1.6 + 29.5)
+
+
+def test_intersection_line_at_any_slice_position():
+    sa = sa_study()
+    la = sagittal_la(x0=0.0)
+    ln = intersection_line(la.grid, sa.grid, 2.5)  # between slices 2 and 3: z = 25 mm
+    ends = ln.world(np.array(ln.t_range))
+    assert np.allclose(ends[:, 0], 0.0) and np.allclose(ends[:, 2], 25.0)
+    assert np.allclose(sorted(ln.sa_ij[:, 1]), [-0.5, 39.5]) and np.allclose(ln.la_ij[:, 1], 29.5)
+    whole = intersection_lines(la.grid, sa.grid)[3]
+    at3 = intersection_line(la.grid, sa.grid, 3)
+    assert at3.slice == 3 and np.allclose(at3.la_ij, whole.la_ij) and np.allclose(at3.sa_ij, whole.sa_ij)
+    assert intersection_line(la.grid, sa.grid, 40.0) is None  # z = 400 mm: outside the long-axis image
+    axial = LongAxisCine("la", np.zeros((1, 10, 10), np.float32), np.diag([1.5, 1.5, 8.0, 1.0]))
+    assert intersection_line(axial.grid, sa.grid, 1.0) is None  # parallel planes
 
 
 def test_cut_volume_nearest_slice_and_slab_mask():
