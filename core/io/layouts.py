@@ -7,6 +7,9 @@ are remapped here, on import, to the project convention (0 background, 1 LV cavi
 - ACDC: `patientNNN/` with `Info.cfg` (ED/ES frame numbers, 1-based; height cm; weight kg; group),
   `patientNNN_frameXX.nii.gz` + `_gt`, optional `patientNNN_4d.nii.gz`. Labels 1 RV, 2 myo, 3 LV.
 - M&Ms: `<code>/<code>_sa.nii.gz` (4D) + `<code>_sa_gt.nii.gz` (ED and ES labelled). Labels 1 LV, 2 myo, 3 RV.
+- M&Ms-2: `<id>/<id>_SA_CINE.nii.gz` (4D), `<id>_SA_ED.nii.gz` / `_SA_ES.nii.gz` (the labelled frames) +
+  `_SA_ED_gt` / `_SA_ES_gt` (labels 1 LV, 2 myo, 3 RV); the frames are found in the cine by their pixels; without
+  the cine, the ED and ES frames are a two-phase study. The `_LA_` files beside are long-axis cines (`core.longaxis`).
 - UK Biobank (ukbb_cardiac): `sa.nii.gz` (4D) + `label_sa.nii.gz` or `seg_sa.nii.gz`. Labels 1 LV, 2 myo, 3 RV.
 - UK Digital Heart label maps: 1 LV, 2 myo, 4 RV (source "ukdhp").
 """
@@ -35,6 +38,10 @@ NIFTI_SUFFIXES = (".nii.gz", ".nii")
 _ACDC_FRAME = re.compile(r"^(patient\d+)_frame(\d+)(_gt)?\.nii(\.gz)?$")
 _ACDC_4D = re.compile(r"^(patient\d+)_4d\.nii(\.gz)?$")
 _MNMS_SA = re.compile(r"^(.+)_sa\.nii(\.gz)?$")
+_MNMS2_SA = re.compile(r"^(?P<id>.+)_SA_(?P<kind>CINE|ED|ES)\.nii(\.gz)?$")
+#: A labelled M&Ms-2 frame matches a cine phase when their mean absolute difference is below this fraction of the
+#: frame's mean magnitude (the same pixels, written twice).
+MNMS2_FRAME_TOLERANCE = 0.01
 
 
 def is_nifti(path: Path) -> bool:
@@ -289,14 +296,115 @@ def _subject_name(path: Path) -> str:
 
 
 def find_layout_image(folder: Path) -> tuple[Path, str] | None:
-    """The main image of an M&Ms or UK Biobank subject folder, and the layout name."""
+    """The main image of an M&Ms, M&Ms-2 or UK Biobank subject folder, and the layout name ("mnms2": the
+    `<id>_SA_CINE`, else `<id>_SA_ED` or `_SA_ES` of the folder's one subject; `load_mnms2` reads it)."""
     for suffix in NIFTI_SUFFIXES:
         if (folder / f"sa{suffix}").is_file():
             return folder / f"sa{suffix}", "ukbb"
     for suffix in NIFTI_SUFFIXES:
         if (folder / f"{folder.name}_sa{suffix}").is_file():
             return folder / f"{folder.name}_sa{suffix}", "mnms"
+    try:
+        ids = {m.group("id") for p in folder.iterdir() if (m := _MNMS2_SA.match(p.name)) and p.is_file()}
+    except OSError:
+        return None
+    if len(ids) == 1:
+        found = _mnms2_files(folder, ids.pop())
+        main = found["CINE"] or found["ED"] or found["ES"]
+        if main is not None:
+            return main, "mnms2"
     return None
+
+
+def is_mnms2_image(path: Path) -> bool:
+    """An M&Ms-2 short-axis image file (`<id>_SA_CINE`, `_SA_ED`, `_SA_ES`; not a `_gt` file)."""
+    return _MNMS2_SA.match(Path(path).name) is not None
+
+
+def _mnms2_files(folder: Path, sid: str) -> dict[str, Path | None]:
+    out: dict[str, Path | None] = {}
+    for key in ("CINE", "ED", "ES", "ED_gt", "ES_gt"):
+        out[key] = next((folder / f"{sid}_SA_{key}{x}" for x in NIFTI_SUFFIXES
+                         if (folder / f"{sid}_SA_{key}{x}").is_file()), None)
+    return out
+
+
+def load_mnms2(path: Path) -> Study:
+    """An M&Ms-2 subject (`path`: its folder's `<id>_SA_CINE`, `_SA_ED` or `_SA_ES` image): the 4D cine with the
+    labels of the ED and ES frames (`_SA_ED_gt`, `_SA_ES_gt`) at the cine phases those frames match; without the
+    cine, the ED and ES frames as a two-phase study. ED/ES are the labelled frames' phases."""
+    path = Path(path)
+    m = _MNMS2_SA.match(path.name)
+    if m is None:
+        raise StudyError("not an M&Ms-2 short-axis image (<id>_SA_CINE, _SA_ED or _SA_ES)", str(path))
+    sid, folder = m.group("id"), path.parent
+    files = _mnms2_files(folder, sid)
+    warn: list[str] = []
+    phase_of: dict[str, int] = {}
+    frames: dict[str, np.ndarray] = {}
+    ref_affine = None
+    for k in ("ED", "ES"):
+        if files[k] is not None:
+            vol, aff, _, w = load_nifti_volume(files[k])
+            if vol.ndim == 4 and vol.shape[0] == 1:
+                vol = vol[0]
+            if vol.ndim != 3:
+                raise StudyError(f"expected a 3D frame, got shape {vol.shape}", str(files[k]))
+            if ref_affine is None:
+                warn += w
+                ref_affine = aff
+            frames[k] = vol
+    phase_times = None
+    if files["CINE"] is not None:
+        source = files["CINE"]
+        image, affine, header, w = load_nifti_volume(source)
+        warn += w
+        if image.ndim == 3:
+            image = image[None]
+        interval = phase_interval_ms(header)
+        phase_times = None if interval is None or image.shape[0] < 2 else np.arange(image.shape[0]) * interval
+        for k, vol in frames.items():
+            if vol.shape != image.shape[1:]:
+                raise StudyError(f"frame size {vol.shape} does not match the cine's {image.shape[1:]} "
+                                 f"({source.name})", str(files[k]))
+            err = np.abs(image - vol[None]).reshape(len(image), -1).mean(axis=1)
+            phase_of[k] = int(np.argmin(err))
+            scale = float(np.abs(vol).mean())
+            if err[phase_of[k]] > MNMS2_FRAME_TOLERANCE * max(scale, 1e-12):
+                warn.append(f"{files[k].name} is not a frame of {source.name}: its labels go to the nearest phase "
+                            f"({phase_of[k]})")
+    else:
+        have = [k for k in ("ED", "ES") if k in frames]
+        if not have:
+            raise StudyError(f"no M&Ms-2 short-axis image ({sid}_SA_CINE, _SA_ED or _SA_ES)", str(path))
+        if len(have) == 2 and (frames["ED"].shape != frames["ES"].shape):
+            raise StudyError("frame geometry differs from the ED frame's", str(files["ES"]))
+        image = np.stack([frames[k] for k in have])
+        affine = ref_affine
+        source = files[have[0]]
+        phase_of = {k: i for i, k in enumerate(have)}
+        warn.append(f"no {sid}_SA_CINE: the study holds only the {'/'.join(have)} frames")
+    labels = None
+    labelled = []
+    lab_paths = []
+    for k in ("ED", "ES"):
+        gt = files[f"{k}_gt"]
+        if gt is None or k not in phase_of:
+            continue
+        raw, lab_affine, _, _ = load_nifti_volume(gt)
+        if raw.ndim == 4 and raw.shape[0] == 1:
+            raw = raw[0]
+        _check_labels_fit(raw, image.shape[1:], lab_affine, affine, str(gt), warn)
+        if labels is None:
+            labels = np.zeros(image.shape, np.uint8)
+        labels[phase_of[k]] = remap_labels(raw, "mnms", str(gt))
+        labelled.append(phase_of[k])
+        lab_paths.append(str(gt))
+    meta = StudyMeta(source_path=str(source), format="mnms2", patient_id=sid, ed_phase=phase_of.get("ED"),
+                     es_phase=phase_of.get("ES"), warnings=warn,
+                     extra={"labels_path": ", ".join(lab_paths), "label_source": "mnms"} if lab_paths else {})
+    return Study(image=image, affine=affine, phase_times_ms=phase_times, labels=labels,
+                 labelled_phases=sorted(set(labelled)), meta=meta)
 
 
 def load_paired_nifti(path: Path, fmt: str = "nifti") -> Study:

@@ -2,10 +2,10 @@
 
 Dispatch, in order:
 - a NIfTI file -> that image (3D or 4D), with labels paired by name (ACDC `_gt`, M&Ms `_gt`, UK Biobank
-  `label_`/`seg_`);
+  `label_`/`seg_`); an M&Ms-2 `<id>_SA_CINE` stands for its subject (the labelled ED/ES frames found in it);
 - a zip -> DICOM read from memory; a zip of NIfTI files is unpacked (safely) to a temporary folder;
-- a folder -> ACDC patient folder (Info.cfg / `_frameXX`), M&Ms or UK Biobank subject folder, a folder
-  holding one NIfTI image, else DICOM files found recursively;
+- a folder -> ACDC patient folder (Info.cfg / `_frameXX`), M&Ms, M&Ms-2 (`<id>_SA_CINE` / `_SA_ED` / `_SA_ES`)
+  or UK Biobank subject folder, a folder holding one NIfTI image, else DICOM files found recursively;
 - a single DICOM file -> its folder is read and the file's series loaded (the whole stack for UK Biobank
   one-series-per-slice; for a segmentation, the series it references, with its labels); any other file
   is an error.
@@ -126,6 +126,8 @@ def _require_dicom_file(path: Path) -> DicomFrame:
 def _load_nifti_file(path: Path) -> Study:
     if layouts.is_acdc_folder(path.parent):
         return layouts.load_acdc_file(path)
+    if layouts.is_mnms2_image(path) and layouts.nifti_stem(path).endswith("_SA_CINE"):
+        return layouts.load_mnms2(path)  # the subject's cine, with the labelled ED/ES frames
     return layouts.load_paired_nifti(path)
 
 
@@ -168,6 +170,8 @@ def _load_one_folder(folder: Path, entries: list[Path], series_uid: str | None, 
     found = layouts.find_layout_image(folder)
     if found is not None:
         image_path, fmt = found
+        if fmt == "mnms2":
+            return layouts.load_mnms2(image_path)
         return layouts.load_paired_nifti(image_path, fmt=fmt)
     images = [p for p in entries if _is_nifti_image(p)]
     if len(images) == 1:
