@@ -93,6 +93,8 @@ def test_evaluate_long_axis_on_a_ukbb_folder(tmp_path, monkeypatch, capsys):
     corr = row["views"]["4ch"]["image_correlation"]  # the fake SR image is the LR image placed on the SR grid
     assert set(corr) == {"sr", "lr_linear", "lr_bspline"} and all(0.5 < corr[m]["ED"] <= 1.0 for m in corr)
     assert set(res["summary"]["image_correlation"]) == set(corr)
+    assert all(0.5 < corr[m]["near_heart"]["ED"] <= 1.0 for m in corr)
+    assert set(res["summary"]["image_correlation"]["sr"]) == {"slab", "near_heart"}
     rc = main(["evaluate", "long-axis", "--data", str(tmp_path / "data"), "--model", str(tmp_path),
                "--long-axis-input", "4ch"])
     out = capsys.readouterr().out
@@ -119,3 +121,11 @@ def test_image_correlation_finds_the_offset_and_prefers_the_sharper_cut():
         assert worse["shift_mm"] == [3.0, -2.0] and worse["ED"] < res["ED"] - 0.05
     assert np.isnan(ev.pearson(vol[0, 1], la_images[0], np.zeros((64, 64), bool)))
     assert np.isnan(ev.pearson(np.ones((64, 64)), la_images[0], mask))  # a flat image
+    near = np.zeros((64, 64), bool)
+    near[20:30, 20:30] = True
+    res = ev.score_image(ev.PlaneSampler(vol, grid, la, 1), la_images, mask, ["ED", "ES"], near=near)
+    assert res["near_heart"]["ED"] > 0.999
+    labels = np.zeros((2, 64, 64), np.uint8)
+    labels[1, 30, 30] = 2
+    ring = ev.near_heart(labels, (1.0, 2.0), margin_mm=4.0)
+    assert ring[30, 32] and not ring[30, 33] and ring[34, 30] and not ring[35, 30]
