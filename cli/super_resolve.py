@@ -2,7 +2,8 @@
 
 Writes into DIR: sr_image.nii.gz, sr_labels.nii.gz, lr_labels.nii.gz, meshes/, phenotypes.json,
 phenotypes.csv, label files for 3D Slicer (sr_labels_ed/es.seg.nrrd) and ITK-SNAP (labels_itksnap.txt,
-sr.itksnap), for each long-axis input (--long-axis, or found beside the study) la_<view>_sr_labels.nii.gz, with --dicom (the default for DICOM input) dicom/sr/ (the SR series and its segmentations) and
+sr.itksnap), for each long-axis input (--long-axis, or found beside the study or among a DICOM study's series, also on a
+PACS) la_<view>_sr_labels.nii.gz, with --dicom (the default for DICOM input) dicom/sr/ (the SR series and its segmentations) and
 dicom/lr_labels/ (segmentations of the acquired slices), and run.json (see docs/pipeline.md). STUDY may be a
 study on a PACS, 'dicomweb://host:port/path?StudyInstanceUID=...[&SeriesInstanceUID=...]' (or dimse://AE@host:port?...;
 the short-axis cine is chosen when no series is named), retrieved into a temporary folder first; --push
