@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Re-create the ACDC research model resources/models/gemini-acdc (recipes/gemini-acdc/README.md,
 # docs/real-data.md).
-# --gpu: the recipe of the shipped weights (model 2a1f57e8a4eb): 176 mm heart-centred crops of the cohort
+# --cv: the recipe of the shipped weights (model 269804efbfb8): 5-fold cross-validation of
+#   recipes/gemini-acdc/cpu.json (gemini-cmr train cv; resumable), the same recipe trained on all 100 patients
+#   (--final), exported with the folds' figures (recipes/gemini-acdc/export_cv.py). Extra arguments go to
+#   `train cv` (e.g. --device cuda).
+# --gpu: the recipe of the former weights (model 2a1f57e8a4eb): 176 mm heart-centred crops of the cohort
 #   (recipes/gemini-acdc/crop_acdc.py), semi-supervised Gemini-GAN training ("acquired-2d" generator,
 #   LR-label losses) with recipes/gemini-acdc/gpu.json on CUDA, 1,066 steps, seed 0 (about 5 min on an
 #   H200), the best validation checkpoint exported with inference.roi_mm = 176 (heart-region inference),
@@ -14,11 +18,21 @@
 #   3. the 20 held-out subjects evaluated through the whole pipeline (scripts/eval_acdc.py).
 # ACDC terms: non-commercial research use; citing Bernard et al., IEEE TMI 37(11) 2018 is mandatory.
 # Run from anywhere; paths are relative to the repository root.
-# Usage: recipes/gemini-acdc/train.sh --gpu [ACDC_TRAINING_DIR] [RUN_DIR]     (the shipped model)
+# Usage: recipes/gemini-acdc/train.sh --cv [ACDC_TRAINING_DIR] [RUN_DIR] [train cv options]  (the shipped model)
+#        recipes/gemini-acdc/train.sh --gpu [ACDC_TRAINING_DIR] [RUN_DIR]     (the former model)
 #        recipes/gemini-acdc/train.sh [ACDC_TRAINING_DIR] [RUN_DIR] [STEPS] [STEPS2]   (CPU)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
+if [ "${1:-}" = "--cv" ]; then
+  ACDC=${2:-../shared/data/acdc/training}
+  RUN=${3:-runs/cv}
+  shift $(( $# < 3 ? $# : 3 ))
+  $PY -m gemini_cmr.cli.main train cv --data "acdc:$ACDC" --config recipes/gemini-acdc/cpu.json --out "$RUN" "$@"
+  $PY -m gemini_cmr.cli.main train cv --data "acdc:$ACDC" --config recipes/gemini-acdc/cpu.json --out "$RUN" --final "$@"
+  $PY recipes/gemini-acdc/export_cv.py "$RUN"
+  exit 0
+fi
 if [ "${1:-}" = "--gpu" ]; then
   ACDC=${2:-../shared/data/acdc/training}
   RUN=${3:-runs/acdc-gpu}

@@ -189,25 +189,46 @@ def test_bench_without_study_reports_demo_and_real_under_stable_keys(monkeypatch
     json.dumps(r)
 
 
-def test_real_study_model_bf16_agrees_with_float32():
-    """The real-study model (gemini-acdc) in the CPU's default precision (bf16 autocast where the CPU has it)
-    against float32 on one phase of the demo cine: >= 99.9% of SR label voxels equal (the Sunnybrook heart
-    box, two phases: 99.98%)."""
-    from gemini_cmr.core.geometry import place_on_sr_grid, sr_grid
-    from gemini_cmr.core.io import load_study
-    from gemini_cmr.core.perf import DEMO_STUDY
+def _acdc_predictors():
+    import pytest
+
     from gemini_cmr.core.predict import Predictor
     from gemini_cmr.core.resources import acdc_model_path
 
     if not (acdc_model_path() / "model.safetensors").is_file():
-        import pytest
-
         pytest.skip("the ACDC model is not installed")
+    return (Predictor.load(acdc_model_path(), device="cpu", precision="float32"),
+            Predictor.load(acdc_model_path(), device="cpu", precision="bfloat16"))
+
+
+def test_real_study_model_bf16_agrees_with_float32_on_a_real_study(shared_data):
+    """The real-study model (gemini-acdc) in bf16 autocast against float32 on a real study as `super-resolve`
+    runs it (the Sunnybrook GE cine, heart box, two phases): >= 99.9 % of SR label voxels equal, and every
+    structure's overlap between the two >= 0.99 (measured 99.99 %; 0.999 / 0.998 / 0.996)."""
+    from gemini_cmr.core.io import load_study
+
+    study = load_study(shared_data / "sunnybrook" / "SCD0000101")
+    p32, p16 = _acdc_predictors()
+    a, b = p32.predict(study, phases=[0, 10]), p16.predict(study, phases=[0, 10])
+    assert a.roi == b.roi and a.roi is not None
+    la, lb = a.sr_labels, b.sr_labels
+    assert float(np.mean(la == lb)) >= 0.999
+    for c in (1, 2, 3):
+        both = np.sum((la == c) & (lb == c))
+        assert np.sum(la == c) > 1000 and 2 * both / (np.sum(la == c) + np.sum(lb == c)) >= 0.99, c
+
+
+def test_real_study_model_bf16_agrees_with_float32_on_the_demo():
+    """The same on one phase of the demo phantom (no heart box; a phantom, outside the ACDC model's domain,
+    where its decisions are less certain): >= 99.5 % of SR label voxels equal (measured 99.8 %)."""
+    from gemini_cmr.core.geometry import place_on_sr_grid, sr_grid
+    from gemini_cmr.core.io import load_study
+    from gemini_cmr.core.perf import DEMO_STUDY
+
     study = load_study(DEMO_STUDY)
     placed = place_on_sr_grid(study.image[[0]], study.grid, sr_grid(study.grid))
     scale = float(np.percentile(study.image[0], 99.5))
-    p32 = Predictor.load(acdc_model_path(), device="cpu", precision="float32")
-    p16 = Predictor.load(acdc_model_path(), device="cpu", precision="bfloat16")
+    p32, p16 = _acdc_predictors()
     _, lab32 = p32._run_safe(placed, scale)
     _, lab16 = p16._run_safe(placed, scale)
-    assert lab32.any() and float(np.mean(lab32 == lab16)) >= 0.999
+    assert lab32.any() and float(np.mean(lab32 == lab16)) >= 0.995
