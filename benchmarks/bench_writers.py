@@ -11,9 +11,16 @@ The study (default: the Sunnybrook cine SCD0000101 of ../shared/data) is super-r
 - SR labels: nibabel's gzip against `save_nifti_fast`;
 - DICOM SR series of `--dicom-phases` phases: pydicom's `save_as` per instance against the shared-element
   writer (`core.io.dicom_write.SharedElementWriter`), JPEG-LS and uncompressed;
-- DICOM segmentations (highdicom) of the same phases on the SR grid, for scale.
+- DICOM segmentations (highdicom) of the same phases on the SR grid: pydicom's `save_as` against
+  `core.io.dicom_write.CachingEncoder` (the same bytes);
+- all the DICOM outputs of every phase (`core.outputs.write_dicom`: the SR series in JPEG-LS and both sets of
+  segmentations): the writer before (pydicom's `Dataset.compress` per instance, pydicom's file meta
+  encoding, pydicom's `save_as` for the segmentations) against the current one (JPEG-LS frames encoded
+  straight by CharLS, the file meta elements encoded once, the segmentations encoded by
+  `core.io.dicom_write.CachingEncoder`).
 
-Prints the seconds of every run, the median per variant and the ratio baseline / current.
+Prints the seconds of every run, the median per variant and the ratio baseline / current; the JSON also
+holds this process's CPU seconds per run.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ import tempfile
 import time
 import zlib
 from pathlib import Path
+
+import pydicom
+from pydicom.filebase import DicomBytesIO
 
 from gemini_cmr.core import outputs
 from gemini_cmr.core.io import dicom_write
@@ -57,6 +67,29 @@ def pydicom_writer():
         yield
     finally:
         dicom_write.SharedElementWriter = real
+
+
+@contextlib.contextmanager
+def previous_dicom_writer():
+    """The DICOM outputs as written before (the same bytes): `Dataset.compress` per instance, pydicom's file
+    meta encoding, pydicom's `save_as` for the segmentations."""
+    def meta_bytes(self, file_meta):
+        fp = DicomBytesIO()
+        fp.is_little_endian, fp.is_implicit_VR = True, False
+        pydicom.filewriter.write_file_meta_info(fp, file_meta, enforce_standard=True)
+        return fp.getvalue()
+
+    def save_as(ds, path, encoder=None):
+        ds.save_as(path, enforce_file_format=True)
+
+    saved = (dicom_write.encode_jpegls_frames, dicom_write.SharedElementWriter._meta_bytes, dicom_write.save_dataset)
+    dicom_write.encode_jpegls_frames = lambda stored: stored  # arrays: `_save` compresses them with pydicom
+    dicom_write.SharedElementWriter._meta_bytes = meta_bytes
+    dicom_write.save_dataset = save_as
+    try:
+        yield
+    finally:
+        dicom_write.encode_jpegls_frames, dicom_write.SharedElementWriter._meta_bytes, dicom_write.save_dataset = saved
 
 
 def main() -> int:
@@ -107,15 +140,31 @@ def main() -> int:
             variants[(f"DICOM SR series {n} phases {comp}", "baseline")] = base
             variants[(f"DICOM SR series {n} phases {comp}", "current")] = lambda d, comp=comp: series(d / "mr", comp)
         headers = series(Path(tempfile.mkdtemp(prefix="gemini-bench-")), "none")
-        variants[(f"DICOM SEG on the SR grid, {n} phases", "current")] = lambda d: dicom_write.write_segmentations(
-            d / "seg", lab[:n], headers, result.phases[:n], ctx, "sr_labels")
+        def seg(d):
+            dicom_write.write_segmentations(d / "seg", lab[:n], headers, result.phases[:n], ctx, "sr_labels")
+
+        def seg_before(d):
+            with previous_dicom_writer():
+                seg(d)
+        variants[(f"DICOM SEG on the SR grid, {n} phases", "baseline")] = seg_before
+        variants[(f"DICOM SEG on the SR grid, {n} phases", "current")] = seg
+        whole = f"DICOM outputs, all {len(result.phases)} phases (write_dicom, jpeg-ls)"
+
+        def before(d):
+            with previous_dicom_writer():
+                outputs.write_dicom(result, d)
+        variants[(whole, "baseline")] = before
+        variants[(whole, "current")] = lambda d: outputs.write_dicom(result, d)
+
     times: dict[tuple[str, str], list[float]] = {k: [] for k in variants}
+    cpu: dict[tuple[str, str], list[float]] = {k: [] for k in variants}  # this process's CPU seconds
     for _ in range(max(1, args.repeat)):
         for key, fn in variants.items():
             with tempfile.TemporaryDirectory(prefix="gemini-bench-") as d:
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 fn(Path(d))
                 times[key].append(time.perf_counter() - t)
+                cpu[key].append(time.process_time() - c)
     rows = []
     for what in dict.fromkeys(k[0] for k in variants):
         cur = statistics.median(times[(what, "current")])
@@ -123,7 +172,9 @@ def main() -> int:
         b = statistics.median(base) if base else None
         rows.append({"output": what, "baseline_s": b, "current_s": cur, "ratio": b / cur if b else None,
                      "baseline_runs": [round(v, 3) for v in base or []],
-                     "current_runs": [round(v, 3) for v in times[(what, "current")]]})
+                     "current_runs": [round(v, 3) for v in times[(what, "current")]],
+                     "baseline_cpu_s": [round(v, 3) for v in cpu.get((what, "baseline"), [])],
+                     "current_cpu_s": [round(v, 3) for v in cpu[(what, "current")]]})
     report = {"study": str(study_path), "sr_grid": list(result.sr_grid.shape), "phases": len(result.phases),
               "roi_sr_yx": list(result.roi) if result.roi else None, "repeats": args.repeat,
               "deflate": getattr(outputs._deflate_lib, "__name__", "zlib"),

@@ -36,6 +36,7 @@ import contextlib
 import functools
 import logging
 import os
+import struct
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -331,6 +332,7 @@ def write_sr_series(
         if cancel is not None and cancel():
             raise Cancelled("writing DICOM outputs cancelled")
         stored = np.clip(np.rint((image[row] - intercept) / slope), 0, 65535).astype(np.uint16)
+        frames = encode_jpegls_frames(stored) if syntax == JPEGLSLossless else stored
         headers = []
         for k in range(nz):
             # A new element dict sharing the template's elements: only elements the template lacks are set.
@@ -349,10 +351,23 @@ def write_sr_series(
                 src.ReferencedSOPClassUID = MRImageStorage
                 src.ReferencedSOPInstanceUID = source_uids[phase][int(nearest[k])]
                 ds.SourceImageSequence = [src]
-            _save(ds, stored[k], folder / f"MR_p{phase:02d}_s{k:03d}.dcm", syntax, encoder)
+            _save(ds, frames[k], folder / f"MR_p{phase:02d}_s{k:03d}.dcm", syntax, encoder)
             headers.append(ds)
         out.append(headers)
     return out
+
+
+def encode_jpegls_frames(stored: np.ndarray) -> list[bytes]:
+    """Each (Y, X) unsigned 16-bit frame of `stored` (Z, Y, X) as the encapsulated Pixel Data that
+    `Dataset.compress(JPEGLSLossless, encoding_plugin="pyjpegls")` stores: one CharLS lossless codestream
+    in a basic-offset-table encapsulation (without pydicom's per-call checks)."""
+    from jpeg_ls import encode_pixel_data
+    from pydicom.encaps import encapsulate
+
+    _, ny, nx = stored.shape
+    return [encapsulate([bytes(encode_pixel_data(np.ascontiguousarray(frame, dtype="<u2").tobytes(), 0,
+                                                 rows=ny, columns=nx, samples_per_pixel=1, bits_stored=16))])
+            for frame in stored]
 
 
 def _description(what: str, ctx: DicomContext) -> str:
@@ -371,6 +386,7 @@ class SharedElementWriter:
         self.template = template
         self._cache: dict[int, tuple[int, bytes]] = {}  # tag -> (id of the element, its bytes)
         self._encodings = template.get("SpecificCharacterSet", pydicom.charset.default_encoding)
+        self._meta_cache: dict[tuple, bytes] = {}  # (tag, VR, value) -> the file meta element's bytes
 
     def _element_bytes(self, ds: Dataset, tag) -> bytes:
         elem = ds.get_item(tag)
@@ -389,22 +405,130 @@ class SharedElementWriter:
             self._cache[int(tag)] = (id(elem), data)
         return data
 
+    def _meta_bytes(self, file_meta: FileMetaDataset) -> bytes:
+        """`pydicom.filewriter.write_file_meta_info(enforce_standard=True)`'s bytes, with each element
+        value encoded once (the instances differ only in their MediaStorageSOPInstanceUID)."""
+        pydicom.filewriter.validate_file_meta(file_meta, True)
+        parts = []
+        for tag in sorted(file_meta.keys()):
+            if tag == 0x00020000:
+                continue
+            elem = file_meta[tag]
+            key = (int(tag), elem.VR, elem.value if isinstance(elem.value, (str, bytes)) else repr(elem.value))
+            data = self._meta_cache.get(key)
+            if data is None:
+                fp = DicomBytesIO()
+                fp.is_little_endian, fp.is_implicit_VR = True, False
+                pydicom.filewriter.write_data_element(fp, elem)
+                data = self._meta_cache[key] = fp.getvalue()
+            parts.append(data)
+        body = b"".join(parts)
+        file_meta.FileMetaInformationGroupLength = len(body)
+        return b"\x02\x00\x00\x00UL\x04\x00" + struct.pack("<I", len(body)) + body
+
     def encode(self, ds: Dataset) -> bytes:
-        meta = DicomBytesIO()
-        meta.is_little_endian, meta.is_implicit_VR = True, False
-        pydicom.filewriter.write_file_meta_info(meta, ds.file_meta, enforce_standard=True)
-        parts = [b"\x00" * 128, b"DICM", meta.getvalue()]
+        parts = [b"\x00" * 128, b"DICM", self._meta_bytes(ds.file_meta)]
         parts += [self._element_bytes(ds, tag) for tag in sorted(ds.keys())
                   if not (tag.element == 0 and tag.group > 6)]  # no retired group lengths, as pydicom
         return b"".join(parts)
 
 
-def _save(ds: Dataset, pixels: np.ndarray, path: Path, syntax: str,
+class CachingEncoder:
+    """Encodes whole datasets as `Dataset.save_as(path, enforce_file_format=True)` does in Explicit VR
+    Little Endian, byte for byte, with each element value encoded once: sequences are laid out here as
+    pydicom lays them out (defined-length items, the sequence's own length), and every other element's
+    bytes come from pydicom's `write_data_element`, cached by (tag, VR, value, character set). Built for
+    the segmentations, whose per-frame functional groups repeat the same few values (source UIDs,
+    positions, codes) in thousands of small items; one encoder serves a series of them."""
+
+    _SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    _ITEM_DELIMITER = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
+
+    def __init__(self):
+        self._cache: dict[tuple, bytes] = {}
+        self._meta = SharedElementWriter(Dataset())
+
+    @staticmethod
+    def _key(value: Any):
+        if isinstance(value, (str, int, float)) or value is None:
+            return type(value).__name__, str(value)
+        if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+            keys = tuple(CachingEncoder._key(v) for v in value)
+            return None if any(k is None for k in keys) else ("seq", keys)
+        if isinstance(value, pydicom.valuerep.PersonName):
+            return "PN", str(value)
+        return None  # bytes and anything else: not cached
+
+    def _leaf(self, ds: Dataset, elem, encodings) -> bytes:
+        key = None
+        if not elem.is_raw:
+            value_key = self._key(elem.value)
+            if value_key is not None:
+                enc = tuple(encodings) if isinstance(encodings, (list, tuple)) else encodings
+                key = (int(elem.tag), elem.VR, elem.is_undefined_length, value_key, enc)
+                hit = self._cache.get(key)
+                if hit is not None:
+                    return hit
+        fp = DicomBytesIO()
+        fp.is_little_endian, fp.is_implicit_VR = True, False
+        pydicom.filewriter.write_data_element(fp, elem, encodings)
+        data = fp.getvalue()
+        if key is not None:
+            self._cache[key] = data
+        return data
+
+    def dataset_bytes(self, ds: Dataset, parent_encoding=pydicom.charset.default_encoding) -> bytes:
+        encodings = ds.get("SpecificCharacterSet", parent_encoding)
+        parts = []
+        for tag in sorted(ds.keys()):
+            if tag.element == 0 and tag.group > 6:
+                continue
+            elem = ds.get_item(tag)
+            if not elem.is_raw and elem.VR and " or " in elem.VR:
+                elem = pydicom.filewriter.correct_ambiguous_vr_element(elem, ds, True)
+            if elem.is_raw or elem.VR != "SQ":
+                parts.append(self._leaf(ds, elem, encodings))
+                continue
+            item_encodings = pydicom.charset.convert_encodings(encodings or [pydicom.charset.default_encoding])
+            items = []
+            for item in elem.value or ():
+                body = self.dataset_bytes(item, item_encodings)
+                if getattr(item, "is_undefined_length_sequence_item", False):
+                    items.append(b"\xfe\xff\x00\xe0\xff\xff\xff\xff" + body + self._ITEM_DELIMITER)
+                else:
+                    items.append(b"\xfe\xff\x00\xe0" + struct.pack("<I", len(body)) + body)
+            value = b"".join(items)
+            head = struct.pack("<HH", tag.group, tag.element) + b"SQ\x00\x00"
+            if elem.is_undefined_length:
+                parts.append(head + b"\xff\xff\xff\xff" + value + self._SEQUENCE_DELIMITER)
+            else:
+                parts.append(head + struct.pack("<I", len(value)) + value)
+        return b"".join(parts)
+
+    def file_bytes(self, ds: Dataset) -> bytes:
+        """The whole file (`ds.file_meta` must name Explicit VR Little Endian)."""
+        preamble = getattr(ds, "preamble", None) or b"\x00" * 128
+        return preamble + b"DICM" + self._meta._meta_bytes(ds.file_meta) + self.dataset_bytes(ds)
+
+
+def save_dataset(ds: Dataset, path: Path, encoder: CachingEncoder | None = None) -> None:
+    """`ds.save_as(path, enforce_file_format=True)`, through `encoder` when the dataset is Explicit VR Little
+    Endian."""
+    if encoder is not None and ds.file_meta.get("TransferSyntaxUID") == ExplicitVRLittleEndian:
+        path.write_bytes(encoder.file_bytes(ds))
+    else:
+        ds.save_as(path, enforce_file_format=True)
+
+
+def _save(ds: Dataset, pixels: np.ndarray | bytes, path: Path, syntax: str,
           writer: SharedElementWriter | None = None) -> None:
-    """Encode `pixels`, write `ds` atomically (through `writer` when given), then drop the pixel data (the
-    header stays for references)."""
+    """Encode `pixels` (or take them encapsulated already), write `ds` atomically (through `writer` when
+    given), then drop the pixel data (the header stays for references)."""
     if syntax == ExplicitVRLittleEndian:
         ds.PixelData = np.ascontiguousarray(pixels, dtype="<u2").tobytes()
+    elif isinstance(pixels, bytes):  # already encapsulated (`encode_jpegls_frames`)
+        ds.add_new(0x7FE00010, "OB", pixels)
+        ds["PixelData"].is_undefined_length = True
     else:
         ds.compress(syntax, np.ascontiguousarray(pixels), encoding_plugin="pyjpegls", generate_instance_uid=False)
     with atomic_path(path) as tmp:
@@ -469,7 +593,6 @@ def segment_descriptions(ctx: DicomContext) -> list:
     return out
 
 
-@_quietly
 def write_segmentations(
     folder: str | Path,
     labels: np.ndarray,
@@ -483,27 +606,61 @@ def write_segmentations(
     phase row t referencing `sources[t][k]`. `role` is "sr_labels" (on the SR series) or "lr_labels" (on
     the acquired images). A stack made of one series per slice (UK Biobank) gets one segmentation per phase
     and series (`SEG_pPP_sSSS.dcm`, SSS its first slice): a segmentation references one series."""
+    jobs = segmentation_jobs(folder, labels, sources, phases, ctx, role)
+    encoder = CachingEncoder()
+    for job in jobs:
+        if cancel is not None and cancel():
+            raise Cancelled("writing DICOM outputs cancelled")
+        write_segmentation_job(job, encoder)
+    return [job.path for job in jobs]
+
+
+@dataclass
+class SegmentationJob:
+    """One segmentation file to write (`write_segmentation_job`)."""
+
+    path: Path
+    sources: list[Dataset]
+    labels: np.ndarray
+    descriptions: list
+    ctx: DicomContext
+    role: str
+    series_uid: str
+    number: int
+    phase: int
+    grid_name: str
+
+
+def segmentation_jobs(folder: str | Path, labels: np.ndarray, sources: list[list[Dataset]], phases: Sequence[int],
+                      ctx: DicomContext, role: str) -> list[SegmentationJob]:
+    """The segmentations `write_segmentations` writes, as jobs (the folder is made now)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    descriptions = segment_descriptions(ctx)
+    with quiet_validation():
+        descriptions = segment_descriptions(ctx)
     series_uid = ctx.series_uid(role)
     grid_name = "SR grid" if role == "sr_labels" else "acquired slices"
     groups: dict[str, list[int]] = {}
     for k, ds in enumerate(sources[0]):
         groups.setdefault(str(ds.SeriesInstanceUID), []).append(k)
-    paths = []
+    jobs = []
     for row, phase in enumerate(phases):
-        if cancel is not None and cancel():
-            raise Cancelled("writing DICOM outputs cancelled")
         for slices in groups.values():
             name = f"SEG_p{phase:02d}.dcm" if len(groups) == 1 else f"SEG_p{phase:02d}_s{slices[0]:03d}.dcm"
-            seg = _segmentation([sources[row][k] for k in slices], labels[row][slices], descriptions, ctx, role,
-                                series_uid, len(paths) + 1, phase, grid_name)
-            path = folder / name
-            with atomic_path(path) as tmp:
-                seg.save_as(tmp, enforce_file_format=True)
-            paths.append(path)
-    return paths
+            jobs.append(SegmentationJob(folder / name, [sources[row][k] for k in slices], labels[row][slices],
+                                        descriptions, ctx, role, series_uid, len(jobs) + 1, phase, grid_name))
+    return jobs
+
+
+@_quietly
+def write_segmentation_job(job: SegmentationJob, encoder: CachingEncoder | None = None) -> Path:
+    """Build and write one segmentation atomically; `encoder` (`CachingEncoder`) is shared by the jobs of
+    one series."""
+    seg = _segmentation(job.sources, job.labels, job.descriptions, job.ctx, job.role, job.series_uid,
+                        job.number, job.phase, job.grid_name)
+    with atomic_path(job.path) as tmp:
+        save_dataset(seg, tmp, encoder or CachingEncoder())
+    return job.path
 
 
 def _segmentation(sources: list[Dataset], labels: np.ndarray, descriptions: list, ctx: DicomContext, role: str,
@@ -535,5 +692,7 @@ def file_bytes(paths: Sequence[Path]) -> int:
     return sum(os.path.getsize(p) for p in paths)
 
 
-__all__ = ["COMPRESSIONS", "DicomContext", "dicom_context", "file_bytes", "plane_geometry", "segment_descriptions",
-           "source_images", "write_segmentations", "write_sr_series"]
+__all__ = ["COMPRESSIONS", "CachingEncoder", "DicomContext", "SegmentationJob", "dicom_context",
+           "encode_jpegls_frames", "file_bytes", "plane_geometry", "save_dataset", "segment_descriptions",
+           "segmentation_jobs", "source_images", "write_segmentation_job", "write_segmentations",
+           "write_sr_series"]

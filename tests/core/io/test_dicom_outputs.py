@@ -339,3 +339,68 @@ def test_sr_instances_are_written_byte_for_byte_as_pydicom_writes_them(tmp_path,
             expected = tmp_path / "expected.dcm"
             again.save_as(expected, enforce_file_format=True)
             assert path.read_bytes() == expected.read_bytes()
+
+
+def test_sr_series_jpegls_is_the_same_bytes_as_pydicom_compress(tmp_path, monkeypatch):
+    """The JPEG-LS frames encoded by `encode_jpegls_frames` give the same files as pydicom's
+    `Dataset.compress` per instance, with UIDs and times fixed."""
+    import datetime as dt
+    import itertools
+
+    from gemini_cmr.core.io import dicom_write
+
+    _, result, _ = _dicom_result(tmp_path / "in", n_phases=3)
+    ident = result.study.meta.dicom
+    real_encode = dicom_write.encode_jpegls_frames
+
+    class FixedNow(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2024, 1, 2, 3, 4, 5)
+
+    monkeypatch.setattr(dicom_write, "datetime", FixedNow)
+
+    def write(folder):
+        counter = itertools.count(1)
+        monkeypatch.setattr(dicom_write, "generate_uid", lambda *a, **k: f"1.2.3.{next(counter)}")
+        ctx = dicom_write.dicom_context(result.study, "m", "0" * 64, "1")
+        dicom_write.write_sr_series(folder, result.sr_image, result.sr_grid, result.phases,
+                                    result.study.phase_times_ms, ctx, "jpeg-ls", source_grid=result.study.grid,
+                                    source_uids=ident.sop_instance_uids)
+        return {p.name: p.read_bytes() for p in sorted(folder.glob("*.dcm"))}
+
+    monkeypatch.setattr(dicom_write, "encode_jpegls_frames", lambda stored: stored)  # -> Dataset.compress
+    reference = write(tmp_path / "compress")
+    monkeypatch.setattr(dicom_write, "encode_jpegls_frames", real_encode)
+    assert write(tmp_path / "direct") == reference
+    assert len(reference) == 3 * result.sr_image.shape[1]
+    ds = pydicom.dcmread(tmp_path / "direct" / next(iter(reference)))
+    assert ds.file_meta.TransferSyntaxUID == dicom_write.JPEGLSLossless and ds.pixel_array.dtype == np.uint16
+
+
+def test_segmentations_encoded_by_the_caching_encoder_are_the_bytes_pydicom_writes(tmp_path):
+    """`CachingEncoder` (sequences laid out here, element bytes cached) writes each segmentation, on the SR
+    grid and on the acquired slices, byte for byte as `Dataset.save_as(enforce_file_format=True)`."""
+    import io
+
+    from gemini_cmr.core.io import dicom_write
+
+    _, result, _ = _dicom_result(tmp_path / "in", n_phases=2)
+    study, ident = result.study, result.study.meta.dicom
+    ctx = dicom_write.dicom_context(study, "m", "0" * 64, "1")
+    headers = dicom_write.write_sr_series(tmp_path / "sr", result.sr_image, result.sr_grid, result.phases,
+                                          study.phase_times_ms, ctx, "none", source_grid=study.grid,
+                                          source_uids=ident.sop_instance_uids)
+    sources = dicom_write.source_images(study, result.phases, ctx)
+    encoder = dicom_write.CachingEncoder()
+    jobs = (dicom_write.segmentation_jobs(tmp_path / "a", result.sr_labels, headers, result.phases, ctx, "sr_labels")
+            + dicom_write.segmentation_jobs(tmp_path / "b", result.lr_labels, sources, result.phases, ctx,
+                                            "lr_labels"))
+    assert len(jobs) == 4
+    with dicom_write.quiet_validation():
+        for job in jobs:
+            seg = dicom_write._segmentation(job.sources, job.labels, job.descriptions, job.ctx, job.role,
+                                            job.series_uid, job.number, job.phase, job.grid_name)
+            expected = io.BytesIO()
+            seg.save_as(expected, enforce_file_format=True)
+            assert encoder.file_bytes(seg) == expected.getvalue()
