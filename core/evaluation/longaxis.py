@@ -122,12 +122,10 @@ def _mean_dice(pred: np.ndarray, truth: np.ndarray, inside: np.ndarray) -> float
     return float(np.mean(vals)) if vals else -1.0
 
 
-def best_shift(pred: np.ndarray, truth: np.ndarray, inside: np.ndarray, spacing_yx,
-               search_mm: float = SEARCH_MM) -> np.ndarray:
-    """The global in-plane shift (mm along the long-axis i, j) of the long-axis labels (P, Y, X) that
-    maximises the mean Dice against the cuts `pred` (P, Y, X) inside the slab: 1 mm steps over +-search_mm,
-    then 0.5 mm steps around the best."""
-    best, best_d = np.zeros(2), -np.inf
+def search_shift(score, search_mm: float = SEARCH_MM) -> np.ndarray:
+    """The in-plane shift (mm, 2-vector) maximising `score(shift)`: 1 mm steps over +-search_mm, then 0.5 mm
+    steps within 1 mm of the best (the first best kept on ties)."""
+    best, best_v = np.zeros(2), -np.inf
     for step, span, centre in ((1.0, search_mm, np.zeros(2)), (0.5, 1.0, None)):
         c = best if centre is None else centre
         offs = np.arange(-span, span + 1e-9, step)
@@ -136,10 +134,18 @@ def best_shift(pred: np.ndarray, truth: np.ndarray, inside: np.ndarray, spacing_
                 s = c + np.array([di, dj])
                 if np.max(np.abs(s)) > search_mm + 1e-9:
                     continue
-                d = _mean_dice(pred, _shifted(truth, s, spacing_yx), inside)
-                if d > best_d + 1e-12:
-                    best, best_d = s, d
+                v = score(s)
+                if v > best_v + 1e-12:
+                    best, best_v = s, v
     return best
+
+
+def best_shift(pred: np.ndarray, truth: np.ndarray, inside: np.ndarray, spacing_yx,
+               search_mm: float = SEARCH_MM) -> np.ndarray:
+    """The global in-plane shift (mm along the long-axis i, j) of the long-axis labels (P, Y, X) that
+    maximises the mean Dice against the cuts `pred` (P, Y, X) inside the slab: 1 mm steps over +-search_mm,
+    then 0.5 mm steps around the best."""
+    return search_shift(lambda s: _mean_dice(pred, _shifted(truth, s, spacing_yx), inside), search_mm)
 
 
 def score_method(pred: np.ndarray, truth: np.ndarray, inside: np.ndarray, spacing_yx, tags: list[str],
@@ -201,20 +207,11 @@ def best_correlation_shift(sampler: PlaneSampler, la_images: np.ndarray, mask: n
     """The global in-plane shift (mm along the long-axis i, j) of the cut that maximises its mean correlation with
     the long-axis images (P, Y, X) within `mask`: 1 mm steps over +-search_mm, then 0.5 mm steps around the best
     (the labels' search)."""
-    best, best_r = np.zeros(2), -np.inf
-    for step, span, centre in ((1.0, search_mm, np.zeros(2)), (0.5, 1.0, None)):
-        c = best if centre is None else centre
-        offs = np.arange(-span, span + 1e-9, step)
-        for dj in offs:
-            for di in offs:
-                s = c + np.array([di, dj])
-                if np.max(np.abs(s)) > search_mm + 1e-9:
-                    continue
-                vals = [v for v in _correlations(sampler, la_images, mask, s) if not math.isnan(v)]
-                r = float(np.mean(vals)) if vals else -np.inf
-                if r > best_r + 1e-12:
-                    best, best_r = s, r
-    return best
+    def score(s: np.ndarray) -> float:
+        vals = [v for v in _correlations(sampler, la_images, mask, s) if not math.isnan(v)]
+        return float(np.mean(vals)) if vals else -np.inf
+
+    return search_shift(score, search_mm)
 
 
 def score_image(sampler: PlaneSampler, la_images: np.ndarray, mask: np.ndarray, tags: list[str],
