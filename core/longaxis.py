@@ -183,20 +183,9 @@ def _read(path: Path):
 
 
 def _remap(labels: np.ndarray, source: str, path: Path) -> np.ndarray:
-    mapping = LA_LABEL_MAPS[source]
-    labels = np.asarray(labels)
-    if not np.issubdtype(labels.dtype, np.integer):
-        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
-            raise DataError("label map holds non-integer values", path)
-        labels = np.round(labels).astype(np.int64)
-    unknown = sorted(int(v) for v in np.unique(labels) if int(v) not in mapping)
-    if unknown:
-        raise DataError(f"unexpected label values {unknown} for {source} long-axis labels (expected "
-                        f"{sorted(mapping)})", path)
-    lut = np.zeros(max(mapping) + 1, np.uint8)
-    for a, b in mapping.items():
-        lut[a] = b
-    return lut[labels.astype(np.int64)]
+    from gemini_cmr.core.io.layouts import remap_labels
+
+    return remap_labels(labels, source, path, LA_LABEL_MAPS[source], DataError, "long-axis labels")
 
 
 def _first_existing(folder: Path, stems: list[str]) -> Path | None:

@@ -17,6 +17,7 @@ are remapped here, on import, to the project convention (0 background, 1 LV cavi
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -57,19 +58,21 @@ def nifti_stem(path: Path) -> str:
 
 
 # --- labels ---------------------------------------------------------------------------------------------
-def remap_labels(labels: np.ndarray, source: str, name: str) -> np.ndarray:
-    """Map a source's label values to the project convention; unknown values -> `StudyError`."""
-    mapping = LABEL_MAPS[source]
+def remap_labels(labels: np.ndarray, source: str, name: str | Path, mapping: Mapping[int, int] | None = None,
+                 error: type[Exception] = StudyError, what: str = "labels") -> np.ndarray:
+    """Map a source's label values to the project convention (`mapping`, default `LABEL_MAPS[source]`);
+    non-integer or unknown values -> `error` (default `StudyError`) naming `name`."""
+    mapping = LABEL_MAPS[source] if mapping is None else mapping
     labels = np.asarray(labels)
     if not np.issubdtype(labels.dtype, np.integer):
         if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
-            raise StudyError("label map holds non-integer values", name)
+            raise error("label map holds non-integer values", name)
         labels = np.round(labels).astype(np.int64)
     values = np.unique(labels)
     unknown = sorted(int(v) for v in values if int(v) not in mapping)
     if unknown:
-        raise StudyError(f"unexpected label values {unknown} for {source} labels "
-                         f"(expected {sorted(mapping)})", name)
+        raise error(f"unexpected label values {unknown} for {source} {what} "
+                    f"(expected {sorted(mapping)})", name)
     lut = np.zeros(max(mapping) + 1, dtype=np.uint8)
     for src, dst in mapping.items():
         lut[src] = dst
