@@ -1,10 +1,15 @@
 """Building blocks of the U-Net family used by Gemini-GAN (spec section 3).
 
-- `DoubleConv`: [3x3 conv, BatchNorm, ReLU] x 2 (bias-free convs, BN carries the bias).
+- `DoubleConv`: [3x3 conv, norm, ReLU] x 2 (bias-free convs, the norm carries the bias).
 - `Down`: 2x2 max-pool, then `DoubleConv`.
 - `Up`: 2x upsampling (bilinear or transposed conv), concatenation with the skip, `DoubleConv`.
 - `ThroughPlaneMix`: residual (3, 1, 1) 3D conv over the slice axis, for the "shared-2d" encoder variant
   whose 2D features are computed slice by slice.
+
+The norm (`NORMS`, `norm_layer`): "batch" = BatchNorm (running statistics at inference), "instance" =
+InstanceNorm with affine weights (each image's own statistics per channel, nnU-Net's choice; the mixing
+convs normalise each slice over its plane; `InstanceNorm`). Same parameter names (`weight`, `bias`);
+instance norm has no running-statistics buffers.
 """
 
 from __future__ import annotations
@@ -13,22 +18,54 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+NORMS = ("batch", "instance")
+
+
+class InstanceNorm(nn.InstanceNorm2d):
+    """Instance norm with affine weights that keeps its input's memory format (torch's returns NCHW from
+    channels_last input, which costs every following channels_last convolution a layout conversion). 5D
+    features (B, C, D, h, w) (the mixing convs') are normalised per slice: each (b, c, d) over its h x w
+    plane, so a slice's statistics never depend on its neighbours or on the zero slices between stacks."""
+
+    def __init__(self, channels: int):
+        super().__init__(channels, affine=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 5:
+            b, c, d, h, w = x.shape
+            y = super().forward(x.transpose(1, 2).reshape(b * d, c, h, w))
+            return y.reshape(b, d, c, h, w).transpose(1, 2)
+        y = super().forward(x)
+        if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+            y = y.contiguous(memory_format=torch.channels_last)
+        return y
+
+
+def norm_layer(kind: str, channels: int, planes: bool = False) -> nn.Module:
+    """The norm after a convolution: "batch" -> BatchNorm2d (BatchNorm3d for `planes`, the 5D mixing-conv
+    features), "instance" -> `InstanceNorm` (affine; per slice for `planes`)."""
+    if kind == "batch":
+        return nn.BatchNorm3d(channels) if planes else nn.BatchNorm2d(channels)
+    if kind == "instance":
+        return InstanceNorm(channels)
+    raise ValueError(f"unknown norm {kind!r} (use one of {', '.join(NORMS)})")
+
 
 class DoubleConv(nn.Sequential):
-    def __init__(self, in_ch: int, out_ch: int):
+    def __init__(self, in_ch: int, out_ch: int, norm: str = "batch"):
         super().__init__(
             nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_ch),
+            norm_layer(norm, out_ch),
             nn.ReLU(inplace=True),
             nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_ch),
+            norm_layer(norm, out_ch),
             nn.ReLU(inplace=True),
         )
 
 
 class Down(nn.Sequential):
-    def __init__(self, in_ch: int, out_ch: int):
-        super().__init__(nn.MaxPool2d(2), DoubleConv(in_ch, out_ch))
+    def __init__(self, in_ch: int, out_ch: int, norm: str = "batch"):
+        super().__init__(nn.MaxPool2d(2), DoubleConv(in_ch, out_ch, norm))
 
 
 class MaxPool2x2(nn.Module):
@@ -46,14 +83,14 @@ class MaxPool2x2(nn.Module):
 class Up(nn.Module):
     """Upsample `x` by 2, concatenate the skip connection, double conv."""
 
-    def __init__(self, in_ch: int, skip_ch: int, out_ch: int, mode: str = "bilinear"):
+    def __init__(self, in_ch: int, skip_ch: int, out_ch: int, mode: str = "bilinear", norm: str = "batch"):
         super().__init__()
         self.mode = mode
         if mode == "transposed":
             self.up = nn.ConvTranspose2d(in_ch, in_ch, 2, stride=2)
         elif mode != "bilinear":
             raise ValueError(f"unknown upsampling mode {mode!r}")
-        self.conv = DoubleConv(in_ch + skip_ch, out_ch)
+        self.conv = DoubleConv(in_ch + skip_ch, out_ch, norm)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         if self.mode == "transposed":
@@ -80,11 +117,11 @@ class Up(nn.Module):
 class ThroughPlaneMix(nn.Module):
     """Mix features along the slice axis: (B*D, C, h, w) -> same shape, via a residual (k, 1, 1) Conv3d."""
 
-    def __init__(self, channels: int, depth: int, kernel: int = 3):
+    def __init__(self, channels: int, depth: int, kernel: int = 3, norm: str = "batch"):
         super().__init__()
         self.depth = depth
         self.conv = nn.Conv3d(channels, channels, (kernel, 1, 1), padding=(kernel // 2, 0, 0), bias=False)
-        self.norm = nn.BatchNorm3d(channels)
+        self.norm = norm_layer(norm, channels, planes=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bd, c, h, w = x.shape

@@ -25,6 +25,9 @@ With `residual_image` (default True) the image head predicts a correction added 
 With `input_to_heads` the 1x1 heads also see the input stack itself (concatenated to the decoder features),
 so a narrow full-resolution decoder (16 channels for 64 slices) can still mix the acquired slices
 through-plane per pixel; off by default (the paper's heads), on for the bundled CPU model.
+`norm` chooses the normalisation of every conv block and mixing conv (`core.models.blocks.NORMS`): "batch"
+(default; the shipped models) or "instance" (per image and channel, nnU-Net's; no running statistics, so
+training and inference normalise alike and batch composition does not matter).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import torch
 from torch import nn
 
 from gemini_cmr.core.errors import ModelError
-from gemini_cmr.core.models.blocks import DoubleConv, Down, ThroughPlaneMix, Up
+from gemini_cmr.core.models.blocks import NORMS, DoubleConv, Down, InstanceNorm, ThroughPlaneMix, Up
 
 ENCODERS = ("slices-as-channels", "shared-2d", "acquired-2d")
 REFERENCE_WIDTHS = (64, 128, 256, 512, 512)
@@ -76,6 +79,7 @@ class GeminiConfig(ModelConfigJSON):
     input_to_heads: bool = False  # concatenate the input stack to the decoder features fed to the 1x1 heads
     mix_kernel: int = 3  # shared-2d / acquired-2d: through-plane kernel of the mixing convs
     tp_knots: int = 0  # acquired-2d: learned through-plane image detail between acquired slices (0 = linear)
+    norm: str = "batch"  # normalisation of the conv blocks and mixing convs: "batch" | "instance"
 
     def __post_init__(self):
         self.widths = tuple(int(w) for w in self.widths)
@@ -87,6 +91,8 @@ class GeminiConfig(ModelConfigJSON):
             raise ModelError(f"invalid depth {self.depth} or n_classes {self.n_classes}")
         if self.upsample not in ("bilinear", "transposed"):
             raise ModelError(f"unknown upsample {self.upsample!r}")
+        if self.norm not in NORMS:
+            raise ModelError(f"unknown norm {self.norm!r} (use one of {', '.join(NORMS)})")
         self.tp_knots = int(self.tp_knots)
         if self.tp_knots < 0 or (self.tp_knots and self.encoder != "acquired-2d"):
             raise ModelError(f"tp_knots {self.tp_knots}: a count >= 0, and only for the acquired-2d encoder")
@@ -104,19 +110,23 @@ class GeminiConfig(ModelConfigJSON):
 
 
 class _Decoder(nn.Module):
-    def __init__(self, widths: tuple[int, ...], upsample: str):
+    def __init__(self, widths: tuple[int, ...], upsample: str, norm: str = "batch"):
         super().__init__()
         ups = []
         ch = widths[-1]
         for skip in reversed(widths[:-1]):
-            ups.append(Up(ch, skip, skip, upsample))
+            ups.append(Up(ch, skip, skip, upsample, norm))
             ch = skip
         self.ups = nn.ModuleList(ups)
 
-    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, feats: list[torch.Tensor], levels: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """The full-resolution features; `levels`, when given, receives the coarser levels' outputs
+        (coarsest first: widths[-2] at 1/2**(L-2) of the input size, ..., widths[1] at 1/2)."""
         x = feats[-1]
-        for up, skip in zip(self.ups, reversed(feats[:-1])):
+        for i, (up, skip) in enumerate(zip(self.ups, reversed(feats[:-1]))):
             x = up(x, skip)
+            if levels is not None and i < len(self.ups) - 1:
+                levels.append(x)
         return x
 
 
@@ -129,11 +139,12 @@ class GeminiGenerator(nn.Module):
         w = cfg.widths
         per_slice = cfg.encoder in ("shared-2d", "acquired-2d")
         in_ch = 1 if per_slice else cfg.depth
-        self.inc = DoubleConv(in_ch, w[0])
-        self.downs = nn.ModuleList([Down(a, b) for a, b in zip(w[:-1], w[1:])])
-        self.mix = nn.ModuleList([ThroughPlaneMix(c, cfg.depth, cfg.mix_kernel) for c in w]) if per_slice else None
-        self.image_decoder = _Decoder(w, cfg.upsample)
-        self.seg_decoder = _Decoder(w, cfg.upsample)
+        self.inc = DoubleConv(in_ch, w[0], cfg.norm)
+        self.downs = nn.ModuleList([Down(a, b, cfg.norm) for a, b in zip(w[:-1], w[1:])])
+        self.mix = (nn.ModuleList([ThroughPlaneMix(c, cfg.depth, cfg.mix_kernel, cfg.norm) for c in w])
+                    if per_slice else None)
+        self.image_decoder = _Decoder(w, cfg.upsample, cfg.norm)
+        self.seg_decoder = _Decoder(w, cfg.upsample, cfg.norm)
         head_in = w[0] + (in_ch if cfg.input_to_heads else 0)
         self.image_head = nn.Conv2d(head_in, 1 if per_slice else cfg.depth, 1)
         self.seg_head = nn.Conv2d(head_in, cfg.n_classes * (1 if per_slice else cfg.depth), 1)
@@ -205,7 +216,8 @@ class GeminiGenerator(nn.Module):
         """Residual through-plane mixing of (N, C, h, w) features laid out at `pos` in a zero sequence
         (`blocks`: `neighbour_blocks` of `pos`, for the eval path)."""
         norm = mix.norm
-        if not self.training and norm.track_running_stats and norm.running_var is not None:
+        if not self.training and (isinstance(norm, InstanceNorm)
+                                  or (norm.track_running_stats and norm.running_var is not None)):
             r = mix.conv.kernel_size[0] // 2
             if blocks is None or any(o not in blocks for o in range(-r, r + 1) if o):
                 blocks = neighbour_blocks(pos, length, r)
@@ -220,7 +232,8 @@ class GeminiGenerator(nn.Module):
     @staticmethod
     def _mix_sequences_eval(mix: ThroughPlaneMix, f: torch.Tensor,
                             blocks: dict[int, list[tuple[int, int, int]]]) -> torch.Tensor:
-        """`_mix_sequences` with the BatchNorm's running statistics (eval): the (k, 1, 1) Conv3d as k 1x1
+        """`_mix_sequences` in eval mode (the BatchNorm's running statistics folded into the weights, or
+        per-slice instance norm after the convolution): the (k, 1, 1) Conv3d as k 1x1
         Conv2d on the acquired slices only, each off-centre one added to the centre one's output as shifted
         row slices in place (`neighbour_blocks`: the rows whose neighbour `offset` positions away along the
         sequence is a slice, absent ones being the zero slices). No (1, C, L, h, w) copy and no gathers,
@@ -229,10 +242,14 @@ class GeminiGenerator(nn.Module):
         norm, conv = mix.norm, mix.conv
         k = conv.kernel_size[0]
         r = k // 2
-        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps) if norm.affine else \
-            torch.rsqrt(norm.running_var + norm.eps)
-        shift = (norm.bias if norm.affine else 0) - norm.running_mean * scale
-        wt = conv.weight[:, :, :, 0, 0] * scale[:, None, None]  # (C, C, k)
+        instance = isinstance(norm, InstanceNorm)
+        if instance:
+            wt, shift = conv.weight[:, :, :, 0, 0], None
+        else:
+            scale = norm.weight / torch.sqrt(norm.running_var + norm.eps) if norm.affine else \
+                torch.rsqrt(norm.running_var + norm.eps)
+            shift = (norm.bias if norm.affine else 0) - norm.running_mean * scale
+            wt = conv.weight[:, :, :, 0, 0] * scale[:, None, None]  # (C, C, k)
         y = torch.nn.functional.conv2d(f, wt[:, :, r, None, None], shift)
         for j in range(k):
             o = j - r
@@ -241,11 +258,16 @@ class GeminiGenerator(nn.Module):
             z = torch.nn.functional.conv2d(f, wt[:, :, j, None, None])
             for d0, d1, s0 in blocks[o]:
                 y[d0:d1] += z[s0:s0 + d1 - d0]
+        if instance:
+            y = norm(y)
         return f + torch.relu(y)
 
-    def acquired_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, AcquiredPlan, torch.Tensor | None]:
+    def acquired_parts(self, x: torch.Tensor, seg_levels: list[torch.Tensor] | None = None,
+                       ) -> tuple[torch.Tensor, torch.Tensor, AcquiredPlan, torch.Tensor | None]:
         """"acquired-2d": per acquired slice image (N, h, w), logits (N, K, h, w), the plan, and the
-        through-plane residual images (N, 2 x tp_knots, h, w) (None without `tp_knots`)."""
+        through-plane residual images (N, 2 x tp_knots, h, w) (None without `tp_knots`). `seg_levels`, when
+        given, receives the segmentation decoder's coarser levels' features (`_Decoder.forward`; deep
+        supervision in training, `core.train.deep_supervision`)."""
         cfg = self.config
         b, d, h, w = x.shape
         plan = acquired_plan(x)
@@ -264,7 +286,7 @@ class GeminiGenerator(nn.Module):
         blocks = None if self.training else neighbour_blocks(plan.pos, plan.length,
                                                              max(m.conv.kernel_size[0] // 2 for m in self.mix))
         feats = [self._mix_sequences(m, f, pos, plan.length, blocks) for m, f in zip(self.mix, feats)]
-        fi, fs = self.image_decoder(feats), self.seg_decoder(feats)
+        fi, fs = self.image_decoder(feats), self.seg_decoder(feats, seg_levels)
         a_img = self._head(self.image_head, fi, inp)[:, 0]
         if cfg.residual_image:
             a_img = a_img + inp[:, 0]

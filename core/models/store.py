@@ -114,7 +114,7 @@ def _check_model_section(model: Any, path: Path) -> None:
     if rough > MAX_PARAMETERS:
         raise ModelError(f"model is implausibly large (about {rough / 1e6:.0f} million parameters in 'model')",
                          path)
-    for key in ("encoder", "upsample"):
+    for key in ("encoder", "upsample", "norm"):
         if key in model and not isinstance(model[key], str):
             raise ModelError(f"model.{key} must be a string, not {_show(model[key])}", path)
     for key in ("residual_image", "input_to_heads"):

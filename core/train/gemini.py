@@ -69,6 +69,7 @@ from gemini_cmr.core.train.loop import (
 from gemini_cmr.core.train.runs import BEST_DIR, HISTORY_JSON, LAST_DIR, STATE_JSON
 
 log = logging.getLogger(__name__)
+AUX_PREFIX = "A."  # tensors of the training-only modules (`GeminiTrainer.aux`) in state.safetensors
 
 
 def read_training_config(path: str | Path) -> dict:
@@ -190,6 +191,9 @@ class GeminiTrainer:
     # Whether validation chooses `best/`; False (held-out subjects, `core.train.semi`): they are validated
     # for the curves only and `best/` is the last step.
     choose_best: bool = True
+    # Training-only modules optimised with the generator (deep supervision heads, `core.train.semi`): kept in
+    # the checkpoint state (`last/state.safetensors`, prefix AUX_PREFIX), never in a model folder.
+    aux: torch.nn.Module | None = None
 
     def parse_model_config(self, model: dict):
         return GeminiConfig.from_dict(dict(model))
@@ -409,6 +413,8 @@ class GeminiTrainer:
         folder = self.out / LAST_DIR
         self.save_generator(folder, self._model_config(step))
         tensors = {f"G.{k}": v for k, v in state_to_tensors(self.G).items()}
+        if self.aux is not None:
+            tensors.update({f"{AUX_PREFIX}{k}": v for k, v in state_to_tensors(self.aux).items()})
         t, meta_g = optimizer_state(self.opt_g, "opt_g")
         tensors.update(t)
         meta: dict[str, Any] = {"step": step, "epoch": step / self.steps_per_epoch, "best_score": best,
@@ -434,6 +440,14 @@ class GeminiTrainer:
         folder = self.out / LAST_DIR
         tensors, meta = read_state(folder)
         load_state_checked(self.G, {k[2:]: v for k, v in tensors.items() if k.startswith("G.")}, folder)
+        aux = {k[len(AUX_PREFIX):]: v for k, v in tensors.items() if k.startswith(AUX_PREFIX)}
+        if self.aux is not None:
+            if not aux:
+                raise DataError("the checkpoint was trained without deep supervision (the config asks for it)",
+                                folder)
+            load_state_checked(self.aux, aux, folder)
+        elif aux:
+            raise DataError("the checkpoint was trained with deep supervision (the config has none)", folder)
         load_optimizer_state(self.opt_g, "opt_g", tensors, meta["opt_g"])
         if self.D is not None:
             if "opt_d" not in meta:

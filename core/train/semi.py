@@ -40,6 +40,7 @@ from gemini_cmr.core.device import autocast, autocast_dtype
 from gemini_cmr.core.errors import DataError
 from gemini_cmr.core.models.gemini import GeminiConfig, GeminiGenerator, interpolate_acquired
 from gemini_cmr.core.train.data import Augment
+from gemini_cmr.core.train.deep_supervision import DeepSupervisionHeads, level_weights
 from gemini_cmr.core.train.gemini import GeminiTrainer, TrainConfig, resolve_class_weights
 from gemini_cmr.core.train.loop import init_distributed
 from gemini_cmr.core.train.lr_data import (
@@ -79,6 +80,17 @@ class SemiConfig(TrainConfig):
     # Keep the BatchNorm statistics of the starting model (its BN layers in eval mode while training): a
     # small cohort's batches estimate them poorly. The BN weights and biases still train.
     freeze_bn: bool = False
+    # Deep supervision ("acquired-2d"): 1x1 segmentation heads on this many coarser levels of the
+    # segmentation decoder (1/2, 1/4, ...), their losses weighted 1/2, 1/4, ... of full resolution's and
+    # the whole normalised to sum 1; training only, the exported model is the generator alone
+    # (`core.train.deep_supervision`). 0 = off.
+    deep_supervision: int = 0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not (isinstance(self.deep_supervision, int) and not isinstance(self.deep_supervision, bool)
+                and self.deep_supervision >= 0):
+            raise DataError(f"deep_supervision must be a number of levels >= 0, not {self.deep_supervision!r}")
 
 
 def allowed_classes(lab: torch.Tensor, k: int) -> torch.Tensor:
@@ -89,6 +101,26 @@ def allowed_classes(lab: torch.Tensor, k: int) -> torch.Tensor:
                        torch.where(lab == IGNORE, one * ((1 << k) - 1), lab - SET_BASE))
     bits = torch.arange(k, device=lab.device).view(1, k, *([1] * (lab.dim() - 1)))
     return (torch.bitwise_right_shift(code.unsqueeze(1), bits) & 1).bool()
+
+
+def downsample_labels(lab: torch.Tensor, factor: int, k: int) -> torch.Tensor:
+    """(N, h, w) label codes (`core.train.lr_data`: 0..K-1 exact, SET_BASE + class mask, IGNORE) ->
+    (N, h // factor, w // factor) codes, for deep supervision (`core.train.deep_supervision`): each coarse
+    pixel may be any class one of its factor x factor pixels may be (the union of their `allowed_classes`,
+    a max-pool of the class masks). One class: that class, exact; every class: IGNORE (an unlabelled pixel
+    leaves its block unlabelled); otherwise the set code, a partial label to the loss (marginal
+    cross-entropy, not counted in those structures' Dice), so a boundary block teaches none of its
+    classes as another."""
+    if factor == 1:
+        return lab
+    if k > 7:
+        raise DataError(f"label codes hold at most 7 classes, not {k}")
+    pooled = F.max_pool2d(allowed_classes(lab, k).to(torch.float32), factor, factor) > 0  # (N, K, h', w')
+    bits = torch.bitwise_left_shift(torch.ones(k, dtype=torch.long, device=lab.device),
+                                    torch.arange(k, device=lab.device)).view(1, k, 1, 1)
+    mask = (pooled.long() * bits).sum(1)  # (N, h', w')
+    coded = torch.where((mask & (mask - 1)) == 0, pooled.to(torch.uint8).argmax(1), SET_BASE + mask)
+    return torch.where(mask == (1 << k) - 1, torch.full_like(coded, IGNORE), coded).to(lab.dtype)
 
 
 def annotated_classes(lab: torch.Tensor, k: int, allowed: torch.Tensor | None = None) -> torch.Tensor:
@@ -178,16 +210,23 @@ def slab_losses(sr: torch.Tensor, logits: torch.Tensor, x: torch.Tensor, labels:
 
 
 def acquired_losses(model: GeminiGenerator, x: torch.Tensor, labels: torch.Tensor, slab: torch.Tensor,
-                    class_weights: torch.Tensor, amp=None, seg_target: str = "slab") -> dict[str, Any]:
+                    class_weights: torch.Tensor, amp=None, seg_target: str = "slab",
+                    aux_heads: DeepSupervisionHeads | None = None) -> dict[str, Any]:
     """The same losses as `slab_losses`, computed per acquired slice for the "acquired-2d" generator
     (no (B, K, D, h, w) tensors: only the SR slices inside each slab are interpolated and averaged).
     seg_target "acquired": the segmentation terms compare each acquired slice's own probabilities
-    (no slab averaging) with its labels."""
+    (no slab averaging) with its labels.
+    `aux_heads` (deep supervision, `core.train.deep_supervision`): "ce" and "dice" are the level-weighted
+    sums over full resolution and the heads' coarser levels, each level's logits of every acquired slice
+    against its labels reduced by `downsample_labels`; "levels" lists each level's (ce, dice), full
+    resolution first."""
     if seg_target not in ("slab", "acquired"):
         raise DataError(f"seg_target must be 'slab' or 'acquired', not {seg_target!r}")
     dev = x.device
+    seg_levels: list[torch.Tensor] | None = [] if aux_heads is not None else None
     with autocast(dev, amp):
-        a_img, a_seg, plan, a_res = model.acquired_parts(x)
+        a_img, a_seg, plan, a_res = model.acquired_parts(x, seg_levels)
+        aux = aux_heads(seg_levels) if aux_heads is not None and plan.n else []
     n = plan.n
     if n == 0:
         zero = x.sum() * 0
@@ -206,8 +245,18 @@ def acquired_losses(model: GeminiGenerator, x: torch.Tensor, labels: torch.Tenso
     target = x.reshape(b * d, h, w)[src]
     lab = labels[src // d, slab.reshape(-1)[src]]  # (N, h, w)
     ce, dice = seg_losses(q, lab, class_weights)
+    out = {"q": q, "plan": plan, "labels": lab}
+    if aux:
+        k = a_seg.shape[1]
+        levels = [(ce, dice)] + [seg_losses(torch.softmax(logits.float(), 1),
+                                            downsample_labels(lab, 2 ** i, k), class_weights)
+                                 for i, logits in enumerate(aux, start=1)]
+        wts = level_weights(len(aux))
+        ce = sum(wl * c for wl, (c, _) in zip(wts, levels))
+        dice = sum(wl * d for wl, (_, d) in zip(wts, levels))
+        out["levels"] = levels
     degrade = ((s - target) ** 2).mean()
-    return {"ce": ce, "dice": dice, "degrade": degrade, "q": q, "plan": plan, "labels": lab}
+    return {"ce": ce, "dice": dice, "degrade": degrade, **out}
 
 
 class SemiTrainer(GeminiTrainer):
@@ -257,8 +306,13 @@ class SemiTrainer(GeminiTrainer):
         self.D = None
         self.opt_d = None
         self.G_train = self.G
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=cfg.betas,
-                                      weight_decay=cfg.weight_decay)
+        params = list(self.G.parameters())
+        if cfg.deep_supervision:
+            if mcfg.encoder != "acquired-2d":
+                raise DataError(f"deep_supervision needs the acquired-2d encoder, not {mcfg.encoder!r}")
+            self.aux = DeepSupervisionHeads(mcfg.widths, k, cfg.deep_supervision).to(self.device)
+            params += list(self.aux.parameters())
+        self.opt_g = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
         self.amp_dtype = autocast_dtype(self.device, cfg.amp)
         fp16 = self.amp_dtype == torch.float16
         self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
@@ -295,8 +349,11 @@ class SemiTrainer(GeminiTrainer):
             for m in self.G.modules():
                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                     m.eval()
+        if self.aux is not None:
+            self.aux.train()
         if self.G.config.encoder == "acquired-2d":
-            parts = acquired_losses(self.G, x, lab, slab, self.w_tensor, self.amp_dtype, cfg.seg_target)
+            parts = acquired_losses(self.G, x, lab, slab, self.w_tensor, self.amp_dtype, cfg.seg_target,
+                                    self.aux)
         else:
             with autocast(self.device, self.amp_dtype):
                 sr, logits = self.G_train(x)
@@ -426,7 +483,9 @@ def measure_step_seconds(cfg: SemiConfig, device: str = "auto", slices: int = 10
     dev = resolve_device(device)
     mcfg = GeminiConfig.from_dict(dict(cfg.model))
     g = GeminiGenerator(mcfg).to(dev).train()
-    opt = torch.optim.Adam(g.parameters(), lr=1e-6)
+    aux = (DeepSupervisionHeads(mcfg.widths, mcfg.n_classes, cfg.deep_supervision).to(dev)
+           if cfg.deep_supervision and mcfg.encoder == "acquired-2d" else None)
+    opt = torch.optim.Adam(list(g.parameters()) + (list(aux.parameters()) if aux is not None else []), lr=1e-6)
     amp = autocast_dtype(dev, cfg.amp)
     crop = cfg.crop or 128
     per = max(1, mcfg.depth // slices)
@@ -441,7 +500,7 @@ def measure_step_seconds(cfg: SemiConfig, device: str = "auto", slices: int = 10
 
     def step():
         if mcfg.encoder == "acquired-2d":
-            parts = acquired_losses(g, x, lab, slab, w, amp, cfg.seg_target)
+            parts = acquired_losses(g, x, lab, slab, w, amp, cfg.seg_target, aux)
         else:
             with autocast(dev, amp):
                 sr, logits = g(x)
