@@ -209,15 +209,25 @@ def _sample_planes(inp, coords: list):
     return grid_sample(inp, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
-def place_on_sr_grid(volume: np.ndarray, lr: Grid, sr: Grid, order: int = 1) -> np.ndarray:
+def place_on_sr_grid(volume: np.ndarray, lr: Grid, sr: Grid, order: int = 1,
+                     out: np.ndarray | None = None) -> np.ndarray:
     """Nearest-slice placement (spec section 2): LR (Z, Y, X) or (T, Z, Y, X) -> SR (D, H, W) / (T, D, H, W).
 
     The LR stack is resampled in-plane to the SR in-plane grid, and every SR slice takes the LR slice
-    whose slab contains it: the network sees only acquired data.
+    whose slab contains it: the network sees only acquired data. `out`: an array of the result's shape
+    (e.g. rows of the cine's SR image) to place it into, converted to its type, and returned.
     """
     idx = nearest_slice_indices(lr, sr)
     planes = inplane_resample(volume, lr, sr, order)
-    return planes[..., idx, :, :]
+    if out is None:
+        return planes[..., idx, :, :]
+    if out.shape != planes.shape[:-3] + (len(idx),) + planes.shape[-2:]:
+        raise ValueError(f"out has shape {out.shape}, the placed stack {planes.shape[:-3] + (len(idx),) + planes.shape[-2:]}")
+    if out.dtype == planes.dtype:
+        np.take(planes, idx, axis=-3, out=out, mode="clip")  # "clip": no buffered copy (idx are in range)
+    else:
+        out[...] = planes[..., idx, :, :]
+    return out
 
 
 def place_on_sr_grid_torch(volume, lr: Grid, sr: Grid):

@@ -23,8 +23,10 @@ The app's Export dialog writes single files with the same names and writers (`wr
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
+import io
 import json
 import logging
 import os
@@ -43,7 +45,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -149,33 +151,73 @@ def gzip_parallel(data: bytes, level: int = 1, workers: int | None = None,
 
     Chunks that barely compress (a 128 KiB sample deflates to more than `store_above` of its size) are
     written as stored deflate blocks: the network's float32 SR image deflates by only ~10%, and storing
-    it saves ~3.5 s of CPU per 100 MB. `store_above=None` deflates everything."""
-    view = memoryview(data).cast("B")
-    n = max(1, -(-len(view) // _GZ_CHUNK))
-    chunks = [view[i * _GZ_CHUNK:(i + 1) * _GZ_CHUNK] for i in range(n)]
-    if prefix:  # e.g. a NIfTI header before the image's own buffer: only the first chunk is copied
-        chunks[0] = memoryview(bytes(prefix) + chunks[0])
-    lasts = [i == n - 1 for i in range(n)]
-    workers = workers or min(n, os.cpu_count() or 1)
+    it saves ~3.5 s of CPU per 100 MB. `store_above=None` deflates everything. `gzip_parallel_write`
+    writes the same bytes into a file as they are made."""
+    buf = io.BytesIO()
+    gzip_parallel_write(buf, data, level, workers, store_above, prefix)
+    return buf.getvalue()
+
+
+def gzip_parallel_write(file: BinaryIO, data: Any, level: int = 1, workers: int | None = None,
+                        store_above: float | None = GZ_STORE_ABOVE, prefix: bytes = b"") -> int:
+    """`gzip_parallel(data, ...)`'s bytes written into the open binary `file` chunk by chunk, in order, with
+    at most two chunks per worker in flight: neither the whole compressed member nor (for `data` with
+    `nbytes` and `read(b0, b1)`, e.g. `core.io.nifti.ScaledInt16`) the whole data is ever in memory.
+    `data`: a bytes-like object, or such a reader. Returns the bytes written."""
+    if hasattr(data, "read") and hasattr(data, "nbytes"):
+        size, read = int(data.nbytes), data.read
+    else:
+        view = memoryview(data).cast("B")
+        size = len(view)
+
+        def read(b0: int, b1: int) -> memoryview:
+            return view[b0:b1]
+
+    n = max(1, -(-size // _GZ_CHUNK))
+    workers = max(1, min(n, workers or os.cpu_count() or 1))
+
+    def job(i: int) -> tuple[Any, bytes]:
+        raw = read(i * _GZ_CHUNK, min(size, (i + 1) * _GZ_CHUNK))
+        chunk = memoryview(bytes(prefix) + raw) if i == 0 and prefix else memoryview(raw)
+        return raw, _deflate_chunk(chunk, i == n - 1, level, store_above)
+
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # magic, deflate, no flags, mtime 0, OS unknown
+    file.write(header)
+    written = len(header)
+    crc = zlib.crc32(prefix) if prefix else 0
+
+    def take(raw: Any, part: bytes) -> None:
+        nonlocal crc, written
+        crc = zlib.crc32(raw, crc)
+        file.write(part)
+        written += len(part)
+
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            parts = list(pool.map(_deflate_chunk, chunks, lasts, [level] * n, [store_above] * n))
+            pending: collections.deque = collections.deque()
+            for i in range(n):
+                pending.append(pool.submit(job, i))
+                if len(pending) >= 2 * workers:
+                    take(*pending.popleft().result())
+            while pending:
+                take(*pending.popleft().result())
     else:
-        parts = [_deflate_chunk(c, last, level, store_above) for c, last in zip(chunks, lasts)]
-    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # magic, deflate, no flags, mtime 0, OS unknown
-    crc = zlib.crc32(view, zlib.crc32(prefix)) if prefix else zlib.crc32(view)
-    trailer = struct.pack("<II", crc & 0xFFFFFFFF, (len(prefix) + len(view)) & 0xFFFFFFFF)
-    return b"".join([header, *parts, trailer])
+        for i in range(n):
+            take(*job(i))
+    trailer = struct.pack("<II", crc & 0xFFFFFFFF, (len(prefix) + size) & 0xFFFFFFFF)
+    file.write(trailer)
+    return written + len(trailer)
 
 
 def save_nifti_fast(path: Path, array: np.ndarray, affine: np.ndarray, phase_interval_ms: float | None,
                     description: str, image_dtype: str = "float32") -> Path:
     """`core.io.nifti.save_nifti`'s file (`nifti_file_parts`: the same header and data; int16 with
-    `int16_scaling`), gzip-compressed on all cores from memory into `path` (.nii.gz), atomically."""
+    `int16_scaling`), gzip-compressed on all cores into `path` (.nii.gz), atomically. Written as it is
+    compressed; int16 data is converted chunk by chunk as the compression needs it (`ScaledInt16`)."""
     path = Path(path)
-    header, data = nifti_file_parts(array, affine, phase_interval_ms, description, image_dtype)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(gzip_parallel(data, prefix=header))
+    header, data = nifti_file_parts(array, affine, phase_interval_ms, description, image_dtype, lazy=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        gzip_parallel_write(f, data, prefix=header)
     return path
 
 
@@ -195,8 +237,9 @@ def _versions() -> dict[str, str]:
     for name in ("numpy", "scipy", "torch", "nibabel", "pyvista", "vtk"):
         mod = sys.modules.get(name)
         if mod is None:
+            # VTK's version from `vtkmodules` (the same `__version__`): importing `vtk` loads every VTK module
             with contextlib.suppress(Exception):
-                mod = __import__(name)
+                mod = __import__("vtkmodules" if name == "vtk" else name)
         v = getattr(mod, "__version__", None) or getattr(mod, "VTK_VERSION", None)
         if v:
             out[name] = str(v)
@@ -953,7 +996,7 @@ __all__ = ["DICOM_DIR", "DICOM_LR_DIR", "DICOM_SR_DIR", "ITKSNAP_LABELS", "ITKSN
            "SR_DTYPES", "STAGING_PREFIX", "check_output_folder", "long_axis_info", "long_axis_outputs",
            "write_long_axis_labels", "clean_stale_temporaries", "dicom_wanted",
            "estimate_output_bytes", "input_fingerprint", "model_name", "os_error_text", "PHENOTYPES_CSV",
-           "PHENOTYPES_JSON", "RUN_JSON", "SR_IMAGE", "SR_LABELS", "gzip_parallel", "mesh_path", "mesh_phases",
+           "PHENOTYPES_JSON", "RUN_JSON", "SR_IMAGE", "SR_LABELS", "gzip_parallel", "gzip_parallel_write", "mesh_path", "mesh_phases",
            "phase_meshes", "resolve_sr_dtype", "run_info", "save_nifti_fast", "export_dicom", "slicer_phases", "write_dicom", "write_itksnap_files",
            "write_itksnap_labels", "write_itksnap_workspace", "write_lr_labels", "write_slicer_phase",
            "write_outputs", "write_phenotypes", "write_slicer_labels", "write_sr_image", "write_sr_labels"]

@@ -1,5 +1,5 @@
 """Process-level performance settings: process pools for CPU-bound preprocessing (phantom generation, the
-training cache) and the C allocator's settings for inference (`tune_malloc`).
+training cache) and the C allocator's settings for inference (`tune_malloc`, `release_free_memory`).
 
 `process_workers(n)` is how many processes to really use: `n` (None: half the CPUs, at most 8, so 1 on a
 2-core machine), but 1 where a "spawn" process pool cannot start its children: a frozen (PyInstaller)
@@ -59,4 +59,20 @@ def tune_malloc() -> bool:
     return ok
 
 
-__all__ = ["process_pool", "process_workers", "tune_malloc"]
+def release_free_memory() -> bool:
+    """glibc: give the heap memory freed since the last call back to the system (`malloc_trim(0)`). With
+    `tune_malloc`'s trim threshold a process keeps up to 1 GiB of freed heap per arena, which the network's
+    temporaries leave behind after a prediction: called once a prediction is done, it keeps that memory
+    out of the peak of what follows (the next stage, or writing the outputs), at the price of mapping it
+    again on the next prediction's first batch. Returns whether it ran (no-op on other C libraries, or
+    with GEMINI_CMR_MALLOC=0)."""
+    if os.environ.get("GEMINI_CMR_MALLOC", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+__all__ = ["process_pool", "process_workers", "release_free_memory", "tune_malloc"]

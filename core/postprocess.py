@@ -47,7 +47,10 @@ def heart_roi(labels: np.ndarray, spacing_yx: tuple[float, float] | np.ndarray, 
 
 
 def postprocess_labels(labels: np.ndarray, config: Mapping[str, Any]) -> np.ndarray:
-    """Apply what the model config's `inference` section asks for to (b, D, H, W) labels (in place)."""
+    """Apply what the model config's `inference` section asks for to (b, D, H, W) labels (in place).
+    Only the labelled voxels (> 0) decide the result and background stays background, so any in-plane
+    box holding every labelled voxel gives the same labels as the whole field (`core.predict` runs it on
+    the heart box)."""
     inf = config.get("inference") or {}
     if inf.get("keep_largest_heart_component"):
         for i in range(labels.shape[0]):

@@ -39,7 +39,7 @@ from gemini_cmr.core.models.preprocess import (
     window_weights,
 )
 from gemini_cmr.core.models.store import LoadedModel, load_model
-from gemini_cmr.core.parallel import tune_malloc
+from gemini_cmr.core.parallel import release_free_memory, tune_malloc
 from gemini_cmr.core.study import Grid, Study
 
 log = logging.getLogger(__name__)
@@ -285,7 +285,16 @@ class Predictor:
         (rows y0:y1, columns x0:x1) an earlier prediction of the same study found (`Prediction.roi`), e.g.
         the motion-correction pass before its slices were shifted by a few millimetres: the whole-field
         pass that finds the heart is skipped and the box reused (its intensity scale is taken again from
-        this study). Ignored by models without heart-region inference."""
+        this study). Ignored by models without heart-region inference.
+        The heap memory the network's temporaries leave behind is given back at the end
+        (`core.parallel.release_free_memory`)."""
+        try:
+            return self._predict(study, phases, progress, cancel, roi)
+        finally:
+            release_free_memory()
+
+    def _predict(self, study: Study, phases: Sequence[int] | None, progress: Progress | None,
+                 cancel: Cancel | None, roi: tuple[int, int, int, int] | None) -> Prediction:
         t0 = time.perf_counter()
         study.validate()
         n_t = study.n_phases
@@ -338,29 +347,31 @@ class Predictor:
                     on_device = False
                     if torch.cuda.is_available():
                         torch.cuda.empty_cache()
-            if placed is None:
-                placed = place_on_sr_grid(study.image[chunk], lr, sr)  # (b, dz, h, w), input units
+            out = slice(ci * bs, ci * bs + len(chunk))
+            if placed is None:  # (b, dz, h, w), input units, placed into this chunk's rows of the SR image
+                placed = place_on_sr_grid(study.image[chunk], lr, sr, out=sr_image[out])
             timings["preprocess"] += time.perf_counter() - tp
             tm = time.perf_counter()
-            out = slice(ci * bs, ci * bs + len(chunk))
-            if roi is None:  # written straight into this chunk's part of the outputs
+            if roi is None:  # written straight into this chunk's part of the outputs (the network's input
+                # is copied before its output is written, so the placed stack may be the output itself)
                 img, lab = self._run_safe(placed, scale, (sr_image[out], sr_labels[out]))
                 if not np.may_share_memory(img, sr_image):
                     sr_image[out] = img
             else:  # the network on the heart region; outside it the placed LR stack and background
                 y0, y1, x0, x1 = roi
-                img, lab_roi = self._run_safe(placed[:, :, y0:y1, x0:x1], roi_scale)
+                img, lab = self._run_safe(placed[:, :, y0:y1, x0:x1], roi_scale)
                 placed[:, :, y0:y1, x0:x1] = img
-                sr_image[out] = placed
-                lab = np.zeros(placed.shape, np.uint8)
-                lab[:, :, y0:y1, x0:x1] = lab_roi
+                if not np.may_share_memory(placed, sr_image):
+                    sr_image[out] = placed
+                sr_labels[out] = 0
             timings["model"] += time.perf_counter() - tm
-            if self.config.get("inference"):
+            if self.config.get("inference"):  # on the box alone when there is one: all labels are inside it
                 from gemini_cmr.core.postprocess import postprocess_labels
 
                 lab = postprocess_labels(lab, self.config)
+            dest = sr_labels[out] if roi is None else sr_labels[out][:, :, roi[0]:roi[1], roi[2]:roi[3]]
             if not np.may_share_memory(lab, sr_labels):
-                sr_labels[out] = lab
+                dest[...] = lab
             if progress:
                 done = min((ci + 1) * bs, len(phase_list))
                 progress((ci + 1) / n_chunks, f"super-resolved {done}/{len(phase_list)} phases")

@@ -98,49 +98,81 @@ def int16_scaling(array: np.ndarray) -> tuple[float, float]:
     return float(slope), float(inter)
 
 
+class ScaledInt16:
+    """The int16 data of a float image (T, Z, Y, X) under `int16_scaling`'s (slope, intercept), made on
+    demand: `read(b0, b1)` converts only the rows (Y x X planes) holding bytes b0:b1 of the C-order data,
+    so a writer that compresses it chunk by chunk never holds the whole int16 copy. `array()` converts it
+    all. Each value is round((v - intercept) / slope) clipped to +-32767, the same in both."""
+
+    def __init__(self, array: np.ndarray, slope: float, intercept: float):
+        self.shape = array.shape
+        self.rows = array.reshape(-1, *array.shape[-2:])
+        self.inv, self.off = np.float32(1.0 / slope), np.float32(intercept)
+        self.row_bytes = 2 * int(np.prod(array.shape[-2:], dtype=np.int64))
+        self.nbytes = self.row_bytes * len(self.rows)
+
+    def convert(self, out: np.ndarray, i0: int, i1: int) -> None:
+        """Rows i0:i1 into `out` (i1 - i0, Y, X) int16, row by row: no float temporaries of more rows."""
+        tmp = np.empty(self.rows.shape[1:], np.float32)
+        for i in range(i0, i1):
+            np.subtract(self.rows[i], self.off, out=tmp, dtype=np.float32)
+            np.multiply(tmp, self.inv, out=tmp)
+            np.rint(tmp, out=tmp)
+            np.clip(tmp, -32767, 32767, out=tmp)
+            out[i - i0] = tmp
+
+    def read(self, b0: int, b1: int) -> memoryview:
+        """Bytes b0:b1 of the data (native int16, as `array()`)."""
+        r0, r1 = b0 // self.row_bytes, -(-b1 // self.row_bytes)
+        block = np.empty((r1 - r0, *self.rows.shape[1:]), np.int16)
+        self.convert(block, r0, r1)
+        start = b0 - r0 * self.row_bytes
+        return memoryview(block).cast("B")[start:start + (b1 - b0)]
+
+    def array(self) -> np.ndarray:
+        data = np.empty(self.shape, np.int16)
+        out = data.reshape(self.rows.shape)
+        n = len(self.rows)
+        workers = max(1, min(os.cpu_count() or 1, n // 8))
+        if workers > 1:  # NumPy's ufuncs release the GIL
+            edges = np.linspace(0, n, workers + 1).astype(int)
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(lambda i0, i1: self.convert(out[i0:i1], i0, i1), edges[:-1], edges[1:]))
+        else:
+            self.convert(out, 0, n)
+        return data
+
+
 def nifti_file_parts(
     array: np.ndarray,
     affine: np.ndarray,
     phase_interval_ms: float | None = None,
     description: str = "gemini-cmr",
     image_dtype: str = "float32",
-) -> tuple[bytes, np.ndarray]:
+    lazy: bool = False,
+) -> tuple[bytes, np.ndarray | ScaledInt16]:
     """The bytes `save_nifti` would write, as (header and extension flag: the first 352 bytes, a
     C-contiguous array whose bytes are the data that follows): (T, Z, Y, X) in C order is the file's
     (x, y, z, t) in Fortran order, so float32 and uint8 data are not copied. The header is `save_nifti`'s
-    but for int16, whose scale is `int16_scaling` (values read back within half a step, range / 65534)."""
+    but for int16, whose scale is `int16_scaling` (values read back within half a step, range / 65534).
+    `lazy=True`: int16 data as a `ScaledInt16`, converted as it is read, instead of an array."""
     if image_dtype not in IMAGE_DTYPES:
         raise ValueError(f"image_dtype must be one of {', '.join(IMAGE_DTYPES)}, not {image_dtype!r}")
     array = np.asarray(array)
     slope, inter = 1.0, 0.0
+    data: np.ndarray | ScaledInt16
     if np.issubdtype(array.dtype, np.integer) or array.dtype == bool:
         data = np.ascontiguousarray(array, dtype=np.uint8 if array.max(initial=0) < 256 else np.int16)
     elif image_dtype == "int16":
         slope, inter = int16_scaling(array)
-        data = np.empty(array.shape, np.int16)
-        inv, off = np.float32(1.0 / slope), np.float32(inter)
-        rows = array.reshape(-1, *array.shape[-2:])
-        out = data.reshape(rows.shape)
-
-        def convert(i0: int, i1: int) -> None:  # slice by slice: no image-sized float temporaries
-            tmp = np.empty(rows.shape[1:], np.float32)
-            for i in range(i0, i1):
-                np.subtract(rows[i], off, out=tmp, dtype=np.float32)
-                np.multiply(tmp, inv, out=tmp)
-                np.rint(tmp, out=tmp)
-                np.clip(tmp, -32767, 32767, out=tmp)
-                out[i] = tmp
-
-        workers = max(1, min(os.cpu_count() or 1, len(rows) // 8))
-        if workers > 1:  # NumPy's ufuncs release the GIL
-            edges = np.linspace(0, len(rows), workers + 1).astype(int)
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                list(pool.map(convert, edges[:-1], edges[1:]))
-        else:
-            convert(0, len(rows))
+        data = ScaledInt16(array, slope, inter)
+        if not lazy:
+            data = data.array()
     else:
         data = np.ascontiguousarray(array, dtype=np.float32)
-    dummy = np.broadcast_to(np.zeros((), data.dtype), to_file_order(data).shape)  # shape and type only
+    dtype = np.dtype(np.int16) if isinstance(data, ScaledInt16) else data.dtype
+    shape = to_file_order(np.broadcast_to(np.zeros((), dtype), array.shape)).shape
+    dummy = np.broadcast_to(np.zeros((), dtype), shape)  # shape and type only
     img = nib.Nifti1Image(dummy, np.asarray(affine, dtype=np.float64))
     _set_header(img, affine, array.ndim, phase_interval_ms, description)
     img.update_header()
