@@ -1,0 +1,94 @@
+"""The motion-correction stage of the real path, split and measured: the network prediction of the
+estimation phases (with the whole-field pass that finds the heart box), the estimation
+(`core.motion.estimate_from_prediction`) and the correction of the whole cine (`core.motion.apply_shifts`,
+what `corrected_study` does; the engine's `motion` timing includes it). The correction is timed against its
+former form (one 3D cubic resampling of each moved slice's (T, Y, X) cine, `former_apply_shifts` below),
+alternating in one process, and the two corrected images are compared voxel by voxel.
+
+    .venv/bin/python benchmarks/bench_motion.py [--study DIR] [--rounds 5] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_STUDY = ROOT.parent / "shared" / "data" / "sunnybrook" / "SCD0000101"
+
+
+def former_apply_shifts(image: np.ndarray, grid, shifts_mm: np.ndarray, order: int = 3) -> np.ndarray:
+    """`core.motion.apply_shifts` as it was: each moved slice's (T, Y, X) cine resampled in 3D, no shift
+    along T."""
+    from gemini_cmr.core.motion import shift_px
+
+    out = np.array(image, dtype=np.float32, copy=True)
+    for k, (di, dj) in enumerate(shift_px(shifts_mm, grid)):
+        if abs(di) < 1e-6 and abs(dj) < 1e-6:
+            continue
+        out[:, k] = ndimage.shift(out[:, k], (0.0, -dj, -di), order=order, mode="nearest")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--study", default=str(DEFAULT_STUDY))
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args()
+
+    from gemini_cmr.core import motion
+    from gemini_cmr.core.io import load_study
+    from gemini_cmr.core.predict import Predictor
+    from gemini_cmr.core.resources import default_model_for
+
+    study = load_study(args.study)
+    model, _ = default_model_for(study)
+    predictor = Predictor.load(model, device="cpu")
+    predictor.predict(study, phases=[0])  # warm-up: first-call allocations and kernel selection
+    t = time.perf_counter()
+    est = motion.estimate_motion(predictor, study)
+    t_motion = time.perf_counter() - t
+    grid = study.grid
+    moved = int((np.abs(est.shifts_mm).sum(axis=1) > 0).sum())
+    print(f"estimate_motion: {t_motion:.2f} s: network prediction of phases {motion.estimation_phases(study)} "
+          f"{est.timings['predict']:.2f} s (heart box included), estimation {est.timings['estimate']:.3f} s; "
+          f"{moved} of {grid.shape[0]} slices moved", flush=True)
+
+    times: dict[str, list[float]] = {"former": [], "current": []}
+    images: dict[str, np.ndarray] = {}
+    for r in range(max(1, args.rounds)):
+        for name, fn in (("former", former_apply_shifts), ("current", motion.apply_shifts)):
+            t = time.perf_counter()
+            img = fn(study.image, grid, est.shifts_mm)
+            times[name].append(time.perf_counter() - t)
+            images.setdefault(name, img)
+        print(f"round {r + 1}: correction {times['former'][-1]:.2f} s former, {times['current'][-1]:.2f} s current",
+              flush=True)
+    differ = int((images["former"] != images["current"]).sum())
+    med = {k: statistics.median(v) for k, v in times.items()}
+    ratio = med["former"] / med["current"]
+    print(f"correction of the {study.n_phases}-phase cine, medians over {args.rounds} rounds ({os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}): former {med['former']:.2f} s, current {med['current']:.2f} s: "
+          f"x{ratio:.2f}; voxels differing: {differ} of {images['current'].size}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "study": args.study, "model_id": predictor.model_id, "rounds": args.rounds,
+            "cpu_count": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2),
+            "estimate_motion_s": round(t_motion, 3), "estimation_phases": motion.estimation_phases(study),
+            "motion_timings_s": {k: round(v, 4) for k, v in est.timings.items()}, "slices_moved": moved,
+            "correction_s": {k: [round(x, 4) for x in v] for k, v in times.items()},
+            "correction_median_s": {k: round(v, 4) for k, v in med.items()}, "correction_speedup": round(ratio, 3),
+            "voxels_differing": differ, "voxels": int(images["current"].size),
+        }, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
