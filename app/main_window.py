@@ -496,6 +496,8 @@ class MainWindow(QMainWindow):
         cache = self._engine_cache
         motion = None if self.settings.motion_correction else False  # None: the engine's default for the study
         extra = {"long_axis": list(self.state.la_cines)} if self.state.la_cines else {}
+        if self.settings.tta:
+            extra["tta"] = True
 
         def run(progress, cancel):
             resolver = cache.get(key)

@@ -96,6 +96,15 @@ class Settings:
     def motion_correction(self, value: bool) -> None:
         self._qs.setValue("engine/motion_correction", "true" if value else "false")
 
+    @property
+    def tta(self) -> bool:
+        """Test-time augmentation of the labels (off by default: 4x the network time)."""
+        return self._str("engine/tta", "false").lower() in ("true", "1", "yes")
+
+    @tta.setter
+    def tta(self, value: bool) -> None:
+        self._qs.setValue("engine/tta", "true" if value else "false")
+
     # --- window layout --------------------------------------------------------------------------
     def geometry(self) -> QByteArray | None:
         v = self._qs.value("window/geometry")

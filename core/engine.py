@@ -83,6 +83,7 @@ class Result:
     motion: Any = None
     # long-axis inputs (`core.longaxis.LongAxisInput`): used or ignored (why), the SR labels cut along each plane
     long_axis: list = field(default_factory=list)
+    tta: bool = False  # labels from test-time augmentation (in-plane mirrorings)
 
     def phase_row(self, phase: int) -> int:
         """Row of the result arrays holding study phase `phase`."""
@@ -224,6 +225,7 @@ class SuperResolver:
         cancel: Cancel | None = None,
         motion_correction: bool | None = None,
         long_axis: Sequence[Any] | None = None,
+        tta: bool = False,
     ) -> Result:
         """Super-resolve, segment, back-project, measure and mesh `study`. Raises `Cancelled`/`GeminiError`.
 
@@ -232,7 +234,9 @@ class SuperResolver:
         `long_axis`: long-axis cines of the same study (`core.longaxis.LongAxisCine`, or `LongAxisInput`s
         already ignored): each is checked against the stack (`core.longaxis.validate_long_axis`; a bad one is
         ignored with a warning naming its file), used as evidence by the motion correction, and the SR labels
-        at ED and ES are cut along its plane (`Result.long_axis`)."""
+        at ED and ES are cut along its plane (`Result.long_axis`).
+        `tta`: test-time augmentation of the main prediction (`Predictor.predict(tta=True)`: labels from the
+        class scores averaged over the in-plane mirrorings, 4x the network time; `Result.tta`)."""
         t_start = time.perf_counter()
         if meshes not in ("ed_es", "all", "none"):
             raise ValueError(f"meshes must be 'ed_es', 'all' or 'none', not {meshes!r}")
@@ -284,6 +288,8 @@ class SuperResolver:
 
         t = time.perf_counter()
         reuse = {"roi": motion.roi} if motion is not None and motion.roi is not None else {}
+        if tta:
+            reuse["tta"] = True
         pred = self.predictor.predict(source, phases=phase_list, progress=_sub(progress, "predict"), cancel=cancel,
                                       **reuse)
         timings["predict"] = time.perf_counter() - t
@@ -346,6 +352,7 @@ class SuperResolver:
             timings=timings, model_id=self.model_id, adapter_id=self.adapter_id, device=self.device,
             model_path=self.model_path, adapter_path=self.adapter_path, warnings=warnings,
             model_choice=self.model_choice, roi=getattr(pred, "roi", None), motion=motion, long_axis=la_inputs,
+            tta=bool(tta),
         )  # fmt: skip
 
 

@@ -295,7 +295,8 @@ def run_info(result: Result, extra: dict[str, Any] | None = None) -> dict[str, A
         "es_phase": result.es_phase,
         "model": {"id": result.model_id, "hash": "sha256", "path": result.model_path,
                   "choice": result.model_choice,
-                  "roi_sr_yx": None if result.roi is None else [int(v) for v in result.roi]},
+                  "roi_sr_yx": None if result.roi is None else [int(v) for v in result.roi],
+                  "tta": bool(getattr(result, "tta", False))},
         "adapter": None
         if result.adapter_id is None
         else {"id": result.adapter_id, "hash": "sha256", "path": result.adapter_path},

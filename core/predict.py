@@ -30,7 +30,7 @@ from gemini_cmr.core.errors import Cancelled, StudyError
 from gemini_cmr.core.geometry import place_on_sr_grid, place_on_sr_grid_torch, sr_grid
 from gemini_cmr.core.memory import plan_batch
 from gemini_cmr.core.models.blocks import Down, MaxPool2x2
-from gemini_cmr.core.models.gemini import class_argmax
+from gemini_cmr.core.models.gemini import TTA_FLIPS, class_argmax
 from gemini_cmr.core.models.preprocess import (
     DEFAULT_PERCENTILE,
     depth_windows,
@@ -67,7 +67,8 @@ _DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16
 
 def run_stacks(model: torch.nn.Module, placed: np.ndarray | torch.Tensor, device: torch.device,
                precision: str = "float32", scale: float = 1.0,
-               out: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+               out: tuple[np.ndarray, np.ndarray] | None = None,
+               flips: Sequence[tuple[int, ...]] = ()) -> tuple[np.ndarray, np.ndarray]:
     """Run the generator on stacks already on the SR grid.
 
     placed (b, Dz, H, W) float (NumPy, or a tensor e.g. already on the device), divided by `scale` for the
@@ -76,6 +77,8 @@ def run_stacks(model: torch.nn.Module, placed: np.ndarray | torch.Tensor, device
     views of the whole cine's outputs) and returned. In-plane zero padding to the network's multiple,
     depth centred or covered by blended windows. With one window (the usual case) normalisation, padding,
     cropping and rescaling happen on the device and the results are copied once into `out`.
+    `flips`: test-time augmentation (`core.models.gemini.TTA_FLIPS`): class scores averaged over the input's
+    in-plane mirrorings too (1 + len(flips) network passes).
     """
     cfg = model.config
     depth, mult = cfg.depth, cfg.multiple
@@ -106,7 +109,7 @@ def run_stacks(model: torch.nn.Module, placed: np.ndarray | torch.Tensor, device
             x = network_input(start, off)
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 if hasattr(model, "infer"):  # labels straight from the model (no full logits for acquired-2d)
-                    img, lab = model.infer(x)
+                    img, lab = model.infer(x, flips=flips) if flips else model.infer(x)
                 else:
                     img, logits = model(x)
                     lab = class_argmax(logits)
@@ -123,7 +126,7 @@ def run_stacks(model: torch.nn.Module, placed: np.ndarray | torch.Tensor, device
         for start, off in windows:
             x = network_input(start, off)
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                img, logits = model(x)
+                img, logits = model.forward_tta(x, flips) if flips else model(x)
             img = img[:, off:off + n, py0:py0 + h, px0:px0 + w].float().cpu().numpy()
             logits = logits[:, :, off:off + n, py0:py0 + h, px0:px0 + w].float()
             ww = wts[off:off + n]
@@ -243,19 +246,20 @@ class Predictor:
         return np.empty(shape, dtype=torch.empty((), dtype=dtype).numpy().dtype)
 
     def _run_safe(self, placed: np.ndarray, scale: float = 1.0,
-                  out: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  out: tuple[np.ndarray, np.ndarray] | None = None,
+                  flips: Sequence[tuple[int, ...]] = ()) -> tuple[np.ndarray, np.ndarray]:
         """`run_stacks` in batches of `batch_size` with CUDA out-of-memory recovery: halve the batch (kept
         for later batches), and with a single phase still too large move the model to the CPU for good,
-        with a warning."""
+        with a warning. `flips`: `run_stacks`'s test-time augmentation."""
         if out is None:
             out = (np.empty(placed.shape, np.float32), np.empty(placed.shape, np.uint8))
         n = self.batch_size
         if len(placed) > n:
             for i in range(0, len(placed), n):
-                self._run_safe(placed[i:i + n], scale, (out[0][i:i + n], out[1][i:i + n]))
+                self._run_safe(placed[i:i + n], scale, (out[0][i:i + n], out[1][i:i + n]), flips)
             return out
         try:
-            return run_stacks(self._inference_model(), placed, self.device, self.precision, scale, out)
+            return run_stacks(self._inference_model(), placed, self.device, self.precision, scale, out, flips)
         except torch.cuda.OutOfMemoryError:
             if self.device.type != "cuda":
                 raise
@@ -265,11 +269,11 @@ class Predictor:
                 self.batch_size = max(1, len(placed) // 2)
                 log.warning("CUDA out of memory with %d phases per batch: retrying with %d",
                             len(placed), self.batch_size)
-                return self._run_safe(placed, scale, out)
+                return self._run_safe(placed, scale, out, flips)
             log.warning("CUDA out of memory with one phase per batch: falling back to the CPU (slower)")
             self.model.to("cpu")
             self.device = torch.device("cpu")
-            return run_stacks(self._inference_model(), placed, self.device, self.precision, scale, out)
+            return run_stacks(self._inference_model(), placed, self.device, self.precision, scale, out, flips)
 
     def predict(
         self,
@@ -278,6 +282,7 @@ class Predictor:
         progress: Progress | None = None,
         cancel: Cancel | None = None,
         roi: tuple[int, int, int, int] | None = None,
+        tta: bool = False,
     ) -> Prediction:
         """SR image and labels of `phases` (default all) of `study` on its SR grid.
 
@@ -286,15 +291,19 @@ class Predictor:
         the motion-correction pass before its slices were shifted by a few millimetres: the whole-field
         pass that finds the heart is skipped and the box reused (its intensity scale is taken again from
         this study). Ignored by models without heart-region inference.
+        `tta`: test-time augmentation, the labels from class scores averaged over the input and its three
+        in-plane mirrorings (`core.models.gemini.TTA_FLIPS`: 4x the network time; the SR image is the
+        unmirrored pass's).
         The heap memory the network's temporaries leave behind is given back at the end
         (`core.parallel.release_free_memory`)."""
         try:
-            return self._predict(study, phases, progress, cancel, roi)
+            return self._predict(study, phases, progress, cancel, roi, TTA_FLIPS if tta else ())
         finally:
             release_free_memory()
 
     def _predict(self, study: Study, phases: Sequence[int] | None, progress: Progress | None,
-                 cancel: Cancel | None, roi: tuple[int, int, int, int] | None) -> Prediction:
+                 cancel: Cancel | None, roi: tuple[int, int, int, int] | None,
+                 flips: Sequence[tuple[int, ...]] = ()) -> Prediction:
         t0 = time.perf_counter()
         study.validate()
         n_t = study.n_phases
@@ -354,12 +363,12 @@ class Predictor:
             tm = time.perf_counter()
             if roi is None:  # written straight into this chunk's part of the outputs (the network's input
                 # is copied before its output is written, so the placed stack may be the output itself)
-                img, lab = self._run_safe(placed, scale, (sr_image[out], sr_labels[out]))
+                img, lab = self._run_safe(placed, scale, (sr_image[out], sr_labels[out]), flips)
                 if not np.may_share_memory(img, sr_image):
                     sr_image[out] = img
             else:  # the network on the heart region; outside it the placed LR stack and background
                 y0, y1, x0, x1 = roi
-                img, lab = self._run_safe(placed[:, :, y0:y1, x0:x1], roi_scale)
+                img, lab = self._run_safe(placed[:, :, y0:y1, x0:x1], roi_scale, flips=flips)
                 placed[:, :, y0:y1, x0:x1] = img
                 if not np.may_share_memory(placed, sr_image):
                     sr_image[out] = placed

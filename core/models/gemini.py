@@ -32,6 +32,7 @@ training and inference normalise alike and batch composition does not matter).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -42,6 +43,9 @@ from gemini_cmr.core.models.blocks import NORMS, DoubleConv, Down, InstanceNorm,
 
 ENCODERS = ("slices-as-channels", "shared-2d", "acquired-2d")
 REFERENCE_WIDTHS = (64, 128, 256, 512, 512)
+# Test-time augmentation: the in-plane mirrorings (dims of a (B, D, H, W) input) whose class scores are
+# averaged with the input's (`GeminiGenerator.infer(flips=...)`).
+TTA_FLIPS: tuple[tuple[int, ...], ...] = ((-1,), (-2,), (-2, -1))
 
 
 class ModelConfigJSON:
@@ -294,20 +298,30 @@ class GeminiGenerator(nn.Module):
         return a_img, self._head(self.seg_head, fs, inp), plan, res
 
     @torch.no_grad()
-    def infer(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def infer(self, x: torch.Tensor, flips: Sequence[tuple[int, ...]] = ()) -> tuple[torch.Tensor, torch.Tensor]:
         """Inference: (SR image (B, D, H, W), labels (B, D, H, W) uint8) = (forward's image,
         `class_argmax` of forward's logits), without materialising the SR logits for "acquired-2d"
         (the labels of the acquired slices, then only the pixels where two neighbours disagree are
-        interpolated: exact, see `_infer_acquired`)."""
+        interpolated: exact, see `_infer_acquired`). `flips`: test-time augmentation (`TTA_FLIPS`), the
+        class scores averaged over the input and its in-plane mirrorings (see `tta_scores`); the image is
+        the unmirrored pass's."""
         if self.config.encoder == "acquired-2d" and not self.training:
             b, d, h, w = x.shape
             if d != self.config.depth:
                 raise ValueError(f"input depth {d} != network depth {self.config.depth}")
-            return self._infer_acquired(x)
-        img, logits = self(x)
+            return self._infer_acquired(x, flips=flips)
+        img, logits = self.forward_tta(x, flips)
         return img, class_argmax(logits)
 
-    def _infer_acquired(self, x: torch.Tensor, grouped: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_tta(self, x: torch.Tensor, flips: Sequence[tuple[int, ...]] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+        """forward's (image, logits); with `flips`, the logits are `tta_scores` over them."""
+        img, logits = self(x)
+        if flips:
+            logits = tta_scores(logits, [self(x.flip(dims))[1] for dims in flips], flips)
+        return img, logits
+
+    def _infer_acquired(self, x: torch.Tensor, grouped: bool | None = None,
+                        flips: Sequence[tuple[int, ...]] = ()) -> tuple[torch.Tensor, torch.Tensor]:
         """Labels of linearly interpolated logits from the acquired slices' labels. Where both neighbours'
         argmax is the same class c, c wins at every t in [0, 1] (each class score is linear in t, and c is
         strictly above the earlier classes and not below the later ones at both ends, so the first-maximum
@@ -319,6 +333,8 @@ class GeminiGenerator(nn.Module):
         where the neighbours disagree (no synchronisation; the GPU has the bandwidth). Same numbers."""
         b, d, h, w = x.shape
         a_img, a_seg, plan, a_res = self.acquired_parts(x)
+        if flips and plan.n:  # in-plane mirrorings keep the acquired slices and their order
+            a_seg = tta_scores(a_seg, [self.acquired_parts(x.flip(dims))[1] for dims in flips], flips)
         img = torch.zeros((b * d, h, w), dtype=torch.float32, device=x.device)
         lab = torch.zeros((b * d, h, w), dtype=torch.uint8, device=x.device)
         if not plan.n:
@@ -411,6 +427,17 @@ def neighbour_blocks(pos: torch.Tensor, length: int, radius: int) -> dict[int, l
                 blocks.append((i, i + 1, j))
         out[o] = blocks
     return out
+
+
+def tta_scores(scores: torch.Tensor, mirrored: Sequence[torch.Tensor], flips: Sequence[tuple[int, ...]]
+               ) -> torch.Tensor:
+    """Class scores (N, K, ..., H, W) of an input and `mirrored` = the scores of its mirrorings `flips`
+    (dims counted from the end, in-plane: -1, -2) -> log of the mean softmax, each mirrored back first
+    (float32)."""
+    p = torch.softmax(scores.float(), 1)
+    for s, dims in zip(mirrored, flips, strict=True):
+        p += torch.softmax(s.float(), 1).flip(dims)
+    return torch.log(p / (len(flips) + 1))
 
 
 def class_argmax(scores: torch.Tensor) -> torch.Tensor:
@@ -540,4 +567,4 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["AcquiredPlan", "acquired_groups", "acquired_plan", "class_argmax", "interpolate_acquired", "tp_basis", "ENCODERS", "REFERENCE_WIDTHS", "GeminiConfig", "GeminiGenerator", "ModelConfigJSON", "count_parameters"]
+__all__ = ["AcquiredPlan", "acquired_groups", "acquired_plan", "class_argmax", "interpolate_acquired", "tp_basis", "tta_scores", "ENCODERS", "REFERENCE_WIDTHS", "TTA_FLIPS", "GeminiConfig", "GeminiGenerator", "ModelConfigJSON", "count_parameters"]

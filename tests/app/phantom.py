@@ -132,8 +132,10 @@ class OraclePredictor:
     model_id = "phantom-oracle"
     device = "cpu"
 
-    def predict(self, study, phases=None, progress=None, cancel=None):
+    def predict(self, study, phases=None, progress=None, cancel=None, tta=False):
         from gemini_cmr.core.errors import Cancelled
+
+        self.tta = tta
         from gemini_cmr.core.predict import Prediction
 
         g = study.grid
