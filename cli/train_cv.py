@@ -30,6 +30,9 @@ def register(subparsers, summary: str | None = None) -> None:
     p.add_argument("--final", action="store_true",
                    help="train the recipe on every subject into OUT/final/ and export OUT/final/model/ "
                         "(the model to ship; no folds)")
+    p.add_argument("--tta", action="store_true",
+                   help="evaluate the folds with test-time augmentation (super-resolve --tta): per fold "
+                        "eval_tta.json, summary OUT/cv_tta.json and cv_tta.md (trained folds are reused)")
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"], help="default: cpu")
     p.add_argument("--threads", type=int, help="torch CPU threads (overrides the config)")
     p.set_defaults(func=run)
@@ -45,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
         config["num_threads"] = args.threads
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     if args.final:
-        if args.only:
-            raise DataError("--final trains on every subject; it takes no --only")
+        if args.only or args.tta:
+            raise DataError("--final trains on every subject; it takes no --only or --tta")
         print(train_final(args.data, config, args.out, args.device, say=say))
         return 0
     only = None
@@ -55,6 +58,6 @@ def run(args: argparse.Namespace) -> int:
             only = [int(v) for v in args.only.split(",") if v.strip()]
         except ValueError:
             raise DataError(f"--only must list fold numbers, e.g. 1,3 (got {args.only!r})") from None
-    summary = run_cv(args.data, config, args.out, args.folds, only, args.device, say=say)
+    summary = run_cv(args.data, config, args.out, args.folds, only, args.device, say=say, tta=args.tta)
     print(summary["markdown"])
     return 0

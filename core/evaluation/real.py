@@ -37,12 +37,13 @@ def ed_es_phenotypes(labels_ed: np.ndarray, labels_es: np.ndarray, grid: Grid) -
     return {k: float(ph[k]) for k, _, _ in REAL_PHENOTYPES}
 
 
-def evaluate_study(resolver, study: Study, name: str = "") -> dict[str, Any]:
+def evaluate_study(resolver, study: Study, name: str = "", tta: bool = False) -> dict[str, Any]:
     """Dice at ED and ES and phenotypes (prediction and manual) of one study whose labels and ED/ES are
-    known; one flat row: `ed_<structure>`, `es_<structure>`, `pred_<phenotype>`, `manual_<phenotype>`."""
+    known; one flat row: `ed_<structure>`, `es_<structure>`, `pred_<phenotype>`, `manual_<phenotype>`.
+    `tta`: the pipeline with test-time augmentation (`SuperResolver.run(tta=True)`)."""
     ed, es = study.meta.ed_phase, study.meta.es_phase
     t0 = time.perf_counter()
-    res = resolver.run(study, phases=[ed, es], meshes="none")
+    res = resolver.run(study, phases=[ed, es], meshes="none", **({"tta": True} if tta else {}))
     seconds = time.perf_counter() - t0
     pred = {p: res.lr_labels[i] for i, p in enumerate(res.phases)}
     row: dict[str, Any] = {"subject": name or study.meta.patient_id, "group": study.meta.group,
@@ -55,12 +56,12 @@ def evaluate_study(resolver, study: Study, name: str = "") -> dict[str, Any]:
     return row
 
 
-def evaluate_studies(resolver, studies: Iterable[tuple[str, Callable[[], Study]]], say: Say | None = None
-                     ) -> list[dict[str, Any]]:
+def evaluate_studies(resolver, studies: Iterable[tuple[str, Callable[[], Study]]], say: Say | None = None,
+                     tta: bool = False) -> list[dict[str, Any]]:
     """`evaluate_study` over (name, loader) pairs, loading one study at a time."""
     rows = []
     for name, load in studies:
-        row = evaluate_study(resolver, load(), name)
+        row = evaluate_study(resolver, load(), name, tta)
         rows.append(row)
         if say:
             say(format_row(row))

@@ -35,6 +35,7 @@ Say = Callable[[str], None]
 # The shipped research model's inference settings (resources/models/gemini-acdc/config.json).
 DEFAULT_INFERENCE = {"roi_mm": 176, "keep_largest_heart_component": True, "heart_component_by": "myocardium"}
 EVAL_JSON = "eval.json"
+EVAL_TTA_JSON = "eval_tta.json"  # the same evaluation with test-time augmentation (`train cv --tta`)
 MODEL_DIR = "model"
 
 
@@ -97,19 +98,21 @@ def _export(run: Path, inference: dict) -> Path:
     return out
 
 
-def _evaluate_fold(data: str, run: Path, k: int, n: int, device: str, say: Say) -> list[dict[str, Any]]:
+def _evaluate_fold(data: str, run: Path, k: int, n: int, device: str, say: Say, tta: bool = False
+                   ) -> list[dict[str, Any]]:
     from gemini_cmr.core.engine import SuperResolver
     from gemini_cmr.core.evaluation.real import evaluate_studies
 
-    path = run / EVAL_JSON
+    path = run / (EVAL_TTA_JSON if tta else EVAL_JSON)
     if path.is_file():  # strict JSON wrote NaN as null
         rows = json.loads(path.read_text(encoding="utf-8"))["rows"]
         return [{key: float("nan") if v is None else v for key, v in r.items()} for r in rows]
     resolver = SuperResolver(model=run / MODEL_DIR, device=device)
-    rows = evaluate_studies(resolver, fold_studies(data, k, n), say=lambda line: say(f"fold {k}: {line}"))
+    rows = evaluate_studies(resolver, fold_studies(data, k, n), say=lambda line: say(f"fold {k}: {line}"), tta=tta)
     for r in rows:
         r["fold"] = k
-    atomic_write_text(path, dumps({"fold": k, "folds": n, "model_id": resolver.model_id, "rows": rows}) + "\n")
+    atomic_write_text(path, dumps({"fold": k, "folds": n, "model_id": resolver.model_id, "tta": tta, "rows": rows})
+                      + "\n")
     return rows
 
 
@@ -132,9 +135,11 @@ def train_final(data: str, config: dict, out: str | Path, device: str = "cpu", i
 
 
 def run_cv(data: str, config: dict, out: str | Path, folds: int = 5, only: list[int] | None = None,
-           device: str = "cpu", inference: dict | None = None, say: Say | None = None) -> dict[str, Any]:
+           device: str = "cpu", inference: dict | None = None, say: Say | None = None, tta: bool = False
+           ) -> dict[str, Any]:
     """Train, export and evaluate every fold (or the folds in `only`); returns the summary over the
-    evaluated folds' patients (`core.evaluation.real.summarise`, plus per-fold means)."""
+    evaluated folds' patients (`core.evaluation.real.summarise`, plus per-fold means). `tta`: evaluate
+    with test-time augmentation (`eval_tta.json` per fold, `cv_tta.json` / `cv_tta.md`)."""
     from gemini_cmr.core.evaluation.real import format_summary, summarise
 
     say = say or (lambda msg: log.info("%s", msg))
@@ -157,17 +162,19 @@ def run_cv(data: str, config: dict, out: str | Path, folds: int = 5, only: list[
         t0 = time.perf_counter()
         _train_fold(config, str(data), run, k, folds, device, say)
         _export(run, inference)
-        fold_rows = _evaluate_fold(str(data), run, k, folds, device, say)
+        fold_rows = _evaluate_fold(str(data), run, k, folds, device, say, tta)
         rows += fold_rows
         per_fold[k] = summarise(fold_rows)
         say(f"fold {k}: {len(fold_rows)} patients evaluated ({time.perf_counter() - t0:.0f} s)")
-    summary = {"data": str(data), "folds": folds, "evaluated_folds": chosen, **summarise(rows),
+    summary = {"data": str(data), "folds": folds, "evaluated_folds": chosen, "tta": tta, **summarise(rows),
                "per_fold": per_fold}
-    atomic_write_text(out / "cv.json", dumps({"summary": summary, "rows": rows}) + "\n")
-    text = (f"# Cross-validation: {len(chosen)} of {folds} folds, {len(rows)} held-out patients\n\n"
+    stem = "cv_tta" if tta else "cv"
+    atomic_write_text(out / f"{stem}.json", dumps({"summary": summary, "rows": rows}) + "\n")
+    how = ", test-time augmentation" if tta else ""
+    text = (f"# Cross-validation: {len(chosen)} of {folds} folds, {len(rows)} held-out patients{how}\n\n"
             f"Data `{data}`; config in `cv_recipe.json`; the model of each fold is its last checkpoint.\n\n"
             + format_summary(summary) + "\n")
-    atomic_write_text(out / "cv.md", text)
+    atomic_write_text(out / f"{stem}.md", text)
     summary["markdown"] = text
     return summary
 

@@ -155,6 +155,13 @@ def test_cv_trains_exports_and_evaluates_every_fold(acdc4, tmp_path, capsys):
     mtime = (tmp_path / "cv" / "fold0" / "eval.json").stat().st_mtime_ns
     assert main(argv) == 0
     assert (tmp_path / "cv" / "fold0" / "eval.json").stat().st_mtime_ns == mtime
+    # test-time augmentation: the trained folds evaluated again into their own files, the plain ones kept
+    assert main([*argv, "--only", "0", "--tta"]) == 0
+    tta = json.loads((tmp_path / "cv" / "cv_tta.json").read_text())
+    assert tta["summary"]["tta"] is True and {r["fold"] for r in tta["rows"]} == {0}
+    assert json.loads((tmp_path / "cv" / "fold0" / "eval_tta.json").read_text())["tta"] is True
+    assert (tmp_path / "cv" / "fold0" / "eval.json").stat().st_mtime_ns == mtime
+    assert "test-time augmentation" in (tmp_path / "cv" / "cv_tta.md").read_text()
     assert main([*argv[:-2], "--folds", "2", "--only", "3"]) == 2  # a fold that does not exist
     assert "outside" in capsys.readouterr().err
     # the final model: the same recipe on every patient, exported with the recipe's heart box
