@@ -6,7 +6,9 @@ phase with contours; the SR labels are resampled onto the acquired slices (`Resu
 with the rasterised contours on the contoured slices only (endocardium -> LV cavity, epicardium minus
 endocardium -> LV myocardium; the contours have no RV): Dice over those slices, per phase.
 
-    .venv/bin/python scripts/eval_sunnybrook.py --model resources/models/gemini-acdc [--adapter RUN]
+    .venv/bin/python scripts/eval_sunnybrook.py --model resources/models/gemini-acdc [--adapter RUN] [--tta]
+
+`--tta` adds a second run of each model with test-time augmentation (`super-resolve --tta`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", action="append", help="model folder(s); default: both bundled models")
     ap.add_argument("--adapter", default=None)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--tta", action="store_true", help="also run each model with test-time augmentation")
     args = ap.parse_args(argv)
     import torch
 
@@ -38,10 +41,11 @@ def main(argv=None) -> int:
           f"{study.labelled_phases}")
     for model in args.model or [str(bundled_model_path()), str(acdc_model_path())]:
         resolver = SuperResolver(model=model, adapter=args.adapter, device="cpu")
-        for row in contour_dice(resolver, study):
-            print(f"{Path(model).name:16s} {row['model_id'][:12]} phase {row['phase']:2d}: {row['slices']} slices, "
-                  f"LV cavity Dice {row['lv_cavity']:.3f}, LV myocardium Dice {row['lv_myocardium']:.3f}"
-                  + (f" (adapter {args.adapter})" if args.adapter else ""))
+        for tta in (False, True) if args.tta else (False,):
+            for row in contour_dice(resolver, study, tta):
+                print(f"{Path(model).name:16s} {row['model_id'][:12]} phase {row['phase']:2d}: {row['slices']} "
+                      f"slices, LV cavity Dice {row['lv_cavity']:.3f}, LV myocardium Dice {row['lv_myocardium']:.3f}"
+                      + (f" (adapter {args.adapter})" if args.adapter else "") + (" (tta)" if tta else ""))
     return 0
 
 

@@ -114,12 +114,13 @@ def acdc_studies(data, split: str = "val") -> list[tuple[str, Callable[[], Study
     return [(sid, lambda f=folder: load_acdc(f)) for sid, folder, sp in acdc_subjects(data) if sp == split]
 
 
-def contour_dice(resolver, study: Study) -> list[dict[str, Any]]:
+def contour_dice(resolver, study: Study, tta: bool = False) -> list[dict[str, Any]]:
     """Per contoured phase: LV cavity and LV myocardium Dice on the contoured slices only (the study
-    carries `meta.extra["contour_slices"]` = [(phase, slice)], as `core.io.contours.attach_contours` sets)."""
+    carries `meta.extra["contour_slices"]` = [(phase, slice)], as `core.io.contours.attach_contours` sets).
+    `tta`: the pipeline with test-time augmentation."""
     pairs = study.meta.extra["contour_slices"]
     phases = study.labelled_phases
-    r = resolver.run(study, phases=phases, meshes="none")
+    r = resolver.run(study, phases=phases, meshes="none", **({"tta": True} if tta else {}))
     rows = []
     for t in phases:
         ks = sorted(k for tt, k in pairs if tt == t)
