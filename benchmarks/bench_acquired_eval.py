@@ -3,8 +3,8 @@ bundled model and the demo study, whole cines interleaved in one process (min of
 largest output differences against the reference:
 - "reference": through-plane mixing by index_select + index_add (copies), SR slices by (M, h, w) gathers;
 - "mixing": the mixing as shifted row blocks added in place (`neighbour_blocks`), SR slices as before;
-- "groups": that, and the SR image and labels written per group of SR slices between the same two
-  acquired slices (`acquired_groups`: no gathers, label disagreements found once per group);
+- "groups": that, and the SR image and labels computed on the host as the CPU path does
+  (`acquired_to_sr_host`: NumPy, one thread);
 - "product": that, and the 2x2 max pools as the maximum of the four phases (`MaxPool2x2`), as the product
   runs it.
 
@@ -53,9 +53,10 @@ def gather_mixing(mix, f: torch.Tensor, pos: torch.Tensor, length: int) -> torch
     return f + torch.relu(y)
 
 
-def gather_infer(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`_infer_acquired` without grouping (the GPU path): (M, h, w) gathers of both neighbours."""
-    return infer(self, x, grouped=False)
+def gather_infer(self, x: torch.Tensor, grouped: bool | None = None,
+                 flips=()) -> tuple[torch.Tensor, torch.Tensor]:
+    """`_infer_acquired`'s dense path (the GPU's): (M, h, w) gathers of both neighbours."""
+    return infer(self, x, grouped=False, flips=flips)
 
 
 infer = GeminiGenerator._infer_acquired

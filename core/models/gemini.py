@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -326,15 +327,21 @@ class GeminiGenerator(nn.Module):
         argmax is the same class c, c wins at every t in [0, 1] (each class score is linear in t, and c is
         strictly above the earlier classes and not below the later ones at both ends, so the first-maximum
         rule picks c in between too); only the other pixels are interpolated and compared.
-        `grouped` (default: on the CPU) writes the SR slices per group of consecutive SR slices between the
-        same two acquired slices (`acquired_groups`: no (M, h, w) gathers, the label disagreements found
-        once per group; 1.06x faster per cine on the CPU by median, benchmarks/bench_acquired_eval.py);
-        otherwise (GPU) the interpolated scores of all SR slices in blocks of `DENSE_LABEL_ROWS`, kept only
-        where the neighbours disagree (no synchronisation; the GPU has the bandwidth). Same numbers."""
+        `grouped` (default: on the CPU; CPU tensors only) computes the SR slices in NumPy on the host
+        (`acquired_to_sr_host`: single-threaded, no per-group torch ops, label disagreements found once per
+        pair of neighbouring acquired slices); otherwise (GPU) the interpolated scores of all SR slices in
+        blocks of `DENSE_LABEL_ROWS`, kept only where the neighbours disagree (no synchronisation; the GPU
+        has the bandwidth). Same numbers."""
         b, d, h, w = x.shape
         a_img, a_seg, plan, a_res = self.acquired_parts(x)
         if flips and plan.n:  # in-plane mirrorings keep the acquired slices and their order
             a_seg = tta_scores(a_seg, [self.acquired_parts(x.flip(dims))[1] for dims in flips], flips)
+        if grouped is None:
+            grouped = x.device.type == "cpu"
+        if grouped and plan.n:
+            sr_img = None if a_res is None else interpolate_acquired(a_img.float(), None, plan, a_res.float())[0]
+            img, lab = acquired_to_sr_host(a_img, a_seg, plan, b * d, sr_img)
+            return img.view(b, d, h, w), lab.view(b, d, h, w)
         img = torch.zeros((b * d, h, w), dtype=torch.float32, device=x.device)
         lab = torch.zeros((b * d, h, w), dtype=torch.uint8, device=x.device)
         if not plan.n:
@@ -342,35 +349,17 @@ class GeminiGenerator(nn.Module):
         dev = x.device
         a_img, a_seg = a_img.float(), a_seg.float()
         a_lab = class_argmax(a_seg)  # (N, h, w)
-        if grouped is None:
-            grouped = dev.type == "cpu"
-        if not grouped or a_res is not None:
-            sr_img, _ = interpolate_acquired(a_img, None, plan, None if a_res is None else a_res.float())
-            img.index_copy_(0, plan.out.to(dev), sr_img)
-        if not grouped:  # dense over SR slices in blocks: no data-dependent shapes, no synchronisation
-            out, ia, ib, tt = plan.out.to(dev), plan.ia.to(dev), plan.ib.to(dev), plan.t.to(dev)
-            step = DENSE_LABEL_ROWS
-            for m0 in range(0, len(out), step):
-                ja, jb = ia[m0:m0 + step], ib[m0:m0 + step]
-                la, lb = a_lab[ja], a_lab[jb]  # (m, h, w)
-                t = tt[m0:m0 + step, None, None, None]
-                s = (1 - t) * a_seg[ja] + t * a_seg[jb]  # (m, K, h, w)
-                lab.index_copy_(0, out[m0:m0 + step], torch.where(la == lb, la, class_argmax(s)))
-            return img.view(b, d, h, w), lab.view(b, d, h, w)
-        tt = plan.t.to(dev)
-        for o0, o1, ja, jb, m0 in acquired_groups(plan):
-            t = tt[m0:m0 + o1 - o0]
-            if a_res is None:
-                tv = t[:, None, None]
-                torch.add((1 - tv) * a_img[ja], tv * a_img[jb], out=img[o0:o1])
-            lab[o0:o1] = a_lab[ja]
-            if ja == jb:
-                continue
-            yy, xx = torch.nonzero(a_lab[ja] != a_lab[jb], as_tuple=True)
-            if yy.numel():
-                tk = t[:, None, None]
-                s = (1 - tk) * a_seg[ja, :, yy, xx] + tk * a_seg[jb, :, yy, xx]  # (n, K, P)
-                lab[o0:o1, yy, xx] = class_argmax(s)
+        sr_img, _ = interpolate_acquired(a_img, None, plan, None if a_res is None else a_res.float())
+        img.index_copy_(0, plan.out.to(dev), sr_img)
+        # dense over SR slices in blocks: no data-dependent shapes, no synchronisation
+        out, ia, ib, tt = plan.out.to(dev), plan.ia.to(dev), plan.ib.to(dev), plan.t.to(dev)
+        step = DENSE_LABEL_ROWS
+        for m0 in range(0, len(out), step):
+            ja, jb = ia[m0:m0 + step], ib[m0:m0 + step]
+            la, lb = a_lab[ja], a_lab[jb]  # (m, h, w)
+            t = tt[m0:m0 + step, None, None, None]
+            s = (1 - t) * a_seg[ja] + t * a_seg[jb]  # (m, K, h, w)
+            lab.index_copy_(0, out[m0:m0 + step], torch.where(la == lb, la, class_argmax(s)))
         return img.view(b, d, h, w), lab.view(b, d, h, w)
 
     def _forward_acquired(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -404,6 +393,83 @@ def acquired_groups(plan: AcquiredPlan) -> list[tuple[int, int, int, int, int]]:
                 continue
         groups.append((o, o + 1, a, b, m))
     return groups
+
+
+def _host_float32(t: torch.Tensor, order: tuple[int, ...] | None = None) -> np.ndarray:
+    """A CPU tensor as a C-contiguous float32 NumPy array, its dims in `order` (default: as they are);
+    bfloat16 widened exactly (its bits are the upper half of the float32's) without a torch kernel."""
+    t = t.detach()
+    if order is not None:
+        t = t.permute(order)
+    if t.dtype == torch.bfloat16:
+        out = t.view(torch.int16).numpy().view(np.uint16).astype(np.uint32, order="C")
+        np.left_shift(out, 16, out=out)
+        return out.view(np.float32)
+    return np.ascontiguousarray(t.float().numpy())
+
+
+def _class_argmax_np(scores: np.ndarray) -> np.ndarray:
+    """`class_argmax` in NumPy: argmax over axis 1 as uint8, first maximum on ties, NaN as torch's."""
+    best = scores[:, 0].copy()
+    idx = np.zeros(best.shape, np.uint8)
+    for k in range(1, scores.shape[1]):
+        sk = scores[:, k]
+        np.copyto(idx, np.uint8(k), where=sk > best)
+        np.maximum(best, sk, out=best)
+    return idx
+
+
+def acquired_to_sr_host(a_img: torch.Tensor, a_seg: torch.Tensor, plan: AcquiredPlan, rows: int,
+                        sr_img: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The SR slices from the acquired slices' image (N, h, w) and class scores (N, K, h, w), CPU tensors,
+    in NumPy (one thread): (image (rows, h, w) float32, labels (rows, h, w) uint8), depth padding zero.
+    Image: the linear interpolation per group of SR slices between the same two acquired slices
+    (`acquired_groups`), or `sr_img` (M, h, w) in `plan.out` order when given. Labels: the nearest acquired
+    slice's argmax, and where the two neighbours' argmax differ, the argmax of the interpolated scores;
+    the differing pixels found once per pair of neighbours, then gathered for all SR slices at once.
+    Identical to `_infer_acquired`'s dense path."""
+    n, h, w = a_img.shape
+    k, hw = a_seg.shape[1], h * w
+    scores = _host_float32(a_seg, (1, 0, 2, 3)).reshape(k, n, hw)  # class planes
+    a_lab = _class_argmax_np(scores.transpose(1, 0, 2))  # (N, h*w)
+    out, ia, ib, tw = plan.out.numpy(), plan.ia.numpy(), plan.ib.numpy(), plan.t.numpy()
+    img = np.empty((rows, hw), np.float32)
+    lab = np.empty((rows, hw), np.uint8)
+    pad = np.ones(rows, bool)
+    pad[out] = False
+    img[pad] = 0
+    lab[pad] = 0
+    if sr_img is not None:
+        img[out] = sr_img.reshape(len(out), hw).numpy()
+    src = None if sr_img is not None else _host_float32(a_img).reshape(n, hw)
+    for o0, o1, ja, jb, m0 in acquired_groups(plan):
+        lab[o0:o1] = a_lab[ja]
+        if src is not None:
+            tv = tw[m0:m0 + o1 - o0, None]
+            dst = img[o0:o1]
+            np.multiply(1 - tv, src[ja], out=dst)
+            dst += tv * src[jb]
+    sel = np.flatnonzero(ia != ib)
+    if len(sel):
+        lo, hi = np.minimum(ia[sel], ib[sel]), np.maximum(ia[sel], ib[sel])
+        pairs, which = np.unique(lo * n + hi, return_inverse=True)
+        pz, pix = np.nonzero(a_lab[pairs // n] != a_lab[pairs % n])  # differing pixels, by pair
+        count = np.bincount(pz, minlength=len(pairs))
+        first = np.cumsum(count) - count
+        c = count[which]  # per SR slice with two neighbours
+        if c.sum():
+            row = np.repeat(np.arange(len(sel)), c)
+            at = pix[np.arange(int(c.sum())) + np.repeat(first[which] - (np.cumsum(c) - c), c)]
+            m = sel[row]
+            t = tw[m]
+            u = 1 - t
+            fa, fb = ia[m] * hw + at, ib[m] * hw + at
+            s = np.empty((k, len(m)), np.float32)
+            for j in range(k):
+                plane = scores[j].reshape(-1)
+                np.add(u * plane[fa], t * plane[fb], out=s[j])
+            lab[out[m], at] = _class_argmax_np(s.T)
+    return torch.from_numpy(img).view(rows, h, w), torch.from_numpy(lab).view(rows, h, w)
 
 
 def neighbour_blocks(pos: torch.Tensor, length: int, radius: int) -> dict[int, list[tuple[int, int, int]]]:
@@ -567,4 +633,4 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["AcquiredPlan", "acquired_groups", "acquired_plan", "class_argmax", "interpolate_acquired", "tp_basis", "tta_scores", "ENCODERS", "REFERENCE_WIDTHS", "TTA_FLIPS", "GeminiConfig", "GeminiGenerator", "ModelConfigJSON", "count_parameters"]
+__all__ = ["AcquiredPlan", "acquired_groups", "acquired_to_sr_host", "acquired_plan", "class_argmax", "interpolate_acquired", "tp_basis", "tta_scores", "ENCODERS", "REFERENCE_WIDTHS", "TTA_FLIPS", "GeminiConfig", "GeminiGenerator", "ModelConfigJSON", "count_parameters"]

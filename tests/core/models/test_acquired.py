@@ -209,3 +209,67 @@ def test_tp_knots_only_for_acquired2d():
     with pytest.raises(ModelError, match="tp_knots"):
         GeminiConfig(encoder="slices-as-channels", tp_knots=2)
     assert GeminiConfig.from_dict(GeminiConfig(encoder="acquired-2d").to_dict()).tp_knots == 0
+
+
+def _stacks(layouts, depth, h=12, w=20, seed=0):
+    """A batch of stacks, each (number of acquired slices, repetitions, padding) for `_placed`, zero-padded
+    at the end to `depth` SR slices."""
+    xs = [_placed(n, reps, pad, h, w, seed + i)[0] for i, (n, reps, pad) in enumerate(layouts)]
+    return torch.cat([torch.nn.functional.pad(v, (0, 0, 0, 0, 0, depth - v.shape[1])) for v in xs])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("levels", [2, 3, 0])
+def test_acquired_to_sr_host_equals_the_dense_path(monkeypatch, dtype, channels_last, levels):
+    """The CPU path (`acquired_to_sr_host`, NumPy) against the dense path on random acquired-slice outputs:
+    same labels and same image bit for bit, with ties between classes (scores on a coarse grid), stacks of
+    one acquired slice, depth padding at either end or none, slices repeated 1 to 6 times, an all-padding
+    stack, non-square slices, bfloat16 or float32 scores in either memory layout; `levels` 0: constant
+    scores (no disagreement anywhere)."""
+    depth = 24
+    layouts = [(4, [3, 5, 4, 3], (0, 1)), (1, [5], (3, 2)), (5, [1, 2, 6, 1, 3], (4, 0)),
+               (2, [12, 12], (0, 0)), (3, [2, 1, 2], (10, 9))]
+    x = torch.cat([_stacks(layouts[:3], depth, seed=1), torch.zeros((1, depth, 12, 20)),
+                   _stacks(layouts[3:], depth, seed=7)])
+    plan = acquired_plan(x)
+    assert plan.n == 15 and [len(r) for r in plan.runs] == [4, 1, 5, 0, 2, 3]
+    g = torch.Generator().manual_seed(levels)
+    a_img = torch.randn((plan.n, 12, 20), generator=g) * 100
+    if levels:
+        a_seg = (torch.randint(0, levels, (plan.n, 4, 12, 20), generator=g) * 0.5).to(dtype)
+    else:
+        a_seg = torch.full((plan.n, 4, 12, 20), 0.25, dtype=dtype)
+    if channels_last:
+        a_seg = a_seg.contiguous(memory_format=torch.channels_last)
+    model = GeminiGenerator(GeminiConfig(depth=depth, widths=(4, 8, 16), encoder="acquired-2d")).eval()
+    monkeypatch.setattr(model, "acquired_parts", lambda inp: (a_img, a_seg, plan, None))
+    with torch.inference_mode():
+        img, lab = model._infer_acquired(x)  # the CPU default
+        ref_img, ref_lab = model._infer_acquired(x, grouped=False)
+    assert img.shape == ref_img.shape == x.shape and lab.dtype == torch.uint8
+    assert torch.equal(lab, ref_lab) and torch.equal(img, ref_img)
+    padding = torch.ones(x.shape[0] * depth, dtype=torch.bool)
+    padding[plan.out] = False
+    assert not img.flatten(0, 1)[padding].any() and not lab.flatten(0, 1)[padding].any()
+    a_lab = gem.class_argmax(a_seg.float())
+    disagree = (a_lab[plan.ia] != a_lab[plan.ib]).any((1, 2))
+    assert bool(disagree.any()) == bool(levels)
+    if levels:  # some interpolated labels differ from the nearest slice's
+        assert not torch.equal(lab.flatten(0, 1)[plan.out], a_lab[plan.ia])
+
+
+def test_acquired_to_sr_host_with_through_plane_residuals(monkeypatch):
+    """With `tp_knots` the CPU path takes the image from `interpolate_acquired` and the same labels."""
+    x = _stacks([(4, [3, 5, 4, 3], (0, 1)), (1, [4], (6, 6))], 16, h=16, w=16)
+    plan = acquired_plan(x)
+    g = torch.Generator().manual_seed(3)
+    a_img, a_seg = torch.randn((plan.n, 16, 16), generator=g), torch.randn((plan.n, 4, 16, 16), generator=g)
+    a_res = torch.randn((plan.n, 4, 16, 16), generator=g)
+    model = GeminiGenerator(GeminiConfig(depth=16, widths=(4, 8, 16), encoder="acquired-2d", tp_knots=2)).eval()
+    monkeypatch.setattr(model, "acquired_parts", lambda inp: (a_img, a_seg, plan, a_res))
+    with torch.inference_mode():
+        img, lab = model._infer_acquired(x)
+        ref_img, ref_lab = model._infer_acquired(x, grouped=False)
+    assert torch.equal(lab, ref_lab) and torch.equal(img, ref_img)
+    assert not torch.equal(img.flatten(0, 1)[plan.out], gem.interpolate_acquired(a_img, None, plan)[0])
