@@ -497,7 +497,7 @@ class MainWindow(QMainWindow):
         motion = None if self.settings.motion_correction else False  # None: the engine's default for the study
         extra = {"long_axis": list(self.state.la_cines)} if self.state.la_cines else {}
         if self.settings.tta:
-            extra["tta"] = True
+            extra["tta"] = "ed_es"
 
         def run(progress, cancel):
             resolver = cache.get(key)

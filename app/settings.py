@@ -98,7 +98,7 @@ class Settings:
 
     @property
     def tta(self) -> bool:
-        """Test-time augmentation of the labels (off by default: 4x the network time)."""
+        """Test-time augmentation of the ED and ES labels (off by default: about 1.4x the network time)."""
         return self._str("engine/tta", "false").lower() in ("true", "1", "yes")
 
     @tta.setter

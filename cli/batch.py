@@ -17,8 +17,8 @@ entries of the list; two studies that would share a name get a short hash of the
 - Resume: a study is skipped only when DIR/<name>/run.json (written last, so present only for a finished
   study) records the same input (resolved path, size and modification time of the file or of the files of
   the folder), the same model (path and sha256 of the weights; the bundled models' for the default),
-  adapter and options (--phases, --mesh-format, --sr-dtype, --dicom, --dicom-compression, --no-motion-correction, --tta,
-  --long-axis) and the long-axis files found beside it, and every output it lists still exists.
+  adapter and options (--phases, --mesh-format, --sr-dtype, --dicom, --dicom-compression, --no-motion-correction,
+  --tta/--tta-ed-es, --long-axis) and the long-axis files found beside it, and every output it lists still exists.
   Results of an older input or other options are redone in place; a folder holding another study's
   results is left alone and this study gets its own (name + hash). Run the same command again after an
   interruption.
@@ -381,8 +381,8 @@ def run(args: argparse.Namespace) -> int:
                "dicom": "auto" if args.dicom is None else bool(args.dicom), "dicom_compression": args.dicom_compression,
                "motion_correction": bool(getattr(args, "motion_correction", True)),
                "long_axis": getattr(args, "long_axis", "auto")}
-    if getattr(args, "tta", False):  # only when on: runs without it keep their resume key
-        options["tta"] = True
+    if getattr(args, "tta", "off") != "off":  # only when on: runs without it keep their resume key
+        options["tta"] = args.tta
     if args.threads:
         torch.set_num_threads(args.threads)
     device = shard_device(args.device, rank, world)
@@ -428,7 +428,7 @@ def run(args: argparse.Namespace) -> int:
                     long_axis = long_axis_inputs(la_args, study_path, lambda m: None, study)
                     result = engine.run(study, phases=args.phases, meshes="ed_es",
                                         motion_correction=bool(getattr(args, "motion_correction", True)),
-                                        long_axis=long_axis, tta=bool(getattr(args, "tta", False)))
+                                        long_axis=long_axis, tta=getattr(args, "tta", "off"))
                     notice = dicom_notice(study, args.dicom)
                     if notice:
                         result.warnings.append(notice)

@@ -347,16 +347,16 @@ def test_settings_open_recent_and_frame_rate_survive_a_restart(qtbot, settings, 
 
 
 def test_tta_toggle_reaches_the_engine_and_is_remembered(qtbot, window, phantom_path, oracle_engine, settings):
-    """Tools > Test-Time Augmentation: off by default; on, the next run asks the predictor for it and the
-    result says so. The choice is kept in the settings."""
+    """Tools > Test-Time Augmentation at ED/ES: off by default; on, the next run predicts ED and ES again
+    with it and the result says so. The choice is kept in the settings."""
     _open(qtbot, window, phantom_path)
     assert not window.tta_action.isChecked() and settings.tta is False
     _super_resolve(qtbot, window)
-    assert window.result.tta is False
+    assert window.result.tta == "off"
     window.tta_action.setChecked(True)
     assert settings.tta is True
     _super_resolve(qtbot, window)
-    assert window.result.tta is True
+    assert window.result.tta == "ed_es"
     assert next(iter(window._engine_cache.values())).predictor.tta is True
 
 

@@ -91,7 +91,45 @@ def test_predictor_and_engine_tta(tmp_path):
     np.testing.assert_allclose(aug.sr_image, plain.sr_image, atol=1e-5)
     assert (aug.sr_labels == plain.sr_labels).mean() > 0.99  # a consensus of the same model
     res = SuperResolver(model=p).run(study, phases="0", meshes="none", motion_correction=False, tta=True)
-    assert res.tta
+    assert res.tta == "all"
     write_outputs(res, tmp_path / "out", ["stl"])
     info = json.loads((tmp_path / "out" / "run.json").read_text())
-    assert info["model"]["tta"] is True
+    assert info["model"]["tta"] == "all"
+
+
+def test_engine_tta_at_ed_es_only():
+    """"ed_es": ED and ES labels as with every phase augmented, the other phases as without; the phenotypes
+    come from those labels."""
+    from gemini_cmr.core.engine import SuperResolver, tta_mode_of
+    from gemini_cmr.core.io.loader import load_study
+    from gemini_cmr.core.predict import Predictor
+
+    study = load_study(DEMO)
+    p = Predictor.load(None, device="cpu")
+    engine = SuperResolver(model=p)
+    kw = {"phases": "0,2,4,6", "meshes": "none", "motion_correction": False}
+    plain, full, part = (engine.run(study, tta=m, **kw) for m in ("off", "all", "ed_es"))
+    assert (plain.tta, full.tta, part.tta) == ("off", "all", "ed_es")
+    assert (part.ed_phase, part.es_phase) == (full.ed_phase, full.es_phase)
+    for i, t in enumerate(part.phases):
+        want = full if t in (part.ed_phase, part.es_phase) else plain
+        np.testing.assert_array_equal(part.sr_labels[i], want.sr_labels[i])
+        np.testing.assert_array_equal(part.lr_labels[i], want.lr_labels[i])
+    np.testing.assert_array_equal(part.sr_image, plain.sr_image)
+    assert part.phenotypes["lv_ef_pct"] == pytest.approx(full.phenotypes["lv_ef_pct"])
+    assert "predict_tta" in part.timings
+    with pytest.raises(ValueError):
+        tta_mode_of("sometimes")
+
+
+@pytest.mark.parametrize("command", ["super-resolve", "batch"])
+def test_cli_tta_options(command):
+    from gemini_cmr.cli.main import build_parser
+
+    parser = build_parser()
+    base = [command, "X", "--out", "Y"]
+    assert parser.parse_args(base).tta == "off"
+    assert parser.parse_args([*base, "--tta"]).tta == "all"
+    assert parser.parse_args([*base, "--tta-ed-es"]).tta == "ed_es"
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--tta", "--tta-ed-es"])
