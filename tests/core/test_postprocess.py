@@ -53,7 +53,7 @@ def test_predictor_runs_the_network_on_the_heart_region(monkeypatch):
     p = Predictor(loaded, torch.device("cpu"), precision="float32")
     seen = []
 
-    def fake_run(placed, scale=1.0, out=None):
+    def fake_run(placed, scale=1.0, out=None, flips=()):
         seen.append(placed.shape)
         lab = np.zeros(placed.shape, np.uint8)
         if len(seen) == 1:  # whole field of view: a heart near the top left

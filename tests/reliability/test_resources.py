@@ -95,7 +95,7 @@ def _fake_gpu(monkeypatch, fail_when):
     real = predict_mod.run_stacks
     calls = []
 
-    def fake(model, placed, device, precision="float32", scale=1.0, out=None):
+    def fake(model, placed, device, precision="float32", scale=1.0, out=None, flips=()):
         calls.append((device.type, len(placed)))
         if device.type == "cuda" and fail_when(len(placed)):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

@@ -40,7 +40,7 @@ BUNDLED_REFERENCE = {
 def test_bundled_models_keep_batch_norm_and_their_outputs(name):
     m = load_model(resources_dir() / "models" / name)
     g = m.generator
-    assert g.config.norm == "batch" and "norm" not in m.config["model"]
+    assert g.config.norm == "batch" and m.config["model"].get("norm", "batch") == "batch"
     norms = [mod for mod in g.modules() if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm | torch.nn.InstanceNorm2d)]
     assert norms and all(isinstance(mod, torch.nn.modules.batchnorm._BatchNorm) for mod in norms)
     with torch.no_grad():
