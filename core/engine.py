@@ -331,12 +331,16 @@ class SuperResolver:
             progress(_SPAN["lr_labels"][1], "labels back on the input grid")
         check()
 
+        def phenotypes() -> dict[str, Any]:
+            return phenolib.compute_phenotypes(
+                sr_labels, sr, phases=phase_list, meta=study.meta,
+                lr_labels=study.labels if study.has_labels else None,
+                lr_grid=lr_grid, lr_phases=study.labelled_phases,
+            )  # fmt: skip
+
         t = time.perf_counter()
-        phen = phenolib.compute_phenotypes(
-            sr_labels, sr, phases=phase_list, meta=study.meta,
-            lr_labels=study.labels if study.has_labels else None,
-            lr_grid=lr_grid, lr_phases=study.labelled_phases,
-        )  # fmt: skip
+        phen = phenotypes()
+        timings["phenotypes"] = time.perf_counter() - t
         ed, es = int(phen["ed_phase"]), int(phen["es_phase"])
         if tta_mode == "ed_es":
             done: set[int] = set()
@@ -356,16 +360,11 @@ class SuperResolver:
                     lr_labels[rows] = motionlib.labels_on_acquired(sr_labels[rows], sr, lr_grid, motion.shifts_mm)
                 else:
                     lr_labels[rows] = resample_nearest_stack(sr_labels[rows], sr, lr_grid)
-                phen = phenolib.compute_phenotypes(
-                    sr_labels, sr, phases=phase_list, meta=study.meta,
-                    lr_labels=study.labels if study.has_labels else None,
-                    lr_grid=lr_grid, lr_phases=study.labelled_phases,
-                )  # fmt: skip
+                phen = phenotypes()
                 ed, es = int(phen["ed_phase"]), int(phen["es_phase"])
             timings["predict_tta"] = time.perf_counter() - t
         # Implausible or unavailable values (core.phenotypes.assess) reach the user as warnings too.
         warnings.extend(phenolib.flag_messages(phen))
-        timings["phenotypes"] = time.perf_counter() - t
         if progress:
             progress(_SPAN["phenotypes"][1], "phenotypes")
         check()

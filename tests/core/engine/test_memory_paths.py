@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,6 @@ from gemini_cmr.core import predict as predict_mod
 from gemini_cmr.core.geometry import place_on_sr_grid, sr_grid
 from gemini_cmr.core.io.loader import load_study
 from gemini_cmr.core.io.nifti import ScaledInt16, int16_scaling, nifti_file_parts
-from gemini_cmr.core.models.store import BUNDLED_MODEL_DIR
 from gemini_cmr.core.postprocess import postprocess_labels
 from gemini_cmr.core.predict import Predictor, run_stacks
 
@@ -27,17 +25,6 @@ DEMO = Path(__file__).resolve().parents[3] / "resources" / "demo" / "demo_study.
 @pytest.fixture(scope="module")
 def study():
     return load_study(DEMO)
-
-
-@pytest.fixture(scope="module")
-def roi_model(tmp_path_factory) -> Path:
-    model = tmp_path_factory.mktemp("roi") / "model"
-    model.mkdir()
-    (model / "model.safetensors").symlink_to(BUNDLED_MODEL_DIR / "model.safetensors")
-    cfg = json.loads((BUNDLED_MODEL_DIR / "config.json").read_text())
-    cfg["inference"] = {"roi_mm": 120, "keep_largest_heart_component": True, "heart_component_by": "myocardium"}
-    (model / "config.json").write_text(json.dumps(cfg))
-    return model
 
 
 def test_place_on_sr_grid_into_an_array_gives_the_same_stack(study):
