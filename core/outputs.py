@@ -296,7 +296,7 @@ def run_info(result: Result, extra: dict[str, Any] | None = None) -> dict[str, A
         "model": {"id": result.model_id, "hash": "sha256", "path": result.model_path,
                   "choice": result.model_choice,
                   "roi_sr_yx": None if result.roi is None else [int(v) for v in result.roi],
-                  "tta": str(getattr(result, "tta", "off"))},
+                  "tta": result.tta},
         "adapter": None
         if result.adapter_id is None
         else {"id": result.adapter_id, "hash": "sha256", "path": result.adapter_path},
