@@ -1,6 +1,7 @@
 """Writing the outputs of a real study: each writer against its baseline, interleaved in one process.
 
-    .venv/bin/python benchmarks/bench_writers.py [--study DICOM_FOLDER] [--repeat 3] [--dicom-phases 4] [--json]
+    .venv/bin/python benchmarks/bench_writers.py [--study DICOM_FOLDER] [--repeat 3] [--dicom-base REV]
+                                                 [--dicom-only] [--json]
 
 The study (default: the Sunnybrook cine SCD0000101 of ../shared/data) is super-resolved once as
 `super-resolve` would (model chosen for it, heart box); then, alternating, per repeat:
@@ -9,15 +10,14 @@ The study (default: the Sunnybrook cine SCD0000101 of ../shared/data) is super-r
   all cores with zlib level 1) against the current `save_nifti_fast` (the header and data straight from
   memory, `core.io.nifti.nifti_file_parts`, deflate by ISA-L when installed), float32 and int16;
 - SR labels: nibabel's gzip against `save_nifti_fast`;
-- DICOM SR series of `--dicom-phases` phases: pydicom's `save_as` per instance against the shared-element
-  writer (`core.io.dicom_write.SharedElementWriter`), JPEG-LS and uncompressed;
-- DICOM segmentations (highdicom) of the same phases on the SR grid: pydicom's `save_as` against
-  `core.io.dicom_write.CachingEncoder` (the same bytes);
-- all the DICOM outputs of every phase (`core.outputs.write_dicom`: the SR series in JPEG-LS and both sets of
-  segmentations): the writer before (pydicom's `Dataset.compress` per instance, pydicom's file meta
-  encoding, pydicom's `save_as` for the segmentations) against the current one (JPEG-LS frames encoded
-  straight by CharLS, the file meta elements encoded once, the segmentations encoded by
-  `core.io.dicom_write.CachingEncoder`).
+- the DICOM outputs of every phase: the DICOM writer of git revision `--dicom-base` (`core/io/dicom_write.py`
+  of that revision, loaded beside the current one in this process; by default the writer before the direct
+  encoding: pydicom datasets per SR instance, highdicom building every segmentation) against the current
+  one: the SR series alone (uncompressed and JPEG-LS), the segmentations alone (on the SR grid and on the
+  acquired slices), all the DICOM outputs (`core.outputs.write_dicom`, uncompressed and JPEG-LS) and every
+  output of a run (`core.outputs.write_outputs`, no meshes, DICOM uncompressed and JPEG-LS). The first
+  round's DICOM outputs of both writers are compared: the same files, the same pixel data (SR instances
+  decoded), the same segmentation frames and frame positions.
 
 Prints the seconds of every run, the median per variant and the ratio baseline / current; the JSON also
 holds this process's CPU seconds per run.
@@ -27,17 +27,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import types
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pydicom
-from pydicom.filebase import DicomBytesIO
 
 from gemini_cmr.core import outputs
 from gemini_cmr.core.io import dicom_write
@@ -58,38 +62,54 @@ def baseline_nifti_gz(path: Path, array, affine, interval, description, dtype="f
         raw.unlink()
 
 
-@contextlib.contextmanager
-def pydicom_writer():
-    """The SR series written by pydicom's `save_as` per instance (no shared-element writer)."""
-    real = dicom_write.SharedElementWriter
-    dicom_write.SharedElementWriter = lambda template: None
-    try:
-        yield
-    finally:
-        dicom_write.SharedElementWriter = real
+def base_dicom_writer(revision: str) -> types.ModuleType:
+    """`core/io/dicom_write.py` of git revision `revision` as a module of its own (it imports the rest of
+    the package from the working tree)."""
+    root = Path(__file__).resolve().parents[1]
+    source = subprocess.run(["git", "show", f"{revision}:core/io/dicom_write.py"], cwd=root, check=True,
+                            capture_output=True, text=True).stdout
+    folder = Path(tempfile.mkdtemp(prefix="gemini-bench-base-"))
+    path = folder / "dicom_write_base.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("gemini_cmr_bench_dicom_write_base", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 @contextlib.contextmanager
-def previous_dicom_writer():
-    """The DICOM outputs as written before (the same bytes): `Dataset.compress` per instance, pydicom's file
-    meta encoding, pydicom's `save_as` for the segmentations."""
-    def meta_bytes(self, file_meta):
-        fp = DicomBytesIO()
-        fp.is_little_endian, fp.is_implicit_VR = True, False
-        pydicom.filewriter.write_file_meta_info(fp, file_meta, enforce_standard=True)
-        return fp.getvalue()
-
-    def save_as(ds, path, encoder=None):
-        ds.save_as(path, enforce_file_format=True)
-
-    saved = (dicom_write.encode_jpegls_frames, dicom_write.SharedElementWriter._meta_bytes, dicom_write.save_dataset)
-    dicom_write.encode_jpegls_frames = lambda stored: stored  # arrays: `_save` compresses them with pydicom
-    dicom_write.SharedElementWriter._meta_bytes = meta_bytes
-    dicom_write.save_dataset = save_as
+def dicom_writer(module: types.ModuleType):
+    """`core.outputs` writing its DICOM outputs with `module`."""
+    real = outputs.dicom_write
+    outputs.dicom_write = module
     try:
         yield
     finally:
-        dicom_write.encode_jpegls_frames, dicom_write.SharedElementWriter._meta_bytes, dicom_write.save_dataset = saved
+        outputs.dicom_write = real
+
+
+def equivalent_dicom(a: Path, b: Path) -> dict:
+    """Two runs' DICOM outputs compared: file names, SR pixel data (decoded), segmentation frames."""
+    names = sorted(p.relative_to(a).as_posix() for p in a.rglob("*.dcm"))
+    same_names = names == sorted(p.relative_to(b).as_posix() for p in b.rglob("*.dcm"))
+    pixels = frames = True
+    for name in names if same_names else []:
+        x, y = pydicom.dcmread(a / name), pydicom.dcmread(b / name)
+        if "SEG_" in name:
+            key = [(int(f.SegmentIdentificationSequence[0].ReferencedSegmentNumber),
+                    [str(v) for v in f.PlanePositionSequence[0].ImagePositionPatient])
+                   for f in x.PerFrameFunctionalGroupsSequence]
+            frames &= key == [(int(f.SegmentIdentificationSequence[0].ReferencedSegmentNumber),
+                               [str(v) for v in f.PlanePositionSequence[0].ImagePositionPatient])
+                              for f in y.PerFrameFunctionalGroupsSequence]
+            frames &= x.PixelData == y.PixelData and ([(int(s.SegmentNumber), s.SegmentLabel) for s in x.SegmentSequence]
+                                                      == [(int(s.SegmentNumber), s.SegmentLabel) for s in y.SegmentSequence])
+        else:
+            pixels &= bool(np.array_equal(x.pixel_array, y.pixel_array))
+            pixels &= x.RescaleSlope == y.RescaleSlope and x.RescaleIntercept == y.RescaleIntercept
+    return {"files": len(names), "same_names": same_names, "same_sr_pixels": bool(pixels),
+            "same_segmentation_frames": bool(frames)}
 
 
 def main() -> int:
@@ -98,7 +118,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--study", type=Path, default=None)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--dicom-phases", type=int, default=4)
+    ap.add_argument("--dicom-base", default="ef5bd5c",
+                    help="git revision whose DICOM writer is the baseline (default: the writer before the "
+                         "direct encoding)")
+    ap.add_argument("--dicom-only", action="store_true", help="leave out the NIfTI writers")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     study_path = args.study or default_real_study()
@@ -113,17 +136,10 @@ def main() -> int:
     result = SuperResolver(device="cpu").run(study, meshes="none")
     interval = outputs._phase_interval_ms(result)
     aff, img, lab = result.sr_grid.affine, result.sr_image, result.sr_labels
-    n = min(args.dicom_phases, len(result.phases))
     ctx = dicom_write.dicom_context(study, outputs.model_name(result), result.model_id, "bench")
     ident = study.meta.dicom
-    sub = img[:n]
 
-    def series(folder, compression):
-        return dicom_write.write_sr_series(folder, sub, result.sr_grid, result.phases[:n], study.phase_times_ms,
-                                           ctx, compression, source_grid=study.grid,
-                                           source_uids=ident.sop_instance_uids if ident else None)
-
-    variants = {
+    variants = {} if args.dicom_only else {
         ("sr_image float32", "baseline"): lambda d: baseline_nifti_gz(d / "a.nii.gz", img, aff, interval, "x"),
         ("sr_image float32", "current"): lambda d: outputs.save_nifti_fast(d / "a.nii.gz", img, aff, interval, "x"),
         ("sr_image int16", "baseline"): lambda d: baseline_nifti_gz(d / "b.nii.gz", img, aff, interval, "x", "int16"),
@@ -132,29 +148,52 @@ def main() -> int:
         ("sr_labels", "baseline"): lambda d: save_nifti(d / "c.nii.gz", lab, aff, interval, "x"),
         ("sr_labels", "current"): lambda d: outputs.save_nifti_fast(d / "c.nii.gz", lab, aff, interval, "x"),
     }
+    compared: dict[str, dict] = {}
     if ident is not None:
-        for comp in ("jpeg-ls", "none"):
-            def base(d, comp=comp):
-                with pydicom_writer():
-                    series(d / "mr", comp)
-            variants[(f"DICOM SR series {n} phases {comp}", "baseline")] = base
-            variants[(f"DICOM SR series {n} phases {comp}", "current")] = lambda d, comp=comp: series(d / "mr", comp)
-        headers = series(Path(tempfile.mkdtemp(prefix="gemini-bench-")), "none")
-        def seg(d):
-            dicom_write.write_segmentations(d / "seg", lab[:n], headers, result.phases[:n], ctx, "sr_labels")
+        base = base_dicom_writer(args.dicom_base)
+        writers = {"baseline": base, "current": dicom_write}
+        nph = len(result.phases)
 
-        def seg_before(d):
-            with previous_dicom_writer():
-                seg(d)
-        variants[(f"DICOM SEG on the SR grid, {n} phases", "baseline")] = seg_before
-        variants[(f"DICOM SEG on the SR grid, {n} phases", "current")] = seg
-        whole = f"DICOM outputs, all {len(result.phases)} phases (write_dicom, jpeg-ls)"
+        def series(module, d, comp):
+            return module.write_sr_series(d / "mr", img, result.sr_grid, result.phases, study.phase_times_ms,
+                                          module.dicom_context(study, ctx.model_name, ctx.model_id, "bench"),
+                                          comp, source_grid=study.grid, source_uids=ident.sop_instance_uids)
 
-        def before(d):
-            with previous_dicom_writer():
-                outputs.write_dicom(result, d)
-        variants[(whole, "baseline")] = before
-        variants[(whole, "current")] = lambda d: outputs.write_dicom(result, d)
+        headers = {k: series(m, Path(tempfile.mkdtemp(prefix="gemini-bench-")), "none") for k, m in writers.items()}
+
+        def segs(module, which, d):
+            c = module.dicom_context(study, ctx.model_name, ctx.model_id, "bench")
+            module.write_segmentations(d / "seg", lab, headers[which], result.phases, c, "sr_labels")
+            module.write_segmentations(d / "lr", result.lr_labels, module.source_images(study, result.phases, c),
+                                       result.phases, c, "lr_labels")
+
+        for which, module in writers.items():
+            for comp in ("none", "jpeg-ls"):
+                variants[(f"DICOM SR series, {nph} phases, {comp}", which)] = (
+                    lambda d, m=module, c=comp: series(m, d, c))
+            variants[(f"DICOM segmentations, SR grid and acquired slices, {nph} phases", which)] = (
+                lambda d, m=module, w=which: segs(m, w, d))
+            for comp in ("none", "jpeg-ls"):
+                def whole(d, m=module, c=comp):
+                    with dicom_writer(m):
+                        outputs.write_dicom(result, d, c)
+                variants[(f"all DICOM outputs (write_dicom), {comp}", which)] = whole
+            for comp in ("none", "jpeg-ls"):
+                def everything(d, m=module, c=comp):
+                    with dicom_writer(m):
+                        outputs.write_outputs(result, d / "out", [], dicom=True, dicom_compression=c)
+                variants[(f"every output (write_outputs, no meshes), DICOM {comp}", which)] = everything
+        for comp in ("none", "jpeg-ls"):
+            kept = {}
+            for which, module in writers.items():
+                kept[which] = Path(tempfile.mkdtemp(prefix="gemini-bench-"))
+                with dicom_writer(module):
+                    outputs.write_dicom(result, kept[which], comp)
+            compared[comp] = equivalent_dicom(kept["baseline"], kept["current"])
+            for folder in kept.values():
+                shutil.rmtree(folder)
+        variants = dict(sorted(variants.items(), key=lambda kv: list(dict.fromkeys(k[0] for k in variants))
+                               .index(kv[0][0])))
 
     times: dict[tuple[str, str], list[float]] = {k: [] for k in variants}
     cpu: dict[tuple[str, str], list[float]] = {k: [] for k in variants}  # this process's CPU seconds
@@ -177,7 +216,8 @@ def main() -> int:
                      "current_cpu_s": [round(v, 3) for v in cpu[(what, "current")]]})
     report = {"study": str(study_path), "sr_grid": list(result.sr_grid.shape), "phases": len(result.phases),
               "roi_sr_yx": list(result.roi) if result.roi else None, "repeats": args.repeat,
-              "deflate": getattr(outputs._deflate_lib, "__name__", "zlib"),
+              "deflate": getattr(outputs._deflate_lib, "__name__", "zlib"), "dicom_base": args.dicom_base,
+              "dicom_outputs_compared": compared,
               "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)], "rows": rows}
     if args.json:
         print(json.dumps(report, indent=2))
@@ -190,6 +230,8 @@ def main() -> int:
             b = "-" if r["baseline_s"] is None else f"{r['baseline_s']:.3f}"
             x = "-" if r["ratio"] is None else f"x{r['ratio']:.2f}"
             print(f"| {r['output']} | {b} | {r['current_s']:.3f} | {x} |")
+        for comp, same in compared.items():
+            print(f"DICOM outputs ({comp}), baseline against current: {same}")
     return 0
 
 

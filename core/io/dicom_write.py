@@ -51,7 +51,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, MRImageStorage, generate_uid
 
 from gemini_cmr.core.errors import Cancelled, GeminiError
-from gemini_cmr.core.io.atomic import atomic_path
+from gemini_cmr.core.io.atomic import atomic_write_bytes
 from gemini_cmr.core.study import (
     LABEL_COLOURS,
     LABEL_OF,
@@ -326,35 +326,173 @@ def write_sr_series(
     template.WindowWidth = _ds_text(width)
     del template.SOPInstanceUID
     locations = [_ds_text(float(np.dot([float(v) for v in pos], normal))) for pos in positions]
-    encoder = SharedElementWriter(template)
+    writer = InstanceWriter(template, MRImageStorage, syntax)
+    position_bytes = [writer.element(0x00200032, "DS", pos) for pos in positions]
+    location_bytes = [writer.element(0x00201041, "DS", loc) for loc in locations]
+    position_elems = [pydicom.DataElement(0x00200032, "DS", pos) for pos in positions]
+    location_elems = [pydicom.DataElement(0x00201041, "DS", loc) for loc in locations]
     out: list[list[Dataset]] = []
+    scaled = np.empty(image.shape[1:], dtype=np.result_type(image.dtype, np.float32))
     for row, phase in enumerate(phases):
         if cancel is not None and cancel():
             raise Cancelled("writing DICOM outputs cancelled")
-        stored = np.clip(np.rint((image[row] - intercept) / slope), 0, 65535).astype(np.uint16)
+        np.subtract(image[row], intercept, out=scaled)
+        np.divide(scaled, slope, out=scaled)
+        np.rint(scaled, out=scaled)
+        np.clip(scaled, 0, 65535, out=scaled)
+        stored = scaled.astype("<u2")
         frames = encode_jpegls_frames(stored) if syntax == JPEGLSLossless else stored
+        trigger = None if phase_times_ms is None else _ds_text(float(phase_times_ms[phase]))
+        common = {0x00200100: writer.element(0x00200100, "IS", row + 1)}
+        row_elems = {0x00200100: pydicom.DataElement(0x00200100, "IS", row + 1)}
+        if trigger is not None:
+            common[0x00181060] = writer.element(0x00181060, "DS", trigger)
+            row_elems[0x00181060] = pydicom.DataElement(0x00181060, "DS", trigger)
         headers = []
         for k in range(nz):
-            # A new element dict sharing the template's elements: only elements the template lacks are set.
-            ds = Dataset(dict(template))
             uid = generate_uid()
-            ds.file_meta = _file_meta(MRImageStorage, uid, syntax)
-            ds.SOPInstanceUID = uid
-            ds.InstanceNumber = k * nt + row + 1
-            ds.ImagePositionPatient = positions[k]
-            ds.SliceLocation = locations[k]
-            if phase_times_ms is not None:
-                ds.TriggerTime = _ds_text(float(phase_times_ms[phase]))
-            ds.TemporalPositionIdentifier = row + 1
+            number = k * nt + row + 1
+            own = dict(common)
+            own[0x00080018] = _ui_bytes(0x00080018, uid)
+            own[0x00200013] = _text_bytes(0x00200013, "IS", str(number))
+            own[0x00200032] = position_bytes[k]
+            own[0x00201041] = location_bytes[k]
+            reference = None
             if nearest is not None:
-                src = Dataset()
-                src.ReferencedSOPClassUID = MRImageStorage
-                src.ReferencedSOPInstanceUID = source_uids[phase][int(nearest[k])]
-                ds.SourceImageSequence = [src]
-            _save(ds, frames[k], folder / f"MR_p{phase:02d}_s{k:03d}.dcm", syntax, encoder)
-            headers.append(ds)
+                reference = own[0x00082112] = _sequence_bytes(0x00082112, [
+                    _ui_bytes(0x00081150, MRImageStorage) + _ui_bytes(0x00081155, source_uids[phase][int(nearest[k])])])
+            own[0x7FE00010] = _pixel_data_parts(frames[k])
+            atomic_write_bytes(folder / f"MR_p{phase:02d}_s{k:03d}.dcm", writer.file_parts(uid, own))
+            elements = {**row_elems, 0x00080018: pydicom.DataElement(0x00080018, "UI", uid),
+                        0x00200013: pydicom.DataElement(0x00200013, "IS", number),
+                        0x00200032: position_elems[k], 0x00201041: location_elems[k]}
+            if reference is not None:  # read from its bytes when asked for
+                elements[0x00082112] = pydicom.dataelem.RawDataElement(
+                    pydicom.tag.Tag(0x00082112), "SQ", len(reference) - 12, reference[12:], 0, False, True)
+            headers.append(_derived(template, elements))
         out.append(headers)
     return out
+
+
+def _derived(template: Dataset, elements: dict) -> Dataset:
+    """A dataset holding `template`'s elements (shared, not copied) and `elements` (tag -> DataElement), without
+    the per-element checks of `Dataset(dict)`: those elements were checked when they were made."""
+    ds = Dataset()
+    ds._dict = {**template._dict, **{pydicom.tag.Tag(tag): elem for tag, elem in elements.items()}}
+    return ds
+
+
+# --- Explicit VR Little Endian, element by element ----------------------------------------------------------
+_LONG_VRS = frozenset(("OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"))
+_ITEM = b"\xfe\xff\x00\xe0"
+_SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+def _element_bytes(tag: int, vr: str, value: bytes) -> bytes:
+    """One element (value already padded to even length) as pydicom writes it in Explicit VR Little Endian."""
+    if vr in _LONG_VRS:
+        return struct.pack("<HH2sHI", tag >> 16, tag & 0xFFFF, vr.encode(), 0, len(value)) + value
+    return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), len(value)) + value
+
+
+def _ui_bytes(tag: int, uid: str) -> bytes:
+    value = uid.encode("ascii")
+    return _element_bytes(tag, "UI", value + b"\x00" if len(value) % 2 else value)
+
+
+def _text_bytes(tag: int, vr: str, text: str) -> bytes:
+    value = text.encode("ascii")
+    return _element_bytes(tag, vr, value + b" " if len(value) % 2 else value)
+
+
+def _sequence_bytes(tag: int, items: Sequence[bytes]) -> bytes:
+    """A sequence of defined length whose items (their elements' bytes) have defined lengths."""
+    value = b"".join(_ITEM + struct.pack("<I", len(item)) + item for item in items)
+    return _element_bytes(tag, "SQ", value)
+
+
+def _pixel_data_parts(frame: np.ndarray | bytes) -> tuple:
+    """Pixel Data of one unsigned 16-bit frame (OW; the frame's own memory, not copied), or of an
+    encapsulated frame (OB of undefined length), in parts."""
+    if isinstance(frame, bytes):
+        return struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OB", 0, 0xFFFFFFFF), frame, _SEQUENCE_DELIMITER
+    data = memoryview(np.ascontiguousarray(frame, dtype="<u2")).cast("B")
+    return struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, len(data)), data
+
+
+class InstanceWriter:
+    """Whole files of instances that share a template dataset, as `Dataset.save_as(path,
+    enforce_file_format=True)` writes them, byte for byte: the template's elements and the file meta
+    elements are encoded once (by pydicom), each instance adds only its own elements, already encoded
+    (`file_parts`)."""
+
+    def __init__(self, template: Dataset, sop_class: str, syntax: str):
+        self._encodings = template.get("SpecificCharacterSet", pydicom.charset.default_encoding)
+        self._shared: list[tuple[int, bytes]] = []
+        for tag in sorted(template.keys()):
+            if tag.element == 0 and tag.group > 6:
+                continue
+            self._shared.append((int(tag), self._encode(template, template.get_item(tag))))
+        self._layout: tuple[tuple[int, ...], list[bytes]] | None = None
+        meta = _file_meta(sop_class, "1.2", syntax)
+        pydicom.filewriter.validate_file_meta(meta, True)
+        before, after = [], []
+        for tag in sorted(meta.keys()):
+            if tag in (0x00020000, 0x00020003):
+                continue
+            (before if tag < 0x00020003 else after).append(self._encode(meta, meta[tag], meta=True))
+        self._meta_before, self._meta_after = b"".join(before), b"".join(after)
+        self._cache: dict[tuple, bytes] = {}
+
+    def _encode(self, ds: Dataset, elem, meta: bool = False) -> bytes:
+        """pydicom's bytes of `elem` of `ds` (file meta elements: without a character set)."""
+        if not elem.is_raw and elem.VR and " or " in elem.VR:
+            elem = pydicom.filewriter.correct_ambiguous_vr_element(elem, ds, True)
+        fp = DicomBytesIO()
+        fp.is_little_endian, fp.is_implicit_VR = True, False
+        if meta:
+            pydicom.filewriter.write_data_element(fp, elem)
+        else:
+            pydicom.filewriter.write_data_element(fp, elem, self._encodings)
+        return fp.getvalue()
+
+    def element(self, tag: int, vr: str, value: Any) -> bytes:
+        """The bytes pydicom writes for an element of this value (cached)."""
+        key = (tag, vr, repr(value))
+        data = self._cache.get(key)
+        if data is None:
+            data = self._cache[key] = self._encode(Dataset(), pydicom.DataElement(tag, vr, value))
+        return data
+
+    def file_parts(self, sop_uid: str, own: dict[int, bytes | tuple]) -> list:
+        """The file of the instance `sop_uid` in parts (bytes-like, to be written one after the other); its
+        own elements are `own` (tag -> bytes, or a tuple of parts); every instance of one writer must hold
+        the same tags."""
+        tags = tuple(sorted(own))
+        if self._layout is None or self._layout[0] != tags:
+            chunks, i = [], 0
+            for tag in tags:
+                j = i
+                while j < len(self._shared) and self._shared[j][0] < tag:
+                    j += 1
+                if j < len(self._shared) and self._shared[j][0] == tag:
+                    raise ValueError(f"element {tag:08X} is both shared and the instance's own")
+                chunks.append(b"".join(data for _, data in self._shared[i:j]))
+                i = j
+            chunks.append(b"".join(data for _, data in self._shared[i:]))
+            self._layout = (tags, chunks)
+        chunks = self._layout[1]
+        body = self._meta_before + _ui_bytes(0x00020003, sop_uid) + self._meta_after
+        parts = [b"\x00" * 128 + b"DICM\x02\x00\x00\x00UL\x04\x00" + struct.pack("<I", len(body)) + body]
+        for chunk, tag in zip(chunks, tags):
+            value = own[tag]
+            parts.append(chunk)
+            parts += value if isinstance(value, tuple) else (value,)
+        parts.append(chunks[-1])
+        return parts
+
+    def file_bytes(self, sop_uid: str, own: dict[int, bytes | tuple]) -> bytes:
+        return b"".join(self.file_parts(sop_uid, own))
 
 
 def encode_jpegls_frames(stored: np.ndarray) -> list[bytes]:
@@ -375,64 +513,6 @@ def _description(what: str, ctx: DicomContext) -> str:
     return f"Gemini CMR {what}{base}"[:64]
 
 
-class SharedElementWriter:
-    """Encodes datasets that share most of their elements with a template (`Dataset(dict(template))`) the
-    way `Dataset.save_as(path, enforce_file_format=True)` does, byte for byte (Explicit VR Little Endian
-    or an encapsulated syntax), with the template's elements encoded once: only the elements an instance
-    holds itself (its UIDs, position, pixel data) are encoded per file. pydicom's writer spends most of a
-    single-frame instance's time on the shared elements (about 4x faster per SR instance)."""
-
-    def __init__(self, template: Dataset):
-        self.template = template
-        self._cache: dict[int, tuple[int, bytes]] = {}  # tag -> (id of the element, its bytes)
-        self._encodings = template.get("SpecificCharacterSet", pydicom.charset.default_encoding)
-        self._meta_cache: dict[tuple, bytes] = {}  # (tag, VR, value) -> the file meta element's bytes
-
-    def _element_bytes(self, ds: Dataset, tag) -> bytes:
-        elem = ds.get_item(tag)
-        shared = self.template._dict.get(tag) is elem
-        if shared:
-            hit = self._cache.get(int(tag))
-            if hit is not None and hit[0] == id(elem):
-                return hit[1]
-        if elem.VR and " or " in elem.VR:
-            elem = pydicom.filewriter.correct_ambiguous_vr_element(elem, ds, True)
-        fp = DicomBytesIO()
-        fp.is_little_endian, fp.is_implicit_VR = True, False
-        pydicom.filewriter.write_data_element(fp, elem, self._encodings)
-        data = fp.getvalue()
-        if shared:
-            self._cache[int(tag)] = (id(elem), data)
-        return data
-
-    def _meta_bytes(self, file_meta: FileMetaDataset) -> bytes:
-        """`pydicom.filewriter.write_file_meta_info(enforce_standard=True)`'s bytes, with each element
-        value encoded once (the instances differ only in their MediaStorageSOPInstanceUID)."""
-        pydicom.filewriter.validate_file_meta(file_meta, True)
-        parts = []
-        for tag in sorted(file_meta.keys()):
-            if tag == 0x00020000:
-                continue
-            elem = file_meta[tag]
-            key = (int(tag), elem.VR, elem.value if isinstance(elem.value, (str, bytes)) else repr(elem.value))
-            data = self._meta_cache.get(key)
-            if data is None:
-                fp = DicomBytesIO()
-                fp.is_little_endian, fp.is_implicit_VR = True, False
-                pydicom.filewriter.write_data_element(fp, elem)
-                data = self._meta_cache[key] = fp.getvalue()
-            parts.append(data)
-        body = b"".join(parts)
-        file_meta.FileMetaInformationGroupLength = len(body)
-        return b"\x02\x00\x00\x00UL\x04\x00" + struct.pack("<I", len(body)) + body
-
-    def encode(self, ds: Dataset) -> bytes:
-        parts = [b"\x00" * 128, b"DICM", self._meta_bytes(ds.file_meta)]
-        parts += [self._element_bytes(ds, tag) for tag in sorted(ds.keys())
-                  if not (tag.element == 0 and tag.group > 6)]  # no retired group lengths, as pydicom
-        return b"".join(parts)
-
-
 class CachingEncoder:
     """Encodes whole datasets as `Dataset.save_as(path, enforce_file_format=True)` does in Explicit VR
     Little Endian, byte for byte, with each element value encoded once: sequences are laid out here as
@@ -446,7 +526,7 @@ class CachingEncoder:
 
     def __init__(self):
         self._cache: dict[tuple, bytes] = {}
-        self._meta = SharedElementWriter(Dataset())
+        self._meta_cache: dict[tuple, bytes] = {}  # (tag, VR, value) -> the file meta element's bytes
 
     @staticmethod
     def _key(value: Any):
@@ -477,11 +557,17 @@ class CachingEncoder:
             self._cache[key] = data
         return data
 
-    def dataset_bytes(self, ds: Dataset, parent_encoding=pydicom.charset.default_encoding) -> bytes:
+    def dataset_bytes(self, ds: Dataset, parent_encoding=pydicom.charset.default_encoding,
+                      encoded: dict[int, bytes] | None = None) -> bytes:
+        """`ds`'s elements, and the elements `encoded` already (tag -> bytes) in their places."""
         encodings = ds.get("SpecificCharacterSet", parent_encoding)
         parts = []
-        for tag in sorted(ds.keys()):
+        encoded = encoded or {}
+        for tag in sorted([*ds.keys(), *(pydicom.tag.Tag(t) for t in encoded)]):
             if tag.element == 0 and tag.group > 6:
+                continue
+            if tag in encoded:
+                parts.append(encoded[tag])
                 continue
             elem = ds.get_item(tag)
             if not elem.is_raw and elem.VR and " or " in elem.VR:
@@ -505,10 +591,32 @@ class CachingEncoder:
                 parts.append(head + struct.pack("<I", len(value)) + value)
         return b"".join(parts)
 
-    def file_bytes(self, ds: Dataset) -> bytes:
-        """The whole file (`ds.file_meta` must name Explicit VR Little Endian)."""
+    def file_bytes(self, ds: Dataset, encoded: dict[int, bytes] | None = None) -> bytes:
+        """The whole file (`ds.file_meta` must name Explicit VR Little Endian); `encoded`: elements given as
+        their bytes (tag -> bytes), which `ds` must not hold."""
         preamble = getattr(ds, "preamble", None) or b"\x00" * 128
-        return preamble + b"DICM" + self._meta._meta_bytes(ds.file_meta) + self.dataset_bytes(ds)
+        return preamble + b"DICM" + self.meta_bytes(ds.file_meta) + self.dataset_bytes(ds, encoded=encoded)
+
+    def meta_bytes(self, file_meta: FileMetaDataset) -> bytes:
+        """`pydicom.filewriter.write_file_meta_info(enforce_standard=True)`'s bytes, each element value
+        encoded once."""
+        pydicom.filewriter.validate_file_meta(file_meta, True)
+        parts = []
+        for tag in sorted(file_meta.keys()):
+            if tag == 0x00020000:
+                continue
+            elem = file_meta[tag]
+            key = (int(tag), elem.VR, elem.value if isinstance(elem.value, (str, bytes)) else repr(elem.value))
+            data = self._meta_cache.get(key)
+            if data is None:
+                fp = DicomBytesIO()
+                fp.is_little_endian, fp.is_implicit_VR = True, False
+                pydicom.filewriter.write_data_element(fp, elem)
+                data = self._meta_cache[key] = fp.getvalue()
+            parts.append(data)
+        body = b"".join(parts)
+        file_meta.FileMetaInformationGroupLength = len(body)
+        return b"\x02\x00\x00\x00UL\x04\x00" + struct.pack("<I", len(body)) + body
 
 
 def save_dataset(ds: Dataset, path: Path, encoder: CachingEncoder | None = None) -> None:
@@ -518,25 +626,6 @@ def save_dataset(ds: Dataset, path: Path, encoder: CachingEncoder | None = None)
         path.write_bytes(encoder.file_bytes(ds))
     else:
         ds.save_as(path, enforce_file_format=True)
-
-
-def _save(ds: Dataset, pixels: np.ndarray | bytes, path: Path, syntax: str,
-          writer: SharedElementWriter | None = None) -> None:
-    """Encode `pixels` (or take them encapsulated already), write `ds` atomically (through `writer` when
-    given), then drop the pixel data (the header stays for references)."""
-    if syntax == ExplicitVRLittleEndian:
-        ds.PixelData = np.ascontiguousarray(pixels, dtype="<u2").tobytes()
-    elif isinstance(pixels, bytes):  # already encapsulated (`encode_jpegls_frames`)
-        ds.add_new(0x7FE00010, "OB", pixels)
-        ds["PixelData"].is_undefined_length = True
-    else:
-        ds.compress(syntax, np.ascontiguousarray(pixels), encoding_plugin="pyjpegls", generate_instance_uid=False)
-    with atomic_path(path) as tmp:
-        if writer is None:
-            ds.save_as(tmp, enforce_file_format=True)
-        else:
-            tmp.write_bytes(writer.encode(ds))
-    del ds.PixelData
 
 
 # --- the acquired images, as headers ------------------------------------------------------------------------
@@ -550,19 +639,23 @@ def source_images(study: Study, phases: Sequence[int], ctx: DicomContext) -> lis
         return None
     orientation, positions, spacing, step = plane_geometry(study.grid)
     _, nz, ny, nx = study.image.shape
+    base = _base(ctx, ident.sop_class_uid or MRImageStorage, "", ExplicitVRLittleEndian)
+    del base.SOPInstanceUID
+    base.Modality = str(ctx.attributes.get("Modality") or "MR")
+    base.Rows, base.Columns = ny, nx
+    base.ImageOrientationPatient = orientation
+    base.PixelSpacing = spacing
+    base.SliceThickness = _ds_text(study.meta.slice_thickness_mm or step)
+    series = [pydicom.DataElement(0x0020000E, "UI", uid) for uid in ident.series_uids[:nz]]
+    places = [pydicom.DataElement(0x00200032, "DS", pos) for pos in positions]
     out = []
     for phase in phases:
         row = []
         for k in range(nz):
-            ds = _base(ctx, ident.sop_class_uid or MRImageStorage, ident.sop_instance_uids[phase][k],
-                       ExplicitVRLittleEndian)
-            ds.Modality = str(ctx.attributes.get("Modality") or "MR")
-            ds.SeriesInstanceUID = ident.series_uids[k]
-            ds.Rows, ds.Columns = ny, nx
-            ds.ImageOrientationPatient = orientation
-            ds.ImagePositionPatient = positions[k]
-            ds.PixelSpacing = spacing
-            ds.SliceThickness = _ds_text(study.meta.slice_thickness_mm or step)
+            uid = ident.sop_instance_uids[phase][k]
+            ds = _derived(base, {0x00080018: pydicom.DataElement(0x00080018, "UI", uid), 0x0020000E: series[k],
+                                 0x00200032: places[k]})
+            ds.file_meta = _file_meta(base.SOPClassUID, uid, ExplicitVRLittleEndian)
             row.append(ds)
         out.append(row)
     return out
@@ -607,11 +700,11 @@ def write_segmentations(
     the acquired images). A stack made of one series per slice (UK Biobank) gets one segmentation per phase
     and series (`SEG_pPP_sSSS.dcm`, SSS its first slice): a segmentation references one series."""
     jobs = segmentation_jobs(folder, labels, sources, phases, ctx, role)
-    encoder = CachingEncoder()
+    writer = SegmentationWriter()
     for job in jobs:
         if cancel is not None and cancel():
             raise Cancelled("writing DICOM outputs cancelled")
-        write_segmentation_job(job, encoder)
+        write_segmentation_job(job, writer)
     return [job.path for job in jobs]
 
 
@@ -653,14 +746,216 @@ def segmentation_jobs(folder: str | Path, labels: np.ndarray, sources: list[list
 
 
 @_quietly
-def write_segmentation_job(job: SegmentationJob, encoder: CachingEncoder | None = None) -> Path:
-    """Build and write one segmentation atomically; `encoder` (`CachingEncoder`) is shared by the jobs of
+def write_segmentation_job(job: SegmentationJob, writer: SegmentationWriter | None = None) -> Path:
+    """Build and write one segmentation atomically; `writer` (`SegmentationWriter`) is shared by the jobs of
     one series."""
-    seg = _segmentation(job.sources, job.labels, job.descriptions, job.ctx, job.role, job.series_uid,
-                        job.number, job.phase, job.grid_name)
-    with atomic_path(job.path) as tmp:
-        save_dataset(seg, tmp, encoder or CachingEncoder())
+    atomic_write_bytes(job.path, (writer or SegmentationWriter()).file_bytes(job))
     return job.path
+
+
+class SegmentationWriter:
+    """The file of a segmentation job, as highdicom builds it (`_segmentation`) and pydicom writes it, without
+    highdicom's per-frame and per-source work: per series of jobs (the same source geometry, segments and
+    context), highdicom builds one segmentation of the first source plane, whose elements are the template;
+    each job then gets its own UIDs, content label and dates, and its source references, per-frame functional
+    groups and bit-packed frames are made here the way highdicom makes them (frames in segment order, then by
+    position along the slice normal; planes without any label left out, unless all are empty; frames without
+    the segment left out). Used under `quiet_validation`."""
+
+    def __init__(self):
+        self.encoder = CachingEncoder()
+        self._series: dict[tuple, _SegmentationSeries | None] = {}
+
+    def file_bytes(self, job: SegmentationJob) -> bytes:
+        sources = job.sources
+        first = sources[0]
+        positions = tuple(tuple(str(v) for v in ds.ImagePositionPatient) for ds in sources)
+        key = (id(job.descriptions), id(job.ctx), job.role, job.series_uid, job.grid_name, positions,
+               tuple(str(v) for v in first.ImageOrientationPatient), int(first.Rows), int(first.Columns))
+        if key not in self._series:
+            self._series[key] = _SegmentationSeries.build(job, self.encoder)
+        series = self._series[key]
+        if series is None:  # a layout this writer does not know: highdicom builds it all
+            seg = _segmentation(job.sources, job.labels, job.descriptions, job.ctx, job.role, job.series_uid,
+                                job.number, job.phase, job.grid_name)
+            return self.encoder.file_bytes(seg)
+        return series.file_bytes(job, self.encoder)
+
+
+@dataclass
+class _SegmentationSeries:
+    """What the segmentations of one series share (`SegmentationWriter`)."""
+
+    keep: tuple  # objects whose ids key the series: kept alive
+    base: Dataset  # the top-level elements but the per-instance ones
+    creator: Dataset  # the contributing equipment item of highdicom (its date and time per instance)
+    segment_numbers: np.ndarray
+    sort_index: np.ndarray  # planes in highdicom's frame order
+    positions: list[bytes]  # per plane: its PlanePositionSequence
+    source_tail: bytes  # the source image item's elements after the two UIDs
+    derivation_code: bytes  # DerivationCodeSequence
+    _contents: dict[tuple[int, int], bytes] = field(default_factory=dict)  # FrameContentSequence by index values
+
+    _DROP = ("PerFrameFunctionalGroupsSequence", "PixelData", "NumberOfFrames", "SourceImageSequence",
+             "ReferencedSeriesSequence")
+
+    @classmethod
+    def build(cls, job: SegmentationJob, encoder: CachingEncoder) -> _SegmentationSeries | None:
+        import highdicom as hd
+        from highdicom.spatial import VOLUME_INDEX_CONVENTION, get_normal_vector, get_volume_positions
+
+        seg = _segmentation(job.sources[:1], job.labels[:1], job.descriptions, job.ctx, job.role, job.series_uid,
+                            job.number, job.phase, job.grid_name)
+        frame = seg.PerFrameFunctionalGroupsSequence[0]
+        if (set(frame.dir()) != {"DerivationImageSequence", "FrameContentSequence", "PlanePositionSequence",
+                                 "SegmentIdentificationSequence"}
+                or len(frame.DerivationImageSequence) != 1
+                or set(frame.DerivationImageSequence[0].dir()) != {"SourceImageSequence", "DerivationCodeSequence"}
+                or len(frame.DerivationImageSequence[0].SourceImageSequence) != 1
+                or "DimensionOrganizationType" in seg or len(job.descriptions) < 2
+                or len(seg.get("ContributingEquipmentSequence", [])) == 0
+                or len(seg.get("DimensionOrganizationSequence", [])) != 1):
+            return None
+        derivation = frame.DerivationImageSequence[0]
+        tail = Dataset(dict(derivation.SourceImageSequence[0]))
+        del tail.ReferencedSOPClassUID, tail.ReferencedSOPInstanceUID
+        code = Dataset()
+        code.DerivationCodeSequence = derivation.DerivationCodeSequence
+        base = Dataset(dict(seg))
+        base.file_meta = seg.file_meta
+        for keyword in cls._DROP:
+            delattr(base, keyword)
+        orientation = [float(v) for v in job.sources[0].ImageOrientationPatient]
+        values = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in job.sources])
+        measures = base.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+        if "SpacingBetweenSlices" not in job.sources[0]:  # highdicom derives it from all the planes
+            shared = _copy_sequence_item(base, "SharedFunctionalGroupsSequence")
+            measures = _copy_sequence_item(shared, "PixelMeasuresSequence")
+            spacing, _ = get_volume_positions(image_positions=values, image_orientation=orientation)
+            if spacing is not None:
+                measures.SpacingBetweenSlices = pydicom.valuerep.format_number_as_ds(spacing)
+            elif "SpacingBetweenSlices" in measures:
+                del measures.SpacingBetweenSlices
+        normal = get_normal_vector(orientation, index_convention=VOLUME_INDEX_CONVENTION)
+        _, sort_index = np.unique(normal[None] @ values.T, return_index=True)
+        positions = []
+        for ds in job.sources:
+            item = Dataset()
+            item.PlanePositionSequence = hd.PlanePositionSequence(
+                coordinate_system=hd.CoordinateSystemNames.PATIENT, image_position=ds.ImagePositionPatient)
+            positions.append(encoder.dataset_bytes(item))
+        return cls(keep=(job.descriptions, job.ctx), base=base, creator=seg.ContributingEquipmentSequence[-1],
+                   segment_numbers=np.array([int(d.SegmentNumber) for d in job.descriptions]),
+                   sort_index=np.asarray(sort_index), positions=positions,
+                   source_tail=encoder.dataset_bytes(tail), derivation_code=encoder.dataset_bytes(code))
+
+    def file_bytes(self, job: SegmentationJob, encoder: CachingEncoder) -> bytes:
+        import highdicom as hd
+        from pydicom.valuerep import DA, DT, TM
+
+        labels = np.ascontiguousarray(job.labels, dtype=np.uint8)
+        if labels.max(initial=0) > self.segment_numbers.max():
+            raise ValueError("Pixel array contains segments that lack descriptions.")
+        n = labels.shape[0]
+        nonempty = labels.reshape(n, -1).any(axis=1)
+        omit = bool(nonempty.any())
+        planes = self.sort_index[nonempty[self.sort_index]] if omit else self.sort_index
+        pixels, present = _binary_frames(labels[planes], self.segment_numbers, omit)
+
+        references = [_ui_bytes(0x00081150, str(ds.SOPClassUID)) + _ui_bytes(0x00081155, str(ds.SOPInstanceUID))
+                      for ds in job.sources]
+        derivations = [_sequence_bytes(0x00089124, [_sequence_bytes(0x00082112, [ref + self.source_tail])
+                                                    + self.derivation_code]) for ref in references]
+        items = []
+        for si, segment in enumerate(self.segment_numbers):
+            identification = _sequence_bytes(0x0062000A, [_element_bytes(0x0062000B, "US",
+                                                                         struct.pack("<H", segment))])
+            for dim, plane in enumerate(planes, 1):
+                if present[si, dim - 1]:
+                    content = self._contents.get((si, dim))
+                    if content is None:
+                        content = self._contents[si, dim] = _sequence_bytes(
+                            0x00209111, [_element_bytes(0x00209157, "UL", struct.pack("<2I", si + 1, dim))])
+                    items.append(derivations[plane] + content + self.positions[plane] + identification)
+        series: dict[str, list[bytes]] = {}
+        for ds, ref in zip(job.sources, references):
+            series.setdefault(str(ds.SeriesInstanceUID), []).append(ref)
+
+        ds = Dataset(dict(self.base))
+        uid = generate_uid()
+        ds.file_meta = FileMetaDataset(self.base.file_meta)
+        ds.file_meta.MediaStorageSOPInstanceUID = uid
+        ds.SOPInstanceUID = uid
+        ds.InstanceNumber = job.number
+        label, description = _content(job.phase, job.grid_name)
+        ds.ContentLabel = label
+        ds.ContentDescription = description
+        now = datetime.now()
+        ds.InstanceCreationDate = ds.ContentDate = DA(now.date())
+        ds.InstanceCreationTime = ds.ContentTime = TM(now.time())
+        creator = Dataset(dict(self.creator))
+        creator.ContributionDateTime = DT(datetime.now())
+        ds.ContributingEquipmentSequence = [*self.base.ContributingEquipmentSequence[:-1], creator]
+        organisation = hd.UID()
+        item = Dataset()
+        item.DimensionOrganizationUID = organisation
+        ds.DimensionOrganizationSequence = [item]
+        indices = []
+        for index in self.base.DimensionIndexSequence:
+            index = Dataset(dict(index))
+            index.DimensionOrganizationUID = organisation
+            indices.append(index)
+        ds.DimensionIndexSequence = indices
+        ds.NumberOfFrames = len(items)
+        encoded = {
+            0x00081115: _sequence_bytes(0x00081115, [_sequence_bytes(0x0008114A, refs) + _ui_bytes(0x0020000E, s)
+                                                     for s, refs in series.items()]),
+            0x00082112: _sequence_bytes(0x00082112, references),
+            0x52009230: _sequence_bytes(0x52009230, items),
+            0x7FE00010: _element_bytes(0x7FE00010, "OB", pixels),
+        }
+        return encoder.file_bytes(ds, encoded)
+
+
+def _binary_frames(labels: np.ndarray, segments: np.ndarray, omit: bool) -> tuple[bytes, np.ndarray]:
+    """The BINARY frames of `labels` (planes, Y, X), segment by segment, then plane by plane, bit-packed as
+    highdicom packs them (little bit order, the frames one bit stream, an odd length padded with b"0"), and
+    which (segment, plane) frames they are: those holding the segment, or all when `omit` is False."""
+    n, ny, nx = labels.shape
+    if omit:
+        rows = np.flatnonzero(labels.any(axis=(0, 2)))
+        cols = np.flatnonzero(labels.any(axis=(0, 1)))
+        y0, y1 = int(rows[0]), int(rows[-1]) + 1
+        x0, x1 = int(cols[0]) // 8 * 8, min(-(-(int(cols[-1]) + 1) // 8) * 8, nx)
+    else:
+        y0, y1, x0, x1 = 0, ny, 0, nx
+    box = labels[:, y0:y1, x0:x1]
+    masks = box[None] == segments[:, None, None, None]  # (segment, plane, rows, columns) of the box
+    present = masks.reshape(*masks.shape[:2], -1).any(axis=2) if omit else np.ones(masks.shape[:2], bool)
+    if nx % 8 == 0 and (x1 - x0) % 8 == 0:  # whole bytes per row: pack the box only, zeros around it
+        frames = np.zeros((int(present.sum()), ny, nx // 8), np.uint8)
+        frames[:, y0:y1, x0 // 8:x1 // 8] = np.packbits(masks[present], axis=2, bitorder="little")
+        pixels = frames.tobytes()
+    else:
+        full = np.zeros((int(present.sum()), ny, nx), bool)
+        full[:, y0:y1, x0:x1] = masks[present]
+        pixels = np.packbits(full.reshape(-1), bitorder="little").tobytes()
+    if len(pixels) % 2:
+        pixels += b"0"  # highdicom's padding
+    return pixels, present
+
+
+def _copy_sequence_item(ds: Dataset, keyword: str) -> Dataset:
+    """Replace `ds`'s one-item sequence `keyword` by a shallow copy of its item; returns the copy."""
+    item = Dataset(dict(getattr(ds, keyword)[0]))
+    setattr(ds, keyword, [item])
+    return item
+
+
+def _content(phase: int, grid_name: str) -> tuple[str, str]:
+    """A segmentation's ContentLabel and ContentDescription."""
+    return (f"PHASE{phase:02d}"[:16],
+            f"LV cavity, LV myocardium, RV cavity, phase {phase}, {grid_name}"[:64])
 
 
 def _segmentation(sources: list[Dataset], labels: np.ndarray, descriptions: list, ctx: DicomContext, role: str,
@@ -682,8 +977,8 @@ def _segmentation(sources: list[Dataset], labels: np.ndarray, descriptions: list
             manufacturer_model_name=ctx.model_name[:64] or "Gemini CMR",
             software_versions=ctx.software_version,
             device_serial_number="0",
-            content_label=f"PHASE{phase:02d}"[:16],
-            content_description=f"LV cavity, LV myocardium, RV cavity, phase {phase}, {grid_name}"[:64],
+            content_label=_content(phase, grid_name)[0],
+            content_description=_content(phase, grid_name)[1],
             series_description=_description(f"labels ({grid_name})", ctx),
         )
 
@@ -692,7 +987,8 @@ def file_bytes(paths: Sequence[Path]) -> int:
     return sum(os.path.getsize(p) for p in paths)
 
 
-__all__ = ["COMPRESSIONS", "CachingEncoder", "DicomContext", "SegmentationJob", "dicom_context",
+__all__ = ["COMPRESSIONS", "CachingEncoder", "DicomContext", "InstanceWriter", "SegmentationJob", "SegmentationWriter",
+           "dicom_context",
            "encode_jpegls_frames", "file_bytes", "plane_geometry", "save_dataset", "segment_descriptions",
            "segmentation_jobs", "source_images", "write_segmentation_job", "write_segmentations",
            "write_sr_series"]

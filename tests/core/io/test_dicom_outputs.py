@@ -317,7 +317,7 @@ def test_batch_passes_the_dicom_options_through(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize("compression", ["none", "jpeg-ls"])
 def test_sr_instances_are_written_byte_for_byte_as_pydicom_writes_them(tmp_path, compression):
     """The SR series' writer encodes the elements its instances share with the template once
-    (`SharedElementWriter`): every file is the same bytes as `Dataset.save_as(enforce_file_format=True)`."""
+    (`InstanceWriter`): every file is the same bytes as `Dataset.save_as(enforce_file_format=True)`."""
     from pydicom.dataset import Dataset
 
     from gemini_cmr.core.io import dicom_write
@@ -345,6 +345,7 @@ def test_sr_series_jpegls_is_the_same_bytes_as_pydicom_compress(tmp_path, monkey
     """The JPEG-LS frames encoded by `encode_jpegls_frames` give the same files as pydicom's
     `Dataset.compress` per instance, with UIDs and times fixed."""
     import datetime as dt
+    import io
     import itertools
 
     from gemini_cmr.core.io import dicom_write
@@ -360,17 +361,24 @@ def test_sr_series_jpegls_is_the_same_bytes_as_pydicom_compress(tmp_path, monkey
 
     monkeypatch.setattr(dicom_write, "datetime", FixedNow)
 
-    def write(folder):
+    def write(folder, compression="jpeg-ls"):
         counter = itertools.count(1)
         monkeypatch.setattr(dicom_write, "generate_uid", lambda *a, **k: f"1.2.3.{next(counter)}")
         ctx = dicom_write.dicom_context(result.study, "m", "0" * 64, "1")
         dicom_write.write_sr_series(folder, result.sr_image, result.sr_grid, result.phases,
-                                    result.study.phase_times_ms, ctx, "jpeg-ls", source_grid=result.study.grid,
+                                    result.study.phase_times_ms, ctx, compression, source_grid=result.study.grid,
                                     source_uids=ident.sop_instance_uids)
         return {p.name: p.read_bytes() for p in sorted(folder.glob("*.dcm"))}
 
-    monkeypatch.setattr(dicom_write, "encode_jpegls_frames", lambda stored: stored)  # -> Dataset.compress
-    reference = write(tmp_path / "compress")
+    plain = write(tmp_path / "plain", "none").items()  # the same instances uncompressed, compressed by pydicom here
+    reference = {}
+    for name, data in plain:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        ds.compress(dicom_write.JPEGLSLossless, ds.pixel_array, encoding_plugin="pyjpegls",
+                    generate_instance_uid=False)
+        out = io.BytesIO()
+        ds.save_as(out, enforce_file_format=True)
+        reference[name] = out.getvalue()
     monkeypatch.setattr(dicom_write, "encode_jpegls_frames", real_encode)
     assert write(tmp_path / "direct") == reference
     assert len(reference) == 3 * result.sr_image.shape[1]
@@ -404,3 +412,65 @@ def test_segmentations_encoded_by_the_caching_encoder_are_the_bytes_pydicom_writ
             expected = io.BytesIO()
             seg.save_as(expected, enforce_file_format=True)
             assert encoder.file_bytes(seg) == expected.getvalue()
+
+
+def _same_instance(ds: pydicom.Dataset) -> bytes:
+    """`ds`'s file with its own UIDs, dates and times replaced by fixed ones."""
+    import io
+
+    uid = "1.2.3.4"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid
+    ds.InstanceCreationDate = ds.ContentDate = "20240102"
+    ds.InstanceCreationTime = ds.ContentTime = "030405"
+    ds.ContributingEquipmentSequence[-1].ContributionDateTime = "20240102030405"
+    for item in [*ds.DimensionOrganizationSequence, *ds.DimensionIndexSequence]:
+        item.DimensionOrganizationUID = "1.2.3.5"
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("case", ["labels", "empty", "one segment", "one series per slice"])
+def test_segmentations_are_what_highdicom_builds(tmp_path, case):
+    """`SegmentationWriter` (one highdicom segmentation of one plane per series, the frames and references
+    made here) writes what highdicom builds for the whole job, UIDs, dates and times aside; on the SR grid
+    and on the acquired slices, with empty planes, an empty segmentation, a segment absent from some planes."""
+    import io
+
+    from gemini_cmr.core.io import dicom_write
+
+    if case == "one series per slice":
+        spec = CineSpec(n_slices=4, n_phases=2, rows=44, cols=50, spacing=(1.8, 1.8), gap=8.0,
+                        one_series_per_slice=True)
+        write(tmp_path / "in", make_cine(spec))
+        study = load_study(tmp_path / "in")
+        study.meta.extra["heart_centre"] = study.grid.centre()
+        study.meta.extra["heart_frame"] = study.grid.directions
+        result = SuperResolver(model=FakePredictor()).run(study, meshes="none")
+    else:
+        _, result, _ = _dicom_result(tmp_path / "in", n_phases=2)
+    study, ident = result.study, result.study.meta.dicom
+    ctx = dicom_write.dicom_context(study, "m", "0" * 64, "1")
+    headers = dicom_write.write_sr_series(tmp_path / "sr", result.sr_image, result.sr_grid, result.phases,
+                                          study.phase_times_ms, ctx, "none", source_grid=study.grid,
+                                          source_uids=ident.sop_instance_uids)
+    sources = dicom_write.source_images(study, result.phases, ctx)
+    sr_labels, lr_labels = result.sr_labels.copy(), result.lr_labels.copy()
+    if case == "empty":
+        sr_labels[0] = 0
+        lr_labels[1] = 0
+    elif case == "one segment":
+        sr_labels[0, ::2][sr_labels[0, ::2] == 2] = 0
+        lr_labels[:, 1:][lr_labels[:, 1:] != 1] = 0
+    jobs = (dicom_write.segmentation_jobs(tmp_path / "a", sr_labels, headers, result.phases, ctx, "sr_labels")
+            + dicom_write.segmentation_jobs(tmp_path / "b", lr_labels, sources, result.phases, ctx, "lr_labels"))
+    assert len(jobs) == (2 + 2 * 4 if case == "one series per slice" else 4)
+    writer = dicom_write.SegmentationWriter()
+    with dicom_write.quiet_validation():
+        for job in jobs:
+            ours = pydicom.dcmread(io.BytesIO(writer.file_bytes(job)))
+            theirs = dicom_write._segmentation(job.sources, job.labels, job.descriptions, job.ctx, job.role,
+                                               job.series_uid, job.number, job.phase, job.grid_name)
+            assert int(ours.NumberOfFrames) == int(theirs.NumberOfFrames) > 0
+            assert _same_instance(ours) == _same_instance(theirs)
+    assert all(series is not None for series in writer._series.values())
