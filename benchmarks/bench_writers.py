@@ -68,13 +68,13 @@ def base_dicom_writer(revision: str) -> types.ModuleType:
     root = Path(__file__).resolve().parents[1]
     source = subprocess.run(["git", "show", f"{revision}:core/io/dicom_write.py"], cwd=root, check=True,
                             capture_output=True, text=True).stdout
-    folder = Path(tempfile.mkdtemp(prefix="gemini-bench-base-"))
-    path = folder / "dicom_write_base.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("gemini_cmr_bench_dicom_write_base", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    with tempfile.TemporaryDirectory(prefix="gemini-bench-base-") as folder:
+        path = Path(folder) / "dicom_write_base.py"
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location("gemini_cmr_bench_dicom_write_base", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
     return module
 
 
@@ -159,7 +159,8 @@ def main() -> int:
                                           module.dicom_context(study, ctx.model_name, ctx.model_id, "bench"),
                                           comp, source_grid=study.grid, source_uids=ident.sop_instance_uids)
 
-        headers = {k: series(m, Path(tempfile.mkdtemp(prefix="gemini-bench-")), "none") for k, m in writers.items()}
+        scratch = Path(tempfile.mkdtemp(prefix="gemini-bench-"))  # the headers' series, removed at the end
+        headers = {k: series(m, scratch / k, "none") for k, m in writers.items()}
 
         def segs(module, which, d):
             c = module.dicom_context(study, ctx.model_name, ctx.model_id, "bench")
@@ -204,6 +205,8 @@ def main() -> int:
                 fn(Path(d))
                 times[key].append(time.perf_counter() - t)
                 cpu[key].append(time.process_time() - c)
+    if ident is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
     rows = []
     for what in dict.fromkeys(k[0] for k in variants):
         cur = statistics.median(times[(what, "current")])
