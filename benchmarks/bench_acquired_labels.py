@@ -102,9 +102,9 @@ def main() -> None:
     captured = []
     net = {"s": 0.0}
 
-    def capture(self, x, seg_levels=None):
+    def capture(self, x, seg_levels=None, seg_res=None):
         t = time.perf_counter()
-        out = parts(self, x, seg_levels)
+        out = parts(self, x, seg_levels, seg_res)
         net["s"] += time.perf_counter() - t
         if captured is not None:
             captured.append((x.shape[0] * x.shape[1], *out))
@@ -201,7 +201,7 @@ def main() -> None:
 
 def fixed(model, a_img, a_seg, plan, x, grouped):
     """`_infer_acquired` of `model` on given acquired-slice outputs."""
-    model.acquired_parts = lambda inp: (a_img, a_seg, plan, None)
+    model.acquired_parts = lambda inp, *a, **k: (a_img, a_seg, plan, None)
     try:
         return GeminiGenerator._infer_acquired(model, x, grouped=grouped)
     finally:

@@ -84,6 +84,9 @@ class GeminiConfig(ModelConfigJSON):
     input_to_heads: bool = False  # concatenate the input stack to the decoder features fed to the 1x1 heads
     mix_kernel: int = 3  # shared-2d / acquired-2d: through-plane kernel of the mixing convs
     tp_knots: int = 0  # acquired-2d: learned through-plane image detail between acquired slices (0 = linear)
+    # acquired-2d: learned through-plane class-score residuals between acquired slices (0 = the labels of
+    # linearly interpolated scores), trained where labels exist between slices (dropped-slice training)
+    seg_tp_knots: int = 0
     norm: str = "batch"  # normalisation of the conv blocks and mixing convs: "batch" | "instance"
 
     def __post_init__(self):
@@ -98,9 +101,11 @@ class GeminiConfig(ModelConfigJSON):
             raise ModelError(f"unknown upsample {self.upsample!r}")
         if self.norm not in NORMS:
             raise ModelError(f"unknown norm {self.norm!r} (use one of {', '.join(NORMS)})")
-        self.tp_knots = int(self.tp_knots)
-        if self.tp_knots < 0 or (self.tp_knots and self.encoder != "acquired-2d"):
-            raise ModelError(f"tp_knots {self.tp_knots}: a count >= 0, and only for the acquired-2d encoder")
+        for name in ("tp_knots", "seg_tp_knots"):
+            v = int(getattr(self, name))
+            setattr(self, name, v)
+            if v < 0 or (v and self.encoder != "acquired-2d"):
+                raise ModelError(f"{name} {v}: a count >= 0, and only for the acquired-2d encoder")
 
     @property
     def multiple(self) -> int:
@@ -160,6 +165,12 @@ class GeminiGenerator(nn.Module):
             self.tp_head = nn.Conv2d(head_in, 2 * cfg.tp_knots, 1)
             nn.init.zeros_(self.tp_head.weight)
             nn.init.zeros_(self.tp_head.bias)
+        if cfg.seg_tp_knots:
+            # The same for the class scores, on the segmentation decoder's features: per direction and knot
+            # n_classes residual scores (zero at start).
+            self.seg_tp_head = nn.Conv2d(head_in, 2 * cfg.seg_tp_knots * cfg.n_classes, 1)
+            nn.init.zeros_(self.seg_tp_head.weight)
+            nn.init.zeros_(self.seg_tp_head.bias)
 
     def _head(self, head: nn.Conv2d, f: torch.Tensor, inp: torch.Tensor) -> torch.Tensor:
         """1x1 head on the decoder features, with `input_to_heads` also on the input stack: the weight split
@@ -268,16 +279,21 @@ class GeminiGenerator(nn.Module):
         return f + torch.relu(y)
 
     def acquired_parts(self, x: torch.Tensor, seg_levels: list[torch.Tensor] | None = None,
+                       seg_res: list[torch.Tensor] | None = None,
                        ) -> tuple[torch.Tensor, torch.Tensor, AcquiredPlan, torch.Tensor | None]:
         """"acquired-2d": per acquired slice image (N, h, w), logits (N, K, h, w), the plan, and the
         through-plane residual images (N, 2 x tp_knots, h, w) (None without `tp_knots`). `seg_levels`, when
         given, receives the segmentation decoder's coarser levels' features (`_Decoder.forward`; deep
-        supervision in training, `core.train.deep_supervision`)."""
+        supervision in training, `core.train.deep_supervision`). `seg_res`, when given and the model has
+        `seg_tp_knots`, receives the through-plane class-score residuals (N, 2 x seg_tp_knots, K, h, w)
+        (`interpolate_rows`); every caller that turns the parts into SR labels must pass it."""
         cfg = self.config
         b, d, h, w = x.shape
         plan = acquired_plan(x)
         if plan.n == 0:
             res = x.new_zeros((0, 2 * cfg.tp_knots, h, w)) if cfg.tp_knots else None
+            if seg_res is not None and cfg.seg_tp_knots:
+                seg_res.append(x.new_zeros((0, 2 * cfg.seg_tp_knots, cfg.n_classes, h, w)))
             return x.new_zeros((0, h, w)), x.new_zeros((0, cfg.n_classes, h, w)), plan, res
         inp = x.reshape(b * d, 1, h, w)[plan.src.to(x.device)]  # (N, 1, h, w): one per acquired slice
         if (self.training or inp.device.type == "cpu"
@@ -296,6 +312,9 @@ class GeminiGenerator(nn.Module):
         if cfg.residual_image:
             a_img = a_img + inp[:, 0]
         res = self._head(self.tp_head, fi, inp) if cfg.tp_knots else None
+        if seg_res is not None and cfg.seg_tp_knots:
+            seg_res.append(self._head(self.seg_tp_head, fs, inp).view(
+                plan.n, 2 * cfg.seg_tp_knots, cfg.n_classes, h, w))
         return a_img, self._head(self.seg_head, fs, inp), plan, res
 
     @torch.no_grad()
@@ -333,9 +352,20 @@ class GeminiGenerator(nn.Module):
         blocks of `DENSE_LABEL_ROWS`, kept only where the neighbours disagree (no synchronisation; the GPU
         has the bandwidth). Same numbers."""
         b, d, h, w = x.shape
-        a_img, a_seg, plan, a_res = self.acquired_parts(x)
+        s_res: list[torch.Tensor] = []
+        a_img, a_seg, plan, a_res = self.acquired_parts(x, seg_res=s_res)
         if flips and plan.n:  # in-plane mirrorings keep the acquired slices and their order
-            a_seg = tta_scores(a_seg, [self.acquired_parts(x.flip(dims))[1] for dims in flips], flips)
+            mirrored = []
+            for dims in flips:
+                m_res: list[torch.Tensor] = []
+                mirrored.append(self.acquired_parts(x.flip(dims), seg_res=m_res)[1])
+                if s_res:  # score residuals: the mean over the passes, each mirrored back
+                    s_res[0] = s_res[0].float() + m_res[0].float().flip(dims)
+            a_seg = tta_scores(a_seg, mirrored, flips)
+            if s_res:
+                s_res[0] = s_res[0] / (len(flips) + 1)
+        if s_res and plan.n:
+            return self._infer_acquired_scores(x, a_img, a_seg, plan, a_res, s_res[0])
         if grouped is None:
             grouped = x.device.type == "cpu"
         if grouped and plan.n:
@@ -362,15 +392,37 @@ class GeminiGenerator(nn.Module):
             lab.index_copy_(0, out[m0:m0 + step], torch.where(la == lb, la, class_argmax(s)))
         return img.view(b, d, h, w), lab.view(b, d, h, w)
 
+    def _infer_acquired_scores(self, x: torch.Tensor, a_img: torch.Tensor, a_seg: torch.Tensor,
+                               plan: AcquiredPlan, a_res: torch.Tensor | None, s_res: torch.Tensor
+                               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`_infer_acquired` of a model with through-plane score residuals (`seg_tp_knots`): the labels are
+        the argmax of every SR slice's interpolated scores plus residuals (no shortcut where neighbours
+        agree: the residuals can change any pixel), in blocks of `DENSE_LABEL_ROWS` SR slices."""
+        b, d, h, w = x.shape
+        dev = x.device
+        img = torch.zeros((b * d, h, w), dtype=torch.float32, device=dev)
+        lab = torch.zeros((b * d, h, w), dtype=torch.uint8, device=dev)
+        a_seg, s_res = a_seg.float(), s_res.float()
+        sr_img, _ = interpolate_acquired(a_img.float(), None, plan, None if a_res is None else a_res.float())
+        out, ia, ib, tt = plan.out.to(dev), plan.ia.to(dev), plan.ib.to(dev), plan.t.to(dev)
+        img.index_copy_(0, out, sr_img)
+        step = DENSE_LABEL_ROWS
+        for m0 in range(0, len(out), step):
+            sl = slice(m0, m0 + step)
+            scores = interpolate_rows(a_seg, ia[sl], ib[sl], tt[sl], s_res)
+            lab.index_copy_(0, out[sl], class_argmax(scores))
+        return img.view(b, d, h, w), lab.view(b, d, h, w)
+
     def _forward_acquired(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, d, h, w = x.shape
         k = self.config.n_classes
-        a_img, a_seg, plan, a_res = self.acquired_parts(x)
+        s_res: list[torch.Tensor] = []
+        a_img, a_seg, plan, a_res = self.acquired_parts(x, seg_res=s_res)
         img = x.new_zeros((b * d, h, w))
         seg = x.new_zeros((b * d, k, h, w))
         seg[:, 0] = 20.0  # depth padding: confident background
         if plan.n:
-            sr_img, sr_seg = interpolate_acquired(a_img, a_seg, plan, a_res)
+            sr_img, sr_seg = interpolate_acquired(a_img, a_seg, plan, a_res, s_res[0] if s_res else None)
             img = img.to(sr_img.dtype).index_copy(0, plan.out.to(x.device), sr_img)
             seg = seg.to(sr_seg.dtype).index_copy(0, plan.out.to(x.device), sr_seg)
         return img.view(b, d, h, w), seg.view(b, d, k, h, w).permute(0, 2, 1, 3, 4)
@@ -525,29 +577,49 @@ def tp_basis(t: torch.Tensor, knots: int) -> torch.Tensor:
     return torch.clamp(1 - torch.abs(t[:, None] - pos) * (2 * knots), min=0)
 
 
+def tp_residual(res: torch.Tensor, ia: torch.Tensor, ib: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Through-plane residuals (N, 2Q, ...) of the acquired slices -> (M, ...) at M SR slices (nearest
+    acquired slice ia, other neighbour ib, distance t in [0, 0.5]): the nearest slice's residuals towards
+    the other neighbour (channels 0..Q-1: towards the previous slice, Q..2Q-1: the next) weighted by
+    `tp_basis` (zero at t = 0, which the plan gives the slab edges' SR slices)."""
+    q = res.shape[1] // 2
+    tail = res.shape[2:]
+    out = res.new_zeros((len(ia), *tail))
+    if not q or not len(ia):
+        return out
+    wts = tp_basis(t.to(device=res.device, dtype=res.dtype), q)  # (M, Q)
+    base = ia * (2 * q) + (ib > ia).long() * q
+    flat = res.reshape(-1, *tail)
+    shape = (-1,) + (1,) * len(tail)
+    for j in range(q):
+        rows = torch.nonzero(wts[:, j] > 0).flatten()
+        if rows.numel():
+            out.index_add_(0, rows, wts[rows, j].view(shape) * flat.index_select(0, base[rows] + j))
+    return out
+
+
+def interpolate_rows(a: torch.Tensor, ia: torch.Tensor, ib: torch.Tensor, t: torch.Tensor,
+                     res: torch.Tensor | None = None) -> torch.Tensor:
+    """Per acquired slice outputs a (N, ...) -> (M, ...) at M SR slices: linear interpolation between
+    the acquired slices ia and ib with weight t of ib, plus `tp_residual` of `res` (N, 2Q, ...) when given."""
+    tt = t.to(device=a.device, dtype=a.dtype).view((-1,) + (1,) * (a.dim() - 1))
+    out = (1 - tt) * a[ia] + tt * a[ib]
+    if res is not None and res.shape[1]:
+        out = out + tp_residual(res, ia, ib, t).to(out.dtype)
+    return out
+
+
 def interpolate_acquired(a_img: torch.Tensor, a_seg: torch.Tensor | None, plan: AcquiredPlan,
-                         a_res: torch.Tensor | None = None):
-    """Per acquired slice outputs -> the non-padding SR slices (`plan.out` order): linear interpolation,
-    plus, with `a_res` (N, 2Q, h, w), the nearest acquired slice's residual images towards the other
-    neighbour weighted by `tp_basis` (channels 0..Q-1: towards the previous slice, Q..2Q-1: the next)."""
+                         a_res: torch.Tensor | None = None, s_res: torch.Tensor | None = None):
+    """Per acquired slice outputs -> the non-padding SR slices (`plan.out` order): `interpolate_rows` of
+    the image (with the through-plane residual images `a_res` (N, 2Q, h, w)) and of the class scores (with
+    the through-plane score residuals `s_res` (N, 2Q', K, h, w))."""
     dev = a_img.device
-    ia, ib = plan.ia.to(dev), plan.ib.to(dev)
-    tt = plan.t.to(device=dev, dtype=a_img.dtype)[:, None, None]
-    sr_img = (1 - tt) * a_img[ia] + tt * a_img[ib]
-    if a_res is not None and a_res.shape[1]:
-        q = a_res.shape[1] // 2
-        wts = tp_basis(plan.t.to(device=dev, dtype=a_res.dtype), q)  # (M, Q)
-        base = ia * (2 * q) + (ib > ia).long() * q
-        flat = a_res.reshape(-1, *a_res.shape[2:])
-        for j in range(q):
-            rows = torch.nonzero(wts[:, j] > 0).flatten()
-            if rows.numel():
-                add = wts[rows, j, None, None] * flat.index_select(0, base[rows] + j)
-                sr_img = sr_img.index_add(0, rows, add.to(sr_img.dtype))
+    ia, ib, t = plan.ia.to(dev), plan.ib.to(dev), plan.t.to(dev)
+    sr_img = interpolate_rows(a_img, ia, ib, t, a_res)
     if a_seg is None:
         return sr_img, None
-    tt = tt.to(a_seg.dtype)[:, None]
-    return sr_img, (1 - tt) * a_seg[ia] + tt * a_seg[ib]
+    return sr_img, interpolate_rows(a_seg, ia, ib, t, s_res)
 
 
 def _distinct_runs(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -633,4 +705,4 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["AcquiredPlan", "acquired_groups", "acquired_to_sr_host", "acquired_plan", "class_argmax", "interpolate_acquired", "tp_basis", "tta_scores", "ENCODERS", "REFERENCE_WIDTHS", "TTA_FLIPS", "GeminiConfig", "GeminiGenerator", "ModelConfigJSON", "count_parameters"]
+__all__ = ["AcquiredPlan", "acquired_groups", "acquired_to_sr_host", "acquired_plan", "class_argmax", "interpolate_acquired", "interpolate_rows", "tp_basis", "tp_residual", "tta_scores", "ENCODERS", "REFERENCE_WIDTHS", "TTA_FLIPS", "GeminiConfig", "GeminiGenerator", "ModelConfigJSON", "count_parameters"]

@@ -51,6 +51,19 @@ def fold_studies(data: str, k: int, n: int) -> list[tuple[str, Callable]]:
     return [(s.sid, s.load) for i, s in enumerate(lr_subjects(kind, root)) if fold_of(kind, s, i, n) == k]
 
 
+def fold_init(config: dict, k: int | str) -> dict:
+    """{"init": ...} with "{fold}" in the config's `init` replaced by the run folder's name of fold `k`
+    ("fold0".."fold4", or "final" for the model trained on every subject), so that a continuation recipe
+    (`"init": "runs/cv/{fold}/model"`) starts each fold from that fold's earlier model and never from one
+    that saw the fold's patients; {} when the config has no `init`."""
+    from gemini_cmr.core.train.lr_data import ALL_SUBJECTS
+
+    init = config.get("init")
+    if not init:
+        return {}
+    return {"init": str(init).replace("{fold}", "final" if k == ALL_SUBJECTS else f"fold{k}")}
+
+
 def _train_fold(base: dict, data: str, run: Path, k: int | str, n: int, device: str, say: Say) -> None:
     from gemini_cmr.core.train.loop import StopFlag
     from gemini_cmr.core.train.lr_data import ALL_SUBJECTS
@@ -61,7 +74,7 @@ def _train_fold(base: dict, data: str, run: Path, k: int | str, n: int, device: 
         say(f"fold {k}: training finished earlier")
         return
     fold = ALL_SUBJECTS if k == ALL_SUBJECTS else f"{k}/{n}"
-    cfg = SemiConfig.from_dict({**base, "fold": fold, "val_every": 10**9})
+    cfg = SemiConfig.from_dict({**base, "fold": fold, "val_every": 10**9, **fold_init(base, k)})
     last_print = [0.0]
 
     def callback(e: dict) -> None:
@@ -179,4 +192,4 @@ def run_cv(data: str, config: dict, out: str | Path, folds: int = 5, only: list[
     return summary
 
 
-__all__ = ["DEFAULT_INFERENCE", "fold_studies", "run_cv", "train_final"]
+__all__ = ["DEFAULT_INFERENCE", "fold_init", "fold_studies", "run_cv", "train_final"]

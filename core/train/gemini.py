@@ -84,6 +84,10 @@ def read_training_config(path: str | Path) -> dict:
     return d
 
 
+# Model config counts that a saved model with 0 may grow into (`GeminiTrainer._init_from`) -> their head.
+GROWABLE_HEADS = {"tp_knots": "tp_head", "seg_tp_knots": "seg_tp_head"}
+
+
 @dataclass
 class TrainConfig:
     model: dict = field(default_factory=lambda: GeminiConfig().to_dict())
@@ -276,20 +280,23 @@ class GeminiTrainer:
 
     def _init_from(self, folder: str) -> None:
         """Start from the generator weights of a saved model (same architecture), e.g. to fine-tune.
-        Growing a linear acquired-2d model (`tp_knots` 0) into one with `tp_knots` is allowed: its
-        through-plane head starts at zero, so the new model starts exactly where the saved one was."""
+        Growing a linear acquired-2d model (`tp_knots` / `seg_tp_knots` 0) into one with through-plane
+        residuals is allowed: the new heads start at zero, so the new model starts exactly where the saved
+        one was."""
         weights, cfg_path = model_files(folder)
         saved = read_config(cfg_path).get("model", {})
         theirs, mine = GeminiConfig.from_dict(dict(saved)).to_dict(), self.G.config.to_dict()
-        grow = theirs["tp_knots"] == 0 and mine["tp_knots"] > 0 and dict(mine, tp_knots=0) == theirs
-        if theirs != mine and not grow:
+        grown = [k for k in GROWABLE_HEADS if theirs[k] == 0 and mine[k] > 0]
+        if theirs != dict(mine, **dict.fromkeys(grown, 0)):
             raise DataError(f"init model architecture {saved} differs from the training config's "
                             f"{self.G.config.to_dict()}", cfg_path)
         tensors = load_tensors(weights)
-        if grow:
-            tensors.update({k: v for k, v in self.G.state_dict().items() if k.startswith("tp_head.")})
+        heads = tuple(GROWABLE_HEADS[k] + "." for k in grown)
+        if heads:
+            tensors.update({k: v for k, v in self.G.state_dict().items() if k.startswith(heads)})
         load_state_checked(self.G, tensors, weights)
-        log.info("generator initialised from %s%s", folder, " (through-plane head added)" if grow else "")
+        log.info("generator initialised from %s%s", folder,
+                 f" ({', '.join(GROWABLE_HEADS[k] for k in grown)} added)" if grown else "")
 
     # --- data order ----------------------------------------------------------------------------------
     def _batch(self, step: int) -> tuple[torch.Tensor, ...]:

@@ -934,6 +934,47 @@ class LRItems:
         return np.ascontiguousarray(x), np.ascontiguousarray(lab), slab
 
 
+def drop_every_other(x: np.ndarray, slab: np.ndarray, parity: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """A training stack (`LRItems.get`'s x (D, h, w) and slab (D,)) with every other acquired slice removed
+    (the acquired rows j with j % 2 != parity), as if acquired at twice the spacing: each removed slice's
+    SR slices are split at its centre between its two neighbours (the nearer one's image; depth padding
+    where that neighbour is not in the stack), and a kept slice at either end of the stack grows into the
+    depth padding beyond it so that its SR slices stay centred on it. Returns (x, slab, drop), drop (D,)
+    the removed slice's row at its centre SR slice(s) where both neighbours are kept (-1 elsewhere), or
+    None when fewer than two slices would be kept or no removed slice lies between two kept ones."""
+    rows = np.unique(slab[slab >= 0]).tolist()
+    present = set(rows)
+    kept = [j for j in rows if j % 2 == parity]
+    inner = [j for j in rows if j % 2 != parity and j - 1 in present and j + 1 in present]
+    if len(kept) < 2 or not inner:
+        return None
+    x2, slab2 = x.copy(), slab.copy()
+    drop = np.full(slab.shape, -1, np.int64)
+    runs = {j: np.flatnonzero(slab == j) for j in rows}
+    for j in rows:
+        if j % 2 == parity:
+            continue
+        r = runs[j]
+        c = (r[0] + r[-1]) / 2
+        for part, nb in ((r[r <= c], j - 1), (r[r > c], j + 1)):
+            if nb in present:
+                x2[part], slab2[part] = x[runs[nb][0]], nb
+            else:
+                x2[part], slab2[part] = 0, -1
+        if j in inner:
+            drop[sorted({int(np.floor(c)), int(np.ceil(c))})] = j
+    for j in kept:  # centre each kept slice's run on the slice where depth padding allows
+        centre = (runs[j][0] + runs[j][-1]) / 2
+        r = np.flatnonzero(slab2 == j)
+        a, b = int(r[0]), int(r[-1])
+        a2, b2 = max(0, int(np.ceil(2 * centre - b))), min(len(slab) - 1, int(np.floor(2 * centre - a)))
+        for lo, hi in ((a2, a), (b + 1, b2 + 1)):
+            if lo < hi and (slab2[lo:hi] == -1).all():
+                x2[lo:hi], slab2[lo:hi] = x[runs[j][0]], j
+    return x2, slab2, drop
+
+
 def class_frequencies(samples: list[LRSample], n_classes: int = 4) -> np.ndarray:
     counts = np.zeros(n_classes, np.float64)
     for s in samples:

@@ -38,7 +38,7 @@ from torch.nn import functional as F
 
 from gemini_cmr.core.device import autocast, autocast_dtype
 from gemini_cmr.core.errors import DataError
-from gemini_cmr.core.models.gemini import GeminiConfig, GeminiGenerator, interpolate_acquired
+from gemini_cmr.core.models.gemini import GeminiConfig, GeminiGenerator, interpolate_acquired, interpolate_rows
 from gemini_cmr.core.train.data import Augment
 from gemini_cmr.core.train.deep_supervision import DeepSupervisionHeads, level_weights
 from gemini_cmr.core.train.gemini import GeminiTrainer, TrainConfig, resolve_class_weights
@@ -49,6 +49,7 @@ from gemini_cmr.core.train.lr_data import (
     LRItems,
     StackAugment,
     class_frequencies,
+    drop_every_other,
     load_lr_split,
     parse_fold,
     parse_source,
@@ -85,9 +86,19 @@ class SemiConfig(TrainConfig):
     # the whole normalised to sum 1; training only, the exported model is the generator alone
     # (`core.train.deep_supervision`). 0 = off.
     deep_supervision: int = 0
+    # Dropped-slice self-supervision ("acquired-2d"): this fraction of the training stacks loses every
+    # other acquired slice (twice the slice spacing, `lr_data.drop_every_other`); the SR slices at the
+    # centres of the removed slices are compared with those slices' own labels (CE + soft Dice, weight
+    # `lambda_drop`) and image (MSE, weight `lambda_drop_image`): through-plane shape and detail taught by
+    # real anatomy between acquired slices. 0 = off.
+    drop_slices: float = 0.0
+    lambda_drop: float = 1.0
+    lambda_drop_image: float = 1.0
 
     def __post_init__(self):
         super().__post_init__()
+        if not 0.0 <= float(self.drop_slices) <= 1.0:
+            raise DataError(f"drop_slices must be a fraction in [0, 1], not {self.drop_slices!r}")
         if not (isinstance(self.deep_supervision, int) and not isinstance(self.deep_supervision, bool)
                 and self.deep_supervision >= 0):
             raise DataError(f"deep_supervision must be a number of levels >= 0, not {self.deep_supervision!r}")
@@ -211,7 +222,8 @@ def slab_losses(sr: torch.Tensor, logits: torch.Tensor, x: torch.Tensor, labels:
 
 def acquired_losses(model: GeminiGenerator, x: torch.Tensor, labels: torch.Tensor, slab: torch.Tensor,
                     class_weights: torch.Tensor, amp=None, seg_target: str = "slab",
-                    aux_heads: DeepSupervisionHeads | None = None) -> dict[str, Any]:
+                    aux_heads: DeepSupervisionHeads | None = None, drop: torch.Tensor | None = None,
+                    drop_image: torch.Tensor | None = None) -> dict[str, Any]:
     """The same losses as `slab_losses`, computed per acquired slice for the "acquired-2d" generator
     (no (B, K, D, h, w) tensors: only the SR slices inside each slab are interpolated and averaged).
     seg_target "acquired": the segmentation terms compare each acquired slice's own probabilities
@@ -219,20 +231,28 @@ def acquired_losses(model: GeminiGenerator, x: torch.Tensor, labels: torch.Tenso
     `aux_heads` (deep supervision, `core.train.deep_supervision`): "ce" and "dice" are the level-weighted
     sums over full resolution and the heads' coarser levels, each level's logits of every acquired slice
     against its labels reduced by `downsample_labels`; "levels" lists each level's (ce, dice), full
-    resolution first."""
+    resolution first.
+    `drop` (B, D) (dropped-slice training, `lr_data.drop_every_other`): for the SR slices at the centres of
+    removed acquired slices, the removed slice's label row (-1 elsewhere); "drop_ce", "drop_dice" compare
+    those SR slices' scores with the labels, "drop_mse" their image with `drop_image` (B, D, h, w, the
+    stacks before the removal); zero without such slices."""
     if seg_target not in ("slab", "acquired"):
         raise DataError(f"seg_target must be 'slab' or 'acquired', not {seg_target!r}")
     dev = x.device
     seg_levels: list[torch.Tensor] | None = [] if aux_heads is not None else None
+    s_res: list[torch.Tensor] = []
     with autocast(dev, amp):
-        a_img, a_seg, plan, a_res = model.acquired_parts(x, seg_levels)
+        a_img, a_seg, plan, a_res = model.acquired_parts(x, seg_levels, s_res)
         aux = aux_heads(seg_levels) if aux_heads is not None and plan.n else []
     n = plan.n
+    zero = x.sum() * 0
     if n == 0:
-        zero = x.sum() * 0
-        return {"ce": zero, "dice": zero, "degrade": zero, "q": None, "plan": plan, "labels": None}
+        return {"ce": zero, "dice": zero, "degrade": zero, "q": None, "plan": plan, "labels": None,
+                "drop_ce": zero, "drop_dice": zero, "drop_mse": zero}
     a_img, a_seg = a_img.float(), a_seg.float()
-    sr_img, sr_seg = interpolate_acquired(a_img, a_seg, plan, None if a_res is None else a_res.float())
+    a_res = None if a_res is None else a_res.float()
+    s_res_t = s_res[0].float() if s_res else None
+    sr_img, sr_seg = interpolate_acquired(a_img, a_seg if seg_target == "slab" else None, plan, a_res, s_res_t)
     ia = plan.ia.to(dev)
     cnt = torch.bincount(ia, minlength=n).clamp(min=1).float()
     if seg_target == "acquired":
@@ -256,7 +276,35 @@ def acquired_losses(model: GeminiGenerator, x: torch.Tensor, labels: torch.Tenso
         dice = sum(wl * d for wl, (_, d) in zip(wts, levels))
         out["levels"] = levels
     degrade = ((s - target) ** 2).mean()
+    out.update(drop_ce=zero, drop_dice=zero, drop_mse=zero)
+    if drop is not None:
+        out.update(_dropped_losses(a_img, a_seg, a_res, s_res_t, plan, labels, drop, drop_image, class_weights))
     return {"ce": ce, "dice": dice, "degrade": degrade, **out}
+
+
+def _dropped_losses(a_img: torch.Tensor, a_seg: torch.Tensor, a_res: torch.Tensor | None,
+                    s_res: torch.Tensor | None, plan, labels: torch.Tensor, drop: torch.Tensor,
+                    drop_image: torch.Tensor | None, class_weights: torch.Tensor) -> dict[str, torch.Tensor]:
+    """`acquired_losses`' dropped-slice terms (see there)."""
+    b, d = drop.shape
+    dev = a_seg.device
+    flat = drop.reshape(-1)
+    rows = torch.nonzero(flat >= 0).flatten()
+    if not rows.numel():
+        return {}
+    where = torch.full((b * d,), -1, dtype=torch.long, device=dev)
+    where[plan.out.to(dev)] = torch.arange(len(plan.out), device=dev)
+    m = where[rows]
+    if bool((m < 0).any()):
+        raise DataError("a dropped slice's centre lies on depth padding")
+    ia, ib, t = plan.ia.to(dev)[m], plan.ib.to(dev)[m], plan.t.to(dev)[m]
+    q = torch.softmax(interpolate_rows(a_seg, ia, ib, t, s_res), 1)
+    ce, dice = seg_losses(q, labels[rows // d, flat[rows]], class_weights)
+    res = {"drop_ce": ce, "drop_dice": dice}
+    if drop_image is not None:
+        img = interpolate_rows(a_img, ia, ib, t, a_res)
+        res["drop_mse"] = ((img - drop_image.reshape(b * d, *drop_image.shape[2:])[rows].float()) ** 2).mean()
+    return res
 
 
 class SemiTrainer(GeminiTrainer):
@@ -307,6 +355,8 @@ class SemiTrainer(GeminiTrainer):
         self.opt_d = None
         self.G_train = self.G
         params = list(self.G.parameters())
+        if cfg.drop_slices and mcfg.encoder != "acquired-2d":
+            raise DataError(f"drop_slices needs the acquired-2d encoder, not {mcfg.encoder!r}")
         if cfg.deep_supervision:
             if mcfg.encoder != "acquired-2d":
                 raise DataError(f"deep_supervision needs the acquired-2d encoder, not {mcfg.encoder!r}")
@@ -326,24 +376,35 @@ class SemiTrainer(GeminiTrainer):
         cfg = self.cfg
         epoch, kk = divmod(step, self.steps_per_epoch)
         perm = np.random.default_rng([cfg.seed, epoch]).permutation(len(self.items))
-        xs, labs, slabs = [], [], []
+        xs, labs, slabs, drops, whole = [], [], [], [], []
         for j in range(cfg.batch_size):
             idx = int(perm[(kk * cfg.batch_size + j) % len(perm)])
             rng = np.random.default_rng([cfg.seed, epoch, 0, kk, j])
             x, lab, slab = self.items.get(idx, rng, self.aug, extra=self.extra_aug)
+            drop = np.full(slab.shape, -1, np.int64)
+            whole.append(x)
+            if cfg.drop_slices and rng.random() < cfg.drop_slices:
+                removed = drop_every_other(x, slab, int(rng.integers(2)))
+                if removed is not None:
+                    x, slab, drop = removed
             xs.append(x)
             labs.append(lab)
             slabs.append(slab)
+            drops.append(drop)
         dev = self.device
-        return (torch.from_numpy(np.stack(xs)).to(dev), torch.from_numpy(np.stack(labs)).to(dev),
-                torch.from_numpy(np.stack(slabs)).to(dev))
+        batch = (torch.from_numpy(np.stack(xs)).to(dev), torch.from_numpy(np.stack(labs)).to(dev),
+                 torch.from_numpy(np.stack(slabs)).to(dev))
+        if not cfg.drop_slices:
+            return batch
+        return batch + (torch.from_numpy(np.stack(drops)).to(dev), torch.from_numpy(np.stack(whole)).to(dev))
 
     def _step(self, step: int) -> dict[str, float]:
         cfg = self.cfg
         factor = self._lr(step)
         for g in self.opt_g.param_groups:
             g["lr"] = cfg.lr * factor
-        x, lab, slab = self._batch(step)
+        x, lab, slab, *dropped = self._batch(step)
+        drop, drop_image = dropped if dropped else (None, None)
         self.G_train.train()
         if cfg.freeze_bn:
             for m in self.G.modules():
@@ -353,12 +414,15 @@ class SemiTrainer(GeminiTrainer):
             self.aux.train()
         if self.G.config.encoder == "acquired-2d":
             parts = acquired_losses(self.G, x, lab, slab, self.w_tensor, self.amp_dtype, cfg.seg_target,
-                                    self.aux)
+                                    self.aux, drop, drop_image)
         else:
             with autocast(self.device, self.amp_dtype):
                 sr, logits = self.G_train(x)
             parts = slab_losses(sr.float(), logits.float(), x, lab, slab, self.w_tensor)
         loss = parts["ce"] + cfg.lambda_dice * parts["dice"] + cfg.lambda_degrade * parts["degrade"]
+        if drop is not None:
+            loss = loss + cfg.lambda_drop * (parts["drop_ce"] + cfg.lambda_dice * parts["drop_dice"]) \
+                + cfg.lambda_drop_image * parts["drop_mse"]
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler_g.scale(loss).backward()
         self.scaler_g.step(self.opt_g)

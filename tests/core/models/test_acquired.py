@@ -243,7 +243,7 @@ def test_acquired_to_sr_host_equals_the_dense_path(monkeypatch, dtype, channels_
     if channels_last:
         a_seg = a_seg.contiguous(memory_format=torch.channels_last)
     model = GeminiGenerator(GeminiConfig(depth=depth, widths=(4, 8, 16), encoder="acquired-2d")).eval()
-    monkeypatch.setattr(model, "acquired_parts", lambda inp: (a_img, a_seg, plan, None))
+    monkeypatch.setattr(model, "acquired_parts", lambda inp, *a, **k: (a_img, a_seg, plan, None))
     with torch.inference_mode():
         img, lab = model._infer_acquired(x)  # the CPU default
         ref_img, ref_lab = model._infer_acquired(x, grouped=False)
@@ -267,7 +267,7 @@ def test_acquired_to_sr_host_with_through_plane_residuals(monkeypatch):
     a_img, a_seg = torch.randn((plan.n, 16, 16), generator=g), torch.randn((plan.n, 4, 16, 16), generator=g)
     a_res = torch.randn((plan.n, 4, 16, 16), generator=g)
     model = GeminiGenerator(GeminiConfig(depth=16, widths=(4, 8, 16), encoder="acquired-2d", tp_knots=2)).eval()
-    monkeypatch.setattr(model, "acquired_parts", lambda inp: (a_img, a_seg, plan, a_res))
+    monkeypatch.setattr(model, "acquired_parts", lambda inp, *a, **k: (a_img, a_seg, plan, a_res))
     with torch.inference_mode():
         img, lab = model._infer_acquired(x)
         ref_img, ref_lab = model._infer_acquired(x, grouped=False)
