@@ -38,7 +38,12 @@ from torch.nn import functional as F
 
 from gemini_cmr.core.device import autocast, autocast_dtype
 from gemini_cmr.core.errors import DataError
-from gemini_cmr.core.models.gemini import GeminiConfig, GeminiGenerator, interpolate_acquired, interpolate_rows
+from gemini_cmr.core.models.gemini import (
+    GeminiConfig,
+    GeminiGenerator,
+    interpolate_acquired,
+    interpolate_rows,
+)
 from gemini_cmr.core.train.data import Augment
 from gemini_cmr.core.train.deep_supervision import DeepSupervisionHeads, level_weights
 from gemini_cmr.core.train.gemini import GeminiTrainer, TrainConfig, resolve_class_weights
