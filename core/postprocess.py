@@ -2,9 +2,10 @@
 
 `{"inference": {"roi_mm": 176}}` (`core.predict.Predictor`): the network runs on a heart-centred box of
 that size found by a first whole-field-of-view pass (`heart_roi`), as the model was trained on crops.
-`{"inference": {"keep_largest_heart_component": true, "heart_component_by": "size" | "myocardium"}}`: in
-every phase, only one 3D connected component of the heart (all labels > 0 together, face connectivity) is
-kept, the largest or the one with the most LV myocardium; everything else becomes background. Used by the ACDC model, which sees whole fields of view at inference but heart-centred crops in
+`{"inference": {"keep_largest_heart_component": true, "heart_component_by": "size" | "myocardium" |
+"ventricle"}}`: in every phase, only one 3D connected component of the heart (all labels > 0 together, face
+connectivity) is kept, the largest, the one with the most LV myocardium or the one with the most LV cavity
+walled by myocardium; everything else becomes background. Used by the ACDC model, which sees whole fields of view at inference but heart-centred crops in
 training, so that isolated false positives in the chest wall or abdomen do not enter volumes and meshes.
 """
 
@@ -19,13 +20,29 @@ from scipy import ndimage
 
 def keep_largest_heart_component(labels: np.ndarray, by: str = "size") -> np.ndarray:
     """(D, H, W) labels -> the same with only one connected heart component (labels > 0): the largest
-    (`by="size"`) or the one holding the most LV myocardium (`by="myocardium"`)."""
+    (`by="size"`), the one holding the most LV myocardium (`by="myocardium"`), or the one holding the
+    most LV cavity walled by myocardium (`by="ventricle"`: LV cavity voxels with myocardium within
+    `VENTRICLE_WALL_PX` pixels in their slice, so that a solid blob of false myocardium in the chest or
+    abdomen never wins over a real ventricle; the most myocardium where no component has such voxels)."""
     cc, n = ndimage.label(labels > 0)
     if n <= 1:
         return labels
-    sizes = np.bincount(cc.ravel(), weights=(labels == 2).ravel() if by == "myocardium" else None)
+    if by == "ventricle":
+        r = VENTRICLE_WALL_PX
+        walled = (labels == 1) & ndimage.maximum_filter(labels == 2, size=(1, 2 * r + 1, 2 * r + 1))
+        sizes = np.bincount(cc.ravel(), weights=walled.ravel(), minlength=n + 1)
+        sizes[0] = 0
+        if not sizes.any():
+            return keep_largest_heart_component(labels, "myocardium")
+    else:
+        sizes = np.bincount(cc.ravel(), weights=(labels == 2).ravel() if by == "myocardium" else None)
     sizes[0] = 0
     return np.where(cc == int(sizes.argmax()), labels, 0).astype(labels.dtype)
+
+
+# `keep_largest_heart_component(by="ventricle")`: how near (pixels, in-plane) myocardium must be to an LV
+# cavity voxel for that voxel to count as walled.
+VENTRICLE_WALL_PX = 2
 
 
 def heart_roi(labels: np.ndarray, spacing_yx: tuple[float, float] | np.ndarray, size_mm: float

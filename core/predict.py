@@ -390,8 +390,9 @@ class Predictor:
     def _heart_roi(self, study: Study, sr: Grid, phase: int, scale: float, roi_mm: float,
                    norm: dict) -> tuple[tuple[int, int, int, int] | None, float]:
         """Region-of-interest inference for models trained on heart-centred crops (the ACDC model):
-        one phase through the network on the whole field of view finds the heart (the kept heart
-        component of the post-processed labels); the box is `roi_mm` wide in-plane, centred on it and
+        one phase through the network on the whole field of view finds the heart (the heart component
+        with the most LV cavity walled by myocardium, `keep_largest_heart_component(by="ventricle")`:
+        a model that sees the whole field only here may paint solid false myocardium elsewhere); the box is `roi_mm` wide in-plane, centred on it and
         moved inside the grid; the intensity scale is the percentile of the LR pixels inside the box, as
         for the training crops. Nothing found: the whole field of view, with a warning."""
         from gemini_cmr.core.postprocess import heart_roi, postprocess_labels
@@ -399,7 +400,7 @@ class Predictor:
         placed = place_on_sr_grid(study.image[[phase]], study.grid, sr)
         _, lab = self._run_safe(placed, scale)
         lab = postprocess_labels(lab, {"inference": {"keep_largest_heart_component": True,
-                                                     "heart_component_by": "myocardium"}})
+                                                     "heart_component_by": "ventricle"}})
         roi = heart_roi(lab[0], (float(sr.spacing[1]), float(sr.spacing[0])), roi_mm)
         if roi is None:
             log.warning("no heart found on the whole field of view: the network runs on all of it")

@@ -71,7 +71,7 @@ def file_sha256(path: str | Path) -> str:
 TOP_LEVEL_KEYS = ("kind", "version", "model", "training", "normalisation", "inference", "licence", "evaluation",
                   "weights_dtype")
 NORMALISATION_METHODS = ("lr_percentile",)
-HEART_COMPONENT_BY = ("size", "myocardium")
+HEART_COMPONENT_BY = ("size", "myocardium", "ventricle")
 WEIGHTS_DTYPES = ("float16", "float32")
 # Architecture limits: far above every shipped or recipe model, low enough that a config cannot make the
 # loader allocate an absurd network before the weights are compared with it.

@@ -19,6 +19,22 @@ def test_keeps_only_the_largest_heart_component():
     assert np.array_equal(done[1], out)
 
 
+def test_ventricle_criterion_keeps_the_walled_lv_over_a_solid_false_myocardium_blob():
+    lab = np.zeros((6, 40, 40), np.uint8)
+    lab[1:5, 4:14, 4:14] = 2  # the ventricle: myocardium ring around the LV cavity
+    lab[1:5, 6:12, 6:12] = 1
+    lab[0:6, 20:36, 20:36] = 2  # a larger solid block of false myocardium
+    lab[0, 38:40, 0:2] = 1  # a lone LV cavity speck, no wall
+    by_myo = keep_largest_heart_component(lab, "myocardium")
+    assert by_myo[1:5, 6:12, 6:12].sum() == 0  # the blob wins by myocardium ...
+    out = keep_largest_heart_component(lab, "ventricle")
+    np.testing.assert_array_equal(out[1:5, 4:14, 4:14], lab[1:5, 4:14, 4:14])  # ... the ventricle by walled LV
+    assert out[:, 20:36, 20:36].sum() == 0 and out[0, 38:40, 0:2].sum() == 0
+    blob = np.where(lab == 1, 0, lab).astype(np.uint8)  # no LV cavity anywhere: the most myocardium
+    np.testing.assert_array_equal(keep_largest_heart_component(blob, "ventricle"),
+                                  keep_largest_heart_component(blob, "myocardium"))
+
+
 def test_heart_roi_is_centred_on_the_heart_and_kept_inside_the_grid():
     from gemini_cmr.core.postprocess import heart_roi
 
