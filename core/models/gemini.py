@@ -364,10 +364,15 @@ class GeminiGenerator(nn.Module):
             a_seg = tta_scores(a_seg, mirrored, flips)
             if s_res:
                 s_res[0] = s_res[0] / (len(flips) + 1)
-        if s_res and plan.n:
-            return self._infer_acquired_scores(x, a_img, a_seg, plan, a_res, s_res[0])
         if grouped is None:
             grouped = x.device.type == "cpu"
+        if s_res and plan.n:
+            if not grouped:
+                return self._infer_acquired_scores(x, a_img, a_seg, plan, a_res, s_res[0])
+            sr_img = interpolate_acquired(a_img.float(), None, plan, None if a_res is None else a_res.float())[0]
+            knots, kplan = score_knots(a_seg.float(), s_res[0].float(), plan)
+            img, lab = acquired_to_sr_host(a_img, knots, kplan, b * d, sr_img)
+            return img.view(b, d, h, w), lab.view(b, d, h, w)
         if grouped and plan.n:
             sr_img = None if a_res is None else interpolate_acquired(a_img.float(), None, plan, a_res.float())[0]
             img, lab = acquired_to_sr_host(a_img, a_seg, plan, b * d, sr_img)
@@ -480,7 +485,7 @@ def acquired_to_sr_host(a_img: torch.Tensor, a_seg: torch.Tensor, plan: Acquired
     slice's argmax, and where the two neighbours' argmax differ, the argmax of the interpolated scores;
     the differing pixels found once per pair of neighbours, then gathered for all SR slices at once.
     Identical to `_infer_acquired`'s dense path."""
-    n, h, w = a_img.shape
+    n, (h, w) = a_seg.shape[0], a_img.shape[1:]
     k, hw = a_seg.shape[1], h * w
     scores = _host_float32(a_seg, (1, 0, 2, 3)).reshape(k, n, hw)  # class planes
     a_lab = _class_argmax_np(scores.transpose(1, 0, 2))  # (N, h*w)
@@ -522,6 +527,40 @@ def acquired_to_sr_host(a_img: torch.Tensor, a_seg: torch.Tensor, plan: Acquired
                 np.add(u * plane[fa], t * plane[fb], out=s[j])
             lab[out[m], at] = _class_argmax_np(s.T)
     return torch.from_numpy(img).view(rows, h, w), torch.from_numpy(lab).view(rows, h, w)
+
+
+def score_knots(a_seg: torch.Tensor, s_res: torch.Tensor, plan: AcquiredPlan) -> tuple[torch.Tensor, AcquiredPlan]:
+    """The class scores of a model with through-plane score residuals (`seg_tp_knots` Q) as a piecewise
+    linear interpolation: (knots (N + 2NQ, K, h, w): the acquired slices' scores, then per slice, direction
+    (previous, next) and knot j = 1..Q the scores at distance t_j = 0.5 j / Q towards that neighbour, i.e.
+    the linear interpolation plus that knot's residual; a plan whose SR slices interpolate linearly between
+    the two knots around their t). `tp_basis` is linear between knots, so every SR slice's scores are
+    exactly those of `interpolate_rows`, and `acquired_to_sr_host`'s shortcut (the label of both ends where
+    they agree) stays exact. Directions towards a missing neighbour are never used (those SR slices have
+    t = 0)."""
+    n = plan.n
+    q = s_res.shape[1] // 2
+    ia, ib, t = plan.ia, plan.ib, plan.t
+    idx = torch.arange(n)
+    prev, nxt = torch.clamp(idx - 1, min=0), torch.clamp(idx + 1, max=n - 1)
+    knots = [a_seg]
+    for direction, nb in ((0, prev), (1, nxt)):
+        for j in range(1, q + 1):
+            tj = 0.5 * j / q
+            knots.append((1 - tj) * a_seg + tj * a_seg[nb.to(a_seg.device)] + s_res[:, direction * q + j - 1])
+    seg = torch.clamp(torch.floor(t * 2 * q).long(), max=q - 1)  # knot segment [j, j + 1] of each SR slice
+    direction = (ib > ia).long()
+    base = n + direction * (q * n)  # knot 1 of slice 0 in this direction
+
+    def knot(j: torch.Tensor) -> torch.Tensor:  # index of knot j (0 = the slice itself) of slice ia
+        return torch.where(j == 0, ia, base + (j - 1) * n + ia)
+
+    both = ia != ib
+    k_a = torch.where(both, knot(seg), ia)
+    k_b = torch.where(both, knot(seg + 1), ia)
+    t2 = torch.where(both, (t * 2 * q - seg.float()).clamp(0, 1), torch.zeros_like(t))
+    kplan = AcquiredPlan(n + 2 * n * q, plan.src, plan.pos, plan.length, plan.out, k_a, k_b, t2, plan.runs)
+    return torch.cat(knots), kplan
 
 
 def neighbour_blocks(pos: torch.Tensor, length: int, radius: int) -> dict[int, list[tuple[int, int, int]]]:
@@ -705,4 +744,4 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["AcquiredPlan", "acquired_groups", "acquired_to_sr_host", "acquired_plan", "class_argmax", "interpolate_acquired", "interpolate_rows", "tp_basis", "tp_residual", "tta_scores", "ENCODERS", "REFERENCE_WIDTHS", "TTA_FLIPS", "GeminiConfig", "GeminiGenerator", "ModelConfigJSON", "count_parameters"]
+__all__ = ["AcquiredPlan", "acquired_groups", "acquired_to_sr_host", "acquired_plan", "class_argmax", "interpolate_acquired", "interpolate_rows", "score_knots", "tp_basis", "tp_residual", "tta_scores", "ENCODERS", "REFERENCE_WIDTHS", "TTA_FLIPS", "GeminiConfig", "GeminiGenerator", "ModelConfigJSON", "count_parameters"]

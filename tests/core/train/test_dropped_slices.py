@@ -12,8 +12,11 @@ from gemini_cmr.core.models.gemini import (
     GeminiConfig,
     GeminiGenerator,
     acquired_plan,
+    acquired_to_sr_host,
+    class_argmax,
     interpolate_acquired,
     interpolate_rows,
+    score_knots,
     tp_residual,
 )
 from gemini_cmr.core.models.store import load_model
@@ -88,6 +91,31 @@ def test_score_residuals_start_at_zero_and_follow_the_basis():
     torch.testing.assert_close(interpolate_rows(a, ia, ib, t, res)[1], 0.5 * a[1] + 0.5 * a[0] + res[1, 1])
     with pytest.raises(ModelError, match="seg_tp_knots"):
         GeminiConfig(seg_tp_knots=1)  # the slices-as-channels encoder has no acquired slices
+
+
+@pytest.mark.parametrize("q", [1, 2, 3])
+def test_score_knots_host_labels_equal_the_dense_scores(q):
+    """The CPU path (knots + `acquired_to_sr_host`'s shortcut) gives exactly the argmax of every SR slice's
+    interpolated scores plus residuals, for stacks with gaps, edges and depth padding."""
+    g = torch.Generator().manual_seed(q)
+    x = torch.zeros(3, 24, 6, 5)
+    lengths = [(2, 3, 3, 4, 2), (5, 5), (1, 2, 3, 2, 3, 1)]
+    for b, runs in enumerate(lengths):
+        z = 1 + b
+        for run in runs:
+            x[b, z:z + run] = torch.rand(6, 5, generator=g) + 0.5
+            z += run
+    plan = acquired_plan(x)
+    a_seg = torch.randn(plan.n, 4, 6, 5, generator=g)
+    s_res = 2 * torch.randn(plan.n, 2 * q, 4, 6, 5, generator=g)
+    dense = class_argmax(interpolate_rows(a_seg, plan.ia, plan.ib, plan.t, s_res))
+    knots, kplan = score_knots(a_seg, s_res, plan)
+    sr_img = torch.zeros(len(plan.out), 6, 5)
+    _, lab = acquired_to_sr_host(torch.zeros(plan.n, 6, 5), knots, kplan, 3 * 24, sr_img)
+    assert torch.equal(lab.flatten(0, 0)[plan.out], dense)
+    pad = torch.ones(3 * 24, dtype=torch.bool)
+    pad[plan.out] = False
+    assert not lab[pad].any()
 
 
 def test_score_residuals_change_the_labels_and_the_forward_scores_agree():
