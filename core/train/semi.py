@@ -730,7 +730,7 @@ def finish_finetune(cfg: SemiConfig, data: str | Path, out: str | Path, device: 
     model_cfg = {"training": training, "normalisation": trained.config.get("normalisation", {}),
                  "inference": ref_cfg.get("inference") or {"roi_mm": cfg.roi_mm or None,
                                                            "keep_largest_heart_component": True,
-                                                           "heart_component_by": "myocardium"}}
+                                                           "heart_component_by": "ventricle"}}
     if cfg.init and ref_cfg.get("licence"):
         model_cfg["licence"] = "Fine-tuned from " + Path(cfg.init).name + ": " + ref_cfg["licence"]
     save_model(stage, trained.generator, model_cfg, half=True)

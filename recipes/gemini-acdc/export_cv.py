@@ -3,6 +3,11 @@
 (`RUN/cv.json`) as its evaluation, the licence note and the heart-region inference settings.
 
     .venv/bin/python recipes/gemini-acdc/export_cv.py runs/cv [--dest resources/models/gemini-acdc]
+        [--recipe recipes/gemini-acdc/cpu.json] [--dropped DROPPED.json]
+
+`--recipe`: the config `RUN` was trained with (named in the model's training command and evaluation; a
+continuation recipe's `init` names the run it continued). `--dropped`: the JSON of `gemini-cmr evaluate
+dropped-slices ... --model RUN/foldK/model --json` on a fold's held-out patients, added to the evaluation.
 
 The weights are written float16; `LICENCE.md` in the destination is kept. The model's `evaluation` says how
 many folds were measured and that every figure is on patients the scored model never saw (the last
@@ -20,10 +25,10 @@ from gemini_cmr.core.resources import acdc_model_path
 
 LICENCE = ("Research weights trained on ACDC (Bernard et al., IEEE TMI 37(11) 2018): non-commercial research use "
            "only; citing that paper is mandatory. See LICENCE.md in this folder.")
-INFERENCE = {"roi_mm": 176, "keep_largest_heart_component": True, "heart_component_by": "myocardium"}
+INFERENCE = {"roi_mm": 176, "keep_largest_heart_component": True, "heart_component_by": "ventricle"}
 
 
-def evaluation_from_cv(cv: dict) -> dict:
+def evaluation_from_cv(cv: dict, recipe: str = "recipes/gemini-acdc/cpu.json") -> dict:
     s = cv["summary"]
     folds = s.get("evaluated_folds") or []
     ev = {
@@ -33,7 +38,7 @@ def evaluation_from_cv(cv: dict) -> dict:
         "held_out": ("each patient scored by the model of the fold that left it out; that model is the last "
                      "checkpoint of a fixed step count, so nothing was chosen on the scored patients; the shipped "
                      "weights are the same recipe trained on all 100 patients"),
-        "command": "gemini-cmr train cv --data acdc:ACDC --config recipes/gemini-acdc/cpu.json --out RUN",
+        "command": f"gemini-cmr train cv --data acdc:ACDC --config {recipe} --out RUN",
         "protocol": ("whole pipeline on the whole field of view (heart region found by the model, "
                      "inference.roi_mm), slice motion correction on, SR labels resampled onto the acquired "
                      "slices vs manual labels, 3D Dice per volume"),
@@ -48,6 +53,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", help="the `train cv` output folder (holds final/model and cv.json)")
     ap.add_argument("--dest", default=None, help="model folder to write (default: the bundled gemini-acdc)")
+    ap.add_argument("--recipe", default="recipes/gemini-acdc/cpu.json", help="the config RUN was trained with")
+    ap.add_argument("--dropped", default=None, help="`evaluate dropped-slices --json` output of a fold model")
     args = ap.parse_args()
     run = Path(args.run)
     m = load_model(run / "final" / "model")
@@ -55,14 +62,25 @@ def main() -> None:
     state = json.loads((run / "final" / "last" / "state.json").read_text()) \
         if (run / "final" / "last" / "state.json").exists() else {}
     tr = cfg["training"]
-    tr["command"] = ("gemini-cmr train cv --data acdc:ACDC --config recipes/gemini-acdc/cpu.json --out RUN --final "
+    recipe = json.loads(Path(args.recipe).read_text())
+    tr["command"] = (f"gemini-cmr train cv --data acdc:ACDC --config {args.recipe} --out RUN --final "
                      "(ACDC = the 100 ACDC training patients)")
+    if recipe.get("init"):
+        tr["command"] += (f"; it continues the models of an earlier run (init {recipe['init']}, each fold and the "
+                          "final model from their own)")
     if state.get("train_seconds"):
         tr["train_seconds"] = round(float(state["train_seconds"]), 1)
     tr["hardware"] = "2 CPU cores (AMD EPYC, no AMX), torch 2.13 CPU"
     cfg["licence"] = LICENCE
     cfg["inference"] = dict(INFERENCE)
-    cfg["evaluation"] = evaluation_from_cv(json.loads((run / "cv.json").read_text()))
+    cfg["evaluation"] = evaluation_from_cv(json.loads((run / "cv.json").read_text()), args.recipe)
+    if args.dropped:
+        d = json.loads(Path(args.dropped).read_text())
+        cfg["evaluation"]["dropped_slices"] = {
+            "command": "gemini-cmr evaluate dropped-slices --data ACDC --fold K --limit 10 --model RUN/foldK/model",
+            "protocol": ("every other short-axis slice removed, the rest super-resolved at ED and ES, labels at the "
+                         "removed slices vs their manual labels, pooled Dice; the fold model never saw the patients"),
+            "fold_model_id": d.get("model_id", "")[:12], "n": d.get("n"), "summary": d.get("summary")}
     dest = Path(args.dest) if args.dest else acdc_model_path()
     weights = save_model(dest, m.generator, cfg, half=True)
     digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()

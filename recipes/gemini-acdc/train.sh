@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Re-create the ACDC research model resources/models/gemini-acdc (recipes/gemini-acdc/README.md,
 # docs/real-data.md).
-# --cv: the recipe of the shipped weights (model 269804efbfb8): 5-fold cross-validation of
-#   recipes/gemini-acdc/cpu.json (gemini-cmr train cv; resumable), the same recipe trained on all 100 patients
-#   (--final), exported with the folds' figures (recipes/gemini-acdc/export_cv.py). Extra arguments go to
-#   `train cv` (e.g. --device cuda).
+# --cv: the recipe of the shipped weights: 5-fold cross-validation of recipes/gemini-acdc/cpu.json (gemini-cmr
+#   train cv; resumable) and the same recipe trained on all 100 patients (--final; model 269804efbfb8), then
+#   stage 2, recipes/gemini-acdc/cpu_dropped.json, continuing each fold's and the final model with dropped-slice
+#   self-supervision (600 steps), the dropped-slice test on fold 1, and the stage-2 final model exported with
+#   its folds' figures (recipes/gemini-acdc/export_cv.py). Extra arguments go to `train cv` (e.g. --device cuda).
 # --gpu: the recipe of the former weights (model 2a1f57e8a4eb): 176 mm heart-centred crops of the cohort
 #   (recipes/gemini-acdc/crop_acdc.py), semi-supervised Gemini-GAN training ("acquired-2d" generator,
 #   LR-label losses) with recipes/gemini-acdc/gpu.json on CUDA, 1,066 steps, seed 0 (about 5 min on an
@@ -30,7 +31,16 @@ if [ "${1:-}" = "--cv" ]; then
   shift $(( $# < 3 ? $# : 3 ))
   $PY -m gemini_cmr.cli.main train cv --data "acdc:$ACDC" --config recipes/gemini-acdc/cpu.json --out "$RUN" "$@"
   $PY -m gemini_cmr.cli.main train cv --data "acdc:$ACDC" --config recipes/gemini-acdc/cpu.json --out "$RUN" --final "$@"
-  $PY recipes/gemini-acdc/export_cv.py "$RUN"
+  # stage 2: every fold and the final model continued from their own stage-1 model with dropped-slice
+  # self-supervision and through-plane residuals (recipes/gemini-acdc/cpu_dropped.json)
+  sed "s#runs/cv-e1/#$RUN/#" recipes/gemini-acdc/cpu_dropped.json > "$RUN-dropped.config.json"
+  $PY -m gemini_cmr.cli.main train cv --data "acdc:$ACDC" --config "$RUN-dropped.config.json" --out "$RUN-dropped" "$@"
+  $PY -m gemini_cmr.cli.main train cv --data "acdc:$ACDC" --config "$RUN-dropped.config.json" --out "$RUN-dropped" \
+    --final "$@"
+  $PY -m gemini_cmr.cli.main evaluate dropped-slices --data "$ACDC" --fold 1 --limit 10 \
+    --model "$RUN-dropped/fold1/model" --motion-correction on --json > "$RUN-dropped/dropped_fold1.json"
+  $PY recipes/gemini-acdc/export_cv.py "$RUN-dropped" --recipe recipes/gemini-acdc/cpu_dropped.json \
+    --dropped "$RUN-dropped/dropped_fold1.json"
   exit 0
 fi
 if [ "${1:-}" = "--gpu" ]; then
@@ -51,7 +61,7 @@ cfg = {k: v for k, v in m.config.items() if k not in ("kind", "version", "model"
 cfg["training"]["command"] = f"recipes/gemini-acdc/train.sh --gpu ACDC {run}"
 cfg["licence"] = ("Research weights trained on ACDC (Bernard et al., IEEE TMI 37(11) 2018): non-commercial "
                   "research use only; citing that paper is mandatory. See LICENCE.md in this folder.")
-cfg["inference"] = {"roi_mm": 176, "keep_largest_heart_component": True, "heart_component_by": "myocardium"}
+cfg["inference"] = {"roi_mm": 176, "keep_largest_heart_component": True, "heart_component_by": "ventricle"}
 save_model(acdc_model_path(), m.generator, cfg, half=True)
 print("exported", acdc_model_path())
 PYEOF
