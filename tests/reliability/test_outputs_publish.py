@@ -419,7 +419,7 @@ def test_sigkill_while_writing_then_the_next_run_cleans_up(tmp_path):
         while not staging(out) and proc.poll() is None and time.monotonic() < end:
             time.sleep(0.005)
         assert staging(out), f"the run ended before writing: {proc.communicate()[1][-2000:]}"
-        time.sleep(0.3)
+        time.sleep(0.02)  # inside the writing, which takes well under a second
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     finally:
