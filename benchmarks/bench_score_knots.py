@@ -50,7 +50,7 @@ def main() -> None:
         return acquired_to_sr_host(a_img, a_seg, plan, b * d, sr_img)[1]
 
     def knots():
-        kn, kp = score_knots(a_seg, s_res, plan)
+        kn, kp, _ = score_knots(a_seg, s_res, plan)
         return acquired_to_sr_host(a_img, kn, kp, b * d, sr_img)[1]
 
     def dense():

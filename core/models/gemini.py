@@ -369,9 +369,14 @@ class GeminiGenerator(nn.Module):
         if s_res and plan.n:
             if not grouped:
                 return self._infer_acquired_scores(x, a_img, a_seg, plan, a_res, s_res[0])
-            sr_img = interpolate_acquired(a_img.float(), None, plan, None if a_res is None else a_res.float())[0]
-            knots, kplan = score_knots(a_seg.float(), s_res[0].float(), plan)
-            img, lab = acquired_to_sr_host(a_img, knots, kplan, b * d, sr_img)
+            res = None if a_res is None else a_res.float()
+            if res is None or res.shape[1] == s_res[0].shape[1]:  # the image on the same knots, on the host
+                knots, kplan, img_knots = score_knots(a_seg.float(), s_res[0].float(), plan, a_img.float(), res)
+                img, lab = acquired_to_sr_host(img_knots, knots, kplan, b * d)
+            else:
+                sr_img = interpolate_acquired(a_img.float(), None, plan, res)[0]
+                knots, kplan, _ = score_knots(a_seg.float(), s_res[0].float(), plan)
+                img, lab = acquired_to_sr_host(a_img, knots, kplan, b * d, sr_img)
             return img.view(b, d, h, w), lab.view(b, d, h, w)
         if grouped and plan.n:
             sr_img = None if a_res is None else interpolate_acquired(a_img.float(), None, plan, a_res.float())[0]
@@ -529,7 +534,8 @@ def acquired_to_sr_host(a_img: torch.Tensor, a_seg: torch.Tensor, plan: Acquired
     return torch.from_numpy(img).view(rows, h, w), torch.from_numpy(lab).view(rows, h, w)
 
 
-def score_knots(a_seg: torch.Tensor, s_res: torch.Tensor, plan: AcquiredPlan) -> tuple[torch.Tensor, AcquiredPlan]:
+def score_knots(a_seg: torch.Tensor, s_res: torch.Tensor, plan: AcquiredPlan, a_img: torch.Tensor | None = None,
+                a_res: torch.Tensor | None = None) -> tuple[torch.Tensor, AcquiredPlan, torch.Tensor | None]:
     """The class scores of a model with through-plane score residuals (`seg_tp_knots` Q) as a piecewise
     linear interpolation: (knots (N + 2NQ, K, h, w): the acquired slices' scores, then per slice, direction
     (previous, next) and knot j = 1..Q the scores at distance t_j = 0.5 j / Q towards that neighbour, i.e.
@@ -537,17 +543,27 @@ def score_knots(a_seg: torch.Tensor, s_res: torch.Tensor, plan: AcquiredPlan) ->
     the two knots around their t). `tp_basis` is linear between knots, so every SR slice's scores are
     exactly those of `interpolate_rows`, and `acquired_to_sr_host`'s shortcut (the label of both ends where
     they agree) stays exact. Directions towards a missing neighbour are never used (those SR slices have
-    t = 0)."""
+    t = 0). With `a_img` (N, h, w) the third item holds the image's knots on the same plan (with the residual
+    images `a_res`, which must then have Q knots too; without, the linear image): the host path then builds
+    the SR image per group as well."""
     n = plan.n
     q = s_res.shape[1] // 2
     ia, ib, t = plan.ia, plan.ib, plan.t
     idx = torch.arange(n)
     prev, nxt = torch.clamp(idx - 1, min=0), torch.clamp(idx + 1, max=n - 1)
-    knots = [a_seg]
-    for direction, nb in ((0, prev), (1, nxt)):
-        for j in range(1, q + 1):
-            tj = 0.5 * j / q
-            knots.append((1 - tj) * a_seg + tj * a_seg[nb.to(a_seg.device)] + s_res[:, direction * q + j - 1])
+
+    def values(a: torch.Tensor, res: torch.Tensor | None) -> torch.Tensor:
+        out = [a]
+        for direction, nb in ((0, prev), (1, nxt)):
+            for j in range(1, q + 1):
+                tj = 0.5 * j / q
+                v = (1 - tj) * a + tj * a[nb.to(a.device)]
+                out.append(v if res is None else v + res[:, direction * q + j - 1])
+        return torch.cat(out)
+
+    if a_img is not None and a_res is not None and a_res.shape[1] != 2 * q:
+        raise ValueError(f"image knots need {q} residual knots, not {a_res.shape[1] // 2}")
+    img_knots = None if a_img is None else values(a_img, a_res)
     seg = torch.clamp(torch.floor(t * 2 * q).long(), max=q - 1)  # knot segment [j, j + 1] of each SR slice
     direction = (ib > ia).long()
     base = n + direction * (q * n)  # knot 1 of slice 0 in this direction
@@ -560,7 +576,7 @@ def score_knots(a_seg: torch.Tensor, s_res: torch.Tensor, plan: AcquiredPlan) ->
     k_b = torch.where(both, knot(seg + 1), ia)
     t2 = torch.where(both, (t * 2 * q - seg.float()).clamp(0, 1), torch.zeros_like(t))
     kplan = AcquiredPlan(n + 2 * n * q, plan.src, plan.pos, plan.length, plan.out, k_a, k_b, t2, plan.runs)
-    return torch.cat(knots), kplan
+    return values(a_seg, s_res), kplan, img_knots
 
 
 def neighbour_blocks(pos: torch.Tensor, length: int, radius: int) -> dict[int, list[tuple[int, int, int]]]:

@@ -76,8 +76,9 @@ def test_score_residuals_start_at_zero_and_follow_the_basis():
         for j in range(4):
             x[b, 3 + 4 * j: 7 + 4 * j] = torch.rand(16, 16) + 0.5
     img0, lab0 = base.infer(x)
-    img1, lab1 = grown.infer(x)  # dense scores path: the same labels while the head is zero
-    assert torch.equal(lab0, lab1) and torch.equal(img0, img1)
+    img1, lab1 = grown.infer(x)  # the knots path: the same labels while the head is zero
+    assert torch.equal(lab0, lab1)
+    torch.testing.assert_close(img1, img0)  # the image from its knots: the same up to rounding
     # residuals: zero at the acquired slices' own SR positions (t = 0), towards the right neighbour
     res = torch.randn(3, 4, 2, 5, 5)  # 3 slices, 2 knots x 2 directions, 2 classes
     ia, ib = torch.tensor([0, 1, 1, 2]), torch.tensor([1, 0, 2, 2])
@@ -109,10 +110,16 @@ def test_score_knots_host_labels_equal_the_dense_scores(q):
     a_seg = torch.randn(plan.n, 4, 6, 5, generator=g)
     s_res = 2 * torch.randn(plan.n, 2 * q, 4, 6, 5, generator=g)
     dense = class_argmax(interpolate_rows(a_seg, plan.ia, plan.ib, plan.t, s_res))
-    knots, kplan = score_knots(a_seg, s_res, plan)
-    sr_img = torch.zeros(len(plan.out), 6, 5)
-    _, lab = acquired_to_sr_host(torch.zeros(plan.n, 6, 5), knots, kplan, 3 * 24, sr_img)
-    assert torch.equal(lab.flatten(0, 0)[plan.out], dense)
+    a_img = torch.randn(plan.n, 6, 5, generator=g)
+    a_res = torch.randn(plan.n, 2 * q, 6, 5, generator=g)
+    knots, kplan, img_knots = score_knots(a_seg, s_res, plan, a_img, a_res)
+    img, lab = acquired_to_sr_host(img_knots, knots, kplan, 3 * 24)
+    assert torch.equal(lab[plan.out], dense)
+    # the image on the same knots: the through-plane residual images' interpolation, up to rounding
+    torch.testing.assert_close(img[plan.out], interpolate_acquired(a_img, None, plan, a_res)[0])
+    _, _, linear = score_knots(a_seg, s_res, plan, a_img)  # no residual images: the linear image
+    torch.testing.assert_close(acquired_to_sr_host(linear, knots, kplan, 3 * 24)[0][plan.out],
+                               interpolate_acquired(a_img, None, plan)[0])
     pad = torch.ones(3 * 24, dtype=torch.bool)
     pad[plan.out] = False
     assert not lab[pad].any()
