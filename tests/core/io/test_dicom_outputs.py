@@ -394,12 +394,7 @@ def test_segmentations_encoded_by_the_caching_encoder_are_the_bytes_pydicom_writ
     from gemini_cmr.core.io import dicom_write
 
     _, result, _ = _dicom_result(tmp_path / "in", n_phases=2)
-    study, ident = result.study, result.study.meta.dicom
-    ctx = dicom_write.dicom_context(study, "m", "0" * 64, "1")
-    headers = dicom_write.write_sr_series(tmp_path / "sr", result.sr_image, result.sr_grid, result.phases,
-                                          study.phase_times_ms, ctx, "none", source_grid=study.grid,
-                                          source_uids=ident.sop_instance_uids)
-    sources = dicom_write.source_images(study, result.phases, ctx)
+    ctx, headers, sources = _sr_headers_and_sources(tmp_path, result)
     encoder = dicom_write.CachingEncoder()
     jobs = (dicom_write.segmentation_jobs(tmp_path / "a", result.sr_labels, headers, result.phases, ctx, "sr_labels")
             + dicom_write.segmentation_jobs(tmp_path / "b", result.lr_labels, sources, result.phases, ctx,
@@ -449,12 +444,7 @@ def test_segmentations_are_what_highdicom_builds(tmp_path, case):
         result = SuperResolver(model=FakePredictor()).run(study, meshes="none")
     else:
         _, result, _ = _dicom_result(tmp_path / "in", n_phases=2)
-    study, ident = result.study, result.study.meta.dicom
-    ctx = dicom_write.dicom_context(study, "m", "0" * 64, "1")
-    headers = dicom_write.write_sr_series(tmp_path / "sr", result.sr_image, result.sr_grid, result.phases,
-                                          study.phase_times_ms, ctx, "none", source_grid=study.grid,
-                                          source_uids=ident.sop_instance_uids)
-    sources = dicom_write.source_images(study, result.phases, ctx)
+    ctx, headers, sources = _sr_headers_and_sources(tmp_path, result)
     sr_labels, lr_labels = result.sr_labels.copy(), result.lr_labels.copy()
     if case == "empty":
         sr_labels[0] = 0
@@ -474,3 +464,16 @@ def test_segmentations_are_what_highdicom_builds(tmp_path, case):
             assert int(ours.NumberOfFrames) == int(theirs.NumberOfFrames) > 0
             assert _same_instance(ours) == _same_instance(theirs)
     assert all(series is not None for series in writer._series.values())
+
+
+def _sr_headers_and_sources(tmp_path, result):
+    """The DICOM context, the uncompressed SR series' headers (written to tmp_path/sr) and the acquired
+    slices' source images of a result: what the segmentation writers take."""
+    from gemini_cmr.core.io import dicom_write
+
+    study, ident = result.study, result.study.meta.dicom
+    ctx = dicom_write.dicom_context(study, "m", "0" * 64, "1")
+    headers = dicom_write.write_sr_series(tmp_path / "sr", result.sr_image, result.sr_grid, result.phases,
+                                          study.phase_times_ms, ctx, "none", source_grid=study.grid,
+                                          source_uids=ident.sop_instance_uids)
+    return ctx, headers, dicom_write.source_images(study, result.phases, ctx)
