@@ -87,6 +87,9 @@ class GeminiConfig(ModelConfigJSON):
     # acquired-2d: learned through-plane class-score residuals between acquired slices (0 = the labels of
     # linearly interpolated scores), trained where labels exist between slices (dropped-slice training)
     seg_tp_knots: int = 0
+    # acquired-2d with seg_tp_knots: hidden channels of a second, non-linear score-residual head (3x3 conv,
+    # ReLU, 1x1 conv, zero at start) whose output is added to the 1x1 head's (0 = none)
+    seg_tp_hidden: int = 0
     norm: str = "batch"  # normalisation of the conv blocks and mixing convs: "batch" | "instance"
 
     def __post_init__(self):
@@ -106,6 +109,9 @@ class GeminiConfig(ModelConfigJSON):
             setattr(self, name, v)
             if v < 0 or (v and self.encoder != "acquired-2d"):
                 raise ModelError(f"{name} {v}: a count >= 0, and only for the acquired-2d encoder")
+        self.seg_tp_hidden = int(self.seg_tp_hidden)
+        if self.seg_tp_hidden < 0 or (self.seg_tp_hidden and not self.seg_tp_knots):
+            raise ModelError(f"seg_tp_hidden {self.seg_tp_hidden}: a count >= 0, and only with seg_tp_knots")
 
     @property
     def multiple(self) -> int:
@@ -171,6 +177,14 @@ class GeminiGenerator(nn.Module):
             self.seg_tp_head = nn.Conv2d(head_in, 2 * cfg.seg_tp_knots * cfg.n_classes, 1)
             nn.init.zeros_(self.seg_tp_head.weight)
             nn.init.zeros_(self.seg_tp_head.bias)
+        if cfg.seg_tp_hidden:
+            # Non-linear score residuals with in-plane context, added to the 1x1 head's; the last conv is
+            # zero at start, so a model grown from one without it starts exactly where that one was.
+            self.seg_tp_deep = nn.Sequential(
+                nn.Conv2d(head_in, cfg.seg_tp_hidden, 3, padding=1), nn.ReLU(inplace=True),
+                nn.Conv2d(cfg.seg_tp_hidden, 2 * cfg.seg_tp_knots * cfg.n_classes, 1))
+            nn.init.zeros_(self.seg_tp_deep[2].weight)
+            nn.init.zeros_(self.seg_tp_deep[2].bias)
 
     def _head(self, head: nn.Conv2d, f: torch.Tensor, inp: torch.Tensor) -> torch.Tensor:
         """1x1 head on the decoder features, with `input_to_heads` also on the input stack: the weight split
@@ -313,8 +327,10 @@ class GeminiGenerator(nn.Module):
             a_img = a_img + inp[:, 0]
         res = self._head(self.tp_head, fi, inp) if cfg.tp_knots else None
         if seg_res is not None and cfg.seg_tp_knots:
-            seg_res.append(self._head(self.seg_tp_head, fs, inp).view(
-                plan.n, 2 * cfg.seg_tp_knots, cfg.n_classes, h, w))
+            r = self._head(self.seg_tp_head, fs, inp)
+            if cfg.seg_tp_hidden:
+                r = r + self.seg_tp_deep(torch.cat([fs, inp], 1) if cfg.input_to_heads else fs)
+            seg_res.append(r.view(plan.n, 2 * cfg.seg_tp_knots, cfg.n_classes, h, w))
         return a_img, self._head(self.seg_head, fs, inp), plan, res
 
     @torch.no_grad()

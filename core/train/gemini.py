@@ -85,7 +85,7 @@ def read_training_config(path: str | Path) -> dict:
 
 
 # Model config counts that a saved model with 0 may grow into (`GeminiTrainer._init_from`) -> their head.
-GROWABLE_HEADS = {"tp_knots": "tp_head", "seg_tp_knots": "seg_tp_head"}
+GROWABLE_HEADS = {"tp_knots": "tp_head", "seg_tp_knots": "seg_tp_head", "seg_tp_hidden": "seg_tp_deep"}
 
 
 @dataclass
@@ -281,7 +281,7 @@ class GeminiTrainer:
     def _init_from(self, folder: str) -> None:
         """Start from the generator weights of a saved model (same architecture), e.g. to fine-tune.
         Growing a linear acquired-2d model (`tp_knots` / `seg_tp_knots` 0) into one with through-plane
-        residuals is allowed: the new heads start at zero, so the new model starts exactly where the saved
+        residuals, or adding the non-linear score-residual head (`seg_tp_hidden`), is allowed: the new heads start at zero, so the new model starts exactly where the saved
         one was."""
         weights, cfg_path = model_files(folder)
         saved = read_config(cfg_path).get("model", {})

@@ -192,6 +192,19 @@ def test_dropped_slice_training_grows_a_linear_model_and_predicts(acdc3, tmp_pat
     p = Predictor.load(tmp_path / "run" / "last", device="cpu")
     pred = p.predict(load_acdc(acdc3 / "patient005"), phases=[0])
     assert np.isfinite(pred.sr_image).all() and pred.sr_labels.max() <= 3
+    # the non-linear score-residual head added to that model: starts where it was, then trains
+    deep = _cfg(tmp_path, model={**A2D, "seg_tp_knots": 1, "tp_knots": 1, "seg_tp_hidden": 8}, drop_slices=1.0,
+                init=str(tmp_path / "run" / "last"))
+    t2 = SemiTrainer(deep, f"acdc:{acdc3}", tmp_path / "deep", device="cpu")
+    t2._prepare()
+    assert not t2.G.seg_tp_deep[2].weight.any()
+    torch.testing.assert_close(t2.G.seg_tp_head.weight, t.G.seg_tp_head.weight.to(t2.G.seg_tp_head.weight.dtype))
+    assert t2.run()["status"] == "done" and t2.G.seg_tp_deep[2].weight.abs().sum() > 0
+    pred2 = Predictor.load(tmp_path / "deep" / "last", device="cpu").predict(load_acdc(acdc3 / "patient005"),
+                                                                             phases=[0])
+    assert pred2.sr_labels.shape == pred.sr_labels.shape and pred2.sr_labels.max() <= 3
+    with pytest.raises(ModelError, match="seg_tp_hidden"):
+        GeminiConfig(**A2D, seg_tp_hidden=8)  # needs the score residuals it adds to
     with pytest.raises(DataError, match="drop_slices must be"):
         _cfg(tmp_path, drop_slices=1.5)
     with pytest.raises(DataError, match="drop_slices needs the acquired-2d"):
