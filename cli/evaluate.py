@@ -16,9 +16,10 @@ Values are mean (sd) over subjects. `--json` prints everything, per subject incl
 `gemini-cmr evaluate motion --data DIR`: the slice misalignment correction on phantoms against the
 simulator's shifts (with and without correction: median per-slice shift error, 3D Dice and surface distance
 to the HR truth, PSNR within 10 mm of the heart against cubic B-spline).
-`gemini-cmr evaluate dropped-slices --data ACDC [--patients 11 21 ...] [--fold R]`: every other short-axis
-slice removed, the rest super-resolved, the labels at the removed slices scored against their manual labels
-(pooled Dice) for the SR labels, the nearest kept slice's labels and shape-based interpolation.
+`gemini-cmr evaluate dropped-slices --data ACDC [--patients 11 21 ...] [--fold R [R ...]]`: every other
+short-axis slice removed, the rest super-resolved, the labels at the removed slices scored against their manual
+labels (pooled Dice) for the SR labels, the nearest kept slice's labels and shape-based interpolation; with
+several folds and `--model RUN/{fold}/model`, each fold's patients by its own cross-validation model, pooled.
 `--motion-correction on|off|both` (default both) for these two.
 `gemini-cmr evaluate long-axis --data DIR [--long-axis-input VIEW ...] [--held-out VIEW ...]`: the long-axis
 consistency test: 3D labels cut along a labelled long-axis plane that was not an input, against its labels (Dice,
@@ -55,8 +56,10 @@ def register(subparsers, summary: str) -> None:
     p.add_argument("--motion-correction", choices=("on", "off", "both"), default="both",
                    help="motion, dropped-slices: with, without or both (default)")
     p.add_argument("--patients", nargs="+", default=None, help="dropped-slices: ACDC patients (e.g. 11 patient021)")
-    p.add_argument("--fold", type=int, default=None,
-                   help="dropped-slices: the ACDC patients whose number %% 5 is this (without --patients)")
+    p.add_argument("--fold", type=int, nargs="+", default=None,
+                   help="dropped-slices: the ACDC patients whose number %% 5 is this (without --patients); "
+                        "several folds are pooled, each scored by --model with {fold} replaced by foldK "
+                        "(e.g. runs/cv/{fold}/model: every patient by the model that never saw it)")
     p.add_argument("--long-axis-input", nargs="+", default=(), metavar="VIEW",
                    help="long-axis: views given to the product as inputs (e.g. 4ch); the others are held out")
     p.add_argument("--held-out", nargs="+", default=None, metavar="VIEW",
@@ -104,22 +107,41 @@ def run_motion_tasks(args: argparse.Namespace) -> int:
         res = ev.evaluate_motion_phantoms(args.data, resolver, args.split, args.limit, modes, say=say)
         table = ev.format_motion_summary(res["summary"])
     else:
-        split = None if args.fold is None else f"fold{args.fold}"
-        studies = ev.acdc_patients(args.data, args.patients, split)
-        if args.limit:
-            studies = studies[: args.limit]
-        if not studies:
-            raise GeminiError(f"no ACDC patients chosen in {args.data}")
-        resolver = SuperResolver(model=args.model, adapter=args.adapter, device=args.device)
-        res = ev.dropped_slices(resolver, studies, modes, say=say)
+        groups = []
+        for fold in ([None] if args.patients or not args.fold else args.fold):
+            studies = ev.acdc_patients(args.data, args.patients, None if fold is None else f"fold{fold}")
+            if args.limit:
+                studies = studies[: args.limit]
+            if not studies:
+                raise GeminiError(f"no ACDC patients chosen in {args.data}"
+                                  + ("" if fold is None else f" for fold {fold}"))
+            groups.append((fold, fold_model(args.model, fold), studies))
+        res = ev.dropped_slices_folds(
+            [(fold, SuperResolver(model=model, adapter=args.adapter, device=args.device), studies)
+             for fold, model, studies in groups], modes, say=say)
         table = ev.format_dropped_summary(res["summary"])
+        for fold, f in res.get("folds", {}).items():
+            table += (f"\nfold {fold}: model {f['model_id'][:12]}, {f['n']} subjects, SR "
+                      + ", ".join(f"{key} {d['sr']['mean']:.3f} (shape-based {d['shape_interpolation']['mean']:.3f})"
+                                  for key, d in f["summary"].items()))
     if args.json:
         print(dumps(res, indent=2))
     else:
         print(table)
-        print(f"\nmodel {res['model_id'][:12]}, {res['n']} subjects")
+        models = ", ".join(m[:12] for m in res["model_id"].split(","))
+        print(f"\nmodel {models}, {res['n']} subjects")
     sys.stdout.flush()
     return 0
+
+
+def fold_model(model: Path | None, fold: int | None) -> Path | None:
+    """`--model` for one fold: "{fold}" replaced by the fold's run folder name (foldK, as `train cv` names
+    it); a model path with "{fold}" needs --fold."""
+    if model is None or "{fold}" not in str(model):
+        return model
+    if fold is None:
+        raise GeminiError(f"--model {model} names {{fold}}: give --fold")
+    return Path(str(model).replace("{fold}", f"fold{fold}"))
 
 
 def labelled_subjects_check(args: argparse.Namespace) -> None:

@@ -29,6 +29,9 @@ def register(subparsers, summary: str = "generate paired LR/HR cine phantoms") -
     p.add_argument("--long-axis", nargs="+", default=(), choices=("4ch", "2ch"), metavar="VIEW",
                    help="also acquire long-axis cines (4ch, 2ch) with their own breath-hold offsets, written as "
                         "la_<view>.nii.gz and label_la_<view>.nii.gz beside the short-axis files")
+    p.add_argument("--no-misalign", dest="misalign", action="store_false",
+                   help="no breath-hold shifts between slices (the same subjects, aligned: e.g. to train on "
+                        "aligned stacks or to measure what the shifts cost)")
     p.add_argument("--force", action="store_true", help="overwrite an existing dataset in OUT")
     p.add_argument("--demo", action="store_true",
                    help="write the demo study (one subject, LR cine only) as OUT/demo_study.nii.gz")
@@ -60,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         args.seed = 0
     command = (f"gemini-cmr synth {shlex.quote(str(args.out))} --subjects {args.subjects} --seed {args.seed} "
                f"--domain {args.domain} --phases {args.phases}"
-               + (f" --long-axis {' '.join(args.long_axis)}" if args.long_axis else ""))
+               + (f" --long-axis {' '.join(args.long_axis)}" if args.long_axis else "")
+               + ("" if args.misalign else " --no-misalign"))
     say(f"{args.subjects} subject(s), domain {args.domain}, {args.phases} phases, seed {args.seed} -> {args.out}")
 
     def progress(fraction: float, message: str) -> None:
@@ -69,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     manifest = write_dataset(args.out, args.subjects, args.seed, args.domain, args.phases,
                              command=command, overwrite=args.force, progress=progress,
-                             workers=args.workers, long_axis=tuple(args.long_axis))
+                             workers=args.workers, long_axis=tuple(args.long_axis), misalign=args.misalign)
     say(f"done in {time.perf_counter() - start:.1f} s: {manifest}")
     print(manifest)
     return 0

@@ -305,25 +305,50 @@ def dropped_slices(resolver, studies: Iterable[tuple[str, Callable[[], Study]]],
                    say: Say | None = None) -> dict[str, Any]:
     """`dropped_slices_study` over (name, loader) pairs for each motion-correction mode: pooled Dice per
     method and mode, and per study."""
+    return dropped_slices_folds([(None, resolver, studies)], modes, say)
+
+
+def dropped_slices_folds(groups: Iterable[tuple[int | None, Any, Iterable[tuple[str, Callable[[], Study]]]]],
+                         modes: Iterable[bool] = (True, False), say: Say | None = None) -> dict[str, Any]:
+    """`dropped_slices` over (fold, resolver, studies) groups, e.g. each cross-validation fold's patients
+    scored by the model that never saw them: Dice pooled over every group's removed slices ("summary"), and
+    per fold ("folds": model id, count and pooled Dice of each; fold None = one ungrouped set)."""
     modes = list(modes)
-    pooled = {("on" if m else "off"): {k: DiceAccumulator() for k in METHODS} for m in modes}
-    rows = []
-    for name, load in studies:
-        study = load()
-        row: dict[str, Any] = {"subject": name}
-        for m in modes:
-            key = "on" if m else "off"
-            t0 = time.perf_counter()
-            acc = dropped_slices_study(resolver, study, m)
-            row[key] = {k: a.dice() for k, a in acc.items()}
-            row[f"{key}_seconds"] = time.perf_counter() - t0
-            for k, a in acc.items():
-                pooled[key][k].merge(a)
-        rows.append(row)
-        if say:
-            say(format_dropped_row(row))
-    summary = {mode: {k: a.dice() for k, a in accs.items()} for mode, accs in pooled.items()}
-    return {"n": len(rows), "model_id": resolver.model_id, "summary": summary, "rows": rows}
+    keys = ["on" if m else "off" for m in modes]
+    pooled = {key: {k: DiceAccumulator() for k in METHODS} for key in keys}
+    rows: list[dict[str, Any]] = []
+    folds: dict[str, Any] = {}
+    ids: list[str] = []
+    for fold, resolver, studies in groups:
+        own = {key: {k: DiceAccumulator() for k in METHODS} for key in keys}
+        n = 0
+        for name, load in studies:
+            study = load()
+            row: dict[str, Any] = {"subject": name}
+            if fold is not None:
+                row["fold"] = fold
+            for m, key in zip(modes, keys):
+                t0 = time.perf_counter()
+                acc = dropped_slices_study(resolver, study, m)
+                row[key] = {k: a.dice() for k, a in acc.items()}
+                row[f"{key}_seconds"] = time.perf_counter() - t0
+                for k, a in acc.items():
+                    pooled[key][k].merge(a)
+                    own[key][k].merge(a)
+            rows.append(row)
+            n += 1
+            if say:
+                say(format_dropped_row(row))
+        ids.append(resolver.model_id)
+        if fold is not None:
+            folds[str(fold)] = {"model_id": resolver.model_id, "n": n,
+                                "summary": {key: {k: a.dice() for k, a in accs.items()} for key, accs in own.items()}}
+    summary = {key: {k: a.dice() for k, a in accs.items()} for key, accs in pooled.items()}
+    out: dict[str, Any] = {"n": len(rows), "model_id": ids[0] if len(set(ids)) == 1 else ",".join(ids),
+                           "summary": summary, "rows": rows}
+    if folds:
+        out["folds"] = folds
+    return out
 
 
 def format_dropped_row(row: dict[str, Any]) -> str:
@@ -373,5 +398,5 @@ def acdc_patients(data: str | Path, patients: Iterable[str] | None = None, split
 
 
 __all__ = ["DiceAccumulator", "METHODS", "MODES", "WithMotion", "acdc_patients", "dropped_slices",
-           "dropped_slices_study", "evaluate_motion_phantoms", "evaluate_motion_subject", "format_dropped_summary",
+           "dropped_slices_folds", "dropped_slices_study", "evaluate_motion_phantoms", "evaluate_motion_subject", "format_dropped_summary",
            "format_motion_summary", "keep_every_other", "shape_interpolate", "shift_errors", "summarise_motion"]

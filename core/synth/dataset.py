@@ -218,13 +218,15 @@ ProgressFn = Callable[[float, str], None]
 
 
 def _write_subject(out: Path, i: int, sid: str, split: str, seed: int, domain: Domain,
-                   n_phases: int, long_axis: tuple[str, ...] = ()) -> tuple[int, dict, float, float]:
+                   n_phases: int, long_axis: tuple[str, ...] = (), misalign: bool = True
+                   ) -> tuple[int, dict, float, float]:
     """Generate and write subject `i` (its files and phantom.json); returns i, its manifest entry and the
     generation and writing times. Module-level so that a process pool can run it. Long-axis views are
     written in the UK Biobank naming (`la_4ch.nii.gz`, `label_la_4ch.nii.gz`), recorded in the entry's
     `long_axis` with their true breath-hold offsets."""
     t0 = time.perf_counter()
-    pair = make_subject(subject_seed(seed, i), domain, n_phases, subject_id=sid, long_axis=tuple(long_axis))
+    pair = make_subject(subject_seed(seed, i), domain, n_phases, subject_id=sid, long_axis=tuple(long_axis),
+                        misalign=misalign)
     t1 = time.perf_counter()
     folder = out / sid
     folder.mkdir(parents=True, exist_ok=True)
@@ -271,11 +273,14 @@ def write_dataset(
     progress: ProgressFn | None = None,
     workers: int = 1,
     long_axis: tuple[str, ...] = (),
+    misalign: bool = True,
 ) -> Path:
     """Write a paired phantom dataset to folder `out`; returns the manifest path. `workers` > 1 generates
     subjects in that many processes (same files: every subject has its own seed); the manifest is written
     last, so an interrupted run leaves no manifest. `long_axis`: long-axis views ("4ch", "2ch") acquired
-    as well (the short-axis and HR files are the same with or without them)."""
+    as well (the short-axis and HR files are the same with or without them). `misalign=False`: no
+    breath-hold shifts between slices (or long-axis offsets); every other array is the same as with them,
+    so the two datasets of one seed are aligned twins of each other."""
     domain = get_domain(domain)
     out = Path(out)
     if n_subjects < 1:
@@ -290,7 +295,7 @@ def write_dataset(
     out.mkdir(parents=True, exist_ok=True)
     splits = split_names(n_subjects)
     width = max(3, len(str(n_subjects - 1)))
-    jobs = [(out, i, f"sub-{i:0{width}d}", splits[i], int(seed), domain, n_phases, tuple(long_axis))
+    jobs = [(out, i, f"sub-{i:0{width}d}", splits[i], int(seed), domain, n_phases, tuple(long_axis), bool(misalign))
             for i in range(n_subjects)]
     subjects: list[dict] = [{} for _ in jobs]
 
@@ -316,7 +321,8 @@ def write_dataset(
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "generator": {"command": command, "seed": int(seed), "domain": domain.name, "version": __version__,
-                      "n_phases": int(n_phases), **({"long_axis": list(long_axis)} if long_axis else {})},
+                      "n_phases": int(n_phases), **({"long_axis": list(long_axis)} if long_axis else {}),
+                      **({} if misalign else {"misalign": False})},
         "subjects": subjects,
     }
     atomic_write_text(manifest_path, json.dumps(manifest, indent=1))

@@ -7,7 +7,8 @@
 
 `--recipe`: the config `RUN` was trained with (named in the model's training command and evaluation; a
 continuation recipe's `init` names the run it continued). `--dropped`: the JSON of `gemini-cmr evaluate
-dropped-slices ... --model RUN/foldK/model --json` on a fold's held-out patients, added to the evaluation.
+dropped-slices ... --fold 0 1 2 --model RUN/{fold}/model --json` on the folds' held-out patients, added to the
+evaluation.
 
 The weights are written float16; `LICENCE.md` in the destination is kept. The model's `evaluation` says how
 many folds were measured and that every figure is on patients the scored model never saw (the last
@@ -76,11 +77,17 @@ def main() -> None:
     cfg["evaluation"] = evaluation_from_cv(json.loads((run / "cv.json").read_text()), args.recipe)
     if args.dropped:
         d = json.loads(Path(args.dropped).read_text())
+        folds = d.get("folds") or {}
         cfg["evaluation"]["dropped_slices"] = {
-            "command": "gemini-cmr evaluate dropped-slices --data ACDC --fold K --limit 10 --model RUN/foldK/model",
+            "command": ("gemini-cmr evaluate dropped-slices --data ACDC --fold "
+                        + (" ".join(folds) if folds else "K") + " --limit 10 --model RUN/{fold}/model"),
             "protocol": ("every other short-axis slice removed, the rest super-resolved at ED and ES, labels at the "
-                         "removed slices vs their manual labels, pooled Dice; the fold model never saw the patients"),
-            "fold_model_id": d.get("model_id", "")[:12], "n": d.get("n"), "summary": d.get("summary")}
+                         "removed slices vs their manual labels, Dice pooled over the removed slices of the first "
+                         "10 patients of each fold; each fold's patients scored by the fold model that never saw "
+                         "them"),
+            "fold_model_ids": {k: f["model_id"][:12] for k, f in folds.items()} or d.get("model_id", "")[:12],
+            "n": d.get("n"), "summary": d.get("summary"),
+            "per_fold": {k: {"n": f["n"], "summary": f["summary"]} for k, f in folds.items()} or None}
     dest = Path(args.dest) if args.dest else acdc_model_path()
     weights = save_model(dest, m.generator, cfg, half=True)
     digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()

@@ -37,10 +37,13 @@ if [ "${1:-}" = "--cv" ]; then
   $PY -m gemini_cmr.cli.main train cv --data "acdc:$ACDC" --config "$RUN-dropped.config.json" --out "$RUN-dropped" "$@"
   $PY -m gemini_cmr.cli.main train cv --data "acdc:$ACDC" --config "$RUN-dropped.config.json" --out "$RUN-dropped" \
     --final "$@"
-  $PY -m gemini_cmr.cli.main evaluate dropped-slices --data "$ACDC" --fold 1 --limit 10 \
-    --model "$RUN-dropped/fold1/model" --motion-correction on --json > "$RUN-dropped/dropped_fold1.json"
+  # the dropped-slice test on the first 10 patients of every trained fold, each by its own fold model
+  FOLDS=$(ls -d "$RUN-dropped"/fold*/model | sed 's#.*/fold\([0-9]*\)/model$#\1#' | sort -n | tr '\n' ' ')
+  # shellcheck disable=SC2086
+  $PY -m gemini_cmr.cli.main evaluate dropped-slices --data "$ACDC" --fold $FOLDS --limit 10 \
+    --model "$RUN-dropped/{fold}/model" --motion-correction on --json > "$RUN-dropped/dropped.json"
   $PY recipes/gemini-acdc/export_cv.py "$RUN-dropped" --recipe recipes/gemini-acdc/cpu_dropped.json \
-    --dropped "$RUN-dropped/dropped_fold1.json"
+    --dropped "$RUN-dropped/dropped.json"
   exit 0
 fi
 if [ "${1:-}" = "--gpu" ]; then

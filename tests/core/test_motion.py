@@ -4,6 +4,7 @@ scoring (`core.evaluation.motion`)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -190,6 +191,38 @@ def test_dropped_slices_scoring_on_tiny_study():
     assert d["sr"]["mean"] > 0.9  # the analytic anatomy at the removed slices
     assert d["sr"]["mean"] >= d["nearest"]["mean"] - 0.02
     assert all(0.0 < d[m]["mean"] <= 1.0 for m in d)
+
+
+def test_dropped_slices_folds_pool_every_fold_and_keep_each():
+    from gemini_cmr.cli.evaluate import fold_model
+    from gemini_cmr.core.errors import GeminiError
+    from gemini_cmr.core.evaluation.motion import dropped_slices, dropped_slices_folds
+
+    s = make_study(n_phases=4, ed_es=(0, 2))
+    s.labels[2, 3] = 0  # one removed slice's truth differs between the two folds' studies
+
+    class Oracle(FakePredictor):
+        def predict(self, study, phases=None, progress=None, cancel=None):
+            study.meta.extra.update(heart_centre=s.meta.extra["heart_centre"], heart_frame=s.meta.extra["heart_frame"])
+            return super().predict(study, phases, progress, cancel)
+
+    t = make_study(n_phases=4, ed_es=(0, 2))
+    a, b = SuperResolver(model=Oracle()), SuperResolver(model=Oracle())
+    res = dropped_slices_folds([(0, a, [("p0", lambda: s)]), (3, b, [("p3", lambda: t)])], modes=(False,))
+    assert res["n"] == 2 and [r["fold"] for r in res["rows"]] == [0, 3]
+    assert set(res["folds"]) == {"0", "3"} and res["folds"]["3"]["n"] == 1
+    one = [dropped_slices(r, [(n, f)], modes=(False,))["summary"]["off"]["sr"]["lv_cavity"]
+           for r, n, f in ((a, "p0", lambda: s), (b, "p3", lambda: t))]
+    assert res["folds"]["0"]["summary"]["off"]["sr"]["lv_cavity"] == pytest.approx(one[0])
+    assert res["folds"]["3"]["summary"]["off"]["sr"]["lv_cavity"] == pytest.approx(one[1])
+    pooled = res["summary"]["off"]["sr"]["lv_cavity"]
+    assert min(one) <= pooled <= max(one) and one[0] != one[1]  # pooled over both folds' slices
+    single = dropped_slices(a, [("p0", lambda: s)], modes=(False,))
+    assert "folds" not in single and "fold" not in single["rows"][0]
+    assert str(fold_model(Path("runs/cv/{fold}/model"), 2)) == "runs/cv/fold2/model"
+    assert fold_model(Path("m"), 2) == Path("m") and fold_model(None, 1) is None
+    with pytest.raises(GeminiError, match="give --fold"):
+        fold_model(Path("runs/cv/{fold}/model"), None)
 
 
 def test_apply_shifts_in_plane_per_phase_is_the_3d_resampling_without_a_shift_along_time():

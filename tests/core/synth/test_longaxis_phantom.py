@@ -67,3 +67,26 @@ def test_dataset_writes_long_axis_files_in_the_ukbb_naming(tmp_path):
     pm = json.loads(plain.read_text())
     assert "long_axis" not in pm["subjects"][0] and "long_axis" not in pm["generator"]
     assert not list((tmp_path / "p" / "sub-000").glob("la_*"))
+
+
+def test_aligned_twin_dataset_differs_only_by_the_shifts(tmp_path):
+    """`synth --no-misalign`: the same subject without breath-hold shifts (the HR truth identical)."""
+    import nibabel as nib
+
+    from gemini_cmr.cli.main import main
+
+    assert main(["synth", str(tmp_path / "s"), "--subjects", "1", "--seed", "3", "--phases", "2", "--quiet"]) == 0
+    assert main(["synth", str(tmp_path / "a"), "--subjects", "1", "--seed", "3", "--phases", "2", "--quiet",
+                 "--no-misalign"]) == 0
+    gen = json.loads((tmp_path / "a" / "manifest.json").read_text())["generator"]
+    assert gen["misalign"] is False and gen["command"].endswith("--no-misalign")
+    assert "misalign" not in json.loads((tmp_path / "s" / "manifest.json").read_text())["generator"]
+
+    def arr(ds, name):
+        return np.asarray(nib.load(tmp_path / ds / "sub-000" / name).dataobj)
+
+    assert np.array_equal(arr("s", "hr_labels.nii.gz"), arr("a", "hr_labels.nii.gz"))
+    assert np.array_equal(arr("s", "hr_image.nii.gz"), arr("a", "hr_image.nii.gz"))
+    assert not np.array_equal(arr("s", "lr_labels.nii.gz"), arr("a", "lr_labels.nii.gz"))
+    shifts = json.loads((tmp_path / "a" / "sub-000" / "phantom.json").read_text())["shifts"]
+    assert not np.any(shifts["inplane_mm"]) and not np.any(shifts["through_plane_mm"])
