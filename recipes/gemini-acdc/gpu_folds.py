@@ -1,0 +1,112 @@
+"""Train cross-validation folds of the ACDC recipe's two stages on a lent GPU; evaluate them here.
+
+The fold evaluation runs the whole pipeline on the full-field studies (112 MB of ED/ES frames, more than
+travels to the GPU machine), so only the training runs there: for each fold, stage 1 (`cpu.json`) and then
+stage 2 (`cpu_dropped.json`, its `init` that fold's stage-1 model), each exported as `gemini-cmr train cv`
+exports it. What `train cv` needs to skip the training and evaluate here (`foldK/config.json`,
+`foldK/last/state.json`, `foldK/model/`) goes into one archive. The training data on the GPU machine are
+the 176 mm heart boxes of `crop_acdc.py` (34 MB): the recipe's `roi_mm` trains on those same boxes, so the
+folds are the CPU recipe's (up to the GPU's arithmetic).
+
+Here, once (gpu-in/ listed in .git/info/exclude; nibabel is the one package the GPU image lacks):
+
+    .venv/bin/python recipes/gemini-acdc/crop_acdc.py ../shared/data/acdc/training gpu-in/acdc
+    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d gpu-in/whl nibabel==5.3.2
+
+There (the device tool's `run`, carry ["gpu-in"]):
+
+    pip install -q --no-index --no-deps --target /tmp/site gpu-in/whl/*.whl && mkdir -p /tmp/pkg && \\
+    ln -s "$PWD" /tmp/pkg/gemini_cmr && PYTHONPATH=/tmp/site:/tmp/pkg PYTHONUNBUFFERED=1 \\
+    python3 recipes/gemini-acdc/gpu_folds.py --data gpu-in/acdc --folds 3,4 --archive $OUT/folds.tar.gz
+
+Here, after (FILES_AT: where the run tool put $OUT's files), then the CPU evaluation of every fold:
+
+    tar -xzf FILES_AT/folds.tar.gz
+    gemini-cmr train cv --data acdc:../shared/data/acdc/training --config recipes/gemini-acdc/cpu.json \\
+        --out runs/cv-e1 --only 0,1,2,3,4
+    gemini-cmr train cv --data acdc:../shared/data/acdc/training --config recipes/gemini-acdc/cpu_dropped.json \\
+        --out runs/abl-continue600-dropped --only 0,1,2,3,4
+
+`--steps N` trains N steps per stage instead of the recipe's (a dry run of the script on the CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+RECIPES = Path(__file__).resolve().parent
+STAGE1, STAGE2 = RECIPES / "cpu.json", RECIPES / "cpu_dropped.json"
+STAGE1_INIT = "runs/cv-e1/"  # the stage-1 run that cpu_dropped.json's `init` names
+
+
+def stage_configs(stage1_out: str, cache_dir: str, steps: int | None) -> tuple[dict, dict]:
+    """The two stages' configs: the recipe's, with the cache on the machine, stage 2's `init` in
+    `stage1_out`, and `steps` (when given) as the step count."""
+    one, two = (json.loads(p.read_text(encoding="utf-8")) for p in (STAGE1, STAGE2))
+    if not str(two.get("init", "")).startswith(STAGE1_INIT):
+        raise SystemExit(f"{STAGE2} no longer continues {STAGE1_INIT}{{fold}}/model: update this script")
+    two["init"] = str(Path(stage1_out) / two["init"][len(STAGE1_INIT):])
+    for cfg in (one, two):
+        cfg["cache_dir"] = cache_dir
+        if steps:
+            cfg["max_steps"] = int(steps)
+    return one, two
+
+
+def fold_files(run: Path) -> list[Path]:
+    """What `train cv` reads of a trained and exported fold to skip its training and evaluate it."""
+    files = [run / "config.json", run / "last" / "state.json", *sorted((run / "model").iterdir())]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise SystemExit(f"fold run {run} lacks {', '.join(missing)}")
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="ACDC training folder (the heart boxes of crop_acdc.py)")
+    ap.add_argument("--folds", default="3,4", help="comma-separated folds of 5 (default 3,4)")
+    ap.add_argument("--stage1-out", default="runs/cv-e1", help="stage 1's run folder (default runs/cv-e1)")
+    ap.add_argument("--stage2-out", default="runs/abl-continue600-dropped",
+                    help="stage 2's run folder (default runs/abl-continue600-dropped)")
+    ap.add_argument("--archive", required=True, help="the .tar.gz to write (paths relative to the repository)")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--cache-dir", default="/tmp/acdc-cache")
+    ap.add_argument("--steps", type=int, default=None, help="steps per stage instead of the recipe's (dry run)")
+    args = ap.parse_args(argv)
+
+    from gemini_cmr.core.train.cv import DEFAULT_INFERENCE, _export, _train_fold
+
+    folds = [int(k) for k in args.folds.split(",") if k.strip()]
+    if not folds or any(not 0 <= k < 5 for k in folds):
+        raise SystemExit(f"--folds {args.folds!r}: folds of 5, e.g. 3,4")
+    one, two = stage_configs(args.stage1_out, args.cache_dir, args.steps)
+    data = f"acdc:{args.data}"
+    files: list[Path] = []
+    for k in folds:
+        for cfg, out in ((one, args.stage1_out), (two, args.stage2_out)):
+            run = Path(out) / f"fold{k}"
+            run.mkdir(parents=True, exist_ok=True)
+            t0 = time.perf_counter()
+            _train_fold(cfg, data, run, k, 5, args.device, lambda msg: print(msg, flush=True))
+            _export(run, {**DEFAULT_INFERENCE, "roi_mm": float(cfg.get("roi_mm") or DEFAULT_INFERENCE["roi_mm"])})
+            print(f"{run}: trained and exported in {time.perf_counter() - t0:.0f} s", flush=True)
+            files += fold_files(run)
+    archive = Path(args.archive)
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    tmp = archive.with_name(archive.name + ".part")
+    with tarfile.open(tmp, "w:gz") as tar:
+        for f in files:
+            tar.add(f, arcname=str(f))
+    tmp.replace(archive)
+    print(f"{archive}: {len(files)} files of folds {args.folds}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""recipes/gemini-acdc/gpu_folds.py: the configs it trains on a lent GPU are the CPU recipe's, and it packs what
+`train cv` needs to evaluate the folds here."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("gpu_folds", ROOT / "recipes" / "gemini-acdc" / "gpu_folds.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_stage_configs_are_the_recipe_with_stage_two_continuing_stage_one():
+    g = _script()
+    one, two = g.stage_configs("scratch/s1", "/tmp/c", None)
+    cpu = json.loads((ROOT / "recipes/gemini-acdc/cpu.json").read_text())
+    dropped = json.loads((ROOT / "recipes/gemini-acdc/cpu_dropped.json").read_text())
+    assert {k: v for k, v in one.items() if k != "cache_dir"} == {k: v for k, v in cpu.items() if k != "cache_dir"}
+    assert two["init"] == "scratch/s1/{fold}/model" and dropped["init"] == "runs/cv-e1/{fold}/model"
+    assert one["cache_dir"] == two["cache_dir"] == "/tmp/c"
+    assert {k: v for k, v in two.items() if k not in ("init", "cache_dir")} == \
+        {k: v for k, v in dropped.items() if k not in ("init", "cache_dir")}
+    assert g.stage_configs("s", "c", 2)[1]["max_steps"] == 2
+
+
+def test_fold_files_names_what_train_cv_reads_and_refuses_an_unfinished_fold(tmp_path):
+    g = _script()
+    run = tmp_path / "fold3"
+    (run / "last").mkdir(parents=True)
+    (run / "model").mkdir()
+    for f in ("config.json", "last/state.json", "model/config.json", "model/model.safetensors"):
+        (run / f).write_text("{}")
+    assert [p.relative_to(run).as_posix() for p in g.fold_files(run)] == \
+        ["config.json", "last/state.json", "model/config.json", "model/model.safetensors"]
+    (run / "last" / "state.json").unlink()
+    with pytest.raises(SystemExit, match="state.json"):
+        g.fold_files(run)
+    with pytest.raises(SystemExit, match="folds of 5"):
+        g.main(["--data", "x", "--folds", "7", "--archive", str(tmp_path / "a.tar.gz")])
