@@ -11,7 +11,7 @@ folds are the CPU recipe's (up to the GPU's arithmetic).
 Here, once (gpu-in/ listed in .git/info/exclude; nibabel is the one package the GPU image lacks):
 
     .venv/bin/python recipes/gemini-acdc/crop_acdc.py ../shared/data/acdc/training gpu-in/acdc
-    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d gpu-in/whl nibabel==5.3.2
+    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d gpu-in/whl nibabel==5.4.2
 
 There (the device tool's `run`, carry ["gpu-in"]):
 
