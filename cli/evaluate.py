@@ -60,6 +60,9 @@ def register(subparsers, summary: str) -> None:
                    help="dropped-slices: the ACDC patients whose number %% 5 is this (without --patients); "
                         "several folds are pooled, each scored by --model with {fold} replaced by foldK "
                         "(e.g. runs/cv/{fold}/model: every patient by the model that never saw it)")
+    p.add_argument("--acquired", action="store_true",
+                   help="dropped-slices: also score the removed slices as the product labels them when they are "
+                        "acquired (a run on the whole stack): the reference that acquiring them gives")
     p.add_argument("--long-axis-input", nargs="+", default=(), metavar="VIEW",
                    help="long-axis: views given to the product as inputs (e.g. 4ch); the others are held out")
     p.add_argument("--held-out", nargs="+", default=None, metavar="VIEW",
@@ -118,11 +121,12 @@ def run_motion_tasks(args: argparse.Namespace) -> int:
             groups.append((fold, fold_model(args.model, fold), studies))
         res = ev.dropped_slices_folds(
             [(fold, SuperResolver(model=model, adapter=args.adapter, device=args.device), studies)
-             for fold, model, studies in groups], modes, say=say)
+             for fold, model, studies in groups], modes, say=say, acquired=args.acquired)
         table = ev.format_dropped_summary(res["summary"])
         for fold, f in res.get("folds", {}).items():
             table += (f"\nfold {fold}: model {f['model_id'][:12]}, {f['n']} subjects, SR "
-                      + ", ".join(f"{key} {d['sr']['mean']:.3f} (shape-based {d['shape_interpolation']['mean']:.3f})"
+                      + ", ".join(f"{key} {d['sr']['mean']:.3f} (shape-based {d['shape_interpolation']['mean']:.3f}"
+                                  + (f", acquired {d['acquired']['mean']:.3f}" if "acquired" in d else "") + ")"
                                   for key, d in f["summary"].items()))
     if args.json:
         print(dumps(res, indent=2))

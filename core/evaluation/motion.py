@@ -276,15 +276,23 @@ class DiceAccumulator:
 METHODS = ("sr", "nearest", "shape_interpolation")
 
 
-def dropped_slices_study(resolver, study: Study, motion_correction: bool) -> dict[str, DiceAccumulator]:
+def dropped_slices_study(resolver, study: Study, motion_correction: bool, acquired: bool = False
+                         ) -> dict[str, DiceAccumulator]:
     """Pooled-Dice accumulators (`METHODS`) at the removed slices of one study with manual labels at ED and
-    ES (`keep_every_other`; the product run on the kept slices at ED and ES, meshes off)."""
+    ES (`keep_every_other`; the product run on the kept slices at ED and ES, meshes off). `acquired`: also
+    "acquired", the product's labels of the same slices from a run on the whole stack (the slices not
+    removed): the reference that acquiring the slices gives."""
     ed, es = study.meta.ed_phase, study.meta.es_phase
     phases = sorted({int(ed), int(es)})
     kept_study, kept, removed = keep_every_other(study)
-    acc = {m: DiceAccumulator() for m in METHODS}
+    acc = {m: DiceAccumulator() for m in METHODS + (("acquired",) if acquired else ())}
     if len(removed) == 0:
         return acc
+    if acquired:
+        whole = resolver.run(study, phases=phases, meshes="none", motion_correction=motion_correction)
+        for t in phases:
+            for k in removed:
+                acc["acquired"].add(whole.lr_labels[whole.phase_row(t)][k], study.labels[t, k])
     res = resolver.run(kept_study, phases=phases, meshes="none", motion_correction=motion_correction)
     full = Grid(study.grid.shape, study.affine)
     sr_on_full = resample_nearest_stack(res.sr_labels, res.sr_grid, full)
@@ -302,25 +310,28 @@ def dropped_slices_study(resolver, study: Study, motion_correction: bool) -> dic
 
 
 def dropped_slices(resolver, studies: Iterable[tuple[str, Callable[[], Study]]], modes: Iterable[bool] = (True, False),
-                   say: Say | None = None) -> dict[str, Any]:
+                   say: Say | None = None, acquired: bool = False) -> dict[str, Any]:
     """`dropped_slices_study` over (name, loader) pairs for each motion-correction mode: pooled Dice per
     method and mode, and per study."""
-    return dropped_slices_folds([(None, resolver, studies)], modes, say)
+    return dropped_slices_folds([(None, resolver, studies)], modes, say, acquired)
 
 
 def dropped_slices_folds(groups: Iterable[tuple[int | None, Any, Iterable[tuple[str, Callable[[], Study]]]]],
-                         modes: Iterable[bool] = (True, False), say: Say | None = None) -> dict[str, Any]:
+                         modes: Iterable[bool] = (True, False), say: Say | None = None, acquired: bool = False
+                         ) -> dict[str, Any]:
     """`dropped_slices` over (fold, resolver, studies) groups, e.g. each cross-validation fold's patients
     scored by the model that never saw them: Dice pooled over every group's removed slices ("summary"), and
-    per fold ("folds": model id, count and pooled Dice of each; fold None = one ungrouped set)."""
+    per fold ("folds": model id, count and pooled Dice of each; fold None = one ungrouped set). `acquired`:
+    the "acquired" reference too (`dropped_slices_study`)."""
     modes = list(modes)
     keys = ["on" if m else "off" for m in modes]
-    pooled = {key: {k: DiceAccumulator() for k in METHODS} for key in keys}
+    methods = METHODS + (("acquired",) if acquired else ())
+    pooled = {key: {k: DiceAccumulator() for k in methods} for key in keys}
     rows: list[dict[str, Any]] = []
     folds: dict[str, Any] = {}
     ids: list[str] = []
     for fold, resolver, studies in groups:
-        own = {key: {k: DiceAccumulator() for k in METHODS} for key in keys}
+        own = {key: {k: DiceAccumulator() for k in methods} for key in keys}
         n = 0
         for name, load in studies:
             study = load()
@@ -329,7 +340,7 @@ def dropped_slices_folds(groups: Iterable[tuple[int | None, Any, Iterable[tuple[
                 row["fold"] = fold
             for m, key in zip(modes, keys):
                 t0 = time.perf_counter()
-                acc = dropped_slices_study(resolver, study, m)
+                acc = dropped_slices_study(resolver, study, m, acquired)
                 row[key] = {k: a.dice() for k, a in acc.items()}
                 row[f"{key}_seconds"] = time.perf_counter() - t0
                 for k, a in acc.items():
@@ -357,7 +368,9 @@ def format_dropped_row(row: dict[str, Any]) -> str:
         if mode in row:
             d = row[mode]
             parts.append(f"{mode}: SR {d['sr']['mean']:.3f} nearest {d['nearest']['mean']:.3f} "
-                         f"shape {d['shape_interpolation']['mean']:.3f} ({row[f'{mode}_seconds']:.1f} s)")
+                         f"shape {d['shape_interpolation']['mean']:.3f}"
+                         + (f" acquired {d['acquired']['mean']:.3f}" if "acquired" in d else "")
+                         + f" ({row[f'{mode}_seconds']:.1f} s)")
     return "  ".join(parts)
 
 
@@ -366,10 +379,11 @@ def format_dropped_summary(summary: dict[str, Any]) -> str:
     lines = ["| at the removed slices | motion correction | LV | myo | RV | mean |", "|---|---|---|---|---|---|"]
     label = {"nearest": "product's labels of the kept slices, nearest slice",
              "shape_interpolation": "the same, shape-based interpolation",
-             "sr": "product's SR labels"}
-    for method in ("nearest", "shape_interpolation", "sr"):
+             "sr": "product's SR labels",
+             "acquired": "reference: the product's labels with these slices acquired (the whole stack)"}
+    for method in ("nearest", "shape_interpolation", "sr", "acquired"):
         for mode in ("off", "on"):
-            if mode not in summary:
+            if mode not in summary or method not in summary[mode]:
                 continue
             d = summary[mode][method]
             lines.append(f"| {label[method]} | {mode} | " + " | ".join(f"{d[k]:.3f}" for k in names)

@@ -186,9 +186,11 @@ def test_dropped_slices_scoring_on_tiny_study():
             study.meta.extra.update(heart_centre=s.meta.extra["heart_centre"], heart_frame=s.meta.extra["heart_frame"])
             return super().predict(study, phases, progress, cancel)
 
-    acc = dropped_slices_study(SuperResolver(model=Oracle()), s, motion_correction=False)
+    acc = dropped_slices_study(SuperResolver(model=Oracle()), s, motion_correction=False, acquired=True)
     d = {k: a.dice() for k, a in acc.items()}
     assert d["sr"]["mean"] > 0.9  # the analytic anatomy at the removed slices
+    assert d["acquired"]["mean"] > 0.9 and "acquired" not in dropped_slices_study(
+        SuperResolver(model=Oracle()), s, motion_correction=False)
     assert d["sr"]["mean"] >= d["nearest"]["mean"] - 0.02
     assert all(0.0 < d[m]["mean"] <= 1.0 for m in d)
 
@@ -196,7 +198,7 @@ def test_dropped_slices_scoring_on_tiny_study():
 def test_dropped_slices_folds_pool_every_fold_and_keep_each():
     from gemini_cmr.cli.evaluate import fold_model
     from gemini_cmr.core.errors import GeminiError
-    from gemini_cmr.core.evaluation.motion import dropped_slices, dropped_slices_folds
+    from gemini_cmr.core.evaluation.motion import dropped_slices, dropped_slices_folds, format_dropped_summary
 
     s = make_study(n_phases=4, ed_es=(0, 2))
     s.labels[2, 3] = 0  # one removed slice's truth differs between the two folds' studies
@@ -219,6 +221,10 @@ def test_dropped_slices_folds_pool_every_fold_and_keep_each():
     assert min(one) <= pooled <= max(one) and one[0] != one[1]  # pooled over both folds' slices
     single = dropped_slices(a, [("p0", lambda: s)], modes=(False,))
     assert "folds" not in single and "fold" not in single["rows"][0]
+    assert "reference" not in format_dropped_summary(single["summary"])
+    withref = dropped_slices(a, [("p3", lambda: t)], modes=(False,), acquired=True)
+    assert withref["summary"]["off"]["acquired"]["mean"] > 0.9
+    assert "reference: the product's labels with these slices acquired" in format_dropped_summary(withref["summary"])
     assert str(fold_model(Path("runs/cv/{fold}/model"), 2)) == "runs/cv/fold2/model"
     assert fold_model(Path("m"), 2) == Path("m") and fold_model(None, 1) is None
     with pytest.raises(GeminiError, match="give --fold"):
