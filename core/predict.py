@@ -168,12 +168,23 @@ def inference_copy(model: torch.nn.Module, channels_last: bool = True) -> torch.
 
 
 # Phases per network call when the caller does not say; `plan_batch` shrinks it to what memory holds.
-# 4 on the CPU (larger batches were not faster). CUDA, by model family (H200, benchmarks/
+# 4 on the CPU (larger batches were not faster), 2 for acquired-2d models with a heart box (the real-study
+# models: benchmarks/bench_batch.py on the Sunnybrook cine, x0.93 network time and 0.81x peak RSS against 4;
+# the phantom model's demo cine took x1.045 with 2). CUDA, by model family (H200, benchmarks/
 # bench_gpu_variants.py): acquired-2d 20 (a whole demo cine in one call: 0.027 s against 0.046-0.051 s with
 # batch 4, 1.6 GB peak GPU memory); slices-as-channels 4 (batch 20 took 0.29 s against 0.17-0.21 s per
 # demo cine).
 DEFAULT_BATCH = {"cpu": 4, "cuda": 4}
 DEFAULT_BATCH_ACQUIRED = {"cpu": 4, "cuda": 20}
+DEFAULT_BATCH_ACQUIRED_ROI = {"cpu": 2, "cuda": 20}
+
+
+def default_batch(encoder: str, config: dict, device_type: str) -> int:
+    """Phases per network call for a model (`DEFAULT_BATCH*`) when the caller does not say."""
+    if encoder != "acquired-2d":
+        return DEFAULT_BATCH.get(device_type, 4)
+    roi = (config.get("inference") or {}).get("roi_mm")
+    return (DEFAULT_BATCH_ACQUIRED_ROI if roi else DEFAULT_BATCH_ACQUIRED).get(device_type, 4)
 
 
 class Predictor:
@@ -183,8 +194,7 @@ class Predictor:
         self.model = loaded.generator
         self.device = device = torch.device(device)
         if batch_size is None:
-            acquired = self.model.config.encoder == "acquired-2d"
-            batch_size = (DEFAULT_BATCH_ACQUIRED if acquired else DEFAULT_BATCH).get(device.type, 4)
+            batch_size = default_batch(self.model.config.encoder, loaded.config, device.type)
         self.batch_size = max(1, int(batch_size))
         if precision == "auto":
             precision = auto_precision(device)
