@@ -3,6 +3,7 @@
 Runs `gemini-cmr bench --study STUDY --repeat 1 --batch-size B --json` in a fresh process per run (peak RSS is
 per process), the batch sizes alternating for ROUNDS rounds, and prints per batch size the median network
 time per cine, file-to-outputs time and peak RSS, with their ratios against the first batch size.
+`compare` is shared with `bench_hugepage.py`.
 
     .venv/bin/python benchmarks/bench_batch.py [--study ../shared/data/sunnybrook/SCD0000101] [--sizes 4 2]
         [--rounds 3] [--json OUT.json]
@@ -18,16 +19,37 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+FIELDS = {"network_s": lambda d: d["model_per_cine_s"],
+          "preprocess_s": lambda d: d["stages_s"]["predict_preprocess"],
+          "file_to_outputs_s": lambda d: d["file_to_outputs_s"],
+          "peak_rss_mib": lambda d: d["peak_rss_mb"]}
 
 
-def one_run(study: str, batch: int) -> dict:
-    cmd = [sys.executable, "-m", "gemini_cmr.cli.main", "bench", "--study", study, "--repeat", "1",
-           "--batch-size", str(batch), "--reference-phases", "1", "--json"]
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
+def bench_study(study: str, extra: list[str] | None = None, numpy_hugepage: bool | None = None) -> dict:
+    """One `gemini-cmr bench --study STUDY --repeat 1 --reference-phases 1 --json [EXTRA]` in a fresh process
+    (numpy's huge-page hint set first when `numpy_hugepage` is given): `FIELDS` of its report."""
+    argv = ["bench", "--study", study, "--repeat", "1", "--reference-phases", "1", "--json", *(extra or [])]
+    hint = "" if numpy_hugepage is None else f"numpy._core.multiarray._set_madvise_hugepage({numpy_hugepage}); "
+    code = f"import sys, numpy; {hint}from gemini_cmr.cli.main import main; sys.exit(main({argv!r}))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     d = json.loads(out.stdout)
-    return {"network_s": d["model_per_cine_s"], "file_to_outputs_s": d["file_to_outputs_s"],
-            "peak_rss_mib": d["peak_rss_mb"], "load_average_1min": d.get("load_average_1min"),
-            "model_id": d.get("model_id", "")[:12]}
+    return {k: f(d) for k, f in FIELDS.items()}
+
+
+def compare(study: str, variants: dict[str, dict], rounds: int) -> dict:
+    """`bench_study(study, **kwargs)` for each variant name -> kwargs, alternating for `rounds` rounds; prints
+    each run and the medians with their ratios against the first variant. Returns {"runs", "median"}."""
+    runs: dict[str, list[dict]] = {name: [] for name in variants}
+    for r in range(rounds):
+        for name, kwargs in variants.items():
+            runs[name].append(bench_study(study, **kwargs))
+            print(f"round {r + 1} {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in runs[name][-1].items()),
+                  flush=True)
+    med = {name: {k: statistics.median(x[k] for x in rs) for k in FIELDS} for name, rs in runs.items()}
+    base = med[next(iter(variants))]
+    for name, m in med.items():
+        print(f"{name}: median " + ", ".join(f"{k} {m[k]:.3f} (x{m[k] / base[k]:.3f})" for k in FIELDS))
+    return {"runs": runs, "median": med}
 
 
 def main() -> int:
@@ -37,24 +59,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    runs: dict[int, list[dict]] = {b: [] for b in args.sizes}
-    for r in range(args.rounds):
-        for b in args.sizes:
-            runs[b].append(one_run(args.study, b))
-            x = runs[b][-1]
-            print(f"round {r + 1} batch {b}: network {x['network_s']:.2f} s, file to outputs "
-                  f"{x['file_to_outputs_s']:.2f} s, peak RSS {x['peak_rss_mib']:.0f} MiB", flush=True)
-    med = {b: {k: statistics.median(x[k] for x in rs) for k in ("network_s", "file_to_outputs_s", "peak_rss_mib")}
-           for b, rs in runs.items()}
-    base = args.sizes[0]
-    for b in args.sizes:
-        m = med[b]
-        print(f"batch {b}: median network {m['network_s']:.2f} s (x{m['network_s'] / med[base]['network_s']:.3f}), "
-              f"file to outputs {m['file_to_outputs_s']:.2f} s (x{m['file_to_outputs_s'] / med[base]['file_to_outputs_s']:.3f}), "
-              f"peak RSS {m['peak_rss_mib']:.0f} MiB (x{m['peak_rss_mib'] / med[base]['peak_rss_mib']:.3f})")
+    res = compare(args.study, {str(b): {"extra": ["--batch-size", str(b)]} for b in args.sizes}, args.rounds)
     if args.json:
-        args.json.write_text(json.dumps({"study": args.study, "rounds": args.rounds, "runs": runs, "median": med},
-                                        indent=1) + "\n")
+        args.json.write_text(json.dumps({"study": args.study, "rounds": args.rounds, **res}, indent=1) + "\n")
     return 0
 
 

@@ -281,8 +281,8 @@ class GeminiTrainer:
     def _init_from(self, folder: str) -> None:
         """Start from the generator weights of a saved model (same architecture), e.g. to fine-tune.
         Growing a linear acquired-2d model (`tp_knots` / `seg_tp_knots` 0) into one with through-plane
-        residuals, or adding the non-linear score-residual head (`seg_tp_hidden`), is allowed: the new heads start at zero, so the new model starts exactly where the saved
-        one was."""
+        residuals, or adding the non-linear score-residual head (`seg_tp_hidden`), is allowed: the new heads
+        start at zero, so the new model starts exactly where the saved one was."""
         weights, cfg_path = model_files(folder)
         saved = read_config(cfg_path).get("model", {})
         theirs, mine = GeminiConfig.from_dict(dict(saved)).to_dict(), self.G.config.to_dict()
