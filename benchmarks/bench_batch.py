@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -27,11 +28,15 @@ FIELDS = {"network_s": lambda d: d["model_per_cine_s"],
 
 def bench_study(study: str, extra: list[str] | None = None, numpy_hugepage: bool | None = None) -> dict:
     """One `gemini-cmr bench --study STUDY --repeat 1 --reference-phases 1 --json [EXTRA]` in a fresh process
-    (numpy's huge-page hint set first when `numpy_hugepage` is given): `FIELDS` of its report."""
+    (numpy's huge-page hint chosen with NUMPY_MADVISE_HUGEPAGE when `numpy_hugepage` is given; the product
+    then leaves it as chosen): `FIELDS` of its report."""
     argv = ["bench", "--study", study, "--repeat", "1", "--reference-phases", "1", "--json", *(extra or [])]
-    hint = "" if numpy_hugepage is None else f"numpy._core.multiarray._set_madvise_hugepage({numpy_hugepage}); "
-    code = f"import sys, numpy; {hint}from gemini_cmr.cli.main import main; sys.exit(main({argv!r}))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    env = dict(os.environ)
+    env.pop("NUMPY_MADVISE_HUGEPAGE", None)
+    if numpy_hugepage is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = "1" if numpy_hugepage else "0"
+    code = f"import sys; from gemini_cmr.cli.main import main; sys.exit(main({argv!r}))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, env=env)
     d = json.loads(out.stdout)
     return {k: f(d) for k, f in FIELDS.items()}
 

@@ -1,10 +1,12 @@
 """numpy's transparent-huge-page hint (`madvise(MADV_HUGEPAGE)` on its large arrays) on the real path.
 
 Runs `gemini-cmr bench --study STUDY --repeat 1 --reference-phases 1 --json` in fresh processes with numpy's
-hint on (numpy's default) and off, alternating for ROUNDS rounds (`bench_batch.compare`), and prints the
-medians of the network time, the placement ("preprocess": the placed stack written into the fresh full-field
-SR image), file to outputs and peak RSS, with the ratios off / on. Where the kernel's THP mode is "madvise",
-faulting huge pages in on first touch can cost more than the 4 KB pages it saves.
+hint on (numpy's own default, NUMPY_MADVISE_HUGEPAGE=1) and off (NUMPY_MADVISE_HUGEPAGE=0; what the product
+sets at predictor start-up, `core.parallel.numpy_hugepage_hint_off`), alternating for ROUNDS rounds
+(`bench_batch.compare`), and prints the medians of the network time, the placement ("preprocess": the placed
+stack written into the fresh full-field SR image), file to outputs and peak RSS, with the ratios off / on.
+Where the kernel's THP mode is "madvise", faulting huge pages in on first touch can cost more than the 4 KB
+pages it saves.
 
     .venv/bin/python benchmarks/bench_hugepage.py [--study ../shared/data/sunnybrook/SCD0000101] [--rounds 3]
         [--json OUT.json]

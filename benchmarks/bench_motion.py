@@ -2,8 +2,9 @@
 estimation phases (with the whole-field pass that finds the heart box), the estimation
 (`core.motion.estimate_from_prediction`) and the correction of the whole cine (`core.motion.apply_shifts`,
 what `corrected_study` does; the engine's `motion` timing includes it). The correction is timed against its
-former form (one 3D cubic resampling of each moved slice's (T, Y, X) cine, `former_apply_shifts` below),
-alternating in one process, and the two corrected images are compared voxel by voxel.
+former form (one 3D cubic resampling of each moved slice's (T, Y, X) cine, `former_apply_shifts` below) and
+against itself on one thread (`core.parallel.thread_workers` set to 1), alternating in one process, and the
+corrected images are compared voxel by voxel.
 
     .venv/bin/python benchmarks/bench_motion.py [--study DIR] [--rounds 5] [--json FILE]
 """
@@ -62,22 +63,33 @@ def main() -> None:
           f"{est.timings['predict']:.2f} s (heart box included), estimation {est.timings['estimate']:.3f} s; "
           f"{moved} of {grid.shape[0]} slices moved", flush=True)
 
-    times: dict[str, list[float]] = {"former": [], "current": []}
+    def one_thread(image, grid, shifts_mm):
+        workers = motion.thread_workers
+        motion.thread_workers = lambda: 1
+        try:
+            return motion.apply_shifts(image, grid, shifts_mm)
+        finally:
+            motion.thread_workers = workers
+
+    variants = {"former": former_apply_shifts, "one thread": one_thread, "current": motion.apply_shifts}
+    times: dict[str, list[float]] = {k: [] for k in variants}
     images: dict[str, np.ndarray] = {}
     for r in range(max(1, args.rounds)):
-        for name, fn in (("former", former_apply_shifts), ("current", motion.apply_shifts)):
+        for name, fn in variants.items():
             t = time.perf_counter()
             img = fn(study.image, grid, est.shifts_mm)
             times[name].append(time.perf_counter() - t)
             images.setdefault(name, img)
-        print(f"round {r + 1}: correction {times['former'][-1]:.2f} s former, {times['current'][-1]:.2f} s current",
-              flush=True)
+        print(f"round {r + 1}: correction " + ", ".join(f"{times[k][-1]:.2f} s {k}" for k in variants), flush=True)
+    threads_differ = int((images["one thread"] != images["current"]).sum())
     differ = int((images["former"] != images["current"]).sum())
     med = {k: statistics.median(v) for k, v in times.items()}
     ratio = med["former"] / med["current"]
     print(f"correction of the {study.n_phases}-phase cine, medians over {args.rounds} rounds ({os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}): former {med['former']:.2f} s, current {med['current']:.2f} s: "
-          f"x{ratio:.2f}; voxels differing: {differ} of {images['current'].size}")
+          f"x{ratio:.2f}; one thread {med['one thread']:.2f} s: x{med['one thread'] / med['current']:.2f} on "
+          f"{motion.thread_workers()} threads; voxels differing: {differ} of {images['current'].size} (former), "
+          f"{threads_differ} (one thread)")
     if args.json:
         Path(args.json).write_text(json.dumps({
             "study": args.study, "model_id": predictor.model_id, "rounds": args.rounds,
@@ -86,7 +98,9 @@ def main() -> None:
             "motion_timings_s": {k: round(v, 4) for k, v in est.timings.items()}, "slices_moved": moved,
             "correction_s": {k: [round(x, 4) for x in v] for k, v in times.items()},
             "correction_median_s": {k: round(v, 4) for k, v in med.items()}, "correction_speedup": round(ratio, 3),
-            "voxels_differing": differ, "voxels": int(images["current"].size),
+            "threads": motion.thread_workers(), "threads_speedup": round(med["one thread"] / med["current"], 3),
+            "voxels_differing": differ, "voxels_differing_one_thread": threads_differ,
+            "voxels": int(images["current"].size),
         }, indent=2) + "\n")
 
 

@@ -28,12 +28,14 @@ labels already on the LR grid).
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
 
 from gemini_cmr.core.geometry import resample
+from gemini_cmr.core.parallel import thread_workers
 from gemini_cmr.core.study import Grid, Study
 
 log = logging.getLogger(__name__)
@@ -263,13 +265,24 @@ def apply_shifts(image: np.ndarray, grid: Grid, shifts_mm: np.ndarray, order: in
     values beyond the field of view), each phase's image in-plane on its own. This is one 3D resampling of
     the slice's (T, Y, X) cine with no shift along T but without the spline along T, which only reproduces
     the samples (to float64 rounding): the same float32 images, measured identical on the Sunnybrook and
-    demo studies, in about a quarter of the time (`benchmarks/bench_motion.py`)."""
+    demo studies, in about a quarter of the time (`benchmarks/bench_motion.py`). The images are resampled
+    on parallel threads (scipy.ndimage releases the GIL; `core.parallel.thread_workers`)."""
     out = np.array(image, dtype=np.float32, copy=True)
-    for k, (di, dj) in enumerate(shift_px(shifts_mm, grid)):
-        if abs(di) < 1e-6 and abs(dj) < 1e-6:
-            continue
-        for t in range(out.shape[0]):
-            out[t, k] = ndimage.shift(out[t, k], (-dj, -di), order=order, mode="nearest")
+    jobs = [(t, k, di, dj) for k, (di, dj) in enumerate(shift_px(shifts_mm, grid))
+            if abs(di) >= 1e-6 or abs(dj) >= 1e-6 for t in range(out.shape[0])]
+
+    def one(job: tuple[int, int, float, float]) -> None:
+        t, k, di, dj = job
+        out[t, k] = ndimage.shift(out[t, k], (-dj, -di), order=order, mode="nearest")
+
+    workers = min(thread_workers(), len(jobs))
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for _ in pool.map(one, jobs):
+                pass
+    else:
+        for job in jobs:
+            one(job)
     return out
 
 

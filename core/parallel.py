@@ -4,7 +4,8 @@ training cache) and the C allocator's settings for inference (`tune_malloc`, `re
 `process_workers(n)` is how many processes to really use: `n` (None: half the CPUs, at most 8, so 1 on a
 2-core machine), but 1 where a "spawn" process pool cannot start its children: a frozen (PyInstaller)
 application, or a main module read from stdin. `process_pool(n)` uses "spawn" so that no process holding
-torch, OpenMP or Qt threads is forked.
+torch, OpenMP or Qt threads is forked. `numpy_hugepage_hint_off` turns off numpy's huge-page hint for
+inference.
 """
 
 from __future__ import annotations
@@ -26,6 +27,16 @@ def process_workers(n: int | None = None) -> int:
     if getattr(sys, "frozen", False) or (main_file is not None and not Path(main_file).exists()):
         return 1
     return n
+
+
+def thread_workers(limit: int = 8) -> int:
+    """Threads for work that releases the GIL (CharLS encoding, scipy.ndimage resampling): the CPUs this
+    process may use, at most `limit`."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(int(limit), n))
 
 
 def process_pool(n: int) -> ProcessPoolExecutor:
@@ -59,6 +70,40 @@ def tune_malloc() -> bool:
     return ok
 
 
+_HUGEPAGE_HINT_OFF: bool | None = None
+
+
+def numpy_hugepage_hint_off() -> bool:
+    """Turn off numpy's transparent-huge-page hint (numpy asks the kernel, `madvise(MADV_HUGEPAGE)`, for
+    huge pages on every large array). Where the kernel's THP mode is "madvise", the first touch of a fresh
+    large array (the full-field SR image the placed stack is written into) then costs more in faulting
+    huge pages in than the 4 KB pages it saves later: on the real path the placement took 0.40 s without
+    the hint against 0.89 s with it, the network the same (`benchmarks/bench_hugepage.py`). Once per
+    process (predictor start-up); left alone where the user chose with numpy's NUMPY_MADVISE_HUGEPAGE,
+    where numpy has no such switch (a private function, guarded), or with GEMINI_CMR_NUMPY_HUGEPAGE=1.
+    Returns whether the hint is off."""
+    global _HUGEPAGE_HINT_OFF
+    if _HUGEPAGE_HINT_OFF is not None:
+        return _HUGEPAGE_HINT_OFF
+    _HUGEPAGE_HINT_OFF = False
+    if "NUMPY_MADVISE_HUGEPAGE" in os.environ or os.environ.get("GEMINI_CMR_NUMPY_HUGEPAGE", "0") == "1":
+        return False
+    try:
+        from numpy._core.multiarray import _set_madvise_hugepage
+    except ImportError:
+        try:
+            from numpy.core.multiarray import _set_madvise_hugepage
+        except ImportError:
+            return False
+    try:
+        _set_madvise_hugepage(False)
+    except (TypeError, RuntimeError):
+        return False
+    _HUGEPAGE_HINT_OFF = True
+    log.debug("numpy's huge-page hint off")
+    return True
+
+
 def release_free_memory() -> bool:
     """glibc: give the heap memory freed since the last call back to the system (`malloc_trim(0)`). With
     `tune_malloc`'s trim threshold a process keeps up to 1 GiB of freed heap per arena, which the network's
@@ -75,4 +120,5 @@ def release_free_memory() -> bool:
     return True
 
 
-__all__ = ["process_pool", "process_workers", "release_free_memory", "tune_malloc"]
+__all__ = ["numpy_hugepage_hint_off", "process_pool", "process_workers", "release_free_memory", "thread_workers",
+           "tune_malloc"]

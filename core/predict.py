@@ -39,7 +39,7 @@ from gemini_cmr.core.models.preprocess import (
     window_weights,
 )
 from gemini_cmr.core.models.store import LoadedModel, load_model
-from gemini_cmr.core.parallel import release_free_memory, tune_malloc
+from gemini_cmr.core.parallel import numpy_hugepage_hint_off, release_free_memory, tune_malloc
 from gemini_cmr.core.study import Grid, Study
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ _DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16
 def run_stacks(model: torch.nn.Module, placed: np.ndarray | torch.Tensor, device: torch.device,
                precision: str = "float32", scale: float = 1.0,
                out: tuple[np.ndarray, np.ndarray] | None = None,
-               flips: Sequence[tuple[int, ...]] = ()) -> tuple[np.ndarray, np.ndarray]:
+               flips: Sequence[tuple[int, ...]] = (), labels_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Run the generator on stacks already on the SR grid.
 
     placed (b, Dz, H, W) float (NumPy, or a tensor e.g. already on the device), divided by `scale` for the
@@ -78,7 +78,9 @@ def run_stacks(model: torch.nn.Module, placed: np.ndarray | torch.Tensor, device
     depth centred or covered by blended windows. With one window (the usual case) normalisation, padding,
     cropping and rescaling happen on the device and the results are copied once into `out`.
     `flips`: test-time augmentation (`core.models.gemini.TTA_FLIPS`): class scores averaged over the input's
-    in-plane mirrorings too (1 + len(flips) network passes).
+    in-plane mirrorings too (1 + len(flips) network passes). `labels_only`: only the labels are wanted
+    (`GeminiGenerator.infer(labels_only=True)`: acquired-2d models skip the image decoder, and the image
+    written is a placeholder).
     """
     cfg = model.config
     depth, mult = cfg.depth, cfg.multiple
@@ -109,7 +111,8 @@ def run_stacks(model: torch.nn.Module, placed: np.ndarray | torch.Tensor, device
             x = network_input(start, off)
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 if hasattr(model, "infer"):  # labels straight from the model (no full logits for acquired-2d)
-                    img, lab = model.infer(x, flips=flips) if flips else model.infer(x)
+                    kwargs = {"labels_only": True} if labels_only else {}
+                    img, lab = model.infer(x, flips=flips, **kwargs) if flips else model.infer(x, **kwargs)
                 else:
                     img, logits = model(x)
                     lab = class_argmax(logits)
@@ -213,6 +216,7 @@ class Predictor:
         # upsampling: 1.7x on an H200), NCHW for slices-as-channels models on CUDA (1.45x faster there).
         self.channels_last: bool | None = None
         tune_malloc()  # large temporaries reuse mapped memory (core.parallel.tune_malloc)
+        numpy_hugepage_hint_off()  # fresh large arrays fault in faster (core.parallel)
 
     def _inference_model(self) -> torch.nn.Module:
         """`inference_copy(self.model)`, rebuilt when the model, its device or the layout changes."""
@@ -257,19 +261,20 @@ class Predictor:
 
     def _run_safe(self, placed: np.ndarray, scale: float = 1.0,
                   out: tuple[np.ndarray, np.ndarray] | None = None,
-                  flips: Sequence[tuple[int, ...]] = ()) -> tuple[np.ndarray, np.ndarray]:
+                  flips: Sequence[tuple[int, ...]] = (), labels_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """`run_stacks` in batches of `batch_size` with CUDA out-of-memory recovery: halve the batch (kept
         for later batches), and with a single phase still too large move the model to the CPU for good,
-        with a warning. `flips`: `run_stacks`'s test-time augmentation."""
+        with a warning. `flips`, `labels_only`: `run_stacks`'s."""
         if out is None:
             out = (np.empty(placed.shape, np.float32), np.empty(placed.shape, np.uint8))
         n = self.batch_size
         if len(placed) > n:
             for i in range(0, len(placed), n):
-                self._run_safe(placed[i:i + n], scale, (out[0][i:i + n], out[1][i:i + n]), flips)
+                self._run_safe(placed[i:i + n], scale, (out[0][i:i + n], out[1][i:i + n]), flips, labels_only)
             return out
         try:
-            return run_stacks(self._inference_model(), placed, self.device, self.precision, scale, out, flips)
+            return run_stacks(self._inference_model(), placed, self.device, self.precision, scale, out, flips,
+                              labels_only)
         except torch.cuda.OutOfMemoryError:
             if self.device.type != "cuda":
                 raise
@@ -279,11 +284,12 @@ class Predictor:
                 self.batch_size = max(1, len(placed) // 2)
                 log.warning("CUDA out of memory with %d phases per batch: retrying with %d",
                             len(placed), self.batch_size)
-                return self._run_safe(placed, scale, out, flips)
+                return self._run_safe(placed, scale, out, flips, labels_only)
             log.warning("CUDA out of memory with one phase per batch: falling back to the CPU (slower)")
             self.model.to("cpu")
             self.device = torch.device("cpu")
-            return run_stacks(self._inference_model(), placed, self.device, self.precision, scale, out, flips)
+            return run_stacks(self._inference_model(), placed, self.device, self.precision, scale, out, flips,
+                              labels_only)
 
     def predict(
         self,
@@ -408,7 +414,7 @@ class Predictor:
         from gemini_cmr.core.postprocess import heart_roi, postprocess_labels
 
         placed = place_on_sr_grid(study.image[[phase]], study.grid, sr)
-        _, lab = self._run_safe(placed, scale)
+        _, lab = self._run_safe(placed, scale, labels_only=True)  # the labels alone find the heart
         lab = postprocess_labels(lab, {"inference": {"keep_largest_heart_component": True,
                                                      "heart_component_by": "ventricle"}})
         roi = heart_roi(lab[0], (float(sr.spacing[1]), float(sr.spacing[0])), roi_mm)

@@ -33,12 +33,14 @@ segmentation of the acquired slices.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import logging
 import os
 import struct
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -52,6 +54,7 @@ from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, MRImageStorage, 
 
 from gemini_cmr.core.errors import Cancelled, GeminiError
 from gemini_cmr.core.io.atomic import atomic_write_bytes
+from gemini_cmr.core.parallel import thread_workers
 from gemini_cmr.core.study import (
     LABEL_COLOURS,
     LABEL_OF,
@@ -332,45 +335,58 @@ def write_sr_series(
     position_elems = [pydicom.DataElement(0x00200032, "DS", pos) for pos in positions]
     location_elems = [pydicom.DataElement(0x00201041, "DS", loc) for loc in locations]
     out: list[list[Dataset]] = []
-    scaled = np.empty(image.shape[1:], dtype=np.result_type(image.dtype, np.float32))
-    for row, phase in enumerate(phases):
-        if cancel is not None and cancel():
-            raise Cancelled("writing DICOM outputs cancelled")
-        np.subtract(image[row], intercept, out=scaled)
-        np.divide(scaled, slope, out=scaled)
-        np.rint(scaled, out=scaled)
-        np.clip(scaled, 0, 65535, out=scaled)
-        stored = scaled.astype("<u2")
-        frames = encode_jpegls_frames(stored) if syntax == JPEGLSLossless else stored
-        trigger = None if phase_times_ms is None else _ds_text(float(phase_times_ms[phase]))
-        common = {0x00200100: writer.element(0x00200100, "IS", row + 1)}
-        row_elems = {0x00200100: pydicom.DataElement(0x00200100, "IS", row + 1)}
-        if trigger is not None:
-            common[0x00181060] = writer.element(0x00181060, "DS", trigger)
-            row_elems[0x00181060] = pydicom.DataElement(0x00181060, "DS", trigger)
-        headers = []
-        for k in range(nz):
-            uid = generate_uid()
-            number = k * nt + row + 1
-            own = dict(common)
-            own[0x00080018] = _ui_bytes(0x00080018, uid)
-            own[0x00200013] = _text_bytes(0x00200013, "IS", str(number))
-            own[0x00200032] = position_bytes[k]
-            own[0x00201041] = location_bytes[k]
-            reference = None
-            if nearest is not None:
-                reference = own[0x00082112] = _sequence_bytes(0x00082112, [
-                    _ui_bytes(0x00081150, MRImageStorage) + _ui_bytes(0x00081155, source_uids[phase][int(nearest[k])])])
-            own[0x7FE00010] = _pixel_data_parts(frames[k])
-            atomic_write_bytes(folder / f"MR_p{phase:02d}_s{k:03d}.dcm", writer.file_parts(uid, own))
-            elements = {**row_elems, 0x00080018: pydicom.DataElement(0x00080018, "UI", uid),
-                        0x00200013: pydicom.DataElement(0x00200013, "IS", number),
-                        0x00200032: position_elems[k], 0x00201041: location_elems[k]}
-            if reference is not None:  # read from its bytes when asked for
-                elements[0x00082112] = pydicom.dataelem.RawDataElement(
-                    pydicom.tag.Tag(0x00082112), "SQ", len(reference) - 12, reference[12:], 0, False, True)
-            headers.append(_derived(template, elements))
-        out.append(headers)
+    compress = syntax == JPEGLSLossless
+
+    def stored_frames(row: int) -> np.ndarray | list[bytes]:
+        stored = _stored(image[row], slope, intercept)
+        return encode_jpegls_frames(stored) if compress else stored
+
+    # JPEG-LS: the next phases are encoded on worker threads (CharLS called without the GIL) while this
+    # phase's files are written; without the GIL-free encoder, one phase after the other here.
+    workers = encode_workers() if compress and _charls_encoder() is not None else 0
+    ahead: dict[int, Future] = {}
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=workers)) if workers else None
+        stack.callback(lambda: [f.cancel() for f in ahead.values()])  # on the way out of an error
+        for row, phase in enumerate(phases):
+            if cancel is not None and cancel():
+                raise Cancelled("writing DICOM outputs cancelled")
+            if pool is None:
+                frames = stored_frames(row)
+            else:
+                for r in range(row, min(len(phases), row + workers + 1)):
+                    if r not in ahead:
+                        ahead[r] = pool.submit(stored_frames, r)
+                frames = ahead.pop(row).result()
+            trigger = None if phase_times_ms is None else _ds_text(float(phase_times_ms[phase]))
+            common = {0x00200100: writer.element(0x00200100, "IS", row + 1)}
+            row_elems = {0x00200100: pydicom.DataElement(0x00200100, "IS", row + 1)}
+            if trigger is not None:
+                common[0x00181060] = writer.element(0x00181060, "DS", trigger)
+                row_elems[0x00181060] = pydicom.DataElement(0x00181060, "DS", trigger)
+            headers = []
+            for k in range(nz):
+                uid = generate_uid()
+                number = k * nt + row + 1
+                own = dict(common)
+                own[0x00080018] = _ui_bytes(0x00080018, uid)
+                own[0x00200013] = _text_bytes(0x00200013, "IS", str(number))
+                own[0x00200032] = position_bytes[k]
+                own[0x00201041] = location_bytes[k]
+                reference = None
+                if nearest is not None:
+                    reference = own[0x00082112] = _sequence_bytes(0x00082112, [
+                        _ui_bytes(0x00081150, MRImageStorage) + _ui_bytes(0x00081155, source_uids[phase][int(nearest[k])])])
+                own[0x7FE00010] = _pixel_data_parts(frames[k])
+                atomic_write_bytes(folder / f"MR_p{phase:02d}_s{k:03d}.dcm", writer.file_parts(uid, own))
+                elements = {**row_elems, 0x00080018: pydicom.DataElement(0x00080018, "UI", uid),
+                            0x00200013: pydicom.DataElement(0x00200013, "IS", number),
+                            0x00200032: position_elems[k], 0x00201041: location_elems[k]}
+                if reference is not None:  # read from its bytes when asked for
+                    elements[0x00082112] = pydicom.dataelem.RawDataElement(
+                        pydicom.tag.Tag(0x00082112), "SQ", len(reference) - 12, reference[12:], 0, False, True)
+                headers.append(_derived(template, elements))
+            out.append(headers)
     return out
 
 
@@ -495,17 +511,95 @@ class InstanceWriter:
         return b"".join(self.file_parts(sop_uid, own))
 
 
+def _stored(image: np.ndarray, slope: float, intercept: float) -> np.ndarray:
+    """`image` as the unsigned 16-bit values stored with RescaleSlope `slope`, RescaleIntercept `intercept`."""
+    scaled = np.empty(image.shape, dtype=np.result_type(image.dtype, np.float32))
+    np.subtract(image, intercept, out=scaled)
+    np.divide(scaled, slope, out=scaled)
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, 0, 65535, out=scaled)
+    return scaled.astype("<u2")
+
+
+def encode_workers() -> int:
+    """Threads that encode JPEG-LS frames (`core.parallel.thread_workers`)."""
+    return thread_workers()
+
+
+class _JlsParameters(ctypes.Structure):
+    """CharLS's `JlsParameters` (charls/public_types.h, the legacy C API): a lossless monochrome encode sets
+    the six leading fields; everything after them stays zero (with room to spare beyond the struct)."""
+
+    _fields_ = [("width", ctypes.c_int32), ("height", ctypes.c_int32), ("bitsPerSample", ctypes.c_int32),
+                ("stride", ctypes.c_int32), ("components", ctypes.c_int32), ("allowedLossyError", ctypes.c_int32),
+                ("interleaveMode", ctypes.c_int32), ("colorTransformation", ctypes.c_int32),
+                ("outputBgr", ctypes.c_char), ("custom", ctypes.c_int32 * 5), ("jfif", ctypes.c_int32 * 6),
+                ("thumbnail", ctypes.c_void_p), ("_spare", ctypes.c_byte * 256)]
+
+
+def _jpegls_reference(frame: np.ndarray) -> bytes:
+    """One (Y, X) unsigned 16-bit frame as pyjpegls encodes it: a lossless CharLS codestream."""
+    from jpeg_ls import encode_pixel_data
+
+    ny, nx = frame.shape
+    return bytes(encode_pixel_data(np.ascontiguousarray(frame, dtype="<u2").tobytes(), 0, rows=ny, columns=nx,
+                                   samples_per_pixel=1, bits_stored=16))
+
+
+@functools.lru_cache(maxsize=1)
+def _charls_encoder() -> Callable[[np.ndarray], bytes] | None:
+    """CharLS's `JpegLsEncode`, from pyjpegls's own extension module, called through ctypes, which releases
+    the GIL for the call (pyjpegls's wrapper holds it), so that threads encode frames in parallel. None
+    (then pyjpegls encodes, one frame at a time) where the symbol is missing or where its codestream of a
+    check frame is not byte for byte pyjpegls's; GEMINI_CMR_CHARLS_CTYPES=0 turns it off."""
+    if os.environ.get("GEMINI_CMR_CHARLS_CTYPES", "1") == "0":
+        return None
+    try:
+        import _CharLS
+
+        encode = ctypes.CDLL(_CharLS.__file__).JpegLsEncode
+    except (ImportError, OSError, AttributeError) as exc:
+        log.debug("JPEG-LS through pyjpegls only (%s)", exc)
+        return None
+    encode.restype = ctypes.c_int
+    encode.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t), ctypes.c_void_p,
+                       ctypes.c_size_t, ctypes.POINTER(_JlsParameters), ctypes.c_char_p]
+
+    def encode_frame(frame: np.ndarray) -> bytes:
+        frame = np.ascontiguousarray(frame, dtype="<u2")
+        ny, nx = frame.shape
+        params = _JlsParameters(width=nx, height=ny, bitsPerSample=16, stride=2 * nx, components=1)
+        dst = ctypes.create_string_buffer(2 * frame.nbytes + 1024)
+        written = ctypes.c_size_t(0)
+        message = ctypes.create_string_buffer(256)
+        err = encode(dst, len(dst), ctypes.byref(written), frame.ctypes.data, frame.nbytes, ctypes.byref(params),
+                     message)
+        if err != 0:
+            raise RuntimeError(f"JPEG-LS encoding failed: {message.value.decode('ascii', 'replace')}")
+        return dst.raw[:written.value]
+
+    check = (np.arange(23 * 37, dtype=np.uint32).reshape(23, 37) * 2654435761 % 65521).astype("<u2")
+    check[5:15, 9:30] = 1200  # a flat patch (run mode) among noise (regular mode)
+    try:
+        same = encode_frame(check) == _jpegls_reference(check)
+    except (RuntimeError, OSError, ValueError) as exc:
+        same = False
+        log.debug("JPEG-LS through ctypes failed its check: %s", exc)
+    if not same:
+        log.debug("JPEG-LS through pyjpegls only: the ctypes call's codestream differs")
+        return None
+    return encode_frame
+
+
 def encode_jpegls_frames(stored: np.ndarray) -> list[bytes]:
     """Each (Y, X) unsigned 16-bit frame of `stored` (Z, Y, X) as the encapsulated Pixel Data that
     `Dataset.compress(JPEGLSLossless, encoding_plugin="pyjpegls")` stores: one CharLS lossless codestream
-    in a basic-offset-table encapsulation (without pydicom's per-call checks)."""
-    from jpeg_ls import encode_pixel_data
+    in a basic-offset-table encapsulation (without pydicom's per-call checks). Through `_charls_encoder`
+    (the GIL released) where it passed its check, else through pyjpegls."""
     from pydicom.encaps import encapsulate
 
-    _, ny, nx = stored.shape
-    return [encapsulate([bytes(encode_pixel_data(np.ascontiguousarray(frame, dtype="<u2").tobytes(), 0,
-                                                 rows=ny, columns=nx, samples_per_pixel=1, bits_stored=16))])
-            for frame in stored]
+    encode = _charls_encoder() or _jpegls_reference
+    return [encapsulate([encode(frame)]) for frame in stored]
 
 
 def _description(what: str, ctx: DicomContext) -> str:
@@ -989,6 +1083,6 @@ def file_bytes(paths: Sequence[Path]) -> int:
 
 __all__ = ["COMPRESSIONS", "CachingEncoder", "DicomContext", "InstanceWriter", "SegmentationJob", "SegmentationWriter",
            "dicom_context",
-           "encode_jpegls_frames", "file_bytes", "plane_geometry", "save_dataset", "segment_descriptions",
+           "encode_jpegls_frames", "encode_workers", "file_bytes", "plane_geometry", "save_dataset", "segment_descriptions",
            "segmentation_jobs", "source_images", "write_segmentation_job", "write_segmentations",
            "write_sr_series"]

@@ -293,14 +293,16 @@ class GeminiGenerator(nn.Module):
         return f + torch.relu(y)
 
     def acquired_parts(self, x: torch.Tensor, seg_levels: list[torch.Tensor] | None = None,
-                       seg_res: list[torch.Tensor] | None = None,
+                       seg_res: list[torch.Tensor] | None = None, image: bool = True,
                        ) -> tuple[torch.Tensor, torch.Tensor, AcquiredPlan, torch.Tensor | None]:
         """"acquired-2d": per acquired slice image (N, h, w), logits (N, K, h, w), the plan, and the
         through-plane residual images (N, 2 x tp_knots, h, w) (None without `tp_knots`). `seg_levels`, when
         given, receives the segmentation decoder's coarser levels' features (`_Decoder.forward`; deep
         supervision in training, `core.train.deep_supervision`). `seg_res`, when given and the model has
         `seg_tp_knots`, receives the through-plane class-score residuals (N, 2 x seg_tp_knots, K, h, w)
-        (`interpolate_rows`); every caller that turns the parts into SR labels must pass it."""
+        (`interpolate_rows`); every caller that turns the parts into SR labels must pass it. `image=False`
+        skips the image decoder and its heads (the segmentation does not depend on them): the image returned
+        is then the input slices themselves and the residual images None."""
         cfg = self.config
         b, d, h, w = x.shape
         plan = acquired_plan(x)
@@ -321,11 +323,15 @@ class GeminiGenerator(nn.Module):
         blocks = None if self.training else neighbour_blocks(plan.pos, plan.length,
                                                              max(m.conv.kernel_size[0] // 2 for m in self.mix))
         feats = [self._mix_sequences(m, f, pos, plan.length, blocks) for m, f in zip(self.mix, feats)]
-        fi, fs = self.image_decoder(feats), self.seg_decoder(feats, seg_levels)
-        a_img = self._head(self.image_head, fi, inp)[:, 0]
-        if cfg.residual_image:
-            a_img = a_img + inp[:, 0]
-        res = self._head(self.tp_head, fi, inp) if cfg.tp_knots else None
+        fs = self.seg_decoder(feats, seg_levels)
+        if image:
+            fi = self.image_decoder(feats)
+            a_img = self._head(self.image_head, fi, inp)[:, 0]
+            if cfg.residual_image:
+                a_img = a_img + inp[:, 0]
+            res = self._head(self.tp_head, fi, inp) if cfg.tp_knots else None
+        else:
+            a_img, res = inp[:, 0], None
         if seg_res is not None and cfg.seg_tp_knots:
             r = self._head(self.seg_tp_head, fs, inp)
             if cfg.seg_tp_hidden:
@@ -334,18 +340,20 @@ class GeminiGenerator(nn.Module):
         return a_img, self._head(self.seg_head, fs, inp), plan, res
 
     @torch.no_grad()
-    def infer(self, x: torch.Tensor, flips: Sequence[tuple[int, ...]] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+    def infer(self, x: torch.Tensor, flips: Sequence[tuple[int, ...]] = (),
+              labels_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Inference: (SR image (B, D, H, W), labels (B, D, H, W) uint8) = (forward's image,
         `class_argmax` of forward's logits), without materialising the SR logits for "acquired-2d"
         (the labels of the acquired slices, then only the pixels where two neighbours disagree are
         interpolated: exact, see `_infer_acquired`). `flips`: test-time augmentation (`TTA_FLIPS`), the
         class scores averaged over the input and its in-plane mirrorings (see `tta_scores`); the image is
-        the unmirrored pass's."""
+        the unmirrored pass's. `labels_only` ("acquired-2d"): the image decoder is skipped, the same labels
+        come back with a placeholder image (the input interpolated between the acquired slices)."""
         if self.config.encoder == "acquired-2d" and not self.training:
             b, d, h, w = x.shape
             if d != self.config.depth:
                 raise ValueError(f"input depth {d} != network depth {self.config.depth}")
-            return self._infer_acquired(x, flips=flips)
+            return self._infer_acquired(x, flips=flips, image=not labels_only)
         img, logits = self.forward_tta(x, flips)
         return img, class_argmax(logits)
 
@@ -357,7 +365,7 @@ class GeminiGenerator(nn.Module):
         return img, logits
 
     def _infer_acquired(self, x: torch.Tensor, grouped: bool | None = None,
-                        flips: Sequence[tuple[int, ...]] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+                        flips: Sequence[tuple[int, ...]] = (), image: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Labels of linearly interpolated logits from the acquired slices' labels. Where both neighbours'
         argmax is the same class c, c wins at every t in [0, 1] (each class score is linear in t, and c is
         strictly above the earlier classes and not below the later ones at both ends, so the first-maximum
@@ -369,12 +377,12 @@ class GeminiGenerator(nn.Module):
         has the bandwidth). Same numbers."""
         b, d, h, w = x.shape
         s_res: list[torch.Tensor] = []
-        a_img, a_seg, plan, a_res = self.acquired_parts(x, seg_res=s_res)
+        a_img, a_seg, plan, a_res = self.acquired_parts(x, seg_res=s_res, image=image)
         if flips and plan.n:  # in-plane mirrorings keep the acquired slices and their order
             mirrored = []
             for dims in flips:
                 m_res: list[torch.Tensor] = []
-                mirrored.append(self.acquired_parts(x.flip(dims), seg_res=m_res)[1])
+                mirrored.append(self.acquired_parts(x.flip(dims), seg_res=m_res, image=False)[1])
                 if s_res:  # score residuals: the mean over the passes, each mirrored back
                     s_res[0] = s_res[0].float() + m_res[0].float().flip(dims)
             a_seg = tta_scores(a_seg, mirrored, flips)

@@ -20,7 +20,8 @@ DEFAULT_PERCENTILE = 99.5
 def intensity_scale(lr_image: np.ndarray, percentile: float = DEFAULT_PERCENTILE) -> float:
     """The normalisation divisor of a cine: its `percentile`-th intensity (> 0)."""
     a = np.asarray(lr_image, dtype=np.float32)
-    v = float(np.percentile(a[np.isfinite(a)], percentile)) if a.size else 1.0
+    finite = np.isfinite(a)
+    v = float(np.percentile(a if finite.all() else a[finite], percentile)) if a.size else 1.0
     if not math.isfinite(v) or v <= 1e-6:
         v = float(np.max(np.abs(a))) if a.size else 1.0
     return v if v > 1e-6 else 1.0

@@ -250,3 +250,19 @@ def test_apply_shifts_in_plane_per_phase_is_the_3d_resampling_without_a_shift_al
     assert (new != old).mean() < 1e-4
     np.testing.assert_allclose(new, old, rtol=1e-6, atol=1e-9 * float(np.abs(old).max()))
     np.testing.assert_array_equal(new[:, [0, 4]], img[:, [0, 4]])
+
+
+def test_apply_shifts_on_threads_is_the_same_as_on_one(monkeypatch):
+    """The images resampled on parallel threads are exactly the ones resampled one after the other."""
+    rng = np.random.default_rng(8)
+    img = rng.normal(400, 150, (5, 6, 32, 36)).astype(np.float32)
+    grid = Grid((6, 32, 36), np.diag([1.4, 1.3, 8.0, 1.0]))
+    shifts = rng.normal(0, 2, (6, 2))
+    shifts[2] = 0.0
+    monkeypatch.setattr(motion, "thread_workers", lambda: 1)
+    one = motion.apply_shifts(img, grid, shifts)
+    monkeypatch.setattr(motion, "thread_workers", lambda: 3)
+    threaded = motion.apply_shifts(img, grid, shifts)
+    np.testing.assert_array_equal(threaded, one)
+    np.testing.assert_array_equal(threaded[:, 2], img[:, 2])
+    assert not np.array_equal(threaded, img)

@@ -477,3 +477,84 @@ def _sr_headers_and_sources(tmp_path, result):
                                           study.phase_times_ms, ctx, "none", source_grid=study.grid,
                                           source_uids=ident.sop_instance_uids)
     return ctx, headers, dicom_write.source_images(study, result.phases, ctx)
+
+
+def test_charls_through_ctypes_is_pyjpegls_byte_for_byte():
+    """The GIL-free JPEG-LS path is in use here and encodes real-looking frames (smooth anatomy-like
+    values, flat background, noise; odd sizes; the full 16-bit range) exactly as pyjpegls does."""
+    from scipy import ndimage
+
+    from gemini_cmr.core.io import dicom_write
+
+    encode = dicom_write._charls_encoder()
+    assert encode is not None
+    rng = np.random.default_rng(3)
+    frames = [
+        (ndimage.gaussian_filter(rng.normal(size=(61, 47)) * 900, 2) + 1500).clip(0, 65535).astype("<u2"),
+        np.zeros((16, 16), "<u2"),
+        rng.integers(0, 65536, size=(33, 129), dtype=np.uint16),
+    ]
+    frames[0][:, :10] = 0  # background beside the anatomy
+    for frame in frames:
+        assert encode(frame) == dicom_write._jpegls_reference(frame)
+    # a strided view (one column of a larger array) is encoded as its own values
+    view = np.arange(40 * 30, dtype="<u2").reshape(40, 30)[:, ::2]
+    assert encode(view) == dicom_write._jpegls_reference(np.ascontiguousarray(view))
+
+
+def test_sr_series_files_are_the_same_with_and_without_the_threaded_encoder(tmp_path, monkeypatch):
+    """Phases encoded ahead on worker threads write the same files as pyjpegls one phase after the other."""
+    import datetime as dt
+    import itertools
+
+    from gemini_cmr.core.io import dicom_write
+
+    class FixedNow(dt.datetime):  # the series date and time: the same in both writes
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2024, 1, 2, 3, 4, 5)
+
+    monkeypatch.setattr(dicom_write, "datetime", FixedNow)
+    _, result, _ = _dicom_result(tmp_path / "in", n_phases=4)
+
+    def write(folder):
+        counter = itertools.count(1)
+        monkeypatch.setattr(dicom_write, "generate_uid", lambda *a, **k: f"1.2.3.{next(counter)}")
+        ctx = dicom_write.dicom_context(result.study, "m", "0" * 64, "1")
+        headers = dicom_write.write_sr_series(folder, result.sr_image, result.sr_grid, result.phases, None, ctx)
+        files = {p.name: p.read_bytes() for p in sorted(folder.glob("*.dcm"))}
+        return files, [[h.SOPInstanceUID for h in row] for row in headers]
+
+    assert dicom_write.encode_workers() >= 1
+    monkeypatch.setattr(dicom_write, "encode_workers", lambda: 3)  # more threads than this machine's cores
+    threaded = write(tmp_path / "threaded")
+    monkeypatch.setattr(dicom_write, "_charls_encoder", lambda: None)
+    serial = write(tmp_path / "serial")
+    assert threaded == serial and len(serial[0]) == 4 * result.sr_image.shape[1]
+
+
+def test_sr_series_encoder_failure_and_cancel_stop_the_threaded_writing(tmp_path, monkeypatch):
+    """An encoding error on a worker thread reaches the caller; a cancel stops before the next phase."""
+    from gemini_cmr.core.errors import Cancelled
+    from gemini_cmr.core.io import dicom_write
+
+    _, result, _ = _dicom_result(tmp_path / "in", n_phases=4)
+    ctx = dicom_write.dicom_context(result.study, "m", "0" * 64, "1")
+    real = dicom_write.encode_jpegls_frames
+    calls = []
+
+    def failing(stored):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("JPEG-LS encoding failed: test")
+        return real(stored)
+
+    monkeypatch.setattr(dicom_write, "encode_jpegls_frames", failing)
+    with pytest.raises(RuntimeError, match="test"):
+        dicom_write.write_sr_series(tmp_path / "a", result.sr_image, result.sr_grid, result.phases, None, ctx)
+    monkeypatch.setattr(dicom_write, "encode_jpegls_frames", real)
+    rows = iter([False, True])
+    with pytest.raises(Cancelled):
+        dicom_write.write_sr_series(tmp_path / "b", result.sr_image, result.sr_grid, result.phases, None, ctx,
+                                    cancel=lambda: next(rows))
+    assert len(list((tmp_path / "b").glob("*.dcm"))) == result.sr_image.shape[1]  # the first phase only

@@ -273,3 +273,27 @@ def test_acquired_to_sr_host_with_through_plane_residuals(monkeypatch):
         ref_img, ref_lab = model._infer_acquired(x, grouped=False)
     assert torch.equal(lab, ref_lab) and torch.equal(img, ref_img)
     assert not torch.equal(img.flatten(0, 1)[plan.out], gem.interpolate_acquired(a_img, None, plan)[0])
+
+
+@pytest.mark.parametrize("extra", [{}, {"tp_knots": 2, "seg_tp_knots": 2}, {"seg_tp_knots": 1, "seg_tp_hidden": 8}])
+def test_labels_only_inference_gives_the_same_labels_without_the_image_decoder(monkeypatch, extra):
+    """`infer(labels_only=True)` (the heart-finding pass) never runs the image decoder and returns the
+    labels of the full inference bit for bit, with and without through-plane residuals and with TTA."""
+    x = _stacks([(4, [3, 5, 4, 3], (0, 1)), (3, [4, 5, 4], (3, 2))], 24, h=16, w=16)
+    torch.manual_seed(0)
+    model = GeminiGenerator(GeminiConfig(depth=24, widths=(4, 8, 16), encoder="acquired-2d", **extra)).eval()
+    with torch.no_grad():  # random heads (the residual ones start at zero), so that labels vary
+        for name, p in model.named_parameters():
+            if "tp_" in name or "seg_head" in name:
+                p.normal_(0, 0.5)
+    with torch.inference_mode():
+        img, lab = model.infer(x)
+        lab_tta = model.infer(x, flips=gem.TTA_FLIPS)[1]
+    calls = []
+    monkeypatch.setattr(model.image_decoder, "forward", lambda *a, **k: calls.append(1))
+    with torch.inference_mode():
+        img2, lab2 = model.infer(x, labels_only=True)
+        lab2_tta = model.infer(x, flips=gem.TTA_FLIPS, labels_only=True)[1]
+    assert not calls
+    assert torch.equal(lab2, lab) and torch.equal(lab2_tta, lab_tta)
+    assert img2.shape == img.shape and len(torch.unique(lab)) >= 2  # not one class everywhere

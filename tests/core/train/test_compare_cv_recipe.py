@@ -1,0 +1,62 @@
+"""recipes/gemini-acdc/compare_cv.py: paired comparison of two `train cv` runs on their common patients."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("compare_cv", ROOT / "recipes" / "gemini-acdc" / "compare_cv.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run(folder: Path, rows: list[dict]) -> Path:
+    folder.mkdir()
+    (folder / "cv.json").write_text(json.dumps({"summary": {}, "rows": rows}))
+    return folder
+
+
+def _row(subject: str, fold: int, lv: float, ef_pred: float, ef_manual: float = 50.0) -> dict:
+    keys = {f"{ph}_{s}": lv for ph in ("ed", "es") for s in ("lv_cavity", "lv_myocardium", "rv_cavity")}
+    return {"subject": subject, "fold": fold, **keys, "pred_lv_ef_pct": ef_pred, "manual_lv_ef_pct": ef_manual}
+
+
+def test_paired_figures_on_the_common_patients_and_folds(tmp_path, capsys):
+    c = _script()
+    a = _run(tmp_path / "a", [_row("p1", 0, 0.90, 52.0), _row("p2", 0, 0.80, 47.0), _row("p3", 1, 0.70, 50.0),
+                              _row("only_a", 1, 0.10, 90.0)])
+    b = _run(tmp_path / "b", [_row("p1", 0, 0.92, 51.0), _row("p2", 0, 0.84, 46.0), _row("p3", 1, 0.70, 53.0)])
+    res = c.compare(c._rows(a), c._rows(b))
+    assert res["n"] == 3 and res["folds"] == [0, 1]
+    lv = res["dice"]["ed_lv_cavity"]
+    assert lv["a"] == pytest.approx(0.8) and lv["diff"] == pytest.approx(0.02)
+    ef = res["clinical"]["lv_ef_pct"]
+    # |errors| A: 2, 3, 0; B: 1, 4, 3 -> differences -1, +1, +3
+    assert ef["mean_abs_a"] == pytest.approx(5 / 3) and ef["mean_abs_b"] == pytest.approx(8 / 3)
+    assert ef["abs_diff"] == pytest.approx(1.0) and ef["se"] == pytest.approx(2 / 3 ** 0.5)
+    assert ef["median_abs_b"] == 3.0 and ef["bias_a"] == pytest.approx(-1 / 3)
+    assert res["clinical"]["lv_mass_g"]["n"] == 0  # not in these rows: no figure, no error
+    only0 = c.compare(c._rows(a), c._rows(b), {0})
+    assert only0["n"] == 2 and only0["dice"]["ed_lv_cavity"]["diff"] == pytest.approx(0.03)
+    out = tmp_path / "cmp.json"
+    assert c.main([str(a), str(b), "--folds", "0,1", "--json", str(out)]) == 0
+    assert "3 held-out patients of folds [0, 1]" in capsys.readouterr().out
+    assert set(json.loads(out.read_text())["per_fold"]) == {"0", "1"}
+
+
+def test_no_common_patient_or_unreadable_run_is_exit_status_2(tmp_path, capsys):
+    c = _script()
+    a = _run(tmp_path / "a", [_row("p1", 0, 0.9, 50.0)])
+    b = _run(tmp_path / "b", [_row("p2", 0, 0.9, 50.0)])
+    assert c.main([str(a), str(b)]) == 2
+    assert c.main([str(a), str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert "no held-out patient in both runs" in err and "cannot read the runs" in err
