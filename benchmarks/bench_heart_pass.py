@@ -9,7 +9,6 @@ compared.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -17,28 +16,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_STUDY = ROOT.parent / "shared" / "data" / "sunnybrook" / "SCD0000101"
+from bench_motion import study_args, warm_predictor
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--study", default=str(DEFAULT_STUDY))
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--json", help="write the results here")
-    args = ap.parse_args()
+    args = study_args(__doc__)
 
     from gemini_cmr.core.geometry import sr_grid
-    from gemini_cmr.core.io import load_study
     from gemini_cmr.core.models.preprocess import DEFAULT_PERCENTILE, intensity_scale
-    from gemini_cmr.core.predict import Predictor
-    from gemini_cmr.core.resources import default_model_for
 
-    study = load_study(args.study)
-    model, _ = default_model_for(study)
-    predictor = Predictor.load(model, device="cpu")
-    predictor.predict(study, phases=[0])  # warm-up: first-call allocations and kernel selection
+    study, predictor = warm_predictor(args.study)
     roi_mm = float((predictor.config.get("inference") or {})["roi_mm"])
     norm = predictor.config.get("normalisation", {})
     sr = sr_grid(study.grid)

@@ -38,22 +38,35 @@ def former_apply_shifts(image: np.ndarray, grid, shifts_mm: np.ndarray, order: i
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def study_args(doc: str) -> argparse.Namespace:
+    """--study, --rounds, --json (shared with `bench_heart_pass.py`)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--study", default=str(DEFAULT_STUDY))
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json", help="write the results here")
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    from gemini_cmr.core import motion
+
+def warm_predictor(study_path: str):
+    """(study, CPU predictor of the model `super-resolve` chooses for it), after one warm-up prediction
+    (first-call allocations and kernel selection)."""
     from gemini_cmr.core.io import load_study
     from gemini_cmr.core.predict import Predictor
     from gemini_cmr.core.resources import default_model_for
 
-    study = load_study(args.study)
+    study = load_study(study_path)
     model, _ = default_model_for(study)
     predictor = Predictor.load(model, device="cpu")
-    predictor.predict(study, phases=[0])  # warm-up: first-call allocations and kernel selection
+    predictor.predict(study, phases=[0])
+    return study, predictor
+
+
+def main() -> None:
+    args = study_args(__doc__)
+
+    from gemini_cmr.core import motion
+
+    study, predictor = warm_predictor(args.study)
     t = time.perf_counter()
     est = motion.estimate_motion(predictor, study)
     t_motion = time.perf_counter() - t
