@@ -14,3 +14,14 @@ def toy_data(tmp_path_factory):
 
 TINY = {"model": {"depth": 24, "widths": [4, 8, 16]}, "disc_width": 4, "crop": 32, "batch_size": 2,
         "lr": 3e-3, "amp": "off", "num_threads": 1, "checkpoint_every": 1000}
+
+
+def load_script(path):
+    """A script that is not a package module (recipes/, scripts/) imported from its file."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

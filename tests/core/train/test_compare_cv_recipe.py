@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from tests.core.train.conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("compare_cv", ROOT / "recipes" / "gemini-acdc" / "compare_cv.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(ROOT / "recipes" / "gemini-acdc" / "compare_cv.py")
 
 
 def _run(folder: Path, rows: list[dict]) -> Path:

@@ -3,20 +3,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from tests.core.train.conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("gpu_folds", ROOT / "recipes" / "gemini-acdc" / "gpu_folds.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(ROOT / "recipes" / "gemini-acdc" / "gpu_folds.py")
 
 
 def test_stage_configs_are_the_recipe_with_stage_two_continuing_stage_one():
