@@ -487,7 +487,11 @@ def test_charls_through_ctypes_is_pyjpegls_byte_for_byte():
     from gemini_cmr.core.io import dicom_write
 
     encode = dicom_write._charls_encoder()
-    assert encode is not None
+    if encode is None:  # pyjpegls 1.5 (the version this was built against) must have it
+        from importlib.metadata import version
+
+        assert not version("pyjpegls").startswith("1.5."), "pyjpegls 1.5: the ctypes CharLS entry point failed"
+        pytest.skip(f"pyjpegls {version('pyjpegls')}: no GIL-free CharLS entry point (pyjpegls encodes)")
     rng = np.random.default_rng(3)
     frames = [
         (ndimage.gaussian_filter(rng.normal(size=(61, 47)) * 900, 2) + 1500).clip(0, 65535).astype("<u2"),
