@@ -90,14 +90,9 @@ def numpy_hugepage_hint_off() -> bool:
         return False
     try:
         from numpy._core.multiarray import _set_madvise_hugepage
-    except ImportError:
-        try:
-            from numpy.core.multiarray import _set_madvise_hugepage
-        except ImportError:
-            return False
-    try:
+
         _set_madvise_hugepage(False)
-    except (TypeError, RuntimeError):
+    except (ImportError, TypeError, RuntimeError):
         return False
     _HUGEPAGE_HINT_OFF = True
     log.debug("numpy's huge-page hint off")

@@ -111,8 +111,8 @@ def run_stacks(model: torch.nn.Module, placed: np.ndarray | torch.Tensor, device
             x = network_input(start, off)
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 if hasattr(model, "infer"):  # labels straight from the model (no full logits for acquired-2d)
-                    kwargs = {"labels_only": True} if labels_only else {}
-                    img, lab = model.infer(x, flips=flips, **kwargs) if flips else model.infer(x, **kwargs)
+                    kwargs = {**({"flips": flips} if flips else {}), **({"labels_only": True} if labels_only else {})}
+                    img, lab = model.infer(x, **kwargs)
                 else:
                     img, logits = model(x)
                     lab = class_argmax(logits)

@@ -343,7 +343,7 @@ def write_sr_series(
 
     # JPEG-LS: the next phases are encoded on worker threads (CharLS called without the GIL) while this
     # phase's files are written; without the GIL-free encoder, one phase after the other here.
-    workers = encode_workers() if compress and _charls_encoder() is not None else 0
+    workers = thread_workers() if compress and _charls_encoder() is not None else 0
     ahead: dict[int, Future] = {}
     with contextlib.ExitStack() as stack:
         pool = stack.enter_context(ThreadPoolExecutor(max_workers=workers)) if workers else None
@@ -519,11 +519,6 @@ def _stored(image: np.ndarray, slope: float, intercept: float) -> np.ndarray:
     np.rint(scaled, out=scaled)
     np.clip(scaled, 0, 65535, out=scaled)
     return scaled.astype("<u2")
-
-
-def encode_workers() -> int:
-    """Threads that encode JPEG-LS frames (`core.parallel.thread_workers`)."""
-    return thread_workers()
 
 
 class _JlsParameters(ctypes.Structure):
@@ -1083,6 +1078,6 @@ def file_bytes(paths: Sequence[Path]) -> int:
 
 __all__ = ["COMPRESSIONS", "CachingEncoder", "DicomContext", "InstanceWriter", "SegmentationJob", "SegmentationWriter",
            "dicom_context",
-           "encode_jpegls_frames", "encode_workers", "file_bytes", "plane_geometry", "save_dataset", "segment_descriptions",
+           "encode_jpegls_frames", "file_bytes", "plane_geometry", "save_dataset", "segment_descriptions",
            "segmentation_jobs", "source_images", "write_segmentation_job", "write_segmentations",
            "write_sr_series"]

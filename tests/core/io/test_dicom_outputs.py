@@ -529,8 +529,8 @@ def test_sr_series_files_are_the_same_with_and_without_the_threaded_encoder(tmp_
         files = {p.name: p.read_bytes() for p in sorted(folder.glob("*.dcm"))}
         return files, [[h.SOPInstanceUID for h in row] for row in headers]
 
-    assert dicom_write.encode_workers() >= 1
-    monkeypatch.setattr(dicom_write, "encode_workers", lambda: 3)  # more threads than this machine's cores
+    assert dicom_write.thread_workers() >= 1
+    monkeypatch.setattr(dicom_write, "thread_workers", lambda: 3)  # more threads than this machine's cores
     threaded = write(tmp_path / "threaded")
     monkeypatch.setattr(dicom_write, "_charls_encoder", lambda: None)
     serial = write(tmp_path / "serial")
