@@ -67,6 +67,8 @@ class MainWindow(QMainWindow):
     studyLoaded = Signal(object)
     longAxisAdded = Signal(object)  # the long-axis cines added to the open study
     resultReady = Signal(object)
+    previewReady = Signal(object)  # (run token, core.engine.Preview) from the worker; shown by `show_preview`
+    previewShown = Signal(object)  # the phases whose SR slices a preview put on screen
     taskFailed = Signal(str, str)
     taskCancelled = Signal()
     exportDone = Signal(object)
@@ -82,6 +84,9 @@ class MainWindow(QMainWindow):
         self.task: Task | None = None
         self._mesh_tasks: list[Task] = []  # the other phases' surfaces, after a result is shown (kept until done)
         self._engine_cache: dict[tuple, Any] = {}
+        self._preview_token: object | None = None  # the running super-resolution whose previews are shown
+        self._previewing = False  # the SR views show a preview, not `state.result`
+        self.previewReady.connect(self.show_preview)
         self.setWindowTitle("Gemini CMR")
         self.setAcceptDrops(True)
         self.setDockOptions(QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowTabbedDocks)
@@ -357,6 +362,7 @@ class MainWindow(QMainWindow):
         labels = study.labels if study.has_labels else None
         self.lr_view.set_volume(study.image, grid, labels)
         self.sr_view.set_volume(None, None)
+        self._preview_token, self._previewing = None, False
         self.reformat_view.set_sr(None, None)
         self.reformat_view.set_lr(study.image, grid, labels)
         self.reformat_view.set_axis(state.axis)
@@ -499,6 +505,14 @@ class MainWindow(QMainWindow):
         if self.settings.tta:
             extra["tta"] = "ed_es"
 
+        # The phase on screen first, then the rest: its SR slices are shown as soon as they exist
+        # (`show_preview`), before the other phases, the labels on the input grid, meshes and numbers.
+        first = [int(self.state.phase)]
+        token = self._preview_token = object()
+
+        def preview(part) -> None:
+            self.previewReady.emit((token, part))
+
         def run(progress, cancel):
             resolver = cache.get(key)
             if resolver is None:
@@ -508,7 +522,7 @@ class MainWindow(QMainWindow):
                 cache[key] = resolver
             # ED/ES surfaces only: the result is shown sooner, the other phases' follow (`_start_more_meshes`)
             return resolver.run(study, phases=phases, meshes="ed_es", progress=progress, cancel=cancel,
-                                motion_correction=motion, **extra)
+                                motion_correction=motion, first=first, preview=preview, **extra)
 
         task = self._start_task(Task(run, "super-resolve"), "Super-resolving…")
         task.finished.connect(self.set_result)
@@ -537,8 +551,39 @@ class MainWindow(QMainWindow):
         self.reformat_view.set_lr(image, state.study.grid, labels)
         self._update_views()
 
+    def show_preview(self, payload) -> None:
+        """The SR slices and labels of the phases a running super-resolution has finished (`Preview`), in
+        the SR and reformat views; the other phases stay blank there until the result arrives."""
+        token, part = payload
+        if token is not self._preview_token or self.state.study is None or not part.done:
+            return
+        done = set(part.done)
+        phases = [int(t) if int(t) in done else -1 - i for i, t in enumerate(part.phases)]  # < 0: not shown
+        self.sr_view.set_volume(part.sr_image, part.sr_grid, part.sr_labels, phases)
+        self.reformat_view.set_sr(part.sr_image, part.sr_grid, part.sr_labels, phases)
+        self._previewing = True
+        self._update_views()
+        self.previewShown.emit(sorted(done))
+
+    def _drop_preview(self) -> None:
+        """After a cancelled or failed run: the SR views show the last result again (or nothing)."""
+        self._preview_token = None
+        if not self._previewing:
+            return
+        self._previewing = False
+        result = self.state.result
+        if result is None:
+            self.sr_view.set_volume(None, None)
+            self.reformat_view.set_sr(None, None)
+        else:
+            phases = [int(p) for p in result.phases]
+            self.sr_view.set_volume(result.sr_image, result.sr_grid, result.sr_labels, phases)
+            self.reformat_view.set_sr(result.sr_image, result.sr_grid, result.sr_labels, phases)
+        self._update_views()
+
     def set_result(self, result) -> None:
         """Show an engine `Result`: SR slices, LR labels, reformats, 3D surfaces, phenotypes."""
+        self._preview_token, self._previewing = None, False
         state = self.state
         if state.study is None or result is None:
             return
@@ -657,9 +702,11 @@ class MainWindow(QMainWindow):
             self.status_label.setText(message)
 
     def _on_task_failed(self, message: str, details: str) -> None:
+        self._drop_preview()
         self._report_error(message, details)
 
     def _on_task_cancelled(self) -> None:
+        self._drop_preview()
         self.status_label.setText("Cancelled")
         self.taskCancelled.emit()
 

@@ -30,6 +30,7 @@ empty structures, values that cannot be computed). The CLI prints both on stderr
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -56,6 +57,27 @@ _SPAN = {"adapt": (0.0, 0.1), "predict": (0.1, 0.8), "lr_labels": (0.8, 0.83), "
          "meshes": (0.85, 1.0)}
 
 
+def _takes(fn: Callable, name: str) -> bool:
+    """`fn` accepts the keyword argument `name` (a predictor with the older `predict` interface does not)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+@dataclass
+class Preview:
+    """Part of a super-resolution while it runs (`SuperResolver.run(preview=)`): `sr_image`/`sr_labels`
+    (T', D, H, W) on `sr_grid` for `phases`, of which only the rows of the phases in `done` are final."""
+
+    sr_grid: Grid
+    phases: list[int]
+    sr_image: np.ndarray
+    sr_labels: np.ndarray
+    done: list[int]
+
+
 @dataclass
 class Result:
     """Everything one run produced; arrays are (T', D, H, W) over `phases` (study phase indices)."""
@@ -78,7 +100,8 @@ class Result:
     adapter_path: str | None = None
     warnings: list[str] = field(default_factory=list)
     model_choice: str = ""  # why this model (model=None: chosen per study)
-    roi: tuple[int, int, int, int] | None = None  # SR in-plane box the network ran on (None: whole FOV)
+    roi: tuple[int, int, int, int] | None = None  # SR in-plane heart box (None: whole FOV)
+    net_roi: tuple[int, int, int, int] | None = None  # the part of `roi` the network ran on
     # slice misalignment correction (`core.motion.MotionEstimate`); None when it was turned off
     motion: Any = None
     # long-axis inputs (`core.longaxis.LongAxisInput`): used or ignored (why), the SR labels cut along each plane
@@ -240,6 +263,8 @@ class SuperResolver:
         motion_correction: bool | None = None,
         long_axis: Sequence[Any] | None = None,
         tta: bool | str = False,
+        first: Sequence[int] = (),
+        preview: Callable[[Preview], None] | None = None,
     ) -> Result:
         """Super-resolve, segment, back-project, measure and mesh `study`. Raises `Cancelled`/`GeminiError`.
 
@@ -252,7 +277,11 @@ class SuperResolver:
         `tta`: test-time augmentation of the main prediction (`Predictor.predict(tta=True)`: labels from the
         class scores averaged over the in-plane mirrorings): True or "all" = every phase (4x the network
         time), "ed_es" = the ED and ES phases only, predicted again with it once they are known (the
-        phases the clinical numbers come from; a 20-phase cine costs 1.4x), False or "off"; `Result.tta`."""
+        phases the clinical numbers come from; a 20-phase cine costs 1.4x), False or "off"; `Result.tta`.
+        `first`: phases the network runs before the others (e.g. the one on screen); `preview(Preview)`: called
+        on this thread after each batch of phases of the main prediction with the SR image and labels being
+        filled and the phases whose rows are final (the same arrays end in the `Result` when no TTA or
+        adapter changes them), so a viewer can show those phases before the whole cine is done."""
         t_start = time.perf_counter()
         if meshes not in ("ed_es", "all", "none"):
             raise ValueError(f"meshes must be 'ed_es', 'all' or 'none', not {meshes!r}")
@@ -303,10 +332,15 @@ class SuperResolver:
             check()
 
         t = time.perf_counter()
-        reuse = {"roi": motion.roi} if motion is not None and motion.roi is not None else {}
+        reuse = {"roi": motion.roi, "net_roi": motion.net_roi} if motion is not None and motion.roi is not None else {}
         tta_mode = tta_mode_of(tta)
         if tta_mode == "all":
             reuse["tta"] = True
+        if preview is not None and _takes(self.predictor.predict, "on_chunk"):
+            def on_chunk(part, done: list[int]) -> None:
+                preview(Preview(part.sr_grid, list(part.phases), part.sr_image, part.sr_labels, done))
+
+            reuse.update(first=[int(p) for p in first], on_chunk=on_chunk)
         pred = self.predictor.predict(source, phases=phase_list, progress=_sub(progress, "predict"), cancel=cancel,
                                       **reuse)
         timings["predict"] = time.perf_counter() - t
@@ -352,7 +386,8 @@ class SuperResolver:
                     break
                 check()
                 again = self.predictor.predict(source, phases=todo, tta=True,
-                                               **({"roi": pred.roi} if getattr(pred, "roi", None) else {}))
+                                               **({"roi": pred.roi, "net_roi": getattr(pred, "net_roi", None)}
+                                                  if getattr(pred, "roi", None) else {}))
                 rows = [phase_list.index(p) for p in todo]
                 sr_labels[rows] = np.asarray(again.sr_labels, dtype=np.uint8)
                 done.update(todo)
@@ -392,9 +427,10 @@ class SuperResolver:
             lr_labels=lr_labels, ed_phase=ed, es_phase=es, meshes=surfaces, phenotypes=phen,
             timings=timings, model_id=self.model_id, adapter_id=self.adapter_id, device=self.device,
             model_path=self.model_path, adapter_path=self.adapter_path, warnings=warnings,
-            model_choice=self.model_choice, roi=getattr(pred, "roi", None), motion=motion, long_axis=la_inputs,
+            model_choice=self.model_choice, roi=getattr(pred, "roi", None),
+            net_roi=getattr(pred, "net_roi", None), motion=motion, long_axis=la_inputs,
             tta=tta_mode,
         )  # fmt: skip
 
 
-__all__ = ["TTA_MODES", "Result", "SuperResolver", "parse_phases", "tta_mode_of"]
+__all__ = ["TTA_MODES", "Preview", "Result", "SuperResolver", "parse_phases", "tta_mode_of"]

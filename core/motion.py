@@ -60,6 +60,7 @@ class MotionEstimate:
     # The heart box (SR rows y0:y1, columns x0:x1) the estimation's prediction ran on, for models with
     # heart-region inference: the prediction of the corrected stack reuses it (`Predictor.predict(roi=)`).
     roi: tuple[int, int, int, int] | None = None
+    net_roi: tuple[int, int, int, int] | None = None  # the part of `roi` the network ran on
     # the long-axis evidence (`combine_long_axis`): per view its direction, slices used, offset
     long_axis: list[dict] = field(default_factory=list)
 
@@ -603,7 +604,7 @@ def estimate_motion(predictor, study: Study, rounds: int = ROUNDS, cancel=None, 
     est = np.zeros(nz, bool)
     timings = {"predict": 0.0, "estimate": 0.0}
     current = study
-    roi = None
+    roi = net_roi = None
     for r in range(max(1, int(rounds))):
         if cancel is not None and cancel():
             from gemini_cmr.core.errors import Cancelled
@@ -613,7 +614,7 @@ def estimate_motion(predictor, study: Study, rounds: int = ROUNDS, cancel=None, 
         pred = predictor.predict(current, phases=phases)
         timings["predict"] += time.perf_counter() - t
         if r == 0:
-            roi = getattr(pred, "roi", None)
+            roi, net_roi = getattr(pred, "roi", None), getattr(pred, "net_roi", None)
             first = pred
         t = time.perf_counter()
         ds, e = estimate_from_prediction(current.image[phases], grid, np.asarray(pred.sr_image),
@@ -629,7 +630,8 @@ def estimate_motion(predictor, study: Study, rounds: int = ROUNDS, cancel=None, 
     timings["total"] = time.perf_counter() - t0
     if est.sum() < 3:
         return MotionEstimate(np.zeros((nz, 2)), np.zeros(nz, bool), applied=False, timings=timings,
-                              note="too few slices with a clear LV section: no motion correction", roi=roi)
+                              note="too few slices with a clear LV section: no motion correction", roi=roi,
+                              net_roi=net_roi)
     n_est = int(est.sum())
     note = f"shifts estimated on {n_est} of {nz} slices (the others, without a clear LV section, kept as acquired)"
     records: list[dict] = []
@@ -644,4 +646,4 @@ def estimate_motion(predictor, study: Study, rounds: int = ROUNDS, cancel=None, 
         note += f"; long-axis evidence: {views}"
     timings["total"] = time.perf_counter() - t0
     return MotionEstimate(total, est, method=method, applied=True, note=note, timings=timings, roi=roi,
-                          long_axis=records)
+                          net_roi=net_roi, long_axis=records)

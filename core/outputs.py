@@ -296,6 +296,8 @@ def run_info(result: Result, extra: dict[str, Any] | None = None) -> dict[str, A
         "model": {"id": result.model_id, "hash": "sha256", "path": result.model_path,
                   "choice": result.model_choice,
                   "roi_sr_yx": None if result.roi is None else [int(v) for v in result.roi],
+                  "network_roi_sr_yx": None if getattr(result, "net_roi", None) is None
+                  else [int(v) for v in result.net_roi],
                   "tta": result.tta},
         "adapter": None
         if result.adapter_id is None

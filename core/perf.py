@@ -326,7 +326,7 @@ def _time_study(study_path: Path, what: str, model: str | Path | None, dev, prec
     # the network ran on one, plus the whole-field pass that found it).
     cfg = predictor.model.config
     dz, h, w = tm["_sr_shape"]
-    roi = result.roi
+    roi = getattr(result, "net_roi", None) or result.roi
     bh, bw = (roi[1] - roi[0], roi[3] - roi[2]) if roi else (h, w)
     hp, wp = bh + sum(pad_amounts(bh, cfg.multiple)), bw + sum(pad_amounts(bw, cfg.multiple))
     n_win = len(depth_windows(dz, cfg.depth))
@@ -352,7 +352,7 @@ def _time_study(study_path: Path, what: str, model: str | Path | None, dev, prec
         "model_widths": list(cfg.widths), "precision": predictor.precision,
         "batch_size": predictor.batch_size, "phases": n_ph, "repeats": max(1, repeat),
         "model_s_per_cine_all_repeats": [round(_network_s(r), 3) for r in runs], "sr_grid": tm["_sr_shape"],
-        "roi_sr_yx": list(roi) if roi else None,
+        "roi_sr_yx": list(result.roi) if result.roi else None, "network_roi_sr_yx": list(roi) if roi else None,
         "network_input": [cfg.depth, hp, wp], "depth_windows": n_win,
         "sr_image_dtype": tm.get("_sr_dtype"), "dicom_outputs": "write_dicom" in tm,
         "stages_s": stages,

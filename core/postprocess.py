@@ -1,7 +1,9 @@
 """Label post-processing a model may ask for in its config.json (`"inference"` section).
 
 `{"inference": {"roi_mm": 176}}` (`core.predict.Predictor`): the network runs on a heart-centred box of
-that size found by a first whole-field-of-view pass (`heart_roi`), as the model was trained on crops.
+that size found by a first whole-field-of-view pass (`heart_roi`), as the model was trained on crops;
+`"roi_margin_mm": M` runs the network only on the part of that box within M mm of the heart the first pass
+found (`fit_heart_box`; the intensity scale still comes from the whole box, as in training).
 `{"inference": {"keep_largest_heart_component": true, "heart_component_by": "size" | "myocardium" |
 "ventricle"}}`: in every phase, only one 3D connected component of the heart (all labels > 0 together, face
 connectivity) is kept, the largest, the one with the most LV myocardium or the one with the most LV cavity
@@ -60,6 +62,31 @@ def heart_roi(labels: np.ndarray, spacing_yx: tuple[float, float] | np.ndarray, 
         start = int(round(c - size / 2))
         start = min(max(start, 0), n - size)
         out += [start, start + size]
+    return out[0], out[1], out[2], out[3]
+
+
+def fit_heart_box(labels: np.ndarray, spacing_yx: tuple[float, float] | np.ndarray, margin_mm: float,
+                  within: tuple[int, int, int, int], multiple: int = 1) -> tuple[int, int, int, int]:
+    """The part of the in-plane box `within` (y0, y1, x0, x1) that holds the heart (labels > 0 on any slice
+    of the (D, H, W) `labels`) with `margin_mm` around it on every side, grown evenly to a multiple of
+    `multiple` pixels (what the network pads to anyway) and moved inside `within`; `within` itself when it
+    holds no heart or is smaller."""
+    y0w, y1w, x0w, x1w = (int(v) for v in within)
+    fg = (labels[:, y0w:y1w, x0w:x1w] > 0).any(axis=0)
+    if not fg.any():
+        return y0w, y1w, x0w, x1w
+    out: list[int] = []
+    for axis, sp, w0, w1 in ((1, spacing_yx[0], y0w, y1w), (0, spacing_yx[1], x0w, x1w)):
+        idx = np.nonzero(fg.any(axis=axis))[0]
+        pad = int(np.ceil(float(margin_mm) / float(sp)))
+        lo, hi = w0 + int(idx[0]) - pad, w0 + int(idx[-1]) + 1 + pad
+        size = -(-(hi - lo) // multiple) * multiple
+        if size >= w1 - w0:
+            out += [w0, w1]
+            continue
+        lo -= (size - (hi - lo)) // 2
+        lo = min(max(lo, w0), w1 - size)
+        out += [lo, lo + size]
     return out[0], out[1], out[2], out[3]
 
 

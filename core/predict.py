@@ -57,9 +57,13 @@ class Prediction:
     model_id: str
     scale: float = 1.0  # intensity normalisation divisor used
     timings: dict[str, float] = field(default_factory=dict)
-    # Heart region the network ran on, SR in-plane indices (y0, y1, x0, x1), when the model asks for
-    # region-of-interest inference (config "inference": {"roi_mm": ...}); None = whole field of view.
+    # Heart region, SR in-plane indices (y0, y1, x0, x1), when the model asks for region-of-interest
+    # inference (config "inference": {"roi_mm": ...}): the box whose LR pixels set the intensity scale;
+    # None = whole field of view.
     roi: tuple[int, int, int, int] | None = None
+    # The part of `roi` the network ran on (config "inference": {"roi_margin_mm": ...}: the heart and a
+    # margin); the same as `roi` without a margin.
+    net_roi: tuple[int, int, int, int] | None = None
 
 
 _DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -299,6 +303,9 @@ class Predictor:
         cancel: Cancel | None = None,
         roi: tuple[int, int, int, int] | None = None,
         tta: bool = False,
+        net_roi: tuple[int, int, int, int] | None = None,
+        first: Sequence[int] = (),
+        on_chunk: Callable[[Prediction, list[int]], None] | None = None,
     ) -> Prediction:
         """SR image and labels of `phases` (default all) of `study` on its SR grid.
 
@@ -306,20 +313,28 @@ class Predictor:
         (rows y0:y1, columns x0:x1) an earlier prediction of the same study found (`Prediction.roi`), e.g.
         the motion-correction pass before its slices were shifted by a few millimetres: the whole-field
         pass that finds the heart is skipped and the box reused (its intensity scale is taken again from
-        this study). Ignored by models without heart-region inference.
+        this study). Ignored by models without heart-region inference. `net_roi`: the part of `roi` the
+        network ran on then (`Prediction.net_roi`), reused with it; without it the network runs on all of `roi`.
+        `first`: phases to compute before the others (e.g. ED and ES, for a preview); the outputs keep the
+        order of `phases`. `on_chunk(partial, done)`: called on this thread after each batch of phases with
+        the `Prediction` being filled in place and the phases whose rows of it are final so far (a preview:
+        the other rows are not yet meaningful, and the arrays are the ones returned at the end).
         `tta`: test-time augmentation, the labels from class scores averaged over the input and its three
         in-plane mirrorings (`core.models.gemini.TTA_FLIPS`: 4x the network time; the SR image is the
         unmirrored pass's).
         The heap memory the network's temporaries leave behind is given back at the end
         (`core.parallel.release_free_memory`)."""
         try:
-            return self._predict(study, phases, progress, cancel, roi, TTA_FLIPS if tta else ())
+            return self._predict(study, phases, progress, cancel, roi, TTA_FLIPS if tta else (), net_roi, first,
+                                 on_chunk)
         finally:
             release_free_memory()
 
     def _predict(self, study: Study, phases: Sequence[int] | None, progress: Progress | None,
                  cancel: Cancel | None, roi: tuple[int, int, int, int] | None,
-                 flips: Sequence[tuple[int, ...]] = ()) -> Prediction:
+                 flips: Sequence[tuple[int, ...]] = (), net_roi: tuple[int, int, int, int] | None = None,
+                 first: Sequence[int] = (), on_chunk: Callable[[Prediction, list[int]], None] | None = None
+                 ) -> Prediction:
         t0 = time.perf_counter()
         study.validate()
         n_t = study.n_phases
@@ -338,26 +353,31 @@ class Predictor:
         bs = plan_batch(study, self.config, len(phase_list), self.batch_size, self.device)
         sr_image = self._host_array((len(phase_list), dz, h, w), torch.float32)
         sr_labels = self._host_array((len(phase_list), dz, h, w), torch.uint8)
-        n_chunks = -(-len(phase_list) // bs)
+        chunks = chunk_rows(phase_list, bs, first)
+        n_chunks = len(chunks)
         if progress:
             progress(0.0, "super-resolving")
         roi_mm = float((self.config.get("inference") or {}).get("roi_mm") or 0)
-        hint, roi, roi_scale = roi, None, scale
+        hint, roi, roi_scale, net = roi, None, scale, None
         if roi_mm > 0:
             tr = time.perf_counter()
             if hint is not None and _box_fits(hint, sr):
                 roi = tuple(int(v) for v in hint)
                 roi_scale = self._roi_scale(study, sr, roi, scale, norm)
+                if net_roi is not None and _box_fits(net_roi, sr) and _box_within(net_roi, roi):
+                    net = tuple(int(v) for v in net_roi)
             else:
-                roi, roi_scale = self._heart_roi(study, sr, phase_list[0], scale, roi_mm, norm)
+                roi, net, roi_scale = self._heart_roi(study, sr, phase_list[0], scale, roi_mm, norm)
+            net = net or roi
             timings["roi"] = time.perf_counter() - tr
         where = self.placement if self.placement != "auto" else \
             ("device" if self.device.type == "cuda" else "host")
         on_device = where == "device" and roi is None and min(lr.shape[1:]) > 1
-        for ci in range(n_chunks):
+        finished: list[int] = []
+        for ci, out in enumerate(chunks):  # `out`: this chunk's rows of the outputs (a slice, or a list)
             if cancel is not None and cancel():
                 raise Cancelled("super-resolution cancelled")
-            chunk = phase_list[ci * bs:(ci + 1) * bs]
+            chunk = phase_list[out] if isinstance(out, slice) else [phase_list[i] for i in out]
             tp = time.perf_counter()
             placed = None
             if on_device:  # the LR phases go to the device and are placed there (5x less to copy)
@@ -372,7 +392,6 @@ class Predictor:
                     on_device = False
                     if torch.cuda.is_available():
                         torch.cuda.empty_cache()
-            out = slice(ci * bs, ci * bs + len(chunk))
             if placed is None:  # (b, dz, h, w), input units, placed into this chunk's rows of the SR image
                 placed = place_on_sr_grid(study.image[chunk], lr, sr, out=sr_image[out])
             timings["preprocess"] += time.perf_counter() - tp
@@ -383,7 +402,7 @@ class Predictor:
                 if not np.may_share_memory(img, sr_image):
                     sr_image[out] = img
             else:  # the network on the heart region; outside it the placed LR stack and background
-                y0, y1, x0, x1 = roi
+                y0, y1, x0, x1 = net
                 img, lab = self._run_safe(placed[:, :, y0:y1, x0:x1], roi_scale, flips=flips)
                 placed[:, :, y0:y1, x0:x1] = img
                 if not np.may_share_memory(placed, sr_image):
@@ -394,35 +413,48 @@ class Predictor:
                 from gemini_cmr.core.postprocess import postprocess_labels
 
                 lab = postprocess_labels(lab, self.config)
-            dest = sr_labels[out] if roi is None else sr_labels[out][:, :, roi[0]:roi[1], roi[2]:roi[3]]
             if not np.may_share_memory(lab, sr_labels):
-                dest[...] = lab
+                if net is None:
+                    sr_labels[out] = lab
+                else:
+                    sr_labels[out, :, net[0]:net[1], net[2]:net[3]] = lab
+            finished += chunk
+            if on_chunk is not None:
+                on_chunk(Prediction(sr, phase_list, sr_image, sr_labels, self.model_id, scale, dict(timings), roi, net),
+                         list(finished))
             if progress:
-                done = min((ci + 1) * bs, len(phase_list))
-                progress((ci + 1) / n_chunks, f"super-resolved {done}/{len(phase_list)} phases")
+                progress((ci + 1) / n_chunks, f"super-resolved {len(finished)}/{len(phase_list)} phases")
         timings["total"] = time.perf_counter() - t0
-        return Prediction(sr, phase_list, sr_image, sr_labels, self.model_id, scale, timings, roi)
+        return Prediction(sr, phase_list, sr_image, sr_labels, self.model_id, scale, timings, roi, net)
 
     def _heart_roi(self, study: Study, sr: Grid, phase: int, scale: float, roi_mm: float,
-                   norm: dict) -> tuple[tuple[int, int, int, int] | None, float]:
+                   norm: dict) -> tuple[tuple[int, int, int, int] | None, tuple[int, int, int, int] | None, float]:
         """Region-of-interest inference for models trained on heart-centred crops (the ACDC model):
         one phase through the network on the whole field of view finds the heart (the heart component
         with the most LV cavity walled by myocardium, `keep_largest_heart_component(by="ventricle")`:
         a model that sees the whole field only here may paint solid false myocardium elsewhere); the box is `roi_mm` wide in-plane, centred on it and
         moved inside the grid; the intensity scale is the percentile of the LR pixels inside the box, as
-        for the training crops. Nothing found: the whole field of view, with a warning."""
-        from gemini_cmr.core.postprocess import heart_roi, postprocess_labels
+        for the training crops. With `inference.roi_margin_mm` the network box is the part of it within
+        that margin of the heart found (`fit_heart_box`), else the box itself. Nothing found: the whole
+        field of view, with a warning. Returns (box, network box, scale)."""
+        from gemini_cmr.core.postprocess import fit_heart_box, heart_roi, postprocess_labels
 
         placed = place_on_sr_grid(study.image[[phase]], study.grid, sr)
         _, lab = self._run_safe(placed, scale, labels_only=True)  # the labels alone find the heart
         lab = postprocess_labels(lab, {"inference": {"keep_largest_heart_component": True,
                                                      "heart_component_by": "ventricle"}})
-        roi = heart_roi(lab[0], (float(sr.spacing[1]), float(sr.spacing[0])), roi_mm)
+        spacing_yx = (float(sr.spacing[1]), float(sr.spacing[0]))
+        roi = heart_roi(lab[0], spacing_yx, roi_mm)
         if roi is None:
             log.warning("no heart found on the whole field of view: the network runs on all of it")
-            return None, scale
+            return None, None, scale
         log.info("heart region of interest: SR rows %d-%d, columns %d-%d (%.0f mm)", *roi, roi_mm)
-        return roi, self._roi_scale(study, sr, roi, scale, norm)
+        net = roi
+        margin = float((self.config.get("inference") or {}).get("roi_margin_mm") or 0)
+        if margin > 0:
+            net = fit_heart_box(lab[0], spacing_yx, margin, roi, self.model.config.multiple)
+            log.info("network box: SR rows %d-%d, columns %d-%d (the heart and %.0f mm)", *net, margin)
+        return roi, net, self._roi_scale(study, sr, roi, scale, norm)
 
     @staticmethod
     def _roi_scale(study: Study, sr: Grid, roi: tuple[int, int, int, int], scale: float, norm: dict) -> float:
@@ -437,6 +469,25 @@ class Predictor:
         crop = study.image[:, :, j0:j1, i0:i1]
         pct = float(norm.get("percentile", DEFAULT_PERCENTILE))
         return intensity_scale(crop, pct) if crop.size else scale
+
+
+def chunk_rows(phases: Sequence[int], batch: int, first: Sequence[int] = ()) -> list[slice | list[int]]:
+    """The batches of rows of `phases` the network runs, in order: the rows of the `first` phases (those in
+    `phases`) in batches of `batch`, then the other rows in order in batches of `batch`; a batch of
+    consecutive rows is a slice (its outputs are written in place), any other a list of rows."""
+    want = {int(p) for p in first}
+    head = [i for i, p in enumerate(phases) if int(p) in want]
+    rest = [i for i, p in enumerate(phases) if int(p) not in want]
+    out: list[slice | list[int]] = []
+    for rows in (head, rest):
+        for b in (rows[i:i + batch] for i in range(0, len(rows), batch)):
+            out.append(slice(b[0], b[-1] + 1) if b[-1] - b[0] == len(b) - 1 else b)
+    return out
+
+
+def _box_within(box: Sequence[int], outer: Sequence[int]) -> bool:
+    """Box (y0, y1, x0, x1) inside box `outer`."""
+    return outer[0] <= box[0] < box[1] <= outer[1] and outer[2] <= box[2] < box[3] <= outer[3]
 
 
 def _box_fits(roi: Sequence[int], sr: Grid) -> bool:

@@ -23,10 +23,10 @@ from pathlib import Path
 
 from gemini_cmr.core.models.store import load_model, save_model
 from gemini_cmr.core.resources import acdc_model_path
+from gemini_cmr.core.train.cv import DEFAULT_INFERENCE
 
 LICENCE = ("Research weights trained on ACDC (Bernard et al., IEEE TMI 37(11) 2018): non-commercial research use "
            "only; citing that paper is mandatory. See LICENCE.md in this folder.")
-INFERENCE = {"roi_mm": 176, "keep_largest_heart_component": True, "heart_component_by": "ventricle"}
 
 
 def evaluation_from_cv(cv: dict, recipe: str = "recipes/gemini-acdc/cpu.json") -> dict:
@@ -73,7 +73,7 @@ def main() -> None:
         tr["train_seconds"] = round(float(state["train_seconds"]), 1)
     tr["hardware"] = "2 CPU cores (AMD EPYC, no AMX), torch 2.13 CPU"
     cfg["licence"] = LICENCE
-    cfg["inference"] = dict(INFERENCE)
+    cfg["inference"] = dict(DEFAULT_INFERENCE)
     cfg["evaluation"] = evaluation_from_cv(json.loads((run / "cv.json").read_text()), args.recipe)
     if args.dropped:
         d = json.loads(Path(args.dropped).read_text())

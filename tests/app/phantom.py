@@ -132,7 +132,7 @@ class OraclePredictor:
     model_id = "phantom-oracle"
     device = "cpu"
 
-    def predict(self, study, phases=None, progress=None, cancel=None, tta=False):
+    def predict(self, study, phases=None, progress=None, cancel=None, tta=False, first=(), on_chunk=None):
         from gemini_cmr.core.errors import Cancelled
 
         self.tta = tta
@@ -142,13 +142,21 @@ class OraclePredictor:
         sr = sr_grid(g)
         phases = list(range(study.n_phases)) if phases is None else list(phases)
         pts = sr.voxel_centres()
-        imgs, labs = [], []
-        for n, t in enumerate(phases):
+        images = np.zeros((len(phases), *sr.shape), np.float32)
+        labels = np.zeros((len(phases), *sr.shape), np.uint8)
+        out = Prediction(sr_grid=sr, phases=phases, sr_image=images, sr_labels=labels, model_id=self.model_id)
+        order = [n for n, t in enumerate(phases) if t in set(first)]
+        order += [n for n in range(len(phases)) if n not in order]
+        done: list[int] = []
+        for k, n in enumerate(order):
             if cancel is not None and cancel():
                 raise Cancelled("cancelled")
-            labs.append(labels_at(pts, t, g))
-            imgs.append(image_at(pts, t, g, labs[-1]))
+            t = phases[n]
+            labels[n] = labels_at(pts, t, g)
+            images[n] = image_at(pts, t, g, labels[n])
+            done.append(t)
+            if on_chunk is not None:
+                on_chunk(out, list(done))
             if progress is not None:
-                progress((n + 1) / len(phases), f"phase {t}")
-        return Prediction(sr_grid=sr, phases=phases, sr_image=np.stack(imgs), sr_labels=np.stack(labs),
-                          model_id=self.model_id)
+                progress((k + 1) / len(phases), f"phase {t}")
+        return out

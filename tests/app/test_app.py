@@ -374,3 +374,32 @@ def test_motion_correction_toggle_reaches_the_engine_and_is_remembered(qtbot, wi
     window.motion_action.setChecked(True)
     _super_resolve(qtbot, window)
     assert window.result.motion is not None and settings.motion_correction
+
+
+def test_the_phase_on_screen_is_shown_before_the_result(qtbot, window, phantom_path, oracle_engine):
+    """The phase the user looks at is super-resolved first and its SR slices shown (a preview) while the
+    other phases are still computed; the result then replaces the preview."""
+    _open(qtbot, window, phantom_path)
+    window.set_phase(3)
+    events: list[tuple] = []
+    window.previewShown.connect(lambda done: events.append(("preview", list(done), window.sr_view.has_image())))
+    window.resultReady.connect(lambda r: events.append(("result",)))
+    _super_resolve(qtbot, window)
+    previews = [e for e in events if e[0] == "preview"]
+    assert previews and events.index(previews[0]) < events.index(("result",))
+    assert previews[0][1] == [3] and previews[0][2]  # phase 3 alone done, and on screen
+    assert previews[-1][1] == sorted(int(p) for p in window.result.phases)  # then every phase, as each came
+    assert window.sr_view.image is window.result.sr_image  # the result, not the preview
+    window.set_phase(0)
+    assert window.sr_view.has_image()
+
+
+def test_a_preview_of_a_cancelled_run_is_taken_back(qtbot, window, phantom_path, oracle_engine):
+    _open(qtbot, window, phantom_path)
+    shown = []
+    window.previewShown.connect(lambda done: (shown.append(done), window.cancel_task()))
+    with qtbot.waitSignal(window.taskCancelled, timeout=60000):
+        window.super_resolve()
+    assert shown  # a preview was on screen when the run was cancelled
+    assert window.result is None and window.sr_view.image is None  # nothing half-done left on screen
+    assert window.reformat_view.sr.image is None

@@ -89,3 +89,87 @@ def test_predictor_runs_the_network_on_the_heart_region(monkeypatch):
     assert abs((y0 + y1) / 2 - 40) <= 1 and abs((x0 + x1) / 2 - 30) <= 1
     assert (pred.sr_labels[:, :, y0:y1, x0:x1] == 1).all()
     assert pred.sr_labels.sum() == pred.sr_labels[:, :, y0:y1, x0:x1].sum()  # background outside
+
+
+def test_fit_heart_box_holds_the_heart_and_margin_in_whole_multiples_inside_the_outer_box():
+    from gemini_cmr.core.postprocess import fit_heart_box
+
+    lab = np.zeros((4, 100, 80), np.uint8)
+    outer = (10, 90, 0, 80)
+    assert fit_heart_box(lab, (1.0, 1.0), 8, outer, 16) == outer  # no heart: the whole box
+    lab[1:3, 40:60, 30:45] = 1  # 20 x 15 px
+    y0, y1, x0, x1 = fit_heart_box(lab, (1.0, 1.0), 8, outer, 16)
+    assert (y1 - y0) % 16 == 0 and (x1 - x0) % 16 == 0
+    assert (y1 - y0, x1 - x0) == (48, 32)  # 20 + 16 -> 48, 15 + 16 -> 32
+    assert y0 <= 40 - 8 and y1 >= 60 + 8 and x0 <= 30 - 8 and x1 >= 45 + 8  # the margin on every side
+    assert outer[0] <= y0 and y1 <= outer[1] and outer[2] <= x0 and x1 <= outer[3]
+    # margin in mm: 2 mm pixels along y need half the pixels
+    assert fit_heart_box(lab, (2.0, 1.0), 8, outer, 1)[:2] == (36, 64)
+    # near the outer box's edge: moved inside; larger than the outer box: the outer box along that axis
+    lab[:] = 0
+    lab[1:3, 12:30, 2:70] = 3
+    y0, y1, x0, x1 = fit_heart_box(lab, (1.0, 1.0), 8, outer, 16)
+    assert y0 == 10 and (y1 - y0) % 16 == 0 and y1 >= 38
+    assert (x0, x1) == (0, 80)
+    # labels outside the outer box do not count
+    lab[:] = 0
+    lab[0, 0:5, 0:5] = 2
+    assert fit_heart_box(lab, (1.0, 1.0), 8, outer, 16) == outer
+
+
+def test_predictor_runs_the_network_on_the_heart_and_margin_with_the_whole_box_scale(monkeypatch):
+    """Config inference.roi_margin_mm: the network runs on the part of the heart box near the heart; the
+    intensity scale is still the whole box's (the training crops'), outside the network box background
+    labels and the placed LR image, and the box pair is reused by a later prediction."""
+    import torch
+
+    from gemini_cmr.core.geometry import place_on_sr_grid
+    from gemini_cmr.core.models.gemini import GeminiConfig, GeminiGenerator
+    from gemini_cmr.core.models.store import LoadedModel
+    from gemini_cmr.core.predict import Predictor
+    from gemini_cmr.core.study import Study
+
+    img = np.random.default_rng(0).random((3, 4, 80, 80)).astype(np.float32) * 100 + 10
+    study = Study(image=img, affine=np.diag([2.0, 2.0, 8.0, 1.0]))
+    mcfg = GeminiConfig(depth=32, widths=(4, 8, 8))
+    loaded = LoadedModel(generator=GeminiGenerator(mcfg), config={"model": mcfg.to_dict()}, model_id="t" * 64,
+                         weights_path=None)
+    p = Predictor(loaded, torch.device("cpu"), precision="float32")
+    seen = []
+
+    def fake_run(placed, scale=1.0, out=None, flips=(), labels_only=False):
+        seen.append((placed.shape, scale))
+        lab = np.zeros(placed.shape, np.uint8)
+        if labels_only:  # whole field of view: a 16 x 24 px heart
+            lab[:, 10:20, 40:56, 50:74] = 2
+        else:
+            lab[:] = 1
+        return placed * 2, lab
+
+    monkeypatch.setattr(p, "_run_safe", fake_run)
+    p.config["inference"] = {"roi_mm": 100.0}
+    whole = p.predict(study, phases=[0])
+    whole_scale = seen[1][1]
+    p.config["inference"] = {"roi_mm": 100.0, "roi_margin_mm": 10.0}  # 8 px at the 1.25 mm SR spacing
+    seen.clear()
+    pred = p.predict(study, phases=[0])
+    assert pred.roi == whole.roi and (pred.roi[1] - pred.roi[0]) == 80
+    y0, y1, x0, x1 = pred.net_roi
+    assert (y1 - y0, x1 - x0) == (32, 40)  # 16 + 16 and 24 + 16, multiples of 4 (the model's)
+    assert y0 <= 40 - 8 and y1 >= 56 + 8 and x0 <= 50 - 8 and x1 >= 74 + 8
+    assert seen[1] == ((1, pred.sr_grid.shape[0], 32, 40), whole_scale)  # the whole box's intensity scale
+    assert (pred.sr_labels[:, :, y0:y1, x0:x1] == 1).all()
+    assert pred.sr_labels.sum() == pred.sr_labels[:, :, y0:y1, x0:x1].sum()
+    placed = place_on_sr_grid(study.image[[0]], study.grid, pred.sr_grid)
+    np.testing.assert_array_equal(pred.sr_image[:, :, y0:y1, x0:x1], 2 * placed[:, :, y0:y1, x0:x1])
+    placed[:, :, y0:y1, x0:x1] = 0
+    pred.sr_image[:, :, y0:y1, x0:x1] = 0
+    np.testing.assert_array_equal(pred.sr_image, placed)  # the placed LR image outside the network box
+    # the pair is reused: no whole-field pass, the same network box
+    seen.clear()
+    again = p.predict(study, phases=[1, 2], roi=pred.roi, net_roi=pred.net_roi)
+    assert [s[0][2:] for s in seen] == [(32, 40)] and again.net_roi == pred.net_roi
+    # a network box outside the heart box is not reused: the whole box
+    seen.clear()
+    p.predict(study, phases=[1], roi=pred.roi, net_roi=(0, 8, 0, 8))
+    assert seen[0][0][2:] == (80, 80)

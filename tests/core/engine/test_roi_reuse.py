@@ -62,3 +62,75 @@ def test_engine_runs_the_whole_field_pass_once_with_motion_correction(roi_model,
     assert res.motion is not None and res.motion.roi is not None
     assert calls == [1]
     assert res.roi == res.motion.roi
+
+
+def test_engine_reuses_the_network_box_of_the_motion_pass_and_records_it(roi_model, study, monkeypatch, tmp_path):
+    import json
+
+    from gemini_cmr.core.outputs import write_outputs
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.safetensors").symlink_to((roi_model / "model.safetensors").resolve())
+    cfg = json.loads((roi_model / "config.json").read_text())
+    cfg["inference"]["roi_margin_mm"] = 10
+    (model / "config.json").write_text(json.dumps(cfg))
+    eng = SuperResolver(model, device="cpu")
+    calls = _count_whole_field(eng.predictor, monkeypatch)
+    res = eng.run(study, phases="ed_es", meshes="none", motion_correction=True)
+    assert calls == [1]
+    assert res.net_roi is not None and res.net_roi == res.motion.net_roi
+    y0, y1, x0, x1 = res.net_roi
+    r0, r1, c0, c1 = res.roi
+    assert r0 <= y0 < y1 <= r1 and c0 <= x0 < x1 <= c1 and (y1 - y0) * (x1 - x0) < (r1 - r0) * (c1 - c0)
+    assert not res.sr_labels[:, :, :y0].any() and not res.sr_labels[:, :, y1:].any()
+    write_outputs(res, tmp_path / "out")
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["model"]["network_roi_sr_yx"] == list(res.net_roi)
+    assert run["model"]["roi_sr_yx"] == list(res.roi)
+
+
+def test_first_phases_come_first_and_the_outputs_are_the_same(roi_model, study):
+    """`predict(first=)` runs the given phases' batch first and gives the same outputs in the same order;
+    `on_chunk` sees the done phases grow, the first ones first, with the rows final when reported."""
+    p = Predictor.load(roi_model, device="cpu", precision="float32")
+    n = study.n_phases
+    plain = p.predict(study)
+    first = [n - 1, 2]
+    seen: list[tuple[list[int], dict[int, np.ndarray]]] = []
+
+    def on_chunk(part, done):
+        rows = {t: np.array(part.sr_labels[part.phases.index(t)]) for t in done}
+        seen.append((list(done), rows))
+
+    ordered = p.predict(study, first=first, on_chunk=on_chunk, roi=plain.roi, net_roi=plain.net_roi)
+    assert sorted(seen[0][0]) == sorted(first)
+    assert seen[-1][0] and sorted(seen[-1][0]) == list(range(n))
+    assert all(set(a[0]) < set(b[0]) for a, b in zip(seen, seen[1:], strict=False))
+    for _done, rows in seen:  # what was reported as done is what the prediction returns
+        for t, lab in rows.items():
+            np.testing.assert_array_equal(lab, ordered.sr_labels[t])
+    np.testing.assert_array_equal(ordered.sr_labels, plain.sr_labels)
+    np.testing.assert_allclose(ordered.sr_image, plain.sr_image, atol=1e-5)
+
+
+def test_engine_preview_shows_the_first_phases_before_the_result(roi_model, study):
+    eng = SuperResolver(roi_model, device="cpu")
+    previews = []
+    res = eng.run(study, phases="all", meshes="none", motion_correction=True, first=[3],
+                  preview=lambda part: previews.append((list(part.done), part)))
+    assert previews and 3 in previews[0][0] and len(previews[0][0]) < study.n_phases
+    assert sorted(previews[-1][0]) == list(range(study.n_phases))
+    last = previews[-1][1]
+    np.testing.assert_array_equal(last.sr_labels, res.sr_labels)
+    assert last.sr_grid.shape == res.sr_grid.shape and last.phases == res.phases
+
+
+def test_first_phases_on_the_whole_field_of_view_give_the_same_outputs(study):
+    from gemini_cmr.core.resources import bundled_model_path
+
+    p = Predictor.load(bundled_model_path(), device="cpu", precision="float32")
+    plain = p.predict(study)
+    ordered = p.predict(study, first=[study.n_phases - 1, 0])
+    np.testing.assert_array_equal(ordered.sr_labels, plain.sr_labels)
+    np.testing.assert_allclose(ordered.sr_image, plain.sr_image, atol=1e-5)

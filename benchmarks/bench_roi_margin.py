@@ -1,0 +1,148 @@
+"""The heart-fitted network box (`inference.roi_margin_mm`: the network runs only on the part of the
+heart box within M mm of the heart the whole-field pass found, `core.postprocess.fit_heart_box`) against the
+whole heart box (M = 0), for each margin M asked for.
+
+Speed and agreement on a real study (default: the Sunnybrook GE cine), in one process with the variants
+alternating: network seconds per cine (all phases, heart-finding pass included), the network box, and the
+share of SR label voxels equal to the whole box's (all voxels, and the voxels labelled by either).
+With `--runs RUN` also accuracy on ACDC cross-validation folds (`RUN/fold<k>/model`, each on its own held-out
+fold, the evaluation of `gemini-cmr train cv`): Dice per structure at ED and ES, median |LVEF error| and
+LV mass bias per margin, and the paired differences against M = 0 (mean and standard error over patients).
+
+    .venv/bin/python benchmarks/bench_roi_margin.py [--study DIR] [--margins 12 16 24] [--rounds 3]
+        [--runs runs/abl-continue600-dropped --folds 0 1 2 3 4 --data ../shared/data/acdc/training]
+        [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from bench_motion import DEFAULT_STUDY, warm_predictor
+
+
+def set_margin(predictor, margin: float) -> None:
+    """The predictor's model config with `inference.roi_margin_mm` = margin (0: the whole heart box)."""
+    inf = dict(predictor.config.get("inference") or {})
+    inf["roi_margin_mm"] = float(margin)
+    predictor.config["inference"] = inf
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Share of equal label voxels: all of them, and those labelled (> 0) in either."""
+    either = (a > 0) | (b > 0)
+    same = a == b
+    return float(same.mean()), float(same[either].mean()) if either.any() else 1.0
+
+
+def speed(study_path: str, margins: list[float], rounds: int) -> dict:
+    study, predictor = warm_predictor(study_path)
+    variants = [0.0] + margins
+    times: dict[float, list[float]] = {m: [] for m in variants}
+    preds: dict[float, object] = {}
+    for r in range(max(1, rounds)):
+        for m in variants:
+            set_margin(predictor, m)
+            t = time.perf_counter()
+            preds[m] = predictor.predict(study)
+            times[m].append(time.perf_counter() - t)
+        print(f"round {r + 1}: " + ", ".join(f"M={m:g}: {times[m][-1]:.2f} s" for m in variants), flush=True)
+    base = preds[0.0]
+    out = {"study": str(study_path), "phases": study.n_phases, "roi_sr_yx": list(base.roi or ()), "variants": {}}
+    for m in variants:
+        p = preds[m]
+        all_eq, fg_eq = agreement(np.asarray(p.sr_labels), np.asarray(base.sr_labels))
+        med = statistics.median(times[m])
+        out["variants"][f"{m:g}"] = {
+            "margin_mm": m, "predict_s": times[m], "predict_s_median": med,
+            "speedup_vs_whole_box": statistics.median(times[0.0]) / med,
+            "network_roi_sr_yx": list(p.net_roi or ()), "labels_equal": all_eq, "labels_equal_in_heart": fg_eq,
+        }
+        box = p.net_roi or p.roi
+        print(f"M={m:g} mm: predict (all phases, heart pass included) median {med:.2f} s "
+              f"(x{out['variants'][f'{m:g}']['speedup_vs_whole_box']:.2f}), box {box} of {base.roi}, "
+              f"labels equal {100 * all_eq:.3f}% ({100 * fg_eq:.2f}% of heart voxels)")
+    return out
+
+
+def accuracy(data: str, runs: str, folds: list[int], margins: list[float], limit: int | None) -> dict:
+    from gemini_cmr.core.engine import SuperResolver
+    from gemini_cmr.core.evaluation.real import evaluate_study, summarise
+    from gemini_cmr.core.study import STRUCTURES
+    from gemini_cmr.core.train.cv import fold_studies
+
+    variants = [0.0] + margins
+    rows: dict[float, list[dict]] = {m: [] for m in variants}
+    for k in folds:
+        resolver = SuperResolver(model=Path(runs) / f"fold{k}" / "model", device="cpu")
+        studies = fold_studies(data, k, 5)[:limit]
+        for sid, load in studies:
+            study = load()
+            line = []
+            for m in variants:
+                set_margin(resolver.predictor, m)
+                row = evaluate_study(resolver, study, sid)
+                row["fold"] = k
+                rows[m].append(row)
+                line.append(f"M={m:g} {row['ed_lv_myocardium']:.3f}/{row['es_lv_myocardium']:.3f} {row['seconds']:.1f} s")
+            print(f"fold {k} {sid}: myo ED/ES " + ", ".join(line), flush=True)
+    keys = [f"{t}_{s}" for t in ("ed", "es") for s in STRUCTURES.values()]
+    out: dict = {"data": data, "runs": runs, "folds": folds, "n": len(rows[0.0]), "variants": {}}
+    for m in variants:
+        s = summarise(rows[m])
+        d = {key: s[f"dice_{key}"]["mean"] for key in keys}
+        d["median_abs_lvef"] = s["err_lv_ef_pct"]["median_abs"]
+        d["lv_mass_bias_g"] = s["err_lv_mass_g"]["bias"]
+        d["seconds_mean"] = float(np.mean([r["seconds"] for r in rows[m]]))
+        if m:
+            diff = {}
+            for key in keys + ["abs_lvef"]:
+                get = (lambda r: abs(r["pred_lv_ef_pct"] - r["manual_lv_ef_pct"])) if key == "abs_lvef" \
+                    else (lambda r, key=key: r[key])
+                x = np.array([get(a) - get(b) for a, b in zip(rows[m], rows[0.0], strict=True)], dtype=float)
+                x = x[np.isfinite(x)]
+                diff[key] = {"mean": float(x.mean()), "se": float(x.std(ddof=1) / np.sqrt(len(x)))}
+            d["paired_minus_whole_box"] = diff
+        out["variants"][f"{m:g}"] = d
+        print(f"M={m:g} mm: " + " ".join(f"{key} {d[key]:.3f}" for key in keys)
+              + f" median|LVEF| {d['median_abs_lvef']:.2f} mass bias {d['lv_mass_bias_g']:+.1f} g, "
+              f"{d['seconds_mean']:.1f} s per patient")
+        if m:
+            print("   paired vs whole box: " + " ".join(
+                f"{key} {v['mean']:+.4f} ({v['se']:.4f})" for key, v in d["paired_minus_whole_box"].items()))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--study", default=str(DEFAULT_STUDY))
+    ap.add_argument("--margins", type=float, nargs="+", default=[16.0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--runs", help="a `train cv` run folder: also the Dice on its folds")
+    ap.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--data", default="acdc:../shared/data/acdc/training")
+    ap.add_argument("--limit", type=int, help="patients per fold")
+    ap.add_argument("--no-speed", action="store_true", help="only the fold accuracy")
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args()
+    import torch
+
+    result: dict = {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+                    "load_1min": os.getloadavg()[0]}
+    if not args.no_speed:
+        result["speed"] = speed(args.study, args.margins, args.rounds)
+    if args.runs:
+        result["accuracy"] = accuracy(args.data, args.runs, args.folds, args.margins, args.limit)
+    result["load_1min_end"] = os.getloadavg()[0]
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
