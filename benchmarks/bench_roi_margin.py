@@ -93,7 +93,8 @@ def accuracy(data: str, runs: str, folds: list[int], margins: list[float], limit
                 line.append(f"M={m:g} {row['ed_lv_myocardium']:.3f}/{row['es_lv_myocardium']:.3f} {row['seconds']:.1f} s")
             print(f"fold {k} {sid}: myo ED/ES " + ", ".join(line), flush=True)
     keys = [f"{t}_{s}" for t in ("ed", "es") for s in STRUCTURES.values()]
-    out: dict = {"data": data, "runs": runs, "folds": folds, "n": len(rows[0.0]), "variants": {}}
+    out: dict = {"data": data, "runs": runs, "folds": folds, "n": len(rows[0.0]), "variants": {},
+                 "rows": {f"{m:g}": rows[m] for m in variants}}
     for m in variants:
         s = summarise(rows[m])
         d = {key: s[f"dice_{key}"]["mean"] for key in keys}

@@ -473,11 +473,15 @@ class Predictor:
 
 def chunk_rows(phases: Sequence[int], batch: int, first: Sequence[int] = ()) -> list[slice | list[int]]:
     """The batches of rows of `phases` the network runs, in order: the rows of the `first` phases (those in
-    `phases`) in batches of `batch`, then the other rows in order in batches of `batch`; a batch of
-    consecutive rows is a slice (its outputs are written in place), any other a list of rows."""
+    `phases`) in batches of `batch`, the last of them filled up with the next other rows, then the other rows
+    in order in batches of `batch`; a batch of consecutive rows is a slice (its outputs are written in place),
+    any other a list of rows."""
     want = {int(p) for p in first}
     head = [i for i, p in enumerate(phases) if int(p) in want]
     rest = [i for i, p in enumerate(phases) if int(p) not in want]
+    if head and len(head) % batch:
+        fill = batch - len(head) % batch
+        head, rest = sorted(head + rest[:fill]), rest[fill:]
     out: list[slice | list[int]] = []
     for rows in (head, rest):
         for b in (rows[i:i + batch] for i in range(0, len(rows), batch)):

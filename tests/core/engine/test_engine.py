@@ -262,3 +262,13 @@ def test_int16_nifti_scaling_is_exact_and_auto_is_int16_for_real_studies(tmp_pat
     phantom.meta = StudyMeta(format="phantom")
     assert resolve_sr_dtype(real) == "int16" and resolve_sr_dtype(phantom) == "float32"
     assert resolve_sr_dtype(real, "float32") == "float32"
+
+
+def test_a_predictor_without_previews_runs_as_before(study):
+    """`run(preview=)` with a predictor whose `predict` has no `on_chunk`: no preview, the same result."""
+    fake = FakePredictor()
+    previews = []
+    res = SuperResolver(model=fake).run(study, phases="all", meshes="none", motion_correction=False, first=[2],
+                                        preview=previews.append)
+    assert previews == [] and fake.calls == [list(range(study.n_phases))]
+    assert res.sr_labels.shape[0] == study.n_phases

@@ -104,7 +104,7 @@ def test_first_phases_come_first_and_the_outputs_are_the_same(roi_model, study):
         seen.append((list(done), rows))
 
     ordered = p.predict(study, first=first, on_chunk=on_chunk, roi=plain.roi, net_roi=plain.net_roi)
-    assert sorted(seen[0][0]) == sorted(first)
+    assert set(first) <= set(seen[0][0]) and len(seen[0][0]) <= p.batch_size  # in the first batch
     assert seen[-1][0] and sorted(seen[-1][0]) == list(range(n))
     assert all(set(a[0]) < set(b[0]) for a, b in zip(seen, seen[1:], strict=False))
     for _done, rows in seen:  # what was reported as done is what the prediction returns
@@ -134,3 +134,16 @@ def test_first_phases_on_the_whole_field_of_view_give_the_same_outputs(study):
     ordered = p.predict(study, first=[study.n_phases - 1, 0])
     np.testing.assert_array_equal(ordered.sr_labels, plain.sr_labels)
     np.testing.assert_allclose(ordered.sr_image, plain.sr_image, atol=1e-5)
+
+
+def test_chunk_rows_puts_the_first_phases_in_the_first_batch_and_keeps_batches_full():
+    from gemini_cmr.core.predict import chunk_rows
+
+    assert chunk_rows(list(range(6)), 2) == [slice(0, 2), slice(2, 4), slice(4, 6)]
+    assert chunk_rows(list(range(6)), 2, [4]) == [[0, 4], slice(1, 3), [3, 5]]  # filled up with row 0
+    assert chunk_rows(list(range(6)), 2, [5, 1]) == [[1, 5], [0, 2], slice(3, 5)]
+    assert chunk_rows([10, 11, 12], 4, [11]) == [slice(0, 3)]  # one batch holds everything
+    assert chunk_rows([10, 11, 12], 2, [99]) == [slice(0, 2), slice(2, 3)]  # not among the phases: ignored
+    rows = chunk_rows(list(range(20)), 2, [18, 7])
+    flat = [i for b in rows for i in (range(b.start, b.stop) if isinstance(b, slice) else b)]
+    assert sorted(flat) == list(range(20)) and rows[0] == [7, 18]  # every row once
