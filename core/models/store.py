@@ -199,9 +199,26 @@ def read_config(path: str | Path) -> dict[str, Any]:
 
 # --- tensors ---------------------------------------------------------------------------------------
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None):
-    """Atomically write a dict of tensors as safetensors."""
+    """Atomically write a dict of tensors as safetensors, byte for byte the same for the same tensors and
+    metadata (the model id is the file's sha256)."""
     clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    atomic_write_bytes(path, save(clean, metadata=metadata))
+    atomic_write_bytes(path, _metadata_in_order(save(clean, metadata=metadata), metadata))
+
+
+def _metadata_in_order(data: bytes, metadata: dict[str, str] | None) -> bytes:
+    """safetensors writes the header's `__metadata__` keys in a random order per process (a hash map):
+    rewrite them in the order of `metadata`; the header keeps its length (the same keys and values)."""
+    if not metadata:
+        return data
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    if set(header.get("__metadata__") or {}) != set(metadata):
+        return data
+    header["__metadata__"] = {k: header["__metadata__"][k] for k in metadata}
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(text) > n:
+        return data
+    return data[:8] + text + b" " * (n - len(text)) + data[8 + n:]
 
 
 def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:

@@ -29,7 +29,10 @@ LICENCE = ("Research weights trained on ACDC (Bernard et al., IEEE TMI 37(11) 20
            "only; citing that paper is mandatory. See LICENCE.md in this folder.")
 
 
-def evaluation_from_cv(cv: dict, recipe: str = "recipes/gemini-acdc/cpu.json") -> dict:
+def evaluation_from_cv(cv: dict, recipe: str = "recipes/gemini-acdc/cpu.json", inference: dict | None = None
+                       ) -> dict:
+    """The model config's `evaluation` from a `train cv` summary; `inference`: the settings the folds' models
+    were evaluated with (named in the protocol)."""
     s = cv["summary"]
     folds = s.get("evaluated_folds") or []
     ev = {
@@ -44,6 +47,10 @@ def evaluation_from_cv(cv: dict, recipe: str = "recipes/gemini-acdc/cpu.json") -
                      "inference.roi_mm), slice motion correction on, SR labels resampled onto the acquired "
                      "slices vs manual labels, 3D Dice per volume"),
     }
+    if inference is not None:  # what the folds' models ran with (`RUN/cv_recipe.json`)
+        margin = float(inference.get("roi_margin_mm") or 0)
+        ev["protocol"] += (f"; the network on the heart and {margin:g} mm (inference.roi_margin_mm)" if margin else
+                           "; the network on the whole heart box (no inference.roi_margin_mm)")
     for k, v in s.items():
         if k.startswith(("dice_", "err_")):
             ev[k] = v
@@ -74,7 +81,9 @@ def main() -> None:
     tr["hardware"] = "2 CPU cores (AMD EPYC, no AMX), torch 2.13 CPU"
     cfg["licence"] = LICENCE
     cfg["inference"] = dict(DEFAULT_INFERENCE)
-    cfg["evaluation"] = evaluation_from_cv(json.loads((run / "cv.json").read_text()), args.recipe)
+    cv_recipe = run / "cv_recipe.json"
+    inference = json.loads(cv_recipe.read_text()).get("inference") if cv_recipe.exists() else None
+    cfg["evaluation"] = evaluation_from_cv(json.loads((run / "cv.json").read_text()), args.recipe, inference)
     if args.dropped:
         d = json.loads(Path(args.dropped).read_text())
         folds = d.get("folds") or {}
