@@ -37,8 +37,8 @@ def main() -> None:
     import torch
 
     from gemini_cmr.core.io.loader import load_study
-    from gemini_cmr.core.models.preprocess import pad_amounts
     from gemini_cmr.core.models.gemini import GeminiConfig, GeminiGenerator
+    from gemini_cmr.core.models.preprocess import pad_amounts
     from gemini_cmr.core.models.store import LoadedModel
     from gemini_cmr.core.perf import model_flops, network_input
     from gemini_cmr.core.predict import Predictor
