@@ -21,7 +21,7 @@ import statistics
 from pathlib import Path
 
 import numpy as np
-from bench_motion import DEFAULT_STUDY
+from bench_motion import DEFAULT_STUDY, warm_predictor
 
 DEFAULT_WIDTHS = ["12,24,48,96,96", "16,32,48,96,96", "16,16,32,64,64", "16,32,64,64,64", "8,16,32,64,64"]
 
@@ -36,18 +36,14 @@ def main() -> None:
 
     import torch
 
-    from gemini_cmr.core.io.loader import load_study
     from gemini_cmr.core.models.gemini import GeminiConfig, GeminiGenerator
     from gemini_cmr.core.models.preprocess import pad_amounts
     from gemini_cmr.core.models.store import LoadedModel
     from gemini_cmr.core.perf import model_flops, network_input
     from gemini_cmr.core.predict import Predictor
-    from gemini_cmr.core.resources import default_model_for
 
-    study = load_study(args.study)
-    model, _ = default_model_for(study)
-    shipped = Predictor.load(model, device="cpu")
-    first = shipped.predict(study, phases=[0, 1])  # warm-up; finds the boxes every variant reuses
+    study, shipped = warm_predictor(args.study)
+    first = shipped.predict(study, phases=[0, 1])  # finds the boxes every variant reuses
     roi, net = first.roi, first.net_roi
     variants = {"shipped " + ",".join(map(str, shipped.model.config.widths)): shipped}
     for spec in args.widths:
