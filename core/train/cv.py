@@ -52,17 +52,18 @@ def fold_studies(data: str, k: int, n: int) -> list[tuple[str, Callable]]:
     return [(s.sid, s.load) for i, s in enumerate(lr_subjects(kind, root)) if fold_of(kind, s, i, n) == k]
 
 
+FOLD_MODEL_KEYS = ("init", "distill")  # config keys naming a saved model, "{fold}" replaced per fold
+
+
 def fold_init(config: dict, k: int | str) -> dict:
-    """{"init": ...} with "{fold}" in the config's `init` replaced by the run folder's name of fold `k`
-    ("fold0".."fold4", or "final" for the model trained on every subject), so that a continuation recipe
-    (`"init": "runs/cv/{fold}/model"`) starts each fold from that fold's earlier model and never from one
-    that saw the fold's patients; {} when the config has no `init`."""
+    """The config's `init` and `distill` (those it has) with "{fold}" replaced by the run folder's name of
+    fold `k` ("fold0".."fold4", or "final" for the model trained on every subject), so that a continuation
+    recipe (`"init": "runs/cv/{fold}/model"`) starts each fold from that fold's earlier model, and a
+    distillation recipe learns from that fold's teacher, never from one that saw the fold's patients."""
     from gemini_cmr.core.train.lr_data import ALL_SUBJECTS
 
-    init = config.get("init")
-    if not init:
-        return {}
-    return {"init": str(init).replace("{fold}", "final" if k == ALL_SUBJECTS else f"fold{k}")}
+    name = "final" if k == ALL_SUBJECTS else f"fold{k}"
+    return {key: str(config[key]).replace("{fold}", name) for key in FOLD_MODEL_KEYS if config.get(key)}
 
 
 def _train_fold(base: dict, data: str, run: Path, k: int | str, n: int, device: str, say: Say) -> None:

@@ -99,9 +99,19 @@ class SemiConfig(TrainConfig):
     drop_slices: float = 0.0
     lambda_drop: float = 1.0
     lambda_drop_image: float = 1.0
+    # Distillation ("acquired-2d"): a saved model (its folder; "{fold}" as in `init`) whose class scores on
+    # every acquired slice, labelled or not, the trained model also learns: KL divergence of the two
+    # softmaxes at temperature `distill_temperature` (times its square), weight `lambda_distill`. The
+    # teacher runs in eval mode on the same augmented stacks; it must share depth and classes. "" = off.
+    distill: str = ""
+    lambda_distill: float = 1.0
+    distill_temperature: float = 1.0
 
     def __post_init__(self):
         super().__post_init__()
+        if float(self.lambda_distill) < 0 or not float(self.distill_temperature) > 0:
+            raise DataError(f"lambda_distill must be >= 0 and distill_temperature > 0, not "
+                            f"{self.lambda_distill!r} and {self.distill_temperature!r}")
         if not 0.0 <= float(self.drop_slices) <= 1.0:
             raise DataError(f"drop_slices must be a fraction in [0, 1], not {self.drop_slices!r}")
         if not (isinstance(self.deep_supervision, int) and not isinstance(self.deep_supervision, bool)
@@ -228,7 +238,8 @@ def slab_losses(sr: torch.Tensor, logits: torch.Tensor, x: torch.Tensor, labels:
 def acquired_losses(model: GeminiGenerator, x: torch.Tensor, labels: torch.Tensor, slab: torch.Tensor,
                     class_weights: torch.Tensor, amp=None, seg_target: str = "slab",
                     aux_heads: DeepSupervisionHeads | None = None, drop: torch.Tensor | None = None,
-                    drop_image: torch.Tensor | None = None) -> dict[str, Any]:
+                    drop_image: torch.Tensor | None = None, teacher_seg: torch.Tensor | None = None,
+                    temperature: float = 1.0) -> dict[str, Any]:
     """The same losses as `slab_losses`, computed per acquired slice for the "acquired-2d" generator
     (no (B, K, D, h, w) tensors: only the SR slices inside each slab are interpolated and averaged).
     seg_target "acquired": the segmentation terms compare each acquired slice's own probabilities
@@ -240,7 +251,10 @@ def acquired_losses(model: GeminiGenerator, x: torch.Tensor, labels: torch.Tenso
     `drop` (B, D) (dropped-slice training, `lr_data.drop_every_other`): for the SR slices at the centres of
     removed acquired slices, the removed slice's label row (-1 elsewhere); "drop_ce", "drop_dice" compare
     those SR slices' scores with the labels, "drop_mse" their image with `drop_image` (B, D, h, w, the
-    stacks before the removal); zero without such slices."""
+    stacks before the removal); zero without such slices.
+    `teacher_seg` (N, K, h, w): a teacher's logits of the same acquired slices (`acquired_parts` of the same
+    stacks); "distill" is the KL divergence of the teacher's softmax from the model's at `temperature`,
+    times its square, the mean over the slices' pixels (zero without a teacher)."""
     if seg_target not in ("slab", "acquired"):
         raise DataError(f"seg_target must be 'slab' or 'acquired', not {seg_target!r}")
     dev = x.device
@@ -253,7 +267,7 @@ def acquired_losses(model: GeminiGenerator, x: torch.Tensor, labels: torch.Tenso
     zero = x.sum() * 0
     if n == 0:
         return {"ce": zero, "dice": zero, "degrade": zero, "q": None, "plan": plan, "labels": None,
-                "drop_ce": zero, "drop_dice": zero, "drop_mse": zero}
+                "drop_ce": zero, "drop_dice": zero, "drop_mse": zero, "distill": zero}
     a_img, a_seg = a_img.float(), a_seg.float()
     a_res = None if a_res is None else a_res.float()
     s_res_t = s_res[0].float() if s_res else None
@@ -281,10 +295,23 @@ def acquired_losses(model: GeminiGenerator, x: torch.Tensor, labels: torch.Tenso
         dice = sum(wl * d for wl, (_, d) in zip(wts, levels))
         out["levels"] = levels
     degrade = ((s - target) ** 2).mean()
-    out.update(drop_ce=zero, drop_dice=zero, drop_mse=zero)
+    out.update(drop_ce=zero, drop_dice=zero, drop_mse=zero, distill=zero)
+    if teacher_seg is not None:
+        out["distill"] = distill_loss(a_seg, teacher_seg.float(), temperature)
     if drop is not None:
         out.update(_dropped_losses(a_img, a_seg, a_res, s_res_t, plan, labels, drop, drop_image, class_weights))
     return {"ce": ce, "dice": dice, "degrade": degrade, **out}
+
+
+def distill_loss(logits: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """KL(teacher || model) of the class softmaxes (dim 1) at `temperature`, times its square (Hinton's
+    scaling, so the gradients keep their size across temperatures), the mean over pixels."""
+    if logits.shape != teacher.shape:
+        raise DataError(f"the teacher's scores {tuple(teacher.shape)} do not match the model's {tuple(logits.shape)}")
+    t = float(temperature)
+    log_p = F.log_softmax(logits / t, 1)
+    log_q = F.log_softmax(teacher / t, 1)
+    return (log_q.exp() * (log_q - log_p)).sum(1).mean() * (t * t)
 
 
 def _dropped_losses(a_img: torch.Tensor, a_seg: torch.Tensor, a_res: torch.Tensor | None,
@@ -356,6 +383,7 @@ class SemiTrainer(GeminiTrainer):
         if cfg.init:
             self._init_from(cfg.init)
         self.G = self.G.to(self.device)
+        self.teacher = self._teacher(cfg.distill, mcfg) if cfg.distill else None
         self.D = None
         self.opt_d = None
         self.G_train = self.G
@@ -376,6 +404,26 @@ class SemiTrainer(GeminiTrainer):
         total = cfg.epochs * self.steps_per_epoch
         self.total_steps = min(total, cfg.max_steps) if cfg.max_steps else total
         self.w_tensor = torch.tensor(self.class_weights, dtype=torch.float32, device=self.device)
+
+    def _teacher(self, path: str, mcfg: GeminiConfig) -> GeminiGenerator:
+        """The distillation teacher: the saved model at `path`, frozen, in eval mode, on the device."""
+        from gemini_cmr.core.models.store import load_model
+
+        loaded = load_model(path)
+        self.teacher_id = loaded.model_id
+        t = loaded.generator
+        tc = t.config
+        if mcfg.encoder != "acquired-2d" or tc.encoder != "acquired-2d":
+            raise DataError("distillation needs acquired-2d models (the teacher's and the trained one's)", path)
+        if (tc.depth, tc.n_classes) != (mcfg.depth, mcfg.n_classes):
+            raise DataError(f"the distillation teacher has depth {tc.depth} and {tc.n_classes} classes; the "
+                            f"trained model {mcfg.depth} and {mcfg.n_classes}", path)
+        if self.cfg.crop and self.cfg.crop % tc.multiple:
+            raise DataError(f"crop {self.cfg.crop} must be a multiple of the teacher's {tc.multiple}", path)
+        t = t.float().to(self.device).eval()
+        for p in t.parameters():
+            p.requires_grad_(False)
+        return t
 
     def _batch(self, step: int) -> tuple[torch.Tensor, ...]:
         cfg = self.cfg
@@ -418,8 +466,12 @@ class SemiTrainer(GeminiTrainer):
         if self.aux is not None:
             self.aux.train()
         if self.G.config.encoder == "acquired-2d":
+            teacher_seg = None
+            if self.teacher is not None:
+                with torch.no_grad(), autocast(self.device, self.amp_dtype):
+                    teacher_seg = self.teacher.acquired_parts(x)[1]
             parts = acquired_losses(self.G, x, lab, slab, self.w_tensor, self.amp_dtype, cfg.seg_target,
-                                    self.aux, drop, drop_image)
+                                    self.aux, drop, drop_image, teacher_seg, cfg.distill_temperature)
         else:
             with autocast(self.device, self.amp_dtype):
                 sr, logits = self.G_train(x)
@@ -428,6 +480,8 @@ class SemiTrainer(GeminiTrainer):
         if drop is not None:
             loss = loss + cfg.lambda_drop * (parts["drop_ce"] + cfg.lambda_dice * parts["drop_dice"]) \
                 + cfg.lambda_drop_image * parts["drop_mse"]
+        if self.teacher is not None:
+            loss = loss + cfg.lambda_distill * parts["distill"]
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler_g.scale(loss).backward()
         self.scaler_g.step(self.opt_g)
@@ -483,6 +537,8 @@ class SemiTrainer(GeminiTrainer):
     def _model_config(self, step: int, extra: dict | None = None) -> dict:
         d = super()._model_config(step, extra)
         d["training"]["data_kind"] = "lr-labels"
+        if getattr(self, "teacher", None) is not None:
+            d["training"]["distill_teacher_id"] = self.teacher_id
         return d
 
 

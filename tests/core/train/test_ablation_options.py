@@ -137,3 +137,68 @@ def test_instance_norm_recipe_trains_and_predicts(acdc3, tmp_path):
     assert p.config["model"]["norm"] == "instance"
     pred = p.predict(load_acdc(acdc3 / "patient005"), phases=[0])
     assert pred.sr_labels.shape[0] == 1 and np.isfinite(pred.sr_image).all()
+
+
+def test_distill_loss_is_the_scaled_kl_of_the_teacher_from_the_model():
+    from gemini_cmr.core.train.semi import distill_loss
+
+    torch.manual_seed(0)
+    s, t = torch.randn(3, 4, 5, 6), torch.randn(3, 4, 5, 6)
+    assert float(distill_loss(t, t)) == pytest.approx(0.0, abs=1e-6)
+    kl = torch.nn.functional.kl_div(torch.log_softmax(s / 2, 1), torch.log_softmax(t / 2, 1),
+                                    reduction="none", log_target=True).sum(1).mean() * 4
+    torch.testing.assert_close(distill_loss(s, t, 2.0), kl)
+    assert float(distill_loss(s, t)) > 0
+    with pytest.raises(DataError, match="do not match"):
+        distill_loss(s, t[:, :3])
+    with pytest.raises(DataError, match="distill_temperature"):
+        SemiConfig.from_dict({"distill_temperature": 0})
+
+
+def test_distillation_learns_the_teachers_scores_on_every_acquired_slice(acdc3, tmp_path):
+    """A teacher trained a few steps, then a narrower model distilled from it: the term is in the loss
+    (acquired_losses' "distill" is the KL of the same slices), the teacher stays frozen, the saved config
+    names the teacher's id, and a teacher of another depth is refused naming its folder."""
+    teacher_run = tmp_path / "teacher"
+    SemiTrainer(_cfg(tmp_path), f"acdc:{acdc3}", teacher_run, device="cpu").run()
+    teacher = load_model(teacher_run / "last")
+    x, lab, slab = _batch(acdc3)
+    student = GeminiGenerator(GeminiConfig(**{**A2D, "widths": [4, 4, 8, 8]}))
+    with torch.no_grad():
+        t_seg = teacher.generator.acquired_parts(x)[1]
+    parts = acquired_losses(student, x, lab, slab, torch.ones(4), seg_target="acquired", teacher_seg=t_seg)
+    torch.testing.assert_close(parts["distill"], distill_loss_of(student, x, t_seg))
+    parts["distill"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+    assert float(acquired_losses(student, x, lab, slab, torch.ones(4), seg_target="acquired")["distill"]) == 0
+
+    before = {k: v.clone() for k, v in teacher.generator.state_dict().items()}
+    cfg = _cfg(tmp_path, model={**A2D, "widths": [4, 4, 8, 8]}, distill=str(teacher_run / "last"),
+               lambda_distill=2.0, distill_temperature=2.0)
+    t = SemiTrainer(cfg, f"acdc:{acdc3}", tmp_path / "student", device="cpu")
+    summary = t.run()
+    assert summary["status"] == "done" and summary["step"] == 3
+    assert all(torch.equal(before[k], v.cpu()) for k, v in t.teacher.state_dict().items())
+    assert not any(p.requires_grad for p in t.teacher.parameters())
+    saved = json.loads((tmp_path / "student" / "last" / "config.json").read_text())
+    assert saved["training"]["distill_teacher_id"] == teacher.model_id
+    assert saved["training"]["config"]["distill"] == str(teacher_run / "last")
+    with pytest.raises(DataError, match="depth 24") as err:
+        SemiTrainer(_cfg(tmp_path, model={**A2D, "depth": 32}, distill=str(teacher_run / "last")),
+                    f"acdc:{acdc3}", tmp_path / "bad", device="cpu").run()
+    assert "teacher" in str(err.value)
+
+
+def distill_loss_of(model, x, teacher_seg):
+    from gemini_cmr.core.train.semi import distill_loss
+
+    return distill_loss(model.acquired_parts(x)[1].float(), teacher_seg.float())
+
+
+def test_fold_models_of_a_recipe_are_each_folds_own():
+    from gemini_cmr.core.train.cv import fold_init
+
+    cfg = {"init": "runs/a/{fold}/model", "distill": "runs/t/{fold}/model", "lr": 1}
+    assert fold_init(cfg, 3) == {"init": "runs/a/fold3/model", "distill": "runs/t/fold3/model"}
+    assert fold_init(cfg, "all") == {"init": "runs/a/final/model", "distill": "runs/t/final/model"}
+    assert fold_init({"lr": 1}, 0) == {}
