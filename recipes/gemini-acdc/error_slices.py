@@ -9,7 +9,9 @@ predicted labels hold the structure is one of three kinds: both hold it (the err
 only the manual labels ("missed": a basal or apical slice not segmented) or only the prediction
 ("pred_only": a slice segmented beyond the manual labels). The summary gives each kind's share of the
 error voxels (false positives plus false negatives) and 1 - the pooled Dice; OUT.json also keeps every
-slice's counts (manual, predicted, both).
+slice's counts (manual, predicted, both), and ("grid_roundtrip") the mean Dice of the manual labels resampled
+onto the SR grid and back (nearest voxel, as the pipeline brings its labels back): what the SR grid alone
+costs the score.
 """
 
 from __future__ import annotations
@@ -64,12 +66,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", required=True)
     args = ap.parse_args(argv)
 
+    import numpy as np
+
     from gemini_cmr.core.engine import SuperResolver
+    from gemini_cmr.core.evaluation.metrics import dice_per_structure
+    from gemini_cmr.core.geometry import resample_nearest_stack, sr_grid
     from gemini_cmr.core.io.atomic import atomic_write_text
     from gemini_cmr.core.io.layouts import load_acdc
 
     run, folds = Path(args.run), [int(k) for k in args.folds.split(",")]
     records: list[dict] = []
+    roundtrip: dict[str, list[float]] = collections.defaultdict(list)
     for k in folds:
         rows = json.loads((run / f"fold{k}" / "eval.json").read_text())["rows"]
         resolver = SuperResolver(model=run / f"fold{k}" / "model", device="cpu")
@@ -78,11 +85,17 @@ def main(argv: list[str] | None = None) -> int:
             ed, es = study.meta.ed_phase, study.meta.es_phase
             res = resolver.run(study, phases=[ed, es], meshes="none")
             for i, (tag, t) in enumerate((("ed", ed), ("es", es))):
+                sr = sr_grid(study.grid)
+                back = resample_nearest_stack(resample_nearest_stack(study.labels[t][None], study.grid, sr), sr,
+                                              study.grid)[0]
+                for key, v in dice_per_structure(back, study.labels[t]).items():
+                    roundtrip[key].append(v)
                 for name, rec in slice_records(res.lr_labels[i], study.labels[t]).items():
                     records.append({"subject": row["subject"], "group": row["group"], "fold": k, "phase": tag,
                                     "structure": name, "slices": rec})
             print(row["subject"], flush=True)
     summary = summarise(records)
+    summary["grid_roundtrip"] = {key: round(float(np.mean(v)), 4) for key, v in roundtrip.items()}
     for key, v in summary.items():
         print(key, v)
     atomic_write_text(args.json, json.dumps({"run": str(run), "folds": folds, "model_ids": {
