@@ -309,9 +309,8 @@ def distill_loss(logits: torch.Tensor, teacher: torch.Tensor, temperature: float
     if logits.shape != teacher.shape:
         raise DataError(f"the teacher's scores {tuple(teacher.shape)} do not match the model's {tuple(logits.shape)}")
     t = float(temperature)
-    log_p = F.log_softmax(logits / t, 1)
-    log_q = F.log_softmax(teacher / t, 1)
-    return (log_q.exp() * (log_q - log_p)).sum(1).mean() * (t * t)
+    kl = F.kl_div(F.log_softmax(logits / t, 1), F.log_softmax(teacher / t, 1), reduction="none", log_target=True)
+    return kl.sum(1).mean() * (t * t)
 
 
 def _dropped_losses(a_img: torch.Tensor, a_seg: torch.Tensor, a_res: torch.Tensor | None,
@@ -409,7 +408,7 @@ class SemiTrainer(GeminiTrainer):
         """The distillation teacher: the saved model at `path`, frozen, in eval mode, on the device."""
         from gemini_cmr.core.models.store import load_model
 
-        loaded = load_model(path)
+        loaded = load_model(path, device=self.device)
         self.teacher_id = loaded.model_id
         t = loaded.generator
         tc = t.config
@@ -420,8 +419,7 @@ class SemiTrainer(GeminiTrainer):
                             f"trained model {mcfg.depth} and {mcfg.n_classes}", path)
         if self.cfg.crop and self.cfg.crop % tc.multiple:
             raise DataError(f"crop {self.cfg.crop} must be a multiple of the teacher's {tc.multiple}", path)
-        t = t.float().to(self.device).eval()
-        for p in t.parameters():
+        for p in t.parameters():  # load_model gives it in eval mode, float32, on the device
             p.requires_grad_(False)
         return t
 

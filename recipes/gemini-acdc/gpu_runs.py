@@ -116,9 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     warm_cache(args.data, args.cache_dir, {float(c.get("roi_mm") or 0) for c in configs.values()}, 16)
     print(f"cache ready in {time.monotonic() - t0:.0f} s", flush=True)
     queue = list(jobs)
-    running: dict[Path, tuple[subprocess.Popen, float, int]] = {}
+    running: dict[Path, tuple[subprocess.Popen, float]] = {}  # run -> (process, start time)
     report: dict[str, dict] = {}
-    rates: list[float] = []  # seconds per step of the running jobs, measured at their checkpoints
 
     def record(run: Path, status: str, started: float) -> None:
         step, total = progress(run)
@@ -127,16 +126,18 @@ def main(argv: list[str] | None = None) -> int:
 
     while queue or running:
         now = time.monotonic()
-        for run, (proc, started, _) in list(running.items()):
+        for run, (proc, started) in list(running.items()):
             if proc.poll() is not None:
                 record(run, "finished" if proc.returncode == 0 else f"failed ({proc.returncode})", started)
                 print(f"{run}: {report[str(run)]}", flush=True)
                 del running[run]
-        rates = [(now - s) / max(progress(r)[0], 1) for r, (_, s, _) in running.items() if progress(r)[0] >= 50]
+        # seconds per step of the running jobs, measured at their checkpoints
+        steps = {r: progress(r)[0] for r in running}
+        rates = [(now - s) / steps[r] for r, (_, s) in running.items() if steps[r] >= 50]
         while queue and len(running) < args.parallel:
             config, run, k = queue[0]
-            steps = int(configs[config].get("max_steps") or 0)
-            need = steps * max(rates) if rates and steps else 0.0
+            total = int(configs[config].get("max_steps") or 0)
+            need = total * max(rates) if rates and total else 0.0
             if now - t0 + need > args.deadline_s:
                 print(f"{run}: not started ({need:.0f} s needed, {args.deadline_s - (now - t0):.0f} s left)")
                 report[str(run)] = {"status": "not started"}
@@ -147,11 +148,11 @@ def main(argv: list[str] | None = None) -> int:
                                      "--cache-dir", args.cache_dir, "--archive", args.archive,
                                      *(["--steps", str(args.steps)] if args.steps else []),
                                      "--one", str(config), str(run), str(k)])
-            running[run] = (proc, time.monotonic(), k)
+            running[run] = (proc, time.monotonic())
         if now - t0 > args.deadline_s and running:
-            for proc, _, _ in running.values():
+            for proc, _ in running.values():
                 proc.send_signal(signal.SIGINT)
-            for run, (proc, started, _) in running.items():
+            for run, (proc, started) in running.items():
                 try:
                     proc.wait(60)
                 except subprocess.TimeoutExpired:
