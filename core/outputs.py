@@ -10,9 +10,9 @@ write_outputs(result, "out/DIR", mesh_formats=("stl",), all_phase_meshes=False, 
 `sr.itksnap`), with `dicom` the DICOM outputs (`dicom/sr/`, `dicom/lr_labels/`), and `run.json` (docs/pipeline.md)
 into a hidden staging folder inside `out_dir`
 (`.gemini-cmr.tmp-<host>-<pid>-*`: the same file system as the outputs, also when `out_dir` is a mount point
-or a symbolic link), then publishes them file by file with SIGINT/SIGTERM held: the old `run.json` (the
-commit marker) is set aside first and the new one moved in last; an old output is kept aside until the end,
-so a failure while publishing puts everything back. Only files the product writes are replaced or removed
+or a symbolic link), then publishes them file by file (a staged folder whose name is free, such as `dicom/`
+of a first run, in one rename) with SIGINT/SIGTERM held: the old `run.json` (the commit marker) is set aside
+first and the new one moved in last; an old output is kept aside until the end, so a failure while publishing puts everything back. Only files the product writes are replaced or removed
 (user files in `out_dir`, `meshes/` and `dicom/` stay; our meshes and DICOM files that this run did not write
 go). A failure, cancellation or interrupt leaves `out_dir` as
 it was; a SIGKILLed run leaves a staging folder without `run.json`, removed by the next write (or check) once
@@ -524,29 +524,70 @@ def check_output_folder(out_dir: str | Path, study_path: str | Path | None = Non
 # --- publishing -----------------------------------------------------------------------------------------------
 def _staged_files(staging: Path) -> list[Path]:
     """The staged outputs, relative to `staging`, in publishing order: run.json last."""
-    files = sorted(p.relative_to(staging) for p in staging.rglob("*") if p.is_file() or p.is_symlink())
-    files = [f for f in files if not f.parts[0].startswith(".")]
-    return [f for f in files if f != Path(RUN_JSON)] + [f for f in files if f == Path(RUN_JSON)]
+    found: list[tuple[str, ...]] = []
+
+    def walk(folder: str, rel: tuple[str, ...]) -> None:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if not rel and entry.name.startswith("."):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    walk(entry.path, (*rel, entry.name))
+                else:
+                    found.append((*rel, entry.name))
+
+    walk(os.fspath(staging), ())
+    found.sort()
+    last = [f for f in found if f == (RUN_JSON,)]
+    return [Path(*f) for f in found if f != (RUN_JSON,)] + [Path(*f) for f in last]
 
 
-def _publish(staging: Path, out_dir: Path) -> None:
-    """Move the staged outputs into `out_dir` (the same file system) with SIGINT/SIGTERM held.
+def _publish(staging: Path, out_dir: Path, files: list[Path] | None = None) -> None:
+    """Move the staged outputs (`files`, `_staged_files(staging)` when None) into `out_dir` (the same file
+    system) with SIGINT/SIGTERM held. A staged folder whose name is free in `out_dir` moves in whole (one
+    rename for the hundreds of DICOM files of a first run).
 
     Order: the old run.json is set aside (the folder stops looking complete), each output replaces its old
     version (kept aside in `staging/.replaced`), old meshes of ours that this run did not write are set
     aside too, and the new run.json lands last. Any error puts everything back as it was, then raises.
     Files that are not the product's are never touched."""
     with _signals_deferred():
-        _publish_entries(staging, out_dir)
+        _publish_entries(staging, out_dir, files)
 
 
-def _publish_entries(staging: Path, out_dir: Path) -> None:
-    files = _staged_files(staging)
+def _whole_folders(files: list[Path], out_dir: Path) -> set[Path]:
+    """The outermost staged folders (relative) whose names are free in `out_dir`: each moves in with one
+    rename."""
+    whole: set[Path] = set()
+    seen: set[Path] = set()
+    for rel in files:
+        for parent in reversed(list(rel.parents)[:-1]):
+            if parent in seen:
+                if parent in whole:
+                    break
+                continue
+            seen.add(parent)
+            if not os.path.lexists(out_dir / parent):
+                whole.add(parent)
+                break
+    return whole
+
+
+def _publish_entries(staging: Path, out_dir: Path, files: list[Path] | None = None) -> None:
+    files = _staged_files(staging) if files is None else files
+    whole = _whole_folders(files, out_dir)
+    checked: set[Path] = set()
     for rel in files:  # conflicts first: nothing moves unless everything can
+        parents = list(rel.parents)[:-1]
+        if whole.intersection(parents):
+            continue
         target = out_dir / rel
         if target.is_dir() and not target.is_symlink():
             raise GeminiError("an output file name is taken by a folder; move it away", target)
-        for parent in list(rel.parents)[:-1]:
+        for parent in parents:
+            if parent in checked:
+                continue
+            checked.add(parent)
             d = out_dir / parent
             if (d.exists() or d.is_symlink()) and not d.is_dir():
                 what = "the meshes folder's name" if parent == Path(MESHES_DIR) else "an output folder's name"
@@ -566,8 +607,10 @@ def _publish_entries(staging: Path, out_dir: Path) -> None:
         if old_run.exists() or old_run.is_symlink():
             move(old_run, backup / RUN_JSON)
         new = set(files)
+        for folder in sorted(whole):
+            move(staging / folder, out_dir / folder)
         for rel in files:
-            if rel == Path(RUN_JSON):
+            if rel == Path(RUN_JSON) or whole.intersection(rel.parents):
                 continue
             target = out_dir / rel
             for parent in reversed(list(rel.parents)[:-1]):
@@ -582,7 +625,7 @@ def _publish_entries(staging: Path, out_dir: Path) -> None:
         if (staging / MESHES_DIR).is_dir() and not (meshes.exists() or meshes.is_symlink()):
             meshes.mkdir()  # also when no structure was found: the folder is part of the outputs
             made.append(meshes)
-        if meshes.is_dir() and not meshes.is_symlink():
+        if meshes.is_dir() and not meshes.is_symlink() and Path(MESHES_DIR) not in whole:
             for p in sorted(meshes.iterdir()):
                 rel = p.relative_to(out_dir)
                 if rel not in new and _MESH_FILE_RE.match(p.name) and (p.is_file() or p.is_symlink()):
@@ -593,6 +636,8 @@ def _publish_entries(staging: Path, out_dir: Path) -> None:
                 move(p, backup / rel)  # a long-axis cut of an earlier run that this run did not write
         for sub in (DICOM_SR_DIR, DICOM_LR_DIR):
             d = out_dir / sub
+            if whole.intersection([Path(sub), *Path(sub).parents]):
+                continue  # moved in whole: only this run's files
             if d.is_dir() and not d.is_symlink() and not (out_dir / DICOM_DIR).is_symlink():
                 for p in sorted(d.iterdir()):
                     rel = p.relative_to(out_dir)
@@ -732,15 +777,16 @@ def dicom_wanted(result: Result, dicom: bool | None) -> bool:
 
 
 def write_dicom(result: Result, folder: Path, compression: str = "jpeg-ls",
-                cancel: Cancel | None = None) -> dict[str, Any]:
+                cancel: Cancel | None = None, atomic: bool = True) -> dict[str, Any]:
     """The DICOM outputs in `folder`: `dicom/sr/` (the SR series, `MR_pPP_sSSS.dcm`, and its segmentations,
     `SEG_pPP.dcm`) and `dicom/lr_labels/` (segmentations of the acquired images, `SEG_pPP.dcm`; DICOM input
-    only). Returns what run.json records of them (UIDs, transfer syntax, files, bytes, seconds)."""
-    return _write_dicom(result, folder, compression, cancel)[0]
+    only). Returns what run.json records of them (UIDs, transfer syntax, files, bytes, seconds). `atomic`
+    False: the SR instances are written straight (`folder` is a staging folder published whole)."""
+    return _write_dicom(result, folder, compression, cancel, atomic)[0]
 
 
 def _write_dicom(result: Result, folder: Path, compression: str,
-                 cancel: Cancel | None) -> tuple[dict[str, Any], list[Path]]:
+                 cancel: Cancel | None, atomic: bool = True) -> tuple[dict[str, Any], list[Path]]:
     t0 = time.perf_counter()
     study = result.study
     ctx = dicom_write.dicom_context(study, model_name(result), result.model_id, __version__)
@@ -752,7 +798,7 @@ def _write_dicom(result: Result, folder: Path, compression: str,
     headers = dicom_write.write_sr_series(
         sr_dir, result.sr_image, result.sr_grid, result.phases, times, ctx, compression,
         source_grid=study.grid if ident is not None else None,
-        source_uids=ident.sop_instance_uids if ident is not None else None, cancel=cancel)
+        source_uids=ident.sop_instance_uids if ident is not None else None, cancel=cancel, atomic=atomic)
     paths = sorted(sr_dir.glob("MR_*.dcm"))
     paths += dicom_write.write_segmentations(sr_dir, result.sr_labels, headers, result.phases, ctx, "sr_labels",
                                              cancel)
@@ -902,8 +948,8 @@ def write_outputs(
 ) -> list[Path]:
     """Write every output of `result` into `out_dir` (see docs/pipeline.md); returns the written paths.
 
-    Everything goes into a staging folder inside `out_dir` first and is published file by file at the
-    end, run.json last (module docstring): a failure or cancellation leaves `out_dir` as it was (a missing
+    Everything goes into a staging folder inside `out_dir` first and is published file by file (a folder
+    new to `out_dir` whole) at the end, run.json last (module docstring): a failure or cancellation leaves `out_dir` as it was (a missing
     `out_dir`, and the parents created for it, are removed again). OS errors (disk full, read-only, ...)
     become a one-line `GeminiError`. `sr_dtype="int16"` stores the SR image as scaled 16-bit integers
     (`core.io.nifti.nifti_file_parts`): half the float32 file; "auto" (`resolve_sr_dtype`): int16 for
@@ -963,17 +1009,18 @@ def write_outputs(
                 sr_bytes = 2 * result.sr_image.size * (2 if sr_dtype == "int16" else 4)
                 _write_rest(result, staging, formats, all_phase_meshes, cancel,
                             reserved=lambda: 0 if big.done() else sr_bytes, save_location=real)
-                dicom_info = write_dicom(result, staging, dicom_compression, cancel) if with_dicom else None
+                dicom_info = (write_dicom(result, staging, dicom_compression, cancel, atomic=False)
+                              if with_dicom else None)
                 big.result()
             check()
             result.timings["write"] = time.perf_counter() - t0
             info = run_info(result, {"sr_image_dtype": sr_dtype, "dicom": dicom_info, **(extra_info or {})})
-            info["outputs"] = [str(p) for p in _staged_files(staging) if p != Path(RUN_JSON)] + [RUN_JSON]
+            written = [p for p in _staged_files(staging) if p != Path(RUN_JSON)] + [Path(RUN_JSON)]
+            info["outputs"] = [str(p) for p in written]
             atomic_write_text(staging / RUN_JSON, json.dumps(jsonio.jsonable(info), indent=2,
                                                              allow_nan=False) + "\n")
             check()
-            written = _staged_files(staging)
-            _publish(staging, real)
+            _publish(staging, real, written)
         except OSError as exc:
             where = Path(exc.filename) if getattr(exc, "filename", None) else out_dir
             if staging is not None and staging in where.parents:

@@ -70,3 +70,14 @@ def atomic_write_bytes(target: str | Path, data: bytes | Sequence[bytes | memory
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_bytes(target: str | Path, data: bytes | Sequence[bytes | memoryview]) -> None:
+    """`data` (or its parts) into `target`, not atomically: for files inside a private staging folder that
+    is published whole (`core.outputs.write_outputs`), where a temporary name and a rename per file only
+    cost time."""
+    with open(target, "wb") as f:
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            f.write(data)
+        else:
+            f.writelines(data)

@@ -53,7 +53,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, MRImageStorage, generate_uid
 
 from gemini_cmr.core.errors import Cancelled, GeminiError
-from gemini_cmr.core.io.atomic import atomic_write_bytes
+from gemini_cmr.core.io.atomic import atomic_write_bytes, write_bytes
 from gemini_cmr.core.parallel import thread_workers
 from gemini_cmr.core.study import (
     LABEL_COLOURS,
@@ -266,11 +266,13 @@ def write_sr_series(
     source_grid: Grid | None = None,
     source_uids: list[list[str]] | None = None,
     cancel: Cancel | None = None,
+    atomic: bool = True,
 ) -> list[list[Dataset]]:
     """Write the SR cine `image` (T', Z, Y, X) on `grid` as `MR_pPP_sSSS.dcm` files in `folder` (PP the
     study phase, SSS the slice); returns their headers [row][slice] without pixel data (the sources of the
     SR segmentation). `source_grid`/`source_uids` ([phase][slice] of the study) name each instance's
-    nearest acquired image."""
+    nearest acquired image. `atomic`: each file through a temporary name (False: straight, for a staging
+    folder that is published whole)."""
     if compression not in COMPRESSIONS:
         raise GeminiError(f"unknown DICOM compression {compression!r} (choose {' or '.join(COMPRESSIONS)})")
     syntax = COMPRESSIONS[compression]
@@ -336,6 +338,7 @@ def write_sr_series(
     location_elems = [pydicom.DataElement(0x00201041, "DS", loc) for loc in locations]
     out: list[list[Dataset]] = []
     compress = syntax == JPEGLSLossless
+    save = atomic_write_bytes if atomic else write_bytes
 
     def stored_frames(row: int) -> np.ndarray | list[bytes]:
         stored = _stored(image[row], slope, intercept)
@@ -378,7 +381,7 @@ def write_sr_series(
                     reference = own[0x00082112] = _sequence_bytes(0x00082112, [
                         _ui_bytes(0x00081150, MRImageStorage) + _ui_bytes(0x00081155, source_uids[phase][int(nearest[k])])])
                 own[0x7FE00010] = _pixel_data_parts(frames[k])
-                atomic_write_bytes(folder / f"MR_p{phase:02d}_s{k:03d}.dcm", writer.file_parts(uid, own))
+                save(folder / f"MR_p{phase:02d}_s{k:03d}.dcm", writer.file_parts(uid, own))
                 elements = {**row_elems, 0x00080018: pydicom.DataElement(0x00080018, "UI", uid),
                             0x00200013: pydicom.DataElement(0x00200013, "IS", number),
                             0x00200032: position_elems[k], 0x00201041: location_elems[k]}

@@ -237,10 +237,10 @@ def test_a_failure_at_any_step_of_publishing_puts_everything_back(tmp_path, resu
                 raise OSError(errno.EIO, "Input/output error", str(dst))
         return real_replace(src, dst, *a, **k)
 
-    def publish(staging_dir, out_dir):
+    def publish(staging_dir, out_dir, files=None):
         state["publishing"] = True
         try:
-            return real_publish(staging_dir, out_dir)
+            return real_publish(staging_dir, out_dir, files)
         finally:
             state["publishing"] = False
 
@@ -260,6 +260,47 @@ def test_a_failure_at_any_step_of_publishing_puts_everything_back(tmp_path, resu
     assert failures >= 15, failures  # 17 here: 11 outputs in, 5 old files aside (run.json first), run.json last
     monkeypatch.undo()
     assert_published(out)
+
+
+def test_a_failure_while_publishing_a_new_dicom_folder_leaves_nothing(tmp_path, monkeypatch):
+    """A DICOM result into a new folder (`dicom/` moves in whole): a failed rename at any step leaves no
+    output folder and no staging folder."""
+    from tests.core.io.test_dicom_outputs import _dicom_result
+
+    _, result, _ = _dicom_result(tmp_path / "study", n_phases=2)
+    out = tmp_path / "out"
+    real_publish, real_replace = outputs._publish_entries, os.replace
+    state = {"fail_at": 0, "n": 0, "publishing": False}
+
+    def replace(src, dst, *a, **k):
+        if state["publishing"]:
+            state["n"] += 1
+            if state["n"] == state["fail_at"]:
+                raise OSError(errno.EIO, "Input/output error", str(dst))
+        return real_replace(src, dst, *a, **k)
+
+    def publish(staging_dir, out_dir, files=None):
+        state["publishing"] = True
+        try:
+            return real_publish(staging_dir, out_dir, files)
+        finally:
+            state["publishing"] = False
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(outputs, "_publish_entries", publish)
+    failures = 0
+    for n in range(1, 40):
+        state.update(fail_at=n, n=0)
+        try:
+            outputs.write_outputs(result, out, ["stl"])
+        except GeminiError as exc:
+            failures += 1
+            assert "input/output error" in str(exc)
+            assert not out.exists(), n
+            continue
+        break
+    assert 3 <= failures < 30, failures  # a handful of files, dicom/ and meshes/ whole, run.json last
+    assert (out / "dicom/sr/MR_p00_s000.dcm").is_file() and staging(out) == []
 
 
 # --- never delete what is not ours ------------------------------------------------------------------------------

@@ -211,6 +211,42 @@ def test_a_run_without_dicom_removes_our_stale_dicom_files_only(tmp_path):
     assert json.loads((out / "run.json").read_text())["dicom"] is None
 
 
+def test_a_new_dicom_folder_moves_in_whole_and_a_rerun_replaces_file_by_file(tmp_path, monkeypatch):
+    """First run into a new folder: `dicom/` is published with one rename, not one per file; the SR instances
+    are written straight into the private staging folder (no temporary name each). A rerun into the same
+    folder (with a user's file in `dicom/sr/`) replaces our files one by one and keeps the user's."""
+    import os
+
+    study, result, _ = _dicom_result(tmp_path / "study", n_phases=2)
+    out = tmp_path / "out"
+    renamed: list[str] = []
+    real_replace = os.replace
+
+    def replace(src, dst, *a, **k):
+        renamed.append(Path(dst).relative_to(out).as_posix() if out in Path(dst).parents else str(dst))
+        return real_replace(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "replace", replace)
+    outputs.write_outputs(result, out, [])
+    n_sr = len(result.phases) * result.sr_grid.shape[0]
+    assert "dicom" in renamed and not [r for r in renamed if r.startswith("dicom/")]
+    assert not [r for r in renamed if Path(r).name.startswith("MR_")]  # neither a temporary name nor a move each
+    first = sorted(p.relative_to(out).as_posix() for p in (out / "dicom").rglob("*.dcm"))
+    assert len([f for f in first if "/MR_" in f]) == n_sr
+    first_info = json.loads((out / "run.json").read_text())
+    assert all((out / name).is_file() for name in first_info["outputs"])
+
+    (out / "dicom/sr/notes.txt").write_text("mine")
+    renamed.clear()
+    outputs.write_outputs(result, out, [])
+    assert "dicom" not in renamed and "dicom/sr/MR_p00_s000.dcm" in renamed
+    again = sorted(p.relative_to(out).as_posix() for p in (out / "dicom").rglob("*.dcm"))
+    assert again == first and (out / "dicom/sr/notes.txt").read_text() == "mine"
+    a = pydicom.dcmread(out / "dicom/sr/MR_p00_s000.dcm")
+    assert a.SeriesInstanceUID != first_info["dicom"]["series_instance_uids"]["sr_image"]  # the new run's
+    assert not list(out.glob(f"{outputs.STAGING_PREFIX}*"))
+
+
 def test_a_file_named_like_a_dicom_folder_is_refused_before_the_compute(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
