@@ -94,6 +94,25 @@ def test_an_epicardium_that_does_not_enclose_its_endocardium_is_not_used(tmp_pat
     assert any("does not enclose" in w for w in study.meta.warnings) != myocardium
 
 
+def test_contour_coordinates_are_one_based(tmp_path):
+    """A square around the 1-based pixel centres 2..4 (rows and columns) covers the 0-based pixels 1..3;
+    `origin=0` reads the same file as 0-based (one pixel further down and right)."""
+    from gemini_cmr.core.io.contours import CONTOUR_ORIGIN, rasterise_contours
+    from gemini_cmr.core.study import Study, StudyMeta
+
+    assert CONTOUR_ORIGIN == 1.0
+    folder = tmp_path / "contours"
+    folder.mkdir()
+    (folder / "IM-0001-0001-icontour-manual.txt").write_text("1.5 1.5\n4.5 1.5\n4.5 4.5\n1.5 4.5\n")
+    study = Study(image=np.ones((1, 1, 8, 8), np.float32), affine=np.eye(4),
+                  meta=StudyMeta(source_path="toy", extra={"instance_numbers": [[1]]}))
+    one_based = rasterise_contours(study, folder).labels[0, 0]
+    zero_based = rasterise_contours(study, folder, origin=0.0).labels[0, 0]
+    rows, cols = np.nonzero(one_based)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (1, 3, 1, 3)
+    assert np.array_equal(zero_based, np.roll(one_based, (1, 1), axis=(0, 1)))
+
+
 @pytest.mark.data
 def test_sunnybrook_copied_epicardial_contours_are_refused(shared_data):
     """SC-HF-I-6's epicardial contour files are byte copies of SC-HF-I-1's: they do not ring SCD0000501's
