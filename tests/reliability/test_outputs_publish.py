@@ -222,11 +222,10 @@ def test_a_conflict_appearing_during_the_run_changes_nothing(tmp_path, result, m
     assert tree(out) == before
 
 
-def test_a_failure_at_any_step_of_publishing_puts_everything_back(tmp_path, result, monkeypatch):
-    """Fault injection: the n-th rename of the publishing step fails (EIO), for every n; the folder is then
-    byte for byte as it was, with no staging folder left."""
-    out = tmp_path / "out"
-    before = previous_outputs(out)
+def _fail_each_publishing_rename(monkeypatch, result, out: Path, after_failure) -> int:
+    """Write `result` into `out` with the n-th rename of the publishing step failing (EIO), for n = 1, 2, ...
+    until a run has fewer renames than n and publishes; `after_failure(n)` checks the folder after each
+    failed run. Returns the number of failed runs."""
     real_publish, real_replace = outputs._publish_entries, os.replace
     state = {"fail_at": 0, "n": 0, "publishing": False}
 
@@ -254,11 +253,24 @@ def test_a_failure_at_any_step_of_publishing_puts_everything_back(tmp_path, resu
         except GeminiError as exc:
             failures += 1
             assert "input/output error" in str(exc) and "\n" not in str(exc)
-            assert tree(out) == before, n
+            after_failure(n)
             continue
         break  # fewer renames than n: published
-    assert failures >= 15, failures  # 17 here: 11 outputs in, 5 old files aside (run.json first), run.json last
     monkeypatch.undo()
+    return failures
+
+
+def test_a_failure_at_any_step_of_publishing_puts_everything_back(tmp_path, result, monkeypatch):
+    """Fault injection: the n-th rename of the publishing step fails (EIO), for every n; the folder is then
+    byte for byte as it was, with no staging folder left."""
+    out = tmp_path / "out"
+    before = previous_outputs(out)
+
+    def unchanged(n):
+        assert tree(out) == before, n
+
+    failures = _fail_each_publishing_rename(monkeypatch, result, out, unchanged)
+    assert failures >= 15, failures  # 17 here: 11 outputs in, 5 old files aside (run.json first), run.json last
     assert_published(out)
 
 
@@ -269,36 +281,11 @@ def test_a_failure_while_publishing_a_new_dicom_folder_leaves_nothing(tmp_path, 
 
     _, result, _ = _dicom_result(tmp_path / "study", n_phases=2)
     out = tmp_path / "out"
-    real_publish, real_replace = outputs._publish_entries, os.replace
-    state = {"fail_at": 0, "n": 0, "publishing": False}
 
-    def replace(src, dst, *a, **k):
-        if state["publishing"]:
-            state["n"] += 1
-            if state["n"] == state["fail_at"]:
-                raise OSError(errno.EIO, "Input/output error", str(dst))
-        return real_replace(src, dst, *a, **k)
+    def nothing(n):
+        assert not out.exists(), n
 
-    def publish(staging_dir, out_dir, files=None):
-        state["publishing"] = True
-        try:
-            return real_publish(staging_dir, out_dir, files)
-        finally:
-            state["publishing"] = False
-
-    monkeypatch.setattr(os, "replace", replace)
-    monkeypatch.setattr(outputs, "_publish_entries", publish)
-    failures = 0
-    for n in range(1, 40):
-        state.update(fail_at=n, n=0)
-        try:
-            outputs.write_outputs(result, out, ["stl"])
-        except GeminiError as exc:
-            failures += 1
-            assert "input/output error" in str(exc)
-            assert not out.exists(), n
-            continue
-        break
+    failures = _fail_each_publishing_rename(monkeypatch, result, out, nothing)
     assert 3 <= failures < 30, failures  # a handful of files, dicom/ and meshes/ whole, run.json last
     assert (out / "dicom/sr/MR_p00_s000.dcm").is_file() and staging(out) == []
 
