@@ -6,8 +6,8 @@ that size found by a first whole-field-of-view pass (`heart_roi`), as the model 
 found (`fit_heart_box`; the intensity scale still comes from the whole box, as in training).
 `{"inference": {"keep_largest_heart_component": true, "heart_component_by": "size" | "myocardium" |
 "ventricle"}}`: in every phase, only one 3D connected component of the heart (all labels > 0 together, face
-connectivity) is kept, the largest, the one with the most LV myocardium or the one with the most LV cavity
-walled by myocardium; everything else becomes background. Used by the ACDC model, which sees whole fields of view at inference but heart-centred crops in
+connectivity) is kept, the largest, the one with the most LV myocardium or the one most like the two
+ventricles (LV cavity walled by myocardium, RV beside it); everything else becomes background. Used by the ACDC model, which sees whole fields of view at inference but heart-centred crops in
 training, so that isolated false positives in the chest wall or abdomen do not enter volumes and meshes.
 """
 
@@ -22,20 +22,26 @@ from scipy import ndimage
 
 def keep_largest_heart_component(labels: np.ndarray, by: str = "size") -> np.ndarray:
     """(D, H, W) labels -> the same with only one connected heart component (labels > 0): the largest
-    (`by="size"`), the one holding the most LV myocardium (`by="myocardium"`), or the one holding the
-    most LV cavity walled by myocardium (`by="ventricle"`: LV cavity voxels with myocardium within
-    `VENTRICLE_WALL_PX` pixels in their slice, so that a solid blob of false myocardium in the chest or
-    abdomen never wins over a real ventricle; the most myocardium where no component has such voxels)."""
+    (`by="size"`), the one holding the most LV myocardium (`by="myocardium"`), or the one that looks most
+    like the two ventricles (`by="ventricle"`): its walled LV cavity voxels (myocardium within
+    `VENTRICLE_WALL_PX` pixels in their slice) times one plus its septal RV voxels (RV cavity within
+    `VENTRICLE_WALL_PX` pixels of myocardium). A solid blob of false myocardium never wins over a real
+    ventricle (no walled cavity), nor does a false "cavity" with myocardium along its edge but no RV beside
+    it (a whole-field pass may paint the liver or stomach so, with as many walled voxels as the heart);
+    where no component has RV beside myocardium, the walled LV cavity alone decides. The most myocardium
+    where no component has walled voxels."""
     cc, n = ndimage.label(labels > 0)
     if n <= 1:
         return labels
     if by == "ventricle":
-        r = VENTRICLE_WALL_PX
-        walled = (labels == 1) & ndimage.maximum_filter(labels == 2, size=(1, 2 * r + 1, 2 * r + 1))
-        sizes = np.bincount(cc.ravel(), weights=walled.ravel(), minlength=n + 1)
-        sizes[0] = 0
-        if not sizes.any():
+        near_myocardium = ndimage.maximum_filter(labels == 2, size=(1, 2 * VENTRICLE_WALL_PX + 1,
+                                                                    2 * VENTRICLE_WALL_PX + 1))
+        walled = np.bincount(cc.ravel(), weights=((labels == 1) & near_myocardium).ravel(), minlength=n + 1)
+        walled[0] = 0
+        if not walled.any():
             return keep_largest_heart_component(labels, "myocardium")
+        septal = np.bincount(cc.ravel(), weights=((labels == 3) & near_myocardium).ravel(), minlength=n + 1)
+        sizes = walled * (1.0 + septal)
     else:
         sizes = np.bincount(cc.ravel(), weights=(labels == 2).ravel() if by == "myocardium" else None)
     sizes[0] = 0

@@ -430,9 +430,10 @@ class Predictor:
     def _heart_roi(self, study: Study, sr: Grid, phase: int, scale: float, roi_mm: float,
                    norm: dict) -> tuple[tuple[int, int, int, int] | None, tuple[int, int, int, int] | None, float]:
         """Region-of-interest inference for models trained on heart-centred crops (the ACDC model):
-        one phase through the network on the whole field of view finds the heart (the heart component
-        with the most LV cavity walled by myocardium, `keep_largest_heart_component(by="ventricle")`:
-        a model that sees the whole field only here may paint solid false myocardium elsewhere); the box is `roi_mm` wide in-plane, centred on it and
+        one phase through the network on the whole field of view finds the heart (the component most like
+        the two ventricles, `keep_largest_heart_component(by="ventricle")`: a model that sees the whole
+        field only here may paint solid false myocardium, or a liver-sized false LV cavity, elsewhere);
+        the box is `roi_mm` wide in-plane, centred on it and
         moved inside the grid; the intensity scale is the percentile of the LR pixels inside the box, as
         for the training crops. With `inference.roi_margin_mm` the network box is the part of it within
         that margin of the heart found (`fit_heart_box`), else the box itself. Nothing found: the whole

@@ -35,6 +35,33 @@ def test_ventricle_criterion_keeps_the_walled_lv_over_a_solid_false_myocardium_b
                                   keep_largest_heart_component(blob, "myocardium"))
 
 
+def test_ventricle_criterion_prefers_the_heart_over_a_large_false_cavity_with_a_myocardium_edge():
+    """A whole-field pass on a GE study painted the liver as a huge "LV cavity" with myocardium along one
+    edge: more walled cavity voxels than the heart (choosing by their count alone put the heart box on the
+    liver). The heart, an LV ring with the RV beside the septum, wins; so does it over a small fully walled
+    speck; without any RV the walled count decides as before."""
+    from scipy import ndimage
+
+    from gemini_cmr.core.postprocess import VENTRICLE_WALL_PX
+
+    lab = np.zeros((4, 120, 120), np.uint8)
+    lab[:, 10:30, 10:30] = 2  # the LV: a ring of myocardium
+    lab[:, 13:27, 13:27] = 1  # LV cavity, 14 x 14 (walled: its outer 2-pixel band)
+    lab[:, 10:30, 30:36] = 3  # the RV beside the septum
+    lab[:, 40:120, 40:120] = 1  # the false "cavity": 80 x 80
+    lab[:, 40:120, 38:40] = 2  # myocardium along one edge of it, touching: one component
+    lab[:, 0:3, 100:103] = 2  # a speck: 1 cavity pixel walled all round
+    lab[:, 1, 101] = 1
+    r = VENTRICLE_WALL_PX
+    walled = (lab == 1) & ndimage.maximum_filter(lab == 2, size=(1, 2 * r + 1, 2 * r + 1))
+    assert walled[:, 40:120, 38:120].sum() > walled[:, 10:30, 10:30].sum()  # by the count, the false one
+    out = keep_largest_heart_component(lab, "ventricle")
+    np.testing.assert_array_equal(out[:, 10:30, 10:36], lab[:, 10:30, 10:36])
+    assert out[:, 40:120, 38:120].sum() == 0 and out[:, 0:3, 100:103].sum() == 0
+    no_rv = np.where(lab == 3, 0, lab).astype(np.uint8)
+    assert keep_largest_heart_component(no_rv, "ventricle")[:, 10:30, 10:30].sum() == 0
+
+
 def test_heart_roi_is_centred_on_the_heart_and_kept_inside_the_grid():
     from gemini_cmr.core.postprocess import heart_roi
 

@@ -1,0 +1,107 @@
+#!/usr/bin/env python
+"""Does the whole-field heart-finding pass put the heart box on the heart, whichever phase it runs on?
+
+The ACDC model finds the heart with one phase on the whole field of view (`core.predict`, the heart component
+chosen by `core.postprocess.keep_largest_heart_component(by="ventricle")`); the heart box of every later
+phase comes from it. Here every ACDC training patient at ED and at ES, and every phase of each Sunnybrook
+series, goes through `SuperResolver.run(phases=[p], motion_correction=False)`, so that phase is the one the
+pass runs on, once with the product's criterion (walled LV cavity times one plus the RV beside the myocardium)
+and once with the walled LV cavity count alone (the criterion before, a copy kept in this script). Reported:
+ACDC Dice of LV cavity, myocardium and RV against the manual labels (cases with LV cavity Dice below 0.5 = the
+box off the heart), Sunnybrook LV cavity Dice at the contoured phases and, for every phase, the heart box's
+distance from the series' median box.
+
+    .venv/bin/python scripts/heart_pass_check.py [--json OUT] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def walled_count_only(labels, by="size"):
+    """The criterion before: the component with the most walled LV cavity voxels."""
+    import numpy as np
+    from scipy import ndimage
+
+    from gemini_cmr.core import postprocess as pp
+
+    if by != "ventricle":
+        return pp._product_keep(labels, by)
+    cc, n = ndimage.label(labels > 0)
+    if n <= 1:
+        return labels
+    r = pp.VENTRICLE_WALL_PX
+    walled = (labels == 1) & ndimage.maximum_filter(labels == 2, size=(1, 2 * r + 1, 2 * r + 1))
+    sizes = np.bincount(cc.ravel(), weights=walled.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    if not sizes.any():
+        return pp._product_keep(labels, "myocardium")
+    return np.where(cc == int(sizes.argmax()), labels, 0).astype(labels.dtype)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="../shared/data")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--limit", type=int, default=None, help="first N ACDC patients only")
+    args = ap.parse_args(argv)
+    import numpy as np
+
+    from gemini_cmr.core import postprocess as pp
+    from gemini_cmr.core.engine import SuperResolver
+    from gemini_cmr.core.evaluation.metrics import dice
+    from gemini_cmr.core.io.contours import attach_contours
+    from gemini_cmr.core.io.layouts import load_acdc
+    from gemini_cmr.core.io.loader import load_study
+    from gemini_cmr.core.resources import acdc_model_path
+
+    pp._product_keep = pp.keep_largest_heart_component
+    resolver = SuperResolver(model=str(acdc_model_path()), device="cpu")
+    data = Path(args.data)
+    report: dict = {"acdc": {}, "sunnybrook": {}}
+    for criterion in ("product", "walled_count"):
+        pp.keep_largest_heart_component = pp._product_keep if criterion == "product" else walled_count_only
+        rows = []
+        subjects = sorted(p.name for p in (data / "acdc" / "training").iterdir() if p.name.startswith("patient"))
+        for s in subjects[:args.limit]:
+            st = load_acdc(data / "acdc" / "training" / s)
+            for tag, p in (("ed", st.meta.ed_phase), ("es", st.meta.es_phase)):
+                r = resolver.run(st, phases=[p], meshes="none", motion_correction=False)
+                d = [round(dice(r.lr_labels[0], st.labels[p], k), 4) for k in (1, 2, 3)]
+                rows.append({"subject": s, "phase": tag, "roi": list(r.roi or []), "dice": d})
+        off = [f"{x['subject']} {x['phase']}" for x in rows if x["dice"][0] < 0.5]
+        report["acdc"][criterion] = {"cases": len(rows), "box_off_the_heart": off,
+                                     "mean_dice": [round(float(np.mean([x["dice"][k] for x in rows])), 4)
+                                                   for k in range(3)], "rows": rows}
+        print(criterion, "ACDC", len(rows), "cases; LV Dice < 0.5:", off, "mean", report["acdc"][criterion]["mean_dice"],
+              flush=True)
+        sb = {}
+        for series, contours in (("SCD0000101", "SC-HF-I-1"), ("SCD0000401", "SC-HF-I-5"), ("SCD0000501", "SC-HF-I-6")):
+            st = attach_contours(load_study(data / "sunnybrook" / series), data / "sunnybrook" / "contours" / contours)
+            boxes, lv = [], {}
+            for p in range(st.n_phases):
+                r = resolver.run(st, phases=[p], meshes="none", motion_correction=False)
+                boxes.append(list(r.roi or []))
+                if p in st.labelled_phases:
+                    ks = sorted(k for t, k in st.meta.extra["contour_slices"] if t == p)
+                    lv[p] = round(dice(r.lr_labels[0][ks], st.labels[p][ks], 1), 4)
+            med = np.median(np.array(boxes, float), axis=0)
+            dist = [float(np.abs(np.array(b, float) - med).max()) for b in boxes]
+            sb[series] = {"boxes": boxes, "max_px_from_median_box": dist, "lv_cavity_dice": lv,
+                          "phases_off_by_over_20_px": [p for p, v in enumerate(dist) if v > 20]}
+            print(criterion, series, "LV Dice", lv, "phases with the box > 20 px off the median:",
+                  sb[series]["phases_off_by_over_20_px"], flush=True)
+        report["sunnybrook"][criterion] = sb
+    pp.keep_largest_heart_component = pp._product_keep
+    if args.json:
+        from gemini_cmr.core.io.atomic import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(report, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
