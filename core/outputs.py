@@ -12,11 +12,12 @@ into a hidden staging folder inside `out_dir`
 (`.gemini-cmr.tmp-<host>-<pid>-*`: the same file system as the outputs, also when `out_dir` is a mount point
 or a symbolic link), then publishes them file by file (a staged folder whose name is free, such as `dicom/`
 of a first run, in one rename) with SIGINT/SIGTERM held: the old `run.json` (the commit marker) is set aside
-first and the new one moved in last; an old output is kept aside until the end, so a failure while publishing puts everything back. Only files the product writes are replaced or removed
-(user files in `out_dir`, `meshes/` and `dicom/` stay; our meshes and DICOM files that this run did not write
-go). A failure, cancellation or interrupt leaves `out_dir` as
-it was; a SIGKILLed run leaves a staging folder without `run.json`, removed by the next write (or check) once
-its process is gone (`clean_stale_temporaries`).
+first and the new one moved in last; an old output is kept aside until the end, so a failure while
+publishing puts everything back. Only files the product writes are replaced or removed (user files in
+`out_dir`, `meshes/` and `dicom/` stay; our meshes and DICOM files that this run did not write go). A
+failure, cancellation or interrupt leaves `out_dir` as it was; a SIGKILLed run leaves a staging folder
+without `run.json`, removed by the next write (or check) once its process is gone
+(`clean_stale_temporaries`).
 The app's Export dialog writes single files with the same names and writers (`write_sr_image`, ...,
 `mesh_path`).
 """
@@ -949,8 +950,8 @@ def write_outputs(
     """Write every output of `result` into `out_dir` (see docs/pipeline.md); returns the written paths.
 
     Everything goes into a staging folder inside `out_dir` first and is published file by file (a folder
-    new to `out_dir` whole) at the end, run.json last (module docstring): a failure or cancellation leaves `out_dir` as it was (a missing
-    `out_dir`, and the parents created for it, are removed again). OS errors (disk full, read-only, ...)
+    new to `out_dir` whole) at the end, run.json last (module docstring): a failure or cancellation leaves
+    `out_dir` as it was (a missing `out_dir`, and the parents created for it, are removed again). OS errors (disk full, read-only, ...)
     become a one-line `GeminiError`. `sr_dtype="int16"` stores the SR image as scaled 16-bit integers
     (`core.io.nifti.nifti_file_parts`): half the float32 file; "auto" (`resolve_sr_dtype`): int16 for
     real studies, float32 for phantoms. `dicom` adds the DICOM outputs

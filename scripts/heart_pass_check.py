@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         report["acdc"][criterion] = {"cases": len(rows), "box_off_the_heart": off,
                                      "mean_dice": [round(float(np.mean([x["dice"][k] for x in rows])), 4)
                                                    for k in range(3)], "rows": rows}
-        print(criterion, "ACDC", len(rows), "cases; LV Dice < 0.5:", off, "mean", report["acdc"][criterion]["mean_dice"],
-              flush=True)
+        print(criterion, "ACDC", len(rows), "cases; LV Dice < 0.5:", off, "mean",
+              report["acdc"][criterion]["mean_dice"], flush=True)
         sb = {}
         for series, contours in (("SCD0000101", "SC-HF-I-1"), ("SCD0000401", "SC-HF-I-5"), ("SCD0000501", "SC-HF-I-6")):
             st = attach_contours(load_study(data / "sunnybrook" / series), data / "sunnybrook" / "contours" / contours)
