@@ -20,6 +20,8 @@ import argparse
 import json
 from pathlib import Path
 
+PRODUCT_KEEP = None  # core.postprocess.keep_largest_heart_component, set in main()
+
 
 def walled_count_only(labels, by="size"):
     """The criterion before: the component with the most walled LV cavity voxels."""
@@ -29,7 +31,7 @@ def walled_count_only(labels, by="size"):
     from gemini_cmr.core import postprocess as pp
 
     if by != "ventricle":
-        return pp._product_keep(labels, by)
+        return PRODUCT_KEEP(labels, by)
     cc, n = ndimage.label(labels > 0)
     if n <= 1:
         return labels
@@ -38,7 +40,7 @@ def walled_count_only(labels, by="size"):
     sizes = np.bincount(cc.ravel(), weights=walled.ravel(), minlength=n + 1)
     sizes[0] = 0
     if not sizes.any():
-        return pp._product_keep(labels, "myocardium")
+        return PRODUCT_KEEP(labels, "myocardium")
     return np.where(cc == int(sizes.argmax()), labels, 0).astype(labels.dtype)
 
 
@@ -58,12 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     from gemini_cmr.core.io.loader import load_study
     from gemini_cmr.core.resources import acdc_model_path
 
-    pp._product_keep = pp.keep_largest_heart_component
+    global PRODUCT_KEEP
+    PRODUCT_KEEP = pp.keep_largest_heart_component
     resolver = SuperResolver(model=str(acdc_model_path()), device="cpu")
     data = Path(args.data)
     report: dict = {"acdc": {}, "sunnybrook": {}}
     for criterion in ("product", "walled_count"):
-        pp.keep_largest_heart_component = pp._product_keep if criterion == "product" else walled_count_only
+        pp.keep_largest_heart_component = PRODUCT_KEEP if criterion == "product" else walled_count_only
         rows = []
         subjects = sorted(p.name for p in (data / "acdc" / "training").iterdir() if p.name.startswith("patient"))
         for s in subjects[:args.limit]:
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             print(criterion, series, "LV Dice", lv, "phases with the box > 20 px off the median:",
                   sb[series]["phases_off_by_over_20_px"], flush=True)
         report["sunnybrook"][criterion] = sb
-    pp.keep_largest_heart_component = pp._product_keep
+    pp.keep_largest_heart_component = PRODUCT_KEEP
     if args.json:
         from gemini_cmr.core.io.atomic import atomic_write_text
 

@@ -61,10 +61,7 @@ def atomic_write_bytes(target: str | Path, data: bytes | Sequence[bytes | memory
         raise FileExistsError(f"no free temporary name beside {target}")
     try:
         with os.fdopen(fd, "wb") as f:
-            if isinstance(data, (bytes, bytearray, memoryview)):
-                f.write(data)
-            else:
-                f.writelines(data)
+            _write_parts(f, data)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -77,7 +74,11 @@ def write_bytes(target: str | Path, data: bytes | Sequence[bytes | memoryview]) 
     is published whole (`core.outputs.write_outputs`), where a temporary name and a rename per file only
     cost time."""
     with open(target, "wb") as f:
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            f.write(data)
-        else:
-            f.writelines(data)
+        _write_parts(f, data)
+
+
+def _write_parts(f, data: bytes | Sequence[bytes | memoryview]) -> None:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        f.write(data)
+    else:
+        f.writelines(data)

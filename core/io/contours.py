@@ -4,10 +4,9 @@ Contour files are named by the DICOM InstanceNumber of the image they were drawn
 (`IM-0001-NNNN-icontour-manual.txt`, NNNN = InstanceNumber), and hold one `x y` pair per line in
 pixel coordinates (x = column, y = row, sub-pixel). The coordinates are 1-based, MATLAB's convention: the
 first pixel's centre is (1, 1), so `CONTOUR_ORIGIN` is subtracted before rasterising onto 0-based arrays.
-The files do not say so; measured on the three Sunnybrook series of ../shared/data (docs/real-data.md,
-"Sunnybrook contours"): the ACDC model's labels agree best with the contours moved by about -1 pixel in
-both axes (LV cavity Dice +0.006, +0.019, +0.018), while on ACDC's own label maps the same model agrees
-best with no shift. The loader
+The files do not say so; measured (docs/real-data.md, "Sunnybrook contours are 1-based";
+`scripts/sunnybrook_contour_offset.py`): the ACDC model's labels agree best with the contours moved by -1
+pixel in both axes on the three Sunnybrook series, and unmoved on ACDC's own label maps. The loader
 may reorder images (slices along the normal, phases by TriggerTime), so masks are placed through the
 study's `meta.extra["instance_numbers"]` table, never by recomputing slice/phase from the number.
 
