@@ -799,14 +799,20 @@ def _write_dicom(result: Result, folder: Path, compression: str,
     headers = dicom_write.write_sr_series(
         sr_dir, result.sr_image, result.sr_grid, result.phases, times, ctx, compression,
         source_grid=study.grid if ident is not None else None,
-        source_uids=ident.sop_instance_uids if ident is not None else None, cancel=cancel, atomic=atomic)
+        source_uids=ident.sop_instance_uids if ident is not None else None, cancel=cancel, atomic=atomic,
+        source_frames=ident.frame_numbers if ident is not None else None,
+        source_class=ident.sop_class_uid if ident is not None else "")
     paths = sorted(sr_dir.glob("MR_*.dcm"))
     paths += dicom_write.write_segmentations(sr_dir, result.sr_labels, headers, result.phases, ctx, "sr_labels",
                                              cancel)
     sources = dicom_write.source_images(study, result.phases, ctx)
+    notes = []
     if sources is not None:
         paths += dicom_write.write_segmentations(lr_dir, result.lr_labels, sources, result.phases, ctx,
                                                  "lr_labels", cancel)
+    elif ident is not None and ident.frame_numbers is not None:
+        notes.append("no segmentation on the acquired slices: they are frames of multi-frame (enhanced) images; "
+                     "the SR segmentation and the label files cover them")
     seconds = time.perf_counter() - t0
     result.timings["write_dicom"] = seconds
     return {
@@ -818,6 +824,7 @@ def _write_dicom(result: Result, folder: Path, compression: str,
         "files": len(paths),
         "bytes": dicom_write.file_bytes(paths),
         "seconds": round(seconds, 3),
+        **({"notes": notes} if notes else {}),
     }, paths
 
 

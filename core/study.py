@@ -136,7 +136,9 @@ class DicomIdentity:
     `sop_instance_uids` is [phase][slice] of the loaded cine (as `meta.extra["instance_numbers"]`),
     `series_uids` the series of each slice (one value repeated for a multi-position series), and
     `attributes` the patient and study modules and a few series facts of the first image (keyword ->
-    value as text, or a list of texts for multi-valued elements).
+    value as text, or a list of texts for multi-valued elements). `frame_numbers` ([phase][slice], 1-based)
+    when the images are frames of multi-frame (enhanced) files, whose references need the frame number;
+    None for single-frame images.
     """
 
     study_uid: str
@@ -145,6 +147,7 @@ class DicomIdentity:
     sop_instance_uids: list[list[str]]
     series_uids: list[str]
     attributes: dict[str, Any] = field(default_factory=dict)
+    frame_numbers: list[list[int]] | None = None
 
 
 @dataclass

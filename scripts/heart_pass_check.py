@@ -11,7 +11,10 @@ ACDC Dice of LV cavity, myocardium and RV against the manual labels (cases with 
 box off the heart), Sunnybrook LV cavity Dice at the contoured phases and, for every phase, the heart box's
 distance from the series' median box.
 
-    .venv/bin/python scripts/heart_pass_check.py [--json OUT] [--limit N]
+    .venv/bin/python scripts/heart_pass_check.py [--json OUT] [--limit N] [--model DIR] [--criteria product]
+
+`--model`: another ACDC model folder (default: the bundled one); `--criteria product` skips the criterion
+before (after a model change, the product's criterion is what must still find the heart).
 """
 
 from __future__ import annotations
@@ -49,7 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--json", default=None)
     ap.add_argument("--limit", type=int, default=None, help="first N ACDC patients only")
+    ap.add_argument("--model", default=None, help="ACDC model folder (default: the bundled gemini-acdc)")
+    ap.add_argument("--criteria", default="product,walled_count",
+                    help="comma-separated: product, walled_count (default both)")
     args = ap.parse_args(argv)
+    criteria = [c for c in args.criteria.split(",") if c]
+    if not criteria or set(criteria) - {"product", "walled_count"}:
+        ap.error("--criteria: product and/or walled_count")
     import numpy as np
 
     from gemini_cmr.core import postprocess as pp
@@ -62,10 +71,11 @@ def main(argv: list[str] | None = None) -> int:
 
     global PRODUCT_KEEP
     PRODUCT_KEEP = pp.keep_largest_heart_component
-    resolver = SuperResolver(model=str(acdc_model_path()), device="cpu")
+    resolver = SuperResolver(model=args.model or str(acdc_model_path()), device="cpu")
     data = Path(args.data)
-    report: dict = {"acdc": {}, "sunnybrook": {}}
-    for criterion in ("product", "walled_count"):
+    report: dict = {"model_id": resolver.model_id,
+                    "acdc": {}, "sunnybrook": {}}
+    for criterion in criteria:
         pp.keep_largest_heart_component = PRODUCT_KEEP if criterion == "product" else walled_count_only
         rows = []
         subjects = sorted(p.name for p in (data / "acdc" / "training").iterdir() if p.name.startswith("patient"))

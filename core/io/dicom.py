@@ -257,7 +257,7 @@ def build_study(
         vendor=str(ds.get("Manufacturer", "") or ""),
         series_description=candidate.description,
         series_uid=candidate.series_uids[0],
-        slice_thickness_mm=as_float(ds.get("SliceThickness")),
+        slice_thickness_mm=ref.slice_thickness if ref.slice_thickness is not None else as_float(ds.get("SliceThickness")),
         height_cm=_patient_size_cm(ds, warn),
         weight_kg=(w if (w := as_float(ds.get("PatientWeight"))) and w > 0 else None),
         warnings=warn,
@@ -304,6 +304,7 @@ def _identity(groups: list[list[DicomFrame]], ds: Dataset) -> DicomIdentity | No
             attributes[keyword] = [str(v) for v in value]
         else:
             attributes[keyword] = str(value)
+    multiframe = any(f.frame_number is not None for row in frames for f in row)
     return DicomIdentity(
         study_uid=study_uid,
         frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "") or ""),
@@ -311,6 +312,7 @@ def _identity(groups: list[list[DicomFrame]], ds: Dataset) -> DicomIdentity | No
         sop_instance_uids=[[f.sop_uid for f in row] for row in frames],
         series_uids=[g[0].series_uid for g in groups],
         attributes=attributes,
+        frame_numbers=[[int(f.frame_number or 1) for f in row] for row in frames] if multiframe else None,
     )
 
 

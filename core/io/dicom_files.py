@@ -59,6 +59,13 @@ class DicomFrame:
     acquisition_time: float | None
     instance: float | None
     nbytes: int = 0  # size of the file (or zip member) it was read from
+    # One frame of a multi-frame (enhanced) image (`expand_enhanced`): its 1-based number in the file, the
+    # stack it belongs to (FrameContentSequence StackID), its own rescaling and slice thickness (from the
+    # functional groups). None for a single-frame file.
+    frame_number: int | None = None
+    stack_id: str | None = None
+    rescale: tuple[float | None, float | None] | None = None
+    slice_thickness: float | None = None
 
     @property
     def normal(self) -> np.ndarray:
@@ -128,17 +135,8 @@ def frame_from_dataset(ds: Dataset, name: str) -> DicomFrame:
     cols = int(ds.get("Columns", 0) or 0)
     if has_pixels and not (0 < rows <= MAX_MATRIX and 0 < cols <= MAX_MATRIX):
         raise StudyError(f"implausible image size {cols}x{rows} (Columns x Rows)", name)
-    orientation = _floats(ds, "ImageOrientationPatient", 6, name)
-    if orientation is not None:
-        r, c = orientation[:3], orientation[3:]
-        if (abs(np.linalg.norm(r) - 1) > 1e-2 or abs(np.linalg.norm(c) - 1) > 1e-2
-                or abs(np.dot(r, c)) > 1e-2):
-            raise StudyError(f"ImageOrientationPatient {[float(v) for v in orientation]} is not two orthonormal vectors", name)
-        r, c = r / np.linalg.norm(r), c / np.linalg.norm(c)
-        orientation = np.concatenate([r, c])
-    spacing = _floats(ds, "PixelSpacing", 2, name)
-    if spacing is not None and not np.all((spacing > 1e-3) & (spacing < 100)):
-        raise StudyError(f"implausible PixelSpacing {[float(v) for v in spacing]}", name)
+    orientation = _orientation(_floats(ds, "ImageOrientationPatient", 6, name), name)
+    spacing = _spacing(_floats(ds, "PixelSpacing", 2, name), name)
     n_frames = int(as_float(ds.get("NumberOfFrames", 1)) or 1)
     if has_pixels:
         _check_pixel_length(ds, rows, cols, max(1, n_frames), name)
@@ -161,6 +159,115 @@ def frame_from_dataset(ds: Dataset, name: str) -> DicomFrame:
         acquisition_time=_dicom_time(ds.get("AcquisitionTime")),
         instance=as_float(ds.get("InstanceNumber")),
     )
+
+
+def _orientation(orientation: np.ndarray | None, name: str) -> np.ndarray | None:
+    """ImageOrientationPatient checked to be two orthonormal vectors (then normalised)."""
+    if orientation is None:
+        return None
+    r, c = orientation[:3], orientation[3:]
+    if abs(np.linalg.norm(r) - 1) > 1e-2 or abs(np.linalg.norm(c) - 1) > 1e-2 or abs(np.dot(r, c)) > 1e-2:
+        raise StudyError(f"ImageOrientationPatient {[float(v) for v in orientation]} is not two orthonormal vectors", name)
+    return np.concatenate([r / np.linalg.norm(r), c / np.linalg.norm(c)])
+
+
+def _spacing(spacing: np.ndarray | None, name: str) -> np.ndarray | None:
+    if spacing is not None and not np.all((spacing > 1e-3) & (spacing < 100)):
+        raise StudyError(f"implausible PixelSpacing {[float(v) for v in spacing]}", name)
+    return spacing
+
+
+# --- multi-frame (enhanced) images --------------------------------------------------------------------
+#: Frames of a complex-valued acquisition other than the magnitude (MRImageFrameTypeSequence).
+_NOT_MAGNITUDE = ("PHASE", "REAL", "IMAGINARY")
+
+
+def is_enhanced(f: DicomFrame) -> bool:
+    """A multi-frame image whose frames carry their own geometry (Enhanced MR and the like: the
+    Per-frame Functional Groups), as modern scanners export cines: one file per slice or per series."""
+    return f.has_pixels and f.n_frames > 1 and "PerFrameFunctionalGroupsSequence" in f.dataset
+
+
+def _group_value(items: tuple[Dataset, Dataset], sequence: str, keyword: str):
+    """`keyword` of the first item of functional group `sequence`, per-frame before shared."""
+    for item in items:
+        seq = item.get(sequence)
+        if seq:
+            value = seq[0].get(keyword)
+            if value is not None and value != "":
+                return value
+    return None
+
+
+def _group_floats(items: tuple[Dataset, Dataset], sequence: str, keyword: str, count: int, name: str
+                  ) -> np.ndarray | None:
+    for item in items:
+        seq = item.get(sequence)
+        if seq and seq[0].get(keyword) not in (None, ""):
+            return _floats(seq[0], keyword, count, name)
+    return None
+
+
+def _datetime_seconds(value) -> float | None:
+    """DICOM DT 'YYYYMMDDHHMMSS.frac' -> seconds since midnight (the time part)."""
+    text = str(value or "").strip()
+    return _dicom_time(text[8:].split("+")[0].split("-")[0]) if len(text) > 8 else None
+
+
+def expand_enhanced(f: DicomFrame) -> list[DicomFrame]:
+    """The frames of a multi-frame image as single frames, each with the position, orientation, pixel
+    spacing, slice thickness, cardiac trigger delay, temporal position, acquisition time and rescaling of its
+    functional groups (per-frame before shared); the stack builder then treats them as the single-frame
+    files of a classic series. Frames of a complex acquisition other than the magnitude (phase, real,
+    imaginary) are left out when magnitude frames are present. A single-frame file is returned as it is.
+    A multi-frame image without per-frame functional groups (no geometry per frame) -> `StudyError`."""
+    if f.n_frames <= 1 or not f.has_pixels or f.frame_number is not None:
+        return [f]
+    ds = f.dataset
+    per = ds.get("PerFrameFunctionalGroupsSequence")
+    if not per:
+        raise StudyError(f"multi-frame DICOM image ({f.n_frames} frames) without per-frame functional groups: "
+                         "the frames' positions and times are unknown (export the series as single-frame "
+                         "images)", f.name)
+    if len(per) != f.n_frames:
+        raise StudyError(f"NumberOfFrames is {f.n_frames} but the per-frame functional groups describe "
+                         f"{len(per)} frames", f.name)
+    shared = (ds.get("SharedFunctionalGroupsSequence") or [Dataset()])[0]
+    top_type = f.image_type
+    out: list[DicomFrame] = []
+    components: list[str] = []
+    for i, item in enumerate(per):
+        items = (item, shared)
+        name = f"{f.name} (frame {i + 1})"
+        frame_type = _group_value(items, "MRImageFrameTypeSequence", "FrameType")
+        image_type = tuple(str(v).upper() for v in frame_type) if frame_type else top_type
+        components.append(str(_group_value(items, "MRImageFrameTypeSequence", "ComplexImageComponent") or "").upper())
+        spacing = _spacing(_group_floats(items, "PixelMeasuresSequence", "PixelSpacing", 2, name), name)
+        if spacing is None:
+            spacing = _spacing(_floats(ds, "PixelSpacing", 2, name), name)
+        orientation = _orientation(_group_floats(items, "PlaneOrientationSequence", "ImageOrientationPatient", 6,
+                                                 name), name)
+        slope = _group_value(items, "PixelValueTransformationSequence", "RescaleSlope")
+        intercept = _group_value(items, "PixelValueTransformationSequence", "RescaleIntercept")
+        stack = _group_value(items, "FrameContentSequence", "StackID")
+        out.append(DicomFrame(
+            name=name, dataset=ds, series_uid=f.series_uid, sop_uid=f.sop_uid,
+            series_description=f.series_description, image_type=image_type, has_pixels=True, n_frames=1,
+            rows=f.rows, cols=f.cols, orientation=orientation if orientation is not None else f.orientation,
+            position=_group_floats(items, "PlanePositionSequence", "ImagePositionPatient", 3, name),
+            pixel_spacing=None if spacing is None else (float(spacing[0]), float(spacing[1])),
+            trigger_time=as_float(_group_value(items, "CardiacSynchronizationSequence",
+                                               "NominalCardiacTriggerDelayTime")),
+            temporal_position=as_float(_group_value(items, "FrameContentSequence", "TemporalPositionIndex")),
+            acquisition_time=_datetime_seconds(_group_value(items, "FrameContentSequence",
+                                                            "FrameAcquisitionDateTime")),
+            instance=float(i + 1), nbytes=f.nbytes if i == 0 else 0, frame_number=i + 1,
+            stack_id=None if stack is None else str(stack),
+            rescale=(as_float(slope), as_float(intercept)) if slope is not None or intercept is not None else None,
+            slice_thickness=as_float(_group_value(items, "PixelMeasuresSequence", "SliceThickness"))))
+    if "MAGNITUDE" in components and any(c in _NOT_MAGNITUDE for c in components):
+        out = [fr for fr, c in zip(out, components) if c not in _NOT_MAGNITUDE]
+    return out
 
 
 def _check_pixel_length(ds: Dataset, rows: int, cols: int, n_frames: int, name: str) -> None:
@@ -304,20 +411,29 @@ def scan_sources(sources: Iterable[DicomSource], where: str | None = None) -> Sc
 
 
 def frame_pixels(f: DicomFrame) -> np.ndarray:
-    """Decode one frame to float32 with RescaleSlope/Intercept applied."""
+    """Decode one frame to float32 with RescaleSlope/Intercept applied (a frame of a multi-frame file:
+    only that frame is decoded, with its functional groups' rescaling)."""
     ds = f.dataset
     arr = _fast_pixels(ds, f)
     if arr is None:
         try:
-            arr = ds.pixel_array
+            if f.frame_number is None:
+                arr = ds.pixel_array
+            else:
+                from pydicom.pixels import pixel_array
+
+                arr = pixel_array(ds, index=f.frame_number - 1)
         except Exception as exc:
             raise StudyError(f"cannot decode pixel data ({type(exc).__name__}: {exc})", f.name) from None
     if arr.shape != (f.rows, f.cols):
         raise StudyError(f"pixel data shape {arr.shape} does not match Rows x Columns {f.rows}x{f.cols}", f.name)
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         raise StudyError(f"{int(np.count_nonzero(~np.isfinite(arr)))} NaN/Inf pixel values", f.name)
-    slope = as_float(ds.get("RescaleSlope"))
-    intercept = as_float(ds.get("RescaleIntercept"))
+    if f.rescale is not None:
+        slope, intercept = f.rescale
+    else:
+        slope = as_float(ds.get("RescaleSlope"))
+        intercept = as_float(ds.get("RescaleIntercept"))
     if arr.size:
         # Rescaled values must stay in float32's range (a RescaleSlope of 1e38 would give Inf, and numpy
         # a RuntimeWarning on stderr): bound them from the stored extremes first.
@@ -353,10 +469,11 @@ def _fast_pixels(ds: Dataset, f: DicomFrame) -> np.ndarray | None:
         return None
     dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
     data = ds.PixelData
-    need = f.rows * f.cols * dtype.itemsize
-    if len(data) < need:
-        raise StudyError(f"truncated pixel data ({len(data)} of {need} bytes)", f.name)
-    arr = np.frombuffer(data, dtype=dtype, count=f.rows * f.cols).reshape(f.rows, f.cols)
+    size = f.rows * f.cols * dtype.itemsize
+    offset = 0 if f.frame_number is None else (f.frame_number - 1) * size
+    if len(data) < offset + size:
+        raise StudyError(f"truncated pixel data ({len(data)} of {offset + size} bytes)", f.name)
+    arr = np.frombuffer(data, dtype=dtype, count=f.rows * f.cols, offset=offset).reshape(f.rows, f.cols)
     if not signed and stored < bits:
         arr = arr & np.array((1 << stored) - 1, dtype=dtype)
     return arr

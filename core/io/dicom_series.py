@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gemini_cmr.core.errors import StudyError
-from gemini_cmr.core.io.dicom_files import DicomFrame, as_float
+from gemini_cmr.core.io.dicom_files import DicomFrame, as_float, expand_enhanced
 
 #: Positions closer than this along the slice normal (mm) are the same slice.
 POSITION_TOLERANCE_MM = 0.1
@@ -61,7 +61,8 @@ def dedupe(frames: list[DicomFrame], warn: list[str]) -> list[DicomFrame]:
     out = []
     dropped = 0
     for f in frames:
-        key = f.sop_uid or f"{f.series_uid}|{f.instance}|{f.trigger_time}|{f.position}"
+        key = (f.sop_uid or f"{f.series_uid}|{f.instance}|{f.trigger_time}|{f.position}") + (
+            f"|{f.frame_number}" if f.frame_number is not None else "")
         if key in seen:
             dropped += 1
             continue
@@ -160,14 +161,23 @@ def find_candidates(frames: list[DicomFrame], warn: list[str]) -> tuple[list[Can
         if not images:
             c.problem = "no image data"
             skipped.append(c)
-        elif _is_localizer(images):
+            continue
+        if _is_localizer(images):
             c.problem = "localizer"
             skipped.append(c)
-        elif any(f.n_frames > 1 for f in images):
-            c.problem = "multi-frame (enhanced) DICOM is not supported; export as single-frame images"
+            continue
+        try:  # multi-frame (enhanced) files: one frame each, with its functional groups' geometry and time
+            images = [x for f in images for x in expand_enhanced(f)]
+        except StudyError as exc:
+            c.problem = str(exc)
             skipped.append(c)
-        else:
-            c.problem = _series_problem(images)
+            continue
+        stacks: dict[str | None, list[DicomFrame]] = {}
+        for f in images:  # an enhanced series may hold several stacks (FrameContentSequence StackID)
+            stacks.setdefault(f.stack_id, []).append(f)
+        for frames_of_stack in stacks.values():
+            c = Candidate(frames_of_stack, [uid], members[0].series_description)
+            c.problem = _series_problem(frames_of_stack)
             _measure(c)
             (singles if c.problem is None and c.n_positions == 1 else candidates).append(c)
     candidates.extend(_merge_single_slice_series(singles))

@@ -267,12 +267,15 @@ def write_sr_series(
     source_uids: list[list[str]] | None = None,
     cancel: Cancel | None = None,
     atomic: bool = True,
+    source_frames: list[list[int]] | None = None,
+    source_class: str = "",
 ) -> list[list[Dataset]]:
     """Write the SR cine `image` (T', Z, Y, X) on `grid` as `MR_pPP_sSSS.dcm` files in `folder` (PP the
     study phase, SSS the slice); returns their headers [row][slice] without pixel data (the sources of the
     SR segmentation). `source_grid`/`source_uids` ([phase][slice] of the study) name each instance's
-    nearest acquired image. `atomic`: each file through a temporary name (False: straight, for a staging
-    folder that is published whole)."""
+    nearest acquired image (`source_class` its SOP class, MR Image Storage by default; `source_frames` its
+    frame numbers when the acquired images are frames of multi-frame files). `atomic`: each file through a
+    temporary name (False: straight, for a staging folder that is published whole)."""
     if compression not in COMPRESSIONS:
         raise GeminiError(f"unknown DICOM compression {compression!r} (choose {' or '.join(COMPRESSIONS)})")
     syntax = COMPRESSIONS[compression]
@@ -378,8 +381,12 @@ def write_sr_series(
                 own[0x00201041] = location_bytes[k]
                 reference = None
                 if nearest is not None:
-                    reference = own[0x00082112] = _sequence_bytes(0x00082112, [
-                        _ui_bytes(0x00081150, MRImageStorage) + _ui_bytes(0x00081155, source_uids[phase][int(nearest[k])])])
+                    src = int(nearest[k])
+                    item = (_ui_bytes(0x00081150, source_class or MRImageStorage)
+                            + _ui_bytes(0x00081155, source_uids[phase][src]))
+                    if source_frames is not None:
+                        item += _text_bytes(0x00081160, "IS", str(source_frames[phase][src]))
+                    reference = own[0x00082112] = _sequence_bytes(0x00082112, [item])
                 own[0x7FE00010] = _pixel_data_parts(frames[k])
                 save(folder / f"MR_p{phase:02d}_s{k:03d}.dcm", writer.file_parts(uid, own))
                 elements = {**row_elems, 0x00080018: pydicom.DataElement(0x00080018, "UI", uid),
@@ -725,10 +732,10 @@ def save_dataset(ds: Dataset, path: Path, encoder: CachingEncoder | None = None)
 def source_images(study: Study, phases: Sequence[int], ctx: DicomContext) -> list[list[Dataset]] | None:
     """Headers of the acquired images of `phases` ([row][slice]) as highdicom needs them for a
     segmentation that references them: UIDs from `StudyMeta.dicom`, geometry of the study's grid. None
-    when the study was not read from DICOM."""
+    when the study was not read from DICOM, or its images are frames of multi-frame (enhanced) files."""
     ident = study.meta.dicom
-    if ident is None or ctx.new_study:
-        return None
+    if ident is None or ctx.new_study or ident.frame_numbers is not None:
+        return None  # frames of multi-frame images: highdicom would need the whole source instances
     orientation, positions, spacing, step = plane_geometry(study.grid)
     _, nz, ny, nx = study.image.shape
     base = _base(ctx, ident.sop_class_uid or MRImageStorage, "", ExplicitVRLittleEndian)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from gemini_cmr.core.errors import StudyError
 from gemini_cmr.core.io import limits
@@ -63,22 +64,25 @@ def segment_labels(ds: Dataset) -> tuple[dict[int, int], list[str]]:
     return mapping, unknown
 
 
-def _frame_sources(ds: Dataset) -> list[tuple[int | None, str | None]]:
-    """(segment number, referenced source SOPInstanceUID) of every frame."""
+def _frame_sources(ds: Dataset) -> list[tuple[int | None, str | None, int | None]]:
+    """(segment number, referenced source SOPInstanceUID, referenced frame number or None) of every frame."""
     shared = (ds.get("SharedFunctionalGroupsSequence") or [Dataset()])[0]
     out = []
     for fg in ds.get("PerFrameFunctionalGroupsSequence") or []:
         ident = fg.get("SegmentIdentificationSequence") or shared.get("SegmentIdentificationSequence") or []
         number = int(ident[0].ReferencedSegmentNumber) if ident else None
-        uid = None
+        uid, frame = None, None
         for deriv in fg.get("DerivationImageSequence") or shared.get("DerivationImageSequence") or []:
             for src in deriv.get("SourceImageSequence") or []:
                 uid = str(src.get("ReferencedSOPInstanceUID", "") or "") or None
                 if uid:
+                    frames = src.get("ReferencedFrameNumber")
+                    if frames not in (None, ""):
+                        frame = int(frames[0] if isinstance(frames, (list, tuple, MultiValue)) else frames)
                     break
             if uid:
                 break
-        out.append((number, uid))
+        out.append((number, uid, frame))
     return out
 
 
@@ -100,7 +104,10 @@ def attach_segmentations(study: Study, segs: list[DicomFrame], warn: list[str]) 
     ident = study.meta.dicom
     if ident is None or not segs:
         return 0
-    where = {uid: (t, k) for t, row in enumerate(ident.sop_instance_uids) for k, uid in enumerate(row)}
+    # the loaded images by SOPInstanceUID, and by frame number too when they are frames of multi-frame files
+    frames = ident.frame_numbers
+    where = {(uid, frames[t][k] if frames else None): (t, k)
+             for t, row in enumerate(ident.sop_instance_uids) for k, uid in enumerate(row)}
     _, _, ny, nx = study.image.shape
     labels = np.zeros(study.image.shape, dtype=np.uint8)
     phases: set[int] = set()
@@ -113,7 +120,7 @@ def attach_segmentations(study: Study, segs: list[DicomFrame], warn: list[str]) 
         except Exception as exc:  # noqa: BLE001 - a malformed segmentation must not stop the study
             warn.append(f"skipped segmentation {f.name}: unreadable frame references ({type(exc).__name__})")
             continue
-        targets = [where.get(uid) if uid else None for _, uid in sources]
+        targets = [where.get((uid, frame if frames else None)) if uid else None for _, uid, frame in sources]
         if not any(t is not None for t in targets):
             elsewhere.append(f.name)
             continue
@@ -139,7 +146,7 @@ def attach_segmentations(study: Study, segs: list[DicomFrame], warn: list[str]) 
         lut = np.zeros(max(max(mapping), int(pixels.max(initial=0))) + 1, dtype=np.uint8)
         for number, value in mapping.items():
             lut[number] = value
-        for i, ((number, _), target) in enumerate(zip(sources, targets)):
+        for i, ((number, _, _), target) in enumerate(zip(sources, targets)):
             if target is None:
                 continue
             t, k = target

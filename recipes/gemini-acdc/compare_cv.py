@@ -3,7 +3,9 @@
     .venv/bin/python recipes/gemini-acdc/compare_cv.py RUN_A RUN_B [--folds 0,1,2,3] [--json OUT.json]
 
 RUN_A and RUN_B are `train cv --out` folders (their `cv.json`), e.g. stage 1 (`cpu.json`) and stage 2
-(`cpu_dropped.json`) of the ACDC recipe. Only the held-out patients evaluated in both runs (and in
+(`cpu_dropped.json`) of the ACDC recipe, or JSON files with "rows" (a committed result: `FILE#KEY` takes the
+rows of its `KEY` entry, e.g. `ablation_deep_supervision_fold0.json#eval_b`); `A+B+...` pools several (e.g.
+the same comparison's folds from separate files: each patient must occur once). Only the held-out patients evaluated in both runs (and in
 `--folds`, when given) are compared, each against itself: per structure and phase the mean Dice of A and
 B and the mean of B - A with its standard error; per clinical measure (LVEDV, LVESV, LVEF, LV mass, RVEDV)
 the mean and median absolute error of A and B, the mean of |B error| - |A error| with its standard error,
@@ -25,9 +27,19 @@ CLINICAL = {"lv_edv_ml": "LVEDV (mL)", "lv_esv_ml": "LVESV (mL)", "lv_ef_pct": "
             "lv_mass_g": "LV mass (g)", "rv_edv_ml": "RVEDV (mL)"}
 
 
-def _rows(run: Path) -> dict[str, dict]:
-    path = run / "cv.json" if run.is_dir() else run
-    return {r["subject"]: r for r in json.loads(path.read_text())["rows"]}
+def _rows(spec: str | Path) -> dict[str, dict]:
+    """subject -> row of `spec`: a run folder, a JSON with "rows", `FILE#KEY` (the rows of FILE's KEY entry),
+    or several of these joined by "+" (pooled; a subject in two of them is an error)."""
+    out: dict[str, dict] = {}
+    for part in str(spec).split("+"):
+        name, _, key = part.partition("#")
+        path = Path(name) / "cv.json" if Path(name).is_dir() else Path(name)
+        doc = json.loads(path.read_text())
+        for r in (doc[key] if key else doc)["rows"]:
+            if r["subject"] in out:
+                raise ValueError(f"{r['subject']} occurs twice in {spec}")
+            out[r["subject"]] = r
+    return out
 
 
 def _se(values: list[float]) -> float:
@@ -90,8 +102,8 @@ def format_report(res: dict, name_a: str, name_b: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run_a", type=Path)
-    ap.add_argument("run_b", type=Path)
+    ap.add_argument("run_a", help="run folder, rows JSON, FILE#KEY, or several joined by +")
+    ap.add_argument("run_b", help="the same for B")
     ap.add_argument("--folds", default=None, help="comma-separated folds (default: every fold both runs hold)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)

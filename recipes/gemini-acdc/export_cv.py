@@ -6,7 +6,13 @@
         [--recipe recipes/gemini-acdc/cpu.json] [--dropped DROPPED.json]
 
 `--recipe`: the config `RUN` was trained with (named in the model's training command and evaluation; a
-continuation recipe's `init` names the run it continued). `--dropped`: the JSON of `gemini-cmr evaluate
+continuation recipe's `init` names the run it continued).
+
+When `RUN` holds only the final model (`--final` without folds: a recipe change measured on some folds
+before it is cross-validated on all of them), `--measured-recipe MODEL --change TEXT --paired JSON` takes
+the evaluation of the model folder `MODEL` (the recipe before the change, all its folds measured), keeps it
+under `recipe_before_change` and adds the change with its paired fold figures (`compare_cv.py --json`
+output), so the card says which figures belong to which recipe. `--dropped`: the JSON of `gemini-cmr evaluate
 dropped-slices ... --fold 0 1 2 --model RUN/{fold}/model --json` on the folds' held-out patients, added to the
 evaluation.
 
@@ -57,13 +63,40 @@ def evaluation_from_cv(cv: dict, recipe: str = "recipes/gemini-acdc/cpu.json", i
     return ev
 
 
+def evaluation_with_change(before: dict, change: str, paired: dict, source: str, model_id: str = "") -> dict:
+    """The `evaluation` of weights whose recipe is `before`'s (a model config with a cross-validated
+    evaluation; `model_id` its weights' id) plus one `change`, measured paired on some folds
+    (`compare_cv.py --json` output `paired`, read from `source`)."""
+    ev = before.get("evaluation") or {}
+    return {
+        "data": ("the recipe before the change below is cross-validated (recipe_before_change); the change itself is "
+                 f"measured paired on folds {', '.join(str(f) for f in paired.get('folds', []))} "
+                 f"({paired.get('n')} held-out patients, both arms the last checkpoints of a fixed step count); "
+                 "the shipped weights' own recipe is not yet cross-validated on every fold"),
+        "recipe_change": {
+            "change": change, "source": source, "n": paired.get("n"), "folds": paired.get("folds"),
+            "dice_b_minus_a": {k: {"diff": v.get("diff"), "se": v.get("se"), "a": v.get("a"), "b": v.get("b")}
+                               for k, v in (paired.get("dice") or {}).items()},
+            "abs_error_b_minus_a": {k: {"abs_diff": v.get("abs_diff"), "se": v.get("se"),
+                                        "median_abs_a": v.get("median_abs_a"), "median_abs_b": v.get("median_abs_b")}
+                                    for k, v in (paired.get("clinical") or {}).items()}},
+        "recipe_before_change": {**({"model_id": model_id} if model_id else {}), **ev},
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", help="the `train cv` output folder (holds final/model and cv.json)")
     ap.add_argument("--dest", default=None, help="model folder to write (default: the bundled gemini-acdc)")
     ap.add_argument("--recipe", default="recipes/gemini-acdc/cpu.json", help="the config RUN was trained with")
     ap.add_argument("--dropped", default=None, help="`evaluate dropped-slices --json` output of a fold model")
+    ap.add_argument("--measured-recipe", default=None, metavar="MODEL",
+                    help="RUN has no cv.json: the model folder whose evaluation is the recipe before --change")
+    ap.add_argument("--change", default=None, help="the recipe change since MODEL's recipe (with --measured-recipe)")
+    ap.add_argument("--paired", default=None, help="compare_cv.py --json of the change on its measured folds")
     args = ap.parse_args()
+    if (args.measured_recipe is None) != (args.change is None) or (args.measured_recipe is None) != (args.paired is None):
+        ap.error("--measured-recipe, --change and --paired go together")
     run = Path(args.run)
     m = load_model(run / "final" / "model")
     cfg = {k: v for k, v in m.config.items() if k not in ("kind", "version", "model", "weights_dtype")}
@@ -83,7 +116,13 @@ def main() -> None:
     cfg["inference"] = dict(DEFAULT_INFERENCE)
     cv_recipe = run / "cv_recipe.json"
     inference = json.loads(cv_recipe.read_text()).get("inference") if cv_recipe.exists() else None
-    cfg["evaluation"] = evaluation_from_cv(json.loads((run / "cv.json").read_text()), args.recipe, inference)
+    if args.measured_recipe:
+        before = Path(args.measured_recipe)
+        before_id = hashlib.sha256((before / "model.safetensors").read_bytes()).hexdigest()[:12]
+        cfg["evaluation"] = evaluation_with_change(json.loads((before / "config.json").read_text()), args.change,
+                                                   json.loads(Path(args.paired).read_text()), args.paired, before_id)
+    else:
+        cfg["evaluation"] = evaluation_from_cv(json.loads((run / "cv.json").read_text()), args.recipe, inference)
     if args.dropped:
         d = json.loads(Path(args.dropped).read_text())
         folds = d.get("folds") or {}

@@ -185,3 +185,86 @@ def array_cine(image: np.ndarray, ras_affine: np.ndarray, description: str, stud
             _set_pixels(ds, np.round((image[t, k] - lo) / slope))
             out.append(ds)
     return out
+
+
+def enhanced(datasets: list[Dataset], per_slice: bool = False, order_seed: int | None = 1,
+             per_frame_rescale: bool = False, phase_frames: bool = False) -> list[Dataset]:
+    """The classic single-frame `datasets` of one cine as Enhanced MR Image Storage objects, as modern
+    scanners export them: one multi-frame file for the series (or one per slice, `per_slice`), each frame's
+    position, trigger delay, temporal index and acquisition time in its per-frame functional groups,
+    orientation and pixel spacing (and the rescaling, unless `per_frame_rescale`) shared. Frames are in a
+    shuffled order (`order_seed`). `phase_frames`: every frame followed by a PHASE frame of the same moment
+    (a complex acquisition's phase image, which the reader must leave out)."""
+    from pydicom.sequence import Sequence
+    from pydicom.uid import EnhancedMRImageStorage
+
+    groups: dict[object, list[Dataset]] = {}
+    for ds in datasets:
+        key = tuple(float(v) for v in ds.ImagePositionPatient) if per_slice else 0
+        groups.setdefault(key, []).append(ds)
+    rng = np.random.default_rng(order_seed) if order_seed is not None else None
+    out = []
+    series_uid = generate_uid()
+    for number, members in enumerate(groups.values()):
+        if per_slice:  # one series per slice file, as some scanners export a stack of slice cines
+            series_uid = generate_uid()
+        members = list(members)
+        if rng is not None:
+            members = [members[i] for i in rng.permutation(len(members))]
+        first = members[0]
+        ds = _base(str(first.StudyInstanceUID), str(first.FrameOfReferenceUID))
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = EnhancedMRImageStorage
+        ds.SeriesInstanceUID = series_uid
+        ds.SeriesDescription = str(first.SeriesDescription).split("_b")[0]
+        ds.SeriesNumber = 10
+        ds.InstanceNumber = number + 1
+        ds.ImageType = list(first.ImageType)
+        for kw in ("PatientSize", "PatientWeight"):
+            if kw in first:
+                setattr(ds, kw, getattr(first, kw))
+        shared = Dataset()
+        measures = Dataset()
+        measures.PixelSpacing = first.PixelSpacing
+        measures.SliceThickness = first.SliceThickness
+        shared.PixelMeasuresSequence = Sequence([measures])
+        orient = Dataset()
+        orient.ImageOrientationPatient = first.ImageOrientationPatient
+        shared.PlaneOrientationSequence = Sequence([orient])
+        if "RescaleSlope" in first and not per_frame_rescale:
+            tr = Dataset()
+            tr.RescaleSlope, tr.RescaleIntercept, tr.RescaleType = first.RescaleSlope, first.RescaleIntercept, "US"
+            shared.PixelValueTransformationSequence = Sequence([tr])
+        ds.SharedFunctionalGroupsSequence = Sequence([shared])
+        frames, pixels = [], []
+        for src in members:
+            for component in ("MAGNITUDE", "PHASE") if phase_frames else ("MAGNITUDE",):
+                fg = Dataset()
+                pos = Dataset()
+                pos.ImagePositionPatient = src.ImagePositionPatient
+                fg.PlanePositionSequence = Sequence([pos])
+                content = Dataset()
+                content.TemporalPositionIndex = int(float(src.TriggerTime) // 40) + 1
+                content.StackID = "1"
+                hh, rest = str(src.AcquisitionTime)[:6], str(src.AcquisitionTime)[6:]
+                content.FrameAcquisitionDateTime = f"20260101{hh}{rest}"
+                fg.FrameContentSequence = Sequence([content])
+                sync = Dataset()
+                sync.NominalCardiacTriggerDelayTime = src.TriggerTime
+                fg.CardiacSynchronizationSequence = Sequence([sync])
+                ftype = Dataset()
+                ftype.FrameType = list(src.ImageType)
+                ftype.ComplexImageComponent = component
+                fg.MRImageFrameTypeSequence = Sequence([ftype])
+                if per_frame_rescale and "RescaleSlope" in src:
+                    tr = Dataset()
+                    tr.RescaleSlope, tr.RescaleIntercept, tr.RescaleType = src.RescaleSlope, src.RescaleIntercept, "US"
+                    fg.PixelValueTransformationSequence = Sequence([tr])
+                frames.append(fg)
+                arr = np.frombuffer(src.PixelData, "<i2").reshape(int(src.Rows), int(src.Columns))
+                pixels.append(arr if component == "MAGNITUDE" else -arr)
+        ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
+        ds.NumberOfFrames = len(frames)
+        _set_pixels(ds, pixels[0])
+        ds.PixelData = np.stack(pixels).astype("<i2").tobytes()
+        out.append(ds)
+    return out

@@ -58,3 +58,19 @@ def test_no_common_patient_or_unreadable_run_is_exit_status_2(tmp_path, capsys):
     assert c.main([str(a), str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert "no held-out patient in both runs" in err and "cannot read the runs" in err
+
+
+def test_rows_of_committed_results_pooled_by_key(tmp_path, capsys):
+    c = _script()
+    f0, f1 = tmp_path / "fold0.json", tmp_path / "fold1.json"
+    f0.write_text(json.dumps({"eval_a": {"rows": [_row("p1", 0, 0.90, 52.0)]},
+                              "eval_b": {"rows": [_row("p1", 0, 0.94, 50.0)]}}))
+    f1.write_text(json.dumps({"eval_a": {"rows": [_row("p2", 1, 0.80, 47.0)]},
+                              "eval_b": {"rows": [_row("p2", 1, 0.82, 48.0)]}}))
+    a, b = c._rows(f"{f0}#eval_a+{f1}#eval_a"), c._rows(f"{f0}#eval_b+{f1}#eval_b")
+    res = c.compare(a, b)
+    assert res["n"] == 2 and res["folds"] == [0, 1]
+    assert res["dice"]["es_rv_cavity"]["diff"] == pytest.approx(0.03)
+    # the same patient from two sources is refused: exit status 2 with the reason
+    assert c.main([f"{f0}#eval_a+{f0}#eval_a", f"{f0}#eval_b"]) == 2
+    assert "p1 occurs twice" in capsys.readouterr().err

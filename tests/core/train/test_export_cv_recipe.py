@@ -1,0 +1,29 @@
+"""recipes/gemini-acdc/export_cv.py: the shipped model's evaluation when the recipe changed since its
+cross-validation (the figures of each recipe kept apart)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.core.train.conftest import load_script
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_evaluation_with_change_keeps_the_measured_recipe_apart():
+    ex = load_script(ROOT / "recipes" / "gemini-acdc" / "export_cv.py")
+    before = {"evaluation": {"data": "5 folds", "dice_es_lv_cavity": {"mean": 0.921, "sd": 0.07}}}
+    paired = {"n": 40, "folds": [0, 1],
+              "dice": {"es_lv_cavity": {"n": 40, "a": 0.925, "b": 0.935, "diff": 0.0109, "se": 0.0042}},
+              "clinical": {"lv_ef_pct": {"n": 40, "abs_diff": -0.6, "se": 0.36, "median_abs_a": 1.76,
+                                         "median_abs_b": 1.54, "mean_abs_a": 2.9}}}
+    ev = ex.evaluation_with_change(before, "deep_supervision: 2", paired, "paired.json", "abcdef123456")
+    # the cross-validated figures stay with the recipe they belong to, never at the top level
+    assert ev["recipe_before_change"]["dice_es_lv_cavity"]["mean"] == 0.921
+    assert ev["recipe_before_change"]["model_id"] == "abcdef123456"
+    assert not any(k.startswith(("dice_", "err_")) for k in ev)
+    ch = ev["recipe_change"]
+    assert ch["change"] == "deep_supervision: 2" and ch["n"] == 40 and ch["folds"] == [0, 1]
+    assert ch["dice_b_minus_a"]["es_lv_cavity"]["diff"] == 0.0109
+    assert ch["abs_error_b_minus_a"]["lv_ef_pct"]["median_abs_b"] == 1.54
+    assert "folds 0, 1" in ev["data"] and "not yet cross-validated" in ev["data"]
