@@ -182,12 +182,6 @@ def _spacing(spacing: np.ndarray | None, name: str) -> np.ndarray | None:
 _NOT_MAGNITUDE = ("PHASE", "REAL", "IMAGINARY")
 
 
-def is_enhanced(f: DicomFrame) -> bool:
-    """A multi-frame image whose frames carry their own geometry (Enhanced MR and the like: the
-    Per-frame Functional Groups), as modern scanners export cines: one file per slice or per series."""
-    return f.has_pixels and f.n_frames > 1 and "PerFrameFunctionalGroupsSequence" in f.dataset
-
-
 def _group_value(items: tuple[Dataset, Dataset], sequence: str, keyword: str):
     """`keyword` of the first item of functional group `sequence`, per-frame before shared."""
     for item in items:
