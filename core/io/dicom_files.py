@@ -14,6 +14,9 @@ import io
 import logging
 import math
 import os
+import sys
+import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -32,6 +35,53 @@ MAX_MATRIX = 4096
 _UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 #: Native (not encapsulated) pixel data: its length must match Rows x Columns x samples x bits.
 _NATIVE = _UNCOMPRESSED | {"1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}
+
+
+
+def _gdcm_only_where_needed() -> None:
+    """GDCM (`python-gdcm`) decodes JPEG Lossless (process 14), which no other pydicom plugin reads; for the
+    syntaxes other plugins decode it is taken out of pydicom's list, because on a corrupt JPEG 2000 frame its
+    OpenJPEG prints to the process's stderr, around Python, before failing (the one-line error rule)."""
+    from pydicom.pixels import decoders
+
+    for name in ("JPEG2000Decoder", "JPEG2000LosslessDecoder", "JPEGBaseline8BitDecoder", "JPEGLSLosslessDecoder",
+                 "JPEGLSNearLosslessDecoder", "RLELosslessDecoder", "HTJ2KDecoder", "HTJ2KLosslessDecoder",
+                 "HTJ2KLosslessRPCLDecoder"):
+        decoder = getattr(decoders, name, None)
+        if decoder is not None and "gdcm" in getattr(decoder, "_available", {}) and len(decoder._available) > 1:
+            decoder.remove_plugin("gdcm")
+
+
+with contextlib.suppress(Exception):  # a pydicom without these hooks keeps its own choice
+    _gdcm_only_where_needed()
+
+#: Transfer syntaxes decoded by GDCM (JPEG Lossless process 14 with and without selection value 1; 12-bit
+#: JPEG when Pillow cannot): its C++ decoders print to fd 2 on corrupt data ("Bogus marker length").
+_GDCM_SYNTAXES = {"1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.51"}
+_FD2_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _c_stderr_captured() -> Iterator[list[str]]:
+    """What C libraries write to the process's stderr (fd 2) during the block goes to a temporary file
+    instead; the list yielded receives that text when the block ends (for the one-line error)."""
+    captured: list[str] = []
+    try:
+        fd = sys.__stderr__.fileno() if sys.__stderr__ is not None else 2
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        fd = 2
+    with _FD2_LOCK, tempfile.TemporaryFile() as tmp:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        saved = os.dup(fd)
+        os.dup2(tmp.fileno(), fd)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            captured.append(tmp.read().decode("utf-8", "replace").strip())
 
 #: A source of one file: its display name (for messages) and a callable opening it for binary reading.
 DicomSource = tuple[str, Callable[[], BinaryIO]]
@@ -410,15 +460,21 @@ def frame_pixels(f: DicomFrame) -> np.ndarray:
     ds = f.dataset
     arr = _fast_pixels(ds, f)
     if arr is None:
+        file_meta = getattr(ds, "file_meta", None)
+        tsyntax = str(file_meta.get("TransferSyntaxUID", "")) if file_meta is not None else ""
+        quiet = _c_stderr_captured() if tsyntax in _GDCM_SYNTAXES else contextlib.nullcontext([])
         try:
-            if f.frame_number is None:
-                arr = ds.pixel_array
-            else:
-                from pydicom.pixels import pixel_array
+            with quiet as printed:
+                if f.frame_number is None:
+                    arr = ds.pixel_array
+                else:
+                    from pydicom.pixels import pixel_array
 
-                arr = pixel_array(ds, index=f.frame_number - 1)
+                    arr = pixel_array(ds, index=f.frame_number - 1)
         except Exception as exc:
-            raise StudyError(f"cannot decode pixel data ({type(exc).__name__}: {exc})", f.name) from None
+            said = "; ".join(line.strip() for text in printed for line in text.splitlines() if line.strip())
+            raise StudyError(f"cannot decode pixel data ({type(exc).__name__}: {exc})"
+                             + (f" (decoder: {said[:200]})" if said else ""), f.name) from None
     if arr.shape != (f.rows, f.cols):
         raise StudyError(f"pixel data shape {arr.shape} does not match Rows x Columns {f.rows}x{f.cols}", f.name)
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):

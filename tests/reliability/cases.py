@@ -662,6 +662,38 @@ def dicom_corrupt_jpeg2000(tmp: Path) -> Path:
     return tmp / "dcm"
 
 
+def dicom_corrupt_jpeg_lossless(tmp: Path) -> Path:
+    """JPEG Lossless (process 14, SV1) frames with a damaged body: GDCM printed "Bogus marker length" to the
+    process's stderr before the error line."""
+    import gdcm
+    import pydicom
+    from pydicom.encaps import encapsulate, generate_frames
+
+    datasets = dfac.make_cine(dfac.CineSpec(n_slices=2, n_phases=2))
+    paths = dfac.write(tmp / "plain", datasets)
+    (tmp / "dcm").mkdir()
+    for i, src in enumerate(paths):
+        reader = gdcm.ImageReader()
+        reader.SetFileName(str(src))
+        reader.Read()
+        change = gdcm.ImageChangeTransferSyntax()
+        change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGLosslessProcess14_1))
+        change.SetInput(reader.GetImage())
+        change.Change()
+        writer = gdcm.ImageWriter()
+        writer.SetFileName(str(tmp / "encoded.dcm"))
+        writer.SetFile(reader.GetFile())
+        writer.SetImage(change.GetOutput())
+        writer.Write()
+        frame = next(generate_frames(pydicom.dcmread(tmp / "encoded.dcm").PixelData, number_of_frames=1))
+        ds = pydicom.dcmread(src)
+        ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.70"
+        ds.PixelData = encapsulate([frame[:40] + RNG_BYTES[i * 100: i * 100 + len(frame) - 60] + frame[-20:]])
+        ds["PixelData"].VR = "OB"
+        ds.save_as(tmp / "dcm" / src.name)
+    return tmp / "dcm"
+
+
 def zip_dicom_member_bomb_bytes(size: int = 600 * 1024**2, name: str = "IM_0001.dcm") -> bytes:
     """A zip with one 'DICOM' member of `size` bytes (preamble, 'DICM', zeros) deflated ~1000:1."""
     buf = io.BytesIO()
@@ -723,6 +755,7 @@ CASES.extend([
     Case("dicom-matrix-beyond-pixels", dicom_matrix_beyond_pixels, ("im_", "pixel data")),
     Case("dicom-rescale-slope-1e38", dicom_rescale_slope_huge, ("im_", "rescaleslope")),
     Case("dicom-corrupt-jpeg2000", dicom_corrupt_jpeg2000, ("im_", "decode")),
+    Case("dicom-corrupt-jpeg-lossless", dicom_corrupt_jpeg_lossless, ("im_", "decode")),
     Case("zip-dicom-600MB-member", zip_dicom_bomb, ("bomb.zip", "too large")),
     Case("zip-nifti-claims-3GB", zip_nifti_claims_gigabytes, ("nifti_bomb.zip", "too large")),
 ])

@@ -380,7 +380,8 @@ def test_escape_sequences_and_undecodable_names(tmp_path, capsys):
     assert "\x1b" not in line
 
 
-@pytest.mark.parametrize("case_name", ["dicom-corrupt-jpeg2000", "nifti-float64-1e300", "nifti-scl-slope-1e38",
+@pytest.mark.parametrize("case_name", ["dicom-corrupt-jpeg2000", "dicom-corrupt-jpeg-lossless", "nifti-float64-1e300",
+                                       "nifti-scl-slope-1e38",
                                        "nifti-pixdim-zero", "dicom-rescale-slope-1e38"])
 def test_library_chatter_stays_off_stderr_in_a_real_process(case_name, tmp_path):
     """pydicom's logged traceback, numpy's RuntimeWarning and nibabel's doubled report: gone; one line left."""
