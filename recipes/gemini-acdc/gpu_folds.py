@@ -28,6 +28,8 @@ Here, after (FILES_AT: where the run tool put $OUT's files), then the CPU evalua
         --out runs/abl-continue600-dropped --only 0,1,2,3,4
 
 `--steps N` trains N steps per stage instead of the recipe's (a dry run of the script on the CPU).
+`--stage1-config FILE` trains stage 1 with another config (e.g. `ablations/deep_supervision.json`, the candidate
+recipe to cross-validate; give it its own `--stage1-out` / `--stage2-out`, evaluated here with that config).
 """
 
 from __future__ import annotations
@@ -44,10 +46,10 @@ STAGE1, STAGE2 = RECIPES / "cpu.json", RECIPES / "cpu_dropped.json"
 STAGE1_INIT = "runs/cv-e1/"  # the stage-1 run that cpu_dropped.json's `init` names
 
 
-def stage_configs(stage1_out: str, cache_dir: str, steps: int | None) -> tuple[dict, dict]:
-    """The two stages' configs: the recipe's, with the cache on the machine, stage 2's `init` in
-    `stage1_out`, and `steps` (when given) as the step count."""
-    one, two = (json.loads(p.read_text(encoding="utf-8")) for p in (STAGE1, STAGE2))
+def stage_configs(stage1_out: str, cache_dir: str, steps: int | None, stage1: Path = STAGE1) -> tuple[dict, dict]:
+    """The two stages' configs: the recipe's (stage 1 from `stage1`, e.g. an ablation of `cpu.json`), with
+    the cache on the machine, stage 2's `init` in `stage1_out`, and `steps` (when given) as the step count."""
+    one, two = (json.loads(p.read_text(encoding="utf-8")) for p in (stage1, STAGE2))
     if not str(two.get("init", "")).startswith(STAGE1_INIT):
         raise SystemExit(f"{STAGE2} no longer continues {STAGE1_INIT}{{fold}}/model: update this script")
     two["init"] = str(Path(stage1_out) / two["init"][len(STAGE1_INIT):])
@@ -78,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--cache-dir", default="/tmp/acdc-cache")
     ap.add_argument("--steps", type=int, default=None, help="steps per stage instead of the recipe's (dry run)")
+    ap.add_argument("--stage1-config", type=Path, default=STAGE1,
+                    help="stage 1's config (default cpu.json; e.g. ablations/deep_supervision.json)")
     args = ap.parse_args(argv)
 
     from gemini_cmr.core.train.cv import DEFAULT_INFERENCE, _export, _train_fold
@@ -85,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     folds = [int(k) for k in args.folds.split(",") if k.strip()]
     if not folds or any(not 0 <= k < 5 for k in folds):
         raise SystemExit(f"--folds {args.folds!r}: folds of 5, e.g. 3,4")
-    one, two = stage_configs(args.stage1_out, args.cache_dir, args.steps)
+    one, two = stage_configs(args.stage1_out, args.cache_dir, args.steps, args.stage1_config)
     data = f"acdc:{args.data}"
     files: list[Path] = []
     for k in folds:

@@ -28,6 +28,11 @@ def test_stage_configs_are_the_recipe_with_stage_two_continuing_stage_one():
     assert {k: v for k, v in two.items() if k not in ("init", "cache_dir")} == \
         {k: v for k, v in dropped.items() if k not in ("init", "cache_dir")}
     assert g.stage_configs("s", "c", 2)[1]["max_steps"] == 2
+    # the candidate recipe: stage 1 from an ablation config, stage 2 continuing it as before
+    ds = ROOT / "recipes/gemini-acdc/ablations/deep_supervision.json"
+    one, two = g.stage_configs("runs/ds-cv-e1", "/tmp/c", None, ds)
+    assert one["deep_supervision"] == 2 and "deep_supervision" not in cpu
+    assert two["init"] == "runs/ds-cv-e1/{fold}/model" and "deep_supervision" not in two
 
 
 def test_fold_files_names_what_train_cv_reads_and_refuses_an_unfinished_fold(tmp_path):
