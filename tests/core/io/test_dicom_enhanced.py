@@ -95,17 +95,24 @@ def test_multiframe_without_per_frame_geometry_is_refused_with_the_file(tmp_path
         load_study(tmp_path / "bad")
 
 
-def test_outputs_of_an_enhanced_study_reference_the_source_frames(tmp_path):
-    spec = CineSpec(n_slices=6, n_phases=3, rows=44, cols=48, spacing=(1.8, 1.8), gap=8.0, thickness=8.0)
-    classic = fac.make_cine(spec)
-    files = fac.enhanced(classic)
-    fac.write(tmp_path / "study", files)
-    study = load_study(tmp_path / "study")
+SMALL = dict(n_slices=6, n_phases=3, rows=44, cols=48, spacing=(1.8, 1.8), gap=8.0, thickness=8.0)
+
+
+def _written(folder, out):
+    """The study in `folder` through the pipeline (fake network, heart at the grid centre), outputs in `out`."""
+    study = load_study(folder)
     study.meta.extra["heart_centre"] = study.grid.centre()
     study.meta.extra["heart_frame"] = study.grid.directions
     result = SuperResolver(model=FakePredictor()).run(study, meshes="none")
-    out = tmp_path / "out"
     outputs.write_outputs(result, out, [])
+    return study
+
+
+def test_outputs_of_an_enhanced_study_reference_the_source_frames(tmp_path):
+    files = fac.enhanced(fac.make_cine(CineSpec(**SMALL)))
+    fac.write(tmp_path / "study", files)
+    out = tmp_path / "out"
+    study = _written(tmp_path / "study", out)
     rec = json.loads((out / "run.json").read_text())["dicom"]
     assert rec["study_instance_uid"] == files[0].StudyInstanceUID and rec["new_study"] is False
     assert "multi-frame" in " ".join(rec["notes"])
@@ -125,14 +132,9 @@ def test_outputs_of_an_enhanced_study_reference_the_source_frames(tmp_path):
 def test_segmentation_referencing_enhanced_frames_becomes_the_labels(tmp_path):
     import nibabel as nib
 
-    spec = CineSpec(n_slices=6, n_phases=3, rows=44, cols=48, spacing=(1.8, 1.8), gap=8.0, thickness=8.0)
-    classic = fac.make_cine(spec)
+    classic = fac.make_cine(CineSpec(**SMALL))
     fac.write(tmp_path / "classic", classic)
-    study = load_study(tmp_path / "classic")
-    study.meta.extra["heart_centre"] = study.grid.centre()
-    study.meta.extra["heart_frame"] = study.grid.directions
-    result = SuperResolver(model=FakePredictor()).run(study, meshes="none")
-    outputs.write_outputs(result, tmp_path / "out", [])
+    _written(tmp_path / "classic", tmp_path / "out")
     lr_labels = np.asarray(nib.load(tmp_path / "out" / "lr_labels.nii.gz").dataobj).transpose(3, 2, 1, 0)
     # the same images as enhanced frames; the segmentation's references moved onto those frames
     files = fac.enhanced(classic)
