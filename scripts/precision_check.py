@@ -6,7 +6,7 @@
 For every model and study: the whole pipeline (heart box, motion correction, every phase) once with the
 model in float32 and once in bf16 autocast (the CPU default where AVX512-BF16/AMX exist); printed: the share
 of SR label voxels that agree, each structure's overlap (Dice between the two predictions) and the phenotypes
-of both. The product's criteria (issue 26): >= 99.9 % of label voxels equal; the test
+of both. The product's criterion: >= 99.9 % of label voxels equal; the test
 `test_real_study_model_bf16_agrees_with_float32_on_a_real_study` also asks >= 0.99 overlap per structure on
 two phases of SCD0000101.
 """
