@@ -287,8 +287,6 @@ def expand_enhanced(f: DicomFrame) -> list[DicomFrame]:
         image_type = tuple(str(v).upper() for v in frame_type) if frame_type else top_type
         components.append(str(_group_value(items, "MRImageFrameTypeSequence", "ComplexImageComponent") or "").upper())
         spacing = _spacing(_group_floats(items, "PixelMeasuresSequence", "PixelSpacing", 2, name), name)
-        if spacing is None:
-            spacing = _spacing(_floats(ds, "PixelSpacing", 2, name), name)
         orientation = _orientation(_group_floats(items, "PlaneOrientationSequence", "ImageOrientationPatient", 6,
                                                  name), name)
         slope = _group_value(items, "PixelValueTransformationSequence", "RescaleSlope")
@@ -299,7 +297,7 @@ def expand_enhanced(f: DicomFrame) -> list[DicomFrame]:
             series_description=f.series_description, image_type=image_type, has_pixels=True, n_frames=1,
             rows=f.rows, cols=f.cols, orientation=orientation if orientation is not None else f.orientation,
             position=_group_floats(items, "PlanePositionSequence", "ImagePositionPatient", 3, name),
-            pixel_spacing=None if spacing is None else (float(spacing[0]), float(spacing[1])),
+            pixel_spacing=f.pixel_spacing if spacing is None else (float(spacing[0]), float(spacing[1])),
             trigger_time=as_float(_group_value(items, "CardiacSynchronizationSequence",
                                                "NominalCardiacTriggerDelayTime")),
             temporal_position=as_float(_group_value(items, "FrameContentSequence", "TemporalPositionIndex")),
