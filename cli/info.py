@@ -70,6 +70,9 @@ def format_summary(info: dict) -> str:
         "affine (RAS+):   " + "\n                 ".join(
             "[" + " ".join(f"{v + 0.0:9.3f}" for v in row) + "]" for row in info["affine"]),
     ]
+    inten = info.get("intensity")
+    if inten:
+        lines.append(f"intensity:       {inten['min']:.6g} to {inten['max']:.6g}, mean {inten['mean']:.6g}")
     times = info.get("phase_times_ms")
     if times:
         lines.append(f"phase times:     {times[0]:.1f}-{times[-1]:.1f} ms")

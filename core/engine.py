@@ -13,7 +13,8 @@ misalignment correction, `core.motion`: per-slice shifts estimated from a first 
 undone before the network runs; `Result.motion`; off with `motion_correction=False`), `predict`
 (Gemini-GAN on every requested phase: SR image + SR labels on `sr_grid(study.grid)`; the predictor's
 own `preprocess`/`model` split is kept as `predict_preprocess`/`predict_model`), `lr_labels` (SR labels
-resampled back onto the input grid, nearest neighbour by world coordinates), `phenotypes`, `meshes`.
+back onto the input grid, on the acquired (shifted) slices, boundaries placed by the SR labels' signed
+distances: `core.geometry.labels_onto_slices`), `phenotypes`, `meshes`.
 `core.outputs.write_outputs` adds `write`.
 
 Phases: `"all"`, `"ed,es"` or a list of 0-based phase indices. With `"ed,es"`, ED and ES come from the
@@ -44,7 +45,6 @@ from gemini_cmr.core import mesh as meshlib
 from gemini_cmr.core import motion as motionlib
 from gemini_cmr.core import phenotypes as phenolib
 from gemini_cmr.core.errors import Cancelled, GeminiError, ModelError, StudyError
-from gemini_cmr.core.geometry import resample_nearest_stack
 from gemini_cmr.core.study import Grid, Study
 
 log = logging.getLogger(__name__)
@@ -356,10 +356,8 @@ class SuperResolver:
 
         t = time.perf_counter()
         lr_grid = study.grid
-        if motion is not None and motion.applied:  # onto the acquired (shifted) slices
-            lr_labels = motionlib.labels_on_acquired(sr_labels, sr, lr_grid, motion.shifts_mm)
-        else:
-            lr_labels = resample_nearest_stack(sr_labels, sr, lr_grid).astype(np.uint8, copy=False)
+        shifts = motion.shifts_mm if motion is not None and motion.applied else None  # the acquired slices' shifts
+        lr_labels = motionlib.labels_on_acquired(sr_labels, sr, lr_grid, shifts)
         timings["lr_labels"] = time.perf_counter() - t
         if progress:
             progress(_SPAN["lr_labels"][1], "labels back on the input grid")
@@ -391,10 +389,7 @@ class SuperResolver:
                 rows = [phase_list.index(p) for p in todo]
                 sr_labels[rows] = np.asarray(again.sr_labels, dtype=np.uint8)
                 done.update(todo)
-                if motion is not None and motion.applied:
-                    lr_labels[rows] = motionlib.labels_on_acquired(sr_labels[rows], sr, lr_grid, motion.shifts_mm)
-                else:
-                    lr_labels[rows] = resample_nearest_stack(sr_labels[rows], sr, lr_grid)
+                lr_labels[rows] = motionlib.labels_on_acquired(sr_labels[rows], sr, lr_grid, shifts)
                 phen = phenotypes()
                 ed, es = int(phen["ed_phase"]), int(phen["es_phase"])
             timings["predict_tta"] = time.perf_counter() - t

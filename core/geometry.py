@@ -125,6 +125,78 @@ def resample_nearest_stack(volumes: np.ndarray, src: Grid, dst: Grid, cval: int 
     return out.reshape(len(volumes), *dst.shape)
 
 
+LABEL_SMOOTH_MM = 1.75  # sd of the in-plane Gaussian on the class indicators in `labels_onto_slices`
+
+
+def labels_onto_slices(labels: np.ndarray, src: Grid, dst: Grid, shifts_mm: np.ndarray | None = None,
+                       smooth_mm: float = LABEL_SMOOTH_MM) -> np.ndarray:
+    """Label volumes (T, D, H, W) on `src` (the SR grid) onto the slices of `dst` (T, Z, Y, X; the acquired
+    stack), with boundaries between pixels. Each `dst` pixel p of slice k is looked up at world(p) - shift_k
+    (`shifts_mm` (Z, 2) mm along `dst`'s i and j axes, the slice misalignment convention of `core.motion`;
+    None = no shift) on the `src` slice nearest to it through-plane: every class's indicator on that slice,
+    smoothed in-plane by a Gaussian of sd `smooth_mm` (0: none), is interpolated linearly at the pixel, and
+    the pixel takes the largest (the first on ties). Nearest-neighbour resampling moves each boundary by up to
+    half a `src` pixel towards the nearest `src` pixel centre and keeps the pixel staircase; here the
+    boundary runs between the `src` pixels, smoothed over about `smooth_mm` (docs/pipeline.md: measured on
+    ACDC folds). Pixels outside `src` get 0. Labels are uint8 class indices."""
+    labels = np.asarray(labels)
+    if labels.ndim != 4 or tuple(labels.shape[1:]) != tuple(src.shape):
+        raise ValueError(f"labels {labels.shape} do not match source grid {src.shape}")
+    nt = len(labels)
+    nz, ny, nx = dst.shape
+    out = np.zeros((nt, nz, ny, nx), np.uint8)
+    d, h, w = src.shape
+    sigma = (0.0, smooth_mm / float(src.spacing[1]), smooth_mm / float(src.spacing[0]))
+    margin = 2 + int(math.ceil(3.0 * max(sigma)))  # background around the labels, beyond the Gaussian's reach
+    jj, ii = np.meshgrid(np.arange(ny, dtype=np.float64), np.arange(nx, dtype=np.float64), indexing="ij")
+    dirs = dst.directions
+    for k in range(nz):
+        idx = np.stack([ii.ravel(), jj.ravel(), np.full(ii.size, float(k))], axis=1)
+        world = dst.index_to_world(idx)
+        if shifts_mm is not None:
+            world = world - dirs[:, :2] @ np.asarray(shifts_mm[k], np.float64)
+        s = src.world_to_index(world)  # (N, 3): column, row, slice of `src`
+        kz = np.floor(s[:, 2] + 0.5).astype(np.int64)
+        ok = (kz >= 0) & (kz < d) & (s[:, 0] > -0.5) & (s[:, 0] < w - 0.5) & (s[:, 1] > -0.5) & (s[:, 1] < h - 0.5)
+        flat = out[:, k].reshape(nt, -1)
+        for z in np.unique(kz[ok]):
+            planes = labels[:, z]
+            present = planes.any(axis=0)
+            if not present.any():
+                continue
+            rows, cols = np.flatnonzero(present.any(axis=1)), np.flatnonzero(present.any(axis=0))
+            y0, y1 = max(0, rows[0] - margin), min(h, rows[-1] + margin + 1)
+            x0, x1 = max(0, cols[0] - margin), min(w, cols[-1] + margin + 1)
+            pix = np.flatnonzero(ok & (kz == z) & (s[:, 1] > y0 - 0.5) & (s[:, 1] < y1 - 0.5)
+                                 & (s[:, 0] > x0 - 0.5) & (s[:, 0] < x1 - 0.5))
+            if len(pix):
+                flat[:, pix] = _labels_at(planes[:, y0:y1, x0:x1], s[pix, 1] - y0, s[pix, 0] - x0, sigma)
+    return out
+
+
+def _labels_at(crop: np.ndarray, y: np.ndarray, x: np.ndarray, sigma: tuple[float, float, float]) -> np.ndarray:
+    """(T, N) labels of the label maps `crop` (T, h, w) at the fractional (row, column) positions `y`, `x`:
+    the argmax over classes of each class indicator smoothed by `sigma` (per axis, pixels) and interpolated
+    bilinearly (positions clamped to the pixel centres at the edges)."""
+    nt, h, w = crop.shape
+    yy, xx = np.clip(y, 0, h - 1), np.clip(x, 0, w - 1)
+    fy, fx = np.minimum(yy.astype(np.int64), max(h - 2, 0)), np.minimum(xx.astype(np.int64), max(w - 2, 0))
+    wy, wx = (yy - fy).astype(np.float32), (xx - fx).astype(np.float32)
+    fy1, fx1 = np.minimum(fy + 1, h - 1), np.minimum(fx + 1, w - 1)
+    corners = ((fy, fx, (1 - wy) * (1 - wx)), (fy1, fx, wy * (1 - wx)), (fy, fx1, (1 - wy) * wx), (fy1, fx1, wy * wx))
+    best = np.full((nt, len(y)), -1.0, np.float32)
+    lab = np.zeros((nt, len(y)), np.uint8)
+    for c in np.unique(crop):
+        p = (crop == c).astype(np.float32)
+        if max(sigma) > 0:
+            p = ndimage.gaussian_filter(p, sigma, truncate=3.0)
+        v = sum(p[:, a, b] * wt for a, b, wt in corners)
+        take = v > best
+        lab[take] = c
+        np.maximum(best, v, out=best)
+    return lab
+
+
 def nearest_slice_indices(lr: Grid, sr: Grid) -> np.ndarray:
     """For each SR slice, the index of the LR slice whose slab contains the SR slice centre (clipped)."""
     k = lr.world_to_index(sr.slice_centres())[:, 2]

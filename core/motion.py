@@ -297,19 +297,13 @@ def shift_labels_to_acquired(labels: np.ndarray, grid: Grid, shifts_mm: np.ndarr
     return out
 
 
-def labels_on_acquired(sr_labels: np.ndarray, sr: Grid, grid: Grid, shifts_mm: np.ndarray) -> np.ndarray:
+def labels_on_acquired(sr_labels: np.ndarray, sr: Grid, grid: Grid, shifts_mm: np.ndarray | None) -> np.ndarray:
     """SR labels (T, D, H, W) of the corrected stack on the acquired slices (T, Z, Y, X): slice k's pixel p
-    takes the SR label nearest to world(p) - shift_k (one nearest-neighbour step)."""
-    from gemini_cmr.core.geometry import resample_nearest_stack
+    takes the SR labels at world(p) - shift_k, boundaries to sub-pixel accuracy
+    (`core.geometry.labels_onto_slices`); `shifts_mm` None: no correction applied."""
+    from gemini_cmr.core.geometry import labels_onto_slices
 
-    nz, ny, nx = grid.shape
-    out = np.zeros((len(sr_labels), nz, ny, nx), np.uint8)
-    d = grid.directions
-    for k in range(nz):
-        aff = grid.affine.copy()
-        aff[:3, 3] = grid.index_to_world(np.array([0.0, 0.0, float(k)])) - d[:, :2] @ np.asarray(shifts_mm[k], float)
-        out[:, k] = resample_nearest_stack(sr_labels, sr, Grid((1, ny, nx), aff))[:, 0]
-    return out
+    return labels_onto_slices(sr_labels, sr, grid, shifts_mm)
 
 
 def corrected_study(study: Study, shifts_mm: np.ndarray) -> Study:

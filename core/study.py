@@ -257,6 +257,13 @@ class Study:
     def phase(self, t: int) -> np.ndarray:
         return self.image[t]
 
+    def intensity_summary(self) -> dict[str, float]:
+        """Minimum, maximum, mean and sum of the image (float64 sums): scaling and decoding at a glance, and
+        a checksum of the decoded pixels for comparing two encodings of one study."""
+        img = np.asarray(self.image)
+        return {"min": float(img.min()), "max": float(img.max()), "mean": float(img.mean(dtype=np.float64)),
+                "sum": float(img.sum(dtype=np.float64))}
+
     def summary(self) -> dict[str, Any]:
         """A JSON-ready description (used by `gemini-cmr info --json` and the app's study panel)."""
         label_values = sorted(int(v) for v in np.unique(self.labels)) if self.labels is not None else []
@@ -279,6 +286,7 @@ class Study:
             "label_source": m.label_source or None,
             "labelled_phases": list(self.labelled_phases),
             "label_values": label_values,
+            "intensity": self.intensity_summary(),
             "height_cm": m.height_cm,
             "weight_kg": m.weight_kg,
             "warnings": list(m.warnings),

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Smoke test of the desktop bundle built by packaging/build.sh (`make package-smoke`):
 #   1. `gemini-cmr --version` prints this source tree's version;
-#   2. `gemini-cmr info` and `super-resolve` run headless on the demo study shipped inside the bundle and
-#      write every output (images, labels, meshes, phenotypes, run record);
+#   2. `gemini-cmr info` and `super-resolve --dicom` run headless on the demo study shipped inside the bundle
+#      and write every output (images, labels, meshes, phenotypes, DICOM series that load back, run record);
+#      a JPEG Lossless DICOM cine (made by the source tree, SRC_PY) loads in the bundle with the same pixels;
 #   3. `gemini-cmr view DEMO --super-resolve --screenshot OUT.png --quit` opens the window under Xvfb
 #      (QT_QPA_PLATFORM=xcb) and the screenshot is checked to be non-blank;
 #   4. with SMOKE_TRAIN=1, `synth` + a 2-step `train gemini` (what the app's training wizard runs).
@@ -47,14 +48,34 @@ echo "smoke: ok   --version -> $got ($(secs "$s") s)"
 s=$(t); run "$EXE" info "$DEMO" > "$work/info.txt" || fail "info exited $?"
 echo "smoke: ok   info ($(secs "$s") s): $(head -1 "$work/info.txt")"
 s=$(t)
-run env QT_QPA_PLATFORM=offscreen "$EXE" super-resolve "$DEMO" --out "$work/sr" > "$work/sr.log" 2>&1 \
+run env QT_QPA_PLATFORM=offscreen "$EXE" super-resolve "$DEMO" --out "$work/sr" --dicom > "$work/sr.log" 2>&1 \
     || { cat "$work/sr.log" >&2; fail "super-resolve exited non-zero"; }
 for f in sr_image.nii.gz sr_labels.nii.gz lr_labels.nii.gz phenotypes.json phenotypes.csv run.json \
          meshes/ed_lv_cavity.stl meshes/ed_lv_myocardium.stl meshes/ed_rv_cavity.stl meshes/es_lv_cavity.stl; do
     [[ -s "$work/sr/$f" ]] || fail "super-resolve did not write $f"
 done
 grep -q '"lv_ef_pct"' "$work/sr/phenotypes.json" || fail "phenotypes.json has no ejection fraction"
+# the DICOM outputs (SR series in JPEG-LS through CharLS, segmentations through highdicom) load back
+[[ $(find "$work/sr/dicom" -name 'MR_*.dcm' | wc -l) -gt 0 ]] || fail "super-resolve --dicom wrote no SR series"
+run "$EXE" info "$work/sr/dicom" > "$work/sr_dicom_info.txt" 2>&1 || { cat "$work/sr_dicom_info.txt" >&2; fail "info cannot read the SR series"; }
 echo "smoke: ok   super-resolve ($(secs "$s") s): $(cd "$work/sr" && find . -type f | wc -l) files, $(du -sh "$work/sr" | cut -f1)"
+
+# 2b. compressed DICOM: a JPEG Lossless (SV1) cine, the PACS export syntax only GDCM decodes, made by the
+# source tree's environment (SRC_PY), must load in the bundle with the same pixels
+SRC_PY=${SRC_PY:-.venv/bin/python}
+s=$(t)
+"$SRC_PY" packaging/make_smoke_dicom.py "$work/jpegll" > "$work/jpegll.log" 2>&1 \
+    || { cat "$work/jpegll.log" >&2; fail "could not make the JPEG Lossless study with $SRC_PY"; }
+run "$EXE" info "$work/jpegll" --json > "$work/jpegll_info.json" 2> "$work/jpegll_info.err" \
+    || { cat "$work/jpegll_info.err" >&2; fail "info on the JPEG Lossless study exited non-zero"; }
+"$PYCHECK" - "$work/jpegll_info.json" "$work/jpegll.expected.json" <<'PYEOF' || fail "the JPEG Lossless study decoded differently in the bundle"
+import json, sys
+got, want = (json.load(open(p)) for p in sys.argv[1:3])
+ok = got["shape"] == want["shape"] and abs(got["intensity"]["sum"] - want["pixel_sum"]) <= 1e-6 * abs(want["pixel_sum"])
+print(f"shape {got['shape']} sum {got['intensity']['sum']:.6g} (expected {want['shape']} {want['pixel_sum']:.6g})")
+sys.exit(0 if ok else 1)
+PYEOF
+echo "smoke: ok   JPEG Lossless DICOM decoded by the bundle ($(secs "$s") s)"
 
 # 3. the window under Xvfb
 command -v xvfb-run >/dev/null || fail "xvfb-run is not installed (apt-get install xvfb xauth)"

@@ -1,8 +1,8 @@
 """Evaluation on real studies with manual labels on the acquired slices (ACDC, M&Ms, expert contours).
 
 The whole pipeline (`core.engine.SuperResolver`, whole field of view) super-resolves and segments each
-study; the SR labels are resampled onto the acquired LR slices (the engine's `lr_labels`, nearest) and
-compared with the manual labels there:
+study; the SR labels are put onto the acquired LR slices (the engine's `lr_labels`,
+`core.geometry.labels_onto_slices`) and compared with the manual labels there:
 - 3D Dice per structure at ED and ES (`evaluate_study`, `summarise`);
 - phenotypes from both label sets on the acquired grid (`core.phenotypes`: LVEDV, LVESV, LVEF, LV mass =
   myocardial volume at ED x 1.05 g/mL, RVEDV), errors prediction - manual: bias, 95% limits of agreement

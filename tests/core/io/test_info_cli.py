@@ -30,6 +30,21 @@ def test_info_json_on_synthetic_dicom(tmp_path, capsys):
     assert info["ed_phase"] is None and info["has_labels"] is False and info["format"] == "dicom"
 
 
+def test_info_intensity_is_of_the_decoded_rescaled_pixels(tmp_path, capsys):
+    spec = fac.CineSpec(n_slices=3, n_phases=2, slope=2.0, intercept=-5.0)
+    datasets = fac.make_cine(spec)
+    fac.write(tmp_path, datasets)
+    stored = np.stack([ds.pixel_array for ds in datasets]).astype(np.float64)
+    assert main(["info", str(tmp_path), "--json"]) == 0
+    inten = json.loads(capsys.readouterr().out)["intensity"]
+    assert inten["min"] == pytest.approx(stored.min() * 2 - 5)
+    assert inten["max"] == pytest.approx(stored.max() * 2 - 5)
+    assert inten["sum"] == pytest.approx(stored.sum() * 2 - 5 * stored.size)
+    assert inten["mean"] == pytest.approx(inten["sum"] / stored.size)
+    assert main(["info", str(tmp_path)]) == 0
+    assert f"intensity:       {inten['min']:.6g} to {inten['max']:.6g}" in capsys.readouterr().out
+
+
 def test_info_text(tmp_path, capsys):
     labels = np.zeros((3, 4, 20, 20), dtype=np.uint8)
     labels[0, 1, 5:8, 5:8] = 2
