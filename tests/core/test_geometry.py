@@ -228,8 +228,8 @@ def _rings(grid: Grid, centre_shift_mm=(0.0, 0.0)) -> np.ndarray:
 
 
 def test_labels_onto_slices_places_smooth_boundaries_better_than_nearest():
-    from gemini_cmr.core.geometry import labels_onto_slices, resample_nearest_stack
     from gemini_cmr.core.evaluation.metrics import dice
+    from gemini_cmr.core.geometry import labels_onto_slices, resample_nearest_stack
 
     lr = lr_grid(shape=(6, 48, 60), spacing=(1.46, 1.46, 10.0), origin=(-55.0, -40.0, -25.0))
     sr = sr_grid(lr)
