@@ -17,8 +17,9 @@ from pathlib import Path
 JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
 
 
-def transcode(src: Path, dst: Path) -> None:
-    """`src` with its pixel data encoded by GDCM in JPEG Lossless SV1; every other element as it was."""
+def transcode(src: Path, dst: Path, syntax: str = "JPEGLosslessProcess14_1") -> None:
+    """`src` with its pixel data encoded by GDCM in `syntax` (a `gdcm.TransferSyntax` name; default JPEG
+    Lossless SV1); every other element as it was. Also used by the tests of compressed input."""
     import gdcm
     import pydicom
 
@@ -27,7 +28,7 @@ def transcode(src: Path, dst: Path) -> None:
     if not reader.Read():
         sys.exit(f"make_smoke_dicom: GDCM cannot read {src}")
     change = gdcm.ImageChangeTransferSyntax()
-    change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGLosslessProcess14_1))
+    change.SetTransferSyntax(gdcm.TransferSyntax(getattr(gdcm.TransferSyntax, syntax)))
     change.SetInput(reader.GetImage())
     if not change.Change():
         sys.exit(f"make_smoke_dicom: GDCM cannot encode {src}")

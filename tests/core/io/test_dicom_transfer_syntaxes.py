@@ -22,26 +22,19 @@ SYNTAXES = {
 }
 
 
-def _transcode(src, dst, syntax: str) -> None:
-    """`src` with its pixel data encoded by GDCM in `syntax`; every other element as it was."""
-    reader = gdcm.ImageReader()
-    reader.SetFileName(str(src))
-    assert reader.Read()
-    change = gdcm.ImageChangeTransferSyntax()
-    change.SetTransferSyntax(gdcm.TransferSyntax(getattr(gdcm.TransferSyntax, syntax)))
-    change.SetInput(reader.GetImage())
-    assert change.Change()
-    writer = gdcm.ImageWriter()
-    writer.SetFileName(str(dst))
-    writer.SetFile(reader.GetFile())
-    writer.SetImage(change.GetOutput())
-    assert writer.Write()
-    packed, ds = pydicom.dcmread(dst), pydicom.dcmread(src)
-    ds.file_meta.TransferSyntaxUID = packed.file_meta.TransferSyntaxUID
-    ds.PixelData = packed.PixelData
-    ds["PixelData"].is_undefined_length = True
-    ds["PixelData"].VR = "OB"
-    ds.save_as(dst, enforce_file_format=True)
+def _load_transcode():
+    """`packaging/make_smoke_dicom.py`'s `transcode` (GDCM re-encoding of one file's pixel data)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "packaging" / "make_smoke_dicom.py"
+    spec = importlib.util.spec_from_file_location("make_smoke_dicom", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.transcode
+
+
+_transcode = _load_transcode()
 
 
 @pytest.mark.parametrize("name", sorted(SYNTAXES))
