@@ -13,8 +13,8 @@ misalignment correction, `core.motion`: per-slice shifts estimated from a first 
 undone before the network runs; `Result.motion`; off with `motion_correction=False`), `predict`
 (Gemini-GAN on every requested phase: SR image + SR labels on `sr_grid(study.grid)`; the predictor's
 own `preprocess`/`model` split is kept as `predict_preprocess`/`predict_model`), `lr_labels` (SR labels
-back onto the input grid, on the acquired (shifted) slices, boundaries placed by the SR labels' signed
-distances: `core.geometry.labels_onto_slices`), `phenotypes`, `meshes`.
+back onto the input grid, on the acquired (shifted) slices, each class smoothed in-plane and interpolated
+linearly: `core.geometry.labels_onto_slices`), `phenotypes`, `meshes`.
 `core.outputs.write_outputs` adds `write`.
 
 Phases: `"all"`, `"ed,es"` or a list of 0-based phase indices. With `"ed,es"`, ED and ES come from the

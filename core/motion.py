@@ -299,7 +299,7 @@ def shift_labels_to_acquired(labels: np.ndarray, grid: Grid, shifts_mm: np.ndarr
 
 def labels_on_acquired(sr_labels: np.ndarray, sr: Grid, grid: Grid, shifts_mm: np.ndarray | None) -> np.ndarray:
     """SR labels (T, D, H, W) of the corrected stack on the acquired slices (T, Z, Y, X): slice k's pixel p
-    takes the SR labels at world(p) - shift_k, boundaries to sub-pixel accuracy
+    takes the SR labels at world(p) - shift_k, boundaries between the SR pixels
     (`core.geometry.labels_onto_slices`); `shifts_mm` None: no correction applied."""
     from gemini_cmr.core.geometry import labels_onto_slices
 
