@@ -37,7 +37,6 @@ _UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 _NATIVE = _UNCOMPRESSED | {"1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}
 
 
-
 def _gdcm_only_where_needed() -> None:
     """GDCM (`python-gdcm`) decodes JPEG Lossless (process 14), which no other pydicom plugin reads; for the
     syntaxes other plugins decode it is taken out of pydicom's list, because on a corrupt JPEG 2000 frame its

@@ -268,3 +268,15 @@ def enhanced(datasets: list[Dataset], per_slice: bool = False, order_seed: int |
         ds.PixelData = np.stack(pixels).astype("<i2").tobytes()
         out.append(ds)
     return out
+
+
+def gdcm_transcode(src: Path, dst: Path, syntax: str = "JPEGLosslessProcess14_1") -> None:
+    """`src` with its pixel data re-encoded by GDCM in `syntax` (a `gdcm.TransferSyntax` name), written to
+    `dst`: `packaging/make_smoke_dicom.py`'s `transcode`, the one routine the bundle's smoke test uses too."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[3] / "packaging" / "make_smoke_dicom.py"
+    spec = importlib.util.spec_from_file_location("make_smoke_dicom", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.transcode(src, dst, syntax)

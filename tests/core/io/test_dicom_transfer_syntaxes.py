@@ -22,21 +22,6 @@ SYNTAXES = {
 }
 
 
-def _load_transcode():
-    """`packaging/make_smoke_dicom.py`'s `transcode` (GDCM re-encoding of one file's pixel data)."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[3] / "packaging" / "make_smoke_dicom.py"
-    spec = importlib.util.spec_from_file_location("make_smoke_dicom", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.transcode
-
-
-_transcode = _load_transcode()
-
-
 @pytest.mark.parametrize("name", sorted(SYNTAXES))
 def test_lossless_compressed_series_loads_as_the_uncompressed_one(tmp_path, name):
     syntax, uid = SYNTAXES[name]
@@ -44,7 +29,7 @@ def test_lossless_compressed_series_loads_as_the_uncompressed_one(tmp_path, name
     paths = fac.write(tmp_path / "plain", fac.make_cine(spec))
     (tmp_path / "packed").mkdir()
     for p in paths:
-        _transcode(p, tmp_path / "packed" / p.name, syntax)
+        fac.gdcm_transcode(p, tmp_path / "packed" / p.name, syntax)
     assert str(pydicom.dcmread(tmp_path / "packed" / paths[0].name).file_meta.TransferSyntaxUID) == uid
     plain, packed = load_study(tmp_path / "plain"), load_study(tmp_path / "packed")
     assert np.ptp(plain.image) > 1000  # a real range of values, not a blank image
