@@ -6,6 +6,7 @@
 #   stage 2, recipes/gemini-acdc/cpu_dropped.json, continuing each fold's and the final model with dropped-slice
 #   self-supervision (600 steps), the dropped-slice test on fold 1, and the stage-2 final model exported with
 #   its folds' figures (recipes/gemini-acdc/export_cv.py). Extra arguments go to `train cv` (e.g. --device cuda).
+#   STAGE1=CONFIG replaces cpu.json as stage 1 (e.g. recipes/gemini-acdc/ablations/steps2400.json).
 # --gpu: the recipe of the former weights (model 2a1f57e8a4eb): 176 mm heart-centred crops of the cohort
 #   (recipes/gemini-acdc/crop_acdc.py), semi-supervised Gemini-GAN training ("acquired-2d" generator,
 #   LR-label losses) with recipes/gemini-acdc/gpu.json on CUDA, 1,066 steps, seed 0 (about 5 min on an
@@ -29,8 +30,9 @@ if [ "${1:-}" = "--cv" ]; then
   ACDC=${2:-../shared/data/acdc/training}
   RUN=${3:-runs/cv}
   shift $(( $# < 3 ? $# : 3 ))
-  $PY -m gemini_cmr.cli.main train cv --data "acdc:$ACDC" --config recipes/gemini-acdc/cpu.json --out "$RUN" "$@"
-  $PY -m gemini_cmr.cli.main train cv --data "acdc:$ACDC" --config recipes/gemini-acdc/cpu.json --out "$RUN" --final "$@"
+  STAGE1=${STAGE1:-recipes/gemini-acdc/cpu.json}
+  $PY -m gemini_cmr.cli.main train cv --data "acdc:$ACDC" --config "$STAGE1" --out "$RUN" "$@"
+  $PY -m gemini_cmr.cli.main train cv --data "acdc:$ACDC" --config "$STAGE1" --out "$RUN" --final "$@"
   # stage 2: every fold and the final model continued from their own stage-1 model with dropped-slice
   # self-supervision and through-plane residuals (recipes/gemini-acdc/cpu_dropped.json)
   sed "s#runs/cv-e1/#$RUN/#" recipes/gemini-acdc/cpu_dropped.json > "$RUN-dropped.config.json"
