@@ -4,7 +4,9 @@
 
 RUN_A and RUN_B are `train cv --out` folders (their `cv.json`), e.g. stage 1 (`cpu.json`) and stage 2
 (`cpu_dropped.json`) of the ACDC recipe, or JSON files with "rows" (a committed result: `FILE#KEY` takes the
-rows of its `KEY` entry, e.g. `ablation_deep_supervision_fold0.json#eval_b`); `A+B+...` pools several (e.g.
+rows of its `KEY` entry, e.g. `ablation_deep_supervision_fold0.json#eval_b`; `FILE#KEY@METHOD` takes the
+`METHOD:` columns of rows that hold several label placements, as `benchmarks/bench_lr_labels.py` writes them,
+e.g. `lr_labels.json#accuracy@nearest`); `A+B+...` pools several (e.g.
 the same comparison's folds from separate files: each patient must occur once). Only the held-out patients evaluated in both runs (and in
 `--folds`, when given) are compared, each against itself: per structure and phase the mean Dice of A and
 B and the mean of B - A with its standard error; per clinical measure (LVEDV, LVESV, LVEF, LV mass, RVEDV)
@@ -27,15 +29,34 @@ CLINICAL = {"lv_edv_ml": "LVEDV (mL)", "lv_esv_ml": "LVESV (mL)", "lv_ef_pct": "
             "lv_mass_g": "LV mass (g)", "rv_edv_ml": "RVEDV (mL)"}
 
 
+def _method_row(row: dict, method: str) -> dict:
+    """The row of one label placement of a row with `METHOD:` columns: its Dice columns, and its errors
+    (`METHOD:error_X`, prediction - manual) as `pred_X` with `manual_X` 0."""
+    out = {k: v for k, v in row.items() if ":" not in k}
+    cols = {k.split(":", 1)[1]: v for k, v in row.items() if k.startswith(method + ":")}
+    if not cols:
+        raise ValueError(f"{row.get('subject')} has no {method!r} columns")
+    for k, v in cols.items():
+        if k.startswith("error_"):
+            out.update({f"pred_{k[6:]}": v, f"manual_{k[6:]}": 0.0})
+        else:
+            out[k] = v
+    return out
+
+
 def _rows(spec: str | Path) -> dict[str, dict]:
     """subject -> row of `spec`: a run folder, a JSON with "rows", `FILE#KEY` (the rows of FILE's KEY entry),
-    or several of these joined by "+" (pooled; a subject in two of them is an error)."""
+    `FILE[#KEY]@METHOD` (the METHOD columns, `_method_row`), or several of these joined by "+" (pooled; a
+    subject in two of them is an error)."""
     out: dict[str, dict] = {}
     for part in str(spec).split("+"):
+        part, _, method = part.partition("@")
         name, _, key = part.partition("#")
         path = Path(name) / "cv.json" if Path(name).is_dir() else Path(name)
         doc = json.loads(path.read_text())
         for r in (doc[key] if key else doc)["rows"]:
+            if method:
+                r = _method_row(r, method)
             if r["subject"] in out:
                 raise ValueError(f"{r['subject']} occurs twice in {spec}")
             out[r["subject"]] = r

@@ -74,3 +74,27 @@ def test_rows_of_committed_results_pooled_by_key(tmp_path, capsys):
     # the same patient from two sources is refused: exit status 2 with the reason
     assert c.main([f"{f0}#eval_a+{f0}#eval_a", f"{f0}#eval_b"]) == 2
     assert "p1 occurs twice" in capsys.readouterr().err
+
+
+def test_method_columns_of_a_placement_benchmark_pair_with_a_run(tmp_path):
+    """`FILE#KEY@METHOD` reads one placement's columns of `bench_lr_labels.py` rows (errors as prediction -
+    manual) and pairs them with a run's rows; a method the rows lack is an error."""
+    c = _script()
+    a = _run(tmp_path / "a", [_row("p1", 0, 0.90, 52.0), _row("p2", 0, 0.80, 47.0)])
+    bench_rows = []
+    for subject, lv_n, lv_s, err in (("p1", 0.91, 0.93, -1.0), ("p2", 0.82, 0.83, 4.0)):
+        row = {"subject": subject, "run": "runs/x", "fold": 0}
+        for m, v in (("nearest", lv_n), ("smoothed", lv_s)):
+            row.update({f"{m}:{ph}_{s}": v for ph in ("ed", "es") for s in ("lv_cavity", "lv_myocardium", "rv_cavity")})
+            row[f"{m}:error_lv_ef_pct"] = err
+        bench_rows.append(row)
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"command": "x", "accuracy": {"rows": bench_rows}}))
+    near = c.compare(c._rows(a), c._rows(f"{bench}#accuracy@nearest"))
+    assert near["n"] == 2 and near["dice"]["es_rv_cavity"]["diff"] == pytest.approx(0.015)
+    ef = near["clinical"]["lv_ef_pct"]  # |errors| A: 2, 3; B: 1, 4
+    assert ef["mean_abs_b"] == pytest.approx(2.5) and ef["bias_b"] == pytest.approx(1.5)
+    smooth = c.compare(c._rows(a), c._rows(f"{bench}#accuracy@smoothed"))
+    assert smooth["dice"]["ed_lv_cavity"]["diff"] == pytest.approx(0.03)
+    with pytest.raises(ValueError, match="no 'linear' columns"):
+        c._rows(f"{bench}#accuracy@linear")
