@@ -6,7 +6,8 @@
 #   stage 2, recipes/gemini-acdc/cpu_dropped.json, continuing each fold's and the final model with dropped-slice
 #   self-supervision (600 steps), the dropped-slice test on fold 1, and the stage-2 final model exported with
 #   its folds' figures (recipes/gemini-acdc/export_cv.py). Extra arguments go to `train cv` (e.g. --device cuda).
-#   STAGE1=CONFIG replaces cpu.json as stage 1 (e.g. recipes/gemini-acdc/ablations/steps2400.json).
+#   STAGE1=CONFIG and STAGE2=CONFIG replace cpu.json and cpu_dropped.json (e.g. ablations/steps2400.json and
+#   ablations/steps2400_dropped.json; stage 2's "init" is pointed at RUN whatever run it names).
 # --gpu: the recipe of the former weights (model 2a1f57e8a4eb): 176 mm heart-centred crops of the cohort
 #   (recipes/gemini-acdc/crop_acdc.py), semi-supervised Gemini-GAN training ("acquired-2d" generator,
 #   LR-label losses) with recipes/gemini-acdc/gpu.json on CUDA, 1,066 steps, seed 0 (about 5 min on an
@@ -35,7 +36,8 @@ if [ "${1:-}" = "--cv" ]; then
   $PY -m gemini_cmr.cli.main train cv --data "acdc:$ACDC" --config "$STAGE1" --out "$RUN" --final "$@"
   # stage 2: every fold and the final model continued from their own stage-1 model with dropped-slice
   # self-supervision and through-plane residuals (recipes/gemini-acdc/cpu_dropped.json)
-  sed "s#runs/cv-e1/#$RUN/#" recipes/gemini-acdc/cpu_dropped.json > "$RUN-dropped.config.json"
+  STAGE2=${STAGE2:-recipes/gemini-acdc/cpu_dropped.json}
+  sed "s#\"init\": \"[^\"]*/{fold}/model\"#\"init\": \"$RUN/{fold}/model\"#" "$STAGE2" > "$RUN-dropped.config.json"
   $PY -m gemini_cmr.cli.main train cv --data "acdc:$ACDC" --config "$RUN-dropped.config.json" --out "$RUN-dropped" "$@"
   $PY -m gemini_cmr.cli.main train cv --data "acdc:$ACDC" --config "$RUN-dropped.config.json" --out "$RUN-dropped" \
     --final "$@"
@@ -44,7 +46,7 @@ if [ "${1:-}" = "--cv" ]; then
   # shellcheck disable=SC2086
   $PY -m gemini_cmr.cli.main evaluate dropped-slices --data "$ACDC" --fold $FOLDS --limit 10 \
     --model "$RUN-dropped/{fold}/model" --motion-correction on --json > "$RUN-dropped/dropped.json"
-  $PY recipes/gemini-acdc/export_cv.py "$RUN-dropped" --recipe recipes/gemini-acdc/cpu_dropped.json \
+  $PY recipes/gemini-acdc/export_cv.py "$RUN-dropped" --recipe "$STAGE2" \
     --dropped "$RUN-dropped/dropped.json"
   exit 0
 fi
