@@ -6,6 +6,7 @@ can check slice order, phase order and row/column orientation from the loaded ar
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -270,13 +271,15 @@ def enhanced(datasets: list[Dataset], per_slice: bool = False, order_seed: int |
     return out
 
 
+@functools.cache
+def _smoke_dicom():
+    """`packaging/make_smoke_dicom.py`, imported once."""
+    from tests.core.train.conftest import load_script
+
+    return load_script(Path(__file__).resolve().parents[3] / "packaging" / "make_smoke_dicom.py")
+
+
 def gdcm_transcode(src: Path, dst: Path, syntax: str = "JPEGLosslessProcess14_1") -> None:
     """`src` with its pixel data re-encoded by GDCM in `syntax` (a `gdcm.TransferSyntax` name), written to
     `dst`: `packaging/make_smoke_dicom.py`'s `transcode`, the one routine the bundle's smoke test uses too."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[3] / "packaging" / "make_smoke_dicom.py"
-    spec = importlib.util.spec_from_file_location("make_smoke_dicom", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.transcode(src, dst, syntax)
+    _smoke_dicom().transcode(src, dst, syntax)
