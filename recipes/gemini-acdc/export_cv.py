@@ -12,7 +12,8 @@ When `RUN` holds only the final model (`--final` without folds: a recipe change 
 before it is cross-validated on all of them), `--measured-recipe MODEL --change TEXT --paired JSON` takes
 the evaluation of the model folder `MODEL` (the recipe before the change, all its folds measured), keeps it
 under `recipe_before_change` and adds the change with its paired fold figures (`compare_cv.py --json`
-output), so the card says which figures belong to which recipe. `--dropped`: the JSON of `gemini-cmr evaluate
+output; `--paired` again for each further comparison that measures a part of the change, e.g. a second
+stage against its first), so the card says which figures belong to which recipe. `--dropped`: the JSON of `gemini-cmr evaluate
 dropped-slices ... --fold 0 1 2 --model RUN/{fold}/model --json` on the folds' held-out patients, added to the
 evaluation.
 
@@ -63,23 +64,36 @@ def evaluation_from_cv(cv: dict, recipe: str = "recipes/gemini-acdc/cpu.json", i
     return ev
 
 
-def evaluation_with_change(before: dict, change: str, paired: dict, source: str, model_id: str = "") -> dict:
+def paired_figures(paired: dict, source: str) -> dict:
+    """One `compare_cv.py --json` comparison as the card keeps it: what was compared, on which folds, the
+    paired Dice differences (b - a) and the clinical absolute-error differences."""
+    return {
+        "source": source, "a": paired.get("a"), "b": paired.get("b"), "n": paired.get("n"),
+        "folds": paired.get("folds"),
+        "dice_b_minus_a": {k: {"diff": v.get("diff"), "se": v.get("se"), "a": v.get("a"), "b": v.get("b")}
+                           for k, v in (paired.get("dice") or {}).items()},
+        "abs_error_b_minus_a": {k: {"abs_diff": v.get("abs_diff"), "se": v.get("se"),
+                                    "median_abs_a": v.get("median_abs_a"), "median_abs_b": v.get("median_abs_b")}
+                                for k, v in (paired.get("clinical") or {}).items()}}
+
+
+def evaluation_with_change(before: dict, change: str, paired: dict, source: str, model_id: str = "",
+                           further: list[tuple[dict, str]] = ()) -> dict:
     """The `evaluation` of weights whose recipe is `before`'s (a model config with a cross-validated
     evaluation; `model_id` its weights' id) plus one `change`, measured paired on some folds
-    (`compare_cv.py --json` output `paired`, read from `source`)."""
+    (`compare_cv.py --json` output `paired`, read from `source`). `further`: more (comparison, source) pairs
+    that measure parts of the same change (e.g. a second training stage against the first), kept under
+    `recipe_change.further`."""
     ev = before.get("evaluation") or {}
+    main = paired_figures(paired, source)
     return {
         "data": ("the recipe before the change below is cross-validated (recipe_before_change); the change itself is "
                  f"measured paired on folds {', '.join(str(f) for f in paired.get('folds', []))} "
                  f"({paired.get('n')} held-out patients, both arms the last checkpoints of a fixed step count); "
                  "the shipped weights' own recipe is not yet cross-validated on every fold"),
         "recipe_change": {
-            "change": change, "source": source, "n": paired.get("n"), "folds": paired.get("folds"),
-            "dice_b_minus_a": {k: {"diff": v.get("diff"), "se": v.get("se"), "a": v.get("a"), "b": v.get("b")}
-                               for k, v in (paired.get("dice") or {}).items()},
-            "abs_error_b_minus_a": {k: {"abs_diff": v.get("abs_diff"), "se": v.get("se"),
-                                        "median_abs_a": v.get("median_abs_a"), "median_abs_b": v.get("median_abs_b")}
-                                    for k, v in (paired.get("clinical") or {}).items()}},
+            "change": change, **main,
+            **({"further": [paired_figures(p, src) for p, src in further]} if further else {})},
         "recipe_before_change": {**({"model_id": model_id} if model_id else {}), **ev},
     }
 
@@ -93,7 +107,9 @@ def main() -> None:
     ap.add_argument("--measured-recipe", default=None, metavar="MODEL",
                     help="RUN has no cv.json: the model folder whose evaluation is the recipe before --change")
     ap.add_argument("--change", default=None, help="the recipe change since MODEL's recipe (with --measured-recipe)")
-    ap.add_argument("--paired", default=None, help="compare_cv.py --json of the change on its measured folds")
+    ap.add_argument("--paired", action="append", default=None,
+                    help="compare_cv.py --json of the change on its measured folds (repeat for parts of the change: "
+                         "the first is the change as a whole or its main part)")
     args = ap.parse_args()
     if (args.measured_recipe is None) != (args.change is None) or (args.measured_recipe is None) != (args.paired is None):
         ap.error("--measured-recipe, --change and --paired go together")
@@ -119,8 +135,10 @@ def main() -> None:
     if args.measured_recipe:
         before = Path(args.measured_recipe)
         before_id = hashlib.sha256((before / "model.safetensors").read_bytes()).hexdigest()[:12]
-        cfg["evaluation"] = evaluation_with_change(json.loads((before / "config.json").read_text()), args.change,
-                                                   json.loads(Path(args.paired).read_text()), args.paired, before_id)
+        first, *rest = args.paired
+        cfg["evaluation"] = evaluation_with_change(
+            json.loads((before / "config.json").read_text()), args.change, json.loads(Path(first).read_text()),
+            first, before_id, further=[(json.loads(Path(f).read_text()), f) for f in rest])
     else:
         cfg["evaluation"] = evaluation_from_cv(json.loads((run / "cv.json").read_text()), args.recipe, inference)
     if args.dropped:

@@ -27,3 +27,21 @@ def test_evaluation_with_change_keeps_the_measured_recipe_apart():
     assert ch["dice_b_minus_a"]["es_lv_cavity"]["diff"] == 0.0109
     assert ch["abs_error_b_minus_a"]["lv_ef_pct"]["median_abs_b"] == 1.54
     assert "folds 0, 1" in ev["data"] and "not yet cross-validated" in ev["data"]
+
+
+def test_evaluation_with_change_keeps_further_comparisons_apart():
+    ex = load_script(ROOT / "recipes" / "gemini-acdc" / "export_cv.py")
+    stage1 = {"a": "control.json", "b": "new.json", "n": 40, "folds": [0, 2],
+              "dice": {"ed_lv_myocardium": {"n": 40, "a": 0.880, "b": 0.889, "diff": 0.0093, "se": 0.0016}}}
+    stage2 = {"a": "stage1.json", "b": "stage2.json", "n": 20, "folds": [2],
+              "dice": {"ed_lv_myocardium": {"n": 20, "a": 0.896, "b": 0.891, "diff": -0.0049, "se": 0.0013}}}
+    ev = ex.evaluation_with_change({"evaluation": {}}, "steps 2400, then stage 2", stage1, "s1.json",
+                                   further=[(stage2, "s2.json")])
+    ch = ev["recipe_change"]
+    # the main comparison names its folds and arms; the part measured on other folds stays its own entry
+    assert ch["folds"] == [0, 2] and ch["a"] == "control.json" and ch["source"] == "s1.json"
+    assert ch["dice_b_minus_a"]["ed_lv_myocardium"]["diff"] == 0.0093
+    (f,) = ch["further"]
+    assert f["folds"] == [2] and f["n"] == 20 and f["source"] == "s2.json"
+    assert f["dice_b_minus_a"]["ed_lv_myocardium"]["diff"] == -0.0049
+    assert "further" not in ex.evaluation_with_change({}, "x", stage1, "s1.json")["recipe_change"]
