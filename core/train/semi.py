@@ -106,9 +106,16 @@ class SemiConfig(TrainConfig):
     distill: str = ""
     lambda_distill: float = 1.0
     distill_temperature: float = 1.0
+    # "acquired-2d": cross-entropy weight of the labelled acquired slices just beyond each structure's
+    # extent in the stack (`beyond_end_rows`: absent there, present in the neighbour), against 1 elsewhere:
+    # the basal and apical decisions (a slice that must not hold the structure, e.g. the RV in the basal
+    # slice at end-systole) weigh more than their share of the voxels. 1 = off.
+    end_slice_weight: float = 1.0
 
     def __post_init__(self):
         super().__post_init__()
+        if not float(self.end_slice_weight) > 0:
+            raise DataError(f"end_slice_weight must be > 0, not {self.end_slice_weight!r}")
         if float(self.lambda_distill) < 0 or not float(self.distill_temperature) > 0:
             raise DataError(f"lambda_distill must be >= 0 and distill_temperature > 0, not "
                             f"{self.lambda_distill!r} and {self.distill_temperature!r}")
@@ -162,18 +169,22 @@ def annotated_classes(lab: torch.Tensor, k: int, allowed: torch.Tensor | None = 
     return present | excluded | (lab == 0).any()
 
 
-def seg_losses(q: torch.Tensor, lab: torch.Tensor, class_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def seg_losses(q: torch.Tensor, lab: torch.Tensor, class_weights: torch.Tensor,
+               row_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(cross-entropy, 1 - soft Dice) of probabilities q (N, K, ...) against coded labels lab (N, ...).
     CE: -log of the summed probability of the voxel's allowed classes, weighted by its class (background's
-    weight for a set), IGNORE excluded; with exact labels only it is `F.nll_loss(log q, lab, weight,
-    ignore_index=IGNORE)`. Dice of each structure over the voxels where it is known (exact labels, and sets
-    that exclude it), averaged over the structures annotated somewhere in the batch (`annotated_classes`)."""
+    weight for a set) and by its row's `row_weights` (N,) when given, IGNORE excluded; with exact labels
+    only and no row weights it is `F.nll_loss(log q, lab, weight, ignore_index=IGNORE)`. Dice of each
+    structure over the voxels where it is known (exact labels, and sets that exclude it), averaged over the
+    structures annotated somewhere in the batch (`annotated_classes`)."""
     k = q.shape[1]
     exact = lab < k
     valid = lab != IGNORE
     allowed = allowed_classes(lab, k)
     p = (q * allowed).sum(1)
     w = torch.where(exact, class_weights[lab.clamp(max=k - 1)], class_weights[0]) * valid
+    if row_weights is not None:
+        w = w * row_weights.reshape(-1, *([1] * (lab.dim() - 1)))
     ce = -(w * torch.log(p.clamp_min(1e-6))).sum() / w.sum().clamp_min(1e-12)
     onehot = (allowed & exact.unsqueeze(1)).float()
     known = (exact.unsqueeze(1) | ~allowed).float()
@@ -210,6 +221,28 @@ def partial_dice(pred: np.ndarray, coded: np.ndarray, n_classes: int = 4) -> dic
     return out
 
 
+def beyond_end_rows(labels: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, J) bool: the labelled acquired slices of each stack (labels (B, J, h, w), IGNORE rows unlabelled)
+    just beyond an end of a structure's extent (the slice before its first or after its last slice with an
+    exact label of that class), for every class 1..k-1 present in the stack: slices that do not hold the
+    structure while their neighbour does."""
+    b, j = labels.shape[:2]
+    rows = torch.zeros(b, j, dtype=torch.bool, device=labels.device)
+    if j == 0:
+        return rows
+    flat = labels.reshape(b, j, -1)
+    labelled = (flat != IGNORE).any(-1)
+    idx = torch.arange(j, device=labels.device)
+    for c in range(1, k):
+        pres = (flat == c).any(-1)  # (B, J)
+        has = pres.any(1)
+        first = torch.where(pres, idx, j).min(1).values
+        last = torch.where(pres, idx, -1).max(1).values
+        beyond = (idx[None] == (first - 1)[:, None]) | (idx[None] == (last + 1)[:, None])
+        rows |= beyond & has[:, None]
+    return rows & labelled
+
+
 def slab_losses(sr: torch.Tensor, logits: torch.Tensor, x: torch.Tensor, labels: torch.Tensor,
                 slab: torch.Tensor, class_weights: torch.Tensor) -> dict[str, torch.Tensor]:
     """CE + soft Dice of the slab-averaged probabilities vs LR labels; degradation MSE of the SR image.
@@ -239,7 +272,7 @@ def acquired_losses(model: GeminiGenerator, x: torch.Tensor, labels: torch.Tenso
                     class_weights: torch.Tensor, amp=None, seg_target: str = "slab",
                     aux_heads: DeepSupervisionHeads | None = None, drop: torch.Tensor | None = None,
                     drop_image: torch.Tensor | None = None, teacher_seg: torch.Tensor | None = None,
-                    temperature: float = 1.0) -> dict[str, Any]:
+                    temperature: float = 1.0, end_weight: float = 1.0) -> dict[str, Any]:
     """The same losses as `slab_losses`, computed per acquired slice for the "acquired-2d" generator
     (no (B, K, D, h, w) tensors: only the SR slices inside each slab are interpolated and averaged).
     seg_target "acquired": the segmentation terms compare each acquired slice's own probabilities
@@ -254,7 +287,9 @@ def acquired_losses(model: GeminiGenerator, x: torch.Tensor, labels: torch.Tenso
     stacks before the removal); zero without such slices.
     `teacher_seg` (N, K, h, w): a teacher's logits of the same acquired slices (`acquired_parts` of the same
     stacks); "distill" is the KL divergence of the teacher's softmax from the model's at `temperature`,
-    times its square, the mean over the slices' pixels (zero without a teacher)."""
+    times its square, the mean over the slices' pixels (zero without a teacher).
+    `end_weight`: the cross-entropy weight of the acquired slices just beyond a structure's extent
+    (`beyond_end_rows`), 1 elsewhere (`SemiConfig.end_slice_weight`)."""
     if seg_target not in ("slab", "acquired"):
         raise DataError(f"seg_target must be 'slab' or 'acquired', not {seg_target!r}")
     dev = x.device
@@ -282,13 +317,18 @@ def acquired_losses(model: GeminiGenerator, x: torch.Tensor, labels: torch.Tenso
     b, d, h, w = x.shape
     src = plan.src.to(dev)
     target = x.reshape(b * d, h, w)[src]
-    lab = labels[src // d, slab.reshape(-1)[src]]  # (N, h, w)
-    ce, dice = seg_losses(q, lab, class_weights)
+    rows = slab.reshape(-1)[src]
+    lab = labels[src // d, rows]  # (N, h, w)
+    row_w = None
+    if end_weight != 1.0:
+        ends = beyond_end_rows(labels, a_seg.shape[1])[src // d, rows]
+        row_w = torch.where(ends, torch.tensor(float(end_weight), device=dev), torch.tensor(1.0, device=dev))
+    ce, dice = seg_losses(q, lab, class_weights, row_w)
     out = {"q": q, "plan": plan, "labels": lab}
     if aux:
         k = a_seg.shape[1]
         levels = [(ce, dice)] + [seg_losses(torch.softmax(logits.float(), 1),
-                                            downsample_labels(lab, 2 ** i, k), class_weights)
+                                            downsample_labels(lab, 2 ** i, k), class_weights, row_w)
                                  for i, logits in enumerate(aux, start=1)]
         wts = level_weights(len(aux))
         ce = sum(wl * c for wl, (c, _) in zip(wts, levels))
@@ -469,7 +509,8 @@ class SemiTrainer(GeminiTrainer):
                 with torch.no_grad(), autocast(self.device, self.amp_dtype):
                     teacher_seg = self.teacher.acquired_parts(x)[1]
             parts = acquired_losses(self.G, x, lab, slab, self.w_tensor, self.amp_dtype, cfg.seg_target,
-                                    self.aux, drop, drop_image, teacher_seg, cfg.distill_temperature)
+                                    self.aux, drop, drop_image, teacher_seg, cfg.distill_temperature,
+                                    float(cfg.end_slice_weight))
         else:
             with autocast(self.device, self.amp_dtype):
                 sr, logits = self.G_train(x)

@@ -1,6 +1,7 @@
 """Where the held-out segmentation errors of a cross-validation run lie: inside slices or whole slices.
 
     .venv/bin/python recipes/gemini-acdc/error_slices.py RUN [--folds 4,0] [--data ACDC] --json OUT.json
+    .venv/bin/python recipes/gemini-acdc/error_slices.py --records OUT.json   (its summary again)
 
 For each held-out patient of the given folds (the patients of `RUN/foldK/eval.json`), the fold's model
 (`RUN/foldK/model`) runs the evaluation's pipeline (`SuperResolver.run` at ED and ES, the labels on the
@@ -36,35 +37,70 @@ def slice_records(pred, manual) -> dict[str, list[tuple[int, int, int, int]]]:
     return out
 
 
+def base_ends(records: list[dict]) -> dict[str, tuple[int, int]]:
+    """Per subject: (basal end, apical end) of its manual ED LV cavity slices, the base being the end whose two
+    outermost labelled slices hold the larger cavity (the stack's order differs between datasets)."""
+    ends = {}
+    for r in records:
+        if r["phase"] != "ed" or r["structure"] != "lv" or "subject" not in r:
+            continue
+        lab = [(z, a) for z, a, _, _ in r["slices"] if a > 0]
+        if len(lab) < 2:
+            continue
+        first, last = sum(a for _, a in lab[:2]), sum(a for _, a in lab[-2:])
+        ends[r["subject"]] = (lab[0][0], lab[-1][0]) if first >= last else (lab[-1][0], lab[0][0])
+    return ends
+
+
 def summarise(records: list[dict]) -> dict[str, dict]:
-    """Per phase and structure: each kind's share of the error voxels, slice counts, 1 - pooled Dice."""
+    """Per phase and structure: each kind's share of the error voxels, slice counts, 1 - pooled Dice; where the
+    subject's ED LV cavity labels tell base from apex (`base_ends`), the missed and extra slices' share split
+    by the half of the LV they lie on ("by_end": missed_base, missed_apex, pred_only_base, pred_only_apex)."""
+    ends = base_ends(records)
     out = {}
     for phase in ("ed", "es"):
         for name in STRUCTURES.values():
-            err, n = collections.Counter(), collections.Counter()
+            err, n, end = collections.Counter(), collections.Counter(), collections.Counter()
             total = both_sum = 0
             for r in records:
                 if r["phase"] != phase or r["structure"] != name:
                     continue
-                for _, a, b, both in r["slices"]:
+                base_apex = ends.get(r.get("subject"))
+                for z, a, b, both in r["slices"]:
                     kind = "pred_only" if a == 0 else "missed" if b == 0 else "both"
                     err[kind] += a + b - 2 * both
                     n[kind] += 1
                     total += a + b - 2 * both
                     both_sum += a + b
+                    if kind != "both" and base_apex is not None:
+                        base, apex = base_apex
+                        side = "base" if abs(z - base) <= abs(z - apex) else "apex"
+                        end[f"{kind}_{side}"] += a + b - 2 * both
             out[f"{phase}_{name}"] = {
                 "error_share": {k: round(err[k] / total, 3) if total else 0.0 for k in ("both", "missed", "pred_only")},
                 "slices": dict(n), "one_minus_pooled_dice": round(total / both_sum, 3) if both_sum else 0.0}
+            if end:
+                out[f"{phase}_{name}"]["by_end"] = {
+                    k: round(end[k] / total, 3) for k in ("missed_base", "missed_apex", "pred_only_base",
+                                                           "pred_only_apex")}
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run", help="a `train cv --out` folder")
+    ap.add_argument("run", nargs="?", help="a `train cv --out` folder")
     ap.add_argument("--folds", default="4,0")
     ap.add_argument("--data", default="../shared/data/acdc/training")
-    ap.add_argument("--json", required=True)
+    ap.add_argument("--json", help="OUT.json (required with RUN)")
+    ap.add_argument("--records", help="summarise the records of an earlier OUT.json again (nothing is run)")
     args = ap.parse_args(argv)
+    if args.records:
+        summary = summarise(json.loads(Path(args.records).read_text())["records"])
+        for key, v in summary.items():
+            print(key, v)
+        return 0
+    if not args.run or not args.json:
+        ap.error("RUN and --json are required (or --records)")
 
     import numpy as np
 

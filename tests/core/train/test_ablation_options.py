@@ -202,3 +202,48 @@ def test_fold_models_of_a_recipe_are_each_folds_own():
     assert fold_init(cfg, 3) == {"init": "runs/a/fold3/model", "distill": "runs/t/fold3/model"}
     assert fold_init(cfg, "all") == {"init": "runs/a/final/model", "distill": "runs/t/final/model"}
     assert fold_init({"lr": 1}, 0) == {}
+
+
+def test_beyond_end_rows_mark_the_slices_next_to_each_structures_extent():
+    from gemini_cmr.core.train.semi import beyond_end_rows
+
+    lab = torch.zeros(3, 8, 2, 2, dtype=torch.int64)
+    lab[0, 2:6, 0, 0] = 1  # LV on slices 2-5: slices 1 and 6 lie beyond it
+    lab[0, 3:5, 1, 1] = 3  # RV on slices 3-4: slices 2 and 5 (which hold the LV) lie beyond it
+    lab[1, 0:7, 0, 0] = 2  # a structure from the first slice: only its apical side has a slice beyond
+    lab[1, 7] = IGNORE  # an unlabelled row is never marked
+    got = beyond_end_rows(lab, 4)
+    assert got[0].tolist() == [False, True, True, False, False, True, True, False]
+    assert got[1].tolist() == [False] * 8
+    assert not got[2].any()  # no structure, nothing to be beyond
+    lab[1, 7] = 0
+    assert beyond_end_rows(lab, 4)[1].tolist() == [False] * 7 + [True]
+
+
+def test_end_slice_weight_weighs_the_cross_entropy_of_the_slices_beyond(acdc3, tmp_path):
+    from gemini_cmr.core.train.semi import beyond_end_rows
+
+    torch.manual_seed(0)
+    x, lab, slab = _batch(acdc3)
+    g = GeminiGenerator(GeminiConfig(**A2D))
+    w = torch.ones(4)
+    with torch.no_grad():
+        plain = acquired_losses(g, x, lab, slab, w, seg_target="acquired")
+        heavy = acquired_losses(g, x, lab, slab, w, seg_target="acquired", end_weight=3.0)
+    torch.testing.assert_close(heavy["dice"], plain["dice"])  # only the cross-entropy is weighted
+    torch.testing.assert_close(heavy["q"], plain["q"])
+    # the weighted CE is the voxel mean with the marked slices' voxels counted 3 times
+    q, rows_lab, src, d = plain["q"], plain["labels"], plain["plan"].src, x.shape[1]
+    marked = beyond_end_rows(lab, 4)[src // d, slab.reshape(-1)[src]]
+    assert 0 < int(marked.sum()) < len(marked)  # the toy stacks have both kinds of slice
+    nll = -torch.log(q.gather(1, rows_lab.clamp(max=3)[:, None]).squeeze(1).clamp_min(1e-6))
+    rw = torch.where(marked, 3.0, 1.0)[:, None, None] * (rows_lab != IGNORE).float()
+    torch.testing.assert_close(heavy["ce"], (nll * rw).sum() / rw.sum())
+    assert not torch.isclose(heavy["ce"], plain["ce"])
+    with pytest.raises(DataError, match="end_slice_weight must be"):
+        _cfg(tmp_path, end_slice_weight=0)
+    # a few real steps with the option on, recorded beside the checkpoint
+    cfg = _cfg(tmp_path, end_slice_weight=3.0)
+    assert SemiTrainer(cfg, f"acdc:{acdc3}", tmp_path / "run", device="cpu").run()["status"] == "done"
+    saved = json.loads((tmp_path / "run" / "last" / "config.json").read_text())
+    assert saved["training"]["config"]["end_slice_weight"] == 3.0
