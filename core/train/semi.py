@@ -429,6 +429,8 @@ class SemiTrainer(GeminiTrainer):
         params = list(self.G.parameters())
         if cfg.drop_slices and mcfg.encoder != "acquired-2d":
             raise DataError(f"drop_slices needs the acquired-2d encoder, not {mcfg.encoder!r}")
+        if float(cfg.end_slice_weight) != 1.0 and mcfg.encoder != "acquired-2d":
+            raise DataError(f"end_slice_weight needs the acquired-2d encoder, not {mcfg.encoder!r}")
         if cfg.deep_supervision:
             if mcfg.encoder != "acquired-2d":
                 raise DataError(f"deep_supervision needs the acquired-2d encoder, not {mcfg.encoder!r}")

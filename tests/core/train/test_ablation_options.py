@@ -247,3 +247,6 @@ def test_end_slice_weight_weighs_the_cross_entropy_of_the_slices_beyond(acdc3, t
     assert SemiTrainer(cfg, f"acdc:{acdc3}", tmp_path / "run", device="cpu").run()["status"] == "done"
     saved = json.loads((tmp_path / "run" / "last" / "config.json").read_text())
     assert saved["training"]["config"]["end_slice_weight"] == 3.0
+    other = _cfg(tmp_path, end_slice_weight=3.0, model={**A2D, "encoder": "shared-2d"})
+    with pytest.raises(DataError, match="end_slice_weight needs the acquired-2d encoder"):
+        SemiTrainer(other, f"acdc:{acdc3}", tmp_path / "run3", device="cpu").run()
