@@ -321,8 +321,7 @@ def acquired_losses(model: GeminiGenerator, x: torch.Tensor, labels: torch.Tenso
     lab = labels[src // d, rows]  # (N, h, w)
     row_w = None
     if end_weight != 1.0:
-        ends = beyond_end_rows(labels, a_seg.shape[1])[src // d, rows]
-        row_w = torch.where(ends, torch.tensor(float(end_weight), device=dev), torch.tensor(1.0, device=dev))
+        row_w = torch.where(beyond_end_rows(labels, a_seg.shape[1])[src // d, rows], float(end_weight), 1.0)
     ce, dice = seg_losses(q, lab, class_weights, row_w)
     out = {"q": q, "plan": plan, "labels": lab}
     if aux:
