@@ -161,7 +161,10 @@ def model_flops(model, input_shape: tuple[int, ...], example=None) -> float:
         net = copy.deepcopy(model).to("meta")
         x = torch.zeros(input_shape, device="meta")
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        net(x)
+        if getattr(getattr(net, "config", None), "first_phase_context", False):  # context: the same shape as x
+            net(x, x)
+        else:
+            net(x)
     return float(fc.get_total_flops())
 
 

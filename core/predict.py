@@ -9,7 +9,8 @@ For every requested phase the LR stack is placed on `sr_grid(study.grid)` by nea
 divided by the cine's normalisation scale (99.5th percentile of the LR image), zero-padded in-plane to a
 multiple of 16 (the whole field of view is processed, no crop) and centred in the network depth D (slabs
 deeper than D are covered by overlapping windows blended with triangular weights: SR image averaged,
-class probabilities averaged then argmax). Phases are batched. Runs under `torch.inference_mode` on
+class probabilities averaged then argmax). Phases are batched. Models with `first_phase_context` get the
+cine's first phase, placed and normalised the same way, beside every phase. Runs under `torch.inference_mode` on
 `inference_copy(model)` (BatchNorm folded into the convolutions, channels_last on the CPU).
 """
 
@@ -72,7 +73,8 @@ _DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16
 def run_stacks(model: torch.nn.Module, placed: np.ndarray | torch.Tensor, device: torch.device,
                precision: str = "float32", scale: float = 1.0,
                out: tuple[np.ndarray, np.ndarray] | None = None,
-               flips: Sequence[tuple[int, ...]] = (), labels_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+               flips: Sequence[tuple[int, ...]] = (), labels_only: bool = False,
+               context: np.ndarray | torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Run the generator on stacks already on the SR grid.
 
     placed (b, Dz, H, W) float (NumPy, or a tensor e.g. already on the device), divided by `scale` for the
@@ -84,9 +86,14 @@ def run_stacks(model: torch.nn.Module, placed: np.ndarray | torch.Tensor, device
     `flips`: test-time augmentation (`core.models.gemini.TTA_FLIPS`): class scores averaged over the input's
     in-plane mirrorings too (1 + len(flips) network passes). `labels_only`: only the labels are wanted
     (`GeminiGenerator.infer(labels_only=True)`: acquired-2d models skip the image decoder, and the image
-    written is a placeholder).
+    written is a placeholder). `context` (1 or b, Dz, H, W), for models with `first_phase_context`: the
+    cine's first phase placed like `placed` (same units, divided by the same `scale`).
     """
     cfg = model.config
+    if getattr(cfg, "first_phase_context", False) and context is None:
+        raise ValueError("this model takes the cine's first phase as context: pass context=")
+    if not getattr(cfg, "first_phase_context", False):
+        context = None
     depth, mult = cfg.depth, cfg.multiple
     b, dz, h, w = placed.shape
     (py0, py1), (px0, px1) = pad_amounts(h, mult), pad_amounts(w, mult)
@@ -98,27 +105,32 @@ def run_stacks(model: torch.nn.Module, placed: np.ndarray | torch.Tensor, device
     n = min(depth, dz)
     inv = 1.0 / float(scale)
 
-    def network_input(start: int, off: int) -> torch.Tensor:
-        if isinstance(placed, torch.Tensor):  # already on the device (`place_on_sr_grid_torch`)
-            src = placed[:, start:start + n].to(device, torch.float32)
+    def network_input(start: int, off: int, stacks=placed) -> torch.Tensor:
+        if isinstance(stacks, torch.Tensor):  # already on the device (`place_on_sr_grid_torch`)
+            src = stacks[:, start:start + n].to(device, torch.float32)
         else:
-            src = torch.from_numpy(np.ascontiguousarray(placed[:, start:start + n], dtype=np.float32))
+            src = torch.from_numpy(np.ascontiguousarray(stacks[:, start:start + n], dtype=np.float32))
             if device.type == "cuda":
                 src = src.pin_memory().to(device, non_blocking=True)
-        x = torch.zeros((b, depth, hp, wp), dtype=torch.float32, device=device)
+        x = torch.zeros((len(stacks), depth, hp, wp), dtype=torch.float32, device=device)
         torch.mul(src, inv, out=x[:, off:off + n, py0:py0 + h, px0:px0 + w])
         return x
+
+    def context_input(start: int, off: int) -> dict:
+        return {} if context is None else {"context": network_input(start, off, context)}
 
     with torch.inference_mode():
         if len(windows) == 1:
             start, off = windows[0]
             x = network_input(start, off)
+            ctx = context_input(start, off)
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 if hasattr(model, "infer"):  # labels straight from the model (no full logits for acquired-2d)
-                    kwargs = {**({"flips": flips} if flips else {}), **({"labels_only": True} if labels_only else {})}
+                    kwargs = {**({"flips": flips} if flips else {}), **({"labels_only": True} if labels_only else {}),
+                              **ctx}
                     img, lab = model.infer(x, **kwargs)
                 else:
-                    img, logits = model(x)
+                    img, logits = model(x, **ctx)
                     lab = class_argmax(logits)
             img = img[:, off:off + n, py0:py0 + h, px0:px0 + w].float()
             if scale != 1.0:
@@ -132,8 +144,9 @@ def run_stacks(model: torch.nn.Module, placed: np.ndarray | torch.Tensor, device
         wsum = np.zeros(dz, np.float32)
         for start, off in windows:
             x = network_input(start, off)
+            ctx = context_input(start, off)
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                img, logits = model.forward_tta(x, flips) if flips else model(x)
+                img, logits = model.forward_tta(x, flips, **ctx) if flips else model(x, **ctx)
             img = img[:, off:off + n, py0:py0 + h, px0:px0 + w].float().cpu().numpy()
             logits = logits[:, :, off:off + n, py0:py0 + h, px0:px0 + w].float()
             ww = wts[off:off + n]
@@ -265,20 +278,22 @@ class Predictor:
 
     def _run_safe(self, placed: np.ndarray, scale: float = 1.0,
                   out: tuple[np.ndarray, np.ndarray] | None = None,
-                  flips: Sequence[tuple[int, ...]] = (), labels_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                  flips: Sequence[tuple[int, ...]] = (), labels_only: bool = False,
+                  context: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """`run_stacks` in batches of `batch_size` with CUDA out-of-memory recovery: halve the batch (kept
         for later batches), and with a single phase still too large move the model to the CPU for good,
-        with a warning. `flips`, `labels_only`: `run_stacks`'s."""
+        with a warning. `flips`, `labels_only`, `context` (one stack for every phase): `run_stacks`'s."""
         if out is None:
             out = (np.empty(placed.shape, np.float32), np.empty(placed.shape, np.uint8))
         n = self.batch_size
         if len(placed) > n:
             for i in range(0, len(placed), n):
-                self._run_safe(placed[i:i + n], scale, (out[0][i:i + n], out[1][i:i + n]), flips, labels_only)
+                self._run_safe(placed[i:i + n], scale, (out[0][i:i + n], out[1][i:i + n]), flips, labels_only,
+                               context)
             return out
         try:
             return run_stacks(self._inference_model(), placed, self.device, self.precision, scale, out, flips,
-                              labels_only)
+                              labels_only, context)
         except torch.cuda.OutOfMemoryError:
             if self.device.type != "cuda":
                 raise
@@ -288,12 +303,12 @@ class Predictor:
                 self.batch_size = max(1, len(placed) // 2)
                 log.warning("CUDA out of memory with %d phases per batch: retrying with %d",
                             len(placed), self.batch_size)
-                return self._run_safe(placed, scale, out, flips, labels_only)
+                return self._run_safe(placed, scale, out, flips, labels_only, context)
             log.warning("CUDA out of memory with one phase per batch: falling back to the CPU (slower)")
             self.model.to("cpu")
             self.device = torch.device("cpu")
             return run_stacks(self._inference_model(), placed, self.device, self.precision, scale, out, flips,
-                              labels_only)
+                              labels_only, context)
 
     def predict(
         self,
@@ -359,6 +374,8 @@ class Predictor:
             progress(0.0, "super-resolving")
         roi_mm = float((self.config.get("inference") or {}).get("roi_mm") or 0)
         hint, roi, roi_scale, net = roi, None, scale, None
+        # models with `first_phase_context`: the first phase on the SR grid, beside every phase
+        context = place_on_sr_grid(study.image[[0]], lr, sr) if self.model.config.first_phase_context else None
         if roi_mm > 0:
             tr = time.perf_counter()
             if hint is not None and _box_fits(hint, sr):
@@ -367,7 +384,7 @@ class Predictor:
                 if net_roi is not None and _box_fits(net_roi, sr) and _box_within(net_roi, roi):
                     net = tuple(int(v) for v in net_roi)
             else:
-                roi, net, roi_scale = self._heart_roi(study, sr, phase_list[0], scale, roi_mm, norm)
+                roi, net, roi_scale = self._heart_roi(study, sr, phase_list[0], scale, roi_mm, norm, context)
             net = net or roi
             timings["roi"] = time.perf_counter() - tr
         where = self.placement if self.placement != "auto" else \
@@ -398,12 +415,13 @@ class Predictor:
             tm = time.perf_counter()
             if roi is None:  # written straight into this chunk's part of the outputs (the network's input
                 # is copied before its output is written, so the placed stack may be the output itself)
-                img, lab = self._run_safe(placed, scale, (sr_image[out], sr_labels[out]), flips)
+                img, lab = self._run_safe(placed, scale, (sr_image[out], sr_labels[out]), flips, context=context)
                 if not np.may_share_memory(img, sr_image):
                     sr_image[out] = img
             else:  # the network on the heart region; outside it the placed LR stack and background
                 y0, y1, x0, x1 = net
-                img, lab = self._run_safe(placed[:, :, y0:y1, x0:x1], roi_scale, flips=flips)
+                img, lab = self._run_safe(placed[:, :, y0:y1, x0:x1], roi_scale, flips=flips,
+                                          context=None if context is None else context[:, :, y0:y1, x0:x1])
                 placed[:, :, y0:y1, x0:x1] = img
                 if not np.may_share_memory(placed, sr_image):
                     sr_image[out] = placed
@@ -427,8 +445,9 @@ class Predictor:
         timings["total"] = time.perf_counter() - t0
         return Prediction(sr, phase_list, sr_image, sr_labels, self.model_id, scale, timings, roi, net)
 
-    def _heart_roi(self, study: Study, sr: Grid, phase: int, scale: float, roi_mm: float,
-                   norm: dict) -> tuple[tuple[int, int, int, int] | None, tuple[int, int, int, int] | None, float]:
+    def _heart_roi(self, study: Study, sr: Grid, phase: int, scale: float, roi_mm: float, norm: dict,
+                   context: np.ndarray | None = None
+                   ) -> tuple[tuple[int, int, int, int] | None, tuple[int, int, int, int] | None, float]:
         """Region-of-interest inference for models trained on heart-centred crops (the ACDC model):
         one phase through the network on the whole field of view finds the heart (the component most like
         the two ventricles, `keep_largest_heart_component(by="ventricle")`: a model that sees the whole
@@ -437,11 +456,12 @@ class Predictor:
         moved inside the grid; the intensity scale is the percentile of the LR pixels inside the box, as
         for the training crops. With `inference.roi_margin_mm` the network box is the part of it within
         that margin of the heart found (`fit_heart_box`), else the box itself. Nothing found: the whole
-        field of view, with a warning. Returns (box, network box, scale)."""
+        field of view, with a warning. `context`: `run_stacks`'s, on the whole field. Returns (box, network
+        box, scale)."""
         from gemini_cmr.core.postprocess import fit_heart_box, heart_roi, postprocess_labels
 
         placed = place_on_sr_grid(study.image[[phase]], study.grid, sr)
-        _, lab = self._run_safe(placed, scale, labels_only=True)  # the labels alone find the heart
+        _, lab = self._run_safe(placed, scale, labels_only=True, context=context)  # the labels alone find the heart
         lab = postprocess_labels(lab, {"inference": {"keep_largest_heart_component": True,
                                                      "heart_component_by": "ventricle"}})
         spacing_yx = (float(sr.spacing[1]), float(sr.spacing[0]))

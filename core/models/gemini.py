@@ -25,6 +25,9 @@ With `residual_image` (default True) the image head predicts a correction added 
 With `input_to_heads` the 1x1 heads also see the input stack itself (concatenated to the decoder features),
 so a narrow full-resolution decoder (16 channels for 64 slices) can still mix the acquired slices
 through-plane per pixel; off by default (the paper's heads), on for the bundled CPU model.
+With `first_phase_context` ("acquired-2d") the encoder takes a second input channel: the same cine's first
+phase (about end-diastole, the R-wave trigger) on the same acquired slices, passed as `context=` (one stack
+for every phase of the batch); the heads and the residual image still see the phase alone.
 `norm` chooses the normalisation of every conv block and mixing conv (`core.models.blocks.NORMS`): "batch"
 (default; the shipped models) or "instance" (per image and channel, nnU-Net's; no running statistics, so
 training and inference normalise alike and batch composition does not matter).
@@ -91,6 +94,9 @@ class GeminiConfig(ModelConfigJSON):
     # ReLU, 1x1 conv, zero at start) whose output is added to the 1x1 head's (0 = none)
     seg_tp_hidden: int = 0
     norm: str = "batch"  # normalisation of the conv blocks and mixing convs: "batch" | "instance"
+    # acquired-2d: a second input channel, the same cine's first phase (about end-diastole: the R-wave
+    # trigger) on the same acquired slices, beside every phase (`context=` of forward / infer)
+    first_phase_context: bool = False
 
     def __post_init__(self):
         self.widths = tuple(int(w) for w in self.widths)
@@ -112,6 +118,9 @@ class GeminiConfig(ModelConfigJSON):
         self.seg_tp_hidden = int(self.seg_tp_hidden)
         if self.seg_tp_hidden < 0 or (self.seg_tp_hidden and not self.seg_tp_knots):
             raise ModelError(f"seg_tp_hidden {self.seg_tp_hidden}: a count >= 0, and only with seg_tp_knots")
+        self.first_phase_context = bool(self.first_phase_context)
+        if self.first_phase_context and self.encoder != "acquired-2d":
+            raise ModelError("first_phase_context is only for the acquired-2d encoder")
 
     @property
     def multiple(self) -> int:
@@ -155,7 +164,7 @@ class GeminiGenerator(nn.Module):
         w = cfg.widths
         per_slice = cfg.encoder in ("shared-2d", "acquired-2d")
         in_ch = 1 if per_slice else cfg.depth
-        self.inc = DoubleConv(in_ch, w[0], cfg.norm)
+        self.inc = DoubleConv(in_ch + int(cfg.first_phase_context), w[0], cfg.norm)
         self.downs = nn.ModuleList([Down(a, b, cfg.norm) for a, b in zip(w[:-1], w[1:])])
         self.mix = (nn.ModuleList([ThroughPlaneMix(c, cfg.depth, cfg.mix_kernel, cfg.norm) for c in w])
                     if per_slice else None)
@@ -215,7 +224,9 @@ class GeminiGenerator(nn.Module):
             feats = [m(f) for m, f in zip(self.mix, feats)]
         return feats
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(SR image (B, D, H, W), logits (B, K, D, H, W)) of x (B, D, H, W); `context` (B or 1, D, H, W):
+        the first phase's stack placed like x, for models with `first_phase_context` (ignored otherwise)."""
         cfg = self.config
         b, d, h, w = x.shape
         if d != cfg.depth:
@@ -224,7 +235,7 @@ class GeminiGenerator(nn.Module):
         if h % m or w % m:
             raise ValueError(f"in-plane size {h}x{w} must be a multiple of {m}")
         if cfg.encoder == "acquired-2d":
-            return self._forward_acquired(x)
+            return self._forward_acquired(x, context)
         inp = x.reshape(b * d, 1, h, w) if cfg.encoder == "shared-2d" else x
         feats = self.encode(inp)
         fi, fs = self.image_decoder(feats), self.seg_decoder(feats)
@@ -294,6 +305,7 @@ class GeminiGenerator(nn.Module):
 
     def acquired_parts(self, x: torch.Tensor, seg_levels: list[torch.Tensor] | None = None,
                        seg_res: list[torch.Tensor] | None = None, image: bool = True,
+                       context: torch.Tensor | None = None,
                        ) -> tuple[torch.Tensor, torch.Tensor, AcquiredPlan, torch.Tensor | None]:
         """"acquired-2d": per acquired slice image (N, h, w), logits (N, K, h, w), the plan, and the
         through-plane residual images (N, 2 x tp_knots, h, w) (None without `tp_knots`). `seg_levels`, when
@@ -302,23 +314,35 @@ class GeminiGenerator(nn.Module):
         `seg_tp_knots`, receives the through-plane class-score residuals (N, 2 x seg_tp_knots, K, h, w)
         (`interpolate_rows`); every caller that turns the parts into SR labels must pass it. `image=False`
         skips the image decoder and its heads (the segmentation does not depend on them): the image returned
-        is then the input slices themselves and the residual images None."""
+        is then the input slices themselves and the residual images None. `context` (B or 1, D, h, w): the
+        first phase's stacks placed like x, required by (and only used by) models with
+        `first_phase_context`: the encoder's second input channel on each acquired slice."""
         cfg = self.config
         b, d, h, w = x.shape
+        if cfg.first_phase_context and context is None:
+            raise ValueError("this model takes the cine's first phase as context: pass context=")
         plan = acquired_plan(x)
         if plan.n == 0:
             res = x.new_zeros((0, 2 * cfg.tp_knots, h, w)) if cfg.tp_knots else None
             if seg_res is not None and cfg.seg_tp_knots:
                 seg_res.append(x.new_zeros((0, 2 * cfg.seg_tp_knots, cfg.n_classes, h, w)))
             return x.new_zeros((0, h, w)), x.new_zeros((0, cfg.n_classes, h, w)), plan, res
-        inp = x.reshape(b * d, 1, h, w)[plan.src.to(x.device)]  # (N, 1, h, w): one per acquired slice
-        if (self.training or inp.device.type == "cpu"
-                or self.inc[3].weight.is_contiguous(memory_format=torch.channels_last)):
+        src = plan.src.to(x.device)
+        inp = x.reshape(b * d, 1, h, w)[src]  # (N, 1, h, w): one per acquired slice
+        channels_last = (self.training or inp.device.type == "cpu"
+                         or self.inc[3].weight.is_contiguous(memory_format=torch.channels_last))
+        if channels_last:
             # channels_last: oneDNN's preferred layout (CPU), and cuDNN's NHWC kernels when training (a
             # (N, 1, h, w) tensor with channels_last strides turns every convolution after it channels_last);
             # GPU inference follows the inference copy's weights (`Predictor.channels_last`)
             inp = inp.contiguous(memory_format=torch.channels_last)
-        feats = self._encode2d(inp)
+        enc_in = inp
+        if cfg.first_phase_context:  # (N, 2, h, w): the phase and the first phase on the same slices
+            ctx = context.to(device=x.device, dtype=x.dtype).expand(b, d, h, w).reshape(b * d, 1, h, w)[src]
+            enc_in = torch.cat([inp, ctx], 1)
+            if channels_last:
+                enc_in = enc_in.contiguous(memory_format=torch.channels_last)
+        feats = self._encode2d(enc_in)
         pos = plan.pos.to(x.device)
         blocks = None if self.training else neighbour_blocks(plan.pos, plan.length,
                                                              max(m.conv.kernel_size[0] // 2 for m in self.mix))
@@ -341,31 +365,34 @@ class GeminiGenerator(nn.Module):
 
     @torch.no_grad()
     def infer(self, x: torch.Tensor, flips: Sequence[tuple[int, ...]] = (),
-              labels_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+              labels_only: bool = False, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Inference: (SR image (B, D, H, W), labels (B, D, H, W) uint8) = (forward's image,
         `class_argmax` of forward's logits), without materialising the SR logits for "acquired-2d"
         (the labels of the acquired slices, then only the pixels where two neighbours disagree are
         interpolated: exact, see `_infer_acquired`). `flips`: test-time augmentation (`TTA_FLIPS`), the
         class scores averaged over the input and its in-plane mirrorings (see `tta_scores`); the image is
         the unmirrored pass's. `labels_only` ("acquired-2d"): the image decoder is skipped, the same labels
-        come back with a placeholder image (the input interpolated between the acquired slices)."""
+        come back with a placeholder image (the input interpolated between the acquired slices). `context`:
+        `forward`'s (mirrored with the input for `flips`)."""
         if self.config.encoder == "acquired-2d" and not self.training:
             b, d, h, w = x.shape
             if d != self.config.depth:
                 raise ValueError(f"input depth {d} != network depth {self.config.depth}")
-            return self._infer_acquired(x, flips=flips, image=not labels_only)
-        img, logits = self.forward_tta(x, flips)
+            return self._infer_acquired(x, flips=flips, image=not labels_only, context=context)
+        img, logits = self.forward_tta(x, flips, context)
         return img, class_argmax(logits)
 
-    def forward_tta(self, x: torch.Tensor, flips: Sequence[tuple[int, ...]] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_tta(self, x: torch.Tensor, flips: Sequence[tuple[int, ...]] = (),
+                    context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """forward's (image, logits); with `flips`, the logits are `tta_scores` over them."""
-        img, logits = self(x)
+        img, logits = self(x, context)
         if flips:
-            logits = tta_scores(logits, [self(x.flip(dims))[1] for dims in flips], flips)
+            logits = tta_scores(logits, [self(x.flip(dims), _flipped(context, dims))[1] for dims in flips], flips)
         return img, logits
 
     def _infer_acquired(self, x: torch.Tensor, grouped: bool | None = None,
-                        flips: Sequence[tuple[int, ...]] = (), image: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                        flips: Sequence[tuple[int, ...]] = (), image: bool = True,
+                        context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Labels of linearly interpolated logits from the acquired slices' labels. Where both neighbours'
         argmax is the same class c, c wins at every t in [0, 1] (each class score is linear in t, and c is
         strictly above the earlier classes and not below the later ones at both ends, so the first-maximum
@@ -377,12 +404,13 @@ class GeminiGenerator(nn.Module):
         has the bandwidth). Same numbers."""
         b, d, h, w = x.shape
         s_res: list[torch.Tensor] = []
-        a_img, a_seg, plan, a_res = self.acquired_parts(x, seg_res=s_res, image=image)
+        a_img, a_seg, plan, a_res = self.acquired_parts(x, seg_res=s_res, image=image, context=context)
         if flips and plan.n:  # in-plane mirrorings keep the acquired slices and their order
             mirrored = []
             for dims in flips:
                 m_res: list[torch.Tensor] = []
-                mirrored.append(self.acquired_parts(x.flip(dims), seg_res=m_res, image=False)[1])
+                mirrored.append(self.acquired_parts(x.flip(dims), seg_res=m_res, image=False,
+                                                    context=_flipped(context, dims))[1])
                 if s_res:  # score residuals: the mean over the passes, each mirrored back
                     s_res[0] = s_res[0].float() + m_res[0].float().flip(dims)
             a_seg = tta_scores(a_seg, mirrored, flips)
@@ -447,11 +475,12 @@ class GeminiGenerator(nn.Module):
             lab.index_copy_(0, out[sl], class_argmax(scores))
         return img.view(b, d, h, w), lab.view(b, d, h, w)
 
-    def _forward_acquired(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward_acquired(self, x: torch.Tensor, context: torch.Tensor | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
         b, d, h, w = x.shape
         k = self.config.n_classes
         s_res: list[torch.Tensor] = []
-        a_img, a_seg, plan, a_res = self.acquired_parts(x, seg_res=s_res)
+        a_img, a_seg, plan, a_res = self.acquired_parts(x, seg_res=s_res, context=context)
         img = x.new_zeros((b * d, h, w))
         seg = x.new_zeros((b * d, k, h, w))
         seg[:, 0] = 20.0  # depth padding: confident background
@@ -460,6 +489,11 @@ class GeminiGenerator(nn.Module):
             img = img.to(sr_img.dtype).index_copy(0, plan.out.to(x.device), sr_img)
             seg = seg.to(sr_seg.dtype).index_copy(0, plan.out.to(x.device), sr_seg)
         return img.view(b, d, h, w), seg.view(b, d, k, h, w).permute(0, 2, 1, 3, 4)
+
+
+def _flipped(context: torch.Tensor | None, dims: tuple[int, ...]) -> torch.Tensor | None:
+    """The context stack mirrored like the input (`flips`), or None."""
+    return None if context is None else context.flip(dims)
 
 
 # SR slices per block of the dense (GPU) label interpolation: 256 x K=4 x 144 x 144 float32 = 85 MB.

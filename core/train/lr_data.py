@@ -73,6 +73,9 @@ class LRSample:
     is_ed: bool = False
     is_es: bool = False
     group: str = ""
+    # (Z, H, W) float16: the cine's first phase on the same slices and grid, normalised by the same scale
+    # (models with `first_phase_context`); None when not loaded
+    context: np.ndarray | None = None
 
     @property
     def centre(self) -> tuple[float, float]:
@@ -496,10 +499,11 @@ def coded_study_labels(study, n_classes: int = N_CLASSES) -> tuple[np.ndarray, d
 
 
 def samples_from_study(study, sid: str, percentile: float = DEFAULT_PERCENTILE,
-                       roi_mm: float = 0.0) -> list[LRSample]:
+                       roi_mm: float = 0.0, context: bool = False) -> list[LRSample]:
     """LRSamples of the labelled phases of a `Study` with LR labels (coded for partial labels:
     `coded_study_labels`); with `roi_mm` > 0 only a box of that size around the labels (`heart_box`),
-    normalised by its own intensity percentile."""
+    normalised by its own intensity percentile; with `context` each sample also holds the cine's first
+    phase (`LRSample.context`)."""
     if not study.has_labels or not study.labelled_phases:
         raise DataError(f"subject {sid}: no labelled phases", study.meta.source_path)
     coded, ann = coded_study_labels(study)
@@ -517,6 +521,9 @@ def samples_from_study(study, sid: str, percentile: float = DEFAULT_PERCENTILE,
     idx = nearest_slice_indices(lr, sr)
     scale = intensity_scale(image, percentile)
     out = []
+    first = None
+    if context:
+        first = (inplane_resample(image[0].astype(np.float32), lr, sr, order=1) / scale).astype(np.float16)
     for t in phases:
         planes = inplane_resample(image[t].astype(np.float32), lr, sr, order=1) / scale
         labels = inplane_resample(labels_all[t].astype(np.uint8), lr, sr, order=0).astype(np.uint8)
@@ -526,7 +533,7 @@ def samples_from_study(study, sid: str, percentile: float = DEFAULT_PERCENTILE,
             elif a != frozenset(range(N_CLASSES)):  # beyond the LR field of view: not background
                 labels[z][labels[z] == 0] = set_code({0} | (frozenset(range(N_CLASSES)) - a))
         out.append(LRSample(sid, int(t), planes.astype(np.float16), labels, idx.astype(np.int64), float(scale),
-                            t == study.meta.ed_phase, t == study.meta.es_phase, study.meta.group))
+                            t == study.meta.ed_phase, t == study.meta.es_phase, study.meta.group, first))
     return out
 
 
@@ -617,11 +624,12 @@ def choose_holdout(subjects: list[LRSubject], fraction: float = 0.2, n: int | No
 
 def load_lr_split(kind: str, root: str | Path, split: str, percentile: float = DEFAULT_PERCENTILE,
                   cache_dir: str | Path | None = None, fold: tuple[int, int] | str | None = None,
-                  roi_mm: float = 0.0, holdout=None) -> list[LRSample]:
+                  roi_mm: float = 0.0, holdout=None, context: bool = False) -> list[LRSample]:
     """LRSamples (labelled phases) of one split of an LR-labelled source, cached as `.npz` per subject.
     With `holdout` (subject ids) those are "val" and the others "train"; with `fold` = (k, n), fold k is
     "val" (held out) and the other folds "train", instead of the source's own split (`subject_split`);
-    with `roi_mm` > 0 each study is cut to a box of that size around its labels first."""
+    with `roi_mm` > 0 each study is cut to a box of that size around its labels first; with `context`
+    the samples hold the cine's first phase too (their own cache files)."""
     samples: list[LRSample] = []
     subjects = lr_subjects(kind, root)
     splits = subject_split(kind, subjects, fold, holdout)
@@ -631,7 +639,8 @@ def load_lr_split(kind: str, root: str | Path, split: str, percentile: float = D
         cached = None
         if cache_dir is not None:
             safe = re.sub(r"[^A-Za-z0-9._-]", "_", subj.sid)
-            cached = Path(cache_dir) / f"{safe}-{_cache_key(subj.files, percentile, roi_mm, subj.key)}.npz"
+            key = _cache_key(subj.files, percentile, roi_mm, subj.key + ("|context" if context else ""))
+            cached = Path(cache_dir) / f"{safe}-{key}.npz"
             if cached.exists():
                 try:
                     samples.extend(_read_cache(cached, subj.sid))
@@ -644,7 +653,7 @@ def load_lr_split(kind: str, root: str | Path, split: str, percentile: float = D
             msg = _message(exc)
             raise DataError(msg if msg.startswith(f"subject {subj.sid}: ") else f"subject {subj.sid}: {msg}",
                             exc.path or subj.files[0]) from None
-        got = samples_from_study(study, subj.sid, percentile, roi_mm)
+        got = samples_from_study(study, subj.sid, percentile, roi_mm, context)
         if cached is not None:
             _write_cache(cached, got)
         samples.extend(got)
@@ -751,6 +760,9 @@ def _write_cache(path: Path, samples: list[LRSample]) -> None:
     arrays["meta"] = np.array([[s.phase, s.is_ed, s.is_es] for s in samples], np.int64)
     arrays["scale"] = np.array([s.scale for s in samples], np.float64)
     arrays["group"] = np.array([s.group for s in samples])
+    for i, s in enumerate(samples):
+        if s.context is not None:
+            arrays[f"context{i}"] = s.context
     with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
 
@@ -759,7 +771,8 @@ def _read_cache(path: Path, sid: str) -> list[LRSample]:
     with np.load(path, allow_pickle=False) as z:
         meta, scale, group = z["meta"], z["scale"], z["group"]
         return [LRSample(sid, int(m[0]), z[f"planes{i}"], z[f"labels{i}"], z[f"index{i}"], float(scale[i]),
-                         bool(m[1]), bool(m[2]), str(group[i])) for i, m in enumerate(meta)]
+                         bool(m[1]), bool(m[2]), str(group[i]), z[f"context{i}"] if f"context{i}" in z else None)
+                for i, m in enumerate(meta)]
 
 
 @dataclass
@@ -853,6 +866,9 @@ class LRItems:
     get() -> x (D, h, w) float32 (acquired slices placed on the SR slices, zero depth padding),
     labels (D, h, w) int64 (the manual labels of acquired slice j of the window at row j, IGNORE beyond),
     slab (D,) int64 (row j of the acquired slice of every SR slice, -1 for padding).
+    Samples with a `context` (the cine's first phase): x is (D, 2, h, w), channel 0 the phase and channel 1
+    the first phase on the same slices, both under the same spatial and intensity augmentation (noise
+    drawn for each), so that `drop_every_other` removes the same slices from both.
     Augmentation: heart-centred crop with jitter (else uniform), flips, gain, Gaussian noise drawn per
     acquired slice (identical on the SR slices that repeat it, so they stay identical).
     """
@@ -898,21 +914,25 @@ class LRItems:
         if rng is not None and extra is not None:
             coords = extra.spatial(rng, nj, ch, cw, y0 + (ch - 1) / 2, x0 + (cw - 1) / 2)
         bg = self._background[si][j0:j1]
+        sources = [s.planes] if s.context is None else [s.planes, s.context]
+        c = len(sources)
+        planes = np.zeros((c * nj, ch, cw), np.float32)  # channel k's slices at rows k * nj ...
         if coords is not None:
             from scipy.ndimage import map_coordinates
 
-            planes = np.empty((nj, ch, cw), np.float32)
             labels = np.empty((nj, ch, cw), np.int64)
             for j in range(nj):
                 yx = [coords[0][j], coords[1][j]]
-                planes[j] = map_coordinates(s.planes[j0 + j].astype(np.float32), yx, order=1, mode="constant")
+                for k, src in enumerate(sources):
+                    planes[k * nj + j] = map_coordinates(src[j0 + j].astype(np.float32), yx, order=1,
+                                                         mode="constant")
                 labels[j] = map_coordinates(s.labels[j0 + j], yx, order=0, mode="constant", cval=int(bg[j]))
         else:
-            planes = np.zeros((nj, ch, cw), np.float32)
             labels = np.broadcast_to(bg.astype(np.int64)[:, None, None], (nj, ch, cw)).copy()
             sy0, sy1, sx0, sx1 = max(0, y0), min(h, y0 + ch), max(0, x0), min(w, x0 + cw)
             if sy1 > sy0 and sx1 > sx0:
-                planes[:, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = s.planes[j0:j1, sy0:sy1, sx0:sx1]
+                for k, src in enumerate(sources):
+                    planes[k * nj:(k + 1) * nj, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = src[j0:j1, sy0:sy1, sx0:sx1]
                 labels[:, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = s.labels[j0:j1, sy0:sy1, sx0:sx1]
         if rng is not None and extra is not None:
             planes = extra.intensity(rng, planes)
@@ -927,8 +947,12 @@ class LRItems:
                 planes = planes + rng.normal(0, sigma, planes.shape).astype(np.float32)
         slab = np.full(self.depth, -1, np.int64)
         slab[off:off + n] = idx - j0
-        x = np.zeros((self.depth, ch, cw), np.float32)
-        x[off:off + n] = planes[idx - j0]
+        if c == 1:
+            x = np.zeros((self.depth, ch, cw), np.float32)
+            x[off:off + n] = planes[idx - j0]
+        else:
+            x = np.zeros((self.depth, c, ch, cw), np.float32)
+            x[off:off + n] = planes.reshape(c, nj, ch, cw)[:, idx - j0].transpose(1, 0, 2, 3)
         lab = np.full((self.depth, ch, cw), IGNORE, np.int64)
         lab[:nj] = labels
         return np.ascontiguousarray(x), np.ascontiguousarray(lab), slab

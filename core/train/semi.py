@@ -272,7 +272,8 @@ def acquired_losses(model: GeminiGenerator, x: torch.Tensor, labels: torch.Tenso
                     class_weights: torch.Tensor, amp=None, seg_target: str = "slab",
                     aux_heads: DeepSupervisionHeads | None = None, drop: torch.Tensor | None = None,
                     drop_image: torch.Tensor | None = None, teacher_seg: torch.Tensor | None = None,
-                    temperature: float = 1.0, end_weight: float = 1.0) -> dict[str, Any]:
+                    temperature: float = 1.0, end_weight: float = 1.0,
+                    context: torch.Tensor | None = None) -> dict[str, Any]:
     """The same losses as `slab_losses`, computed per acquired slice for the "acquired-2d" generator
     (no (B, K, D, h, w) tensors: only the SR slices inside each slab are interpolated and averaged).
     seg_target "acquired": the segmentation terms compare each acquired slice's own probabilities
@@ -289,14 +290,15 @@ def acquired_losses(model: GeminiGenerator, x: torch.Tensor, labels: torch.Tenso
     stacks); "distill" is the KL divergence of the teacher's softmax from the model's at `temperature`,
     times its square, the mean over the slices' pixels (zero without a teacher).
     `end_weight`: the cross-entropy weight of the acquired slices just beyond a structure's extent
-    (`beyond_end_rows`), 1 elsewhere (`SemiConfig.end_slice_weight`)."""
+    (`beyond_end_rows`), 1 elsewhere (`SemiConfig.end_slice_weight`).
+    `context` (B, D, h, w): the first phase's stacks, for models with `first_phase_context`."""
     if seg_target not in ("slab", "acquired"):
         raise DataError(f"seg_target must be 'slab' or 'acquired', not {seg_target!r}")
     dev = x.device
     seg_levels: list[torch.Tensor] | None = [] if aux_heads is not None else None
     s_res: list[torch.Tensor] = []
     with autocast(dev, amp):
-        a_img, a_seg, plan, a_res = model.acquired_parts(x, seg_levels, s_res)
+        a_img, a_seg, plan, a_res = model.acquired_parts(x, seg_levels, s_res, context=context)
         aux = aux_heads(seg_levels) if aux_heads is not None and plan.n else []
     n = plan.n
     zero = x.sum() * 0
@@ -399,13 +401,14 @@ class SemiTrainer(GeminiTrainer):
         self.extra_aug = StackAugment.from_dict(cfg.augment)
         holdout = [str(v) for v in cfg.holdout]
         self.choose_best = not holdout  # held-out subjects never choose the checkpoint
-        train = load_lr_split(kind, root, "train", cfg.percentile, cache, fold, cfg.roi_mm, holdout)
+        mcfg = GeminiConfig.from_dict(dict(cfg.model))
+        ctx = mcfg.first_phase_context
+        train = load_lr_split(kind, root, "train", cfg.percentile, cache, fold, cfg.roi_mm, holdout, ctx)
         if not train:
             raise DataError("no training subjects", root)
         self.val_samples = load_lr_split(kind, root, cfg.val_split, cfg.percentile, cache, fold, cfg.roi_mm,
-                                         holdout)
+                                         holdout, ctx)
         self.val = self.val_samples  # run() checks truthiness
-        mcfg = GeminiConfig.from_dict(dict(cfg.model))
         if mcfg.encoder != "acquired-2d":
             log.warning("LR-label training with encoder %r: the slab losses work, but only acquired-2d "
                         "encodes each acquired slice once", mcfg.encoder)
@@ -458,13 +461,19 @@ class SemiTrainer(GeminiTrainer):
         if (tc.depth, tc.n_classes) != (mcfg.depth, mcfg.n_classes):
             raise DataError(f"the distillation teacher has depth {tc.depth} and {tc.n_classes} classes; the "
                             f"trained model {mcfg.depth} and {mcfg.n_classes}", path)
+        if tc.first_phase_context and not mcfg.first_phase_context:
+            raise DataError("the distillation teacher takes the first phase as context; the trained model "
+                            "does not (set model.first_phase_context)", path)
         if self.cfg.crop and self.cfg.crop % tc.multiple:
             raise DataError(f"crop {self.cfg.crop} must be a multiple of the teacher's {tc.multiple}", path)
         for p in t.parameters():  # load_model gives it in eval mode, float32, on the device
             p.requires_grad_(False)
         return t
 
-    def _batch(self, step: int) -> tuple[torch.Tensor, ...]:
+    def _batch(self, step: int) -> dict[str, torch.Tensor | None]:
+        """The step's stacks: "x", "labels", "slab", "context" (the first phase's stacks, models with
+        `first_phase_context`; else None) and with `drop_slices` "drop" and "drop_image" (the stacks
+        before the removal)."""
         cfg = self.cfg
         epoch, kk = divmod(step, self.steps_per_epoch)
         perm = np.random.default_rng([cfg.seed, epoch]).permutation(len(self.items))
@@ -484,19 +493,27 @@ class SemiTrainer(GeminiTrainer):
             slabs.append(slab)
             drops.append(drop)
         dev = self.device
-        batch = (torch.from_numpy(np.stack(xs)).to(dev), torch.from_numpy(np.stack(labs)).to(dev),
-                 torch.from_numpy(np.stack(slabs)).to(dev))
-        if not cfg.drop_slices:
-            return batch
-        return batch + (torch.from_numpy(np.stack(drops)).to(dev), torch.from_numpy(np.stack(whole)).to(dev))
+        x = torch.from_numpy(np.stack(xs)).to(dev)
+        context = None
+        if x.dim() == 5:  # (B, D, 2, h, w): the phase and the first phase (`LRItems`)
+            x, context = x[:, :, 0].contiguous(), x[:, :, 1].contiguous()
+        batch = {"x": x, "labels": torch.from_numpy(np.stack(labs)).to(dev),
+                 "slab": torch.from_numpy(np.stack(slabs)).to(dev), "context": context,
+                 "drop": None, "drop_image": None}
+        if cfg.drop_slices:
+            whole_t = torch.from_numpy(np.stack(whole)).to(dev)
+            batch.update(drop=torch.from_numpy(np.stack(drops)).to(dev),
+                         drop_image=whole_t[:, :, 0].contiguous() if whole_t.dim() == 5 else whole_t)
+        return batch
 
     def _step(self, step: int) -> dict[str, float]:
         cfg = self.cfg
         factor = self._lr(step)
         for g in self.opt_g.param_groups:
             g["lr"] = cfg.lr * factor
-        x, lab, slab, *dropped = self._batch(step)
-        drop, drop_image = dropped if dropped else (None, None)
+        batch = self._batch(step)
+        x, lab, slab, context = batch["x"], batch["labels"], batch["slab"], batch["context"]
+        drop, drop_image = batch["drop"], batch["drop_image"]
         self.G_train.train()
         if cfg.freeze_bn:
             for m in self.G.modules():
@@ -508,10 +525,10 @@ class SemiTrainer(GeminiTrainer):
             teacher_seg = None
             if self.teacher is not None:
                 with torch.no_grad(), autocast(self.device, self.amp_dtype):
-                    teacher_seg = self.teacher.acquired_parts(x)[1]
+                    teacher_seg = self.teacher.acquired_parts(x, context=context)[1]
             parts = acquired_losses(self.G, x, lab, slab, self.w_tensor, self.amp_dtype, cfg.seg_target,
                                     self.aux, drop, drop_image, teacher_seg, cfg.distill_temperature,
-                                    float(cfg.end_slice_weight))
+                                    float(cfg.end_slice_weight), context)
         else:
             with autocast(self.device, self.amp_dtype):
                 sr, logits = self.G_train(x)
@@ -540,12 +557,15 @@ class SemiTrainer(GeminiTrainer):
                 si = self.val_items.items[i][0]
                 s = self.val_samples[si]
                 x, lab, slab = self.val_items.get(i, None, None, crop=crop)
+                context = None
+                if x.ndim == 4:  # the phase and the first phase (`LRItems`)
+                    x, context = np.ascontiguousarray(x[:, 0]), torch.from_numpy(x[None, :, 1].copy()).to(self.device)
                 xt = torch.from_numpy(x[None]).to(self.device)
                 lt, st = torch.from_numpy(lab[None]).to(self.device), torch.from_numpy(slab[None]).to(self.device)
                 nj = int(slab.max()) + 1
                 if self.G.config.encoder == "acquired-2d":
                     parts = acquired_losses(self.G, xt, lt, st, self.w_tensor, self.amp_dtype,
-                                            self.cfg.seg_target)
+                                            self.cfg.seg_target, context=context)
                     pred = parts["q"].argmax(1).cpu().numpy()
                     truth = parts["labels"].cpu().numpy()
                 else:
@@ -662,10 +682,11 @@ def measure_step_seconds(cfg: SemiConfig, device: str = "auto", slices: int = 10
     lab = torch.randint(0, mcfg.n_classes, (batch, mcfg.depth, crop, crop))
     w = torch.ones(mcfg.n_classes)
     x, lab, slab, w = x.to(dev), lab.to(dev), slab.to(dev), w.to(dev)
+    context = x.flip(-1) if mcfg.first_phase_context else None  # any stack of the same slices
 
     def step():
         if mcfg.encoder == "acquired-2d":
-            parts = acquired_losses(g, x, lab, slab, w, amp, cfg.seg_target, aux)
+            parts = acquired_losses(g, x, lab, slab, w, amp, cfg.seg_target, aux, context=context)
         else:
             with autocast(dev, amp):
                 sr, logits = g(x)

@@ -96,7 +96,8 @@ def test_predictor_runs_the_network_on_the_heart_region(monkeypatch):
     p = Predictor(loaded, torch.device("cpu"), precision="float32")
     seen = []
 
-    def fake_run(placed, scale=1.0, out=None, flips=(), labels_only=False):
+    def fake_run(placed, scale=1.0, out=None, flips=(), labels_only=False, context=None):
+        assert context is None  # a model without first_phase_context
         seen.append(placed.shape)
         assert labels_only == (len(seen) == 1)  # the heart-finding pass wants the labels alone
         lab = np.zeros(placed.shape, np.uint8)
@@ -164,7 +165,8 @@ def test_predictor_runs_the_network_on_the_heart_and_margin_with_the_whole_box_s
     p = Predictor(loaded, torch.device("cpu"), precision="float32")
     seen = []
 
-    def fake_run(placed, scale=1.0, out=None, flips=(), labels_only=False):
+    def fake_run(placed, scale=1.0, out=None, flips=(), labels_only=False, context=None):
+        assert context is None  # a model without first_phase_context
         seen.append((placed.shape, scale))
         lab = np.zeros(placed.shape, np.uint8)
         if labels_only:  # whole field of view: a 16 x 24 px heart

@@ -185,8 +185,9 @@ def test_dropped_slice_training_grows_a_linear_model_and_predicts(acdc3, tmp_pat
     assert summary["status"] == "done" and summary["step"] == 3
     assert t.G.seg_tp_head.weight.abs().sum() > 0  # started at zero (grown), trained by the dropped slices
     batch = t._batch(0)
-    assert len(batch) == 5 and (batch[3] >= 0).any()  # every stack lost every other slice
-    assert not torch.equal(batch[0], batch[4])  # the stacks before the removal, for the image term
+    assert (batch["drop"] >= 0).any()  # every stack lost every other slice
+    assert not torch.equal(batch["x"], batch["drop_image"])  # the stacks before the removal, for the image term
+    assert batch["context"] is None  # a model without first_phase_context
     m = load_model(tmp_path / "run" / "last")
     assert m.config["model"]["seg_tp_knots"] == 1
     p = Predictor.load(tmp_path / "run" / "last", device="cpu")
