@@ -95,11 +95,12 @@ def _fake_gpu(monkeypatch, fail_when):
     real = predict_mod.run_stacks
     calls = []
 
-    def fake(model, placed, device, precision="float32", scale=1.0, out=None, flips=(), labels_only=False):
+    def fake(model, placed, device, precision="float32", scale=1.0, out=None, flips=(), labels_only=False,
+             context=None):
         calls.append((device.type, len(placed)))
         if device.type == "cuda" and fail_when(len(placed)):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(model, placed, torch.device("cpu"), precision, scale, out, flips, labels_only)
+        return real(model, placed, torch.device("cpu"), precision, scale, out, flips, labels_only, context)
 
     monkeypatch.setattr(predict_mod, "run_stacks", fake)
     monkeypatch.setattr(predict_mod, "plan_batch", lambda study, cfg, n, bs, dev: bs)
