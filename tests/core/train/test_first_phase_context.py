@@ -21,18 +21,9 @@ from gemini_cmr.core.train.lr_data import (
     load_lr_split,
 )
 from gemini_cmr.core.train.semi import SemiConfig, SemiTrainer, measure_step_seconds
-from tests.core.train.test_lr_labels import _acdc_patient
+from tests.core.train.test_ablation_options import A2D, acdc3  # noqa: F401 (fixture)
 
-A2D = {"depth": 24, "widths": [4, 8, 8, 8], "encoder": "acquired-2d", "input_to_heads": True}
 CTX = {**A2D, "first_phase_context": True}
-
-
-@pytest.fixture(scope="module")
-def acdc3(tmp_path_factory):
-    root = tmp_path_factory.mktemp("acdc-ctx") / "training"
-    for n, seed in ((1, 0), (2, 1), (5, 2)):
-        _acdc_patient(root, n, seed)
-    return root
 
 
 def _stack(seed: int, b: int = 2) -> torch.Tensor:
@@ -76,7 +67,7 @@ def test_model_needs_and_uses_the_context():
     assert torch.equal(lab_tta, logits_tta.argmax(1).to(torch.uint8))
 
 
-def test_training_items_carry_the_first_phase_under_the_same_augmentation(acdc3, tmp_path):
+def test_training_items_carry_the_first_phase_under_the_same_augmentation(acdc3, tmp_path):  # noqa: F811
     plain = LRItems(load_acdc_split(acdc3, "train", cache_dir=tmp_path), depth=24, multiple=8)
     ctx_samples = load_lr_split("acdc", acdc3, "train", cache_dir=tmp_path, context=True)
     assert all(s.context is not None for s in ctx_samples)
@@ -118,7 +109,7 @@ def _cfg(tmp_path, **kw) -> SemiConfig:
                                  "checkpoint_every": 1, "cache_dir": str(tmp_path / "cache"), **kw})
 
 
-def test_trains_with_dropped_slices_and_predicts_with_the_cines_first_phase(acdc3, tmp_path):
+def test_trains_with_dropped_slices_and_predicts_with_the_cines_first_phase(acdc3, tmp_path):  # noqa: F811
     from gemini_cmr.core.io.layouts import load_acdc
     from gemini_cmr.core.predict import Predictor
 
@@ -155,7 +146,7 @@ def test_trains_with_dropped_slices_and_predicts_with_the_cines_first_phase(acdc
     assert boxed.roi is not None and np.isfinite(boxed.sr_image).all()
 
 
-def test_a_context_teacher_needs_a_context_student(acdc3, tmp_path):
+def test_a_context_teacher_needs_a_context_student(acdc3, tmp_path):  # noqa: F811
     SemiTrainer(_cfg(tmp_path, max_steps=1), f"acdc:{acdc3}", tmp_path / "teacher", device="cpu").run()
     cfg = _cfg(tmp_path, model=A2D, distill=str(tmp_path / "teacher" / "last"))
     with pytest.raises(DataError, match="first phase"):
