@@ -90,9 +90,10 @@ def run_stacks(model: torch.nn.Module, placed: np.ndarray | torch.Tensor, device
     cine's first phase placed like `placed` (same units, divided by the same `scale`).
     """
     cfg = model.config
-    if getattr(cfg, "first_phase_context", False) and context is None:
+    takes_context = getattr(cfg, "first_phase_context", False)  # baselines' configs have no such field
+    if takes_context and context is None:
         raise ValueError("this model takes the cine's first phase as context: pass context=")
-    if not getattr(cfg, "first_phase_context", False):
+    if not takes_context:
         context = None
     depth, mult = cfg.depth, cfg.multiple
     b, dz, h, w = placed.shape
