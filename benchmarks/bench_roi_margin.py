@@ -41,18 +41,21 @@ def agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(same.mean()), float(same[either].mean()) if either.any() else 1.0
 
 
-def speed(study_path: str, margins: list[float], rounds: int) -> dict:
+def speed(study_path: str, margins: list[float], rounds: int, setter=set_margin, base_name: str = "whole_box",
+          label: str = "M", value_key: str = "margin_mm") -> dict:
+    """Alternating `predict` of all phases per variant (the first value of `[0.0] + margins` is the base, set
+    by `setter(predictor, value)`): times, the network box and the labels' agreement with the base."""
     study, predictor = warm_predictor(study_path)
     variants = [0.0] + margins
     times: dict[float, list[float]] = {m: [] for m in variants}
     preds: dict[float, object] = {}
     for r in range(max(1, rounds)):
         for m in variants:
-            set_margin(predictor, m)
+            setter(predictor, m)
             t = time.perf_counter()
             preds[m] = predictor.predict(study)
             times[m].append(time.perf_counter() - t)
-        print(f"round {r + 1}: " + ", ".join(f"M={m:g}: {times[m][-1]:.2f} s" for m in variants), flush=True)
+        print(f"round {r + 1}: " + ", ".join(f"{label}={m:g}: {times[m][-1]:.2f} s" for m in variants), flush=True)
     base = preds[0.0]
     out = {"study": str(study_path), "phases": study.n_phases, "roi_sr_yx": list(base.roi or ()), "variants": {}}
     for m in variants:
@@ -60,18 +63,21 @@ def speed(study_path: str, margins: list[float], rounds: int) -> dict:
         all_eq, fg_eq = agreement(np.asarray(p.sr_labels), np.asarray(base.sr_labels))
         med = statistics.median(times[m])
         out["variants"][f"{m:g}"] = {
-            "margin_mm": m, "predict_s": times[m], "predict_s_median": med,
-            "speedup_vs_whole_box": statistics.median(times[0.0]) / med,
+            value_key: m, "predict_s": times[m], "predict_s_median": med,
+            f"speedup_vs_{base_name}": statistics.median(times[0.0]) / med,
             "network_roi_sr_yx": list(p.net_roi or ()), "labels_equal": all_eq, "labels_equal_in_heart": fg_eq,
         }
         box = p.net_roi or p.roi
-        print(f"M={m:g} mm: predict (all phases, heart pass included) median {med:.2f} s "
-              f"(x{out['variants'][f'{m:g}']['speedup_vs_whole_box']:.2f}), box {box} of {base.roi}, "
+        print(f"{label}={m:g}: predict (all phases, heart pass included) median {med:.2f} s "
+              f"(x{out['variants'][f'{m:g}'][f'speedup_vs_{base_name}']:.2f}), box {box} of {base.roi}, "
               f"labels equal {100 * all_eq:.3f}% ({100 * fg_eq:.2f}% of heart voxels)")
     return out
 
 
-def accuracy(data: str, runs: str, folds: list[int], margins: list[float], limit: int | None) -> dict:
+def accuracy(data: str, runs: str, folds: list[int], margins: list[float], limit: int | None, setter=set_margin,
+             base_name: str = "whole_box", label: str = "M") -> dict:
+    """Each fold model on its held-out patients (`evaluate_study`, ED and ES) per variant, as `speed`; Dice,
+    median |LVEF error| and LV mass bias per variant, and the paired differences against the base."""
     from gemini_cmr.core.engine import SuperResolver
     from gemini_cmr.core.evaluation.real import evaluate_study, summarise
     from gemini_cmr.core.study import STRUCTURES
@@ -86,11 +92,11 @@ def accuracy(data: str, runs: str, folds: list[int], margins: list[float], limit
             study = load()
             line = []
             for m in variants:
-                set_margin(resolver.predictor, m)
+                setter(resolver.predictor, m)
                 row = evaluate_study(resolver, study, sid)
                 row["fold"] = k
                 rows[m].append(row)
-                line.append(f"M={m:g} {row['ed_lv_myocardium']:.3f}/{row['es_lv_myocardium']:.3f} {row['seconds']:.1f} s")
+                line.append(f"{label}={m:g} {row['ed_lv_myocardium']:.3f}/{row['es_lv_myocardium']:.3f} {row['seconds']:.1f} s")
             print(f"fold {k} {sid}: myo ED/ES " + ", ".join(line), flush=True)
     keys = [f"{t}_{s}" for t in ("ed", "es") for s in STRUCTURES.values()]
     out: dict = {"data": data, "runs": runs, "folds": folds, "n": len(rows[0.0]), "variants": {},
@@ -109,14 +115,14 @@ def accuracy(data: str, runs: str, folds: list[int], margins: list[float], limit
                 x = np.array([get(a) - get(b) for a, b in zip(rows[m], rows[0.0], strict=True)], dtype=float)
                 x = x[np.isfinite(x)]
                 diff[key] = {"mean": float(x.mean()), "se": float(x.std(ddof=1) / np.sqrt(len(x)))}
-            d["paired_minus_whole_box"] = diff
+            d[f"paired_minus_{base_name}"] = diff
         out["variants"][f"{m:g}"] = d
-        print(f"M={m:g} mm: " + " ".join(f"{key} {d[key]:.3f}" for key in keys)
+        print(f"{label}={m:g}: " + " ".join(f"{key} {d[key]:.3f}" for key in keys)
               + f" median|LVEF| {d['median_abs_lvef']:.2f} mass bias {d['lv_mass_bias_g']:+.1f} g, "
               f"{d['seconds_mean']:.1f} s per patient")
         if m:
-            print("   paired vs whole box: " + " ".join(
-                f"{key} {v['mean']:+.4f} ({v['se']:.4f})" for key, v in d["paired_minus_whole_box"].items()))
+            print(f"   paired vs {base_name}: " + " ".join(
+                f"{key} {v['mean']:+.4f} ({v['se']:.4f})" for key, v in d[f"paired_minus_{base_name}"].items()))
     return out
 
 

@@ -125,6 +125,31 @@ def resample_nearest_stack(volumes: np.ndarray, src: Grid, dst: Grid, cval: int 
     return out.reshape(len(volumes), *dst.shape)
 
 
+def inplane_nearest(volumes: np.ndarray, src: Grid, dst: Grid, cval: int = 0) -> np.ndarray:
+    """Nearest-voxel resampling of (..., D, H, W) `volumes` (labels) from `src` to `dst`, two grids of one
+    stack that differ only in-plane (the same slices and orientation, other in-plane spacing or extent:
+    `sr_grid(lr, inplane_mm=...)` for two spacings); voxels of `dst` outside `src` get `cval`. One gather
+    per axis instead of a 3D resampling; ValueError for grids that are not so related."""
+    volumes = np.asarray(volumes)
+    if tuple(volumes.shape[-3:]) != tuple(src.shape):
+        raise ValueError(f"volumes {volumes.shape} do not match source grid {src.shape}")
+    m = index_map(src, dst)  # dst (i, j, k) -> src (i, j, k)
+    diag = np.diag(np.diag(m[:3, :3]))
+    if (src.shape[0] != dst.shape[0] or not np.allclose(m[:3, :3], diag, atol=1e-6)
+            or not np.isclose(m[2, 2], 1.0, atol=1e-6) or not np.isclose(m[2, 3], 0.0, atol=1e-4)):
+        raise ValueError("the grids differ by more than their in-plane sampling")
+    idx = []
+    for axis, n_src, n_dst in ((0, src.shape[2], dst.shape[2]), (1, src.shape[1], dst.shape[1])):
+        i = np.floor(m[axis, axis] * np.arange(n_dst) + m[axis, 3] + 0.5).astype(np.int64)
+        idx.append(i)
+    ix, iy = idx
+    okx, oky = (ix >= 0) & (ix < src.shape[2]), (iy >= 0) & (iy < src.shape[1])
+    out = volumes[..., np.clip(iy, 0, src.shape[1] - 1)[:, None], np.clip(ix, 0, src.shape[2] - 1)[None, :]]
+    if not (okx.all() and oky.all()):
+        out[..., ~(oky[:, None] & okx[None, :])] = cval
+    return out
+
+
 LABEL_SMOOTH_MM = 1.75  # sd of the in-plane Gaussian on the class indicators in `labels_onto_slices`
 
 

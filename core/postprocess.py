@@ -29,17 +29,47 @@ def keep_largest_heart_component(labels: np.ndarray, by: str = "size") -> np.nda
     ventricle (no walled cavity), nor does a false "cavity" with myocardium along its edge but no RV beside
     it (a whole-field pass may paint the liver or stomach so, with as many walled voxels as the heart);
     where no component has RV beside myocardium, the walled LV cavity alone decides. The most myocardium
-    where no component has walled voxels."""
+    where no component has walled voxels. Computed on the labels' bounding box (and the filter's reach):
+    the same result as on the whole array, several times faster for a heart in a whole field of view."""
+    fg = labels > 0
+    box = _bounding_box(fg, (0, VENTRICLE_WALL_PX, VENTRICLE_WALL_PX))
+    if box is None:
+        return labels
+    if any(b.stop - b.start < n for b, n in zip(box, labels.shape, strict=True)):
+        part = _keep_heart_component(labels[box], by)
+        if part is None:
+            return labels
+        out = np.zeros_like(labels)
+        out[box] = part
+        return out
+    part = _keep_heart_component(labels, by)
+    return labels if part is None else part
+
+
+def _bounding_box(mask: np.ndarray, margin: tuple[int, ...]) -> tuple[slice, ...] | None:
+    """Slices of the bounding box of `mask`, grown by `margin` per axis within the array; None if empty."""
+    out = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if not len(hit):
+            return None
+        out.append(slice(max(0, int(hit[0]) - margin[axis]), min(mask.shape[axis], int(hit[-1]) + 1 + margin[axis])))
+    return tuple(out)
+
+
+def _keep_heart_component(labels: np.ndarray, by: str) -> np.ndarray | None:
+    """`keep_largest_heart_component` on an array that holds all the labels; None when there is at most one
+    component (nothing to remove)."""
     cc, n = ndimage.label(labels > 0)
     if n <= 1:
-        return labels
+        return None
     if by == "ventricle":
         near_myocardium = ndimage.maximum_filter(labels == 2, size=(1, 2 * VENTRICLE_WALL_PX + 1,
                                                                     2 * VENTRICLE_WALL_PX + 1))
         walled = np.bincount(cc.ravel(), weights=((labels == 1) & near_myocardium).ravel(), minlength=n + 1)
         walled[0] = 0
         if not walled.any():
-            return keep_largest_heart_component(labels, "myocardium")
+            return _keep_heart_component(labels, "myocardium")
         septal = np.bincount(cc.ravel(), weights=((labels == 3) & near_myocardium).ravel(), minlength=n + 1)
         sizes = walled * (1.0 + septal)
     else:

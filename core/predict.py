@@ -28,7 +28,7 @@ import torch
 
 from gemini_cmr.core.device import auto_precision, resolve_device
 from gemini_cmr.core.errors import Cancelled, StudyError
-from gemini_cmr.core.geometry import place_on_sr_grid, place_on_sr_grid_torch, sr_grid
+from gemini_cmr.core.geometry import inplane_nearest, place_on_sr_grid, place_on_sr_grid_torch, sr_grid
 from gemini_cmr.core.memory import plan_batch
 from gemini_cmr.core.models.blocks import Down, MaxPool2x2
 from gemini_cmr.core.models.gemini import TTA_FLIPS, class_argmax
@@ -457,26 +457,62 @@ class Predictor:
         moved inside the grid; the intensity scale is the percentile of the LR pixels inside the box, as
         for the training crops. With `inference.roi_margin_mm` the network box is the part of it within
         that margin of the heart found (`fit_heart_box`), else the box itself. Nothing found: the whole
-        field of view, with a warning. `context`: `run_stacks`'s, on the whole field. Returns (box, network
-        box, scale)."""
-        from gemini_cmr.core.postprocess import fit_heart_box, heart_roi, postprocess_labels
+        field of view, with a warning. `context`: `run_stacks`'s, on the whole field.
 
-        placed = place_on_sr_grid(study.image[[phase]], study.grid, sr)
-        _, lab = self._run_safe(placed, scale, labels_only=True, context=context)  # the labels alone find the heart
-        lab = postprocess_labels(lab, {"inference": {"keep_largest_heart_component": True,
-                                                     "heart_component_by": "ventricle"}})
+        With `inference.heart_pass_mm` (an in-plane spacing coarser than the SR grid's) the whole field goes
+        through the network on that coarser grid only to place a first box on the heart; the heart's extent
+        then comes from a pass on the SR grid within that box (its own intensity scale, as in training).
+        When that pass's heart touches the box's edge (the first box was off the heart, or cut it), the SR
+        grid pass runs on the whole field instead. Returns (box, network box, scale)."""
+        from gemini_cmr.core.postprocess import fit_heart_box, heart_roi
+
+        inference = self.config.get("inference") or {}
         spacing_yx = (float(sr.spacing[1]), float(sr.spacing[0]))
+        pass_mm = float(inference.get("heart_pass_mm") or 0)
+        lab = None
+        if pass_mm > float(sr.spacing[0]) + 1e-6:
+            coarse = sr_grid(study.grid, inplane_mm=pass_mm)
+            ctx = None if context is None else place_on_sr_grid(study.image[[0]], study.grid, coarse)
+            first = inplane_nearest(self._heart_labels(study, coarse, phase, scale, ctx), coarse, sr)
+            window = heart_roi(first[0], spacing_yx, roi_mm)
+            if window is not None:
+                lab = self._heart_labels(study, sr, phase, self._roi_scale(study, sr, window, scale, norm), context,
+                                         window)
+                if _touches_edge(lab[0], window, sr):
+                    log.info("the heart reaches the edge of the coarse pass's box: the heart pass on the whole field")
+                    lab = None
+        if lab is None:
+            lab = self._heart_labels(study, sr, phase, scale, context)
         roi = heart_roi(lab[0], spacing_yx, roi_mm)
         if roi is None:
             log.warning("no heart found on the whole field of view: the network runs on all of it")
             return None, None, scale
         log.info("heart region of interest: SR rows %d-%d, columns %d-%d (%.0f mm)", *roi, roi_mm)
         net = roi
-        margin = float((self.config.get("inference") or {}).get("roi_margin_mm") or 0)
+        margin = float(inference.get("roi_margin_mm") or 0)
         if margin > 0:
             net = fit_heart_box(lab[0], spacing_yx, margin, roi, self.model.config.multiple)
             log.info("network box: SR rows %d-%d, columns %d-%d (the heart and %.0f mm)", *net, margin)
         return roi, net, self._roi_scale(study, sr, roi, scale, norm)
+
+    def _heart_labels(self, study: Study, grid: Grid, phase: int, scale: float, context: np.ndarray | None,
+                      window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """(1, D, H, W) labels of one phase on `grid` (the labels alone: they find the heart), the heart
+        component alone; with `window` (y0, y1, x0, x1) the network runs on that part of the grid only and
+        the rest is background. `context` lies on `grid`, whole."""
+        from gemini_cmr.core.postprocess import postprocess_labels
+
+        placed = place_on_sr_grid(study.image[[phase]], study.grid, grid)
+        if window is None:
+            _, lab = self._run_safe(placed, scale, labels_only=True, context=context)
+        else:
+            y0, y1, x0, x1 = window
+            _, part = self._run_safe(placed[:, :, y0:y1, x0:x1], scale, labels_only=True,
+                                     context=None if context is None else context[:, :, y0:y1, x0:x1])
+            lab = np.zeros(placed.shape, dtype=np.uint8)
+            lab[:, :, y0:y1, x0:x1] = part
+        return postprocess_labels(lab, {"inference": {"keep_largest_heart_component": True,
+                                                      "heart_component_by": "ventricle"}})
 
     @staticmethod
     def _roi_scale(study: Study, sr: Grid, roi: tuple[int, int, int, int], scale: float, norm: dict) -> float:
@@ -509,6 +545,17 @@ def chunk_rows(phases: Sequence[int], batch: int, first: Sequence[int] = ()) -> 
         for b in (rows[i:i + batch] for i in range(0, len(rows), batch)):
             out.append(slice(b[0], b[-1] + 1) if b[-1] - b[0] == len(b) - 1 else b)
     return out
+
+
+def _touches_edge(labels: np.ndarray, box: Sequence[int], grid: Grid) -> bool:
+    """Labels (D, H, W) > 0 on the border rows or columns of the in-plane box (y0, y1, x0, x1), where that
+    border is not the grid's own."""
+    y0, y1, x0, x1 = (int(v) for v in box)
+    fg = (labels[:, y0:y1, x0:x1] > 0).any(axis=0)
+    if not fg.any():
+        return False
+    edges = ((y0 > 0, fg[0]), (y1 < grid.shape[1], fg[-1]), (x0 > 0, fg[:, 0]), (x1 < grid.shape[2], fg[:, -1]))
+    return any(inner and bool(line.any()) for inner, line in edges)
 
 
 def _box_within(box: Sequence[int], outer: Sequence[int]) -> bool:

@@ -12,15 +12,20 @@ box off the heart), Sunnybrook LV cavity Dice at the contoured phases and, for e
 distance from the series' median box.
 
     .venv/bin/python scripts/heart_pass_check.py [--json OUT] [--limit N] [--model DIR] [--criteria product]
+        [--heart-pass-mm MM] [--against REPORT.json]
 
 `--model`: another ACDC model folder (default: the bundled one); `--criteria product` skips the criterion
-before (after a model change, the product's criterion is what must still find the heart).
+before (after a model change, the product's criterion is what must still find the heart). `--heart-pass-mm`:
+the model config's `inference.heart_pass_mm` for this run (0: the whole field on the SR grid); the report
+counts the runs whose coarse box was given up for the whole field. `--against`: an earlier report of the
+same model; the ACDC Dice and the heart boxes are paired with its rows (the same cases).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 PRODUCT_KEEP = None  # core.postprocess.keep_largest_heart_component, set in main()
@@ -47,12 +52,58 @@ def walled_count_only(labels, by="size"):
     return np.where(cc == int(sizes.argmax()), labels, 0).astype(labels.dtype)
 
 
+class FallbackCount(logging.Handler):
+    """Counts the predictor's messages that a coarse heart box was given up for the whole field."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "heart pass on the whole field" in record.getMessage():
+            self.count += 1
+
+
+def paired(report: dict, base: dict) -> dict:
+    """Per criterion in both reports: ACDC Dice differences (this - base; mean, standard error, the cases
+    that differ by more than 0.01 in any structure), the share of cases with the same heart box, and per
+    Sunnybrook series the largest box difference in pixels and the LV cavity Dice of both."""
+    import numpy as np
+
+    out = {}
+    for crit, rows in report["acdc"].items():
+        if crit not in base.get("acdc", {}):
+            continue
+        old = {(r["subject"], r["phase"]): r for r in base["acdc"][crit]["rows"]}
+        pairs = [(r, old[(r["subject"], r["phase"])]) for r in rows["rows"] if (r["subject"], r["phase"]) in old]
+        d = np.array([[a - b for a, b in zip(r["dice"], o["dice"], strict=True)] for r, o in pairs])
+        entry = {"cases": len(pairs),
+                 "dice_diff_mean": [round(float(v), 4) for v in d.mean(axis=0)],
+                 "dice_diff_se": [round(float(v), 4) for v in d.std(axis=0, ddof=1) / np.sqrt(len(d))],
+                 "cases_over_0.01": [f"{r['subject']} {r['phase']} {[round(v, 3) for v in dd]}"
+                                     for (r, _), dd in zip(pairs, d, strict=True) if np.abs(dd).max() > 0.01],
+                 "same_box": round(float(np.mean([r["roi"] == o["roi"] for r, o in pairs])), 4)}
+        sb = {}
+        for series, now in report["sunnybrook"].get(crit, {}).items():
+            then = base.get("sunnybrook", {}).get(crit, {}).get(series)
+            if then:
+                diff = np.abs(np.array(now["boxes"], float) - np.array(then["boxes"], float)).max()
+                sb[series] = {"max_box_diff_px": float(diff), "lv_cavity_dice": now["lv_cavity_dice"],
+                              "lv_cavity_dice_before": then["lv_cavity_dice"]}
+        entry["sunnybrook"] = sb
+        print(crit, "paired with the earlier report:", json.dumps(entry))
+        out[crit] = entry
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--json", default=None)
     ap.add_argument("--limit", type=int, default=None, help="first N ACDC patients only")
     ap.add_argument("--model", default=None, help="ACDC model folder (default: the bundled gemini-acdc)")
+    ap.add_argument("--heart-pass-mm", type=float, default=None, help="inference.heart_pass_mm for this run")
+    ap.add_argument("--against", default=None, help="an earlier report of the same model to pair with")
     ap.add_argument("--criteria", default="product,walled_count",
                     help="comma-separated: product, walled_count (default both)")
     args = ap.parse_args(argv)
@@ -72,8 +123,15 @@ def main(argv: list[str] | None = None) -> int:
     global PRODUCT_KEEP
     PRODUCT_KEEP = pp.keep_largest_heart_component
     resolver = SuperResolver(model=args.model or str(acdc_model_path()), device="cpu")
+    inference = resolver.predictor.config.setdefault("inference", {})
+    if args.heart_pass_mm is not None:
+        inference["heart_pass_mm"] = args.heart_pass_mm
+    fallbacks = FallbackCount()
+    predict_log = logging.getLogger("gemini_cmr.core.predict")
+    predict_log.addHandler(fallbacks)
+    predict_log.setLevel(logging.INFO)
     data = Path(args.data)
-    report: dict = {"model_id": resolver.model_id,
+    report: dict = {"model_id": resolver.model_id, "heart_pass_mm": inference.get("heart_pass_mm"),
                     "acdc": {}, "sunnybrook": {}}
     for criterion in criteria:
         pp.keep_largest_heart_component = PRODUCT_KEEP if criterion == "product" else walled_count_only
@@ -109,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
                   sb[series]["phases_off_by_over_20_px"], flush=True)
         report["sunnybrook"][criterion] = sb
     pp.keep_largest_heart_component = PRODUCT_KEEP
+    report["whole_field_fallbacks"] = fallbacks.count
+    print("coarse boxes given up for the whole field:", fallbacks.count)
+    if args.against:
+        report["paired"] = paired(report, json.loads(Path(args.against).read_text(encoding="utf-8")))
     if args.json:
         from gemini_cmr.core.io.atomic import atomic_write_text
 

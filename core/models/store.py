@@ -176,6 +176,8 @@ def validate_config(cfg: Any, path: str | Path) -> dict[str, Any]:
         "roi_mm": (lambda v: v is None or (_is_number(v) and 0 <= v <= 10000), "null or a size in mm from 0 to 10000"),
         "roi_margin_mm": (lambda v: v is None or (_is_number(v) and 0 <= v <= 1000),
                           "null or a margin in mm from 0 to 1000"),
+        "heart_pass_mm": (lambda v: v is None or (_is_number(v) and 0 <= v <= 20),
+                          "null or an in-plane spacing in mm from 0 to 20"),
         "keep_largest_heart_component": (lambda v: isinstance(v, bool), "true or false"),
         "heart_component_by": (lambda v: v in HEART_COMPONENT_BY, f"one of {', '.join(HEART_COMPONENT_BY)}"),
     })

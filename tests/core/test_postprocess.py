@@ -19,6 +19,34 @@ def test_keeps_only_the_largest_heart_component():
     assert np.array_equal(done[1], out)
 
 
+def test_heart_component_on_the_labels_bounding_box_equals_the_whole_array():
+    """The component is found on the labels' bounding box (plus the wall filter's reach): the same labels as
+    the computation on the whole array, for heart-like and random labels, near and on the array's edges."""
+    from gemini_cmr.core.postprocess import _keep_heart_component
+
+    rng = np.random.default_rng(3)
+    cases = []
+    for i in range(12):
+        lab = np.zeros((5, 60, 70), np.uint8)
+        y, x = rng.integers(0, 50), rng.integers(0, 60)
+        lab[1:4, y:y + 10, x:x + 10] = 2
+        lab[1:4, y + 3:y + 7, x + 3:x + 7] = 1
+        lab[1:4, y:y + 10, x + 10:x + 14] = 3
+        for _ in range(i % 4):  # false positives elsewhere, some on the array's border
+            a, b = rng.integers(0, 58), rng.integers(0, 68)
+            lab[rng.integers(0, 5), a:a + 3, b:b + 3] = rng.integers(1, 4)
+        cases.append(lab)
+    cases += [(rng.random((4, 30, 30)) < 0.15).astype(np.uint8) * rng.integers(1, 4, (4, 30, 30), dtype=np.uint8)
+              for _ in range(4)]
+    for lab in cases:
+        for by in ("size", "myocardium", "ventricle"):
+            whole = _keep_heart_component(lab, by)
+            expected = lab if whole is None else whole
+            np.testing.assert_array_equal(keep_largest_heart_component(lab, by), expected)
+    empty = np.zeros((2, 8, 8), np.uint8)
+    assert keep_largest_heart_component(empty, "ventricle") is empty
+
+
 def test_ventricle_criterion_keeps_the_walled_lv_over_a_solid_false_myocardium_blob():
     lab = np.zeros((6, 40, 40), np.uint8)
     lab[1:5, 4:14, 4:14] = 2  # the ventricle: myocardium ring around the LV cavity
