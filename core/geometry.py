@@ -138,11 +138,8 @@ def inplane_nearest(volumes: np.ndarray, src: Grid, dst: Grid, cval: int = 0) ->
     if (src.shape[0] != dst.shape[0] or not np.allclose(m[:3, :3], diag, atol=1e-6)
             or not np.isclose(m[2, 2], 1.0, atol=1e-6) or not np.isclose(m[2, 3], 0.0, atol=1e-4)):
         raise ValueError("the grids differ by more than their in-plane sampling")
-    idx = []
-    for axis, n_src, n_dst in ((0, src.shape[2], dst.shape[2]), (1, src.shape[1], dst.shape[1])):
-        i = np.floor(m[axis, axis] * np.arange(n_dst) + m[axis, 3] + 0.5).astype(np.int64)
-        idx.append(i)
-    ix, iy = idx
+    ix, iy = (np.floor(m[a, a] * np.arange(n) + m[a, 3] + 0.5).astype(np.int64)
+              for a, n in ((0, dst.shape[2]), (1, dst.shape[1])))
     okx, oky = (ix >= 0) & (ix < src.shape[2]), (iy >= 0) & (iy < src.shape[1])
     out = volumes[..., np.clip(iy, 0, src.shape[1] - 1)[:, None], np.clip(ix, 0, src.shape[2] - 1)[None, :]]
     if not (okx.all() and oky.all()):
