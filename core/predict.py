@@ -462,8 +462,8 @@ class Predictor:
         With `inference.heart_pass_mm` (an in-plane spacing coarser than the SR grid's) the whole field goes
         through the network on that coarser grid only to place a first box on the heart; the heart's extent
         then comes from a pass on the SR grid within that box (its own intensity scale, as in training).
-        When that pass's heart touches the box's edge (the first box was off the heart, or cut it), the SR
-        grid pass runs on the whole field instead. Returns (box, network box, scale)."""
+        When that pass finds no heart or its heart touches the box's edge (the first box was off the heart,
+        or cut it), the SR grid pass runs on the whole field instead. Returns (box, network box, scale)."""
         from gemini_cmr.core.postprocess import fit_heart_box, heart_roi
 
         inference = self.config.get("inference") or {}
@@ -478,8 +478,9 @@ class Predictor:
             if window is not None:
                 lab = self._heart_labels(study, sr, phase, self._roi_scale(study, sr, window, scale, norm), context,
                                          window)
-                if _touches_edge(lab[0], window, sr):
-                    log.info("the heart reaches the edge of the coarse pass's box: the heart pass on the whole field")
+                if not lab.any() or _touches_edge(lab[0], window, sr):
+                    log.info("no heart within the coarse pass's box, or the heart reaches its edge: the heart pass "
+                             "on the whole field")
                     lab = None
         if lab is None:
             lab = self._heart_labels(study, sr, phase, scale, context)

@@ -60,7 +60,7 @@ class FallbackCount(logging.Handler):
         self.count = 0
 
     def emit(self, record: logging.LogRecord) -> None:
-        if "heart pass on the whole field" in record.getMessage():
+        if "the heart pass on the whole field" in record.getMessage():
             self.count += 1
 
 

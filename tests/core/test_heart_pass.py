@@ -150,6 +150,41 @@ def test_coarse_heart_pass_gives_way_to_the_whole_field_when_the_heart_reaches_t
     assert pred.roi == (0, 48, 0, 48)  # on the whole field's heart (centre 20, 20), moved inside the grid
 
 
+def test_coarse_heart_pass_gives_way_when_the_box_holds_no_heart_and_places_the_context(monkeypatch):
+    """A first box whose SR-grid pass finds nothing: the whole field on the SR grid. A first-phase-context
+    model gets phase 0 on the same grid and part of it as every pass's input."""
+    from gemini_cmr.core.geometry import place_on_sr_grid
+    from gemini_cmr.core.models.gemini import GeminiConfig
+
+    study, p = _predictor()
+    p.model.config = GeminiConfig(depth=32, widths=(4, 8, 8), encoder="acquired-2d", first_phase_context=True)
+    sr = sr_grid(study.grid)
+    phase0 = {(40, 40): place_on_sr_grid(study.image[[0]], study.grid, sr_grid(study.grid, inplane_mm=4.0)),
+              (128, 128): place_on_sr_grid(study.image[[0]], study.grid, sr)}
+    seen = []
+
+    def fake_run(placed, scale=1.0, out=None, flips=(), labels_only=False, context=None):
+        h, w = placed.shape[2:]
+        seen.append(((h, w), labels_only))
+        assert context is not None and context.shape[1:] == placed.shape[1:]
+        lab = np.zeros(placed.shape, np.uint8)
+        if (h, w) in phase0:  # a whole field: its own grid's phase 0
+            np.testing.assert_array_equal(context, phase0[(h, w)])
+        if labels_only and (h, w) == (40, 40):
+            lab[:, 8:24, 19:22, 24:27] = 2
+        elif labels_only and (h, w) == (128, 128):
+            lab[:, 8:24, 60:80, 60:80] = 1
+        elif not labels_only:
+            lab[:] = 3
+        return placed * 2, lab  # the SR-grid pass in the first box: no heart
+
+    monkeypatch.setattr(p, "_run_safe", fake_run)
+    p.config["inference"] = {"roi_mm": 60.0, "heart_pass_mm": 4.0}
+    pred = p.predict(study, phases=[1])
+    assert seen == [((40, 40), True), ((48, 48), True), ((128, 128), True), ((48, 48), False)]
+    assert pred.roi == (46, 94, 46, 94)  # on the whole field's heart (centre 70, 70)
+
+
 def test_heart_pass_mm_is_checked_in_model_configs():
     from gemini_cmr.core.models.gemini import GeminiConfig
     from gemini_cmr.core.models.store import validate_config
