@@ -14,15 +14,11 @@ fold's model on its own held-out patients, `benchmarks/bench_roi_margin.accuracy
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import statistics
 import time
-from pathlib import Path
 
-from bench_motion import DEFAULT_STUDY, warm_predictor
-from bench_roi_margin import accuracy, speed
+from bench_motion import warm_predictor
+from bench_roi_margin import accuracy, finish_result, parse_args, speed, start_result
 
 
 def set_heart_pass(predictor, mm: float) -> None:
@@ -86,31 +82,16 @@ def heart_pass_times(study_path: str, spacings: list[float], rounds: int) -> dic
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--study", default=str(DEFAULT_STUDY))
-    ap.add_argument("--spacings", type=float, nargs="+", default=[3.0])
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--runs", help="a `train cv` run folder: also the Dice on its folds")
-    ap.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    ap.add_argument("--data", default="acdc:../shared/data/acdc/training")
-    ap.add_argument("--limit", type=int, help="patients per fold")
-    ap.add_argument("--no-speed", action="store_true", help="only the fold accuracy")
-    ap.add_argument("--json", help="write the results here")
-    args = ap.parse_args()
-    import torch
-
-    result: dict = {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-                    "load_1min": os.getloadavg()[0]}
+    args = parse_args(__doc__, "spacings", 3.0, 5)
+    result = start_result()
     if not args.no_speed:
-        result["heart_pass"] = heart_pass_times(args.study, args.spacings, args.rounds)
-        result["speed"] = speed(args.study, args.spacings, args.rounds, set_heart_pass, "whole_field", "heart_pass_mm",
+        result["heart_pass"] = heart_pass_times(args.study, args.values, args.rounds)
+        result["speed"] = speed(args.study, args.values, args.rounds, set_heart_pass, "whole_field", "heart_pass_mm",
                                 "heart_pass_mm")
     if args.runs:
-        result["accuracy"] = accuracy(args.data, args.runs, args.folds, args.spacings, args.limit, set_heart_pass,
+        result["accuracy"] = accuracy(args.data, args.runs, args.folds, args.values, args.limit, set_heart_pass,
                                       "whole_field", "heart_pass_mm")
-    result["load_1min_end"] = os.getloadavg()[0]
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    finish_result(result, args.json)
 
 
 if __name__ == "__main__":

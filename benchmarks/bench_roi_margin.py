@@ -126,29 +126,42 @@ def accuracy(data: str, runs: str, folds: list[int], margins: list[float], limit
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(doc: str, values: str, default: float, rounds: int) -> argparse.Namespace:
+    """The command line of this benchmark and its siblings: the study, the variant values (`--VALUES`), rounds,
+    and the cross-validation run whose folds give the accuracy."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--study", default=str(DEFAULT_STUDY))
-    ap.add_argument("--margins", type=float, nargs="+", default=[16.0])
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(f"--{values}", dest="values", type=float, nargs="+", default=[default])
+    ap.add_argument("--rounds", type=int, default=rounds)
     ap.add_argument("--runs", help="a `train cv` run folder: also the Dice on its folds")
     ap.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--data", default="acdc:../shared/data/acdc/training")
     ap.add_argument("--limit", type=int, help="patients per fold")
     ap.add_argument("--no-speed", action="store_true", help="only the fold accuracy")
     ap.add_argument("--json", help="write the results here")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def start_result() -> dict:
     import torch
 
-    result: dict = {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-                    "load_1min": os.getloadavg()[0]}
-    if not args.no_speed:
-        result["speed"] = speed(args.study, args.margins, args.rounds)
-    if args.runs:
-        result["accuracy"] = accuracy(args.data, args.runs, args.folds, args.margins, args.limit)
+    return {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "load_1min": os.getloadavg()[0]}
+
+
+def finish_result(result: dict, path: str | None) -> None:
     result["load_1min_end"] = os.getloadavg()[0]
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    if path:
+        Path(path).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    args = parse_args(__doc__, "margins", 16.0, 3)
+    result = start_result()
+    if not args.no_speed:
+        result["speed"] = speed(args.study, args.values, args.rounds)
+    if args.runs:
+        result["accuracy"] = accuracy(args.data, args.runs, args.folds, args.values, args.limit)
+    finish_result(result, args.json)
 
 
 if __name__ == "__main__":

@@ -84,41 +84,46 @@ def _predictor(study_shape=(2, 4, 80, 80)):
     return study, Predictor(loaded, torch.device("cpu"), precision="float32")
 
 
+def _fake_network(seen: list, hearts: dict):
+    """A stand-in for `Predictor._run_safe`: a labels-only pass on an (h, w) field gets the heart block
+    `hearts[(h, w)]` = (index, label) and nothing else (no heart for other sizes); the other passes label
+    everything 3. `seen` receives ((h, w), scale, labels_only, context) per call."""
+
+    def fake_run(placed, scale=1.0, out=None, flips=(), labels_only=False, context=None):
+        h, w = placed.shape[2:]
+        seen.append(((h, w), scale, labels_only, context))
+        lab = np.zeros(placed.shape, np.uint8)
+        if not labels_only:
+            lab[:] = 3
+        elif (h, w) in hearts:
+            index, label = hearts[(h, w)]
+            lab[(slice(None),) + index] = label
+        return placed * 2, lab
+
+    return fake_run
+
+
+COARSE_HEART = (np.s_[8:24, 19:22, 24:27], 2)  # on the 4 mm grid (40 x 40): about SR pixel (64, 80)
+
+
 def test_coarse_heart_pass_places_a_box_and_the_sr_grid_pass_within_it_finds_the_heart(monkeypatch):
     """heart_pass_mm 4: the whole field on a 4 mm grid places a first 60 mm box; the SR-grid pass on that box
     alone (its own intensity scale) gives the heart whose box the prediction uses."""
     study, p = _predictor()
     sr = sr_grid(study.grid)  # 128 x 128 at 1.25 mm (160 mm field)
     seen = []
-
-    def fake_run(placed, scale=1.0, out=None, flips=(), labels_only=False, context=None):
-        seen.append((placed.shape, scale, labels_only))
-        lab = np.zeros(placed.shape, np.uint8)
-        h, w = placed.shape[2:]
-        if labels_only and (h, w) == (40, 40):  # the coarse whole field: a heart about SR (64, 80)
-            lab[:, 8:24, 19:22, 24:27] = 2
-        elif labels_only:  # the SR-grid pass within the first box: a heart a little off its centre
-            lab[:, 8:24, 20:36, 26:40] = 1
-        else:
-            lab[:] = 3
-        return placed * 2, lab
-
-    monkeypatch.setattr(p, "_run_safe", fake_run)
+    # within the first box (48 x 48 SR pixels): a heart a little off its centre
+    monkeypatch.setattr(p, "_run_safe", _fake_network(seen, {(40, 40): COARSE_HEART,
+                                                             (48, 48): (np.s_[8:24, 20:36, 26:40], 1)}))
     p.config["inference"] = {"roi_mm": 60.0, "heart_pass_mm": 4.0}
     pred = p.predict(study, phases=[0])
-    assert [s[2] for s in seen] == [True, True, False]
-    assert seen[0][0][2:] == (40, 40)  # the whole field at 4 mm
-    assert seen[1][0][2:] == (48, 48)  # 60 mm at 1.25 mm
-    window_centre = (64, 80)  # the coarse heart's centre on the SR grid, to a pixel
+    assert [(s[0], s[2]) for s in seen] == [((40, 40), True), ((48, 48), True), ((48, 48), False)]
     y0, y1, x0, x1 = pred.roi
-    assert (y1 - y0, x1 - x0) == (48, 48)
-    # the window was centred on the coarse heart; the box on the SR-grid pass's heart inside that window
-    wy, wx = window_centre[0] - 24, window_centre[1] - 24
-    heart_y, heart_x = wy + (20 + 36) / 2, wx + (26 + 40) / 2
+    assert (y1 - y0, x1 - x0) == (48, 48)  # 60 mm at 1.25 mm
+    # the first box was centred on the coarse heart (SR (64, 80)); the box on the SR-grid pass's heart in it
+    heart_y, heart_x = 64 - 24 + (20 + 36) / 2, 80 - 24 + (26 + 40) / 2
     assert abs((y0 + y1) / 2 - heart_y) <= 2 and abs((x0 + x1) / 2 - heart_x) <= 2
-    # the window pass had the window's own intensity scale, not the whole study's
-    whole_scale = seen[0][1]
-    assert seen[1][1] != whole_scale
+    assert seen[1][1] != seen[0][1]  # the first box's own intensity scale, not the whole study's
     assert (pred.sr_labels[:, :, y0:y1, x0:x1] == 3).all()
     assert pred.sr_labels.sum() == pred.sr_labels[:, :, y0:y1, x0:x1].sum()
     assert sr.shape == pred.sr_grid.shape
@@ -127,26 +132,14 @@ def test_coarse_heart_pass_places_a_box_and_the_sr_grid_pass_within_it_finds_the
 def test_coarse_heart_pass_gives_way_to_the_whole_field_when_the_heart_reaches_the_box_edge(monkeypatch):
     study, p = _predictor()
     seen = []
-
-    def fake_run(placed, scale=1.0, out=None, flips=(), labels_only=False, context=None):
-        seen.append((placed.shape, labels_only))
-        lab = np.zeros(placed.shape, np.uint8)
-        h, w = placed.shape[2:]
-        if labels_only and (h, w) == (40, 40):
-            lab[:, 8:24, 19:22, 24:27] = 2
-        elif labels_only and (h, w) == (48, 48):  # cut by the window: on its first row
-            lab[:, 8:24, 0:20, 10:30] = 1
-        elif labels_only:  # the whole SR field
-            lab[:, 8:24, 10:30, 10:30] = 1
-        else:
-            lab[:] = 3
-        return placed * 2, lab
-
-    monkeypatch.setattr(p, "_run_safe", fake_run)
+    monkeypatch.setattr(p, "_run_safe", _fake_network(seen, {
+        (40, 40): COARSE_HEART,
+        (48, 48): (np.s_[8:24, 0:20, 10:30], 1),  # cut by the first box: on its first row
+        (128, 128): (np.s_[8:24, 10:30, 10:30], 1)}))  # the whole SR field
     p.config["inference"] = {"roi_mm": 60.0, "heart_pass_mm": 4.0}
     pred = p.predict(study, phases=[0])
-    assert [(s[0][2:], s[1]) for s in seen] == [((40, 40), True), ((48, 48), True), ((128, 128), True),
-                                                ((48, 48), False)]
+    assert [(s[0], s[2]) for s in seen] == [((40, 40), True), ((48, 48), True), ((128, 128), True),
+                                            ((48, 48), False)]
     assert pred.roi == (0, 48, 0, 48)  # on the whole field's heart (centre 20, 20), moved inside the grid
 
 
@@ -159,30 +152,17 @@ def test_coarse_heart_pass_gives_way_when_the_box_holds_no_heart_and_places_the_
     study, p = _predictor()
     p.model.config = GeminiConfig(depth=32, widths=(4, 8, 8), encoder="acquired-2d", first_phase_context=True)
     sr = sr_grid(study.grid)
-    phase0 = {(40, 40): place_on_sr_grid(study.image[[0]], study.grid, sr_grid(study.grid, inplane_mm=4.0)),
-              (128, 128): place_on_sr_grid(study.image[[0]], study.grid, sr)}
     seen = []
-
-    def fake_run(placed, scale=1.0, out=None, flips=(), labels_only=False, context=None):
-        h, w = placed.shape[2:]
-        seen.append(((h, w), labels_only))
-        assert context is not None and context.shape[1:] == placed.shape[1:]
-        lab = np.zeros(placed.shape, np.uint8)
-        if (h, w) in phase0:  # a whole field: its own grid's phase 0
-            np.testing.assert_array_equal(context, phase0[(h, w)])
-        if labels_only and (h, w) == (40, 40):
-            lab[:, 8:24, 19:22, 24:27] = 2
-        elif labels_only and (h, w) == (128, 128):
-            lab[:, 8:24, 60:80, 60:80] = 1
-        elif not labels_only:
-            lab[:] = 3
-        return placed * 2, lab  # the SR-grid pass in the first box: no heart
-
-    monkeypatch.setattr(p, "_run_safe", fake_run)
+    monkeypatch.setattr(p, "_run_safe", _fake_network(seen, {(40, 40): COARSE_HEART,
+                                                             (128, 128): (np.s_[8:24, 60:80, 60:80], 1)}))
     p.config["inference"] = {"roi_mm": 60.0, "heart_pass_mm": 4.0}
     pred = p.predict(study, phases=[1])
-    assert seen == [((40, 40), True), ((48, 48), True), ((128, 128), True), ((48, 48), False)]
+    assert [(s[0], s[2]) for s in seen] == [((40, 40), True), ((48, 48), True), ((128, 128), True),
+                                            ((48, 48), False)]
     assert pred.roi == (46, 94, 46, 94)  # on the whole field's heart (centre 70, 70)
+    for grid, call in zip((sr_grid(study.grid, inplane_mm=4.0), sr), (seen[0], seen[2]), strict=True):
+        np.testing.assert_array_equal(call[3], place_on_sr_grid(study.image[[0]], study.grid, grid))
+    assert all(s[3] is not None and s[3].shape[2:] == s[0] for s in seen)
 
 
 def test_heart_pass_mm_is_checked_in_model_configs():
