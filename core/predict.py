@@ -362,7 +362,6 @@ class Predictor:
         lr = study.grid
         sr = sr_grid(lr)
         norm = self.config.get("normalisation", {})
-        scale = intensity_scale(study.image, float(norm.get("percentile", DEFAULT_PERCENTILE)))
         dz, h, w = sr.shape
         timings = {"preprocess": 0.0, "model": 0.0}
         # Refuse before allocating when the study cannot fit; shrink the batch when it can.
@@ -374,20 +373,25 @@ class Predictor:
         if progress:
             progress(0.0, "super-resolving")
         roi_mm = float((self.config.get("inference") or {}).get("roi_mm") or 0)
-        hint, roi, roi_scale, net = roi, None, scale, None
+        # `scale`: the network's intensity divisor, the heart box's (then the whole cine's is not needed) or
+        # the whole cine's
+        hint, roi, scale, net = roi, None, None, None
         # models with `first_phase_context`: the first phase on the SR grid, beside every phase
         context = place_on_sr_grid(study.image[[0]], lr, sr) if self.model.config.first_phase_context else None
         if roi_mm > 0:
             tr = time.perf_counter()
             if hint is not None and _box_fits(hint, sr):
                 roi = tuple(int(v) for v in hint)
-                roi_scale = self._roi_scale(study, sr, roi, scale, norm)
+                scale = self._roi_scale(study, sr, roi, None, norm)
                 if net_roi is not None and _box_fits(net_roi, sr) and _box_within(net_roi, roi):
                     net = tuple(int(v) for v in net_roi)
             else:
-                roi, net, roi_scale = self._heart_roi(study, sr, phase_list[0], scale, roi_mm, norm, context)
+                whole = intensity_scale(study.image, float(norm.get("percentile", DEFAULT_PERCENTILE)))
+                roi, net, scale = self._heart_roi(study, sr, phase_list[0], whole, roi_mm, norm, context)
             net = net or roi
             timings["roi"] = time.perf_counter() - tr
+        if scale is None:
+            scale = intensity_scale(study.image, float(norm.get("percentile", DEFAULT_PERCENTILE)))
         where = self.placement if self.placement != "auto" else \
             ("device" if self.device.type == "cuda" else "host")
         on_device = where == "device" and roi is None and min(lr.shape[1:]) > 1
@@ -421,7 +425,7 @@ class Predictor:
                     sr_image[out] = img
             else:  # the network on the heart region; outside it the placed LR stack and background
                 y0, y1, x0, x1 = net
-                img, lab = self._run_safe(placed[:, :, y0:y1, x0:x1], roi_scale, flips=flips,
+                img, lab = self._run_safe(placed[:, :, y0:y1, x0:x1], scale, flips=flips,
                                           context=None if context is None else context[:, :, y0:y1, x0:x1])
                 placed[:, :, y0:y1, x0:x1] = img
                 if not np.may_share_memory(placed, sr_image):
@@ -516,8 +520,9 @@ class Predictor:
                                                       "heart_component_by": "ventricle"}})
 
     @staticmethod
-    def _roi_scale(study: Study, sr: Grid, roi: tuple[int, int, int, int], scale: float, norm: dict) -> float:
-        """The intensity scale of the heart box: the percentile of the LR pixels inside it."""
+    def _roi_scale(study: Study, sr: Grid, roi: tuple[int, int, int, int], scale: float | None, norm: dict) -> float:
+        """The intensity scale of the heart box: the percentile of the LR pixels inside it (a box without LR
+        pixels: `scale`, or the whole cine's when None)."""
         y0, y1, x0, x1 = roi
         lr = study.grid
         corners = np.array([[x, y, 0.0, 1.0] for y in (y0 - 0.5, y1 - 0.5) for x in (x0 - 0.5, x1 - 0.5)])
@@ -527,7 +532,9 @@ class Predictor:
         j0, j1 = max(0, int(np.floor(ij[1].min() + 0.5))), min(ny, int(np.ceil(ij[1].max() + 0.5)))
         crop = study.image[:, :, j0:j1, i0:i1]
         pct = float(norm.get("percentile", DEFAULT_PERCENTILE))
-        return intensity_scale(crop, pct) if crop.size else scale
+        if crop.size:
+            return intensity_scale(crop, pct)
+        return scale if scale is not None else intensity_scale(study.image, pct)
 
 
 def chunk_rows(phases: Sequence[int], batch: int, first: Sequence[int] = ()) -> list[slice | list[int]]:
