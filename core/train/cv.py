@@ -34,7 +34,7 @@ Say = Callable[[str], None]
 
 # The shipped research model's inference settings (resources/models/gemini-acdc/config.json).
 DEFAULT_INFERENCE = {"roi_mm": 176, "keep_largest_heart_component": True, "heart_component_by": "ventricle",
-                     "roi_margin_mm": 16, "heart_pass_mm": 3.0}
+                     "roi_margin_mm": 16}
 EVAL_JSON = "eval.json"
 EVAL_TTA_JSON = "eval_tta.json"  # the same evaluation with test-time augmentation (`train cv --tta`)
 MODEL_DIR = "model"
