@@ -362,6 +362,7 @@ class Predictor:
         lr = study.grid
         sr = sr_grid(lr)
         norm = self.config.get("normalisation", {})
+        pct = float(norm.get("percentile", DEFAULT_PERCENTILE))
         dz, h, w = sr.shape
         timings = {"preprocess": 0.0, "model": 0.0}
         # Refuse before allocating when the study cannot fit; shrink the batch when it can.
@@ -386,12 +387,12 @@ class Predictor:
                 if net_roi is not None and _box_fits(net_roi, sr) and _box_within(net_roi, roi):
                     net = tuple(int(v) for v in net_roi)
             else:
-                whole = intensity_scale(study.image, float(norm.get("percentile", DEFAULT_PERCENTILE)))
-                roi, net, scale = self._heart_roi(study, sr, phase_list[0], whole, roi_mm, norm, context)
+                roi, net, scale = self._heart_roi(study, sr, phase_list[0], intensity_scale(study.image, pct),
+                                                  roi_mm, norm, context)
             net = net or roi
             timings["roi"] = time.perf_counter() - tr
         if scale is None:
-            scale = intensity_scale(study.image, float(norm.get("percentile", DEFAULT_PERCENTILE)))
+            scale = intensity_scale(study.image, pct)
         where = self.placement if self.placement != "auto" else \
             ("device" if self.device.type == "cuda" else "host")
         on_device = where == "device" and roi is None and min(lr.shape[1:]) > 1
