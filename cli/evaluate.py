@@ -27,6 +27,13 @@ mean contour distance), for the input's own labels and the product's labels on t
 the same linear between slices, the SR labels (and the HR truth on phantoms), each at its own best in-plane
 shift (the breath-hold offset between acquisitions). DIR: a phantom dataset written with `synth --long-axis`, or
 UK Biobank / M&Ms-2 subject folders with labelled long-axis cines.
+`gemini-cmr evaluate robustness --data STUDY [--contours DIR] [--perturbation NAME ...]`: the study's labelled
+phases super-resolved as acquired and perturbed as other scanners and sites acquire (in-plane pixel size, field of
+view, stored orientation, intensity scale, contrast, bias field, noise, twice the slice spacing;
+`core.evaluation.robustness`), each run's labels scored on the original grid against the study's labels (Dice per
+structure, paired against the unperturbed run). STUDY: any labelled study (an ACDC patient folder, NIfTI with
+labels, DICOM with `--contours` for Sunnybrook expert contours); an ACDC training folder with `--patients` or
+`--fold` (each fold's patients by `--model RUN/{fold}/model`).
 """
 
 from __future__ import annotations
@@ -41,10 +48,11 @@ from gemini_cmr.core.errors import GeminiError
 def register(subparsers, summary: str) -> None:
     p = subparsers.add_parser("evaluate", help=summary, description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("task", nargs="?", default="paired", choices=("paired", "motion", "dropped-slices", "long-axis"),
+    p.add_argument("task", nargs="?", default="paired", choices=("paired", "motion", "dropped-slices", "long-axis", "robustness"),
                    help="paired (default): the paper's table; motion: misalignment correction on phantoms; "
                         "dropped-slices: through-plane shape on an ACDC training folder; long-axis: consistency "
-                        "with held-out labelled long-axis planes")
+                        "with held-out labelled long-axis planes; robustness: a labelled study perturbed as "
+                        "other scanners acquire")
     p.add_argument("--data", type=Path, required=True,
                    help="paired dataset folder (with manifest.json); dropped-slices: ACDC training folder")
     p.add_argument("--model", type=Path, default=None, help="Gemini-GAN model (default: bundled)")
@@ -67,7 +75,75 @@ def register(subparsers, summary: str) -> None:
                    help="long-axis: views given to the product as inputs (e.g. 4ch); the others are held out")
     p.add_argument("--held-out", nargs="+", default=None, metavar="VIEW",
                    help="long-axis: the views to score (default: every labelled view not used as input)")
+    p.add_argument("--contours", type=Path, default=None,
+                   help="robustness: Sunnybrook contour folder for a DICOM --data (the study's labels)")
+    p.add_argument("--perturbation", nargs="+", default=None, metavar="NAME",
+                   help="robustness: the perturbations to run (default: all; 'none', the reference, is always run)")
     p.set_defaults(func=run)
+
+
+def robustness_groups(args: argparse.Namespace) -> list[tuple[Path | None, list]]:
+    """(model, [(name, loader)]) groups of `evaluate robustness`: ACDC patients by fold or name, else the one
+    study at --data (with --contours attached)."""
+    from gemini_cmr.core.evaluation.motion import acdc_patients
+
+    if args.patients or args.fold:
+        groups = []
+        for fold in ([None] if args.patients or not args.fold else args.fold):
+            studies = acdc_patients(args.data, args.patients, None if fold is None else f"fold{fold}")
+            if args.limit:
+                studies = studies[: args.limit]
+            if not studies:
+                raise GeminiError(f"no ACDC patients chosen in {args.data}"
+                                  + ("" if fold is None else f" for fold {fold}"))
+            groups.append((fold_model(args.model, fold), studies))
+        return groups
+
+    def load():
+        from gemini_cmr.core.io.contours import attach_contours
+        from gemini_cmr.core.io.loader import load_study
+
+        study = load_study(args.data.expanduser())
+        if args.contours is not None:
+            study = attach_contours(study, args.contours.expanduser())
+        if study.labels is None or not study.labelled_phases:
+            raise GeminiError(f"{args.data}: the study has no labels to score against (give --contours, or a "
+                              "labelled study)")
+        return study
+
+    return [(fold_model(args.model, None), [(args.data.name, load)])]
+
+
+def run_robustness(args: argparse.Namespace) -> int:
+    from gemini_cmr.core.engine import SuperResolver
+    from gemini_cmr.core.evaluation import robustness as ev
+    from gemini_cmr.core.io.jsonio import dumps
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    names = list(ev.PERTURBATIONS) if not args.perturbation else ["none", *dict.fromkeys(
+        n for n in args.perturbation if n != "none")]
+    unknown = [n for n in names if n not in ev.PERTURBATIONS]
+    if unknown:
+        raise GeminiError(f"unknown perturbation {', '.join(unknown)} (one of {', '.join(ev.PERTURBATIONS)})")
+    rows = []
+    for model, studies in robustness_groups(args):
+        resolver = SuperResolver(model=model, adapter=args.adapter, device=args.device)
+        for name, load in studies:
+            rows += ev.evaluate_study(resolver, load(), name, names, say=say)
+    models = sorted({r["model_id"] for r in rows})
+    res = {"model_id": ",".join(models), "n_studies": len({r["study"] for r in rows}),
+           "perturbations": {n: ev.PERTURBATIONS[n][0] for n in names},
+           "summary": ev.summarise(rows), "rows": rows}
+    if args.json:
+        print(dumps(res, indent=2))
+    else:
+        print(ev.format_summary(res["summary"]))
+        print(f"\nmodel {', '.join(m[:12] for m in models)}, {res['n_studies']} studies; Dice on the original "
+              "grid, (mean paired difference against 'none', worst)")
+    sys.stdout.flush()
+    return 0
 
 
 def run_long_axis(args: argparse.Namespace) -> int:
@@ -164,6 +240,8 @@ def run(args: argparse.Namespace) -> int:
         raise GeminiError("--limit must be at least 1")
     if args.task == "long-axis":
         return run_long_axis(args)
+    if args.task == "robustness":
+        return run_robustness(args)
     if args.task != "paired":
         return run_motion_tasks(args)
     labelled_subjects(args.data.expanduser(), args.split)  # fail fast, before loading the model

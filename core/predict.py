@@ -489,6 +489,7 @@ class Predictor:
                     lab = None
         if lab is None:
             lab = self._heart_labels(study, sr, phase, scale, context)
+            lab = self._where_it_beats(study, sr, phase, scale, norm, roi_mm, context, lab)
         roi = heart_roi(lab[0], spacing_yx, roi_mm)
         if roi is None:
             log.warning("no heart found on the whole field of view: the network runs on all of it")
@@ -500,6 +501,50 @@ class Predictor:
             net = fit_heart_box(lab[0], spacing_yx, margin, roi, self.model.config.multiple)
             log.info("network box: SR rows %d-%d, columns %d-%d (the heart and %.0f mm)", *net, margin)
         return roi, net, self._roi_scale(study, sr, roi, scale, norm)
+
+    def _where_it_beats(self, study: Study, sr: Grid, phase: int, scale: float, norm: dict, roi_mm: float,
+                        context: np.ndarray | None, lab: np.ndarray) -> np.ndarray:
+        """The whole-field pass's heart `lab` (1, D, H, W) where the cine beats there (the mean `cine_motion_map`
+        over its in-plane extent >= `HEART_MOTION_MIN`, or no map: a single phase); else the heart found again by the network in
+        a `roi_mm` box centred on where the cine beats (`cine_motion_centre`), with that box's intensity scale,
+        as in training, then in a box centred on the heart found there (a heart painted into still tissue, as
+        noise in the field of view can make the whole-field pass do, is not taken); that box's pass finding
+        nothing leaves `lab` as it was."""
+        from gemini_cmr.core.postprocess import (
+            HEART_MOTION_MIN,
+            box_around,
+            cine_motion_map,
+            heart_roi,
+            motion_map_centre,
+        )
+
+        motion = cine_motion_map(study.image, study.grid)
+        if motion is None:
+            return lab
+        fg = lab[0].any(axis=0)
+        level = 0.0
+        if fg.any():
+            yy, xx = np.nonzero(fg)
+            ijk = study.grid.world_to_index(sr.index_to_world(
+                np.stack([xx, yy, np.full(xx.shape, (sr.shape[0] - 1) / 2)], axis=1).astype(np.float64)))
+            jj = np.clip(np.rint(ijk[:, 1]).astype(np.int64), 0, motion.shape[0] - 1)
+            ii = np.clip(np.rint(ijk[:, 0]).astype(np.int64), 0, motion.shape[1] - 1)
+            level = float(motion[jj, ii].mean())
+            if level >= HEART_MOTION_MIN:
+                return lab
+        x, y = sr.world_to_index(motion_map_centre(motion, study.grid))[:2]
+        spacing_yx = (float(sr.spacing[1]), float(sr.spacing[0]))
+        window = box_around((float(y), float(x)), spacing_yx, roi_mm, sr.shape[1:])
+        again = self._heart_labels(study, sr, phase, self._roi_scale(study, sr, window, scale, norm), context, window)
+        centred = heart_roi(again[0], spacing_yx, roi_mm) if again.any() else None
+        if centred is not None and centred != window:  # once more with the heart found there in the middle
+            window = centred
+            again = self._heart_labels(study, sr, phase, self._roi_scale(study, sr, window, scale, norm), context,
+                                       window)
+        log.warning("the heart the whole-field pass found lies where the cine hardly moves (%.2f of the beating "
+                    "region's motion): the heart found again in a %.0f mm box where it beats (SR rows %d-%d, "
+                    "columns %d-%d)%s", level, roi_mm, *window, "" if again.any() else ", which found none: kept")
+        return again if again.any() else lab
 
     def _heart_labels(self, study: Study, grid: Grid, phase: int, scale: float, context: np.ndarray | None,
                       window: tuple[int, int, int, int] | None = None) -> np.ndarray:

@@ -17,7 +17,8 @@ distance from the series' median box.
 `--model`: another ACDC model folder (default: the bundled one); `--criteria product` skips the criterion
 before (after a model change, the product's criterion is what must still find the heart). `--heart-pass-mm`:
 the model config's `inference.heart_pass_mm` for this run (0: the whole field on the SR grid); the report
-counts the runs whose coarse box was given up for the whole field. `--against`: an earlier report of the
+counts the runs whose coarse box was given up for the whole field, and those whose whole-field heart lay where
+the cine hardly moves (found again where it beats, `core.predict.Predictor._where_it_beats`). `--against`: an earlier report of the
 same model; the ACDC Dice and the heart boxes are paired with its rows (the same cases).
 """
 
@@ -59,9 +60,13 @@ class FallbackCount(logging.Handler):
         super().__init__(logging.INFO)
         self.count = 0
 
+        self.moved = 0
+
     def emit(self, record: logging.LogRecord) -> None:
         if "the heart pass on the whole field" in record.getMessage():
             self.count += 1
+        if "where the cine hardly moves" in record.getMessage():
+            self.moved += 1
 
 
 def paired(report: dict, base: dict) -> dict:
@@ -168,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         report["sunnybrook"][criterion] = sb
     pp.keep_largest_heart_component = PRODUCT_KEEP
     report["whole_field_fallbacks"] = fallbacks.count
+    report["found_again_where_it_beats"] = fallbacks.moved
     print("coarse boxes given up for the whole field:", fallbacks.count)
+    print("whole-field hearts where the cine hardly moves, found again where it beats:", fallbacks.moved)
     if args.against:
         report["paired"] = paired(report, json.loads(Path(args.against).read_text(encoding="utf-8")))
     if args.json:
