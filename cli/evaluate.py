@@ -54,7 +54,8 @@ def register(subparsers, summary: str) -> None:
                         "with held-out labelled long-axis planes; robustness: a labelled study perturbed as "
                         "other scanners acquire")
     p.add_argument("--data", type=Path, required=True,
-                   help="paired dataset folder (with manifest.json); dropped-slices: ACDC training folder")
+                   help="paired dataset folder (with manifest.json); dropped-slices: ACDC training folder; "
+                        "robustness: a labelled study, or an ACDC training folder with --patients / --fold")
     p.add_argument("--model", type=Path, default=None, help="Gemini-GAN model (default: bundled)")
     p.add_argument("--adapter", type=Path, default=None, help="V-AMA adapter applied to the LR input first")
     p.add_argument("--split", default="test", help="subjects of this split (train, val, test; 'all' = every one)")
@@ -63,9 +64,10 @@ def register(subparsers, summary: str) -> None:
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     p.add_argument("--motion-correction", choices=("on", "off", "both"), default="both",
                    help="motion, dropped-slices: with, without or both (default)")
-    p.add_argument("--patients", nargs="+", default=None, help="dropped-slices: ACDC patients (e.g. 11 patient021)")
+    p.add_argument("--patients", nargs="+", default=None,
+                   help="dropped-slices, robustness: ACDC patients (e.g. 11 patient021)")
     p.add_argument("--fold", type=int, nargs="+", default=None,
-                   help="dropped-slices: the ACDC patients whose number %% 5 is this (without --patients); "
+                   help="dropped-slices, robustness: the ACDC patients whose number %% 5 is this (without --patients); "
                         "several folds are pooled, each scored by --model with {fold} replaced by foldK "
                         "(e.g. runs/cv/{fold}/model: every patient by the model that never saw it)")
     p.add_argument("--acquired", action="store_true",

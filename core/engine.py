@@ -25,7 +25,8 @@ ED/ES of the result: the study's when known, else max/min of the SR LV cavity vo
 (see `core.phenotypes`, which reports both).
 
 `Result.warnings` holds what the user must see besides the study's own warnings (`study.meta.warnings`):
-the engine's notes and one line per phenotype flag (`core.phenotypes.flag_messages`: implausible values,
+the engine's notes (among them the heart-finding pass's, `Prediction.notes`: a heart found again where the
+cine beats, no heart found) and one line per phenotype flag (`core.phenotypes.flag_messages`: implausible values,
 empty structures, values that cannot be computed). The CLI prints both on stderr, the app shows them.
 """
 
@@ -320,6 +321,7 @@ class SuperResolver:
                 progress(_SPAN["predict"][0], "estimating slice misalignment")
             used_la = [item.cine for item in la_inputs if item.used]
             motion = motionlib.estimate_motion(self.predictor, source, cancel=cancel, long_axis=used_la)
+            warnings.extend(motion.heart_notes)
             for rec in motion.long_axis:  # the long-axis acquisitions' own offsets: the cuts overlay them
                 for item in la_inputs:
                     if item.used and item.cine.source_path == rec["path"] and item.cine.view == rec["view"]:
@@ -344,6 +346,7 @@ class SuperResolver:
         pred = self.predictor.predict(source, phases=phase_list, progress=_sub(progress, "predict"), cancel=cancel,
                                       **reuse)
         timings["predict"] = time.perf_counter() - t
+        warnings.extend(n for n in (getattr(pred, "notes", None) or []) if n not in warnings)
         for k, v in (getattr(pred, "timings", None) or {}).items():
             if k != "total":
                 timings[f"predict_{k}"] = float(v)

@@ -63,6 +63,8 @@ class MotionEstimate:
     net_roi: tuple[int, int, int, int] | None = None  # the part of `roi` the network ran on
     # the long-axis evidence (`combine_long_axis`): per view its direction, slices used, offset
     long_axis: list[dict] = field(default_factory=list)
+    # the heart-finding pass's notes (`Prediction.notes`) of the estimation's prediction, whose box is reused
+    heart_notes: list[str] = field(default_factory=list)
 
     @classmethod
     def none(cls, n_slices: int, note: str) -> MotionEstimate:
@@ -599,6 +601,7 @@ def estimate_motion(predictor, study: Study, rounds: int = ROUNDS, cancel=None, 
     timings = {"predict": 0.0, "estimate": 0.0}
     current = study
     roi = net_roi = None
+    heart_notes: list[str] = []
     for r in range(max(1, int(rounds))):
         if cancel is not None and cancel():
             from gemini_cmr.core.errors import Cancelled
@@ -609,6 +612,7 @@ def estimate_motion(predictor, study: Study, rounds: int = ROUNDS, cancel=None, 
         timings["predict"] += time.perf_counter() - t
         if r == 0:
             roi, net_roi = getattr(pred, "roi", None), getattr(pred, "net_roi", None)
+            heart_notes = list(getattr(pred, "notes", None) or [])
             first = pred
         t = time.perf_counter()
         ds, e = estimate_from_prediction(current.image[phases], grid, np.asarray(pred.sr_image),
@@ -625,7 +629,7 @@ def estimate_motion(predictor, study: Study, rounds: int = ROUNDS, cancel=None, 
     if est.sum() < 3:
         return MotionEstimate(np.zeros((nz, 2)), np.zeros(nz, bool), applied=False, timings=timings,
                               note="too few slices with a clear LV section: no motion correction", roi=roi,
-                              net_roi=net_roi)
+                              net_roi=net_roi, heart_notes=heart_notes)
     n_est = int(est.sum())
     note = f"shifts estimated on {n_est} of {nz} slices (the others, without a clear LV section, kept as acquired)"
     records: list[dict] = []
@@ -640,4 +644,4 @@ def estimate_motion(predictor, study: Study, rounds: int = ROUNDS, cancel=None, 
         note += f"; long-axis evidence: {views}"
     timings["total"] = time.perf_counter() - t0
     return MotionEstimate(total, est, method=method, applied=True, note=note, timings=timings, roi=roi,
-                          net_roi=net_roi, long_axis=records)
+                          net_roi=net_roi, long_axis=records, heart_notes=heart_notes)

@@ -65,6 +65,9 @@ class Prediction:
     # The part of `roi` the network ran on (config "inference": {"roi_margin_mm": ...}: the heart and a
     # margin); the same as `roi` without a margin.
     net_roi: tuple[int, int, int, int] | None = None
+    # What the heart-finding pass decided that the user should know (a heart found again where the cine
+    # beats, no heart found): the engine passes these on as the run's warnings.
+    notes: list[str] = field(default_factory=list)
 
 
 _DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -377,6 +380,7 @@ class Predictor:
         # `scale`: the network's intensity divisor, the heart box's (then the whole cine's is not needed) or
         # the whole cine's
         hint, roi, scale, net = roi, None, None, None
+        notes: list[str] = []
         # models with `first_phase_context`: the first phase on the SR grid, beside every phase
         context = place_on_sr_grid(study.image[[0]], lr, sr) if self.model.config.first_phase_context else None
         if roi_mm > 0:
@@ -388,7 +392,7 @@ class Predictor:
                     net = tuple(int(v) for v in net_roi)
             else:
                 roi, net, scale = self._heart_roi(study, sr, phase_list[0], intensity_scale(study.image, pct),
-                                                  roi_mm, norm, context)
+                                                  roi_mm, norm, context, notes)
             net = net or roi
             timings["roi"] = time.perf_counter() - tr
         if scale is None:
@@ -444,15 +448,16 @@ class Predictor:
                     sr_labels[out, :, net[0]:net[1], net[2]:net[3]] = lab
             finished += chunk
             if on_chunk is not None:
-                on_chunk(Prediction(sr, phase_list, sr_image, sr_labels, self.model_id, scale, dict(timings), roi, net),
+                on_chunk(Prediction(sr, phase_list, sr_image, sr_labels, self.model_id, scale, dict(timings), roi, net,
+                                    notes),
                          list(finished))
             if progress:
                 progress((ci + 1) / n_chunks, f"super-resolved {len(finished)}/{len(phase_list)} phases")
         timings["total"] = time.perf_counter() - t0
-        return Prediction(sr, phase_list, sr_image, sr_labels, self.model_id, scale, timings, roi, net)
+        return Prediction(sr, phase_list, sr_image, sr_labels, self.model_id, scale, timings, roi, net, notes)
 
     def _heart_roi(self, study: Study, sr: Grid, phase: int, scale: float, roi_mm: float, norm: dict,
-                   context: np.ndarray | None = None
+                   context: np.ndarray | None = None, notes: list[str] | None = None
                    ) -> tuple[tuple[int, int, int, int] | None, tuple[int, int, int, int] | None, float]:
         """Region-of-interest inference for models trained on heart-centred crops (the ACDC model):
         one phase through the network on the whole field of view finds the heart (the component most like
@@ -489,10 +494,13 @@ class Predictor:
                     lab = None
         if lab is None:
             lab = self._heart_labels(study, sr, phase, scale, context)
-            lab = self._where_it_beats(study, sr, phase, scale, norm, roi_mm, context, lab)
+            lab = self._where_it_beats(study, sr, phase, scale, norm, roi_mm, context, lab, notes)
         roi = heart_roi(lab[0], spacing_yx, roi_mm)
         if roi is None:
-            log.warning("no heart found on the whole field of view: the network runs on all of it")
+            msg = "no heart found on the whole field of view: the network runs on all of it"
+            log.warning(msg)
+            if notes is not None:
+                notes.append(msg)
             return None, None, scale
         log.info("heart region of interest: SR rows %d-%d, columns %d-%d (%.0f mm)", *roi, roi_mm)
         net = roi
@@ -503,13 +511,13 @@ class Predictor:
         return roi, net, self._roi_scale(study, sr, roi, scale, norm)
 
     def _where_it_beats(self, study: Study, sr: Grid, phase: int, scale: float, norm: dict, roi_mm: float,
-                        context: np.ndarray | None, lab: np.ndarray) -> np.ndarray:
+                        context: np.ndarray | None, lab: np.ndarray, notes: list[str] | None = None) -> np.ndarray:
         """The whole-field pass's heart `lab` (1, D, H, W) where the cine beats there (the mean `cine_motion_map`
         over its in-plane extent >= `HEART_MOTION_MIN`, or no map: a single phase); else the heart found again by the network in
         a `roi_mm` box centred on where the cine beats (`cine_motion_centre`), with that box's intensity scale,
         as in training, then in a box centred on the heart found there (a heart painted into still tissue, as
         noise in the field of view can make the whole-field pass do, is not taken); that box's pass finding
-        nothing leaves `lab` as it was."""
+        nothing leaves `lab` as it was. What it did goes to the log and to `notes`."""
         from gemini_cmr.core.postprocess import (
             HEART_MOTION_MIN,
             box_around,
@@ -541,9 +549,12 @@ class Predictor:
             window = centred
             again = self._heart_labels(study, sr, phase, self._roi_scale(study, sr, window, scale, norm), context,
                                        window)
-        log.warning("the heart the whole-field pass found lies where the cine hardly moves (%.2f of the beating "
-                    "region's motion): the heart found again in a %.0f mm box where it beats (SR rows %d-%d, "
-                    "columns %d-%d)%s", level, roi_mm, *window, "" if again.any() else ", which found none: kept")
+        msg = ("the heart the whole-field pass found lies where the cine hardly moves (%.2f of the beating region's "
+               "motion): the heart found again in a %.0f mm box where it beats (SR rows %d-%d, columns %d-%d)%s"
+               % (level, roi_mm, *window, "" if again.any() else ", which found none: kept"))
+        log.warning(msg)
+        if notes is not None:
+            notes.append(msg)
         return again if again.any() else lab
 
     def _heart_labels(self, study: Study, grid: Grid, phase: int, scale: float, context: np.ndarray | None,

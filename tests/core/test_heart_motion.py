@@ -138,3 +138,19 @@ def test_the_box_where_it_beats_finding_nothing_keeps_the_whole_field_heart(monk
     assert "which found none: kept" in caplog.text
     y0, y1, x0, x1 = pred.roi
     assert abs((y0 + y1) / 2 - 103.5) <= 1 and abs((x0 + x1) / 2 - 99.5) <= 1  # the whole field's heart
+
+
+def test_the_engine_passes_the_heart_pass_note_on_as_a_warning(monkeypatch):
+    """`super-resolve` (the engine) reports the second look in the run's warnings (run.json, the app)."""
+    from gemini_cmr.core.engine import SuperResolver
+
+    _, p = _predictor()
+    study = _study()
+    seen = []
+    monkeypatch.setattr(p, "_run_safe", _fake_network(seen, {(128, 128): (np.s_[:, 95:112, 90:110], 2),
+                                                             (48, 48): (np.s_[:, 18:34, 20:36], 1)}))
+    p.config["inference"] = {"roi_mm": 60.0}
+    resolver = SuperResolver(model=p, device="cpu")
+    for motion in (False, True):
+        result = resolver.run(study, phases=[0, 4], meshes="none", motion_correction=motion)
+        assert sum("hardly moves" in w for w in result.warnings) == 1, result.warnings
