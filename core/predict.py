@@ -549,9 +549,10 @@ class Predictor:
             window = centred
             again = self._heart_labels(study, sr, phase, self._roi_scale(study, sr, window, scale, norm), context,
                                        window)
-        msg = ("the heart the whole-field pass found lies where the cine hardly moves (%.2f of the beating region's "
-               "motion): the heart found again in a %.0f mm box where it beats (SR rows %d-%d, columns %d-%d)%s"
-               % (level, roi_mm, *window, "" if again.any() else ", which found none: kept"))
+        y0, y1, x0, x1 = window
+        msg = (f"the heart the whole-field pass found lies where the cine hardly moves ({level:.2f} of the beating "
+               f"region's motion): the heart found again in a {roi_mm:.0f} mm box where it beats (SR rows {y0}-{y1}, "
+               f"columns {x0}-{x1}){'' if again.any() else ', which found none: kept'}")
         log.warning(msg)
         if notes is not None:
             notes.append(msg)
