@@ -792,6 +792,10 @@ class StackAugment:
     contrast: tuple[float, float] = (0.75, 1.25)
     blur_px: float = 1.0  # Gaussian sigma in [0.5, blur_px] (SR pixels)
     lowres: float = 0.5  # resolution loss: down by a factor in [lowres, 1], back up (linear)
+    # Rician noise (magnitude of complex Gaussian noise added to the signal) of sigma in [0, rician] of the
+    # planes' normalised intensity (1 = the 99.5th percentile); 0 = off
+    rician: float = 0.0
+    transpose: float = 0.0  # probability of swapping rows and columns (square crops; labels follow)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> StackAugment:
@@ -836,7 +840,9 @@ class StackAugment:
         return ys, xs
 
     def intensity(self, rng: np.random.Generator, planes: np.ndarray) -> np.ndarray:
-        """Gamma, contrast, blur and resolution loss of (n, h, w) float32 planes (same draw for the stack)."""
+        """Gamma, contrast, blur, resolution loss and Rician noise of (n, h, w) float32 planes (same draw for the
+        stack; the noise itself new in every pixel). Off options draw nothing from `rng`, so a config without
+        them reproduces its earlier runs."""
         if self.p <= 0:
             return planes
         from scipy import ndimage
@@ -857,7 +863,20 @@ class StackAugment:
             small = ndimage.zoom(planes, (1, f, f), order=1)
             planes = ndimage.zoom(small, (1, h / small.shape[1], w / small.shape[2]), order=1)[:, :h, :w]
             planes = np.ascontiguousarray(planes, dtype=np.float32)
+        if self.rician > 0 and rng.random() < self.p:
+            sigma = rng.uniform(0, self.rician)
+            re = np.clip(planes, 0, None) + rng.normal(0, sigma, planes.shape).astype(np.float32)
+            im = rng.normal(0, sigma, planes.shape).astype(np.float32)
+            planes = np.sqrt(re * re + im * im).astype(np.float32)
         return planes
+
+    def transposed(self, rng: np.random.Generator, planes: np.ndarray, labels: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Planes (c, h, w) and labels (n, h, w) with rows and columns swapped, with probability `transpose`
+        (square crops only)."""
+        if self.transpose > 0 and planes.shape[-1] == planes.shape[-2] and rng.random() < self.transpose:
+            return planes.transpose(0, 2, 1), labels.transpose(0, 2, 1)
+        return planes, labels
 
 
 class LRItems:
@@ -936,6 +955,7 @@ class LRItems:
                 labels[:, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = s.labels[j0:j1, sy0:sy1, sx0:sx1]
         if rng is not None and extra is not None:
             planes = extra.intensity(rng, planes)
+            planes, labels = extra.transposed(rng, planes, labels)
         if rng is not None and aug is not None:
             if aug.flip and rng.random() < 0.5:
                 planes, labels = planes[:, ::-1], labels[:, ::-1]

@@ -169,3 +169,32 @@ def test_cv_trains_exports_and_evaluates_every_fold(acdc4, tmp_path, capsys):
     final = json.loads((tmp_path / "cv" / "final" / "model" / "config.json").read_text())
     assert final["training"]["config"]["fold"] == "all" and final["inference"]["roi_mm"] == 30
     assert final["training"]["step"] == 2
+
+
+def test_rician_noise_and_transposition_augmentations():
+    """`augment.rician`: magnitude noise (non-negative, the dark background lifted to about sigma sqrt(pi/2));
+    `augment.transpose`: rows and columns swapped, labels with them; both off by default and then draw
+    nothing from the generator."""
+    planes, labels = _stack()
+    off = StackAugment.from_dict({"p": 1.0, "gamma": [1.0, 1.0], "contrast": [1.0, 1.0], "blur_px": 0.0,
+                                  "lowres": 1.0})
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    np.testing.assert_array_equal(off.intensity(a, planes.copy()), planes)
+    off.transposed(a, planes, labels)
+    b.random(4)  # gamma and contrast: a coin and a value each (identity ranges)
+    assert a.random() == b.random()  # nothing else was drawn
+    noisy = StackAugment.from_dict({"p": 1.0, "gamma": [1.0, 1.0], "contrast": [1.0, 1.0], "blur_px": 0.0,
+                                    "lowres": 1.0, "rician": 0.2})
+    out = noisy.intensity(np.random.default_rng(4), np.repeat(planes, 20, axis=0))
+    assert out.dtype == np.float32 and (out >= 0).all()
+    background = out[np.repeat(labels, 20, axis=0) == 0]
+    assert 0.0 < background.mean() < 0.2 * np.sqrt(np.pi / 2) + 0.01
+    assert abs(out[np.repeat(labels, 20, axis=0) == 1].mean() - 1.0) < 0.1
+    flip = StackAugment.from_dict({"transpose": 1.0})
+    p2, l2 = flip.transposed(np.random.default_rng(0), planes, labels)
+    np.testing.assert_array_equal(p2, planes.transpose(0, 2, 1))
+    np.testing.assert_array_equal(l2, labels.transpose(0, 2, 1))
+    wide = np.zeros((2, 8, 12), np.float32)
+    assert flip.transposed(np.random.default_rng(0), wide, wide.astype(np.uint8))[0] is wide  # not square
+    with pytest.raises(DataError, match="unknown augmentation keys: tilt"):
+        StackAugment.from_dict({"tilt": 1})
