@@ -16,21 +16,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_motion import study_args, warm_predictor
+from bench_motion import heart_pass_setup, study_args
 
 
 def main() -> None:
     args = study_args(__doc__)
-
-    from gemini_cmr.core.geometry import sr_grid
-    from gemini_cmr.core.models.preprocess import DEFAULT_PERCENTILE, intensity_scale
-
-    study, predictor = warm_predictor(args.study)
-    roi_mm = float((predictor.config.get("inference") or {})["roi_mm"])
-    norm = predictor.config.get("normalisation", {})
-    sr = sr_grid(study.grid)
-    scale = intensity_scale(study.image, float(norm.get("percentile", DEFAULT_PERCENTILE)))
-    phase = study.meta.ed_phase or 0
+    env = heart_pass_setup(args.study)
+    study, predictor, sr, phase = env["study"], env["predictor"], env["sr"], env["phase"]
+    scale, roi_mm, norm = env["scale"], env["roi_mm"], env["norm"]
     real_run = predictor._run_safe
     labels: dict[str, np.ndarray] = {}
 

@@ -61,6 +61,20 @@ def warm_predictor(study_path: str):
     return study, predictor
 
 
+def heart_pass_setup(study_path: str) -> dict:
+    """What `Predictor._heart_roi` takes for a real study, after `warm_predictor`: study, predictor, sr (the SR
+    grid), phase (ED, else 0), scale (the whole cine's intensity scale), roi_mm, norm (shared by the heart-pass
+    benchmarks)."""
+    from gemini_cmr.core.geometry import sr_grid
+    from gemini_cmr.core.models.preprocess import DEFAULT_PERCENTILE, intensity_scale
+
+    study, predictor = warm_predictor(study_path)
+    norm = predictor.config.get("normalisation", {})
+    return {"study": study, "predictor": predictor, "sr": sr_grid(study.grid), "phase": study.meta.ed_phase or 0,
+            "scale": intensity_scale(study.image, float(norm.get("percentile", DEFAULT_PERCENTILE))),
+            "roi_mm": float((predictor.config.get("inference") or {})["roi_mm"]), "norm": norm}
+
+
 def main() -> None:
     args = study_args(__doc__)
 
