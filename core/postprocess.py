@@ -83,11 +83,12 @@ def _keep_heart_component(labels: np.ndarray, by: str) -> np.ndarray | None:
 VENTRICLE_WALL_PX = 2
 
 
-# `cine_motion_centre`: the in-plane Gaussian (mm) on the cine's first temporal harmonic, and the part of its
-# maximum above which pixels weigh in the centre.
+# `cine_motion_map`: the in-plane Gaussian (mm) on the cine's first temporal harmonic, and how far its peak must
+# stand above its median (as a multiple of the median); `motion_map_centre`: the part of the map's maximum above
+# which pixels weigh in the centre.
 MOTION_SIGMA_MM = 10.0
-MOTION_LEVEL = 0.5
 MOTION_CONTRAST = 0.25
+MOTION_LEVEL = 0.5
 # `core.predict`: a heart found by the whole-field pass whose in-plane extent has a mean `cine_motion_map` below
 # this is not taken (the pass painted a heart into still tissue, as noise in the field of view can make it do);
 # the heart is found again where the cine beats. On every ACDC case and every second Sunnybrook phase the
@@ -114,7 +115,7 @@ def cine_motion_map(image: np.ndarray, grid) -> np.ndarray | None:
     h1 = ndimage.gaussian_filter(h1, (MOTION_SIGMA_MM / sy, MOTION_SIGMA_MM / sx), mode="constant")
     floor = float(np.median(h1))
     top = float(h1.max()) - floor
-    if (not np.isfinite(top) or top <= 1e-6 * float(np.abs(image).mean()) or top < MOTION_CONTRAST * floor):
+    if not np.isfinite(top) or top <= 1e-6 * float(np.abs(image).mean()) or top < MOTION_CONTRAST * floor:
         return None
     return np.clip((h1 - floor) / top, 0.0, 1.0)
 
@@ -152,7 +153,8 @@ def box_around(centre_yx: tuple[float, float], spacing_yx, size_mm: float, shape
     """In-plane box (y0, y1, x0, x1) of about `size_mm` square centred on the pixel position `centre_yx`,
     moved to lie inside a grid of in-plane `shape_yx` (the whole extent along an axis shorter than it)."""
     out: list[int] = []
-    for c, sp, n in ((centre_yx[0], spacing_yx[0], int(shape_yx[-2])), (centre_yx[1], spacing_yx[1], int(shape_yx[-1]))):
+    for c, sp, n in ((centre_yx[0], spacing_yx[0], int(shape_yx[-2])),
+                     (centre_yx[1], spacing_yx[1], int(shape_yx[-1]))):
         size = min(n, max(1, int(round(size_mm / float(sp)))))
         start = int(round(c - size / 2))
         start = min(max(start, 0), n - size)

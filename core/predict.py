@@ -513,11 +513,11 @@ class Predictor:
     def _where_it_beats(self, study: Study, sr: Grid, phase: int, scale: float, norm: dict, roi_mm: float,
                         context: np.ndarray | None, lab: np.ndarray, notes: list[str] | None = None) -> np.ndarray:
         """The whole-field pass's heart `lab` (1, D, H, W) where the cine beats there (the mean `cine_motion_map`
-        over its in-plane extent >= `HEART_MOTION_MIN`, or no map: a single phase); else the heart found again by the network in
-        a `roi_mm` box centred on where the cine beats (`cine_motion_centre`), with that box's intensity scale,
-        as in training, then in a box centred on the heart found there (a heart painted into still tissue, as
-        noise in the field of view can make the whole-field pass do, is not taken); that box's pass finding
-        nothing leaves `lab` as it was. What it did goes to the log and to `notes`."""
+        over its in-plane extent >= `HEART_MOTION_MIN`, or no map: a single phase); else the heart found again
+        by the network in a `roi_mm` box centred on where the cine beats (`motion_map_centre`), with that box's
+        intensity scale, as in training, then in a box centred on the heart found there (a heart painted into
+        still tissue, as noise in the field of view can make the whole-field pass do, is not taken); that box's
+        pass finding nothing leaves `lab` as it was. What it did goes to the log and to `notes`."""
         from gemini_cmr.core.postprocess import (
             HEART_MOTION_MIN,
             box_around,
