@@ -84,22 +84,27 @@ def register(subparsers, summary: str) -> None:
     p.set_defaults(func=run)
 
 
+def acdc_groups(args: argparse.Namespace) -> list[tuple[int | None, Path | None, list]]:
+    """(fold, model, [(patient, loader)]) of an ACDC training folder at --data: the --patients (one group), else
+    each --fold's patients with --model's "{fold}" for that fold, else every patient; at most --limit each."""
+    from gemini_cmr.core.evaluation.motion import acdc_patients
+
+    groups = []
+    for fold in ([None] if args.patients or not args.fold else args.fold):
+        studies = acdc_patients(args.data, args.patients, None if fold is None else f"fold{fold}")
+        if args.limit:
+            studies = studies[: args.limit]
+        if not studies:
+            raise GeminiError(f"no ACDC patients chosen in {args.data}" + ("" if fold is None else f" for fold {fold}"))
+        groups.append((fold, fold_model(args.model, fold), studies))
+    return groups
+
+
 def robustness_groups(args: argparse.Namespace) -> list[tuple[Path | None, list]]:
     """(model, [(name, loader)]) groups of `evaluate robustness`: ACDC patients by fold or name, else the one
     study at --data (with --contours attached)."""
-    from gemini_cmr.core.evaluation.motion import acdc_patients
-
     if args.patients or args.fold:
-        groups = []
-        for fold in ([None] if args.patients or not args.fold else args.fold):
-            studies = acdc_patients(args.data, args.patients, None if fold is None else f"fold{fold}")
-            if args.limit:
-                studies = studies[: args.limit]
-            if not studies:
-                raise GeminiError(f"no ACDC patients chosen in {args.data}"
-                                  + ("" if fold is None else f" for fold {fold}"))
-            groups.append((fold_model(args.model, fold), studies))
-        return groups
+        return [(model, studies) for _, model, studies in acdc_groups(args)]
 
     def load():
         from gemini_cmr.core.io.contours import attach_contours
@@ -188,15 +193,7 @@ def run_motion_tasks(args: argparse.Namespace) -> int:
         res = ev.evaluate_motion_phantoms(args.data, resolver, args.split, args.limit, modes, say=say)
         table = ev.format_motion_summary(res["summary"])
     else:
-        groups = []
-        for fold in ([None] if args.patients or not args.fold else args.fold):
-            studies = ev.acdc_patients(args.data, args.patients, None if fold is None else f"fold{fold}")
-            if args.limit:
-                studies = studies[: args.limit]
-            if not studies:
-                raise GeminiError(f"no ACDC patients chosen in {args.data}"
-                                  + ("" if fold is None else f" for fold {fold}"))
-            groups.append((fold, fold_model(args.model, fold), studies))
+        groups = acdc_groups(args)
         res = ev.dropped_slices_folds(
             [(fold, SuperResolver(model=model, adapter=args.adapter, device=args.device), studies)
              for fold, model, studies in groups], modes, say=say, acquired=args.acquired)

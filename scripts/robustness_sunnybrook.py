@@ -12,8 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from eval_sunnybrook import ALL_SERIES as SERIES  # (series, contour folder) of the three contoured GE series
+
 ROOT = Path(__file__).resolve().parents[1]
-SERIES = (("SCD0000101", "SC-HF-I-1"), ("SCD0000401", "SC-HF-I-5"), ("SCD0000501", "SC-HF-I-6"))
 
 
 def main(argv=None) -> int:
