@@ -601,7 +601,7 @@ class MainWindow(QMainWindow):
         if self.surface_view is not None:
             self.surface_view.set_meshes(result.meshes or {}, ed, es, state.axis,
                                          more_coming=bool(more and result.meshes))
-        self.phenotypes_panel.set_phenotypes(result.phenotypes)
+        self.phenotypes_panel.set_phenotypes(result.phenotypes, getattr(result, "qc", None))
         self._show_motion()
         self._configure_slice_slider()
         self._fill_study_panel()
@@ -622,9 +622,11 @@ class MainWindow(QMainWindow):
         if not (self.interactive and result.warnings):
             return
         implausible = not (result.phenotypes or {}).get("plausible", True)
+        qc_failed = not (getattr(result, "qc", None) or {}).get("passed", True)
         box = QMessageBox(QMessageBox.Icon.Warning, "Gemini CMR",
                           "Check these results: some values are implausible or not available."
-                          if implausible else "The run finished with warnings.",
+                          if implausible else "Check this segmentation: it failed an automatic quality check."
+                          if qc_failed else "The run finished with warnings.",
                           QMessageBox.StandardButton.Ok, self)
         box.setInformativeText("\n".join(f"• {w}" for w in result.warnings[:12]))
         box.setModal(False)

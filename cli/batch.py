@@ -13,7 +13,8 @@ entries of the list; two studies that would share a name get a short hash of the
   (`long_axis`: used, or ignored with the reason, also among its warnings). --long-axis off: none.
 - A study that fails (unreadable file, bad geometry, ...) is reported with a one-line reason and the run
   goes on. DIR/batch_summary.csv and .json list every study: ok / failed / skipped, reason, seconds,
-  whether its phenotypes are plausible, and its warnings (also printed on stderr).
+  whether its phenotypes are plausible, whether its labels passed the automatic quality checks (`core.qc`:
+  "passed" or "failed: " and the checks), and its warnings (also printed on stderr).
 - Resume: a study is skipped only when DIR/<name>/run.json (written last, so present only for a finished
   study) records the same input (resolved path, size and modification time of the file or of the files of
   the folder), the same model (path and sha256 of the weights; the bundled models' for the default),
@@ -280,10 +281,18 @@ def one_line(exc: BaseException) -> str:
     return msg if isinstance(exc, GeminiError) else f"{type(exc).__name__}: {msg}".rstrip(": ")
 
 
+def quality_text(qc: dict | None) -> str:
+    """The summary's `quality_checks` cell: "passed", "failed: NAME, ..." (`core.qc`), "" when not run."""
+    if not qc:
+        return ""
+    failed = sorted({c["name"] for c in qc.get("checks", []) if not c.get("ok", True)})
+    return "failed: " + ", ".join(failed) if failed else "passed"
+
+
 def write_summary(out: Path, rows: list[dict], suffix: str = "") -> tuple[Path, Path]:
     from gemini_cmr.core.io.atomic import atomic_write_text
 
-    fields = ["study", "output", "status", "reason", "seconds", "plausible", "warnings"]
+    fields = ["study", "output", "status", "reason", "seconds", "plausible", "quality_checks", "warnings"]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()
@@ -396,7 +405,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         for i, (study_path, name) in enumerate(mine):
             row = {"study": str(study_path), "output": str(out / name), "status": "ok", "reason": "",
-                   "seconds": 0.0, "plausible": "", "warnings": ""}
+                   "seconds": 0.0, "plausible": "", "quality_checks": "", "warnings": ""}
             t0 = time.perf_counter()
             loading = False
             try:
@@ -409,6 +418,7 @@ def run(args: argparse.Namespace) -> int:
                                                         "and options)" + (f"; {why}" if why else ""))
                     prev = _run_record(dest) or {}
                     row["plausible"] = str((prev.get("phenotypes") or {}).get("plausible", "")).lower()
+                    row["quality_checks"] = quality_text(prev.get("quality_checks"))
                 else:
                     if state == "stale" and not args.redo:
                         row["reason"] = f"redone: {why}"
@@ -448,6 +458,7 @@ def run(args: argparse.Namespace) -> int:
                                   dicom=with_dicom, dicom_compression=args.dicom_compression)
                     n_done += 1
                     row["plausible"] = str(bool(result.phenotypes.get("plausible", True))).lower()
+                    row["quality_checks"] = quality_text(result.qc)
                     row["warnings"] = " | ".join(warnings)
                     for w in warnings:
                         bar.message(f"gemini-cmr: warning: {study_path}: {w}")
@@ -487,7 +498,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"gemini-cmr: failed: {why}", file=sys.stderr)
     implausible = sum(r.get("plausible") == "false" for r in rows)
     rate = f", {3600 * n_done / wall:.0f} studies/hour" if n_done else ""
-    flagged = f", {implausible} with implausible phenotypes (see the summary)" if implausible else ""
+    qc_failed = sum(r.get("quality_checks", "").startswith("failed") for r in rows)
+    flagged = f", {implausible} with implausible phenotypes" if implausible else ""
+    flagged += f", {qc_failed} failed a quality check" if qc_failed else ""
+    flagged += " (see the summary)" if flagged else ""
     print(
         f"{prefix}{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped of {len(mine)} "
         f"in {wall:.1f} s{rate}{flagged}; summary {csv_path}"

@@ -294,4 +294,6 @@ def summary_line(result) -> str:
         ("LVEDV", "lv_edv_ml", "mL"), ("LVESV", "lv_esv_ml", "mL"), ("LVEF", "lv_ef_pct", "%"),
         ("LV mass", "lv_mass_g", "g"), ("RVEDV", "rv_edv_ml", "mL"), ("RVEF", "rv_ef_pct", "%")))
     flag = "" if p.get("plausible", True) else "  [check: implausible values, see the warnings]"
+    if not (getattr(result, "qc", None) or {}).get("passed", True):
+        flag += "  [check: the labels failed a quality check, see the warnings]"
     return f"ED {result.ed_phase} ES {result.es_phase}  {values}{flag}"

@@ -45,6 +45,7 @@ from gemini_cmr.core import longaxis as longaxislib
 from gemini_cmr.core import mesh as meshlib
 from gemini_cmr.core import motion as motionlib
 from gemini_cmr.core import phenotypes as phenolib
+from gemini_cmr.core import qc as qclib
 from gemini_cmr.core.errors import Cancelled, GeminiError, ModelError, StudyError
 from gemini_cmr.core.study import Grid, Study
 
@@ -108,6 +109,7 @@ class Result:
     # long-axis inputs (`core.longaxis.LongAxisInput`): used or ignored (why), the SR labels cut along each plane
     long_axis: list = field(default_factory=list)
     tta: str = "off"  # test-time augmentation of the labels: "off", "ed_es" (those two phases) or "all"
+    qc: dict[str, Any] | None = None  # the automatic quality checks of the labels (`core.qc.assess_labels`)
 
     def phase_row(self, phase: int) -> int:
         """Row of the result arrays holding study phase `phase`."""
@@ -398,6 +400,11 @@ class SuperResolver:
             timings["predict_tta"] = time.perf_counter() - t
         # Implausible or unavailable values (core.phenotypes.assess) reach the user as warnings too.
         warnings.extend(phenolib.flag_messages(phen))
+        t = time.perf_counter()
+        quality = qclib.assess_labels(lr_labels, phase_list, lr_grid.spacing[1::-1], (ed, es),
+                                      (phen.get("volume_curves_ml") or {}).get("lv_cavity"), study.image, lr_grid)
+        warnings.extend(qclib.warning_lines(quality))
+        timings["qc"] = time.perf_counter() - t
         if progress:
             progress(_SPAN["phenotypes"][1], "phenotypes")
         check()
@@ -427,7 +434,7 @@ class SuperResolver:
             model_path=self.model_path, adapter_path=self.adapter_path, warnings=warnings,
             model_choice=self.model_choice, roi=getattr(pred, "roi", None),
             net_roi=getattr(pred, "net_roi", None), motion=motion, long_axis=la_inputs,
-            tta=tta_mode,
+            tta=tta_mode, qc=quality,
         )  # fmt: skip
 
 

@@ -275,7 +275,8 @@ def input_fingerprint(path: str | Path) -> dict[str, Any] | None:
 
 def run_info(result: Result, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The contents of run.json: inputs (with `input_fingerprint`), model/adapter identity, versions,
-    device, timings, warnings (the study's, then the result's), the phenotypes' plausibility and flags."""
+    device, timings, warnings (the study's, then the result's), the phenotypes' plausibility and flags, and the
+    automatic quality checks of the labels (`core.qc`)."""
     s = result.study
     info: dict[str, Any] = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -311,6 +312,7 @@ def run_info(result: Result, extra: dict[str, Any] | None = None) -> dict[str, A
                        "flags": dict(result.phenotypes.get("flags") or {})},
         "motion_correction": motion_info(result),
         "long_axis": long_axis_info(result),
+        "quality_checks": getattr(result, "qc", None),
     }
     fp = input_fingerprint(s.meta.source_path) if s.meta.source_path else None
     if fp is not None:
@@ -723,9 +725,12 @@ def motion_info(result: Result) -> dict[str, Any]:
 
 
 def write_phenotypes(result: Result, folder: Path) -> list[Path]:
-    """`phenotypes.json` (with `provenance`: the slice misalignment correction) and `phenotypes.csv`."""
-    phenolib.write_json({**result.phenotypes, "provenance": {"motion_correction": motion_info(result)}},
-                        folder / PHENOTYPES_JSON)
+    """`phenotypes.json` (with `provenance`: the slice misalignment correction and the quality checks'
+    verdict) and `phenotypes.csv`."""
+    qc = getattr(result, "qc", None)
+    provenance = {"motion_correction": motion_info(result),
+                  "quality_checks": None if qc is None else {"passed": qc["passed"], "failed": list(qc["failed"])}}
+    phenolib.write_json({**result.phenotypes, "provenance": provenance}, folder / PHENOTYPES_JSON)
     phenolib.write_csv(result.phenotypes, folder / PHENOTYPES_CSV)
     return [folder / PHENOTYPES_JSON, folder / PHENOTYPES_CSV]
 

@@ -221,7 +221,9 @@ class PhenotypesPanel(QWidget):
         self.curve_title.setVisible(False)
         self.curve.set_data([], {}, None, None)
 
-    def set_phenotypes(self, ph: dict[str, Any] | None) -> None:
+    def set_phenotypes(self, ph: dict[str, Any] | None, quality: dict[str, Any] | None = None) -> None:
+        """Show phenotypes; `quality`: the run's automatic quality checks (`core.qc`), whose failures are listed
+        under the table with the implausible values."""
         if not ph:
             self.clear()
             return
@@ -268,7 +270,7 @@ class PhenotypesPanel(QWidget):
         self.curve_title.setVisible(True)
         self.table.setColumnHidden(2, not indexed)
         self.table.setColumnHidden(3, not lr)
-        messages = phenolib.flag_messages(ph)
+        messages = phenolib.flag_messages(ph) + [f"quality check: {m}" for m in (quality or {}).get("failed", [])]
         self.flags.setText("\n".join(f"⚠ {m}" for m in messages))
         self.flags.setVisible(bool(messages))
         curve_flag = (ph.get("flags") or {}).get("volume_curves_ml", "")

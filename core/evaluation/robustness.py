@@ -221,9 +221,10 @@ def score_phase(pred: np.ndarray, truth: np.ndarray, slices: np.ndarray) -> dict
 
 def evaluate_study(resolver, study: Study, name: str, perturbations: Iterable[str], say: Say | None = None
                    ) -> list[dict[str, Any]]:
-    """One row per perturbation and labelled phase: Dice per structure on the original grid, and
+    """One row per perturbation and labelled phase: Dice per structure on the original grid,
     `reference` (the unperturbed run's Dice on the same slices: the pair for a perturbation that keeps fewer
-    slices). `none` runs first whether named or not."""
+    slices) and `qc_failed` (the automatic quality checks, `core.qc`, that failed for that phase or the
+    run). `none` runs first whether named or not."""
     if study.labels is None or not study.labelled_phases:
         raise ValueError(f"{name}: the study has no labels to score against")
     rows = []
@@ -239,7 +240,9 @@ def evaluate_study(resolver, study: Study, name: str, perturbations: Iterable[st
             slices = np.intersect1d(scored_slices(study, t), pert.slices)
             row = {"study": name, "perturbation": key, "phase": int(t), "slices": int(slices.size),
                    "model_id": res.model_id, **score_phase(pred, study.labels[t], slices),
-                   "reference": score_phase(reference[int(t)], study.labels[t], slices)}
+                   "reference": score_phase(reference[int(t)], study.labels[t], slices),
+                   "qc_failed": sorted({c["name"] for c in (getattr(res, "qc", None) or {}).get("checks", [])
+                                        if not c["ok"] and c["phase"] in (None, int(t))})}
             rows.append(row)
             if say:
                 say(format_row(row))
@@ -253,11 +256,13 @@ def format_row(row: dict[str, Any]) -> str:
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per perturbation and structure: mean Dice, the mean paired difference against `none` (same study, phase
-    and slices) with its standard error, and the worst difference."""
+    and slices) with its standard error, and the worst difference; per perturbation the rows whose quality
+    checks failed (`qc_flagged`)."""
     out: dict[str, Any] = {}
     for key in dict.fromkeys(r["perturbation"] for r in rows):
         sub = [r for r in rows if r["perturbation"] == key]
-        entry: dict[str, Any] = {"what": PERTURBATIONS[key][0], "n": len(sub)}
+        entry: dict[str, Any] = {"what": PERTURBATIONS[key][0], "n": len(sub),
+                                 "qc_flagged": sum(bool(r.get("qc_failed")) for r in sub)}
         for name in STRUCTURES.values():
             vals = np.array([r[name] for r in sub], dtype=np.float64)
             diffs = np.array([r[name] - r["reference"][name] for r in sub], dtype=np.float64)
@@ -274,10 +279,11 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    """Markdown: one row per perturbation, mean Dice and the paired difference against `none` per structure."""
+    """Markdown: one row per perturbation, mean Dice and the paired difference against `none` per structure,
+    and how many of its rows failed a quality check."""
     names = [n for n in STRUCTURES.values() if any(n in e for e in summary.values())]
-    lines = ["| perturbation | " + " | ".join(f"{n} Dice (diff, worst)" for n in names) + " |",
-             "|---|" + "---|" * len(names)]
+    lines = ["| perturbation | " + " | ".join(f"{n} Dice (diff, worst)" for n in names) + " | quality checks failed |",
+             "|---|" + "---|" * (len(names) + 1)]
     for key, e in summary.items():
         cells = []
         for n in names:
@@ -288,6 +294,7 @@ def format_summary(summary: dict[str, Any]) -> str:
                 cells.append(f"{d['mean']:.3f} ({d['diff']:+.3f}, {d['worst_diff']:+.3f})")
             else:
                 cells.append(f"{d['mean']:.3f}")
+        cells.append(f"{e.get('qc_flagged', 0)} of {e['n']}")
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -403,3 +403,20 @@ def test_a_preview_of_a_cancelled_run_is_taken_back(qtbot, window, phantom_path,
     assert shown  # a preview was on screen when the run was cancelled
     assert window.result is None and window.sr_view.image is None  # nothing half-done left on screen
     assert window.reformat_view.sr.image is None
+
+
+def test_warnings_dialog_says_when_a_quality_check_failed(window):
+    from types import SimpleNamespace
+
+    window.interactive = True
+    failed = SimpleNamespace(warnings=["quality check: phase 0: no LV cavity on slice 3"],
+                             phenotypes={"plausible": True}, qc={"passed": False, "failed": ["x"]})
+    window._report_warnings(failed)
+    assert "failed an automatic quality check" in window.warnings_box.text()
+    assert "no LV cavity on slice 3" in window.warnings_box.informativeText()
+    window.warnings_box.close()
+    window._report_warnings(SimpleNamespace(warnings=["a note"], phenotypes={"plausible": True},
+                                            qc={"passed": True, "failed": []}))
+    assert window.warnings_box.text() == "The run finished with warnings."
+    window.warnings_box.close()
+    window.interactive = False

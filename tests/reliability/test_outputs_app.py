@@ -232,3 +232,16 @@ def test_panel_implausible_values_are_marked(qtbot):
     assert panel.headline.text() == "LV EF 50.0 %" and panel.headline.styleSheet() == ""
     cells = {panel.table.item(r, 0).text(): panel.table.item(r, 1).text() for r in range(panel.table.rowCount())}
     assert not panel.flags.isVisible() and not any("⚠" in t or t == "n/a" for t in cells.values()), cells
+
+
+def test_panel_lists_failed_quality_checks(qtbot):
+    from gemini_cmr.app.views.phenotypes_panel import PhenotypesPanel
+
+    panel = PhenotypesPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    failed = {"passed": False, "failed": ["phase 2: no LV cavity on slice 4 between LV slices 2 and 6"]}
+    panel.set_phenotypes(_phenotypes([100, 50]), failed)
+    assert panel.flags.isVisible() and "quality check: phase 2: no LV cavity on slice 4" in panel.flags.text()
+    panel.set_phenotypes(_phenotypes([100, 50]), {"passed": True, "failed": []})
+    assert not panel.flags.isVisible()

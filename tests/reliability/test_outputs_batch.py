@@ -171,7 +171,21 @@ def test_batch_warnings_and_implausible_results_reach_the_user(tmp_path, capsys,
     assert "not available: only one phase" in row["warnings"] and row["plausible"] == "true"
     assert "gemini-cmr: warning:" in err and "LVEF" in err and "only one phase" in err
     csv_text = (out / "batch_summary.csv").read_text()
-    assert csv_text.splitlines()[0] == "study,output,status,reason,seconds,plausible,warnings"
+    assert csv_text.splitlines()[0] == "study,output,status,reason,seconds,plausible,quality_checks,warnings"
+    qc = _run_json(out / "s")["quality_checks"]
+    assert qc["checks"] and row["quality_checks"] == batch.quality_text(qc) != ""
+    rc, summary, _ = _batch(lst, out, capsys, "--phases", "1")  # skipped: the verdict read back from run.json
+    assert summary["studies"][0]["status"] == "skipped"
+    assert summary["studies"][0]["quality_checks"] == row["quality_checks"]
+
+
+def test_quality_text():
+    assert batch.quality_text(None) == ""
+    assert batch.quality_text({"passed": True, "checks": [{"name": "lv_ring", "ok": True}]}) == "passed"
+    assert batch.quality_text({"passed": False, "checks": [{"name": "rv_beside_lv", "ok": False},
+                                                          {"name": "lv_ring", "ok": False},
+                                                          {"name": "lv_ring", "ok": False}]}) == \
+        "failed: lv_ring, rv_beside_lv"
 
 
 def test_output_folder_inside_the_folder_of_studies_is_not_a_study(tmp_path, capsys, fake_engine):

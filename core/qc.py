@@ -1,0 +1,182 @@
+"""Automatic quality checks of a run's labels: signs, without any ground truth, that a segmentation failed.
+
+A cohort user cannot look at every study; these checks say which ones to look at. They read the labels on the
+acquired slices (`Result.lr_labels`, the grid the user's images and the manual conventions live on) and the
+volume-time curves, and test what every manual segmentation of a short-axis cine satisfies:
+
+- `lv_ring`: on every LV slice but the two at the ends of the LV (base and apex, where the outflow tract opens
+  the ring and the cavity ends), the LV cavity is walled by myocardium: the pixels just outside the cavity (one
+  pixel, 4-connected) are myocardium. Fails when the least walled of those slices has under `RING_MIN` of its
+  rim on myocardium (a cavity painted into the blood pool of another chamber, the stomach or the liver);
+- `lv_continuous`: the LV cavity has no missing slice between its first and its last (a slice skipped by the
+  network, or two separate "hearts");
+- `rv_beside_lv`: the RV cavity lies beside the LV myocardium (within `RV_GAP_MM`) on the slices holding both;
+  fails when fewer than `RV_BESIDE_MIN` of them do (an RV painted into the stomach or a vessel);
+- `heart_beats` (cines of two phases or more): the labelled heart lies where the cine beats: the
+  `core.postprocess.cine_motion_map` averages at least `HEART_MOTION_MIN` over the heart's in-plane extent at
+  ED (a heart painted into still tissue; the heart-finding pass makes the same test before it keeps a heart);
+- `lv_curve_smooth` (cines of at least `CURVE_MIN_PHASES` phases): no phase's LV cavity volume departs from
+  the mean of its two neighbours in time by more than `CURVE_JUMP_MAX` of the end-diastolic volume (a phase
+  where the segmentation jumped: a slice lost or a structure swapped).
+
+The anatomical checks run at ED and ES. Each check's limit was chosen on the manual labels of the 100 ACDC
+training patients (every one passes) and on clean full cines of the three Sunnybrook GE series; how well a
+failed check finds a failed segmentation is measured in docs/real-data.md ("Quality checks").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from .postprocess import HEART_MOTION_MIN, cine_motion_map
+from .study import LABEL_OF
+
+QC_VERSION = 1
+RING_MIN = 0.5  # fraction of the cavity's rim on myocardium, least walled inner LV slice
+RV_GAP_MM = 5.0  # RV cavity within this distance of the LV myocardium counts as beside it
+RV_BESIDE_MIN = 0.5  # fraction of the slices holding RV and LV myocardium where they are beside each other
+CURVE_JUMP_MAX = 0.2  # largest departure of one phase's LV volume from its neighbours' mean, x EDV
+CURVE_MIN_PHASES = 10  # the departure grows with the time between phases: not judged on coarser cines
+
+_CROSS = ndimage.generate_binary_structure(2, 1)
+LV, MYO, RV = LABEL_OF["lv_cavity"], LABEL_OF["lv_myocardium"], LABEL_OF["rv_cavity"]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    value: float
+    limit: float
+    phase: int | None  # study phase index; None for a check of the whole run (`heart_beats`, `lv_curve_smooth`)
+    message: str  # empty when ok
+
+
+def rim_on_myocardium(labels2d: np.ndarray) -> float:
+    """Fraction of the one-pixel (4-connected) rim around a slice's LV cavity that is LV myocardium; NaN
+    without cavity."""
+    cav = labels2d == LV
+    if not cav.any():
+        return float("nan")
+    rim = ndimage.binary_dilation(cav, _CROSS) & ~cav
+    return float((labels2d[rim] == MYO).mean()) if rim.any() else 1.0
+
+
+def lv_slices(labels: np.ndarray) -> np.ndarray:
+    """Indices of the slices of a (Z, Y, X) phase holding LV cavity."""
+    return np.flatnonzero((labels == LV).any(axis=(1, 2)))
+
+
+def ring_check(labels: np.ndarray, phase: int) -> Check:
+    """`lv_ring` of one phase (Z, Y, X)."""
+    z = lv_slices(labels)
+    inner = z[(z > z.min()) & (z < z.max())] if z.size else z
+    if not inner.size:
+        return Check("lv_ring", True, float("nan"), RING_MIN, phase, "")
+    rims = [rim_on_myocardium(labels[k]) for k in inner]
+    worst = int(inner[int(np.argmin(rims))])
+    value = float(min(rims))
+    ok = value >= RING_MIN
+    msg = "" if ok else (f"phase {phase}: the LV cavity of slice {worst} is walled by myocardium on only "
+                         f"{100 * value:.0f}% of its rim")
+    return Check("lv_ring", ok, value, RING_MIN, phase, msg)
+
+
+def continuity_check(labels: np.ndarray, phase: int) -> Check:
+    """`lv_continuous` of one phase: the number of slices without LV cavity inside the LV's slice range."""
+    z = lv_slices(labels)
+    gaps = int(z.max() - z.min() + 1 - z.size) if z.size else 0
+    ok = gaps == 0
+    missing = sorted(set(range(int(z.min()), int(z.max()) + 1)) - set(z.tolist())) if not ok else []
+    msg = "" if ok else (f"phase {phase}: no LV cavity on slice{'s' if gaps > 1 else ''} "
+                         f"{', '.join(map(str, missing))} between LV slices {int(z.min())} and {int(z.max())}")
+    return Check("lv_continuous", ok, float(gaps), 0.0, phase, msg)
+
+
+def rv_check(labels: np.ndarray, phase: int, spacing_yx: Sequence[float]) -> Check:
+    """`rv_beside_lv` of one phase: the fraction of slices holding RV cavity and LV myocardium where the RV
+    comes within `RV_GAP_MM` of the myocardium."""
+    both = [k for k in range(labels.shape[0]) if (labels[k] == RV).any() and (labels[k] == MYO).any()]
+    if not both:
+        return Check("rv_beside_lv", True, float("nan"), RV_BESIDE_MIN, phase, "")
+    sy, sx = (float(s) for s in spacing_yx)
+    near = 0
+    for k in both:
+        dist = ndimage.distance_transform_edt(labels[k] != MYO, sampling=(sy, sx))
+        near += bool((dist[labels[k] == RV] <= RV_GAP_MM).any())
+    value = near / len(both)
+    ok = value >= RV_BESIDE_MIN
+    msg = "" if ok else (f"phase {phase}: the RV cavity is beside the LV myocardium on only {near} of the "
+                         f"{len(both)} slices holding both")
+    return Check("rv_beside_lv", ok, float(value), RV_BESIDE_MIN, phase, msg)
+
+
+def beating_check(labels: np.ndarray, phase: int, motion: np.ndarray | None) -> Check | None:
+    """`heart_beats`: the mean of a `cine_motion_map` (Y, X) over the in-plane extent of the heart in one phase's
+    labels (Z, Y, X); None without a map (a single phase, a cine where nothing stands out) or without a heart."""
+    fg = (labels > 0).any(axis=0)
+    if motion is None or not fg.any():
+        return None
+    value = float(motion[fg].mean())
+    ok = value >= HEART_MOTION_MIN
+    msg = "" if ok else (f"phase {phase}: the labelled heart lies where the cine hardly moves ({value:.2f} of the "
+                         f"beating region's motion, at least {HEART_MOTION_MIN:g} expected)")
+    return Check("heart_beats", ok, value, HEART_MOTION_MIN, None, msg)  # where the heart is: the whole run
+
+
+def curve_check(lv_ml: Sequence[float], phases: Sequence[int]) -> Check | None:
+    """`lv_curve_smooth` over a cine (cyclic); None for fewer than `CURVE_MIN_PHASES` phases."""
+    v = np.asarray(lv_ml, dtype=np.float64)
+    if v.size < CURVE_MIN_PHASES or not np.isfinite(v).all() or v.max() <= 0:
+        return None
+    jump = np.abs(v - 0.5 * (np.roll(v, 1) + np.roll(v, -1))) / v.max()
+    i = int(np.argmax(jump))
+    value = float(jump[i])
+    ok = value <= CURVE_JUMP_MAX
+    msg = "" if ok else (f"phase {int(phases[i])}: the LV cavity volume ({v[i]:.0f} mL) departs from its "
+                         f"neighbours' in time by {100 * value:.0f}% of the end-diastolic volume")
+    return Check("lv_curve_smooth", ok, value, CURVE_JUMP_MAX, None, msg)
+
+
+def assess_labels(lr_labels: np.ndarray, phases: Sequence[int], spacing_yx: Sequence[float],
+                  check_phases: Sequence[int], lv_ml: Sequence[float] | None = None, image: np.ndarray | None = None,
+                  grid=None) -> dict[str, Any]:
+    """The quality checks of a run: `lr_labels` (T', Z, Y, X) over study phases `phases`, the anatomical checks
+    at `check_phases` (ED and ES; `heart_beats` at the first of them, with the whole cine `image` (T, Z, Y, X)
+    on `grid`), the curve check on `lv_ml` (LV cavity volume per phase of `phases`).
+    Returns {"version", "passed", "checks": [Check as dict, ...], "failed": [message, ...]}."""
+    checks: list[Check] = []
+    motion = cine_motion_map(image, grid) if image is not None and grid is not None else None
+    for i, p in enumerate(dict.fromkeys(int(p) for p in check_phases)):
+        if p not in phases:
+            continue
+        lab = np.asarray(lr_labels[list(phases).index(p)])
+        checks += [ring_check(lab, p), continuity_check(lab, p), rv_check(lab, p, spacing_yx)]
+        beats = beating_check(lab, p, motion) if i == 0 else None
+        if beats is not None:
+            checks.append(beats)
+    if lv_ml is not None:
+        c = curve_check(lv_ml, phases)
+        if c is not None:
+            checks.append(c)
+    failed = [c.message for c in checks if not c.ok]
+    return {"version": QC_VERSION, "passed": not failed, "checks": [_plain(asdict(c)) for c in checks],
+            "failed": failed}
+
+
+def warning_lines(qc: Mapping[str, Any] | None) -> list[str]:
+    """The user-facing warnings of a QC result: one per failed check."""
+    return [f"quality check: {m}; look at this segmentation before using its numbers" for m in (qc or {}).get("failed", [])]
+
+
+def _plain(d: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in d.items()}
+
+
+__all__ = ["CURVE_JUMP_MAX", "HEART_MOTION_MIN", "QC_VERSION", "RING_MIN", "RV_BESIDE_MIN", "RV_GAP_MM", "Check", "assess_labels",
+           "beating_check", "continuity_check", "curve_check", "rim_on_myocardium", "ring_check", "rv_check", "warning_lines"]
