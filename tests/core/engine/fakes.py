@@ -23,7 +23,7 @@ def anatomy(world: np.ndarray, centre: np.ndarray, frame: np.ndarray, s: float) 
     lab = np.zeros(world.shape[:-1], np.uint8)
     lab[r < 1.0 + 8.0 / (LV_RADII[0] * s)] = 2
     lab[r < 1.0] = 1
-    rv = np.sqrt(np.sum(((local - np.array([40.0, 0, 0])) / (np.array([12.0, 22.0, 26.0]) * s)) ** 2, axis=-1))
+    rv = np.sqrt(np.sum(((local - np.array([34.0 * s, 0, 0])) / (np.array([12.0, 22.0, 26.0]) * s)) ** 2, axis=-1))
     lab[(rv < 1.0) & (lab == 0)] = 3
     return lab
 

@@ -125,3 +125,15 @@ def test_subset_of_phases_and_writers(tmp_path):
 def test_bsa():
     assert ph.bsa_mosteller(None, 70) is None
     assert ph.bsa_mosteller(170, 70) == pytest.approx(math.sqrt(170 * 70 / 3600))
+
+
+def test_rv_ef_outside_the_plausible_range_is_flagged():
+    """An RV reduced to a few voxels at ES (RVEF near 100 %) is implausible, as the same LV value is."""
+    g = _grid()
+    labels = _cine([10, 6], rv_sizes=[11, 1])
+    labels[1][labels[1] == 3] = 0
+    labels[1, 2, 20, 20] = 3  # one voxel of RV left at ES
+    res = ph.compute_phenotypes(labels, g)
+    assert res["rv_ef_pct"] > 95 and res["value_status"]["rv_ef_pct"] == ph.IMPLAUSIBLE
+    assert "outside the plausible range 5-95 %" in res["flags"]["rv_ef_pct"] and not res["plausible"]
+    assert ph.PLAUSIBLE_RANGES["rv_ef_pct"][:2] == (5.0, 95.0)
