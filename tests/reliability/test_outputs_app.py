@@ -192,7 +192,7 @@ def _phenotypes(lv_sizes, rv=True, phases=None):
     for t, n in enumerate(lv_sizes):
         lab[t].reshape(-1)[: n * 1000] = 1
         if rv:
-            lab[t, 98:] = 3
+            lab[t, 98 + min(t, 1):] = 3  # RVEF 50 %
     lab[:, 90:92] = 2
     return compute_phenotypes(lab, g, phases=phases)
 
