@@ -27,7 +27,8 @@ ED/ES of the result: the study's when known, else max/min of the SR LV cavity vo
 `Result.warnings` holds what the user must see besides the study's own warnings (`study.meta.warnings`):
 the engine's notes (among them the heart-finding pass's, `Prediction.notes`: a heart found again where the
 cine beats, no heart found) and one line per phenotype flag (`core.phenotypes.flag_messages`: implausible values,
-empty structures, values that cannot be computed). The CLI prints both on stderr, the app shows them.
+empty structures, values that cannot be computed) and per failed quality check of the labels (`core.qc`, all
+of them in `Result.qc`). The CLI prints both on stderr, the app shows them.
 """
 
 from __future__ import annotations
