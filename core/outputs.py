@@ -7,7 +7,7 @@ write_outputs(result, "out/DIR", mesh_formats=("stl",), all_phase_meshes=False, 
 ```
 `write_outputs` writes `sr_image.nii.gz`, `sr_labels.nii.gz`, `lr_labels.nii.gz`, `meshes/`, `phenotypes.json`,
 `phenotypes.csv`, the viewers' label files (`sr_labels_ed.seg.nrrd`, `sr_labels_es.seg.nrrd`, `labels_itksnap.txt`,
-`sr.itksnap`), with `dicom` the DICOM outputs (`dicom/sr/`, `dicom/lr_labels/`), and `run.json` (docs/pipeline.md)
+`sr.itksnap`), `qc.png` (the ED and ES slices with the labels' outlines and the quality checks' verdict), with `dicom` the DICOM outputs (`dicom/sr/`, `dicom/lr_labels/`), and `run.json` (docs/pipeline.md)
 into a hidden staging folder inside `out_dir`
 (`.gemini-cmr.tmp-<host>-<pid>-*`: the same file system as the outputs, also when `out_dir` is a mount point
 or a symbolic link), then publishes them file by file (a staged folder whose name is free, such as `dicom/`
@@ -53,9 +53,10 @@ import numpy as np
 from gemini_cmr.core import __version__
 from gemini_cmr.core import mesh as meshlib
 from gemini_cmr.core import phenotypes as phenolib
+from gemini_cmr.core import qc as qclib
 from gemini_cmr.core.errors import Cancelled, GeminiError
 from gemini_cmr.core.io import dicom_write, jsonio, viewer_labels
-from gemini_cmr.core.io.atomic import atomic_path, atomic_write_text
+from gemini_cmr.core.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from gemini_cmr.core.io.nifti import IMAGE_DTYPES, nifti_file_parts
 from gemini_cmr.core.mesh import MESH_FORMATS
 
@@ -73,6 +74,7 @@ MESHES_DIR = "meshes"
 PHENOTYPES_JSON = "phenotypes.json"
 PHENOTYPES_CSV = "phenotypes.csv"
 RUN_JSON = "run.json"
+QC_SNAPSHOT = "qc.png"  # the review image of a run (`core.qc.snapshot`)
 #: Labels for 3D Slicer (ED and ES on the SR grid) and ITK-SNAP (label descriptions; a workspace opening the
 #: SR image with its labels): `core.io.viewer_labels`.
 SLICER_ED = "sr_labels_ed.seg.nrrd"
@@ -85,7 +87,7 @@ DICOM_DIR = "dicom"
 DICOM_SR_DIR = "dicom/sr"
 DICOM_LR_DIR = "dicom/lr_labels"
 OUTPUT_NAMES = (SR_IMAGE, SR_LABELS, LR_LABELS, MESHES_DIR, PHENOTYPES_JSON, PHENOTYPES_CSV, SLICER_ED, SLICER_ES,
-                ITKSNAP_LABELS, ITKSNAP_WORKSPACE, DICOM_DIR, RUN_JSON)
+                ITKSNAP_LABELS, ITKSNAP_WORKSPACE, QC_SNAPSHOT, DICOM_DIR, RUN_JSON)
 OUTPUT_FOLDERS = (MESHES_DIR, DICOM_DIR)
 OUTPUT_FILES = tuple(n for n in OUTPUT_NAMES if n not in OUTPUT_FOLDERS)
 #: Hidden staging folders (and write probes) of this product inside an outputs folder:
@@ -724,6 +726,21 @@ def motion_info(result: Result) -> dict[str, Any]:
     return {"enabled": True, **motion.to_json()}
 
 
+def write_qc_snapshot(result: Result, path: Path) -> Path:
+    """`qc.png`: the run's ED and ES acquired slices with the labels' outlines, titled with the study and the
+    quality checks' verdict (`core.qc.snapshot`); PNG written to a temporary file and renamed."""
+    from PIL import Image
+
+    s = result.study
+    title = s.meta.patient_id or Path(s.meta.source_path or "study").name
+    img = qclib.snapshot(s.image, result.lr_labels, result.phases, result.ed_phase, result.es_phase,
+                         s.grid.spacing[1::-1], title, getattr(result, "qc", None))
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG", compress_level=3)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
 def write_phenotypes(result: Result, folder: Path) -> list[Path]:
     """`phenotypes.json` (with `provenance`: the slice misalignment correction and the quality checks'
     verdict) and `phenotypes.csv`."""
@@ -875,6 +892,7 @@ def _write_rest(result: Result, tmp: Path, formats: list[str], all_phase_meshes:
     write_long_axis_labels(result, tmp)
     write_slicer_labels(result, tmp)
     write_itksnap_files(tmp, save_location or tmp)
+    write_qc_snapshot(result, tmp / QC_SNAPSHOT)
 
     meshes = dict(result.meshes)
     wanted = sorted(set(result.phases) if all_phase_meshes else {result.ed_phase, result.es_phase})
@@ -1056,10 +1074,10 @@ def write_outputs(
 
 __all__ = ["DICOM_DIR", "DICOM_LR_DIR", "DICOM_SR_DIR", "ITKSNAP_LABELS", "ITKSNAP_WORKSPACE", "LR_LABELS",
            "MESHES_DIR", "MESH_FORMATS", "OUTPUT_FILES", "OUTPUT_FOLDERS", "OUTPUT_NAMES", "SLICER_ED", "SLICER_ES",
-           "SR_DTYPES", "STAGING_PREFIX", "check_output_folder", "long_axis_info", "long_axis_outputs",
+           "QC_SNAPSHOT", "SR_DTYPES", "STAGING_PREFIX", "check_output_folder", "long_axis_info", "long_axis_outputs",
            "write_long_axis_labels", "clean_stale_temporaries", "dicom_wanted",
            "estimate_output_bytes", "input_fingerprint", "model_name", "os_error_text", "PHENOTYPES_CSV",
            "PHENOTYPES_JSON", "RUN_JSON", "SR_IMAGE", "SR_LABELS", "gzip_parallel", "gzip_parallel_write", "mesh_path", "mesh_phases",
            "phase_meshes", "resolve_sr_dtype", "run_info", "save_nifti_fast", "export_dicom", "slicer_phases", "write_dicom", "write_itksnap_files",
            "write_itksnap_labels", "write_itksnap_workspace", "write_lr_labels", "write_slicer_phase",
-           "write_outputs", "write_phenotypes", "write_slicer_labels", "write_sr_image", "write_sr_labels"]
+           "write_outputs", "write_phenotypes", "write_qc_snapshot", "write_slicer_labels", "write_sr_image", "write_sr_labels"]

@@ -22,6 +22,9 @@ volume-time curves, and test what every manual segmentation of a short-axis cine
 The anatomical checks run at ED and ES. Each check's limit was chosen on the manual labels of the 100 ACDC
 training patients (every one passes) and on clean full cines of the three Sunnybrook GE series; how well a
 failed check finds a failed segmentation is measured in docs/real-data.md ("Quality checks").
+
+`snapshot` draws a run's ED and ES slices with their labels' outlines into one small image (`qc.png` among the
+outputs), so a cohort's studies can be looked through quickly, the flagged ones first.
 """
 
 from __future__ import annotations
@@ -174,9 +177,74 @@ def warning_lines(qc: Mapping[str, Any] | None) -> list[str]:
     return [f"quality check: {m}; look at this segmentation before using its numbers" for m in (qc or {}).get("failed", [])]
 
 
+SNAPSHOT_TILE_PX = 112  # each slice's heart crop in the snapshot
+SNAPSHOT_MAX_SLICES = 16
+SNAPSHOT_MARGIN_MM = 15.0
+
+
+def snapshot(image: np.ndarray, lr_labels: np.ndarray, phases: Sequence[int], ed: int, es: int,
+             spacing_yx: Sequence[float], title: str = "", qc: Mapping[str, Any] | None = None) -> np.ndarray:
+    """A review image of a run (H, W, 3 uint8): one row per ED and ES, one tile per acquired slice (evenly
+    chosen when there are more than `SNAPSHOT_MAX_SLICES`), each the same square crop around the labelled heart
+    (`SNAPSHOT_MARGIN_MM` around it), the image windowed from its 1st to 99.5th percentile there with the labels'
+    outlines in their colours, the arrays as stored (rows down, columns right); above, `title` and the quality
+    checks' verdict (failed checks in red)."""
+    from PIL import Image, ImageDraw
+
+    from .study import LABEL_COLOURS
+
+    rows = [(name, p) for name, p in (("ED", ed), ("ES", es)) if p in phases]
+    if not rows:
+        raise ValueError("neither ED nor ES was super-resolved")
+    z_n, ny, nx = lr_labels.shape[1:]
+    labs = {p: np.asarray(lr_labels[list(phases).index(p)]) for _, p in rows}
+    fg = np.any([labs[p] > 0 for _, p in rows], axis=(0, 1))
+    sy, sx = (float(v) for v in spacing_yx)
+    if fg.any():
+        ys, xs = np.nonzero(fg)
+        cy, cx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
+        half_mm = max((ys.max() - ys.min() + 1) * sy, (xs.max() - xs.min() + 1) * sx) / 2 + SNAPSHOT_MARGIN_MM
+    else:
+        cy, cx, half_mm = (ny - 1) / 2, (nx - 1) / 2, min(ny * sy, nx * sx) / 2
+    y0, y1 = int(max(0, round(cy - half_mm / sy))), int(min(ny, round(cy + half_mm / sy) + 1))
+    x0, x1 = int(max(0, round(cx - half_mm / sx))), int(min(nx, round(cx + half_mm / sx) + 1))
+    zs = np.unique(np.linspace(0, z_n - 1, min(z_n, SNAPSHOT_MAX_SLICES)).round().astype(int))
+    crops = np.stack([np.asarray(image[p][:, y0:y1, x0:x1], dtype=np.float32) for _, p in rows])
+    lo, hi = np.percentile(crops, [1.0, 99.5]) if crops.size else (0.0, 1.0)
+    scale = 255.0 / max(float(hi - lo), 1e-6)
+    # tile size: the crop's physical aspect kept, its longer side SNAPSHOT_TILE_PX
+    h_mm, w_mm = (y1 - y0) * sy, (x1 - x0) * sx
+    th = max(1, round(SNAPSHOT_TILE_PX * min(1.0, h_mm / w_mm)))
+    tw = max(1, round(SNAPSHOT_TILE_PX * min(1.0, w_mm / h_mm)))
+    head, gap = 30, 2
+    out = np.zeros((head + len(rows) * (th + gap), len(zs) * (tw + gap), 3), np.uint8)
+    for r, (_, p) in enumerate(rows):
+        for c, z in enumerate(zs):
+            grey = np.clip((crops[r, z] - lo) * scale, 0, 255).astype(np.uint8)
+            tile = np.asarray(Image.fromarray(grey).resize((tw, th), Image.BILINEAR))
+            tile = np.repeat(tile[..., None], 3, axis=2)
+            lab = np.asarray(Image.fromarray(labs[p][z, y0:y1, x0:x1]).resize((tw, th), Image.NEAREST))
+            for value, colour in LABEL_COLOURS.items():
+                m = lab == value
+                edge = m & ~ndimage.binary_erosion(m, _CROSS, border_value=0)
+                tile[edge] = colour
+            top, left = head + r * (th + gap), c * (tw + gap)
+            out[top:top + th, left:left + tw] = tile
+    img = Image.fromarray(out)
+    draw = ImageDraw.Draw(img)
+    failed = sorted({c["name"] for c in (qc or {}).get("checks", []) if not c.get("ok", True)})
+    verdict = ("quality checks: " + ("failed " + ", ".join(failed) if failed else "passed")) if qc else ""
+    draw.text((4, 2), "  ".join(t for t in (title, " / ".join(f"{n} phase {p}" for n, p in rows)) if t),
+              fill=(230, 230, 230))
+    draw.text((4, 15), verdict, fill=(255, 90, 90) if failed else (120, 220, 120))
+    for r, (name, _) in enumerate(rows):
+        draw.text((3, head + r * (th + gap) + 2), name, fill=(255, 255, 0))
+    return np.asarray(img)
+
+
 def _plain(d: dict) -> dict:
     return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in d.items()}
 
 
 __all__ = ["CURVE_JUMP_MAX", "HEART_MOTION_MIN", "QC_VERSION", "RING_MIN", "RV_BESIDE_MIN", "RV_GAP_MM", "Check", "assess_labels",
-           "beating_check", "continuity_check", "curve_check", "rim_on_myocardium", "ring_check", "rv_check", "warning_lines"]
+           "beating_check", "continuity_check", "snapshot", "curve_check", "rim_on_myocardium", "ring_check", "rv_check", "warning_lines"]

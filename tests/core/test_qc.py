@@ -160,3 +160,38 @@ def test_heart_in_still_tissue_fails_the_beating_check():
     out = qc.assess_labels(np.stack([still, still]), [0, 5], (1.5, 1.5), [0, 5], image=image, grid=grid)
     assert [c["phase"] for c in out["checks"] if c["name"] == "heart_beats"] == [None]  # once, from ED
     assert not out["passed"] and any("hardly moves" in m for m in out["failed"])
+
+
+def test_snapshot_rows_tiles_and_outlines():
+    lab = np.stack([heart(n_slices=20), heart(n_slices=20)])
+    lab[1, :2] = 0  # no heart on the first two slices at ES
+    image = np.full((10, *lab.shape[1:]), 20.0, np.float32)  # the whole cine: indexed by study phase
+    image[[4, 9]] = np.where(lab > 0, 200.0, 20.0)
+    img = qc.snapshot(image, lab, [4, 9], 4, 9, (1.5, 1.5), "s-01",
+                      {"checks": [{"name": "lv_ring", "ok": False}]})
+    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+    tiles = qc.SNAPSHOT_MAX_SLICES
+    assert img.shape[1] == tiles * (qc.SNAPSHOT_TILE_PX + 2)  # 20 slices shown as 16 tiles
+    body = img[30:]
+    for colour in ((40, 205, 80), (250, 215, 30), (50, 130, 255)):  # every structure's outline drawn
+        assert (body == colour).all(axis=2).any(), colour
+    verdict = img[12:28].astype(int)
+    assert ((verdict[..., 0] > 150) & (verdict[..., 1] < 120)).any()  # the failed verdict in red
+    one = qc.snapshot(image, lab[:1], [4], 4, 4, (1.5, 1.5))  # ED = ES: two rows of the same phase
+    assert one.shape[0] == img.shape[0]
+    with pytest.raises(ValueError):
+        qc.snapshot(image, lab, [4, 9], 1, 2, (1.5, 1.5))
+
+
+def test_outputs_hold_the_snapshot(tmp_path):
+    from PIL import Image
+
+    from gemini_cmr.core.outputs import QC_SNAPSHOT, write_outputs
+
+    study = make_study(n_phases=4, oblique=False)
+    r = SuperResolver(model=FakePredictor()).run(study, phases="all", meshes="none", motion_correction=False)
+    write_outputs(r, tmp_path / "o", mesh_formats=())
+    png = tmp_path / "o" / QC_SNAPSHOT
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.mode == "RGB" and im.size[0] > 500
+    assert QC_SNAPSHOT in json.loads((tmp_path / "o" / "run.json").read_text())["outputs"]
