@@ -2,7 +2,7 @@
 
 Writes into DIR: sr_image.nii.gz, sr_labels.nii.gz, lr_labels.nii.gz, meshes/, phenotypes.json,
 phenotypes.csv, label files for 3D Slicer (sr_labels_ed/es.seg.nrrd) and ITK-SNAP (labels_itksnap.txt,
-sr.itksnap), for each long-axis input (--long-axis, or found beside the study or among a DICOM study's series, also on a
+sr.itksnap), qc.png (ED and ES slices with the labels' outlines and the quality checks' verdict), for each long-axis input (--long-axis, or found beside the study or among a DICOM study's series, also on a
 PACS) la_<view>_sr_labels.nii.gz, with --dicom (the default for DICOM input) dicom/sr/ (the SR series and its segmentations) and
 dicom/lr_labels/ (segmentations of the acquired slices), and run.json (see docs/pipeline.md). STUDY may be a
 study on a PACS, 'dicomweb://host:port/path?StudyInstanceUID=...[&SeriesInstanceUID=...]' (or dimse://AE@host:port?...;
@@ -10,8 +10,11 @@ the short-axis cine is chosen when no series is named), retrieved into a tempora
 then sends the DICOM outputs to that server (or to --server); see `gemini-cmr pacs --help`. DIR is checked before the compute (writable, enough
 free space, no folder named like an output, not inside the study's folder). Everything is written to a
 hidden staging folder inside DIR and published at the end, run.json last, so a failed run leaves DIR as it
-was. Progress and warnings (the study's, implausible or unavailable phenotypes) go to stderr; the
-summary line on stdout marks implausible values and says why a value is not available.
+was. Progress and warnings (the study's, implausible or unavailable phenotypes, failed quality checks of the
+labels) go to stderr; the summary line on stdout marks implausible values and failed checks and says why a
+value is not available. Exit status 0 when the outputs are written; with --strict, 3 when they are written
+but a phenotype is implausible or a quality check failed (for pipelines that must stop there); 2 for bad
+input.
 """
 
 from __future__ import annotations
@@ -54,6 +57,9 @@ def register(subparsers, summary: str) -> None:
     p.add_argument("--push", action="store_true",
                    help="send the DICOM outputs (SR series and SEGs) to the PACS the study came from, or to --server")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--strict", action="store_true",
+                   help="exit status 3 (outputs still written) when a phenotype is implausible or a quality check "
+                        "of the labels failed")
     add_server_options(p, "PACS for --push when the study is not on one (the study's own server otherwise)")
     p.set_defaults(func=run)
 
@@ -235,7 +241,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"{out}: {summary_line(result)}")
     if push_to is not None:
         push_outputs(push_to, out, progress)
-    return 0
+    return STRICT_EXIT if args.strict and doubtful(result) else 0
+
+
+STRICT_EXIT = 3  # --strict: outputs written, but their numbers need a look
+
+
+def doubtful(result) -> bool:
+    """An implausible phenotype or a failed quality check of the labels (`--strict`'s test)."""
+    return not (result.phenotypes or {}).get("plausible", True) or not (getattr(result, "qc", None) or {}).get(
+        "passed", True)
 
 
 def pacs_source(args: argparse.Namespace):

@@ -189,3 +189,19 @@ def test_philips_partial_series_warns_and_flags_its_lvef(tmp_path, shared_data):
         assert any("LVEF" in w for w in warnings)
     assert phen["plausible"] is (not any(s == "implausible" for s in phen["value_status"].values())
                                  and not any(f.startswith("empty") for f in phen["flags"].values()))
+
+
+def test_strict_exits_3_with_the_outputs_written(tmp_path, study_file, capsys, monkeypatch):
+    """--strict: an implausible or quality-flagged result still writes every output, and the exit status says
+    its numbers need a look; a clean one exits 0."""
+    _engine(monkeypatch, _ImplausiblePredictor)
+    rc, out, err, _ = run_cli(["super-resolve", study_file, "--out", tmp_path / "bad", "--quiet", "--strict"], capsys)
+    assert rc == 3, err
+    assert (tmp_path / "bad" / "run.json").is_file() and (tmp_path / "bad" / "qc.png").is_file()
+    rc, out, err, _ = run_cli(["super-resolve", study_file, "--out", tmp_path / "bad2", "--quiet"], capsys)
+    assert rc == 0, err  # without --strict: written, exit 0
+    monkeypatch.undo()
+    _engine(monkeypatch)
+    rc, out, err, _ = run_cli(["super-resolve", study_file, "--out", tmp_path / "ok", "--quiet", "--strict"], capsys)
+    assert rc == 0, err
+    assert json.loads((tmp_path / "ok" / "run.json").read_text())["quality_checks"]["passed"] is True
