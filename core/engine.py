@@ -403,7 +403,7 @@ class SuperResolver:
         warnings.extend(phenolib.flag_messages(phen))
         t = time.perf_counter()
         quality = qclib.assess_labels(lr_labels, phase_list, lr_grid.spacing[1::-1], (ed, es),
-                                      (phen.get("volume_curves_ml") or {}).get("lv_cavity"), study.image, lr_grid)
+                                      phen.get("volume_curves_ml"), study.image, lr_grid)
         warnings.extend(qclib.warning_lines(quality))
         timings["qc"] = time.perf_counter() - t
         if progress:

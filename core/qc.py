@@ -15,6 +15,8 @@ volume-time curves, and test what every manual segmentation of a short-axis cine
 - `heart_beats` (cines of two phases or more): the labelled heart lies where the cine beats: the
   `core.postprocess.cine_motion_map` averages at least `HEART_MOTION_MIN` over the heart's in-plane extent at
   ED (a heart painted into still tissue; the heart-finding pass makes the same test before it keeps a heart);
+- `myo_conserved` (ED and ES both super-resolved): the myocardium is nearly incompressible, so its volume at
+  ES is within `MYO_ES_ED` (as a fraction of its ED volume) of its ED volume (manual ACDC labels: 0.89-1.47);
 - `lv_curve_smooth` (cines of at least `CURVE_MIN_PHASES` phases): no phase's LV cavity volume departs from
   the mean of its two neighbours in time by more than `CURVE_JUMP_MAX` of the end-diastolic volume (a phase
   where the segmentation jumped: a slice lost or a structure swapped).
@@ -44,6 +46,7 @@ RING_MIN = 0.5  # fraction of the cavity's rim on myocardium, least walled inner
 RV_GAP_MM = 5.0  # RV cavity within this distance of the LV myocardium counts as beside it
 RV_BESIDE_MIN = 0.5  # fraction of the slices holding RV and LV myocardium where they are beside each other
 CURVE_JUMP_MAX = 0.2  # largest departure of one phase's LV volume from its neighbours' mean, x EDV
+MYO_ES_ED = (0.7, 1.8)  # plausible myocardial volume at ES over that at ED
 CURVE_MIN_PHASES = 10  # the departure grows with the time between phases: not judged on coarser cines
 
 _CROSS = ndimage.generate_binary_structure(2, 1)
@@ -132,6 +135,23 @@ def beating_check(labels: np.ndarray, phase: int, motion: np.ndarray | None) -> 
     return Check("heart_beats", ok, value, HEART_MOTION_MIN, None, msg)  # where the heart is: the whole run
 
 
+def myocardium_check(myo_ml: Sequence[float], phases: Sequence[int], ed: int, es: int) -> Check | None:
+    """`myo_conserved`: the myocardial volume at ES over that at ED within `MYO_ES_ED`; None when ED = ES, either
+    was not super-resolved or there is no myocardium at ED."""
+    phases = [int(p) for p in phases]
+    if ed == es or ed not in phases or es not in phases:
+        return None
+    v_ed, v_es = float(myo_ml[phases.index(ed)]), float(myo_ml[phases.index(es)])
+    if not v_ed > 0 or not np.isfinite(v_es):
+        return None
+    value = v_es / v_ed
+    lo, hi = MYO_ES_ED
+    ok = lo <= value <= hi
+    msg = "" if ok else (f"the myocardial volume at ES (phase {es}, {v_es:.0f} mL) is {value:.2f} times that at ED "
+                         f"(phase {ed}, {v_ed:.0f} mL); the myocardium keeps its volume ({lo:g}-{hi:g} expected)")
+    return Check("myo_conserved", ok, value, hi if value > hi else lo, None, msg)
+
+
 def curve_check(lv_ml: Sequence[float], phases: Sequence[int]) -> Check | None:
     """`lv_curve_smooth` over a cine (cyclic); None for fewer than `CURVE_MIN_PHASES` phases."""
     v = np.asarray(lv_ml, dtype=np.float64)
@@ -147,11 +167,12 @@ def curve_check(lv_ml: Sequence[float], phases: Sequence[int]) -> Check | None:
 
 
 def assess_labels(lr_labels: np.ndarray, phases: Sequence[int], spacing_yx: Sequence[float],
-                  check_phases: Sequence[int], lv_ml: Sequence[float] | None = None, image: np.ndarray | None = None,
-                  grid=None) -> dict[str, Any]:
+                  check_phases: Sequence[int], curves: Mapping[str, Sequence[float]] | None = None,
+                  image: np.ndarray | None = None, grid=None) -> dict[str, Any]:
     """The quality checks of a run: `lr_labels` (T', Z, Y, X) over study phases `phases`, the anatomical checks
     at `check_phases` (ED and ES; `heart_beats` at the first of them, with the whole cine `image` (T, Z, Y, X)
-    on `grid`), the curve check on `lv_ml` (LV cavity volume per phase of `phases`).
+    on `grid`), and on the volume curves (`curves`: mL per phase of `phases` by structure, as
+    `core.phenotypes` computes them) the myocardium between ED and ES and the LV cavity curve.
     Returns {"version", "passed", "checks": [Check as dict, ...], "failed": [message, ...]}."""
     checks: list[Check] = []
     motion = cine_motion_map(image, grid) if image is not None and grid is not None else None
@@ -163,10 +184,12 @@ def assess_labels(lr_labels: np.ndarray, phases: Sequence[int], spacing_yx: Sequ
         beats = beating_check(lab, p, motion) if i == 0 else None
         if beats is not None:
             checks.append(beats)
-    if lv_ml is not None:
-        c = curve_check(lv_ml, phases)
-        if c is not None:
-            checks.append(c)
+    curves = curves or {}
+    ed_es = [int(p) for p in dict.fromkeys(check_phases)]
+    extra = [myocardium_check(curves["lv_myocardium"], phases, ed_es[0], ed_es[-1])
+             if "lv_myocardium" in curves and ed_es else None,
+             curve_check(curves["lv_cavity"], phases) if "lv_cavity" in curves else None]
+    checks += [c for c in extra if c is not None]
     failed = [c.message for c in checks if not c.ok]
     return {"version": QC_VERSION, "passed": not failed, "checks": [_plain(asdict(c)) for c in checks],
             "failed": failed}
@@ -246,5 +269,5 @@ def _plain(d: dict) -> dict:
     return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in d.items()}
 
 
-__all__ = ["CURVE_JUMP_MAX", "HEART_MOTION_MIN", "QC_VERSION", "RING_MIN", "RV_BESIDE_MIN", "RV_GAP_MM", "Check", "assess_labels",
-           "beating_check", "continuity_check", "snapshot", "curve_check", "rim_on_myocardium", "ring_check", "rv_check", "warning_lines"]
+__all__ = ["CURVE_JUMP_MAX", "HEART_MOTION_MIN", "MYO_ES_ED", "QC_VERSION", "RING_MIN", "RV_BESIDE_MIN", "RV_GAP_MM", "Check", "assess_labels",
+           "beating_check", "continuity_check", "myocardium_check", "snapshot", "curve_check", "rim_on_myocardium", "ring_check", "rv_check", "warning_lines"]

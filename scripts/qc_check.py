@@ -159,7 +159,7 @@ def main(argv=None) -> int:
 
 
 def _ranges_runs(rows: list[dict]) -> dict:
-    keys = sorted({k for r in rows for k in r if "@" in k or k in ("lv_curve_smooth", "heart_beats")})
+    keys = sorted({k for r in rows for k in r if "@" in k or k in ("lv_curve_smooth", "heart_beats", "myo_conserved")})
     return {k: [round(min(v), 3), round(max(v), 3)] for k in keys
             if (v := [r[k] for r in rows if r.get(k) is not None])}
 

@@ -31,7 +31,7 @@ def heart(n_slices: int = 8, size: int = 64, rv: bool = True, rv_offset: int = 0
 
 def test_well_formed_heart_passes_every_check():
     lab = heart()
-    out = qc.assess_labels(lab[None], [0], (1.5, 1.5), [0], lv_ml=None)
+    out = qc.assess_labels(lab[None], [0], (1.5, 1.5), [0], curves=None)
     assert out["passed"] and out["failed"] == []
     assert {c["name"] for c in out["checks"]} == {"lv_ring", "lv_continuous", "rv_beside_lv"}
     assert qc.warning_lines(out) == []
@@ -122,7 +122,7 @@ def test_engine_records_the_checks_in_the_result_run_json_and_warnings(broken):
     r = SuperResolver(model=model).run(study, phases="all", meshes="none", motion_correction=False)
     assert r.qc is not None and r.qc["version"] == qc.QC_VERSION
     names = {c["name"] for c in r.qc["checks"]}
-    assert {"lv_ring", "lv_continuous", "rv_beside_lv", "heart_beats", "lv_curve_smooth"} <= names
+    assert {"lv_ring", "lv_continuous", "rv_beside_lv", "heart_beats", "myo_conserved", "lv_curve_smooth"} <= names
     assert {c["phase"] for c in r.qc["checks"] if c["phase"] is not None} == {r.ed_phase, r.es_phase}
     info = run_info(r)
     assert info["quality_checks"] == r.qc
@@ -195,3 +195,16 @@ def test_outputs_hold_the_snapshot(tmp_path):
     with Image.open(png) as im:
         assert im.format == "PNG" and im.mode == "RGB" and im.size[0] > 500
     assert QC_SNAPSHOT in json.loads((tmp_path / "o" / "run.json").read_text())["outputs"]
+
+
+def test_myocardium_that_changes_its_volume_fails():
+    assert qc.myocardium_check([100, 110, 90], [0, 5, 9], 0, 9).ok
+    c = qc.myocardium_check([100, 110, 40], [0, 5, 9], 0, 9)
+    assert not c.ok and c.value == pytest.approx(0.4) and c.limit == qc.MYO_ES_ED[0] and "phase 9" in c.message
+    assert not qc.myocardium_check([100, 110, 250], [0, 5, 9], 0, 9).ok
+    assert qc.myocardium_check([100, 50], [0, 5], 0, 0) is None  # ED = ES
+    assert qc.myocardium_check([0, 50], [0, 5], 0, 5) is None  # no myocardium at ED: plausibility's case
+    assert qc.myocardium_check([100, 50], [0, 5], 0, 7) is None  # ES not super-resolved
+    out = qc.assess_labels(np.stack([heart(), heart()]), [0, 5], (1.5, 1.5), [0, 5],
+                           curves={"lv_myocardium": [100.0, 30.0], "lv_cavity": [120.0, 50.0]})
+    assert [c["name"] for c in out["checks"] if not c["ok"]] == ["myo_conserved"]
