@@ -14,7 +14,9 @@ entries of the list; two studies that would share a name get a short hash of the
 - A study that fails (unreadable file, bad geometry, ...) is reported with a one-line reason and the run
   goes on. DIR/batch_summary.csv and .json list every study: ok / failed / skipped, reason, seconds,
   whether its phenotypes are plausible, whether its labels passed the automatic quality checks (`core.qc`:
-  "passed" or "failed: " and the checks), and its warnings (also printed on stderr).
+  "passed" or "failed: " and the checks), and its warnings (also printed on stderr). DIR/batch_review.html
+  shows every study's qc.png (its ED and ES slices with the labels' outlines), those that failed a quality
+  check or have implausible phenotypes first.
 - Resume: a study is skipped only when DIR/<name>/run.json (written last, so present only for a finished
   study) records the same input (resolved path, size and modification time of the file or of the files of
   the folder), the same model (path and sha256 of the weights; the bundled models' for the default),
@@ -302,7 +304,49 @@ def write_summary(out: Path, rows: list[dict], suffix: str = "") -> tuple[Path, 
     csv_path, json_path = out / f"batch_summary{suffix}.csv", out / f"batch_summary{suffix}.json"
     atomic_write_text(csv_path, buf.getvalue())
     atomic_write_text(json_path, json.dumps({"counts": counts, "studies": rows}, indent=2) + "\n")
+    atomic_write_text(out / f"batch_review{suffix}.html", review_page(out, rows))
     return csv_path, json_path
+
+
+def needs_a_look(row: dict) -> bool:
+    """A study whose labels failed a quality check or whose phenotypes are implausible."""
+    return str(row.get("quality_checks", "")).startswith("failed") or row.get("plausible") == "false"
+
+
+def review_page(out: Path, rows: list[dict]) -> str:
+    """`batch_review.html`: every study's `qc.png` with its status, quality checks and warnings, the studies
+    that need a look first, then the rest, then those that failed or were not reached (no image)."""
+    import html
+
+    order = sorted(range(len(rows)), key=lambda i: (rows[i].get("status") not in ("ok", "skipped"),
+                                                    not needs_a_look(rows[i]), i))
+    look = sum(needs_a_look(r) for r in rows)
+    parts = ["<!doctype html><meta charset='utf-8'><title>gemini-cmr batch review</title>",
+             "<style>body{font-family:sans-serif;background:#111;color:#ddd}img{max-width:100%}"
+             "div{margin:0 0 18px}.flag{color:#f66}.ok{color:#7d7}</style>",
+             f"<h1>{len(rows)} studies, {look} to look at first</h1>"]
+    for i in order:
+        r = rows[i]
+        flag = needs_a_look(r)
+        folder = Path(str(r.get("output", "")))
+        try:
+            rel = folder.relative_to(out).as_posix()
+        except ValueError:
+            rel = folder.as_posix()
+        cls = "flag" if flag or r.get("status") not in ("ok", "skipped") else "ok"
+        verdict = r.get("quality_checks") or r.get("status", "")
+        parts.append(f"<div><b>{html.escape(str(r.get('study', '')))}</b> "
+                     f"<span class='{cls}'>{html.escape(str(r.get('status', '')))}; {html.escape(verdict)}"
+                     + ("; implausible phenotypes" if r.get("plausible") == "false" else "") + "</span>")
+        if r.get("reason"):
+            parts.append(f"<br><small>{html.escape(str(r['reason']))}</small>")
+        if r.get("warnings"):
+            parts.append(f"<br><small>{html.escape(str(r['warnings']))}</small>")
+        if r.get("status") in ("ok", "skipped"):
+            parts.append(f"<br><a href='{html.escape(rel)}/qc.png'><img src='{html.escape(rel)}/qc.png' "
+                         f"alt='no qc.png'></a>")
+        parts.append("</div>")
+    return "\n".join(parts) + "\n"
 
 
 class Bar:

@@ -177,6 +177,22 @@ def test_batch_warnings_and_implausible_results_reach_the_user(tmp_path, capsys,
     rc, summary, _ = _batch(lst, out, capsys, "--phases", "1")  # skipped: the verdict read back from run.json
     assert summary["studies"][0]["status"] == "skipped"
     assert summary["studies"][0]["quality_checks"] == row["quality_checks"]
+    page = (out / "batch_review.html").read_text()
+    assert "<img src='s/qc.png'" in page and (out / "s" / "qc.png").is_file()
+
+
+def test_review_page_puts_the_studies_to_look_at_first(tmp_path):
+    rows = [{"study": "a", "output": str(tmp_path / "a"), "status": "ok", "quality_checks": "passed",
+             "plausible": "true"},
+            {"study": "b<x>", "output": str(tmp_path / "b"), "status": "ok", "quality_checks": "failed: lv_ring",
+             "plausible": "true"},
+            {"study": "c", "output": str(tmp_path / "c"), "status": "failed", "reason": "unreadable"},
+            {"study": "d", "output": str(tmp_path / "d"), "status": "skipped", "quality_checks": "passed",
+             "plausible": "false"}]
+    page = batch.review_page(tmp_path, rows)
+    order = [page.index(f"<b>{name}</b>") for name in ("b&lt;x&gt;", "d", "a", "c")]
+    assert order == sorted(order) and "2 to look at first" in page
+    assert "src='b/qc.png'" in page and "src='c/qc.png'" not in page and "unreadable" in page
 
 
 def test_quality_text():
