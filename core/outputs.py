@@ -86,6 +86,8 @@ ITKSNAP_WORKSPACE = "sr.itksnap"
 DICOM_DIR = "dicom"
 DICOM_SR_DIR = "dicom/sr"
 DICOM_LR_DIR = "dicom/lr_labels"
+DICOM_QC_DIR = "dicom/qc"
+DICOM_QC = f"{DICOM_QC_DIR}/QC.dcm"  # the review image (qc.png) as a Secondary Capture
 OUTPUT_NAMES = (SR_IMAGE, SR_LABELS, LR_LABELS, MESHES_DIR, PHENOTYPES_JSON, PHENOTYPES_CSV, SLICER_ED, SLICER_ES,
                 ITKSNAP_LABELS, ITKSNAP_WORKSPACE, QC_SNAPSHOT, DICOM_DIR, RUN_JSON)
 OUTPUT_FOLDERS = (MESHES_DIR, DICOM_DIR)
@@ -101,7 +103,7 @@ _MESH_FILE_RE = re.compile(r"^(ed|es|phase_\d{2,})_(lv_cavity|lv_myocardium|rv_c
 #: The SR labels cut along each long-axis input's plane (`long_axis_outputs`), top level.
 _LONG_AXIS_FILE_RE = re.compile(r"^la_[a-z0-9]+(_\d+)?_sr_labels\.nii\.gz$")
 #: DICOM files the product writes into dicom/ (`core.io.dicom_write`).
-_DICOM_FILE_RE = re.compile(r"^dicom/(sr/(MR_p\d{2,}_s\d{3,}|SEG_p\d{2,})|lr_labels/SEG_p\d{2,}(_s\d{3,})?)\.dcm$")
+_DICOM_FILE_RE = re.compile(r"^dicom/(sr/(MR_p\d{2,}_s\d{3,}|SEG_p\d{2,})|lr_labels/SEG_p\d{2,}(_s\d{3,})?|qc/QC)\.dcm$")
 #: Legacy temporary folders beside the outputs folder (`.<name>.tmp-XXXXXXXX`, no process id): removed once
 #: they are this old.
 LEGACY_TMP_AGE_S = 24 * 3600
@@ -639,7 +641,7 @@ def _publish_entries(staging: Path, out_dir: Path, files: list[Path] | None = No
             rel = p.relative_to(out_dir)
             if rel not in new and _LONG_AXIS_FILE_RE.match(p.name) and (p.is_file() or p.is_symlink()):
                 move(p, backup / rel)  # a long-axis cut of an earlier run that this run did not write
-        for sub in (DICOM_SR_DIR, DICOM_LR_DIR):
+        for sub in (DICOM_SR_DIR, DICOM_LR_DIR, DICOM_QC_DIR):
             d = out_dir / sub
             if whole.intersection([Path(sub), *Path(sub).parents]):
                 continue  # moved in whole: only this run's files
@@ -657,7 +659,7 @@ def _publish_entries(staging: Path, out_dir: Path, files: list[Path] | None = No
             with contextlib.suppress(OSError):
                 d.rmdir()
         raise
-    for sub in (DICOM_SR_DIR, DICOM_LR_DIR, DICOM_DIR):  # emptied by a run without DICOM outputs
+    for sub in (DICOM_SR_DIR, DICOM_LR_DIR, DICOM_QC_DIR, DICOM_DIR):  # emptied by a run without DICOM outputs
         with contextlib.suppress(OSError):
             d = out_dir / sub
             if d.is_dir() and not d.is_symlink() and not any(d.iterdir()):
@@ -726,15 +728,20 @@ def motion_info(result: Result) -> dict[str, Any]:
     return {"enabled": True, **motion.to_json()}
 
 
-def write_qc_snapshot(result: Result, path: Path) -> Path:
-    """`qc.png`: the run's ED and ES acquired slices with the labels' outlines, titled with the study and the
-    quality checks' verdict (`core.qc.snapshot`); PNG written to a temporary file and renamed."""
-    from PIL import Image
-
+def qc_image(result: Result) -> np.ndarray:
+    """The run's review image (`core.qc.snapshot`): its ED and ES acquired slices with the labels' outlines,
+    titled with the study and the quality checks' verdict."""
     s = result.study
     title = s.meta.patient_id or Path(s.meta.source_path or "study").name
-    img = qclib.snapshot(s.image, result.lr_labels, result.phases, result.ed_phase, result.es_phase,
-                         s.grid.spacing[1::-1], title, getattr(result, "qc", None))
+    return qclib.snapshot(s.image, result.lr_labels, result.phases, result.ed_phase, result.es_phase,
+                          s.grid.spacing[1::-1], title, getattr(result, "qc", None))
+
+
+def write_qc_snapshot(result: Result, path: Path, image: np.ndarray | None = None) -> Path:
+    """`qc.png` (`image`, default `qc_image(result)`); PNG written to a temporary file and renamed."""
+    from PIL import Image
+
+    img = qc_image(result) if image is None else image
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="PNG", compress_level=3)
     atomic_write_bytes(path, buf.getvalue())
@@ -800,16 +807,16 @@ def dicom_wanted(result: Result, dicom: bool | None) -> bool:
 
 
 def write_dicom(result: Result, folder: Path, compression: str = "jpeg-ls",
-                cancel: Cancel | None = None, atomic: bool = True) -> dict[str, Any]:
+                cancel: Cancel | None = None, atomic: bool = True, qc_rgb: np.ndarray | None = None) -> dict[str, Any]:
     """The DICOM outputs in `folder`: `dicom/sr/` (the SR series, `MR_pPP_sSSS.dcm`, and its segmentations,
-    `SEG_pPP.dcm`) and `dicom/lr_labels/` (segmentations of the acquired images, `SEG_pPP.dcm`; DICOM input
-    only). Returns what run.json records of them (UIDs, transfer syntax, files, bytes, seconds). `atomic`
+    `SEG_pPP.dcm`), `dicom/lr_labels/` (segmentations of the acquired images, `SEG_pPP.dcm`; DICOM input
+    only) and `dicom/qc/QC.dcm` (the review image, `qc.png`, as a Secondary Capture). Returns what run.json records of them (UIDs, transfer syntax, files, bytes, seconds). `atomic`
     False: the SR instances are written straight (`folder` is a staging folder published whole)."""
-    return _write_dicom(result, folder, compression, cancel, atomic)[0]
+    return _write_dicom(result, folder, compression, cancel, atomic, qc_rgb)[0]
 
 
 def _write_dicom(result: Result, folder: Path, compression: str,
-                 cancel: Cancel | None, atomic: bool = True) -> tuple[dict[str, Any], list[Path]]:
+                 cancel: Cancel | None, atomic: bool = True, qc_rgb: np.ndarray | None = None) -> tuple[dict[str, Any], list[Path]]:
     t0 = time.perf_counter()
     study = result.study
     ctx = dicom_write.dicom_context(study, model_name(result), result.model_id, __version__)
@@ -835,6 +842,8 @@ def _write_dicom(result: Result, folder: Path, compression: str,
     elif ident is not None and ident.frame_numbers is not None:
         notes.append("no segmentation on the acquired slices: they are frames of multi-frame (enhanced) images; "
                      "the SR segmentation and the label files cover them")
+    paths.append(dicom_write.write_quality_capture(folder / DICOM_QC, qc_image(result) if qc_rgb is None else qc_rgb,
+                                                   ctx, atomic=atomic))
     seconds = time.perf_counter() - t0
     result.timings["write_dicom"] = seconds
     return {
@@ -855,7 +864,7 @@ def export_dicom(result: Result, folder: Path, compression: str = "jpeg-ls",
     """`write_dicom` straight into `folder` (the app's Export: each file atomically), then our DICOM files
     there that it did not write (an earlier export with other phases) are removed; other files stay."""
     folder = Path(folder)
-    before = {p for sub in (DICOM_SR_DIR, DICOM_LR_DIR) if (folder / sub).is_dir()
+    before = {p for sub in (DICOM_SR_DIR, DICOM_LR_DIR, DICOM_QC_DIR) if (folder / sub).is_dir()
               for p in (folder / sub).iterdir()}
     info, paths = _write_dicom(result, folder, compression, cancel)
     for p in sorted(before - set(paths)):
@@ -877,8 +886,8 @@ def phase_meshes(result: Result, phase: int, cancel: Cancel | None = None) -> di
 
 def _write_rest(result: Result, tmp: Path, formats: list[str], all_phase_meshes: bool,
                 cancel: Cancel | None, reserved: Callable[[], int] = lambda: 0,
-                save_location: Path | None = None) -> None:
-    """Everything but the SR image and the DICOM outputs: labels (NIfTI, Slicer, ITK-SNAP), phenotypes,
+                save_location: Path | None = None, qc_rgb: np.ndarray | None = None) -> None:
+    """Everything but the SR image and the DICOM outputs: labels (NIfTI, Slicer, ITK-SNAP), phenotypes, qc.png,
     meshes. `save_location` is where the files will be published (the ITK-SNAP workspace's paths)."""
 
     def check() -> None:
@@ -892,7 +901,7 @@ def _write_rest(result: Result, tmp: Path, formats: list[str], all_phase_meshes:
     write_long_axis_labels(result, tmp)
     write_slicer_labels(result, tmp)
     write_itksnap_files(tmp, save_location or tmp)
-    write_qc_snapshot(result, tmp / QC_SNAPSHOT)
+    write_qc_snapshot(result, tmp / QC_SNAPSHOT, qc_rgb)
 
     meshes = dict(result.meshes)
     wanted = sorted(set(result.phases) if all_phase_meshes else {result.ed_phase, result.es_phase})
@@ -1038,9 +1047,10 @@ def write_outputs(
                     big = pool.submit(write_sr_image, result, staging / SR_IMAGE, sr_dtype)
                 # While it runs, the image needs up to its raw size twice (the .nii, then the .gz beside it).
                 sr_bytes = 2 * result.sr_image.size * (2 if sr_dtype == "int16" else 4)
+                qc_rgb = qc_image(result)  # qc.png, and the DICOM outputs' Secondary Capture
                 _write_rest(result, staging, formats, all_phase_meshes, cancel,
-                            reserved=lambda: 0 if big.done() else sr_bytes, save_location=real)
-                dicom_info = (write_dicom(result, staging, dicom_compression, cancel, atomic=False)
+                            reserved=lambda: 0 if big.done() else sr_bytes, save_location=real, qc_rgb=qc_rgb)
+                dicom_info = (write_dicom(result, staging, dicom_compression, cancel, atomic=False, qc_rgb=qc_rgb)
                               if with_dicom else None)
                 big.result()
             check()
@@ -1072,7 +1082,7 @@ def write_outputs(
     return sorted(out_dir / rel for rel in written)
 
 
-__all__ = ["DICOM_DIR", "DICOM_LR_DIR", "DICOM_SR_DIR", "ITKSNAP_LABELS", "ITKSNAP_WORKSPACE", "LR_LABELS",
+__all__ = ["DICOM_DIR", "DICOM_LR_DIR", "DICOM_QC", "DICOM_QC_DIR", "DICOM_SR_DIR", "ITKSNAP_LABELS", "ITKSNAP_WORKSPACE", "LR_LABELS",
            "MESHES_DIR", "MESH_FORMATS", "OUTPUT_FILES", "OUTPUT_FOLDERS", "OUTPUT_NAMES", "SLICER_ED", "SLICER_ES",
            "QC_SNAPSHOT", "SR_DTYPES", "STAGING_PREFIX", "check_output_folder", "long_axis_info", "long_axis_outputs",
            "write_long_axis_labels", "clean_stale_temporaries", "dicom_wanted",
@@ -1080,4 +1090,4 @@ __all__ = ["DICOM_DIR", "DICOM_LR_DIR", "DICOM_SR_DIR", "ITKSNAP_LABELS", "ITKSN
            "PHENOTYPES_JSON", "RUN_JSON", "SR_IMAGE", "SR_LABELS", "gzip_parallel", "gzip_parallel_write", "mesh_path", "mesh_phases",
            "phase_meshes", "resolve_sr_dtype", "run_info", "save_nifti_fast", "export_dicom", "slicer_phases", "write_dicom", "write_itksnap_files",
            "write_itksnap_labels", "write_itksnap_workspace", "write_lr_labels", "write_slicer_phase",
-           "write_outputs", "write_phenotypes", "write_qc_snapshot", "write_slicer_labels", "write_sr_image", "write_sr_labels"]
+           "write_outputs", "write_phenotypes", "qc_image", "write_qc_snapshot", "write_slicer_labels", "write_sr_image", "write_sr_labels"]

@@ -73,7 +73,8 @@ Cancel = Callable[[], bool]
 COMPRESSIONS = {"jpeg-ls": JPEGLSLossless, "none": ExplicitVRLittleEndian}
 MANUFACTURER = "Gemini CMR"
 #: Added to the input's SeriesNumber for the derived series (SR image, SR labels, labels on the input).
-SERIES_NUMBER_OFFSETS = {"sr_image": 1000, "sr_labels": 2000, "lr_labels": 3000}
+SERIES_NUMBER_OFFSETS = {"sr_image": 1000, "sr_labels": 2000, "lr_labels": 3000, "qc": 4000}
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture Image Storage
 #: Copied from the input into every derived instance: the patient and study modules.
 PATIENT_STUDY_KEYWORDS = (
     "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex", "PatientAge",
@@ -607,6 +608,46 @@ def encode_jpegls_frames(stored: np.ndarray) -> list[bytes]:
     return [encapsulate([encode(frame)]) for frame in stored]
 
 
+def write_quality_capture(path: Path, rgb: np.ndarray, ctx: DicomContext, atomic: bool = True) -> Path:
+    """The run's review image (`core.qc.snapshot`, (H, W, 3) uint8) as a Secondary Capture in the study, a
+    series of its own ("Gemini CMR quality check"), so a PACS viewer shows the labels' outlines on the ED and ES
+    slices and the quality checks' verdict beside the results."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"an RGB image is needed, not shape {rgb.shape}")
+    ds = _base(ctx, SECONDARY_CAPTURE, generate_uid(), ExplicitVRLittleEndian)
+    del ds.FrameOfReferenceUID, ds.PositionReferenceIndicator  # a picture, not a place in the patient
+    now = datetime.now()
+    ds.Modality = "OT"
+    ds.ConversionType = "WSD"  # made by a workstation
+    ds.SeriesInstanceUID = ctx.series_uid("qc")
+    ds.SeriesNumber = ctx.series_number + SERIES_NUMBER_OFFSETS["qc"]
+    ds.SeriesDescription = _description("quality check", ctx)
+    ds.InstanceNumber = 1
+    ds.SeriesDate = ds.ContentDate = now.strftime("%Y%m%d")
+    ds.SeriesTime = ds.ContentTime = now.strftime("%H%M%S")
+    ds.Manufacturer = MANUFACTURER
+    ds.ManufacturerModelName = ctx.model_name[:64]
+    ds.SoftwareVersions = ctx.software_version
+    ds.ImageType = ["DERIVED", "SECONDARY"]
+    ds.BurnedInAnnotation = "YES"  # the study's name and the verdict are drawn in
+    ds.PatientOrientation = ""
+    ds.SamplesPerPixel = 3
+    ds.PhotometricInterpretation = "RGB"
+    ds.PlanarConfiguration = 0
+    ds.Rows, ds.Columns = rgb.shape[:2]
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.PixelData = rgb.tobytes()
+    buf = DicomBytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    data = buf.getvalue()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (atomic_write_bytes if atomic else write_bytes)(path, data)
+    return path
+
+
 def _description(what: str, ctx: DicomContext) -> str:
     base = f" of {ctx.series_description}" if ctx.series_description else ""
     return f"Gemini CMR {what}{base}"[:64]
@@ -1089,5 +1130,5 @@ def file_bytes(paths: Sequence[Path]) -> int:
 __all__ = ["COMPRESSIONS", "CachingEncoder", "DicomContext", "InstanceWriter", "SegmentationJob", "SegmentationWriter",
            "dicom_context",
            "encode_jpegls_frames", "file_bytes", "plane_geometry", "save_dataset", "segment_descriptions",
-           "segmentation_jobs", "source_images", "write_segmentation_job", "write_segmentations",
-           "write_sr_series"]
+           "segmentation_jobs", "source_images", "write_quality_capture", "write_segmentation_job",
+           "write_segmentations", "write_sr_series"]

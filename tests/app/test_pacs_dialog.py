@@ -110,4 +110,4 @@ def test_send_to_pacs_stores_the_results_dicom_outputs(window, qtbot, on_server,
     report = sent.args[0]
     uid = window.state.result.study.meta.dicom
     assert uid is None  # the phantom is NIfTI: a new study is made for its DICOM outputs
-    assert len(report.series) == 2 and window.status_label.text().startswith(f"Sent {len(report.stored)} DICOM")
+    assert len(report.series) == 3 and window.status_label.text().startswith(f"Sent {len(report.stored)} DICOM")  # SR, SEG, QC

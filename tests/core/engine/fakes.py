@@ -17,11 +17,14 @@ def phase_scale(t: int, n: int) -> float:
 
 
 def anatomy(world: np.ndarray, centre: np.ndarray, frame: np.ndarray, s: float) -> np.ndarray:
-    """Labels at world points (..., 3): LV cavity ellipsoid, myocardium shell, RV ellipsoid beside it."""
+    """Labels at world points (..., 3): LV cavity ellipsoid, myocardium shell of constant volume, RV ellipsoid
+    beside it."""
     local = (world - centre) @ frame  # coordinates along the heart's own axes
     r = np.sqrt(np.sum((local / (LV_RADII * s)) ** 2, axis=-1))
     lab = np.zeros(world.shape[:-1], np.uint8)
-    lab[r < 1.0 + 8.0 / (LV_RADII[0] * s)] = 2
+    # the myocardium keeps its volume: an 8 mm shell at s = 1, outer radii (s^3 + C)^(1/3) x LV_RADII
+    c = (1.0 + 8.0 / LV_RADII[0]) ** 3 - 1.0
+    lab[r < (s**3 + c) ** (1.0 / 3.0) / s] = 2
     lab[r < 1.0] = 1
     rv = np.sqrt(np.sum(((local - np.array([34.0 * s, 0, 0])) / (np.array([12.0, 22.0, 26.0]) * s)) ** 2, axis=-1))
     lab[(rv < 1.0) & (lab == 0)] = 3

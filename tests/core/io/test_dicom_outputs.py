@@ -63,10 +63,27 @@ def test_dicom_input_writes_the_dicom_outputs_by_default(written):
     assert rec["study_instance_uid"] == datasets[0].StudyInstanceUID and rec["new_study"] is False
     assert rec["frame_of_reference_uid"] == datasets[0].FrameOfReferenceUID
     n = len(result.phases)
-    assert rec["files"] == n * result.sr_grid.shape[0] + 2 * n
+    assert rec["files"] == n * result.sr_grid.shape[0] + 2 * n + 1  # + the quality check's Secondary Capture
     assert len(list((out / "dicom/sr").glob("MR_*.dcm"))) == n * result.sr_grid.shape[0]
     assert len(list((out / "dicom/sr").glob("SEG_*.dcm"))) == n == len(list((out / "dicom/lr_labels").glob("*.dcm")))
     assert "dicom/sr/SEG_p00.dcm" in info["outputs"] and info["outputs"][-1] == "run.json"
+
+
+def test_quality_capture_is_the_review_image_in_the_study(written):
+    import pydicom
+    from PIL import Image
+
+    study, result, datasets, out = written
+    ds = pydicom.dcmread(out / "dicom/qc/QC.dcm")
+    assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7" and ds.Modality == "OT"
+    assert ds.StudyInstanceUID == datasets[0].StudyInstanceUID and ds.PatientID == datasets[0].PatientID
+    assert ds.SeriesNumber == 7 + 4000 and ds.SeriesDescription.startswith("Gemini CMR quality check")
+    info = json.loads((out / "run.json").read_text())
+    assert ds.SeriesInstanceUID == info["dicom"]["series_instance_uids"]["qc"]
+    assert ds.SeriesInstanceUID not in {d.SeriesInstanceUID for d in datasets}
+    with Image.open(out / "qc.png") as im:
+        assert np.array_equal(ds.pixel_array, np.asarray(im.convert("RGB")))  # the same picture as qc.png
+    assert "dicom/qc/QC.dcm" in info["outputs"]
 
 
 def test_sr_series_round_trips_image_geometry_and_identity(written):

@@ -220,12 +220,12 @@ def test_super_resolve_from_the_server_and_push_the_dicom_outputs(uploaded, pacs
     (la,) = info["long_axis"]  # the study's long-axis cine was retrieved with the short-axis one
     assert la["path"] == f"{info['input']['path']} (series 'cine_4ch')" and la["view"] == "4ch"
     sent = [n for n in info["outputs"] if n.startswith("dicom/")]
-    assert f"sent {len(sent)} DICOM files in 3 series" in out
+    assert f"sent {len(sent)} DICOM files in 4 series" in out  # SR, its SEG, the acquired SEG, the QC capture
     after = pacs_env.series_of(study_uid)
     new = {uid: s for uid, s in after.items() if uid not in before}
     n_sr = spec.n_phases * load_study(tmp_path / "out/dicom/sr").n_slices
     assert sorted((s["modality"], s["instances"]) for s in new.values()) == sorted(
-        [("MR", n_sr), ("SEG", spec.n_phases), ("SEG", spec.n_phases)])
+        [("MR", n_sr), ("SEG", spec.n_phases), ("SEG", spec.n_phases), ("OT", 1)])
     # The SR series now on the server is derived: a new run on the study still picks the acquired cine.
     series = pacs.list_series(_server(pacs_env), study_uid)
     assert pacs.choose_cine_series(series, study_uid, "").series_uid == sax_uid
