@@ -608,6 +608,7 @@ def encode_jpegls_frames(stored: np.ndarray) -> list[bytes]:
     return [encapsulate([encode(frame)]) for frame in stored]
 
 
+@_quietly
 def write_quality_capture(path: Path, rgb: np.ndarray, ctx: DicomContext, atomic: bool = True) -> Path:
     """The run's review image (`core.qc.snapshot`, (H, W, 3) uint8) as a Secondary Capture in the study, a
     series of its own ("Gemini CMR quality check"), so a PACS viewer shows the labels' outlines on the ED and ES

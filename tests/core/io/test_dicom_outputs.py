@@ -615,3 +615,24 @@ def test_sr_series_encoder_failure_and_cancel_stop_the_threaded_writing(tmp_path
         dicom_write.write_sr_series(tmp_path / "b", result.sr_image, result.sr_grid, result.phases, None, ctx,
                                     cancel=lambda: next(rows))
     assert len(list((tmp_path / "b").glob("*.dcm"))) == result.sr_image.shape[1]  # the first phase only
+
+
+def test_quality_capture_keeps_an_input_uid_pydicom_calls_invalid_without_a_warning(tmp_path):
+    """Sunnybrook's UIDs have components with leading zeros: they are the study's identity and are kept, as
+    in the other DICOM outputs, without pydicom's warning reaching the user."""
+    import warnings
+
+    import pydicom
+
+    from gemini_cmr.core.io import dicom_write
+
+    ctx = dicom_write.DicomContext("2.16.124.113543.6006.99.07295588411837466977", "1.2.3", {"PatientID": "p"},
+                                   False, "m", "0" * 64, "v")
+    rgb = np.zeros((8, 12, 3), np.uint8)
+    rgb[2, 3] = (255, 0, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path = dicom_write.write_quality_capture(tmp_path / "qc" / "QC.dcm", rgb, ctx)
+    ds = pydicom.dcmread(path)
+    assert ds.StudyInstanceUID == ctx.study_uid and ds.Rows == 8 and ds.Columns == 12
+    assert np.array_equal(ds.pixel_array, rgb)
