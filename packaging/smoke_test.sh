@@ -51,7 +51,8 @@ s=$(t)
 run env QT_QPA_PLATFORM=offscreen "$EXE" super-resolve "$DEMO" --out "$work/sr" --dicom > "$work/sr.log" 2>&1 \
     || { cat "$work/sr.log" >&2; fail "super-resolve exited non-zero"; }
 for f in sr_image.nii.gz sr_labels.nii.gz lr_labels.nii.gz phenotypes.json phenotypes.csv run.json \
-         meshes/ed_lv_cavity.stl meshes/ed_lv_myocardium.stl meshes/ed_rv_cavity.stl meshes/es_lv_cavity.stl; do
+         meshes/ed_lv_cavity.stl meshes/ed_lv_myocardium.stl meshes/ed_rv_cavity.stl meshes/es_lv_cavity.stl \
+         qc.png dicom/qc/QC.dcm; do
     [[ -s "$work/sr/$f" ]] || fail "super-resolve did not write $f"
 done
 grep -q '"lv_ef_pct"' "$work/sr/phenotypes.json" || fail "phenotypes.json has no ejection fraction"
