@@ -92,7 +92,8 @@ def export_plan(options: ExportOptions, study, result, shots: dict[str, QImage])
             from gemini_cmr.core import phenotypes as ph
 
             writers += [(outputs.PHENOTYPES_CSV, lambda r, path: ph.write_csv(r.phenotypes, path)),
-                        (outputs.PHENOTYPES_JSON, lambda r, path: ph.write_json(r.phenotypes, path))]
+                        (outputs.PHENOTYPES_JSON, lambda r, path: ph.write_json(r.phenotypes, path)),
+                        (outputs.QC_SNAPSHOT, outputs.write_qc_snapshot)]
     for name, writer in writers:
         items.append(ExportItem(folder / name, lambda writer=writer, path=folder / name: writer(result, path)))
     if result is not None and options.meshes and options.mesh_formats:
@@ -177,7 +178,8 @@ class ExportDialog(QDialog):
         self.dicom = QCheckBox("DICOM: SR series and segmentations (SEG), in the input's study")
         self.dicom.setToolTip("dicom/sr: the SR series with its segmentations; dicom/lr_labels: segmentations of "
                               "the acquired images. For a study that was not read from DICOM a new study is made.")
-        self.phen = QCheckBox("Phenotypes (CSV and JSON)")
+        self.phen = QCheckBox("Phenotypes (CSV and JSON) and the review image (qc.png: ED and ES slices with the "
+                              "labels' outlines, the quality checks' verdict)")
         for c in (self.nifti, self.viewer_labels, self.phen):
             c.setChecked(True)
         self.dicom.setChecked(dicom_input)

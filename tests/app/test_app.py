@@ -198,7 +198,7 @@ def test_export_writes_files_and_never_overwrites_silently(qtbot, window, phanto
     with qtbot.waitSignal(window.exportDone, timeout=60000) as sig:
         window.export(opts, confirm=False)
     written = {p.relative_to(out).as_posix() for p in sig.args[0]}
-    for name in ("sr_image.nii.gz", "sr_labels.nii.gz", "lr_labels.nii.gz", "phenotypes.csv",
+    for name in ("sr_image.nii.gz", "sr_labels.nii.gz", "lr_labels.nii.gz", "phenotypes.csv", "qc.png",
                  "meshes/ed_lv_cavity.stl", "meshes/es_rv_cavity.vtp", "screenshot_window.png", "screenshot_3d.png"):
         assert name in written and (out / name).stat().st_size > 0, name
     before = (out / "phenotypes.csv").stat().st_mtime_ns
