@@ -23,6 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from gemini_cmr.core.evaluation.metrics import dice
+from gemini_cmr.core.evaluation.motion import shift_errors
 from gemini_cmr.core.geometry import inplane_nearest, inplane_resample, sr_grid
 from gemini_cmr.core.study import STRUCTURES, Study
 
@@ -39,6 +40,7 @@ class Perturbed:
     study: Study
     back: Callable[[np.ndarray], np.ndarray]
     slices: np.ndarray
+    shifts_mm: np.ndarray | None = None  # (Z, 2) in-plane displacement added to each slice (i, j axes), if any
 
 
 def _copy(study: Study, image: np.ndarray, affine: np.ndarray) -> Study:
@@ -125,6 +127,38 @@ def reversed_axes(rows: bool, cols: bool) -> Callable[[Study], Perturbed]:
     return make
 
 
+def _moved(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """`a` (..., Y, X) with its content moved by whole pixels (dy rows, dx columns), zeros coming in."""
+    out = np.zeros_like(a)
+    ny, nx = a.shape[-2:]
+    src_y, dst_y = slice(max(0, -dy), ny - max(0, dy)), slice(max(0, dy), ny - max(0, -dy))
+    src_x, dst_x = slice(max(0, -dx), nx - max(0, dx)), slice(max(0, dx), nx - max(0, -dx))
+    out[..., dst_y, dst_x] = a[..., src_y, src_x]
+    return out
+
+
+def slice_shifts(mm: float) -> Callable[[Study], Perturbed]:
+    """Every slice's content moved in-plane by its own whole-pixel offset of up to `mm` along each axis (fixed
+    seed; the same in all phases of a slice, as a breath-hold offset is): the misalignment the slice motion
+    correction is there for. The offsets in mm along the stack's i and j axes are `Perturbed.shifts_mm`."""
+
+    def make(study: Study) -> Perturbed:
+        sx, sy = (float(v) for v in study.grid.spacing[:2])
+        rng = np.random.default_rng(SEED)
+        nz = study.n_slices
+        dy = rng.integers(-round(mm / sy), round(mm / sy) + 1, nz)
+        dx = rng.integers(-round(mm / sx), round(mm / sx) + 1, nz)
+        image = np.stack([_moved(study.image[:, k], int(dy[k]), int(dx[k])) for k in range(nz)], axis=1)
+
+        def back(lab: np.ndarray) -> np.ndarray:
+            return np.stack([_moved(lab[k], -int(dy[k]), -int(dx[k])) for k in range(nz)])
+
+        return Perturbed(_copy(study, image, study.affine), back, np.arange(nz),
+                         shifts_mm=np.stack([dx * sx, dy * sy], axis=1).astype(np.float64))
+
+    return make
+
+
 def intensity_scale(factor: float) -> Callable[[Study], Perturbed]:
     """Every intensity times `factor` (another scanner's or rescale's units)."""
     return lambda study: _same_grid(study, study.image * factor)
@@ -201,6 +235,8 @@ PERTURBATIONS: dict[str, tuple[str, Callable[[Study], Perturbed]]] = {
     "noise_5pc": ("Rician noise, sigma 5% of the 99.5th percentile", rician_noise(0.05)),
     "noise_10pc": ("Rician noise, sigma 10%", rician_noise(0.10)),
     "slices_x2": ("every other slice (twice the spacing)", every_other_slice),
+    "shifts_4mm": ("every slice moved in-plane by up to 4 mm along each axis (breath-hold offsets)",
+                   slice_shifts(4.0)),
 }
 
 
@@ -229,10 +265,20 @@ def evaluate_study(resolver, study: Study, name: str, perturbations: Iterable[st
         raise ValueError(f"{name}: the study has no labels to score against")
     rows = []
     reference: dict[int, np.ndarray] = {}
+    reference_shifts = None
     for key in ["none", *(k for k in dict.fromkeys(perturbations) if k != "none")]:
         _, make = PERTURBATIONS[key]
         pert = make(study)
         res = resolver.run(pert.study, phases=list(study.labelled_phases), meshes="none")
+        motion = getattr(res, "motion", None)
+        if key == "none":
+            reference_shifts = None if motion is None else np.asarray(motion.shifts_mm, np.float64)
+        shift_error = None
+        if pert.shifts_mm is not None and motion is not None and reference_shifts is not None:
+            # the added offsets, recovered: this run's estimate less the unperturbed run's (the study's own)
+            ok = np.asarray(motion.estimated, bool)
+            errors = shift_errors(np.asarray(motion.shifts_mm) - reference_shifts, pert.shifts_mm, ok)
+            shift_error = float(np.median(errors)) if errors.size else None
         for i, t in enumerate(res.phases):
             pred = pert.back(np.asarray(res.lr_labels[i]))
             if key == "none":
@@ -242,7 +288,8 @@ def evaluate_study(resolver, study: Study, name: str, perturbations: Iterable[st
                    "model_id": res.model_id, **score_phase(pred, study.labels[t], slices),
                    "reference": score_phase(reference[int(t)], study.labels[t], slices),
                    "qc_failed": sorted({c["name"] for c in (getattr(res, "qc", None) or {}).get("checks", [])
-                                        if not c["ok"] and c["phase"] in (None, int(t))})}
+                                        if not c["ok"] and c["phase"] in (None, int(t))}),
+                   **({"shift_error_mm": shift_error} if pert.shifts_mm is not None else {})}
             rows.append(row)
             if say:
                 say(format_row(row))
@@ -263,6 +310,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         sub = [r for r in rows if r["perturbation"] == key]
         entry: dict[str, Any] = {"what": PERTURBATIONS[key][0], "n": len(sub),
                                  "qc_flagged": sum(bool(r.get("qc_failed")) for r in sub)}
+        errs = [r["shift_error_mm"] for r in sub if r.get("shift_error_mm") is not None]
+        if errs:
+            entry["shift_error_mm_median"] = float(np.median(errs))
         for name in STRUCTURES.values():
             vals = np.array([r[name] for r in sub], dtype=np.float64)
             diffs = np.array([r[name] - r["reference"][name] for r in sub], dtype=np.float64)

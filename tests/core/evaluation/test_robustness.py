@@ -48,7 +48,7 @@ class ThresholdResolver:
 
 
 EXACT = ("none", "transposed", "rows_reversed", "rotated_180", "fov_200mm", "slices_x2", "scale_x100",
-         "gamma_0.6", "gamma_1.6")
+         "gamma_0.6", "gamma_1.6", "shifts_4mm")
 
 
 @pytest.mark.parametrize("key", EXACT)
@@ -77,6 +77,8 @@ def test_every_perturbation_keeps_the_world_position_of_the_anatomy():
     for key, (_, make) in rb.PERTURBATIONS.items():
         pert = make(study)
         assert pert.study.labels is None and pert.study.labelled_phases == [0, 1]
+        if pert.shifts_mm is not None:
+            continue  # moves the anatomy on purpose (test below)
         if pert.study.image.shape == study.image.shape and np.array_equal(pert.study.affine, study.affine):
             assert key in ("none", "fov_200mm", "scale_x100", "gamma_0.6", "gamma_1.6", "bias_40pc", "noise_5pc",
                            "noise_10pc"), key  # intensity only, or a field of view larger than the toy's
@@ -168,3 +170,46 @@ def test_cli_names_an_unknown_perturbation(capsys, tmp_path):
 
     rc, _, err, _ = run_cli(["evaluate", "robustness", "--data", tmp_path, "--perturbation", "tilt"], capsys)
     assert_one_line_error(rc, err, ("unknown perturbation tilt",))
+
+
+def test_slice_shifts_move_each_slice_by_its_offset_and_come_back():
+    study = _study()
+    pert = rb.slice_shifts(4.0)(study)
+    assert pert.shifts_mm.shape == (NZ, 2) and np.abs(pert.shifts_mm).max() <= 4.5  # 1.5 mm pixels: up to 3
+    assert np.abs(pert.shifts_mm).max() > 0 and np.allclose(pert.shifts_mm / 1.5, np.round(pert.shifts_mm / 1.5))
+    for k in range(1, 5):  # the ellipse's centroid moved by that slice's offset (columns = i, rows = j)
+        def centre(img):
+            ys, xs = np.nonzero(img > 75)
+            return np.array([xs.mean(), ys.mean()])
+        moved = centre(pert.study.image[0, k]) - centre(study.image[0, k])
+        assert np.allclose(moved * 1.5, pert.shifts_mm[k]), k
+    assert np.array_equal(pert.back(pert.study.image[0].astype(np.uint8)), study.image[0].astype(np.uint8))
+
+
+class _MovingResolver(ThresholdResolver):
+    """ThresholdResolver whose run reports a motion estimate: the centroid offset of each slice's bright
+    region from slice 1's, plus the study's own misalignment `base` (as a real estimate would hold)."""
+
+    base = np.array([[0.5, -0.3]] * NZ)
+
+    def run(self, study, phases, meshes):
+        res = super().run(study, phases, meshes)
+        img = study.image[0]
+        shifts = np.zeros((NZ, 2))
+        for k in range(NZ):
+            ys, xs = np.nonzero(img[k] > 75)
+            if xs.size:
+                shifts[k] = [xs.mean() * 1.5, ys.mean() * 1.5]
+        shifts -= shifts[1]
+        estimated = (img > 75).any(axis=(1, 2))
+        res.motion = SimpleNamespace(shifts_mm=np.where(estimated[:, None], shifts + self.base, 0.0),
+                                     estimated=estimated)
+        return res
+
+
+def test_the_added_offsets_are_recovered_from_the_motion_estimate():
+    rows = rb.evaluate_study(_MovingResolver(), _study(), "toy", ["shifts_4mm"])
+    mine = [r for r in rows if r["perturbation"] == "shifts_4mm"]
+    assert mine and all(r["shift_error_mm"] == pytest.approx(0.0, abs=1e-9) for r in mine)
+    assert all("shift_error_mm" not in r for r in rows if r["perturbation"] == "none")
+    assert rb.summarise(rows)["shifts_4mm"]["shift_error_mm_median"] == pytest.approx(0.0, abs=1e-9)
