@@ -29,9 +29,10 @@ shift (the breath-hold offset between acquisitions). DIR: a phantom dataset writ
 UK Biobank / M&Ms-2 subject folders with labelled long-axis cines.
 `gemini-cmr evaluate robustness --data STUDY [--contours DIR] [--perturbation NAME ...]`: the study's labelled
 phases super-resolved as acquired and perturbed as other scanners and sites acquire (in-plane pixel size, field of
-view, stored orientation, intensity scale, contrast, bias field, noise, twice the slice spacing;
-`core.evaluation.robustness`), each run's labels scored on the original grid against the study's labels (Dice per
-structure, paired against the unperturbed run). STUDY: any labelled study (an ACDC patient folder, NIfTI with
+view, stored orientation, intensity scale, contrast, bias field, noise, twice the slice spacing, breath-hold
+offsets between slices; `core.evaluation.robustness`), each run's labels scored on the original grid against the
+study's labels (Dice per structure, paired against the unperturbed run; with the offsets, also how well the slice
+motion correction recovers them; and which runs failed a quality check). STUDY: any labelled study (an ACDC patient folder, NIfTI with
 labels, DICOM with `--contours` for Sunnybrook expert contours); an ACDC training folder with `--patients` or
 `--fold` (each fold's patients by `--model RUN/{fold}/model`).
 """

@@ -4,7 +4,8 @@ Each perturbation changes the input only as another acquisition of the same anat
 (`PERTURBATIONS`): in-plane pixel size (a scanner's reconstruction matrix; coarser pixels are blurred before
 sampling, as a smaller acquisition matrix is), a tighter field of view, the stored orientation (rows and
 columns transposed or reversed, the world geometry kept), the intensity scale, contrast (gamma), a smooth
-bias field (surface-coil shading), Rician noise and twice the slice spacing. The perturbed study goes through
+bias field (surface-coil shading), Rician noise, twice the slice spacing and breath-hold offsets between slices
+(with the slice motion correction's recovery of them, `shift_error_mm`). The perturbed study goes through
 the whole pipeline (`SuperResolver.run`, the labelled phases); its labels on its own acquired grid are
 brought back to the original grid (nearest pixel, world coordinates) and scored against the study's labels
 there: 3D Dice per structure on the scored slices (the contoured slices where the study has partial contours,
