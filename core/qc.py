@@ -16,14 +16,14 @@ volume-time curves, and test what every manual segmentation of a short-axis cine
   `core.postprocess.cine_motion_map` averages at least `HEART_MOTION_MIN` over the heart's in-plane extent at
   ED (a heart painted into still tissue; the heart-finding pass makes the same test before it keeps a heart);
 - `myo_conserved` (ED and ES both super-resolved): the myocardium is nearly incompressible, so its volume at
-  ES is within `MYO_ES_ED` (as a fraction of its ED volume) of its ED volume (manual ACDC labels: 0.89-1.47);
+  ES lies within `MYO_ES_ED` times its volume at ED (manual ACDC labels: 0.89-1.47 times);
 - `lv_curve_smooth` (cines of at least `CURVE_MIN_PHASES` phases): no phase's LV cavity volume departs from
   the mean of its two neighbours in time by more than `CURVE_JUMP_MAX` of the end-diastolic volume (a phase
   where the segmentation jumped: a slice lost or a structure swapped).
 
-The anatomical checks run at ED and ES. Each check's limit was chosen on the manual labels of the 100 ACDC
-training patients (every one passes) and on clean full cines of the three Sunnybrook GE series; how well a
-failed check finds a failed segmentation is measured in docs/real-data.md ("Quality checks").
+The anatomical checks run at ED and ES. Every limit lies well outside what the manual labels of the 100 ACDC
+training patients and clean runs of the three Sunnybrook GE cines show (all of them pass); how well a failed
+check finds a failed segmentation is measured in docs/real-data.md ("Quality checks").
 
 `snapshot` draws a run's ED and ES slices with their labels' outlines into one small image (`qc.png` among the
 outputs), so a cohort's studies can be looked through quickly, the flagged ones first.
@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from .postprocess import HEART_MOTION_MIN, cine_motion_map
-from .study import LABEL_OF
+from gemini_cmr.core.postprocess import HEART_MOTION_MIN, cine_motion_map
+from gemini_cmr.core.study import LABEL_OF
 
 QC_VERSION = 1
 RING_MIN = 0.5  # fraction of the cavity's rim on myocardium, least walled inner LV slice
@@ -59,7 +59,8 @@ class Check:
     ok: bool
     value: float
     limit: float
-    phase: int | None  # study phase index; None for a check of the whole run (`heart_beats`, `lv_curve_smooth`)
+    phase: int | None  # study phase index; None for a check of the whole run (`heart_beats`, `myo_conserved`,
+    #                    `lv_curve_smooth`)
     message: str  # empty when ok
 
 
@@ -214,7 +215,7 @@ def snapshot(image: np.ndarray, lr_labels: np.ndarray, phases: Sequence[int], ed
     checks' verdict (failed checks in red)."""
     from PIL import Image, ImageDraw
 
-    from .study import LABEL_COLOURS
+    from gemini_cmr.core.study import LABEL_COLOURS
 
     rows = [(name, p) for name, p in (("ED", ed), ("ES", es)) if p in phases]
     if not rows:
