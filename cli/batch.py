@@ -285,9 +285,11 @@ def one_line(exc: BaseException) -> str:
 
 def quality_text(qc: dict | None) -> str:
     """The summary's `quality_checks` cell: "passed", "failed: NAME, ..." (`core.qc`), "" when not run."""
+    from gemini_cmr.core.qc import failed_names
+
     if not qc:
         return ""
-    failed = sorted({c["name"] for c in qc.get("checks", []) if not c.get("ok", True)})
+    failed = failed_names(qc)
     return "failed: " + ", ".join(failed) if failed else "passed"
 
 

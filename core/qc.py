@@ -196,6 +196,13 @@ def assess_labels(lr_labels: np.ndarray, phases: Sequence[int], spacing_yx: Sequ
             "failed": failed}
 
 
+def failed_names(qc: Mapping[str, Any] | None, phase: int | None = None) -> list[str]:
+    """The names of the failed checks of a QC result (sorted, once each); with `phase`, those of that phase and
+    those of the whole run."""
+    return sorted({c["name"] for c in (qc or {}).get("checks", [])
+                   if not c.get("ok", True) and (phase is None or c.get("phase") in (None, int(phase)))})
+
+
 def warning_lines(qc: Mapping[str, Any] | None) -> list[str]:
     """The user-facing warnings of a QC result: one per failed check."""
     return [f"quality check: {m}; look at this segmentation before using its numbers" for m in (qc or {}).get("failed", [])]
@@ -256,7 +263,7 @@ def snapshot(image: np.ndarray, lr_labels: np.ndarray, phases: Sequence[int], ed
             out[top:top + th, left:left + tw] = tile
     img = Image.fromarray(out)
     draw = ImageDraw.Draw(img)
-    failed = sorted({c["name"] for c in (qc or {}).get("checks", []) if not c.get("ok", True)})
+    failed = failed_names(qc)
     verdict = ("quality checks: " + ("failed " + ", ".join(failed) if failed else "passed")) if qc else ""
     draw.text((4, 2), "  ".join(t for t in (title, " / ".join(f"{n} phase {p}" for n, p in rows)) if t),
               fill=(230, 230, 230))
@@ -270,5 +277,6 @@ def _plain(d: dict) -> dict:
     return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in d.items()}
 
 
-__all__ = ["CURVE_JUMP_MAX", "HEART_MOTION_MIN", "MYO_ES_ED", "QC_VERSION", "RING_MIN", "RV_BESIDE_MIN", "RV_GAP_MM", "Check", "assess_labels",
-           "beating_check", "continuity_check", "myocardium_check", "snapshot", "curve_check", "rim_on_myocardium", "ring_check", "rv_check", "warning_lines"]
+__all__ = ["CURVE_JUMP_MAX", "HEART_MOTION_MIN", "MYO_ES_ED", "QC_VERSION", "RING_MIN", "RV_BESIDE_MIN", "RV_GAP_MM",
+           "Check", "assess_labels", "beating_check", "continuity_check", "curve_check", "failed_names",
+           "myocardium_check", "rim_on_myocardium", "ring_check", "rv_check", "snapshot", "warning_lines"]

@@ -26,6 +26,7 @@ from scipy import ndimage
 from gemini_cmr.core.evaluation.metrics import dice
 from gemini_cmr.core.evaluation.motion import shift_errors
 from gemini_cmr.core.geometry import inplane_nearest, inplane_resample, sr_grid
+from gemini_cmr.core.qc import failed_names
 from gemini_cmr.core.study import STRUCTURES, Study
 
 Say = Callable[[str], None]
@@ -288,8 +289,7 @@ def evaluate_study(resolver, study: Study, name: str, perturbations: Iterable[st
             row = {"study": name, "perturbation": key, "phase": int(t), "slices": int(slices.size),
                    "model_id": res.model_id, **score_phase(pred, study.labels[t], slices),
                    "reference": score_phase(reference[int(t)], study.labels[t], slices),
-                   "qc_failed": sorted({c["name"] for c in (getattr(res, "qc", None) or {}).get("checks", [])
-                                        if not c["ok"] and c["phase"] in (None, int(t))}),
+                   "qc_failed": failed_names(getattr(res, "qc", None), int(t)),
                    **({"shift_error_mm": shift_error} if pert.shifts_mm is not None else {})}
             rows.append(row)
             if say:

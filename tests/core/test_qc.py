@@ -208,3 +208,13 @@ def test_myocardium_that_changes_its_volume_fails():
     out = qc.assess_labels(np.stack([heart(), heart()]), [0, 5], (1.5, 1.5), [0, 5],
                            curves={"lv_myocardium": [100.0, 30.0], "lv_cavity": [120.0, 50.0]})
     assert [c["name"] for c in out["checks"] if not c["ok"]] == ["myo_conserved"]
+
+
+def test_failed_names_by_phase():
+    qc_result = {"checks": [{"name": "lv_ring", "ok": False, "phase": 3}, {"name": "rv_beside_lv", "ok": False, "phase": 7},
+                            {"name": "heart_beats", "ok": False, "phase": None}, {"name": "lv_ring", "ok": True, "phase": 7},
+                            {"name": "lv_ring", "ok": False, "phase": 7}]}
+    assert qc.failed_names(qc_result) == ["heart_beats", "lv_ring", "rv_beside_lv"]
+    assert qc.failed_names(qc_result, 3) == ["heart_beats", "lv_ring"]
+    assert qc.failed_names(qc_result, 9) == ["heart_beats"]
+    assert qc.failed_names(None) == []
