@@ -178,8 +178,8 @@ class ExportDialog(QDialog):
         self.dicom = QCheckBox("DICOM: SR series and segmentations (SEG), in the input's study")
         self.dicom.setToolTip("dicom/sr: the SR series with its segmentations; dicom/lr_labels: segmentations of "
                               "the acquired images. For a study that was not read from DICOM a new study is made.")
-        self.phen = QCheckBox("Phenotypes (CSV and JSON) and the review image (qc.png: ED and ES slices with the "
-                              "labels' outlines, the quality checks' verdict)")
+        self.phen = QCheckBox("Phenotypes (CSV and JSON) and the review image (qc.png)")
+        self.phen.setToolTip("qc.png: the ED and ES slices with the labels' outlines and the quality checks' verdict")
         for c in (self.nifti, self.viewer_labels, self.phen):
             c.setChecked(True)
         self.dicom.setChecked(dicom_input)
