@@ -5,7 +5,9 @@ Each perturbation changes the input only as another acquisition of the same anat
 sampling, as a smaller acquisition matrix is), a tighter field of view, the stored orientation (rows and
 columns transposed or reversed, the world geometry kept), the intensity scale, contrast (gamma), a smooth
 bias field (surface-coil shading), Rician noise, twice the slice spacing and breath-hold offsets between slices
-(with the slice motion correction's recovery of them, `shift_error_mm`). The perturbed study goes through
+(with the slice motion correction's recovery of them: `shift_error_mm`, and `shift_error_observable_mm`
+without the offsets' linear trend through the stack, which a short-axis stack alone cannot show). The
+perturbed study goes through
 the whole pipeline (`SuperResolver.run`, the labelled phases); its labels on its own acquired grid are
 brought back to the original grid (nearest pixel, world coordinates) and scored against the study's labels
 there: 3D Dice per structure on the scored slices (the contoured slices where the study has partial contours,
@@ -275,12 +277,16 @@ def evaluate_study(resolver, study: Study, name: str, perturbations: Iterable[st
         motion = getattr(res, "motion", None)
         if key == "none":
             reference_shifts = None if motion is None else np.asarray(motion.shifts_mm, np.float64)
-        shift_error = None
+        shift_error = shift_observable = None
         if pert.shifts_mm is not None and motion is not None and reference_shifts is not None:
             # the added offsets, recovered: this run's estimate less the unperturbed run's (the study's own)
             ok = np.asarray(motion.estimated, bool)
-            errors = shift_errors(np.asarray(motion.shifts_mm) - reference_shifts, pert.shifts_mm, ok)
+            found = np.asarray(motion.shifts_mm) - reference_shifts
+            errors = shift_errors(found, pert.shifts_mm, ok)
             shift_error = float(np.median(errors)) if errors.size else None
+            z = np.arange(study.n_slices) * float(study.grid.spacing[2])
+            observable = shift_errors(found, pert.shifts_mm, ok, z)
+            shift_observable = float(np.median(observable)) if observable.size else None
         for i, t in enumerate(res.phases):
             pred = pert.back(np.asarray(res.lr_labels[i]))
             if key == "none":
@@ -290,7 +296,8 @@ def evaluate_study(resolver, study: Study, name: str, perturbations: Iterable[st
                    "model_id": res.model_id, **score_phase(pred, study.labels[t], slices),
                    "reference": score_phase(reference[int(t)], study.labels[t], slices),
                    "qc_failed": failed_names(getattr(res, "qc", None), int(t)),
-                   **({"shift_error_mm": shift_error} if pert.shifts_mm is not None else {})}
+                   **({"shift_error_mm": shift_error, "shift_error_observable_mm": shift_observable}
+                      if pert.shifts_mm is not None else {})}
             rows.append(row)
             if say:
                 say(format_row(row))
@@ -314,6 +321,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         errs = [r["shift_error_mm"] for r in sub if r.get("shift_error_mm") is not None]
         if errs:
             entry["shift_error_mm_median"] = float(np.median(errs))
+        errs = [r["shift_error_observable_mm"] for r in sub if r.get("shift_error_observable_mm") is not None]
+        if errs:
+            entry["shift_error_observable_mm_median"] = float(np.median(errs))
         for name in STRUCTURES.values():
             vals = np.array([r[name] for r in sub], dtype=np.float64)
             diffs = np.array([r[name] - r["reference"][name] for r in sub], dtype=np.float64)

@@ -266,3 +266,16 @@ def test_apply_shifts_on_threads_is_the_same_as_on_one(monkeypatch):
     np.testing.assert_array_equal(threaded, one)
     np.testing.assert_array_equal(threaded[:, 2], img[:, 2])
     assert not np.array_equal(threaded, img)
+
+
+def test_shift_errors_without_the_trend_leave_only_what_the_stack_shows():
+    z = np.arange(8) * 10.0
+    truth = np.stack([0.05 * z, -0.02 * z + 1.0], axis=1)
+    estimate = np.zeros((8, 2))
+    estimate[3] = [0.7, 0.0]
+    ok = np.ones(8, bool)
+    plain = shift_errors(estimate, truth, ok)
+    observable = shift_errors(estimate, truth, ok, z)
+    assert plain.max() > 1.5  # the trend (a shear of the stack) counts as error ...
+    assert observable[3] > 0.5 and np.delete(observable, 3).max() < 0.2  # ... not here: the missed slice stands out
+    assert np.allclose(shift_errors(truth, truth, ok, z), 0.0)
