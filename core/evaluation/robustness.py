@@ -278,6 +278,7 @@ def evaluate_study(resolver, study: Study, name: str, perturbations: Iterable[st
         if key == "none":
             reference_shifts = None if motion is None else np.asarray(motion.shifts_mm, np.float64)
         shift_error = shift_observable = None
+        shift_uncorrected = [None, None]
         if pert.shifts_mm is not None and motion is not None and reference_shifts is not None:
             # the added offsets, recovered: this run's estimate less the unperturbed run's (the study's own)
             ok = np.asarray(motion.estimated, bool)
@@ -287,6 +288,10 @@ def evaluate_study(resolver, study: Study, name: str, perturbations: Iterable[st
             z = np.arange(study.n_slices) * float(study.grid.spacing[2])
             observable = shift_errors(found, pert.shifts_mm, ok, z)
             shift_observable = float(np.median(observable)) if observable.size else None
+            # the same without correction (an estimate of 0), for comparison
+            zero = np.zeros_like(found)
+            uncorrected = [shift_errors(zero, pert.shifts_mm, ok), shift_errors(zero, pert.shifts_mm, ok, z)]
+            shift_uncorrected = [float(np.median(e)) if e.size else None for e in uncorrected]
         for i, t in enumerate(res.phases):
             pred = pert.back(np.asarray(res.lr_labels[i]))
             if key == "none":
@@ -296,7 +301,9 @@ def evaluate_study(resolver, study: Study, name: str, perturbations: Iterable[st
                    "model_id": res.model_id, **score_phase(pred, study.labels[t], slices),
                    "reference": score_phase(reference[int(t)], study.labels[t], slices),
                    "qc_failed": failed_names(getattr(res, "qc", None), int(t)),
-                   **({"shift_error_mm": shift_error, "shift_error_observable_mm": shift_observable}
+                   **({"shift_error_mm": shift_error, "shift_error_observable_mm": shift_observable,
+                       "shift_error_uncorrected_mm": shift_uncorrected[0],
+                       "shift_error_observable_uncorrected_mm": shift_uncorrected[1]}
                       if pert.shifts_mm is not None else {})}
             rows.append(row)
             if say:
@@ -321,9 +328,10 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         errs = [r["shift_error_mm"] for r in sub if r.get("shift_error_mm") is not None]
         if errs:
             entry["shift_error_mm_median"] = float(np.median(errs))
-        errs = [r["shift_error_observable_mm"] for r in sub if r.get("shift_error_observable_mm") is not None]
-        if errs:
-            entry["shift_error_observable_mm_median"] = float(np.median(errs))
+        for name in ("shift_error_observable_mm", "shift_error_uncorrected_mm", "shift_error_observable_uncorrected_mm"):
+            errs = [r[name] for r in sub if r.get(name) is not None]
+            if errs:
+                entry[name + "_median"] = float(np.median(errs))
         for name in STRUCTURES.values():
             vals = np.array([r[name] for r in sub], dtype=np.float64)
             diffs = np.array([r[name] - r["reference"][name] for r in sub], dtype=np.float64)
