@@ -351,8 +351,10 @@ def format_summary(summary: dict[str, Any]) -> str:
     """Markdown: one row per perturbation, mean Dice and the paired difference against `none` per structure,
     and how many of its rows failed a quality check."""
     names = [n for n in STRUCTURES.values() if any(n in e for e in summary.values())]
-    lines = ["| perturbation | " + " | ".join(f"{n} Dice (diff, worst)" for n in names) + " | quality checks failed |",
-             "|---|" + "---|" * (len(names) + 1)]
+    shifts = any("shift_error_mm_median" in e for e in summary.values())
+    lines = ["| perturbation | " + " | ".join(f"{n} Dice (diff, worst)" for n in names) + " | quality checks failed |"
+             + (" shift error mm, median (without the trend; uncorrected: both) |" if shifts else ""),
+             "|---|" + "---|" * (len(names) + 1 + shifts)]
     for key, e in summary.items():
         cells = []
         for n in names:
@@ -364,6 +366,10 @@ def format_summary(summary: dict[str, Any]) -> str:
             else:
                 cells.append(f"{d['mean']:.3f}")
         cells.append(f"{e.get('qc_flagged', 0)} of {e['n']}")
+        if shifts:
+            m = [e.get(f"shift_error_{k}mm_median") for k in ("", "observable_", "uncorrected_", "observable_uncorrected_")]
+            cells.append("-" if m[0] is None else
+                         f"{m[0]:.2f} ({m[1]:.2f}; {m[2]:.2f}, {m[3]:.2f})" if None not in m else f"{m[0]:.2f}")
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

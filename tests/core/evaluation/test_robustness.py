@@ -236,4 +236,7 @@ def test_the_offsets_trend_is_reported_apart_from_what_the_stack_shows():
     assert all(r["shift_error_mm"] > 0.1 for r in rows)  # the added offsets' trend, which it cannot see
     assert all(r["shift_error_uncorrected_mm"] > r["shift_error_mm"] for r in rows)
     assert all(r["shift_error_observable_uncorrected_mm"] > 0.1 for r in rows)
-    assert rb.summarise(rows)["shifts_4mm"]["shift_error_observable_mm_median"] == pytest.approx(0.0, abs=1e-9)
+    summary = rb.summarise(rows)
+    assert summary["shifts_4mm"]["shift_error_observable_mm_median"] == pytest.approx(0.0, abs=1e-9)
+    table = rb.format_summary(summary)
+    assert "shift error" in table and "(0.00; " in table.splitlines()[-1]
