@@ -83,11 +83,16 @@ def evaluation_with_change(before: dict, change: str, paired: dict, source: str,
     evaluation; `model_id` its weights' id) plus one `change`, measured paired on some folds
     (`compare_cv.py --json` output `paired`, read from `source`). `further`: more (comparison, source) pairs
     that measure parts of the same change (e.g. a second training stage against the first), kept under
-    `recipe_change.further`."""
+    `recipe_change.further`. A `before` whose evaluation is itself of this kind is kept whole (a chain of
+    changes back to the cross-validated recipe)."""
     ev = before.get("evaluation") or {}
     main = paired_figures(paired, source)
+    # a recipe before the change that is itself a measured change from a cross-validated one: say so
+    chained = "recipe_change" in ev
+    before_is = ("itself one measured change from a cross-validated recipe (recipe_before_change holds both)"
+                 if chained else "cross-validated")
     return {
-        "data": ("the recipe before the change below is cross-validated (recipe_before_change); the change itself is "
+        "data": (f"the recipe before the change below is {before_is} (recipe_before_change); the change itself is "
                  f"measured paired on folds {', '.join(str(f) for f in paired.get('folds', []))} "
                  f"({paired.get('n')} held-out patients, both arms the last checkpoints of a fixed step count); "
                  "the shipped weights' own recipe is not yet cross-validated on every fold"),

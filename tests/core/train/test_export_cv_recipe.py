@@ -45,3 +45,16 @@ def test_evaluation_with_change_keeps_further_comparisons_apart():
     assert f["folds"] == [2] and f["n"] == 20 and f["source"] == "s2.json"
     assert f["dice_b_minus_a"]["ed_lv_myocardium"]["diff"] == -0.0049
     assert "further" not in ex.evaluation_with_change({}, "x", stage1, "s1.json")["recipe_change"]
+
+
+def test_a_change_on_top_of_a_changed_recipe_keeps_the_chain():
+    ex = load_script(ROOT / "recipes" / "gemini-acdc" / "export_cv.py")
+    paired = {"n": 20, "folds": [2], "dice": {"es_lv_cavity": {"n": 20, "a": 0.915, "b": 0.932, "diff": 0.016,
+                                                               "se": 0.0095}}}
+    first = ex.evaluation_with_change({"evaluation": {"dice_es_lv_cavity": {"mean": 0.921}}}, "steps 2400",
+                                      paired, "a.json", "111111111111")
+    ev = ex.evaluation_with_change({"evaluation": first}, "robustness augmentation", paired, "b.json", "222222222222")
+    before = ev["recipe_before_change"]
+    assert before["model_id"] == "222222222222" and before["recipe_change"]["change"] == "steps 2400"
+    assert before["recipe_before_change"]["dice_es_lv_cavity"]["mean"] == 0.921
+    assert "itself one measured change" in ev["data"] and "itself one measured change" not in first["data"]
