@@ -50,7 +50,7 @@ SHORT_NAMES = {
 }  # fmt: skip
 #: Adult physiological limits (inclusive); an SR value outside them is flagged "implausible".
 PLAUSIBLE_RANGES = {"lv_ef_pct": (5.0, 95.0, "%"), "lv_edv_ml": (20.0, 800.0, "mL"), "lv_mass_g": (20.0, 600.0, "g"),
-                    "rv_ef_pct": (5.0, 95.0, "%")}
+                    "rv_ef_pct": (0.0, 95.0, "%")}
 OK, IMPLAUSIBLE, NOT_AVAILABLE = "ok", "implausible", "not available"
 
 

@@ -25,13 +25,25 @@ DATA = ROOT.parent / "shared" / "data"
 
 
 def manual_labels(acdc: Path) -> dict:
-    """The anatomical checks on the manual ED/ES labels of every ACDC training patient."""
+    """The anatomical checks on the manual ED/ES labels of every ACDC training patient, and the phenotypes
+    of those labels against the plausible ranges (`core.phenotypes.PLAUSIBLE_RANGES`: an expert's
+    segmentation should not be flagged)."""
+    from gemini_cmr.core import phenotypes as ph
     from gemini_cmr.core import qc
     from gemini_cmr.core.io.loader import load_study
 
     rows = []
+    implausible, values = [], {k: [] for k in ph.PLAUSIBLE_RANGES}
     for folder in sorted(acdc.glob("patient*")):
         study = load_study(folder)
+        phases = sorted(study.labelled_phases)
+        phen = ph.compute_phenotypes(study.labels[phases], study.grid, phases, study.meta)
+        for k in values:
+            if phen.get(k) is not None and np.isfinite(phen[k]):
+                values[k].append(float(phen[k]))
+        bad = [k for k, v in phen["value_status"].items() if v == ph.IMPLAUSIBLE]
+        if bad:
+            implausible.append({"study": folder.name, **{k: phen.get(k) for k in bad}})
         sy, sx = study.grid.spacing[1], study.grid.spacing[0]
         for t in study.labelled_phases:
             lab = study.labels[t]
@@ -39,7 +51,9 @@ def manual_labels(acdc: Path) -> dict:
             rows.append({"study": folder.name, "phase": int(t),
                          **{c.name: (None if not np.isfinite(c.value) else c.value) for c in checks},
                          "failed": [c.name for c in checks if not c.ok]})
-    return {"phases": len(rows), "failed": [r for r in rows if r["failed"]], "range": _ranges(rows)}
+    return {"phases": len(rows), "failed": [r for r in rows if r["failed"]], "range": _ranges(rows),
+            "phenotypes_implausible": implausible,
+            "phenotype_range": {k: {"min": min(v), "max": max(v), "n": len(v)} for k, v in values.items() if v}}
 
 
 def _ranges(rows: list[dict]) -> dict:
@@ -144,6 +158,8 @@ def main(argv=None) -> int:
            "manual_acdc": manual_labels(DATA / "acdc" / "training")}
     m = out["manual_acdc"]
     print(f"ACDC manual labels: {m['phases']} phases, {len(m['failed'])} fail a check; {m['range']}")
+    print(f"ACDC manual labels' phenotypes: {len(m['phenotypes_implausible'])} patients flagged implausible "
+          f"{m['phenotypes_implausible']}; {m['phenotype_range']}")
     if not args.no_runs:
         out["runs"] = runs(args.model, args.acdc)
         rr = out["runs"]["rows"]

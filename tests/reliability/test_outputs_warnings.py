@@ -3,7 +3,7 @@ shown as clean numbers.
 
 - the study's warnings (e.g. an incomplete DICOM series read with --allow-incomplete) and the result's go to
   stderr as `gemini-cmr: warning: ...` lines, besides run.json;
-- values outside the plausible ranges (LVEF 5-95 %, LVEDV 20-800 mL, LV mass 20-600 g) and empty structures
+- values outside the plausible ranges (LVEF 5-95 %, RVEF 0-95 %, LVEDV 20-800 mL, LV mass 20-600 g) and empty structures
   are flagged in phenotypes.json (`value_status`, `flags`, `plausible`), phenotypes.csv (`flag` column),
   run.json (`phenotypes`), and the summary line;
 - a single phase: ESV, SV, EF and the volume curve are "not available" with the reason (null in JSON, empty

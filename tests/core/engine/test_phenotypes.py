@@ -135,5 +135,14 @@ def test_rv_ef_outside_the_plausible_range_is_flagged():
     labels[1, 2, 20, 20] = 3  # one voxel of RV left at ES
     res = ph.compute_phenotypes(labels, g)
     assert res["rv_ef_pct"] > 95 and res["value_status"]["rv_ef_pct"] == ph.IMPLAUSIBLE
-    assert "outside the plausible range 5-95 %" in res["flags"]["rv_ef_pct"] and not res["plausible"]
-    assert ph.PLAUSIBLE_RANGES["rv_ef_pct"][:2] == (5.0, 95.0)
+    assert "outside the plausible range 0-95 %" in res["flags"]["rv_ef_pct"] and not res["plausible"]
+
+
+def test_a_low_rv_ef_that_expert_labels_give_is_not_flagged_but_a_negative_one_is():
+    """Expert ACDC labels give RVEF down to about 2 % between the LV's ED and ES frames; an RV larger at ES
+    than at ED is not a heart."""
+    g = _grid()
+    res = ph.compute_phenotypes(_cine([10, 6], rv_sizes=[11, 11]), g)
+    assert res["rv_ef_pct"] == pytest.approx(0.0) and res["value_status"]["rv_ef_pct"] == ph.OK
+    res = ph.compute_phenotypes(_cine([10, 6], rv_sizes=[10, 11]), g)
+    assert res["rv_ef_pct"] < 0 and res["value_status"]["rv_ef_pct"] == ph.IMPLAUSIBLE
