@@ -279,3 +279,21 @@ def test_shift_errors_without_the_trend_leave_only_what_the_stack_shows():
     assert plain.max() > 1.5  # the trend (a shear of the stack) counts as error ...
     assert observable[3] > 0.5 and np.delete(observable, 3).max() < 0.2  # ... not here: the missed slice stands out
     assert np.allclose(shift_errors(truth, truth, ok, z), 0.0)
+
+
+def test_phantom_summary_reports_the_error_without_the_trend():
+    from gemini_cmr.core.evaluation.motion import format_motion_summary, summarise_motion
+
+    ph = {"dice_3d": {k: 0.9 for k in ("lv_cavity", "lv_myocardium", "rv_cavity")},
+          "msd_mm": {k: 1.0 for k in ("lv_cavity", "lv_myocardium", "rv_cavity")}, "psnr_heart": 19.0}
+    row = {"id": "sub-001", "bspline": {"ED": 17.0, "ES": 17.0},
+           "modes": {"on": {"seconds": 1.0, "phases": {"ED": ph, "ES": ph}, "shift_errors_mm": [1.0, 2.0, 3.0],
+                            "shift_errors_estimated_mm": [1.0, 2.0], "shift_errors_observable_mm": [0.25, 0.5]},
+                     "off": {"seconds": 1.0, "phases": {"ED": ph, "ES": ph}, "shift_errors_mm": [2.0, 3.0, 4.0]}}}
+    s = summarise_motion([row])
+    assert s["on"]["shift_error_observable_median_mm"] == 0.375 and s["on"]["shift_error_estimated_median_mm"] == 1.5
+    assert "shift_error_observable_median_mm" not in s["off"]
+    lines = format_motion_summary(s).splitlines()
+    assert "without the trend" in lines[0]
+    assert "1.50 (n=2); 0.38 |" in next(ln for ln in lines if ln.startswith("| with correction"))
+    assert "; nan |" in next(ln for ln in lines if ln.startswith("| without correction"))
