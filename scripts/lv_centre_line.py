@@ -26,15 +26,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def centre_line(labels: np.ndarray, spacing: tuple[float, float, float], min_area_mm2: float) -> dict | None:
-    """Drift (mm over the LV's extent) and median residual (mm) of one (Z, Y, X) label map's LV centre line."""
-    sx, sy, sz = spacing
-    lv = (labels == 1) | (labels == 2)
-    ks = [k for k in range(lv.shape[0]) if lv[k].sum() * sx * sy >= min_area_mm2]
+def centre_line(labels: np.ndarray, grid, min_area_mm2: float) -> dict | None:
+    """Drift (mm over the LV's extent) and median residual (mm) of one (Z, Y, X) label map's LV centre line
+    (`core.motion.label_centroids` of LV cavity + myocardium on `grid`)."""
+    from gemini_cmr.core.motion import label_centroids
+
+    cents, areas = label_centroids(np.asarray(labels)[None], grid, structures=((1, 2),))
+    ks = np.flatnonzero(areas[0] >= min_area_mm2)
     if len(ks) < 4:
         return None
-    c = np.array([np.array(np.nonzero(lv[k]))[::-1].mean(axis=1) * [sx, sy] for k in ks])
-    z = np.asarray(ks, np.float64) * sz
+    c = cents[0, ks]
+    z = ks * float(grid.spacing[2])
     V = np.stack([z - z.mean(), np.ones(len(z))], axis=1)
     coef = np.linalg.lstsq(V, c, rcond=None)[0]
     return {"slices": len(ks), "drift_mm": float(np.linalg.norm(coef[0]) * np.ptp(z)),
@@ -52,8 +54,7 @@ def main(argv=None) -> int:
     rows = []
     for folder in sorted(args.data.glob("patient*")):
         study = load_study(folder)
-        r = centre_line(study.labels[study.meta.ed_phase], tuple(float(v) for v in study.grid.spacing),
-                        args.min_area)
+        r = centre_line(study.labels[study.meta.ed_phase], study.grid, args.min_area)
         if r is not None:
             rows.append({"study": folder.name, **r})
     drift = np.array([r["drift_mm"] for r in rows])

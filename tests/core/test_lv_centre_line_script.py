@@ -23,10 +23,12 @@ def _tilted_lv(step_px: float, nz: int = 8) -> np.ndarray:
 
 
 def test_drift_is_the_centre_line_s_travel_over_the_lv_and_zero_for_a_straight_one():
+    from gemini_cmr.core.study import Grid
+
     mod = load_script(ROOT / "scripts" / "lv_centre_line.py")
-    spacing = (1.5, 1.5, 10.0)
-    tilted = mod.centre_line(_tilted_lv(2.0), spacing, 100.0)
+    grid = Grid((8, 64, 64), np.diag([1.5, 1.5, 10.0, 1.0]))
+    tilted = mod.centre_line(_tilted_lv(2.0), grid, 100.0)
     assert tilted["slices"] == 8 and tilted["drift_mm"] == pytest.approx(2.0 * 1.5 * 7, abs=0.05)
     assert tilted["residual_mm"] < 0.05
-    assert mod.centre_line(_tilted_lv(0.0), spacing, 100.0)["drift_mm"] == pytest.approx(0.0, abs=1e-6)
-    assert mod.centre_line(_tilted_lv(0.0, nz=3), spacing, 100.0) is None  # too few slices for a line
+    assert mod.centre_line(_tilted_lv(0.0), grid, 100.0)["drift_mm"] == pytest.approx(0.0, abs=1e-6)
+    assert mod.centre_line(_tilted_lv(0.0, nz=3), grid, 100.0) is None  # too few slices for a line
