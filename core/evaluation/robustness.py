@@ -131,6 +131,12 @@ def reversed_axes(rows: bool, cols: bool) -> Callable[[Study], Perturbed]:
     return make
 
 
+#: rows with added slice offsets: the median per-slice error of the estimate and of no correction, each plain
+#: (mean removed) and without the trend through the stack (`shift_errors` with the slice positions)
+SHIFT_FIELDS = ("shift_error_mm", "shift_error_observable_mm", "shift_error_uncorrected_mm",
+                "shift_error_observable_uncorrected_mm")
+
+
 def _moved(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """`a` (..., Y, X) with its content moved by whole pixels (dy rows, dx columns), zeros coming in."""
     out = np.zeros_like(a)
@@ -277,21 +283,16 @@ def evaluate_study(resolver, study: Study, name: str, perturbations: Iterable[st
         motion = getattr(res, "motion", None)
         if key == "none":
             reference_shifts = None if motion is None else np.asarray(motion.shifts_mm, np.float64)
-        shift_error = shift_observable = None
-        shift_uncorrected = [None, None]
-        if pert.shifts_mm is not None and motion is not None and reference_shifts is not None:
-            # the added offsets, recovered: this run's estimate less the unperturbed run's (the study's own)
+        shift = dict.fromkeys(SHIFT_FIELDS) if pert.shifts_mm is not None else {}
+        if shift and motion is not None and reference_shifts is not None:
+            # the added offsets, recovered: this run's estimate less the unperturbed run's (the study's own),
+            # and without correction (an estimate of 0), each plain and without the trend through the stack
             ok = np.asarray(motion.estimated, bool)
             found = np.asarray(motion.shifts_mm) - reference_shifts
-            errors = shift_errors(found, pert.shifts_mm, ok)
-            shift_error = float(np.median(errors)) if errors.size else None
             z = np.arange(study.n_slices) * float(study.grid.spacing[2])
-            observable = shift_errors(found, pert.shifts_mm, ok, z)
-            shift_observable = float(np.median(observable)) if observable.size else None
-            # the same without correction (an estimate of 0), for comparison
-            zero = np.zeros_like(found)
-            uncorrected = [shift_errors(zero, pert.shifts_mm, ok), shift_errors(zero, pert.shifts_mm, ok, z)]
-            shift_uncorrected = [float(np.median(e)) if e.size else None for e in uncorrected]
+            for field, estimate, positions in zip(SHIFT_FIELDS, (found, found, 0 * found, 0 * found), (None, z, None, z)):
+                errors = shift_errors(estimate, pert.shifts_mm, ok, positions)
+                shift[field] = float(np.median(errors)) if errors.size else None
         for i, t in enumerate(res.phases):
             pred = pert.back(np.asarray(res.lr_labels[i]))
             if key == "none":
@@ -301,10 +302,7 @@ def evaluate_study(resolver, study: Study, name: str, perturbations: Iterable[st
                    "model_id": res.model_id, **score_phase(pred, study.labels[t], slices),
                    "reference": score_phase(reference[int(t)], study.labels[t], slices),
                    "qc_failed": failed_names(getattr(res, "qc", None), int(t)),
-                   **({"shift_error_mm": shift_error, "shift_error_observable_mm": shift_observable,
-                       "shift_error_uncorrected_mm": shift_uncorrected[0],
-                       "shift_error_observable_uncorrected_mm": shift_uncorrected[1]}
-                      if pert.shifts_mm is not None else {})}
+                   **shift}
             rows.append(row)
             if say:
                 say(format_row(row))
@@ -325,10 +323,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         sub = [r for r in rows if r["perturbation"] == key]
         entry: dict[str, Any] = {"what": PERTURBATIONS[key][0], "n": len(sub),
                                  "qc_flagged": sum(bool(r.get("qc_failed")) for r in sub)}
-        errs = [r["shift_error_mm"] for r in sub if r.get("shift_error_mm") is not None]
-        if errs:
-            entry["shift_error_mm_median"] = float(np.median(errs))
-        for name in ("shift_error_observable_mm", "shift_error_uncorrected_mm", "shift_error_observable_uncorrected_mm"):
+        for name in SHIFT_FIELDS:
             errs = [r[name] for r in sub if r.get(name) is not None]
             if errs:
                 entry[name + "_median"] = float(np.median(errs))
@@ -367,7 +362,7 @@ def format_summary(summary: dict[str, Any]) -> str:
                 cells.append(f"{d['mean']:.3f}")
         cells.append(f"{e.get('qc_flagged', 0)} of {e['n']}")
         if shifts:
-            m = [e.get(f"shift_error_{k}mm_median") for k in ("", "observable_", "uncorrected_", "observable_uncorrected_")]
+            m = [e.get(f"{k}_median") for k in SHIFT_FIELDS]
             cells.append("-" if m[0] is None else
                          f"{m[0]:.2f} ({m[1]:.2f}; {m[2]:.2f}, {m[3]:.2f})" if None not in m else f"{m[0]:.2f}")
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
