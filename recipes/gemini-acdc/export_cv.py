@@ -90,10 +90,11 @@ def evaluation_with_change(before: dict, change: str, paired: dict, source: str,
     # a recipe before the change that is itself a measured change from a cross-validated one: say so
     chained = "recipe_change" in ev
     before_is = ("itself one measured change from a cross-validated recipe (recipe_before_change holds both)"
-                 if chained else "cross-validated")
+                 if chained else "cross-validated (recipe_before_change)")
     return {
-        "data": (f"the recipe before the change below is {before_is} (recipe_before_change); the change itself is "
-                 f"measured paired on folds {', '.join(str(f) for f in paired.get('folds', []))} "
+        "data": (f"the recipe before the change below is {before_is}; the change itself is "
+                 f"measured paired on fold{'s' if len(paired.get('folds', [])) != 1 else ''} "
+                 f"{', '.join(str(f) for f in paired.get('folds', []))} "
                  f"({paired.get('n')} held-out patients, both arms the last checkpoints of a fixed step count); "
                  "the shipped weights' own recipe is not yet cross-validated on every fold"),
         "recipe_change": {

@@ -58,3 +58,5 @@ def test_a_change_on_top_of_a_changed_recipe_keeps_the_chain():
     assert before["model_id"] == "222222222222" and before["recipe_change"]["change"] == "steps 2400"
     assert before["recipe_before_change"]["dice_es_lv_cavity"]["mean"] == 0.921
     assert "itself one measured change" in ev["data"] and "itself one measured change" not in first["data"]
+    for e in (first, ev):  # the pointer to the recipe before is said once
+        assert e["data"].count("recipe_before_change") == 1
