@@ -9,8 +9,7 @@ volume-time curves, and test what every manual segmentation of a short-axis cine
   pixel, 4-connected) are myocardium. Fails when the least walled of those slices has under `RING_MIN` of its
   rim on myocardium (a cavity painted into the blood pool of another chamber, the stomach or the liver);
 - `lv_continuous`, `rv_continuous`: the LV (RV) cavity has no missing slice between its first and its last (a
-  slice skipped by the network, or two separate "hearts"); an RV slice counts from `RV_SLICE_MIN` of the largest
-  RV slice's area (clean runs leave small basal RV fragments beyond a gap); no manual ACDC label map has a gap;
+  slice skipped by the network, or two separate "hearts"); no manual ACDC label map has such a gap;
 - `rv_beside_lv`: the RV cavity lies beside the LV myocardium (within `RV_GAP_MM`) on the slices holding both;
   fails when fewer than `RV_BESIDE_MIN` of them do (an RV painted into the stomach or a vessel);
 - `heart_beats` (cines of two phases or more): the labelled heart lies where the cine beats: the
@@ -45,7 +44,6 @@ from gemini_cmr.core.study import LABEL_OF
 QC_VERSION = 2  # the set of checks: raised when a check is added or a limit changes
 RING_MIN = 0.5  # fraction of the cavity's rim on myocardium, least walled inner LV slice
 RV_GAP_MM = 5.0  # RV cavity within this distance of the LV myocardium counts as beside it
-RV_SLICE_MIN = 0.1  # rv_continuous: an RV slice counts from this share of the largest RV slice area
 RV_BESIDE_MIN = 0.5  # fraction of the slices holding RV and LV myocardium where they are beside each other
 CURVE_JUMP_MAX = 0.2  # largest departure of one phase's LV volume from its neighbours' mean, x EDV
 MYO_ES_ED = (0.7, 1.8)  # plausible myocardial volume at ES over that at ED
@@ -76,9 +74,9 @@ def rim_on_myocardium(labels2d: np.ndarray) -> float:
     return float((labels2d[rim] == MYO).mean()) if rim.any() else 1.0
 
 
-def lv_slices(labels: np.ndarray) -> np.ndarray:
-    """Indices of the slices of a (Z, Y, X) phase holding LV cavity."""
-    return np.flatnonzero((labels == LV).any(axis=(1, 2)))
+def lv_slices(labels: np.ndarray, label: int = LV) -> np.ndarray:
+    """Indices of the slices of a (Z, Y, X) phase holding `label` (the LV cavity by default)."""
+    return np.flatnonzero((labels == label).any(axis=(1, 2)))
 
 
 def ring_check(labels: np.ndarray, phase: int) -> Check:
@@ -96,17 +94,14 @@ def ring_check(labels: np.ndarray, phase: int) -> Check:
     return Check("lv_ring", ok, value, RING_MIN, phase, msg)
 
 
-#: label -> (check name, what, the share of the cavity's largest slice area below which a slice does not count)
-_CAVITY = {LV: ("lv_continuous", "LV", 0.0), RV: ("rv_continuous", "RV", RV_SLICE_MIN)}
+_CAVITY = {LV: ("lv_continuous", "LV"), RV: ("rv_continuous", "RV")}
 
 
 def continuity_check(labels: np.ndarray, phase: int, label: int = LV) -> Check:
     """`lv_continuous` (`label` LV) or `rv_continuous` (RV) of one phase: the number of slices without that cavity
-    inside its slice range. For the RV, slices holding less than `RV_SLICE_MIN` of its largest slice's area count
-    as empty (small basal fragments beyond a gap are common in clean runs; the manual labels have none)."""
-    name, what, min_share = _CAVITY[label]
-    area = (labels == label).sum(axis=(1, 2))
-    z = np.flatnonzero(area > max(0.0, min_share * float(area.max()))) if area.any() else np.zeros(0, np.int64)
+    inside its slice range."""
+    name, what = _CAVITY[label]
+    z = lv_slices(labels, label)
     gaps = int(z.max() - z.min() + 1 - z.size) if z.size else 0
     ok = gaps == 0
     missing = sorted(set(range(int(z.min()), int(z.max()) + 1)) - set(z.tolist())) if not ok else []
@@ -289,6 +284,5 @@ def _plain(d: dict) -> dict:
 
 
 __all__ = ["CURVE_JUMP_MAX", "HEART_MOTION_MIN", "MYO_ES_ED", "QC_VERSION", "RING_MIN", "RV_BESIDE_MIN", "RV_GAP_MM",
-           "RV_SLICE_MIN",
            "Check", "assess_labels", "beating_check", "continuity_check", "curve_check", "failed_names",
            "myocardium_check", "rim_on_myocardium", "ring_check", "rv_check", "snapshot", "warning_lines"]
