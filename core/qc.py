@@ -8,8 +8,8 @@ volume-time curves, and test what every manual segmentation of a short-axis cine
   the ring and the cavity ends), the LV cavity is walled by myocardium: the pixels just outside the cavity (one
   pixel, 4-connected) are myocardium. Fails when the least walled of those slices has under `RING_MIN` of its
   rim on myocardium (a cavity painted into the blood pool of another chamber, the stomach or the liver);
-- `lv_continuous`, `rv_continuous`: the LV (RV) cavity has no missing slice between its first and its last (a
-  slice skipped by the network, or two separate "hearts"); no manual ACDC label map has such a gap;
+- `lv_continuous`: the LV cavity has no missing slice between its first and its last (a slice skipped by the
+  network, or two separate "hearts");
 - `rv_beside_lv`: the RV cavity lies beside the LV myocardium (within `RV_GAP_MM`) on the slices holding both;
   fails when fewer than `RV_BESIDE_MIN` of them do (an RV painted into the stomach or a vessel);
 - `heart_beats` (cines of two phases or more): the labelled heart lies where the cine beats: the
@@ -41,7 +41,7 @@ from scipy import ndimage
 from gemini_cmr.core.postprocess import HEART_MOTION_MIN, cine_motion_map
 from gemini_cmr.core.study import LABEL_OF
 
-QC_VERSION = 2  # the set of checks: raised when a check is added or a limit changes
+QC_VERSION = 1
 RING_MIN = 0.5  # fraction of the cavity's rim on myocardium, least walled inner LV slice
 RV_GAP_MM = 5.0  # RV cavity within this distance of the LV myocardium counts as beside it
 RV_BESIDE_MIN = 0.5  # fraction of the slices holding RV and LV myocardium where they are beside each other
@@ -74,9 +74,9 @@ def rim_on_myocardium(labels2d: np.ndarray) -> float:
     return float((labels2d[rim] == MYO).mean()) if rim.any() else 1.0
 
 
-def lv_slices(labels: np.ndarray, label: int = LV) -> np.ndarray:
-    """Indices of the slices of a (Z, Y, X) phase holding `label` (the LV cavity by default)."""
-    return np.flatnonzero((labels == label).any(axis=(1, 2)))
+def lv_slices(labels: np.ndarray) -> np.ndarray:
+    """Indices of the slices of a (Z, Y, X) phase holding LV cavity."""
+    return np.flatnonzero((labels == LV).any(axis=(1, 2)))
 
 
 def ring_check(labels: np.ndarray, phase: int) -> Check:
@@ -94,20 +94,15 @@ def ring_check(labels: np.ndarray, phase: int) -> Check:
     return Check("lv_ring", ok, value, RING_MIN, phase, msg)
 
 
-_CAVITY = {LV: ("lv_continuous", "LV"), RV: ("rv_continuous", "RV")}
-
-
-def continuity_check(labels: np.ndarray, phase: int, label: int = LV) -> Check:
-    """`lv_continuous` (`label` LV) or `rv_continuous` (RV) of one phase: the number of slices without that cavity
-    inside its slice range."""
-    name, what = _CAVITY[label]
-    z = lv_slices(labels, label)
+def continuity_check(labels: np.ndarray, phase: int) -> Check:
+    """`lv_continuous` of one phase: the number of slices without LV cavity inside the LV's slice range."""
+    z = lv_slices(labels)
     gaps = int(z.max() - z.min() + 1 - z.size) if z.size else 0
     ok = gaps == 0
     missing = sorted(set(range(int(z.min()), int(z.max()) + 1)) - set(z.tolist())) if not ok else []
-    msg = "" if ok else (f"phase {phase}: no {what} cavity on slice{'s' if gaps > 1 else ''} "
-                         f"{', '.join(map(str, missing))} between {what} slices {int(z.min())} and {int(z.max())}")
-    return Check(name, ok, float(gaps), 0.0, phase, msg)
+    msg = "" if ok else (f"phase {phase}: no LV cavity on slice{'s' if gaps > 1 else ''} "
+                         f"{', '.join(map(str, missing))} between LV slices {int(z.min())} and {int(z.max())}")
+    return Check("lv_continuous", ok, float(gaps), 0.0, phase, msg)
 
 
 def rv_check(labels: np.ndarray, phase: int, spacing_yx: Sequence[float]) -> Check:
@@ -186,8 +181,7 @@ def assess_labels(lr_labels: np.ndarray, phases: Sequence[int], spacing_yx: Sequ
         if p not in phases:
             continue
         lab = np.asarray(lr_labels[list(phases).index(p)])
-        checks += [ring_check(lab, p), continuity_check(lab, p), continuity_check(lab, p, RV),
-                   rv_check(lab, p, spacing_yx)]
+        checks += [ring_check(lab, p), continuity_check(lab, p), rv_check(lab, p, spacing_yx)]
         beats = beating_check(lab, p, motion) if i == 0 else None
         if beats is not None:
             checks.append(beats)

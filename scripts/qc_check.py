@@ -47,8 +47,7 @@ def manual_labels(acdc: Path) -> dict:
         sy, sx = study.grid.spacing[1], study.grid.spacing[0]
         for t in study.labelled_phases:
             lab = study.labels[t]
-            checks = [qc.ring_check(lab, t), qc.continuity_check(lab, t), qc.continuity_check(lab, t, qc.RV),
-                      qc.rv_check(lab, t, (sy, sx))]
+            checks = [qc.ring_check(lab, t), qc.continuity_check(lab, t), qc.rv_check(lab, t, (sy, sx))]
             rows.append({"study": folder.name, "phase": int(t),
                          **{c.name: (None if not np.isfinite(c.value) else c.value) for c in checks},
                          "failed": [c.name for c in checks if not c.ok]})
@@ -59,7 +58,7 @@ def manual_labels(acdc: Path) -> dict:
 
 def _ranges(rows: list[dict]) -> dict:
     out = {}
-    for name in ("lv_ring", "lv_continuous", "rv_continuous", "rv_beside_lv", "lv_curve_smooth"):
+    for name in ("lv_ring", "lv_continuous", "rv_beside_lv", "lv_curve_smooth"):
         v = np.array([r[name] for r in rows if r.get(name) is not None], dtype=np.float64)
         if v.size:
             out[name] = {"min": float(v.min()), "median": float(np.median(v)), "max": float(v.max()), "n": int(v.size)}
