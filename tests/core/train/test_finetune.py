@@ -209,6 +209,26 @@ def test_finetune_config_scales_the_recipe(tmp_path):
     SemiConfig.from_dict(cfg)  # a valid training config
 
 
+def test_finetuning_keeps_the_starting_models_augmentation(tmp_path):
+    """A model whose training config records its augmentation is fine-tuned with that augmentation (the bundled
+    ACDC model's noise and transposition included); one without keeps the recipe's."""
+    from gemini_cmr.core.models.store import read_config
+    from gemini_cmr.core.resources import acdc_model_path
+    from gemini_cmr.core.train.semi import REAL_DATA_RECIPE
+
+    bundled = read_config(acdc_model_path() / "config.json")["training"]["config"]["augment"]
+    cfg = finetune_config(4, acdc_model_path())
+    assert cfg["augment"] == bundled and cfg["augment"]["rician"] > 0 and cfg["augment"]["transpose"] > 0
+    SemiConfig.from_dict(cfg)
+    plain = finetune_config(4, write_tiny_model(tmp_path / "init"))
+    assert plain["augment"] == REAL_DATA_RECIPE["augment"] and finetune_config(4)["augment"] == REAL_DATA_RECIPE["augment"]
+    init = write_tiny_model(tmp_path / "init2")
+    conf = json.loads((init / "config.json").read_text())
+    conf["training"]["config"] = {"augment": {**REAL_DATA_RECIPE["augment"], "gamma": [0.5, 2.0]}}
+    (init / "config.json").write_text(json.dumps(conf))
+    assert finetune_config(4, init)["augment"]["gamma"] == [0.5, 2.0]
+
+
 def test_held_out_subjects_never_choose_the_checkpoint(tmp_path):
     manifest = write_cohort(tmp_path / "cohort", n=3, rv=False)
     init = write_tiny_model(tmp_path / "init")
