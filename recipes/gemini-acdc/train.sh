@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Re-create the ACDC research model resources/models/gemini-acdc (recipes/gemini-acdc/README.md,
 # docs/real-data.md).
-# --cv: the recipe of the shipped weights: 5-fold cross-validation of recipes/gemini-acdc/cpu.json (gemini-cmr
+# --cv: a two-stage recipe: 5-fold cross-validation of recipes/gemini-acdc/cpu.json (gemini-cmr
 #   train cv; resumable) and the same recipe trained on all 100 patients (--final; model 269804efbfb8), then
 #   stage 2, recipes/gemini-acdc/cpu_dropped.json, continuing each fold's and the final model with dropped-slice
 #   self-supervision (600 steps), the dropped-slice test on fold 1, and the stage-2 final model exported with
 #   its folds' figures (recipes/gemini-acdc/export_cv.py). Extra arguments go to `train cv` (e.g. --device cuda).
-#   STAGE1=CONFIG and STAGE2=CONFIG replace cpu.json and cpu_dropped.json (e.g. ablations/steps2400.json and
-#   ablations/steps2400_dropped.json; stage 2's "init" is pointed at RUN whatever run it names).
+#   STAGE1=CONFIG and STAGE2=CONFIG replace cpu.json and cpu_dropped.json (the shipped weights' recipe:
+#   ablations/steps2400_robust.json and ablations/steps2400_robust_dropped.json; stage 2's "init" is pointed at
+#   RUN whatever run it names).
 # --gpu: the recipe of the former weights (model 2a1f57e8a4eb): 176 mm heart-centred crops of the cohort
 #   (recipes/gemini-acdc/crop_acdc.py), semi-supervised Gemini-GAN training ("acquired-2d" generator,
 #   LR-label losses) with recipes/gemini-acdc/gpu.json on CUDA, 1,066 steps, seed 0 (about 5 min on an
@@ -21,7 +22,7 @@
 #   3. the 20 held-out subjects evaluated through the whole pipeline (scripts/eval_acdc.py).
 # ACDC terms: non-commercial research use; citing Bernard et al., IEEE TMI 37(11) 2018 is mandatory.
 # Run from anywhere; paths are relative to the repository root.
-# Usage: recipes/gemini-acdc/train.sh --cv [ACDC_TRAINING_DIR] [RUN_DIR] [train cv options]  (the shipped model)
+# Usage: recipes/gemini-acdc/train.sh --cv [ACDC_TRAINING_DIR] [RUN_DIR] [train cv options]  (with STAGE1/STAGE2 above: the shipped model)
 #        recipes/gemini-acdc/train.sh --gpu [ACDC_TRAINING_DIR] [RUN_DIR]     (the former model)
 #        recipes/gemini-acdc/train.sh [ACDC_TRAINING_DIR] [RUN_DIR] [STEPS] [STEPS2]   (CPU)
 set -euo pipefail
