@@ -631,8 +631,9 @@ def finetune_config(n_items: int, init: str | Path | None = None, holdout: list[
     """A `SemiConfig` dict for `n_items` training stacks (labelled phases of the training subjects): the
     real-data recipe (`REAL_DATA_RECIPE`) with, when fine-tuning from `init`, its architecture, heart box and
     training augmentation (where its config records one: fine-tuning keeps what the model was made robust to,
-    e.g. noise and orientation) and a tenth of the learning rate; the batch at most the items; steps for 50 presentations per item
-    (200-4,000; from scratch 60 per item, 2,000-9,600); about 10 validations of the held-out subjects.
+    e.g. noise and orientation) and a tenth of the learning rate; the batch at most the items; steps for 50
+    presentations per item (200-4,000; from scratch 60 per item, 2,000-9,600); about 10 validations of the
+    held-out subjects.
     `model`: the architecture from scratch (default the CPU recipe's widths 16-128)."""
     from gemini_cmr.core.models.gemini import GeminiConfig
 
@@ -645,7 +646,7 @@ def finetune_config(n_items: int, init: str | Path | None = None, holdout: list[
         cfg["lr"] = REAL_DATA_RECIPE["lr"] * FINETUNE_LR_FACTOR
         roi = (saved.get("inference") or {}).get("roi_mm")
         cfg["roi_mm"] = float(roi) if roi else 0.0
-        augment = (((saved.get("training") or {}).get("config") or {}).get("augment"))
+        augment = ((saved.get("training") or {}).get("config") or {}).get("augment")
         if isinstance(augment, dict) and augment:
             cfg["augment"] = dict(augment)
         per, lo, hi = PRESENTATIONS["finetune"]
