@@ -15,7 +15,8 @@ Values are mean (sd) over subjects. `--json` prints everything, per subject incl
 
 `gemini-cmr evaluate motion --data DIR`: the slice misalignment correction on phantoms against the
 simulator's shifts (with and without correction: median per-slice shift error, 3D Dice and surface distance
-to the HR truth, PSNR within 10 mm of the heart against cubic B-spline).
+to the HR truth, PSNR within 10 mm of the heart against cubic B-spline); `--long-axis-input 4ch 2ch` gives
+the phantoms' long-axis cines (`synth --long-axis`) to the correction as evidence.
 `gemini-cmr evaluate dropped-slices --data ACDC [--patients 11 21 ...] [--fold R [R ...]]`: every other
 short-axis slice removed, the rest super-resolved, the labels at the removed slices scored against their manual
 labels (pooled Dice) for the SR labels, the nearest kept slice's labels and shape-based interpolation; with
@@ -75,7 +76,8 @@ def register(subparsers, summary: str) -> None:
                    help="dropped-slices: also score the removed slices as the product labels them when they are "
                         "acquired (a run on the whole stack): the reference that acquiring them gives")
     p.add_argument("--long-axis-input", nargs="+", default=(), metavar="VIEW",
-                   help="long-axis: views given to the product as inputs (e.g. 4ch); the others are held out")
+                   help="long-axis: views given to the product as inputs (e.g. 4ch); the others are held out; "
+                        "motion: long-axis cines given as evidence for the correction (e.g. 4ch 2ch)")
     p.add_argument("--held-out", nargs="+", default=None, metavar="VIEW",
                    help="long-axis: the views to score (default: every labelled view not used as input)")
     p.add_argument("--contours", type=Path, default=None,
@@ -191,7 +193,8 @@ def run_motion_tasks(args: argparse.Namespace) -> int:
     if args.task == "motion":
         labelled_subjects_check(args)
         resolver = SuperResolver(model=args.model, adapter=args.adapter, device=args.device)
-        res = ev.evaluate_motion_phantoms(args.data, resolver, args.split, args.limit, modes, say=say)
+        res = ev.evaluate_motion_phantoms(args.data, resolver, args.split, args.limit, modes, say=say,
+                                          long_axis_views=tuple(args.long_axis_input))
         table = ev.format_motion_summary(res["summary"])
     else:
         groups = acdc_groups(args)

@@ -27,9 +27,11 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from gemini_cmr.core.errors import DataError
 from gemini_cmr.core.evaluation import metrics
 from gemini_cmr.core.evaluation.paired import PairedSubject, labelled_subjects
 from gemini_cmr.core.geometry import resample, resample_nearest_stack
+from gemini_cmr.core.longaxis import load_long_axis
 from gemini_cmr.core.study import STRUCTURES, Grid, Study
 
 Say = Callable[[str], None]
@@ -84,17 +86,34 @@ def _truth_shifts(root: Path, entry: dict, n_slices: int) -> np.ndarray | None:
 
 
 # --- phantoms against the truth -----------------------------------------------------------------------
-def evaluate_motion_subject(subject: PairedSubject, resolver, modes: Iterable[bool] = (True, False)
-                            ) -> dict[str, Any]:
+def subject_long_axis(subject: PairedSubject, views: Iterable[str]) -> list:
+    """The phantom's long-axis cines of `views` (written by `gemini-cmr synth --long-axis`), in that order;
+    a view the subject lacks is a `DataError` naming the manifest."""
+    have = subject.entry.get("long_axis") or {}
+    out = []
+    for v in views:
+        if v not in have:
+            raise DataError(f"subject {subject.id} has no {v} long-axis cine (it has: "
+                            f"{', '.join(sorted(have)) or 'none'}; write them with `gemini-cmr synth --long-axis`)",
+                            subject.root / "manifest.json")
+        out.append(load_long_axis(subject.root / have[v]["image"])[0])
+    return out
+
+
+def evaluate_motion_subject(subject: PairedSubject, resolver, modes: Iterable[bool] = (True, False),
+                            long_axis_views: Iterable[str] = ()) -> dict[str, Any]:
     """One phantom: per mode ("on"/"off") and phase (ED, ES): Dice 3D, mean surface distance (mm), PSNR
-    within 10 mm of the heart; the B-spline PSNR near the heart; the shift errors of the estimate."""
+    within 10 mm of the heart; the B-spline PSNR near the heart; the shift errors of the estimate.
+    `long_axis_views` (e.g. ("4ch", "2ch")): the subject's long-axis cines given to the product as inputs
+    (evidence for the correction)."""
     ed, es = subject.phases["ED"], subject.phases["ES"]
     phases = sorted({ed, es})
     study = subject.study()
     study.labels = None  # the estimate must not see the LR truth
+    long_axis = subject_long_axis(subject, long_axis_views)
     truth_shifts = _truth_shifts(subject.root, subject.entry, study.n_slices)
     sp = subject.sr.spacing[::-1]
-    out: dict[str, Any] = {"id": subject.id, "modes": {}}
+    out: dict[str, Any] = {"id": subject.id, "long_axis_inputs": list(long_axis_views), "modes": {}}
     # shift errors on the slices with LV in the LR truth labels (all modes), and on the slices the
     # correction estimated (its first mode's; the same slices for the other modes)
     lv_slices = ((subject.lr_labels == 1).any(axis=(0, 2, 3)) if subject.lr_labels is not None
@@ -102,7 +121,8 @@ def evaluate_motion_subject(subject: PairedSubject, resolver, modes: Iterable[bo
     estimated = None
     for on in modes:
         t0 = time.perf_counter()
-        res = resolver.run(study, phases=phases, meshes="none", motion_correction=on)
+        res = resolver.run(study, phases=phases, meshes="none", motion_correction=on,
+                           **({"long_axis": long_axis} if long_axis else {}))
         row: dict[str, Any] = {"seconds": time.perf_counter() - t0, "phases": {}}
         for tag, t in (("ED", ed), ("ES", es)):
             img, lab = subject.truth(t)
@@ -123,6 +143,8 @@ def evaluate_motion_subject(subject: PairedSubject, resolver, modes: Iterable[bo
             row["timings"] = dict(motion.timings)
             row["estimated"] = [bool(v) for v in motion.estimated]
             row["shifts_mm"] = np.round(motion.shifts_mm, 3).tolist()
+            row["long_axis"] = [{"view": r["view"], "slices_measured": r["slices_measured"]}
+                                for r in motion.long_axis]
         if truth_shifts is not None:
             applied = motion is not None and motion.applied
             est = motion.shifts_mm if applied else np.zeros_like(truth_shifts)
@@ -141,20 +163,23 @@ def evaluate_motion_subject(subject: PairedSubject, resolver, modes: Iterable[bo
 
 
 def evaluate_motion_phantoms(data: str | Path, resolver, split: str = "test", limit: int | None = None,
-                             modes: Iterable[bool] = (True, False), say: Say | None = None) -> dict[str, Any]:
-    """`evaluate_motion_subject` over a paired dataset's split, with a summary (`summarise_motion`)."""
+                             modes: Iterable[bool] = (True, False), say: Say | None = None,
+                             long_axis_views: Iterable[str] = ()) -> dict[str, Any]:
+    """`evaluate_motion_subject` over a paired dataset's split, with a summary (`summarise_motion`);
+    `long_axis_views`: long-axis cines given as inputs (every subject must have them)."""
     data = Path(data).expanduser()
     entries, _ = labelled_subjects(data, split)
     if limit:
         entries = entries[: max(1, int(limit))]
+    views = tuple(long_axis_views)
     rows = []
     for entry in entries:
-        row = evaluate_motion_subject(PairedSubject(data, entry), resolver, tuple(modes))
+        row = evaluate_motion_subject(PairedSubject(data, entry), resolver, tuple(modes), views)
         rows.append(row)
         if say:
             say(format_motion_row(row))
     return {"data": str(data), "split": split, "n": len(rows), "model_id": resolver.model_id,
-            "summary": summarise_motion(rows), "subjects": rows}
+            "long_axis_inputs": list(views), "summary": summarise_motion(rows), "subjects": rows}
 
 
 def summarise_motion(rows: list[dict[str, Any]]) -> dict[str, Any]:

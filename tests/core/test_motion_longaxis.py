@@ -4,6 +4,8 @@ and the combination recovers what the short-axis estimate cannot see (the trend 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -63,3 +65,26 @@ def test_combination_recovers_the_trend_the_stack_cannot_see():
     assert abs(cs[0] - 1.2) < 0.4 and abs(cs[1] + 0.7) < 0.4
     one, _ = motion.combine_long_axis(sa, est, z, views[:1])
     assert np.median(np.linalg.norm(one - x, axis=1)) < np.median(err_sa)
+
+
+def test_evaluate_motion_takes_the_phantoms_long_axis_cines(tmp_path, capsys):
+    """`gemini-cmr evaluate motion --long-axis-input`: the views reach the correction as evidence (measured on
+    slices, other shifts than from the stack alone); a view the phantoms lack is one line and exit 2."""
+    from gemini_cmr.cli.main import main
+    from gemini_cmr.core.synth.dataset import write_dataset
+
+    data = tmp_path / "la"
+    write_dataset(data, 1, seed=3, n_phases=2, long_axis=("4ch",))
+    base = ["evaluate", "motion", "--data", str(data), "--split", "all", "--motion-correction", "on", "--json"]
+    assert main(base) == 0
+    sa = json.loads(capsys.readouterr().out)
+    assert main([*base, "--long-axis-input", "4ch"]) == 0
+    la = json.loads(capsys.readouterr().out)
+    (row_sa,), (row_la,) = sa["subjects"], la["subjects"]
+    assert row_sa["modes"]["on"]["long_axis"] == [] and sa["long_axis_inputs"] == []
+    (used,) = row_la["modes"]["on"]["long_axis"]
+    assert la["long_axis_inputs"] == ["4ch"] and used["view"] == "4ch" and used["slices_measured"] >= 4
+    assert not np.allclose(row_sa["modes"]["on"]["shifts_mm"], row_la["modes"]["on"]["shifts_mm"], atol=0.05)
+    assert main([*base, "--long-axis-input", "2ch"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "manifest.json" in err[0] and "no 2ch long-axis cine" in err[0]
