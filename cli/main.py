@@ -7,6 +7,14 @@ args and returning an exit status). Modules are imported lazily so `--help` stay
 
 from __future__ import annotations
 
+import os
+
+# Idle OpenMP threads sleep instead of spinning (libgomp and Intel's runtime read this once, when torch loads
+# them, so it is set before anything imports torch). With other work on the cores (a training, another
+# process) spinning waiters made the network several times slower; idle, sleeping costs a few percent
+# (benchmarks/bench_omp_wait.py). A value in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import importlib
 import logging

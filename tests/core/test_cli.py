@@ -25,3 +25,18 @@ def test_parser_stays_light():
             "assert not heavy, heavy")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_openmp_threads_wait_passively_unless_the_environment_says_otherwise():
+    """`gemini-cmr` sets OMP_WAIT_POLICY=PASSIVE before torch (and its OpenMP runtime) is loaded; a value the user
+    set is kept."""
+    import os
+
+    code = ("import os, sys; import gemini_cmr.cli.main; assert 'torch' not in sys.modules; "
+            "print(os.environ.get('OMP_WAIT_POLICY'))")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0 and out.stdout.strip() == "PASSIVE", out.stderr[-2000:]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**env, "OMP_WAIT_POLICY": "ACTIVE"})
+    assert out.returncode == 0 and out.stdout.strip() == "ACTIVE", out.stderr[-2000:]
