@@ -24,6 +24,7 @@ from pathlib import Path
 T_START = time.perf_counter()
 os.environ.setdefault("QT_API", "pyside6")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import gemini_cmr.cli.main  # noqa: E402, F401  (the OpenMP wait policy `gemini-cmr view` runs the app with)
 
 
 def main() -> int:
