@@ -30,6 +30,7 @@ from gemini_cmr.core.evaluation.motion import shift_errors
 from gemini_cmr.core.geometry import inplane_nearest, inplane_resample, sr_grid
 from gemini_cmr.core.qc import failed_names
 from gemini_cmr.core.study import STRUCTURES, Study
+from gemini_cmr.core.synth.appearance import add_rician_normal
 
 Say = Callable[[str], None]
 SEED = 0
@@ -201,10 +202,7 @@ def rician_noise(fraction: float) -> Callable[[Study], Perturbed]:
 
     def make(study: Study) -> Perturbed:
         sigma = fraction * _scale99(study)
-        rng = np.random.default_rng(SEED)
-        re = study.image + rng.normal(0, sigma, study.image.shape)
-        im = rng.normal(0, sigma, study.image.shape)
-        return _same_grid(study, np.sqrt(re * re + im * im))
+        return _same_grid(study, add_rician_normal(study.image, sigma, np.random.default_rng(SEED)))
 
     return make
 

@@ -186,6 +186,15 @@ def add_rician(signal: np.ndarray, sigma: float, rng: np.random.Generator) -> np
     return np.sqrt(re, out=re)
 
 
+def add_rician_normal(signal: np.ndarray, sigma: float, rng: np.random.Generator, dtype=np.float64) -> np.ndarray:
+    """Magnitude of signal + complex Gaussian noise of std `sigma` per channel, drawn with `rng.normal` (float64
+    draws, the real channel first), each draw cast to `dtype` before it is added (the evaluations' and the
+    training augmentation's stream; `add_rician` draws float32 standard normals, another stream)."""
+    re = signal + rng.normal(0, sigma, signal.shape).astype(dtype, copy=False)
+    im = rng.normal(0, sigma, signal.shape).astype(dtype, copy=False)
+    return np.sqrt(re * re + im * im)
+
+
 def _noise_bank(n: int, sigma: float, rng: np.random.Generator) -> np.ndarray:
     bank = rng.standard_normal(2 * n, dtype=np.float32)
     bank *= np.float32(sigma)

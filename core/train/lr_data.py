@@ -54,6 +54,7 @@ from gemini_cmr.core.geometry import inplane_resample, nearest_slice_indices, sr
 from gemini_cmr.core.io.atomic import atomic_path
 from gemini_cmr.core.models.preprocess import DEFAULT_PERCENTILE, depth_windows, intensity_scale
 from gemini_cmr.core.study import LABEL_OF, N_CLASSES, STRUCTURES, Grid
+from gemini_cmr.core.synth.appearance import add_rician_normal
 from gemini_cmr.core.train.data import labels_centre
 
 log = logging.getLogger(__name__)
@@ -865,9 +866,7 @@ class StackAugment:
             planes = np.ascontiguousarray(planes, dtype=np.float32)
         if self.rician > 0 and rng.random() < self.p:
             sigma = rng.uniform(0, self.rician)
-            re = np.clip(planes, 0, None) + rng.normal(0, sigma, planes.shape).astype(np.float32)
-            im = rng.normal(0, sigma, planes.shape).astype(np.float32)
-            planes = np.sqrt(re * re + im * im).astype(np.float32)
+            planes = add_rician_normal(np.clip(planes, 0, None), sigma, rng, np.float32).astype(np.float32)
         return planes
 
     def transposed(self, rng: np.random.Generator, planes: np.ndarray, labels: np.ndarray
