@@ -314,13 +314,15 @@ class DiceAccumulator:
         return {"intersection": dict(self.inter), "total": dict(self.total)}
 
 
-METHODS = ("sr", "nearest", "shape_interpolation")
+METHODS = ("sr", "nearest", "shape_interpolation", "manual_nearest", "manual_shape_interpolation")
 
 
 def dropped_slices_study(resolver, study: Study, motion_correction: bool, acquired: bool = False
                          ) -> dict[str, DiceAccumulator]:
     """Pooled-Dice accumulators (`METHODS`) at the removed slices of one study with manual labels at ED and
-    ES (`keep_every_other`; the product run on the kept slices at ED and ES, meshes off). `acquired`: also
+    ES (`keep_every_other`; the product run on the kept slices at ED and ES, meshes off). "manual_nearest" and
+    "manual_shape_interpolation" take the kept slices' manual labels instead of the product's (no model: what
+    perfect labels of the kept slices give with those interpolations). `acquired`: also
     "acquired", the product's labels of the same slices from a run on the whole stack (the slices not
     removed): the reference that acquiring the slices gives."""
     ed, es = study.meta.ed_phase, study.meta.es_phase
@@ -347,6 +349,9 @@ def dropped_slices_study(resolver, study: Study, motion_correction: bool, acquir
             acc["sr"].add(sr_on_full[row, k], truth)
             acc["nearest"].add(above, truth)
             acc["shape_interpolation"].add(shape_interpolate(above, below), truth)
+            m_above, m_below = study.labels[t, int(k) - 1], study.labels[t, int(k) + 1]
+            acc["manual_nearest"].add(m_above, truth)
+            acc["manual_shape_interpolation"].add(shape_interpolate(m_above, m_below), truth)
     return acc
 
 
@@ -409,7 +414,8 @@ def format_dropped_row(row: dict[str, Any]) -> str:
         if mode in row:
             d = row[mode]
             parts.append(f"{mode}: SR {d['sr']['mean']:.3f} nearest {d['nearest']['mean']:.3f} "
-                         f"shape {d['shape_interpolation']['mean']:.3f}"
+                         f"shape {d['shape_interpolation']['mean']:.3f} "
+                         f"manual shape {d['manual_shape_interpolation']['mean']:.3f}"
                          + (f" acquired {d['acquired']['mean']:.3f}" if "acquired" in d else "")
                          + f" ({row[f'{mode}_seconds']:.1f} s)")
     return "  ".join(parts)
@@ -421,8 +427,10 @@ def format_dropped_summary(summary: dict[str, Any]) -> str:
     label = {"nearest": "product's labels of the kept slices, nearest slice",
              "shape_interpolation": "the same, shape-based interpolation",
              "sr": "product's SR labels",
+             "manual_nearest": "reference: the kept slices' manual labels, nearest slice",
+             "manual_shape_interpolation": "reference: the kept slices' manual labels, shape-based interpolation",
              "acquired": "reference: the product's labels with these slices acquired (the whole stack)"}
-    for method in ("nearest", "shape_interpolation", "sr", "acquired"):
+    for method in ("nearest", "shape_interpolation", "sr", "manual_nearest", "manual_shape_interpolation", "acquired"):
         for mode in ("off", "on"):
             if mode not in summary or method not in summary[mode]:
                 continue

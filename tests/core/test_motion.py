@@ -193,6 +193,23 @@ def test_dropped_slices_scoring_on_tiny_study():
         SuperResolver(model=Oracle()), s, motion_correction=False)
     assert d["sr"]["mean"] >= d["nearest"]["mean"] - 0.02
     assert all(0.0 < d[m]["mean"] <= 1.0 for m in d)
+    # the manual references use the kept slices' manual labels, whatever the model says
+    ref = DiceAccumulator()
+    for t in (0, 2):
+        for k in removed:
+            ref.add(shape_interpolate(s.labels[t, k - 1], s.labels[t, k + 1]), s.labels[t, k])
+    assert d["manual_shape_interpolation"] == pytest.approx(ref.dice())
+
+    class Blank(Oracle):
+        def predict(self, study, phases=None, progress=None, cancel=None):
+            pred = super().predict(study, phases, progress, cancel)
+            pred.sr_labels[:] = 0
+            return pred
+
+    blank = {k: a.dice() for k, a in dropped_slices_study(SuperResolver(model=Blank()), s, motion_correction=False).items()}
+    assert blank["sr"]["lv_cavity"] == 0.0 and blank["nearest"]["lv_cavity"] == 0.0
+    assert blank["manual_shape_interpolation"] == pytest.approx(d["manual_shape_interpolation"])
+    assert blank["manual_nearest"] == pytest.approx(d["manual_nearest"])
 
 
 def test_dropped_slices_folds_pool_every_fold_and_keep_each():
@@ -221,7 +238,8 @@ def test_dropped_slices_folds_pool_every_fold_and_keep_each():
     assert min(one) <= pooled <= max(one) and one[0] != one[1]  # pooled over both folds' slices
     single = dropped_slices(a, [("p0", lambda: s)], modes=(False,))
     assert "folds" not in single and "fold" not in single["rows"][0]
-    assert "reference" not in format_dropped_summary(single["summary"])
+    assert "with these slices acquired" not in format_dropped_summary(single["summary"])
+    assert "reference: the kept slices' manual labels, shape-based interpolation" in format_dropped_summary(single["summary"])
     withref = dropped_slices(a, [("p3", lambda: t)], modes=(False,), acquired=True)
     assert withref["summary"]["off"]["acquired"]["mean"] > 0.9
     assert "reference: the product's labels with these slices acquired" in format_dropped_summary(withref["summary"])
