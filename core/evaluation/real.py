@@ -39,7 +39,9 @@ def ed_es_phenotypes(labels_ed: np.ndarray, labels_es: np.ndarray, grid: Grid) -
 
 def evaluate_study(resolver, study: Study, name: str = "", tta: bool = False) -> dict[str, Any]:
     """Dice at ED and ES and phenotypes (prediction and manual) of one study whose labels and ED/ES are
-    known; one flat row: `ed_<structure>`, `es_<structure>`, `pred_<phenotype>`, `manual_<phenotype>`.
+    known; one flat row: `ed_<structure>`, `es_<structure>`, `pred_<phenotype>` (from the product's labels
+    on the acquired slices, as the manual ones: slice areas x spacing), `reported_<phenotype>` (what the product
+    reports, `Result.phenotypes`: from the SR labels), `manual_<phenotype>`.
     `tta`: the pipeline with test-time augmentation (`SuperResolver.run(tta=True)`)."""
     ed, es = study.meta.ed_phase, study.meta.es_phase
     t0 = time.perf_counter()
@@ -52,6 +54,9 @@ def evaluate_study(resolver, study: Study, name: str = "", tta: bool = False) ->
         row.update({f"{tag}_{k}": v for k, v in dice_per_structure(pred[t], study.labels[t]).items()})
     grid = study.grid
     row.update({f"pred_{k}": v for k, v in ed_es_phenotypes(pred[ed], pred[es], grid).items()})
+    reported = getattr(res, "phenotypes", None) or {}
+    if reported.get("ed_phase") == ed and reported.get("es_phase") == es:
+        row.update({f"reported_{k}": float(reported[k]) for k, _, _ in REAL_PHENOTYPES if k in reported})
     row.update({f"manual_{k}": v for k, v in ed_es_phenotypes(study.labels[ed], study.labels[es], grid).items()})
     return row
 
@@ -75,13 +80,16 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         for k in STRUCTURES.values():
             m, s = mean_sd(r[f"{tag}_{k}"] for r in rows)
             summary[f"dice_{tag}_{k}"] = {"mean": m, "sd": s}
-    for k, _, _ in REAL_PHENOTYPES:
-        pred, manual = [r[f"pred_{k}"] for r in rows], [r[f"manual_{k}"] for r in rows]
-        ba = bland_altman(pred, manual)
-        err = np.asarray(pred, dtype=np.float64) - np.asarray(manual, dtype=np.float64)
-        finite = np.abs(err[np.isfinite(err)])
-        ba["median_abs"] = float(np.median(finite)) if finite.size else float("nan")
-        summary[f"err_{k}"] = ba
+    for source, prefix in (("pred", "err_"), ("reported", "err_reported_")):
+        for k, _, _ in REAL_PHENOTYPES:
+            if not rows or any(f"{source}_{k}" not in r for r in rows):
+                continue  # rows measured before the reported phenotypes were kept
+            pred, manual = [r[f"{source}_{k}"] for r in rows], [r[f"manual_{k}"] for r in rows]
+            ba = bland_altman(pred, manual)
+            err = np.asarray(pred, dtype=np.float64) - np.asarray(manual, dtype=np.float64)
+            finite = np.abs(err[np.isfinite(err)])
+            ba["median_abs"] = float(np.median(finite)) if finite.size else float("nan")
+            summary[f"{prefix}{k}"] = ba
     return summary
 
 
@@ -98,11 +106,22 @@ def format_summary(summary: dict[str, Any]) -> str:
     for k in STRUCTURES.values():
         a, b = summary[f"dice_ed_{k}"], summary[f"dice_es_{k}"]
         lines.append(f"| {k} | {a['mean']:.3f} ({a['sd']:.3f}) | {b['mean']:.3f} ({b['sd']:.3f}) |")
-    lines += ["", "| phenotype | bias | limits of agreement | median abs error |", "|---|---|---|---|"]
+    reported = all(f"err_reported_{k}" in summary for k, _, _ in REAL_PHENOTYPES)
+    head = "| phenotype | bias | limits of agreement | median abs error |"
+    if reported:
+        head = ("| phenotype (labels on the acquired slices; as reported, from the SR labels) | bias | limits of "
+                "agreement | median abs error |")
+    lines += ["", head, "|---|---|---|---|"]
     for k, name, unit in REAL_PHENOTYPES:
         e = summary[f"err_{k}"]
-        lines.append(f"| {name} ({unit}) | {e['bias']:+.1f} | {e['loa_low']:+.1f} to {e['loa_high']:+.1f} | "
-                     f"{e['median_abs']:.1f} |")
+        if reported:
+            r = summary[f"err_reported_{k}"]
+            lines.append(f"| {name} ({unit}) | {e['bias']:+.1f}; {r['bias']:+.1f} | {e['loa_low']:+.1f} to "
+                         f"{e['loa_high']:+.1f}; {r['loa_low']:+.1f} to {r['loa_high']:+.1f} | "
+                         f"{e['median_abs']:.1f}; {r['median_abs']:.1f} |")
+        else:
+            lines.append(f"| {name} ({unit}) | {e['bias']:+.1f} | {e['loa_low']:+.1f} to {e['loa_high']:+.1f} | "
+                         f"{e['median_abs']:.1f} |")
     return "\n".join(lines)
 
 

@@ -151,6 +151,7 @@ def test_cv_trains_exports_and_evaluates_every_fold(acdc4, tmp_path, capsys):
     summary = res["summary"]
     assert summary["n"] == 4 and 0 <= summary["dice_ed_lv_cavity"]["mean"] <= 1
     assert "err_lv_ef_pct" in summary and "LVEF (%)" in (tmp_path / "cv" / "cv.md").read_text()
+    assert all("reported_lv_ef_pct" in r for r in res["rows"]) and "err_reported_lv_ef_pct" in summary
     # a second run reuses every finished fold (no training, no evaluation)
     mtime = (tmp_path / "cv" / "fold0" / "eval.json").stat().st_mtime_ns
     assert main(argv) == 0
