@@ -80,11 +80,14 @@ def remap_labels(labels: np.ndarray, source: str, name: str | Path, mapping: Map
 
 
 def _check_labels_fit(labels: np.ndarray, image_shape: tuple, lab_affine: np.ndarray, img_affine: np.ndarray,
-                      name: str, warn: list[str]) -> None:
+                      name: str, warn: list[str]) -> bool:
+    """Refuse labels of another shape than the image; warn (and return False) when their affine differs."""
     if tuple(labels.shape) != tuple(image_shape):
         raise StudyError(f"label shape {labels.shape} does not match image shape {tuple(image_shape)}", name)
     if not np.allclose(lab_affine, img_affine, atol=1e-3):
         warn.append(f"{name}: label affine differs from the image affine; used the image geometry")
+        return False
+    return True
 
 
 # --- ACDC -------------------------------------------------------------------------------------------------
@@ -133,7 +136,9 @@ def load_acdc(folder: Path) -> Study:
     else:
         image, affine, frame_to_phase = _acdc_frames(frames, warn)
         phase_times = None
-    labels, labelled = _acdc_labels(gts, image.shape, affine, frame_to_phase, warn)
+    # what makes the folder unfit for training though it loads (`StudyMeta.extra["label_problems"]`)
+    problems: list[str] = []
+    labels, labelled = _acdc_labels(gts, image.shape, affine, frame_to_phase, warn, problems)
 
     def phase_of(key: str) -> int | None:
         value = _cfg_float(cfg, key, str(cfg_path))
@@ -141,7 +146,11 @@ def load_acdc(folder: Path) -> Study:
             return None
         if int(value) not in frame_to_phase:
             warn.append(f"Info.cfg {key} frame {int(value)} is not in the image; {key} unknown")
+            problems.append(f"Info.cfg {key} frame {int(value)}: no image of that frame")
             return None
+        if int(value) not in gts:
+            problems.append(f"Info.cfg {key} frame {int(value)}: no labels (no {folder.name}_frame"
+                            f"{int(value):02d}_gt.nii.gz)")
         return frame_to_phase[int(value)]
 
     n_frames = _cfg_float(cfg, "NbFrame", str(cfg_path))
@@ -157,7 +166,8 @@ def load_acdc(folder: Path) -> Study:
         weight_kg=_cfg_float(cfg, "Weight", str(cfg_path)),
         group=cfg.get("Group", ""),
         warnings=warn,
-        extra={"frame_numbers": sorted(frame_to_phase, key=frame_to_phase.get)},
+        extra={"frame_numbers": sorted(frame_to_phase, key=frame_to_phase.get),
+               **({"label_problems": problems} if problems else {})},
     )
     return Study(image=image, affine=affine, phase_times_ms=phase_times, labels=labels,
                  labelled_phases=labelled, meta=meta)
@@ -206,16 +216,20 @@ def _acdc_frames(frames: dict[int, Path], warn: list[str]) -> tuple[np.ndarray, 
 
 
 def _acdc_labels(
-    gts: dict[int, Path], shape: tuple, affine: np.ndarray, frame_to_phase: dict[int, int], warn: list[str]
+    gts: dict[int, Path], shape: tuple, affine: np.ndarray, frame_to_phase: dict[int, int], warn: list[str],
+    problems: list[str] | None = None,
 ) -> tuple[np.ndarray | None, list[int]]:
     labels = None
     labelled = []
+    problems = [] if problems is None else problems
     for n, gt_path in sorted(gts.items()):
         if n not in frame_to_phase:
             warn.append(f"{gt_path.name}: frame {n} is not in the image; ignored")
+            problems.append(f"{gt_path.name}: no image of frame {n}")
             continue
         gt, gt_affine, _, _ = load_nifti_volume(gt_path)  # label geometry is checked against the image
-        _check_labels_fit(gt, shape[1:], gt_affine, affine, str(gt_path), warn)
+        if not _check_labels_fit(gt, shape[1:], gt_affine, affine, str(gt_path), warn):
+            problems.append(f"{gt_path.name}: labels on another grid than their image (the affines differ)")
         if labels is None:
             labels = np.zeros(shape, dtype=np.uint8)
         labels[frame_to_phase[n]] = remap_labels(gt, "acdc", str(gt_path))

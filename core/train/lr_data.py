@@ -654,11 +654,24 @@ def load_lr_split(kind: str, root: str | Path, split: str, percentile: float = D
             msg = _message(exc)
             raise DataError(msg if msg.startswith(f"subject {subj.sid}: ") else f"subject {subj.sid}: {msg}",
                             exc.path or subj.files[0]) from None
+        problem = label_problem(study)
+        if problem:
+            raise DataError(f"subject {subj.sid}: {problem}", study.meta.source_path or subj.files[0])
         got = samples_from_study(study, subj.sid, percentile, roi_mm, context)
         if cached is not None:
             _write_cache(cached, got)
         samples.extend(got)
     return samples
+
+
+def label_problem(study) -> str:
+    """What makes a study that loads unfit for training (`StudyMeta.extra["label_problems"]`, set by the
+    loaders: a label file without its image frame, an ED/ES frame without image or labels, labels on another
+    grid), as one line; "" when nothing."""
+    problems = list(study.meta.extra.get("label_problems") or [])
+    if not problems:
+        return ""
+    return problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
 
 
 def _message(exc: GeminiError) -> str:
@@ -705,6 +718,9 @@ def check_subject(subj: LRSubject, split: str, default_convention: str = "") -> 
     grid_warning = next((w for w in st.meta.warnings if "label affine differs" in w), "")
     if grid_warning:
         row["problem"] = "labels on another grid than their image (their affine differs from the image's)"
+        return row
+    if label_problem(st):
+        row["problem"] = label_problem(st)
         return row
     if not st.has_labels:
         row["problem"] = "no labelled slice"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -207,3 +209,40 @@ def test_mnms_and_manifest_sources(tmp_path):
         lr_subjects("pairs", m)
     with pytest.raises(DataError, match="M&Ms"):
         lr_subjects("mnms", tmp_path / "cache")
+
+
+def test_incomplete_acdc_patients_are_refused_by_name_before_training(tmp_path):
+    """A label file without its image frame, an ED/ES frame without labels, labels on another grid: the study
+    still loads (with warnings, for viewing), but training data refuse it in one line naming the patient, and the
+    wizard's check lists the problem."""
+    from gemini_cmr.cli.main import main
+    from gemini_cmr.core.train.lr_data import check_lr_subjects, load_lr_split
+
+    root = tmp_path / "training"
+    for n, seed in ((1, 0), (2, 1), (3, 2), (4, 3)):
+        _acdc_patient(root, n, seed)
+    assert len(load_lr_split("acdc", root, "train")) == 8  # 4 patients x ED/ES, all complete
+    (root / "patient002" / "patient002_frame05.nii.gz").unlink()  # ES image missing, its labels left
+    (root / "patient003" / "patient003_frame05_gt.nii.gz").unlink()  # ES labels missing
+    lab = np.zeros((5, 24, 24), np.uint8)
+    lab[1:4, 8:14, 8:14] = 3
+    moved = AFFINE.copy()
+    moved[0, 3] += 5.0
+    save_nifti(root / "patient004" / "patient004_frame01_gt.nii.gz", lab, moved)  # labels on another grid
+    rows = {r["id"]: r for r in check_lr_subjects("acdc", root)}
+    assert rows["patient001"]["ok"] and not rows["patient001"]["problem"]
+    assert "patient002_frame05_gt.nii.gz: no image of frame 5" in rows["patient002"]["problem"]
+    assert rows["patient003"]["problem"] == "Info.cfg ES frame 5: no labels (no patient003_frame05_gt.nii.gz)"
+    assert "another grid" in rows["patient004"]["problem"]
+    with pytest.raises(DataError, match=r"subject patient002: patient002_frame05_gt.nii.gz: no image of frame 5"):
+        load_lr_split("acdc", root, "train")
+    shutil.rmtree(root / "patient002")
+    with pytest.raises(DataError, match=r"subject patient003: Info.cfg ES frame 5: no labels"):
+        load_lr_split("acdc", root, "train")
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"model": {"depth": 24, "widths": [4, 8, 8], "encoder": "acquired-2d"}, "crop": 16,
+                               "max_steps": 1, "amp": "off", "seg_target": "acquired"}))
+    out = tmp_path / "run"
+    assert main(["train", "gemini", "--data", f"acdc:{root}", "--config", str(cfg), "--out", str(out)]) == 2
+    # refused while the data load, before a step: only the complete patients' data cache is there
+    assert sorted(q.name for q in out.iterdir()) == ["cache"]
