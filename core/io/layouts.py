@@ -79,6 +79,9 @@ def remap_labels(labels: np.ndarray, source: str, name: str | Path, mapping: Map
     return lut[labels.astype(np.int64)]
 
 
+OTHER_GRID = "labels on another grid than their image (the affines differ)"
+
+
 def _check_labels_fit(labels: np.ndarray, image_shape: tuple, lab_affine: np.ndarray, img_affine: np.ndarray,
                       name: str, warn: list[str]) -> bool:
     """Refuse labels of another shape than the image; warn (and return False) when their affine differs."""
@@ -229,7 +232,7 @@ def _acdc_labels(
             continue
         gt, gt_affine, _, _ = load_nifti_volume(gt_path)  # label geometry is checked against the image
         if not _check_labels_fit(gt, shape[1:], gt_affine, affine, str(gt_path), warn):
-            problems.append(f"{gt_path.name}: labels on another grid than their image (the affines differ)")
+            problems.append(f"{gt_path.name}: {OTHER_GRID}")
         if labels is None:
             labels = np.zeros(shape, dtype=np.uint8)
         labels[frame_to_phase[n]] = remap_labels(gt, "acdc", str(gt_path))
@@ -293,15 +296,18 @@ def study_from_nifti(
     interval = phase_interval_ms(header)
     phase_times = None if interval is None or image.shape[0] < 2 else np.arange(image.shape[0]) * interval
     labels = None
+    problems: list[str] = []
     if labels_path is not None:
         raw, lab_affine, _, _ = load_nifti_volume(labels_path)  # geometry is checked against the image
         if raw.ndim == 3:
             raw = raw[None]
-        _check_labels_fit(raw, image.shape, lab_affine, affine, str(labels_path), warn)
+        if not _check_labels_fit(raw, image.shape, lab_affine, affine, str(labels_path), warn):
+            problems.append(f"{Path(labels_path).name}: {OTHER_GRID}")
         labels = remap_labels(raw, label_source, str(labels_path))
     meta = StudyMeta(source_path=str(path), format=fmt, patient_id=_subject_name(path), warnings=warn,
                      extra={} if labels_path is None else {"labels_path": str(labels_path),
-                                                           "label_source": label_source})
+                                                           "label_source": label_source,
+                                                           **({"label_problems": problems} if problems else {})})
     return Study(image=image, affine=affine, phase_times_ms=phase_times, labels=labels, meta=meta)
 
 
@@ -404,14 +410,19 @@ def load_mnms2(path: Path) -> Study:
     labels = None
     labelled = []
     lab_paths = []
+    problems: list[str] = []
     for k in ("ED", "ES"):
         gt = files[f"{k}_gt"]
+        if gt is not None and k not in phase_of:
+            warn.append(f"{gt.name}: no {k} image; ignored")
+            problems.append(f"{gt.name}: no {k} image")
         if gt is None or k not in phase_of:
             continue
         raw, lab_affine, _, _ = load_nifti_volume(gt)
         if raw.ndim == 4 and raw.shape[0] == 1:
             raw = raw[0]
-        _check_labels_fit(raw, image.shape[1:], lab_affine, affine, str(gt), warn)
+        if not _check_labels_fit(raw, image.shape[1:], lab_affine, affine, str(gt), warn):
+            problems.append(f"{gt.name}: {OTHER_GRID}")
         if labels is None:
             labels = np.zeros(image.shape, np.uint8)
         labels[phase_of[k]] = remap_labels(raw, "mnms", str(gt))
@@ -419,7 +430,8 @@ def load_mnms2(path: Path) -> Study:
         lab_paths.append(str(gt))
     meta = StudyMeta(source_path=str(source), format="mnms2", patient_id=sid, ed_phase=phase_of.get("ED"),
                      es_phase=phase_of.get("ES"), warnings=warn,
-                     extra={"labels_path": ", ".join(lab_paths), "label_source": "mnms"} if lab_paths else {})
+                     extra={**({"labels_path": ", ".join(lab_paths), "label_source": "mnms"} if lab_paths else {}),
+                            **({"label_problems": problems} if problems else {})})
     return Study(image=image, affine=affine, phase_times_ms=phase_times, labels=labels,
                  labelled_phases=sorted(set(labelled)), meta=meta)
 

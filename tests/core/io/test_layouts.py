@@ -107,6 +107,19 @@ def test_label_shape_mismatch(tmp_path):
         load_study(tmp_path)
 
 
+def test_labels_on_another_grid_load_with_a_warning_and_a_training_problem(tmp_path):
+    moved = AFFINE.copy()
+    moved[1, 3] += 4.0
+    save_nifti(tmp_path / "sa.nii.gz", np.ones((2, 4, 24, 24), np.float32), AFFINE)
+    save_nifti(tmp_path / "label_sa.nii.gz", np.zeros((2, 4, 24, 24), np.uint8), moved)
+    study = load_study(tmp_path)  # viewable: the image geometry is used
+    assert any("label affine differs" in w for w in study.meta.warnings)
+    assert study.meta.extra["label_problems"] == ["label_sa.nii.gz: labels on another grid than their image "
+                                                  "(the affines differ)"]
+    save_nifti(tmp_path / "label_sa.nii.gz", np.zeros((2, 4, 24, 24), np.uint8), AFFINE)
+    assert "label_problems" not in load_study(tmp_path).meta.extra
+
+
 # --- real ACDC -----------------------------------------------------------------------------------------------
 @pytest.mark.data
 def test_real_acdc_patient001(shared_data):
