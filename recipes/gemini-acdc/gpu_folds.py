@@ -29,7 +29,14 @@ Here, after (FILES_AT: where the run tool put $OUT's files), then the CPU evalua
 
 `--steps N` trains N steps per stage instead of the recipe's (a dry run of the script on the CPU).
 `--stage1-config FILE` trains stage 1 with another config (e.g. `ablations/deep_supervision.json`, the candidate
-recipe to cross-validate; give it its own `--stage1-out` / `--stage2-out`, evaluated here with that config).
+recipe to cross-validate; give it its own `--stage1-out` / `--stage2-out`, evaluated here with that config);
+`--stage2-config FILE` stage 2 (its `init` "<run>/{fold}/model" is pointed at `--stage1-out`). The shipped
+recipe's folds:
+
+    python3 recipes/gemini-acdc/gpu_folds.py --data gpu-in/acdc --folds 1 \
+        --stage1-config recipes/gemini-acdc/ablations/steps2400_robust.json --stage1-out runs/abl-steps2400-robust \
+        --stage2-config recipes/gemini-acdc/ablations/steps2400_robust_dropped.json \
+        --stage2-out runs/abl-steps2400-robust-dropped --archive $OUT/folds.tar.gz
 """
 
 from __future__ import annotations
@@ -43,16 +50,18 @@ from pathlib import Path
 
 RECIPES = Path(__file__).resolve().parent
 STAGE1, STAGE2 = RECIPES / "cpu.json", RECIPES / "cpu_dropped.json"
-STAGE1_INIT = "runs/cv-e1/"  # the stage-1 run that cpu_dropped.json's `init` names
 
 
-def stage_configs(stage1_out: str, cache_dir: str, steps: int | None, stage1: Path = STAGE1) -> tuple[dict, dict]:
-    """The two stages' configs: the recipe's (stage 1 from `stage1`, e.g. an ablation of `cpu.json`), with
-    the cache on the machine, stage 2's `init` in `stage1_out`, and `steps` (when given) as the step count."""
-    one, two = (json.loads(p.read_text(encoding="utf-8")) for p in (stage1, STAGE2))
-    if not str(two.get("init", "")).startswith(STAGE1_INIT):
-        raise SystemExit(f"{STAGE2} no longer continues {STAGE1_INIT}{{fold}}/model: update this script")
-    two["init"] = str(Path(stage1_out) / two["init"][len(STAGE1_INIT):])
+def stage_configs(stage1_out: str, cache_dir: str, steps: int | None, stage1: Path = STAGE1,
+                  stage2: Path = STAGE2) -> tuple[dict, dict]:
+    """The two stages' configs: the recipe's (stage 1 from `stage1`, e.g. an ablation of `cpu.json`; stage 2
+    from `stage2`), with the cache on the machine, stage 2's `init` ("<run>/{fold}/model") in `stage1_out`,
+    and `steps` (when given) as the step count."""
+    one, two = (json.loads(Path(p).read_text(encoding="utf-8")) for p in (stage1, stage2))
+    init = str(two.get("init", ""))
+    if not init.endswith("/{fold}/model"):
+        raise SystemExit(f"{stage2}: its init {init!r} does not continue a stage-1 run's {{fold}}/model")
+    two["init"] = str(Path(stage1_out) / "{fold}" / "model")
     for cfg in (one, two):
         cfg["cache_dir"] = cache_dir
         if steps:
@@ -82,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="steps per stage instead of the recipe's (dry run)")
     ap.add_argument("--stage1-config", type=Path, default=STAGE1,
                     help="stage 1's config (default cpu.json; e.g. ablations/deep_supervision.json)")
+    ap.add_argument("--stage2-config", type=Path, default=STAGE2,
+                    help="stage 2's config (default cpu_dropped.json; its init is pointed at --stage1-out)")
     args = ap.parse_args(argv)
 
     from gemini_cmr.core.train.cv import DEFAULT_INFERENCE, _export, _train_fold
@@ -89,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     folds = [int(k) for k in args.folds.split(",") if k.strip()]
     if not folds or any(not 0 <= k < 5 for k in folds):
         raise SystemExit(f"--folds {args.folds!r}: folds of 5, e.g. 3,4")
-    one, two = stage_configs(args.stage1_out, args.cache_dir, args.steps, args.stage1_config)
+    one, two = stage_configs(args.stage1_out, args.cache_dir, args.steps, args.stage1_config, args.stage2_config)
     data = f"acdc:{args.data}"
     files: list[Path] = []
     for k in folds:

@@ -17,7 +17,7 @@ def _script():
     return load_script(ROOT / "recipes" / "gemini-acdc" / "gpu_folds.py")
 
 
-def test_stage_configs_are_the_recipe_with_stage_two_continuing_stage_one():
+def test_stage_configs_are_the_recipe_with_stage_two_continuing_stage_one(tmp_path):
     g = _script()
     one, two = g.stage_configs("scratch/s1", "/tmp/c", None)
     cpu = json.loads((ROOT / "recipes/gemini-acdc/cpu.json").read_text())
@@ -33,6 +33,18 @@ def test_stage_configs_are_the_recipe_with_stage_two_continuing_stage_one():
     one, two = g.stage_configs("runs/ds-cv-e1", "/tmp/c", None, ds)
     assert one["deep_supervision"] == 2 and "deep_supervision" not in cpu
     assert two["init"] == "runs/ds-cv-e1/{fold}/model" and "deep_supervision" not in two
+    # the shipped recipe: both stages from its own configs, stage 2 continuing stage 1's folds
+    s1 = ROOT / "recipes/gemini-acdc/ablations/steps2400_robust.json"
+    s2 = ROOT / "recipes/gemini-acdc/ablations/steps2400_robust_dropped.json"
+    one, two = g.stage_configs("runs/abl-steps2400-robust", "/tmp/c", None, s1, s2)
+    robust = json.loads(s2.read_text())
+    assert robust["init"] == "runs/abl-steps2400-robust/{fold}/model" == two["init"]
+    assert two["augment"] == robust["augment"] and two["drop_slices"] == robust["drop_slices"]
+    assert one["max_steps"] == json.loads(s1.read_text())["max_steps"] == 2400
+    bad = tmp_path / "no_init.json"
+    bad.write_text(json.dumps({**robust, "init": ""}))
+    with pytest.raises(SystemExit, match="does not continue"):
+        g.stage_configs("s", "c", None, s1, bad)
 
 
 def test_fold_files_names_what_train_cv_reads_and_refuses_an_unfinished_fold(tmp_path):
