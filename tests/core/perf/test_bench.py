@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ def test_bench_quick_json_and_table(capsys):
         assert key in r["stages_s"] and r["stages_s"][key] >= 0
     assert r["phases"] == 3 and r["model_s_per_phase"] > 0 and len(r["model_s_per_cine_all_repeats"]) == 2
     assert r["peak_rss_mb"] > 0 and r["peak_gpu_mb"] is None
+    assert r["omp_wait_policy"] == os.environ.get("OMP_WAIT_POLICY")  # the CLI sets PASSIVE unless told
     assert r["model_gflops_achieved"] > 0 and r["matmul_gflops_float32"] > 0 and r["model_matmul_ratio"] > 0
     ref = r["reference"]
     assert ref["widths"] == [64, 128, 256, 512, 512] and ref["batch"] == 1 and ref["precision"] == "float32"
