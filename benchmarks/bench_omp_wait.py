@@ -67,11 +67,18 @@ def measure(study: str, repeat: int, policy: dict[str, str]) -> list[dict[str, f
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--study", default=str(Path(__file__).resolve().parents[2] / "shared/data/sunnybrook/SCD0000101"))
+    ap.add_argument("--study", default=None, help="default: the real cine `gemini-cmr bench` times (core.perf)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per process after the warm-up")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved processes per policy and load")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    if args.study is None:
+        from gemini_cmr.core.perf import default_real_study
+
+        found = default_real_study()
+        if found is None:
+            raise SystemExit("no real study found: give --study (or set GEMINI_CMR_BENCH_REAL)")
+        args.study = str(found)
     results: dict = {"study": args.study, "repeat": args.repeat, "rounds": args.rounds, "cpu_count": os.cpu_count(),
                      "loads": {}}
     for load_name, load_env in LOADS.items():

@@ -113,15 +113,10 @@ def format_summary(summary: dict[str, Any]) -> str:
                 "agreement | median abs error |")
     lines += ["", head, "|---|---|---|---|"]
     for k, name, unit in REAL_PHENOTYPES:
-        e = summary[f"err_{k}"]
-        if reported:
-            r = summary[f"err_reported_{k}"]
-            lines.append(f"| {name} ({unit}) | {e['bias']:+.1f}; {r['bias']:+.1f} | {e['loa_low']:+.1f} to "
-                         f"{e['loa_high']:+.1f}; {r['loa_low']:+.1f} to {r['loa_high']:+.1f} | "
-                         f"{e['median_abs']:.1f}; {r['median_abs']:.1f} |")
-        else:
-            lines.append(f"| {name} ({unit}) | {e['bias']:+.1f} | {e['loa_low']:+.1f} to {e['loa_high']:+.1f} | "
-                         f"{e['median_abs']:.1f} |")
+        errs = [summary[f"err_{k}"]] + ([summary[f"err_reported_{k}"]] if reported else [])
+        lines.append(f"| {name} ({unit}) | " + "; ".join(f"{e['bias']:+.1f}" for e in errs) + " | "
+                     + "; ".join(f"{e['loa_low']:+.1f} to {e['loa_high']:+.1f}" for e in errs) + " | "
+                     + "; ".join(f"{e['median_abs']:.1f}" for e in errs) + " |")
     return "\n".join(lines)
 
 

@@ -220,11 +220,10 @@ def _acdc_frames(frames: dict[int, Path], warn: list[str]) -> tuple[np.ndarray, 
 
 def _acdc_labels(
     gts: dict[int, Path], shape: tuple, affine: np.ndarray, frame_to_phase: dict[int, int], warn: list[str],
-    problems: list[str] | None = None,
+    problems: list[str],
 ) -> tuple[np.ndarray | None, list[int]]:
     labels = None
     labelled = []
-    problems = [] if problems is None else problems
     for n, gt_path in sorted(gts.items()):
         if n not in frame_to_phase:
             warn.append(f"{gt_path.name}: frame {n} is not in the image; ignored")

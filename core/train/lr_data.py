@@ -715,12 +715,9 @@ def check_subject(subj: LRSubject, split: str, default_convention: str = "") -> 
     row["convention"] = extra.get("convention", default_convention)
     if extra.get("convention_note") and extra["convention_note"] != "chosen":
         row["convention"] += f" ({extra['convention_note']})"
-    grid_warning = next((w for w in st.meta.warnings if "label affine differs" in w), "")
-    if grid_warning:
-        row["problem"] = "labels on another grid than their image (their affine differs from the image's)"
-        return row
-    if label_problem(st):
-        row["problem"] = label_problem(st)
+    problem = label_problem(st)  # labels on another grid, a label file without its frame, ...
+    if problem:
+        row["problem"] = problem
         return row
     if not st.has_labels:
         row["problem"] = "no labelled slice"
