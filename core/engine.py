@@ -33,7 +33,6 @@ of them in `Result.qc`). The CLI prints both on stderr, the app shows them.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -58,15 +57,6 @@ Cancel = Callable[[], bool]
 # Share of the progress bar given to each stage (the model dominates).
 _SPAN = {"adapt": (0.0, 0.1), "predict": (0.1, 0.8), "lr_labels": (0.8, 0.83), "phenotypes": (0.83, 0.85),
          "meshes": (0.85, 1.0)}
-
-
-def _takes(fn: Callable, name: str) -> bool:
-    """`fn` accepts the keyword argument `name` (a predictor with the older `predict` interface does not)."""
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 @dataclass
@@ -329,9 +319,7 @@ class SuperResolver:
                 for item in la_inputs:
                     if item.used and item.cine.source_path == rec["path"] and item.cine.view == rec["view"]:
                         item.offset_mm = np.asarray(rec["offset_mm"], float)
-            if motion.applied:
-                source = motionlib.corrected_study(source, motion.shifts_mm)
-            else:
+            if not motion.applied:
                 warnings.append(motion.note)
             timings["motion"] = time.perf_counter() - t
             check()
@@ -341,13 +329,15 @@ class SuperResolver:
         tta_mode = tta_mode_of(tta)
         if tta_mode == "all":
             reuse["tta"] = True
-        if preview is not None and _takes(self.predictor.predict, "on_chunk"):
+        if preview is not None and motionlib.accepts_keyword(self.predictor.predict, "on_chunk"):
             def on_chunk(part, done: list[int]) -> None:
                 preview(Preview(part.sr_grid, list(part.phases), part.sr_image, part.sr_labels, done))
 
             reuse.update(first=[int(p) for p in first], on_chunk=on_chunk)
-        pred = self.predictor.predict(source, phases=phase_list, progress=_sub(progress, "predict"), cancel=cancel,
-                                      **reuse)
+        # the shifts are undone as the predictor places the stack on the SR grid (`core.motion.predict_corrected`)
+        shifts = motion.shifts_mm if motion is not None and motion.applied else None  # the acquired slices' shifts
+        pred = motionlib.predict_corrected(self.predictor, source, shifts, phases=phase_list,
+                                           progress=_sub(progress, "predict"), cancel=cancel, **reuse)
         timings["predict"] = time.perf_counter() - t
         warnings.extend(n for n in (getattr(pred, "notes", None) or []) if n not in warnings)
         for k, v in (getattr(pred, "timings", None) or {}).items():
@@ -362,7 +352,6 @@ class SuperResolver:
 
         t = time.perf_counter()
         lr_grid = study.grid
-        shifts = motion.shifts_mm if motion is not None and motion.applied else None  # the acquired slices' shifts
         lr_labels = motionlib.labels_on_acquired(sr_labels, sr, lr_grid, shifts)
         timings["lr_labels"] = time.perf_counter() - t
         if progress:
@@ -389,9 +378,9 @@ class SuperResolver:
                 if not todo:
                     break
                 check()
-                again = self.predictor.predict(source, phases=todo, tta=True,
-                                               **({"roi": pred.roi, "net_roi": getattr(pred, "net_roi", None)}
-                                                  if getattr(pred, "roi", None) else {}))
+                again = motionlib.predict_corrected(
+                    self.predictor, source, shifts, phases=todo, tta=True,
+                    **({"roi": pred.roi, "net_roi": getattr(pred, "net_roi", None)} if getattr(pred, "roi", None) else {}))
                 rows = [phase_list.index(p) for p in todo]
                 sr_labels[rows] = np.asarray(again.sr_labels, dtype=np.uint8)
                 done.update(todo)

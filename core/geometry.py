@@ -225,10 +225,14 @@ def nearest_slice_indices(lr: Grid, sr: Grid) -> np.ndarray:
     return np.clip(np.floor(k + 0.5), 0, lr.shape[0] - 1).astype(np.int64)
 
 
-def inplane_coords(lr: Grid, sr: Grid) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def inplane_coords(lr: Grid, sr: Grid, shifts_mm: np.ndarray | None = None
+                   ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """For each LR slice k: (y, x, outside), the LR in-plane pixel coordinates (H_sr, W_sr) float64 of the
     SR in-plane positions of the SR slice nearest to it (k fixed), and where they fall beyond the LR field
-    of view (more than half an LR pixel outside the edge pixel centres): `inplane_resample`'s sampling."""
+    of view (more than half an LR pixel outside the edge pixel centres): `inplane_resample`'s sampling.
+    `shifts_mm` (Z, 2): per-slice in-plane shifts (mm along the LR grid's i and j axes) to undo, as
+    `core.motion.apply_shifts` does: slice k is sampled at p + shift_k (the field of view, `outside`, stays
+    the acquired one; positions moved beyond the edge take the edge values)."""
     _, h, w = sr.shape
     ny, nx = lr.shape[1:]
     m = index_map(lr, sr)
@@ -236,15 +240,29 @@ def inplane_coords(lr: Grid, sr: Grid) -> list[tuple[np.ndarray, np.ndarray, np.
     # SR slice whose centre is closest to each LR slice centre (for the in-plane coordinates).
     k_sr = sr.world_to_index(lr.slice_centres())[:, 2]
     coords = []
+    d = None if shifts_mm is None else shifts_in_pixels(shifts_mm, lr)
     for k in range(lr.shape[0]):
         ks = float(np.clip(k_sr[k], 0, sr.shape[0] - 1))
         x = m[0, 0] * ii + m[0, 1] * jj + m[0, 2] * ks + m[0, 3]
         y = m[1, 0] * ii + m[1, 1] * jj + m[1, 2] * ks + m[1, 3]
-        coords.append((y, x, ~((y >= -0.5) & (y <= ny - 0.5) & (x >= -0.5) & (x <= nx - 0.5))))
+        outside = ~((y >= -0.5) & (y <= ny - 0.5) & (x >= -0.5) & (x <= nx - 0.5))
+        if d is not None and (d[k] != 0).any():
+            x, y = x + d[k, 0], y + d[k, 1]
+        coords.append((y, x, outside))
     return coords
 
 
-def inplane_resample(volume: np.ndarray, lr: Grid, sr: Grid, order: int = 1) -> np.ndarray:
+def shifts_in_pixels(shifts_mm: np.ndarray, grid: Grid) -> np.ndarray:
+    """Per-slice in-plane shifts (Z, 2), mm along the grid's i and j axes -> pixels (di, dj); a shift
+    array that does not have one row per slice of `grid` is refused."""
+    s = np.asarray(shifts_mm, np.float64)
+    if s.shape != (grid.shape[0], 2):
+        raise ValueError(f"shifts of shape {s.shape} for a stack of {grid.shape[0]} slices (expected ({grid.shape[0]}, 2))")
+    return s / np.asarray(grid.spacing[:2], np.float64)[None]
+
+
+def inplane_resample(volume: np.ndarray, lr: Grid, sr: Grid, order: int = 1,
+                     shifts_mm: np.ndarray | None = None) -> np.ndarray:
     """Resample every LR slice in-plane onto the SR in-plane grid: (Z_lr, Y, X) -> (Z_lr, H_sr, W_sr), or
     (T, Z_lr, Y, X) -> (T, Z_lr, H_sr, W_sr).
 
@@ -252,7 +270,7 @@ def inplane_resample(volume: np.ndarray, lr: Grid, sr: Grid, order: int = 1) -> 
     k fixed, so no content is interpolated through-plane. Positions inside the LR field of view (within
     half an LR pixel of the edge pixel centres, where the SR grid's first and last rows and columns fall)
     take the nearest edge value; positions beyond it are 0. (Zero there, as `mode="constant"` gave, left
-    the SR grid's edge rows black: about 1 dB of PSNR on the phantoms.)
+    the SR grid's edge rows black: about 1 dB of PSNR on the phantoms.) `shifts_mm`: `inplane_coords`'s.
     """
     volume = np.asarray(volume)
     single = volume.ndim == 3
@@ -263,7 +281,7 @@ def inplane_resample(volume: np.ndarray, lr: Grid, sr: Grid, order: int = 1) -> 
     src = vols.astype(np.float32) if (is_int and order > 0) else vols
     out = np.empty((nt, nz, h, w), dtype=vols.dtype if (order == 0 or not is_int) else np.float32)
     ny, nx = vols.shape[-2:]
-    coords = inplane_coords(Grid((nz, ny, nx), lr.affine), sr)
+    coords = inplane_coords(Grid((nz, ny, nx), lr.affine), sr, shifts_mm)
     if order == 1 and src.dtype == np.float32 and ny > 1 and nx > 1:
         _bilinear_slices(src, coords, out)
     else:
@@ -304,15 +322,17 @@ def _sample_planes(inp, coords: list):
 
 
 def place_on_sr_grid(volume: np.ndarray, lr: Grid, sr: Grid, order: int = 1,
-                     out: np.ndarray | None = None) -> np.ndarray:
+                     out: np.ndarray | None = None, shifts_mm: np.ndarray | None = None) -> np.ndarray:
     """Nearest-slice placement (spec section 2): LR (Z, Y, X) or (T, Z, Y, X) -> SR (D, H, W) / (T, D, H, W).
 
     The LR stack is resampled in-plane to the SR in-plane grid, and every SR slice takes the LR slice
     whose slab contains it: the network sees only acquired data. `out`: an array of the result's shape
     (e.g. rows of the cine's SR image) to place it into, converted to its type, and returned.
+    `shifts_mm` (Z, 2): per-slice shifts undone in the same resampling (`inplane_coords`): the placement
+    of the motion-corrected stack with one interpolation instead of two.
     """
     idx = nearest_slice_indices(lr, sr)
-    planes = inplane_resample(volume, lr, sr, order)
+    planes = inplane_resample(volume, lr, sr, order, shifts_mm)
     if out is None:
         return planes[..., idx, :, :]
     if out.shape != planes.shape[:-3] + (len(idx),) + planes.shape[-2:]:
@@ -324,18 +344,18 @@ def place_on_sr_grid(volume: np.ndarray, lr: Grid, sr: Grid, order: int = 1,
     return out
 
 
-def place_on_sr_grid_torch(volume, lr: Grid, sr: Grid):
-    """`place_on_sr_grid` (order 1) of a float torch tensor (T, Z, Y, X) on its own device (the GPU
-    predictor: the LR cine goes to the device, not the 5x larger stack placed on the SR grid) -> (T, D, H,
-    W) float32 on that device. Same sampling (one `grid_sample`, edge values, zero beyond the field of
-    view); the same numbers as the NumPy path up to the device's float rounding."""
+def place_on_sr_grid_torch(volume, lr: Grid, sr: Grid, shifts_mm: np.ndarray | None = None):
+    """`place_on_sr_grid` (order 1, `shifts_mm` as there) of a float torch tensor (T, Z, Y, X) on its own
+    device (the GPU predictor: the LR cine goes to the device, not the 5x larger stack placed on the SR
+    grid) -> (T, D, H, W) float32 on that device. Same sampling (one `grid_sample`, edge values, zero beyond
+    the field of view); the same numbers as the NumPy path up to the device's float rounding."""
     import torch
 
     dev = volume.device
     ny, nx = volume.shape[-2:]
     if ny < 2 or nx < 2:
         raise ValueError("device placement needs at least 2 x 2 LR pixels (use place_on_sr_grid)")
-    coords = inplane_coords(lr, sr)
+    coords = inplane_coords(lr, sr, shifts_mm)
     planes = _sample_planes(volume.float().transpose(0, 1), coords)  # (Z, T, H, W)
     outside = torch.from_numpy(np.stack([o for _, _, o in coords])).to(dev)  # (Z, H, W)
     planes = planes.masked_fill(outside[:, None], 0)

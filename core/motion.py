@@ -35,6 +35,7 @@ import numpy as np
 from scipy import ndimage
 
 from gemini_cmr.core.geometry import resample
+from gemini_cmr.core.geometry import shifts_in_pixels as shift_px
 from gemini_cmr.core.parallel import thread_workers
 from gemini_cmr.core.study import Grid, Study
 
@@ -259,9 +260,6 @@ def fit_shifts(positions: np.ndarray, areas: np.ndarray, z: np.ndarray,
 
 
 # --- applying ----------------------------------------------------------------------------------------
-def shift_px(shifts_mm: np.ndarray, grid: Grid) -> np.ndarray:
-    return np.asarray(shifts_mm, np.float64) / np.asarray(grid.spacing[:2], np.float64)[None]
-
 
 def apply_shifts(image: np.ndarray, grid: Grid, shifts_mm: np.ndarray, order: int = 3) -> np.ndarray:
     """Corrected copy of a (T, Z, Y, X) image: slice k resampled at p + shift_k (cubic B-spline, edge
@@ -315,6 +313,29 @@ def corrected_study(study: Study, shifts_mm: np.ndarray) -> Study:
     out = copy.copy(study)
     out.image = apply_shifts(study.image, study.grid, shifts_mm)
     return out
+
+
+def accepts_keyword(fn, name: str, via_kwargs: bool = True) -> bool:
+    """`fn` accepts the keyword argument `name` (a predictor with an older `predict` interface does not);
+    `via_kwargs` False: only as a parameter of that name (not through `**kwargs`, which may drop it)."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or (via_kwargs and p.kind is inspect.Parameter.VAR_KEYWORD) for p in params)
+
+
+def predict_corrected(predictor, study: Study, shifts_mm: np.ndarray | None, **kw):
+    """`predictor.predict(...)` of `study` with its slices' `shifts_mm` undone. A predictor whose `predict`
+    names `shifts_mm` (`core.predict.Predictor`) undoes them as it places the stack on the SR grid (one
+    in-plane interpolation, no corrected copy of the cine); any other predicts `corrected_study`."""
+    if shifts_mm is None:
+        return predictor.predict(study, **kw)
+    if accepts_keyword(predictor.predict, "shifts_mm", via_kwargs=False):
+        return predictor.predict(study, shifts_mm=np.asarray(shifts_mm, np.float64), **kw)
+    return predictor.predict(corrected_study(study, shifts_mm), **kw)
 
 
 def estimate_from_prediction(image: np.ndarray, grid: Grid, sr_image: np.ndarray, sr_labels: np.ndarray,
@@ -599,7 +620,6 @@ def estimate_motion(predictor, study: Study, rounds: int = ROUNDS, cancel=None, 
     total = np.zeros((nz, 2))
     est = np.zeros(nz, bool)
     timings = {"predict": 0.0, "estimate": 0.0}
-    current = study
     roi = net_roi = None
     heart_notes: list[str] = []
     for r in range(max(1, int(rounds))):
@@ -608,14 +628,15 @@ def estimate_motion(predictor, study: Study, rounds: int = ROUNDS, cancel=None, 
 
             raise Cancelled("super-resolution cancelled")
         t = time.perf_counter()
-        pred = predictor.predict(current, phases=phases)
+        pred = predict_corrected(predictor, study, total if r else None, phases=phases)
         timings["predict"] += time.perf_counter() - t
         if r == 0:
             roi, net_roi = getattr(pred, "roi", None), getattr(pred, "net_roi", None)
             heart_notes = list(getattr(pred, "notes", None) or [])
             first = pred
         t = time.perf_counter()
-        ds, e = estimate_from_prediction(current.image[phases], grid, np.asarray(pred.sr_image),
+        lr_phases = study.image[phases] if not r else apply_shifts(study.image[phases], grid, total)
+        ds, e = estimate_from_prediction(lr_phases, grid, np.asarray(pred.sr_image),
                                          np.asarray(pred.sr_labels), pred.sr_grid, thickness)
         timings["estimate"] += time.perf_counter() - t
         if r == 0:
@@ -623,8 +644,6 @@ def estimate_motion(predictor, study: Study, rounds: int = ROUNDS, cancel=None, 
         if est.sum() < 3:
             break
         total = total + np.where(est[:, None], ds, 0.0)
-        if r + 1 < rounds:
-            current = corrected_study(study, total)
     timings["total"] = time.perf_counter() - t0
     if est.sum() < 3:
         return MotionEstimate(np.zeros((nz, 2)), np.zeros(nz, bool), applied=False, timings=timings,

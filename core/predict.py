@@ -325,6 +325,7 @@ class Predictor:
         net_roi: tuple[int, int, int, int] | None = None,
         first: Sequence[int] = (),
         on_chunk: Callable[[Prediction, list[int]], None] | None = None,
+        shifts_mm: np.ndarray | None = None,
     ) -> Prediction:
         """SR image and labels of `phases` (default all) of `study` on its SR grid.
 
@@ -340,20 +341,23 @@ class Predictor:
         the other rows are not yet meaningful, and the arrays are the ones returned at the end).
         `tta`: test-time augmentation, the labels from class scores averaged over the input and its three
         in-plane mirrorings (`core.models.gemini.TTA_FLIPS`: 4x the network time; the SR image is the
-        unmirrored pass's).
+        unmirrored pass's). `shifts_mm` (Z, 2): per-slice breath-hold shifts (`core.motion`) undone as the
+        stack is placed on the SR grid (`core.geometry.place_on_sr_grid`): the prediction of the corrected
+        stack with one in-plane interpolation; outside the network box the SR image is the corrected stack.
+        The intensity scale stays the acquired pixels' (the same pixels, moved by a few millimetres).
         The heap memory the network's temporaries leave behind is given back at the end
         (`core.parallel.release_free_memory`)."""
         try:
             return self._predict(study, phases, progress, cancel, roi, TTA_FLIPS if tta else (), net_roi, first,
-                                 on_chunk)
+                                 on_chunk, shifts_mm)
         finally:
             release_free_memory()
 
     def _predict(self, study: Study, phases: Sequence[int] | None, progress: Progress | None,
                  cancel: Cancel | None, roi: tuple[int, int, int, int] | None,
                  flips: Sequence[tuple[int, ...]] = (), net_roi: tuple[int, int, int, int] | None = None,
-                 first: Sequence[int] = (), on_chunk: Callable[[Prediction, list[int]], None] | None = None
-                 ) -> Prediction:
+                 first: Sequence[int] = (), on_chunk: Callable[[Prediction, list[int]], None] | None = None,
+                 shifts: np.ndarray | None = None) -> Prediction:
         t0 = time.perf_counter()
         study.validate()
         n_t = study.n_phases
@@ -382,7 +386,8 @@ class Predictor:
         hint, roi, scale, net = roi, None, None, None
         notes: list[str] = []
         # models with `first_phase_context`: the first phase on the SR grid, beside every phase
-        context = place_on_sr_grid(study.image[[0]], lr, sr) if self.model.config.first_phase_context else None
+        context = place_on_sr_grid(study.image[[0]], lr, sr, shifts_mm=shifts) \
+            if self.model.config.first_phase_context else None
         if roi_mm > 0:
             tr = time.perf_counter()
             if hint is not None and _box_fits(hint, sr):
@@ -392,7 +397,7 @@ class Predictor:
                     net = tuple(int(v) for v in net_roi)
             else:
                 roi, net, scale = self._heart_roi(study, sr, phase_list[0], intensity_scale(study.image, pct),
-                                                  roi_mm, norm, context, notes)
+                                                  roi_mm, norm, context, notes, shifts)
             net = net or roi
             timings["roi"] = time.perf_counter() - tr
         if scale is None:
@@ -410,7 +415,7 @@ class Predictor:
             if on_device:  # the LR phases go to the device and are placed there (5x less to copy)
                 try:
                     src = torch.from_numpy(np.ascontiguousarray(study.image[chunk], dtype=np.float32))
-                    placed = place_on_sr_grid_torch(src.to(self.device), lr, sr)
+                    placed = place_on_sr_grid_torch(src.to(self.device), lr, sr, shifts)
                     if self.device.type == "cuda":
                         torch.cuda.synchronize(self.device)
                 except torch.cuda.OutOfMemoryError:
@@ -420,7 +425,7 @@ class Predictor:
                     if torch.cuda.is_available():
                         torch.cuda.empty_cache()
             if placed is None:  # (b, dz, h, w), input units, placed into this chunk's rows of the SR image
-                placed = place_on_sr_grid(study.image[chunk], lr, sr, out=sr_image[out])
+                placed = place_on_sr_grid(study.image[chunk], lr, sr, out=sr_image[out], shifts_mm=shifts)
             timings["preprocess"] += time.perf_counter() - tp
             tm = time.perf_counter()
             if roi is None:  # written straight into this chunk's part of the outputs (the network's input
@@ -457,7 +462,8 @@ class Predictor:
         return Prediction(sr, phase_list, sr_image, sr_labels, self.model_id, scale, timings, roi, net, notes)
 
     def _heart_roi(self, study: Study, sr: Grid, phase: int, scale: float, roi_mm: float, norm: dict,
-                   context: np.ndarray | None = None, notes: list[str] | None = None
+                   context: np.ndarray | None = None, notes: list[str] | None = None,
+                   shifts: np.ndarray | None = None
                    ) -> tuple[tuple[int, int, int, int] | None, tuple[int, int, int, int] | None, float]:
         """Region-of-interest inference for models trained on heart-centred crops (the ACDC model):
         one phase through the network on the whole field of view finds the heart (the component most like
@@ -467,7 +473,8 @@ class Predictor:
         moved inside the grid; the intensity scale is the percentile of the LR pixels inside the box, as
         for the training crops. With `inference.roi_margin_mm` the network box is the part of it within
         that margin of the heart found (`fit_heart_box`), else the box itself. Nothing found: the whole
-        field of view, with a warning. `context`: `run_stacks`'s, on the whole field.
+        field of view, with a warning. `context`: `run_stacks`'s, on the whole field. `shifts`: `predict`'s
+        `shifts_mm`.
 
         With `inference.heart_pass_mm` (an in-plane spacing coarser than the SR grid's) the whole field goes
         through the network on that coarser grid only to place a first box on the heart; the heart's extent
@@ -482,19 +489,19 @@ class Predictor:
         lab = None
         if pass_mm > float(sr.spacing[0]) + 1e-6:
             coarse = sr_grid(study.grid, inplane_mm=pass_mm)
-            ctx = None if context is None else place_on_sr_grid(study.image[[0]], study.grid, coarse)
-            first = inplane_nearest(self._heart_labels(study, coarse, phase, scale, ctx), coarse, sr)
+            ctx = None if context is None else place_on_sr_grid(study.image[[0]], study.grid, coarse, shifts_mm=shifts)
+            first = inplane_nearest(self._heart_labels(study, coarse, phase, scale, ctx, shifts=shifts), coarse, sr)
             window = heart_roi(first[0], spacing_yx, roi_mm)
             if window is not None:
                 lab = self._heart_labels(study, sr, phase, self._roi_scale(study, sr, window, scale, norm), context,
-                                         window)
+                                         window, shifts)
                 if not lab.any() or _touches_edge(lab[0], window, sr):
                     log.info("no heart within the coarse pass's box, or the heart reaches its edge: the heart pass "
                              "on the whole field")
                     lab = None
         if lab is None:
-            lab = self._heart_labels(study, sr, phase, scale, context)
-            lab = self._where_it_beats(study, sr, phase, scale, norm, roi_mm, context, lab, notes)
+            lab = self._heart_labels(study, sr, phase, scale, context, shifts=shifts)
+            lab = self._where_it_beats(study, sr, phase, scale, norm, roi_mm, context, lab, notes, shifts)
         roi = heart_roi(lab[0], spacing_yx, roi_mm)
         if roi is None:
             msg = "no heart found on the whole field of view: the network runs on all of it"
@@ -511,7 +518,8 @@ class Predictor:
         return roi, net, self._roi_scale(study, sr, roi, scale, norm)
 
     def _where_it_beats(self, study: Study, sr: Grid, phase: int, scale: float, norm: dict, roi_mm: float,
-                        context: np.ndarray | None, lab: np.ndarray, notes: list[str] | None = None) -> np.ndarray:
+                        context: np.ndarray | None, lab: np.ndarray, notes: list[str] | None = None,
+                        shifts: np.ndarray | None = None) -> np.ndarray:
         """The whole-field pass's heart `lab` (1, D, H, W) where the cine beats there (the mean `cine_motion_map`
         over its in-plane extent >= `HEART_MOTION_MIN`, or no map: a single phase); else the heart found again
         by the network in a `roi_mm` box centred on where the cine beats (`motion_map_centre`), with that box's
@@ -543,12 +551,13 @@ class Predictor:
         x, y = sr.world_to_index(motion_map_centre(motion, study.grid))[:2]
         spacing_yx = (float(sr.spacing[1]), float(sr.spacing[0]))
         window = box_around((float(y), float(x)), spacing_yx, roi_mm, sr.shape[1:])
-        again = self._heart_labels(study, sr, phase, self._roi_scale(study, sr, window, scale, norm), context, window)
+        again = self._heart_labels(study, sr, phase, self._roi_scale(study, sr, window, scale, norm), context, window,
+                                   shifts)
         centred = heart_roi(again[0], spacing_yx, roi_mm) if again.any() else None
         if centred is not None and centred != window:  # once more with the heart found there in the middle
             window = centred
             again = self._heart_labels(study, sr, phase, self._roi_scale(study, sr, window, scale, norm), context,
-                                       window)
+                                       window, shifts)
         y0, y1, x0, x1 = window
         msg = (f"the heart the whole-field pass found lies where the cine hardly moves ({level:.2f} of the beating "
                f"region's motion): the heart found again in a {roi_mm:.0f} mm box where it beats (SR rows {y0}-{y1}, "
@@ -559,13 +568,14 @@ class Predictor:
         return again if again.any() else lab
 
     def _heart_labels(self, study: Study, grid: Grid, phase: int, scale: float, context: np.ndarray | None,
-                      window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+                      window: tuple[int, int, int, int] | None = None, shifts: np.ndarray | None = None
+                      ) -> np.ndarray:
         """(1, D, H, W) labels of one phase on `grid` (the labels alone: they find the heart), the heart
         component alone; with `window` (y0, y1, x0, x1) the network runs on that part of the grid only and
-        the rest is background. `context` lies on `grid`, whole."""
+        the rest is background. `context` lies on `grid`, whole. `shifts`: `predict`'s `shifts_mm`."""
         from gemini_cmr.core.postprocess import postprocess_labels
 
-        placed = place_on_sr_grid(study.image[[phase]], study.grid, grid)
+        placed = place_on_sr_grid(study.image[[phase]], study.grid, grid, shifts_mm=shifts)
         if window is None:
             _, lab = self._run_safe(placed, scale, labels_only=True, context=context)
         else:

@@ -315,3 +315,75 @@ def test_phantom_summary_reports_the_error_without_the_trend():
     assert "without the trend" in lines[0]
     assert "1.50 (n=2); 0.38 |" in next(ln for ln in lines if ln.startswith("| with correction"))
     assert "; nan |" in next(ln for ln in lines if ln.startswith("| without correction"))
+
+
+# --- the shifts undone in the placement on the SR grid --------------------------------------------------
+def test_placement_with_shifts_samples_each_slice_at_p_plus_its_shift():
+    from gemini_cmr.core.geometry import place_on_sr_grid, sr_grid
+
+    grid = Grid((4, 40, 40), np.diag([2.0, 2.0, 8.0, 1.0]))
+    sr = sr_grid(grid)
+    rng = np.random.default_rng(3)
+    img = rng.normal(size=(2, 4, 40, 40)).astype(np.float32)
+    shifts = np.array([[0.0, 0.0], [4.0, -2.0], [-6.0, 2.0], [0.0, 0.0]])  # whole pixels: 2/-1, -3/1
+    rolled = img.copy()
+    for k, (dx, dy) in enumerate(shifts / 2.0):  # the corrected slice at p is the acquired one at p + shift
+        rolled[:, k] = np.roll(img[:, k], (-int(dy), -int(dx)), axis=(-2, -1))
+    a = place_on_sr_grid(img, grid, sr, shifts_mm=shifts)
+    b = place_on_sr_grid(rolled, grid, sr)
+    m = 8  # away from the edges, which the roll wraps and the placement holds at the edge values
+    assert np.allclose(a[..., m:-m, m:-m], b[..., m:-m, m:-m], atol=1e-5)
+    assert np.array_equal(place_on_sr_grid(img, grid, sr, shifts_mm=np.zeros((4, 2))), place_on_sr_grid(img, grid, sr))
+    with pytest.raises(ValueError, match="shifts of shape"):
+        place_on_sr_grid(img, grid, sr, shifts_mm=np.zeros((3, 2)))
+
+
+def test_placement_with_shifts_on_the_device_path_matches_the_host():
+    import torch
+
+    from gemini_cmr.core.geometry import place_on_sr_grid, place_on_sr_grid_torch, sr_grid
+
+    grid = Grid((3, 30, 34), np.diag([1.5, 1.5, 8.0, 1.0]))
+    sr = sr_grid(grid)
+    img = np.random.default_rng(4).normal(size=(2, 3, 30, 34)).astype(np.float32)
+    shifts = np.array([[1.3, -0.4], [0.0, 0.0], [-2.2, 3.1]])
+    host = place_on_sr_grid(img, grid, sr, shifts_mm=shifts)
+    dev = place_on_sr_grid_torch(torch.from_numpy(img), grid, sr, shifts).numpy()
+    assert np.allclose(host, dev, atol=1e-5)
+
+
+def test_predictor_undoes_the_shifts_in_the_placement_like_a_corrected_copy(phantom_predictor):
+    from gemini_cmr.core.synth import make_subject
+
+    pair = make_subject(106, n_phases=2)
+    study = pair.lr
+    study.labels = None
+    shifts = np.asarray(pair.shifts.inplane_mm, float)
+    placed = phantom_predictor.predict(study, shifts_mm=shifts)
+    copied = phantom_predictor.predict(motion.corrected_study(study, shifts))
+    uncorrected = phantom_predictor.predict(study)
+    same = (placed.sr_labels == copied.sr_labels).mean()
+    assert same > 0.99 and same > (uncorrected.sr_labels == copied.sr_labels).mean()
+
+
+def test_engine_passes_the_shifts_to_a_predictor_that_names_them(monkeypatch):
+    s = make_study(n_phases=3)
+
+    class Shifting(FakePredictor):
+        def __init__(self):
+            super().__init__()
+            self.shifts = []
+
+        def predict(self, study, phases=None, progress=None, cancel=None, shifts_mm=None):
+            self.shifts.append(None if shifts_mm is None else np.array(shifts_mm))
+            return super().predict(study, phases, progress, cancel)
+
+    copies = []
+    monkeypatch.setattr(motion, "corrected_study", lambda st, sh: copies.append(sh) or st)
+    fake = Shifting()
+    r = SuperResolver(model=fake).run(s, phases="all", meshes="none")
+    assert r.motion.applied and len(fake.shifts) == 2 and fake.shifts[0] is None
+    assert np.array_equal(fake.shifts[1], r.motion.shifts_mm) and not copies
+    old = FakePredictor()  # the `predict` interface without `shifts_mm`: a corrected copy
+    r = SuperResolver(model=old).run(s, phases="all", meshes="none")
+    assert r.motion.applied and len(copies) == 1 and np.array_equal(copies[0], r.motion.shifts_mm)
