@@ -18,7 +18,6 @@ train cv`), paired against the corrected copy (`bench_roi_margin.accuracy`).
 from __future__ import annotations
 
 import statistics
-import time
 
 import numpy as np
 from bench_roi_margin import accuracy, agreement, finish_result, parse_args, start_result
