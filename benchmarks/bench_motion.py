@@ -28,10 +28,10 @@ DEFAULT_STUDY = ROOT.parent / "shared" / "data" / "sunnybrook" / "SCD0000101"
 def former_apply_shifts(image: np.ndarray, grid, shifts_mm: np.ndarray, order: int = 3) -> np.ndarray:
     """`core.motion.apply_shifts` as it was: each moved slice's (T, Y, X) cine resampled in 3D, no shift
     along T."""
-    from gemini_cmr.core.motion import shift_px
+    from gemini_cmr.core.geometry import shifts_in_pixels
 
     out = np.array(image, dtype=np.float32, copy=True)
-    for k, (di, dj) in enumerate(shift_px(shifts_mm, grid)):
+    for k, (di, dj) in enumerate(shifts_in_pixels(shifts_mm, grid)):
         if abs(di) < 1e-6 and abs(dj) < 1e-6:
             continue
         out[:, k] = ndimage.shift(out[:, k], (0.0, -dj, -di), order=order, mode="nearest")

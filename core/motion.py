@@ -34,8 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from gemini_cmr.core.geometry import resample
-from gemini_cmr.core.geometry import shifts_in_pixels as shift_px
+from gemini_cmr.core.geometry import resample, shifts_in_pixels
 from gemini_cmr.core.parallel import thread_workers
 from gemini_cmr.core.study import Grid, Study
 
@@ -269,7 +268,7 @@ def apply_shifts(image: np.ndarray, grid: Grid, shifts_mm: np.ndarray, order: in
     demo studies, in about a quarter of the time (`benchmarks/bench_motion.py`). The images are resampled
     on parallel threads (scipy.ndimage releases the GIL; `core.parallel.thread_workers`)."""
     out = np.array(image, dtype=np.float32, copy=True)
-    jobs = [(t, k, di, dj) for k, (di, dj) in enumerate(shift_px(shifts_mm, grid))
+    jobs = [(t, k, di, dj) for k, (di, dj) in enumerate(shifts_in_pixels(shifts_mm, grid))
             if abs(di) >= 1e-6 or abs(dj) >= 1e-6 for t in range(out.shape[0])]
 
     def one(job: tuple[int, int, float, float]) -> None:
@@ -290,7 +289,7 @@ def apply_shifts(image: np.ndarray, grid: Grid, shifts_mm: np.ndarray, order: in
 def shift_labels_to_acquired(labels: np.ndarray, grid: Grid, shifts_mm: np.ndarray) -> np.ndarray:
     """Labels (T, Z, Y, X) of the corrected stack moved back onto the acquired slices (nearest)."""
     out = np.array(labels, copy=True)
-    for k, (di, dj) in enumerate(shift_px(shifts_mm, grid)):
+    for k, (di, dj) in enumerate(shifts_in_pixels(shifts_mm, grid)):
         if abs(di) < 1e-6 and abs(dj) < 1e-6:
             continue
         out[:, k] = ndimage.shift(labels[:, k], (0.0, dj, di), order=0, mode="constant", cval=0)

@@ -255,6 +255,8 @@ def test_apply_shifts_in_plane_per_phase_is_the_3d_resampling_without_a_shift_al
     float64 rounding, which can reach float32 only where a value is next to zero."""
     from scipy import ndimage
 
+    from gemini_cmr.core.geometry import shifts_in_pixels
+
     rng = np.random.default_rng(7)
     img = rng.normal(400, 150, (6, 5, 40, 48)).astype(np.float32)
     img[:, :, :, :6] = 0.0  # background, as beyond the body
@@ -262,7 +264,7 @@ def test_apply_shifts_in_plane_per_phase_is_the_3d_resampling_without_a_shift_al
     shifts = np.array([[0.0, 0.0], [1.3, -0.7], [-2.6, 0.4], [0.2, 3.1], [0.0, 0.0]])
     new = motion.apply_shifts(img, grid, shifts)
     old = np.array(img, copy=True)
-    for k, (di, dj) in enumerate(motion.shift_px(shifts, grid)):
+    for k, (di, dj) in enumerate(shifts_in_pixels(shifts, grid)):
         if abs(di) > 1e-6 or abs(dj) > 1e-6:
             old[:, k] = ndimage.shift(old[:, k], (0.0, -dj, -di), order=3, mode="nearest")
     assert (new != old).mean() < 1e-4
