@@ -63,6 +63,18 @@ class DoubleConv(nn.Sequential):
         )
 
 
+def channels_last_convs(model: nn.Module, on: bool = True) -> nn.Module:
+    """`model`'s 2D convolution weights in channels_last memory format (in place; returns `model`; `on`
+    False: back to contiguous). On the CPU oneDNN's convolutions and their backward run faster on
+    channels_last tensors, and a convolution whose weight is channels_last returns its output in that
+    format, so the activations follow (benchmarks/bench_train_step.py)."""
+    fmt = torch.channels_last if on else torch.contiguous_format
+    for mod in model.modules():
+        if isinstance(mod, nn.Conv2d):
+            mod.to(memory_format=fmt)
+    return model
+
+
 class Down(nn.Sequential):
     def __init__(self, in_ch: int, out_ch: int, norm: str = "batch"):
         super().__init__(nn.MaxPool2d(2), DoubleConv(in_ch, out_ch, norm))
@@ -100,10 +112,13 @@ class Up(nn.Module):
         if x.shape[-2:] != skip.shape[-2:]:  # odd sizes: pad to the skip's size
             dy, dx = skip.shape[-2] - x.shape[-2], skip.shape[-1] - x.shape[-1]
             x = F.pad(x, [dx // 2, dx - dx // 2, dy // 2, dy - dy // 2])
-        if self.training:
+        if self.training and not x.is_contiguous(memory_format=torch.channels_last):
             return self.conv(torch.cat([skip, x], dim=1))
-        # Inference: conv(cat([skip, x])) as conv(skip) + conv(x) with the weight split by input channels,
-        # the same sum without the concatenated copy (a slow interleaving copy in channels_last on the CPU).
+        # conv(cat([skip, x])) as conv(skip) + conv(x) with the weight split by input channels: the same sum
+        # without the concatenated copy (a slow interleaving copy in channels_last on the CPU); in training (on
+        # channels_last activations, `channels_last_convs`) the upsampling's backward also gets its gradient
+        # straight from the convolution instead of a channel slice of the concatenation's, a slow layout
+        # (benchmarks/bench_train_step.py).
         first = self.conv[0]
         cs = skip.shape[1]
         w = first.weight

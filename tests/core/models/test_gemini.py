@@ -98,3 +98,33 @@ def test_input_to_heads(encoder):
     assert img.shape == (2, 4, 16, 16) and seg.shape == (2, 4, 4, 16, 16)
     seg.logsumexp(1).mean().backward()
     assert g.inc[0].weight.grad.abs().sum() > 0
+
+
+def test_channels_last_training_split_convolution_matches_the_concatenation():
+    """In training on channels_last activations, `Up` convolves the skip connection and the upsampled features
+    separately (the weight split by input channels): the same outputs and gradients as the convolution of
+    their concatenation, which NCHW training keeps; the model's weights only change memory format."""
+    from gemini_cmr.core.models.blocks import Up, channels_last_convs
+
+    torch.manual_seed(0)
+    up = Up(8, 4, 4).train()
+    x0, skip0 = torch.randn(3, 8, 6, 10), torch.randn(3, 4, 12, 20)
+    outs, grads = [], []
+    for channels_last in (False, True):
+        channels_last_convs(up, channels_last)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        x = x0.clone(memory_format=fmt).requires_grad_()
+        skip = skip0.clone(memory_format=fmt).requires_grad_()
+        calls = []
+        hook = torch.nn.Conv2d.register_forward_hook(up.conv[0], lambda m, a, o: calls.append(a[0].shape[1]))
+        y = up(x, skip)
+        hook.remove()
+        y.square().sum().backward()
+        assert calls == ([12] if not channels_last else [])  # the concatenation's 12 channels, or split
+        assert up.conv[0].weight.is_contiguous(memory_format=fmt)
+        outs.append(y.detach())
+        grads.append((x.grad, skip.grad, up.conv[0].weight.grad.clone()))
+        up.zero_grad()
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads[1], grads[0]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

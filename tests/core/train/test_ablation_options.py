@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from gemini_cmr.core.errors import DataError
+from gemini_cmr.core.models.blocks import channels_last_convs
 from gemini_cmr.core.models.gemini import GeminiConfig, GeminiGenerator
 from gemini_cmr.core.models.store import load_model, load_tensors
 from gemini_cmr.core.train.deep_supervision import DeepSupervisionHeads, level_weights
@@ -111,6 +112,9 @@ def test_deep_supervision_trains_resumes_and_exports_the_generator_alone(acdc3, 
     m = load_model(tmp_path / "run" / "last")
     x, _, _ = _batch(acdc3, 1)
     t.G.eval()
+    convs = [m for m in t.G.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)  # CPU
+    channels_last_convs(t.G, on=False)  # the exported copy's memory format: the same arithmetic
     with torch.no_grad():
         a, b = t.G.infer(x), m.generator.infer(x)
     assert torch.equal(a[1], b[1]) and torch.equal(a[0], b[0])
