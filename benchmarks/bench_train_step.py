@@ -3,6 +3,7 @@ measured against the step before in one process, on the same batches.
 
     .venv/bin/python benchmarks/bench_train_step.py [--config recipes/gemini-acdc/ablations/steps2400_robust.json]
         [--data acdc:../shared/data/acdc/training] [--fold 1/5] [--steps 12] [--threads 2] [--json FILE]
+    .venv/bin/python benchmarks/bench_train_step.py --phantoms data/phantoms [--steps 20] [--json FILE]
 
 The recipe's `SemiTrainer` is set up as `train cv` sets up a fold (the config's model, augmentation, crops and
 bf16 autocast); then every step index 1..N is run once per variant, the variants' order rotating from one
@@ -19,6 +20,10 @@ of the arithmetic is separate: on one batch, without an optimiser step, the loss
 parameter under each variant against "before" (per parameter |g - g_before| / |g_before|, median and
 largest over the parameters), and, for scale, "before" in float32 against "before" in bf16.
 
+`--phantoms DATA`: the phantom (GAN) trainer instead (`GeminiTrainer`, the bundled phantom model's training
+config without its `init`, on that paired dataset, e.g. `gemini-cmr synth data/phantoms --subjects 40 --seed 0`):
+the same timing of the three variants, without the gradient check.
+
 Prints the seconds of every step, the median per variant, the ratio before / variant (median of the paired
 ratios and ratio of the totals), and the gradient check. Run on an idle machine (pause other jobs): the
 steps take 2.5-6 s each on the project's 2 cores.
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -91,26 +97,37 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="scratch folder for the trainer (default: a temporary one)")
+    ap.add_argument("--phantoms", type=Path, default=None, help="time the phantom (GAN) trainer on this paired dataset")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    import tempfile
 
-    base = {k: v for k, v in json.loads(Path(args.config).read_text()).items() if not k.startswith("_")}
-    cfg = SemiConfig.from_dict({**base, "fold": args.fold, "val_every": 10**9, "num_threads": args.threads})
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = SemiTrainer(cfg, args.data, args.out or tmp, "cpu")
-        trainer._prepare()
         names = list(VARIANTS)
-        # the arithmetic: one batch's loss and gradients under each variant, from the same weights, against
-        # "before"; bf16's own error for scale: "before" in float32 (autocast off) against "before"
-        use(trainer, "before")
-        loss0, g0 = gradients(trainer, 0)
-        amp, trainer.amp_dtype = trainer.amp_dtype, None
-        check = {"float32": gradient_check(trainer, 0, loss0, g0)}
-        trainer.amp_dtype = amp
-        for name in names[1:]:
-            use(trainer, name)
-            check[name] = gradient_check(trainer, 0, loss0, g0)
+        check = {}
+        if args.phantoms:
+            from gemini_cmr.core.resources import bundled_model_path
+            from gemini_cmr.core.train.gemini import GeminiTrainer, TrainConfig
+
+            conf = json.loads((bundled_model_path() / "config.json").read_text())["training"]["config"]
+            conf = {k: v for k, v in conf.items() if k not in ("init", "cache_dir")}
+            trainer = GeminiTrainer(TrainConfig.from_dict({**conf, "val_every": 10**9, "num_threads": args.threads}),
+                                    args.phantoms, args.out or tmp, "cpu")
+            trainer._prepare()
+        else:
+            base = {k: v for k, v in json.loads(Path(args.config).read_text()).items() if not k.startswith("_")}
+            cfg = SemiConfig.from_dict({**base, "fold": args.fold, "val_every": 10**9, "num_threads": args.threads})
+            trainer = SemiTrainer(cfg, args.data, args.out or tmp, "cpu")
+            trainer._prepare()
+            # the arithmetic: one batch's loss and gradients under each variant, from the same weights, against
+            # "before"; bf16's own error for scale: "before" in float32 (autocast off) against "before"
+            use(trainer, "before")
+            loss0, g0 = gradients(trainer, 0)
+            amp, trainer.amp_dtype = trainer.amp_dtype, None
+            check["float32"] = gradient_check(trainer, 0, loss0, g0)
+            trainer.amp_dtype = amp
+            for name in names[1:]:
+                use(trainer, name)
+                check[name] = gradient_check(trainer, 0, loss0, g0)
         for name, c in check.items():
             print(f"{name} against before: loss {c['loss']:.6f} ({c['loss_before']:.6f}), gradients' relative "
                   f"L2 difference per parameter: median {c['median_relative_l2']:.2e}, largest "
@@ -138,7 +155,9 @@ def main() -> None:
               f"{rows[name]['ratio_before_over_this_paired_median']:.3f}, totals {rows[name]['ratio_of_totals']:.3f}")
     if args.json:
         args.json.write_text(json.dumps({
-            "config": args.config, "fold": args.fold, "steps": args.steps, "threads": args.threads,
+            "trainer": "phantom GAN (GeminiTrainer)" if args.phantoms else "LR labels (SemiTrainer)",
+            "config": "bundled gemini-phantom's training config" if args.phantoms else args.config,
+            "data": str(args.phantoms or args.data), "fold": None if args.phantoms else args.fold, "steps": args.steps, "threads": args.threads,
             "torch": torch.__version__, "amp": str(trainer.amp_dtype), "variants": rows, "gradient_check": check},
             indent=2) + "\n")
 

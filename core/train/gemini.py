@@ -38,6 +38,7 @@ from gemini_cmr.core.errors import DataError, ModelError
 from gemini_cmr.core.evaluation.metrics import dice_per_structure, psnr, ssim
 from gemini_cmr.core.io.atomic import atomic_write_text
 from gemini_cmr.core.io.manifest import read_manifest
+from gemini_cmr.core.models.blocks import channels_last_convs
 from gemini_cmr.core.models.discriminator import SRDiscriminator, discriminator_input
 from gemini_cmr.core.models.gemini import GeminiConfig, GeminiGenerator, count_parameters
 from gemini_cmr.core.models.store import (
@@ -260,7 +261,7 @@ class GeminiTrainer:
         self.G, self.D = self.build_networks(mcfg, k)
         if cfg.init:
             self._init_from(cfg.init)
-        self.G = self.G.to(self.device)
+        self.G = self.place(self.G)
         self.D = self.D.to(self.device) if self.D is not None else None
         self.G_train = DistributedDataParallel(self.G) if self.dist.enabled else self.G
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=cfg.betas,
@@ -277,6 +278,14 @@ class GeminiTrainer:
         total = cfg.epochs * self.steps_per_epoch
         self.total_steps = min(total, cfg.max_steps) if cfg.max_steps else total
         self.w_tensor = torch.tensor(self.class_weights, dtype=torch.float32, device=self.device)
+
+    def place(self, model: torch.nn.Module) -> torch.nn.Module:
+        """`model` on the training device; on the CPU with its 2D convolutions in channels_last
+        (`channels_last_convs`: oneDNN's convolutions and their backward are faster so, and the decoders then
+        convolve their skip connections split instead of concatenated; the same weights, the arithmetic the
+        same up to rounding; benchmarks/bench_train_step.py)."""
+        model = model.to(self.device)
+        return channels_last_convs(model) if self.device.type == "cpu" else model
 
     def _init_from(self, folder: str) -> None:
         """Start from the generator weights of a saved model (same architecture), e.g. to fine-tune.

@@ -38,7 +38,6 @@ from torch.nn import functional as F
 
 from gemini_cmr.core.device import autocast, autocast_dtype
 from gemini_cmr.core.errors import DataError
-from gemini_cmr.core.models.blocks import channels_last_convs
 from gemini_cmr.core.models.gemini import (
     GeminiConfig,
     GeminiGenerator,
@@ -424,9 +423,7 @@ class SemiTrainer(GeminiTrainer):
         self.G = GeminiGenerator(mcfg)
         if cfg.init:
             self._init_from(cfg.init)
-        self.G = self.G.to(self.device)
-        if self.device.type == "cpu":  # oneDNN's convolutions and their backward are faster so: same weights
-            channels_last_convs(self.G)
+        self.G = self.place(self.G)
         self.teacher = self._teacher(cfg.distill, mcfg) if cfg.distill else None
         self.D = None
         self.opt_d = None

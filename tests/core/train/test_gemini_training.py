@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from gemini_cmr.core.errors import DataError
+from gemini_cmr.core.models.blocks import channels_last_convs
 from gemini_cmr.core.models.store import load_model
 from gemini_cmr.core.predict import Predictor
 from gemini_cmr.core.study import Study
@@ -44,6 +45,7 @@ def test_checkpoint_round_trip_identical_outputs(toy_data, tmp_path):
     loaded = load_model(tmp_path / "run" / "last")
     x = torch.randn(1, 24, 32, 32)
     t.G.eval()
+    channels_last_convs(t.G, on=False)  # trained in channels_last on the CPU; the saved copy's format
     with torch.no_grad():
         a, b = t.G(x), loaded.generator(x)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
