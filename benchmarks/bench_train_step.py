@@ -2,7 +2,7 @@
 measured against the step before in one process, on the same batches.
 
     .venv/bin/python benchmarks/bench_train_step.py [--config recipes/gemini-acdc/ablations/steps2400_robust.json]
-        [--data acdc:../shared/data/acdc/training] [--fold 1/5] [--steps 12] [--threads 2] [--json FILE]
+        [--data acdc:../shared/data/acdc/training] [--fold 1/5] [--steps 12] [--block 1] [--threads 2] [--json FILE]
     .venv/bin/python benchmarks/bench_train_step.py --phantoms data/phantoms [--steps 20] [--json FILE]
 
 The recipe's `SemiTrainer` is set up as `train cv` sets up a fold (the config's model, augmentation, crops and
@@ -14,6 +14,9 @@ index to the next, so each variant sees the same batches:
 - "channels_last": the 2D convolutions' weights (and so the activations) in channels_last, still `cat`;
 - "current": channels_last and the concatenation's convolution as the sum of two convolutions with the weight
   split by input channels (`core.models.blocks.Up`), what `SemiTrainer` now does on the CPU.
+
+`--block K`: each variant runs K step indices in a row (plus one untimed step after switching the memory
+format), the next variant the same K indices, the order rotating per block: no switch between timed steps.
 
 Each step changes the weights (an optimiser step), so the variants do not train the same model; the check
 of the arithmetic is separate: on one batch, without an optimiser step, the loss and the gradient of every
@@ -96,6 +99,8 @@ def main() -> None:
     ap.add_argument("--fold", default="1/5")
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--block", type=int, default=1,
+                    help="steps each variant runs in a row (after one untimed step following the switch)")
     ap.add_argument("--out", default=None, help="scratch folder for the trainer (default: a temporary one)")
     ap.add_argument("--phantoms", type=Path, default=None, help="time the phantom (GAN) trainer on this paired dataset")
     ap.add_argument("--json", type=Path, default=None)
@@ -136,14 +141,21 @@ def main() -> None:
             use(trainer, name)
             trainer._step(0)
         times: dict[str, list[float]] = {n: [] for n in names}
-        for s in range(1, args.steps + 1):
-            order = names[s % len(names):] + names[: s % len(names)]
-            for name in order:
+        first = 1
+        while first <= args.steps:
+            idx = list(range(first, min(args.steps, first + args.block - 1) + 1))
+            r = (first - 1) // args.block
+            for name in names[r % len(names):] + names[: r % len(names)]:
                 use(trainer, name)
-                t0 = time.perf_counter()
-                trainer._step(s)
-                times[name].append(time.perf_counter() - t0)
-            print(f"step {s}: " + ", ".join(f"{n} {times[n][-1]:.3f} s" for n in names), flush=True)
+                if args.block > 1:
+                    trainer._step(idx[0])  # after the switch, not timed
+                for s in idx:
+                    t0 = time.perf_counter()
+                    trainer._step(s)
+                    times[name].append(time.perf_counter() - t0)
+            for j, s in enumerate(idx, start=len(times[names[0]]) - len(idx)):
+                print(f"step {s}: " + ", ".join(f"{n} {times[n][j]:.3f} s" for n in names), flush=True)
+            first += len(idx)
         blocks.Up.forward = CURRENT_UP
     rows = {}
     for name in names:
@@ -157,7 +169,8 @@ def main() -> None:
         args.json.write_text(json.dumps({
             "trainer": "phantom GAN (GeminiTrainer)" if args.phantoms else "LR labels (SemiTrainer)",
             "config": "bundled gemini-phantom's training config" if args.phantoms else args.config,
-            "data": str(args.phantoms or args.data), "fold": None if args.phantoms else args.fold, "steps": args.steps, "threads": args.threads,
+            "data": str(args.phantoms or args.data), "fold": None if args.phantoms else args.fold,
+            "block": args.block, "steps": args.steps, "threads": args.threads,
             "torch": torch.__version__, "amp": str(trainer.amp_dtype), "variants": rows, "gradient_check": check},
             indent=2) + "\n")
 
