@@ -115,8 +115,8 @@ def test_channels_last_training_split_convolution_matches_the_concatenation():
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         x = x0.clone(memory_format=fmt).requires_grad_()
         skip = skip0.clone(memory_format=fmt).requires_grad_()
-        calls = []
-        hook = torch.nn.Conv2d.register_forward_hook(up.conv[0], lambda m, a, o: calls.append(a[0].shape[1]))
+        calls: list[int] = []
+        hook = up.conv[0].register_forward_hook(lambda m, a, o, calls=calls: calls.append(a[0].shape[1]))
         y = up(x, skip)
         hook.remove()
         y.square().sum().backward()
