@@ -30,7 +30,7 @@ from gemini_cmr.core.device import auto_precision, resolve_device
 from gemini_cmr.core.errors import Cancelled, StudyError
 from gemini_cmr.core.geometry import inplane_nearest, place_on_sr_grid, place_on_sr_grid_torch, sr_grid
 from gemini_cmr.core.memory import plan_batch
-from gemini_cmr.core.models.blocks import Down, MaxPool2x2
+from gemini_cmr.core.models.blocks import Down, MaxPool2x2, channels_last_convs
 from gemini_cmr.core.models.gemini import TTA_FLIPS, class_argmax
 from gemini_cmr.core.models.preprocess import (
     DEFAULT_PERCENTILE,
@@ -183,11 +183,11 @@ def inference_copy(model: torch.nn.Module, channels_last: bool = True) -> torch.
                     and bn.track_running_stats and bn.running_mean is not None):
                 mod[i] = fuse_conv_bn_eval(conv, bn)
                 mod[i + 1] = torch.nn.Identity()
-    for mod in fast.modules():  # 4D weights only: the per-slice generators also hold Conv3d (5D) weights
-        if channels_last and isinstance(mod, torch.nn.Conv2d):
-            mod.to(memory_format=torch.channels_last)
-        if channels_last and isinstance(mod, Down):  # CPU: its MaxPool2d(2) as 4-phase maxima
-            mod[0] = MaxPool2x2()
+    if channels_last:  # 4D weights only: the per-slice generators also hold Conv3d (5D) weights
+        channels_last_convs(fast)
+        for mod in fast.modules():
+            if isinstance(mod, Down):  # CPU: its MaxPool2d(2) as 4-phase maxima
+                mod[0] = MaxPool2x2()
     return fast
 
 

@@ -112,8 +112,8 @@ def test_deep_supervision_trains_resumes_and_exports_the_generator_alone(acdc3, 
     m = load_model(tmp_path / "run" / "last")
     x, _, _ = _batch(acdc3, 1)
     t.G.eval()
-    convs = [m for m in t.G.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)  # CPU
+    convs = [c for c in t.G.modules() if isinstance(c, torch.nn.Conv2d)]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)  # CPU
     channels_last_convs(t.G, on=False)  # the exported copy's memory format: the same arithmetic
     with torch.no_grad():
         a, b = t.G.infer(x), m.generator.infer(x)
