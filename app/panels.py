@@ -39,6 +39,11 @@ MOUSE_HINT = ("Left: crosshair · Right-drag: window/level · Wheel: zoom · Mid
               "Ctrl-drag: oblique plane")
 
 
+def label_width(label: QLabel, longest: str) -> int:
+    """Pixels `label` needs to show `longest` whole in its font (plus its margins)."""
+    return label.fontMetrics().horizontalAdvance(longest) + 2 * label.margin() + 8
+
+
 def build_cine_bar(win: MainWindow) -> QWidget:
     """The bar under the views: slice slider, play/pause, phase slider and frame rate."""
     bar = QWidget()
@@ -65,8 +70,10 @@ def build_cine_bar(win: MainWindow) -> QWidget:
         s.setMinimumWidth(80)
     win.slice_label = QLabel("slice –")
     win.phase_label = QLabel("phase –")
-    for lab in (win.slice_label, win.phase_label):
-        lab.setFixedWidth(150)  # fixed: changing text must not re-layout the window on every step
+    # fixed widths, wide enough for the longest text (`ViewerState.slice_text` / `phase_text`): changing text
+    # must not re-layout the window on every step, nor be cut off
+    for lab, longest in ((win.slice_label, "slice 888/888 (SR)"), (win.phase_label, "phase 888/888  8888 ms  ED")):
+        lab.setFixedWidth(label_width(lab, longest))
     win.slice_slider.valueChanged.connect(win.go_to_slice)
     win.phase_slider.valueChanged.connect(win.set_phase)
     h.addWidget(QLabel("Slice"))

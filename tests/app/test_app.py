@@ -155,6 +155,11 @@ def test_super_resolve_shows_labels_surfaces_and_ed_es(qtbot, window, phantom_pa
     # Phase stepping reaches the SR view.
     window.set_phase(window.result.es_phase)
     assert window.sr_view.phase == window.result.es_phase
+    # the cine bar's fixed-width labels show their texts whole, also a 20-phase cine's at ED
+    assert window.phase_label.text().endswith("ES")
+    for label, text in ((window.phase_label, window.phase_label.text()), (window.slice_label, window.slice_label.text()),
+                        (window.phase_label, "phase 20/20  999 ms  ED"), (window.slice_label, "slice 120/120 (SR)")):
+        assert label.fontMetrics().horizontalAdvance(text) <= label.width(), text
 
 
 def test_cancel_stops_the_worker(qtbot, window, phantom_path, oracle_engine):
