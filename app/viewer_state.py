@@ -372,6 +372,13 @@ class ViewerState:
         rr = f" over {times[-1]:.0f} ms" if times is not None and len(times) > 1 else ""
         ed = NO_VALUE if m.ed_phase is None else str(m.ed_phase + 1)
         es = NO_VALUE if m.es_phase is None else str(m.es_phase + 1)
+        computed = ""
+        if self.result is not None and (m.ed_phase is None or m.es_phase is None):
+            # where the study does not say: the phase the result took (from its LV volume curve)
+            r = self.result
+            ed = ed if m.ed_phase is not None or r.ed_phase is None else str(r.ed_phase + 1)
+            es = es if m.es_phase is not None or r.es_phase is None else str(r.es_phase + 1)
+            computed = " (computed)"
         panel = {
             "name": s.name,
             "format": m.format or NO_VALUE,
@@ -381,7 +388,7 @@ class ViewerState:
             "size": f"{s.image.shape[3]} × {s.image.shape[2]} × {s.n_slices} slices",
             "spacing": f"{sx:.2f} × {sy:.2f} × {sz:.2f} mm{thick}",
             "phases": f"{s.n_phases}{rr}",
-            "edes": f"{ed} / {es}",
+            "edes": f"{ed} / {es}{computed}",
             "labels": f"phases {', '.join(str(p + 1) for p in s.labelled_phases)}" if s.has_labels else "none",
             "sr": NO_VALUE, "sr_spacing": NO_VALUE, "model": NO_VALUE,
         }

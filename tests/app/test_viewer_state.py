@@ -214,6 +214,13 @@ def test_study_panel(lr_data):
     assert panel["sr_spacing"] == f"{gx:.2f} × {gy:.2f} × {gz:.2f} mm"
     assert panel["model"] == "0123456789abcdef… + feedfacefeedface…"
     assert s.model_tooltip() == "model 0123456789abcdef0123\nadapter feedfacefeedfacefeed\nbundled"
+    assert panel["edes"] == "1 / 5"  # the study's own
+    # a study that does not say which phases are ED and ES: "–" until a result has computed them
+    s = ViewerState()
+    s.show_study(_study(lr_data, ed_phase=None, es_phase=None))
+    assert s.study_panel()["edes"] == f"{NO_VALUE} / {NO_VALUE}"
+    s.show_result(_result(phases=(2, 6), ed=6, es=2))
+    assert s.study_panel()["edes"] == "7 / 3 (computed)"
 
 
 def test_the_oblique_plane_trace_on_the_cursor_slice(lr_data):
