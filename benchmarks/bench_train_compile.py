@@ -4,9 +4,9 @@
         [--data acdc:../shared/data/acdc/training] [--fold 1/5] [--steps 8] [--threads 2] [--json FILE]
 
 The recipe's `SemiTrainer` is set up as `train cv` sets up a fold (as in `bench_train_step.py`); the 2D encoder
-(`inc` and `downs`) and both decoders are compiled with `dynamic=True` (the number of acquired slices varies
-between batches); the through-plane mixing and the losses stay eager. Three compiled steps warm up (the first
-one compiles; its time is printed), then blocks of 4 step indices run under each mode in turn (one untimed
+(`GeminiGenerator._encode2d`: `inc` and `downs`) and both decoders are compiled with `dynamic=True` (the
+number of acquired slices varies between batches); the through-plane mixing and the losses stay eager. Three
+compiled steps warm up (the first one compiles; its time is printed), then blocks of 4 step indices run under each mode in turn (one untimed
 step after every switch), the order alternating between blocks, so both modes see the same batches.
 Prints the seconds of every step, the medians and the ratio eager / compiled. Run on an idle machine.
 """
@@ -21,22 +21,7 @@ import time
 from pathlib import Path
 
 import torch
-
-from gemini_cmr.core.train.semi import SemiConfig, SemiTrainer
-
-
-class Encoder2d(torch.nn.Module):
-    """The generator's per-slice 2D encoder (`GeminiGenerator._encode2d`) as a module of its own."""
-
-    def __init__(self, g: torch.nn.Module):
-        super().__init__()
-        self.inc, self.downs = g.inc, g.downs
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        feats = [self.inc(x)]
-        for down in self.downs:
-            feats.append(down(feats[-1]))
-        return feats
+from bench_train_step import recipe_trainer
 
 
 def main() -> None:
@@ -49,15 +34,12 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    base = {k: v for k, v in json.loads(Path(args.config).read_text()).items() if not k.startswith("_")}
-    cfg = SemiConfig.from_dict({**base, "fold": args.fold, "val_every": 10**9, "num_threads": args.threads})
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = SemiTrainer(cfg, args.data, tmp, "cpu")
-        trainer._prepare()
+        trainer = recipe_trainer(args.config, args.data, args.fold, args.threads, tmp)
         g = trainer.G
         eager = {"seg_decoder": g.seg_decoder, "image_decoder": g.image_decoder}
         compiled = {k: torch.compile(m, dynamic=True) for k, m in eager.items()}
-        encoder = torch.compile(Encoder2d(g), dynamic=True)
+        encoder = torch.compile(g._encode2d, dynamic=True)  # the bound method: `inc` and `downs`
 
         def use(on: bool) -> None:
             for k in eager:

@@ -92,6 +92,15 @@ def gradient_check(trainer: SemiTrainer, step: int, loss0: float, g0: dict[str, 
             "max_relative_l2": max(rel)}
 
 
+def recipe_trainer(config: str | Path, data: str, fold: str, threads: int, out: str | Path) -> SemiTrainer:
+    """The recipe's `SemiTrainer` for one fold on the CPU, prepared as `train cv` prepares it (no validation)."""
+    base = {k: v for k, v in json.loads(Path(config).read_text()).items() if not k.startswith("_")}
+    cfg = SemiConfig.from_dict({**base, "fold": fold, "val_every": 10**9, "num_threads": threads})
+    trainer = SemiTrainer(cfg, data, out, "cpu")
+    trainer._prepare()
+    return trainer
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="recipes/gemini-acdc/ablations/steps2400_robust.json")
@@ -119,10 +128,7 @@ def main() -> None:
                                     args.phantoms, args.out or tmp, "cpu")
             trainer._prepare()
         else:
-            base = {k: v for k, v in json.loads(Path(args.config).read_text()).items() if not k.startswith("_")}
-            cfg = SemiConfig.from_dict({**base, "fold": args.fold, "val_every": 10**9, "num_threads": args.threads})
-            trainer = SemiTrainer(cfg, args.data, args.out or tmp, "cpu")
-            trainer._prepare()
+            trainer = recipe_trainer(args.config, args.data, args.fold, args.threads, args.out or tmp)
             # the arithmetic: one batch's loss and gradients under each variant, from the same weights, against
             # "before"; bf16's own error for scale: "before" in float32 (autocast off) against "before"
             use(trainer, "before")
