@@ -155,8 +155,6 @@ def run_cv(data: str, config: dict, out: str | Path, folds: int = 5, only: list[
     """Train, export and evaluate every fold (or the folds in `only`); returns the summary over the
     evaluated folds' patients (`core.evaluation.real.summarise`, plus per-fold means). `tta`: evaluate
     with test-time augmentation (`eval_tta.json` per fold, `cv_tta.json` / `cv_tta.md`)."""
-    from gemini_cmr.core.evaluation.real import format_summary, summarise
-
     say = say or (lambda msg: log.info("%s", msg))
     out = Path(out)
     if inference is None:  # a model trained on heart boxes runs on the same box size
@@ -170,19 +168,31 @@ def run_cv(data: str, config: dict, out: str | Path, folds: int = 5, only: list[
     out.mkdir(parents=True, exist_ok=True)
     recipe = {"data": str(data), "folds": folds, "config": config, "inference": inference}
     atomic_write_text(out / "cv_recipe.json", dumps(recipe) + "\n")
-    rows: list[dict[str, Any]] = []
-    per_fold: dict[int, dict[str, Any]] = {}
+    evaluated: dict[int, list[dict[str, Any]]] = {}
     for k in chosen:
         run = out / f"fold{k}"
         t0 = time.perf_counter()
         _train_fold(config, str(data), run, k, folds, device, say)
         _export(run, inference)
-        fold_rows = _evaluate_fold(str(data), run, k, folds, device, say, tta)
-        rows += fold_rows
-        per_fold[k] = summarise(fold_rows)
-        say(f"fold {k}: {len(fold_rows)} patients evaluated ({time.perf_counter() - t0:.0f} s)")
-    summary = {"data": str(data), "folds": folds, "evaluated_folds": chosen, "tta": tta, **summarise(rows),
-               "per_fold": per_fold}
+        evaluated[k] = _evaluate_fold(str(data), run, k, folds, device, say, tta)
+        say(f"fold {k}: {len(evaluated[k])} patients evaluated ({time.perf_counter() - t0:.0f} s)")
+    return write_cv_summary(out, str(data), folds, evaluated, tta)
+
+
+def write_cv_summary(out: str | Path, data: str, folds: int, fold_rows: dict[int, list[dict[str, Any]]],
+                     tta: bool = False) -> dict[str, Any]:
+    """Pool the held-out rows of the evaluated folds (`fold_rows`: fold -> its rows) into `OUT/cv.json` and
+    `OUT/cv.md` (`cv_tta.*` with `tta`): `core.evaluation.real.summarise` over all of them plus each fold's
+    own; returns the summary with its markdown. `run_cv` writes it after its folds; folds evaluated by
+    separate runs (their saved rows) are pooled with it the same way."""
+    from gemini_cmr.core.evaluation.real import format_summary, summarise
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    chosen = sorted(fold_rows)
+    rows = [r for k in chosen for r in fold_rows[k]]
+    summary = {"data": data, "folds": folds, "evaluated_folds": chosen, "tta": tta, **summarise(rows),
+               "per_fold": {k: summarise(fold_rows[k]) for k in chosen}}
     stem = "cv_tta" if tta else "cv"
     atomic_write_text(out / f"{stem}.json", dumps({"summary": summary, "rows": rows}) + "\n")
     how = ", test-time augmentation" if tta else ""
@@ -194,4 +204,4 @@ def run_cv(data: str, config: dict, out: str | Path, folds: int = 5, only: list[
     return summary
 
 
-__all__ = ["DEFAULT_INFERENCE", "fold_init", "fold_studies", "run_cv", "train_final"]
+__all__ = ["DEFAULT_INFERENCE", "fold_init", "fold_studies", "run_cv", "train_final", "write_cv_summary"]

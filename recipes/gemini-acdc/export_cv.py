@@ -3,10 +3,14 @@
 (`RUN/cv.json`) as its evaluation, the licence note and the heart-region inference settings.
 
     .venv/bin/python recipes/gemini-acdc/export_cv.py runs/cv [--dest resources/models/gemini-acdc]
-        [--recipe recipes/gemini-acdc/cpu.json] [--dropped DROPPED.json]
+        [--recipe recipes/gemini-acdc/cpu.json] [--dropped DROPPED.json] [--model MODEL]
 
 `--recipe`: the config `RUN` was trained with (named in the model's training command and evaluation; a
 continuation recipe's `init` names the run it continued).
+
+`--model MODEL`: the final model is the folder MODEL instead of `RUN/final/model`, e.g. the shipped weights when
+`RUN` holds folds trained in separate runs and pooled by `pool_folds.py` (its `cv.json`); the model's training
+record is kept (its own training time).
 
 When `RUN` holds only the final model (`--final` without folds: a recipe change measured on some folds
 before it is cross-validated on all of them), `--measured-recipe MODEL --change TEXT --paired JSON` takes
@@ -15,7 +19,7 @@ under `recipe_before_change` and adds the change with its paired fold figures (`
 output; `--paired` again for each further comparison that measures a part of the change, e.g. a second
 stage against its first), so the card says which figures belong to which recipe. `--dropped`: the JSON of `gemini-cmr evaluate
 dropped-slices ... --fold 0 1 2 --model RUN/{fold}/model --json` on the folds' held-out patients, added to the
-evaluation.
+evaluation (repeated for folds scored in separate runs: their folds together, the summary the mean over folds).
 
 The weights are written float16; `LICENCE.md` in the destination is kept. The model's `evaluation` says how
 many folds were measured and that every figure is on patients the scored model never saw (the last
@@ -104,23 +108,66 @@ def evaluation_with_change(before: dict, change: str, paired: dict, source: str,
     }
 
 
-def main() -> None:
+def _mean_of_folds(summaries: list[dict]) -> dict:
+    """Per mode, method and structure, the mean over folds of each fold's pooled Dice."""
+    out: dict = {}
+    for mode in summaries[0]:
+        out[mode] = {}
+        for method in summaries[0][mode]:
+            vals = [s[mode][method] for s in summaries if method in s.get(mode, {})]
+            out[mode][method] = {key: sum(v[key] for v in vals) / len(vals) for key in vals[0]}
+    return out
+
+
+def dropped_section(docs: list[dict]) -> dict:
+    """The card's `dropped_slices` from `evaluate dropped-slices --json` outputs (one run over several folds, or
+    one file per fold from separate runs). Several files: their folds together, and as the summary the mean
+    over folds of each fold's Dice (Dice is pooled over slices within a fold; the files do not hold the counts
+    to pool across runs)."""
+    folds: dict = {}
+    for d in docs:
+        for k, f in (d.get("folds") or {}).items():
+            if k in folds:
+                raise ValueError(f"fold {k} is in two dropped-slice files")
+            folds[k] = f
+    single = len(docs) == 1
+    pooled = "Dice pooled over the removed slices of the first 10 patients of each fold" if single else (
+        "per fold Dice pooled over the removed slices of its first 10 patients; the summary is the mean over the "
+        "folds (scored in separate runs)")
+    return {
+        "command": ("gemini-cmr evaluate dropped-slices --data ACDC --fold "
+                    + (" ".join(sorted(folds, key=int)) if folds else "K") + " --limit 10 --model RUN/{fold}/model"),
+        "protocol": ("every other short-axis slice removed, the rest super-resolved at ED and ES, labels at the "
+                     f"removed slices vs their manual labels, {pooled}; each fold's patients scored by the fold "
+                     "model that never saw them"),
+        "fold_model_ids": {k: f["model_id"][:12] for k, f in folds.items()} or docs[0].get("model_id", "")[:12],
+        "n": sum(int(d.get("n") or 0) for d in docs),
+        "summary": docs[0].get("summary") if single else _mean_of_folds([f["summary"] for f in folds.values()]),
+        "per_fold": {k: {"n": f["n"], "summary": f["summary"]} for k, f in folds.items()} or None}
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", help="the `train cv` output folder (holds final/model and cv.json)")
+    ap.add_argument("--model", default=None,
+                    help="the final model folder when RUN holds none (default RUN/final/model), e.g. the shipped "
+                         "weights with RUN the folds pooled by pool_folds.py; its training record is kept")
     ap.add_argument("--dest", default=None, help="model folder to write (default: the bundled gemini-acdc)")
     ap.add_argument("--recipe", default="recipes/gemini-acdc/cpu.json", help="the config RUN was trained with")
-    ap.add_argument("--dropped", default=None, help="`evaluate dropped-slices --json` output of a fold model")
+    ap.add_argument("--dropped", action="append", default=None,
+                    help="`evaluate dropped-slices --json` output of the fold models (repeat for folds scored in "
+                         "separate runs)")
     ap.add_argument("--measured-recipe", default=None, metavar="MODEL",
                     help="RUN has no cv.json: the model folder whose evaluation is the recipe before --change")
     ap.add_argument("--change", default=None, help="the recipe change since MODEL's recipe (with --measured-recipe)")
     ap.add_argument("--paired", action="append", default=None,
                     help="compare_cv.py --json of the change on its measured folds (repeat for parts of the change: "
                          "the first is the change as a whole or its main part)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if (args.measured_recipe is None) != (args.change is None) or (args.measured_recipe is None) != (args.paired is None):
         ap.error("--measured-recipe, --change and --paired go together")
     run = Path(args.run)
-    m = load_model(run / "final" / "model")
+    m = load_model(Path(args.model) if args.model else run / "final" / "model")
     cfg = {k: v for k, v in m.config.items() if k not in ("kind", "version", "model", "weights_dtype")}
     state = json.loads((run / "final" / "last" / "state.json").read_text()) \
         if (run / "final" / "last" / "state.json").exists() else {}
@@ -148,18 +195,7 @@ def main() -> None:
     else:
         cfg["evaluation"] = evaluation_from_cv(json.loads((run / "cv.json").read_text()), args.recipe, inference)
     if args.dropped:
-        d = json.loads(Path(args.dropped).read_text())
-        folds = d.get("folds") or {}
-        cfg["evaluation"]["dropped_slices"] = {
-            "command": ("gemini-cmr evaluate dropped-slices --data ACDC --fold "
-                        + (" ".join(folds) if folds else "K") + " --limit 10 --model RUN/{fold}/model"),
-            "protocol": ("every other short-axis slice removed, the rest super-resolved at ED and ES, labels at the "
-                         "removed slices vs their manual labels, Dice pooled over the removed slices of the first "
-                         "10 patients of each fold; each fold's patients scored by the fold model that never saw "
-                         "them"),
-            "fold_model_ids": {k: f["model_id"][:12] for k, f in folds.items()} or d.get("model_id", "")[:12],
-            "n": d.get("n"), "summary": d.get("summary"),
-            "per_fold": {k: {"n": f["n"], "summary": f["summary"]} for k, f in folds.items()} or None}
+        cfg["evaluation"]["dropped_slices"] = dropped_section([json.loads(Path(f).read_text()) for f in args.dropped])
     dest = Path(args.dest) if args.dest else acdc_model_path()
     weights = save_model(dest, m.generator, cfg, half=True)
     digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
