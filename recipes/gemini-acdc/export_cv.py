@@ -109,13 +109,13 @@ def evaluation_with_change(before: dict, change: str, paired: dict, source: str,
 
 
 def _mean_of_folds(summaries: list[dict]) -> dict:
-    """Per mode, method and structure, the mean over folds of each fold's pooled Dice."""
+    """Per mode, method and structure, the mean over folds of each fold's pooled Dice (the modes and methods
+    every fold has: an older file may lack the manual-label rows)."""
     out: dict = {}
-    for mode in summaries[0]:
-        out[mode] = {}
-        for method in summaries[0][mode]:
-            vals = [s[mode][method] for s in summaries if method in s.get(mode, {})]
-            out[mode][method] = {key: sum(v[key] for v in vals) / len(vals) for key in vals[0]}
+    for mode in set.intersection(*(set(s) for s in summaries)):
+        methods = set.intersection(*(set(s[mode]) for s in summaries))
+        out[mode] = {m: {key: sum(s[mode][m][key] for s in summaries) / len(summaries) for key in summaries[0][mode][m]}
+                     for m in sorted(methods)}
     return out
 
 

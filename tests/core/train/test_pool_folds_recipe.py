@@ -80,7 +80,13 @@ def test_dropped_slices_from_separate_runs_are_kept_per_fold_with_their_mean():
     ex = _script("export_cv.py")
     one = ex.dropped_section([_dropped("2", 0.85)])
     assert one["summary"]["on"]["sr"]["mean"] == 0.85 and one["n"] == 10 and "--fold 2 " in one["command"]
-    both = ex.dropped_section([_dropped("4", 0.81), _dropped("0", 0.85)])
+    older = _dropped("4", 0.81)
+    older["folds"]["4"]["summary"] = {"on": {"sr": {"lv_cavity": 0.81, "mean": 0.81},
+                                             "shape_interpolation": {"lv_cavity": 0.8, "mean": 0.8}}}
+    newer = _dropped("0", 0.85)
+    newer["folds"]["0"]["summary"]["on"]["manual_nearest"] = {"lv_cavity": 0.7, "mean": 0.7}
+    both = ex.dropped_section([older, newer])
+    assert "manual_nearest" not in both["summary"]["on"]  # only what every fold measured
     assert both["n"] == 20 and set(both["per_fold"]) == {"0", "4"} and "--fold 0 4 " in both["command"]
     assert both["summary"]["on"]["sr"]["mean"] == pytest.approx(0.83)
     assert both["summary"]["on"]["shape_interpolation"]["lv_cavity"] == pytest.approx(0.8)
