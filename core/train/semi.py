@@ -111,6 +111,11 @@ class SemiConfig(TrainConfig):
     # the basal and apical decisions (a slice that must not hold the structure, e.g. the RV in the basal
     # slice at end-systole) weigh more than their share of the voxels. 1 = off.
     end_slice_weight: float = 1.0
+    # Only the generator's parameters whose names start with one of these prefixes train (e.g. ["tp_head",
+    # "seg_tp_head", "seg_tp_deep"]: the through-plane residual heads); every other parameter keeps the
+    # starting model's value and every BatchNorm layer outside them keeps its statistics (eval mode), so the
+    # acquired slices' outputs stay exactly the starting model's. [] = everything trains.
+    train_only: list = field(default_factory=list)
 
     def __post_init__(self):
         super().__post_init__()
@@ -124,6 +129,28 @@ class SemiConfig(TrainConfig):
         if not (isinstance(self.deep_supervision, int) and not isinstance(self.deep_supervision, bool)
                 and self.deep_supervision >= 0):
             raise DataError(f"deep_supervision must be a number of levels >= 0, not {self.deep_supervision!r}")
+
+
+def freeze_except(model: torch.nn.Module, prefixes: list[str]) -> list[torch.nn.Module]:
+    """With `prefixes` (SemiConfig.train_only), freeze every parameter of `model` whose name starts with none
+    of them; returns the BatchNorm modules outside them (to be kept in eval mode while training, so that their
+    running statistics stay the starting model's). A prefix that names no parameter is a DataError. [] = no
+    change, no modules."""
+    if not prefixes:
+        return []
+    names = [n for n, _ in model.named_parameters()]
+    unknown = [p for p in prefixes if not any(n == p or n.startswith(p + ".") for n in names)]
+    if unknown:
+        raise DataError(f"train_only names no parameter of the model: {', '.join(unknown)} (top-level modules: "
+                        f"{', '.join(sorted({n.split('.')[0] for n in names}))})")
+
+    def trained(name: str) -> bool:
+        return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+    for n, p in model.named_parameters():
+        p.requires_grad_(trained(n))
+    return [m for n, m in model.named_modules()
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and not trained(n)]
 
 
 def allowed_classes(lab: torch.Tensor, k: int) -> torch.Tensor:
@@ -428,7 +455,8 @@ class SemiTrainer(GeminiTrainer):
         self.D = None
         self.opt_d = None
         self.G_train = self.G
-        params = list(self.G.parameters())
+        self.frozen_modules = freeze_except(self.G, [str(v) for v in cfg.train_only])
+        params = [p for p in self.G.parameters() if p.requires_grad]
         if cfg.drop_slices and mcfg.encoder != "acquired-2d":
             raise DataError(f"drop_slices needs the acquired-2d encoder, not {mcfg.encoder!r}")
         if float(cfg.end_slice_weight) != 1.0 and mcfg.encoder != "acquired-2d":
@@ -519,6 +547,8 @@ class SemiTrainer(GeminiTrainer):
             for m in self.G.modules():
                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                     m.eval()
+        for m in self.frozen_modules:
+            m.eval()
         if self.aux is not None:
             self.aux.train()
         if self.G.config.encoder == "acquired-2d":
@@ -540,9 +570,10 @@ class SemiTrainer(GeminiTrainer):
         if self.teacher is not None:
             loss = loss + cfg.lambda_distill * parts["distill"]
         self.opt_g.zero_grad(set_to_none=True)
-        self.scaler_g.scale(loss).backward()
-        self.scaler_g.step(self.opt_g)
-        self.scaler_g.update()
+        if loss.requires_grad:  # with `train_only`, a batch may reach none of the trained parameters
+            self.scaler_g.scale(loss).backward()
+            self.scaler_g.step(self.opt_g)
+            self.scaler_g.update()
         return {"loss": float(loss.detach()), "ce": float(parts["ce"].detach()),
                 "dice": float(parts["dice"].detach()), "mse": float(parts["degrade"].detach()),
                 "lr": cfg.lr * factor}

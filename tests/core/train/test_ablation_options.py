@@ -254,3 +254,35 @@ def test_end_slice_weight_weighs_the_cross_entropy_of_the_slices_beyond(acdc3, t
     other = _cfg(tmp_path, end_slice_weight=3.0, model={**A2D, "encoder": "shared-2d"})
     with pytest.raises(DataError, match="end_slice_weight needs the acquired-2d encoder"):
         SemiTrainer(other, f"acdc:{acdc3}", tmp_path / "run3", device="cpu").run()
+
+
+def test_train_only_the_through_plane_heads_keeps_the_acquired_slices_outputs(acdc3, tmp_path):
+    """`train_only`: a model continued with only its through-plane heads training (dropped-slice
+    self-supervision) keeps every other tensor, BatchNorm statistics included, so the acquired slices' class
+    scores are the starting model's to the bit while the heads learn; a prefix naming no parameter is refused
+    with the model's module names."""
+    start_run = tmp_path / "start"
+    SemiTrainer(_cfg(tmp_path), f"acdc:{acdc3}", start_run, device="cpu").run()
+    heads = {**A2D, "tp_knots": 1, "seg_tp_knots": 1, "seg_tp_hidden": 4}
+    prefixes = ["tp_head", "seg_tp_head", "seg_tp_deep"]
+    cfg = _cfg(tmp_path, model=heads, init=str(start_run / "last"), drop_slices=1.0, train_only=prefixes,
+               max_steps=4)
+    t = SemiTrainer(cfg, f"acdc:{acdc3}", tmp_path / "heads", device="cpu")
+    assert t.run()["status"] == "done"
+    start = load_model(start_run / "last").generator.state_dict()
+    after = load_model(tmp_path / "heads" / "last").generator.state_dict()
+    for k, v in after.items():
+        if any(k.startswith(p + ".") for p in prefixes):
+            continue
+        assert torch.equal(v, start[k]), k  # weights and BatchNorm running statistics
+    assert any(not torch.equal(v, torch.zeros_like(v)) for k, v in after.items() if k.startswith("seg_tp_head."))
+    x, _, _ = _batch(acdc3, 1)
+    a = load_model(start_run / "last").generator.eval()
+    b = load_model(tmp_path / "heads" / "last").generator.eval()
+    with torch.no_grad():
+        assert torch.equal(a.acquired_parts(x)[1], b.acquired_parts(x)[1])
+    saved = json.loads((tmp_path / "heads" / "last" / "config.json").read_text())
+    assert saved["training"]["config"]["train_only"] == prefixes
+    with pytest.raises(DataError, match="train_only names no parameter of the model: tp_heads") as err:
+        SemiTrainer(_cfg(tmp_path, train_only=["tp_heads"]), f"acdc:{acdc3}", tmp_path / "bad", device="cpu").run()
+    assert "seg_decoder" in str(err.value)
