@@ -470,7 +470,7 @@ CASES: list[Case] = [
 ]
 
 
-# --- issue 25, input side: geometry, caps, special files, one-line messages (tests/reliability/test_inputs_*) ---
+# --- input side: geometry, caps, special files, one-line messages (tests/reliability/test_inputs_*) ---
 def _nifti_with_affine(tmp: Path, name: str, affine: np.ndarray, data: np.ndarray | None = None) -> Path:
     """A .nii.gz whose sform (code 1, scanner) is `affine` exactly; the qform is nibabel's orthogonal
     approximation of it, as converters write."""

@@ -1,4 +1,4 @@
-"""Structured fuzzing of NIfTI headers (issue 25): hypothesis draws dims, pixdim, sform/qform (codes, rows,
+"""Structured fuzzing of NIfTI headers: hypothesis draws dims, pixdim, sform/qform (codes, rows,
 quaternions), datatype, bitpix, scl_slope/scl_inter, vox_offset and units, for NIfTI-1 and NIfTI-2,
 raw and gzipped, with a few kB of data. `load_study` must return a valid Study or raise a one-line
 `GeminiError`, never another exception, within a time and memory bound. The byte-level fuzzers in

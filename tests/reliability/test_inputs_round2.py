@@ -1,4 +1,4 @@
-"""Issue 25, input side: what the bad-input table (cases.py, run through info, super-resolve, train and the
+"""Bad input beyond what the bad-input table (cases.py, run through info, super-resolve, train and the
 app) cannot say on its own. Real-size bombs under lowered caps with memory and time bounds; the caps'
 environment variables; duplicate DICOM images; FIFOs and device links beside a good series (loads, no
 hang); 1,100 nested folders; one-line messages (logging, warnings, file names, `view --size`); the real

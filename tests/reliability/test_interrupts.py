@@ -53,7 +53,7 @@ def _interrupt_super_resolve(tmp_path: Path, sig: int, when: str, phases: str = 
     proc = _start_super_resolve(out, phases)
     try:
         if when == "writing":  # the staging folder exists: outputs are being written
-            # (issue 25: staged inside --out, on its file system, no longer beside it)
+            # (staged inside --out, on its file system)
             hit = _wait_for(lambda: bool(leftovers(tmp_path, "results") or staging(out)), proc, 120)
         else:  # the model is running
             hit = _wait_for(lambda: False, proc, 0) or _wait_until_predicting(proc)

@@ -1,8 +1,8 @@
-"""Issue 25 in the app: SIGTERM/SIGINT close it cleanly (finding 5), and its phenotype panel never shows
-flagged values as clean numbers (findings 2 and 6).
+"""The app under signals and with flagged results: SIGTERM/SIGINT close it cleanly, and its phenotype panel
+never shows flagged values as clean numbers.
 
-Before, the Python signal handlers never ran inside Qt's event loop: `kill` or a desktop logout did nothing
-(SIGINT too), and a single-phase study showed "LV EF 0.0 %" in large type."""
+Python signal handlers do not run inside Qt's event loop on their own, so without the app's handling `kill`,
+SIGINT or a desktop logout would do nothing; a single-phase study must not show "LV EF 0.0 %" in large type."""
 
 from __future__ import annotations
 

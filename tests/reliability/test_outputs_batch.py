@@ -1,4 +1,4 @@
-"""Issue 25, finding 1: a resumed `gemini-cmr batch` never files one study's results under another.
+"""A resumed `gemini-cmr batch` never files one study's results under another.
 
 Output folders are named from each study's path (not the list order), and a study is skipped only when its
 folder's run.json records the same input (path, size, modification time), model, adapter and options and
@@ -159,7 +159,7 @@ def test_the_resume_check_compares_the_model(tmp_path):
 
 
 def test_batch_warnings_and_implausible_results_reach_the_user(tmp_path, capsys, fake_engine):
-    """Finding 2 for batch: the study's and the result's warnings go to stderr and into the summary, with
+    """Warnings in batch: the study's and the result's warnings go to stderr and into the summary, with
     whether the phenotypes are plausible; the summary line counts the implausible ones."""
     _study(tmp_path / "s.nii.gz", 3)
     lst = tmp_path / "list.txt"

@@ -1,9 +1,8 @@
-"""Issue 25, finding 4: a model config is validated whole when it is loaded.
+"""A model config is validated whole when it is loaded.
 
-Before, unknown top-level keys were accepted, and `normalisation.percentile` 1000 or "abc",
-`normalisation: "zscore"` or `inference.roi_mm: "big"` loaded and then ended in tracebacks during the run
-(the app showed "task failed" with the traceback). Now: one line naming config.json and the key, exit 2,
-before any compute. A hypothesis fuzz sets random types and values at every key of the bundled model's
+Unknown top-level keys, `normalisation.percentile` 1000 or "abc", `normalisation: "zscore"` or
+`inference.roi_mm: "big"` must not load and then end in tracebacks during the run (in the app a "task failed"
+with the traceback): one line naming config.json and the key, exit 2, before any compute. A hypothesis fuzz sets random types and values at every key of the bundled model's
 config: the config is either accepted, and then usable by everything that reads it at run time, or refused
 with a one-line `ModelError`; nothing else. The shipped models and the recipes' exports still load."""
 

@@ -1,4 +1,4 @@
-"""Issue 25, finding 3: publishing the outputs never loses finished work.
+"""Publishing the outputs never loses finished work.
 
 `--out` is checked before the compute (a file, a folder named like an output file, inside the study's folder,
 read-only, not enough space: one line, exit 2, within seconds); outputs are staged inside `--out` (its own

@@ -1,4 +1,4 @@
-"""Issue 25, findings 2 and 6: warnings reach the user, and implausible or unavailable phenotypes are never
+"""Warnings reach the user, and implausible or unavailable phenotypes are never
 shown as clean numbers.
 
 - the study's warnings (e.g. an incomplete DICOM series read with --allow-incomplete) and the result's go to
@@ -111,7 +111,7 @@ def test_implausible_values_are_flagged_everywhere(tmp_path, study_file, capsys,
 
 
 def test_single_phase_values_are_not_available_with_the_reason(tmp_path, study_file, capsys, monkeypatch):
-    """Finding 6: one phase used to give "LVEF 0.0 %" (ESV = EDV): now n/a with the reason."""
+    """One phase gives no LVEF (ESV would equal EDV, "LVEF 0.0 %"): n/a with the reason."""
     _engine(monkeypatch)
     o = tmp_path / "o"
     rc, out, err, _ = run_cli(["super-resolve", study_file, "--out", o, "--phases", "1", "--quiet"], capsys)

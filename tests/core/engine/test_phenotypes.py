@@ -111,7 +111,7 @@ def test_subset_of_phases_and_writers(tmp_path):
     assert data["lv_ef_pct"] == pytest.approx(50.0)
     cp = ph.write_csv(res, tmp_path / "p.csv")
     rows = list(csv.reader(io.StringIO(cp.read_text())))
-    # issue 25: a fifth column says why a value is flagged (before: no flags, undefined values looked clean)
+    # a fifth column says why a value is flagged (undefined values must not look clean)
     assert rows[0] == ["quantity", "sr_labels", "lr_labels", "unit", "flag"]
     table = {r[0]: r for r in rows[1:]}
     assert table["rv_ef_pct"][1] == "" and table["rv_ef_pct"][4] == "not available: no RV cavity at ED"

@@ -53,8 +53,8 @@ def test_input_list_folder_and_names(tmp_path):
     (tmp_path / "patient001").mkdir()
     found = batch.read_input_list(tmp_path)
     assert [p.name for p in found] == ["a.nii", "b.nii.gz", "c.zip", "patient001"]
-    # issue 25: names come from the path (relative to the common folder), not from the list order
-    # (before: "s", "s-2", "p_q", so a resumed batch on another list filed one study under another's name)
+    # names come from the path (relative to the common folder), not from the list order (with list-order
+    # names, "s", "s-2", "p_q", a resumed batch on another list would file one study under another's name)
     studies = [tmp_path / "x" / "s.nii.gz", tmp_path / "y" / "s.nii", tmp_path / "p q"]
     names = batch.output_names(studies)
     assert names == ["x_s", "y_s", "p_q"]
