@@ -236,6 +236,8 @@ def build_menus(win: MainWindow) -> None:
     hm = mb.addMenu("&Help")
     keys = hm.addAction("Keyboard Shortcuts")
     keys.triggered.connect(lambda: show_shortcuts(win))
+    win.model_card_action = hm.addAction("About the Model…")
+    win.model_card_action.triggered.connect(lambda: show_model_card(win))
     about = hm.addAction("About Gemini CMR")
     about.triggered.connect(lambda: show_about(win))
 
@@ -282,6 +284,23 @@ def show_about(parent: QWidget) -> None:
         f"<b>Gemini CMR</b> {__version__}<br>Joint super-resolution and 3D segmentation of cardiac cine "
         "MRI (Gemini-GAN, V-AMA).<br><br>Research software: not for clinical diagnosis.",
     )
+
+
+def show_model_card(win: MainWindow) -> QWidget | None:
+    """The card of the model the next Super-resolve would use (non-modal); a model that cannot be read is
+    a warning naming its file."""
+    from gemini_cmr.app.dialogs.model_card import ModelCardDialog, model_for_card
+    from gemini_cmr.core.errors import GeminiError
+
+    path, why = model_for_card(combo_path(win.model_box), win.study)
+    try:
+        dialog = ModelCardDialog(path, why, win)
+    except GeminiError as exc:
+        QMessageBox.warning(win, "About the Model", str(exc))
+        return None
+    dialog.show()
+    win.model_card_dialog = dialog
+    return dialog
 
 
 def show_shortcuts(parent: QWidget) -> None:

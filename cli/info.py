@@ -1,4 +1,7 @@
 """`gemini-cmr info PATH [--json]`: load a study and describe it (shape, geometry, phases, labels, warnings).
+`gemini-cmr info --model MODEL [--json]`: a model's card (`core.evaluation.card`: what it is, its training,
+its accuracy on patients it never saw, its licence); MODEL is a model folder or `.safetensors` file, or
+`acdc` / `phantom` for the bundled models.
 
 The JSON form is `Study.summary()` (one object on stdout) and is what scripts and the app's tests read;
 the plain form prints the same facts for people. Load errors are `StudyError`s: main.py turns them into
@@ -14,8 +17,12 @@ import sys
 
 def register(subparsers, summary: str) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("info", help=summary, description=summary)
-    parser.add_argument("path", help="DICOM folder or zip (segmentations beside the images give the labels), NIfTI "
-                                     "file, or ACDC / M&Ms / UK Biobank subject folder")
+    parser.add_argument("path", nargs="?", default=None,
+                        help="DICOM folder or zip (segmentations beside the images give the labels), NIfTI "
+                             "file, or ACDC / M&Ms / UK Biobank subject folder")
+    parser.add_argument("--model", default=None, metavar="MODEL",
+                        help="describe a model instead: its folder or .safetensors file, or 'acdc' / 'phantom' for "
+                             "the bundled ones (architecture, training, held-out accuracy, licence)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--series-uid", default=None, metavar="UID",
                         help="load this DICOM SeriesInstanceUID when the folder holds several series")
@@ -25,7 +32,30 @@ def register(subparsers, summary: str) -> argparse.ArgumentParser:
     return parser
 
 
+def model_path(name: str):
+    """A model argument: `acdc` / `phantom` name the bundled models, anything else is a path."""
+    from gemini_cmr.core.resources import acdc_model_path, bundled_model_path
+
+    return {"acdc": acdc_model_path(), "phantom": bundled_model_path()}.get(name.lower(), name)
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.model is not None:
+        if args.path is not None:
+            print("gemini-cmr info: give a study or --model, not both", file=sys.stderr)
+            return 2
+        from gemini_cmr.core.evaluation.card import format_card, model_card
+
+        card = model_card(model_path(args.model))
+        if args.json:
+            json.dump(card, sys.stdout, indent=1)
+            sys.stdout.write("\n")
+        else:
+            sys.stdout.write(format_card(card))
+        return 0
+    if args.path is None:
+        print("gemini-cmr info: give a study (PATH) or --model MODEL", file=sys.stderr)
+        return 2
     from gemini_cmr.core.io import load_study  # lazy: keeps `gemini-cmr --help` fast
 
     study = load_study(args.path, series_uid=args.series_uid, allow_incomplete=args.allow_incomplete)

@@ -425,3 +425,35 @@ def test_warnings_dialog_says_when_a_quality_check_failed(window):
     assert window.warnings_box.text() == "The run finished with warnings."
     window.warnings_box.close()
     window.interactive = False
+
+
+def test_about_the_model_shows_the_card_of_the_model_a_run_would_use(qtbot, window, tmp_path, monkeypatch):
+    """Help > About the Model: with the automatic choice and no study, the research model's card (id,
+    held-out accuracy, licence); with the demo (phantom) study open, the phantom model's; a broken chosen model is a
+    warning naming its file, not a crash."""
+    from gemini_cmr.app.menus import set_combo_path, show_model_card
+    from gemini_cmr.core.models.store import file_sha256
+    from gemini_cmr.core.resources import acdc_model_path, bundled_model_path, demo_study_path
+
+    assert window.model_card_action.text() == "About the Model…"
+    window.model_card_action.trigger()
+    dialog = window.model_card_dialog
+    qtbot.waitExposed(dialog)
+    acdc_id = file_sha256(acdc_model_path() / "model.safetensors")[:12]
+    assert f"Model {acdc_id}" in dialog.view.toPlainText() and "non-commercial" in dialog.view.toPlainText()
+    assert "real studies" in dialog.note.text()
+    dialog.close()
+    _open(qtbot, window, demo_study_path())
+    dialog = show_model_card(window)
+    assert f"Model {file_sha256(bundled_model_path() / 'model.safetensors')[:12]}" in dialog.text
+    assert "phantom study" in dialog.note.text()
+    dialog.close()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.safetensors").write_bytes(b"x")
+    (broken / "config.json").write_text("{not json")
+    set_combo_path(window.model_box, str(broken))
+    shown = []
+    monkeypatch.setattr("gemini_cmr.app.menus.QMessageBox.warning", lambda parent, title, text: shown.append(text))
+    assert show_model_card(window) is None
+    assert len(shown) == 1 and "config.json" in shown[0] and "\n" not in shown[0]
