@@ -313,6 +313,15 @@ class DiceAccumulator:
     def to_json(self) -> dict[str, Any]:
         return {"intersection": dict(self.inter), "total": dict(self.total)}
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> DiceAccumulator:
+        """The accumulator `to_json` wrote."""
+        a = cls()
+        for k in a.inter:
+            a.inter[k] = int(d["intersection"][k])
+            a.total[k] = int(d["total"][k])
+        return a
+
 
 METHODS = ("sr", "nearest", "shape_interpolation", "manual_nearest", "manual_shape_interpolation")
 
@@ -367,7 +376,8 @@ def dropped_slices_folds(groups: Iterable[tuple[int | None, Any, Iterable[tuple[
                          ) -> dict[str, Any]:
     """`dropped_slices` over (fold, resolver, studies) groups, e.g. each cross-validation fold's patients
     scored by the model that never saw them: Dice pooled over every group's removed slices ("summary"), and
-    per fold ("folds": model id, count and pooled Dice of each; fold None = one ungrouped set). `acquired`:
+    per fold ("folds": model id, count, pooled Dice and the voxel counts behind it, `DiceAccumulator.to_json`, so
+    folds scored in separate runs can be pooled exactly; fold None = one ungrouped set). `acquired`:
     the "acquired" reference too (`dropped_slices_study`)."""
     modes = list(modes)
     keys = ["on" if m else "off" for m in modes]
@@ -399,7 +409,8 @@ def dropped_slices_folds(groups: Iterable[tuple[int | None, Any, Iterable[tuple[
         ids.append(resolver.model_id)
         if fold is not None:
             folds[str(fold)] = {"model_id": resolver.model_id, "n": n,
-                                "summary": {key: {k: a.dice() for k, a in accs.items()} for key, accs in own.items()}}
+                                "summary": {key: {k: a.dice() for k, a in accs.items()} for key, accs in own.items()},
+                                "counts": {key: {k: a.to_json() for k, a in accs.items()} for key, accs in own.items()}}
     summary = {key: {k: a.dice() for k, a in accs.items()} for key, accs in pooled.items()}
     out: dict[str, Any] = {"n": len(rows), "model_id": ids[0] if len(set(ids)) == 1 else ",".join(ids),
                            "summary": summary, "rows": rows}

@@ -119,11 +119,27 @@ def _mean_of_folds(summaries: list[dict]) -> dict:
     return out
 
 
+def _pooled_counts(counts: list[dict]) -> dict:
+    """Per mode and method, Dice pooled over the voxel counts of every fold (`DiceAccumulator.to_json`), for
+    the modes and methods every fold has."""
+    from gemini_cmr.core.evaluation.motion import DiceAccumulator
+
+    out: dict = {}
+    for mode in set.intersection(*(set(c) for c in counts)):
+        out[mode] = {}
+        for method in sorted(set.intersection(*(set(c[mode]) for c in counts))):
+            acc = DiceAccumulator()
+            for c in counts:
+                acc.merge(DiceAccumulator.from_json(c[mode][method]))
+            out[mode][method] = acc.dice()
+    return out
+
+
 def dropped_section(docs: list[dict]) -> dict:
     """The card's `dropped_slices` from `evaluate dropped-slices --json` outputs (one run over several folds, or
-    one file per fold from separate runs). Several files: their folds together, and as the summary the mean
-    over folds of each fold's Dice (Dice is pooled over slices within a fold; the files do not hold the counts
-    to pool across runs)."""
+    one file per fold from separate runs). Several files: their folds together, and as the summary Dice pooled
+    over every fold's removed slices when each fold holds its voxel counts, else the mean over folds of each
+    fold's Dice (files written before the counts were recorded)."""
     folds: dict = {}
     for d in docs:
         for k, f in (d.get("folds") or {}).items():
@@ -131,7 +147,8 @@ def dropped_section(docs: list[dict]) -> dict:
                 raise ValueError(f"fold {k} is in two dropped-slice files")
             folds[k] = f
     single = len(docs) == 1
-    pooled = "Dice pooled over the removed slices of the first 10 patients of each fold" if single else (
+    exact = not single and folds and all("counts" in f for f in folds.values())
+    pooled = "Dice pooled over the removed slices of the first 10 patients of each fold" if single or exact else (
         "per fold Dice pooled over the removed slices of its first 10 patients; the summary is the mean over the "
         "folds (scored in separate runs)")
     return {
@@ -142,7 +159,8 @@ def dropped_section(docs: list[dict]) -> dict:
                      "model that never saw them"),
         "fold_model_ids": {k: f["model_id"][:12] for k, f in folds.items()} or docs[0].get("model_id", "")[:12],
         "n": sum(int(d.get("n") or 0) for d in docs),
-        "summary": docs[0].get("summary") if single else _mean_of_folds([f["summary"] for f in folds.values()]),
+        "summary": (docs[0].get("summary") if single else _pooled_counts([f["counts"] for f in folds.values()])
+                    if exact else _mean_of_folds([f["summary"] for f in folds.values()])),
         "per_fold": {k: {"n": f["n"], "summary": f["summary"]} for k, f in folds.items()} or None}
 
 

@@ -236,6 +236,13 @@ def test_dropped_slices_folds_pool_every_fold_and_keep_each():
     assert res["folds"]["3"]["summary"]["off"]["sr"]["lv_cavity"] == pytest.approx(one[1])
     pooled = res["summary"]["off"]["sr"]["lv_cavity"]
     assert min(one) <= pooled <= max(one) and one[0] != one[1]  # pooled over both folds' slices
+    # each fold keeps the voxel counts behind its Dice: folds of separate runs pool exactly
+    from gemini_cmr.core.evaluation.motion import DiceAccumulator
+
+    acc = DiceAccumulator()
+    for f in ("0", "3"):
+        acc.merge(DiceAccumulator.from_json(res["folds"][f]["counts"]["off"]["sr"]))
+    assert acc.dice()["lv_cavity"] == pytest.approx(pooled)
     single = dropped_slices(a, [("p0", lambda: s)], modes=(False,))
     assert "folds" not in single and "fold" not in single["rows"][0]
     assert "with these slices acquired" not in format_dropped_summary(single["summary"])

@@ -95,6 +95,21 @@ def test_dropped_slices_from_separate_runs_are_kept_per_fold_with_their_mean():
         ex.dropped_section([_dropped("2", 0.85), _dropped("2", 0.8)])
 
 
+def test_dropped_slices_folds_with_voxel_counts_pool_exactly():
+    ex = _script("export_cv.py")
+
+    def doc(fold: str, inter: int, total: int) -> dict:
+        counts = {"intersection": {"lv_cavity": inter, "lv_myocardium": inter, "rv_cavity": inter},
+                  "total": {"lv_cavity": total, "lv_myocardium": total, "rv_cavity": total}}
+        d = _dropped(fold, 2 * inter / total)
+        d["folds"][fold]["counts"] = {"on": {"sr": counts, "shape_interpolation": counts}}
+        return d
+
+    both = ex.dropped_section([doc("0", 90, 200), doc("4", 10, 100)])  # fold Dice 0.9 and 0.2
+    assert both["summary"]["on"]["sr"]["lv_cavity"] == pytest.approx(200 / 300)  # not (0.9 + 0.2) / 2
+    assert "mean over the folds" not in both["protocol"] and "pooled over the removed slices" in both["protocol"]
+
+
 def test_export_puts_the_pooled_folds_on_an_existing_model_and_keeps_its_weights(tmp_path):
     import torch
 
