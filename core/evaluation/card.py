@@ -106,11 +106,11 @@ def _dice_lines(dice: dict[str, Any]) -> list[str]:
 def _error_lines(errors: dict[str, Any]) -> list[str]:
     names = {k: (n, u) for k, n, u in PHENOTYPES}
     lines = []
-    for kind, title in (("acquired", "labels on the acquired slices"), ("reported", "as reported (SR labels)")):
+    for kind, title in (("acquired", "from the labels on the acquired slices"), ("reported", "as reported, from the SR labels")):
         rows = errors.get(kind) or {}
         if not rows:
             continue
-        lines.append(f"  Errors, prediction - manual ({title}): bias [95% limits of agreement], median |error|")
+        lines.append(f"  Errors, prediction - manual, {title}: bias [95% limits of agreement], median |error|")
         for key, e in rows.items():
             name, unit = names[key]
             lines.append(f"    {name + ' (' + unit + ')':14s} {_f(e['bias'], 1, True):>6s} "

@@ -212,6 +212,12 @@ def main(argv: list[str] | None = None) -> None:
             first, before_id, further=[(json.loads(Path(f).read_text()), f) for f in rest])
     else:
         cfg["evaluation"] = evaluation_from_cv(json.loads((run / "cv.json").read_text()), args.recipe, inference)
+        if (run / "folds.json").exists():  # folds trained in separate runs, pooled by pool_folds.py
+            folds = json.loads((run / "folds.json").read_text())
+            cfg["evaluation"]["command"] = ("each fold trained and evaluated by its own `gemini-cmr train cv ... --only K` "
+                                            "(recipes/gemini-acdc/run_fold.sh K), the folds' rows pooled by "
+                                            "recipes/gemini-acdc/pool_folds.py")
+            cfg["evaluation"]["fold_runs"] = folds
     if args.dropped:
         cfg["evaluation"]["dropped_slices"] = dropped_section([json.loads(Path(f).read_text()) for f in args.dropped])
     dest = Path(args.dest) if args.dest else acdc_model_path()

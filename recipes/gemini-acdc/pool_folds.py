@@ -4,6 +4,10 @@ cross-validation summary `gemini-cmr train cv` writes: `OUT/cv.json`, `OUT/cv.md
     .venv/bin/python recipes/gemini-acdc/pool_folds.py benchmarks/results/cv_steps2400_robust_dropped_fold{0,1,2,3,4}.json \
         --out runs/robust-dropped-5fold
 
+`--reported FILE`: another evaluation of a fold model on the same patients (e.g. `scripts/eval_acdc.py --json`)
+whose `reported_*` columns (the phenotypes from the SR labels) a fold file lacks; taken only where its Dice
+equal the fold's (the same predictions).
+
 The files must hold the same recipe (`cv_recipe`: data, fold count, training config and inference settings)
 and different folds; the summary is `core.train.cv.write_cv_summary` over their rows, as `train cv` pools
 the folds it ran itself. `OUT/folds.json` lists each fold's model id, command and file. `export_cv.py OUT
@@ -54,13 +58,46 @@ def pool(files: list[Path]) -> tuple[dict, dict[int, list[dict]], dict[int, dict
     return recipe, rows, meta
 
 
+DICE = [f"{ph}_{s}" for ph in ("ed", "es") for s in ("lv_cavity", "lv_myocardium", "rv_cavity")]
+
+
+def fill_reported(rows: dict[int, list[dict]], other: list[dict], source: str) -> int:
+    """Fill the `reported_*` columns (the phenotypes from the SR labels, which older fold files lack) from
+    `other`: rows of another evaluation of the same fold model on the same patients (e.g. `scripts/
+    eval_acdc.py --json`), accepted only where every Dice equals the fold row's to 1e-9 (the same predictions).
+    Returns how many rows were filled; a mismatch is a ValueError naming `source` and the patient."""
+    by_subject = {r["subject"]: r for fold in rows.values() for r in fold}
+    filled = 0
+    for o in other:
+        r = by_subject.get(o["subject"])
+        keys = [k for k in o if k.startswith("reported_")]
+        if r is None or not keys or any(r.get(k) is not None for k in keys):
+            continue
+        if any(abs(float(r[k]) - float(o[k])) > 1e-9 for k in DICE):
+            raise ValueError(f"{source}: {o['subject']} was scored from other predictions (its Dice differs)")
+        r.update({k: o[k] for k in keys})
+        filled += 1
+    return filled
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("files", type=Path, nargs="+", help="save_fold.py outputs, one fold each")
     ap.add_argument("--out", type=Path, required=True, help="folder for cv.json, cv.md, cv_recipe.json, folds.json")
+    ap.add_argument("--reported", type=Path, action="append", default=[],
+                    help="rows (a JSON with \"rows\") of another evaluation of a fold model on the same patients "
+                         "with the reported_* columns a fold file lacks; used only where its Dice equal the fold's")
     args = ap.parse_args(argv)
     try:
         recipe, rows, meta = pool(args.files)
+        for f in args.reported:
+            other = json.loads(f.read_text(encoding="utf-8"))["rows"]
+            n = fill_reported(rows, other, str(f))
+            print(f"{f}: reported phenotypes of {n} patients", file=sys.stderr)
+            subjects = {o["subject"] for o in other}
+            for k in meta:
+                if n and any(r["subject"] in subjects for r in rows[k]):
+                    meta[k]["reported_from"] = str(f)
     except (OSError, ValueError, KeyError) as exc:
         print(f"pool_folds: {exc}", file=sys.stderr)
         return 2

@@ -70,6 +70,22 @@ def test_a_fold_twice_or_another_recipe_is_exit_status_2(tmp_path, capsys):
     assert not (tmp_path / "o2" / "cv.json").exists()
 
 
+def test_reported_phenotypes_are_filled_only_from_the_same_predictions(tmp_path, capsys):
+    p = _script("pool_folds.py")
+    rows = [_row("patient003", 3, 0.9, 52.0)]
+    other = tmp_path / "eval.json"
+    same = {**rows[0], "reported_lv_ef_pct": 51.0, "reported_lv_edv_ml": 149.0}
+    other.write_text(json.dumps({"rows": [same]}))
+    out = tmp_path / "o"
+    assert p.main([str(_fold_file(tmp_path, 3, rows)), "--reported", str(other), "--out", str(out)]) == 0
+    doc = json.loads((out / "cv.json").read_text())
+    assert doc["rows"][0]["reported_lv_ef_pct"] == 51.0 and doc["summary"]["err_reported_lv_ef_pct"]["bias"] == 1.0
+    assert json.loads((out / "folds.json").read_text())["3"]["reported_from"] == str(other)
+    other.write_text(json.dumps({"rows": [{**same, "es_rv_cavity": 0.5}]}))  # another model's predictions
+    assert p.main([str(_fold_file(tmp_path, 3, rows)), "--reported", str(other), "--out", str(tmp_path / "o2")]) == 2
+    assert "patient003 was scored from other predictions" in capsys.readouterr().err
+
+
 def _dropped(fold: str, sr: float) -> dict:
     summary = {"on": {"sr": {"lv_cavity": sr, "mean": sr}, "shape_interpolation": {"lv_cavity": 0.8, "mean": 0.8}}}
     return {"n": 10, "model_id": f"{fold}" * 12, "summary": summary, "rows": [],
@@ -136,4 +152,5 @@ def test_export_puts_the_pooled_folds_on_an_existing_model_and_keeps_its_weights
     assert "folds measured: 3, 4 (2 held-out patients)" in ev["data"]
     assert ev["dice_ed_lv_cavity"]["mean"] == pytest.approx(0.8)
     assert cfg["training"]["train_seconds"] == 1412.1 and str(recipe) in cfg["training"]["command"]
+    assert "pool_folds.py" in ev["command"] and ev["fold_runs"]["4"]["model_id"] == "id4"
     assert "the network on the heart" not in ev["protocol"]  # no roi_margin_mm in this recipe's inference
