@@ -77,8 +77,10 @@ def model_card(path: str | Path) -> dict[str, Any]:
         "architecture": {"encoder": m.get("encoder"), "widths": m.get("widths"), "depth": m.get("depth"),
                          "n_classes": m.get("n_classes")},
         "weights_dtype": cfg.get("weights_dtype", "float32"),
-        "training": {k: tr[k] for k in ("data", "step", "seed", "command", "train_seconds", "hardware", "checkpoint")
-                     if k in tr},
+        "training": {**{k: tr[k] for k in ("data", "step", "seed", "command", "train_seconds", "hardware", "checkpoint")
+                        if k in tr},
+                     **({"init": tr["config"]["init"]} if isinstance(tr.get("config"), dict)
+                        and tr["config"].get("init") else {})},
         "inference": dict(cfg.get("inference") or {}),
         "licence": cfg.get("licence", ""),
         "evaluation": {**text, **figures, "other": other,
@@ -135,7 +137,8 @@ def format_card(card: dict[str, Any]) -> str:
     for key, label in (("data", "data"), ("step", "steps"), ("seed", "seed"), ("checkpoint", "checkpoint"),
                        ("train_seconds", "time (s)"), ("hardware", "hardware"), ("command", "command")):
         if key in tr:
-            lines.append(f"  {label + ':':12s} {tr[key]}")
+            more = f" (continuing the model {tr['init']})" if key == "step" and tr.get("init") else ""
+            lines.append(f"  {label + ':':12s} {tr[key]}{more}")
     lines += ["", "Accuracy on patients the model never saw"]
     for key in ("data", "held_out", "protocol"):
         if key in ev:

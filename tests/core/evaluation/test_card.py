@@ -32,7 +32,8 @@ CV = {
 
 def _model(folder: Path, evaluation: dict | None, licence: str = "toy terms") -> Path:
     torch.manual_seed(0)
-    cfg = {"training": {"data": "acdc:TOY", "step": 40, "seed": 3, "command": "gemini-cmr train cv ..."},
+    cfg = {"training": {"data": "acdc:TOY", "step": 40, "seed": 3, "command": "gemini-cmr train cv ...",
+                        "config": {"init": "runs/stage1/{fold}/model"}},
            "licence": licence, "inference": {"roi_mm": 176, "roi_margin_mm": 16}}
     if evaluation is not None:
         cfg["evaluation"] = evaluation
@@ -56,6 +57,7 @@ def test_card_of_a_cross_validated_model(tmp_path):
     assert "LVEF (%)         -0.4 [-6.3, +5.5], 2.1  (n 4)" in text
     assert "SR 0.846, shape-based interpolation 0.822" in text and "toy terms" in text
     assert "folds measured: 0, 1" in text and "Further records" not in text
+    assert "40 (continuing the model runs/stage1/{fold}/model)" in text
 
 
 def test_card_without_figures_or_with_a_chain_of_changes(tmp_path):
