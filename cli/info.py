@@ -39,6 +39,16 @@ def model_path(name: str):
     return {"acdc": acdc_model_path(), "phantom": bundled_model_path()}.get(name.lower(), name)
 
 
+def _write(doc: dict, as_json: bool, text) -> int:
+    """One JSON object on stdout, or `text(doc)` for people."""
+    if as_json:
+        json.dump(doc, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(text(doc))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.model is not None:
         if args.path is not None:
@@ -46,26 +56,14 @@ def run(args: argparse.Namespace) -> int:
             return 2
         from gemini_cmr.core.evaluation.card import format_card, model_card
 
-        card = model_card(model_path(args.model))
-        if args.json:
-            json.dump(card, sys.stdout, indent=1)
-            sys.stdout.write("\n")
-        else:
-            sys.stdout.write(format_card(card))
-        return 0
+        return _write(model_card(model_path(args.model)), args.json, format_card)
     if args.path is None:
         print("gemini-cmr info: give a study (PATH) or --model MODEL", file=sys.stderr)
         return 2
     from gemini_cmr.core.io import load_study  # lazy: keeps `gemini-cmr --help` fast
 
     study = load_study(args.path, series_uid=args.series_uid, allow_incomplete=args.allow_incomplete)
-    info = study.summary()
-    if args.json:
-        json.dump(info, sys.stdout, indent=1)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(format_summary(info))
-    return 0
+    return _write(study.summary(), args.json, format_summary)
 
 
 def _quantity(value, unit: str) -> str:

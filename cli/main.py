@@ -82,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     except GeminiError as exc:
         print(f"gemini-cmr: {printable(str(exc))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of stdout went away (`... | head`): stop quietly, as Unix tools do
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        except OSError:
+            pass
+        return 141
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated)
         print(f"gemini-cmr: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)

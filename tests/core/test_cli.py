@@ -40,3 +40,22 @@ def test_openmp_threads_wait_passively_unless_the_environment_says_otherwise():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={**env, "OMP_WAIT_POLICY": "ACTIVE"})
     assert out.returncode == 0 and out.stdout.strip() == "ACTIVE", out.stderr[-2000:]
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(monkeypatch, capsys):
+    """`gemini-cmr info ... | head`: stdout's reader closes the pipe; exit status 141 (SIGPIPE's), no traceback."""
+    from gemini_cmr.cli.main import main
+
+    class Closed:
+        def write(self, _text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def fileno(self):
+            raise OSError("no file descriptor")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(sys, "stdout", Closed())
+    assert main(["info", "--model", "phantom", "--json"]) == 141
+    assert "Traceback" not in capsys.readouterr().err
