@@ -19,7 +19,8 @@ under `recipe_before_change` and adds the change with its paired fold figures (`
 output; `--paired` again for each further comparison that measures a part of the change, e.g. a second
 stage against its first), so the card says which figures belong to which recipe. `--dropped`: the JSON of `gemini-cmr evaluate
 dropped-slices ... --fold 0 1 2 --model RUN/{fold}/model --json` on the folds' held-out patients, added to the
-evaluation (repeated for folds scored in separate runs: their folds together, the summary the mean over folds).
+evaluation (repeated for folds scored in separate runs: their folds together, the summary pooled from their voxel
+counts where every fold has them, else the mean over the folds).
 
 The weights are written float16; `LICENCE.md` in the destination is kept. The model's `evaluation` says how
 many folds were measured and that every figure is on patients the scored model never saw (the last
