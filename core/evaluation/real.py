@@ -25,6 +25,8 @@ from gemini_cmr.core.phenotypes import compute_phenotypes
 from gemini_cmr.core.study import STRUCTURES, Grid, Study, StudyMeta
 
 # The phenotypes a study with labels at ED and ES supports (RV end-systole is not always labelled).
+# The per-patient Dice columns of an evaluation row, ED then ES, each structure in `STRUCTURES` order.
+DICE_COLUMNS = tuple(f"{tag}_{k}" for tag in ("ed", "es") for k in STRUCTURES.values())
 REAL_PHENOTYPES = tuple(p for p in PHENOTYPES if p[0] in ("lv_edv_ml", "lv_esv_ml", "lv_ef_pct", "lv_mass_g",
                                                             "rv_edv_ml"))
 Say = Callable[[str], None]
@@ -76,10 +78,9 @@ def evaluate_studies(resolver, studies: Iterable[tuple[str, Callable[[], Study]]
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Dice mean (sd) per phase and structure; phenotype errors: bias, limits of agreement, median |error|."""
     summary: dict[str, Any] = {"n": len(rows)}
-    for tag in ("ed", "es"):
-        for k in STRUCTURES.values():
-            m, s = mean_sd(r[f"{tag}_{k}"] for r in rows)
-            summary[f"dice_{tag}_{k}"] = {"mean": m, "sd": s}
+    for col in DICE_COLUMNS:
+        m, s = mean_sd(r[col] for r in rows)
+        summary[f"dice_{col}"] = {"mean": m, "sd": s}
     for source, prefix in (("pred", "err_"), ("reported", "err_reported_")):
         for k, _, _ in REAL_PHENOTYPES:
             if not rows or any(f"{source}_{k}" not in r for r in rows):
@@ -146,5 +147,5 @@ def contour_dice(resolver, study: Study, tta: bool = False) -> list[dict[str, An
     return rows
 
 
-__all__ = ["REAL_PHENOTYPES", "acdc_studies", "contour_dice", "ed_es_phenotypes", "evaluate_studies",
+__all__ = ["DICE_COLUMNS", "REAL_PHENOTYPES", "acdc_studies", "contour_dice", "ed_es_phenotypes", "evaluate_studies",
            "evaluate_study", "format_row", "format_summary", "summarise"]

@@ -24,7 +24,8 @@ import statistics
 import sys
 from pathlib import Path
 
-DICE = [f"{ph}_{s}" for ph in ("ed", "es") for s in ("lv_cavity", "lv_myocardium", "rv_cavity")]
+from gemini_cmr.core.evaluation.real import DICE_COLUMNS
+
 CLINICAL = {"lv_edv_ml": "LVEDV (mL)", "lv_esv_ml": "LVESV (mL)", "lv_ef_pct": "LVEF (points)",
             "lv_mass_g": "LV mass (g)", "rv_edv_ml": "RVEDV (mL)"}
 
@@ -79,7 +80,7 @@ def compare(a: dict[str, dict], b: dict[str, dict], folds: set[int] | None = Non
     common = sorted(s for s in a.keys() & b.keys() if folds is None or int(a[s].get("fold", -1)) in folds)
     out: dict = {"n": len(common), "folds": sorted({int(a[s].get("fold", -1)) for s in common}), "dice": {},
                  "clinical": {}}
-    for key in DICE:
+    for key in DICE_COLUMNS:
         pairs = [(a[s][key], b[s][key]) for s in common if a[s].get(key) is not None and b[s].get(key) is not None]
         d = [y - x for x, y in pairs]
         out["dice"][key] = {"n": len(pairs), "a": statistics.fmean(x for x, _ in pairs) if pairs else None,

@@ -21,6 +21,7 @@ import json
 import sys
 from pathlib import Path
 
+from gemini_cmr.core.evaluation.real import DICE_COLUMNS
 from gemini_cmr.core.io.atomic import atomic_write_text
 from gemini_cmr.core.io.jsonio import dumps
 from gemini_cmr.core.train.cv import write_cv_summary
@@ -58,9 +59,6 @@ def pool(files: list[Path]) -> tuple[dict, dict[int, list[dict]], dict[int, dict
     return recipe, rows, meta
 
 
-DICE = [f"{ph}_{s}" for ph in ("ed", "es") for s in ("lv_cavity", "lv_myocardium", "rv_cavity")]
-
-
 def fill_reported(rows: dict[int, list[dict]], other: list[dict], source: str) -> int:
     """Fill the `reported_*` columns (the phenotypes from the SR labels, which older fold files lack) from
     `other`: rows of another evaluation of the same fold model on the same patients (e.g. `scripts/
@@ -73,7 +71,7 @@ def fill_reported(rows: dict[int, list[dict]], other: list[dict], source: str) -
         keys = [k for k in o if k.startswith("reported_")]
         if r is None or not keys or any(r.get(k) is not None for k in keys):
             continue
-        if any(abs(float(r[k]) - float(o[k])) > 1e-9 for k in DICE):
+        if any(abs(float(r[k]) - float(o[k])) > 1e-9 for k in DICE_COLUMNS):
             raise ValueError(f"{source}: {o['subject']} was scored from other predictions (its Dice differs)")
         r.update({k: o[k] for k in keys})
         filled += 1

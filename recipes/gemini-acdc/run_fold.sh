@@ -34,11 +34,11 @@ CMD2="gemini-cmr train cv --data acdc:$ACDC --config $S2 --out runs/abl-steps240
 PYTHONPATH=$SNAP $PY -m gemini_cmr.cli.main ${CMD1#gemini-cmr }
 # shellcheck disable=SC2086
 PYTHONPATH=$SNAP $PY -m gemini_cmr.cli.main ${CMD2#gemini-cmr }
-S1_ID=$($PY -c "import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest()[:12])" \
-  "runs/abl-steps2400-robust/fold$K/model/model.safetensors")
 $PY recipes/gemini-acdc/save_fold.py runs/abl-steps2400-robust "$K" \
   "benchmarks/results/cv_steps2400_robust_stage1_fold$K.json" --command "$CMD1" \
   --what "stage 1 of the shipped recipe (ablations/steps2400_robust.json), fold $K: its 20 held-out patients scored by the fold model"
+S1_ID=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['model_id'])" \
+  "benchmarks/results/cv_steps2400_robust_stage1_fold$K.json")
 $PY recipes/gemini-acdc/save_fold.py runs/abl-steps2400-robust-dropped "$K" \
   "benchmarks/results/cv_steps2400_robust_dropped_fold$K.json" --command "$CMD2" \
   --what "stage 2 of the shipped recipe (ablations/steps2400_robust_dropped.json, from fold $K's stage-1 model $S1_ID), fold $K: its 20 held-out patients scored by the fold model"

@@ -21,11 +21,9 @@ import math
 import sys
 from pathlib import Path
 
-from gemini_cmr.core.evaluation.real import summarise
+from gemini_cmr.core.evaluation.real import DICE_COLUMNS, summarise
 from gemini_cmr.core.io.atomic import atomic_write_text
 from gemini_cmr.core.io.jsonio import dumps
-
-DICE = [f"{p}_{s}" for p in ("ed", "es") for s in ("lv_cavity", "lv_myocardium", "rv_cavity")]
 
 
 def fold_doc(run: Path, k: int, command: str, what: str) -> dict:
@@ -60,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(args.out, dumps(doc) + "\n")
     s = doc["summary"]
     print(args.out, doc["model_id"], len(doc["rows"]), "patients",
-          {key: round(s[f"dice_{key}"]["mean"], 4) for key in DICE})
+          {key: round(s[f"dice_{key}"]["mean"], 4) for key in DICE_COLUMNS})
     return 0
 
 
