@@ -192,4 +192,19 @@ def run_view(study: str | None = None, super_resolve: bool = False, screenshot: 
     win.close()
     if script is not None:
         rc = rc or script.rc
+    _tear_down(app, win)
     return int(rc)
+
+
+def _tear_down(app: QApplication, win: MainWindow) -> None:
+    """Destroy the window while the application still exists and no import runs on another thread, so
+    that Qt and VTK objects are not left to the interpreter's shutdown, in whatever order it takes."""
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    from gemini_cmr.app import warmup
+
+    if not warmup.wait_warm_ups(60):
+        logging.getLogger("gemini_cmr.app").warning("a background import did not finish before exit")
+    win.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    app.processEvents()

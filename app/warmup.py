@@ -44,6 +44,17 @@ def prewarm(modules: tuple[str, ...]) -> threading.Thread | None:
     return th
 
 
+def wait_warm_ups(timeout_s: float = 60.0) -> bool:
+    """Wait for the running warm-up imports (a window closing: the rest of the teardown then runs with no
+    import of native modules on another thread). True when none is left running."""
+    import time
+
+    end = time.monotonic() + timeout_s
+    for th in list(_WARM.values()):
+        th.join(max(0.0, end - time.monotonic()))
+    return not any(th.is_alive() for th in _WARM.values())
+
+
 def prewarm_engine() -> threading.Thread | None:
     """`prewarm(ENGINE_MODULES)`: started when a study is shown, while the user looks at it."""
     return prewarm(ENGINE_MODULES)

@@ -7,6 +7,7 @@ args and returning an exit status). Modules are imported lazily so `--help` stay
 
 from __future__ import annotations
 
+import io
 import os
 
 # Idle OpenMP threads sleep instead of spinning (libgomp and Intel's runtime read this once, when torch loads
@@ -67,10 +68,24 @@ def _on_sigterm(signum, frame):
     raise Terminated()
 
 
+def _enable_crash_traces() -> None:
+    """A crash in native code (Qt, VTK, torch) prints every thread's Python stack to stderr instead of
+    ending the process silently, so that a bug report says where it happened."""
+    import faulthandler
+
+    if faulthandler.is_enabled():
+        return
+    try:
+        faulthandler.enable(file=sys.stderr, all_threads=True)
+    except (AttributeError, ValueError, OSError, io.UnsupportedOperation):  # stderr without a file descriptor
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
+    _enable_crash_traces()
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

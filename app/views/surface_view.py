@@ -188,6 +188,7 @@ class SurfaceView(QWidget):
         self.display_ready = False  # all display meshes made (decimated, with normals)
         self.more_coming = False  # the other phases' meshes are still being made (`add_meshes` follows)
         self._workers = 0  # display-mesh threads of this generation not finished yet
+        self._threads: list[threading.Thread] = []  # every display-mesh thread started (joined on close)
         self._generation = 0
         self._stop = threading.Event()
         self._ready: queue.SimpleQueue = queue.SimpleQueue()
@@ -336,7 +337,9 @@ class SurfaceView(QWidget):
             finally:
                 out.put((gen, None, None))
 
-        threading.Thread(target=work, name="gemini-3d-display", daemon=True).start()
+        th = threading.Thread(target=work, name="gemini-3d-display", daemon=True)
+        self._threads = [t for t in self._threads if t.is_alive()] + [th]
+        th.start()
         self._poll_timer.start()
 
     def _take_display_meshes(self) -> None:
@@ -527,8 +530,16 @@ class SurfaceView(QWidget):
         self.plotter.render()
         return self.plotter.screenshot(return_img=True)
 
-    def close_plotter(self) -> None:
+    def close_plotter(self, wait_s: float = 10.0) -> None:
+        """Stop the display-mesh threads, wait for the one mesh each may be making (VTK must not be running
+        on another thread while the window and the interpreter are torn down), then close the plotter."""
+        import time
+
         self._stop.set()
         self._poll_timer.stop()
         self._still_timer.stop()
+        end = time.monotonic() + wait_s
+        for th in self._threads:
+            th.join(max(0.0, end - time.monotonic()))
+        self._threads = [t for t in self._threads if t.is_alive()]
         self.plotter.close()

@@ -219,7 +219,8 @@ def test_cli_view_scripted_screenshot(tmp_path, phantom_path):
                "--size", "1280x800"]
     out = subprocess.run(env_cmd, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "GEMINI_CMR_SETTINGS": str(tmp_path / "s.ini")})
-    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.returncode == 0, f"exit status {out.returncode}\nstdout: {out.stdout[-1000:]}\nstderr: {out.stderr[-4000:]}"
+    assert "Fatal Python error" not in out.stderr, out.stderr[-4000:]
     image = QImage(str(shot))
     assert image.width() >= 1200 and _rgb(image).std() > 10
 

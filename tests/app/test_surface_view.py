@@ -169,6 +169,43 @@ def test_both_3d_widgets_draw_every_mode(qtbot, monkeypatch, widget):
     sv.close_plotter()
 
 
+def test_closing_waits_for_the_display_mesh_threads(qtbot, monkeypatch):
+    """Closing the 3D view stops its display-mesh threads and waits for the mesh each is making, so that no
+    VTK call runs on another thread while the window and the interpreter are torn down."""
+    import threading
+    import time
+
+    import pyvista as pv
+
+    import gemini_cmr.app.views.surface_view as surface_view
+    from gemini_cmr.app.main import make_app
+
+    real = surface_view.display_mesh
+
+    def slow(mesh, keep):
+        time.sleep(0.3)
+        return real(mesh, keep)
+
+    monkeypatch.setattr(surface_view, "display_mesh", slow)
+    make_app()
+    sv = surface_view.SurfaceView()
+    qtbot.addWidget(sv)
+    sv.resize(400, 300)
+    sv.show()
+    qtbot.waitExposed(sv)
+    heart = {"lv_cavity": pv.Sphere(radius=20.0), "rv_cavity": pv.Sphere(radius=15.0, center=(-40, 0, 0))}
+    sv.set_meshes({0: heart, 1: heart}, ed=0, es=1)
+
+    def display_threads():
+        return [t for t in threading.enumerate() if t.name == "gemini-3d-display" and t.is_alive()]
+
+    assert display_threads()  # four slow meshes: still at work
+    t0 = time.monotonic()
+    sv.close_plotter()
+    assert not display_threads()
+    assert time.monotonic() - t0 < 5  # stopped after the mesh in hand, not after all of them
+
+
 def test_other_phases_surfaces_follow_the_result(qtbot, window, phantom_path, oracle_engine):
     """The result is shown with the ED and ES surfaces; the other phases' follow from a worker thread
     (`meshesReady`), the 3D cine mode then shows each phase's own surfaces; opening another study stops
