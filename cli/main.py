@@ -77,7 +77,7 @@ def _enable_crash_traces() -> None:
         return
     try:
         faulthandler.enable(file=sys.stderr, all_threads=True)
-    except (AttributeError, ValueError, OSError, io.UnsupportedOperation):  # stderr without a file descriptor
+    except (RuntimeError, ValueError, OSError, io.UnsupportedOperation):  # no stderr, or one without a descriptor
         pass
 
 

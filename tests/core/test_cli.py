@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -40,6 +41,21 @@ def test_openmp_threads_wait_passively_unless_the_environment_says_otherwise():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={**env, "OMP_WAIT_POLICY": "ACTIVE"})
     assert out.returncode == 0 and out.stdout.strip() == "ACTIVE", out.stderr[-2000:]
+
+
+def test_a_native_crash_prints_where_it_happened():
+    """A segmentation fault in native code under `gemini-cmr` prints every thread's Python stack to stderr
+    (faulthandler), so that a bug report says where it happened; without stderr nothing is enabled."""
+    code = ("import ctypes, sys; from gemini_cmr.cli.main import _enable_crash_traces; "
+            "_enable_crash_traces(); ctypes.string_at(0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env={k: v for k, v in os.environ.items() if k != "PYTHONFAULTHANDLER"})
+    assert out.returncode != 0
+    assert "Segmentation fault" in out.stderr and "<string>" in out.stderr, out.stderr[-2000:]
+    code = ("import sys, faulthandler; sys.stderr = None; from gemini_cmr.cli.main import _enable_crash_traces; "
+            "_enable_crash_traces(); print(faulthandler.is_enabled())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr[-2000:]
 
 
 def test_a_reader_that_goes_away_ends_the_command_quietly(monkeypatch, capsys):
