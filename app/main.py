@@ -8,6 +8,11 @@ interactive use a running task is cancelled only if the user agrees (the window 
 runs cancel it and exit at once. The exit status is then 128 + the signal (143, 130). Python runs signal
 handlers only when the interpreter gets control, which Qt's event loop never gives it, so a timer wakes it
 every 200 ms (`install_signal_handlers`).
+
+Python's cyclic garbage collector runs in whichever thread allocates past its threshold: a worker thread
+(torch, VTK filters, an import) could destroy the window's Qt and VTK objects caught in reference cycles, off
+the GUI thread, a crash that comes rarely and nowhere near its cause. While the window is up, automatic
+collection is off and the GUI thread collects on a timer instead (`collect_on_gui_thread`).
 """
 
 from __future__ import annotations
@@ -124,6 +129,39 @@ def _install_excepthook(quit_on_error: bool) -> None:
     sys.excepthook = hook
 
 
+GC_POLL_MS = 500
+
+
+def collect_on_gui_thread(app: QApplication) -> Callable[[], None]:
+    """Turn Python's automatic garbage collection off and collect on the GUI thread instead, generation by
+    generation as the collector itself would (its thresholds, checked every `GC_POLL_MS`). Returns a function
+    that collects once more and turns automatic collection back on."""
+    import gc
+
+    thresholds = gc.get_threshold()
+    was_enabled = gc.isenabled()
+
+    def check() -> None:
+        counts = gc.get_count()
+        if counts[0] <= thresholds[0]:
+            return
+        generation = 2 if counts[2] > thresholds[2] else 1 if counts[1] > thresholds[1] else 0
+        gc.collect(generation)
+
+    timer = QTimer(app)
+    timer.timeout.connect(check)
+    gc.disable()
+    timer.start(GC_POLL_MS)
+
+    def restore() -> None:
+        timer.stop()
+        gc.collect()
+        if was_enabled:
+            gc.enable()
+
+    return restore
+
+
 SIGNAL_POLL_MS = 200
 
 
@@ -173,6 +211,16 @@ def run_view(study: str | None = None, super_resolve: bool = False, screenshot: 
     t0 = time.perf_counter()
     _check_display()
     app = make_app()
+    restore_gc = collect_on_gui_thread(app)  # before the window starts its first threads
+    try:
+        return _run_window(app, t0, study, super_resolve, screenshot, quit_after, model, adapter, device, size)
+    finally:
+        restore_gc()
+
+
+def _run_window(app: QApplication, t0: float, study: str | None, super_resolve: bool, screenshot: str | None,
+                quit_after: bool, model: str | None, adapter: str | None, device: str | None,
+                size: tuple[int, int] | None) -> int:
     scripted = bool(screenshot or quit_after)
     _install_excepthook(quit_on_error=quit_after)
     settings = Settings()

@@ -213,6 +213,46 @@ def test_export_writes_files_and_never_overwrites_silently(qtbot, window, phanto
     assert (out / "phenotypes.csv").stat().st_mtime_ns == before
 
 
+def test_the_gui_thread_collects_the_garbage_of_every_thread(qtbot):
+    """While the window is up, reference cycles made on the GUI thread are collected on the GUI thread, however
+    much a worker thread allocates (Qt and VTK objects must not be destroyed off their thread); afterwards
+    automatic collection is back on."""
+    import gc
+    import threading
+
+    from gemini_cmr.app.main import collect_on_gui_thread, make_app
+
+    app = make_app()
+    finalised_on = []
+
+    class Cycle:
+        def __init__(self):
+            self.me = self
+
+        def __del__(self):
+            finalised_on.append(threading.current_thread())
+
+    kept = []
+
+    def allocate():  # containers kept alive, past the collector's threshold many times over
+        kept.extend([i] for i in range(20 * gc.get_threshold()[0]))
+
+    restore = collect_on_gui_thread(app)
+    try:
+        assert not gc.isenabled()
+        Cycle()
+        worker = threading.Thread(target=allocate)
+        worker.start()
+        worker.join()
+        assert finalised_on == []  # the worker did not collect it
+        qtbot.waitUntil(lambda: bool(finalised_on), timeout=5000)
+        assert finalised_on == [threading.main_thread()]
+    finally:
+        restore()
+        kept.clear()
+    assert gc.isenabled()
+
+
 def test_cli_view_scripted_screenshot(tmp_path, phantom_path):
     shot = tmp_path / "shot.png"
     env_cmd = [sys.executable, "-m", "gemini_cmr.cli.main", "view", str(phantom_path), "--screenshot", str(shot), "--quit",
