@@ -130,22 +130,30 @@ def _install_excepthook(quit_on_error: bool) -> None:
 
 
 GC_POLL_MS = 500
+GC_FULL_EVERY_S = 10.0
 
 
 def collect_on_gui_thread(app: QApplication) -> Callable[[], None]:
     """Turn Python's automatic garbage collection off and collect on the GUI thread instead, generation by
-    generation as the collector itself would (its thresholds, checked every `GC_POLL_MS`). Returns a function
-    that collects once more and turns automatic collection back on."""
+    generation as the collector itself would (its thresholds, checked every `GC_POLL_MS`; full collections at
+    most every `GC_FULL_EVERY_S`). Returns a function that collects once more and turns automatic collection
+    back on."""
     import gc
 
     thresholds = gc.get_threshold()
     was_enabled = gc.isenabled()
+    last_full = [time.monotonic()]
 
     def check() -> None:
         counts = gc.get_count()
         if counts[0] <= thresholds[0]:
             return
-        generation = 2 if counts[2] > thresholds[2] else 1 if counts[1] > thresholds[1] else 0
+        generation = 1 if counts[1] > thresholds[1] else 0
+        # A full collection walks every object (torch's too): at most one per GC_FULL_EVERY_S, as the
+        # collector itself holds them back while few long-lived objects are new.
+        if counts[2] > thresholds[2] and time.monotonic() - last_full[0] >= GC_FULL_EVERY_S:
+            generation = 2
+            last_full[0] = time.monotonic()
         gc.collect(generation)
 
     timer = QTimer(app)
