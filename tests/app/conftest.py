@@ -43,10 +43,11 @@ def oracle_engine(monkeypatch):
 
 @pytest.fixture
 def window(qtbot, settings):
-    from gemini_cmr.app.main import make_app
+    from gemini_cmr.app.main import collect_on_gui_thread, make_app
     from gemini_cmr.app.main_window import MainWindow
 
-    make_app()
+    app = make_app()
+    restore_gc = collect_on_gui_thread(app)  # as `gemini-cmr view` runs the window
     win = MainWindow(settings, interactive=False)
     qtbot.addWidget(win)
     win.resize(1400, 900)
@@ -58,6 +59,7 @@ def window(qtbot, settings):
         win.task.cancel()
         win.task.wait(10000)
     win.close()
+    restore_gc()
 
 
 @pytest.fixture(scope="session", autouse=True)
