@@ -44,15 +44,21 @@ def prewarm(modules: tuple[str, ...]) -> threading.Thread | None:
     return th
 
 
+def join_threads(threads, timeout_s: float) -> bool:
+    """Wait for `threads`, `timeout_s` in all (not each). True when none is left running."""
+    import time
+
+    threads = list(threads)
+    end = time.monotonic() + timeout_s
+    for th in threads:
+        th.join(max(0.0, end - time.monotonic()))
+    return not any(th.is_alive() for th in threads)
+
+
 def wait_warm_ups(timeout_s: float = 60.0) -> bool:
     """Wait for the running warm-up imports (a window closing: the rest of the teardown then runs with no
     import of native modules on another thread). True when none is left running."""
-    import time
-
-    end = time.monotonic() + timeout_s
-    for th in list(_WARM.values()):
-        th.join(max(0.0, end - time.monotonic()))
-    return not any(th.is_alive() for th in _WARM.values())
+    return join_threads(_WARM.values(), timeout_s)
 
 
 def prewarm_engine() -> threading.Thread | None:

@@ -533,13 +533,11 @@ class SurfaceView(QWidget):
     def close_plotter(self, wait_s: float = 10.0) -> None:
         """Stop the display-mesh threads, wait for the one mesh each may be making (VTK must not be running
         on another thread while the window and the interpreter are torn down), then close the plotter."""
-        import time
+        from gemini_cmr.app.warmup import join_threads
 
         self._stop.set()
         self._poll_timer.stop()
         self._still_timer.stop()
-        end = time.monotonic() + wait_s
-        for th in self._threads:
-            th.join(max(0.0, end - time.monotonic()))
+        join_threads(self._threads, wait_s)
         self._threads = [t for t in self._threads if t.is_alive()]
         self.plotter.close()
