@@ -15,9 +15,12 @@ stack's i and j axes):
 (one straight centre line per structure and phase, fitted jointly with the shifts, Tukey biweight per
 slice, initialised by a repeated-median line) takes the anatomy's own course; the residual is the shift.
 Slices with little or no LV (above the base, below the apex) and slices the robust fit rejects (e.g. a
-basal slice cut by the valve plane) get no estimate (shift 0). A common translation of all slices, and a
+basal slice cut by the valve plane) get no estimate (shift 0). What the slices share (the centre lines,
+which slices are the ends, the mean and trend) depends smoothly on the labels, so a small change of them
+moves the other slices' shifts a little, whether or not one slice gets its own. A common translation of all slices, and a
 shift growing linearly through the stack, are indistinguishable from the heart's own position and
-obliquity, so the shifts are reported with zero mean and no linear trend over the estimated slices.
+obliquity, so the shifts are reported with zero mean and no linear trend over the slices (each weighted
+by its share in the fit).
 
 Convention (as `core.synth.acquisition`): slice k shows the anatomy displaced by `shifts_mm[k]`, so the
 corrected slice at pixel p takes the acquired value at p + shift (`apply_shifts`); the SR labels of the
@@ -41,10 +44,11 @@ from gemini_cmr.core.study import Grid, Study
 log = logging.getLogger(__name__)
 
 METHOD = "labels+image: SR labels' centroids plus LR-to-SR registration, robust straight centre line"
-MIN_AREA_MM2 = 40.0  # smallest LV section used (mm^2)
-MIN_AREA_FRACTION = 0.3  # ... and at least this share of the largest section of that structure
+CLEAR_MM2 = (30.0, 50.0)  # an LV section's weight rises from 0 to 1 between these areas (mm^2) ...
+CLEAR_FRACTION = (0.15, 0.45)  # ... and between these shares of the largest section of that structure
 TUKEY_MM = 3.0  # residual (mm) beyond which a slice is rejected by the robust fit
-END_SLICE_MM = 2.5  # the end slices (base, apex) keep an estimate only below this
+END_SLICE_MM = 2.5  # the end slices (base, apex) keep an estimate below this
+END_GAUGE_MM = 5.0  # ... and count in the zero mean and trend with a Tukey biweight of this scale
 
 
 @dataclass
@@ -184,36 +188,65 @@ def _repeated_median_line(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.
     return a, b
 
 
+def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """0 below `lo`, 1 above `hi`, a smooth step (C1) between."""
+    t = np.clip((np.asarray(x, np.float64) - lo) / (hi - lo), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def section_clarity(areas: np.ndarray) -> np.ndarray:
+    """How clear each structure's section is on each slice (F, Z) in [0, 1], from the section areas (F, Z,
+    mm^2): rising smoothly from 0 to 1 across `CLEAR_FRACTION` of the structure's largest section and across
+    `CLEAR_MM2`. A section near a threshold gets a partial weight, so a small change of the labels (another
+    precision, another phase) moves the estimate a little instead of switching a slice in or out."""
+    areas = np.asarray(areas, np.float64)
+    amax = np.maximum(areas.max(axis=1, keepdims=True), 1e-9)
+    return _ramp(areas / amax, *CLEAR_FRACTION) * _ramp(areas, *CLEAR_MM2)
+
+
 def fit_shifts(positions: np.ndarray, areas: np.ndarray, z: np.ndarray,
                c_mm: float = TUKEY_MM, end_mm: float = END_SLICE_MM, iters: int = 30) -> tuple[np.ndarray, np.ndarray]:
     """Shifts (Z, 2) and estimated (Z,) from heart positions (F, Z, 2) and section areas (F, Z).
 
     Interior slices: positions = a_f + b_f z + shift_k + noise, solved jointly (Tukey biweight on each
-    slice's residual, from a repeated-median start). The first and last slice with LV (the base, cut by the
-    valve plane; the apical cap) do not shape the centre lines: their shift is their residual to them, kept
-    when below `end_mm`. Zero mean and linear trend over the estimated slices."""
+    slice's residual, from a repeated-median start). The end slices (the base, cut by the valve plane; the
+    apical cap) do not shape the centre lines: their shift is their residual to them, kept when below
+    `end_mm`. Shifts and lines are known up to a common translation and trend: the shifts are given with
+    zero mean and trend over the slices, each weighted by its share in the fit (an end slice by a biweight
+    of its residual, `END_GAUGE_MM`).
+
+    What the slices share (the centre lines, the end-slice role, the mean and trend) depends on the labels
+    smoothly, so that a small change of them (another precision, another model) cannot move every slice at
+    once by switching one slice in or out:
+    - a section's weight is its clarity (`section_clarity`) times sqrt(its area share);
+    - a slice's presence is its clearest section's clarity; its interior share is the presence of the
+      clearest slice on its other side, whichever side has less (a slice beyond which nothing clear lies is
+      an end; next to a faint end slice, a slice is partly an end itself).
+    Whether a slice gets its own shift is a decision about that slice alone: it is clear (presence at least
+    1/2: the area thresholds' middle) and, as an interior slice (interior share at least 1/2), its residual
+    to the fit is below `c_mm`, or, as an end slice, its shift is below `end_mm`. Else its shift is 0."""
     nf, nz, _ = positions.shape
     amax = areas.max(axis=1, keepdims=True)
-    use = (areas >= MIN_AREA_FRACTION * amax) & (areas >= MIN_AREA_MM2)
-    w0 = np.where(use, np.sqrt(areas / np.maximum(amax, 1e-9)), 0.0)
-    support = w0.sum(0)
-    k_heart = np.flatnonzero(support > 0)
+    clarity = section_clarity(areas)
+    w0 = clarity * np.sqrt(np.clip(areas / np.maximum(amax, 1e-9), 0.0, None))
+    presence = clarity.max(axis=0)
     s = np.zeros((nz, 2))
     est = np.zeros(nz, bool)
-    if len(k_heart) < 4:
+    if (presence >= 0.5).sum() < 4:
         return s, est
-    ends = np.zeros(nz, bool)
-    if len(k_heart) >= 6:
-        ends[[k_heart[0], k_heart[-1]]] = True
-    inner = (support > 0) & ~ends
+    # the end role: full with 6 or more clear slices, none with 5 or fewer
+    end_strength = float(np.clip(presence.sum() - 5.0, 0.0, 1.0))
+    below = np.concatenate([[0.0], np.maximum.accumulate(presence)[:-1]])
+    above = np.concatenate([np.maximum.accumulate(presence[::-1])[::-1][1:], [0.0]])
+    interior = (1.0 - end_strength * (1.0 - np.minimum(below, above))) * (presence > 0)
     zc = (z - z.mean()) / max(float(np.ptp(z)), 1e-9)
     V = np.stack([zc, np.ones_like(zc)], axis=1)
-    wi = np.where(inner[None], w0, 0.0)
-    # start: the median over features of the residuals to a repeated-median line through the interior
+    wi = w0 * interior[None]
+    # start: the median over features of the residuals to a repeated-median line through the clear interior
     res, have = np.zeros_like(positions), np.zeros(wi.shape, bool)
     for f in range(nf):
-        k = np.flatnonzero(wi[f] > 0)
-        if len(k) < 3:
+        k = np.flatnonzero(wi[f] >= 0.5 * max(float(wi[f].max()), 1e-12))
+        if len(k) < 3 or (wi[f] > 0).sum() < 3:
             wi[f] = 0.0
             continue
         a, b = _repeated_median_line(zc[k], positions[f, k])
@@ -222,11 +255,13 @@ def fit_shifts(positions: np.ndarray, areas: np.ndarray, z: np.ndarray,
     for k in range(nz):
         if have[:, k].any():
             s[k] = np.median(res[have[:, k], k], axis=0)
-    rw = np.ones_like(wi)
+    rw = np.ones(nz)
     pred = np.zeros_like(positions)
     fitted = np.zeros(nf, bool)
+    r_slice = np.zeros(nz)
+    den = np.zeros(nz)
     for _ in range(iters):
-        ww = wi * rw
+        ww = wi * rw[None]
         for f in range(nf):
             fitted[f] = (ww[f] > 0).sum() >= 3
             if not fitted[f]:
@@ -234,27 +269,34 @@ def fit_shifts(positions: np.ndarray, areas: np.ndarray, z: np.ndarray,
             sw = np.sqrt(ww[f])[:, None]
             coef = np.linalg.lstsq(V * sw, (positions[f] - s) * sw, rcond=None)[0]
             pred[f] = V @ coef
+        # every slice's shift: its features' mean residual to the centre lines (the end slices' too)
+        we = np.where(fitted[:, None], w0, 0.0)
+        den = we.sum(0)
+        s = np.where(den[:, None] > 0, (we[..., None] * (positions - pred)).sum(0) / np.maximum(den, 1e-12)[:, None], 0.0)
         r = np.linalg.norm(positions - pred - s[None], axis=2)
-        r_slice = np.sqrt((wi * r**2).sum(0) / np.maximum(wi.sum(0), 1e-9))
-        rw = np.where(r_slice[None] < c_mm, (1.0 - (r_slice[None] / c_mm) ** 2) ** 2, 0.0) * np.ones_like(wi)
-        ww = wi * rw
-        den = ww.sum(0)
-        s = np.where(den[:, None] > 0,
-                     (ww[..., None] * (positions - pred)).sum(0) / np.maximum(den, 1e-12)[:, None], 0.0)
-    est = inner & (den > 0)
+        r_slice = np.sqrt((we * r**2).sum(0) / np.maximum(den, 1e-9))
+        rw = np.where(r_slice < c_mm, (1.0 - (r_slice / c_mm) ** 2) ** 2, 0.0)
+    # zero mean and trend over the slices that shape the lines, weighted by their share in the fit ...
+    Vt = np.stack([z, np.ones(nz)], axis=1)
+
+    def detrended(shifts: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        sw = np.sqrt(weight)[:, None]
+        return shifts - Vt @ np.linalg.lstsq(Vt * sw, shifts * sw, rcond=None)[0]
+
+    inner = presence * interior * rw * (den > 0)
+    if (inner > 0).sum() < 3:
+        return np.zeros((nz, 2)), est
+    s = detrended(s, inner)
+    # ... and the end slices with their residual to the interior's lines (a biweight: a slice's weight falls
+    # smoothly to 0 at `END_GAUGE_MM`)
+    d_end = np.hypot(s[:, 0], s[:, 1])
+    ends = presence * (1.0 - interior) * np.where(d_end < END_GAUGE_MM, (1.0 - (d_end / END_GAUGE_MM) ** 2) ** 2, 0.0)
+    s = detrended(s, inner + ends * (den > 0))
+    as_interior = interior >= 0.5
+    est = (presence >= 0.5) & (den > 0) & np.where(as_interior, r_slice < c_mm, d_end < end_mm)
     if est.sum() < 3:
         return np.zeros((nz, 2)), np.zeros(nz, bool)
-    # the end slices against the interior's centre lines
-    we = np.where(fitted[:, None], w0, 0.0)
-    for k in np.flatnonzero(ends):
-        if we[:, k].sum() <= 0:
-            continue
-        sk = (we[:, k, None] * (positions[:, k] - pred[:, k])).sum(0) / we[:, k].sum()
-        if np.hypot(*sk) < end_mm:
-            s[k], est[k] = sk, True
     s[~est] = 0.0
-    Vt = np.stack([z[est], np.ones(int(est.sum()))], axis=1)
-    s[est] -= Vt @ np.linalg.lstsq(Vt, s[est], rcond=None)[0]
     return s, est
 
 
