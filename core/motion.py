@@ -17,10 +17,10 @@ slice, initialised by a repeated-median line) takes the anatomy's own course; th
 Slices with little or no LV (above the base, below the apex) and slices the robust fit rejects (e.g. a
 basal slice cut by the valve plane) get no estimate (shift 0). What the slices share (the centre lines,
 which slices are the ends, the mean and trend) depends smoothly on the labels, so a small change of them
-moves the other slices' shifts a little, whether or not one slice gets its own. A common translation of all slices, and a
-shift growing linearly through the stack, are indistinguishable from the heart's own position and
-obliquity, so the shifts are reported with zero mean and no linear trend over the slices (each weighted
-by its share in the fit).
+moves the other slices' shifts a little, whether or not one slice gets its own. A common translation of
+all slices, and a shift growing linearly through the stack, are indistinguishable from the heart's own
+position and obliquity, so the shifts are reported with zero mean and no linear trend over the slices
+(each weighted by its share in the fit).
 
 Convention (as `core.synth.acquisition`): slice k shows the anatomy displaced by `shifts_mm[k]`, so the
 corrected slice at pixel p takes the acquired value at p + shift (`apply_shifts`); the SR labels of the
