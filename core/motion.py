@@ -204,9 +204,12 @@ def section_clarity(areas: np.ndarray) -> np.ndarray:
     return _ramp(areas / amax, *CLEAR_FRACTION) * _ramp(areas, *CLEAR_MM2)
 
 
-def fit_shifts(positions: np.ndarray, areas: np.ndarray, z: np.ndarray,
-               c_mm: float = TUKEY_MM, end_mm: float = END_SLICE_MM, iters: int = 30) -> tuple[np.ndarray, np.ndarray]:
-    """Shifts (Z, 2) and estimated (Z,) from heart positions (F, Z, 2) and section areas (F, Z).
+def fit_shifts(positions: np.ndarray, areas: np.ndarray, z: np.ndarray, c_mm: float = TUKEY_MM,
+               end_mm: float = END_SLICE_MM, iters: int = 30, with_weights: bool = False) -> tuple[np.ndarray, ...]:
+    """Shifts (Z, 2) and estimated (Z,) from heart positions (F, Z, 2) and section areas (F, Z);
+    `with_weights`: also each slice's weight for centring other evidence on the estimate (Z,): 0 on the slices
+    without an estimate and falling smoothly to 0 towards each threshold of a slice's own estimate (presence
+    1/2, `c_mm`, `end_mm`), so that a slice whose estimate switches off has already lost its weight.
 
     Interior slices: positions = a_f + b_f z + shift_k + noise, solved jointly (Tukey biweight on each
     slice's residual, from a repeated-median start). The end slices (the base, cut by the valve plane; the
@@ -225,6 +228,12 @@ def fit_shifts(positions: np.ndarray, areas: np.ndarray, z: np.ndarray,
     Whether a slice gets its own shift is a decision about that slice alone: it is clear (presence at least
     1/2: the area thresholds' middle) and, as an interior slice (interior share at least 1/2), its residual
     to the fit is below `c_mm`, or, as an end slice, its shift is below `end_mm`. Else its shift is 0."""
+    s, est, weights = _fit_shifts(positions, areas, z, c_mm, end_mm, iters)
+    return (s, est, weights) if with_weights else (s, est)
+
+
+def _fit_shifts(positions: np.ndarray, areas: np.ndarray, z: np.ndarray, c_mm: float, end_mm: float,
+                iters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     nf, nz, _ = positions.shape
     amax = areas.max(axis=1, keepdims=True)
     clarity = section_clarity(areas)
@@ -232,8 +241,9 @@ def fit_shifts(positions: np.ndarray, areas: np.ndarray, z: np.ndarray,
     presence = clarity.max(axis=0)
     s = np.zeros((nz, 2))
     est = np.zeros(nz, bool)
+    none = (np.zeros((nz, 2)), np.zeros(nz, bool), np.zeros(nz))
     if (presence >= 0.5).sum() < 4:
-        return s, est
+        return none
     # the end role: full with 6 or more clear slices, none with 5 or fewer
     end_strength = float(np.clip(presence.sum() - 5.0, 0.0, 1.0))
     below = np.concatenate([[0.0], np.maximum.accumulate(presence)[:-1]])
@@ -285,7 +295,7 @@ def fit_shifts(positions: np.ndarray, areas: np.ndarray, z: np.ndarray,
 
     inner = presence * interior * rw * (den > 0)
     if (inner > 0).sum() < 3:
-        return np.zeros((nz, 2)), est
+        return none
     s = detrended(s, inner)
     # ... and the end slices with their residual to the interior's lines (a biweight: a slice's weight falls
     # smoothly to 0 at `END_GAUGE_MM`)
@@ -295,9 +305,11 @@ def fit_shifts(positions: np.ndarray, areas: np.ndarray, z: np.ndarray,
     as_interior = interior >= 0.5
     est = (presence >= 0.5) & (den > 0) & np.where(as_interior, r_slice < c_mm, d_end < end_mm)
     if est.sum() < 3:
-        return np.zeros((nz, 2)), np.zeros(nz, bool)
+        return none
     s[~est] = 0.0
-    return s, est
+    end_w = np.where(d_end < end_mm, (1.0 - (d_end / end_mm) ** 2) ** 2, 0.0)
+    weights = _ramp(presence, 0.5, 1.0) * (interior * rw + (1.0 - interior) * end_w) * est
+    return s, est, weights
 
 
 # --- applying ----------------------------------------------------------------------------------------
@@ -380,8 +392,9 @@ def predict_corrected(predictor, study: Study, shifts_mm: np.ndarray | None, **k
 
 
 def estimate_from_prediction(image: np.ndarray, grid: Grid, sr_image: np.ndarray, sr_labels: np.ndarray,
-                             sr: Grid, thickness_mm: float, window_mm: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
-    """Shifts (Z, 2) mm and estimated (Z,) of the stack `image` (T', Z, Y, X: the phases of the prediction)
+                             sr: Grid, thickness_mm: float, window_mm: float = 10.0,
+                             with_weights: bool = False) -> tuple[np.ndarray, ...]:
+    """Shifts (Z, 2) mm and estimated (Z,) (and with `with_weights` the slices' weights, `fit_shifts`) of the stack `image` (T', Z, Y, X: the phases of the prediction)
     from one prediction of it (SR image and labels (T', D, H, W) on `sr`). Only the box around the SR
     heart labels (plus the window and the largest shift searched) is resampled and registered."""
     from gemini_cmr.core.geometry import resample_nearest_stack
@@ -390,7 +403,7 @@ def estimate_from_prediction(image: np.ndarray, grid: Grid, sr_image: np.ndarray
     lab = resample_nearest_stack(sr_labels, sr, grid)
     heart = (lab > 0).any(axis=0)
     if not heart.any():
-        return np.zeros((nz, 2)), np.zeros(nz, bool)
+        return (np.zeros((nz, 2)), np.zeros(nz, bool)) + ((np.zeros(nz),) if with_weights else ())
     px = float(np.mean(grid.spacing[:2]))
     it = max(1, int(round(window_mm / px)))
     margin = it + 8
@@ -413,7 +426,7 @@ def estimate_from_prediction(image: np.ndarray, grid: Grid, sr_image: np.ndarray
         r[k] = register_translation(img[:, k], ref[:, k], wk) * grid.spacing[:2]
     cen, area = label_centroids(lab, grid)
     z = np.arange(nz) * float(grid.spacing[2])
-    return fit_shifts(cen + r[None], area, z)
+    return fit_shifts(cen + r[None], area, z, with_weights=with_weights)
 
 
 # --- long-axis evidence ------------------------------------------------------------------------------
@@ -525,15 +538,18 @@ def _slice_affine(grid: Grid, k: int) -> np.ndarray:
 
 def combine_long_axis(shifts: np.ndarray, est: np.ndarray, z: np.ndarray, views: list[dict],
                       sigma_sa: float = SIGMA_SA_MM, sigma_la: float = SIGMA_LA_MM,
-                      tukey_mm: float = TUKEY_MM) -> tuple[np.ndarray, list[float]]:
+                      tukey_mm: float = TUKEY_MM, weights: np.ndarray | None = None) -> tuple[np.ndarray, list[float]]:
     """Shifts (Z, 2) on the estimated slices combining the short-axis estimate (known up to a common
     translation and a linear trend through the stack: both unknowns here, with a weak prior) with the
     long-axis measurements (`long_axis_measurements`: d . x_k - c_v = delta_k, one unknown offset c_v per
     view), by weighted least squares with a Tukey biweight on the long-axis residuals. Returns the shifts
-    (zero mean over the estimated slices) and c_v per view (the long-axis offset minus the stack's mean
-    shift, along each view's line, mm)."""
+    (zero mean over the estimated slices, weighted by `weights` (Z,) where given: `fit_shifts(with_weights=)`,
+    whose weights fade before a slice's own estimate switches off, so that the switch moves no other slice)
+    and c_v per view (the long-axis offset minus the stack's mean shift, along each view's line, mm)."""
     k_est = np.flatnonzero(est)
     n = len(k_est)
+    wc = np.ones(n) if weights is None else np.asarray(weights, np.float64)[k_est]
+    wc = wc / wc.sum() if wc.sum() > 0 else np.full(n, 1.0 / max(n, 1))
     nv = len(views)
     if n < 3 or nv == 0:
         return shifts, [0.0] * nv
@@ -560,9 +576,9 @@ def combine_long_axis(shifts: np.ndarray, est: np.ndarray, z: np.ndarray, views:
             rows.append(r)
             rhs.append(0.0)
             wts.append(1.0 / PRIOR_TREND_MM)
-        for c in range(2):  # gauge: zero mean shift
+        for c in range(2):  # gauge: zero (weighted) mean shift
             r = np.zeros(nu)
-            r[c:2 * n:2] = 1.0 / n
+            r[c:2 * n:2] = wc
             rows.append(r)
             rhs.append(0.0)
             wts.append(100.0)
@@ -588,12 +604,13 @@ def combine_long_axis(shifts: np.ndarray, est: np.ndarray, z: np.ndarray, views:
             rob[v] = np.where(np.abs(res) < tukey_mm, (1.0 - (res / tukey_mm) ** 2) ** 2, 0.0)
     x = sol[: 2 * n].reshape(n, 2)
     out = np.zeros_like(shifts)
-    out[k_est] = x - x.mean(axis=0)
+    out[k_est] = x - wc @ x
     return out, [float(sol[2 * n + 4 + v]) for v in range(nv)]
 
 
 def long_axis_evidence(study: Study, phases: list[int], sr_labels: np.ndarray, sr: Grid, shifts: np.ndarray,
-                       est: np.ndarray, long_axis: list, thickness_mm: float) -> tuple[np.ndarray, list[dict]]:
+                       est: np.ndarray, long_axis: list, thickness_mm: float,
+                       weights: np.ndarray | None = None) -> tuple[np.ndarray, list[dict]]:
     """The short-axis estimate `shifts`/`est` of `study` combined with the long-axis cines `long_axis`
     (`core.longaxis.LongAxisCine`s checked against the stack): per view the profile offsets along its
     intersection lines with the acquired slices (`long_axis_measurements`, the prediction's phases and the
@@ -611,7 +628,8 @@ def long_axis_evidence(study: Study, phases: list[int], sr_labels: np.ndarray, s
         views.append(m)
         records.append({"view": la.view, "path": la.source_path,
                         "slices_measured": int((m["weight"] > 0).sum())})
-    new, c = combine_long_axis(shifts, est, np.arange(grid.shape[0]) * float(grid.spacing[2]), views)
+    new, c = combine_long_axis(shifts, est, np.arange(grid.shape[0]) * float(grid.spacing[2]), views,
+                               weights=weights)
     for rec, m, cv in zip(records, views, c):
         rec["offset_mm"] = [round(float(v), 3) for v in cv * m["d_la"]]
         rec["direction_la"] = [round(float(v), 4) for v in m["d_la"]]
@@ -660,6 +678,7 @@ def estimate_motion(predictor, study: Study, rounds: int = ROUNDS, cancel=None, 
     thickness = min(thickness, float(grid.spacing[2]))
     total = np.zeros((nz, 2))
     est = np.zeros(nz, bool)
+    weights = np.zeros(nz)
     timings = {"predict": 0.0, "estimate": 0.0}
     roi = net_roi = None
     heart_notes: list[str] = []
@@ -677,11 +696,11 @@ def estimate_motion(predictor, study: Study, rounds: int = ROUNDS, cancel=None, 
             first = pred
         t = time.perf_counter()
         lr_phases = study.image[phases] if not r else apply_shifts(study.image[phases], grid, total)
-        ds, e = estimate_from_prediction(lr_phases, grid, np.asarray(pred.sr_image),
-                                         np.asarray(pred.sr_labels), pred.sr_grid, thickness)
+        ds, e, w = estimate_from_prediction(lr_phases, grid, np.asarray(pred.sr_image),
+                                            np.asarray(pred.sr_labels), pred.sr_grid, thickness, with_weights=True)
         timings["estimate"] += time.perf_counter() - t
         if r == 0:
-            est = e
+            est, weights = e, w
         if est.sum() < 3:
             break
         total = total + np.where(est[:, None], ds, 0.0)
@@ -697,7 +716,7 @@ def estimate_motion(predictor, study: Study, rounds: int = ROUNDS, cancel=None, 
     if long_axis:
         t = time.perf_counter()
         total, records = long_axis_evidence(study, phases, np.asarray(first.sr_labels), first.sr_grid, total, est,
-                                            list(long_axis), thickness)
+                                            list(long_axis), thickness, weights=weights)
         timings["long_axis"] = time.perf_counter() - t
         method = METHOD + "; long-axis profiles along the intersection lines"
         views = ", ".join(f"{r['view']} ({r['slices_measured']} slices)" for r in records)

@@ -88,3 +88,48 @@ def test_evaluate_motion_takes_the_phantoms_long_axis_cines(tmp_path, capsys):
     assert main([*base, "--long-axis-input", "2ch"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "manifest.json" in err[0] and "no 2ch long-axis cine" in err[0]
+
+
+def _combination_case(seed: int):
+    rng = np.random.default_rng(seed)
+    nz = 10
+    z = np.arange(nz) * 10.0
+    x = rng.normal(0, 1.5, (nz, 2)) + np.outer(z - z.mean(), [0.05, -0.04])
+    V = np.stack([z, np.ones(nz)], axis=1)
+    sa = x - V @ np.linalg.lstsq(V, x, rcond=None)[0] + rng.normal(0, 0.3, (nz, 2))
+    sa[0] += [2.5, 0.0]  # the basal slice, about to lose its own estimate
+    views = []
+    for ang, c in ((10.0, 1.2), (100.0, -0.7)):
+        d = np.array([np.cos(np.radians(ang)), np.sin(np.radians(ang))])
+        views.append({"d_sa": d, "d_la": d, "delta": x @ d - c + rng.normal(0, 0.3, nz), "weight": np.ones(nz)})
+    return sa, z, views
+
+
+def test_a_slice_losing_its_estimate_moves_the_others_less_with_the_fit_s_weights():
+    """The combination is centred with `fit_shifts`' weights, which fade before a slice's own estimate switches
+    off: the switch then moves the other slices about half as much as an unweighted centring does."""
+    moves = {"unweighted": [], "weighted": []}
+    for seed in range(6):
+        sa, z, views = _combination_case(seed)
+        est = np.ones(len(z), bool)
+        off = est.copy()
+        off[0] = False
+        for name, w_on, w_off in (("unweighted", None, None),
+                                  ("weighted", np.r_[0.02, np.ones(9)], np.r_[0.0, np.ones(9)])):
+            a, _ = motion.combine_long_axis(sa, est, z, views, weights=w_on)
+            b, _ = motion.combine_long_axis(np.where(off[:, None], sa, 0.0), off, z, views, weights=w_off)
+            moves[name].append(np.abs(a - b)[1:].max())
+    assert max(moves["weighted"]) < 0.3 and np.mean(moves["weighted"]) < 0.7 * np.mean(moves["unweighted"]), moves
+
+
+def test_fit_weights_vanish_where_a_slice_s_own_estimate_ends():
+    from tests.core.test_motion import _basal_fading
+
+    for scale in np.linspace(0.6, 0.1, 26):
+        s, est, w = motion.fit_shifts(*_basal_fading(scale), with_weights=True)
+        assert np.all(w[~est] == 0.0) and np.all((w >= 0) & (w <= 1))
+        assert np.array_equal(motion.fit_shifts(*_basal_fading(scale))[1], est)
+    # the basal slice's weight fades with its section before its estimate switches off
+    ws = [motion.fit_shifts(*_basal_fading(c), with_weights=True)[2][2] for c in np.linspace(0.6, 0.3, 31)]
+    on = [w for w in ws if w > 0]
+    assert on and min(on) < 0.1 and max(ws) > 0.3
