@@ -194,6 +194,12 @@ def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return t * t * (3.0 - 2.0 * t)
 
 
+def _biweight(r: np.ndarray, c: float) -> np.ndarray:
+    """Tukey's biweight of residuals `r` at scale `c`: 1 at 0, falling smoothly to 0 at `c` and beyond."""
+    r = np.abs(np.asarray(r, np.float64))
+    return np.where(r < c, (1.0 - (r / c) ** 2) ** 2, 0.0)
+
+
 def section_clarity(areas: np.ndarray) -> np.ndarray:
     """How clear each structure's section is on each slice (F, Z) in [0, 1], from the section areas (F, Z,
     mm^2): rising smoothly from 0 to 1 across `CLEAR_FRACTION` of the structure's largest section and across
@@ -240,7 +246,6 @@ def _fit_shifts(positions: np.ndarray, areas: np.ndarray, z: np.ndarray, c_mm: f
     w0 = clarity * np.sqrt(np.clip(areas / np.maximum(amax, 1e-9), 0.0, None))
     presence = clarity.max(axis=0)
     s = np.zeros((nz, 2))
-    est = np.zeros(nz, bool)
     none = (np.zeros((nz, 2)), np.zeros(nz, bool), np.zeros(nz))
     if (presence >= 0.5).sum() < 4:
         return none
@@ -285,7 +290,7 @@ def _fit_shifts(positions: np.ndarray, areas: np.ndarray, z: np.ndarray, c_mm: f
         s = np.where(den[:, None] > 0, (we[..., None] * (positions - pred)).sum(0) / np.maximum(den, 1e-12)[:, None], 0.0)
         r = np.linalg.norm(positions - pred - s[None], axis=2)
         r_slice = np.sqrt((we * r**2).sum(0) / np.maximum(den, 1e-9))
-        rw = np.where(r_slice < c_mm, (1.0 - (r_slice / c_mm) ** 2) ** 2, 0.0)
+        rw = _biweight(r_slice, c_mm)
     # zero mean and trend over the slices that shape the lines, weighted by their share in the fit ...
     Vt = np.stack([z, np.ones(nz)], axis=1)
 
@@ -300,15 +305,14 @@ def _fit_shifts(positions: np.ndarray, areas: np.ndarray, z: np.ndarray, c_mm: f
     # ... and the end slices with their residual to the interior's lines (a biweight: a slice's weight falls
     # smoothly to 0 at `END_GAUGE_MM`)
     d_end = np.hypot(s[:, 0], s[:, 1])
-    ends = presence * (1.0 - interior) * np.where(d_end < END_GAUGE_MM, (1.0 - (d_end / END_GAUGE_MM) ** 2) ** 2, 0.0)
+    ends = presence * (1.0 - interior) * _biweight(d_end, END_GAUGE_MM)
     s = detrended(s, inner + ends * (den > 0))
     as_interior = interior >= 0.5
     est = (presence >= 0.5) & (den > 0) & np.where(as_interior, r_slice < c_mm, d_end < end_mm)
     if est.sum() < 3:
         return none
     s[~est] = 0.0
-    end_w = np.where(d_end < end_mm, (1.0 - (d_end / end_mm) ** 2) ** 2, 0.0)
-    weights = _ramp(presence, 0.5, 1.0) * (interior * rw + (1.0 - interior) * end_w) * est
+    weights = _ramp(presence, 0.5, 1.0) * (interior * rw + (1.0 - interior) * _biweight(d_end, end_mm)) * est
     return s, est, weights
 
 
@@ -601,7 +605,7 @@ def combine_long_axis(shifts: np.ndarray, est: np.ndarray, z: np.ndarray, views:
         for v, view in enumerate(views):
             d = np.asarray(view["d_sa"], float)
             res = x @ d - sol[2 * n + 4 + v] - np.asarray(view["delta"], float)[k_est]
-            rob[v] = np.where(np.abs(res) < tukey_mm, (1.0 - (res / tukey_mm) ** 2) ** 2, 0.0)
+            rob[v] = _biweight(res, tukey_mm)
     x = sol[: 2 * n].reshape(n, 2)
     out = np.zeros_like(shifts)
     out[k_est] = x - wc @ x

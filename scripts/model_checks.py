@@ -37,7 +37,6 @@ every check run passes, 1 when one fails, 2 when a check could not run.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import subprocess
 import sys
@@ -51,7 +50,10 @@ BOX_OFF_PX = 20
 
 
 def model_id(folder: Path) -> str:
-    return hashlib.sha256((Path(folder) / "model.safetensors").read_bytes()).hexdigest()
+    """The model's id as the product names it (`core.models.store`: the weights file's sha256)."""
+    from gemini_cmr.core.models import store
+
+    return store.file_sha256(store.model_files(folder)[0])
 
 
 def commands(model: str, against: str, out: Path, python: str = sys.executable) -> dict[str, list[str]]:
@@ -170,11 +172,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reference-heart", type=Path, default=None)
     ap.add_argument("--reference-qc", type=Path, default=None)
     args = ap.parse_args(argv)
+    from gemini_cmr.core.errors import ModelError
+    from gemini_cmr.core.io.atomic import atomic_write_text
+
+    ids = {}
     for folder in (args.model, args.against):
-        if not (Path(folder) / "model.safetensors").is_file():
-            print(f"model_checks: {folder}: not a model folder (no model.safetensors)", file=sys.stderr)
+        try:
+            ids[folder] = model_id(Path(folder))
+        except ModelError as e:
+            print(f"model_checks: {folder}: not a model folder ({e})", file=sys.stderr)
             return 2
-    short = model_id(Path(args.against))[:6]
+    short = ids[args.against][:6]
     results = ROOT / "benchmarks" / "results"
     ref_heart = args.reference_heart or results / f"heart_pass_check_{short}.json"
     ref_qc = args.reference_qc or results / f"qc_check_{short}.json"
@@ -190,12 +198,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"model_checks: {name}: the check failed to run (see its output above)", file=sys.stderr)
             return 2
     verdicts = judge(args.out, args.model, args.against, ref_heart, ref_qc, args.only)
-    summary = {"model": args.model, "model_id": model_id(Path(args.model)), "against": args.against,
-               "against_id": model_id(Path(args.against)),
+    summary = {"model": args.model, "model_id": ids[args.model], "against": args.against,
+               "against_id": ids[args.against],
                "references": {"heart_pass": str(ref_heart), "qc": str(ref_qc)}, "checks": verdicts}
-    tmp = args.out / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1) + "\n")
-    tmp.replace(args.out / "summary.json")
+    atomic_write_text(args.out / "summary.json", json.dumps(summary, indent=1) + "\n")
     for name, v in verdicts.items():
         print(f"{'PASS' if v['passed'] else 'FAIL'} {name}: {v['detail']}")
     return 0 if all(v["passed"] for v in verdicts.values()) else 1

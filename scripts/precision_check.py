@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _motion_difference(a, b) -> dict | None:
     """How the two runs' slice motion correction differ: the slices each estimated (a slice without a clear LV
-    section keeps its acquired position) and the largest difference of a slice's shift. A slice set that
-    differs moves the robust centre line, and with it every slice: a label difference that comes from that
-    decision, not from the network's precision."""
+    section keeps its acquired position) and the largest difference of a slice's shift: a label difference that
+    comes from the correction, not from the network's precision (a slice estimated in one run only has its
+    own shift there; the other slices' shifts depend smoothly on the labels, `core.motion.fit_shifts`)."""
     if a is None or b is None:
         return None
     import numpy as np

@@ -88,6 +88,7 @@ def test_runner_writes_each_report_keeps_existing_ones_and_says_pass_or_fail(mod
     for name in ("candidate", "shipped"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "model.safetensors").write_bytes(name.encode())
+        (tmp_path / name / "config.json").write_text("{}")
     rows = _json("sunnybrook_204cfe_vs_516195.json")["rows"]
     names = sorted({r["model"] for r in rows})
     sb = [dict(r, model=str(tmp_path / ("candidate" if r["model"] == names[0] else "shipped"))) for r in rows]
